@@ -1,0 +1,142 @@
+package netnstest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// NS is a named network namespace that exists for one test.
+type NS struct {
+	Name string
+}
+
+var seq atomic.Int64
+
+// RequireRoot skips t unless it runs as root with the ip command available.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip command from iproute2 (.ci/run installs it)")
+	}
+}
+
+// New creates a namespace with loopback up and deletes it when t ends.
+// Extra addresses (CIDR notation, e.g. "10.0.0.1/32" or "fd00::1/128") are
+// added to its loopback.
+func New(t testing.TB, addrs ...string) *NS {
+	t.Helper()
+	RequireRoot(t)
+	ns := &NS{Name: fmt.Sprintf("tuple-test-%d-%d", os.Getpid(), seq.Add(1))}
+	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns.Name, err, out)
+		}
+	})
+	ns.IP(t, "link", "set", "lo", "up")
+	for _, a := range addrs {
+		args := []string{"addr", "add", a, "dev", "lo"}
+		if strings.Contains(a, ":") {
+			args = append(args, "nodad")
+		}
+		ns.IP(t, args...)
+	}
+	return ns
+}
+
+// IP runs `ip -n NAME args...` and fails t on error.
+func (ns *NS) IP(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s %s: %v: %s", ns.Name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Command returns a command that runs inside the namespace.
+func (ns *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Run runs a command inside the namespace and returns its standard output,
+// failing t if it fails.
+func (ns *NS) Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := ns.Command(context.Background(), name, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s in %s: %v: %s", name, strings.Join(args, " "), ns.Name, err, stderr.String())
+	}
+	return string(out)
+}
+
+// Sysctl sets a sysctl inside the namespace, e.g. Sysctl(t,
+// "net.ipv4.ip_local_port_range", "40000 40010").
+func (ns *NS) Sysctl(t testing.TB, key, value string) {
+	t.Helper()
+	ns.Run(t, "sysctl", "-q", "-w", key+"="+value)
+}
+
+// Do runs fn on an OS thread that has entered the namespace. Sockets fn
+// creates stay in the namespace for their whole life, whichever thread uses
+// them later.
+func (ns *NS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is locked and never unlocked if restoring fails, so
+		// the Go runtime retires it rather than reuse it in the wrong
+		// namespace.
+		runtime.LockOSThread()
+		restore, err := enter("/run/netns/" + ns.Name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := restore(); err != nil {
+			errc <- fmt.Errorf("leave netns %s: %w", ns.Name, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func enter(path string) (restore func() error, err error) {
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	target, err := os.Open(path)
+	if err != nil {
+		orig.Close()
+		return nil, err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		orig.Close()
+		return nil, os.NewSyscallError("setns", err)
+	}
+	return func() error {
+		defer orig.Close()
+		return os.NewSyscallError("setns", unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET))
+	}, nil
+}

@@ -1,0 +1,16 @@
+// Package rules is a pure model of the Linux kernel's port rules for TCP and
+// UDP: given the sockets that exist, the host's settings and a new socket
+// with an operation (bind, listen, connect), it predicts the outcome (ok or
+// the errno) and names every existing socket that causes it.
+//
+// It makes no system calls, so it runs anywhere and is deterministic: the
+// same World, Socket and Op always give the same Outcome. The kernel is the
+// judge; the model is checked against it in network namespaces (see the lab
+// package and the differential tests). docs/kernel-rules.md in the shared
+// docs lists the rules as read from the kernel source.
+//
+// Facts the caller could not observe (an owner's reuse flags, whether a
+// port came from bind() or connect()) are marked in Socket.Unknown; the
+// model then uses the value given and lists the assumption in the Outcome,
+// so a verdict never rests on a silent guess.
+package rules

@@ -1,0 +1,211 @@
+package rules
+
+import (
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// Proto is the transport protocol. TCP and UDP have separate port tables;
+// IPv4 and IPv6 share one per protocol.
+type Proto uint8
+
+const (
+	TCP Proto = iota + 1
+	UDP
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "proto?"
+}
+
+// Family is the socket's address family: 4 (AF_INET) or 6 (AF_INET6). An
+// AF_INET6 socket may hold a v4-mapped address.
+type Family uint8
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// State is what a socket holds its port as.
+type State uint8
+
+const (
+	Unbound   State = iota // created, no port yet (only the new socket)
+	Bound                  // bound only: TCP CLOSE with a port (TCP_BOUND_INACTIVE), UDP unconnected
+	Listen                 // TCP LISTEN
+	Connected              // TCP SYN_SENT, ESTABLISHED, FIN_WAIT*, CLOSE_WAIT, ...; UDP connected
+	TimeWait               // TCP TIME_WAIT
+)
+
+func (s State) String() string {
+	return [...]string{"UNBOUND", "BOUND", "LISTEN", "CONNECTED", "TIME_WAIT"}[s]
+}
+
+// PortRange is an inclusive port range; the zero value means unset.
+type PortRange struct{ Lo, Hi uint16 }
+
+// IsZero reports whether r is unset.
+func (r PortRange) IsZero() bool { return r.Lo == 0 && r.Hi == 0 }
+
+// Contains reports whether p is in r.
+func (r PortRange) Contains(p uint16) bool { return r.Lo <= p && p <= r.Hi }
+
+// Size is the number of ports in r.
+func (r PortRange) Size() int {
+	if r.IsZero() || r.Hi < r.Lo {
+		return 0
+	}
+	return int(r.Hi) - int(r.Lo) + 1
+}
+
+// Fact names a fact about a socket that an observer may be unable to read.
+type Fact uint16
+
+const (
+	FactReuseAddr  Fact = 1 << iota // SO_REUSEADDR
+	FactReusePort                   // SO_REUSEPORT
+	FactV6Only                      // IPV6_V6ONLY
+	FactDev                         // SO_BINDTODEVICE
+	FactPortOrigin                  // whether the port came from connect() or from bind()/listen()
+	FactTimestamps                  // whether a TIME_WAIT entry saw peer timestamps
+)
+
+// Socket is one socket as the rules see it. Existing sockets come from the
+// socket table (or a lab scenario); the new socket is described the same way,
+// in state Unbound or Bound.
+type Socket struct {
+	ID     string // the caller's label, echoed in blockers ("inode 4711", "A")
+	Proto  Proto
+	Family Family
+	Local  netip.AddrPort // local address and port; address may be unspecified (0.0.0.0, ::, ::ffff:0.0.0.0)
+	Remote netip.AddrPort // peer, for Connected and TimeWait
+	State  State
+
+	V6Only    bool
+	ReuseAddr bool
+	ReusePort bool
+	UID       uint32 // sk_uid: the creator's fsuid at socket() time
+	Dev       int    // bound device ifindex (SO_BINDTODEVICE), 0 for none
+
+	// PortFromConnect: the local port was picked by connect() (or UDP
+	// autobind at send), not by bind()/listen(). Such ports can be shared
+	// by later connect()s to other destinations.
+	PortFromConnect bool
+	// InGroup: already in a reuseport group before bind (a reuseport BPF
+	// program attached), which makes the kernel refuse to join another.
+	InGroup bool
+
+	// Options of the new socket that only matter for its own operations.
+	BindNoPort bool      // IP_BIND_ADDRESS_NO_PORT
+	PortRange  PortRange // IP_LOCAL_PORT_RANGE
+	Freebind   bool      // IP_FREEBIND / IP_TRANSPARENT
+	// CanBindPrivileged: the socket's owner has CAP_NET_BIND_SERVICE.
+	CanBindPrivileged bool
+
+	// TIME_WAIT details: whether the peer used TCP timestamps
+	// (ts_recent_stamp != 0) and how long ago the entry entered TIME_WAIT.
+	TWTimestamps bool
+	TWAge        time.Duration
+
+	// Unknown marks facts above that were not observed; the value given is
+	// an assumption and the model reports it when it matters.
+	Unknown Fact
+}
+
+// Host is what the model needs to know about the network namespace.
+type Host struct {
+	// Local lists prefixes whose addresses are local (RTN_LOCAL), e.g.
+	// 127.0.0.0/8, ::1/128 and each assigned address as a /32 or /128.
+	Local []netip.Prefix
+
+	EphemeralRange        PortRange   // net.ipv4.ip_local_port_range
+	ReservedPorts         []PortRange // net.ipv4.ip_local_reserved_ports
+	UnprivilegedPortStart uint16      // net.ipv4.ip_unprivileged_port_start
+	NonlocalBind4         bool        // net.ipv4.ip_nonlocal_bind
+	NonlocalBind6         bool        // net.ipv6.ip_nonlocal_bind
+	BindV6Only            bool        // net.ipv6.bindv6only: default IPV6_V6ONLY of new sockets
+	AutobindReuse         bool        // net.ipv4.ip_autobind_reuse
+	TCPTWReuse            int         // net.ipv4.tcp_tw_reuse: 0, 1, or 2 (loopback only)
+	TWReuseDelay          time.Duration
+}
+
+// DefaultHost is a Linux 6.18 namespace's defaults with loopback only.
+func DefaultHost() Host {
+	return Host{
+		Local: []netip.Prefix{
+			netip.MustParsePrefix("127.0.0.0/8"),
+			netip.MustParsePrefix("::1/128"),
+		},
+		EphemeralRange:        PortRange{32768, 60999},
+		UnprivilegedPortStart: 1024,
+		TCPTWReuse:            2,
+		TWReuseDelay:          time.Second,
+	}
+}
+
+// World is the state an operation is judged against.
+type World struct {
+	Host    Host
+	Sockets []Socket
+}
+
+// OpKind is the operation the new socket attempts.
+type OpKind uint8
+
+const (
+	OpBind OpKind = iota + 1
+	OpListen
+	OpConnect
+)
+
+func (k OpKind) String() string {
+	return [...]string{"", "bind", "listen", "connect"}[k]
+}
+
+// Op is one operation: bind(Addr), listen(), or connect(Addr).
+type Op struct {
+	Kind OpKind
+	Addr netip.AddrPort // bind: the local address; connect: the peer; listen: unused
+}
+
+// Blocker is an existing socket that causes a failure.
+type Blocker struct {
+	Index  int    // index into World.Sockets
+	Socket Socket // a copy, for convenience
+	Reason string // why, in plain words
+}
+
+// Outcome is the model's prediction for one operation.
+type Outcome struct {
+	Err      syscall.Errno // 0 when the operation succeeds
+	Rule     string        // short name of the rule that decided, e.g. "reuseport-uid"
+	Why      string        // one sentence in plain words
+	Blockers []Blocker
+
+	// After is the new socket as the operation leaves it when it succeeds:
+	// bound, listening or connected, with the port the kernel would pick
+	// when the model can tell (the first candidate in the kernel's search
+	// order), or 0 when it cannot.
+	After Socket
+	// Candidates is the number of ports an autobind (bind(0), listen()
+	// autobind, connect()) could take; -1 when the operation picks none.
+	Candidates int
+
+	// Assumptions lists unobserved facts (Socket.Unknown) the verdict
+	// rests on, in plain words.
+	Assumptions []string
+}
+
+// OK reports whether the operation is predicted to succeed.
+func (o Outcome) OK() bool { return o.Err == 0 }
+
+// ErrName is the errno's C name ("EADDRINUSE"), or "ok".
+func (o Outcome) ErrName() string { return ErrnoName(o.Err) }

@@ -1,0 +1,274 @@
+package sockopt
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// ErrNotSupported is wrapped by every error about an option the running
+// platform does not have.
+var ErrNotSupported = errors.New("not supported")
+
+// ID names one socket option, independent of the platform's constants.
+type ID int
+
+// The options tuple knows. The comments give the Linux name.
+const (
+	ReuseAddr         ID = iota // SO_REUSEADDR
+	ReusePort                   // SO_REUSEPORT
+	BindAddressNoPort           // IP_BIND_ADDRESS_NO_PORT: pick the port at connect(), not bind()
+	LocalPortRange              // IP_LOCAL_PORT_RANGE: per-socket ephemeral range
+	Freebind                    // IP_FREEBIND / IPV6_FREEBIND: bind to a non-local address
+	V6Only                      // IPV6_V6ONLY
+	BindToDevice                // SO_BINDTODEVICE (IP_BOUND_IF on macOS)
+	ExclusiveAddrUse            // SO_EXCLUSIVEADDRUSE (Windows only)
+	numIDs
+)
+
+var idNames = [numIDs]string{
+	ReuseAddr:         "SO_REUSEADDR",
+	ReusePort:         "SO_REUSEPORT",
+	BindAddressNoPort: "IP_BIND_ADDRESS_NO_PORT",
+	LocalPortRange:    "IP_LOCAL_PORT_RANGE",
+	Freebind:          "IP_FREEBIND",
+	V6Only:            "IPV6_V6ONLY",
+	BindToDevice:      "SO_BINDTODEVICE",
+	ExclusiveAddrUse:  "SO_EXCLUSIVEADDRUSE",
+}
+
+func (id ID) String() string {
+	if id >= 0 && id < numIDs {
+		return idNames[id]
+	}
+	return "option(" + strconv.Itoa(int(id)) + ")"
+}
+
+// kind says how an option's value is encoded.
+type kind uint8
+
+const (
+	kindBool   kind = iota // int 0/1
+	kindUint32             // a 32-bit value (IP_LOCAL_PORT_RANGE packs hi<<16|lo)
+	kindDevice             // an interface name (Linux) or index (macOS)
+)
+
+// spec is where one option lives on one platform. Options whose IPv6 socket
+// needs another level or name (IP_FREEBIND vs IPV6_FREEBIND) set level6/name6.
+type spec struct {
+	level, name   int
+	level6, name6 int
+	kind          kind
+	v6Only        bool // only meaningful on an IPv6 socket
+}
+
+func (s spec) levelName(ipv6 bool) (int, int) {
+	if ipv6 && s.level6 != 0 {
+		return s.level6, s.name6
+	}
+	return s.level, s.name
+}
+
+// Supported reports whether the running platform has option id.
+func Supported(id ID) bool {
+	_, ok := table[id]
+	return ok
+}
+
+// PortRange is an inclusive range of local ports; the zero value means unset.
+type PortRange struct{ Lo, Hi uint16 }
+
+// IsZero reports whether r is unset.
+func (r PortRange) IsZero() bool { return r.Lo == 0 && r.Hi == 0 }
+
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Lo, r.Hi) }
+
+// ParsePortRange parses "LO-HI" (or a single port "P", meaning P-P).
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, found := strings.Cut(s, "-")
+	if !found {
+		hi = lo
+	}
+	l, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	h, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if err1 != nil || err2 != nil || l == 0 || h == 0 {
+		return PortRange{}, fmt.Errorf("port range %q: want LO-HI with ports 1-65535", s)
+	}
+	if l > h {
+		return PortRange{}, fmt.Errorf("port range %q: low end %d is above high end %d", s, l, h)
+	}
+	return PortRange{uint16(l), uint16(h)}, nil
+}
+
+// V6OnlyMode is IPV6_V6ONLY as a three-way choice: leave the system default
+// (net.ipv6.bindv6only, which Go overrides to off for dual-stack listeners),
+// force it on, or force it off.
+type V6OnlyMode uint8
+
+const (
+	V6OnlyDefault V6OnlyMode = iota
+	V6OnlyOn
+	V6OnlyOff
+)
+
+// Options are the options to set on a socket before it binds. The zero value
+// sets nothing.
+type Options struct {
+	ReuseAddr         bool
+	ReusePort         bool
+	BindAddressNoPort bool
+	PortRange         PortRange // IP_LOCAL_PORT_RANGE when non-zero
+	Freebind          bool
+	V6Only            V6OnlyMode
+	Device            string // SO_BINDTODEVICE interface name when non-empty
+	ExclusiveAddrUse  bool   // Windows only
+}
+
+// setting is one option with its value, in the order they are applied.
+type setting struct {
+	id    ID
+	value int
+	dev   string
+}
+
+// settings lists the options o asks for. Order matters only for readability
+// of errors: the first failure is reported.
+func (o Options) settings(ipv6 bool) ([]setting, error) {
+	var out []setting
+	add := func(on bool, id ID, v int) {
+		if on {
+			out = append(out, setting{id: id, value: v})
+		}
+	}
+	add(o.ReuseAddr, ReuseAddr, 1)
+	add(o.ReusePort, ReusePort, 1)
+	add(o.ExclusiveAddrUse, ExclusiveAddrUse, 1)
+	add(o.BindAddressNoPort, BindAddressNoPort, 1)
+	add(!o.PortRange.IsZero(), LocalPortRange, int(uint32(o.PortRange.Hi)<<16|uint32(o.PortRange.Lo)))
+	add(o.Freebind, Freebind, 1)
+	switch o.V6Only {
+	case V6OnlyOn, V6OnlyOff:
+		if !ipv6 {
+			return nil, fmt.Errorf("%s: only an IPv6 socket has it", V6Only)
+		}
+		add(true, V6Only, boolInt(o.V6Only == V6OnlyOn))
+	}
+	if o.Device != "" {
+		out = append(out, setting{id: BindToDevice, dev: o.Device})
+	}
+	return out, nil
+}
+
+// Check returns an error wrapping ErrNotSupported when the running platform
+// lacks an option o asks for. Callers use it to reject flags before any
+// socket exists.
+func (o Options) Check() error {
+	all, _ := o.settings(true) // an IPv6 socket takes every option
+	for _, s := range all {
+		if !Supported(s.id) {
+			return notSupported(s.id)
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func notSupported(id ID) error {
+	return fmt.Errorf("%s is %w on %s/%s", id, ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+}
+
+// Apply sets o on the socket descriptor fd. ipv6 tells the address family,
+// since a few options have family-specific names.
+func (o Options) Apply(fd uintptr, ipv6 bool) error {
+	settings, err := o.settings(ipv6)
+	if err != nil {
+		return err
+	}
+	for _, s := range settings {
+		sp, ok := table[s.id]
+		if !ok {
+			return notSupported(s.id)
+		}
+		level, name := sp.levelName(ipv6)
+		if sp.kind == kindDevice {
+			err = setDevice(fd, level, name, s.dev)
+		} else {
+			err = setInt(fd, level, name, s.value)
+		}
+		if err != nil {
+			return fmt.Errorf("set %s: %w", s.id, err)
+		}
+	}
+	return nil
+}
+
+// Control applies o from inside net.Dialer.Control or net.ListenConfig.Control.
+// The network ("tcp4", "udp6", ...) gives the family.
+func (o Options) Control(network, address string, c syscall.RawConn) error {
+	var applyErr error
+	err := c.Control(func(fd uintptr) {
+		applyErr = o.Apply(fd, IsIPv6Network(network, address))
+	})
+	if err != nil {
+		return err
+	}
+	return applyErr
+}
+
+// IsIPv6Network reports whether a socket for network/address is AF_INET6.
+// Go passes the resolved network ("tcp4"/"tcp6") to Control functions;
+// for a bare "tcp" the address decides.
+func IsIPv6Network(network, address string) bool {
+	switch {
+	case strings.HasSuffix(network, "6"):
+		return true
+	case strings.HasSuffix(network, "4"):
+		return false
+	}
+	return strings.HasPrefix(address, "[")
+}
+
+// Value is a read option: its value, or why it could not be read.
+type Value struct {
+	Known bool
+	On    bool   // for boolean options
+	Int   int    // raw value
+	Err   error  // why it is unknown, when !Known
+	Text  string // BindToDevice: the interface name
+}
+
+// Read reads every option the platform has from descriptor fd. Options the
+// platform lacks, or that the socket's family does not have, come back
+// unknown with the reason.
+func Read(fd uintptr, ipv6 bool) map[ID]Value {
+	out := make(map[ID]Value, len(table))
+	for id, sp := range table {
+		if sp.v6Only && !ipv6 {
+			out[id] = Value{Err: fmt.Errorf("%s: only an IPv6 socket has it", id)}
+			continue
+		}
+		level, name := sp.levelName(ipv6)
+		var v Value
+		if sp.kind == kindDevice {
+			v.Text, v.Err = getDevice(fd, level, name)
+		} else {
+			v.Int, v.Err = getInt(fd, level, name)
+			if sp.kind == kindUint32 {
+				v.Int = int(uint32(v.Int)) // getsockopt returns a C int
+			}
+			v.On = v.Int != 0
+		}
+		v.Known = v.Err == nil
+		out[id] = v
+	}
+	return out
+}
