@@ -1,0 +1,29 @@
+// Package relay is tuple's netcat data pump: it copies bytes both ways
+// between a local reader/writer pair (usually stdin/stdout) and a network
+// connection, binary-safe and half-close aware.
+//
+// # Session semantics
+//
+// Two directions run at once:
+//
+//   - input -> conn: when input reaches EOF, the write side of conn is shut
+//     down (CloseWrite, a TCP FIN) so the peer sees EOF while its replies
+//     still arrive. Options.NoShutdown leaves the socket alone instead.
+//   - conn -> output: everything the peer sends is written to output.
+//
+// The session ends, like ncat's, when the socket's read side is done (the
+// peer closed its write side, or reading failed), when writing to the
+// socket or to output fails, or when the context is cancelled. Ending the
+// input alone never ends the session: tuple keeps reading until the peer
+// closes. For a connection without EOF (UDP), Options.IdleAfterInput ends
+// the session once input has ended and nothing arrived for that long.
+//
+// Run closes conn before it returns and returns only after both copying
+// goroutines are gone, with one documented exception: a Read on input that
+// cannot be interrupted (input has no SetReadDeadline, like a terminal on
+// os.Stdin) keeps its goroutine until that Read returns; whatever it then
+// reads is dropped. Inputs with deadlines (net.Conn, pollable pipes) are
+// always interrupted.
+//
+// Run is safe to call from many goroutines on different connections.
+package relay

@@ -1,0 +1,209 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultBufferSize is the copy buffer per direction. It stays below the
+// largest UDP payload (65,507 bytes), so one input read is one datagram.
+const DefaultBufferSize = 32 << 10
+
+// Options tune a session. The zero value is netcat's default: half-close on
+// input EOF, wait for the peer to close.
+type Options struct {
+	// NoShutdown keeps the socket's write side open when input ends.
+	NoShutdown bool
+	// IdleAfterInput, when positive, ends the session once input has
+	// ended and nothing arrived from the peer for this long. It is for
+	// connections that never see EOF (UDP); zero waits for the peer.
+	IdleAfterInput time.Duration
+	// BufferSize is the copy buffer per direction (DefaultBufferSize when 0).
+	BufferSize int
+}
+
+// Result counts the bytes each direction carried.
+type Result struct {
+	Sent     int64 // input -> conn
+	Received int64 // conn -> output
+}
+
+// closeWriter is a connection that can shut down its write side alone
+// (*net.TCPConn, *net.UnixConn).
+type closeWriter interface{ CloseWrite() error }
+
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+
+// Run relays between conn and input/output until the session ends (see the
+// package documentation) and closes conn. A nil input means nothing is sent
+// and the socket is never shut down by Run; the session then ends when the
+// peer closes. Run returns nil when the peer ended the session normally,
+// ctx.Err() when ctx ended it, or the first read or write error.
+func Run(ctx context.Context, conn net.Conn, input io.Reader, output io.Writer, opt Options) (Result, error) {
+	size := opt.BufferSize
+	if size <= 0 {
+		size = DefaultBufferSize
+	}
+	var sent, received atomic.Int64
+	idle := &idleTimer{d: opt.IdleAfterInput}
+
+	outErr := make(chan error, 1)
+	outGone := make(chan struct{})
+	go func() {
+		defer close(outGone)
+		outErr <- pumpOut(conn, output, make([]byte, size), &received, idle)
+	}()
+
+	inErr := make(chan error, 1)
+	inGone := make(chan struct{})
+	if input != nil {
+		go func() {
+			defer close(inGone)
+			inErr <- pumpIn(conn, input, make([]byte, size), &sent, opt.NoShutdown)
+		}()
+	} else {
+		close(inGone)
+	}
+
+	var err error
+wait:
+	for {
+		select {
+		case err = <-outErr:
+			break wait
+		case e := <-inErr:
+			if e != nil {
+				err = e
+				break wait
+			}
+			if idle.d > 0 {
+				idle.start(conn)
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		}
+	}
+
+	// Closing conn unblocks both goroutines' socket calls; a local read or
+	// write still blocked is interrupted through its deadline when it has one.
+	closeErr := conn.Close()
+	interruptReader(inGone, input)
+	interruptWriter(outGone, output)
+	if err == nil && closeErr != nil && !errors.Is(closeErr, net.ErrClosed) {
+		err = closeErr
+	}
+	return Result{Sent: sent.Load(), Received: received.Load()}, err
+}
+
+// interruptReader stops the input goroutine (gone is closed when it exits).
+// An input with a read deadline is interrupted and waited for, then its
+// deadline is cleared; any other input is left to finish its current Read.
+func interruptReader(gone chan struct{}, input io.Reader) {
+	select {
+	case <-gone:
+		return
+	default:
+	}
+	r, ok := input.(readDeadliner)
+	if !ok || r.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return
+	}
+	<-gone
+	_ = r.SetReadDeadline(time.Time{})
+}
+
+// interruptWriter does for output what interrupt does for input.
+func interruptWriter(gone chan struct{}, output io.Writer) {
+	select {
+	case <-gone:
+		return
+	default:
+	}
+	w, ok := output.(writeDeadliner)
+	if !ok || w.SetWriteDeadline(time.Unix(1, 0)) != nil {
+		// A socket read is interrupted by the Close above, so the
+		// goroutine can only be stuck in output.Write, which we cannot
+		// stop; it exits when that Write returns.
+		return
+	}
+	<-gone
+	_ = w.SetWriteDeadline(time.Time{})
+}
+
+// pumpIn copies input to conn and half-closes conn at input EOF.
+func pumpIn(conn net.Conn, input io.Reader, buf []byte, n *atomic.Int64, noShutdown bool) error {
+	for {
+		k, rerr := input.Read(buf)
+		if k > 0 {
+			if _, err := conn.Write(buf[:k]); err != nil {
+				return err
+			}
+			n.Add(int64(k))
+		}
+		switch {
+		case rerr == io.EOF:
+			if noShutdown {
+				return nil
+			}
+			if cw, ok := conn.(closeWriter); ok {
+				return cw.CloseWrite()
+			}
+			return nil
+		case rerr != nil:
+			return fmt.Errorf("read input: %w", rerr)
+		}
+	}
+}
+
+// pumpOut copies conn to output until conn's read side ends. EOF, and the
+// idle timeout after input ended, are normal ends (nil).
+func pumpOut(conn net.Conn, output io.Writer, buf []byte, n *atomic.Int64, idle *idleTimer) error {
+	for {
+		k, rerr := conn.Read(buf)
+		if k > 0 {
+			if _, err := output.Write(buf[:k]); err != nil {
+				return fmt.Errorf("write output: %w", err)
+			}
+			n.Add(int64(k))
+			idle.extend(conn)
+		}
+		switch {
+		case rerr == io.EOF:
+			return nil
+		case rerr != nil && idle.expired(rerr):
+			return nil
+		case rerr != nil:
+			return rerr
+		}
+	}
+}
+
+// idleTimer ends a session that has been quiet for d after input ended,
+// through the connection's read deadline.
+type idleTimer struct {
+	d  time.Duration
+	on atomic.Bool
+}
+
+func (t *idleTimer) start(conn net.Conn) {
+	t.on.Store(true)
+	_ = conn.SetReadDeadline(time.Now().Add(t.d))
+}
+
+func (t *idleTimer) extend(conn net.Conn) {
+	if t.on.Load() {
+		_ = conn.SetReadDeadline(time.Now().Add(t.d))
+	}
+}
+
+func (t *idleTimer) expired(err error) bool {
+	return t.on.Load() && errors.Is(err, os.ErrDeadlineExceeded)
+}
