@@ -1,0 +1,357 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tuple-net/tuple/relay"
+	"github.com/tuple-net/tuple/sockopt"
+)
+
+// listenOptions are the flags of `tuple listen`, as typed.
+type listenOptions struct {
+	keep       bool
+	udp        bool
+	v4, v6     bool
+	reusePort  bool
+	reuseAddr  bool
+	exec       string
+	verbose    bool
+	noShutdown bool
+}
+
+// listenPlan is a listen invocation after parsing.
+type listenPlan struct {
+	proto   string // "tcp" or "udp"
+	network string // proto with the -4/-6 suffix
+	addr    string // host:port for net.ListenConfig
+	local   netip.AddrPort
+	sockopt sockopt.Options
+	opts    *listenOptions
+}
+
+func newListenCmd(s Streams) *cobra.Command {
+	o := &listenOptions{}
+	cmd := &cobra.Command{
+		Use:   "listen [flags] [ADDR] PORT",
+		Short: "Listen on [ADDR] PORT and relay a connection to stdin/stdout (a netcat server)",
+		Long: `Listen on ADDR (default: every address) and PORT (0: the kernel picks one).
+
+Without -k, accept one connection, relay it with stdin/stdout the way
+'tuple connect' does, and exit when the peer has closed its side.
+With -k, keep accepting and serve clients concurrently: what they send is
+written to stdout and stdin is not read; use -e to answer them.
+-e runs CMD with /bin/sh -c per connection, its stdin and stdout on the
+connection, and the four-tuple in TUPLE_LOCAL_ADDR, TUPLE_LOCAL_PORT,
+TUPLE_REMOTE_ADDR, TUPLE_REMOTE_PORT and TUPLE_PROTO.
+
+With --reuseport several listeners (processes of the same uid) share the port
+and the kernel spreads new connections over them.
+
+With -u, received datagrams go to stdout and stdin is sent to the peer of the
+latest datagram (like nc -u -l); it runs until interrupted.`,
+		Example: `  tuple listen -v 8080
+  tuple listen -k --reuseport 10.0.0.2 80
+  tuple listen -k -e 'echo "hello $TUPLE_REMOTE_ADDR:$TUPLE_REMOTE_PORT"' 127.0.0.1 7000`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return usageError("listen: want [ADDR] PORT, got %d argument(s)", len(args))
+			}
+			return nil
+		},
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			addr, port := "", args[len(args)-1]
+			if len(args) == 2 {
+				addr = args[0]
+			}
+			plan, err := o.plan(addr, port)
+			if err != nil {
+				return usageError("listen: %v", err)
+			}
+			if plan.proto == "udp" {
+				return plan.serveUDP(cmd.Context(), s)
+			}
+			return plan.serveTCP(cmd.Context(), s)
+		}),
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.BoolVarP(&o.keep, "keep-open", "k", false, "keep accepting connections, serving clients concurrently")
+	f.BoolVarP(&o.udp, "udp", "u", false, "use UDP")
+	f.BoolVarP(&o.v4, "ipv4", "4", false, "use IPv4 only")
+	f.BoolVarP(&o.v6, "ipv6", "6", false, "use IPv6 only")
+	f.BoolVar(&o.reusePort, "reuseport", false, "set SO_REUSEPORT: share the port with other listeners of the same uid that set it")
+	f.BoolVar(&o.reuseAddr, "reuseaddr", false, "set SO_REUSEADDR: listen even while old connections on the port linger (TIME_WAIT)")
+	f.StringVarP(&o.exec, "exec", "e", "", "run `CMD` (/bin/sh -c) per connection with its stdin/stdout on the connection")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
+	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
+	return cmd
+}
+
+// plan checks flags and arguments; every error it returns is bad input.
+func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
+	p := &listenPlan{proto: "tcp", opts: o}
+	if o.udp {
+		p.proto = "udp"
+		switch {
+		case o.exec != "":
+			return nil, fmt.Errorf("-e works with TCP only: UDP has no connection to hand over")
+		case o.keep:
+			return nil, fmt.Errorf("-k has no meaning with -u: a UDP listener already hears every peer")
+		}
+	}
+	fam, err := pickFamily(o.v4, o.v6)
+	if err != nil {
+		return nil, err
+	}
+	p.network = fam.network(p.proto)
+	n, err := parsePort(p.proto, port, true)
+	if err != nil {
+		return nil, err
+	}
+	host := ""
+	switch {
+	case addr != "":
+		a, err := parseIP(addr)
+		if err != nil {
+			// A name: let the resolver turn it into an address.
+			if addr == "" || addr[0] == '-' {
+				return nil, err
+			}
+			host = addr
+			break
+		}
+		if ok, flag := fam.allows(a); !ok {
+			return nil, fmt.Errorf("ADDR %s is not allowed with %s", addr, flag)
+		}
+		host = a.String()
+		p.local = netip.AddrPortFrom(a, n)
+	case fam == ipv4Only:
+		host = "0.0.0.0"
+		p.local = netip.AddrPortFrom(netip.IPv4Unspecified(), n)
+	default:
+		p.local = netip.AddrPortFrom(netip.IPv6Unspecified(), n)
+	}
+	p.addr = net.JoinHostPort(host, strconv.Itoa(int(n)))
+	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort}
+	if err := p.sockopt.Check(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// serveTCP listens and serves one connection, or all of them with -k, until
+// ctx ends. It returns after every connection it accepted is closed.
+func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
+	lc := net.ListenConfig{Control: p.sockopt.Control}
+	ln, err := lc.Listen(ctx, p.network, p.addr)
+	if err != nil {
+		return reportNetFailure(s.Err, newNetFailure("listen", p.proto, p.local, netip.AddrPort{}, err))
+	}
+	defer ln.Close()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	errOut := &lockedWriter{w: s.Err}
+	if p.opts.verbose {
+		fmt.Fprintf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(ln.Addr())), p.proto)
+	}
+
+	if !p.opts.keep {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept on %s: %s", formatAddrPort(addrPortOf(ln.Addr())), describeErr(err))
+		}
+		ln.Close() // one connection only, like nc -l
+		return p.handle(ctx, conn, s.In, s.Out, errOut)
+	}
+
+	out := &lockedWriter{w: s.Out}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of descriptors and the like: say so and go on, as
+			// a server would, without spinning.
+			fmt.Fprintf(errOut, "tuple: accept: %s\n", describeErr(err))
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
+				fmt.Fprintf(errOut, "tuple: %v\n", err)
+			}
+		}()
+	}
+}
+
+// handle serves one accepted connection: a command with -e, else a relay
+// with in/out (in is nil with -k: clients only talk to stdout).
+func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, out, errOut io.Writer) error {
+	local, remote := addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
+	tuple := formatAddrPort(local) + " <- " + formatAddrPort(remote)
+	if p.opts.verbose {
+		fmt.Fprintf(errOut, "accepted %s (%s)\n", tuple, p.proto)
+	}
+	if p.opts.exec != "" {
+		return p.runCommand(ctx, conn, local, remote, errOut)
+	}
+	res, err := relay.Run(ctx, conn, in, out, relay.Options{NoShutdown: p.opts.noShutdown})
+	if p.opts.verbose {
+		fmt.Fprintf(errOut, "closed %s (%s): %d bytes received, %d sent\n", tuple, p.proto, res.Received, res.Sent)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("connection %s (%s): %s", tuple, p.proto, describeErr(err))
+	}
+	return nil
+}
+
+// runCommand hands the connection's descriptor to /bin/sh -c CMD as stdin
+// and stdout, so the command reads the peer's EOF and its own exit closes
+// the connection. The four-tuple goes in the environment.
+func (p *listenPlan) runCommand(ctx context.Context, conn net.Conn, local, remote netip.AddrPort, errOut io.Writer) error {
+	defer conn.Close()
+	filer, ok := conn.(interface{ File() (*os.File, error) })
+	if !ok {
+		return fmt.Errorf("-e: a %T cannot be handed to a command", conn)
+	}
+	f, err := filer.File()
+	if err != nil {
+		return fmt.Errorf("-e is not supported on %s/%s: %v", runtime.GOOS, runtime.GOARCH, err)
+	}
+	defer f.Close()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", p.opts.exec)
+	cmd.Stdin, cmd.Stdout = f, f
+	cmd.Stderr = errOut
+	if lw, ok := errOut.(*lockedWriter); ok {
+		if file, ok := lw.w.(*os.File); ok {
+			cmd.Stderr = file // the command writes to our stderr directly
+		}
+	}
+	cmd.WaitDelay = 2 * time.Second
+	cmd.Env = append(os.Environ(),
+		"TUPLE_LOCAL_ADDR="+local.Addr().String(),
+		"TUPLE_LOCAL_PORT="+strconv.Itoa(int(local.Port())),
+		"TUPLE_REMOTE_ADDR="+remote.Addr().String(),
+		"TUPLE_REMOTE_PORT="+strconv.Itoa(int(remote.Port())),
+		"TUPLE_PROTO="+p.proto,
+	)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("-e %q: %v", p.opts.exec, err)
+	}
+	// The command holds the connection now; our copies must not keep it open.
+	f.Close()
+	conn.Close()
+	if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("-e %q for %s <- %s: %v", p.opts.exec, formatAddrPort(local), formatAddrPort(remote), err)
+	}
+	return nil
+}
+
+// serveUDP receives datagrams to stdout and sends stdin to the latest peer
+// until ctx ends.
+func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
+	lc := net.ListenConfig{Control: p.sockopt.Control}
+	pc, err := lc.ListenPacket(ctx, p.network, p.addr)
+	if err != nil {
+		return reportNetFailure(s.Err, newNetFailure("listen", p.proto, p.local, netip.AddrPort{}, err))
+	}
+	errOut := &lockedWriter{w: s.Err}
+	if p.opts.verbose {
+		fmt.Fprintf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), p.proto)
+	}
+	conn := &lastPeerConn{PacketConn: pc, known: make(chan struct{}), closed: make(chan struct{})}
+	if p.opts.verbose {
+		conn.onNewPeer = func(peer net.Addr) {
+			fmt.Fprintf(errOut, "peer %s <- %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), formatAddrPort(addrPortOf(peer)), p.proto)
+		}
+	}
+	_, err = relay.Run(ctx, conn, s.In, s.Out, relay.Options{NoShutdown: true})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("udp %s: %s", formatAddrPort(addrPortOf(pc.LocalAddr())), describeErr(err))
+	}
+	return nil
+}
+
+// lastPeerConn presents a UDP socket as a connection to whoever sent the
+// latest datagram, the way nc -u -l answers. Writes wait for the first peer.
+type lastPeerConn struct {
+	net.PacketConn
+	mu        sync.Mutex
+	peer      net.Addr
+	known     chan struct{} // closed at the first datagram
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
+	onNewPeer func(net.Addr)
+}
+
+func (c *lastPeerConn) Read(b []byte) (int, error) {
+	n, from, err := c.ReadFrom(b)
+	if err != nil {
+		return n, err
+	}
+	c.mu.Lock()
+	changed := c.peer == nil || c.peer.String() != from.String()
+	if c.peer == nil {
+		close(c.known)
+	}
+	c.peer = from
+	c.mu.Unlock()
+	if changed && c.onNewPeer != nil {
+		c.onNewPeer(from)
+	}
+	return n, nil
+}
+
+func (c *lastPeerConn) Write(b []byte) (int, error) {
+	select {
+	case <-c.known:
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+	return c.WriteTo(b, c.RemoteAddr())
+}
+
+func (c *lastPeerConn) RemoteAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peer
+}
+
+func (c *lastPeerConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.PacketConn.Close()
+}
+
+// lockedWriter serialises writes from concurrent connections so each chunk
+// arrives whole.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}

@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+// explainFailure, when set, adds an explanation of a failed bind, listen or
+// connect to the report: which socket blocks it and what would work. The
+// why command's code sets it (it needs the host's socket table and the rules
+// model, which connect and listen do not otherwise use). op is "connect" or
+// "listen", network "tcp" or "udp"; local and remote are zero when unknown.
+var explainFailure func(op string, network string, local, remote netip.AddrPort, err error) string
+
+// netFailure is a socket operation that the kernel refused. It is printed as
+// one line with the operation, both addresses and the errno in words, then a
+// hint, then the explanation explainFailure gives, if any.
+type netFailure struct {
+	op      string // "connect", "listen"
+	network string // "tcp", "udp"
+	local   netip.AddrPort
+	remote  netip.AddrPort
+	target  string // the destination as the user gave it, shown while remote is unknown
+	err     error
+}
+
+func (f *netFailure) Unwrap() error { return f.err }
+
+func (f *netFailure) Error() string {
+	var b strings.Builder
+	b.WriteString(f.op + " " + f.network + " ")
+	if f.op == "listen" {
+		b.WriteString(formatAddrPort(f.local))
+	} else {
+		remote := formatAddrPort(f.remote)
+		if !f.remote.IsValid() && f.target != "" {
+			remote = f.target
+		}
+		b.WriteString(formatAddrPort(f.local) + " -> " + remote)
+	}
+	b.WriteString(": " + describeErr(f.err))
+	return b.String()
+}
+
+// failedSyscall returns the system call that failed ("bind", "connect",
+// "listen") or "".
+func failedSyscall(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Syscall
+	}
+	return ""
+}
+
+// describeErr says what went wrong: the failed call, the errno in words and
+// its C name ("bind: address already in use (EADDRINUSE)").
+func describeErr(err error) string {
+	var errno syscall.Errno
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &dns):
+		return "resolve " + dns.Name + ": " + dns.Err
+	case errors.As(err, &errno):
+		s := errno.Error() + " (" + rules.ErrnoName(errno) + ")"
+		if call := failedSyscall(err); call != "" {
+			s = call + ": " + s
+		}
+		return s
+	case isTimeout(err):
+		return "timed out"
+	case errors.Is(err, context.Canceled):
+		return "interrupted"
+	}
+	// Strip the *net.OpError prefix that repeats our own addresses.
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// hint tells the user what the error means for their sockets and what to
+// try, or "" when there is nothing useful to add.
+func (f *netFailure) hint() string {
+	var errno syscall.Errno
+	if !errors.As(f.err, &errno) {
+		if isTimeout(f.err) {
+			return fmt.Sprintf("no answer from %s within the timeout (-w); a firewall may drop the packets", formatAddrPort(f.remote))
+		}
+		return ""
+	}
+	call := failedSyscall(f.err)
+	port := f.local.Port()
+	switch {
+	case errno == syscall.EADDRINUSE:
+		share := "SO_REUSEPORT (--reuseport) is set on every one of them and they belong to the same uid, " +
+			"or SO_REUSEADDR (--reuseaddr) is set on every one and none of them is listening"
+		if f.network == "udp" {
+			share = "SO_REUSEPORT (--reuseport) is set on every one of them and they belong to the same uid, " +
+				"or SO_REUSEADDR (--reuseaddr) is set on every one"
+		}
+		return fmt.Sprintf("another socket holds port %d on an overlapping address; sockets share a port only when %s. `tuple who %d` shows the holder",
+			port, share, port)
+	case errno == syscall.EADDRNOTAVAIL && call == "connect" && port != 0:
+		return fmt.Sprintf("the four-tuple %s -> %s is taken by another socket (perhaps in TIME_WAIT), or %s is not an address of this host",
+			formatAddrPort(f.local), formatAddrPort(f.remote), f.local.Addr())
+	case errno == syscall.EADDRNOTAVAIL && call == "connect":
+		return fmt.Sprintf("no local port is free towards %s: every port of the ephemeral range (net.ipv4.ip_local_port_range, or --port-range) is in use for this destination",
+			formatAddrPort(f.remote))
+	case errno == syscall.EADDRNOTAVAIL:
+		return fmt.Sprintf("%s is not an address of this host", f.local.Addr())
+	case errno == syscall.EACCES && call == "bind":
+		return fmt.Sprintf("port %d is below net.ipv4.ip_unprivileged_port_start; binding it needs root or CAP_NET_BIND_SERVICE", port)
+	case errno == syscall.ECONNREFUSED:
+		return fmt.Sprintf("nothing listens on %s (the host answered with a reset or port unreachable)", formatAddrPort(f.remote))
+	case errno == syscall.ENETUNREACH || errno == syscall.EHOSTUNREACH:
+		return fmt.Sprintf("no route to %s", f.remote.Addr())
+	}
+	return ""
+}
+
+// report writes the failure for a person: the error line, a hint line and
+// the explanation, if any.
+func (f *netFailure) report(w io.Writer) {
+	fmt.Fprintf(w, "tuple: %s\n", f.Error())
+	if h := f.hint(); h != "" {
+		fmt.Fprintf(w, "hint: %s\n", h)
+	}
+	if explainFailure != nil {
+		if x := strings.TrimRight(explainFailure(f.op, f.network, f.local, f.remote, f.err), "\n"); x != "" {
+			fmt.Fprintln(w, x)
+		}
+	}
+}
+
+// reportNetFailure prints f and returns the error that exits 1 with f as
+// its cause, so errors.Is(err, syscall.EADDRINUSE) still works.
+func reportNetFailure(w io.Writer, f *netFailure) error {
+	f.report(w)
+	return &exitError{code: exitFailure, err: f, silent: true}
+}
+
+// newNetFailure builds a netFailure from a dial or listen error, taking the
+// addresses the error carries where the caller did not know them.
+func newNetFailure(op, network string, local, remote netip.AddrPort, err error) *netFailure {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		if !local.IsValid() || local.Port() == 0 {
+			if ap := addrPortOf(oe.Source); ap.IsValid() {
+				local = ap
+			}
+		}
+		switch {
+		case op == "listen" && !local.IsValid():
+			local = addrPortOf(oe.Addr)
+		case op != "listen" && !remote.IsValid():
+			remote = addrPortOf(oe.Addr)
+		}
+	}
+	return &netFailure{op: op, network: network, local: local, remote: remote, err: err}
+}
+
+// addrPortOf converts a TCP or UDP net.Addr; the zero AddrPort otherwise.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		if a != nil {
+			return unmapAddrPort(a.AddrPort())
+		}
+	case *net.UDPAddr:
+		if a != nil {
+			return unmapAddrPort(a.AddrPort())
+		}
+	}
+	return netip.AddrPort{}
+}
+
+func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// formatAddrPort prints an address and port, with "*" for what is not
+// chosen yet (the unspecified address, port 0, or unknown).
+func formatAddrPort(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return "*:*"
+	}
+	addr := "*"
+	if a := ap.Addr(); a.IsValid() && !a.IsUnspecified() {
+		addr = a.String()
+		if a.Is6() {
+			addr = "[" + addr + "]"
+		}
+	}
+	port := "*"
+	if ap.Port() != 0 {
+		port = fmt.Sprint(ap.Port())
+	}
+	return addr + ":" + port
+}

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Parsing shared by connect and listen. Every function returns an error
+// meant as one line of bad input (the caller wraps it in usageError).
+
+// parsePort parses a port number or a service name ("http"). Port 0 is only
+// accepted when allowZero (listen: let the kernel pick).
+func parsePort(network, s string, allowZero bool) (uint16, error) {
+	if n, err := strconv.ParseUint(s, 10, 16); err == nil {
+		if n == 0 && !allowZero {
+			return 0, fmt.Errorf("port %q: want 1-65535", s)
+		}
+		return uint16(n), nil
+	}
+	if s == "" || strings.ContainsAny(s, " \t/:") || s[0] == '-' || (s[0] >= '0' && s[0] <= '9') {
+		return 0, fmt.Errorf("port %q: want a number 1-65535 or a service name", s)
+	}
+	n, err := net.LookupPort(network, s)
+	if err != nil || n <= 0 || n > 65535 {
+		return 0, fmt.Errorf("port %q: not a number and not a known %s service", s, network)
+	}
+	return uint16(n), nil
+}
+
+// parseIP parses a literal address, with or without brackets, dropping a
+// v4-mapped prefix so families compare as users expect.
+func parseIP(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("address %q: not an IP address", s)
+	}
+	return a.Unmap(), nil
+}
+
+// parseTimeout takes nc's whole seconds ("5") or a Go duration ("500ms").
+func parseTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		d = time.Duration(n * float64(time.Second))
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return 0, fmt.Errorf("timeout %q: want seconds (5) or a duration (500ms)", s)
+	}
+	if d <= 0 || d > 24*time.Hour {
+		return 0, fmt.Errorf("timeout %q: want more than 0 and at most 24h", s)
+	}
+	return d, nil
+}
+
+// family is the address family the user asked for with -4/-6.
+type family uint8
+
+const (
+	anyFamily family = iota
+	ipv4Only
+	ipv6Only
+)
+
+func pickFamily(v4, v6 bool) (family, error) {
+	switch {
+	case v4 && v6:
+		return 0, fmt.Errorf("-4 and -6 exclude each other")
+	case v4:
+		return ipv4Only, nil
+	case v6:
+		return ipv6Only, nil
+	}
+	return anyFamily, nil
+}
+
+// network returns "tcp", "tcp4", "udp6", ... for proto and f.
+func (f family) network(proto string) string {
+	switch f {
+	case ipv4Only:
+		return proto + "4"
+	case ipv6Only:
+		return proto + "6"
+	}
+	return proto
+}
+
+// allows reports whether address a fits the family (which flag excludes it
+// otherwise, for the error message).
+func (f family) allows(a netip.Addr) (bool, string) {
+	switch {
+	case f == ipv4Only && !a.Is4():
+		return false, "-4"
+	case f == ipv6Only && !a.Is6():
+		return false, "-6"
+	}
+	return true, ""
+}
