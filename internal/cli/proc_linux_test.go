@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+// proc is a program running inside a test namespace, with its stdin as a
+// pipe the test writes and its stdout/stderr collected as they arrive.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+	outR   io.ReadCloser // set when the caller streams stdout itself
+}
+
+// syncBuffer is a buffer safe for one writer and many readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startIn starts name (tupleBin for "tuple") inside ns. With streamOut the
+// caller reads p.outR itself (for large transfers); otherwise stdout is
+// collected in p.stdout.
+func startIn(t *testing.T, ns *netnstest.NS, streamOut bool, name string, args ...string) *proc {
+	t.Helper()
+	if name == "tuple" {
+		name = tupleBin
+	}
+	cmd := ns.Command(context.Background(), name, args...)
+	return start(t, cmd, streamOut)
+}
+
+func start(t *testing.T, cmd *exec.Cmd, streamOut bool) *proc {
+	t.Helper()
+	p := &proc{t: t, name: strings.Join(cmd.Args, " "), cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	var err error
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if streamOut {
+		if p.outR, err = cmd.StdoutPipe(); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		cmd.Stdout = p.stdout
+	}
+	cmd.Stderr = p.stderr
+	return p
+}
+
+// run starts the process (through startFn, so a test can start it from a
+// thread inside a namespace) and reaps it in the background.
+func (p *proc) run(startFn func(func() error) error) *proc {
+	p.t.Helper()
+	if startFn == nil {
+		startFn = func(f func() error) error { return f() }
+	}
+	if err := startFn(p.cmd.Start); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	p.t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// waitStderr waits until the process's stderr contains want.
+func (p *proc) waitStderr(want string) {
+	p.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.stderr.String(), want) {
+		select {
+		case <-p.done:
+			if strings.Contains(p.stderr.String(), want) {
+				return
+			}
+			p.t.Fatalf("%s exited (%v) before printing %q; stderr: %s", p.name, p.err, want, p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s did not print %q in time; stderr: %s", p.name, want, p.stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.done
+		p.t.Fatalf("%s did not exit within %v; stderr: %s", p.name, timeout, p.stderr.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee) && ee.Exited():
+		return ee.ExitCode()
+	}
+	p.t.Fatalf("%s: %v", p.name, p.err)
+	return -1
+}
+
+// waitListening waits until something listens on TCP port inside ns.
+func waitListening(t *testing.T, ns *netnstest.NS, port string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := ns.Run(t, "ss", "-Htln", "sport = :"+port)
+		if strings.TrimSpace(out) != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on port %s", port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
