@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -25,7 +26,8 @@ type proc struct {
 	stderr *syncBuffer
 	done   chan struct{}
 	err    error
-	outR   io.ReadCloser // set when the caller streams stdout itself
+	outR   *os.File // set when the caller streams stdout itself
+	outW   *os.File // the child's end of outR, closed here once it started
 }
 
 // syncBuffer is a buffer safe for one writer and many readers.
@@ -66,9 +68,13 @@ func start(t *testing.T, cmd *exec.Cmd, streamOut bool) *proc {
 		t.Fatal(err)
 	}
 	if streamOut {
-		if p.outR, err = cmd.StdoutPipe(); err != nil {
+		// Our own pipe rather than StdoutPipe: Wait must not close it
+		// before everything is read.
+		if p.outR, p.outW, err = os.Pipe(); err != nil {
 			t.Fatal(err)
 		}
+		cmd.Stdout = p.outW
+		t.Cleanup(func() { p.outR.Close() })
 	} else {
 		cmd.Stdout = p.stdout
 	}
@@ -83,7 +89,11 @@ func (p *proc) run(startFn func(func() error) error) *proc {
 	if startFn == nil {
 		startFn = func(f func() error) error { return f() }
 	}
-	if err := startFn(p.cmd.Start); err != nil {
+	err := startFn(p.cmd.Start)
+	if p.outW != nil {
+		p.outW.Close()
+	}
+	if err != nil {
 		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	go func() {
