@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/internal/leakcheck"
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+func TestUDPRoundTrip(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32")
+	server := startIn(t, ns, false, "tuple", "listen", "-u", "-v", "10.0.0.1", "9999").run(nil)
+	server.waitStderr("listening on 10.0.0.1:9999 (udp)")
+	client := startIn(t, ns, false, "tuple", "connect", "-u", "-v", "-w", "1", "-s", "10.0.0.2", "-p", "5353", "10.0.0.1", "9999").run(nil)
+	client.waitStderr("connected 10.0.0.2:5353 -> 10.0.0.1:9999 (udp)")
+	client.stdin.Write([]byte("ping\n"))
+	client.stdin.Close()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for server.stdout.String() != "ping\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("listen -u printed %q, want the datagram", server.stdout.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	server.waitStderr("peer 10.0.0.1:9999 <- 10.0.0.2:5353 (udp)")
+	server.stdin.Write([]byte("pong\n")) // goes to the latest peer
+	if code := client.wait(10 * time.Second); code != 0 {
+		t.Fatalf("connect -u exited %d: %s", code, client.stderr.String())
+	}
+	if got := client.stdout.String(); got != "pong\n" {
+		t.Errorf("connect -u received %q, want the reply", got)
+	}
+}
+
+func TestUDPConnectRefused(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	client := startIn(t, ns, false, "tuple", "connect", "-u", "-w", "5", "10.0.0.1", "9999").run(nil)
+	client.stdin.Write([]byte("anyone?\n"))
+	if code := client.wait(10 * time.Second); code != 1 || !strings.Contains(client.stderr.String(), "connection refused") {
+		t.Errorf("UDP to a closed port: exit %d, stderr %q; want 1 and connection refused", code, client.stderr.String())
+	}
+}
+
+func TestScanReportsOpenAndClosed(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	open := map[int]bool{22: true, 25: true}
+	err := ns.Do(func() error {
+		for port := range open {
+			ln, err := net.Listen("tcp", fmt.Sprintf("10.0.0.1:%d", port))
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { ln.Close() })
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan := startIn(t, ns, false, "tuple", "connect", "-z", "-w", "2", "10.0.0.1", "20-30").run(nil)
+	if code := scan.wait(20 * time.Second); code != 0 {
+		t.Fatalf("scan with open ports exited %d: %s", code, scan.stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(scan.stdout.String()), "\n")
+	if len(lines) != 11 {
+		t.Fatalf("scan of 20-30 printed %d lines: %q", len(lines), lines)
+	}
+	for i, line := range lines {
+		port := 20 + i
+		want := fmt.Sprintf("10.0.0.1 %d/tcp closed (connection refused)", port)
+		if open[port] {
+			want = fmt.Sprintf("10.0.0.1 %d/tcp open", port)
+		}
+		if line != want {
+			t.Errorf("line %d: %q, want %q", i, line, want)
+		}
+	}
+	none := startIn(t, ns, false, "tuple", "connect", "-z", "10.0.0.1", "26-28").run(nil)
+	if code := none.wait(20 * time.Second); code != 1 {
+		t.Errorf("scan with every port closed exited %d, want 1 (like nc)", code)
+	}
+}
+
+// TestListenKeepDoesNotLeak runs `tuple listen -k` in this process (in a
+// namespace) through the command itself, serves 1,000 connections, batches
+// of them at once, stops it, and counts descriptors and goroutines.
+func TestListenKeepDoesNotLeak(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32")
+	fdsBefore, goBefore := leakcheck.OpenFDs(), runtime.NumGoroutine()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	outR, outW := io.Pipe()
+	var errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error {
+			root := NewRoot(Streams{In: strings.NewReader(""), Out: outW, Err: &errOut})
+			root.SetArgs([]string{"listen", "-k", "-v", "10.0.0.1", "7000"})
+			return root.ExecuteContext(ctx)
+		})
+		outW.Close()
+	}()
+	lines := make(chan int, 1)
+	go func() {
+		n := 0
+		for sc := bufio.NewScanner(outR); sc.Scan(); {
+			if strings.HasPrefix(sc.Text(), "hello ") {
+				n++
+			}
+		}
+		lines <- n
+	}()
+	for !strings.Contains(errOut.String(), "listening on") {
+		select {
+		case err := <-done:
+			t.Fatalf("listen ended early: %v; %s", err, errOut.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+
+	const total, batch = 1000, 20
+	err := ns.Do(func() error {
+		for i := 0; i < total; i += batch {
+			conns := make([]net.Conn, 0, batch)
+			for j := range batch {
+				c, err := net.Dial("tcp", "10.0.0.1:7000")
+				if err != nil {
+					return err
+				}
+				conns = append(conns, c)
+				fmt.Fprintf(c, "hello %d\n", i+j)
+			}
+			for _, c := range conns { // all of the batch are open at once
+				c.(*net.TCPConn).CloseWrite()
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, err := c.Read(make([]byte, 1))
+				c.Close()
+				if err != io.EOF {
+					return fmt.Errorf("read %v, want EOF after the server closed", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("listen -k after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("listen -k did not stop when its context was cancelled")
+	}
+	if n := <-lines; n != total {
+		t.Errorf("stdout got %d client lines, want %d", n, total)
+	}
+	if n := strings.Count(errOut.String(), "accepted 10.0.0.1:7000 <- "); n != total {
+		t.Errorf("-v logged %d connections, want %d", n, total)
+	}
+
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		fds, gs := leakcheck.OpenFDs(), runtime.NumGoroutine()
+		if fds <= fdsBefore && gs <= goBefore {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d connections: %d descriptors (%d before), %d goroutines (%d before)", total, fds, fdsBefore, gs, goBefore)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

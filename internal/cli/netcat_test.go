@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestNetcatBadInputExits2(t *testing.T) {
+	for _, args := range [][]string{
+		{"connect"},
+		{"connect", "127.0.0.1"},
+		{"connect", "127.0.0.1", "80", "extra"},
+		{"connect", "", "80"},
+		{"connect", "127.0.0.1", "0"},
+		{"connect", "127.0.0.1", "70000"},
+		{"connect", "127.0.0.1", "no-such-service-x"},
+		{"connect", "127.0.0.1", "8 0"},
+		{"connect", "127.0.0.1", "20-30"},
+		{"connect", "-p", "0", "127.0.0.1", "80"},
+		{"connect", "-p", "99999", "127.0.0.1", "80"},
+		{"connect", "-p", "1/2", "127.0.0.1", "80"},
+		{"connect", "-s", "bogus", "127.0.0.1", "80"},
+		{"connect", "-s", "::1", "127.0.0.1", "80"},
+		{"connect", "-4", "-6", "127.0.0.1", "80"},
+		{"connect", "-4", "::1", "80"},
+		{"connect", "-6", "-s", "127.0.0.1", "::1", "80"},
+		{"connect", "-w", "soon", "127.0.0.1", "80"},
+		{"connect", "-w", "0", "127.0.0.1", "80"},
+		{"connect", "-w", "-1", "127.0.0.1", "80"},
+		{"connect", "-z", "127.0.0.1", "30-20"},
+		{"connect", "-z", "127.0.0.1", "0-5"},
+		{"connect", "-z", "-u", "127.0.0.1", "20-30"},
+		{"connect", "--port-range", "5-3", "127.0.0.1", "80"},
+		{"connect", "--port-range", "1000-2000", "-p", "5000", "127.0.0.1", "80"},
+		{"connect", "--bind-no-port", "-s", "127.0.0.1", "-p", "5", "127.0.0.1", "80"},
+		{"connect", "--bind-no-port", "127.0.0.1", "80"},
+		{"connect", "--no-such-flag", "127.0.0.1", "80"},
+		{"connect", "-x", "127.0.0.1", "80"},
+		{"listen"},
+		{"listen", "a", "b", "c"},
+		{"listen", "99999"},
+		{"listen", "127.0.0.1", "-5"},
+		{"listen", "-u", "-e", "cat", "8080"},
+		{"listen", "-u", "-k", "8080"},
+		{"listen", "-4", "::1", "8080"},
+		{"listen", "-4", "-6", "8080"},
+		{"listen", "-e"},
+		{"listen", "--reuseport=maybe", "8080"},
+	} {
+		code, out, errOut := run(t, "", args...)
+		if code != 2 {
+			t.Errorf("tuple %q: exit %d, want 2; stderr %q", args, code, errOut)
+			continue
+		}
+		if out != "" || !strings.HasPrefix(errOut, "tuple: ") || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("tuple %q: want one error line on stderr, got stdout %q stderr %q", args, out, errOut)
+		}
+	}
+}
+
+// Fuzz the whole of connect's flag and argument checking: any input gives a
+// plan or a one-line error, never a panic.
+func FuzzConnectPlan(f *testing.F) {
+	f.Add("10.0.0.2", "80", "10.0.0.1", "12345", "5", "", false, false)
+	f.Add("::1", "20-30", "", "", "500ms", "40000-40100", true, true)
+	f.Add("[fe80::1%lo]", "http", "::", "0", "", "1-", false, true)
+	f.Fuzz(func(t *testing.T, host, port, src, sport, timeout, prange string, scan, v6 bool) {
+		o := &connectOptions{sourceAddr: src, sourcePort: sport, timeout: timeout, portRange: prange, scan: scan, v6: v6, reusePort: true}
+		p, err := o.plan(host, port)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		if p.ports.Lo == 0 || p.ports.Lo > p.ports.Hi || (!scan && p.ports.Lo != p.ports.Hi) {
+			t.Fatalf("plan has ports %v", p.ports)
+		}
+		if p.bind && !p.local.Addr().IsValid() {
+			t.Fatalf("bind without an address: %v", p.local)
+		}
+	})
+}
+
+func opErr(call string, errno syscall.Errno, local, remote string) error {
+	e := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError(call, errno)}
+	if local != "" {
+		e.Source = net.TCPAddrFromAddrPort(netip.MustParseAddrPort(local))
+	}
+	if remote != "" {
+		e.Addr = net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))
+	}
+	return e
+}
+
+func TestNetFailureReport(t *testing.T) {
+	local := netip.MustParseAddrPort("10.0.0.1:12345")
+	remote := netip.MustParseAddrPort("10.0.0.3:80")
+	for _, tc := range []struct {
+		name      string
+		op, net   string
+		err       error
+		line      string
+		hintParts []string
+	}{
+		{"bind in use", "connect", "tcp", opErr("bind", syscall.EADDRINUSE, "10.0.0.1:12345", "10.0.0.3:80"),
+			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: bind: address already in use (EADDRINUSE)",
+			[]string{"SO_REUSEPORT (--reuseport)", "same uid", "SO_REUSEADDR (--reuseaddr)", "none of them is listening", "`tuple who 12345`"}},
+		{"four-tuple taken", "connect", "tcp", opErr("connect", syscall.EADDRNOTAVAIL, "10.0.0.1:12345", "10.0.0.3:80"),
+			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: connect: cannot assign requested address (EADDRNOTAVAIL)",
+			[]string{"four-tuple 10.0.0.1:12345 -> 10.0.0.3:80 is taken", "not an address of this host"}},
+		{"refused", "connect", "tcp", opErr("connect", syscall.ECONNREFUSED, "", "10.0.0.3:80"),
+			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: connect: connection refused (ECONNREFUSED)",
+			[]string{"nothing listens on 10.0.0.3:80"}},
+		{"listen in use", "listen", "tcp", opErr("bind", syscall.EADDRINUSE, "", "10.0.0.1:12345"),
+			"tuple: listen tcp 10.0.0.1:12345: bind: address already in use (EADDRINUSE)",
+			[]string{"tuple who 12345"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			f := newNetFailure(tc.op, tc.net, local, remote, tc.err)
+			if tc.op == "listen" {
+				f = newNetFailure(tc.op, tc.net, netip.AddrPort{}, netip.AddrPort{}, tc.err)
+			}
+			err := reportNetFailure(&b, f)
+			lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+			if len(lines) != 2 || lines[0] != tc.line || !strings.HasPrefix(lines[1], "hint: ") {
+				t.Fatalf("report %q, want the line %q and a hint", b.String(), tc.line)
+			}
+			for _, part := range tc.hintParts {
+				if !strings.Contains(lines[1], part) {
+					t.Errorf("hint %q lacks %q", lines[1], part)
+				}
+			}
+			var errno syscall.Errno
+			if !errors.As(err, &errno) || !errors.As(tc.err, new(*net.OpError)) {
+				t.Errorf("returned error %v does not wrap the errno", err)
+			}
+		})
+	}
+}
+
+func TestExplainFailureHook(t *testing.T) {
+	type call struct {
+		op, network   string
+		local, remote netip.AddrPort
+	}
+	var got []call
+	explainFailure = func(op, network string, local, remote netip.AddrPort, err error) string {
+		got = append(got, call{op, network, local, remote})
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return ""
+		}
+		return "why: socket X holds it\n"
+	}
+	defer func() { explainFailure = nil }()
+	var b strings.Builder
+	err := reportNetFailure(&b, newNetFailure("connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"),
+		netip.AddrPort{}, opErr("bind", syscall.EADDRINUSE, "10.0.0.1:12345", "10.0.0.3:80")))
+	if !strings.HasSuffix(b.String(), "\nwhy: socket X holds it\n") || strings.Count(b.String(), "\n") != 3 {
+		t.Errorf("report with explanation: %q", b.String())
+	}
+	want := call{"connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"), netip.MustParseAddrPort("10.0.0.3:80")}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("hook called with %+v, want %+v", got, want)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("error %v does not wrap EADDRINUSE", err)
+	}
+}
+
+// On loopback, without root: connect and listen in this process relay
+// bytes both ways and report failures with exit 1.
+func TestConnectAndListenOnLoopback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("no loopback: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(c) // ends at tuple's half-close
+		c.Write(append([]byte("got "), b...))
+		c.Close()
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	code, out, errOut := run(t, "ping", "connect", "-v", "127.0.0.1", strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:"))
+	if code != 0 || out != "got ping" || !strings.HasPrefix(errOut, "connected 127.0.0.1:") || !strings.Contains(errOut, " -> 127.0.0.1:") {
+		t.Errorf("connect: exit %d, out %q, err %q", code, out, errOut)
+	}
+	ln.Close()
+	// Nothing listens there now.
+	code, _, errOut = run(t, "", "connect", "127.0.0.1", strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:"))
+	if code != 1 || !strings.Contains(errOut, "connection refused (ECONNREFUSED)") || !strings.Contains(errOut, "hint: nothing listens") {
+		t.Errorf("connect to a closed port (%d): exit %d, %q", port, code, errOut)
+	}
+	// A listener on a port in use fails with the hint.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, busyPort, _ := net.SplitHostPort(busy.Addr().String())
+	code, _, errOut = run(t, "", "listen", "127.0.0.1", busyPort)
+	if code != 1 || !strings.Contains(errOut, "tuple: listen tcp 127.0.0.1:"+busyPort+": bind: address already in use") ||
+		!strings.Contains(errOut, "tuple who "+busyPort) {
+		t.Errorf("listen on a busy port: exit %d, %q", code, errOut)
+	}
+}
