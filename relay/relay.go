@@ -38,9 +38,6 @@ type Result struct {
 // (*net.TCPConn, *net.UnixConn).
 type closeWriter interface{ CloseWrite() error }
 
-type readDeadliner interface{ SetReadDeadline(time.Time) error }
-type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
-
 // Run relays between conn and input/output until the session ends (see the
 // package documentation) and closes conn. A nil input means nothing is sent
 // and the socket is never shut down by Run; the session then ends when the
@@ -95,47 +92,44 @@ wait:
 	// Closing conn unblocks both goroutines' socket calls; a local read or
 	// write still blocked is interrupted through its deadline when it has one.
 	closeErr := conn.Close()
-	interruptReader(inGone, input)
-	interruptWriter(outGone, output)
+	interrupt(inGone, readDeadline(input))
+	interrupt(outGone, writeDeadline(output))
 	if err == nil && closeErr != nil && !errors.Is(closeErr, net.ErrClosed) {
 		err = closeErr
 	}
 	return Result{Sent: sent.Load(), Received: received.Load()}, err
 }
 
-// interruptReader stops the input goroutine (gone is closed when it exits).
-// An input with a read deadline is interrupted and waited for, then its
-// deadline is cleared; any other input is left to finish its current Read.
-func interruptReader(gone chan struct{}, input io.Reader) {
+// interrupt stops a copying goroutine that may be blocked in a local Read
+// or Write (gone is closed when it exits). With a deadline setter (the
+// reader or writer has one) the call is interrupted and waited for, then
+// the deadline is cleared; otherwise the goroutine is left to finish its
+// current call, which nothing can stop.
+func interrupt(gone chan struct{}, setDeadline func(time.Time) error) {
 	select {
 	case <-gone:
 		return
 	default:
 	}
-	r, ok := input.(readDeadliner)
-	if !ok || r.SetReadDeadline(time.Unix(1, 0)) != nil {
+	if setDeadline == nil || setDeadline(time.Unix(1, 0)) != nil {
 		return
 	}
 	<-gone
-	_ = r.SetReadDeadline(time.Time{})
+	_ = setDeadline(time.Time{})
 }
 
-// interruptWriter does for output what interrupt does for input.
-func interruptWriter(gone chan struct{}, output io.Writer) {
-	select {
-	case <-gone:
-		return
-	default:
+func readDeadline(r io.Reader) func(time.Time) error {
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		return d.SetReadDeadline
 	}
-	w, ok := output.(writeDeadliner)
-	if !ok || w.SetWriteDeadline(time.Unix(1, 0)) != nil {
-		// A socket read is interrupted by the Close above, so the
-		// goroutine can only be stuck in output.Write, which we cannot
-		// stop; it exits when that Write returns.
-		return
+	return nil
+}
+
+func writeDeadline(w io.Writer) func(time.Time) error {
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		return d.SetWriteDeadline
 	}
-	<-gone
-	_ = w.SetWriteDeadline(time.Time{})
+	return nil
 }
 
 // pumpIn copies input to conn and half-closes conn at input EOF.
