@@ -1,80 +1,18 @@
 package cli
 
 import (
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/tuple-net/tuple/internal/leakcheck"
 )
 
-// tupleBin is the tuple binary built once for tests that run it as a real
-// process (in network namespaces); empty when it could not be built.
-var tupleBin, tupleBinErr = "", error(nil)
-
 func TestMain(m *testing.M) {
-	// The runtime's network poller keeps its epoll and event descriptors
-	// once started; start it before leakcheck counts.
-	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		ln.Close()
-	}
-	if runtime.GOOS == "linux" && os.Geteuid() == 0 {
-		tupleBin, tupleBinErr = buildTuple()
+	// The Go runtime opens its poller descriptors (epoll, eventfd) on first
+	// use and keeps them; open them before leakcheck counts.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
 	}
 	leakcheck.Main(m)
-}
-
-// buildTuple builds cmd/tuple into a directory named for this process.
-// leakcheck.Main ends the process, so the directory cannot be removed on the
-// way out; instead each run removes the directories of runs that are gone.
-func buildTuple() (string, error) {
-	pruneOldBuilds()
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("tuple-cli-test-%d", os.Getpid()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	// Readable by everyone: one test runs it as uid 65534.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(dir, "tuple")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build cmd/tuple: %v: %s", err, out)
-	}
-	return bin, nil
-}
-
-func pruneOldBuilds() {
-	old, _ := filepath.Glob(filepath.Join(os.TempDir(), "tuple-cli-test-*"))
-	for _, d := range old {
-		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "tuple-cli-test-"))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
-			os.RemoveAll(d)
-		}
-	}
-}
-
-// needTuple skips t unless the tuple binary is built (root on Linux).
-func needTuple(t *testing.T) {
-	t.Helper()
-	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
-		t.Skip("needs root on Linux to run tuple in network namespaces (CI runs as root)")
-	}
-	if tupleBinErr != nil {
-		t.Fatalf("building tuple: %v", tupleBinErr)
-	}
 }
