@@ -125,6 +125,9 @@ type Options struct {
 	V6Only            V6OnlyMode
 	Device            string // SO_BINDTODEVICE interface name when non-empty
 	ExclusiveAddrUse  bool   // Windows only
+	// ClearReuseAddr sets SO_REUSEADDR to 0. Go's net package turns it
+	// on for every listener on Unix; this is how a caller undoes that.
+	ClearReuseAddr bool
 }
 
 // setting is one option with its value, in the order they are applied.
@@ -143,7 +146,11 @@ func (o Options) settings(ipv6 bool) ([]setting, error) {
 			out = append(out, setting{id: id, value: v})
 		}
 	}
+	if o.ReuseAddr && o.ClearReuseAddr {
+		return nil, fmt.Errorf("%s: both set and cleared", ReuseAddr)
+	}
 	add(o.ReuseAddr, ReuseAddr, 1)
+	add(o.ClearReuseAddr, ReuseAddr, 0)
 	add(o.ReusePort, ReusePort, 1)
 	add(o.ExclusiveAddrUse, ExclusiveAddrUse, 1)
 	add(o.BindAddressNoPort, BindAddressNoPort, 1)
@@ -166,7 +173,10 @@ func (o Options) settings(ipv6 bool) ([]setting, error) {
 // lacks an option o asks for. Callers use it to reject flags before any
 // socket exists.
 func (o Options) Check() error {
-	all, _ := o.settings(true) // an IPv6 socket takes every option
+	all, err := o.settings(true) // an IPv6 socket takes every option
+	if err != nil {
+		return err
+	}
 	for _, s := range all {
 		if !Supported(s.id) {
 			return notSupported(s.id)

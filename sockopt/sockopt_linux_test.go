@@ -65,3 +65,31 @@ func TestCheckRejectsUnsupported(t *testing.T) {
 		t.Errorf("supported options: %v", err)
 	}
 }
+
+// Go sets SO_REUSEADDR on every listener; ClearReuseAddr undoes it.
+func TestClearReuseAddrOnListener(t *testing.T) {
+	read := func(o Options) Value {
+		t.Helper()
+		ln, err := (&net.ListenConfig{Control: o.Control}).Listen(context.Background(), "tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		rc, err := ln.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v Value
+		rc.Control(func(fd uintptr) { v = Read(fd, false)[ReuseAddr] })
+		return v
+	}
+	if v := read(Options{}); !v.Known || !v.On {
+		t.Fatalf("Go's default listener: SO_REUSEADDR = %+v, want on (the reason ClearReuseAddr exists)", v)
+	}
+	if v := read(Options{ClearReuseAddr: true}); !v.Known || v.On {
+		t.Errorf("with ClearReuseAddr: SO_REUSEADDR = %+v, want off", v)
+	}
+	if err := (Options{ReuseAddr: true, ClearReuseAddr: true}).Check(); err == nil {
+		t.Error("ReuseAddr and ClearReuseAddr together: want an error")
+	}
+}

@@ -93,7 +93,8 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.BoolVarP(&o.v4, "ipv4", "4", false, "use IPv4 only")
 	f.BoolVarP(&o.v6, "ipv6", "6", false, "use IPv6 only")
 	f.BoolVar(&o.reusePort, "reuseport", false, "set SO_REUSEPORT: share the port with other listeners of the same uid that set it")
-	f.BoolVar(&o.reuseAddr, "reuseaddr", false, "set SO_REUSEADDR: listen even while old connections on the port linger (TIME_WAIT)")
+	f.BoolVar(&o.reuseAddr, "reuseaddr", reuseAddrDefault,
+		"SO_REUSEADDR: listen again while old connections on the port are in TIME_WAIT (Go's default on Unix; --reuseaddr=false clears it)")
 	f.StringVarP(&o.exec, "exec", "e", "", "run `CMD` (/bin/sh -c) per connection with its stdin/stdout on the connection")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
@@ -145,12 +146,17 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 		p.local = netip.AddrPortFrom(netip.IPv6Unspecified(), n)
 	}
 	p.addr = net.JoinHostPort(host, strconv.Itoa(int(n)))
-	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort}
+	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
+		ClearReuseAddr: !o.reuseAddr && reuseAddrDefault}
 	if err := p.sockopt.Check(); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
+
+// reuseAddrDefault is SO_REUSEADDR as Go sets it on listeners: on, except on
+// Windows, where SO_REUSEADDR would let another socket take the port over.
+var reuseAddrDefault = runtime.GOOS != "windows"
 
 // serveTCP listens and serves one connection, or all of them with -k, until
 // ctx ends. It returns after every connection it accepted is closed.

@@ -178,3 +178,37 @@ func TestListenReuseportSharesConnections(t *testing.T) {
 		t.Errorf("connections served per listener %v (total %d of %d): both must get some", counts, total, conns)
 	}
 }
+
+// A listener's SO_REUSEADDR (on by default, as Go sets it) is what lets it
+// start again while its last connection is in TIME_WAIT; --reuseaddr=false
+// shows the kernel refusing without it.
+func TestListenReuseaddrAndTimeWait(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	server := startIn(t, ns, false, "tuple", "listen", "-v", "10.0.0.1", "9000").run(nil)
+	server.waitStderr("listening on")
+	err := ns.Do(func() error {
+		c, err := net.Dial("tcp", "10.0.0.1:9000")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		server.stdin.Close() // the server half-closes first, so it ends in TIME_WAIT
+		_, err = io.ReadAll(c)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := server.wait(10 * time.Second); code != 0 {
+		t.Fatalf("listen exited %d: %s", code, server.stderr.String())
+	}
+	if tw := ns.Run(t, "ss", "-Htn", "state", "time-wait", "sport = :9000"); !strings.Contains(tw, "10.0.0.1:9000") {
+		t.Fatalf("want the server's connection in TIME_WAIT, ss shows %q", tw)
+	}
+	strict := startIn(t, ns, false, "tuple", "listen", "--reuseaddr=false", "10.0.0.1", "9000").run(nil)
+	if code := strict.wait(10 * time.Second); code != 1 || !strings.Contains(strict.stderr.String(), "address already in use") {
+		t.Errorf("listen --reuseaddr=false next to TIME_WAIT: exit %d, %s", code, strict.stderr.String())
+	}
+	startIn(t, ns, false, "tuple", "listen", "-v", "10.0.0.1", "9000").run(nil).waitStderr("listening on 10.0.0.1:9000")
+}
