@@ -87,6 +87,24 @@ func TestScanReportsOpenAndClosed(t *testing.T) {
 			t.Errorf("line %d: %q, want %q", i, line, want)
 		}
 	}
+	// A name is resolved (from /etc/hosts; the namespace has no route
+	// anywhere else).
+	err = ns.Do(func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:2222")
+		if err == nil {
+			t.Cleanup(func() { ln.Close() })
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := startIn(t, ns, false, "tuple", "connect", "-z", "-4", "-v", "localhost", "2222").run(nil)
+	if code := byName.wait(20 * time.Second); code != 0 || byName.stdout.String() != "localhost 2222/tcp open\n" ||
+		!strings.Contains(byName.stderr.String(), "-> 127.0.0.1:2222 (tcp)") {
+		t.Errorf("scan of localhost: exit %d, %q, %q", code, byName.stdout.String(), byName.stderr.String())
+	}
+
 	none := startIn(t, ns, false, "tuple", "connect", "-z", "10.0.0.1", "26-28").run(nil)
 	if code := none.wait(20 * time.Second); code != 1 {
 		t.Errorf("scan with every port closed exited %d, want 1 (like nc)", code)
