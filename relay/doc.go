@@ -11,11 +11,14 @@
 //     still arrive. Options.NoShutdown leaves the socket alone instead.
 //   - conn -> output: everything the peer sends is written to output.
 //
-// The session ends, like ncat's, when the socket's read side is done (the
-// peer closed its write side, or reading failed), when writing to the
-// socket or to output fails, or when the context is cancelled. Ending the
-// input alone never ends the session: tuple keeps reading until the peer
-// closes. For a connection without EOF (UDP), Options.IdleAfterInput ends
+// The session ends when both directions are done: input reached EOF (and
+// the socket was shut down) and the peer closed its side. It also ends when
+// the peer closed its side and input then stays silent for Options.Linger
+// (one second by default), so an interactive session ends soon after the
+// peer hung up, like ncat's, while input that keeps coming (a file, a pipe)
+// is still sent in full. Any read or write error, and cancelling the
+// context, end it at once. Ending the input alone never ends the session:
+// it keeps reading until the peer closes. For a connection without EOF (UDP), Options.IdleAfterInput ends
 // the session once input has ended and nothing arrived for that long.
 //
 // Run closes conn before it returns and returns only after both copying

@@ -26,7 +26,18 @@ type Options struct {
 	IdleAfterInput time.Duration
 	// BufferSize is the copy buffer per direction (DefaultBufferSize when 0).
 	BufferSize int
+	// Linger is how long input may stay silent after the peer ended its
+	// side before the session ends (DefaultLinger when 0; negative ends
+	// the session at the peer's EOF at once, as ncat does). Input that
+	// keeps coming is sent in full: `tuple listen </dev/null` closing its
+	// side first must not cut a file being sent to it short.
+	Linger time.Duration
 }
+
+// DefaultLinger is Options.Linger's default: long enough for a pipe or a
+// file, short enough that an interactive session ends soon after the peer
+// hung up.
+const DefaultLinger = time.Second
 
 // Result counts the bytes each direction carried.
 type Result struct {
@@ -60,28 +71,46 @@ func Run(ctx context.Context, conn net.Conn, input io.Reader, output io.Writer, 
 
 	inErr := make(chan error, 1)
 	inGone := make(chan struct{})
+	in := &inputState{}
+	inputDone := input == nil
 	if input != nil {
 		go func() {
 			defer close(inGone)
-			inErr <- pumpIn(conn, input, make([]byte, size), &sent, opt.NoShutdown)
+			inErr <- pumpIn(conn, input, make([]byte, size), &sent, opt.NoShutdown, in)
 		}()
 	} else {
 		close(inGone)
 	}
+	linger := opt.Linger
+	if linger == 0 {
+		linger = DefaultLinger
+	}
 
 	var err error
+	var lingerTick <-chan time.Time
 wait:
 	for {
 		select {
 		case err = <-outErr:
-			break wait
+			if err != nil || inputDone || linger < 0 {
+				break wait
+			}
+			// The peer is done; input may still have more to send.
+			t := time.NewTicker(min(linger/4, 100*time.Millisecond))
+			defer t.Stop()
+			lingerTick = t.C
 		case e := <-inErr:
-			if e != nil {
+			inputDone = true
+			if e != nil || lingerTick != nil {
 				err = e
 				break wait
 			}
 			if idle.d > 0 {
 				idle.start(conn)
+			}
+		case <-lingerTick:
+			if in.silentFor() >= linger {
+				break wait
 			}
 		case <-ctx.Done():
 			err = ctx.Err()
@@ -132,10 +161,26 @@ func writeDeadline(w io.Writer) func(time.Time) error {
 	return nil
 }
 
+// inputState tells how long the input goroutine has been waiting in Read.
+type inputState struct {
+	reading atomic.Bool
+	since   atomic.Int64 // UnixNano when the current Read began
+}
+
+func (s *inputState) silentFor() time.Duration {
+	if !s.reading.Load() {
+		return 0 // busy sending what it read
+	}
+	return time.Since(time.Unix(0, s.since.Load()))
+}
+
 // pumpIn copies input to conn and half-closes conn at input EOF.
-func pumpIn(conn net.Conn, input io.Reader, buf []byte, n *atomic.Int64, noShutdown bool) error {
+func pumpIn(conn net.Conn, input io.Reader, buf []byte, n *atomic.Int64, noShutdown bool, st *inputState) error {
 	for {
+		st.since.Store(time.Now().UnixNano())
+		st.reading.Store(true)
 		k, rerr := input.Read(buf)
+		st.reading.Store(false)
 		if k > 0 {
 			if _, err := conn.Write(buf[:k]); err != nil {
 				return err

@@ -133,8 +133,9 @@ func TestPeerCloseEndsSessionWithInputOpen(t *testing.T) {
 	server.Close()
 	var out bytes.Buffer
 	done := make(chan error, 1)
+	start := time.Now()
 	go func() {
-		_, err := Run(context.Background(), client, in, &out, Options{})
+		_, err := Run(context.Background(), client, in, &out, Options{Linger: 150 * time.Millisecond})
 		done <- err
 	}()
 	select {
@@ -145,6 +146,9 @@ func TestPeerCloseEndsSessionWithInputOpen(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after the peer closed")
 	}
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Errorf("session ended %v after the peer closed, before input was silent for Linger", el)
+	}
 	if out.String() != "greeting" {
 		t.Errorf("output %q", out.String())
 	}
@@ -153,6 +157,50 @@ func TestPeerCloseEndsSessionWithInputOpen(t *testing.T) {
 	in.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := in.Read(make([]byte, 1)); err != nil {
 		t.Errorf("input unusable after Run: %v", err)
+	}
+}
+
+// The peer closing its side first must not cut short input that keeps
+// coming: `tuple listen </dev/null` half-closes at once, and a file sent to
+// it arrives whole.
+func TestPeerEOFDoesNotCutInputShort(t *testing.T) {
+	client, server := tcpPair(t)
+	server.CloseWrite() // the peer has nothing to say
+	peerGot := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(server)
+		peerGot <- b
+	}()
+	want := randomBytes(t, 64<<10)
+	in, feed := io.Pipe()
+	go func() { // slower than the peer's EOF, faster than Linger
+		for rest := want; len(rest) > 0; rest = rest[4<<10:] {
+			chunk := rest[:4<<10]
+			time.Sleep(10 * time.Millisecond)
+			feed.Write(chunk)
+		}
+		feed.Close()
+	}()
+	if _, err := Run(context.Background(), client, in, io.Discard, Options{Linger: 500 * time.Millisecond}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := <-peerGot; !bytes.Equal(got, want) {
+		t.Errorf("peer received %d bytes, want all %d", len(got), len(want))
+	}
+}
+
+func TestNegativeLingerEndsAtPeerEOF(t *testing.T) {
+	client, server := tcpPair(t)
+	server.Close()
+	in, feed := net.Pipe()
+	defer in.Close()
+	defer feed.Close()
+	start := time.Now()
+	if _, err := Run(context.Background(), client, in, io.Discard, Options{Linger: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > DefaultLinger/2 {
+		t.Errorf("negative Linger: session took %v after the peer's EOF", el)
 	}
 }
 

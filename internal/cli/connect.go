@@ -53,8 +53,10 @@ func newConnectCmd(s Streams) *cobra.Command {
 		Short: "Connect to HOST PORT and relay stdin/stdout (a netcat client)",
 		Long: `Connect to HOST PORT and copy stdin to the connection and the connection to
 stdout, binary-safe. When stdin ends, the socket's write side is shut down
-(the peer sees EOF) and tuple keeps reading until the peer closes; the session
-ends when the peer has closed its side. --no-shutdown keeps the write side open.
+(the peer sees EOF) and tuple keeps reading until the peer closes its side.
+The session ends when both sides are done, or when the peer closed its side
+and stdin then stays silent for a second (what keeps coming is still sent).
+--no-shutdown keeps the write side open.
 
 -s and -p choose the source address and port. A bind that fails is reported and
 never retried on another port. --reuseport or --reuseaddr let several sockets

@@ -238,3 +238,28 @@ func TestListenExecEnvironment(t *testing.T) {
 	}
 	server.waitStderr("accepted 10.0.0.1:9000 <- 10.0.0.2:40002 (tcp)")
 }
+
+// The netcat file-transfer idiom: `tuple listen >file </dev/null` shuts its
+// side down at once, and `tuple connect <file` must still deliver all of it.
+func TestFileTransferToSilentListener(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	server := startIn(t, ns, true, "tuple", "listen", "-v", "10.0.0.1", "9000").run(nil)
+	server.waitStderr("listening on")
+	server.stdin.Close()
+	client := startIn(t, ns, false, "tuple", "connect", "10.0.0.1", "9000").run(nil)
+	got, _ := drain(server.outR)
+	release := make(chan struct{})
+	close(release)
+	sent := <-feed(client.stdin, release)
+	received := <-got
+	if sent.err != nil || received.err != nil || received.n != sent.n || received.sum != sent.sum {
+		t.Errorf("sent %d bytes (%v), the listener wrote %d (%v), checksums equal: %v",
+			sent.n, sent.err, received.n, received.err, received.sum == sent.sum)
+	}
+	for _, p := range []*proc{client, server} {
+		if code := p.wait(20 * time.Second); code != 0 {
+			t.Errorf("%s exited %d: %s", p.name, code, p.stderr.String())
+		}
+	}
+}
