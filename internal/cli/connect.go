@@ -160,9 +160,6 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 		if dest.IsValid() && dest.Is4() != src.Is4() {
 			return nil, fmt.Errorf("-s %s and HOST %s are of different address families", src, dest)
 		}
-		if src.IsUnspecified() {
-			src = netip.Addr{}
-		}
 	}
 	if srcPort != 0 || src.IsValid() {
 		p.bind = true
