@@ -96,7 +96,7 @@ wait:
 				break wait
 			}
 			// The peer is done; input may still have more to send.
-			t := time.NewTicker(min(linger/4, 100*time.Millisecond))
+			t := time.NewTicker(max(min(linger/4, 100*time.Millisecond), time.Millisecond))
 			defer t.Stop()
 			lingerTick = t.C
 		case e := <-inErr:

@@ -314,7 +314,8 @@ func FuzzRelay(f *testing.F) {
 		client, server := tcpPair(t)
 		peerGot := serveOnce(server, down)
 		var out bytes.Buffer
-		res, err := Run(context.Background(), client, bytes.NewReader(up), &out, Options{BufferSize: int(bufSize % 4096)})
+		opt := Options{BufferSize: int(bufSize % 4096), Linger: time.Duration(bufSize % 5)}
+		res, err := Run(context.Background(), client, bytes.NewReader(up), &out, opt)
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
