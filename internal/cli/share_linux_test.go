@@ -115,6 +115,16 @@ func TestConnectSourcePortConflicts(t *testing.T) {
 		b := connectFrom12345(t, ns, "10.0.0.2", "--reuseport")
 		failsWith(t, b, syscall.EADDRNOTAVAIL, "10.0.0.2", "four-tuple 10.0.0.1:12345 -> 10.0.0.2:80 is taken")
 	})
+	t.Run("source address not local", func(t *testing.T) {
+		ns := seedNS(t)
+		p := startIn(t, ns, false, "tuple", "connect", "-s", "10.0.0.9", "-p", "12345", "10.0.0.2", "80").run(nil)
+		code := p.wait(10 * time.Second)
+		want := "tuple: connect tcp 10.0.0.9:12345 -> 10.0.0.2:80: bind: cannot assign requested address (EADDRNOTAVAIL)\n" +
+			"hint: 10.0.0.9 is not an address of this host\n"
+		if code != 1 || p.stderr.String() != want {
+			t.Errorf("exit %d, stderr %q; want 1 and %q", code, p.stderr.String(), want)
+		}
+	})
 	t.Run("different uid", func(t *testing.T) {
 		ns := seedNS(t)
 		connectFrom12345(t, ns, "10.0.0.2", "--reuseport").waitStderr("connected")
