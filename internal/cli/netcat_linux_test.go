@@ -20,10 +20,9 @@ func TestUDPRoundTrip(t *testing.T) {
 	ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32")
 	server := startIn(t, ns, false, "tuple", "listen", "-u", "-v", "10.0.0.1", "9999").run(nil)
 	server.waitStderr("listening on 10.0.0.1:9999 (udp)")
-	client := startIn(t, ns, false, "tuple", "connect", "-u", "-v", "-w", "1", "-s", "10.0.0.2", "-p", "5353", "10.0.0.1", "9999").run(nil)
+	client := startIn(t, ns, false, "tuple", "connect", "-u", "-v", "-w", "0.3", "-s", "10.0.0.2", "-p", "5353", "10.0.0.1", "9999").run(nil)
 	client.waitStderr("connected 10.0.0.2:5353 -> 10.0.0.1:9999 (udp)")
 	client.stdin.Write([]byte("ping\n"))
-	client.stdin.Close()
 
 	deadline := time.Now().Add(5 * time.Second)
 	for server.stdout.String() != "ping\n" {
@@ -34,6 +33,14 @@ func TestUDPRoundTrip(t *testing.T) {
 	}
 	server.waitStderr("peer 10.0.0.1:9999 <- 10.0.0.2:5353 (udp)")
 	server.stdin.Write([]byte("pong\n")) // goes to the latest peer
+	for client.stdout.String() != "pong\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("connect -u printed %q, want the reply", client.stdout.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// With stdin ended, -w is how long it waits for more replies.
+	client.stdin.Close()
 	if code := client.wait(10 * time.Second); code != 0 {
 		t.Fatalf("connect -u exited %d: %s", code, client.stderr.String())
 	}
