@@ -146,7 +146,16 @@ func parseInetDiagMsg(b []byte, proto Proto, s *Socket) error {
 	s.SendQ = hostOrder.Uint32(b[60:])
 	s.UID = hostOrder.Uint32(b[64:])
 	s.Inode = uint64(hostOrder.Uint32(b[68:]))
-	return parseDiagAttrs(b[diagMsgLen:], s)
+	if err := parseDiagAttrs(b[diagMsgLen:], s); err != nil {
+		return err
+	}
+	if !s.V6Only.Known {
+		s.V6Only.Reason = reasonV6OnlyNotReported
+		if s.Family == IPv4 {
+			s.V6Only.Reason = reasonIPv4
+		}
+	}
+	return nil
 }
 
 // addrFrom returns the address of a 4- or 16-byte big-endian field.

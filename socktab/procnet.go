@@ -56,7 +56,10 @@ func parseProcNetLine(line []byte, proto Proto, family Family, order binary.Byte
 	if n < len(f) {
 		return Socket{}, fmt.Errorf("%d fields, want at least %d", n, len(f))
 	}
-	s := Socket{Proto: proto, Family: family}
+	s := Socket{Proto: proto, Family: family, V6Only: Bool{Reason: reasonProcfs}}
+	if family == IPv4 {
+		s.V6Only.Reason = reasonIPv4
+	}
 	var err error
 	if s.Local, err = parseHexAddrPort(f[1], family, order); err != nil {
 		return Socket{}, fmt.Errorf("local address: %w", err)
