@@ -146,6 +146,12 @@ func parseInetDiagMsg(b []byte, proto Proto, s *Socket) error {
 	s.SendQ = hostOrder.Uint32(b[60:])
 	s.UID = hostOrder.Uint32(b[64:])
 	s.Inode = uint64(hostOrder.Uint32(b[68:]))
+	if proto == TCP && s.State == Close {
+		// The kernel dumps bound-only TCP sockets (asked for with state
+		// bit 13, TCP_BOUND_INACTIVE) with their real state, TCP_CLOSE;
+		// a TCP socket in CLOSE is in no other dumped table.
+		s.State = BoundInactive
+	}
 	if err := parseDiagAttrs(b[diagMsgLen:], s); err != nil {
 		return err
 	}
