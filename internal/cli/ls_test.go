@@ -87,4 +87,3 @@ func TestShareVerdict(t *testing.T) {
 		}
 	}
 }
-
