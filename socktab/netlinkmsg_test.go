@@ -34,7 +34,8 @@ func TestWalkNetlink(t *testing.T) {
 	}
 
 	e := make([]byte, 20)
-	hostOrder.PutUint32(e, uint32(-int32(syscall.EINVAL)))
+	errno := -int32(syscall.EINVAL)
+	hostOrder.PutUint32(e, uint32(errno))
 	if err := walkNetlink(nlmsg(nlmsgError, 1, e), 1, func(uint16, []byte) error { return nil }); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("error message: %v, want EINVAL", err)
 	}
