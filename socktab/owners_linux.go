@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -171,7 +172,7 @@ func newFDScanner() *fdScanner {
 // list opens /proc/PID/fd and reads its entries with getdents64. The
 // caller closes the returned directory descriptor.
 func (sc *fdScanner) list(procRoot string, pid int) (bigDir, error) {
-	dfd, err := unix.Open(procRoot+"/"+itoa(pid)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dfd, err := unix.Open(procRoot+"/"+strconv.Itoa(pid)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return bigDir{}, err // ENOENT: the process exited; EACCES: not ours
 	}
@@ -224,7 +225,7 @@ func (sc *fdScanner) readlinks(d bigDir, names []string, want map[uint64]int, hi
 
 // readComm returns the command name of pid, "" when it cannot be read.
 func readComm(procRoot string, pid int) string {
-	b, err := os.ReadFile(procRoot + "/" + itoa(pid) + "/comm")
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/comm")
 	if err != nil {
 		return ""
 	}
