@@ -483,3 +483,44 @@ func TestPortFilterInKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnersOfLargeFDTable covers the split scan: a process with more
+// descriptors than splitAbove has every socket found with the right fd.
+func TestOwnersOfLargeFDTable(t *testing.T) {
+	ns := netnstest.New(t)
+	const n = splitAbove + 200
+	fds := make(map[uint64]int, n)
+	if err := ns.Do(func() error {
+		for i := 0; i < n; i++ {
+			fd := newSock(t, unix.AF_INET, unix.SOCK_DGRAM, "127.0.0.1:"+strconv.Itoa(10000+i), nil)
+			fds[inode(t, fd)] = fd
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tab := snapshotIn(t, ns, Query{UDP: true, Owners: true})
+	if len(tab.Sockets) != n {
+		t.Fatalf("%d sockets, want %d", len(tab.Sockets), n)
+	}
+	pid := os.Getpid()
+	for _, s := range tab.Sockets {
+		if len(s.Owners) != 1 || s.Owners[0].PID != pid || s.Owners[0].FD != fds[s.Inode] {
+			t.Fatalf("%v: owners %+v, want pid %d fd %d", s.Local, s.Owners, pid, fds[s.Inode])
+		}
+	}
+}
+
+// TestOptionsOfGoneProcess: an owner that exited gives unknown options
+// with the reason, not a guess.
+func TestOptionsOfGoneProcess(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no true command:", err)
+	}
+	s := Socket{Proto: TCP, Family: IPv4, State: Listen, Inode: 1, Owners: []Owner{{PID: cmd.Process.Pid, FD: 3}}}
+	readSocketOptions(&s, map[int]pidfdResult{})
+	if s.Options.ReusePort.Known || !strings.Contains(s.Options.ReusePort.Reason, "process gone") {
+		t.Errorf("reuseport %+v, want unknown: process gone", s.Options.ReusePort)
+	}
+}
