@@ -24,20 +24,20 @@ type ownerHit struct {
 // procRoot and returns the descriptors whose socket inode is in want
 // (inode -> index into the table). Processes are scanned in parallel; each
 // process's descriptors are read once. Processes that exit during the scan
-// are skipped; processes whose descriptors cannot be read are counted in the
-// returned note.
-func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
+// are skipped; processes whose descriptors cannot be read are counted
+// (denied) and named in the returned notes.
+func findOwners(procRoot string, want map[uint64]int) (hits []ownerHit, denied int, notes []string) {
 	if len(want) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	dir, err := os.Open(procRoot)
 	if err != nil {
-		return nil, []string{fmt.Sprintf("owners unknown: %v", err)}
+		return nil, 0, []string{fmt.Sprintf("owners unknown: %v", err)}
 	}
 	names, err := dir.Readdirnames(-1)
 	dir.Close()
 	if err != nil {
-		return nil, []string{fmt.Sprintf("owners unknown: %v", err)}
+		return nil, 0, []string{fmt.Sprintf("owners unknown: %v", err)}
 	}
 	pids := make([]int, 0, len(names))
 	for _, n := range names {
@@ -48,10 +48,8 @@ func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
 
 	workers := runtime.GOMAXPROCS(0) + 1
 	var (
-		mu     sync.Mutex
-		hits   []ownerHit
-		denied int
-		big    []bigDir
+		mu  sync.Mutex
+		big []bigDir
 	)
 	// Phase 1: every process, in parallel. Small fd tables are read at
 	// once; large ones (a server with thousands of connections) are listed
@@ -116,11 +114,10 @@ func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
 		}
 		return hits[i].fd < hits[j].fd
 	})
-	var notes []string
 	if denied > 0 {
 		notes = append(notes, fmt.Sprintf("owners incomplete: descriptors of %d processes not readable (permission denied; run as root)", denied))
 	}
-	return hits, notes
+	return hits, denied, notes
 }
 
 // splitAbove is the fd table size above which a process's descriptors are

@@ -60,11 +60,15 @@ func finish(ctx context.Context, t *Table, q Query) {
 			want[socks[i].Inode] = i
 		}
 	}
-	hits, notes := findOwners(q.ProcRoot, want)
+	hits, denied, notes := findOwners(q.ProcRoot, want)
 	t.Notes = append(t.Notes, notes...)
 	attachOwners(q.ProcRoot, socks, hits)
 	if q.Options {
-		readOptions(ctx, socks)
+		noOwner := "no owning process found"
+		if denied > 0 {
+			noOwner = fmt.Sprintf("owner unknown: descriptors of %d processes not readable (permission denied)", denied)
+		}
+		readOptions(ctx, socks, noOwner)
 	}
 }
 

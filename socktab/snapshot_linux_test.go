@@ -519,7 +519,7 @@ func TestOptionsOfGoneProcess(t *testing.T) {
 		t.Skip("no true command:", err)
 	}
 	s := Socket{Proto: TCP, Family: IPv4, State: Listen, Inode: 1, Owners: []Owner{{PID: cmd.Process.Pid, FD: 3}}}
-	readSocketOptions(&s, map[int]pidfdResult{})
+	readSocketOptions(&s, map[int]pidfdResult{}, "no owner")
 	if s.Options.ReusePort.Known || !strings.Contains(s.Options.ReusePort.Reason, "process gone") {
 		t.Errorf("reuseport %+v, want unknown: process gone", s.Options.ReusePort)
 	}
