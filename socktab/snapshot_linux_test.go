@@ -417,7 +417,7 @@ func TestBoundOnlyAbsentFromProcfs(t *testing.T) {
 	var fromProc []Socket
 	if err := ns.Do(func() error {
 		var err error
-		fromProc, err = readProcNet(Query{TCP: true, ProcRoot: "/proc/thread-self"})
+		fromProc, err = readProcNet(Query{TCP: true, ProcRoot: "/proc"})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -522,5 +522,20 @@ func TestOptionsOfGoneProcess(t *testing.T) {
 	readSocketOptions(&s, map[int]pidfdResult{}, "no owner")
 	if s.Options.ReusePort.Known || !strings.Contains(s.Options.ReusePort.Reason, "process gone") {
 		t.Errorf("reuseport %+v, want unknown: process gone", s.Options.ReusePort)
+	}
+}
+
+// TestReadProcNetFixture reads a procfs root that is a plain directory.
+func TestReadProcNetFixture(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(root+"/net", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root+"/net/tcp", []byte(procNetTCP), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	socks, err := readProcNet(Query{TCP: true, UDP: true, ProcRoot: root})
+	if err != nil || len(socks) != 2 || socks[0].Local != netip.MustParseAddrPort("127.0.0.1:8080") {
+		t.Errorf("got %+v, %v; want the 2 sockets of the fixture (missing tcp6, udp files are no sockets)", socks, err)
 	}
 }
