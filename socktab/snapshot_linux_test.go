@@ -527,6 +527,9 @@ func TestOptionsOfGoneProcess(t *testing.T) {
 
 // TestReadProcNetFixture reads a procfs root that is a plain directory.
 func TestReadProcNetFixture(t *testing.T) {
+	if bigEndian {
+		t.Skip("the fixture was written by a little-endian kernel")
+	}
 	root := t.TempDir()
 	if err := os.MkdirAll(root+"/net", 0o755); err != nil {
 		t.Fatal(err)
