@@ -969,8 +969,30 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 	child.sock = Socket{ID: l.ID + "-child", Proto: TCP, Family: l.Family, State: Connected,
 		ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: acceptUID}
 	observe(child.fd, &child.sock)
-	b.world = append(b.world, child)
 	b.logf("%s accepted %s <- %s", child.sock.ID, child.sock.Local, child.sock.Remote)
+	if !b.chance(0.3) {
+		b.world = append(b.world, child)
+		return nil
+	}
+	// The server side closes first: the child becomes a TIME_WAIT entry on
+	// the listener's port (with the child's reuse options).
+	b.world = b.world[:len(b.world)-1] // the helper closes too
+	if err := unix.Shutdown(child.fd, unix.SHUT_WR); err != nil {
+		unix.Close(child.fd)
+		unix.Close(cfd)
+		return fmt.Errorf("shutdown child: %w", err)
+	}
+	unix.Close(cfd)
+	err = waitClosed(child.fd)
+	unix.Close(child.fd)
+	if err != nil {
+		return err
+	}
+	child.sock.State = TimeWait
+	child.sock.TWTimestamps = b.sysctl["net/ipv4/tcp_timestamps"] == "1"
+	twBorn[child.sock.ID] = time.Now()
+	b.world = append(b.world, kSock{fd: -1, sock: child.sock})
+	b.logf("%s is now TIME_WAIT %s -> %s", child.sock.ID, child.sock.Local, child.sock.Remote)
 	return nil
 }
 
