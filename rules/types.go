@@ -118,6 +118,19 @@ type Socket struct {
 	// Unknown marks facts above that were not observed; the value given is
 	// an assumption and the model reports it when it matters.
 	Unknown Fact
+	// UnknownReason says why the Unknown facts could not be read
+	// ("TIME_WAIT", "pidfd_getfd: EPERM"); it is quoted in assumptions.
+	UnknownReason string
+
+	// BindAddr is the address the socket passed to bind() when it differs
+	// from Local (a socket bound to a wildcard that then connected shows
+	// its source address). Zero when unknown or equal to Local. Only the
+	// replay of the kernel's per-port reuse cache (fastreuse) uses it.
+	BindAddr netip.Addr
+
+	// V6OnlyDefault (new socket only): IPV6_V6ONLY was never set, so
+	// Host.BindV6Only (net.ipv6.bindv6only) decides and V6Only is ignored.
+	V6OnlyDefault bool
 }
 
 // Host is what the model needs to know about the network namespace.
@@ -153,8 +166,28 @@ func DefaultHost() Host {
 
 // World is the state an operation is judged against.
 type World struct {
-	Host    Host
+	Host Host
+	// Sockets are the existing sockets (not the new one); order does not
+	// matter to the verdict, only to the order of Outcome.Blockers.
 	Sockets []Socket
+	// Buckets optionally gives TCP ports' bind buckets as the kernel holds
+	// them, for callers that can read them exactly (a BPF iterator over
+	// the bind hash). For those ports they replace the model's
+	// reconstruction from the owners, which cannot see sockets that left.
+	Buckets []Bucket
+}
+
+// Bucket is one TCP port's struct inet_bind_bucket: the reuse cache that
+// lets a bind skip the conflict scan, and whether connect() may share the
+// port (both caches -1: only connect()-bound owners).
+type Bucket struct {
+	Port          uint16
+	FastReuse     int8 // -1 connect()-only, 0, 1
+	FastReusePort int8 // -1 connect()-only, 0 off, 1 FASTREUSEPORT_ANY, 2 FASTREUSEPORT_STRICT
+	FastUID       uint32
+	FastFamily    Family
+	FastAddr      netip.Addr // tb->fast_rcv_saddr, or fast_v6_rcv_saddr for AF_INET6
+	FastV6Only    bool
 }
 
 // OpKind is the operation the new socket attempts.
@@ -174,6 +207,12 @@ func (k OpKind) String() string {
 type Op struct {
 	Kind OpKind
 	Addr netip.AddrPort // bind: the local address; connect: the peer; listen: unused
+	// Source (connect only) is the local address the kernel's route lookup
+	// picks for a socket not bound to a specific address. Zero: the model
+	// uses the peer itself when it is local (127.0.0.1 for the rest of
+	// 127.0.0.0/8) and otherwise compares four-tuples on the peer alone,
+	// saying so in Outcome.Assumptions.
+	Source netip.Addr
 }
 
 // Blocker is an existing socket that causes a failure.
@@ -191,12 +230,14 @@ type Outcome struct {
 	Blockers []Blocker
 
 	// After is the new socket as the operation leaves it when it succeeds:
-	// bound, listening or connected, with the port the kernel would pick
-	// when the model can tell (the first candidate in the kernel's search
-	// order), or 0 when it cannot.
+	// bound, listening or connected. For an autobind the port is set only
+	// when exactly one port is usable: the kernel starts its search at a
+	// random port (bind(0), UDP) or at a keyed hash of the four-tuple
+	// (connect()), which no observer can predict; otherwise it is 0.
 	After Socket
-	// Candidates is the number of ports an autobind (bind(0), listen()
-	// autobind, connect()) could take; -1 when the operation picks none.
+	// Candidates is the exact number of ports an autobind (bind(0),
+	// listen() autobind, connect()) could take; -1 when the operation
+	// picks none. For connect() Model.ConnectPorts gives the breakdown.
 	Candidates int
 
 	// Assumptions lists unobserved facts (Socket.Unknown) the verdict
