@@ -1,0 +1,10 @@
+package socktab
+
+import (
+	"context"
+	"errors"
+)
+
+func snapshot(ctx context.Context, q Query) (*Table, error) {
+	return nil, errors.New("socktab: not implemented yet")
+}

@@ -1,0 +1,163 @@
+package socktab
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// ErrNotSupported is wrapped by Snapshot's error on platforms without
+// sock_diag and procfs.
+var ErrNotSupported = errors.New("socket table not supported")
+
+// Proto is the transport protocol. Its values are the IPPROTO numbers.
+type Proto uint8
+
+const (
+	TCP Proto = 6
+	UDP Proto = 17
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "proto(" + itoa(int(p)) + ")"
+}
+
+// Family is the address family of the socket: 4 or 6. An IPv6 socket with a
+// v4-mapped address (::ffff:a.b.c.d) is family 6.
+type Family uint8
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// Bool is a fact that may not be known. When Known is false, Reason says why
+// (for example "no owning process: TIME_WAIT sockets belong to the kernel").
+type Bool struct {
+	Known  bool
+	Value  bool
+	Reason string
+}
+
+// Text is a string fact that may not be known; see Bool.
+type Text struct {
+	Known  bool
+	Value  string
+	Reason string
+}
+
+// Options are the options of a live socket that decide whether a port can be
+// shared. BindAddressNoPort and Freebind come from the kernel's
+// INET_DIAG_SOCKOPT for every socket the netlink source reports; the others
+// are read from one owner's descriptor when Query.Options is set.
+type Options struct {
+	ReuseAddr         Bool // SO_REUSEADDR
+	ReusePort         Bool // SO_REUSEPORT
+	V6Only            Bool // IPV6_V6ONLY (unknown with a reason on IPv4 sockets)
+	BindAddressNoPort Bool // IP_BIND_ADDRESS_NO_PORT
+	Freebind          Bool // IP_FREEBIND
+	Device            Text // SO_BINDTODEVICE interface name, "" when unbound
+}
+
+// Owner is one process holding a descriptor of the socket. A socket
+// inherited through fork or passed with SCM_RIGHTS has several.
+type Owner struct {
+	PID  int
+	Comm string // /proc/PID/comm
+	FD   int
+}
+
+// Socket is one kernel socket.
+type Socket struct {
+	Proto  Proto
+	Family Family
+	State  State
+	Local  netip.AddrPort
+	Remote netip.AddrPort // zero port and unspecified address when not connected
+	UID    uint32
+	Inode  uint64 // 0 for TIME_WAIT and request sockets, which have no file
+	Cookie uint64 // the kernel's socket cookie (0 from procfs)
+	RecvQ  uint32
+	SendQ  uint32
+	// Dev is the ifindex the socket is bound to (SO_BINDTODEVICE), 0 for none.
+	Dev int
+	// V6Only is IPV6_V6ONLY as the kernel reports it in INET_DIAG_SKV6ONLY,
+	// which it sends for IPv6 sockets in LISTEN or CLOSE (bound) state only.
+	V6Only Bool
+	// TimeLeft is the time until the socket's timer fires: for TIME_WAIT,
+	// when the socket goes away. 0 when no timer runs.
+	TimeLeft time.Duration
+	Options  Options
+	Owners   []Owner // filled when Query.Owners
+}
+
+// Query says which sockets to list and what to add to them. The zero value
+// lists every TCP and UDP socket without owners or options.
+type Query struct {
+	TCP, UDP bool     // neither set: both
+	States   StateSet // zero: all states
+	// LocalPort and RemotePort, when non-zero, keep only sockets with that
+	// local or remote port. The netlink source filters in the kernel.
+	LocalPort, RemotePort uint16
+	Owners                bool   // find the processes holding each socket
+	Options               bool   // read live options (implies Owners)
+	ProcRoot              string // procfs mount, "/proc" when empty
+}
+
+// Table is one snapshot.
+type Table struct {
+	Sockets []Socket
+	Source  string   // "netlink" or "procfs"
+	Notes   []string // what could not be read and why (partial results)
+}
+
+// Snapshot lists the sockets q asks for.
+func Snapshot(ctx context.Context, q Query) (*Table, error) {
+	if !q.TCP && !q.UDP {
+		q.TCP, q.UDP = true, true
+	}
+	if q.States == 0 {
+		q.States = AllStates
+	}
+	if q.ProcRoot == "" {
+		q.ProcRoot = "/proc"
+	}
+	if q.Options {
+		q.Owners = true
+	}
+	return snapshot(ctx, q)
+}
+
+// Reasons used for unknown options.
+const (
+	reasonNotAsked = "not read (Query.Options not set)"
+)
+
+func itoa(v int) string {
+	var b [20]byte
+	i := len(b)
+	neg := v < 0
+	if neg {
+		v = -v
+	}
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
