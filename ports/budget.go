@@ -86,7 +86,8 @@ type Destination struct {
 	TimeWaitReusable int `json:"time_wait_reusable"`
 	// NextExpiry is the time until the first of those TIME_WAIT entries
 	// expires; 0 when there are none.
-	NextExpiry time.Duration `json:"next_expiry_ns"`
+	NextExpiry        time.Duration `json:"-"`
+	NextExpirySeconds float64       `json:"next_expiry_seconds"`
 	// FreeMin..FreeMax is how many ports a new connect() can still take;
 	// they differ only when some port's origin (bind or connect) or some
 	// TIME_WAIT entry's timestamps are unknown.
@@ -328,7 +329,8 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 		}
 		dst := Destination{
 			Source: k.src, Dest: k.dest,
-			InUse: len(d.live), TimeWait: d.tw, TimeWaitReusable: d.twOK, NextExpiry: d.nextExpry,
+			InUse: len(d.live), TimeWait: d.tw, TimeWaitReusable: d.twOK,
+			NextExpiry: d.nextExpry, NextExpirySeconds: d.nextExpry.Seconds(),
 			FreeMax: clampFree(rep.Pool - nBind - extraMax),
 			FreeMin: clampFree(rep.Pool - nBind - nUnknownOnly - extraMin - oddLoss),
 		}
