@@ -71,6 +71,7 @@ why, and is a netcat with full control of source address, port and reuse options
 	root.AddCommand(
 		newVersionCmd(s),
 		newPortsCmd(s),
+		newExporterCmd(s),
 	)
 	return root
 }
