@@ -135,13 +135,19 @@ func New(src Source, opt Options) *Exporter {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 10 * time.Second
 	}
-	return &Exporter{
+	e := &Exporter{
 		src: src, opt: opt, collectors: registered(),
 		scrapes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "scrapes_total",
 			Help: "Scrapes served since the exporter started."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "scrape_collector_errors_total",
 			Help: "Failed collector runs since the exporter started."}, []string{"collector"}),
 	}
+	// Start every collector's error counter at 0 so rate() sees the
+	// first failure.
+	for _, c := range e.collectors {
+		e.errors.WithLabelValues(c.name)
+	}
+	return e
 }
 
 // Describe implements prometheus.Collector.
