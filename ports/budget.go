@@ -111,27 +111,6 @@ type Holder struct {
 	Share float64 `json:"share"`
 }
 
-// EffectiveRange is the range an autobind of a socket with per-socket range
-// sock searches: the kernel applies each end of IP_LOCAL_PORT_RANGE only
-// when it lies inside the namespace's range, and ignores the option when the
-// result is empty. It also reports whether the per-socket range was used.
-func EffectiveRange(ns, sock rules.PortRange) (rules.PortRange, bool) {
-	if sock.IsZero() {
-		return ns, false
-	}
-	r := ns
-	if sock.Lo != 0 && ns.Contains(sock.Lo) {
-		r.Lo = sock.Lo
-	}
-	if sock.Hi != 0 && ns.Contains(sock.Hi) {
-		r.Hi = sock.Hi
-	}
-	if r.Lo > r.Hi {
-		return ns, false
-	}
-	return r, r != ns
-}
-
 // portSet is a set of ports; the budget works on bitmaps of the whole port
 // space so a table of any size costs the same to intersect.
 type portSet [65536 / 64]uint64
@@ -160,7 +139,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	if share <= 0 {
 		share = 0.5
 	}
-	rng, perSocket := EffectiveRange(host.EphemeralRange, opt.SocketRange)
+	rng, perSocket := rules.EffectiveRange(host, rules.Socket{PortRange: opt.SocketRange})
 	rep := Report{Range: rng, Reserved: host.ReservedPorts}
 
 	inPool := func(p uint16) bool {
@@ -301,8 +280,9 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	rep.BindFree += rep.Pool
 
 	clampFree := func(n int) int { return max(0, min(n, rep.ConnectPool)) }
-	// With an odd-sized range one port goes unvisited, which one depends on
-	// the random start, so the lower bound loses one port.
+	// With an odd-sized range the kernel visits one port fewer than the
+	// range holds ("remaining &= ~1"), and which port it skips depends on the
+	// random start, so the lower bound loses one port.
 	oddLoss := 0
 	if oddSkip {
 		oddLoss = 1
@@ -408,7 +388,7 @@ func twReuse(host rules.Host, k destKey, s rules.Socket, left time.Duration) twV
 	if left > 0 {
 		age = TimeWaitLength - left
 	}
-	if age < host.TWReuseDelay {
+	if age <= host.TWReuseDelay {
 		return twBlocks
 	}
 	if s.Unknown&rules.FactTimestamps != 0 {

@@ -194,26 +194,6 @@ func TestBudgetHoldersAndHogWarning(t *testing.T) {
 	}
 }
 
-func TestEffectiveRange(t *testing.T) {
-	ns := rules.PortRange{Lo: 32768, Hi: 60999}
-	tests := []struct {
-		sock, want rules.PortRange
-		used       bool
-	}{
-		{rules.PortRange{}, ns, false},
-		{rules.PortRange{Lo: 40000, Hi: 40099}, rules.PortRange{Lo: 40000, Hi: 40099}, true},
-		{rules.PortRange{Lo: 1000, Hi: 40099}, rules.PortRange{Lo: 32768, Hi: 40099}, true},
-		{rules.PortRange{Lo: 40000, Hi: 0}, rules.PortRange{Lo: 40000, Hi: 60999}, true},
-		{rules.PortRange{Lo: 50000, Hi: 40000}, ns, false},
-	}
-	for _, tt := range tests {
-		got, used := EffectiveRange(ns, tt.sock)
-		if got != tt.want || used != tt.used {
-			t.Errorf("EffectiveRange(%v) = %v, %v; want %v, %v", tt.sock, got, used, tt.want, tt.used)
-		}
-	}
-}
-
 func TestBudgetPerSocketRange(t *testing.T) {
 	entries := []Entry{conn(40000, dst1, false), conn(40050, dst1, false)}
 	rep := Budget(entries, host(rules.PortRange{Lo: 40000, Hi: 40099}), Options{SocketRange: rules.PortRange{Lo: 40000, Hi: 40004}})
