@@ -1,0 +1,238 @@
+package ports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/leakcheck"
+	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/rules"
+)
+
+func TestMain(m *testing.M) {
+	// The Go runtime opens its poller descriptors (epoll, eventfd) on first
+	// use and keeps them; open them before leakcheck counts.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+	leakcheck.Main(m)
+}
+
+// fds closes every descriptor it holds at test cleanup.
+type fds []int
+
+func (f *fds) closeAll() {
+	for _, fd := range *f {
+		// SO_LINGER 0: close with a RST, leaving no TIME_WAIT behind.
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+		unix.Close(fd)
+	}
+	*f = nil
+}
+
+// connect opens a plain TCP connection (no bind) to dst and returns the
+// descriptor; errors wrap the errno.
+func connect(dst netip.AddrPort) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("connect", err)
+	}
+	return fd, nil
+}
+
+func listen(t *testing.T, held *fds, addr netip.AddrPort) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*held = append(*held, fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
+		t.Fatalf("bind %v: %v", addr, err)
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hog binds n TCP sockets to 0.0.0.0:0 as uid without listening or
+// connecting. sk_uid is the fsuid at socket() time, and setfsuid is per
+// thread: this runs on the locked thread ns.Do gives it.
+func hog(t *testing.T, held *fds, uid, n int) {
+	t.Helper()
+	if err := unix.Setfsuid(uid); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setfsuid(0)
+	// setfsuid returns the previous fsuid; -1 is invalid and changes nothing.
+	if got, _ := unix.SetfsuidRetUid(-1); got != uid {
+		t.Fatalf("setfsuid(%d): fsuid is %d", uid, got)
+	}
+	for range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*held = append(*held, fd)
+		if err := unix.Bind(fd, &unix.SockaddrInet4{}); err != nil {
+			t.Fatalf("hog bind(0): %v", err)
+		}
+	}
+}
+
+// untilRefused opens connections to dst until the kernel refuses one and
+// returns how many it accepted; it fails unless the refusal is
+// EADDRNOTAVAIL (the range is exhausted for this destination).
+func untilRefused(t *testing.T, held *fds, dst netip.AddrPort) int {
+	t.Helper()
+	for n := 0; ; n++ {
+		fd, err := connect(dst)
+		if err != nil {
+			if !errors.Is(err, unix.EADDRNOTAVAIL) {
+				t.Fatalf("connect %v after %d connections: %v, want EADDRNOTAVAIL", dst, n, err)
+			}
+			return n
+		}
+		*held = append(*held, fd)
+		if n > 100 {
+			t.Fatalf("connect %v: over 100 connections in a 20-port range", dst)
+		}
+	}
+}
+
+// TestFreePortsMatchKernel: in a namespace with range 40000-40019, two
+// destinations in use and uid 65534 holding bound-only ports, the free
+// ports Budget reports for each destination are what the kernel then
+// allows (connect until EADDRNOTAVAIL), and the hog is reported against
+// its uid.
+func TestFreePortsMatchKernel(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40019")
+	dst1 := netip.MustParseAddrPort("10.0.0.1:80")
+	dst2 := netip.MustParseAddrPort("10.0.0.2:8080")
+	dst3 := netip.MustParseAddrPort("10.0.0.3:443") // nobody connects before the count
+	const hogUID, hogPorts = 65534, 4
+
+	var held fds
+	t.Cleanup(held.closeAll)
+	var rep Report
+	err := ns.Do(func() error {
+		for _, d := range []netip.AddrPort{dst1, dst2, dst3} {
+			listen(t, &held, d)
+		}
+		for range 5 {
+			fd, err := connect(dst1)
+			if err != nil {
+				return err
+			}
+			held = append(held, fd)
+		}
+		for range 3 {
+			fd, err := connect(dst2)
+			if err != nil {
+				return err
+			}
+			held = append(held, fd)
+		}
+		hog(t, &held, hogUID, hogPorts)
+
+		host, err := ReadHost("")
+		if err != nil {
+			return err
+		}
+		if host.EphemeralRange != (rules.PortRange{Lo: 40000, Hi: 40019}) {
+			return fmt.Errorf("ReadHost in the namespace: range %v", host.EphemeralRange)
+		}
+		entries, _, err := Snapshot(context.Background(), "")
+		if err != nil {
+			return err
+		}
+		rep = Budget(entries, host, Options{HogShare: 0.15})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	free := map[netip.AddrPort]Destination{}
+	for _, d := range rep.Destinations {
+		free[d.Dest] = d
+	}
+	d1, d2 := free[dst1], free[dst2]
+	if d1.InUse != 5 || d2.InUse != 3 || len(rep.Destinations) != 2 {
+		t.Fatalf("destinations %+v, want %v with 5 ports in use and %v with 3", rep.Destinations, dst1, dst2)
+	}
+	if rep.Pool != 20 || rep.BindOwned != hogPorts || rep.BoundOnly != hogPorts {
+		t.Errorf("pool %d, bind-owned %d, bound-only %d; want 20, %d, %d", rep.Pool, rep.BindOwned, rep.BoundOnly, hogPorts, hogPorts)
+	}
+
+	// The hog, against its uid, and a warning (4 of 20 > 15%).
+	var hogRow *Holder
+	for i := range rep.UIDs {
+		if rep.UIDs[i].UID == hogUID {
+			hogRow = &rep.UIDs[i]
+		}
+	}
+	if hogRow == nil || hogRow.Ports != hogPorts || hogRow.BoundOnly != hogPorts {
+		t.Errorf("uid %d: %+v, want %d ports, all bound-only (uids %+v)", hogUID, hogRow, hogPorts, rep.UIDs)
+	}
+	var proc *Holder
+	for i := range rep.Processes {
+		if rep.Processes[i].UID == hogUID && rep.Processes[i].PID == os.Getpid() {
+			proc = &rep.Processes[i]
+		}
+	}
+	if proc == nil || proc.BoundOnly != hogPorts {
+		t.Errorf("no process row for the hog (pid %d): %+v", os.Getpid(), rep.Processes)
+	}
+	wantWarning := fmt.Sprintf("uid %d holds %d of 20 ephemeral ports (20%%, over 15%%); %d of its sockets are bound without listen() or connect()", hogUID, hogPorts, hogPorts)
+	if !slices.Contains(rep.Warnings, wantWarning) {
+		t.Errorf("warnings %q, want %q", rep.Warnings, wantWarning)
+	}
+
+	// Now the kernel's answer: connect until it refuses. Connect-picked
+	// ports are shared across destinations, so one count does not disturb
+	// the next.
+	var got1, got2, got3 int
+	if err := ns.Do(func() error {
+		got1 = untilRefused(t, &held, dst1)
+		got2 = untilRefused(t, &held, dst2)
+		got3 = untilRefused(t, &held, dst3)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		dst      netip.AddrPort
+		min, max int
+		kernel   int
+	}{
+		{dst1, d1.FreeMin, d1.FreeMax, got1},
+		{dst2, d2.FreeMin, d2.FreeMax, got2},
+		{dst3, rep.ConnectFreeMin, rep.ConnectFreeMax, got3},
+	} {
+		t.Logf("%v: reported free %d..%d, kernel allowed %d", c.dst, c.min, c.max, c.kernel)
+		// Every port here was picked by connect(), the upper bound's
+		// assumption, so the kernel must give exactly the upper bound.
+		if c.kernel != c.max || c.min > c.max {
+			t.Errorf("%v: reported free %d..%d, kernel allowed %d connections", c.dst, c.min, c.max, c.kernel)
+		}
+	}
+	// Without the hog the kernel would have allowed hogPorts more: the
+	// hog's ports are in neither bound.
+	if want := 20 - hogPorts - 5; got1 != want {
+		t.Errorf("kernel allowed %d more connections to %v, want 20 - %d hogged - 5 in use = %d", got1, dst1, hogPorts, want)
+	}
+}
