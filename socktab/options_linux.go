@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/tuple-net/tuple/sockopt"
 	"golang.org/x/sys/unix"
@@ -17,21 +18,26 @@ import (
 // descriptors cannot be duplicated, gets every option unknown with the
 // reason.
 func readOptions(ctx context.Context, socks []Socket) {
-	pidfds := make(map[int]pidfdResult)
-	defer func() {
-		for _, p := range pidfds {
-			if p.err == nil {
-				unix.Close(p.fd)
+	const chunk = 256
+	parallel(runtime.GOMAXPROCS(0)+1, (len(socks)+chunk-1)/chunk, func(next func() (int, bool)) {
+		pidfds := make(map[int]pidfdResult)
+		defer func() {
+			for _, p := range pidfds {
+				if p.err == nil {
+					unix.Close(p.fd)
+				}
+			}
+		}()
+		for c, ok := next(); ok; c, ok = next() {
+			for i := c * chunk; i < min((c+1)*chunk, len(socks)); i++ {
+				if ctx.Err() != nil {
+					setUnknown(&socks[i].Options, "not read: "+ctx.Err().Error())
+					continue
+				}
+				readSocketOptions(&socks[i], pidfds)
 			}
 		}
-	}()
-	for i := range socks {
-		if ctx.Err() != nil {
-			setUnknown(&socks[i].Options, "not read: "+ctx.Err().Error())
-			continue
-		}
-		readSocketOptions(&socks[i], pidfds)
-	}
+	})
 }
 
 type pidfdResult struct {
