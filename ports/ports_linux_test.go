@@ -155,7 +155,7 @@ func TestFreePortsMatchKernel(t *testing.T) {
 		if host.EphemeralRange != (rules.PortRange{Lo: 40000, Hi: 40019}) {
 			return fmt.Errorf("ReadHost in the namespace: range %v", host.EphemeralRange)
 		}
-		entries, _, err := Snapshot(context.Background(), "")
+		entries, _, err := Snapshot(context.Background(), "", true, false)
 		if err != nil {
 			return err
 		}
@@ -234,5 +234,105 @@ func TestFreePortsMatchKernel(t *testing.T) {
 	// hog's ports are in neither bound.
 	if want := 20 - hogPorts - 5; got1 != want {
 		t.Errorf("kernel allowed %d more connections to %v, want 20 - %d hogged - 5 in use = %d", got1, dst1, hogPorts, want)
+	}
+}
+
+// dialFrom connects to dst from src: with noPort, bind(src:0) under
+// IP_BIND_ADDRESS_NO_PORT (connect() picks the port); otherwise
+// bind(src:port) first (the port is bind()'s).
+func dialFrom(src netip.AddrPort, dst netip.AddrPort, noPort bool) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if noPort {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+			unix.Close(fd)
+			return -1, os.NewSyscallError("setsockopt", err)
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(src.Port()), Addr: src.Addr().As4()}); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("bind", err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("connect", err)
+	}
+	return fd, nil
+}
+
+// TestFreePortsBracketKernel: live options tell IP_BIND_ADDRESS_NO_PORT
+// connections apart (their ports are connect()'s, so their destination's
+// count is exact), while a connection bound explicitly to a port of the
+// range looks like any other connected socket: the table cannot tell it
+// from a connect-picked one, so the report gives a range, and the kernel,
+// which skips that bind()-owned port for every destination, lands on its
+// lower end.
+func TestFreePortsBracketKernel(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40019")
+	dst1 := netip.MustParseAddrPort("10.0.0.1:80")
+	dst2 := netip.MustParseAddrPort("10.0.0.2:80")
+	dst3 := netip.MustParseAddrPort("10.0.0.3:80")
+
+	var held fds
+	t.Cleanup(held.closeAll)
+	var rep Report
+	err := ns.Do(func() error {
+		for _, d := range []netip.AddrPort{dst1, dst2, dst3} {
+			listen(t, &held, d)
+		}
+		for range 4 {
+			fd, err := dialFrom(netip.MustParseAddrPort("10.0.0.1:0"), dst1, true)
+			if err != nil {
+				return err
+			}
+			held = append(held, fd)
+		}
+		fd, err := dialFrom(netip.MustParseAddrPort("10.0.0.2:40007"), dst2, false)
+		if err != nil {
+			return err
+		}
+		held = append(held, fd)
+		host, err := ReadHost("")
+		if err != nil {
+			return err
+		}
+		entries, _, err := Snapshot(context.Background(), "", true, true)
+		if err != nil {
+			return err
+		}
+		rep = Budget(entries, host, Options{})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.UnknownOrigin != 1 {
+		t.Errorf("%d ports of unknown origin, want 1 (the explicitly bound connection's)", rep.UnknownOrigin)
+	}
+	var d1 Destination
+	for _, d := range rep.Destinations {
+		if d.Dest == dst1 {
+			d1 = d
+		}
+	}
+	var got1, got3 int
+	if err := ns.Do(func() error {
+		got1 = untilRefused(t, &held, dst1)
+		got3 = untilRefused(t, &held, dst3)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%v: reported %d..%d, kernel %d; new destination: reported %d..%d, kernel %d",
+		dst1, d1.FreeMin, d1.FreeMax, got1, rep.ConnectFreeMin, rep.ConnectFreeMax, got3)
+	// 20 ports - 4 connect-picked for dst1 - 1 bound explicitly.
+	if d1.InUse != 4 || d1.FreeMin != 15 || d1.FreeMax != 16 || got1 != d1.FreeMin {
+		t.Errorf("%v: %d in use, reported %d..%d, kernel %d; want 4 in use, 15..16 and the kernel at 15", dst1, d1.InUse, d1.FreeMin, d1.FreeMax, got1)
+	}
+	if rep.ConnectFreeMin != 19 || rep.ConnectFreeMax != 20 || got3 != rep.ConnectFreeMin {
+		t.Errorf("new destination: reported %d..%d, kernel %d; want 19..20 and the kernel at 19", rep.ConnectFreeMin, rep.ConnectFreeMax, got3)
 	}
 }

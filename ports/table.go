@@ -7,11 +7,14 @@ import (
 	"github.com/tuple-net/tuple/socktab"
 )
 
-// Snapshot reads the TCP socket table with owners (and live options where
-// readable) and returns it as budget entries, with the table for callers that
-// also count sockets.
-func Snapshot(ctx context.Context, procRoot string) ([]Entry, *socktab.Table, error) {
-	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: true, Options: true, ProcRoot: procRoot})
+// Snapshot reads the socket table of the calling thread's network namespace
+// and returns its TCP sockets as budget entries, with the table for callers
+// that also count sockets. owners finds the processes holding each socket
+// (a scan of every /proc/PID/fd); options also reads their live options,
+// which tells connect-picked ports apart where IP_BIND_ADDRESS_NO_PORT is
+// set (slower still: one pidfd_getfd per socket).
+func Snapshot(ctx context.Context, procRoot string, owners, options bool) ([]Entry, *socktab.Table, error) {
+	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: owners || options, Options: options, ProcRoot: procRoot})
 	if err != nil {
 		return nil, nil, err
 	}

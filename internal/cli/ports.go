@@ -22,9 +22,10 @@ type portsOptions struct {
 	HogShare  float64 // percent
 	PortRange string  // the new socket's IP_LOCAL_PORT_RANGE, "" for none
 	ProcRoot  string
+	Options   bool // read live socket options (IP_BIND_ADDRESS_NO_PORT tells connect-picked ports)
 
 	// read returns the socket table and host facts; tests replace it.
-	read func(ctx context.Context, procRoot string) ([]ports.Entry, rules.Host, error)
+	read func(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error)
 }
 
 func newPortsCmd(s Streams) *cobra.Command {
@@ -50,15 +51,16 @@ connect(), free counts are shown as a range MIN..MAX.`,
 	f.Float64Var(&o.HogShare, "hog-share", 50, "warn when one uid holds more than this percentage of the ephemeral range")
 	f.StringVar(&o.PortRange, "port-range", "", "budget for a socket with IP_LOCAL_PORT_RANGE `LO-HI`")
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
+	f.BoolVar(&o.Options, "options", false, "read each socket's live options: ports of sockets with IP_BIND_ADDRESS_NO_PORT count as connect-picked (slower)")
 	return cmd
 }
 
-func readPortsInputs(ctx context.Context, procRoot string) ([]ports.Entry, rules.Host, error) {
-	host, err := ports.ReadHost(procRoot)
+func readPortsInputs(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error) {
+	host, err := ports.ReadHost(o.ProcRoot)
 	if err != nil {
 		return nil, host, fmt.Errorf("reading sysctls: %w", err)
 	}
-	entries, _, err := ports.Snapshot(ctx, procRoot)
+	entries, _, err := ports.Snapshot(ctx, o.ProcRoot, true, o.Options)
 	if err != nil {
 		return nil, host, fmt.Errorf("reading the socket table: %w", err)
 	}
@@ -84,7 +86,7 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 		}
 		opt.SocketRange = rules.PortRange{Lo: r.Lo, Hi: r.Hi}
 	}
-	entries, host, err := o.read(ctx, o.ProcRoot)
+	entries, host, err := o.read(ctx, o)
 	if err != nil {
 		return err
 	}
