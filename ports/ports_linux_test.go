@@ -112,42 +112,32 @@ func untilRefused(t *testing.T, held *fds, dst netip.AddrPort) int {
 	}
 }
 
-// TestFreePortsMatchKernel: in a namespace with range 40000-40019, two
-// destinations in use and uid 65534 holding bound-only ports, the free
-// ports Budget reports for each destination are what the kernel then
-// allows (connect until EADDRNOTAVAIL), and the hog is reported against
-// its uid.
-func TestFreePortsMatchKernel(t *testing.T) {
+// narrowNamespace creates a namespace with 10.0.0.1-3 on lo, the ephemeral
+// range narrowed to 40000-40019 and a listener on each of dsts; every
+// descriptor it and the test open goes into the returned set, closed at
+// cleanup.
+func narrowNamespace(t *testing.T, dsts ...netip.AddrPort) (*netnstest.NS, *fds) {
+	t.Helper()
 	ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
 	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40019")
-	dst1 := netip.MustParseAddrPort("10.0.0.1:80")
-	dst2 := netip.MustParseAddrPort("10.0.0.2:8080")
-	dst3 := netip.MustParseAddrPort("10.0.0.3:443") // nobody connects before the count
-	const hogUID, hogPorts = 65534, 4
-
-	var held fds
+	held := new(fds)
 	t.Cleanup(held.closeAll)
+	if err := ns.Do(func() error {
+		for _, d := range dsts {
+			listen(t, held, d)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ns, held
+}
+
+// budgetIn reads the host and the table from inside the namespace (on the
+// thread ns.Do runs) and returns the budget.
+func budgetIn(ns *netnstest.NS, options bool, opt Options) (Report, error) {
 	var rep Report
 	err := ns.Do(func() error {
-		for _, d := range []netip.AddrPort{dst1, dst2, dst3} {
-			listen(t, &held, d)
-		}
-		for range 5 {
-			fd, err := connect(dst1)
-			if err != nil {
-				return err
-			}
-			held = append(held, fd)
-		}
-		for range 3 {
-			fd, err := connect(dst2)
-			if err != nil {
-				return err
-			}
-			held = append(held, fd)
-		}
-		hog(t, &held, hogUID, hogPorts)
-
 		host, err := ReadHost("")
 		if err != nil {
 			return err
@@ -155,13 +145,47 @@ func TestFreePortsMatchKernel(t *testing.T) {
 		if host.EphemeralRange != (rules.PortRange{Lo: 40000, Hi: 40019}) {
 			return fmt.Errorf("ReadHost in the namespace: range %v", host.EphemeralRange)
 		}
-		entries, _, err := Snapshot(context.Background(), "", true, false)
+		entries, _, err := Snapshot(context.Background(), "", true, options)
 		if err != nil {
 			return err
 		}
-		rep = Budget(entries, host, Options{HogShare: 0.15})
+		rep = Budget(entries, host, opt)
 		return nil
 	})
+	return rep, err
+}
+
+// TestFreePortsMatchKernel: in a namespace with range 40000-40019, two
+// destinations in use and uid 65534 holding bound-only ports, the free
+// ports Budget reports for each destination are what the kernel then
+// allows (connect until EADDRNOTAVAIL), and the hog is reported against
+// its uid.
+func TestFreePortsMatchKernel(t *testing.T) {
+	dst1 := netip.MustParseAddrPort("10.0.0.1:80")
+	dst2 := netip.MustParseAddrPort("10.0.0.2:8080")
+	dst3 := netip.MustParseAddrPort("10.0.0.3:443") // nobody connects before the count
+	const hogUID, hogPorts = 65534, 4
+	ns, held := narrowNamespace(t, dst1, dst2, dst3)
+	err := ns.Do(func() error {
+		for _, c := range []struct {
+			dst netip.AddrPort
+			n   int
+		}{{dst1, 5}, {dst2, 3}} {
+			for range c.n {
+				fd, err := connect(c.dst)
+				if err != nil {
+					return err
+				}
+				*held = append(*held, fd)
+			}
+		}
+		hog(t, held, hogUID, hogPorts)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := budgetIn(ns, false, Options{HogShare: 0.15})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,9 +231,9 @@ func TestFreePortsMatchKernel(t *testing.T) {
 	// the next.
 	var got1, got2, got3 int
 	if err := ns.Do(func() error {
-		got1 = untilRefused(t, &held, dst1)
-		got2 = untilRefused(t, &held, dst2)
-		got3 = untilRefused(t, &held, dst3)
+		got1 = untilRefused(t, held, dst1)
+		got2 = untilRefused(t, held, dst2)
+		got3 = untilRefused(t, held, dst3)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -270,42 +294,29 @@ func dialFrom(src netip.AddrPort, dst netip.AddrPort, noPort bool) (int, error) 
 // which skips that bind()-owned port for every destination, lands on its
 // lower end.
 func TestFreePortsBracketKernel(t *testing.T) {
-	ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
-	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40019")
 	dst1 := netip.MustParseAddrPort("10.0.0.1:80")
 	dst2 := netip.MustParseAddrPort("10.0.0.2:80")
 	dst3 := netip.MustParseAddrPort("10.0.0.3:80")
-
-	var held fds
-	t.Cleanup(held.closeAll)
-	var rep Report
+	ns, held := narrowNamespace(t, dst1, dst2, dst3)
 	err := ns.Do(func() error {
-		for _, d := range []netip.AddrPort{dst1, dst2, dst3} {
-			listen(t, &held, d)
-		}
 		for range 4 {
 			fd, err := dialFrom(netip.MustParseAddrPort("10.0.0.1:0"), dst1, true)
 			if err != nil {
 				return err
 			}
-			held = append(held, fd)
+			*held = append(*held, fd)
 		}
 		fd, err := dialFrom(netip.MustParseAddrPort("10.0.0.2:40007"), dst2, false)
 		if err != nil {
 			return err
 		}
-		held = append(held, fd)
-		host, err := ReadHost("")
-		if err != nil {
-			return err
-		}
-		entries, _, err := Snapshot(context.Background(), "", true, true)
-		if err != nil {
-			return err
-		}
-		rep = Budget(entries, host, Options{})
+		*held = append(*held, fd)
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := budgetIn(ns, true, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,8 +331,8 @@ func TestFreePortsBracketKernel(t *testing.T) {
 	}
 	var got1, got3 int
 	if err := ns.Do(func() error {
-		got1 = untilRefused(t, &held, dst1)
-		got3 = untilRefused(t, &held, dst3)
+		got1 = untilRefused(t, held, dst1)
+		got3 = untilRefused(t, held, dst3)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
