@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -345,5 +346,90 @@ func TestFreePortsBracketKernel(t *testing.T) {
 	}
 	if rep.ConnectFreeMin != 19 || rep.ConnectFreeMax != 20 || got3 != rep.ConnectFreeMin {
 		t.Errorf("new destination: reported %d..%d, kernel %d; want 19..20 and the kernel at 19", rep.ConnectFreeMin, rep.ConnectFreeMax, got3)
+	}
+}
+
+// TestTimeWaitMatchesKernel: TIME_WAIT entries block their own four-tuple
+// when tcp_tw_reuse is 0 (the report is exact and the kernel agrees); with
+// tcp_tw_reuse 1 and the delay passed, a new connect() may take them over
+// if the peer used timestamps, which the table cannot show: the report
+// gives a range and the kernel (timestamps on by default) lands on its
+// upper end.
+func TestTimeWaitMatchesKernel(t *testing.T) {
+	dst := netip.MustParseAddrPort("10.0.0.1:80")
+	ns, held := narrowNamespace(t, dst)
+	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "0")
+	const tw, live = 5, 2
+	err := ns.Do(func() error {
+		ln := (*held)[0]
+		for i := range tw + live {
+			fd, err := connect(dst)
+			if err != nil {
+				return err
+			}
+			child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return os.NewSyscallError("accept", err)
+			}
+			if i >= tw {
+				*held = append(*held, fd, child)
+				continue
+			}
+			// The client closes first, so the client side ends in
+			// TIME_WAIT once the server closes too.
+			unix.Close(fd)
+			unix.Close(child)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	for range 100 { // the FIN exchange is asynchronous
+		if rep, err = budgetIn(ns, false, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if rep.TimeWait == tw {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rep.TimeWait != tw || len(rep.Destinations) != 1 {
+		t.Fatalf("%d TIME_WAIT, destinations %+v; want %d TIME_WAIT to %v", rep.TimeWait, rep.Destinations, tw, dst)
+	}
+	d := rep.Destinations[0]
+	if d.TimeWait != tw || d.InUse != live || d.NextExpiry <= 0 || d.NextExpiry > TimeWaitLength {
+		t.Errorf("destination %+v: want %d TIME_WAIT with an expiry, %d in use", d, tw, live)
+	}
+	var got int
+	if err := ns.Do(func() error {
+		var counted fds
+		got = untilRefused(t, &counted, dst)
+		counted.closeAll() // RST: no new TIME_WAIT
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tcp_tw_reuse=0: reported %d..%d, kernel %d", d.FreeMin, d.FreeMax, got)
+	if want := 20 - tw - live; d.FreeMin != want || d.FreeMax != want || got != want {
+		t.Errorf("tcp_tw_reuse=0: reported %d..%d, kernel %d; want %d for all", d.FreeMin, d.FreeMax, got, want)
+	}
+
+	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "1")
+	time.Sleep(1500 * time.Millisecond) // past tcp_tw_reuse_delay (1 s)
+	if rep, err = budgetIn(ns, false, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	d = rep.Destinations[0]
+	if err := ns.Do(func() error {
+		got = untilRefused(t, held, dst)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tcp_tw_reuse=1: reported %d..%d, kernel %d", d.FreeMin, d.FreeMax, got)
+	if d.FreeMin != 20-tw-live || d.FreeMax != 20-live || got != d.FreeMax {
+		t.Errorf("tcp_tw_reuse=1: reported %d..%d, kernel %d; want %d..%d and the kernel at %d", d.FreeMin, d.FreeMax, got, 20-tw-live, 20-live, 20-live)
 	}
 }
