@@ -140,7 +140,9 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 		share = 0.5
 	}
 	rng, perSocket := rules.EffectiveRange(host, rules.Socket{PortRange: opt.SocketRange})
-	rep := Report{Range: rng, Reserved: host.ReservedPorts}
+	// Empty lists rather than nil, so JSON shows [] and not null.
+	rep := Report{Range: rng, Reserved: append([]rules.PortRange{}, host.ReservedPorts...),
+		Destinations: []Destination{}, UIDs: []Holder{}, Processes: []Holder{}, Warnings: []string{}}
 
 	inPool := func(p uint16) bool {
 		if !rng.Contains(p) {
@@ -346,7 +348,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 }
 
 func warnings(rep Report, share float64) []string {
-	var w []string
+	w := []string{}
 	for _, h := range rep.UIDs {
 		if h.Share > share {
 			w = append(w, fmt.Sprintf("uid %d holds %d of %d ephemeral ports (%.0f%%, over %.0f%%); %d of its sockets are bound without listen() or connect()",
