@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -23,20 +24,20 @@ type ownerHit struct {
 // procRoot and returns the descriptors whose socket inode is in want
 // (inode -> index into the table). Processes are scanned in parallel; each
 // process's descriptors are read once. Processes that exit during the scan
-// are skipped; processes whose descriptors cannot be read are counted in the
-// returned note.
-func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
+// are skipped; processes whose descriptors cannot be read are counted
+// (denied) and named in the returned notes.
+func findOwners(procRoot string, want map[uint64]int) (hits []ownerHit, denied int, notes []string) {
 	if len(want) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	dir, err := os.Open(procRoot)
 	if err != nil {
-		return nil, []string{fmt.Sprintf("owners unknown: %v", err)}
+		return nil, 0, []string{fmt.Sprintf("owners unknown: %v", err)}
 	}
 	names, err := dir.Readdirnames(-1)
 	dir.Close()
 	if err != nil {
-		return nil, []string{fmt.Sprintf("owners unknown: %v", err)}
+		return nil, 0, []string{fmt.Sprintf("owners unknown: %v", err)}
 	}
 	pids := make([]int, 0, len(names))
 	for _, n := range names {
@@ -47,10 +48,8 @@ func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
 
 	workers := runtime.GOMAXPROCS(0) + 1
 	var (
-		mu     sync.Mutex
-		hits   []ownerHit
-		denied int
-		big    []bigDir
+		mu  sync.Mutex
+		big []bigDir
 	)
 	// Phase 1: every process, in parallel. Small fd tables are read at
 	// once; large ones (a server with thousands of connections) are listed
@@ -115,11 +114,10 @@ func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
 		}
 		return hits[i].fd < hits[j].fd
 	})
-	var notes []string
 	if denied > 0 {
 		notes = append(notes, fmt.Sprintf("owners incomplete: descriptors of %d processes not readable (permission denied; run as root)", denied))
 	}
-	return hits, notes
+	return hits, denied, notes
 }
 
 // splitAbove is the fd table size above which a process's descriptors are
@@ -171,7 +169,7 @@ func newFDScanner() *fdScanner {
 // list opens /proc/PID/fd and reads its entries with getdents64. The
 // caller closes the returned directory descriptor.
 func (sc *fdScanner) list(procRoot string, pid int) (bigDir, error) {
-	dfd, err := unix.Open(procRoot+"/"+itoa(pid)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dfd, err := unix.Open(procRoot+"/"+strconv.Itoa(pid)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return bigDir{}, err // ENOENT: the process exited; EACCES: not ours
 	}
@@ -224,7 +222,7 @@ func (sc *fdScanner) readlinks(d bigDir, names []string, want map[uint64]int, hi
 
 // readComm returns the command name of pid, "" when it cannot be read.
 func readComm(procRoot string, pid int) string {
-	b, err := os.ReadFile(procRoot + "/" + itoa(pid) + "/comm")
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/comm")
 	if err != nil {
 		return ""
 	}

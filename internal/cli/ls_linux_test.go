@@ -59,6 +59,11 @@ func TestLsAndWhoInNamespace(t *testing.T) {
 		return nil
 	})
 	pid := strconv.Itoa(os.Getpid())
+	// The kernel's procfs view does not list the bound-only socket (port
+	// 7100 = 0x1BBC); the listener (7101 = 0x1BBD) is there.
+	if proc := ns.Run(t, "cat", "/proc/net/tcp"); strings.Contains(proc, ":1BBC ") || !strings.Contains(proc, ":1BBD ") {
+		t.Errorf("/proc/net/tcp:\n%s", proc)
+	}
 
 	// Bound-only sockets: in -a and --state bound, not in the default view.
 	code, out, errOut := runIn(t, ns, "ls", "-a", "-p")

@@ -87,3 +87,15 @@ func TestShareVerdict(t *testing.T) {
 		}
 	}
 }
+
+func TestShareVerdictConnectHint(t *testing.T) {
+	T := socktab.TCP
+	conn := shareVerdict(T, []socktab.Socket{sock(T, socktab.Established, 0, known(false), known(false))})
+	if conn.Verdict != "none" || !strings.Contains(conn.Text, "connect() without bind()") {
+		t.Errorf("connected holder: %+v", conn)
+	}
+	ln := shareVerdict(T, []socktab.Socket{sock(T, socktab.Listen, 0, known(false), known(false))})
+	if strings.Contains(ln.Text, "connect()") {
+		t.Errorf("listener holder: %+v", ln)
+	}
+}
