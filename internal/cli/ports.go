@@ -130,46 +130,22 @@ func writePortsReport(w io.Writer, rep ports.Report, top int) {
 	fmt.Fprintf(w, "TIME_WAIT         %d sockets\n", rep.TimeWait)
 	fmt.Fprintf(w, "Bound-only        %d sockets (bound, neither listening nor connected)\n", rep.BoundOnly)
 
-	if len(rep.Destinations) > 0 {
-		fmt.Fprintf(w, "\nDestinations (fewest free first)\n")
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		portsRow(tw, "SOURCE", "DESTINATION", "IN USE", "TIME_WAIT", "FREE", "USE")
-		for i, d := range rep.Destinations {
-			if i == top {
-				break
-			}
-			portsRow(tw, d.Source.String(), d.Dest.String(), fmt.Sprint(d.InUse), fmt.Sprint(d.TimeWait),
-				freeRange(d.FreeMin, d.FreeMax), pct(d.Use))
-		}
-		tw.Flush()
-		if n := len(rep.Destinations) - top; n > 0 {
-			fmt.Fprintf(w, "  ... and %d more\n", n)
-		}
-	}
-	if len(rep.UIDs) > 0 {
-		fmt.Fprintf(w, "\nPorts held per uid\n")
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		portsRow(tw, "UID", "PORTS", "SHARE", "BOUND-ONLY")
-		for i, h := range rep.UIDs {
-			if i == top {
-				break
-			}
-			portsRow(tw, fmt.Sprint(h.UID), fmt.Sprint(h.Ports), pct(h.Share), fmt.Sprint(h.BoundOnly))
-		}
-		tw.Flush()
-	}
-	if len(rep.Processes) > 0 {
-		fmt.Fprintf(w, "\nPorts held per process\n")
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		portsRow(tw, "PID", "COMM", "UID", "PORTS", "SHARE", "BOUND-ONLY")
-		for i, h := range rep.Processes {
-			if i == top {
-				break
-			}
-			portsRow(tw, fmt.Sprint(h.PID), h.Comm, fmt.Sprint(h.UID), fmt.Sprint(h.Ports), pct(h.Share), fmt.Sprint(h.BoundOnly))
-		}
-		tw.Flush()
-	}
+	portsTable(w, "Destinations (fewest free first)", rep.Destinations, top,
+		[]string{"SOURCE", "DESTINATION", "IN USE", "TIME_WAIT", "FREE", "USE"},
+		func(d ports.Destination) []string {
+			return []string{d.Source.String(), d.Dest.String(), fmt.Sprint(d.InUse), fmt.Sprint(d.TimeWait),
+				freeRange(d.FreeMin, d.FreeMax), pct(d.Use)}
+		})
+	portsTable(w, "Ports held per uid", rep.UIDs, top,
+		[]string{"UID", "PORTS", "SHARE", "BOUND-ONLY"},
+		func(h ports.Holder) []string {
+			return []string{fmt.Sprint(h.UID), fmt.Sprint(h.Ports), pct(h.Share), fmt.Sprint(h.BoundOnly)}
+		})
+	portsTable(w, "Ports held per process", rep.Processes, top,
+		[]string{"PID", "COMM", "UID", "PORTS", "SHARE", "BOUND-ONLY"},
+		func(h ports.Holder) []string {
+			return []string{fmt.Sprint(h.PID), h.Comm, fmt.Sprint(h.UID), fmt.Sprint(h.Ports), pct(h.Share), fmt.Sprint(h.BoundOnly)}
+		})
 	if len(rep.Warnings) > 0 {
 		fmt.Fprintf(w, "\nWarnings\n")
 		for _, m := range rep.Warnings {
@@ -185,7 +161,20 @@ func ratio(a, b int) float64 {
 	return float64(a) / float64(b)
 }
 
-// portsRow writes one indented, tab-separated row.
-func portsRow(tw *tabwriter.Writer, cells ...string) {
-	fmt.Fprintf(tw, "  %s\n", strings.Join(cells, "\t"))
+// portsTable writes a titled, aligned table of the first top rows, saying
+// how many more there are; nothing when rows is empty.
+func portsTable[T any](w io.Writer, title string, rows []T, top int, header []string, cells func(T) []string) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s\n", title)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "  %s\n", strings.Join(header, "\t"))
+	for _, r := range rows[:min(top, len(rows))] {
+		fmt.Fprintf(tw, "  %s\n", strings.Join(cells(r), "\t"))
+	}
+	tw.Flush()
+	if n := len(rows) - top; n > 0 {
+		fmt.Fprintf(w, "  ... and %d more\n", n)
+	}
 }

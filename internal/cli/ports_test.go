@@ -102,3 +102,13 @@ func TestPortsBadInputAndFailure(t *testing.T) {
 		t.Errorf("tuple ports --top 0: exit %d, %q", code, errOut)
 	}
 }
+
+func TestPortsTopLimitsRows(t *testing.T) {
+	err, out := runPortsTest(t, portsOptions{Top: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "10.0.0.1:80") || strings.Contains(out, "10.0.0.2:443") || strings.Count(out, "  ... and 1 more\n") != 3 {
+		t.Errorf("--top 1: want one row per table and \"... and 1 more\" three times:\n%s", out)
+	}
+}
