@@ -22,6 +22,7 @@ type portsOptions struct {
 	HogShare  float64 // percent
 	PortRange string  // the new socket's IP_LOCAL_PORT_RANGE, "" for none
 	ProcRoot  string
+	Owners    bool // find the processes holding each socket (per-process table)
 	Options   bool // read live socket options (IP_BIND_ADDRESS_NO_PORT tells connect-picked ports)
 
 	// read returns the socket table and host facts; tests replace it.
@@ -51,6 +52,7 @@ connect(), free counts are shown as a range MIN..MAX.`,
 	f.Float64Var(&o.HogShare, "hog-share", 50, "warn when one uid holds more than this percentage of the ephemeral range")
 	f.StringVar(&o.PortRange, "port-range", "", "budget for a socket with IP_LOCAL_PORT_RANGE `LO-HI`")
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
+	f.BoolVar(&o.Owners, "owners", true, "find the processes holding each socket (scans every /proc/PID/fd; --owners=false skips the per-process table)")
 	f.BoolVar(&o.Options, "options", false, "read each socket's live options: ports of sockets with IP_BIND_ADDRESS_NO_PORT count as connect-picked (slower)")
 	return cmd
 }
@@ -60,7 +62,7 @@ func readPortsInputs(ctx context.Context, o portsOptions) ([]ports.Entry, rules.
 	if err != nil {
 		return nil, host, fmt.Errorf("reading sysctls: %w", err)
 	}
-	entries, _, err := ports.Snapshot(ctx, o.ProcRoot, true, o.Options)
+	entries, _, err := ports.Snapshot(ctx, o.ProcRoot, o.Owners, o.Options)
 	if err != nil {
 		return nil, host, fmt.Errorf("reading the socket table: %w", err)
 	}
