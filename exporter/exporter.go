@@ -109,7 +109,7 @@ func registered() []namedCollector {
 
 var (
 	durationDesc = prometheus.NewDesc(namespace+"_scrape_collector_duration_seconds",
-		"Time a collector took in this scrape, including its share of the snapshot.", []string{"collector"}, nil)
+		"Time a collector took in this scrape, including the shared snapshot it works on (tuple_scrape_snapshot_duration_seconds).", []string{"collector"}, nil)
 	successDesc = prometheus.NewDesc(namespace+"_scrape_collector_success",
 		"1 when the collector succeeded in this scrape, 0 when it failed.", []string{"collector"}, nil)
 	snapshotDesc = prometheus.NewDesc(namespace+"_scrape_snapshot_duration_seconds",
