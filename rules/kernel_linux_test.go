@@ -170,6 +170,7 @@ type sockOpts struct {
 	uid                  uint32
 	portRange            PortRange
 	bindNoPort           bool
+	freebind             bool
 }
 
 func (b *batch) pick(n int) int        { return b.rng.IntN(n) }
@@ -186,7 +187,34 @@ func (b *batch) setSysctl(path, v string) error {
 	return nil
 }
 
+// waitV6 waits until the namespace routes to its IPv6 addresses: right
+// after `ip addr add` they can still answer ENETUNREACH for a moment.
+func waitV6() error {
+	deadline := time.Now().Add(3 * time.Second)
+	for _, a := range []string{"fd00::1", "fd00::2"} {
+		for {
+			fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			err = unix.Connect(fd, sockaddr(netip.AddrPortFrom(netip.MustParseAddr(a), 9)))
+			unix.Close(fd)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not reachable: %w", a, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
 func (b *batch) run(n, first int) error {
+	if err := waitV6(); err != nil {
+		return err
+	}
 	b.host = testHost()
 	fd, err := b.newSocket(TCP, IPv6, sockOpts{reuseAddr: true, v6only: 2})
 	if err != nil {
@@ -348,6 +376,9 @@ func (b *batch) newSocket(p Proto, fam Family, o sockOpts) (int, error) {
 	if o.bindNoPort {
 		set(unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 	}
+	if o.freebind {
+		set(unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+	}
 	if err != nil {
 		unix.Close(fd)
 		return -1, err
@@ -366,7 +397,7 @@ func boolInt(v bool) int {
 func modelSocket(p Proto, fam Family, o sockOpts) Socket {
 	return Socket{Proto: p, Family: fam, ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
 		V6Only: o.v6only == 1, V6OnlyDefault: fam == IPv6 && o.v6only == 0, UID: o.uid,
-		PortRange: o.portRange, BindNoPort: o.bindNoPort, CanBindPrivileged: true}
+		PortRange: o.portRange, BindNoPort: o.bindNoPort, Freebind: o.freebind, CanBindPrivileged: true}
 }
 
 func sockaddr(a netip.AddrPort) unix.Sockaddr {
@@ -412,10 +443,16 @@ func (b *batch) randAddr(fam Family) netip.Addr {
 		if b.chance(0.03) {
 			return netip.MustParseAddr("::ffff:127.0.0.1") // family mismatch
 		}
+		if b.chance(0.03) {
+			return netip.MustParseAddr("192.0.2.1") // not local
+		}
 		return netip.MustParseAddr(v4Addrs[b.pick(len(v4Addrs))])
 	}
 	if b.chance(0.03) {
 		return netip.MustParseAddr("127.0.0.1") // sockaddr_in on AF_INET6
+	}
+	if b.chance(0.02) {
+		return netip.MustParseAddr("::ffff:192.0.2.1") // not local
 	}
 	if b.chance(0.02) {
 		return netip.MustParseAddr("fd00::9") // not local
@@ -549,6 +586,8 @@ func (b *batch) runCase(base uint16) error {
 	}
 	timestamps := b.chance(0.8)
 	b.host.BindV6Only = b.chance(0.1)
+	b.host.NonlocalBind4 = b.chance(0.1)
+	b.host.NonlocalBind6 = b.chance(0.1)
 	for _, kv := range [][2]string{
 		{"net/ipv4/ip_local_port_range", fmt.Sprintf("%d %d", base, base+k)},
 		{"net/ipv4/ip_local_reserved_ports", reserved},
@@ -557,6 +596,8 @@ func (b *batch) runCase(base uint16) error {
 		{"net/ipv4/tcp_tw_reuse_delay", strconv.Itoa(int(b.host.TWReuseDelay / time.Millisecond))},
 		{"net/ipv4/tcp_timestamps", strconv.Itoa(boolInt(timestamps))},
 		{"net/ipv6/bindv6only", strconv.Itoa(boolInt(b.host.BindV6Only))},
+		{"net/ipv4/ip_nonlocal_bind", strconv.Itoa(boolInt(b.host.NonlocalBind4))},
+		{"net/ipv6/ip_nonlocal_bind", strconv.Itoa(boolInt(b.host.NonlocalBind6))},
 	} {
 		if err := b.setSysctl(kv[0], kv[1]); err != nil {
 			return err
@@ -578,6 +619,15 @@ func (b *batch) runCase(base uint16) error {
 		}
 		if err := b.makeExisting(proto, i, port, &helperPort, timestamps); err != nil {
 			return err
+		}
+	}
+	if b.host.TWReuseDelay == time.Millisecond {
+		// tcp_tw_reuse_delay compares milliseconds; stay clear of the edge.
+		for _, k := range b.world {
+			if k.sock.State == TimeWait {
+				time.Sleep(3 * time.Millisecond)
+				break
+			}
 		}
 	}
 	return b.newSocketOp(proto, base)
@@ -653,11 +703,11 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 		observe(fd, &s)
 		keep = true
 		b.world = append(b.world, kSock{fd: fd, sock: s})
-		if kind == 5 {
+		if kind == 5 && b.host.local(s.Local.Addr()) {
 			return b.connectToListener(s, fd, helperPort)
 		}
 		return nil
-	case proto == TCP && kind >= 2 && kind <= 4, proto == UDP && kind >= 1:
+	case (proto == TCP && kind >= 2 && kind <= 4 || proto == UDP && kind >= 1) && (s.State == Unbound || b.host.local(s.Local.Addr())):
 		peer := b.peerFor(fam, s.Local.Addr(), s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only))
 		if proto == UDP {
 			peer = netip.AddrPortFrom(peer.Addr(), 9)
@@ -782,6 +832,22 @@ func (b *batch) noteBucketHistory(s Socket, boundWildcard bool) {
 	}
 }
 
+// dropBindCap clears CAP_NET_BIND_SERVICE from this thread's effective
+// capabilities (capset is per thread) and returns a function restoring it.
+func dropBindCap() (restore func(), err error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil, err
+	}
+	saved := data
+	data[0].Effective &^= 1 << unix.CAP_NET_BIND_SERVICE
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return nil, err
+	}
+	return func() { unix.Capset(&hdr, &saved[0]) }, nil
+}
+
 // waitClosed waits until the kernel moved the client to TIME_WAIT (its
 // socket shows CLOSE once the timewait entry took over).
 func waitClosed(fd int) error {
@@ -835,9 +901,18 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 		unix.Close(cfd)
 		return fmt.Errorf("helper bind %s: %w", src, err)
 	}
-	if err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port()))); err != nil {
-		unix.Close(cfd)
-		return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
+	// Fresh IPv6 addresses can answer ENETUNREACH for a moment; the
+	// helper is not a checked operation, so it retries.
+	for try := 0; ; try++ {
+		err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port())))
+		if err == nil {
+			break
+		}
+		if err != unix.ENETUNREACH || try == 200 {
+			unix.Close(cfd)
+			return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	cs := Socket{ID: l.ID + "-helper", Proto: TCP, Family: cfam, State: Connected}
 	observe(cfd, &cs)
@@ -893,6 +968,16 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 	if (proto == TCP && kind == 5) || (proto == UDP && kind == 3) {
 		o.reuseAddr = b.chance(0.8)
 	}
+	o.freebind = b.chance(0.1)
+	// Privileged port: ports below ip_unprivileged_port_start need
+	// CAP_NET_BIND_SERVICE, which this thread drops for the bind.
+	privileged := kind == 0 && b.chance(0.06)
+	if privileged {
+		b.host.UnprivilegedPortStart = base
+		if err := b.setSysctl("net/ipv4/ip_unprivileged_port_start", strconv.Itoa(int(base))); err != nil {
+			return err
+		}
+	}
 	fd, err := b.newSocket(proto, fam, o)
 	if err != nil {
 		if errors.Is(err, unix.EINVAL) && !o.portRange.IsZero() {
@@ -903,6 +988,7 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 	defer unix.Close(fd)
 	s := modelSocket(proto, fam, o)
 	s.ID = "new"
+	s.CanBindPrivileged = !privileged
 	step := func(op Op, kerr error) bool {
 		bad := b.bad + len(b.residual)
 		out := b.check(s, op, kerr)
@@ -934,10 +1020,24 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 	local := b.randAddr(fam)
 	bindTo := func(port uint16) bool {
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(local, port)}
+		if privileged {
+			op.Addr = netip.AddrPortFrom(local, base-1)
+			restore, err := dropBindCap()
+			if err != nil {
+				b.t.Errorf("drop CAP_NET_BIND_SERVICE: %v", err)
+				return false
+			}
+			kerr := unix.Bind(fd, sockaddr(op.Addr))
+			restore()
+			return step(op, kerr)
+		}
 		return step(op, unix.Bind(fd, sockaddr(op.Addr)))
 	}
 	listen := func() bool { return step(Op{Kind: OpListen}, unix.Listen(fd, 16)) }
 	connect := func() bool {
+		if s.State != Unbound && !b.host.local(s.Local.Addr()) {
+			return false // routing from a non-local source is not a port rule
+		}
 		v6only := s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only)
 		peer := b.peerFor(fam, s.Local.Addr(), v6only)
 		if proto == UDP {
