@@ -205,3 +205,22 @@ func TestExporterConcurrentScrapes(t *testing.T) {
 		t.Errorf("%d snapshots ran at once, want 1", maxInFlight.Load())
 	}
 }
+
+func TestExporterUIDsBeyondTopAreOther(t *testing.T) {
+	out := gather(t, New(staticSource(fixture(3)), Options{Top: 1}))
+	for _, want := range []string{
+		`tuple_ephemeral_ports_held{uid="65534"} 12`,
+		`tuple_bound_only_sockets{uid="65534"} 12`,
+		// uid 1000's three connect-picked ports plus uid 0's listener
+		// (port 80, outside the range).
+		`tuple_ephemeral_ports_held{uid="other"} 3`,
+		`tuple_bound_only_sockets{uid="other"} 0`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if n := strings.Count(out, "tuple_ephemeral_ports_held{"); n != 2 {
+		t.Errorf("%d held series with --top 1, want 2:\n%s", n, out)
+	}
+}
