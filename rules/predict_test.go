@@ -478,3 +478,41 @@ func TestAfter(t *testing.T) {
 		t.Errorf("connect with one candidate: After = %+v", o.After)
 	}
 }
+
+func TestOtherRules(t *testing.T) {
+	peer := "10.9.0.1:80"
+	tw := func(s *Socket) {
+		s.State, s.Remote, s.TWTimestamps, s.TWAge, s.PortFromConnect = TimeWait, ap(peer), true, 5*time.Second, true
+	}
+	runCases(t, []ruleCase{
+		{name: "TCP bind to multicast", s: newTCP(IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "EINVAL", Rule: "multicast"}},
+		{name: "UDP bind to multicast", s: newUDP(IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "ok", Rule: "free"}},
+		{name: "listen twice", s: tcp(IPv4, "127.0.0.1:5000", Listen), op: listenOp, want: verdict{Err: "ok", Rule: "already-listening"}},
+		{name: "unknown protocol", s: Socket{Family: IPv4}, op: bind("127.0.0.1:5000"), want: verdict{Err: "EPROTONOSUPPORT", Rule: "proto"}},
+		{name: "unknown operation", s: newTCP(IPv4), op: Op{Kind: 9}, want: verdict{Err: "EINVAL", Rule: "op"}},
+		// tcp_tw_reuse=2 reuses TIME_WAIT only for loopback traffic.
+		{name: "tw_reuse 2 off loopback", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000} },
+			have: []Socket{with(tcp(IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(IPv4), op: connect(peer),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0}}},
+		{name: "tw_reuse 1 off loopback", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000}; h.TCPTWReuse = 1 },
+			have: []Socket{with(tcp(IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(IPv4), op: connect(peer),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "bind-no-port then connect searches", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40001} },
+			have: []Socket{tcp(IPv4, "127.0.0.2:40000", Bound)}, s: with(tcp(IPv4, "127.0.0.1:0", Bound), func(s *Socket) { s.BindNoPort = true }), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+	})
+}
+
+func TestUnknownSource(t *testing.T) {
+	h := testHost()
+	h.EphemeralRange = PortRange{40000, 40000}
+	o := Predict(World{Host: h}, newTCP(IPv4), connect("198.51.100.7:443"))
+	want := []string{"the source address for 198.51.100.7 is unknown: four-tuples were compared on the remote end only"}
+	if diff := cmp.Diff(want, o.Assumptions); diff != "" || !o.OK() {
+		t.Errorf("%s; assumptions (-want +got):\n%s", o.ErrName(), diff)
+	}
+	o = Predict(World{Host: h}, newTCP(IPv4), Op{Kind: OpConnect, Addr: ap("198.51.100.7:443"), Source: netip.MustParseAddr("10.9.0.1")})
+	if len(o.Assumptions) != 0 || o.After.Local != ap("10.9.0.1:40000") {
+		t.Errorf("with Op.Source: assumptions %q, After.Local %v", o.Assumptions, o.After.Local)
+	}
+}

@@ -212,12 +212,14 @@ type Outcome struct {
 	Blockers []Blocker
 
 	// After is the new socket as the operation leaves it when it succeeds:
-	// bound, listening or connected, with the port the kernel would pick
-	// when the model can tell (the first candidate in the kernel's search
-	// order), or 0 when it cannot.
+	// bound, listening or connected. For an autobind the port is set only
+	// when exactly one port is usable: the kernel starts its search at a
+	// random port (bind(0), UDP) or at a keyed hash of the four-tuple
+	// (connect()), which no observer can predict; otherwise it is 0.
 	After Socket
-	// Candidates is the number of ports an autobind (bind(0), listen()
-	// autobind, connect()) could take; -1 when the operation picks none.
+	// Candidates is the exact number of ports an autobind (bind(0),
+	// listen() autobind, connect()) could take; -1 when the operation
+	// picks none. For connect() Model.ConnectPorts gives the breakdown.
 	Candidates int
 
 	// Assumptions lists unobserved facts (Socket.Unknown) the verdict
