@@ -72,6 +72,8 @@ why, and is a netcat with full control of source address, port and reuse options
 		newVersionCmd(s),
 		newConnectCmd(s),
 		newListenCmd(s),
+		newPortsCmd(s),
+		newExporterCmd(s),
 		newLsCmd(s),
 		newWhoCmd(s),
 	)

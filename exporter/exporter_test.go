@@ -1,0 +1,226 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tuple-net/tuple/internal/leakcheck"
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+// fixture is a namespace with range 40000-40019: uid 1000 connected from
+// 127.0.0.1 to nDests destinations (destination i gets i+1 connections),
+// uid 65534 holding 12 ports bound without connecting, one listener, two
+// TIME_WAIT entries and one UDP socket.
+func fixture(nDests int) Input {
+	h := rules.DefaultHost()
+	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40019}
+	t := &socktab.Table{Source: "fixture"}
+	add := func(s socktab.Socket) { t.Sockets = append(t.Sockets, s) }
+	src := netip.MustParseAddr("127.0.0.1")
+	for i := range nDests {
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 80)
+		for j := range i + 1 {
+			add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Established,
+				Local: netip.AddrPortFrom(src, uint16(40012+j%8)), Remote: dst, UID: 1000})
+		}
+	}
+	for p := uint16(40000); p < 40012; p++ {
+		add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.BoundInactive,
+			Local: netip.AddrPortFrom(netip.IPv4Unspecified(), p), UID: 65534})
+	}
+	add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Listen, Local: netip.MustParseAddrPort("0.0.0.0:80")})
+	for range 2 {
+		add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait,
+			Local: netip.MustParseAddrPort("127.0.0.1:40019"), Remote: netip.MustParseAddrPort("10.0.9.9:80")})
+	}
+	add(socktab.Socket{Proto: socktab.UDP, Family: socktab.IPv4, State: socktab.Close, Local: netip.MustParseAddrPort("0.0.0.0:53")})
+	return Input{Table: t, Host: h}
+}
+
+func staticSource(in Input) Source {
+	return SourceFunc(func(context.Context) Input { return in })
+}
+
+func gather(t *testing.T, c prometheus.Collector) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			fmt.Fprintf(&b, "%s{%s} %g\n", mf.GetName(), strings.Join(labels, ","), v)
+		}
+	}
+	return b.String()
+}
+
+func TestExporterMetrics(t *testing.T) {
+	out := gather(t, New(staticSource(fixture(3)), Options{Top: 10}))
+	for _, want := range []string{
+		`tuple_ephemeral_ports{} 20`,
+		// 12 ports bound-only; three destinations use 40012.., origin unknown.
+		`tuple_ephemeral_ports_bind_owned{} 12`,
+		`tuple_ephemeral_ports_unknown_origin{} 4`, // 40012-40014 and TIME_WAIT's 40019
+		`tuple_ephemeral_ports_in_use{destination="10.0.1.2:80",source="127.0.0.1"} 3`,
+		`tuple_ephemeral_ports_free{bound="upper",destination="10.0.1.2:80",source="127.0.0.1"} 5`,
+		`tuple_ephemeral_ports_free{bound="lower",destination="10.0.1.2:80",source="127.0.0.1"} 4`,
+		`tuple_ephemeral_ports_free{bound="upper",destination="*",source="*"} 8`,
+		`tuple_ephemeral_ports_bind_free{} 4`,
+		`tuple_sockets{proto="tcp",state="bound"} 12`,
+		`tuple_sockets{proto="tcp",state="established"} 6`,
+		`tuple_sockets{proto="udp",state="close"} 1`,
+		`tuple_time_wait_sockets{} 2`,
+		`tuple_bound_only_sockets{uid="65534"} 12`,
+		`tuple_ephemeral_ports_held{uid="65534"} 12`,
+		`tuple_ephemeral_ports_held_ratio{} 0.6`,
+		`tuple_scrape_collector_success{collector="ephemeral"} 1`,
+		`tuple_scrape_collector_success{collector="sockets"} 1`,
+		`tuple_scrape_collector_success{collector="holders"} 1`,
+		`tuple_scrapes_total{} 1`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+}
+
+func TestExporterBoundedCardinality(t *testing.T) {
+	out := gather(t, New(staticSource(fixture(30)), Options{Top: 5}))
+	if n := strings.Count(out, "tuple_ephemeral_ports_in_use{"); n != 6 {
+		t.Errorf("in_use series = %d, want 5 destinations + other", n)
+	}
+	// The top 5 by fewest free are the destinations with 8 connections
+	// (ports 40012-40019 all used; 22 of them); "other" sums the other 25.
+	// Destinations i>=7 use 8 ports each, i<7 use i+1.
+	other := 0
+	for i := range 30 {
+		other += min(i+1, 8)
+	}
+	other -= 5 * 8
+	if want := fmt.Sprintf(`tuple_ephemeral_ports_in_use{destination="other",source="other"} %d`, other); !strings.Contains(out, want) {
+		t.Errorf("missing %s in\n%s", want, out)
+	}
+}
+
+func TestExporterFailedCollectorsAreMetrics(t *testing.T) {
+	in := fixture(1)
+	in.HostErr = errors.New("sysctl unreadable")
+	out := gather(t, New(staticSource(in), Options{}))
+	for _, want := range []string{
+		`tuple_scrape_collector_success{collector="ephemeral"} 0`,
+		`tuple_scrape_collector_success{collector="holders"} 0`,
+		`tuple_scrape_collector_success{collector="sockets"} 1`,
+		`tuple_scrape_collector_errors_total{collector="ephemeral"} 1`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "tuple_ephemeral_ports{") {
+		t.Errorf("ephemeral metrics exported despite failure")
+	}
+
+	out = gather(t, New(staticSource(Input{TableErr: errors.New("netlink: permission denied")}), Options{}))
+	if !strings.Contains(out, `tuple_scrape_collector_success{collector="sockets"} 0`) {
+		t.Errorf("table failure not reported:\n%s", out)
+	}
+
+	e := New(staticSource(fixture(1)), Options{})
+	e.collectors = append(e.collectors, namedCollector{"broken", panicking{}})
+	out = gather(t, e)
+	if !strings.Contains(out, `tuple_scrape_collector_success{collector="broken"} 0`) ||
+		!strings.Contains(out, `tuple_scrape_collector_success{collector="sockets"} 1`) {
+		t.Errorf("panicking collector not isolated:\n%s", out)
+	}
+}
+
+type panicking struct{}
+
+func (panicking) describe(chan<- *prometheus.Desc) {}
+func (panicking) update(*snapshot, chan<- prometheus.Metric) error {
+	var m map[string]int
+	m["x"]++ // a nil-map write: a collector bug
+	return nil
+}
+
+func TestExporterConcurrentScrapes(t *testing.T) {
+	var reads, inFlight, maxInFlight atomic.Int32
+	src := SourceFunc(func(context.Context) Input {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		reads.Add(1)
+		return fixture(3)
+	})
+	e := New(src, Options{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e)
+	const scrapes = 16
+	var wg sync.WaitGroup
+	for range scrapes {
+		wg.Go(func() {
+			// Three destinations with connections, one with TIME_WAIT only.
+			if n, err := testutil.GatherAndCount(reg, "tuple_ephemeral_ports_in_use"); err != nil || n != 4 {
+				t.Errorf("concurrent scrape: %d in_use series, %v", n, err)
+			}
+		})
+	}
+	wg.Wait()
+	if reads.Load() != scrapes {
+		t.Errorf("%d snapshots for %d scrapes, want one each", reads.Load(), scrapes)
+	}
+	if maxInFlight.Load() != 1 {
+		t.Errorf("%d snapshots ran at once, want 1", maxInFlight.Load())
+	}
+}
+
+func TestExporterUIDsBeyondTopAreOther(t *testing.T) {
+	out := gather(t, New(staticSource(fixture(3)), Options{Top: 1}))
+	for _, want := range []string{
+		`tuple_ephemeral_ports_held{uid="65534"} 12`,
+		`tuple_bound_only_sockets{uid="65534"} 12`,
+		// uid 1000's three connect-picked ports plus uid 0's listener
+		// (port 80, outside the range).
+		`tuple_ephemeral_ports_held{uid="other"} 3`,
+		`tuple_bound_only_sockets{uid="other"} 0`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if n := strings.Count(out, "tuple_ephemeral_ports_held{"); n != 2 {
+		t.Errorf("%d held series with --top 1, want 2:\n%s", n, out)
+	}
+}

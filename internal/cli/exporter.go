@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tuple-net/tuple/exporter"
+)
+
+// exporterOptions are the flags of `tuple exporter`.
+type exporterOptions struct {
+	Listen   string
+	Top      int
+	HogShare float64 // percent
+	ProcRoot string
+	Owners   bool
+	Timeout  time.Duration
+
+	// source replaces the live socket table in tests; ready is told the
+	// address once the server listens.
+	source exporter.Source
+	ready  func(net.Addr)
+}
+
+func newExporterCmd(s Streams) *cobra.Command {
+	var o exporterOptions
+	cmd := &cobra.Command{
+		Use:   "exporter --listen ADDR:PORT",
+		Short: "Serve the ephemeral-port budget and socket counts as Prometheus metrics",
+		Long: `tuple exporter serves /metrics for Prometheus: the ephemeral range, ports in use and
+free per destination (top N destinations, the rest as "other"), bind(0) headroom,
+sockets per state, TIME_WAIT, bound-only sockets and ports held per uid, and per
+collector scrape duration and success. It stops cleanly on SIGINT or SIGTERM.
+
+Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			return runExporter(cmd.Context(), o, s)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:9779", "address to serve metrics on, `ADDR:PORT`")
+	f.IntVar(&o.Top, "top", 10, "destinations and uids with their own series; the rest are summed as \"other\"")
+	f.Float64Var(&o.HogShare, "hog-share", 50, "percentage of the ephemeral range one uid may hold before ports warns")
+	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
+	f.BoolVar(&o.Owners, "owners", false, "also read owning processes and live options (slower: scans /proc/*/fd each scrape)")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "longest a scrape may spend reading the socket table")
+	return cmd
+}
+
+func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	_, port, err := net.SplitHostPort(o.Listen)
+	if err != nil || port == "" {
+		return usageError("--listen %q: want ADDR:PORT, e.g. 127.0.0.1:9779", o.Listen)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return usageError("--listen %q: bad port %q", o.Listen, port)
+	}
+	if o.Top < 1 {
+		return usageError("--top %d: want at least 1", o.Top)
+	}
+	if o.HogShare <= 0 || o.HogShare > 100 {
+		return usageError("--hog-share %g: want a percentage above 0 and at most 100", o.HogShare)
+	}
+	if o.Timeout <= 0 {
+		return usageError("--timeout %v: want a positive duration", o.Timeout)
+	}
+	src := o.source
+	if src == nil {
+		src = exporter.LiveSource(o.ProcRoot, o.Owners)
+	}
+	h, err := exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout}))
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Listen)
+	if err != nil {
+		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
+	if o.ready != nil {
+		o.ready(ln.Addr())
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving metrics on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("shutting down the metrics server: %w", err)
+	}
+	fmt.Fprintf(s.Err, "tuple exporter: stopped\n")
+	return nil
+}

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/tuple-net/tuple/ports"
+	"github.com/tuple-net/tuple/rules"
+)
+
+// fakePortsInputs is a namespace with range 40000-40009: a client with two
+// connections to 10.0.0.1:80 and one to 10.0.0.2:443, and uid 65534 holding
+// six ports bound without connecting.
+func fakePortsInputs(context.Context, portsOptions) ([]ports.Entry, rules.Host, error) {
+	h := rules.DefaultHost()
+	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40009}
+	conn := func(port uint16, dest string) ports.Entry {
+		return ports.Entry{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Connected,
+			Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Remote: netip.MustParseAddrPort(dest),
+			UID: 1000, Unknown: rules.FactPortOrigin}, Owners: []ports.Owner{{PID: 10, Comm: "client"}}}
+	}
+	e := []ports.Entry{conn(40000, "10.0.0.1:80"), conn(40001, "10.0.0.1:80"), conn(40000, "10.0.0.2:443")}
+	for p := uint16(40002); p < 40008; p++ {
+		e = append(e, ports.Entry{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Bound,
+			Local: netip.AddrPortFrom(netip.IPv4Unspecified(), p), UID: 65534}, Owners: []ports.Owner{{PID: 20, Comm: "hog"}}})
+	}
+	return e, h, nil
+}
+
+func runPortsTest(t *testing.T, o portsOptions) (error, string) {
+	t.Helper()
+	var out bytes.Buffer
+	if o.read == nil {
+		o.read = fakePortsInputs
+	}
+	if o.Top == 0 {
+		o.Top = 10
+	}
+	if o.HogShare == 0 {
+		o.HogShare = 50
+	}
+	err := runPorts(context.Background(), o, Streams{Out: &out, Err: &out})
+	return err, out.String()
+}
+
+func TestPortsReport(t *testing.T) {
+	err, out := runPortsTest(t, portsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Ephemeral range   40000-40009 (10 ports), reserved none, 10 usable",
+		"connect() free    2..4 of 10 for a new destination",
+		"bind(0) free      2 of 10",
+		"127.0.0.1  10.0.0.1:80   2       0          2     80.0%",
+		"127.0.0.1  10.0.0.2:443  1       0          2..3  70.0%",
+		"65534  6      60.0%  6",
+		"20   hog     65534  6      60.0%  6",
+		"! uid 65534 holds 6 of 10 ephemeral ports (60%, over 50%)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestPortsJSON(t *testing.T) {
+	err, out := runPortsTest(t, portsOptions{JSON: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep ports.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(rep.Destinations) != 2 || rep.UIDs[0].UID != 65534 || rep.Pool != 10 {
+		t.Errorf("unexpected report: %+v", rep)
+	}
+}
+
+func TestPortsBadInputAndFailure(t *testing.T) {
+	for _, o := range []portsOptions{{Top: -1}, {HogShare: 150}, {PortRange: "9-1"}, {PortRange: "x"}} {
+		err, _ := runPortsTest(t, o)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != exitUsage {
+			t.Errorf("%+v: got %v, want a usage error", o, err)
+		}
+	}
+	failing := func(context.Context, portsOptions) ([]ports.Entry, rules.Host, error) {
+		return nil, rules.Host{}, syscall.EPERM
+	}
+	if err, _ := runPortsTest(t, portsOptions{read: failing}); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("read failure: got %v", err)
+	}
+	if code, _, errOut := run(t, "", "ports", "--top", "0"); code != 2 || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("tuple ports --top 0: exit %d, %q", code, errOut)
+	}
+}
+
+func TestPortsTopLimitsRows(t *testing.T) {
+	err, out := runPortsTest(t, portsOptions{Top: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "10.0.0.1:80") || strings.Contains(out, "10.0.0.2:443") || strings.Count(out, "  ... and 1 more\n") != 3 {
+		t.Errorf("--top 1: want one row per table and \"... and 1 more\" three times:\n%s", out)
+	}
+}
