@@ -1,0 +1,15 @@
+//go:build !linux
+
+package cli
+
+import (
+	"os"
+	"syscall"
+)
+
+// workerProcAttr: only Linux has a parent-death signal; elsewhere a worker
+// notices its parent is gone when its stdin closes.
+func workerProcAttr() *syscall.SysProcAttr { return nil }
+
+// isTerminal reports false off Linux: the progress line is a convenience.
+func isTerminal(*os.File) bool { return false }
