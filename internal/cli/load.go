@@ -399,7 +399,7 @@ func startWorkers(specs []workerSpec, files []*os.File, stderr io.Writer) (*work
 		}
 		stdin, err1 := cmd.StdinPipe()
 		stdout, err2 := cmd.StdoutPipe()
-		if err := cmp(err1, err2, cmd.Start()); err != nil {
+		if err := firstErr(err1, err2, cmd.Start()); err != nil {
 			g.stop()
 			return nil, fmt.Errorf("load: start worker %d: %w", i, err)
 		}
@@ -423,8 +423,8 @@ func startWorkers(specs []workerSpec, files []*os.File, stderr io.Writer) (*work
 	return g, nil
 }
 
-// cmp returns the first non-nil error.
-func cmp(errs ...error) error {
+// firstErr returns the first non-nil error.
+func firstErr(errs ...error) error {
 	for _, err := range errs {
 		if err != nil {
 			return err
