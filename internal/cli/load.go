@@ -417,6 +417,7 @@ func startWorkers(specs []workerSpec, files []*os.File, stderr io.Writer) (*work
 				}
 			}
 			io.Copy(io.Discard, stdout)
+			g.msgs <- indexedMsg{i, workerMsg{Type: "exit"}} // its output ended
 		}()
 	}
 	go func() { readers.Wait(); close(g.done) }()
@@ -433,9 +434,9 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// collect gathers each worker's result, showing progress, until all have
-// reported, their output ended, or ctx is done; on ctx it asks the workers to
-// stop and keeps the results they still send.
+// collect gathers each worker's result, showing progress, until every
+// worker has reported or ended; when ctx is done it asks the workers to stop
+// and keeps the results they still send.
 func (g *workerGroup) collect(ctx context.Context, show func(total int)) []workerMsg {
 	latest := make([]int, len(g.cmds))
 	results := make([]*workerMsg, len(g.cmds))
@@ -444,13 +445,23 @@ func (g *workerGroup) collect(ctx context.Context, show func(total int)) []worke
 	defer tick.Stop()
 	defer show(-1)
 	stopped := false
+	finished := make([]bool, len(g.cmds))
 	for got < len(g.cmds) {
 		select {
 		case m := <-g.msgs:
-			latest[m.worker] = m.msg.Established
-			if m.msg.Type == "result" && results[m.worker] == nil {
+			if finished[m.worker] {
+				continue
+			}
+			switch m.msg.Type {
+			case "result":
 				results[m.worker] = &m.msg
+				finished[m.worker] = true
 				got++
+			case "exit": // ended without a result; its error went to stderr
+				finished[m.worker] = true
+				got++
+			default:
+				latest[m.worker] = m.msg.Established
 			}
 		case <-tick.C:
 			total := 0
@@ -462,14 +473,6 @@ func (g *workerGroup) collect(ctx context.Context, show func(total int)) []worke
 			if !stopped {
 				g.signal()
 				stopped = true
-			}
-		case <-g.done:
-			got = len(g.cmds) // every worker's output ended
-			for len(g.msgs) > 0 {
-				m := <-g.msgs
-				if m.msg.Type == "result" && results[m.worker] == nil {
-					results[m.worker] = &m.msg
-				}
 			}
 		}
 	}
