@@ -47,7 +47,8 @@
 // The Dialer also makes connected UDP sockets, but the kernel checks no
 // four-tuple for UDP: connect() on an unbound UDP socket binds a port of its
 // own (no sharing across destinations, so Kernel, Shared and Bind all cost a
-// port per socket), and two Fixed UDP sockets can hold the very same
+// port per socket; exhaustion is EAGAIN from connect(), EADDRINUSE from
+// bind()), and two Fixed UDP sockets can hold the very same
 // four-tuple without any error, the newer one receiving the peer's
 // datagrams. Callers that need uniqueness must enforce it themselves.
 //
