@@ -43,6 +43,9 @@ type loadOptions struct {
 // may hold here.
 const maxPerProc = 18000
 
+// maxWorkers bounds the processes one tuple load starts.
+const maxWorkers = 256
+
 func newLoadCmd(s Streams) *cobra.Command {
 	var o loadOptions
 	cmd := &cobra.Command{
@@ -106,6 +109,8 @@ func (o loadOptions) plan() (loadPlan, error) {
 		return p, usageError("load: --hold must not be negative")
 	case o.PerProc < 1 || o.PerProc > maxPerProc:
 		return p, usageError("load: --per-proc must be 1-%d (a process may hold 20,000 descriptors), got %d", maxPerProc, o.PerProc)
+	case o.Conns > maxWorkers*o.PerProc:
+		return p, usageError("load: --conns %d needs more than %d worker processes of --per-proc %d", o.Conns, maxWorkers, o.PerProc)
 	case o.Concurrency < 1 || o.StopAfter < 1 || o.Timeout <= 0:
 		return p, usageError("load: --concurrency, --stop-after and --timeout must be positive")
 	}

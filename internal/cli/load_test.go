@@ -26,6 +26,7 @@ func TestLoadBadInputExits2(t *testing.T) {
 		{"load", "--listen", "127.0.0.1:9", "--hold", "1s", "--procs", "0"},
 		{"load", "--listen", "127.0.0.1:9", "--hold", "1s", "--to", "127.0.0.1:80"},
 		{"load", "--to", "127.0.0.1:80", "--conns", "x"},
+		{"load", "--to", "127.0.0.1:80", "--conns", "100000", "--per-proc", "10"},
 	} {
 		code, out, errOut := run(t, "", args...)
 		if code != 2 {
