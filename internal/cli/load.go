@@ -160,6 +160,7 @@ type loadReport struct {
 	LocalPorts  int            `json:"local_ports"`
 	Workers     int            `json:"workers"`
 	ElapsedS    float64        `json:"elapsed_s"`
+	CPUUSPer    float64        `json:"cpu_us_per_conn"` // workers' CPU time (mostly the kernel's connect) per attempt
 	GivenUp     []string       `json:"given_up,omitempty"`
 	Interrupted bool           `json:"interrupted,omitempty"`
 }
@@ -169,10 +170,13 @@ func summarize(results []workerMsg) loadReport {
 	r := loadReport{Errors: map[string]int{}}
 	var lat []int64
 	ports := map[uint16]bool{}
-	var slowest int64
+	var slowest, cpu int64
+	attempts := 0
 	given := map[string]bool{}
 	for _, m := range results {
 		r.Established += m.Established
+		attempts += m.Established + m.Failed
+		cpu += m.CPUUS
 		for k, v := range m.Errors {
 			r.Errors[k] += v
 		}
@@ -192,6 +196,9 @@ func summarize(results []workerMsg) loadReport {
 	r.ElapsedS = float64(slowest) / 1e6
 	if slowest > 0 {
 		r.RatePerS = float64(r.Established) / r.ElapsedS
+	}
+	if attempts > 0 {
+		r.CPUUSPer = float64(cpu) / float64(attempts)
 	}
 	for d := range given {
 		r.GivenUp = append(r.GivenUp, d)
@@ -231,7 +238,8 @@ func (r loadReport) writeText(w io.Writer) {
 	if len(r.GivenUp) > 0 {
 		fmt.Fprintf(w, "gave up after repeated errors: %s\n", strings.Join(r.GivenUp, ", "))
 	}
-	fmt.Fprintf(w, "connect rate: %.0f/s over %.2fs (%d worker processes)\n", r.RatePerS, r.ElapsedS, r.Workers)
+	fmt.Fprintf(w, "connect rate: %.0f/s over %.2fs (%d worker processes, %.1f µs CPU per connect)\n",
+		r.RatePerS, r.ElapsedS, r.Workers, r.CPUUSPer)
 	fmt.Fprintf(w, "connect latency: p50 %.3f ms, p99 %.3f ms\n", r.P50ms, r.P99ms)
 	fmt.Fprintf(w, "distinct local ports: %d\n", r.LocalPorts)
 	if r.Interrupted {

@@ -5,6 +5,7 @@ package cli
 import (
 	"os"
 	"syscall"
+	"time"
 )
 
 // workerProcAttr: only Linux has a parent-death signal; elsewhere a worker
@@ -13,3 +14,6 @@ func workerProcAttr() *syscall.SysProcAttr { return nil }
 
 // isTerminal reports false off Linux: the progress line is a convenience.
 func isTerminal(*os.File) bool { return false }
+
+// cpuTime is not measured off Linux; the report shows 0.
+func cpuTime() time.Duration { return 0 }

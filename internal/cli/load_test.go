@@ -41,9 +41,9 @@ func TestLoadBadInputExits2(t *testing.T) {
 func TestSummarize(t *testing.T) {
 	got := summarize([]workerMsg{
 		{Type: "result", Established: 3, Errors: map[string]int{"EADDRNOTAVAIL": 2}, LatencyUS: []int64{100, 300, 200},
-			Ports: []uint16{40000, 40001}, ElapsedUS: 1_000_000, Stopped: []string{"10.0.1.2:80"}},
+			Ports: []uint16{40000, 40001}, ElapsedUS: 1_000_000, CPUUS: 500, Failed: 2, Stopped: []string{"10.0.1.2:80"}},
 		{Type: "result", Established: 1, Errors: map[string]int{"EADDRNOTAVAIL": 1, "timeout": 1}, LatencyUS: []int64{5000},
-			Ports: []uint16{40001}, ElapsedUS: 2_000_000, Stopped: []string{"10.0.1.2:80", "10.0.1.1:80"}},
+			Ports: []uint16{40001}, ElapsedUS: 2_000_000, CPUUS: 300, Failed: 2, Stopped: []string{"10.0.1.2:80", "10.0.1.1:80"}},
 	})
 	want := loadReport{
 		Established: 4,
@@ -53,6 +53,7 @@ func TestSummarize(t *testing.T) {
 		P99ms:       5,
 		LocalPorts:  2,
 		ElapsedS:    2,
+		CPUUSPer:    100, // 800 µs over 8 attempts
 		GivenUp:     []string{"10.0.1.1:80", "10.0.1.2:80"},
 	}
 	if d := cmp.Diff(want, got); d != "" {

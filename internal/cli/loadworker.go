@@ -51,6 +51,7 @@ type workerMsg struct {
 	LatencyUS   []int64        `json:"latency_us,omitempty"`
 	Ports       []uint16       `json:"ports,omitempty"`
 	ElapsedUS   int64          `json:"elapsed_us,omitempty"`
+	CPUUS       int64          `json:"cpu_us,omitempty"`  // the worker's CPU time (user+system) while opening
 	Stopped     []string       `json:"stopped,omitempty"` // destinations given up after repeated errors
 }
 
@@ -166,7 +167,7 @@ func runDialWorker(ctx context.Context, spec workerSpec, out *msgWriter, release
 		next   atomic.Int64
 	)
 	defer func() { closeAll(conns) }()
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	stopProgress := every(250*time.Millisecond, func() {
 		mu.Lock()
 		m := workerMsg{Type: "progress", Established: len(conns), Failed: failed}
@@ -218,10 +219,10 @@ func runDialWorker(ctx context.Context, spec workerSpec, out *msgWriter, release
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpuStart
 	stopProgress()
 	res := workerMsg{Type: "result", Established: len(conns), Failed: failed, Errors: errs,
-		LatencyUS: lat, ElapsedUS: elapsed.Microseconds()}
+		LatencyUS: lat, ElapsedUS: elapsed.Microseconds(), CPUUS: cpu.Microseconds()}
 	for p := range ports {
 		res.Ports = append(res.Ports, p)
 	}
