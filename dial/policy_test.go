@@ -103,3 +103,19 @@ func TestPlanOptions(t *testing.T) {
 		t.Errorf("default without a source resolves to %v, want kernel", got)
 	}
 }
+
+// Where the platform lacks IP_BIND_ADDRESS_NO_PORT or IP_LOCAL_PORT_RANGE
+// (everything but Linux), the policies that need them fail clearly instead
+// of falling back to a plain bind.
+func TestPoliciesWithoutTheirOptionsSayNotSupported(t *testing.T) {
+	if sockopt.Supported(sockopt.BindAddressNoPort) && sockopt.Supported(sockopt.LocalPortRange) {
+		t.Skip("this platform has the options Shared and Range need (checked on other GOOS)")
+	}
+	src := netip.MustParseAddr("127.0.0.1")
+	for _, p := range []Policy{Shared, Range(40000, 40010)} {
+		_, err := (&Dialer{Source: src, Policy: p}).Dial("tcp", "127.0.0.1:1")
+		if !errors.Is(err, sockopt.ErrNotSupported) {
+			t.Errorf("policy %s: %v, want an error wrapping sockopt.ErrNotSupported", p, err)
+		}
+	}
+}
