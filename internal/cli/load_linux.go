@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -27,4 +28,33 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peerGone reports whether the peer of TCP connection c has closed or reset
+// it (the socket is in CLOSE, CLOSE_WAIT or LAST_ACK).
+func peerGone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var state uint8
+	var infoErr error
+	if err := raw.Control(func(fd uintptr) {
+		var info *unix.TCPInfo
+		info, infoErr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if infoErr == nil {
+			state = info.State
+		}
+	}); err != nil || infoErr != nil {
+		return false
+	}
+	switch state {
+	case unix.BPF_TCP_CLOSE, unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK:
+		return true
+	}
+	return false
 }

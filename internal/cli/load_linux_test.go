@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -138,6 +139,9 @@ func TestLoadEndToEnd(t *testing.T) {
 			t.Errorf("%s: sockets left after tuple load ended:\n%s", tc.policy, got)
 		}
 	}
+	// The sink let go of the connections the clients closed: its
+	// processes hold just their three listening sockets.
+	waitFor(t, "the sink to close finished connections", func() bool { return socketFDs(t, ns) == 3 })
 	// The sink stops on SIGINT, reports, and leaves nothing.
 	sink.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
@@ -250,4 +254,18 @@ func TestLoadInterruptedWhileOpening(t *testing.T) {
 	}
 	waitFor(t, "workers to exit", func() bool { return len(pids(t, ns)) == 0 })
 	waitFor(t, "client sockets to go", func() bool { return clientSockets(t, ns) == "" })
+}
+
+// socketFDs counts the socket descriptors of the processes in ns.
+func socketFDs(t *testing.T, ns *netnstest.NS) int {
+	n := 0
+	for _, pid := range pids(t, ns) {
+		ents, _ := os.ReadDir("/proc/" + pid + "/fd")
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/" + pid + "/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -17,3 +18,6 @@ func isTerminal(*os.File) bool { return false }
 
 // cpuTime is not measured off Linux; the report shows 0.
 func cpuTime() time.Duration { return 0 }
+
+// peerGone is not known off Linux: the sink keeps connections until it ends.
+func peerGone(net.Conn) bool { return false }

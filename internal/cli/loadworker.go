@@ -276,6 +276,7 @@ func runSinkWorker(ctx context.Context, spec workerSpec, out *msgWriter) error {
 	var (
 		mu       sync.Mutex
 		conns    []net.Conn
+		accepted int
 		errs     = map[string]int{}
 		acceptWG sync.WaitGroup
 	)
@@ -294,6 +295,7 @@ func runSinkWorker(ctx context.Context, spec workerSpec, out *msgWriter) error {
 				errs[errName(err)]++
 			} else {
 				conns = append(conns, c)
+				accepted++
 			}
 			mu.Unlock()
 			if err != nil {
@@ -303,14 +305,31 @@ func runSinkWorker(ctx context.Context, spec workerSpec, out *msgWriter) error {
 	}()
 	report := func(typ string) {
 		mu.Lock()
-		m := workerMsg{Type: typ, Established: len(conns), Errors: errs}
+		m := workerMsg{Type: typ, Established: accepted, Errors: errs}
 		out.send(m)
 		mu.Unlock()
 	}
 	stopProgress := every(250*time.Millisecond, func() { report("progress") })
+	// Close what the clients closed, so a sink serving many runs does not
+	// pile up dead descriptors towards its limit.
+	stopSweep := every(2*time.Second, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		open := conns[:0]
+		for _, c := range conns {
+			if peerGone(c) {
+				c.Close()
+			} else {
+				open = append(open, c)
+			}
+		}
+		clear(conns[len(open):])
+		conns = open
+	})
 	hold(ctx, spec.Hold)
 	ln.Close()
 	acceptWG.Wait()
+	stopSweep()
 	stopProgress()
 	report("result")
 	closeAll(conns)
