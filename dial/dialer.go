@@ -124,7 +124,7 @@ func explain(err error, policy Policy) error {
 	case policy.kind == KindBind && errors.Is(err, syscall.EADDRINUSE):
 		why = "no free port to bind: bind() reserves a port per connection (policy shared shares ports across destinations)"
 	case (policy.kind == KindShared || policy.kind == KindKernel || policy.kind == KindRange) &&
-		errors.Is(err, syscall.EADDRNOTAVAIL) && op.Op == "dial":
+		errors.Is(err, syscall.EADDRNOTAVAIL):
 		why = fmt.Sprintf("no local port left for this destination (policy %s)", policy)
 	default:
 		return err
