@@ -76,6 +76,8 @@ why, and is a netcat with full control of source address, port and reuse options
 		newExporterCmd(s),
 		newLsCmd(s),
 		newWhoCmd(s),
+		newLoadCmd(s),
+		newLoadWorkerCmd(s),
 	)
 	return root
 }

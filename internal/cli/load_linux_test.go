@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+// tupleBinary builds the tuple program into a temporary directory: tuple
+// load re-executes itself for its workers, so these tests need the real
+// binary (the go build cache keeps this quick).
+func tupleBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tuple")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(gobin, "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	return bin
+}
+
+// loadNS is a namespace with a source, two destinations, a 10-port ephemeral
+// range and a tuple load sink on 8080.
+func loadNS(t *testing.T, bin string) (*netnstest.NS, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.1.1/32", "10.0.1.2/32")
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40009")
+	sink := ns.Command(context.Background(), bin, "load", "--listen", "0.0.0.0:8080", "--hold", "60s", "--procs", "3", "--json")
+	var out bytes.Buffer
+	sink.Stdout = &out
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Process.Kill(); sink.Wait() })
+	waitFor(t, "sink listening", func() bool {
+		return strings.Count(ns.Run(t, "ss", "-Htln", "sport = :8080"), "LISTEN") == 3
+	})
+	return ns, sink, &out
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pids lists the processes in ns.
+func pids(t *testing.T, ns *netnstest.NS) []string {
+	out, err := exec.Command("ip", "netns", "pids", ns.Name).Output()
+	if err != nil {
+		t.Fatalf("ip netns pids: %v", err)
+	}
+	return strings.Fields(string(out))
+}
+
+// clientSockets lists the TCP sockets of the source address in ns.
+func clientSockets(t *testing.T, ns *netnstest.NS) string {
+	return strings.TrimSpace(ns.Run(t, "ss", "-Htan", "src 10.0.0.1"))
+}
+
+func decodeReport(t *testing.T, out []byte) loadReport {
+	t.Helper()
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(out, &fields); err != nil {
+		t.Fatalf("--json output %q: %v", out, err)
+	}
+	for _, f := range []string{"policy", "requested", "established", "errors", "rate_per_s", "p50_ms", "p99_ms", "local_ports"} {
+		if _, ok := fields[f]; !ok {
+			t.Errorf("--json output lacks %q: %s", f, out)
+		}
+	}
+	var r loadReport
+	json.Unmarshal(out, &r)
+	return r
+}
+
+// tuple load with each policy in a namespace with a 10-port range and two
+// destinations: shared holds 20 at once, bind stops at 10, and nothing is
+// left behind afterwards.
+func TestLoadEndToEnd(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bin := tupleBinary(t)
+	ns, sink, sinkOut := loadNS(t, bin)
+	for _, tc := range []struct {
+		policy, from     string
+		established      int
+		errno            string
+		localPorts       int
+		wantGiveUpOrLess bool
+	}{
+		{"shared", "10.0.0.1", 20, "EADDRNOTAVAIL", 10, false},
+		{"bind", "10.0.0.1", 10, "EADDRINUSE", 10, true},
+		{"kernel", "", 20, "EADDRNOTAVAIL", 10, false},
+		{"fixed:5000", "10.0.0.1", 2, "EADDRNOTAVAIL", 1, true},
+		{"range:40004-40004", "10.0.0.1", 2, "EADDRNOTAVAIL", 1, true},
+	} {
+		args := []string{"load", "--to", "10.0.1.1:8080,10.0.1.2:8080", "--conns", "30", "--policy", tc.policy,
+			"--hold", "300ms", "--per-proc", "12", "--stop-after", "3", "--json"}
+		if tc.from != "" {
+			args = append(args, "--from", tc.from)
+		}
+		cmd := ns.Command(context.Background(), bin, args...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tuple %s: %v", strings.Join(args, " "), err)
+		}
+		r := decodeReport(t, out)
+		if r.Policy != tc.policy || r.Requested != 30 || r.Workers != 3 {
+			t.Errorf("%s: policy %q requested %d workers %d, want %s 30 3", tc.policy, r.Policy, r.Requested, r.Workers, tc.policy)
+		}
+		if r.Established != tc.established || r.LocalPorts != tc.localPorts {
+			t.Errorf("%s: established %d with %d local ports, want %d with %d", tc.policy, r.Established, r.LocalPorts, tc.established, tc.localPorts)
+		}
+		if r.Errors[tc.errno] == 0 || len(r.Errors) != 1 {
+			t.Errorf("%s: errors %v, want only %s", tc.policy, r.Errors, tc.errno)
+		}
+		if r.RatePerS <= 0 || r.P50ms <= 0 || r.P99ms < r.P50ms {
+			t.Errorf("%s: rate %v p50 %v p99 %v, want positive and p50 <= p99", tc.policy, r.RatePerS, r.P50ms, r.P99ms)
+		}
+		if got := clientSockets(t, ns); got != "" {
+			t.Errorf("%s: sockets left after tuple load ended:\n%s", tc.policy, got)
+		}
+	}
+	// The sink let go of the connections the clients closed: its
+	// processes hold just their three listening sockets.
+	waitFor(t, "the sink to close finished connections", func() bool { return socketFDs(t, ns) == 3 })
+	// The sink stops on SIGINT, reports, and leaves nothing.
+	sink.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- sink.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("sink after SIGINT: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sink did not stop within 10s of SIGINT")
+	}
+	var sr sinkReport
+	if err := json.Unmarshal(sinkOut.Bytes(), &sr); err != nil {
+		t.Fatalf("sink output %q: %v", sinkOut, err)
+	}
+	if want := 20 + 10 + 20 + 2 + 2; sr.Accepted != want || len(sr.PerProc) != 3 {
+		t.Errorf("sink accepted %d over %v, want %d over 3 processes", sr.Accepted, sr.PerProc, want)
+	}
+	if p := pids(t, ns); len(p) != 0 {
+		t.Errorf("processes left in the namespace: %v", p)
+	}
+	if s := strings.TrimSpace(ns.Run(t, "ss", "-Htan")); s != "" {
+		t.Errorf("sockets left in the namespace:\n%s", s)
+	}
+}
+
+// Interrupting tuple load (SIGINT while it holds) or killing it (SIGKILL)
+// leaves no worker and no socket.
+func TestLoadInterruptedLeavesNothing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bin := tupleBinary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		ns, sink, _ := loadNS(t, bin)
+		cmd := ns.Command(context.Background(), bin, "load", "--from", "10.0.0.1", "--to", "10.0.1.1:8080,10.0.1.2:8080",
+			"--conns", "20", "--per-proc", "7", "--hold", "60s", "--json")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadBytes('\n') // the report: all opened, now holding
+		if err != nil {
+			t.Fatalf("reading the report: %v", err)
+		}
+		if r := decodeReport(t, line); r.Established != 20 {
+			t.Errorf("established %d, want 20", r.Established)
+		}
+		if n := len(pids(t, ns)); n != 1+3+1+3 { // sink + 3 workers, load + 3 workers
+			t.Errorf("%d processes in the namespace while holding, want 8", n)
+		}
+		start := time.Now()
+		cmd.Process.Signal(sig)
+		cmd.Wait()
+		sink.Process.Signal(syscall.SIGTERM)
+		sink.Wait()
+		waitFor(t, "workers to exit after "+sig.String(), func() bool { return len(pids(t, ns)) == 0 })
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%v: took %v to clean up", sig, took)
+		}
+		waitFor(t, "sockets to go after "+sig.String(), func() bool { return clientSockets(t, ns) == "" })
+	}
+}
+
+// SIGINT while connects are still pending (the destination's accept queue
+// is full, so SYNs go unanswered) stops tuple load at once with a partial
+// report, exit 1 and nothing left.
+func TestLoadInterruptedWhileOpening(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bin := tupleBinary(t)
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.1.1/32")
+	// A listener that never accepts, with the smallest queue.
+	var fd int
+	if err := ns.Do(func() (err error) {
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); err != nil {
+			return err
+		}
+		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: 8080, Addr: [4]byte{10, 0, 1, 1}}); err != nil {
+			return err
+		}
+		return unix.Listen(fd, 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	cmd := ns.Command(context.Background(), bin, "load", "--from", "10.0.0.1", "--to", "10.0.1.1:8080",
+		"--conns", "20", "--per-proc", "10", "--timeout", "60s", "--hold", "60s", "--json")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pending connects", func() bool {
+		return strings.Count(ns.Run(t, "ss", "-Htan", "state", "syn-sent"), "\n") >= 10
+	})
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v to stop after SIGINT", took)
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit after SIGINT while opening: %v, want exit status 1", err)
+	}
+	r := decodeReport(t, out.Bytes())
+	if !r.Interrupted || r.Established >= 20 {
+		t.Errorf("report after SIGINT: interrupted %v, established %d; want a partial report", r.Interrupted, r.Established)
+	}
+	waitFor(t, "workers to exit", func() bool { return len(pids(t, ns)) == 0 })
+	waitFor(t, "client sockets to go", func() bool { return clientSockets(t, ns) == "" })
+}
+
+// socketFDs counts the socket descriptors of the processes in ns.
+func socketFDs(t *testing.T, ns *netnstest.NS) int {
+	n := 0
+	for _, pid := range pids(t, ns) {
+		ents, _ := os.ReadDir("/proc/" + pid + "/fd")
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/" + pid + "/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+				n++
+			}
+		}
+	}
+	return n
+}
