@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -66,7 +67,7 @@ why, and is a netcat with full control of source address, port and reuse options
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError("%s: %v", c.CommandPath(), err)
+		return usageError("%s: %v", commandName(c), err)
 	})
 	root.AddCommand(
 		newVersionCmd(s),
@@ -86,7 +87,7 @@ why, and is a netcat with full control of source address, port and reuse options
 func Main(args []string, s Streams) int {
 	root := NewRoot(s)
 	root.SetArgs(args)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return exitOK
 	}
@@ -104,8 +105,19 @@ func Main(args []string, s Streams) int {
 		fmt.Fprintf(s.Err, "tuple: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(s.Err, "tuple: %v (see 'tuple --help')\n", err)
+	help := "tuple --help"
+	if cmd != nil && cmd != root {
+		help = cmd.CommandPath() + " --help"
+		fmt.Fprintf(s.Err, "tuple: %s: %v (see '%s')\n", commandName(cmd), err, help)
+		return exitUsage
+	}
+	fmt.Fprintf(s.Err, "tuple: %v (see '%s')\n", err, help)
 	return exitUsage
+}
+
+// commandName is a command's path without the leading "tuple".
+func commandName(c *cobra.Command) string {
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 }
 
 // runtimeFailure marks an error returned by a command's run function.
