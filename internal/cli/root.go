@@ -70,6 +70,7 @@ why, and is a netcat with full control of source address, port and reuse options
 	})
 	root.AddCommand(
 		newVersionCmd(s),
+		newWhyCmd(s),
 	)
 	return root
 }

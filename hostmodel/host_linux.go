@@ -1,0 +1,82 @@
+package hostmodel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+)
+
+// LocalPrefixes lists the RTN_LOCAL routes of the calling thread's network
+// namespace: the addresses bind() accepts without ip_nonlocal_bind. For
+// IPv4 this is what the kernel checks (inet_addr_type), including the whole
+// 127.0.0.0/8 of loopback. It dumps routes over rtnetlink with the standard
+// library's NetlinkRIB; there is no higher-level call that returns the
+// route type.
+func LocalPrefixes() ([]netip.Prefix, error) {
+	b, err := syscall.NetlinkRIB(syscall.RTM_GETROUTE, syscall.AF_UNSPEC)
+	if err != nil {
+		return nil, os.NewSyscallError("netlink route dump", err)
+	}
+	return ParseLocalRoutes(b)
+}
+
+// rtmsg is struct rtmsg: family, dst_len, src_len, tos, table, protocol,
+// scope, type (bytes), flags (u32).
+const rtmsgLen = 12
+
+// ParseLocalRoutes extracts the destinations of RTN_LOCAL routes from an
+// RTM_NEWROUTE dump. Messages of other types are skipped; a truncated or
+// malformed message is an error.
+func ParseLocalRoutes(b []byte) ([]netip.Prefix, error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, fmt.Errorf("route dump: %w", err)
+	}
+	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type == syscall.NLMSG_ERROR {
+			if len(m.Data) >= 4 {
+				if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
+					return nil, fmt.Errorf("route dump: %w", syscall.Errno(-e))
+				}
+			}
+			continue
+		}
+		if m.Header.Type != syscall.RTM_NEWROUTE {
+			continue
+		}
+		if len(m.Data) < rtmsgLen {
+			return nil, fmt.Errorf("route dump: message of %d bytes, shorter than rtmsg", len(m.Data))
+		}
+		family, dstLen, typ := m.Data[0], int(m.Data[1]), m.Data[7]
+		if typ != syscall.RTN_LOCAL {
+			continue
+		}
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return nil, fmt.Errorf("route dump: %w", err)
+		}
+		for _, a := range attrs {
+			if a.Attr.Type != syscall.RTA_DST {
+				continue
+			}
+			addr, ok := netip.AddrFromSlice(a.Value)
+			if !ok || (family == syscall.AF_INET) != addr.Is4() {
+				return nil, fmt.Errorf("route dump: destination of %d bytes for family %d", len(a.Value), family)
+			}
+			p, err := addr.Prefix(dstLen)
+			if err != nil {
+				return nil, fmt.Errorf("route dump: %w", err)
+			}
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}

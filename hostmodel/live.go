@@ -1,0 +1,26 @@
+package hostmodel
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+// Live reads the calling thread's network namespace: host facts, and the
+// socket table of proto with owners and their live options.
+func Live(ctx context.Context, proto rules.Proto, procRoot string) (*Situation, error) {
+	host, notes, err := ReadHost(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	q := socktab.Query{TCP: proto == rules.TCP, UDP: proto == rules.UDP, Owners: true, Options: true, ProcRoot: procRoot}
+	t, err := socktab.Snapshot(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("socket table: %w", err)
+	}
+	sit := FromTable(host, t)
+	sit.Notes = append(notes, sit.Notes...)
+	return sit, nil
+}
