@@ -123,6 +123,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket) (Entry, b
 	r.ReusePort = reuse(rules.FactReusePort, "SO_REUSEPORT", s.Options.ReusePort, func(p *socktab.Socket) socktab.Bool { return p.Options.ReusePort })
 	r.V6Only = v6only(host, s, parent, &e, &r)
 	r.PortFromConnect = portFromConnect(host, s, parent, &e, &r)
+	e.Socket = r
 	return e, true
 }
 

@@ -1,0 +1,82 @@
+package hostmodel
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+func known(v bool) socktab.Bool { return socktab.Bool{Known: true, Value: v} }
+
+var unknown = socktab.Bool{Reason: "pidfd_getfd not permitted"}
+
+func TestConvert(t *testing.T) {
+	host := rules.DefaultHost()
+	ap := netip.MustParseAddrPort
+	listener := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.Listen, Local: ap("[::]:8080"),
+		V6Only: known(false), Options: socktab.Options{ReuseAddr: known(true), ReusePort: known(true)}, UID: 1000}
+	child := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.Established,
+		Local: ap("[::ffff:127.0.0.1]:8080"), Remote: ap("[::ffff:127.0.0.1]:40000"),
+		Options: socktab.Options{ReuseAddr: unknown, ReusePort: unknown, V6Only: unknown}}
+	tw := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait,
+		Local: ap("127.0.0.1:5555"), Remote: ap("127.0.0.2:80"), TimeLeft: 45 * time.Second,
+		Options: socktab.Options{ReuseAddr: unknown, ReusePort: unknown}}
+	client := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.SynSent,
+		Local: ap("[fd00::1]:40001"), Remote: ap("[fd00::2]:80"),
+		Options: socktab.Options{ReuseAddr: known(false), ReusePort: known(false), V6Only: unknown}}
+	bound6 := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.BoundInactive, Local: ap("[fd00::1]:9000"),
+		Options: socktab.Options{ReuseAddr: unknown, ReusePort: known(true), V6Only: unknown}}
+	udpConn := socktab.Socket{Proto: socktab.UDP, Family: socktab.IPv4, State: socktab.Established,
+		Local: ap("127.0.0.1:53000"), Remote: ap("127.0.0.1:53"), Options: socktab.Options{ReuseAddr: known(true), ReusePort: known(false)}}
+	req := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40000")}
+	all := []socktab.Socket{listener, child, tw, client, bound6, udpConn, req}
+
+	conv := func(s socktab.Socket) (rules.Socket, Entry) {
+		t.Helper()
+		e, ok := Convert(host, &s, all)
+		if !ok {
+			t.Fatalf("Convert(%v) left it out", s.Local)
+		}
+		return e.Socket, e
+	}
+
+	l, _ := conv(listener)
+	if l.State != rules.Listen || !l.ReuseAddr || !l.ReusePort || l.V6Only || l.PortFromConnect || l.Unknown != 0 || l.UID != 1000 {
+		t.Errorf("listener: %+v", l)
+	}
+	c, _ := conv(child)
+	if c.State != rules.Connected || !c.ReusePort || !c.ReuseAddr || c.PortFromConnect || c.Unknown != 0 {
+		t.Errorf("accepted child should inherit the listener's flags and its port origin: %+v", c)
+	}
+	w, we := conv(tw)
+	if w.State != rules.TimeWait || w.TWAge != 15*time.Second || we.TimeLeft != 45*time.Second ||
+		w.Unknown&(rules.FactReuseAddr|rules.FactReusePort|rules.FactTimestamps) == 0 || w.Unknown&rules.FactPortOrigin == 0 || w.PortFromConnect {
+		t.Errorf("TIME_WAIT: %+v", w)
+	}
+	if !strings.Contains(strings.Join(we.Assumed, "\n"), "outside the ephemeral range") {
+		t.Errorf("TIME_WAIT assumptions do not state the port origin: %q", we.Assumed)
+	}
+	cl, ce := conv(client)
+	if cl.State != rules.Connected || !cl.PortFromConnect || cl.Unknown != rules.FactV6Only|rules.FactPortOrigin || cl.V6Only != host.BindV6Only {
+		t.Errorf("client: %+v (%q)", cl, ce.Assumed)
+	}
+	b, _ := conv(bound6)
+	if b.State != rules.Bound || !b.V6Only || !b.ReusePort || b.ReuseAddr || b.Unknown != rules.FactReuseAddr {
+		t.Errorf("bound to a specific IPv6 address: %+v", b)
+	}
+	u, _ := conv(udpConn)
+	if u.Proto != rules.UDP || u.State != rules.Connected || !u.ReuseAddr {
+		t.Errorf("udp: %+v", u)
+	}
+	if _, ok := Convert(host, &req, all); ok {
+		t.Error("a request socket owns no port but was converted")
+	}
+	sit := FromTable(host, &socktab.Table{Sockets: all, Notes: []string{"n"}})
+	if len(sit.Entries) != 6 || len(sit.World().Sockets) != 6 || sit.Notes[0] != "n" {
+		t.Errorf("FromTable: %d entries, notes %q", len(sit.Entries), sit.Notes)
+	}
+}
