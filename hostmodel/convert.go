@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -46,15 +47,16 @@ func (s *Situation) World() rules.World {
 
 // FromTable converts a socket table into the model's sockets. Sockets that
 // own no port (request sockets, TCP sockets closed without a port) are
-// left out, as the kernel does.
-func FromTable(host rules.Host, t *socktab.Table) *Situation {
+// left out, as the kernel does. facts, when not nil, are the kernel's own
+// records (sockfacts) and take precedence over everything else.
+func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	sit := &Situation{Host: host}
 	if t == nil {
 		return sit
 	}
 	sit.Notes = append(sit.Notes, t.Notes...)
 	for i := range t.Sockets {
-		if e, ok := Convert(host, &t.Sockets[i], t.Sockets); ok {
+		if e, ok := Convert(host, &t.Sockets[i], t.Sockets, facts.Lookup(&t.Sockets[i])); ok {
 			sit.Entries = append(sit.Entries, e)
 		}
 	}
@@ -62,9 +64,10 @@ func FromTable(host rules.Host, t *socktab.Table) *Situation {
 }
 
 // Convert turns one socket table row into the model's socket. all is the
-// whole table, used to recognise accepted children by their listener. It
-// reports false for sockets that own no port.
-func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket) (Entry, bool) {
+// whole table, used to recognise accepted children by their listener; kf is
+// the kernel's record of the socket, nil when there is none. It reports
+// false for sockets that own no port.
+func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock) (Entry, bool) {
 	if s.Local.Port() == 0 {
 		return Entry{}, false
 	}
@@ -100,6 +103,23 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket) (Entry, b
 	if st == rules.TimeWait {
 		e.TimeLeft = s.TimeLeft
 		r.TWAge = max(timeWaitLen-s.TimeLeft, 0)
+	}
+	if kf != nil {
+		// The kernel's own record: every fact is exact.
+		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
+		r.V6Only = r.Family == rules.IPv6 && kf.V6Only
+		r.TWTimestamps = st == rules.TimeWait && kf.Timestamps
+		switch {
+		case st == rules.Bound || st == rules.Listen:
+		case kf.ConnectBindKnown:
+			r.PortFromConnect = kf.ConnectBind
+		default:
+			r.PortFromConnect = portFromConnect(host, s, listenerOf(s, all), &e, &r)
+		}
+		e.Socket = r
+		return e, true
+	}
+	if st == rules.TimeWait {
 		// ts_recent_stamp is not in inet_diag. Linux peers send
 		// timestamps by default (net.ipv4.tcp_timestamps=1).
 		r.TWTimestamps = true

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -37,7 +38,7 @@ func TestConvert(t *testing.T) {
 
 	conv := func(s socktab.Socket) (rules.Socket, Entry) {
 		t.Helper()
-		e, ok := Convert(host, &s, all)
+		e, ok := Convert(host, &s, all, nil)
 		if !ok {
 			t.Fatalf("Convert(%v) left it out", s.Local)
 		}
@@ -60,6 +61,17 @@ func TestConvert(t *testing.T) {
 	if !strings.Contains(strings.Join(we.Assumed, "\n"), "outside the ephemeral range") {
 		t.Errorf("TIME_WAIT assumptions do not state the port origin: %q", we.Assumed)
 	}
+	// With the kernel's record, nothing is assumed.
+	kf := &sockfacts.Sock{Proto: sockfacts.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true,
+		ReuseAddr: true, ConnectBind: true, ConnectBindKnown: true, Timestamps: false}
+	idx := IndexFacts([]sockfacts.Sock{*kf})
+	if e, ok := Convert(host, &tw, all, idx.Lookup(&tw)); !ok || e.Socket.Unknown != 0 || !e.Socket.ReuseAddr ||
+		e.Socket.ReusePort || !e.Socket.PortFromConnect || e.Socket.TWTimestamps || len(e.Assumed) != 0 {
+		t.Errorf("TIME_WAIT with the kernel's record: %+v %q", e.Socket, e.Assumed)
+	}
+	if idx.Lookup(&listener) != nil {
+		t.Error("Lookup matched a socket the kernel record is not about")
+	}
 	cl, ce := conv(client)
 	if cl.State != rules.Connected || !cl.PortFromConnect || cl.Unknown != rules.FactV6Only|rules.FactPortOrigin || cl.V6Only != host.BindV6Only {
 		t.Errorf("client: %+v (%q)", cl, ce.Assumed)
@@ -72,10 +84,10 @@ func TestConvert(t *testing.T) {
 	if u.Proto != rules.UDP || u.State != rules.Connected || !u.ReuseAddr {
 		t.Errorf("udp: %+v", u)
 	}
-	if _, ok := Convert(host, &req, all); ok {
+	if _, ok := Convert(host, &req, all, nil); ok {
 		t.Error("a request socket owns no port but was converted")
 	}
-	sit := FromTable(host, &socktab.Table{Sockets: all, Notes: []string{"n"}})
+	sit := FromTable(host, &socktab.Table{Sockets: all, Notes: []string{"n"}}, nil)
 	if len(sit.Entries) != 6 || len(sit.World().Sockets) != 6 || sit.Notes[0] != "n" {
 		t.Errorf("FromTable: %d entries, notes %q", len(sit.Entries), sit.Notes)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -20,7 +21,19 @@ func Live(ctx context.Context, proto rules.Proto, procRoot string) (*Situation, 
 	if err != nil {
 		return nil, fmt.Errorf("socket table: %w", err)
 	}
-	sit := FromTable(host, t)
+	// The kernel's own records give the facts inet_diag lacks; read after
+	// the dump, which assigned every listed socket a cookie.
+	var facts *Facts
+	fp := sockfacts.TCP
+	if proto == rules.UDP {
+		fp = sockfacts.UDP
+	}
+	if ks, err := sockfacts.Read(fp); err == nil {
+		facts = IndexFacts(ks)
+	} else {
+		notes = append(notes, fmt.Sprintf("kernel socket facts not read (%v): unknown options and port origins are assumed, as stated", err))
+	}
+	sit := FromTable(host, t, facts)
 	sit.Notes = append(notes, sit.Notes...)
 	return sit, nil
 }
