@@ -2,9 +2,115 @@ package socktab
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
+	"time"
 )
 
+var aLongTimeAgo = time.Unix(1, 0)
+
 func snapshot(ctx context.Context, q Query) (*Table, error) {
-	return nil, errors.New("socktab: not implemented yet")
+	t := &Table{Source: "netlink"}
+	socks, err := dumpNetlink(ctx, q)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		t.Source = "procfs"
+		t.Notes = append(t.Notes, fmt.Sprintf("%v; read %s/net instead", err, q.ProcRoot))
+		socks, err = readProcNet(q)
+		if err != nil {
+			return nil, err
+		}
+		if q.TCP {
+			t.Notes = append(t.Notes, "procfs does not list bound-only TCP sockets (state bound)")
+		}
+	}
+	t.Sockets = filter(socks, q)
+	finish(ctx, t, q)
+	return t, nil
+}
+
+// finish adds owners and options to t's sockets as q asks.
+func finish(ctx context.Context, t *Table, q Query) {
+	socks := t.Sockets
+	if !q.Options {
+		for i := range socks {
+			o := &socks[i].Options
+			o.ReuseAddr.Reason = reasonNotAsked
+			o.ReusePort.Reason = reasonNotAsked
+			o.V6Only.Reason = reasonNotAsked
+			o.Device.Reason = reasonNotAsked
+			if !o.Freebind.Known {
+				o.Freebind.Reason = reasonNotAsked
+			}
+			if !o.BindAddressNoPort.Known {
+				o.BindAddressNoPort.Reason = reasonNotAsked
+			}
+		}
+	}
+	if !q.Owners {
+		return
+	}
+	want := make(map[uint64]int, len(socks))
+	for i := range socks {
+		if socks[i].Inode != 0 {
+			want[socks[i].Inode] = i
+		}
+	}
+	hits, notes := findOwners(q.ProcRoot, want)
+	t.Notes = append(t.Notes, notes...)
+	attachOwners(q.ProcRoot, socks, hits)
+	if q.Options {
+		readOptions(ctx, socks)
+	}
+}
+
+// filter keeps the sockets q asks for, in place. The kernel already applied
+// the filters to a netlink dump; procfs needs them, and the check is cheap.
+func filter(socks []Socket, q Query) []Socket {
+	out := socks[:0]
+	for _, s := range socks {
+		if (s.Proto == TCP && !q.TCP) || (s.Proto == UDP && !q.UDP) || !q.States.Has(s.State) ||
+			(q.LocalPort != 0 && s.Local.Port() != q.LocalPort) ||
+			(q.RemotePort != 0 && s.Remote.Port() != q.RemotePort) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// readProcNet reads /proc/net/{tcp,tcp6,udp,udp6}. A missing file (IPv6
+// disabled) is no socket, not an error.
+func readProcNet(q Query) ([]Socket, error) {
+	var out []Socket
+	for _, f := range []struct {
+		on     bool
+		name   string
+		proto  Proto
+		family Family
+	}{
+		{q.TCP, "tcp", TCP, IPv4}, {q.TCP, "tcp6", TCP, IPv6},
+		{q.UDP, "udp", UDP, IPv4}, {q.UDP, "udp6", UDP, IPv6},
+	} {
+		if !f.on {
+			continue
+		}
+		path := q.ProcRoot + "/net/" + f.name
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out, err = parseProcNet(b, f.proto, f.family, binary.NativeEndian, out)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return out, nil
 }

@@ -137,7 +137,10 @@ func Snapshot(ctx context.Context, q Query) (*Table, error) {
 
 // Reasons used for unknown options.
 const (
-	reasonNotAsked = "not read (Query.Options not set)"
+	reasonNotAsked          = "not read (Query.Options not set)"
+	reasonIPv4              = "IPv4 socket"
+	reasonV6OnlyNotReported = "not reported: the kernel reports IPV6_V6ONLY of listening and bound sockets only"
+	reasonProcfs            = "not reported by /proc/net"
 )
 
 func itoa(v int) string {

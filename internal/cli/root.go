@@ -71,6 +71,8 @@ why, and is a netcat with full control of source address, port and reuse options
 	root.AddCommand(
 		newVersionCmd(s),
 		newWhyCmd(s),
+		newLsCmd(s),
+		newWhoCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,457 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+// lsOptions are the flags of `tuple ls`.
+type lsOptions struct {
+	tcp, udp  bool
+	listening bool
+	all       bool
+	processes bool
+	options   bool
+	extended  bool
+	numeric   bool
+	states    []string
+	sport     uint16
+	dport     uint16
+	uid       int64 // -1: any
+	pid       int   // 0: any
+	json      bool
+	procRoot  string
+}
+
+// defaultStates is what `tuple ls` shows without -l, -a or --state: like
+// ss, the connected sockets (no listeners, no unconnected UDP or bound-only
+// TCP sockets, no TIME_WAIT and no request sockets).
+var defaultStates = socktab.States(socktab.Established, socktab.SynSent, socktab.FinWait1,
+	socktab.FinWait2, socktab.CloseWait, socktab.LastAck, socktab.Closing)
+
+func newLsCmd(s Streams) *cobra.Command {
+	o := &lsOptions{uid: -1}
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List TCP and UDP sockets, bound-only ones included, with owning processes",
+		Long: `ls lists the host's TCP and UDP sockets like ss, read from the kernel with netlink
+sock_diag (or /proc/net when netlink is unavailable).
+
+Without -l, -a or --state it shows connected sockets, as ss does. -l shows
+listening TCP sockets and bound, unconnected UDP sockets. -a shows every state,
+including TCP sockets that are bound but neither listening nor connected (state
+BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
+		Example: `  tuple ls -ta                 # every TCP socket
+  tuple ls --state bound -p    # bound-only TCP sockets and who holds them
+  tuple ls -l --sport 8080 -o  # listeners on port 8080 with their reuse options
+  tuple ls --json -p           # one JSON object per socket`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			return runLs(cmd.Context(), s, o)
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.tcp, "tcp", "t", false, "TCP sockets (default: TCP and UDP)")
+	f.BoolVarP(&o.udp, "udp", "u", false, "UDP sockets (default: TCP and UDP)")
+	f.BoolVarP(&o.listening, "listening", "l", false, "listening TCP and unconnected bound UDP sockets only")
+	f.BoolVarP(&o.all, "all", "a", false, "every state, bound-only TCP sockets included")
+	f.BoolVarP(&o.processes, "processes", "p", false, "show the processes holding each socket")
+	f.BoolVarP(&o.options, "options", "o", false, "show live reuse options (read with pidfd_getfd; implies -p)")
+	f.BoolVarP(&o.extended, "extended", "e", false, "show uid and inode")
+	f.BoolVarP(&o.numeric, "numeric", "n", true, "numeric addresses and ports (always; names are never resolved)")
+	f.StringArrayVar(&o.states, "state", nil, "only this state (repeatable): established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, close, close-wait, last-ack, listen, closing, new-syn-recv, bound, unconn")
+	f.Uint16Var(&o.sport, "sport", 0, "only sockets with this local port (filtered in the kernel)")
+	f.Uint16Var(&o.dport, "dport", 0, "only sockets with this remote port (filtered in the kernel)")
+	f.Int64Var(&o.uid, "uid", -1, "only sockets of this uid")
+	f.IntVar(&o.pid, "pid", 0, "only sockets held by this process (implies -p)")
+	f.BoolVar(&o.json, "json", false, "one JSON object per socket (fields in the README)")
+	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
+	f.MarkHidden("proc")
+	return cmd
+}
+
+// query turns the flags into a socktab query.
+func (o *lsOptions) query() (socktab.Query, error) {
+	q := socktab.Query{TCP: o.tcp, UDP: o.udp, LocalPort: o.sport, RemotePort: o.dport,
+		Owners: o.processes || o.pid != 0, Options: o.options, ProcRoot: o.procRoot}
+	if o.uid < -1 || o.uid > 1<<32-1 {
+		return q, usageError("ls: --uid %d: want 0-4294967295", o.uid)
+	}
+	if o.pid < 0 {
+		return q, usageError("ls: --pid %d: want a process id", o.pid)
+	}
+	for _, name := range o.states {
+		st, err := socktab.ParseState(name)
+		if err != nil {
+			return q, usageError("ls: --state: %v", err)
+		}
+		q.States |= socktab.States(st)
+	}
+	if o.listening {
+		q.States |= socktab.States(socktab.Listen, socktab.Close)
+	}
+	if o.all {
+		q.States = socktab.AllStates
+	}
+	if q.States == 0 {
+		q.States = defaultStates
+	}
+	return q, nil
+}
+
+func runLs(ctx context.Context, s Streams, o *lsOptions) error {
+	q, err := o.query()
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	t, err := socktab.Snapshot(ctx, q)
+	if err != nil {
+		return err
+	}
+	socks := t.Sockets
+	if o.uid >= 0 || o.pid != 0 {
+		kept := socks[:0]
+		for _, sk := range socks {
+			if o.uid >= 0 && int64(sk.UID) != o.uid {
+				continue
+			}
+			if o.pid != 0 && !slices.ContainsFunc(sk.Owners, func(w socktab.Owner) bool { return w.PID == o.pid }) {
+				continue
+			}
+			kept = append(kept, sk)
+		}
+		socks = kept
+	}
+	w := bufio.NewWriterSize(s.Out, 64<<10)
+	if o.json {
+		err = writeJSONLines(w, socks)
+	} else {
+		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners, options: o.options}
+		err = writeTable(w, socks, cols)
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, n := range t.Notes {
+		io.WriteString(s.Err, "tuple: note: "+n+"\n")
+	}
+	return nil
+}
+
+// columns says which optional columns a table has.
+type columns struct {
+	uid, inode, procs, options bool
+}
+
+// stateLabel is the state as ss prints it; an unconnected UDP socket is
+// UNCONN and a bound-only TCP socket BOUND.
+func stateLabel(sk *socktab.Socket) string {
+	switch sk.State {
+	case socktab.Established:
+		return "ESTAB"
+	case socktab.Close:
+		if sk.Proto == socktab.UDP {
+			return "UNCONN"
+		}
+		return "CLOSE"
+	case socktab.NewSynRecv:
+		return "SYN-RECV"
+	}
+	return strings.ToUpper(sk.State.String())
+}
+
+// appendAddrPort appends a:p, [a]:p for IPv6, and "*" for port 0.
+func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
+	a := ap.Addr()
+	if a.Is6() {
+		b = append(b, '[')
+		b = a.AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = a.AppendTo(b)
+	}
+	b = append(b, ':')
+	if ap.Port() == 0 {
+		return append(b, '*')
+	}
+	return strconv.AppendUint(b, uint64(ap.Port()), 10)
+}
+
+func addrPortLen(scratch []byte, ap netip.AddrPort) int {
+	return len(appendAddrPort(scratch[:0], ap))
+}
+
+func pad(b []byte, n int) []byte {
+	for ; n > 0; n-- {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// appendOwners appends comm(pid=N,fd=M) for each owner, comma-separated.
+func appendOwners(b []byte, owners []socktab.Owner) []byte {
+	for i, w := range owners {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, w.Comm...)
+		b = append(b, "(pid="...)
+		b = strconv.AppendInt(b, int64(w.PID), 10)
+		b = append(b, ",fd="...)
+		b = strconv.AppendInt(b, int64(w.FD), 10)
+		b = append(b, ')')
+	}
+	return b
+}
+
+// appendOptions appends the options that are on ("reuseaddr reuseport"),
+// "-" when none, and "?name" for each option that could not be read, then
+// the reason once.
+func appendOptions(b []byte, o *socktab.Options) []byte {
+	start := len(b)
+	reason := ""
+	add := func(name string, v socktab.Bool) {
+		switch {
+		case v.Known && v.Value:
+			if len(b) > start {
+				b = append(b, ' ')
+			}
+			b = append(b, name...)
+		case !v.Known && reason == "":
+			reason = v.Reason
+		}
+	}
+	add("reuseaddr", o.ReuseAddr)
+	add("reuseport", o.ReusePort)
+	add("v6only", o.V6Only)
+	add("bind_address_no_port", o.BindAddressNoPort)
+	add("freebind", o.Freebind)
+	if o.Device.Known && o.Device.Value != "" {
+		if len(b) > start {
+			b = append(b, ' ')
+		}
+		b = append(b, "dev="...)
+		b = append(b, o.Device.Value...)
+	}
+	if reason != "" && !o.ReuseAddr.Known && !o.ReusePort.Known {
+		b = b[:start]
+		return append(append(b, "unknown: "...), reason...)
+	}
+	if len(b) == start {
+		b = append(b, '-')
+	}
+	return b
+}
+
+// writeTable prints socks as an aligned table like ss. Widths of the
+// address columns come from a first pass; rows are formatted into one
+// reused buffer, so printing allocates nothing per socket.
+func writeTable(w *bufio.Writer, socks []socktab.Socket, c columns) error {
+	var scratch [64]byte
+	localW, peerW := len("Local"), len("Peer")
+	for i := range socks {
+		localW = max(localW, addrPortLen(scratch[:], socks[i].Local))
+		peerW = max(peerW, addrPortLen(scratch[:], socks[i].Remote))
+	}
+	line := make([]byte, 0, 256)
+	line = append(line, "Proto State      Recv-Q Send-Q "...)
+	line = append(line, "Local"...)
+	line = pad(line, localW-len("Local")+1)
+	line = append(line, "Peer"...)
+	if c.uid || c.options || c.procs {
+		line = pad(line, peerW-len("Peer")+1)
+	}
+	if c.uid {
+		line = append(line, "UID        Inode     "...)
+	}
+	if c.options {
+		line = append(line, "Options"...)
+		if c.procs {
+			line = append(line, ' ')
+		}
+	}
+	if c.procs {
+		line = append(line, "Process"...)
+	}
+	line = append(line, '\n')
+	if _, err := w.Write(line); err != nil {
+		return err
+	}
+	for i := range socks {
+		sk := &socks[i]
+		line = line[:0]
+		line = append(line, sk.Proto.String()...)
+		line = pad(line, 6-len(sk.Proto.String()))
+		st := stateLabel(sk)
+		line = append(line, st...)
+		line = pad(line, 11-len(st))
+		n := len(line)
+		line = strconv.AppendUint(line, uint64(sk.RecvQ), 10)
+		line = pad(line, 7-(len(line)-n))
+		n = len(line)
+		line = strconv.AppendUint(line, uint64(sk.SendQ), 10)
+		line = pad(line, 7-(len(line)-n))
+		n = len(line)
+		line = appendAddrPort(line, sk.Local)
+		line = pad(line, localW+1-(len(line)-n))
+		n = len(line)
+		line = appendAddrPort(line, sk.Remote)
+		tail := c.uid || c.options || (c.procs && len(sk.Owners) > 0)
+		if tail {
+			line = pad(line, peerW+1-(len(line)-n))
+		}
+		if c.uid {
+			n = len(line)
+			line = strconv.AppendUint(line, uint64(sk.UID), 10)
+			line = pad(line, 11-(len(line)-n))
+			n = len(line)
+			line = strconv.AppendUint(line, sk.Inode, 10)
+			line = pad(line, 10-(len(line)-n))
+		}
+		if c.options {
+			line = appendOptions(line, &sk.Options)
+			if c.procs && len(sk.Owners) > 0 {
+				line = append(line, ' ')
+			}
+		}
+		if c.procs {
+			line = appendOwners(line, sk.Owners)
+		}
+		line = append(line, '\n')
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonBool is a socktab.Bool in JSON: {"known":true,"value":false} or
+// {"known":false,"reason":"..."}.
+type jsonBool struct {
+	Known  bool   `json:"known"`
+	Value  *bool  `json:"value,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func toJSONBool(b socktab.Bool) jsonBool {
+	if !b.Known {
+		return jsonBool{Reason: b.Reason}
+	}
+	v := b.Value
+	return jsonBool{Known: true, Value: &v}
+}
+
+type jsonText struct {
+	Known  bool    `json:"known"`
+	Value  *string `json:"value,omitempty"`
+	Reason string  `json:"reason,omitempty"`
+}
+
+type jsonOwner struct {
+	PID  int    `json:"pid"`
+	Comm string `json:"comm"`
+	FD   int    `json:"fd"`
+}
+
+type jsonOptions struct {
+	ReuseAddr         jsonBool `json:"reuseaddr"`
+	ReusePort         jsonBool `json:"reuseport"`
+	V6Only            jsonBool `json:"v6only"`
+	BindAddressNoPort jsonBool `json:"bind_address_no_port"`
+	Freebind          jsonBool `json:"freebind"`
+	Device            jsonText `json:"device"`
+}
+
+// jsonSocket is one line of `tuple ls --json` and `tuple who --json`. The
+// field names are documented in the README; keep them stable.
+type jsonSocket struct {
+	Proto      string      `json:"proto"`
+	Family     int         `json:"family"`
+	State      string      `json:"state"`
+	LocalAddr  string      `json:"local_addr"`
+	LocalPort  uint16      `json:"local_port"`
+	PeerAddr   string      `json:"peer_addr"`
+	PeerPort   uint16      `json:"peer_port"`
+	RecvQ      uint32      `json:"recv_q"`
+	SendQ      uint32      `json:"send_q"`
+	UID        uint32      `json:"uid"`
+	Inode      uint64      `json:"inode"`
+	Cookie     uint64      `json:"cookie"`
+	Dev        int         `json:"dev"`
+	V6Only     jsonBool    `json:"v6only"`
+	TimeLeftMS int64       `json:"time_left_ms"`
+	Options    jsonOptions `json:"options"`
+	Owners     []jsonOwner `json:"owners"`
+}
+
+func toJSONSocket(sk *socktab.Socket) jsonSocket {
+	j := jsonSocket{
+		Proto:      sk.Proto.String(),
+		Family:     int(sk.Family),
+		State:      sk.State.String(),
+		LocalAddr:  sk.Local.Addr().String(),
+		LocalPort:  sk.Local.Port(),
+		PeerAddr:   sk.Remote.Addr().String(),
+		PeerPort:   sk.Remote.Port(),
+		RecvQ:      sk.RecvQ,
+		SendQ:      sk.SendQ,
+		UID:        sk.UID,
+		Inode:      sk.Inode,
+		Cookie:     sk.Cookie,
+		Dev:        sk.Dev,
+		V6Only:     toJSONBool(sk.V6Only),
+		TimeLeftMS: sk.TimeLeft.Milliseconds(),
+		Owners:     make([]jsonOwner, 0, len(sk.Owners)),
+	}
+	if sk.Proto == socktab.UDP && sk.State == socktab.Close {
+		j.State = "unconn"
+	}
+	o := &sk.Options
+	j.Options = jsonOptions{
+		ReuseAddr:         toJSONBool(o.ReuseAddr),
+		ReusePort:         toJSONBool(o.ReusePort),
+		V6Only:            toJSONBool(o.V6Only),
+		BindAddressNoPort: toJSONBool(o.BindAddressNoPort),
+		Freebind:          toJSONBool(o.Freebind),
+		Device:            jsonText{Reason: o.Device.Reason},
+	}
+	if o.Device.Known {
+		dev := o.Device.Value
+		j.Options.Device = jsonText{Known: true, Value: &dev}
+	}
+	for _, w := range sk.Owners {
+		j.Owners = append(j.Owners, jsonOwner{PID: w.PID, Comm: w.Comm, FD: w.FD})
+	}
+	return j
+}
+
+func writeJSONLines(w io.Writer, socks []socktab.Socket) error {
+	enc := json.NewEncoder(w)
+	for i := range socks {
+		if err := enc.Encode(toJSONSocket(&socks[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// formatDuration prints a time left with 0.1 s precision.
+func formatDuration(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+}

@@ -1,0 +1,222 @@
+package socktab
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// This file is the wire format of netlink sock_diag for inet sockets
+// (include/uapi/linux/inet_diag.h): the request we send and the replies we
+// parse. mdlayher/netlink carries the messages; it has no inet_diag types, and
+// the few structures below are small and fixed, so they are encoded by hand.
+// All functions here are pure and length-checked.
+//
+// Multi-byte fields of these structures are in host byte order except ports
+// and addresses, which are big endian.
+
+const (
+	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY, the netlink message type
+
+	afINET  = 2  // AF_INET
+	afINET6 = 10 // AF_INET6
+
+	reqV2Len   = 56 // sizeof(struct inet_diag_req_v2)
+	diagMsgLen = 72 // sizeof(struct inet_diag_msg)
+
+	reqAttrBytecode = 1 // INET_DIAG_REQ_BYTECODE
+
+	// Reply attributes (enum INET_DIAG_*).
+	attrShutdown = 8  // INET_DIAG_SHUTDOWN, u8
+	attrSkV6Only = 11 // INET_DIAG_SKV6ONLY, u8, IPv6 sockets in LISTEN or CLOSE
+	attrSockopt  = 22 // INET_DIAG_SOCKOPT, struct inet_diag_sockopt (2 bytes)
+
+	// Bytecode operations (enum INET_DIAG_BC_*).
+	bcSrcEq = 11 // INET_DIAG_BC_S_EQ: local port equals the operand
+	bcDstEq = 12 // INET_DIAG_BC_D_EQ: remote port equals the operand
+)
+
+var hostOrder = binary.NativeEndian
+
+// diagRequest is one inet_diag_req_v2 dump request: one family and protocol,
+// a state mask, and optional port filters the kernel applies itself.
+type diagRequest struct {
+	Family     uint8 // afINET or afINET6
+	Protocol   Proto
+	States     StateSet
+	LocalPort  uint16 // 0: any
+	RemotePort uint16 // 0: any
+}
+
+// marshal encodes the request as the payload of a SOCK_DIAG_BY_FAMILY
+// message: struct inet_diag_req_v2 followed, when a port filter is set, by
+// an INET_DIAG_REQ_BYTECODE attribute.
+func (r diagRequest) marshal() []byte {
+	bc := r.bytecode()
+	n := reqV2Len
+	if len(bc) > 0 {
+		n += 4 + len(bc) // nlattr header + bytecode (a multiple of 4: no padding)
+	}
+	b := make([]byte, n)
+	b[0] = r.Family
+	b[1] = uint8(r.Protocol)
+	b[2] = 0 // idiag_ext: no extensions; the attributes we read come unasked
+	hostOrder.PutUint32(b[4:], uint32(r.States))
+	// id (inet_diag_sockid) stays zero: a dump matches every socket; the
+	// cookie must be INET_DIAG_NOCOOKIE only for exact lookups.
+	if len(bc) > 0 {
+		hostOrder.PutUint16(b[reqV2Len:], uint16(4+len(bc)))
+		hostOrder.PutUint16(b[reqV2Len+2:], reqAttrBytecode)
+		copy(b[reqV2Len+4:], bc)
+	}
+	return b
+}
+
+// bytecode returns the filter program for the request's port filters, nil
+// when there are none.
+//
+// The kernel (net/ipv4/inet_diag.c, inet_diag_bc_run) runs the program as a
+// chain of 4-byte ops {code u8, yes u8, no u16}: a true condition moves
+// forward by "yes" bytes, a false one by "no" bytes, and the socket matches
+// when the walk ends exactly at the program's end. A port comparison is two
+// ops, the second holding the port in its "no" field. A "no" that jumps 4
+// bytes past the end rejects; the kernel's audit allows exactly that.
+// Each port condition is therefore {EQ, yes 8, no remaining+4}{0, 0, port}.
+func (r diagRequest) bytecode() []byte {
+	type cond struct {
+		code uint8
+		port uint16
+	}
+	var conds []cond
+	if r.LocalPort != 0 {
+		conds = append(conds, cond{bcSrcEq, r.LocalPort})
+	}
+	if r.RemotePort != 0 {
+		conds = append(conds, cond{bcDstEq, r.RemotePort})
+	}
+	if len(conds) == 0 {
+		return nil
+	}
+	b := make([]byte, 8*len(conds))
+	for i, c := range conds {
+		op := b[8*i:]
+		remaining := len(b) - 8*i
+		op[0] = c.code
+		op[1] = 8
+		hostOrder.PutUint16(op[2:], uint16(remaining+4))
+		hostOrder.PutUint16(op[6:], c.port)
+	}
+	return b
+}
+
+var errShort = errors.New("short message")
+
+// parseInetDiagMsg decodes one inet_diag_msg with its attributes (the payload
+// of a SOCK_DIAG_BY_FAMILY reply) into s. proto is the protocol the dump was
+// for; the message does not carry it.
+func parseInetDiagMsg(b []byte, proto Proto, s *Socket) error {
+	if len(b) < diagMsgLen {
+		return fmt.Errorf("inet_diag_msg: %w: %d bytes, want %d", errShort, len(b), diagMsgLen)
+	}
+	*s = Socket{Proto: proto, State: State(b[1])}
+	var addrLen int
+	switch b[0] {
+	case afINET:
+		s.Family, addrLen = IPv4, 4
+	case afINET6:
+		s.Family, addrLen = IPv6, 16
+	default:
+		return fmt.Errorf("inet_diag_msg: unknown family %d", b[0])
+	}
+	id := b[4:52]
+	sport := binary.BigEndian.Uint16(id[0:])
+	dport := binary.BigEndian.Uint16(id[2:])
+	s.Local = netip.AddrPortFrom(addrFrom(id[4:4+addrLen]), sport)
+	s.Remote = netip.AddrPortFrom(addrFrom(id[20:20+addrLen]), dport)
+	s.Dev = int(hostOrder.Uint32(id[36:]))
+	s.Cookie = uint64(hostOrder.Uint32(id[40:])) | uint64(hostOrder.Uint32(id[44:]))<<32
+	timer := b[2]
+	expires := hostOrder.Uint32(b[52:])
+	if timer != 0 {
+		s.TimeLeft = time.Duration(expires) * time.Millisecond
+	}
+	s.RecvQ = hostOrder.Uint32(b[56:])
+	s.SendQ = hostOrder.Uint32(b[60:])
+	s.UID = hostOrder.Uint32(b[64:])
+	s.Inode = uint64(hostOrder.Uint32(b[68:]))
+	if proto == TCP && s.State == Close {
+		// The kernel dumps bound-only TCP sockets (asked for with state
+		// bit 13, TCP_BOUND_INACTIVE) with their real state, TCP_CLOSE;
+		// a TCP socket in CLOSE is in no other dumped table.
+		s.State = BoundInactive
+	}
+	if err := parseDiagAttrs(b[diagMsgLen:], s); err != nil {
+		return err
+	}
+	if !s.V6Only.Known {
+		s.V6Only.Reason = reasonV6OnlyNotReported
+		if s.Family == IPv4 {
+			s.V6Only.Reason = reasonIPv4
+		}
+	}
+	return nil
+}
+
+// addrFrom returns the address of a 4- or 16-byte big-endian field.
+func addrFrom(b []byte) netip.Addr {
+	if len(b) == 4 {
+		return netip.AddrFrom4([4]byte(b))
+	}
+	return netip.AddrFrom16([16]byte(b))
+}
+
+// parseDiagAttrs reads the netlink attributes after an inet_diag_msg. Each
+// is {len u16 (header included), type u16, data}, padded to 4 bytes.
+// Unknown attributes are skipped.
+func parseDiagAttrs(b []byte, s *Socket) error {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return fmt.Errorf("inet_diag attribute: %w: %d bytes", errShort, len(b))
+		}
+		n := int(hostOrder.Uint16(b))
+		typ := hostOrder.Uint16(b[2:]) & 0x3fff // drop NLA_F_NESTED / NLA_F_NET_BYTEORDER
+		if n < 4 || n > len(b) {
+			return fmt.Errorf("inet_diag attribute %d: bad length %d of %d bytes", typ, n, len(b))
+		}
+		data := b[4:n]
+		switch typ {
+		case attrSkV6Only:
+			if len(data) >= 1 {
+				s.V6Only = Bool{Known: true, Value: data[0] != 0}
+			}
+		case attrSockopt:
+			if len(data) >= 2 {
+				freebind, noPort := sockoptBits(data)
+				s.Options.Freebind = Bool{Known: true, Value: freebind}
+				s.Options.BindAddressNoPort = Bool{Known: true, Value: noPort}
+			}
+		}
+		adv := (n + 3) &^ 3
+		if adv > len(b) {
+			adv = len(b)
+		}
+		b = b[adv:]
+	}
+	return nil
+}
+
+// sockoptBits decodes struct inet_diag_sockopt, two bytes of C bit-fields:
+// byte 0 recverr, is_icsk, freebind, hdrincl, mc_loop, transparent, mc_all,
+// nodefrag; byte 1 bind_address_no_port, recverr_rfc4884, defer_connect.
+// C compilers allocate bit-fields from the least significant bit on
+// little-endian machines and from the most significant one on big-endian.
+func sockoptBits(b []byte) (freebind, bindAddressNoPort bool) {
+	if bigEndian {
+		return b[0]&(0x80>>2) != 0, b[1]&0x80 != 0
+	}
+	return b[0]&(1<<2) != 0, b[1]&1 != 0
+}
+
+var bigEndian = hostOrder.Uint16([]byte{0, 1}) == 1
