@@ -3,6 +3,7 @@ package hostmodel
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ type Situation struct {
 	Notes   []string // what could not be read (from socktab and the host)
 	// Model judges operations; nil means rules.Predict.
 	Model Model
+
+	indexed *rules.Model // the world indexed once, see predict
 }
 
 // World returns the model's world.
@@ -55,11 +58,22 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 		return sit
 	}
 	sit.Notes = append(sit.Notes, t.Notes...)
+	var udp []Entry
 	for i := range t.Sockets {
-		if e, ok := Convert(host, &t.Sockets[i], t.Sockets, facts.Lookup(&t.Sockets[i])); ok {
+		e, ok := Convert(host, &t.Sockets[i], t.Sockets, facts.Lookup(&t.Sockets[i]))
+		switch {
+		case !ok:
+		case e.Socket.Proto == rules.UDP:
+			udp = append(udp, e)
+		default:
 			sit.Entries = append(sit.Entries, e)
 		}
 	}
+	// The kernel dumps a UDP port's sockets in its hash chain order, the
+	// order its bind check walks them (newest first for most sockets). The
+	// model wants them oldest first and walks them backwards, so reversed.
+	slices.Reverse(udp)
+	sit.Entries = append(sit.Entries, udp...)
 	return sit
 }
 
@@ -143,8 +157,24 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	r.ReusePort = reuse(rules.FactReusePort, "SO_REUSEPORT", s.Options.ReusePort, func(p *socktab.Socket) socktab.Bool { return p.Options.ReusePort })
 	r.V6Only = v6only(host, s, parent, &e, &r)
 	r.PortFromConnect = portFromConnect(host, s, parent, &e, &r)
+	if r.Unknown != 0 {
+		r.UnknownReason = unknownReason(s)
+	}
 	e.Socket = r
 	return e, true
+}
+
+// unknownReason is why facts of s could not be read, in a few words.
+func unknownReason(s *socktab.Socket) string {
+	for _, b := range []socktab.Bool{s.Options.ReuseAddr, s.Options.ReusePort, s.Options.V6Only} {
+		if !b.Known && b.Reason != "" {
+			return b.Reason
+		}
+	}
+	if s.State == socktab.TimeWait {
+		return "TIME_WAIT entries have no descriptor"
+	}
+	return "not reported by inet_diag"
 }
 
 // assume marks fact unknown on r and records what was assumed.

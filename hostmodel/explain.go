@@ -63,8 +63,7 @@ type Fix struct {
 // owners, the reason, the assumptions it rests on, and the fixes that the
 // model says would work.
 func Explain(sit *Situation, p Plan) *Report {
-	w := sit.World()
-	res := Predict(sit.Model, w, p)
+	res := sit.predict(nil, p)
 	r := &Report{
 		Plan:        p.String(),
 		Verdict:     res.ErrName(),

@@ -37,7 +37,7 @@ func Fixes(sit *Situation, p Plan, res Result) []Fix {
 }
 
 // succeeds runs a changed plan against a changed world.
-func succeeds(sit *Situation, w rules.World, p Plan) bool { return Predict(sit.Model, w, p).OK() }
+func succeeds(sit *Situation, w *rules.World, p Plan) bool { return sit.predict(w, p).OK() }
 
 // waitFix: when every blocker is a TIME_WAIT entry, the plan works once the
 // last of them expires.
@@ -56,7 +56,7 @@ func waitFix(sit *Situation, p Plan, res Result) (Fix, bool) {
 	}
 	w := sit.World()
 	w.Sockets = without(w.Sockets, drop)
-	if !succeeds(sit, w, p) {
+	if !succeeds(sit, &w, p) {
 		return Fix{}, false
 	}
 	n := "the TIME_WAIT entry expires"
@@ -97,7 +97,7 @@ func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*r
 			np.Socket.UID = *uid
 		}
 		for range 4 {
-			r := Predict(sit.Model, w, np)
+			r := sit.predict(&w, np)
 			if r.OK() {
 				return changed, true
 			}
@@ -174,20 +174,20 @@ func noSourcePortFix(sit *Situation, p Plan) (Fix, bool) {
 	if bi < 0 || p.Ops[len(p.Ops)-1].Kind != rules.OpConnect {
 		return Fix{}, false
 	}
-	w := sit.World()
+
 	from := p.Ops[bi].Addr
 	if !from.Addr().IsUnspecified() {
 		np := clonePlan(p)
 		np.Ops[bi].Addr = netip.AddrPortFrom(from.Addr(), 0)
 		np.Socket.BindNoPort = true
-		if succeeds(sit, w, np) {
+		if succeeds(sit, nil, np) {
 			return Fix{Change: "bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
 				Flags: fmt.Sprintf("--from %s --bind-no-port", netip.AddrPortFrom(from.Addr(), 0))}, true
 		}
 	}
 	np := clonePlan(p)
 	np.Ops = slices.Delete(np.Ops, bi, bi+1)
-	if succeeds(sit, w, np) {
+	if succeeds(sit, nil, np) {
 		return Fix{Change: "do not bind a source port: let connect() pick one (it shares ports across destinations)",
 			Flags: "(no --from)"}, true
 	}
@@ -206,7 +206,7 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 	for _, e := range sit.Entries {
 		used[e.Socket.Local.Port()] = true
 	}
-	w := sit.World()
+
 	tries := 0
 	for d := 1; d < 65536 && tries < maxPortTries; d++ {
 		for _, c := range []int{int(orig.Port()) + d, int(orig.Port()) - d} {
@@ -216,7 +216,7 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 			tries++
 			np := clonePlan(p)
 			np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
-			if succeeds(sit, w, np) {
+			if succeeds(sit, nil, np) {
 				return Fix{Change: fmt.Sprintf("use port %d instead (the nearest one that works)", c),
 					Flags: netip.AddrPortFrom(orig.Addr(), uint16(c)).String()}, true
 			}
@@ -249,7 +249,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 	if a := orig.Addr().Unmap(); a.Is4() && a.IsLoopback() {
 		cands = append(cands, a.Next())
 	}
-	w := sit.World()
+
 	for i, a := range cands {
 		if i >= maxPortTries {
 			break
@@ -262,7 +262,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 		}
 		np := clonePlan(p)
 		np.Ops[bi].Addr = netip.AddrPortFrom(a, orig.Port())
-		if succeeds(sit, w, np) {
+		if succeeds(sit, nil, np) {
 			what := "bind address " + a.String() + " instead"
 			if a.IsUnspecified() {
 				what = "bind the wildcard address " + a.String() + " instead"
@@ -277,7 +277,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 func socketFix(sit *Situation, p Plan, change, flags string, apply func(*rules.Socket)) (Fix, bool) {
 	np := clonePlan(p)
 	apply(&np.Socket)
-	if np.Socket == p.Socket || !succeeds(sit, sit.World(), np) {
+	if np.Socket == p.Socket || !succeeds(sit, nil, np) {
 		return Fix{}, false
 	}
 	return Fix{Change: change, Flags: flags}, true

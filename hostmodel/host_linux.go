@@ -80,3 +80,43 @@ func ParseLocalRoutes(b []byte) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// SourceFor returns the local address the kernel's route lookup picks for
+// a connection to peer from a socket bound to device dev (0: none): it
+// connects a UDP socket, which sends nothing, and reads its address.
+func SourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
+	family := syscall.AF_INET
+	if !peer.Unmap().Is4() {
+		family = syscall.AF_INET6
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.Addr{}, os.NewSyscallError("socket", err)
+	}
+	defer syscall.Close(fd)
+	if dev != 0 {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, 0x19 /* SO_BINDTOIFINDEX */, dev); err != nil {
+			return netip.Addr{}, os.NewSyscallError("setsockopt SO_BINDTOIFINDEX", err)
+		}
+	}
+	var sa syscall.Sockaddr
+	if family == syscall.AF_INET {
+		sa = &syscall.SockaddrInet4{Addr: peer.Unmap().As4(), Port: 9}
+	} else {
+		sa = &syscall.SockaddrInet6{Addr: peer.As16(), Port: 9}
+	}
+	if err := syscall.Connect(fd, sa); err != nil {
+		return netip.Addr{}, os.NewSyscallError("connect (route lookup)", err)
+	}
+	local, err := syscall.Getsockname(fd)
+	if err != nil {
+		return netip.Addr{}, os.NewSyscallError("getsockname", err)
+	}
+	switch a := local.(type) {
+	case *syscall.SockaddrInet4:
+		return netip.AddrFrom4(a.Addr), nil
+	case *syscall.SockaddrInet6:
+		return netip.AddrFrom16(a.Addr), nil
+	}
+	return netip.Addr{}, fmt.Errorf("getsockname: unexpected address %T", local)
+}

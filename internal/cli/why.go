@@ -91,7 +91,7 @@ func parseAddrPort(what, s string) (netip.AddrPort, error) {
 }
 
 // whyPlan turns the command line into the model's plan for the new socket.
-func whyPlan(o *whyOptions, kind rules.OpKind, arg string, host rules.Host) (hostmodel.Plan, error) {
+func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, error) {
 	target, err := parseAddrPort(kind.String()+" address", arg)
 	if err != nil {
 		return hostmodel.Plan{}, err
@@ -140,7 +140,10 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string, host rules.Host) (hos
 	if o.v6only && s.Family != rules.IPv6 {
 		return hostmodel.Plan{}, usageError("--v6only needs an IPv6 socket (an IPv6 address)")
 	}
-	s.V6Only = s.Family == rules.IPv6 && (o.v6only || host.BindV6Only)
+	s.V6Only = s.Family == rules.IPv6 && o.v6only
+	// Without --v6only the socket keeps the system default
+	// (net.ipv6.bindv6only), which the model reads from the host.
+	s.V6OnlyDefault = s.Family == rules.IPv6 && !o.v6only
 	if o.uid < -1 || o.uid > 1<<32-2 {
 		return hostmodel.Plan{}, usageError("--uid %d: want a uid from 0 to 4294967294", o.uid)
 	}
@@ -177,8 +180,9 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	// Validate the command line before reading the host.
-	if _, err := whyPlan(o, kind, arg, rules.DefaultHost()); err != nil {
+	// The command line is checked before the host is read.
+	p, err := whyPlan(o, kind, arg)
+	if err != nil {
 		return err
 	}
 	proto := rules.TCP
@@ -189,9 +193,8 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if err != nil {
 		return fmt.Errorf("why %s: %w", kind, err)
 	}
-	p, err := whyPlan(o, kind, arg, sit.Host)
-	if err != nil {
-		return err
+	if err := hostmodel.ResolveSource(&p); err != nil {
+		sit.Notes = append(sit.Notes, err.Error()+"; four-tuples compared on the peer alone")
 	}
 	r := hostmodel.Explain(sit, p)
 	if o.json {
@@ -305,10 +308,11 @@ func explainNetFailure(op, network string, local, remote netip.AddrPort, err err
 	if lerr != nil {
 		return ""
 	}
-	p, perr := whyPlan(&o, kind, arg, sit.Host)
+	p, perr := whyPlan(&o, kind, arg)
 	if perr != nil {
 		return ""
 	}
+	_ = hostmodel.ResolveSource(&p) // without a route the model compares on the peer alone
 	r := hostmodel.Explain(sit, p)
 	if r.OK() {
 		return ""
