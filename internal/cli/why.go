@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -270,12 +272,16 @@ func printReport(w io.Writer, proto rules.Proto, r *hostmodel.Report) {
 }
 
 // explainNetFailure explains a failed connect or listen from `tuple
-// connect`/`tuple listen`: the same report as `tuple why`, as text. It
-// returns "" when the error is not one the port rules explain or the host
-// cannot be read. network is "tcp", "tcp4", "tcp6", "udp", ...; local is the
-// source (or listen) address, invalid or port 0 when none was asked for.
+// connect`/`tuple listen`: the same report as `tuple why`, as text. It has
+// the signature of the explainFailure hook in neterr.go. It returns "" when
+// the model, judging a socket without options, does not predict the errno
+// the kernel gave (the explanation would not be about this failure), or
+// the host cannot be read. network is "tcp", "tcp4", "tcp6", "udp", ...;
+// local is the source (or listen) address, invalid or port 0 when none was
+// asked for.
 func explainNetFailure(op, network string, local, remote netip.AddrPort, err error) string {
-	if err == nil {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
 		return ""
 	}
 	var o whyOptions
@@ -314,7 +320,7 @@ func explainNetFailure(op, network string, local, remote netip.AddrPort, err err
 	}
 	_ = hostmodel.ResolveSource(&p) // without a route the model compares on the peer alone
 	r := hostmodel.Explain(sit, p)
-	if r.OK() {
+	if r.OK() || r.Verdict != rules.ErrnoName(errno) {
 		return ""
 	}
 	var b strings.Builder

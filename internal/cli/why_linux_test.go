@@ -231,3 +231,27 @@ func TestWhySeedCases(t *testing.T) {
 		check("reuseport listeners", realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:8090"), listen: true}, "ok")
 	})
 }
+
+// TestExplainNetFailure: the explanation `tuple connect` and `tuple listen`
+// print after a failure names the blocker and its owner.
+func TestExplainNetFailure(t *testing.T) {
+	ns := netnstest.New(t)
+	ap := netip.MustParseAddrPort
+	mustCreate(t, ns, realSock{family: 4, bind: ap("127.0.0.1:7300"), listen: true})
+	var got, other string
+	ns.Do(func() error {
+		err := &os.SyscallError{Syscall: "bind", Err: unix.EADDRINUSE}
+		got = explainNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err)
+		// The model predicts EADDRINUSE, not EACCES: no explanation.
+		other = explainNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, &os.SyscallError{Syscall: "bind", Err: unix.EACCES})
+		return nil
+	})
+	for _, want := range []string{"would fail with EADDRINUSE", "blocker 1: tcp 127.0.0.1:7300 LISTEN", fmt.Sprintf("owner: pid %d (", os.Getpid()), "--reuseport"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, got)
+		}
+	}
+	if other != "" {
+		t.Errorf("explanation for an errno the model does not predict: %q", other)
+	}
+}
