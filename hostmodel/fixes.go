@@ -218,7 +218,7 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 			np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
 			if succeeds(sit, nil, np) {
 				return Fix{Change: fmt.Sprintf("use port %d instead (the nearest one that works)", c),
-					Flags: netip.AddrPortFrom(orig.Addr(), uint16(c)).String()}, true
+					Flags: addrFlag(p, netip.AddrPortFrom(orig.Addr(), uint16(c)))}, true
 			}
 		}
 	}
@@ -267,7 +267,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 			if a.IsUnspecified() {
 				what = "bind the wildcard address " + a.String() + " instead"
 			}
-			return Fix{Change: what, Flags: netip.AddrPortFrom(a, orig.Port()).String()}, true
+			return Fix{Change: what, Flags: addrFlag(p, netip.AddrPortFrom(a, orig.Port()))}, true
 		}
 	}
 	return Fix{}, false
@@ -281,6 +281,15 @@ func socketFix(sit *Situation, p Plan, change, flags string, apply func(*rules.S
 		return Fix{}, false
 	}
 	return Fix{Change: change, Flags: flags}, true
+}
+
+// addrFlag is how a changed bind address is given to tuple: --from for a
+// connect, the argument itself for bind and listen.
+func addrFlag(p Plan, a netip.AddrPort) string {
+	if p.Ops[len(p.Ops)-1].Kind == rules.OpConnect {
+		return "--from " + a.String()
+	}
+	return a.String()
 }
 
 func clonePlan(p Plan) Plan {
