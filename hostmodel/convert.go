@@ -20,6 +20,7 @@ const timeWaitLen = 60 * time.Second
 // find it (its owners and, for TIME_WAIT, the time left).
 type Entry struct {
 	Socket   rules.Socket
+	Inode    uint64 // the socket's inode, 0 for TIME_WAIT entries
 	Owners   []socktab.Owner
 	TimeLeft time.Duration // TIME_WAIT: until the entry goes away
 	// Assumed says, per unknown fact, what was assumed and why it was not
@@ -36,7 +37,9 @@ type Situation struct {
 	// Model judges operations; nil means rules.Predict.
 	Model Model
 
-	indexed *rules.Model // the world indexed once, see predict
+	indexed    *rules.Model  // the world indexed once, see predict
+	ownersRead bool          // Entries carry their owners (see Live)
+	query      socktab.Query // how Live read the table
 }
 
 // World returns the model's world.
@@ -113,7 +116,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		return Entry{}, false
 	}
 	r.State = st
-	e := Entry{Owners: s.Owners}
+	e := Entry{Owners: s.Owners, Inode: s.Inode}
 	if st == rules.TimeWait {
 		e.TimeLeft = s.TimeLeft
 		r.TWAge = max(timeWaitLen-s.TimeLeft, 0)

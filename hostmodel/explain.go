@@ -1,6 +1,7 @@
 package hostmodel
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -61,9 +62,21 @@ type Fix struct {
 
 // Explain predicts p in sit and explains the outcome: blockers with their
 // owners, the reason, the assumptions it rests on, and the fixes that the
-// model says would work.
-func Explain(sit *Situation, p Plan) *Report {
+// model says would work. Owners not read yet are looked up for the
+// blockers (LoadOwners); when that fails the report says so in its notes.
+func Explain(ctx context.Context, sit *Situation, p Plan) *Report {
 	res := sit.predict(nil, p)
+	if !res.OK() {
+		var idx []int
+		for _, b := range res.Blockers {
+			if b.Index >= 0 && b.Index < len(sit.Entries) {
+				idx = append(idx, b.Index)
+			}
+		}
+		if err := sit.LoadOwners(ctx, idx); err != nil {
+			sit.Notes = append(sit.Notes, err.Error())
+		}
+	}
 	r := &Report{
 		Plan:        p.String(),
 		Verdict:     res.ErrName(),

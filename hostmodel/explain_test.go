@@ -1,6 +1,7 @@
 package hostmodel
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -76,7 +77,7 @@ func TestExplainDoubleSourcePort(t *testing.T) {
 		return Plan{Socket: newSock, Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:12345")}, {Kind: rules.OpConnect, Addr: ap(dst)}}}
 	}
 
-	r := Explain(sit, plan("10.0.0.3:80"))
+	r := Explain(context.Background(), sit, plan("10.0.0.3:80"))
 	if r.OK() || r.Verdict != "EADDRINUSE" || r.FailedOp != "bind" || len(r.Blockers) != 1 {
 		t.Fatalf("report: %+v", r)
 	}
@@ -98,7 +99,7 @@ func TestExplainDoubleSourcePort(t *testing.T) {
 
 	// To the same destination, sharing the port cannot work: the four-tuple
 	// would repeat. Fixes the model rejects are not offered.
-	r = Explain(sit, plan("10.0.0.2:80"))
+	r = Explain(context.Background(), sit, plan("10.0.0.2:80"))
 	if fixes := fixText(r); strings.Contains(fixes, "SO_REUSE") || !strings.Contains(fixes, "use port 12346") {
 		t.Errorf("same destination: fixes:\n%s", fixes)
 	}
@@ -109,7 +110,7 @@ func TestExplainReusePortOtherUID(t *testing.T) {
 	sit := &Situation{Host: rules.DefaultHost(), Model: toyModel, Entries: []Entry{entry(ln)}}
 	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, UID: 0, ReusePort: true},
 		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("0.0.0.0:8080")}, {Kind: rules.OpListen}}}
-	r := Explain(sit, p)
+	r := Explain(context.Background(), sit, p)
 	if r.Verdict != "EADDRINUSE" {
 		t.Fatalf("verdict %s", r.Verdict)
 	}
@@ -127,7 +128,7 @@ func TestExplainTimeWait(t *testing.T) {
 	sit := &Situation{Host: rules.DefaultHost(), Model: toyModel, Entries: []Entry{{Socket: tw, TimeLeft: 41500 * time.Millisecond}}}
 	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, ReuseAddr: true},
 		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:12345")}, {Kind: rules.OpConnect, Addr: ap("127.0.0.2:80")}}}
-	r := Explain(sit, p)
+	r := Explain(context.Background(), sit, p)
 	if r.Verdict != "EADDRNOTAVAIL" || r.FailedOp != "connect" {
 		t.Fatalf("verdict %s at %s", r.Verdict, r.FailedOp)
 	}
@@ -143,12 +144,12 @@ func TestExplainPrivileged(t *testing.T) {
 	sit := &Situation{Host: rules.DefaultHost(), Model: toyModel}
 	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, UID: 1000},
 		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:80")}}}
-	r := Explain(sit, p)
+	r := Explain(context.Background(), sit, p)
 	fixes := fixText(r)
 	if r.Verdict != "EACCES" || !strings.Contains(fixes, "CAP_NET_BIND_SERVICE") || strings.Contains(fixes, "SO_REUSE") {
 		t.Errorf("verdict %s, fixes:\n%s", r.Verdict, fixes)
 	}
-	ok := Explain(sit, Plan{Socket: p.Socket, Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:8080")}}})
+	ok := Explain(context.Background(), sit, Plan{Socket: p.Socket, Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:8080")}}})
 	if !ok.OK() || ok.Port != 8080 || len(ok.Fixes) != 0 || len(ok.Blockers) != 0 {
 		t.Errorf("ok report: %+v", ok)
 	}

@@ -198,7 +198,7 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if err := hostmodel.ResolveSource(&p); err != nil {
 		sit.Notes = append(sit.Notes, err.Error()+"; four-tuples compared on the peer alone")
 	}
-	r := hostmodel.Explain(sit, p)
+	r := hostmodel.Explain(ctx, sit, p)
 	if o.json {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
@@ -310,7 +310,8 @@ func explainNetFailure(op, network string, local, remote netip.AddrPort, err err
 	if o.udp {
 		proto = rules.UDP
 	}
-	sit, lerr := hostmodel.Live(context.Background(), proto, "")
+	ctx := context.Background()
+	sit, lerr := hostmodel.Live(ctx, proto, "")
 	if lerr != nil {
 		return ""
 	}
@@ -319,7 +320,7 @@ func explainNetFailure(op, network string, local, remote netip.AddrPort, err err
 		return ""
 	}
 	_ = hostmodel.ResolveSource(&p) // without a route the model compares on the peer alone
-	r := hostmodel.Explain(sit, p)
+	r := hostmodel.Explain(ctx, sit, p)
 	if r.OK() || r.Verdict != rules.ErrnoName(errno) {
 		return ""
 	}

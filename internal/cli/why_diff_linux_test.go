@@ -143,9 +143,6 @@ func server(family int, a netip.Addr) netip.AddrPort {
 	if a.Is4In6() {
 		return netip.AddrPortFrom(netip.AddrFrom16(srv4.Addr().As16()), srv4.Port())
 	}
-	if a.IsUnspecified() && a.Is6() {
-		return srv6
-	}
 	return srv6
 }
 
@@ -160,9 +157,6 @@ func (g *gen) existing(udp bool) existing {
 	e := existing{realSock: realSock{udp: udp, family: g.family()}}
 	g.options(&e.realSock)
 	a := g.addr(e.family)
-	if a.Is4() || a.Is4In6() && a.Unmap().As4()[0] == 10 && a.Unmap() == netip.MustParseAddr("10.0.0.77") {
-		// keep existing sockets on local addresses mostly
-	}
 	e.bind = netip.AddrPortFrom(a, g.base+uint16(g.pick(2)))
 	if udp {
 		if g.chance(0.3) {
