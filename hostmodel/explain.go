@@ -40,12 +40,14 @@ type BlockerInfo struct {
 	Remote   string        `json:"remote,omitempty"`
 	State    string        `json:"state"`
 	UID      uint32        `json:"uid"`
-	Options  []string      `json:"options"`             // options that are on, e.g. SO_REUSEADDR
-	Dev      int           `json:"dev,omitempty"`       // bound device ifindex
-	TimeLeft time.Duration `json:"time_left,omitempty"` // TIME_WAIT: until it expires (ns)
-	Owners   []OwnerInfo   `json:"owners"`              // processes holding it; none for TIME_WAIT
-	Assumed  []string      `json:"assumed,omitempty"`   // facts not observed and what was assumed
-	Reason   string        `json:"reason"`              // why it blocks, in plain words
+	Options  []string      `json:"options"`       // options that are on, e.g. SO_REUSEADDR
+	Dev      int           `json:"dev,omitempty"` // bound device ifindex
+	TimeLeft time.Duration `json:"-"`             // TIME_WAIT: until it expires
+	// TimeLeftMS is TimeLeft in milliseconds, for JSON.
+	TimeLeftMS int64       `json:"time_left_ms,omitempty"`
+	Owners     []OwnerInfo `json:"owners"`            // processes holding it; none for TIME_WAIT
+	Assumed    []string    `json:"assumed,omitempty"` // facts not observed and what was assumed
+	Reason     string      `json:"reason"`            // why it blocks, in plain words
 }
 
 // OwnerInfo is a process holding a blocking socket.
@@ -127,6 +129,7 @@ func blockerInfo(sit *Situation, b rules.Blocker) BlockerInfo {
 	if b.Index >= 0 && b.Index < len(sit.Entries) {
 		e := sit.Entries[b.Index]
 		bi.TimeLeft = e.TimeLeft
+		bi.TimeLeftMS = e.TimeLeft.Milliseconds()
 		bi.Assumed = e.Assumed
 		for _, o := range e.Owners {
 			if !slices.ContainsFunc(bi.Owners, func(x OwnerInfo) bool { return x.PID == o.PID }) {

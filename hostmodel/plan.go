@@ -29,12 +29,12 @@ type Model func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome
 // operation starting from the socket the previous one left.
 func Predict(model Model, w rules.World, p Plan) Result {
 	if model == nil {
-		return run(rules.NewModel(w).Predict, p)
+		return run(rules.NewModel(w).Predict, w.Host, p)
 	}
-	return run(func(s rules.Socket, op rules.Op) rules.Outcome { return model(w, s, op) }, p)
+	return run(func(s rules.Socket, op rules.Op) rules.Outcome { return model(w, s, op) }, w.Host, p)
 }
 
-func run(predict func(rules.Socket, rules.Op) rules.Outcome, p Plan) Result {
+func run(predict func(rules.Socket, rules.Op) rules.Outcome, host rules.Host, p Plan) Result {
 	s := p.Socket
 	var out rules.Outcome
 	for i, op := range p.Ops {
@@ -43,8 +43,46 @@ func run(predict func(rules.Socket, rules.Op) rules.Outcome, p Plan) Result {
 			return Result{Outcome: out, Failed: i}
 		}
 		s = out.After
+		if i+1 < len(p.Ops) && op.Kind == rules.OpBind && op.Addr.Port() == 0 && s.Local.Port() == 0 && !s.BindNoPort {
+			// bind(0) took one of several ports and the model cannot say
+			// which (the kernel starts at a random one); the next
+			// operation is judged with one of them.
+			if port, ok := pickBoundPort(predict, host, p.Socket, op); ok {
+				s.Local = netip.AddrPortFrom(s.Local.Addr(), port)
+			}
+		}
 	}
 	return Result{Outcome: out, Failed: -1}
+}
+
+// pickBoundPort returns a port bind(op.Addr with port 0) may have taken:
+// the first in the search range that an explicit bind without reuse options
+// accepts (the kernel's first pass takes only ports without an overlapping
+// owner), else the first an explicit bind with the socket's options
+// accepts (ip_autobind_reuse's second pass shares such ports).
+func pickBoundPort(predict func(rules.Socket, rules.Op) rules.Outcome, host rules.Host, s rules.Socket, op rules.Op) (uint16, bool) {
+	r, _ := rules.EffectiveRange(host, s)
+	reserved := func(p uint16) bool {
+		for _, rr := range host.ReservedPorts {
+			if rr.Contains(p) {
+				return true
+			}
+		}
+		return false
+	}
+	strict := s
+	strict.ReuseAddr, strict.ReusePort = false, false
+	for _, try := range []rules.Socket{strict, s} {
+		for p := int(r.Lo); p <= int(r.Hi) && p > 0; p++ {
+			if reserved(uint16(p)) {
+				continue
+			}
+			if predict(try, rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(op.Addr.Addr(), uint16(p))}).OK() {
+				return uint16(p), true
+			}
+		}
+	}
+	return 0, false
 }
 
 // predict runs p against the situation's world, or against w when it is
@@ -61,7 +99,7 @@ func (sit *Situation) predict(w *rules.World, p Plan) Result {
 	if sit.indexed == nil {
 		sit.indexed = rules.NewModel(sit.World())
 	}
-	return run(sit.indexed.Predict, p)
+	return run(sit.indexed.Predict, sit.Host, p)
 }
 
 // String describes the plan as the syscalls it makes: "bind 127.0.0.1:80,

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,16 +102,18 @@ func (e existing) String() string {
 
 // gen makes random situations.
 type gen struct {
-	r    *rand.Rand
-	base uint16 // this case's first port
+	r     *rand.Rand
+	base  uint16 // this case's first port
+	ephLo uint16 // the namespace's small ephemeral range, 0 when default
+	ephHi uint16
 }
 
 func (g *gen) pick(n int) int        { return g.r.IntN(n) }
 func (g *gen) chance(p float64) bool { return g.r.Float64() < p }
 
 var (
-	v4Addrs = []string{"127.0.0.1", "10.0.0.1", "10.0.0.2", "0.0.0.0", "0.0.0.0", "10.0.0.77"}
-	v6Addrs = []string{"::1", "fd00::1", "::", "::", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "fd00::77"}
+	v4Addrs = []string{"127.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2", "0.0.0.0", "0.0.0.0", "10.0.0.77"}
+	v6Addrs = []string{"::1", "fd00::1", "fd00::1", "::", "::", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "fd00::77"}
 )
 
 func (g *gen) addr(family int) netip.Addr {
@@ -119,9 +123,14 @@ func (g *gen) addr(family int) netip.Addr {
 	return netip.MustParseAddr(v6Addrs[g.pick(len(v6Addrs))])
 }
 
+// port is 0 (the kernel picks) sometimes, a port of the small ephemeral
+// range sometimes (so picking can run out), else one of the case's two.
 func (g *gen) port() uint16 {
-	if g.chance(0.1) {
+	switch {
+	case g.chance(0.12):
 		return 0
+	case g.ephLo != 0 && g.chance(0.3):
+		return g.ephLo + uint16(g.pick(int(g.ephHi-g.ephLo)+1))
 	}
 	return g.base + uint16(g.pick(2))
 }
@@ -157,7 +166,7 @@ func (g *gen) existing(udp bool) existing {
 	e := existing{realSock: realSock{udp: udp, family: g.family()}}
 	g.options(&e.realSock)
 	a := g.addr(e.family)
-	e.bind = netip.AddrPortFrom(a, g.base+uint16(g.pick(2)))
+	e.bind = netip.AddrPortFrom(a, g.port())
 	if udp {
 		if g.chance(0.3) {
 			e.connect = server(e.family, a)
@@ -253,9 +262,11 @@ func TestWhyDifferential(t *testing.T) {
 		// Small ephemeral ranges in some namespaces, so connect() sharing
 		// and exhaustion are exercised; other sysctls vary too.
 		settings := []string{}
+		var ephLo, ephHi uint16
 		if br.IntN(2) == 0 {
 			lo := 40000 + br.IntN(100)*8
-			v := fmt.Sprintf("%d %d", lo, lo+1+br.IntN(6))
+			ephLo, ephHi = uint16(lo), uint16(lo+1+br.IntN(6))
+			v := fmt.Sprintf("%d %d", ephLo, ephHi)
 			ns.Sysctl(t, "net.ipv4.ip_local_port_range", v)
 			settings = append(settings, "ip_local_port_range="+v)
 		}
@@ -272,9 +283,9 @@ func TestWhyDifferential(t *testing.T) {
 			return nil
 		})
 		for i := batch * perNS; i < min(cases, (batch+1)*perNS); i++ {
-			g := &gen{r: rand.New(rand.NewPCG(seed, uint64(1000+i))), base: 20000 + uint16(3*i)}
+			g := &gen{r: rand.New(rand.NewPCG(seed, uint64(1000+i))), base: 20000 + uint16(3*i), ephLo: ephLo, ephHi: ephHi}
 			udp := g.chance(0.3)
-			olds := make([]existing, 1+g.pick(4))
+			olds := make([]existing, 1+g.pick(6))
 			for k := range olds {
 				olds[k] = g.existing(udp)
 			}
@@ -315,7 +326,7 @@ func TestWhyDifferential(t *testing.T) {
 				srv.drain()
 				return nil
 			})
-			verdicts[kernel]++
+			verdicts[fmt.Sprintf("%s %s %s", n.proto(), n.op(), kernel)]++
 			if j.Verdict == kernel && (code == 0) == (kernel == "ok") {
 				agree++
 				continue
@@ -332,7 +343,11 @@ func TestWhyDifferential(t *testing.T) {
 			return nil
 		})
 	}
-	t.Logf("differential: %d cases, %d agree, %d disagree; kernel verdicts %v", cases, agree, len(disagreements), verdicts)
+	t.Logf("differential: %d cases, %d agree, %d disagree (seed %d)", cases, agree, len(disagreements), seed)
+	keys := slices.Sorted(maps.Keys(verdicts))
+	for _, k := range keys {
+		t.Logf("  %-32s %d", k, verdicts[k])
+	}
 	for _, d := range disagreements {
 		t.Error(d)
 	}
@@ -358,4 +373,25 @@ func sockaddrAP(sa unix.Sockaddr) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
 	return netip.AddrPort{}
+}
+
+func (r realSock) proto() string {
+	if r.udp {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// op names the operation: bind, listen, connect, or connect-from when the
+// socket binds first.
+func (r realSock) op() string {
+	switch {
+	case r.connect.IsValid() && r.bind.IsValid():
+		return "connect-from"
+	case r.connect.IsValid():
+		return "connect"
+	case r.listen:
+		return "listen"
+	}
+	return "bind"
 }
