@@ -315,9 +315,12 @@ func TestWhyDifferential(t *testing.T) {
 			})
 			time.Sleep(5 * time.Millisecond) // let closed connections reach TIME_WAIT
 			code, j := whyIn(t, ns, n.whyArgs()...)
-			var kernel string
+			var kernel, got string
 			ns.Do(func() error {
 				fd, err := n.create()
+				if sa, gerr := unix.Getsockname(fd); err == nil && gerr == nil {
+					got = " (local " + sockaddrAP(sa).String() + ")"
+				}
 				closeFD(fd)
 				kernel = verdict(err)
 				for _, fd := range fds {
@@ -331,10 +334,12 @@ func TestWhyDifferential(t *testing.T) {
 				agree++
 				continue
 			}
+			table := ns.Run(t, "ss", "-Htuan")
 			disagreements = append(disagreements, fmt.Sprintf(
-				"case %d (seed %d, %s):\n  existing:\n    %s\n  new: %v\n  tuple %s\n  why: %s (exit %d) at %s: %s\n  assumptions: %q\n  kernel: %s",
+				"case %d (seed %d, %s):\n  existing:\n    %s\n  new: %v\n  tuple %s\n  why: %s (exit %d) at %s: %s\n  assumptions: %q\n  kernel: %s%s\n  table after the case (ss -tuan):\n    %s",
 				i, seed, strings.Join(settings, " "), strings.Join(built, "\n    "), n, strings.Join(n.whyArgs(), " "),
-				j.Verdict, code, j.FailedOp, j.Explanation, j.Assumptions, kernel))
+				j.Verdict, code, j.FailedOp, j.Explanation, j.Assumptions, kernel, got,
+				strings.ReplaceAll(strings.TrimSpace(table), "\n", "\n    ")))
 		}
 		ns.Do(func() error {
 			srv.drain()
