@@ -1,10 +1,13 @@
 package socktab
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -220,3 +223,71 @@ func sockoptBits(b []byte) (freebind, bindAddressNoPort bool) {
 }
 
 var bigEndian = hostOrder.Uint16([]byte{0, 1}) == 1
+
+// Netlink framing (include/uapi/linux/netlink.h).
+const (
+	nlmsgHdrLen = 16 // struct nlmsghdr: len u32, type u16, flags u16, seq u32, pid u32
+	nlmsgError  = 2  // NLMSG_ERROR: payload starts with a negative errno
+	nlmsgDone   = 3  // NLMSG_DONE: end of a dump
+)
+
+// walkNetlink calls fn for each netlink message in one datagram b with
+// sequence number seq (others are stale replies and skipped). An
+// NLMSG_ERROR with a non-zero errno ends the walk with that errno as a
+// syscall.Errno.
+func walkNetlink(b []byte, seq uint32, fn func(typ uint16, payload []byte) error) error {
+	for len(b) >= nlmsgHdrLen {
+		n := int(hostOrder.Uint32(b))
+		if n < nlmsgHdrLen || n > len(b) {
+			return fmt.Errorf("netlink message: bad length %d of %d bytes", n, len(b))
+		}
+		typ := hostOrder.Uint16(b[4:])
+		payload := b[nlmsgHdrLen:n]
+		if hostOrder.Uint32(b[8:]) == seq {
+			if typ == nlmsgError {
+				if len(payload) < 4 {
+					return fmt.Errorf("netlink error message: %w", errShort)
+				}
+				if errno := -int32(hostOrder.Uint32(payload)); errno != 0 {
+					return syscall.Errno(errno)
+				}
+			} else if err := fn(typ, payload); err != nil {
+				return err
+			}
+		}
+		adv := (n + 3) &^ 3
+		if adv > len(b) {
+			adv = len(b)
+		}
+		b = b[adv:]
+	}
+	return nil
+}
+
+// sockstatField returns the number after key in the line starting with
+// prefix of /proc/net/sockstat ("TCP: inuse 5 orphan 0 tw 2 ..."), 0 when
+// absent or malformed.
+func sockstatField(b []byte, prefix, key string) int {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		f := bytes.Fields(line)
+		if len(f) == 0 || string(f[0]) != prefix {
+			continue
+		}
+		for i := 1; i+1 < len(f); i += 2 {
+			if string(f[i]) == key {
+				v, err := strconv.Atoi(string(f[i+1]))
+				if err != nil || v < 0 {
+					return 0
+				}
+				return v
+			}
+		}
+	}
+	return 0
+}

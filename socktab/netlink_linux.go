@@ -4,18 +4,37 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"os"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
+// recvBufSize is the receive buffer for dumps. The kernel sizes each dump
+// datagram after the largest buffer the reader has offered, capped at
+// 32 KiB; fewer, larger datagrams mean fewer syscalls and fewer restarts of
+// the kernel's hash walk.
+const recvBufSize = 32 << 10
+
 // dumpNetlink lists the sockets of q with sock_diag, one dump per protocol
-// and family. The netlink sockets are opened on the calling goroutine (so
-// they belong to the calling thread's network namespace); the dumps then
-// run in parallel and each message is decoded as it arrives.
+// and family, into one slice sized from /proc's socket counters. The
+// netlink socket is opened on the calling goroutine, so it belongs to the
+// calling thread's network namespace.
 func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
-	var reqs []diagRequest
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
+	if err != nil {
+		return nil, fmt.Errorf("netlink sock_diag: %w", err)
+	}
+	defer c.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		c.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	defer stop()
+
+	counts := readSockstat(q.ProcRoot)
+	socks := make([]Socket, 0, counts.estimate(q)+16)
+	buf := make([]byte, recvBufSize)
 	for _, p := range []struct {
 		on    bool
 		proto Proto
@@ -24,101 +43,117 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 			continue
 		}
 		for _, fam := range []uint8{afINET, afINET6} {
-			reqs = append(reqs, diagRequest{Family: fam, Protocol: p.proto, States: q.States,
-				LocalPort: q.LocalPort, RemotePort: q.RemotePort})
+			r := diagRequest{Family: fam, Protocol: p.proto, States: q.States,
+				LocalPort: q.LocalPort, RemotePort: q.RemotePort}
+			socks, err = dumpOne(c, r, buf, socks)
+			if err != nil {
+				if ctxErr := ctx.Err(); ctxErr != nil {
+					return nil, ctxErr
+				}
+				return nil, err
+			}
 		}
 	}
-	conns := make([]*netlink.Conn, 0, len(reqs))
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range reqs {
-		c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
-		if err != nil {
-			return nil, fmt.Errorf("netlink sock_diag: %w", err)
-		}
-		conns = append(conns, c)
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		for _, c := range conns {
-			c.SetDeadline(deadline)
-		}
-	}
-	stop := context.AfterFunc(ctx, func() {
-		for _, c := range conns {
-			c.SetDeadline(aLongTimeAgo)
-		}
-	})
-	defer stop()
-
-	results := make([][]Socket, len(reqs))
-	errs := make([]error, len(reqs))
-	var wg sync.WaitGroup
-	for i := range reqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = dumpOne(conns[i], reqs[i])
-		}()
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	n := 0
-	for i, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-		n += len(results[i])
-	}
-	if len(results) == 1 {
-		return results[0], nil
-	}
-	out := make([]Socket, 0, n)
-	for _, r := range results {
-		out = append(out, r...)
-	}
-	return out, nil
+	return socks, nil
 }
 
 // dumpOne runs one dump. A kernel that rejects the port bytecode (EINVAL)
-// is asked again without it; the caller filters ports itself anyway.
-func dumpOne(c *netlink.Conn, r diagRequest) ([]Socket, error) {
-	socks, err := dumpRequest(c, r)
+// is asked again without it; Snapshot filters ports itself anyway.
+func dumpOne(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Socket, error) {
+	n := len(socks)
+	out, err := dumpRequest(c, r, buf, socks)
 	if errors.Is(err, unix.EINVAL) && (r.LocalPort != 0 || r.RemotePort != 0) {
 		r.LocalPort, r.RemotePort = 0, 0
-		socks, err = dumpRequest(c, r)
+		out, err = dumpRequest(c, r, buf, socks[:n])
 	}
-	return socks, err
+	return out, err
 }
 
-func dumpRequest(c *netlink.Conn, r diagRequest) ([]Socket, error) {
+// dumpRequest sends one dump request with mdlayher/netlink and reads the
+// replies from the socket itself into buf, decoding each inet_diag_msg
+// straight into the next element of socks: the library's receive path
+// would allocate and copy every datagram, and a dump of 40,000 sockets is
+// about 1,000 of them.
+func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Socket, error) {
 	fam := "inet"
 	if r.Family == afINET6 {
 		fam = "inet6"
 	}
-	_, err := c.Send(netlink.Message{
+	wrap := func(err error) error {
+		return fmt.Errorf("netlink sock_diag %s %s dump: %w", r.Protocol, fam, err)
+	}
+	req, err := c.Send(netlink.Message{
 		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
 		Data:   r.marshal(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("netlink sock_diag %s %s dump: %w", r.Protocol, fam, err)
+		return socks, wrap(err)
 	}
-	var socks []Socket
-	for m, err := range c.ReceiveIter() {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return socks, wrap(err)
+	}
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return rerr != unix.EAGAIN
+		})
 		if err != nil {
-			return nil, fmt.Errorf("netlink sock_diag %s %s dump: %w", r.Protocol, fam, err)
+			return socks, wrap(err)
 		}
-		if m.Header.Type != sockDiagByFamily {
-			continue
+		if rerr != nil {
+			return socks, wrap(os.NewSyscallError("recvfrom", rerr))
 		}
-		socks = append(socks, Socket{})
-		if err := parseInetDiagMsg(m.Data, r.Protocol, &socks[len(socks)-1]); err != nil {
-			return nil, fmt.Errorf("netlink sock_diag %s %s dump: %w", r.Protocol, fam, err)
+		done := false
+		err = walkNetlink(buf[:n], req.Header.Sequence, func(typ uint16, payload []byte) error {
+			switch typ {
+			case nlmsgDone:
+				done = true
+				return nil
+			case sockDiagByFamily:
+				socks = append(socks, Socket{})
+				return parseInetDiagMsg(payload, r.Protocol, &socks[len(socks)-1])
+			}
+			return nil
+		})
+		if err != nil {
+			return socks, wrap(err)
+		}
+		if done {
+			return socks, nil
 		}
 	}
-	return socks, nil
+}
+
+// sockstat holds the socket counters of /proc/net/sockstat{,6}; they size
+// the table before the dump so it is never copied while growing.
+type sockstat struct{ tcp, tcp6, tw, udp, udp6 int }
+
+func (s sockstat) estimate(q Query) int {
+	n := 0
+	if q.TCP {
+		n += s.tcp + s.tcp6 + s.tw
+	}
+	if q.UDP {
+		n += s.udp + s.udp6
+	}
+	return min(n, 1<<22)
+}
+
+// readSockstat reads the counters of the calling thread's namespace; a
+// missing file gives zeros (the estimate is only a capacity hint).
+func readSockstat(procRoot string) sockstat {
+	var s sockstat
+	if b, err := os.ReadFile(procRoot + "/thread-self/net/sockstat"); err == nil {
+		s.tcp = sockstatField(b, "TCP:", "inuse")
+		s.tw = sockstatField(b, "TCP:", "tw")
+		s.udp = sockstatField(b, "UDP:", "inuse")
+	}
+	if b, err := os.ReadFile(procRoot + "/thread-self/net/sockstat6"); err == nil {
+		s.tcp6 = sockstatField(b, "TCP6:", "inuse")
+		s.udp6 = sockstatField(b, "UDP6:", "inuse")
+	}
+	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/tuple-net/tuple/sockopt"
 	"golang.org/x/sys/unix"
@@ -16,22 +17,27 @@ import (
 // without Yama restrictions). A socket without owner, or whose owners'
 // descriptors cannot be duplicated, gets every option unknown with the
 // reason.
-func readOptions(ctx context.Context, socks []Socket) {
-	pidfds := make(map[int]pidfdResult)
-	defer func() {
-		for _, p := range pidfds {
-			if p.err == nil {
-				unix.Close(p.fd)
+func readOptions(ctx context.Context, socks []Socket, noOwner string) {
+	const chunk = 256
+	parallel(runtime.GOMAXPROCS(0)+1, (len(socks)+chunk-1)/chunk, func(next func() (int, bool)) {
+		pidfds := make(map[int]pidfdResult)
+		defer func() {
+			for _, p := range pidfds {
+				if p.err == nil {
+					unix.Close(p.fd)
+				}
+			}
+		}()
+		for c, ok := next(); ok; c, ok = next() {
+			for i := c * chunk; i < min((c+1)*chunk, len(socks)); i++ {
+				if ctx.Err() != nil {
+					setUnknown(&socks[i].Options, "not read: "+ctx.Err().Error())
+					continue
+				}
+				readSocketOptions(&socks[i], pidfds, noOwner)
 			}
 		}
-	}()
-	for i := range socks {
-		if ctx.Err() != nil {
-			setUnknown(&socks[i].Options, "not read: "+ctx.Err().Error())
-			continue
-		}
-		readSocketOptions(&socks[i], pidfds)
-	}
+	})
 }
 
 type pidfdResult struct {
@@ -39,9 +45,11 @@ type pidfdResult struct {
 	err error
 }
 
-func readSocketOptions(s *Socket, pidfds map[int]pidfdResult) {
+// readSocketOptions reads the options of s through its owners; noOwner is
+// the reason given when a socket with a file has no owner found.
+func readSocketOptions(s *Socket, pidfds map[int]pidfdResult, noOwner string) {
 	if len(s.Owners) == 0 {
-		reason := "no owning process found"
+		reason := noOwner
 		switch {
 		case s.State == TimeWait:
 			reason = "no owning process: TIME_WAIT sockets belong to the kernel"

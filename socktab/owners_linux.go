@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -23,20 +24,20 @@ type ownerHit struct {
 // procRoot and returns the descriptors whose socket inode is in want
 // (inode -> index into the table). Processes are scanned in parallel; each
 // process's descriptors are read once. Processes that exit during the scan
-// are skipped; processes whose descriptors cannot be read are counted in the
-// returned note.
-func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
+// are skipped; processes whose descriptors cannot be read are counted
+// (denied) and named in the returned notes.
+func findOwners(procRoot string, want map[uint64]int) (hits []ownerHit, denied int, notes []string) {
 	if len(want) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	dir, err := os.Open(procRoot)
 	if err != nil {
-		return nil, []string{fmt.Sprintf("owners unknown: %v", err)}
+		return nil, 0, []string{fmt.Sprintf("owners unknown: %v", err)}
 	}
 	names, err := dir.Readdirnames(-1)
 	dir.Close()
 	if err != nil {
-		return nil, []string{fmt.Sprintf("owners unknown: %v", err)}
+		return nil, 0, []string{fmt.Sprintf("owners unknown: %v", err)}
 	}
 	pids := make([]int, 0, len(names))
 	for _, n := range names {
@@ -46,44 +47,64 @@ func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
 	}
 
 	workers := runtime.GOMAXPROCS(0) + 1
-	if workers > len(pids) {
-		workers = len(pids)
-	}
 	var (
-		mu     sync.Mutex
-		hits   []ownerHit
-		denied int
-		next   int
-		wg     sync.WaitGroup
+		mu  sync.Mutex
+		big []bigDir
 	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var local []ownerHit
-			sc := fdScanner{linkBuf: make([]byte, 64), dentBuf: make([]byte, 32<<10)}
-			localDenied := 0
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= len(pids) {
-					break
-				}
-				var err error
-				local, err = sc.scan(procRoot, pids[i], want, local)
-				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-					localDenied++
-				}
+	// Phase 1: every process, in parallel. Small fd tables are read at
+	// once; large ones (a server with thousands of connections) are listed
+	// and left open for phase 2, so one process does not keep one worker
+	// busy while the others idle.
+	parallel(workers, len(pids), func(next func() (int, bool)) {
+		sc := newFDScanner()
+		var local []ownerHit
+		var localBig []bigDir
+		localDenied := 0
+		for i, ok := next(); ok; i, ok = next() {
+			d, err := sc.list(procRoot, pids[i])
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				localDenied++
 			}
-			mu.Lock()
-			hits = append(hits, local...)
-			denied += localDenied
-			mu.Unlock()
-		}()
+			if err != nil {
+				continue
+			}
+			if len(d.names) > splitAbove {
+				localBig = append(localBig, d)
+				continue
+			}
+			local = sc.readlinks(d, d.names, want, local)
+			unix.Close(d.fd)
+		}
+		mu.Lock()
+		hits = append(hits, local...)
+		big = append(big, localBig...)
+		denied += localDenied
+		mu.Unlock()
+	})
+	// Phase 2: the large tables, split into chunks across the workers.
+	type chunk struct {
+		d     bigDir
+		names []string
 	}
-	wg.Wait()
+	var chunks []chunk
+	for _, d := range big {
+		for i := 0; i < len(d.names); i += splitAbove {
+			chunks = append(chunks, chunk{d, d.names[i:min(i+splitAbove, len(d.names))]})
+		}
+	}
+	parallel(workers, len(chunks), func(next func() (int, bool)) {
+		sc := newFDScanner()
+		var local []ownerHit
+		for i, ok := next(); ok; i, ok = next() {
+			local = sc.readlinks(chunks[i].d, chunks[i].names, want, local)
+		}
+		mu.Lock()
+		hits = append(hits, local...)
+		mu.Unlock()
+	})
+	for _, d := range big {
+		unix.Close(d.fd)
+	}
 	sort.Slice(hits, func(i, j int) bool {
 		if hits[i].index != hits[j].index {
 			return hits[i].index < hits[j].index
@@ -93,11 +114,46 @@ func findOwners(procRoot string, want map[uint64]int) ([]ownerHit, []string) {
 		}
 		return hits[i].fd < hits[j].fd
 	})
-	var notes []string
 	if denied > 0 {
 		notes = append(notes, fmt.Sprintf("owners incomplete: descriptors of %d processes not readable (permission denied; run as root)", denied))
 	}
-	return hits, notes
+	return hits, denied, notes
+}
+
+// splitAbove is the fd table size above which a process's descriptors are
+// read in chunks by several workers.
+const splitAbove = 1024
+
+// parallel runs work on n items with up to workers goroutines; next hands
+// out item indexes until none are left.
+func parallel(workers, n int, work func(next func() (int, bool))) {
+	var mu sync.Mutex
+	i := 0
+	next := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if i >= n {
+			return 0, false
+		}
+		i++
+		return i - 1, true
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < min(workers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(next)
+		}()
+	}
+	wg.Wait()
+}
+
+// bigDir is an open /proc/PID/fd directory and its entries.
+type bigDir struct {
+	pid   int
+	fd    int
+	names []string
 }
 
 // fdScanner holds one worker's buffers, reused for every process.
@@ -106,23 +162,26 @@ type fdScanner struct {
 	dentBuf []byte
 }
 
-// scan appends the wanted descriptors of process pid to hits. It reads the
-// fd directory with getdents64 and each entry with readlinkat relative to
-// the directory, so a process costs one open plus one syscall per
-// descriptor.
-func (sc *fdScanner) scan(procRoot string, pid int, want map[uint64]int, hits []ownerHit) ([]ownerHit, error) {
-	dfd, err := unix.Open(procRoot+"/"+itoa(pid)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+func newFDScanner() *fdScanner {
+	return &fdScanner{linkBuf: make([]byte, 64), dentBuf: make([]byte, 32<<10)}
+}
+
+// list opens /proc/PID/fd and reads its entries with getdents64. The
+// caller closes the returned directory descriptor.
+func (sc *fdScanner) list(procRoot string, pid int) (bigDir, error) {
+	dfd, err := unix.Open(procRoot+"/"+strconv.Itoa(pid)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return hits, err // ENOENT: the process exited; EACCES: not ours
+		return bigDir{}, err // ENOENT: the process exited; EACCES: not ours
 	}
-	defer unix.Close(dfd)
+	d := bigDir{pid: pid, fd: dfd}
 	for {
 		n, err := unix.Getdents(dfd, sc.dentBuf)
 		if err != nil {
-			return hits, err
+			unix.Close(dfd)
+			return bigDir{}, err
 		}
 		if n <= 0 {
-			return hits, nil
+			return d, nil
 		}
 		buf := sc.dentBuf[:n]
 		for len(buf) > 0 {
@@ -131,28 +190,39 @@ func (sc *fdScanner) scan(procRoot string, pid int, want map[uint64]int, hits []
 				break
 			}
 			buf = rest
-			fd, ok := parseDecimal(name)
-			if !ok {
-				continue // "." and ".."
-			}
-			m, err := unix.Readlinkat(dfd, name, sc.linkBuf)
-			if err != nil || m <= 0 {
-				continue // closed meanwhile
-			}
-			inode, ok := parseSocketLink(sc.linkBuf[:m])
-			if !ok {
-				continue
-			}
-			if idx, ok := want[inode]; ok {
-				hits = append(hits, ownerHit{index: idx, pid: pid, fd: fd})
+			if name != "." && name != ".." {
+				d.names = append(d.names, name)
 			}
 		}
 	}
 }
 
+// readlinks reads the links of names in d (one readlinkat each, relative
+// to the open directory) and appends the wanted sockets to hits.
+func (sc *fdScanner) readlinks(d bigDir, names []string, want map[uint64]int, hits []ownerHit) []ownerHit {
+	for _, name := range names {
+		fd, ok := parseDecimal(name)
+		if !ok {
+			continue
+		}
+		m, err := unix.Readlinkat(d.fd, name, sc.linkBuf)
+		if err != nil || m <= 0 {
+			continue // closed meanwhile
+		}
+		inode, ok := parseSocketLink(sc.linkBuf[:m])
+		if !ok {
+			continue
+		}
+		if idx, ok := want[inode]; ok {
+			hits = append(hits, ownerHit{index: idx, pid: d.pid, fd: fd})
+		}
+	}
+	return hits
+}
+
 // readComm returns the command name of pid, "" when it cannot be read.
 func readComm(procRoot string, pid int) string {
-	b, err := os.ReadFile(procRoot + "/" + itoa(pid) + "/comm")
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/comm")
 	if err != nil {
 		return ""
 	}

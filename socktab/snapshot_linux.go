@@ -60,11 +60,15 @@ func finish(ctx context.Context, t *Table, q Query) {
 			want[socks[i].Inode] = i
 		}
 	}
-	hits, notes := findOwners(q.ProcRoot, want)
+	hits, denied, notes := findOwners(q.ProcRoot, want)
 	t.Notes = append(t.Notes, notes...)
 	attachOwners(q.ProcRoot, socks, hits)
 	if q.Options {
-		readOptions(ctx, socks)
+		noOwner := "no owning process found"
+		if denied > 0 {
+			noOwner = fmt.Sprintf("owner unknown: descriptors of %d processes not readable (permission denied)", denied)
+		}
+		readOptions(ctx, socks, noOwner)
 	}
 }
 
@@ -83,9 +87,15 @@ func filter(socks []Socket, q Query) []Socket {
 	return out
 }
 
-// readProcNet reads /proc/net/{tcp,tcp6,udp,udp6}. A missing file (IPv6
-// disabled) is no socket, not an error.
+// readProcNet reads /proc/net/{tcp,tcp6,udp,udp6} of the calling thread's
+// network namespace (/proc/thread-self/net; PROC/net when the root has no
+// thread-self, as in a fixture). A missing file (IPv6 disabled) is no
+// socket, not an error.
 func readProcNet(q Query) ([]Socket, error) {
+	dir := q.ProcRoot + "/thread-self/net"
+	if _, err := os.Stat(dir); err != nil {
+		dir = q.ProcRoot + "/net"
+	}
 	var out []Socket
 	for _, f := range []struct {
 		on     bool
@@ -99,7 +109,7 @@ func readProcNet(q Query) ([]Socket, error) {
 		if !f.on {
 			continue
 		}
-		path := q.ProcRoot + "/net/" + f.name
+		path := dir + "/" + f.name
 		b, err := os.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
 			continue

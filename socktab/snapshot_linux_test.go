@@ -417,7 +417,7 @@ func TestBoundOnlyAbsentFromProcfs(t *testing.T) {
 	var fromProc []Socket
 	if err := ns.Do(func() error {
 		var err error
-		fromProc, err = readProcNet(Query{TCP: true, ProcRoot: "/proc/thread-self"})
+		fromProc, err = readProcNet(Query{TCP: true, ProcRoot: "/proc"})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -481,5 +481,64 @@ func TestPortFilterInKernel(t *testing.T) {
 		if q.LocalPort == 7001 && len(want) != 2 {
 			t.Errorf("port 7001: %d sockets, want the listener and the accepted one", len(want))
 		}
+	}
+}
+
+// TestOwnersOfLargeFDTable covers the split scan: a process with more
+// descriptors than splitAbove has every socket found with the right fd.
+func TestOwnersOfLargeFDTable(t *testing.T) {
+	ns := netnstest.New(t)
+	const n = splitAbove + 200
+	fds := make(map[uint64]int, n)
+	if err := ns.Do(func() error {
+		for i := 0; i < n; i++ {
+			fd := newSock(t, unix.AF_INET, unix.SOCK_DGRAM, "127.0.0.1:"+strconv.Itoa(10000+i), nil)
+			fds[inode(t, fd)] = fd
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tab := snapshotIn(t, ns, Query{UDP: true, Owners: true})
+	if len(tab.Sockets) != n {
+		t.Fatalf("%d sockets, want %d", len(tab.Sockets), n)
+	}
+	pid := os.Getpid()
+	for _, s := range tab.Sockets {
+		if len(s.Owners) != 1 || s.Owners[0].PID != pid || s.Owners[0].FD != fds[s.Inode] {
+			t.Fatalf("%v: owners %+v, want pid %d fd %d", s.Local, s.Owners, pid, fds[s.Inode])
+		}
+	}
+}
+
+// TestOptionsOfGoneProcess: an owner that exited gives unknown options
+// with the reason, not a guess.
+func TestOptionsOfGoneProcess(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no true command:", err)
+	}
+	s := Socket{Proto: TCP, Family: IPv4, State: Listen, Inode: 1, Owners: []Owner{{PID: cmd.Process.Pid, FD: 3}}}
+	readSocketOptions(&s, map[int]pidfdResult{}, "no owner")
+	if s.Options.ReusePort.Known || !strings.Contains(s.Options.ReusePort.Reason, "process gone") {
+		t.Errorf("reuseport %+v, want unknown: process gone", s.Options.ReusePort)
+	}
+}
+
+// TestReadProcNetFixture reads a procfs root that is a plain directory.
+func TestReadProcNetFixture(t *testing.T) {
+	if bigEndian {
+		t.Skip("the fixture was written by a little-endian kernel")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(root+"/net", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root+"/net/tcp", []byte(procNetTCP), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	socks, err := readProcNet(Query{TCP: true, UDP: true, ProcRoot: root})
+	if err != nil || len(socks) != 2 || socks[0].Local != netip.MustParseAddrPort("127.0.0.1:8080") {
+		t.Errorf("got %+v, %v; want the 2 sockets of the fixture (missing tcp6, udp files are no sockets)", socks, err)
 	}
 }

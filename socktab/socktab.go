@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -26,7 +27,7 @@ func (p Proto) String() string {
 	case UDP:
 		return "udp"
 	}
-	return "proto(" + itoa(int(p)) + ")"
+	return "proto(" + strconv.Itoa(int(p)) + ")"
 }
 
 // Family is the address family of the socket: 4 or 6. An IPv6 socket with a
@@ -142,25 +143,3 @@ const (
 	reasonV6OnlyNotReported = "not reported: the kernel reports IPV6_V6ONLY of listening and bound sockets only"
 	reasonProcfs            = "not reported by /proc/net"
 )
-
-func itoa(v int) string {
-	var b [20]byte
-	i := len(b)
-	neg := v < 0
-	if neg {
-		v = -v
-	}
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			break
-		}
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
-}

@@ -2,6 +2,7 @@ package socktab
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -49,7 +50,7 @@ func (s State) String() string {
 	if s > 0 && s < numStates {
 		return stateNames[s]
 	}
-	return "state(" + itoa(int(s)) + ")"
+	return "state(" + strconv.Itoa(int(s)) + ")"
 }
 
 // ParseState parses a state name as String prints it (case-insensitive;

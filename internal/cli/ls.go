@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,11 +110,27 @@ func (o *lsOptions) query() (socktab.Query, error) {
 	return q, nil
 }
 
+// batchGC tunes the garbage collector for a command that builds one large
+// socket table, prints it and ends: with tens of thousands of sockets the
+// default collector runs several cycles that only rescan the table. Instead
+// collect only when the heap nears 48 MiB, which keeps the peak RSS under
+// the 64 MiB budget. The returned function restores the settings (tests run
+// many commands in one process).
+func batchGC() (restore func()) {
+	percent := debug.SetGCPercent(-1)
+	limit := debug.SetMemoryLimit(48 << 20)
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
+}
+
 func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	q, err := o.query()
 	if err != nil {
 		return err
 	}
+	defer batchGC()()
 	if ctx == nil {
 		ctx = context.Background()
 	}

@@ -70,6 +70,7 @@ func parseWhoTarget(arg string) (netip.Addr, uint16, error) {
 }
 
 func runWho(ctx context.Context, s Streams, o *whoOptions) error {
+	defer batchGC()()
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -207,6 +208,7 @@ func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
 		unknownReason       string
 		listenerNoRP        *socktab.Socket
 		definiteBlocker     *socktab.Socket
+		allConnected        = true // every holder is a TCP connection (no listener, no bound-only)
 	)
 	for i := range socks {
 		sk := &socks[i]
@@ -214,6 +216,9 @@ func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
 			continue
 		}
 		n++
+		if proto != socktab.TCP || sk.State == socktab.Listen || sk.State == socktab.BoundInactive || sk.State == socktab.Close {
+			allConnected = false
+		}
 		ra, rp := sk.Options.ReuseAddr, sk.Options.ReusePort
 		if !ra.Known || !rp.Known {
 			unknown = true
@@ -279,6 +284,9 @@ func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
 	default:
 		v.Verdict = "none"
 		v.Text = "no new socket can bind this port on an overlapping address: its holders' options leave no common way"
+	}
+	if v.Verdict == "none" && allConnected {
+		v.Text += "; connect() without bind() can still use it as the source port towards other destinations if every holder got the port from connect()"
 	}
 	return v
 }
