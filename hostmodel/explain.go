@@ -40,7 +40,7 @@ type BlockerInfo struct {
 	Remote   string        `json:"remote,omitempty"`
 	State    string        `json:"state"`
 	UID      uint32        `json:"uid"`
-	Options  []string      `json:"options"`       // options that are on, e.g. SO_REUSEADDR
+	Options  []string      `json:"options"`       // options that are on, e.g. SO_REUSEADDR; "SO_REUSEPORT?" when unreadable
 	Dev      int           `json:"dev,omitempty"` // bound device ifindex
 	TimeLeft time.Duration `json:"-"`             // TIME_WAIT: until it expires
 	// TimeLeftMS is TimeLeft in milliseconds, for JSON.
@@ -140,16 +140,22 @@ func blockerInfo(sit *Situation, b rules.Blocker) BlockerInfo {
 	return bi
 }
 
+// optionNames lists the options that are on; an option that could not be
+// read is listed with "?" (its assumed value is in Assumed).
 func optionNames(s rules.Socket) []string {
 	out := []string{}
-	if s.ReuseAddr {
-		out = append(out, "SO_REUSEADDR")
+	add := func(on bool, f rules.Fact, name string) {
+		switch {
+		case s.Unknown&f != 0:
+			out = append(out, name+"?")
+		case on:
+			out = append(out, name)
+		}
 	}
-	if s.ReusePort {
-		out = append(out, "SO_REUSEPORT")
-	}
-	if s.Family == rules.IPv6 && s.V6Only {
-		out = append(out, "IPV6_V6ONLY")
+	add(s.ReuseAddr, rules.FactReuseAddr, "SO_REUSEADDR")
+	add(s.ReusePort, rules.FactReusePort, "SO_REUSEPORT")
+	if s.Family == rules.IPv6 {
+		add(s.V6Only, rules.FactV6Only, "IPV6_V6ONLY")
 	}
 	if s.Dev != 0 {
 		out = append(out, fmt.Sprintf("SO_BINDTODEVICE(%d)", s.Dev))

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -253,5 +255,38 @@ func TestExplainNetFailure(t *testing.T) {
 	}
 	if other != "" {
 		t.Errorf("explanation for an errno the model does not predict: %q", other)
+	}
+}
+
+// TestWhyUnprivileged runs tuple why as an unprivileged user: no BPF
+// iterator and no access to root's descriptors, so the owner's options are
+// unknown. The verdict must still match the kernel and say what it assumed.
+func TestWhyUnprivileged(t *testing.T) {
+	ns := netnstest.New(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := dir + "/tuple"
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput(); err != nil {
+		t.Skipf("cannot build tuple for the unprivileged run: %v: %s", err, out)
+	}
+	ap := netip.MustParseAddrPort
+	mustCreate(t, ns, realSock{family: 4, reusePort: true, bind: ap("127.0.0.1:7400"), listen: true})
+	cmd := ns.Command(context.Background(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		bin, "why", "listen", "127.0.0.1:7400", "--reuseport", "--json")
+	out, _ := cmd.Output()
+	var j whyJSON
+	if err := json.Unmarshal(out, &j); err != nil {
+		t.Fatalf("tuple why as uid 65534: %v: %s", err, out)
+	}
+	if k := kernelSays(t, ns, realSock{family: 4, reusePort: true, uid: 65534, bind: ap("127.0.0.1:7400"), listen: true}); k != j.Verdict || k != "EADDRINUSE" {
+		t.Errorf("tuple why says %s, the kernel %s", j.Verdict, k)
+	}
+	if !strings.Contains(strings.Join(j.Assumptions, "\n"), "assumed SO_REUSEPORT off") {
+		t.Errorf("the verdict does not state its assumption about the owner's SO_REUSEPORT: %q", j.Assumptions)
+	}
+	if !strings.Contains(strings.Join(j.Notes, "\n"), "kernel socket facts not read") {
+		t.Errorf("notes do not say the BPF iterator was unavailable: %q", j.Notes)
 	}
 }
