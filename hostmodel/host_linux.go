@@ -8,18 +8,92 @@ import (
 	"syscall"
 )
 
-// LocalPrefixes lists the RTN_LOCAL routes of the calling thread's network
-// namespace: the addresses bind() accepts without ip_nonlocal_bind. For
-// IPv4 this is what the kernel checks (inet_addr_type), including the whole
-// 127.0.0.0/8 of loopback. It dumps routes over rtnetlink with the standard
-// library's NetlinkRIB; there is no higher-level call that returns the
-// route type.
+// LocalPrefixes lists the addresses bind() accepts without
+// ip_nonlocal_bind in the calling thread's network namespace, as the kernel
+// judges them: for IPv4 the RTN_LOCAL routes (inet_addr_type, which makes
+// all of loopback's 127.0.0.0/8 local), for IPv6 the interfaces' addresses
+// that are not tentative (ipv6_chk_addr; the local route of a new IPv6
+// address appears only after a moment, the address is usable at once). It
+// dumps routes and addresses over rtnetlink with the standard library's
+// NetlinkRIB; no higher-level call returns route types or address flags.
 func LocalPrefixes() ([]netip.Prefix, error) {
-	b, err := syscall.NetlinkRIB(syscall.RTM_GETROUTE, syscall.AF_UNSPEC)
+	b, err := syscall.NetlinkRIB(syscall.RTM_GETROUTE, syscall.AF_INET)
 	if err != nil {
 		return nil, os.NewSyscallError("netlink route dump", err)
 	}
-	return ParseLocalRoutes(b)
+	v4, err := ParseLocalRoutes(b)
+	if err != nil {
+		return nil, err
+	}
+	if b, err = syscall.NetlinkRIB(syscall.RTM_GETADDR, syscall.AF_INET6); err != nil {
+		return nil, os.NewSyscallError("netlink address dump", err)
+	}
+	v6, err := ParseAddrs6(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, p := range v4 {
+		if p.Addr().Is4() {
+			out = append(out, p)
+		}
+	}
+	return append(out, v6...), nil
+}
+
+// ifaddrmsg is struct ifaddrmsg: family, prefixlen, flags, scope (bytes),
+// index (u32).
+const (
+	ifaddrmsgLen  = 8
+	ifaFlags      = 8 // IFA_FLAGS: the flags as a u32
+	ifaFTentative = 0x40
+	ifaFDadFailed = 0x08
+)
+
+// ParseAddrs6 extracts the usable IPv6 addresses (as /128 prefixes) from an
+// RTM_NEWADDR dump, leaving out tentative addresses and those whose
+// duplicate address detection failed.
+func ParseAddrs6(b []byte) ([]netip.Prefix, error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, fmt.Errorf("address dump: %w", err)
+	}
+	var out []netip.Prefix
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != syscall.RTM_NEWADDR {
+			continue
+		}
+		if len(m.Data) < ifaddrmsgLen {
+			return nil, fmt.Errorf("address dump: message of %d bytes, shorter than ifaddrmsg", len(m.Data))
+		}
+		if m.Data[0] != syscall.AF_INET6 {
+			continue
+		}
+		flags := uint32(m.Data[2])
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return nil, fmt.Errorf("address dump: %w", err)
+		}
+		var addr netip.Addr
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case syscall.IFA_ADDRESS:
+				if v, ok := netip.AddrFromSlice(a.Value); ok && v.Is6() {
+					addr = v
+				}
+			case ifaFlags:
+				if len(a.Value) == 4 {
+					flags = binary.NativeEndian.Uint32(a.Value)
+				}
+			}
+		}
+		if !addr.IsValid() || flags&(ifaFTentative|ifaFDadFailed) != 0 {
+			continue
+		}
+		out = append(out, netip.PrefixFrom(addr, 128))
+	}
+	return out, nil
 }
 
 // rtmsg is struct rtmsg: family, dst_len, src_len, tos, table, protocol,
