@@ -20,6 +20,14 @@ func TestMain(m *testing.M) {
 	leakcheck.Main(m)
 }
 
+// requireBTF skips t when the kernel has no BTF, which the iterator needs.
+func requireBTF(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skipf("needs kernel BTF (/sys/kernel/btf/vmlinux): %v", err)
+	}
+}
+
 // sock creates a socket with options, binds it when addr is set.
 func sock(t *testing.T, family, typ int, opts map[int]int, addr unix.Sockaddr) int {
 	t.Helper()
@@ -46,6 +54,7 @@ func sock(t *testing.T, family, typ int, opts map[int]int, addr unix.Sockaddr) i
 }
 
 func TestReadAgainstKernel(t *testing.T) {
+	requireBTF(t)
 	ns := netnstest.New(t, "10.0.0.1/32", "fd00::1/128")
 	lo := [4]byte{127, 0, 0, 1}
 	var got []Sock
@@ -119,6 +128,7 @@ func TestReadAgainstKernel(t *testing.T) {
 }
 
 func TestReadUDP(t *testing.T) {
+	requireBTF(t)
 	ns := netnstest.New(t)
 	var got []Sock
 	err := ns.Do(func() error {
