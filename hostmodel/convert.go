@@ -2,7 +2,6 @@ package hostmodel
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -308,17 +307,4 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
-}
-
-// addrKind is used by explanations.
-func addrKind(a netip.Addr) string {
-	switch {
-	case a.Is4In6() && a.Unmap().IsUnspecified():
-		return "the IPv4 wildcard (v4-mapped)"
-	case a.IsUnspecified() && a.Is4():
-		return "the IPv4 wildcard"
-	case a.IsUnspecified():
-		return "the IPv6 wildcard"
-	}
-	return a.String()
 }
