@@ -154,3 +154,22 @@ func TestExplainPrivileged(t *testing.T) {
 		t.Errorf("ok report: %+v", ok)
 	}
 }
+
+func TestExplainRangeExhausted(t *testing.T) {
+	// A model that runs out of ports when the range has fewer than 10.
+	model := func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome {
+		out := rules.Outcome{After: s, Candidates: w.Host.EphemeralRange.Size()}
+		if out.Candidates < 10 {
+			out.Candidates, out.Err = 0, syscall.EADDRNOTAVAIL
+		}
+		return out
+	}
+	h := rules.DefaultHost()
+	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40003}
+	sit := &Situation{Host: h, Model: model}
+	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4}, Ops: []rules.Op{{Kind: rules.OpConnect, Addr: ap("127.0.0.1:80")}}}
+	r := Explain(context.Background(), sit, p)
+	if fixes := fixText(r); !strings.Contains(fixes, "widen net.ipv4.ip_local_port_range (now 40000-40003)") {
+		t.Errorf("fixes:\n%s", fixes)
+	}
+}

@@ -29,6 +29,7 @@ func Fixes(sit *Situation, p Plan, res Result) []Fix {
 	add(noSourcePortFix(sit, p))
 	add(portFix(sit, p))
 	add(addressFix(sit, p))
+	add(rangeFix(sit, p, res))
 	add(socketFix(sit, p, "set IP_FREEBIND on the new socket to bind an address that is not (yet) local", "",
 		func(s *rules.Socket) { s.Freebind = true }))
 	add(socketFix(sit, p, "run with CAP_NET_BIND_SERVICE (or as root) to bind a port below net.ipv4.ip_unprivileged_port_start", "",
@@ -271,6 +272,25 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 		}
 	}
 	return Fix{}, false
+}
+
+// widestRange is the most ip_local_port_range allows above the
+// privileged ports.
+var widestRange = rules.PortRange{Lo: 1024, Hi: 65535}
+
+// rangeFix: when the kernel would run out of ports to pick, a wider
+// net.ipv4.ip_local_port_range may leave one.
+func rangeFix(sit *Situation, p Plan, res Result) (Fix, bool) {
+	if res.Candidates != 0 || sit.Host.EphemeralRange == widestRange {
+		return Fix{}, false
+	}
+	w := sit.World()
+	w.Host.EphemeralRange = widestRange
+	if !succeeds(sit, &w, p) {
+		return Fix{}, false
+	}
+	return Fix{Change: fmt.Sprintf("widen net.ipv4.ip_local_port_range (now %d-%d), e.g. sysctl -w net.ipv4.ip_local_port_range=\"%d %d\"",
+		sit.Host.EphemeralRange.Lo, sit.Host.EphemeralRange.Hi, widestRange.Lo, widestRange.Hi)}, true
 }
 
 // socketFix applies one change to the new socket.
