@@ -109,6 +109,9 @@ func (e *eval) connectFamily(peer netip.Addr) (syscall.Errno, string, string) {
 	if peer.Is4In6() && e.v6onlyNow() {
 		return syscall.ENETUNREACH, "v6only-connect", "an IPV6_V6ONLY socket cannot reach the v4-mapped address " + peer.String()
 	}
+	if a := e.s.Local.Addr(); !peer.Is4In6() && e.s.State != Unbound && a.Is4In6() {
+		return syscall.EAFNOSUPPORT, "family", "a socket bound to the v4-mapped address " + a.String() + " can only reach IPv4 peers"
+	}
 	return 0, "", ""
 }
 
@@ -153,15 +156,20 @@ func (e *eval) afterAddr(src netip.Addr) netip.Addr {
 	return src
 }
 
-// tupleMatch reports whether owner o holds the four-tuple (src, port, peer).
-func tupleMatch(o Socket, src netip.Addr, peer netip.AddrPort) bool {
-	if o.State != Connected && o.State != TimeWait {
+// tupleMatch reports whether owner i holds the four-tuple (src, port,
+// peer); peer must be unmapped and without zone.
+func (m *Model) tupleMatch(i int, src netip.Addr, peer netip.AddrPort) bool {
+	if st := m.socks[i].State; st != Connected && st != TimeWait {
 		return false
 	}
-	if o.Remote.Port() != peer.Port() || o.Remote.Addr().Unmap().WithZone("") != peer.Addr().Unmap().WithZone("") {
+	if m.remote[i] != peer {
 		return false
 	}
-	return !src.IsValid() || o.Local.Addr().Unmap().WithZone("") == src
+	return !src.IsValid() || m.local[i] == src
+}
+
+func unmapPort(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
 }
 
 // twReusable is tcp_twsk_unique for a searching connect(): tcp_tw_reuse
@@ -182,22 +190,30 @@ func (e *eval) twReusable(i int, search bool) bool {
 func (e *eval) fourTuple(src netip.Addr) {
 	port := e.s.Local.Port()
 	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), port)
+	tw := -1
 	for _, j := range e.m.owners(TCP, port) {
 		i := int(j)
 		o := e.m.socks[i]
-		if !tupleMatch(o, src, e.op.Addr) {
+		if !e.m.tupleMatch(i, src, unmapPort(e.op.Addr)) {
 			continue
 		}
 		if o.State == TimeWait {
-			if e.twReusable(i, false) {
-				e.ok("tw-takeover", fmt.Sprintf("the four-tuple is in TIME_WAIT (%s) and the peer used timestamps, so connect() takes it over", describe(o)))
-				return
-			}
-			e.block(i, fmt.Sprintf("%s is the same four-tuple in TIME_WAIT without peer timestamps", describe(o)))
-		} else {
-			e.block(i, fmt.Sprintf("%s is the same four-tuple", describe(o)))
+			tw = i
+			continue
 		}
+		// A live socket with the four-tuple always wins over TIME_WAIT.
+		e.block(i, fmt.Sprintf("%s is the same four-tuple", describe(o)))
 		e.fail(syscall.EADDRNOTAVAIL, "four-tuple", fmt.Sprintf("local port %d is bound, and the four-tuple to %s is already in use", port, e.op.Addr))
+		return
+	}
+	if tw >= 0 {
+		o := e.m.socks[tw]
+		if e.twReusable(tw, false) {
+			e.ok("tw-takeover", fmt.Sprintf("the four-tuple is in TIME_WAIT (%s) and the peer used timestamps, so connect() takes it over", describe(o)))
+			return
+		}
+		e.block(tw, fmt.Sprintf("%s is the same four-tuple in TIME_WAIT without peer timestamps", describe(o)))
+		e.fail(syscall.EADDRNOTAVAIL, "four-tuple", fmt.Sprintf("local port %d is bound, and the four-tuple to %s is in TIME_WAIT without peer timestamps", port, e.op.Addr))
 		return
 	}
 	e.ok("four-tuple-unique", fmt.Sprintf("the socket is bound to port %d; connect() only needs the four-tuple to %s to be unique, and it is", port, e.op.Addr))
@@ -229,8 +245,10 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 		return c, 0
 	}
 	sp := connectSpans(r, perSocket)
+	peer = unmapPort(peer)
 	last := 0
 	for k := 0; k < sp.n; k++ {
+		cur := e.m.cursorAt(TCP, uint16(sp.lo[k]))
 		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
 			if p == 0 {
 				continue
@@ -240,7 +258,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 				continue
 			}
 			c.Searched++
-			owners := e.m.owners(TCP, uint16(p))
+			owners := cur.next(TCP, uint16(p))
 			if len(owners) == 0 {
 				c.Free++
 				last = p
@@ -264,7 +282,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 			for _, j := range owners {
 				i := int(j)
 				o := e.m.socks[i]
-				if !tupleMatch(o, src, peer) {
+				if !e.m.tupleMatch(i, src, peer) {
 					continue
 				}
 				if o.State == TimeWait && e.twReusable(i, true) {
@@ -331,7 +349,7 @@ func (e *eval) udpConnect(peer netip.Addr, unboundPort bool) {
 	if unboundPort {
 		e.out.After.PortFromConnect = true
 		if e.out.Candidates == 1 {
-			_, port := e.udpSearch(e.connectEndpoint())
+			port, _ := e.udpSearch(e.connectEndpoint())
 			e.setPort(port, 1)
 		}
 		e.ok("udp-connect", fmt.Sprintf("connect() autobinds one of %d usable UDP port(s); UDP does not check the four-tuple", e.out.Candidates))

@@ -122,6 +122,12 @@ type Socket struct {
 	// ("TIME_WAIT", "pidfd_getfd: EPERM"); it is quoted in assumptions.
 	UnknownReason string
 
+	// BindAddr is the address the socket passed to bind() when it differs
+	// from Local (a socket bound to a wildcard that then connected shows
+	// its source address). Zero when unknown or equal to Local. Only the
+	// replay of the kernel's per-port reuse cache (fastreuse) uses it.
+	BindAddr netip.Addr
+
 	// V6OnlyDefault (new socket only): IPV6_V6ONLY was never set, so
 	// Host.BindV6Only (net.ipv6.bindv6only) decides and V6Only is ignored.
 	V6OnlyDefault bool
@@ -161,9 +167,8 @@ func DefaultHost() Host {
 // World is the state an operation is judged against.
 type World struct {
 	Host Host
-	// Sockets are the existing sockets (not the new one), in the order they
-	// took their ports, oldest first, when known: the kernel's UDP bind
-	// check stops at the newest overlapping socket, so order matters there.
+	// Sockets are the existing sockets (not the new one); order does not
+	// matter to the verdict, only to the order of Outcome.Blockers.
 	Sockets []Socket
 }
 
@@ -207,12 +212,14 @@ type Outcome struct {
 	Blockers []Blocker
 
 	// After is the new socket as the operation leaves it when it succeeds:
-	// bound, listening or connected, with the port the kernel would pick
-	// when the model can tell (the first candidate in the kernel's search
-	// order), or 0 when it cannot.
+	// bound, listening or connected. For an autobind the port is set only
+	// when exactly one port is usable: the kernel starts its search at a
+	// random port (bind(0), UDP) or at a keyed hash of the four-tuple
+	// (connect()), which no observer can predict; otherwise it is 0.
 	After Socket
-	// Candidates is the number of ports an autobind (bind(0), listen()
-	// autobind, connect()) could take; -1 when the operation picks none.
+	// Candidates is the exact number of ports an autobind (bind(0),
+	// listen() autobind, connect()) could take; -1 when the operation
+	// picks none. For connect() Model.ConnectPorts gives the breakdown.
 	Candidates int
 
 	// Assumptions lists unobserved facts (Socket.Unknown) the verdict
