@@ -25,6 +25,10 @@ type Entry struct {
 	// Assumed says, per unknown fact, what was assumed and why it was not
 	// known, e.g. "SO_REUSEPORT assumed off: owner's descriptor not readable".
 	Assumed []string
+
+	// The kernel's bind bucket of the port (TCP, from sockfacts): whether
+	// connect() may share it.
+	bucketKnown, bucketConnectOnly bool
 }
 
 // Situation is everything the model judges an operation against, with the
@@ -76,7 +80,54 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	// model wants them oldest first and walks them backwards, so reversed.
 	slices.Reverse(udp)
 	sit.Entries = append(sit.Entries, udp...)
+	applyBuckets(sit.Entries)
 	return sit
+}
+
+// applyBuckets makes the port origins of a TCP port's connected and
+// TIME_WAIT owners agree with the kernel's bind bucket, which is what
+// connect() consults and which keeps history no socket shows (a bind()
+// owner that connected from another address, or left): when the bucket
+// lets connect() share the port, they all count as connect()-bound; when it
+// does not and none of them is a bind()/listen() owner by its own flags,
+// the oldest is counted as one.
+func applyBuckets(entries []Entry) {
+	byPort := map[uint16][]int{}
+	for i, e := range entries {
+		if e.Socket.Proto == rules.TCP {
+			byPort[e.Socket.Local.Port()] = append(byPort[e.Socket.Local.Port()], i)
+		}
+	}
+	for _, idx := range byPort {
+		known, connectOnly := false, false
+		for _, i := range idx {
+			if entries[i].bucketKnown {
+				known, connectOnly = true, entries[i].bucketConnectOnly
+				break
+			}
+		}
+		if !known {
+			continue
+		}
+		held := false
+		for _, i := range idx {
+			s := &entries[i].Socket
+			if s.State != rules.Connected && s.State != rules.TimeWait {
+				held = true
+				continue
+			}
+			if connectOnly {
+				s.PortFromConnect = true
+				s.Unknown &^= rules.FactPortOrigin
+			}
+			held = held || !s.PortFromConnect
+		}
+		if !connectOnly && !held {
+			s := &entries[idx[0]].Socket
+			s.PortFromConnect = false
+			s.Unknown &^= rules.FactPortOrigin
+		}
+	}
 }
 
 // Convert turns one socket table row into the model's socket. all is the
@@ -122,6 +173,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	}
 	if kf != nil {
 		// The kernel's own record: every fact is exact.
+		e.bucketKnown, e.bucketConnectOnly = kf.BucketKnown, kf.BucketConnectOnly
 		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
 		r.V6Only = r.Family == rules.IPv6 && kf.V6Only
 		r.TWTimestamps = st == rules.TimeWait && kf.Timestamps

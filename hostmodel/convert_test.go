@@ -92,3 +92,25 @@ func TestConvert(t *testing.T) {
 		t.Errorf("FromTable: %d entries, notes %q", len(sit.Entries), sit.Notes)
 	}
 }
+
+// TestBucketDecidesPortOrigin: the kernel's bind bucket overrides the
+// sockets' own flags for connect() sharing.
+func TestBucketDecidesPortOrigin(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	tw := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait, Local: ap("10.0.0.9:40033"), Remote: ap("10.0.0.9:9000")}
+	est := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Established, Local: ap("10.0.0.1:40033"), Remote: ap("10.0.0.9:9000")}
+	for _, connectOnly := range []bool{true, false} {
+		facts := IndexFacts([]sockfacts.Sock{
+			{Proto: sockfacts.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true, ConnectBindKnown: true, ConnectBind: false, BucketKnown: true, BucketConnectOnly: connectOnly},
+			{Proto: sockfacts.TCP, Family: 4, Local: est.Local, Remote: est.Remote, ConnectBindKnown: true, ConnectBind: true, BucketKnown: true, BucketConnectOnly: connectOnly},
+		})
+		sit := FromTable(rules.DefaultHost(), &socktab.Table{Sockets: []socktab.Socket{tw, est}}, facts)
+		a, b := sit.Entries[0].Socket.PortFromConnect, sit.Entries[1].Socket.PortFromConnect
+		if connectOnly && (!a || !b) {
+			t.Errorf("connect-only bucket: port origins %v %v, want both connect()", a, b)
+		}
+		if !connectOnly && a && b {
+			t.Errorf("bind()-held bucket: both owners counted connect()-bound")
+		}
+	}
+}

@@ -20,6 +20,7 @@ type layout struct {
 	cookie, family, state, reuse, reusePort, v6only  field
 	num, dport, daddr, rcvSaddr, v6Daddr, v6RcvSaddr field
 	userlocks, twConnectBind, twTSRecentStamp        field
+	bindHash, twTB, fastreuse, fastreuseport         field
 }
 
 // findField looks name up in the struct or union t, descending into
@@ -96,6 +97,10 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 		{&l.userlocks, "sock", "sk_userlocks", 1},
 		{&l.twConnectBind, "inet_timewait_sock", "tw_connect_bind", 0},
 		{&l.twTSRecentStamp, "tcp_timewait_sock", "tw_ts_recent_stamp", 4},
+		{&l.bindHash, "inet_connection_sock", "icsk_bind_hash", 8},
+		{&l.twTB, "inet_timewait_sock", "tw_tb", 8},
+		{&l.fastreuse, "inet_bind_bucket", "fastreuse", 1},
+		{&l.fastreuseport, "inet_bind_bucket", "fastreuseport", 1},
 	} {
 		if *g.dst, err = get(g.st, g.name, g.size); err != nil {
 			return nil, err

@@ -40,6 +40,12 @@ type Sock struct {
 	// Timestamps: a TIME_WAIT entry's peer used TCP timestamps
 	// (tw_ts_recent_stamp != 0).
 	Timestamps bool
+	// BucketConnectOnly: the kernel's bind bucket of this TCP port says
+	// connect() may share the port (no owner holds it through bind(); its
+	// fastreuse and fastreuseport caches are both negative). This is what
+	// connect() checks, history included (known when BucketKnown).
+	BucketConnectOnly bool
+	BucketKnown       bool
 }
 
 // Key identifies a socket across sources that lack cookies: protocol,

@@ -31,9 +31,12 @@ const (
 	recV6Saddr   = 40
 	recKind      = 56 // kindFull, kindTimeWait or 0
 	recLocks     = 57 // sk_userlocks, or the TIME_WAIT byte holding tw_connect_bind
+	recFastReuse = 58 // the port's bind bucket: fastreuse (s8)
+	recFastRP    = 59 // and fastreuseport (s8); both 0 without a bucket
 	recTSRecent  = 60 // tw_ts_recent_stamp
 	kindFull     = 1
 	kindTimeWait = 2
+	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
 )
 
 // sk_userlocks bits (include/net/sock.h). SOCK_CONNECT_BIND is not in BTF
@@ -133,7 +136,8 @@ func program(l *layout, proto Proto) asm.Instructions {
 			asm.LoadMem(asm.R1, asm.R0, int16(l.userlocks.off), asm.Byte),
 			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
 			asm.StoreImm(asm.RFP, base+recKind, kindFull, asm.Byte),
-			asm.Ja.Label("out"),
+			asm.LoadMem(asm.R8, asm.R0, int16(l.bindHash.off), asm.DWord), // icsk_bind_hash
+			asm.Ja.Label("bucket"),
 			asm.Mov.Reg(asm.R1, sk).WithSymbol("tw"),
 			asm.FnSkcToTcpTimewaitSock.Call(),
 			asm.JEq.Imm(asm.R0, 0, "out"),
@@ -142,6 +146,16 @@ func program(l *layout, proto Proto) asm.Instructions {
 			asm.LoadMem(asm.R1, asm.R0, int16(l.twTSRecentStamp.off), asm.Word),
 			asm.StoreMem(asm.RFP, base+recTSRecent, asm.R1, asm.Word),
 			asm.StoreImm(asm.RFP, base+recKind, kindTimeWait, asm.Byte),
+			asm.LoadMem(asm.R8, asm.R0, int16(l.twTB.off), asm.DWord), // tw_tb
+			// The port's bind bucket, when the socket holds one.
+			asm.JEq.Imm(asm.R8, 0, "out").WithSymbol("bucket"),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastreuse.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recFastReuse, asm.R1, asm.Byte),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastreuseport.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recFastRP, asm.R1, asm.Byte),
+			asm.LoadMem(asm.R1, asm.RFP, base+recKind, asm.Byte),
+			asm.Or.Imm(asm.R1, kindBucket),
+			asm.StoreMem(asm.RFP, base+recKind, asm.R1, asm.Byte),
 		)
 	}
 	insns = append(insns,
@@ -234,7 +248,13 @@ func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
 		s.ReuseAddr = bit(flags, l.reuse)
 		s.ReusePort = bit(flags, l.reusePort)
 		s.V6Only = bit(flags, l.v6only)
-		switch r[recKind] {
+		if r[recKind]&kindBucket != 0 {
+			s.BucketKnown = true
+			// __inet_hash_connect shares a port only while both caches
+			// are negative: no owner has taken it through bind().
+			s.BucketConnectOnly = int8(r[recFastReuse]) < 0 && int8(r[recFastRP]) < 0
+		}
+		switch r[recKind] &^ kindBucket {
 		case kindFull:
 			locks := r[recLocks]
 			s.BindPortLock = locks&sockBindPortLock != 0

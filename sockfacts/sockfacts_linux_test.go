@@ -98,10 +98,11 @@ func TestReadAgainstKernel(t *testing.T) {
 		t.Fatalf("no socket %s -> %s in %+v", local, remote, got)
 		return Sock{}
 	}
-	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.State != 10 || !l.ReuseAddr || !l.ReusePort || l.ConnectBind || !l.BindPortLock || l.TimeWait {
+	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.State != 10 || !l.ReuseAddr || !l.ReusePort || l.ConnectBind || !l.BindPortLock || l.TimeWait ||
+		!l.BucketKnown || l.BucketConnectOnly {
 		t.Errorf("listener: %+v", l)
 	}
-	if f := find("127.0.0.1:7002", ""); f.ConnectBind || !f.BindPortLock || f.ReuseAddr || f.ReusePort {
+	if f := find("127.0.0.1:7002", ""); f.ConnectBind || !f.BindPortLock || f.ReuseAddr || f.ReusePort || !f.BucketKnown || f.BucketConnectOnly {
 		t.Errorf("client bound to a fixed port: %+v", f)
 	}
 	if c := find("127.0.0.1:7000", "127.0.0.1:7002"); c.ConnectBind || !c.ReuseAddr || !c.ReusePort {
@@ -112,12 +113,12 @@ func TestReadAgainstKernel(t *testing.T) {
 		switch {
 		case s.TimeWait:
 			tw++
-			if !s.ConnectBind || !s.ConnectBindKnown || !s.ReuseAddr || s.ReusePort || !s.Timestamps || s.State != 6 {
+			if !s.ConnectBind || !s.ConnectBindKnown || !s.ReuseAddr || s.ReusePort || !s.Timestamps || s.State != 6 || !s.BucketKnown || !s.BucketConnectOnly {
 				t.Errorf("TIME_WAIT entry of a connect()-bound SO_REUSEADDR socket: %+v", s)
 			}
 		case s.Remote.Port() == 7000 && s.Local.Port() != 7002:
 			auto++
-			if !s.ConnectBind || s.BindPortLock {
+			if !s.ConnectBind || s.BindPortLock || !s.BucketKnown || !s.BucketConnectOnly {
 				t.Errorf("client whose port connect() picked: %+v", s)
 			}
 		}
