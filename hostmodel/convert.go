@@ -2,7 +2,6 @@ package hostmodel
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -64,22 +63,11 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 		return sit
 	}
 	sit.Notes = append(sit.Notes, t.Notes...)
-	var udp []Entry
 	for i := range t.Sockets {
-		e, ok := Convert(host, &t.Sockets[i], t.Sockets, facts.Lookup(&t.Sockets[i]))
-		switch {
-		case !ok:
-		case e.Socket.Proto == rules.UDP:
-			udp = append(udp, e)
-		default:
+		if e, ok := Convert(host, &t.Sockets[i], t.Sockets, facts.Lookup(&t.Sockets[i])); ok {
 			sit.Entries = append(sit.Entries, e)
 		}
 	}
-	// The kernel dumps a UDP port's sockets in its hash chain order, the
-	// order its bind check walks them (newest first for most sockets). The
-	// model wants them oldest first and walks them backwards, so reversed.
-	slices.Reverse(udp)
-	sit.Entries = append(sit.Entries, udp...)
 	applyBuckets(sit.Entries)
 	return sit
 }
