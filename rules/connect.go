@@ -264,8 +264,21 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 				last = p
 				continue
 			}
+			// The kernel skips the port while either reuse cache of its bind
+			// bucket is set, i.e. while an owner got it through bind() (the
+			// exact bucket, when given, says so directly).
 			byBind := false
+			x, exact := e.m.exact[uint16(p)]
+			if exact {
+				byBind = x.FastReuse >= 0 || x.FastReusePort >= 0
+			}
 			for _, j := range owners {
+				if exact {
+					if byBind && block {
+						e.block(int(j), fmt.Sprintf("%s holds port %d, whose bind bucket is marked as taken through bind(), so connect() skips it", describe(e.m.socks[j]), p))
+					}
+					continue
+				}
 				e.consult(int(j), FactPortOrigin)
 				if !e.m.socks[j].PortFromConnect {
 					byBind = true

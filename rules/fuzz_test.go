@@ -105,6 +105,11 @@ func FuzzPredict(f *testing.F) {
 		for n := int(r.byte() % 6); n > 0; n-- {
 			w.Sockets = append(w.Sockets, r.socket())
 		}
+		if bf := r.byte(); bf&1 != 0 {
+			w.Buckets = append(w.Buckets, Bucket{Port: 40000 + uint16(bf>>5), FastReuse: int8(r.byte()%3) - 1,
+				FastReusePort: int8(r.byte()%4) - 1, FastUID: uint32(r.byte() % 3), FastFamily: []Family{IPv4, IPv6}[bf>>1&1],
+				FastAddr: fuzzAddrs[int(r.byte())%len(fuzzAddrs)], FastV6Only: bf&4 != 0})
+		}
 		s := r.socket()
 		op := Op{Kind: OpKind(r.byte() % 5), Addr: r.addrPort(), Source: fuzzAddrs[int(r.byte())%len(fuzzAddrs)]}
 		a := Predict(w, s, op)

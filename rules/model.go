@@ -22,6 +22,7 @@ type Model struct {
 	// connect() search compares them without converting.
 	local  []netip.Addr
 	remote []netip.AddrPort
+	exact  map[uint16]Bucket // World.Buckets by port
 }
 
 // NewModel indexes w. The model keeps w.Sockets (it does not copy them);
@@ -38,6 +39,12 @@ func NewModel(w World) *Model {
 		}
 		m.keys = append(m.keys, key(s.Proto, s.Local.Port()))
 		m.order = append(m.order, int32(i))
+	}
+	for _, b := range w.Buckets {
+		if m.exact == nil {
+			m.exact = map[uint16]Bucket{}
+		}
+		m.exact[b.Port] = b
 	}
 	idx := make([]int, len(m.keys))
 	for i := range idx {

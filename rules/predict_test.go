@@ -516,3 +516,32 @@ func TestUnknownSource(t *testing.T) {
 		t.Errorf("with Op.Source: assumptions %q, After.Local %v", o.Assumptions, o.After.Local)
 	}
 }
+
+// TestExactBuckets: a bind bucket read from the kernel replaces what the
+// model reconstructs from the owners.
+func TestExactBuckets(t *testing.T) {
+	a := "127.0.0.1:5000"
+	owner := with(tcp(IPv4, a, Connected), func(s *Socket) { s.ReuseAddr, s.Remote = true, ap("127.0.0.1:7") })
+	runCases(t, []ruleCase{
+		// From the owners alone the bind conflicts...
+		{name: "reconstructed cache", have: []Socket{owner}, s: with(newTCP(IPv4), rp), op: bind(a),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
+	})
+	// ...but a reuseport socket of uid 0 on 127.0.0.1 that has since left
+	// set the cache, and the kernel skips the scan.
+	h := testHost()
+	w := World{Host: h, Sockets: []Socket{owner}, Buckets: []Bucket{{Port: 5000, FastReuse: 0, FastReusePort: 2, FastUID: 0, FastFamily: IPv4, FastAddr: netip.MustParseAddr("127.0.0.1")}}}
+	if o := Predict(w, with(newTCP(IPv4), rp), bind(a)); o.Err != 0 || o.Rule != "fastreuseport-cache" {
+		t.Errorf("with the exact bucket: %s %s, want ok fastreuseport-cache", o.ErrName(), o.Rule)
+	}
+	// connect(): a bind()-origin owner, but the bucket says connect-only.
+	h.EphemeralRange = PortRange{5000, 5000}
+	w = World{Host: h, Sockets: []Socket{owner}, Buckets: []Bucket{{Port: 5000, FastReuse: -1, FastReusePort: -1}}}
+	if o := Predict(w, newTCP(IPv4), connect("127.0.0.1:8")); o.Err != 0 || o.Candidates != 1 {
+		t.Errorf("connect-only bucket: %s, %d candidates; want ok, 1", o.ErrName(), o.Candidates)
+	}
+	w.Buckets = nil
+	if o := Predict(w, newTCP(IPv4), connect("127.0.0.1:8")); o.Err != syscall.EADDRNOTAVAIL {
+		t.Errorf("reconstructed bucket: %s, want EADDRNOTAVAIL", o.ErrName())
+	}
+}
