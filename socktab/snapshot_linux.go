@@ -72,19 +72,25 @@ func finish(ctx context.Context, t *Table, q Query) {
 	}
 }
 
-// filter keeps the sockets q asks for, in place. The kernel already applied
-// the filters to a netlink dump; procfs needs them, and the check is cheap.
+// filter keeps the sockets q asks for, in place, moving only what follows a
+// dropped socket. The kernel already applied the filters to a netlink dump;
+// procfs needs them, and checking is cheap.
 func filter(socks []Socket, q Query) []Socket {
-	out := socks[:0]
-	for _, s := range socks {
+	n := 0
+	for i := range socks {
+		s := &socks[i]
 		if (s.Proto == TCP && !q.TCP) || (s.Proto == UDP && !q.UDP) || !q.States.Has(s.State) ||
 			(q.LocalPort != 0 && s.Local.Port() != q.LocalPort) ||
 			(q.RemotePort != 0 && s.Remote.Port() != q.RemotePort) {
 			continue
 		}
-		out = append(out, s)
+		if n != i {
+			socks[n] = *s
+		}
+		n++
 	}
-	return out
+	clear(socks[n:]) // drop references held by the removed tail
+	return socks[:n]
 }
 
 // readProcNet reads /proc/net/{tcp,tcp6,udp,udp6} of the calling thread's

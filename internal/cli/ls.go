@@ -156,7 +156,7 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	if o.json {
 		err = writeJSONLines(w, socks)
 	} else {
-		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners, options: o.options}
+		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners || q.Options, options: o.options}
 		err = writeTable(w, socks, cols)
 	}
 	if err != nil {
