@@ -28,6 +28,7 @@ type Entry struct {
 	// The kernel's bind bucket of the port (TCP, from sockfacts): whether
 	// connect() may share it.
 	bucketKnown, bucketConnectOnly bool
+	bucket                         sockfacts.Bucket
 }
 
 // Situation is everything the model judges an operation against, with the
@@ -36,6 +37,9 @@ type Situation struct {
 	Host    rules.Host
 	Entries []Entry
 	Notes   []string // what could not be read (from socktab and the host)
+	// Buckets are TCP ports' bind buckets as the kernel holds them (from
+	// sockfacts), which replace the model's reconstruction from owners.
+	Buckets []rules.Bucket
 	// Model judges operations; nil means rules.Predict.
 	Model Model
 
@@ -46,7 +50,7 @@ type Situation struct {
 
 // World returns the model's world.
 func (s *Situation) World() rules.World {
-	w := rules.World{Host: s.Host, Sockets: make([]rules.Socket, len(s.Entries))}
+	w := rules.World{Host: s.Host, Sockets: make([]rules.Socket, len(s.Entries)), Buckets: s.Buckets}
 	for i, e := range s.Entries {
 		w.Sockets[i] = e.Socket
 	}
@@ -69,6 +73,15 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 		}
 	}
 	applyBuckets(sit.Entries)
+	seen := map[uint16]bool{}
+	for _, e := range sit.Entries {
+		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && !seen[port] {
+			seen[port] = true
+			b := e.bucket
+			sit.Buckets = append(sit.Buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
+				FastUID: b.FastUID, FastFamily: rules.Family(b.FastFamily), FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
+		}
+	}
 	return sit
 }
 
@@ -161,7 +174,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	}
 	if kf != nil {
 		// The kernel's own record: every fact is exact.
-		e.bucketKnown, e.bucketConnectOnly = kf.BucketKnown, kf.BucketConnectOnly
+		e.bucketKnown, e.bucketConnectOnly, e.bucket = kf.BucketKnown, kf.BucketConnectOnly, kf.Bucket
 		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
 		r.V6Only = r.Family == rules.IPv6 && kf.V6Only
 		r.TWTimestamps = st == rules.TimeWait && kf.Timestamps

@@ -21,6 +21,8 @@ type layout struct {
 	num, dport, daddr, rcvSaddr, v6Daddr, v6RcvSaddr field
 	userlocks, twConnectBind, twTSRecentStamp        field
 	bindHash, twTB, fastreuse, fastreuseport         field
+	fastUID, fastRcvSaddr, fastV6RcvSaddr            field
+	fastFamily, fastV6Only                           field
 }
 
 // findField looks name up in the struct or union t, descending into
@@ -101,6 +103,11 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 		{&l.twTB, "inet_timewait_sock", "tw_tb", 8},
 		{&l.fastreuse, "inet_bind_bucket", "fastreuse", 1},
 		{&l.fastreuseport, "inet_bind_bucket", "fastreuseport", 1},
+		{&l.fastUID, "inet_bind_bucket", "fastuid", 4},
+		{&l.fastRcvSaddr, "inet_bind_bucket", "fast_rcv_saddr", 4},
+		{&l.fastV6RcvSaddr, "inet_bind_bucket", "fast_v6_rcv_saddr", 16},
+		{&l.fastFamily, "inet_bind_bucket", "fast_sk_family", 2},
+		{&l.fastV6Only, "inet_bind_bucket", "fast_ipv6_only", 1},
 	} {
 		if *g.dst, err = get(g.st, g.name, g.size); err != nil {
 			return nil, err

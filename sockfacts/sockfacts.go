@@ -46,6 +46,19 @@ type Sock struct {
 	// connect() checks, history included (known when BucketKnown).
 	BucketConnectOnly bool
 	BucketKnown       bool
+	// Bucket is the port's bind bucket as the kernel holds it (when
+	// BucketKnown).
+	Bucket Bucket
+}
+
+// Bucket is a TCP port's struct inet_bind_bucket reuse cache.
+type Bucket struct {
+	FastReuse     int8 // -1 connect()-only, 0, 1
+	FastReusePort int8 // -1 connect()-only, 0 off, 1 any, 2 strict
+	FastUID       uint32
+	FastFamily    uint8 // 4 or 6, 0 when unset
+	FastAddr      netip.Addr
+	FastV6Only    bool
 }
 
 // Key identifies a socket across sources that lack cookies: protocol,

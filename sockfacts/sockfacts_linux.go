@@ -15,7 +15,7 @@ import (
 )
 
 // recordLen is the size of one record the program writes per socket.
-const recordLen = 64
+const recordLen = 96
 
 // Record offsets (see program).
 const (
@@ -34,6 +34,11 @@ const (
 	recFastReuse = 58 // the port's bind bucket: fastreuse (s8)
 	recFastRP    = 59 // and fastreuseport (s8); both 0 without a bucket
 	recTSRecent  = 60 // tw_ts_recent_stamp
+	recFastUID   = 64 // the bucket's reuse cache: fastuid,
+	recFastSa4   = 68 // fast_rcv_saddr,
+	recFastSa6   = 72 // fast_v6_rcv_saddr,
+	recFastFam   = 88 // fast_sk_family,
+	recFastV6    = 90 // fast_ipv6_only
 	kindFull     = 1
 	kindTimeWait = 2
 	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
@@ -153,6 +158,22 @@ func program(l *layout, proto Proto) asm.Instructions {
 			asm.StoreMem(asm.RFP, base+recFastReuse, asm.R1, asm.Byte),
 			asm.LoadMem(asm.R1, asm.R8, int16(l.fastreuseport.off), asm.Byte),
 			asm.StoreMem(asm.RFP, base+recFastRP, asm.R1, asm.Byte),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastUID.off), asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastUID, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastRcvSaddr.off), asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa4, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off), asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off)+4, asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6+4, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off)+8, asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6+8, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off)+12, asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6+12, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastFamily.off), asm.Half),
+			asm.StoreMem(asm.RFP, base+recFastFam, asm.R1, asm.Half),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6Only.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recFastV6, asm.R1, asm.Byte),
 			asm.LoadMem(asm.R1, asm.RFP, base+recKind, asm.Byte),
 			asm.Or.Imm(asm.R1, kindBucket),
 			asm.StoreMem(asm.RFP, base+recKind, asm.R1, asm.Byte),
@@ -250,6 +271,20 @@ func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
 		s.V6Only = bit(flags, l.v6only)
 		if r[recKind]&kindBucket != 0 {
 			s.BucketKnown = true
+			s.Bucket = Bucket{
+				FastReuse:     int8(r[recFastReuse]),
+				FastReusePort: int8(r[recFastRP]),
+				FastUID:       binary.NativeEndian.Uint32(r[recFastUID:]),
+				FastV6Only:    r[recFastV6] != 0,
+			}
+			switch binary.NativeEndian.Uint16(r[recFastFam:]) {
+			case 2:
+				s.Bucket.FastFamily = 4
+				s.Bucket.FastAddr = netip.AddrFrom4([4]byte(r[recFastSa4 : recFastSa4+4]))
+			case 10:
+				s.Bucket.FastFamily = 6
+				s.Bucket.FastAddr = netip.AddrFrom16([16]byte(r[recFastSa6 : recFastSa6+16]))
+			}
 			// __inet_hash_connect shares a port only while both caches
 			// are negative: no owner has taken it through bind().
 			s.BucketConnectOnly = int8(r[recFastReuse]) < 0 && int8(r[recFastRP]) < 0
