@@ -1,6 +1,7 @@
 package sockfacts
 
 import (
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -101,6 +102,12 @@ func TestReadAgainstKernel(t *testing.T) {
 	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.State != 10 || !l.ReuseAddr || !l.ReusePort || l.ConnectBind || !l.BindPortLock || l.TimeWait ||
 		!l.BucketKnown || l.BucketConnectOnly {
 		t.Errorf("listener: %+v", l)
+	}
+	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.Bucket.FastReuse != 0 || l.Bucket.FastReusePort != 2 || l.Bucket.FastUID != 0 ||
+		l.Bucket.FastFamily != 4 || l.Bucket.FastAddr != netip.MustParseAddr("127.0.0.1") {
+		// A listener: fastreuse 0; its SO_REUSEPORT bind left the strict
+		// cache with its uid and address.
+		t.Errorf("listener's bind bucket: %+v", l.Bucket)
 	}
 	if f := find("127.0.0.1:7002", ""); f.ConnectBind || !f.BindPortLock || f.ReuseAddr || f.ReusePort || !f.BucketKnown || f.BucketConnectOnly {
 		t.Errorf("client bound to a fixed port: %+v", f)
