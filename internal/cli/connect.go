@@ -223,6 +223,7 @@ func (p *connectPlan) dial(ctx context.Context, port uint16) (net.Conn, *netFail
 		}
 		fail := newNetFailure("connect", p.proto, p.local, remote, err)
 		fail.target = addr
+		fail.opts = p.sockopt
 		return nil, fail
 	}
 	return conn, nil

@@ -164,7 +164,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 	lc := net.ListenConfig{Control: p.sockopt.Control}
 	ln, err := lc.Listen(ctx, p.network, p.addr)
 	if err != nil {
-		return reportNetFailure(s.Err, newNetFailure("listen", p.proto, p.local, netip.AddrPort{}, err))
+		return reportNetFailure(s.Err, p.failure(err))
 	}
 	defer ln.Close()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -280,7 +280,7 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 	lc := net.ListenConfig{Control: p.sockopt.Control}
 	pc, err := lc.ListenPacket(ctx, p.network, p.addr)
 	if err != nil {
-		return reportNetFailure(s.Err, newNetFailure("listen", p.proto, p.local, netip.AddrPort{}, err))
+		return reportNetFailure(s.Err, p.failure(err))
 	}
 	errOut := &lockedWriter{w: s.Err}
 	if p.opts.verbose {
@@ -360,4 +360,11 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// failure describes a failed listen (or UDP bind) with the options used.
+func (p *listenPlan) failure(err error) *netFailure {
+	f := newNetFailure("listen", p.proto, p.local, netip.AddrPort{}, err)
+	f.opts = p.sockopt
+	return f
 }

@@ -152,14 +152,15 @@ func TestExplainFailureHook(t *testing.T) {
 		local, remote netip.AddrPort
 	}
 	var got []call
-	explainFailure = func(op, network string, local, remote netip.AddrPort, err error) string {
-		got = append(got, call{op, network, local, remote})
-		if !errors.Is(err, syscall.EADDRINUSE) {
+	saved := explainFailure
+	explainFailure = func(f *netFailure) string {
+		got = append(got, call{f.op, f.network, f.local, f.remote})
+		if !errors.Is(f.err, syscall.EADDRINUSE) {
 			return ""
 		}
 		return "why: socket X holds it\n"
 	}
-	defer func() { explainFailure = nil }()
+	defer func() { explainFailure = saved }()
 	var b strings.Builder
 	err := reportNetFailure(&b, newNetFailure("connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"),
 		netip.AddrPort{}, opErr("bind", syscall.EADDRINUSE, "10.0.0.1:12345", "10.0.0.3:80")))

@@ -12,14 +12,14 @@ import (
 	"syscall"
 
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockopt"
 )
 
 // explainFailure, when set, adds an explanation of a failed bind, listen or
-// connect to the report: which socket blocks it and what would work. The
-// why command's code sets it (it needs the host's socket table and the rules
-// model, which connect and listen do not otherwise use). op is "connect" or
-// "listen", network "tcp" or "udp"; local and remote are zero when unknown.
-var explainFailure func(op string, network string, local, remote netip.AddrPort, err error) string
+// connect to the report: which socket blocks it and what would work, from
+// the host's socket table and the rules model (the why command's code). It
+// is a variable so tests can replace it.
+var explainFailure = explainNetFailure
 
 // netFailure is a socket operation that the kernel refused. It is printed as
 // one line with the operation, both addresses and the errno in words, then a
@@ -29,7 +29,8 @@ type netFailure struct {
 	network string // "tcp", "udp"
 	local   netip.AddrPort
 	remote  netip.AddrPort
-	target  string // the destination as the user gave it, shown while remote is unknown
+	target  string          // the destination as the user gave it, shown while remote is unknown
+	opts    sockopt.Options // the options the socket was given, for the explanation
 	err     error
 }
 
@@ -142,7 +143,7 @@ func (f *netFailure) report(w io.Writer) {
 		fmt.Fprintf(w, "hint: %s\n", h)
 	}
 	if explainFailure != nil {
-		if x := strings.TrimRight(explainFailure(f.op, f.network, f.local, f.remote, f.err), "\n"); x != "" {
+		if x := strings.TrimRight(explainFailure(f), "\n"); x != "" {
 			fmt.Fprintln(w, x)
 		}
 	}

@@ -75,6 +75,7 @@ why, and is a netcat with full control of source address, port and reuse options
 		newListenCmd(s),
 		newPortsCmd(s),
 		newExporterCmd(s),
+		newWhyCmd(s),
 		newLsCmd(s),
 		newWhoCmd(s),
 		newLoadCmd(s),

@@ -1,0 +1,363 @@
+package hostmodel
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+// timeWaitLen is TCP_TIMEWAIT_LEN: a TIME_WAIT entry lives 60 s, so its age
+// is 60 s minus the time its timer has left.
+const timeWaitLen = 60 * time.Second
+
+// Entry is one existing socket: the model's view plus what a person needs to
+// find it (its owners and, for TIME_WAIT, the time left).
+type Entry struct {
+	Socket   rules.Socket
+	Inode    uint64 // the socket's inode, 0 for TIME_WAIT entries
+	Owners   []socktab.Owner
+	TimeLeft time.Duration // TIME_WAIT: until the entry goes away
+	// Assumed says, per unknown fact, what was assumed and why it was not
+	// known, e.g. "SO_REUSEPORT assumed off: owner's descriptor not readable".
+	Assumed []string
+
+	// The kernel's bind bucket of the port (TCP, from sockfacts): whether
+	// connect() may share it.
+	bucketKnown, bucketConnectOnly bool
+	bucket                         sockfacts.Bucket
+}
+
+// Situation is everything the model judges an operation against, with the
+// socket table's entries kept parallel to World.Sockets.
+type Situation struct {
+	Host    rules.Host
+	Entries []Entry
+	Notes   []string // what could not be read (from socktab and the host)
+	// Buckets are TCP ports' bind buckets as the kernel holds them (from
+	// sockfacts), which replace the model's reconstruction from owners.
+	Buckets []rules.Bucket
+	// Model judges operations; nil means rules.Predict.
+	Model Model
+
+	indexed    *rules.Model  // the world indexed once, see predict
+	ownersRead bool          // Entries carry their owners (see Live)
+	query      socktab.Query // how Live read the table
+}
+
+// World returns the model's world.
+func (s *Situation) World() rules.World {
+	w := rules.World{Host: s.Host, Sockets: make([]rules.Socket, len(s.Entries)), Buckets: s.Buckets}
+	for i, e := range s.Entries {
+		w.Sockets[i] = e.Socket
+	}
+	return w
+}
+
+// FromTable converts a socket table into the model's sockets. Sockets that
+// own no port (request sockets, TCP sockets closed without a port) are
+// left out, as the kernel does. facts, when not nil, are the kernel's own
+// records (sockfacts) and take precedence over everything else.
+func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
+	sit := &Situation{Host: host}
+	if t == nil {
+		return sit
+	}
+	sit.Notes = append(sit.Notes, t.Notes...)
+	for i := range t.Sockets {
+		if e, ok := Convert(host, &t.Sockets[i], t.Sockets, facts.Lookup(&t.Sockets[i])); ok {
+			sit.Entries = append(sit.Entries, e)
+		}
+	}
+	applyBuckets(sit.Entries)
+	seen := map[uint16]bool{}
+	for _, e := range sit.Entries {
+		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && !seen[port] {
+			seen[port] = true
+			b := e.bucket
+			sit.Buckets = append(sit.Buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
+				FastUID: b.FastUID, FastFamily: rules.Family(b.FastFamily), FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
+		}
+	}
+	return sit
+}
+
+// applyBuckets makes the port origins of a TCP port's connected and
+// TIME_WAIT owners agree with the kernel's bind bucket, which is what
+// connect() consults and which keeps history no socket shows (a bind()
+// owner that connected from another address, or left): when the bucket
+// lets connect() share the port, they all count as connect()-bound; when it
+// does not and none of them is a bind()/listen() owner by its own flags,
+// the oldest is counted as one.
+func applyBuckets(entries []Entry) {
+	byPort := map[uint16][]int{}
+	for i, e := range entries {
+		if e.Socket.Proto == rules.TCP {
+			byPort[e.Socket.Local.Port()] = append(byPort[e.Socket.Local.Port()], i)
+		}
+	}
+	for _, idx := range byPort {
+		known, connectOnly := false, false
+		for _, i := range idx {
+			if entries[i].bucketKnown {
+				known, connectOnly = true, entries[i].bucketConnectOnly
+				break
+			}
+		}
+		if !known {
+			continue
+		}
+		held := false
+		for _, i := range idx {
+			s := &entries[i].Socket
+			if s.State != rules.Connected && s.State != rules.TimeWait {
+				held = true
+				continue
+			}
+			if connectOnly {
+				s.PortFromConnect = true
+				s.Unknown &^= rules.FactPortOrigin
+			}
+			held = held || !s.PortFromConnect
+		}
+		if !connectOnly && !held {
+			s := &entries[idx[0]].Socket
+			s.PortFromConnect = false
+			s.Unknown &^= rules.FactPortOrigin
+		}
+	}
+}
+
+// Convert turns one socket table row into the model's socket. all is the
+// whole table, used to recognise accepted children by their listener; kf is
+// the kernel's record of the socket, nil when there is none. It reports
+// false for sockets that own no port.
+func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock) (Entry, bool) {
+	if s.Local.Port() == 0 {
+		return Entry{}, false
+	}
+	r := rules.Socket{
+		ID:     socketID(s),
+		Local:  s.Local,
+		Remote: s.Remote,
+		UID:    s.UID,
+		Dev:    s.Dev,
+	}
+	switch s.Proto {
+	case socktab.TCP:
+		r.Proto = rules.TCP
+	case socktab.UDP:
+		r.Proto = rules.UDP
+	default:
+		return Entry{}, false
+	}
+	switch s.Family {
+	case socktab.IPv4:
+		r.Family = rules.IPv4
+	case socktab.IPv6:
+		r.Family = rules.IPv6
+	default:
+		return Entry{}, false
+	}
+	st, ok := modelState(s)
+	if !ok {
+		return Entry{}, false
+	}
+	r.State = st
+	e := Entry{Owners: s.Owners, Inode: s.Inode}
+	if st == rules.TimeWait {
+		e.TimeLeft = s.TimeLeft
+		r.TWAge = max(timeWaitLen-s.TimeLeft, 0)
+	}
+	if kf != nil {
+		// The kernel's own record: every fact is exact.
+		e.bucketKnown, e.bucketConnectOnly, e.bucket = kf.BucketKnown, kf.BucketConnectOnly, kf.Bucket
+		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
+		r.V6Only = r.Family == rules.IPv6 && kf.V6Only
+		r.TWTimestamps = st == rules.TimeWait && kf.Timestamps
+		switch {
+		case st == rules.Bound || st == rules.Listen:
+		case kf.ConnectBindKnown:
+			r.PortFromConnect = kf.ConnectBind
+		default:
+			r.PortFromConnect = portFromConnect(host, s, listenerOf(s, all), &e, &r)
+		}
+		e.Socket = r
+		return e, true
+	}
+	if st == rules.TimeWait {
+		// ts_recent_stamp is not in inet_diag. Linux peers send
+		// timestamps by default (net.ipv4.tcp_timestamps=1).
+		r.TWTimestamps = true
+		e.assume(&r, rules.FactTimestamps, "peer timestamps assumed on (Linux's default); inet_diag does not show them for TIME_WAIT")
+	}
+
+	parent := listenerOf(s, all)
+	reuse := func(fact rules.Fact, name string, live socktab.Bool, inherited func(*socktab.Socket) socktab.Bool) bool {
+		if live.Known {
+			return live.Value
+		}
+		if parent != nil && inherited(parent).Known {
+			// Accepted children and their TIME_WAIT entries inherit the
+			// listener's reuse flags.
+			return inherited(parent).Value
+		}
+		e.assume(&r, fact, fmt.Sprintf("%s assumed off (%s)", name, reasonOr(live.Reason, "not readable")))
+		return false
+	}
+	r.ReuseAddr = reuse(rules.FactReuseAddr, "SO_REUSEADDR", s.Options.ReuseAddr, func(p *socktab.Socket) socktab.Bool { return p.Options.ReuseAddr })
+	r.ReusePort = reuse(rules.FactReusePort, "SO_REUSEPORT", s.Options.ReusePort, func(p *socktab.Socket) socktab.Bool { return p.Options.ReusePort })
+	r.V6Only = v6only(host, s, parent, &e, &r)
+	r.PortFromConnect = portFromConnect(host, s, parent, &e, &r)
+	if r.Unknown != 0 {
+		r.UnknownReason = unknownReason(s)
+	}
+	e.Socket = r
+	return e, true
+}
+
+// unknownReason is why facts of s could not be read, in a few words.
+func unknownReason(s *socktab.Socket) string {
+	for _, b := range []socktab.Bool{s.Options.ReuseAddr, s.Options.ReusePort, s.Options.V6Only} {
+		if !b.Known && b.Reason != "" {
+			return b.Reason
+		}
+	}
+	if s.State == socktab.TimeWait {
+		return "TIME_WAIT entries have no descriptor"
+	}
+	return "not reported by inet_diag"
+}
+
+// assume marks fact unknown on r and records what was assumed.
+func (e *Entry) assume(r *rules.Socket, fact rules.Fact, what string) {
+	r.Unknown |= fact
+	e.Assumed = append(e.Assumed, what)
+}
+
+// modelState maps the kernel's state to what the port rules distinguish.
+func modelState(s *socktab.Socket) (rules.State, bool) {
+	if s.Proto == socktab.UDP {
+		if s.State == socktab.Close || !s.Remote.Addr().IsValid() || s.Remote.Port() == 0 {
+			return rules.Bound, true
+		}
+		return rules.Connected, true
+	}
+	switch s.State {
+	case socktab.Listen:
+		return rules.Listen, true
+	case socktab.TimeWait:
+		return rules.TimeWait, true
+	case socktab.BoundInactive, socktab.Close:
+		return rules.Bound, true
+	case socktab.NewSynRecv:
+		return 0, false // request sockets own no port
+	}
+	return rules.Connected, true
+}
+
+// listenerOf returns the listener a connected TCP socket was accepted from:
+// a listener on the same port whose address covers the socket's local
+// address. Only accepted children share a listener's port without holding
+// SO_REUSEPORT with it, so the match is exact for sockets without that flag.
+func listenerOf(s *socktab.Socket, all []socktab.Socket) *socktab.Socket {
+	if s.Proto != socktab.TCP || s.State == socktab.Listen || s.State == socktab.BoundInactive || s.State == socktab.Close {
+		return nil
+	}
+	for i := range all {
+		l := &all[i]
+		if l.Proto != socktab.TCP || l.State != socktab.Listen || l.Local.Port() != s.Local.Port() || l.Dev != 0 && l.Dev != s.Dev {
+			continue
+		}
+		la, sa := l.Local.Addr(), s.Local.Addr()
+		switch {
+		case la == sa:
+		case la.Unmap().IsUnspecified() && la.Is4() == sa.Is4(): // same family wildcard
+		case la.Is6() && la.IsUnspecified() && sa.Is4In6(): // :: listener, v4 client
+		case la.Is6() && la.IsUnspecified() && s.Family == socktab.IPv6:
+		default:
+			continue
+		}
+		return l
+	}
+	return nil
+}
+
+// v6only returns the socket's IPV6_V6ONLY: the kernel's report, the live
+// option, the forced value of a bind to a specific IPv6 address, or the
+// listener's for an accepted child; otherwise net.ipv6.bindv6only, stated.
+func v6only(host rules.Host, s, parent *socktab.Socket, e *Entry, r *rules.Socket) bool {
+	if s.Family != socktab.IPv6 {
+		return false
+	}
+	a := s.Local.Addr()
+	switch {
+	case a.Is4In6():
+		return false // a v6only socket cannot hold a v4-mapped address
+	case s.V6Only.Known:
+		return s.V6Only.Value
+	case s.Options.V6Only.Known:
+		return s.Options.V6Only.Value
+	case parent != nil && parent.Family == socktab.IPv6 && parent.V6Only.Known:
+		return parent.V6Only.Value
+	case parent != nil && parent.Family == socktab.IPv6 && parent.Options.V6Only.Known:
+		return parent.Options.V6Only.Value
+	case r.State == rules.Bound || r.State == rules.Listen:
+		if !a.IsUnspecified() {
+			return true // bind to a specific IPv6 address forces it on
+		}
+	}
+	e.assume(r, rules.FactV6Only, fmt.Sprintf("IPV6_V6ONLY assumed %s (net.ipv6.bindv6only; %s)",
+		onOff(host.BindV6Only), reasonOr(s.Options.V6Only.Reason, "not readable")))
+	return host.BindV6Only
+}
+
+// portFromConnect says whether the socket's port was picked by connect().
+// Bound sockets and listeners got theirs from bind()/listen(); an accepted
+// child shares its listener's port. For other connected sockets inet_diag
+// does not tell; the assumption is that a port inside the ephemeral range
+// came from connect() and one outside it from bind().
+func portFromConnect(host rules.Host, s, parent *socktab.Socket, e *Entry, r *rules.Socket) bool {
+	switch {
+	case r.State == rules.Bound || r.State == rules.Listen:
+		return false
+	case parent != nil:
+		return false
+	case r.Proto == rules.TCP && s.Options.BindAddressNoPort.Known && s.Options.BindAddressNoPort.Value:
+		return true // bound with IP_BIND_ADDRESS_NO_PORT: connect() picked the port
+	}
+	in := host.EphemeralRange.Contains(s.Local.Port())
+	how := "bind()"
+	if in {
+		how = "connect()"
+	}
+	e.assume(r, rules.FactPortOrigin, fmt.Sprintf("port %d assumed picked by %s (it is %s the ephemeral range; the kernel does not report where a port came from)",
+		s.Local.Port(), how, map[bool]string{true: "inside", false: "outside"}[in]))
+	return in
+}
+
+func socketID(s *socktab.Socket) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", s.Proto, s.Local)
+	if s.Remote.Port() != 0 {
+		fmt.Fprintf(&b, "->%s", s.Remote)
+	}
+	return b.String()
+}
+
+func reasonOr(r, def string) string {
+	if r == "" {
+		return def
+	}
+	return r
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}

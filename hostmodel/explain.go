@@ -1,0 +1,201 @@
+package hostmodel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+// Report is the answer to "would this work, and if not, why and what would":
+// what `tuple why` prints and --json encodes.
+type Report struct {
+	Plan        string        `json:"plan"`    // the syscalls judged, e.g. "bind 127.0.0.1:80, listen"
+	Verdict     string        `json:"verdict"` // "ok" or the errno's name
+	FailedOp    string        `json:"failed_op,omitempty"`
+	Rule        string        `json:"rule,omitempty"`
+	Explanation string        `json:"explanation"`
+	Port        uint16        `json:"port,omitempty"` // the port the kernel would pick, when known
+	Blockers    []BlockerInfo `json:"blockers"`
+	Fixes       []Fix         `json:"fixes"`
+	Assumptions []string      `json:"assumptions"`
+	Notes       []string      `json:"notes,omitempty"`
+
+	outcome rules.Outcome
+}
+
+// OK reports whether the plan is predicted to succeed.
+func (r *Report) OK() bool { return r.outcome.OK() }
+
+// Outcome is the model's outcome behind the report.
+func (r *Report) Outcome() rules.Outcome { return r.outcome }
+
+// BlockerInfo is one existing socket that causes the failure.
+type BlockerInfo struct {
+	Proto    string        `json:"proto"`
+	Local    string        `json:"local"`
+	Remote   string        `json:"remote,omitempty"`
+	State    string        `json:"state"`
+	UID      uint32        `json:"uid"`
+	Options  []string      `json:"options"`       // options that are on, e.g. SO_REUSEADDR; "SO_REUSEPORT?" when unreadable
+	Dev      int           `json:"dev,omitempty"` // bound device ifindex
+	TimeLeft time.Duration `json:"-"`             // TIME_WAIT: until it expires
+	// TimeLeftMS is TimeLeft in milliseconds, for JSON.
+	TimeLeftMS int64       `json:"time_left_ms,omitempty"`
+	Owners     []OwnerInfo `json:"owners"`            // processes holding it; none for TIME_WAIT
+	Assumed    []string    `json:"assumed,omitempty"` // facts not observed and what was assumed
+	Reason     string      `json:"reason"`            // why it blocks, in plain words
+}
+
+// OwnerInfo is a process holding a blocking socket.
+type OwnerInfo struct {
+	PID  int    `json:"pid"`
+	Comm string `json:"comm"`
+}
+
+// Fix is a change the model predicts would make the plan succeed.
+type Fix struct {
+	Change string `json:"change"`          // what to do, in plain words
+	Flags  string `json:"flags,omitempty"` // the new socket's tuple flags or arguments that apply it
+}
+
+// Explain predicts p in sit and explains the outcome: blockers with their
+// owners, the reason, the assumptions it rests on, and the fixes that the
+// model says would work. Owners not read yet are looked up for the
+// blockers (LoadOwners); when that fails the report says so in its notes.
+func Explain(ctx context.Context, sit *Situation, p Plan) *Report {
+	res := sit.predict(nil, p)
+	if !res.OK() {
+		var idx []int
+		for _, b := range res.Blockers {
+			if b.Index >= 0 && b.Index < len(sit.Entries) {
+				idx = append(idx, b.Index)
+			}
+		}
+		if err := sit.LoadOwners(ctx, idx); err != nil {
+			sit.Notes = append(sit.Notes, err.Error())
+		}
+	}
+	r := &Report{
+		Plan:        p.String(),
+		Verdict:     res.ErrName(),
+		Rule:        res.Rule,
+		Explanation: res.Why,
+		Blockers:    []BlockerInfo{},
+		Fixes:       []Fix{},
+		Assumptions: slices.Clone(res.Assumptions),
+		Notes:       sit.Notes,
+		outcome:     res.Outcome,
+	}
+	if r.Assumptions == nil {
+		r.Assumptions = []string{}
+	}
+	if res.OK() {
+		r.Port = res.After.Local.Port()
+		if r.Explanation == "" {
+			r.Explanation = "no existing socket conflicts with it"
+		}
+		return r
+	}
+	r.FailedOp = p.Ops[res.Failed].Kind.String()
+	for _, b := range res.Blockers {
+		r.Blockers = append(r.Blockers, blockerInfo(sit, b))
+	}
+	if r.Explanation == "" {
+		r.Explanation = fmt.Sprintf("%s fails with %s", r.FailedOp, r.Verdict)
+	}
+	r.Fixes = Fixes(sit, p, res)
+	return r
+}
+
+func blockerInfo(sit *Situation, b rules.Blocker) BlockerInfo {
+	s := b.Socket
+	bi := BlockerInfo{
+		Proto:   s.Proto.String(),
+		Local:   s.Local.String(),
+		State:   s.State.String(),
+		UID:     s.UID,
+		Options: optionNames(s),
+		Dev:     s.Dev,
+		Owners:  []OwnerInfo{},
+		Reason:  b.Reason,
+	}
+	if s.Remote.Port() != 0 {
+		bi.Remote = s.Remote.String()
+	}
+	if b.Index >= 0 && b.Index < len(sit.Entries) {
+		e := sit.Entries[b.Index]
+		bi.TimeLeft = e.TimeLeft
+		bi.TimeLeftMS = e.TimeLeft.Milliseconds()
+		bi.Assumed = e.Assumed
+		for _, o := range e.Owners {
+			if !slices.ContainsFunc(bi.Owners, func(x OwnerInfo) bool { return x.PID == o.PID }) {
+				bi.Owners = append(bi.Owners, OwnerInfo{PID: o.PID, Comm: o.Comm})
+			}
+		}
+	}
+	return bi
+}
+
+// optionNames lists the options that are on; an option that could not be
+// read is listed with "?" (its assumed value is in Assumed).
+func optionNames(s rules.Socket) []string {
+	out := []string{}
+	add := func(on bool, f rules.Fact, name string) {
+		switch {
+		case s.Unknown&f != 0:
+			out = append(out, name+"?")
+		case on:
+			out = append(out, name)
+		}
+	}
+	add(s.ReuseAddr, rules.FactReuseAddr, "SO_REUSEADDR")
+	add(s.ReusePort, rules.FactReusePort, "SO_REUSEPORT")
+	if s.Family == rules.IPv6 {
+		add(s.V6Only, rules.FactV6Only, "IPV6_V6ONLY")
+	}
+	if s.Dev != 0 {
+		out = append(out, fmt.Sprintf("SO_BINDTODEVICE(%d)", s.Dev))
+	}
+	return out
+}
+
+// OwnersText is "pid 123 (nc), pid 456 (nc)", or what to say when a socket
+// has no process (TIME_WAIT entries belong to the kernel).
+func (b BlockerInfo) OwnersText() string {
+	if len(b.Owners) == 0 {
+		if b.State == rules.TimeWait.String() {
+			return "no process (the kernel holds TIME_WAIT entries)"
+		}
+		return "no process found (not readable, or held only by the kernel)"
+	}
+	parts := make([]string, len(b.Owners))
+	for i, o := range b.Owners {
+		parts[i] = fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ownersOf names the processes behind the entries at idx for a fix's text.
+func ownersOf(sit *Situation, idx []int) string {
+	var names []string
+	for _, i := range idx {
+		e := sit.Entries[i]
+		who := "its owner"
+		if len(e.Owners) > 0 {
+			var ps []string
+			for _, o := range e.Owners {
+				p := fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
+				if !slices.Contains(ps, p) {
+					ps = append(ps, p)
+				}
+			}
+			who = strings.Join(ps, ", ")
+		}
+		names = append(names, fmt.Sprintf("%s [%s]", e.Socket.ID, who))
+	}
+	return strings.Join(names, "; ")
+}

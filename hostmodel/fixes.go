@@ -1,0 +1,317 @@
+package hostmodel
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+// maxPortTries bounds the model runs spent looking for a free port or
+// address, so a fix search on a table of 40,000 sockets stays quick.
+const maxPortTries = 64
+
+// Fixes returns the changes the model predicts would make p succeed, given
+// that it fails with res. Each candidate is run through the model; only
+// those that succeed are returned, in the order a person would try them.
+func Fixes(sit *Situation, p Plan, res Result) []Fix {
+	var out []Fix
+	add := func(f Fix, ok bool) {
+		if ok && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	add(waitFix(sit, p, res))
+	add(shareFix(sit, p, res, "SO_REUSEPORT", "--reuseport", func(s *rules.Socket) *bool { return &s.ReusePort }))
+	add(shareFix(sit, p, res, "SO_REUSEADDR", "--reuseaddr", func(s *rules.Socket) *bool { return &s.ReuseAddr }))
+	add(noSourcePortFix(sit, p))
+	add(portFix(sit, p))
+	add(addressFix(sit, p))
+	add(rangeFix(sit, p, res))
+	add(socketFix(sit, p, "set IP_FREEBIND on the new socket to bind an address that is not (yet) local", "",
+		func(s *rules.Socket) { s.Freebind = true }))
+	add(socketFix(sit, p, "run with CAP_NET_BIND_SERVICE (or as root) to bind a port below net.ipv4.ip_unprivileged_port_start", "",
+		func(s *rules.Socket) { s.CanBindPrivileged = true }))
+	return out
+}
+
+// succeeds runs a changed plan against a changed world.
+func succeeds(sit *Situation, w *rules.World, p Plan) bool { return sit.predict(w, p).OK() }
+
+// waitFix: when every blocker is a TIME_WAIT entry, the plan works once the
+// last of them expires.
+func waitFix(sit *Situation, p Plan, res Result) (Fix, bool) {
+	if len(res.Blockers) == 0 {
+		return Fix{}, false
+	}
+	var left time.Duration
+	drop := map[int]bool{}
+	for _, b := range res.Blockers {
+		if b.Socket.State != rules.TimeWait || b.Index < 0 || b.Index >= len(sit.Entries) {
+			return Fix{}, false
+		}
+		drop[b.Index] = true
+		left = max(left, sit.Entries[b.Index].TimeLeft)
+	}
+	w := sit.World()
+	w.Sockets = without(w.Sockets, drop)
+	if !succeeds(sit, &w, p) {
+		return Fix{}, false
+	}
+	n := "the TIME_WAIT entry expires"
+	if len(drop) > 1 {
+		n = fmt.Sprintf("the %d TIME_WAIT entries expire", len(drop))
+	}
+	secs := int((left + time.Second - 1) / time.Second)
+	return Fix{Change: fmt.Sprintf("wait %d s until %s", secs, n)}, true
+}
+
+func without(socks []rules.Socket, drop map[int]bool) []rules.Socket {
+	out := make([]rules.Socket, 0, len(socks))
+	for i, s := range socks {
+		if !drop[i] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// shareFix sets a reuse option on the new socket and, where the model then
+// names them as blockers, on the existing sockets too (their owners must
+// set it when they create them). When the option needs the same uid
+// (SO_REUSEPORT), it also tries the blockers' uid. TIME_WAIT entries keep the
+// flags their socket had and cannot be changed, so a fix that needs them
+// changed is not offered.
+func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*rules.Socket) *bool) (Fix, bool) {
+	if res.OK() || len(res.Blockers) == 0 {
+		return Fix{}, false
+	}
+	try := func(uid *uint32) (changed []int, ok bool) {
+		w := sit.World()
+		w.Sockets = slices.Clone(w.Sockets)
+		np := p
+		np.Socket = p.Socket
+		*opt(&np.Socket) = true
+		if uid != nil {
+			np.Socket.UID = *uid
+		}
+		for range 4 {
+			r := sit.predict(&w, np)
+			if r.OK() {
+				return changed, true
+			}
+			progress := false
+			for _, b := range r.Blockers {
+				if b.Index < 0 || b.Index >= len(w.Sockets) {
+					return nil, false
+				}
+				s := &w.Sockets[b.Index]
+				if *opt(s) {
+					continue
+				}
+				if s.State == rules.TimeWait {
+					return nil, false
+				}
+				*opt(s) = true
+				changed = append(changed, b.Index)
+				progress = true
+			}
+			if !progress {
+				return nil, false
+			}
+		}
+		return nil, false
+	}
+	var f Fix
+	if changed, ok := try(nil); ok {
+		f = Fix{Change: "set " + name + " on the new socket", Flags: flag}
+		if len(changed) > 0 {
+			f.Change += " and on " + ownersOf(sit, changed) + " (its program must set it before bind)"
+		}
+		return f, true
+	}
+	// SO_REUSEPORT between different users: same uid needed.
+	uid, same := blockersUID(res)
+	if !same || uid == p.Socket.UID {
+		return Fix{}, false
+	}
+	if changed, ok := try(&uid); ok {
+		f = Fix{Change: fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
+			Flags: fmt.Sprintf("%s --uid %d", flag, uid)}
+		if len(changed) > 0 {
+			f.Change += "; also set it on " + ownersOf(sit, changed)
+		}
+		return f, true
+	}
+	return Fix{}, false
+}
+
+func blockersUID(res Result) (uint32, bool) {
+	var uid uint32
+	for i, b := range res.Blockers {
+		if b.Socket.State == rules.TimeWait {
+			continue
+		}
+		if i > 0 && b.Socket.UID != uid {
+			return 0, false
+		}
+		uid = b.Socket.UID
+	}
+	return uid, true
+}
+
+// bindIndex is the index of the plan's explicit bind, or -1.
+func bindIndex(p Plan) int {
+	return slices.IndexFunc(p.Ops, func(op rules.Op) bool { return op.Kind == rules.OpBind })
+}
+
+// noSourcePortFix: a connect() that binds a fixed source port first can
+// instead let connect() pick the port (dropping the bind, or binding the
+// address only with IP_BIND_ADDRESS_NO_PORT).
+func noSourcePortFix(sit *Situation, p Plan) (Fix, bool) {
+	bi := bindIndex(p)
+	if bi < 0 || p.Ops[len(p.Ops)-1].Kind != rules.OpConnect {
+		return Fix{}, false
+	}
+
+	from := p.Ops[bi].Addr
+	if !from.Addr().IsUnspecified() {
+		np := clonePlan(p)
+		np.Ops[bi].Addr = netip.AddrPortFrom(from.Addr(), 0)
+		np.Socket.BindNoPort = true
+		if succeeds(sit, nil, np) {
+			return Fix{Change: "bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
+				Flags: fmt.Sprintf("--from %s --bind-no-port", netip.AddrPortFrom(from.Addr(), 0))}, true
+		}
+	}
+	np := clonePlan(p)
+	np.Ops = slices.Delete(np.Ops, bi, bi+1)
+	if succeeds(sit, nil, np) {
+		return Fix{Change: "do not bind a source port: let connect() pick one (it shares ports across destinations)",
+			Flags: "(no --from)"}, true
+	}
+	return Fix{}, false
+}
+
+// portFix finds the nearest port the plan works with. Ports no socket in
+// the table uses are tried first; each candidate is confirmed by the model.
+func portFix(sit *Situation, p Plan) (Fix, bool) {
+	bi := bindIndex(p)
+	if bi < 0 || p.Ops[bi].Addr.Port() == 0 {
+		return Fix{}, false
+	}
+	orig := p.Ops[bi].Addr
+	used := map[uint16]bool{}
+	for _, e := range sit.Entries {
+		used[e.Socket.Local.Port()] = true
+	}
+
+	tries := 0
+	for d := 1; d < 65536 && tries < maxPortTries; d++ {
+		for _, c := range []int{int(orig.Port()) + d, int(orig.Port()) - d} {
+			if c < 1 || c > 65535 || used[uint16(c)] {
+				continue
+			}
+			tries++
+			np := clonePlan(p)
+			np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
+			if succeeds(sit, nil, np) {
+				return Fix{Change: fmt.Sprintf("use port %d instead (the nearest one that works)", c),
+					Flags: addrFlag(p, netip.AddrPortFrom(orig.Addr(), uint16(c)))}, true
+			}
+		}
+	}
+	return Fix{}, false
+}
+
+// addressFix tries the host's other local addresses of the same family,
+// the wildcard, and for loopback another 127.x address.
+func addressFix(sit *Situation, p Plan) (Fix, bool) {
+	bi := bindIndex(p)
+	if bi < 0 {
+		return Fix{}, false
+	}
+	orig := p.Ops[bi].Addr
+	var cands []netip.Addr
+	if orig.Addr().Unmap().Is4() {
+		cands = append(cands, netip.IPv4Unspecified())
+	} else {
+		cands = append(cands, netip.IPv6Unspecified())
+	}
+	for _, pr := range sit.Host.Local {
+		a := pr.Addr()
+		if pr.Bits() < a.BitLen() && a.Is4() {
+			a = a.Next() // 127.0.0.0/8 -> 127.0.0.1
+		}
+		cands = append(cands, a)
+	}
+	if a := orig.Addr().Unmap(); a.Is4() && a.IsLoopback() {
+		cands = append(cands, a.Next())
+	}
+
+	for i, a := range cands {
+		if i >= maxPortTries {
+			break
+		}
+		if a.Unmap().Is4() != orig.Addr().Unmap().Is4() || a == orig.Addr().Unmap() || a == orig.Addr() {
+			continue
+		}
+		if orig.Addr().Is4In6() {
+			a = netip.AddrFrom16(a.As16())
+		}
+		np := clonePlan(p)
+		np.Ops[bi].Addr = netip.AddrPortFrom(a, orig.Port())
+		if succeeds(sit, nil, np) {
+			what := "bind address " + a.String() + " instead"
+			if a.IsUnspecified() {
+				what = "bind the wildcard address " + a.String() + " instead"
+			}
+			return Fix{Change: what, Flags: addrFlag(p, netip.AddrPortFrom(a, orig.Port()))}, true
+		}
+	}
+	return Fix{}, false
+}
+
+// widestRange is the most ip_local_port_range allows above the
+// privileged ports.
+var widestRange = rules.PortRange{Lo: 1024, Hi: 65535}
+
+// rangeFix: when the kernel would run out of ports to pick, a wider
+// net.ipv4.ip_local_port_range may leave one.
+func rangeFix(sit *Situation, p Plan, res Result) (Fix, bool) {
+	if res.Candidates != 0 || sit.Host.EphemeralRange == widestRange {
+		return Fix{}, false
+	}
+	w := sit.World()
+	w.Host.EphemeralRange = widestRange
+	if !succeeds(sit, &w, p) {
+		return Fix{}, false
+	}
+	return Fix{Change: fmt.Sprintf("widen net.ipv4.ip_local_port_range (now %d-%d), e.g. sysctl -w net.ipv4.ip_local_port_range=\"%d %d\"",
+		sit.Host.EphemeralRange.Lo, sit.Host.EphemeralRange.Hi, widestRange.Lo, widestRange.Hi)}, true
+}
+
+// socketFix applies one change to the new socket.
+func socketFix(sit *Situation, p Plan, change, flags string, apply func(*rules.Socket)) (Fix, bool) {
+	np := clonePlan(p)
+	apply(&np.Socket)
+	if np.Socket == p.Socket || !succeeds(sit, nil, np) {
+		return Fix{}, false
+	}
+	return Fix{Change: change, Flags: flags}, true
+}
+
+// addrFlag is how a changed bind address is given to tuple: --from for a
+// connect, the argument itself for bind and listen.
+func addrFlag(p Plan, a netip.AddrPort) string {
+	if p.Ops[len(p.Ops)-1].Kind == rules.OpConnect {
+		return "--from " + a.String()
+	}
+	return a.String()
+}
+
+func clonePlan(p Plan) Plan {
+	return Plan{Socket: p.Socket, Ops: slices.Clone(p.Ops)}
+}

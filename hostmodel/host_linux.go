@@ -1,0 +1,196 @@
+package hostmodel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+)
+
+// LocalPrefixes lists the addresses bind() accepts without
+// ip_nonlocal_bind in the calling thread's network namespace, as the kernel
+// judges them: for IPv4 the RTN_LOCAL routes (inet_addr_type, which makes
+// all of loopback's 127.0.0.0/8 local), for IPv6 the interfaces' addresses
+// that are not tentative (ipv6_chk_addr; the local route of a new IPv6
+// address appears only after a moment, the address is usable at once). It
+// dumps routes and addresses over rtnetlink with the standard library's
+// NetlinkRIB; no higher-level call returns route types or address flags.
+func LocalPrefixes() ([]netip.Prefix, error) {
+	b, err := syscall.NetlinkRIB(syscall.RTM_GETROUTE, syscall.AF_INET)
+	if err != nil {
+		return nil, os.NewSyscallError("netlink route dump", err)
+	}
+	v4, err := ParseLocalRoutes(b)
+	if err != nil {
+		return nil, err
+	}
+	if b, err = syscall.NetlinkRIB(syscall.RTM_GETADDR, syscall.AF_INET6); err != nil {
+		return nil, os.NewSyscallError("netlink address dump", err)
+	}
+	v6, err := ParseAddrs6(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, p := range v4 {
+		if p.Addr().Is4() {
+			out = append(out, p)
+		}
+	}
+	return append(out, v6...), nil
+}
+
+// ifaddrmsg is struct ifaddrmsg: family, prefixlen, flags, scope (bytes),
+// index (u32).
+const (
+	ifaddrmsgLen  = 8
+	ifaFlags      = 8 // IFA_FLAGS: the flags as a u32
+	ifaFTentative = 0x40
+	ifaFDadFailed = 0x08
+)
+
+// ParseAddrs6 extracts the usable IPv6 addresses (as /128 prefixes) from an
+// RTM_NEWADDR dump, leaving out tentative addresses and those whose
+// duplicate address detection failed.
+func ParseAddrs6(b []byte) ([]netip.Prefix, error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, fmt.Errorf("address dump: %w", err)
+	}
+	var out []netip.Prefix
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != syscall.RTM_NEWADDR {
+			continue
+		}
+		if len(m.Data) < ifaddrmsgLen {
+			return nil, fmt.Errorf("address dump: message of %d bytes, shorter than ifaddrmsg", len(m.Data))
+		}
+		if m.Data[0] != syscall.AF_INET6 {
+			continue
+		}
+		flags := uint32(m.Data[2])
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return nil, fmt.Errorf("address dump: %w", err)
+		}
+		var addr netip.Addr
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case syscall.IFA_ADDRESS:
+				if v, ok := netip.AddrFromSlice(a.Value); ok && v.Is6() {
+					addr = v
+				}
+			case ifaFlags:
+				if len(a.Value) == 4 {
+					flags = binary.NativeEndian.Uint32(a.Value)
+				}
+			}
+		}
+		if !addr.IsValid() || flags&(ifaFTentative|ifaFDadFailed) != 0 {
+			continue
+		}
+		out = append(out, netip.PrefixFrom(addr, 128))
+	}
+	return out, nil
+}
+
+// rtmsg is struct rtmsg: family, dst_len, src_len, tos, table, protocol,
+// scope, type (bytes), flags (u32).
+const rtmsgLen = 12
+
+// ParseLocalRoutes extracts the destinations of RTN_LOCAL routes from an
+// RTM_NEWROUTE dump. Messages of other types are skipped; a truncated or
+// malformed message is an error.
+func ParseLocalRoutes(b []byte) ([]netip.Prefix, error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, fmt.Errorf("route dump: %w", err)
+	}
+	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type == syscall.NLMSG_ERROR {
+			if len(m.Data) >= 4 {
+				if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
+					return nil, fmt.Errorf("route dump: %w", syscall.Errno(-e))
+				}
+			}
+			continue
+		}
+		if m.Header.Type != syscall.RTM_NEWROUTE {
+			continue
+		}
+		if len(m.Data) < rtmsgLen {
+			return nil, fmt.Errorf("route dump: message of %d bytes, shorter than rtmsg", len(m.Data))
+		}
+		family, dstLen, typ := m.Data[0], int(m.Data[1]), m.Data[7]
+		if typ != syscall.RTN_LOCAL {
+			continue
+		}
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return nil, fmt.Errorf("route dump: %w", err)
+		}
+		for _, a := range attrs {
+			if a.Attr.Type != syscall.RTA_DST {
+				continue
+			}
+			addr, ok := netip.AddrFromSlice(a.Value)
+			if !ok || (family == syscall.AF_INET) != addr.Is4() {
+				return nil, fmt.Errorf("route dump: destination of %d bytes for family %d", len(a.Value), family)
+			}
+			p, err := addr.Prefix(dstLen)
+			if err != nil {
+				return nil, fmt.Errorf("route dump: %w", err)
+			}
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
+// SourceFor returns the local address the kernel's route lookup picks for
+// a connection to peer from a socket bound to device dev (0: none): it
+// connects a UDP socket, which sends nothing, and reads its address.
+func SourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
+	family := syscall.AF_INET
+	if !peer.Unmap().Is4() {
+		family = syscall.AF_INET6
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.Addr{}, os.NewSyscallError("socket", err)
+	}
+	defer syscall.Close(fd)
+	if dev != 0 {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, 0x19 /* SO_BINDTOIFINDEX */, dev); err != nil {
+			return netip.Addr{}, os.NewSyscallError("setsockopt SO_BINDTOIFINDEX", err)
+		}
+	}
+	var sa syscall.Sockaddr
+	if family == syscall.AF_INET {
+		sa = &syscall.SockaddrInet4{Addr: peer.Unmap().As4(), Port: 9}
+	} else {
+		sa = &syscall.SockaddrInet6{Addr: peer.As16(), Port: 9}
+	}
+	if err := syscall.Connect(fd, sa); err != nil {
+		return netip.Addr{}, os.NewSyscallError("connect (route lookup)", err)
+	}
+	local, err := syscall.Getsockname(fd)
+	if err != nil {
+		return netip.Addr{}, os.NewSyscallError("getsockname", err)
+	}
+	switch a := local.(type) {
+	case *syscall.SockaddrInet4:
+		return netip.AddrFrom4(a.Addr), nil
+	case *syscall.SockaddrInet6:
+		return netip.AddrFrom16(a.Addr), nil
+	}
+	return netip.Addr{}, fmt.Errorf("getsockname: unexpected address %T", local)
+}

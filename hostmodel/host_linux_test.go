@@ -1,0 +1,125 @@
+package hostmodel
+
+import (
+	"net/netip"
+	"os"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/tuple-net/tuple/internal/leakcheck"
+	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/rules"
+)
+
+func TestMain(m *testing.M) {
+	// The runtime's netpoller (an epoll and an eventfd, kept for the life
+	// of the process) starts with the first pipe; start it before
+	// leakcheck counts, so it is not taken for a leak.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+	leakcheck.Main(m)
+}
+
+// TestReadHostInNamespace checks the local addresses and sysctls against a
+// namespace the test configures.
+func TestReadHostInNamespace(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32", "fd00::1/128")
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40100")
+	ns.Sysctl(t, "net.ipv4.ip_local_reserved_ports", "40001,40010-40012")
+	ns.Sysctl(t, "net.ipv6.bindv6only", "1")
+	var (
+		host  rules.Host
+		notes []string
+	)
+	err := ns.Do(func() (err error) {
+		host, notes, err = ReadHost("")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"127.0.0.0/8", "10.0.0.1/32", "::1/128", "fd00::1/128"} {
+		if !slices.Contains(host.Local, netip.MustParsePrefix(want)) {
+			t.Errorf("local prefixes %v lack %s", host.Local, want)
+		}
+	}
+	if IsLocal(host, netip.MustParseAddr("10.0.0.2")) || !IsLocal(host, netip.MustParseAddr("127.3.4.5")) ||
+		!IsLocal(host, netip.MustParseAddr("::ffff:10.0.0.1")) {
+		t.Errorf("IsLocal wrong with %v", host.Local)
+	}
+	if host.EphemeralRange.Lo != 40000 || host.EphemeralRange.Hi != 40100 || len(host.ReservedPorts) != 2 || !host.BindV6Only {
+		t.Errorf("sysctls not read from the namespace: %+v", host)
+	}
+	t.Logf("notes: %q", notes)
+}
+
+func FuzzParseAddrs6(f *testing.F) {
+	if b, err := syscall.NetlinkRIB(syscall.RTM_GETADDR, syscall.AF_INET6); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := ParseAddrs6(b)
+		if err != nil {
+			return
+		}
+		for _, p := range ps {
+			if !p.Addr().Is6() || p.Bits() != 128 {
+				t.Fatalf("bad prefix %v", p)
+			}
+		}
+	})
+}
+
+// TestTentativeAddressNotLocal: an IPv6 address still in duplicate address
+// detection cannot be bound, and is not reported local.
+func TestTentativeAddressNotLocal(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.Sysctl(t, "net.ipv6.conf.v0.dad_transmits", "10")
+	ns.Sysctl(t, "net.ipv6.conf.v0.accept_dad", "1")
+	ns.IP(t, "link", "set", "v1", "up")
+	ns.IP(t, "link", "set", "v0", "up")
+	ns.IP(t, "addr", "add", "fd00::5/128", "dev", "v0")
+	var local []netip.Prefix
+	var bindErr error
+	if err := ns.Do(func() (err error) {
+		local, err = LocalPrefixes()
+		fd, serr := syscall.Socket(syscall.AF_INET6, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if serr != nil {
+			return serr
+		}
+		defer syscall.Close(fd)
+		bindErr = syscall.Bind(fd, &syscall.SockaddrInet6{Addr: netip.MustParseAddr("fd00::5").As16()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if bindErr == nil {
+		t.Skip("fd00::5 left duplicate address detection before the test looked; nothing to compare")
+	}
+	if slices.Contains(local, netip.MustParsePrefix("fd00::5/128")) {
+		t.Errorf("tentative fd00::5 reported local, but bind gives %v", bindErr)
+	}
+}
+
+func FuzzParseLocalRoutes(f *testing.F) {
+	if b, err := syscall.NetlinkRIB(syscall.RTM_GETROUTE, syscall.AF_UNSPEC); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := ParseLocalRoutes(b)
+		if err != nil {
+			return
+		}
+		for _, p := range ps {
+			if !p.IsValid() {
+				t.Fatalf("invalid prefix %v", p)
+			}
+		}
+	})
+}

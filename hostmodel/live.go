@@ -1,0 +1,92 @@
+package hostmodel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+// Live reads the calling thread's network namespace: host facts and the
+// socket table of proto, with every fact the rules need.
+//
+// Finding owners means scanning every process's descriptors, the slow part
+// of a snapshot, so it is done only when needed: the BPF iterator
+// (sockfacts) gives the options of every socket it sees, and owners are
+// then looked up later, for blockers only (LoadOwners). Without the
+// iterator, or for TCP sockets it does not walk (bound-only ones), the
+// table is read again with owners and their options (pidfd_getfd).
+func Live(ctx context.Context, proto rules.Proto, procRoot string) (*Situation, error) {
+	host, notes, err := ReadHost(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	q := socktab.Query{TCP: proto == rules.TCP, UDP: proto == rules.UDP, ProcRoot: procRoot}
+	t, err := socktab.Snapshot(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("socket table: %w", err)
+	}
+	// The kernel's own records, read after the dump, which assigned every
+	// listed socket a cookie.
+	var facts *Facts
+	fp := sockfacts.TCP
+	if proto == rules.UDP {
+		fp = sockfacts.UDP
+	}
+	if ks, err := sockfacts.Read(fp); err == nil {
+		facts = IndexFacts(ks)
+	} else {
+		notes = append(notes, fmt.Sprintf("kernel socket facts not read (%v): options come from owners' descriptors where readable; the rest is assumed, as stated", err))
+	}
+	withOwners := facts == nil
+	for i := range t.Sockets {
+		if s := &t.Sockets[i]; s.Local.Port() != 0 && s.State != socktab.NewSynRecv && facts.Lookup(s) == nil {
+			withOwners = true
+			break
+		}
+	}
+	if withOwners {
+		q.Owners, q.Options = true, true
+		if t, err = socktab.Snapshot(ctx, q); err != nil {
+			return nil, fmt.Errorf("socket table: %w", err)
+		}
+	}
+	sit := FromTable(host, t, facts)
+	sit.Notes = append(notes, sit.Notes...)
+	sit.ownersRead = withOwners
+	sit.query = q
+	return sit, nil
+}
+
+// LoadOwners finds the processes holding the sockets at idx (typically the
+// blockers) when Live did not read owners. Sockets are matched by inode.
+func (sit *Situation) LoadOwners(ctx context.Context, idx []int) error {
+	if sit.ownersRead || !slices.ContainsFunc(idx, func(i int) bool { return sit.Entries[i].Inode != 0 }) {
+		return nil // read already, or only TIME_WAIT entries, which have no owner
+	}
+	q := sit.query
+	q.Owners = true
+	if len(idx) == 1 {
+		q.LocalPort = sit.Entries[idx[0]].Socket.Local.Port()
+	}
+	t, err := socktab.Snapshot(ctx, q)
+	if err != nil {
+		return fmt.Errorf("socket owners: %w", err)
+	}
+	byInode := map[uint64][]socktab.Owner{}
+	for _, s := range t.Sockets {
+		if s.Inode != 0 {
+			byInode[s.Inode] = s.Owners
+		}
+	}
+	for _, i := range idx {
+		if e := &sit.Entries[i]; e.Inode != 0 {
+			e.Owners = byInode[e.Inode]
+		}
+	}
+	sit.ownersRead = len(idx) == len(sit.Entries)
+	return nil
+}

@@ -1,0 +1,148 @@
+package hostmodel
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+// Plan is what the new socket does, in order: for example bind then listen,
+// or bind then connect. The socket is described as created (Unbound).
+type Plan struct {
+	Socket rules.Socket
+	Ops    []rules.Op
+}
+
+// Result is a plan's predicted outcome: the outcome of the first operation
+// that fails, or of the last one.
+type Result struct {
+	rules.Outcome
+	Failed int // index of the failing operation in Plan.Ops, -1 when all succeed
+}
+
+// Model predicts one operation; rules.Predict is the model. Tests may
+// substitute a smaller one.
+type Model func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome
+
+// Predict runs the plan through model (rules.Predict when nil), each
+// operation starting from the socket the previous one left.
+func Predict(model Model, w rules.World, p Plan) Result {
+	if model == nil {
+		return run(rules.NewModel(w).Predict, w.Host, p)
+	}
+	return run(func(s rules.Socket, op rules.Op) rules.Outcome { return model(w, s, op) }, w.Host, p)
+}
+
+func run(predict func(rules.Socket, rules.Op) rules.Outcome, host rules.Host, p Plan) Result {
+	s := p.Socket
+	var out rules.Outcome
+	for i, op := range p.Ops {
+		out = predict(s, op)
+		if !out.OK() {
+			return Result{Outcome: out, Failed: i}
+		}
+		s = out.After
+		if i+1 < len(p.Ops) && op.Kind == rules.OpBind && op.Addr.Port() == 0 && s.Local.Port() == 0 && !s.BindNoPort {
+			// bind(0) took one of several ports and the model cannot say
+			// which (the kernel starts at a random one); the next
+			// operation is judged with one of them.
+			if port, ok := pickBoundPort(predict, host, p.Socket, op); ok {
+				s.Local = netip.AddrPortFrom(s.Local.Addr(), port)
+			}
+		}
+	}
+	return Result{Outcome: out, Failed: -1}
+}
+
+// pickBoundPort returns a port bind(op.Addr with port 0) may have taken:
+// the first in the search range that an explicit bind without reuse options
+// accepts (the kernel's first pass takes only ports without an overlapping
+// owner), else the first an explicit bind with the socket's options
+// accepts (ip_autobind_reuse's second pass shares such ports).
+func pickBoundPort(predict func(rules.Socket, rules.Op) rules.Outcome, host rules.Host, s rules.Socket, op rules.Op) (uint16, bool) {
+	r, _ := rules.EffectiveRange(host, s)
+	reserved := func(p uint16) bool {
+		for _, rr := range host.ReservedPorts {
+			if rr.Contains(p) {
+				return true
+			}
+		}
+		return false
+	}
+	strict := s
+	strict.ReuseAddr, strict.ReusePort = false, false
+	for _, try := range []rules.Socket{strict, s} {
+		for p := int(r.Lo); p <= int(r.Hi) && p > 0; p++ {
+			if reserved(uint16(p)) {
+				continue
+			}
+			if predict(try, rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(op.Addr.Addr(), uint16(p))}).OK() {
+				return uint16(p), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// predict runs p against the situation's world, or against w when it is
+// not nil (a world changed by a candidate fix). The situation's own world
+// is indexed once (rules.NewModel) and reused, so trying many ports or
+// addresses stays cheap on a large table.
+func (sit *Situation) predict(w *rules.World, p Plan) Result {
+	if w != nil {
+		return Predict(sit.Model, *w, p)
+	}
+	if sit.Model != nil {
+		return Predict(sit.Model, sit.World(), p)
+	}
+	if sit.indexed == nil {
+		sit.indexed = rules.NewModel(sit.World())
+	}
+	return run(sit.indexed.Predict, sit.Host, p)
+}
+
+// String describes the plan as the syscalls it makes: "bind 127.0.0.1:80,
+// listen".
+func (p Plan) String() string {
+	s := ""
+	for i, op := range p.Ops {
+		if i > 0 {
+			s += ", "
+		}
+		switch op.Kind {
+		case rules.OpListen:
+			s += "listen"
+		default:
+			s += fmt.Sprintf("%s %s", op.Kind, op.Addr)
+		}
+	}
+	return s
+}
+
+// ResolveSource fills in Op.Source of the plan's connect with the address
+// the kernel's route lookup would give it, when the socket is not bound to
+// a specific address. It runs in the calling thread's network namespace.
+func ResolveSource(p *Plan) error {
+	bound := false
+	for i := range p.Ops {
+		op := &p.Ops[i]
+		switch op.Kind {
+		case rules.OpBind:
+			bound = !op.Addr.Addr().Unmap().IsUnspecified()
+		case rules.OpConnect:
+			if bound {
+				continue
+			}
+			src, err := SourceFor(op.Addr.Addr(), p.Socket.Dev)
+			if err != nil {
+				return fmt.Errorf("no route to %s: %w", op.Addr.Addr(), err)
+			}
+			if p.Socket.Family == rules.IPv6 && src.Is4() {
+				src = netip.AddrFrom16(src.As16())
+			}
+			op.Source = src
+		}
+	}
+	return nil
+}

@@ -1,0 +1,331 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockopt"
+)
+
+// whyOptions are the new socket's options and how to report.
+type whyOptions struct {
+	udp        bool
+	reuseAddr  bool
+	reusePort  bool
+	v6only     bool
+	bindNoPort bool
+	uid        int
+	dev        string
+	from       string
+	json       bool
+	procRoot   string
+}
+
+func newWhyCmd(s Streams) *cobra.Command {
+	o := &whyOptions{uid: -1}
+	cmd := &cobra.Command{
+		Use:   "why",
+		Short: "Predict whether a bind/listen/connect would work here, name what blocks it and what would work",
+		Long: `tuple why reads this host's socket table (with owners and their options), port sysctls and
+local addresses, and predicts what the kernel would answer to a new socket's bind, listen or
+connect. When it would fail it names each blocking socket with its owning processes, says why,
+and lists the changes the model predicts would work. Exit 0: would succeed, 1: would fail.`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			return usageError("tuple why: want a subcommand: bind, listen or connect")
+		}),
+	}
+	f := cmd.PersistentFlags()
+	f.BoolVarP(&o.udp, "udp", "u", false, "UDP instead of TCP")
+	f.BoolVar(&o.reuseAddr, "reuseaddr", false, "the new socket sets SO_REUSEADDR")
+	f.BoolVar(&o.reusePort, "reuseport", false, "the new socket sets SO_REUSEPORT")
+	f.BoolVar(&o.v6only, "v6only", false, "the new IPv6 socket sets IPV6_V6ONLY")
+	f.BoolVar(&o.bindNoPort, "bind-no-port", false, "the new socket sets IP_BIND_ADDRESS_NO_PORT (connect picks the port)")
+	f.IntVar(&o.uid, "uid", -1, "uid the new socket is created by (default: the current effective uid)")
+	f.StringVar(&o.dev, "dev", "", "the new socket is bound to this interface (SO_BINDTODEVICE)")
+	f.BoolVar(&o.json, "json", false, "print one JSON object")
+	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
+	_ = f.MarkHidden("proc")
+
+	sub := func(use, short string, nargs int, kind rules.OpKind) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.ExactArgs(nargs),
+			RunE: runE(func(cmd *cobra.Command, args []string) error {
+				return runWhy(cmd.Context(), s, o, kind, args[0])
+			}),
+		}
+	}
+	bind := sub("bind ADDR:PORT", "Would bind(ADDR:PORT) work?", 1, rules.OpBind)
+	listen := sub("listen ADDR:PORT", "Would bind(ADDR:PORT) and listen() work?", 1, rules.OpListen)
+	connect := sub("connect [--from ADDR:PORT] ADDR:PORT", "Would connect(ADDR:PORT) work, from --from if given?", 1, rules.OpConnect)
+	connect.Flags().StringVar(&o.from, "from", "", "bind this local ADDR:PORT before connecting (port 0: the kernel picks)")
+	cmd.AddCommand(bind, listen, connect)
+	return cmd
+}
+
+// parseAddrPort accepts ADDR:PORT, [V6]:PORT and :PORT (the IPv4 wildcard).
+func parseAddrPort(what, s string) (netip.AddrPort, error) {
+	if strings.HasPrefix(s, ":") {
+		s = "0.0.0.0" + s
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, usageError("%s %q: want ADDR:PORT with a numeric address, e.g. 127.0.0.1:8080 or [::1]:8080", what, s)
+	}
+	if ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, usageError("%s %q: zoned addresses are not supported; use --dev", what, s)
+	}
+	return ap, nil
+}
+
+// whyPlan turns the command line into the model's plan for the new socket.
+func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, error) {
+	target, err := parseAddrPort(kind.String()+" address", arg)
+	if err != nil {
+		return hostmodel.Plan{}, err
+	}
+	var from netip.AddrPort
+	hasFrom := kind == rules.OpConnect && o.from != ""
+	if hasFrom {
+		if from, err = parseAddrPort("--from", o.from); err != nil {
+			return hostmodel.Plan{}, err
+		}
+	}
+	if kind == rules.OpConnect && target.Port() == 0 {
+		return hostmodel.Plan{}, usageError("connect address %s: port 0 cannot be connected to", target)
+	}
+	if kind == rules.OpConnect && target.Addr().IsUnspecified() {
+		return hostmodel.Plan{}, usageError("connect address %s: want a peer address, not a wildcard", target)
+	}
+	if o.bindNoPort && !hasFrom {
+		return hostmodel.Plan{}, usageError("--bind-no-port applies to connect --from ADDR:0")
+	}
+	s := rules.Socket{ID: "new socket", Proto: rules.TCP, Family: rules.IPv4, State: rules.Unbound,
+		ReuseAddr: o.reuseAddr, ReusePort: o.reusePort, BindNoPort: o.bindNoPort}
+	if o.udp {
+		s.Proto = rules.UDP
+	}
+	if o.udp && kind == rules.OpListen {
+		return hostmodel.Plan{}, usageError("listen: UDP sockets do not listen; use 'tuple why bind -u'")
+	}
+	local := target
+	if hasFrom {
+		local = from
+	}
+	if local.Addr().Is6() {
+		s.Family = rules.IPv6
+	}
+	if hasFrom {
+		switch {
+		case from.Addr().Is4() && target.Addr().Is6() && !target.Addr().Is4In6():
+			return hostmodel.Plan{}, usageError("--from %s is IPv4 but the peer %s is IPv6", from, target)
+		case from.Addr().Is6() && target.Addr().Is4():
+			target = netip.AddrPortFrom(netip.AddrFrom16(target.Addr().As16()), target.Port())
+		case from.Addr().Is4() && target.Addr().Is4In6():
+			target = netip.AddrPortFrom(target.Addr().Unmap(), target.Port())
+		}
+	}
+	if o.v6only && s.Family != rules.IPv6 {
+		return hostmodel.Plan{}, usageError("--v6only needs an IPv6 socket (an IPv6 address)")
+	}
+	s.V6Only = s.Family == rules.IPv6 && o.v6only
+	// Without --v6only the socket keeps the system default
+	// (net.ipv6.bindv6only), which the model reads from the host.
+	s.V6OnlyDefault = s.Family == rules.IPv6 && !o.v6only
+	if o.uid < -1 || o.uid > 1<<32-2 {
+		return hostmodel.Plan{}, usageError("--uid %d: want a uid from 0 to 4294967294", o.uid)
+	}
+	if o.uid == -1 {
+		s.UID = uint32(os.Geteuid())
+	} else {
+		s.UID = uint32(o.uid)
+	}
+	// uid 0 is assumed to hold CAP_NET_BIND_SERVICE; other uids not.
+	s.CanBindPrivileged = s.UID == 0
+	if o.dev != "" {
+		ifi, err := net.InterfaceByName(o.dev)
+		if err != nil {
+			return hostmodel.Plan{}, usageError("--dev %q: no such interface", o.dev)
+		}
+		s.Dev = ifi.Index
+	}
+	p := hostmodel.Plan{Socket: s}
+	switch kind {
+	case rules.OpBind:
+		p.Ops = []rules.Op{{Kind: rules.OpBind, Addr: target}}
+	case rules.OpListen:
+		p.Ops = []rules.Op{{Kind: rules.OpBind, Addr: target}, {Kind: rules.OpListen}}
+	case rules.OpConnect:
+		if hasFrom {
+			p.Ops = append(p.Ops, rules.Op{Kind: rules.OpBind, Addr: from})
+		}
+		p.Ops = append(p.Ops, rules.Op{Kind: rules.OpConnect, Addr: target})
+	}
+	return p, nil
+}
+
+func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, arg string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// The command line is checked before the host is read.
+	p, err := whyPlan(o, kind, arg)
+	if err != nil {
+		return err
+	}
+	proto := rules.TCP
+	if o.udp {
+		proto = rules.UDP
+	}
+	sit, err := hostmodel.Live(ctx, proto, o.procRoot)
+	if err != nil {
+		return fmt.Errorf("why %s: %w", kind, err)
+	}
+	if err := hostmodel.ResolveSource(&p); err != nil {
+		sit.Notes = append(sit.Notes, err.Error()+"; four-tuples compared on the peer alone")
+	}
+	r := hostmodel.Explain(ctx, sit, p)
+	if o.json {
+		enc := json.NewEncoder(s.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		printReport(s.Out, proto, r)
+	}
+	if r.OK() {
+		return nil
+	}
+	return exitCode(exitFailure)
+}
+
+// printReport writes the report for people.
+func printReport(w io.Writer, proto rules.Proto, r *hostmodel.Report) {
+	if r.OK() {
+		fmt.Fprintf(w, "%s %s: would succeed", proto, r.Plan)
+		if r.Port != 0 {
+			fmt.Fprintf(w, " (port %d)", r.Port)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "%s %s: %s would fail with %s\n", proto, r.Plan, r.FailedOp, r.Verdict)
+	}
+	if r.Explanation != "" {
+		fmt.Fprintf(w, "why: %s\n", r.Explanation)
+	}
+	for i, b := range r.Blockers {
+		tuple := b.Local
+		if b.Remote != "" {
+			tuple += " -> " + b.Remote
+		}
+		fmt.Fprintf(w, "blocker %d: %s %s %s uid %d", i+1, b.Proto, tuple, b.State, b.UID)
+		if len(b.Options) > 0 {
+			fmt.Fprintf(w, " [%s]", strings.Join(b.Options, " "))
+		} else {
+			fmt.Fprint(w, " [no reuse options]")
+		}
+		if b.TimeLeft > 0 {
+			fmt.Fprintf(w, " expires in %s", b.TimeLeft.Round(time.Second))
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "  owner: %s\n", b.OwnersText())
+		if b.Reason != "" {
+			fmt.Fprintf(w, "  why: %s\n", b.Reason)
+		}
+		for _, a := range b.Assumed {
+			fmt.Fprintf(w, "  unknown: %s\n", a)
+		}
+	}
+	if len(r.Fixes) > 0 {
+		fmt.Fprintln(w, "what would work:")
+		for _, f := range r.Fixes {
+			if f.Flags != "" {
+				fmt.Fprintf(w, "  - %s: %s\n", f.Change, f.Flags)
+			} else {
+				fmt.Fprintf(w, "  - %s\n", f.Change)
+			}
+		}
+	} else if !r.OK() {
+		fmt.Fprintln(w, "what would work: nothing the model could find by changing one thing")
+	}
+	for _, a := range r.Assumptions {
+		fmt.Fprintf(w, "assumption: %s\n", a)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+// explainNetFailure explains a failed connect or listen from `tuple
+// connect`/`tuple listen`: the same report as `tuple why`, as text, judging
+// a new socket with the options the failed one had. It returns "" when the
+// model does not predict the errno the kernel gave (the explanation would
+// not be about this failure), or the host cannot be read. f.local is the
+// source (or listen) address, invalid or port 0 when none was asked for.
+func explainNetFailure(f *netFailure) string {
+	op, local, remote := f.op, f.local, f.remote
+	var errno syscall.Errno
+	if !errors.As(f.err, &errno) {
+		return ""
+	}
+	o := whyOptions{uid: -1, udp: strings.HasPrefix(f.network, "udp"),
+		reuseAddr: f.opts.ReuseAddr, reusePort: f.opts.ReusePort,
+		bindNoPort: f.opts.BindAddressNoPort, v6only: f.opts.V6Only == sockopt.V6OnlyOn,
+		dev: f.opts.Device}
+	var kind rules.OpKind
+	var arg string
+	switch op {
+	case "listen":
+		kind, arg = rules.OpListen, local.String()
+		if o.udp {
+			kind = rules.OpBind
+		}
+	case "connect", "dial":
+		kind, arg = rules.OpConnect, remote.String()
+		if local.IsValid() && (local.Port() != 0 || !local.Addr().IsUnspecified()) {
+			o.from = local.String()
+		}
+	default:
+		return ""
+	}
+	if !local.IsValid() && kind != rules.OpConnect {
+		return ""
+	}
+	proto := rules.TCP
+	if o.udp {
+		proto = rules.UDP
+	}
+	ctx := context.Background()
+	sit, lerr := hostmodel.Live(ctx, proto, "")
+	if lerr != nil {
+		return ""
+	}
+	p, perr := whyPlan(&o, kind, arg)
+	if perr != nil {
+		return ""
+	}
+	_ = hostmodel.ResolveSource(&p) // without a route the model compares on the peer alone
+	r := hostmodel.Explain(ctx, sit, p)
+	if r.OK() || r.Verdict != rules.ErrnoName(errno) {
+		return ""
+	}
+	var b strings.Builder
+	printReport(&b, proto, r)
+	return b.String()
+}

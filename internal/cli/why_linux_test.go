@@ -1,0 +1,301 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/sockopt"
+)
+
+// whyIn runs `tuple why ... --json` inside the namespace, through the
+// command's real code path (live socket table, sysctls, addresses).
+func whyIn(t *testing.T, ns *netnstest.NS, args ...string) (int, whyJSON) {
+	t.Helper()
+	var code int
+	var out, errOut string
+	ns.Do(func() error {
+		code, out, errOut = run(t, "", args...)
+		return nil
+	})
+	var j whyJSON
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatalf("tuple %s: exit %d, output is not JSON (%v): %s%s", strings.Join(args, " "), code, err, out, errOut)
+	}
+	return code, j
+}
+
+// kernelSays builds r for real in the namespace and returns the verdict;
+// the socket stays open until the test ends when it succeeded.
+func kernelSays(t *testing.T, ns *netnstest.NS, r realSock) string {
+	t.Helper()
+	var v string
+	ns.Do(func() error {
+		fd, err := r.create()
+		v = verdict(err)
+		if err != nil {
+			closeFD(fd)
+		} else {
+			t.Cleanup(func() { closeFD(fd) })
+		}
+		return nil
+	})
+	return v
+}
+
+// mustCreate builds r in the namespace and fails the test if it fails.
+func mustCreate(t *testing.T, ns *netnstest.NS, r realSock) int {
+	t.Helper()
+	var fd int
+	var err error
+	ns.Do(func() error { fd, err = r.create(); return nil })
+	if err != nil {
+		closeFD(fd)
+		t.Fatalf("%v: %v", r, err)
+	}
+	t.Cleanup(func() { closeFD(fd) })
+	return fd
+}
+
+// acceptPeer accepts from listener until the child whose peer is peer
+// shows up; other children stay open until the test ends.
+func acceptPeer(t *testing.T, listener int, peer netip.AddrPort) int {
+	t.Helper()
+	for range 64 {
+		nfd, sa, err := unix.Accept4(listener, unix.SOCK_CLOEXEC)
+		if err != nil {
+			t.Fatalf("accept: %v", err)
+		}
+		if a, ok := sa.(*unix.SockaddrInet4); ok && netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)) == peer {
+			return nfd
+		}
+		t.Cleanup(func() { closeFD(nfd) })
+	}
+	t.Fatalf("no accepted connection from %s", peer)
+	return -1
+}
+
+// timeWait leaves a TIME_WAIT entry for client: the client closes first,
+// then the accepted child.
+func timeWait(t *testing.T, ns *netnstest.NS, client realSock, listener int) {
+	t.Helper()
+	var fd int
+	var err error
+	ns.Do(func() error { fd, err = client.create(); return nil })
+	if err != nil {
+		closeFD(fd)
+		t.Fatalf("%v: %v", client, err)
+	}
+	child := acceptPeer(t, listener, client.bind)
+	unix.Close(fd)
+	unix.Close(child)
+	waitForState(t, ns, "TIME-WAIT", client.bind.String())
+}
+
+// waitForState waits until ss shows a socket in state with local address addr.
+func waitForState(t *testing.T, ns *netnstest.NS, state, addr string) {
+	t.Helper()
+	for range 100 {
+		if strings.Contains(ns.Run(t, "ss", "-Htan", "state", strings.ToLower(state), "src", addr), addr) {
+			return
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: 10e6}, nil)
+	}
+	t.Fatalf("no %s socket on %s", state, addr)
+}
+
+func hasFix(j whyJSON, changeSub, flags string) bool {
+	for _, f := range j.Fixes {
+		if strings.Contains(f.Change, changeSub) && (flags == "" || f.Flags == flags) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestWhySeedCases explains the seed experiment's cases through `tuple
+// why` reading the live table, and checks each verdict against the kernel.
+func TestWhySeedCases(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32")
+	ap := netip.MustParseAddrPort
+	hostA, hostB := ap("10.0.0.2:80"), ap("10.0.0.3:80")
+	srvA := mustCreate(t, ns, realSock{family: 4, bind: hostA, listen: true})
+	mustCreate(t, ns, realSock{family: 4, bind: hostB, listen: true})
+	me := fmt.Sprintf("pid %d (", os.Getpid())
+
+	// check runs tuple why for the second socket, compares the verdict
+	// with the kernel's, and returns the report.
+	check := func(name string, second realSock, wantVerdict string) whyJSON {
+		t.Helper()
+		code, j := whyIn(t, ns, second.whyArgs()...)
+		if j.Verdict != wantVerdict || (code == 0) != (wantVerdict == "ok") {
+			t.Errorf("%s: tuple why says %s (exit %d), want %s: %+v", name, j.Verdict, code, wantVerdict, j)
+		}
+		if k := kernelSays(t, ns, second); k != wantVerdict {
+			t.Errorf("%s: the kernel says %s, want %s", name, k, wantVerdict)
+		}
+		return j
+	}
+
+	t.Run("nc double -p", func(t *testing.T) {
+		mustCreate(t, ns, realSock{family: 4, bind: ap("10.0.0.1:12345"), connect: hostA})
+		j := check("double -p", realSock{family: 4, bind: ap("10.0.0.1:12345"), connect: hostB}, "EADDRINUSE")
+		if len(j.Blockers) != 1 || j.FailedOp != "bind" {
+			t.Fatalf("want one blocker at bind: %+v", j)
+		}
+		b := j.Blockers[0]
+		if b.Local != "10.0.0.1:12345" || b.Remote != "10.0.0.2:80" || b.State != "CONNECTED" ||
+			len(b.Owners) != 1 || b.Owners[0].PID != os.Getpid() {
+			t.Errorf("blocker is not the first nc's socket with its owner: %+v", b)
+		}
+		if !hasFix(j, "set SO_REUSEPORT on the new socket and on tcp 10.0.0.1:12345->10.0.0.2:80 ["+me, "--reuseport") ||
+			!hasFix(j, "set SO_REUSEADDR on the new socket and on tcp 10.0.0.1:12345", "--reuseaddr") ||
+			!hasFix(j, "let connect() pick", "") {
+			t.Errorf("fixes: %+v", j.Fixes)
+		}
+	})
+	t.Run("reuseport on both", func(t *testing.T) {
+		mustCreate(t, ns, realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:12346"), connect: hostA})
+		check("reuseport", realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:12346"), connect: hostB}, "ok")
+	})
+	t.Run("reuseaddr on both", func(t *testing.T) {
+		mustCreate(t, ns, realSock{family: 4, reuseAddr: true, bind: ap("10.0.0.1:12347"), connect: hostA})
+		check("reuseaddr", realSock{family: 4, reuseAddr: true, bind: ap("10.0.0.1:12347"), connect: hostB}, "ok")
+	})
+	t.Run("same destination", func(t *testing.T) {
+		mustCreate(t, ns, realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:12352"), connect: hostA})
+		j := check("same destination", realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:12352"), connect: hostA}, "EADDRNOTAVAIL")
+		if j.FailedOp != "connect" || len(j.Blockers) != 1 || j.Blockers[0].Local != "10.0.0.1:12352" || j.Blockers[0].Remote != "10.0.0.2:80" {
+			t.Errorf("want the four-tuple's holder as blocker at connect: %+v", j)
+		}
+		if hasFix(j, "SO_REUSE", "") || !hasFix(j, "use port", "") {
+			t.Errorf("sharing the port cannot help the same four-tuple; fixes: %+v", j.Fixes)
+		}
+	})
+	t.Run("different uid", func(t *testing.T) {
+		mustCreate(t, ns, realSock{family: 4, reusePort: true, uid: 65534, bind: ap("10.0.0.1:12348"), connect: hostA})
+		j := check("different uid", realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:12348"), connect: hostB}, "EADDRINUSE")
+		if len(j.Blockers) != 1 || j.Blockers[0].UID != 65534 || !strings.Contains(j.Blockers[0].Reason, "uid") {
+			t.Errorf("want the other uid's socket as blocker with a uid reason: %+v", j.Blockers)
+		}
+		if !hasFix(j, "run it as uid 65534", "--reuseport --uid 65534") {
+			t.Errorf("fixes: %+v", j.Fixes)
+		}
+		check("same uid", realSock{family: 4, reusePort: true, uid: 65534, bind: ap("10.0.0.1:12348"), connect: hostB}, "ok")
+	})
+	t.Run("TIME_WAIT", func(t *testing.T) {
+		first := realSock{family: 4, bind: ap("10.0.0.1:12349"), connect: hostA}
+		timeWait(t, ns, first, srvA)
+		j := check("time-wait", first, "EADDRINUSE")
+		if len(j.Blockers) != 1 || j.Blockers[0].State != "TIME_WAIT" || len(j.Blockers[0].Owners) != 0 {
+			t.Errorf("want the TIME_WAIT entry as blocker: %+v", j.Blockers)
+		}
+		var secs int
+		for _, f := range j.Fixes {
+			fmt.Sscanf(f.Change, "wait %d s until the TIME_WAIT entry expires", &secs)
+		}
+		if secs < 50 || secs > 60 {
+			t.Errorf("want a fix waiting 50-60 s for the entry; fixes: %+v", j.Fixes)
+		}
+		// With SO_REUSEADDR on both, the bind passes and the connect takes
+		// the TIME_WAIT four-tuple over (the peer used timestamps) ...
+		second := realSock{family: 4, reuseAddr: true, bind: ap("10.0.0.1:12350"), connect: hostA}
+		timeWait(t, ns, second, srvA)
+		check("time-wait reuse", second, "ok")
+		// ... and without timestamps the connect fails on the four-tuple.
+		ns.Sysctl(t, "net.ipv4.tcp_timestamps", "0")
+		third := realSock{family: 4, reuseAddr: true, bind: ap("10.0.0.1:12351"), connect: hostA}
+		timeWait(t, ns, third, srvA)
+		ns.Sysctl(t, "net.ipv4.tcp_timestamps", "1")
+		j = check("time-wait no timestamps", third, "EADDRNOTAVAIL")
+		if j.FailedOp != "connect" || !hasFix(j, "until the TIME_WAIT entry expires", "") {
+			t.Errorf("want a connect failure with a wait fix: %+v", j)
+		}
+	})
+	t.Run("listener on the port", func(t *testing.T) {
+		mustCreate(t, ns, realSock{family: 4, bind: ap("10.0.0.1:8080"), listen: true})
+		j := check("listener", realSock{family: 4, reuseAddr: true, bind: ap("10.0.0.1:8080"), listen: true}, "EADDRINUSE")
+		if len(j.Blockers) != 1 || j.Blockers[0].State != "LISTEN" || !strings.Contains(j.Blockers[0].Reason, "SO_REUSEPORT") {
+			t.Errorf("want the listener as blocker: %+v", j.Blockers)
+		}
+		if !hasFix(j, "set SO_REUSEPORT on the new socket and on tcp 10.0.0.1:8080 ["+me, "--reuseport") || !hasFix(j, "use port 8081", "10.0.0.1:8081") {
+			t.Errorf("fixes: %+v", j.Fixes)
+		}
+		check("wildcard vs listener", realSock{family: 4, bind: ap("0.0.0.0:8080"), listen: true}, "EADDRINUSE")
+		mustCreate(t, ns, realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:8090"), listen: true})
+		check("reuseport listeners", realSock{family: 4, reusePort: true, bind: ap("10.0.0.1:8090"), listen: true}, "ok")
+	})
+}
+
+// TestExplainNetFailure: the explanation `tuple connect` and `tuple listen`
+// print after a failure names the blocker and its owner.
+func TestExplainNetFailure(t *testing.T) {
+	ns := netnstest.New(t)
+	ap := netip.MustParseAddrPort
+	mustCreate(t, ns, realSock{family: 4, bind: ap("127.0.0.1:7300"), listen: true})
+	var got, other, withOpts string
+	ns.Do(func() error {
+		err := &os.SyscallError{Syscall: "bind", Err: unix.EADDRINUSE}
+		got = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err))
+		// The model predicts EADDRINUSE, not EACCES: no explanation.
+		other = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, &os.SyscallError{Syscall: "bind", Err: unix.EACCES}))
+		// With SO_REUSEPORT on the new socket alone, the listener still
+		// blocks it, and the explanation says the owner needs it too.
+		f := newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err)
+		f.opts = sockopt.Options{ReuseAddr: true, ReusePort: true}
+		withOpts = explainNetFailure(f)
+		return nil
+	})
+	for _, want := range []string{"would fail with EADDRINUSE", "blocker 1: tcp 127.0.0.1:7300 LISTEN", fmt.Sprintf("owner: pid %d (", os.Getpid()), "--reuseport"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, got)
+		}
+	}
+	if other != "" {
+		t.Errorf("explanation for an errno the model does not predict: %q", other)
+	}
+	if !strings.Contains(withOpts, "would fail with EADDRINUSE") || !strings.Contains(withOpts, "SO_REUSEPORT") {
+		t.Errorf("explanation for a new socket with SO_REUSEPORT does not judge it with that option:\n%s", withOpts)
+	}
+}
+
+// TestWhyUnprivileged runs tuple why as an unprivileged user: no BPF
+// iterator and no access to root's descriptors, so the owner's options are
+// unknown. The verdict must still match the kernel and say what it assumed.
+func TestWhyUnprivileged(t *testing.T) {
+	ns := netnstest.New(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := dir + "/tuple"
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput(); err != nil {
+		t.Skipf("cannot build tuple for the unprivileged run: %v: %s", err, out)
+	}
+	ap := netip.MustParseAddrPort
+	mustCreate(t, ns, realSock{family: 4, reusePort: true, bind: ap("127.0.0.1:7400"), listen: true})
+	cmd := ns.Command(context.Background(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		bin, "why", "listen", "127.0.0.1:7400", "--reuseport", "--json")
+	out, _ := cmd.Output()
+	var j whyJSON
+	if err := json.Unmarshal(out, &j); err != nil {
+		t.Fatalf("tuple why as uid 65534: %v: %s", err, out)
+	}
+	if k := kernelSays(t, ns, realSock{family: 4, reusePort: true, uid: 65534, bind: ap("127.0.0.1:7400"), listen: true}); k != j.Verdict || k != "EADDRINUSE" {
+		t.Errorf("tuple why says %s, the kernel %s", j.Verdict, k)
+	}
+	if !strings.Contains(strings.Join(j.Assumptions, "\n"), "assumed SO_REUSEPORT off") {
+		t.Errorf("the verdict does not state its assumption about the owner's SO_REUSEPORT: %q", j.Assumptions)
+	}
+	if !strings.Contains(strings.Join(j.Notes, "\n"), "kernel socket facts not read") {
+		t.Errorf("notes do not say the BPF iterator was unavailable: %q", j.Notes)
+	}
+}

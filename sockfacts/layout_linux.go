@@ -1,0 +1,121 @@
+package sockfacts
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// field is where one kernel struct member lives: byte offset and size, and
+// for a bitfield its bit offset within the byte at off and its width.
+type field struct {
+	off, size  uint32
+	bit, nbits uint32
+	isBitfield bool
+}
+
+// layout is every kernel field the iterator reads, from the running
+// kernel's BTF.
+type layout struct {
+	cookie, family, state, reuse, reusePort, v6only  field
+	num, dport, daddr, rcvSaddr, v6Daddr, v6RcvSaddr field
+	userlocks, twConnectBind, twTSRecentStamp        field
+	bindHash, twTB, fastreuse, fastreuseport         field
+	fastUID, fastRcvSaddr, fastV6RcvSaddr            field
+	fastFamily, fastV6Only                           field
+}
+
+// findField looks name up in the struct or union t, descending into
+// anonymous members (the kernel's unions such as skc_portpair).
+func findField(t btf.Type, name string, base btf.Bits) (field, bool) {
+	var members []btf.Member
+	switch c := btf.UnderlyingType(t).(type) {
+	case *btf.Struct:
+		members = c.Members
+	case *btf.Union:
+		members = c.Members
+	default:
+		return field{}, false
+	}
+	for _, m := range members {
+		off := base + m.Offset
+		if m.Name == name {
+			if m.BitfieldSize != 0 {
+				return field{off: uint32(off / 8), size: 1, bit: uint32(off % 8), nbits: uint32(m.BitfieldSize), isBitfield: true}, true
+			}
+			sz, err := btf.Sizeof(m.Type)
+			if err != nil || off%8 != 0 {
+				return field{}, false
+			}
+			return field{off: uint32(off / 8), size: uint32(sz)}, true
+		}
+		if m.Name == "" {
+			if f, ok := findField(m.Type, name, off); ok {
+				return f, true
+			}
+		}
+	}
+	return field{}, false
+}
+
+func loadLayout(spec *btf.Spec) (*layout, error) {
+	get := func(structName, name string, size uint32) (field, error) {
+		var s *btf.Struct
+		if err := spec.TypeByName(structName, &s); err != nil {
+			return field{}, fmt.Errorf("%w: kernel BTF has no struct %s: %v", ErrNotSupported, structName, err)
+		}
+		f, ok := findField(s, name, 0)
+		if !ok {
+			return field{}, fmt.Errorf("%w: kernel BTF has no %s.%s", ErrNotSupported, structName, name)
+		}
+		if f.isBitfield {
+			if f.bit+f.nbits > 8 {
+				return field{}, fmt.Errorf("%w: %s.%s spans bytes", ErrNotSupported, structName, name)
+			}
+		} else if size != 0 && f.size != size {
+			return field{}, fmt.Errorf("%w: %s.%s is %d bytes, want %d", ErrNotSupported, structName, name, f.size, size)
+		}
+		return f, nil
+	}
+	var l layout
+	var err error
+	for _, g := range []struct {
+		dst      *field
+		st, name string
+		size     uint32
+	}{
+		{&l.cookie, "sock_common", "skc_cookie", 8},
+		{&l.family, "sock_common", "skc_family", 2},
+		{&l.state, "sock_common", "skc_state", 1},
+		{&l.reuse, "sock_common", "skc_reuse", 0},
+		{&l.reusePort, "sock_common", "skc_reuseport", 0},
+		{&l.v6only, "sock_common", "skc_ipv6only", 0},
+		{&l.num, "sock_common", "skc_num", 2},
+		{&l.dport, "sock_common", "skc_dport", 2},
+		{&l.daddr, "sock_common", "skc_daddr", 4},
+		{&l.rcvSaddr, "sock_common", "skc_rcv_saddr", 4},
+		{&l.v6Daddr, "sock_common", "skc_v6_daddr", 16},
+		{&l.v6RcvSaddr, "sock_common", "skc_v6_rcv_saddr", 16},
+		{&l.userlocks, "sock", "sk_userlocks", 1},
+		{&l.twConnectBind, "inet_timewait_sock", "tw_connect_bind", 0},
+		{&l.twTSRecentStamp, "tcp_timewait_sock", "tw_ts_recent_stamp", 4},
+		{&l.bindHash, "inet_connection_sock", "icsk_bind_hash", 8},
+		{&l.twTB, "inet_timewait_sock", "tw_tb", 8},
+		{&l.fastreuse, "inet_bind_bucket", "fastreuse", 1},
+		{&l.fastreuseport, "inet_bind_bucket", "fastreuseport", 1},
+		{&l.fastUID, "inet_bind_bucket", "fastuid", 4},
+		{&l.fastRcvSaddr, "inet_bind_bucket", "fast_rcv_saddr", 4},
+		{&l.fastV6RcvSaddr, "inet_bind_bucket", "fast_v6_rcv_saddr", 16},
+		{&l.fastFamily, "inet_bind_bucket", "fast_sk_family", 2},
+		{&l.fastV6Only, "inet_bind_bucket", "fast_ipv6_only", 1},
+	} {
+		if *g.dst, err = get(g.st, g.name, g.size); err != nil {
+			return nil, err
+		}
+	}
+	// The three flags are copied as one byte.
+	if l.reuse.off != l.reusePort.off || l.reuse.off != l.v6only.off {
+		return nil, fmt.Errorf("%w: sock_common reuse flags are not in one byte", ErrNotSupported)
+	}
+	return &l, nil
+}

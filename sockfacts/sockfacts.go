@@ -1,0 +1,72 @@
+package sockfacts
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// ErrNotSupported is wrapped by Read's error when the iterator cannot run
+// here (not Linux, no BTF, no privileges, fields missing).
+var ErrNotSupported = errors.New("BPF socket iterator not available")
+
+// Proto is the transport protocol (IPPROTO number).
+type Proto uint8
+
+const (
+	TCP Proto = 6
+	UDP Proto = 17
+)
+
+// Sock is what the kernel holds about one socket.
+type Sock struct {
+	Proto  Proto
+	Family uint8 // 4 or 6
+	State  uint8 // kernel state number (TCP_ESTABLISHED=1 ... TCP_TIME_WAIT=6, TCP_LISTEN=10)
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	Cookie uint64 // the socket cookie, 0 if none was ever assigned
+
+	ReuseAddr bool // sk_reuse != 0
+	ReusePort bool // sk_reuseport
+	V6Only    bool // sk_ipv6only
+
+	TimeWait bool // a TIME_WAIT entry, not a full socket
+	// ConnectBind: the local port was picked by connect() (TCP only;
+	// known when ConnectBindKnown).
+	ConnectBind      bool
+	ConnectBindKnown bool
+	// BindPortLock: bind() was given an explicit port (full sockets).
+	BindPortLock bool
+	// Timestamps: a TIME_WAIT entry's peer used TCP timestamps
+	// (tw_ts_recent_stamp != 0).
+	Timestamps bool
+	// BucketConnectOnly: the kernel's bind bucket of this TCP port says
+	// connect() may share the port (no owner holds it through bind(); its
+	// fastreuse and fastreuseport caches are both negative). This is what
+	// connect() checks, history included (known when BucketKnown).
+	BucketConnectOnly bool
+	BucketKnown       bool
+	// Bucket is the port's bind bucket as the kernel holds it (when
+	// BucketKnown).
+	Bucket Bucket
+}
+
+// Bucket is a TCP port's struct inet_bind_bucket reuse cache.
+type Bucket struct {
+	FastReuse     int8 // -1 connect()-only, 0, 1
+	FastReusePort int8 // -1 connect()-only, 0 off, 1 any, 2 strict
+	FastUID       uint32
+	FastFamily    uint8 // 4 or 6, 0 when unset
+	FastAddr      netip.Addr
+	FastV6Only    bool
+}
+
+// Key identifies a socket across sources that lack cookies: protocol,
+// local and remote endpoints (the four-tuple).
+type Key struct {
+	Proto         Proto
+	Local, Remote netip.AddrPort
+}
+
+// Key returns s's four-tuple key.
+func (s Sock) Key() Key { return Key{s.Proto, s.Local, s.Remote} }

@@ -1,0 +1,311 @@
+package sockfacts
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+)
+
+// recordLen is the size of one record the program writes per socket.
+const recordLen = 96
+
+// Record offsets (see program).
+const (
+	recCookie    = 0
+	recFamily    = 8
+	recState     = 10
+	recFlags     = 11 // the sock_common byte holding skc_reuse, skc_reuseport, skc_ipv6only
+	recNum       = 12 // local port, host order
+	recDport     = 14 // remote port, network order
+	recDaddr     = 16
+	recRcvSaddr  = 20
+	recV6Daddr   = 24
+	recV6Saddr   = 40
+	recKind      = 56 // kindFull, kindTimeWait or 0
+	recLocks     = 57 // sk_userlocks, or the TIME_WAIT byte holding tw_connect_bind
+	recFastReuse = 58 // the port's bind bucket: fastreuse (s8)
+	recFastRP    = 59 // and fastreuseport (s8); both 0 without a bucket
+	recTSRecent  = 60 // tw_ts_recent_stamp
+	recFastUID   = 64 // the bucket's reuse cache: fastuid,
+	recFastSa4   = 68 // fast_rcv_saddr,
+	recFastSa6   = 72 // fast_v6_rcv_saddr,
+	recFastFam   = 88 // fast_sk_family,
+	recFastV6    = 90 // fast_ipv6_only
+	kindFull     = 1
+	kindTimeWait = 2
+	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
+)
+
+// sk_userlocks bits (include/net/sock.h). SOCK_CONNECT_BIND is not in BTF
+// (it is a #define); its value is checked against the kernel by the tests.
+const (
+	sockBindPortLock = 8
+	sockConnectBind  = 16
+)
+
+var (
+	layoutOnce sync.Once
+	kernLayout *layout
+	layoutErr  error
+)
+
+// kernelLayout reads the field offsets once; the kernel does not change
+// under a running process.
+func kernelLayout() (*layout, error) {
+	layoutOnce.Do(func() {
+		spec, err := btf.LoadKernelSpec()
+		if err != nil {
+			layoutErr = fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
+			return
+		}
+		kernLayout, layoutErr = loadLayout(spec)
+	})
+	return kernLayout, layoutErr
+}
+
+// program builds the iterator program. For TCP the context's second field
+// is a sock_common (full socket, TIME_WAIT or request socket); for UDP a
+// udp_sock, which starts with its sock_common.
+func program(l *layout, proto Proto) asm.Instructions {
+	const (
+		ctx  = asm.R6
+		sk   = asm.R7
+		base = -recordLen // stack offset of the record
+	)
+	copyField := func(f field, recOff int16) asm.Instructions {
+		var size asm.Size
+		switch f.size {
+		case 1:
+			size = asm.Byte
+		case 2:
+			size = asm.Half
+		case 4:
+			size = asm.Word
+		case 8:
+			size = asm.DWord
+		}
+		return asm.Instructions{
+			asm.LoadMem(asm.R1, sk, int16(f.off), size),
+			asm.StoreMem(asm.RFP, base+recOff, asm.R1, size),
+		}
+	}
+	copyAddr := func(f field, recOff int16) asm.Instructions {
+		var insns asm.Instructions
+		for i := int16(0); i < 16; i += 4 {
+			insns = append(insns,
+				asm.LoadMem(asm.R1, sk, int16(f.off)+i, asm.Word),
+				asm.StoreMem(asm.RFP, base+recOff+i, asm.R1, asm.Word))
+		}
+		return insns
+	}
+	insns := asm.Instructions{
+		asm.Mov.Reg(ctx, asm.R1),
+		asm.LoadMem(sk, ctx, 8, asm.DWord), // ctx->sk_common / ctx->udp_sk
+		asm.JEq.Imm(sk, 0, "exit"),
+	}
+	insns = append(insns, asm.Mov.Imm(asm.R1, 0))
+	for i := int16(0); i < recordLen; i += 8 {
+		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
+	}
+	insns = append(insns, copyField(l.cookie, recCookie)...)
+	insns = append(insns, copyField(l.family, recFamily)...)
+	insns = append(insns, copyField(l.state, recState)...)
+	insns = append(insns, copyField(field{off: l.reuse.off, size: 1}, recFlags)...)
+	insns = append(insns, copyField(l.num, recNum)...)
+	insns = append(insns, copyField(l.dport, recDport)...)
+	insns = append(insns, copyField(l.daddr, recDaddr)...)
+	insns = append(insns, copyField(l.rcvSaddr, recRcvSaddr)...)
+	insns = append(insns, copyAddr(l.v6Daddr, recV6Daddr)...)
+	insns = append(insns, copyAddr(l.v6RcvSaddr, recV6Saddr)...)
+	if proto == UDP {
+		// Every UDP socket is a full socket.
+		insns = append(insns,
+			asm.LoadMem(asm.R1, sk, int16(l.userlocks.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
+			asm.StoreImm(asm.RFP, base+recKind, kindFull, asm.Byte),
+			asm.Ja.Label("out"),
+		)
+	} else {
+		insns = append(insns,
+			asm.Mov.Reg(asm.R1, sk),
+			asm.FnSkcToTcpSock.Call(),
+			asm.JEq.Imm(asm.R0, 0, "tw"),
+			asm.LoadMem(asm.R1, asm.R0, int16(l.userlocks.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
+			asm.StoreImm(asm.RFP, base+recKind, kindFull, asm.Byte),
+			asm.LoadMem(asm.R8, asm.R0, int16(l.bindHash.off), asm.DWord), // icsk_bind_hash
+			asm.Ja.Label("bucket"),
+			asm.Mov.Reg(asm.R1, sk).WithSymbol("tw"),
+			asm.FnSkcToTcpTimewaitSock.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.LoadMem(asm.R1, asm.R0, int16(l.twConnectBind.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
+			asm.LoadMem(asm.R1, asm.R0, int16(l.twTSRecentStamp.off), asm.Word),
+			asm.StoreMem(asm.RFP, base+recTSRecent, asm.R1, asm.Word),
+			asm.StoreImm(asm.RFP, base+recKind, kindTimeWait, asm.Byte),
+			asm.LoadMem(asm.R8, asm.R0, int16(l.twTB.off), asm.DWord), // tw_tb
+			// The port's bind bucket, when the socket holds one.
+			asm.JEq.Imm(asm.R8, 0, "out").WithSymbol("bucket"),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastreuse.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recFastReuse, asm.R1, asm.Byte),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastreuseport.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recFastRP, asm.R1, asm.Byte),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastUID.off), asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastUID, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastRcvSaddr.off), asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa4, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off), asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off)+4, asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6+4, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off)+8, asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6+8, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6RcvSaddr.off)+12, asm.Word),
+			asm.StoreMem(asm.RFP, base+recFastSa6+12, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastFamily.off), asm.Half),
+			asm.StoreMem(asm.RFP, base+recFastFam, asm.R1, asm.Half),
+			asm.LoadMem(asm.R1, asm.R8, int16(l.fastV6Only.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recFastV6, asm.R1, asm.Byte),
+			asm.LoadMem(asm.R1, asm.RFP, base+recKind, asm.Byte),
+			asm.Or.Imm(asm.R1, kindBucket),
+			asm.StoreMem(asm.RFP, base+recKind, asm.R1, asm.Byte),
+		)
+	}
+	insns = append(insns,
+		asm.LoadMem(asm.R1, ctx, 0, asm.DWord).WithSymbol("out"), // ctx->meta
+		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord),                // meta->seq
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, base),
+		asm.Mov.Imm(asm.R3, recordLen),
+		asm.FnSeqWrite.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
+		asm.Return(),
+	)
+	return insns
+}
+
+// Read walks every socket of proto in the calling thread's network
+// namespace. The caller should hold its goroutine on one OS thread
+// (runtime.LockOSThread) when that thread is not in the process's
+// namespace.
+func Read(proto Proto) ([]Sock, error) {
+	l, err := kernelLayout()
+	if err != nil {
+		return nil, err
+	}
+	target := "tcp"
+	if proto == UDP {
+		target = "udp"
+	} else if proto != TCP {
+		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "tuple_sk_" + target,
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceIter,
+		AttachTo:     target,
+		Instructions: program(l, proto),
+		// bpf_seq_write and the skc_to_* helpers are GPL-only; the
+		// program only copies fields out.
+		License: "GPL",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: load iter/%s program: %v", ErrNotSupported, target, err)
+	}
+	defer prog.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	if err != nil {
+		return nil, fmt.Errorf("%w: attach iter/%s: %v", ErrNotSupported, target, err)
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open iter/%s: %w", target, err)
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("read iter/%s: %w", target, err)
+	}
+	return parseRecords(b, proto, l)
+}
+
+var errRecord = errors.New("sockfacts: malformed record stream")
+
+// parseRecords decodes the program's output.
+func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
+	if len(b)%recordLen != 0 {
+		return nil, fmt.Errorf("%w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
+	}
+	bit := func(v byte, f field) bool { return (v>>f.bit)&(1<<f.nbits-1) != 0 }
+	out := make([]Sock, 0, len(b)/recordLen)
+	for ; len(b) > 0; b = b[recordLen:] {
+		r := b[:recordLen]
+		s := Sock{Proto: proto, Cookie: binary.NativeEndian.Uint64(r[recCookie:])}
+		lport := binary.NativeEndian.Uint16(r[recNum:])
+		rport := binary.BigEndian.Uint16(r[recDport:])
+		switch binary.NativeEndian.Uint16(r[recFamily:]) {
+		case 2: // AF_INET
+			s.Family = 4
+			s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recRcvSaddr:recRcvSaddr+4])), lport)
+			s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recDaddr:recDaddr+4])), rport)
+		case 10: // AF_INET6
+			s.Family = 6
+			s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Saddr:recV6Saddr+16])), lport)
+			s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Daddr:recV6Daddr+16])), rport)
+		default:
+			continue
+		}
+		s.State = r[recState]
+		flags := r[recFlags]
+		s.ReuseAddr = bit(flags, l.reuse)
+		s.ReusePort = bit(flags, l.reusePort)
+		s.V6Only = bit(flags, l.v6only)
+		if r[recKind]&kindBucket != 0 {
+			s.BucketKnown = true
+			s.Bucket = Bucket{
+				FastReuse:     int8(r[recFastReuse]),
+				FastReusePort: int8(r[recFastRP]),
+				FastUID:       binary.NativeEndian.Uint32(r[recFastUID:]),
+				FastV6Only:    r[recFastV6] != 0,
+			}
+			switch binary.NativeEndian.Uint16(r[recFastFam:]) {
+			case 2:
+				s.Bucket.FastFamily = 4
+				s.Bucket.FastAddr = netip.AddrFrom4([4]byte(r[recFastSa4 : recFastSa4+4]))
+			case 10:
+				s.Bucket.FastFamily = 6
+				s.Bucket.FastAddr = netip.AddrFrom16([16]byte(r[recFastSa6 : recFastSa6+16]))
+			}
+			// __inet_hash_connect shares a port only while both caches
+			// are negative: no owner has taken it through bind().
+			s.BucketConnectOnly = int8(r[recFastReuse]) < 0 && int8(r[recFastRP]) < 0
+		}
+		switch r[recKind] &^ kindBucket {
+		case kindFull:
+			locks := r[recLocks]
+			s.BindPortLock = locks&sockBindPortLock != 0
+			if proto == TCP {
+				s.ConnectBind = locks&sockConnectBind != 0
+				s.ConnectBindKnown = true
+			}
+		case kindTimeWait:
+			s.TimeWait = true
+			s.ConnectBind = bit(r[recLocks], l.twConnectBind)
+			s.ConnectBindKnown = true
+			s.Timestamps = int32(binary.NativeEndian.Uint32(r[recTSRecent:])) != 0
+		default:
+			continue // request sockets own no port
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

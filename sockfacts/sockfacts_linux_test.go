@@ -1,0 +1,186 @@
+package sockfacts
+
+import (
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/leakcheck"
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+func TestMain(m *testing.M) {
+	// Start the runtime's netpoller before leakcheck counts descriptors.
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+	leakcheck.Main(m)
+}
+
+// requireBTF skips t when the kernel has no BTF, which the iterator needs.
+func requireBTF(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skipf("needs kernel BTF (/sys/kernel/btf/vmlinux): %v", err)
+	}
+}
+
+// sock creates a socket with options, binds it when addr is set.
+func sock(t *testing.T, family, typ int, opts map[int]int, addr unix.Sockaddr) int {
+	t.Helper()
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	for opt, v := range opts {
+		level := unix.SOL_SOCKET
+		if opt == unix.IPV6_V6ONLY {
+			level = unix.IPPROTO_IPV6
+		}
+		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if addr != nil {
+		if err := unix.Bind(fd, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fd
+}
+
+func TestReadAgainstKernel(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t, "10.0.0.1/32", "fd00::1/128")
+	lo := [4]byte{127, 0, 0, 1}
+	var got []Sock
+	err := ns.Do(func() error {
+		// A listener with both reuse flags, a bound-only v6 socket with
+		// v6only, a client bound to a fixed port, a client whose port
+		// connect() picked, and a TIME_WAIT entry of an active close.
+		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, map[int]int{unix.SO_REUSEADDR: 1, unix.SO_REUSEPORT: 1}, &unix.SockaddrInet4{Addr: lo, Port: 7000})
+		if err := unix.Listen(ln, 16); err != nil {
+			return err
+		}
+		sock(t, unix.AF_INET6, unix.SOCK_STREAM, map[int]int{unix.IPV6_V6ONLY: 1}, &unix.SockaddrInet6{Port: 7001})
+		fixed := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7002})
+		if err := unix.Connect(fixed, &unix.SockaddrInet4{Addr: lo, Port: 7000}); err != nil {
+			return err
+		}
+		auto := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
+		if err := unix.Connect(auto, &unix.SockaddrInet4{Addr: lo, Port: 7000}); err != nil {
+			return err
+		}
+		tw := sock(t, unix.AF_INET, unix.SOCK_STREAM, map[int]int{unix.SO_REUSEADDR: 1}, nil)
+		if err := unix.Connect(tw, &unix.SockaddrInet4{Addr: lo, Port: 7000}); err != nil {
+			return err
+		}
+		unix.Close(tw) // active close: TIME_WAIT once the peer closes too
+		time.Sleep(50 * time.Millisecond)
+		var err error
+		got, err = Read(TCP)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := func(local, remote string) Sock {
+		t.Helper()
+		for _, s := range got {
+			if s.Local.String() == local && (remote == "" || s.Remote.String() == remote) {
+				return s
+			}
+		}
+		t.Fatalf("no socket %s -> %s in %+v", local, remote, got)
+		return Sock{}
+	}
+	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.State != 10 || !l.ReuseAddr || !l.ReusePort || l.ConnectBind || !l.BindPortLock || l.TimeWait ||
+		!l.BucketKnown || l.BucketConnectOnly {
+		t.Errorf("listener: %+v", l)
+	}
+	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.Bucket.FastReuse != 0 || l.Bucket.FastReusePort != 2 || l.Bucket.FastUID != 0 ||
+		l.Bucket.FastFamily != 4 || l.Bucket.FastAddr != netip.MustParseAddr("127.0.0.1") {
+		// A listener: fastreuse 0; its SO_REUSEPORT bind left the strict
+		// cache with its uid and address.
+		t.Errorf("listener's bind bucket: %+v", l.Bucket)
+	}
+	if f := find("127.0.0.1:7002", ""); f.ConnectBind || !f.BindPortLock || f.ReuseAddr || f.ReusePort || !f.BucketKnown || f.BucketConnectOnly {
+		t.Errorf("client bound to a fixed port: %+v", f)
+	}
+	if c := find("127.0.0.1:7000", "127.0.0.1:7002"); c.ConnectBind || !c.ReuseAddr || !c.ReusePort {
+		t.Errorf("accepted child (inherits the listener's flags): %+v", c)
+	}
+	var auto, tw int
+	for _, s := range got {
+		switch {
+		case s.TimeWait:
+			tw++
+			if !s.ConnectBind || !s.ConnectBindKnown || !s.ReuseAddr || s.ReusePort || !s.Timestamps || s.State != 6 || !s.BucketKnown || !s.BucketConnectOnly {
+				t.Errorf("TIME_WAIT entry of a connect()-bound SO_REUSEADDR socket: %+v", s)
+			}
+		case s.Remote.Port() == 7000 && s.Local.Port() != 7002:
+			auto++
+			if !s.ConnectBind || s.BindPortLock || !s.BucketKnown || !s.BucketConnectOnly {
+				t.Errorf("client whose port connect() picked: %+v", s)
+			}
+		}
+	}
+	if auto != 1 || tw != 1 {
+		t.Errorf("want one connect()-bound client and one TIME_WAIT entry, got %d and %d", auto, tw)
+	}
+}
+
+func TestReadUDP(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	var got []Sock
+	err := ns.Do(func() error {
+		sock(t, unix.AF_INET6, unix.SOCK_DGRAM, map[int]int{unix.SO_REUSEPORT: 1, unix.IPV6_V6ONLY: 1}, &unix.SockaddrInet6{Port: 5353})
+		sock(t, unix.AF_INET, unix.SOCK_DGRAM, map[int]int{unix.SO_REUSEADDR: 1}, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: 5354})
+		var err error
+		got, err = Read(UDP)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %+v, want two sockets", got)
+	}
+	for _, s := range got {
+		switch s.Local.Port() {
+		case 5353:
+			if s.Family != 6 || !s.ReusePort || s.ReuseAddr || !s.V6Only || !s.BindPortLock {
+				t.Errorf("udp6 socket: %+v", s)
+			}
+		case 5354:
+			if s.Family != 4 || s.ReusePort || !s.ReuseAddr || s.V6Only {
+				t.Errorf("udp4 socket: %+v", s)
+			}
+		default:
+			t.Errorf("unexpected %+v", s)
+		}
+	}
+}
+
+func FuzzParseRecords(f *testing.F) {
+	l, err := kernelLayout()
+	if err != nil {
+		f.Skip(err)
+	}
+	f.Add(make([]byte, recordLen), uint8(6))
+	rec := make([]byte, recordLen)
+	rec[recFamily], rec[recKind] = 10, kindTimeWait
+	f.Add(rec, uint8(17))
+	f.Fuzz(func(t *testing.T, b []byte, proto uint8) {
+		socks, err := parseRecords(b, Proto(proto), l)
+		if err == nil && len(socks) > len(b)/recordLen {
+			t.Fatalf("%d records from %d bytes", len(socks), len(b))
+		}
+	})
+}

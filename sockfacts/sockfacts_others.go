@@ -1,0 +1,13 @@
+//go:build !linux
+
+package sockfacts
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// Read needs Linux.
+func Read(proto Proto) ([]Sock, error) {
+	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+}
