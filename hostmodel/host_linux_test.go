@@ -2,7 +2,6 @@ package hostmodel
 
 import (
 	"net/netip"
-	"os"
 	"slices"
 	"syscall"
 	"testing"
@@ -12,16 +11,7 @@ import (
 	"github.com/tuple-net/tuple/rules"
 )
 
-func TestMain(m *testing.M) {
-	// The runtime's netpoller (an epoll and an eventfd, kept for the life
-	// of the process) starts with the first pipe; start it before
-	// leakcheck counts, so it is not taken for a leak.
-	if r, w, err := os.Pipe(); err == nil {
-		r.Close()
-		w.Close()
-	}
-	leakcheck.Main(m)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // TestReadHostInNamespace checks the local addresses and sysctls against a
 // namespace the test configures.

@@ -17,15 +17,7 @@ import (
 	"github.com/tuple-net/tuple/rules"
 )
 
-func TestMain(m *testing.M) {
-	// The Go runtime opens its poller descriptors (epoll, eventfd) on first
-	// use and keeps them; open them before leakcheck counts.
-	if r, w, err := os.Pipe(); err == nil {
-		r.Close()
-		w.Close()
-	}
-	leakcheck.Main(m)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // fds closes every descriptor it holds at test cleanup.
 type fds []int

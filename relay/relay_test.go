@@ -15,14 +15,7 @@ import (
 	"github.com/tuple-net/tuple/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) {
-	// The runtime's network poller opens its epoll and event descriptors
-	// on first use and keeps them; start it before leakcheck counts.
-	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		ln.Close()
-	}
-	leakcheck.Main(m)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t testing.TB) (client, server *net.TCPConn) {

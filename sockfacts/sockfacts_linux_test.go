@@ -12,14 +12,7 @@ import (
 	"github.com/tuple-net/tuple/internal/netnstest"
 )
 
-func TestMain(m *testing.M) {
-	// Start the runtime's netpoller before leakcheck counts descriptors.
-	if r, w, err := os.Pipe(); err == nil {
-		r.Close()
-		w.Close()
-	}
-	leakcheck.Main(m)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // requireBTF skips t when the kernel has no BTF, which the iterator needs.
 func requireBTF(t *testing.T) {

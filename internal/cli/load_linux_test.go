@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,20 +16,6 @@ import (
 
 	"github.com/tuple-net/tuple/internal/netnstest"
 )
-
-// tupleBinary builds the tuple program into a temporary directory: tuple
-// load re-executes itself for its workers, so these tests need the real
-// binary (the go build cache keeps this quick).
-func tupleBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tuple")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(gobin, "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
-	return bin
-}
 
 // loadNS is a namespace with a source, two destinations, a 10-port ephemeral
 // range and a tuple load sink on 8080.

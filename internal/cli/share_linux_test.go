@@ -121,8 +121,10 @@ func TestConnectSourcePortConflicts(t *testing.T) {
 		code := p.wait(10 * time.Second)
 		want := "tuple: connect tcp 10.0.0.9:12345 -> 10.0.0.2:80: bind: cannot assign requested address (EADDRNOTAVAIL)\n" +
 			"hint: 10.0.0.9 is not an address of this host\n"
-		if code != 1 || p.stderr.String() != want {
-			t.Errorf("exit %d, stderr %q; want 1 and %q", code, p.stderr.String(), want)
+		// Then the explanation from the socket table and the rules model.
+		explained := "why: 10.0.0.9 is not an address of this host"
+		if got := p.stderr.String(); code != 1 || !strings.HasPrefix(got, want) || !strings.Contains(got, explained) {
+			t.Errorf("exit %d, stderr %q; want 1, %q and %q", code, got, want, explained)
 		}
 	})
 	t.Run("different uid", func(t *testing.T) {

@@ -6,8 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -33,16 +31,24 @@ func needTuple(t *testing.T) {
 	}
 }
 
-// buildTuple builds cmd/tuple into a directory named for this process.
-// leakcheck.Main ends the process, so the directory cannot be removed on the
-// way out; instead each run removes the directories of runs that are gone.
+// tupleBinary builds tuple once (see needTuple) and returns its path.
+func tupleBinary(t *testing.T) string {
+	t.Helper()
+	needTuple(t)
+	return tupleBin
+}
+
+// tupleBinDir holds the built binary; TestMain removes it after the tests.
+var tupleBinDir string
+
+// buildTuple builds cmd/tuple into a directory everyone can read: one test
+// runs it as uid 65534.
 func buildTuple() (string, error) {
-	pruneOldBuilds()
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("tuple-cli-test-%d", os.Getpid()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := os.MkdirTemp("", "tuple-cli-test-")
+	if err != nil {
 		return "", err
 	}
-	// Readable by everyone: one test runs it as uid 65534.
+	tupleBinDir = dir
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -58,15 +64,8 @@ func buildTuple() (string, error) {
 	return bin, nil
 }
 
-func pruneOldBuilds() {
-	old, _ := filepath.Glob(filepath.Join(os.TempDir(), "tuple-cli-test-*"))
-	for _, d := range old {
-		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "tuple-cli-test-"))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
-			os.RemoveAll(d)
-		}
+func removeTupleBin() {
+	if tupleBinDir != "" {
+		os.RemoveAll(tupleBinDir)
 	}
 }

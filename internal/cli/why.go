@@ -325,6 +325,9 @@ func explainNetFailure(f *netFailure) string {
 	if r.OK() || r.Verdict != rules.ErrnoName(errno) {
 		return ""
 	}
+	if call := failedSyscall(f.err); call != "" && r.FailedOp != call {
+		return "" // same errno from another step: not this failure
+	}
 	var b strings.Builder
 	printReport(&b, proto, r)
 	return b.String()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -272,14 +271,7 @@ func TestExplainNetFailure(t *testing.T) {
 // unknown. The verdict must still match the kernel and say what it assumed.
 func TestWhyUnprivileged(t *testing.T) {
 	ns := netnstest.New(t)
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := dir + "/tuple"
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput(); err != nil {
-		t.Skipf("cannot build tuple for the unprivileged run: %v: %s", err, out)
-	}
+	bin := tupleBinary(t)
 	ap := netip.MustParseAddrPort
 	mustCreate(t, ns, realSock{family: 4, reusePort: true, bind: ap("127.0.0.1:7400"), listen: true})
 	cmd := ns.Command(context.Background(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
