@@ -177,6 +177,7 @@ func (e *ParseError) Error() string {
 
 var (
 	sockNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+	scenarioRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
 	errnoRE    = regexp.MustCompile(`^E[A-Z0-9]{1,20}$`)
 	sysctlRE   = regexp.MustCompile(`^net(\.[a-z0-9_-]+){2,4}$`)
 )
@@ -340,8 +341,8 @@ func (p *parser) startScenario(line string) error {
 		return p.errorf("scenario header %q: want [NAME]", line)
 	}
 	name := strings.TrimSpace(line[1 : len(line)-1])
-	if name == "" || !sockNameRE.MatchString(strings.ReplaceAll(name, ".", "_")) {
-		return p.errorf("bad scenario name %q (a letter, then letters, digits, ., - or _)", name)
+	if !scenarioRE.MatchString(name) {
+		return p.errorf("bad scenario name %q (a letter, then up to 63 letters, digits, ., - or _)", name)
 	}
 	for _, s := range p.out {
 		if s.Name == name {

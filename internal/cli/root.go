@@ -70,6 +70,8 @@ why, and is a netcat with full control of source address, port and reuse options
 	})
 	root.AddCommand(
 		newVersionCmd(s),
+		newLabCmd(s),
+		newLabHelperCmd(),
 	)
 	return root
 }
