@@ -1,10 +1,394 @@
 package rules
 
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"syscall"
+)
+
 // Predict returns what the kernel would do if the new socket s performed op
-// in world w. It never panics and does not modify w.
-//
-// PLACEHOLDER: the model itself is being written (issue 4); until then it
-// predicts success for everything so dependents compile.
-func Predict(w World, s Socket, op Op) Outcome {
-	return Outcome{After: s, Candidates: -1}
+// in the model's world. It never panics and does not modify the world.
+func (m *Model) Predict(s Socket, op Op) Outcome {
+	e := &eval{m: m, s: s, op: op}
+	e.out = Outcome{After: s, Candidates: -1}
+	e.fam = e.family()
+	e.v6only = e.fam == IPv6 && s.V6Only
+	if e.fam == IPv6 && s.V6OnlyDefault {
+		e.v6only = m.host.BindV6Only
+	}
+	e.out.After.Family = e.fam
+	e.out.After.V6Only = e.v6only
+	e.out.After.V6OnlyDefault = false
+	switch {
+	case s.Proto != TCP && s.Proto != UDP:
+		e.fail(syscall.EPROTONOSUPPORT, "proto", "the socket's protocol is neither TCP nor UDP")
+	case op.Kind == OpBind:
+		e.bind()
+	case op.Kind == OpListen:
+		e.listen()
+	case op.Kind == OpConnect:
+		e.connect()
+	default:
+		e.fail(syscall.EINVAL, "op", "the operation is not bind, listen or connect")
+	}
+	return e.out
+}
+
+// eval is one prediction in progress.
+type eval struct {
+	m      *Model
+	s      Socket
+	op     Op
+	fam    Family
+	v6only bool // the new socket's effective IPV6_V6ONLY before the operation
+	out    Outcome
+	seen   map[[2]int]bool // assumptions already listed: {socket, fact}
+}
+
+func (e *eval) family() Family {
+	if e.s.Family == IPv4 || e.s.Family == IPv6 {
+		return e.s.Family
+	}
+	if e.s.Local.Addr().IsValid() {
+		return familyOf(0, e.s.Local.Addr())
+	}
+	return familyOf(0, e.op.Addr.Addr())
+}
+
+func (e *eval) fail(err syscall.Errno, rule, why string) {
+	e.out.Err, e.out.Rule, e.out.Why = err, rule, why
+	e.out.After = e.s
+}
+
+func (e *eval) ok(rule, why string) { e.out.Err, e.out.Rule, e.out.Why = 0, rule, why }
+
+// consult records that the verdict used fact f of socket i; an unobserved
+// fact becomes an assumption in the outcome.
+func (e *eval) consult(i int, f Fact) {
+	o := e.m.socks[i]
+	if o.Unknown&f == 0 {
+		return
+	}
+	k := [2]int{i, int(f)}
+	if e.seen[k] {
+		return
+	}
+	if e.seen == nil {
+		e.seen = map[[2]int]bool{}
+	}
+	e.seen[k] = true
+	e.out.Assumptions = append(e.out.Assumptions, assumption(e.m.label(i), o, f))
+}
+
+func (e *eval) block(i int, reason string) {
+	e.out.Blockers = append(e.out.Blockers, Blocker{Index: i, Socket: e.m.socks[i], Reason: reason})
+}
+
+// bound reports whether the new socket already holds a port or is past
+// CLOSE, which makes bind() fail with EINVAL.
+func (e *eval) bound() bool {
+	switch e.s.State {
+	case Unbound:
+		return false
+	case Bound:
+		return e.s.Local.Port() != 0
+	}
+	return true
+}
+
+// bind follows __inet_bind / __inet6_bind, in their order of checks.
+func (e *eval) bind() {
+	a, port := e.op.Addr.Addr(), e.op.Addr.Port()
+	h := e.m.host
+	if !a.IsValid() {
+		a = netip.IPv6Unspecified()
+		if e.fam == IPv4 {
+			a = netip.IPv4Unspecified()
+		}
+	}
+	priv := port != 0 && port < h.UnprivilegedPortStart && !e.s.CanBindPrivileged
+	v6only := e.v6only
+	if e.fam == IPv4 {
+		switch {
+		case a.Is6():
+			e.fail(syscall.EAFNOSUPPORT, "family", "an AF_INET socket cannot bind an IPv6 address (not even a v4-mapped one)")
+			return
+		case !h.NonlocalBind4 && !e.s.Freebind && !h.local(a):
+			e.fail(syscall.EADDRNOTAVAIL, "nonlocal", a.String()+" is not an address of this host (ip_nonlocal_bind and IP_FREEBIND are off)")
+			return
+		case priv:
+			e.fail(syscall.EACCES, "privileged", fmt.Sprintf("port %d is below net.ipv4.ip_unprivileged_port_start (%d) and the socket's owner lacks CAP_NET_BIND_SERVICE", port, h.UnprivilegedPortStart))
+			return
+		case e.bound():
+			e.fail(syscall.EINVAL, "already-bound", "the socket is already bound (or past the CLOSE state); bind() works once")
+			return
+		}
+	} else {
+		switch {
+		case a.Is4():
+			e.fail(syscall.EINVAL, "family", "an AF_INET6 socket needs an IPv6 address: use ::ffff:"+a.String()+" for IPv4")
+			return
+		case a.IsMulticast() && e.s.Proto == TCP:
+			e.fail(syscall.EINVAL, "multicast", "a TCP socket cannot bind a multicast address")
+			return
+		case priv:
+			e.fail(syscall.EACCES, "privileged", fmt.Sprintf("port %d is below net.ipv4.ip_unprivileged_port_start (%d) and the socket's owner lacks CAP_NET_BIND_SERVICE", port, h.UnprivilegedPortStart))
+			return
+		case e.bound():
+			e.fail(syscall.EINVAL, "already-bound", "the socket is already bound (or past the CLOSE state); bind() works once")
+			return
+		}
+		if a.Is4In6() {
+			if v6only {
+				e.fail(syscall.EINVAL, "v6only-mapped", "a socket with IPV6_V6ONLY cannot bind a v4-mapped address ("+a.String()+")")
+				return
+			}
+			if !h.NonlocalBind4 && !e.s.Freebind && !h.local(a) {
+				e.fail(syscall.EADDRNOTAVAIL, "nonlocal", a.Unmap().String()+" is not an address of this host (ip_nonlocal_bind and IP_FREEBIND are off)")
+				return
+			}
+		} else if !a.IsUnspecified() {
+			if (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()) && a.Zone() == "" && e.s.Dev == 0 {
+				e.fail(syscall.EINVAL, "linklocal-scope", "a link-local IPv6 address needs a scope (interface)")
+				return
+			}
+			if !a.IsMulticast() && !h.NonlocalBind6 && !e.s.Freebind && !h.local(a) {
+				e.fail(syscall.EADDRNOTAVAIL, "nonlocal", a.String()+" is not an address of this host (net.ipv6.ip_nonlocal_bind and IP_FREEBIND are off)")
+				return
+			}
+			// An IPv6 bind to a specific address forces IPV6_V6ONLY.
+			v6only = true
+		}
+	}
+	if e.fam == IPv4 {
+		a = a.Unmap()
+	}
+	e.out.After.Local = netip.AddrPortFrom(a, port)
+	e.out.After.V6Only = v6only
+	e.out.After.State = Bound
+	e.out.After.PortFromConnect = false
+	ep := normalise(e.fam, a, v6only)
+	switch {
+	case port == 0 && e.s.BindNoPort:
+		e.ok("bind-no-port", "IP_BIND_ADDRESS_NO_PORT defers the port choice to connect()")
+	case port == 0:
+		e.autobind(ep, false)
+	case e.s.Proto == TCP:
+		e.tcpExplicit(ep, port, false)
+	default:
+		e.udpExplicit(ep, port)
+	}
+	if e.out.Err != 0 {
+		e.out.After = e.s
+	}
+}
+
+// listen follows inet_listen and inet_csk_listen_start: a bound socket's
+// port is checked again as a listener, an unbound one is autobound.
+func (e *eval) listen() {
+	if e.s.Proto == UDP {
+		e.fail(syscall.EOPNOTSUPP, "udp-listen", "UDP sockets cannot listen")
+		return
+	}
+	switch e.s.State {
+	case Listen:
+		e.ok("already-listening", "the socket already listens; listen() only changes its backlog")
+		return
+	case Connected, TimeWait:
+		e.fail(syscall.EINVAL, "listen-state", "a connected socket cannot listen")
+		return
+	}
+	e.out.After.State = Listen
+	a := e.s.Local.Addr()
+	if e.s.State == Unbound || !a.IsValid() {
+		a = netip.IPv6Unspecified()
+		if e.fam == IPv4 {
+			a = netip.IPv4Unspecified()
+		}
+	}
+	ep := normalise(e.fam, a, e.v6only)
+	if e.s.State == Bound && e.s.Local.Port() != 0 {
+		e.tcpExplicit(ep, e.s.Local.Port(), true)
+	} else {
+		e.out.After.Local = netip.AddrPortFrom(a, 0)
+		e.autobind(ep, true)
+	}
+	if e.out.Err != 0 {
+		e.out.After = e.s
+	}
+}
+
+// tcpVerdict is the outcome of comparing the new socket with one owner.
+type tcpVerdict uint8
+
+const (
+	tcpNoOverlap tcpVerdict = iota // different address or device
+	tcpShares                      // overlaps, allowed by a reuse option
+	tcpConflict
+)
+
+// tcpPair is inet_bind_conflict for owner i: relax is false in the first
+// pass of a bind(0) search (any overlapping owner is a conflict),
+// reuseportOK is false in all of bind(0)'s passes.
+func (e *eval) tcpPair(ep endpoint, i int, relax, reuseportOK bool) (tcpVerdict, string) {
+	o := e.m.socks[i]
+	e.consult(i, FactDev)
+	if e.s.Dev != 0 && o.Dev != 0 && e.s.Dev != o.Dev {
+		return tcpNoOverlap, ""
+	}
+	oe := e.m.eps[i]
+	if oe.class == classAny6 || oe.class == classV6 {
+		if ep.class != classV6 && ep.class != classAny6 {
+			e.consult(i, FactV6Only)
+		}
+	}
+	if !overlap(ep, oe) {
+		return tcpNoOverlap, ""
+	}
+	n := e.s
+	rp := n.ReusePort && o.ReusePort && !n.InGroup && (o.State == TimeWait || n.UID == o.UID)
+	e.consult(i, FactReuseAddr)
+	if n.ReuseAddr && o.ReuseAddr && o.State != Listen {
+		if !relax {
+			return tcpConflict, "it holds the port and a bind(0) search takes only ports nobody holds on that address"
+		}
+		e.consult(i, FactReusePort)
+		if !reuseportOK && rp {
+			return tcpConflict, "it shares SO_REUSEPORT with the new socket, and autobind does not join reuseport groups"
+		}
+		return tcpShares, "SO_REUSEADDR on both and it is not listening"
+	}
+	e.consult(i, FactReusePort)
+	if reuseportOK && rp {
+		if o.State == TimeWait {
+			return tcpShares, "SO_REUSEPORT on both (a TIME_WAIT entry matches any uid)"
+		}
+		return tcpShares, "SO_REUSEPORT on both with the same uid"
+	}
+	if !relax {
+		return tcpConflict, "it holds the port and a bind(0) search takes only ports nobody holds on that address"
+	}
+	return tcpConflict, tcpConflictReason(n, o)
+}
+
+// tcpConflictReason says in plain words why neither reuse option lets the
+// new socket n share the port with o.
+func tcpConflictReason(n, o Socket) string {
+	var ra string
+	switch {
+	case n.ReuseAddr && o.ReuseAddr:
+		ra = "it is listening, and SO_REUSEADDR never shares a port with a listener"
+	case !n.ReuseAddr && !o.ReuseAddr:
+		ra = "neither socket has SO_REUSEADDR"
+	case !n.ReuseAddr:
+		ra = "the new socket lacks SO_REUSEADDR"
+	default:
+		ra = "it lacks SO_REUSEADDR"
+	}
+	var rp string
+	switch {
+	case !n.ReusePort && !o.ReusePort:
+		rp = "neither has SO_REUSEPORT"
+	case !n.ReusePort:
+		rp = "the new socket lacks SO_REUSEPORT"
+	case !o.ReusePort:
+		rp = "it lacks SO_REUSEPORT"
+	case n.InGroup:
+		rp = "the new socket is already in a reuseport group"
+	default:
+		rp = fmt.Sprintf("SO_REUSEPORT needs the same uid (new socket %d, owner %d)", n.UID, o.UID)
+	}
+	return fmt.Sprintf("%s holds %s: %s, and %s", describe(o), o.Local, ra, rp)
+}
+
+// tcpExplicit checks bind(addr, port) or listen() on a bound port.
+func (e *eval) tcpExplicit(ep endpoint, port uint16, listen bool) {
+	shared, sharedBy := 0, ""
+	for _, j := range e.m.owners(TCP, port) {
+		i := int(j)
+		v, reason := e.tcpPair(ep, i, true, true)
+		switch v {
+		case tcpConflict:
+			e.block(i, reason)
+		case tcpShares:
+			shared++
+			sharedBy = reason
+		}
+	}
+	op, rule := "bind", "bind-conflict"
+	if listen {
+		op, rule = "listen", "listen-conflict"
+	}
+	if n := len(e.out.Blockers); n > 0 {
+		e.out.Err, e.out.Rule = syscall.EADDRINUSE, rule
+		e.out.Why = fmt.Sprintf("%s() on %s port %d fails: %d socket(s) already hold the port on an overlapping address and no reuse option lets them share it", op, ep.describe(), port, n)
+		return
+	}
+	if shared == 0 {
+		e.ok("free", fmt.Sprintf("no socket holds TCP port %d on an overlapping address", port))
+		return
+	}
+	rule = "reuseaddr"
+	if strings.Contains(sharedBy, "SO_REUSEPORT") {
+		rule = "reuseport"
+	}
+	e.ok(rule, fmt.Sprintf("%d socket(s) hold TCP port %d on an overlapping address and share it: %s", shared, port, sharedBy))
+}
+
+// udpExplicit is udp_lib_lport_inuse: the kernel walks the port's sockets
+// newest first and the first that overlaps without SO_REUSEADDR on both
+// decides: SO_REUSEPORT with the same uid lets the bind through, anything
+// else fails it.
+func (e *eval) udpExplicit(ep endpoint, port uint16) {
+	owners := e.m.owners(UDP, port)
+	n := e.s
+	decided := false
+	for k := len(owners) - 1; k >= 0; k-- {
+		i := int(owners[k])
+		o := e.m.socks[i]
+		e.consult(i, FactDev)
+		if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev {
+			continue
+		}
+		if !overlap(ep, e.m.eps[i]) {
+			continue
+		}
+		e.consult(i, FactReuseAddr)
+		if n.ReuseAddr && o.ReuseAddr {
+			continue
+		}
+		e.consult(i, FactReusePort)
+		compat := n.ReusePort && o.ReusePort && !n.InGroup && n.UID == o.UID
+		if !decided && compat {
+			e.ok("reuseport", fmt.Sprintf("%s holds UDP port %d with SO_REUSEPORT and the same uid; the kernel lets the bind join it", describe(o), port))
+			return
+		}
+		decided = true
+		if !compat {
+			e.block(i, udpConflictReason(n, o))
+		}
+	}
+	if len(e.out.Blockers) > 0 {
+		e.out.Err, e.out.Rule = syscall.EADDRINUSE, "udp-conflict"
+		e.out.Why = fmt.Sprintf("bind() on %s UDP port %d fails: a socket holds the port on an overlapping address and neither SO_REUSEADDR on both nor SO_REUSEPORT with the same uid applies", ep.describe(), port)
+		return
+	}
+	e.ok("free", fmt.Sprintf("no socket holds UDP port %d on an overlapping address without SO_REUSEADDR on both", port))
+}
+
+func udpConflictReason(n, o Socket) string {
+	var parts []string
+	if !(n.ReuseAddr && o.ReuseAddr) {
+		parts = append(parts, "SO_REUSEADDR is not set on both")
+	}
+	switch {
+	case !n.ReusePort || !o.ReusePort:
+		parts = append(parts, "SO_REUSEPORT is not set on both")
+	case n.InGroup:
+		parts = append(parts, "the new socket is already in a reuseport group")
+	case n.UID != o.UID:
+		parts = append(parts, fmt.Sprintf("SO_REUSEPORT needs the same uid (new socket %d, owner %d)", n.UID, o.UID))
+	}
+	return fmt.Sprintf("%s holds %s: %s", describe(o), o.Local, strings.Join(parts, ", and "))
 }

@@ -118,6 +118,13 @@ type Socket struct {
 	// Unknown marks facts above that were not observed; the value given is
 	// an assumption and the model reports it when it matters.
 	Unknown Fact
+	// UnknownReason says why the Unknown facts could not be read
+	// ("TIME_WAIT", "pidfd_getfd: EPERM"); it is quoted in assumptions.
+	UnknownReason string
+
+	// V6OnlyDefault (new socket only): IPV6_V6ONLY was never set, so
+	// Host.BindV6Only (net.ipv6.bindv6only) decides and V6Only is ignored.
+	V6OnlyDefault bool
 }
 
 // Host is what the model needs to know about the network namespace.
@@ -153,7 +160,10 @@ func DefaultHost() Host {
 
 // World is the state an operation is judged against.
 type World struct {
-	Host    Host
+	Host Host
+	// Sockets are the existing sockets (not the new one), in the order they
+	// took their ports, oldest first, when known: the kernel's UDP bind
+	// check stops at the newest overlapping socket, so order matters there.
 	Sockets []Socket
 }
 
@@ -174,6 +184,12 @@ func (k OpKind) String() string {
 type Op struct {
 	Kind OpKind
 	Addr netip.AddrPort // bind: the local address; connect: the peer; listen: unused
+	// Source (connect only) is the local address the kernel's route lookup
+	// picks for a socket not bound to a specific address. Zero: the model
+	// uses the peer itself when it is local (127.0.0.1 for the rest of
+	// 127.0.0.0/8) and otherwise compares four-tuples on the peer alone,
+	// saying so in Outcome.Assumptions.
+	Source netip.Addr
 }
 
 // Blocker is an existing socket that causes a failure.

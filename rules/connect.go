@@ -1,0 +1,341 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"syscall"
+)
+
+// PortCount is how the ports of a connect() search fall for one
+// destination. Candidates() is exact: the number of ports connect() could
+// take, which is also Outcome.Candidates for a searching connect().
+type PortCount struct {
+	Range      PortRange // the effective range searched
+	Searched   int       // ports the kernel tries (range minus reserved and, with an odd even-first range, its top port)
+	Reserved   int       // ports skipped as ip_local_reserved_ports
+	Free       int       // no owner at all
+	Shared     int       // held only by connect()-bound sockets, and this four-tuple is unused
+	TimeWait   int       // the four-tuple is in TIME_WAIT and the kernel would reuse it
+	HeldByBind int       // skipped: an owner got the port through bind() or listen()
+	Busy       int       // the four-tuple is in use (or in TIME_WAIT and not reusable)
+}
+
+// Candidates is the number of ports the search could take.
+func (c PortCount) Candidates() int { return c.Free + c.Shared + c.TimeWait }
+
+// ConnectPorts counts, without allocating per port, the ports a TCP
+// connect() of the unbound (or IP_BIND_ADDRESS_NO_PORT) socket s to remote
+// could take (__inet_hash_connect). source is the local address of the
+// four-tuple; the zero Addr compares four-tuples on the remote end only.
+// For UDP every port is counted as for the autobind connect() does.
+func (m *Model) ConnectPorts(s Socket, remote netip.AddrPort, source netip.Addr) PortCount {
+	e := &eval{m: m, s: s}
+	e.fam = e.family()
+	c, _ := e.connectSearch(remote, source, false)
+	return c
+}
+
+// connectSpans is __inet_hash_connect's walk: even ports first over an
+// even-sized range unless the socket has its own range (then every port).
+func connectSpans(r PortRange, perSocket bool) spans {
+	var sp spans
+	sp.add(int(r.Lo), int(r.Hi), !perSocket)
+	return sp
+}
+
+// connect follows tcp_v4_connect / tcp_v6_connect and, for UDP,
+// inet_dgram_connect (autobind first) and ip4/ip6_datagram_connect.
+func (e *eval) connect() {
+	peer := e.op.Addr.Addr()
+	switch e.s.State {
+	case Listen, Connected, TimeWait:
+		if e.s.Proto == TCP {
+			e.fail(syscall.EISCONN, "connect-state", "the socket is already listening or connected")
+			return
+		}
+	}
+	if !peer.IsValid() {
+		e.fail(syscall.EINVAL, "family", "connect() needs a peer address")
+		return
+	}
+	unboundPort := e.s.State == Unbound || e.s.Local.Port() == 0
+	if e.s.Proto == UDP {
+		e.udpConnect(peer, unboundPort)
+		return
+	}
+	if err, rule, why := e.connectFamily(peer); err != 0 {
+		e.fail(err, rule, why)
+		return
+	}
+	src := e.source(false)
+	e.out.After.State = Connected
+	e.out.After.Remote = e.op.Addr
+	if !unboundPort {
+		e.fourTuple(src)
+		return
+	}
+	e.out.After.PortFromConnect = true
+	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), 0)
+	c, port := e.connectSearch(e.op.Addr, src, true)
+	n := c.Candidates()
+	e.out.Candidates = n
+	if n == 0 {
+		e.fail(syscall.EADDRNOTAVAIL, "connect-exhausted", fmt.Sprintf("connect() finds no usable local port in %d-%d for %s: %d held through bind()/listen(), %d with this four-tuple in use, %d reserved",
+			c.Range.Lo, c.Range.Hi, e.op.Addr, c.HeldByBind, c.Busy, c.Reserved))
+		return
+	}
+	e.setPort(port, n)
+	e.ok("connect-search", fmt.Sprintf("connect() picks one of %d usable port(s) in %d-%d (%d free, %d shared with other destinations, %d TIME_WAIT reused)",
+		n, c.Range.Lo, c.Range.Hi, c.Free, c.Shared, c.TimeWait))
+}
+
+// connectFamily checks the peer's family against the socket's.
+func (e *eval) connectFamily(peer netip.Addr) (syscall.Errno, string, string) {
+	if e.fam == IPv4 {
+		if peer.Is6() {
+			return syscall.EAFNOSUPPORT, "family", "an AF_INET socket cannot connect to an IPv6 address"
+		}
+		return 0, "", ""
+	}
+	if peer.Is4() {
+		if e.s.Proto == UDP {
+			if e.v6onlyNow() {
+				return syscall.EAFNOSUPPORT, "family", "an IPV6_V6ONLY socket cannot connect to an IPv4 address"
+			}
+			return 0, "", ""
+		}
+		return syscall.EINVAL, "family", "an AF_INET6 TCP socket needs an IPv6 peer: use ::ffff:" + peer.String()
+	}
+	if peer.Is4In6() && e.v6onlyNow() {
+		return syscall.ENETUNREACH, "v6only-connect", "an IPV6_V6ONLY socket cannot reach the v4-mapped address " + peer.String()
+	}
+	return 0, "", ""
+}
+
+// v6onlyNow is the new socket's IPV6_V6ONLY as it stands (a bind to a
+// specific IPv6 address forced it on).
+func (e *eval) v6onlyNow() bool {
+	if e.fam != IPv6 {
+		return false
+	}
+	if e.s.State != Unbound {
+		if ep := normalise(IPv6, e.s.Local.Addr(), e.v6only); ep.class == classV6 {
+			return true
+		}
+	}
+	return e.v6only
+}
+
+// source is the local address of the four-tuple: the bound address, else
+// Op.Source, else what the model can derive from the peer (zero: unknown).
+func (e *eval) source(quiet bool) netip.Addr {
+	if a := e.s.Local.Addr(); e.s.State != Unbound && a.IsValid() && !a.Unmap().IsUnspecified() {
+		return a.Unmap().WithZone("")
+	}
+	if e.op.Source.IsValid() {
+		return e.op.Source.Unmap().WithZone("")
+	}
+	src := e.m.host.sourceFor(e.op.Addr.Addr())
+	if !src.IsValid() && !quiet {
+		e.out.Assumptions = append(e.out.Assumptions, "the source address for "+e.op.Addr.Addr().String()+" is unknown: four-tuples were compared on the remote end only")
+	}
+	return src
+}
+
+// afterAddr is the local address as getsockname shows it after connect.
+func (e *eval) afterAddr(src netip.Addr) netip.Addr {
+	if !src.IsValid() {
+		return e.s.Local.Addr()
+	}
+	if e.fam == IPv6 && src.Is4() {
+		return netip.AddrFrom16(src.As16())
+	}
+	return src
+}
+
+// tupleMatch reports whether owner o holds the four-tuple (src, port, peer).
+func tupleMatch(o Socket, src netip.Addr, peer netip.AddrPort) bool {
+	if o.State != Connected && o.State != TimeWait {
+		return false
+	}
+	if o.Remote.Port() != peer.Port() || o.Remote.Addr().Unmap().WithZone("") != peer.Addr().Unmap().WithZone("") {
+		return false
+	}
+	return !src.IsValid() || o.Local.Addr().Unmap().WithZone("") == src
+}
+
+// twReusable is tcp_twsk_unique for a searching connect(): tcp_tw_reuse
+// (2: loopback only), peer timestamps, and tcp_tw_reuse_delay passed.
+func (e *eval) twReusable(i int, search bool) bool {
+	o := e.m.socks[i]
+	e.consult(i, FactTimestamps)
+	if !search {
+		return o.TWTimestamps
+	}
+	h := e.m.host
+	reuse := h.TCPTWReuse == 1 || (h.TCPTWReuse == 2 && (isLoopback(o.Local.Addr()) || isLoopback(o.Remote.Addr())))
+	return reuse && o.TWTimestamps && o.TWAge > h.TWReuseDelay
+}
+
+// fourTuple is connect() on a socket bound to a port: only the four-tuple
+// must be unique (__inet_check_established).
+func (e *eval) fourTuple(src netip.Addr) {
+	port := e.s.Local.Port()
+	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), port)
+	for _, j := range e.m.owners(TCP, port) {
+		i := int(j)
+		o := e.m.socks[i]
+		if !tupleMatch(o, src, e.op.Addr) {
+			continue
+		}
+		if o.State == TimeWait {
+			if e.twReusable(i, false) {
+				e.ok("tw-takeover", fmt.Sprintf("the four-tuple is in TIME_WAIT (%s) and the peer used timestamps, so connect() takes it over", describe(o)))
+				return
+			}
+			e.block(i, fmt.Sprintf("%s is the same four-tuple in TIME_WAIT without peer timestamps", describe(o)))
+		} else {
+			e.block(i, fmt.Sprintf("%s is the same four-tuple", describe(o)))
+		}
+		e.fail(syscall.EADDRNOTAVAIL, "four-tuple", fmt.Sprintf("local port %d is bound, and the four-tuple to %s is already in use", port, e.op.Addr))
+		return
+	}
+	e.ok("four-tuple-unique", fmt.Sprintf("the socket is bound to port %d; connect() only needs the four-tuple to %s to be unique, and it is", port, e.op.Addr))
+}
+
+// connectSearch walks the range as __inet_hash_connect does and counts the
+// ports. When block is set it records blockers for the outcome. It returns
+// the last usable port found.
+func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (PortCount, int) {
+	r, perSocket := EffectiveRange(e.m.host, e.s)
+	c := PortCount{Range: r}
+	if e.s.Proto == UDP {
+		ep := e.connectEndpoint()
+		for p := int(r.Lo); p <= int(r.Hi); p++ {
+			if p == 0 {
+				continue
+			}
+			if e.m.host.reserved(p) {
+				c.Reserved++
+				continue
+			}
+			c.Searched++
+			if e.udpUsable(ep, uint16(p)) {
+				c.Free++
+			} else {
+				c.Busy++
+			}
+		}
+		return c, 0
+	}
+	sp := connectSpans(r, perSocket)
+	last := 0
+	for k := 0; k < sp.n; k++ {
+		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
+			if p == 0 {
+				continue
+			}
+			if e.m.host.reserved(p) {
+				c.Reserved++
+				continue
+			}
+			c.Searched++
+			owners := e.m.owners(TCP, uint16(p))
+			if len(owners) == 0 {
+				c.Free++
+				last = p
+				continue
+			}
+			byBind := false
+			for _, j := range owners {
+				e.consult(int(j), FactPortOrigin)
+				if !e.m.socks[j].PortFromConnect {
+					byBind = true
+					if block {
+						e.block(int(j), fmt.Sprintf("%s got port %d through bind()/listen(), so connect() skips the port", describe(e.m.socks[j]), p))
+					}
+				}
+			}
+			if byBind {
+				c.HeldByBind++
+				continue
+			}
+			state := 0 // 0 unique, 1 TIME_WAIT reusable, 2 busy
+			for _, j := range owners {
+				i := int(j)
+				o := e.m.socks[i]
+				if !tupleMatch(o, src, peer) {
+					continue
+				}
+				if o.State == TimeWait && e.twReusable(i, true) {
+					state = max(state, 1)
+					continue
+				}
+				state = 2
+				if block {
+					e.block(i, fmt.Sprintf("%s already uses the four-tuple on port %d", describe(o), p))
+				}
+			}
+			switch state {
+			case 0:
+				c.Shared++
+				last = p
+			case 1:
+				c.TimeWait++
+				last = p
+			default:
+				c.Busy++
+			}
+		}
+	}
+	if block && c.Candidates() > 0 {
+		e.out.Blockers = nil
+	}
+	return c, last
+}
+
+// connectEndpoint is the address a UDP autobind at connect() checks: the
+// bound address (IP_BIND_ADDRESS_NO_PORT) or the family's wildcard, since
+// the source address is set only after the port.
+func (e *eval) connectEndpoint() endpoint {
+	a := e.s.Local.Addr()
+	if e.s.State == Unbound || !a.IsValid() {
+		a = netip.IPv6Unspecified()
+		if e.fam == IPv4 {
+			a = netip.IPv4Unspecified()
+		}
+	}
+	return normalise(e.fam, a, e.v6onlyNow())
+}
+
+// udpConnect: an unbound socket is autobound first (EAGAIN when no port
+// is usable), then the peer is set; UDP never checks the four-tuple.
+func (e *eval) udpConnect(peer netip.Addr, unboundPort bool) {
+	if unboundPort {
+		c, _ := e.connectSearch(e.op.Addr, netip.Addr{}, false)
+		e.out.Candidates = c.Candidates()
+		if c.Candidates() == 0 {
+			e.collectRangeBlockers(e.connectEndpoint(), udpSpans(e.m.host, e.s))
+			e.fail(syscall.EAGAIN, "udp-autobind-exhausted", e.exhaustedWhy("connect() autobind", "UDP"))
+			return
+		}
+	}
+	if err, rule, why := e.connectFamily(peer); err != 0 {
+		e.fail(err, rule, why)
+		return
+	}
+	src := e.source(true)
+	e.out.After.State = Connected
+	e.out.After.Remote = e.op.Addr
+	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), e.s.Local.Port())
+	if unboundPort {
+		e.out.After.PortFromConnect = true
+		if e.out.Candidates == 1 {
+			_, port := e.udpSearch(e.connectEndpoint())
+			e.setPort(port, 1)
+		}
+		e.ok("udp-connect", fmt.Sprintf("connect() autobinds one of %d usable UDP port(s); UDP does not check the four-tuple", e.out.Candidates))
+		return
+	}
+	e.ok("udp-connect", "UDP connect() only sets the peer; it never checks the four-tuple")
+}

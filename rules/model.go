@@ -1,0 +1,168 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Model is a World indexed by (protocol, port) for repeated predictions over
+// large tables: NewModel sorts the sockets once, and each Predict then looks
+// at the owners of the ports it needs without scanning the whole table. A
+// Model is read-only after NewModel, so it is safe for concurrent use.
+type Model struct {
+	host  Host
+	socks []Socket
+	eps   []endpoint // each socket's normalised local address
+	keys  []uint32   // sorted proto<<16|port of every port owner
+	order []int32    // socket index for each key
+}
+
+// NewModel indexes w. The model keeps w.Sockets (it does not copy them);
+// the caller must not change them while the model is in use.
+func NewModel(w World) *Model {
+	m := &Model{host: w.Host, socks: w.Sockets, eps: make([]endpoint, len(w.Sockets))}
+	for i, s := range w.Sockets {
+		m.eps[i] = normalise(s.Family, s.Local.Addr(), s.V6Only)
+		if !ownsPort(s) {
+			continue
+		}
+		m.keys = append(m.keys, key(s.Proto, s.Local.Port()))
+		m.order = append(m.order, int32(i))
+	}
+	idx := make([]int, len(m.keys))
+	for i := range idx {
+		idx[i] = i
+	}
+	// Stable, so owners of one port keep World order (oldest first).
+	slices.SortStableFunc(idx, func(a, b int) int { return int(m.keys[a]) - int(m.keys[b]) })
+	keys, order := make([]uint32, len(idx)), make([]int32, len(idx))
+	for j, i := range idx {
+		keys[j], order[j] = m.keys[i], m.order[i]
+	}
+	m.keys, m.order = keys, order
+	return m
+}
+
+// Predict returns what the kernel would do if the new socket s performed op
+// in world w. It never panics and does not modify w. For many predictions
+// over one world, use NewModel once and Model.Predict.
+func Predict(w World, s Socket, op Op) Outcome {
+	return NewModel(w).Predict(s, op)
+}
+
+// ownsPort reports whether s holds a port the rules compare against.
+func ownsPort(s Socket) bool {
+	return s.State != Unbound && s.Local.Port() != 0 && (s.Proto == TCP || s.Proto == UDP)
+}
+
+func key(p Proto, port uint16) uint32 { return uint32(p)<<16 | uint32(port) }
+
+// owners returns the indexes (into World.Sockets) of the sockets holding
+// port for protocol p, oldest first. It does not allocate.
+func (m *Model) owners(p Proto, port uint16) []int32 {
+	k := key(p, port)
+	lo, _ := slices.BinarySearch(m.keys, k)
+	hi := lo
+	for hi < len(m.keys) && m.keys[hi] == k {
+		hi++
+	}
+	return m.order[lo:hi]
+}
+
+// label names socket i for messages.
+func (m *Model) label(i int) string {
+	s := m.socks[i]
+	if s.ID != "" {
+		return s.ID
+	}
+	return "socket " + strconv.Itoa(i)
+}
+
+// describe is a socket in a few words: "tcp LISTEN 0.0.0.0:80".
+func describe(s Socket) string {
+	var b strings.Builder
+	b.WriteString(s.Proto.String())
+	b.WriteByte(' ')
+	if s.State <= TimeWait {
+		b.WriteString(s.State.String())
+	}
+	b.WriteByte(' ')
+	b.WriteString(s.Local.String())
+	if s.Remote.IsValid() && s.Remote.Port() != 0 {
+		b.WriteString(" -> ")
+		b.WriteString(s.Remote.String())
+	}
+	return b.String()
+}
+
+var factNames = []struct {
+	f        Fact
+	name     string
+	on, off  string
+	valueSet func(Socket) bool
+}{
+	{FactReuseAddr, "SO_REUSEADDR", "on", "off", func(s Socket) bool { return s.ReuseAddr }},
+	{FactReusePort, "SO_REUSEPORT", "on", "off", func(s Socket) bool { return s.ReusePort }},
+	{FactV6Only, "IPV6_V6ONLY", "on", "off", func(s Socket) bool { return s.V6Only }},
+	{FactDev, "SO_BINDTODEVICE", "set", "unset", func(s Socket) bool { return s.Dev != 0 }},
+	{FactPortOrigin, "the port's origin", "connect()", "bind()/listen()", func(s Socket) bool { return s.PortFromConnect }},
+	{FactTimestamps, "peer TCP timestamps", "seen", "not seen", func(s Socket) bool { return s.TWTimestamps }},
+}
+
+// assumption words the use of an unobserved fact f of socket s.
+func assumption(label string, s Socket, f Fact) string {
+	for _, n := range factNames {
+		if n.f != f {
+			continue
+		}
+		v := n.off
+		if n.valueSet(s) {
+			v = n.on
+		}
+		msg := fmt.Sprintf("assumed %s %s on %s", n.name, v, label)
+		if s.UnknownReason != "" {
+			msg += " (unreadable: " + s.UnknownReason + ")"
+		}
+		return msg
+	}
+	return fmt.Sprintf("assumed fact %d on %s", f, label)
+}
+
+// localAddr reports whether a is an address of this host as bind() sees
+// it for the given family rules (v4 includes multicast and broadcast).
+func (h Host) local(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	if a.IsUnspecified() {
+		return true
+	}
+	if a.Is4() && (a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+		return true
+	}
+	for _, p := range h.Local {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceFor is the local address a connect() to peer picks when the socket
+// has none, or the zero Addr when the model cannot tell.
+func (h Host) sourceFor(peer netip.Addr) netip.Addr {
+	peer = peer.Unmap().WithZone("")
+	for _, p := range h.Local {
+		if p.IsSingleIP() && p.Addr() == peer {
+			return peer
+		}
+	}
+	if peer.Is4() && peer.IsLoopback() {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if peer.Is6() && h.local(peer) {
+		return peer
+	}
+	return netip.Addr{}
+}

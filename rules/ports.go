@@ -1,0 +1,216 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"syscall"
+)
+
+// EffectiveRange is the range an autobind of s searches: the namespace's
+// ip_local_port_range narrowed by the socket's IP_LOCAL_PORT_RANGE, each
+// end applied only when it lies inside (inet_sk_get_local_port_range).
+// perSocket reports whether the socket set a range at all, which makes
+// connect() try every port in order instead of even ports first.
+func EffectiveRange(h Host, s Socket) (r PortRange, perSocket bool) {
+	lo, hi := int(h.EphemeralRange.Lo), int(h.EphemeralRange.Hi)
+	if s.PortRange.IsZero() {
+		return PortRange{uint16(lo), uint16(hi)}, false
+	}
+	if sl := int(s.PortRange.Lo); lo <= sl && sl <= hi {
+		lo = sl
+	}
+	if sh := int(s.PortRange.Hi); lo <= sh && sh <= hi {
+		hi = sh
+	}
+	return PortRange{uint16(lo), uint16(hi)}, true
+}
+
+// spans are the port ranges (inclusive) a search walks. The TCP searches
+// walk an even number of ports per span ("remaining &= ~1"), so with an odd
+// span size the top port is never tried.
+type spans struct {
+	n  int
+	lo [2]int
+	hi [2]int
+}
+
+func (sp *spans) add(lo, hi int, even bool) {
+	if hi < lo {
+		return
+	}
+	if size := hi - lo + 1; even && size > 1 && size%2 == 1 {
+		hi--
+	}
+	sp.lo[sp.n], sp.hi[sp.n] = lo, hi
+	sp.n++
+}
+
+// tcpBindSpans is inet_csk_find_open_port's walk: with SO_REUSEADDR it
+// scans the lower half, then the upper half.
+func tcpBindSpans(r PortRange, reuse bool) spans {
+	var sp spans
+	low, high := int(r.Lo), int(r.Hi)+1
+	if high <= low {
+		return sp
+	}
+	if reuse && high-low >= 4 {
+		half := low + ((high-low)>>2)<<1
+		sp.add(low, half-1, true)
+		sp.add(half, high-1, true)
+		return sp
+	}
+	sp.add(low, high-1, true)
+	return sp
+}
+
+func (h Host) reserved(port int) bool {
+	for _, r := range h.ReservedPorts {
+		if r.Contains(uint16(port)) {
+			return true
+		}
+	}
+	return false
+}
+
+// autobind is bind(addr, 0) and listen() on an unbound socket: for TCP
+// inet_csk_find_open_port, for UDP udp_lib_get_port with port 0.
+func (e *eval) autobind(ep endpoint, listen bool) {
+	if e.s.Proto == UDP {
+		port, n := e.udpSearch(ep)
+		if n == 0 {
+			e.out.Candidates = 0
+			e.collectRangeBlockers(ep, udpSpans(e.m.host, e.s))
+			e.fail(syscall.EADDRINUSE, "autobind-exhausted", e.exhaustedWhy("bind(0)", "UDP"))
+			return
+		}
+		e.out.Candidates = n
+		e.setPort(port, n)
+		e.ok("autobind", fmt.Sprintf("%d UDP port(s) in the range are free for this address; the kernel starts at a random one", n))
+		return
+	}
+	r, _ := EffectiveRange(e.m.host, e.s)
+	sp := tcpBindSpans(r, e.s.ReuseAddr)
+	port, n := e.tcpSearch(ep, sp, false)
+	rule := "autobind"
+	if n == 0 && e.m.host.AutobindReuse {
+		port, n = e.tcpSearch(ep, sp, true)
+		rule = "autobind-reuse"
+	}
+	e.out.Candidates = n
+	op := "bind(0)"
+	if listen {
+		op = "listen()"
+	}
+	if n == 0 {
+		e.out.Candidates = 0
+		e.collectRangeBlockers(ep, sp)
+		e.fail(syscall.EADDRINUSE, "autobind-exhausted", e.exhaustedWhy(op, "TCP"))
+		return
+	}
+	e.setPort(port, n)
+	if rule == "autobind-reuse" {
+		e.ok(rule, fmt.Sprintf("%s found no free port; with ip_autobind_reuse it shares one of %d port(s) held only by SO_REUSEADDR sockets that do not listen", op, n))
+		return
+	}
+	e.ok(rule, fmt.Sprintf("%s picks one of %d free port(s) in %d-%d (odd ports first, random start)", op, n, r.Lo, r.Hi))
+}
+
+func (e *eval) exhaustedWhy(op, proto string) string {
+	r, _ := EffectiveRange(e.m.host, e.s)
+	return fmt.Sprintf("%s finds no usable %s port in %d-%d: every port is reserved or held on an overlapping address", op, proto, r.Lo, r.Hi)
+}
+
+// setPort records the chosen port when only one candidate exists.
+func (e *eval) setPort(port, n int) {
+	if n == 1 {
+		e.out.After.Local = netip.AddrPortFrom(e.out.After.Local.Addr(), uint16(port))
+	}
+}
+
+// tcpSearch counts the ports of sp a bind(0) search may take and returns
+// the last one found.
+func (e *eval) tcpSearch(ep endpoint, sp spans, relax bool) (port, n int) {
+	h := e.m.host
+	for k := 0; k < sp.n; k++ {
+		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
+			if p == 0 || h.reserved(p) {
+				continue
+			}
+			free := true
+			for _, j := range e.m.owners(TCP, uint16(p)) {
+				if v, _ := e.tcpPair(ep, int(j), relax, false); v == tcpConflict {
+					free = false
+					break
+				}
+			}
+			if free {
+				port, n = p, n+1
+			}
+		}
+	}
+	return port, n
+}
+
+// collectRangeBlockers lists, for an exhausted search, the owners that hold
+// the ports of sp on an overlapping address.
+func (e *eval) collectRangeBlockers(ep endpoint, sp spans) {
+	for k := 0; k < sp.n; k++ {
+		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
+			if e.m.host.reserved(p) {
+				continue
+			}
+			for _, j := range e.m.owners(e.s.Proto, uint16(p)) {
+				if overlap(ep, e.m.eps[j]) && (e.s.Proto == TCP || !e.udpUsable(ep, uint16(p))) {
+					e.block(int(j), fmt.Sprintf("%s holds port %d of the range", describe(e.m.socks[j]), p))
+				}
+			}
+		}
+	}
+}
+
+// udpUsable is the bitmap test of udp_lib_lport_inuse in a bind(0) search:
+// a port is usable when every overlapping socket either has SO_REUSEADDR
+// together with the new one or SO_REUSEPORT with the same uid.
+func (e *eval) udpUsable(ep endpoint, port uint16) bool {
+	n := e.s
+	for _, j := range e.m.owners(UDP, port) {
+		i := int(j)
+		o := e.m.socks[i]
+		e.consult(i, FactDev)
+		if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev {
+			continue
+		}
+		if !overlap(ep, e.m.eps[i]) {
+			continue
+		}
+		e.consult(i, FactReuseAddr)
+		if n.ReuseAddr && o.ReuseAddr {
+			continue
+		}
+		e.consult(i, FactReusePort)
+		if !(n.ReusePort && o.ReusePort && !n.InGroup && n.UID == o.UID) {
+			return false
+		}
+	}
+	return true
+}
+
+// udpSpans is the whole effective range: udp_lib_get_port tries every port.
+func udpSpans(h Host, s Socket) spans {
+	r, _ := EffectiveRange(h, s)
+	var sp spans
+	sp.add(int(r.Lo), int(r.Hi), false)
+	return sp
+}
+
+// udpSearch counts the usable ports of the (whole) effective range.
+func (e *eval) udpSearch(ep endpoint) (port, n int) {
+	r, _ := EffectiveRange(e.m.host, e.s)
+	for p := int(r.Lo); p <= int(r.Hi) && r.Hi >= r.Lo; p++ {
+		if p == 0 || e.m.host.reserved(p) || !e.udpUsable(ep, uint16(p)) {
+			continue
+		}
+		port, n = p, n+1
+	}
+	return port, n
+}
