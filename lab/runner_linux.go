@@ -160,6 +160,17 @@ func (s *session) readHost(w *world, added []netip.Addr) error {
 func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 	now := time.Now
 	wait := int(s.r.wait().Milliseconds())
+	if st.Kind == KindSleep {
+		t := time.NewTimer(st.Sleep)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
+		res.Kernel = "ok"
+		return nil
+	}
 	if st.Kind == KindSysctl {
 		rep, err := s.call(s.helpers[0], request{Op: "sysctl", Key: st.Key, Value: st.Value}, -1)
 		if err != nil {
@@ -212,6 +223,9 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 	case KindListen:
 		op = rules.Op{Kind: rules.OpListen}
 	case KindClose:
+		// The kernel stamps a TIME_WAIT when the FIN exchange ends, a little
+		// after close() starts; the start is the nearest time seen here.
+		closing := now()
 		rep, err := s.call(h, req, -1)
 		if err != nil {
 			return err
@@ -222,7 +236,7 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		} else if rep.Closed == "TIME_WAIT" {
 			res.Local = localOf(e) + " in TIME_WAIT"
 		}
-		w.closed(e, rep.Closed, now())
+		w.closed(e, rep.Closed, closing)
 		return nil
 	case KindPass:
 		return s.pass(e, st, proto, res)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -32,7 +33,11 @@ const (
 	KindClose                   // SOCK close
 	KindPass                    // SOCK pass uid=N
 	KindSysctl                  // sysctl KEY=VALUE
+	KindSleep                   // sleep DURATION (an extension: lets time-based rules play out)
 )
+
+// maxSleep bounds one sleep line.
+const maxSleep = 5 * time.Second
 
 var kindNames = map[string]Kind{
 	"socket": KindSocket, "server": KindServer, "bind": KindBind, "listen": KindListen,
@@ -45,8 +50,11 @@ func (k Kind) String() string {
 			return n
 		}
 	}
-	if k == KindSysctl {
+	switch k {
+	case KindSysctl:
 		return "sysctl"
+	case KindSleep:
+		return "sleep"
 	}
 	return "kind?"
 }
@@ -106,10 +114,11 @@ type Step struct {
 	Op    string // the operation as written, without the socket name and expectation
 	Proto Proto  // socket, server
 	Addr  Endpoint
-	Opts  Options // socket, server
-	UID   uint32  // pass
-	Key   string  // sysctl, e.g. net.ipv4.ip_local_port_range
-	Value string  // sysctl, e.g. "40000 40000"
+	Opts  Options       // socket, server
+	UID   uint32        // pass
+	Key   string        // sysctl, e.g. net.ipv4.ip_local_port_range
+	Value string        // sysctl, e.g. "40000 40000"
+	Sleep time.Duration // sleep
 	// Expect is the asserted result: "ok" or an errno name; empty when the
 	// line asserts nothing.
 	Expect string
@@ -269,6 +278,15 @@ func (p *parser) parseLine(raw string) error {
 	}
 	if f[0] == "sysctl" {
 		return p.sysctl(sc, st, strings.TrimSpace(strings.TrimPrefix(line, "sysctl")))
+	}
+	if f[0] == "sleep" {
+		d, err := time.ParseDuration(strings.Join(f[1:], ""))
+		if len(f) != 2 || err != nil || d <= 0 || d > maxSleep {
+			return p.errorf("sleep takes a duration up to %v, e.g. sleep 10ms", maxSleep)
+		}
+		st.Kind, st.Sleep, st.Op = KindSleep, d, "sleep "+f[1]
+		sc.Steps = append(sc.Steps, st)
+		return nil
 	}
 	if len(f) < 2 {
 		return p.errorf("want SOCK OPERATION ..., got %q", line)

@@ -161,7 +161,9 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 		s.State = rules.Connected
 	case !proto.IsTCP() && s.Remote.IsValid() && s.Remote.Port() != 0:
 		s.State = rules.Connected
-	case s.Local.Port() != 0:
+	case s.Local.Port() != 0 || s.Local.Addr().IsValid() && !s.Local.Addr().Unmap().IsUnspecified():
+		// Bound; with IP_BIND_ADDRESS_NO_PORT a bind leaves port 0 and the
+		// address set.
 		s.State = rules.Bound
 	default:
 		s.State = rules.Unbound
