@@ -215,6 +215,7 @@ func Parse(name string, data []byte) ([]Scenario, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
+		p.line++ // the line that did not fit
 		return nil, p.errorf("line longer than %d bytes", maxLineLen)
 	}
 	if len(p.out) == 0 {
