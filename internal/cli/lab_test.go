@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/lab"
+)
+
+func TestLabListAndPrint(t *testing.T) {
+	code, out, _ := run(t, "", "lab", "--list")
+	if code != 0 {
+		t.Fatalf("tuple lab --list: exit %d", code)
+	}
+	for _, g := range lab.Groups() {
+		if !strings.Contains(out, g+" ") {
+			t.Errorf("--list lacks group %s:\n%s", g, out)
+		}
+	}
+	if !strings.HasPrefix(out, "seed ") {
+		t.Errorf("--list does not start with seed:\n%s", out)
+	}
+	code, out, _ = run(t, "", "lab", "--print", "seed")
+	if code != 0 || !strings.Contains(out, "[nc-double-p]") {
+		t.Fatalf("tuple lab --print seed: exit %d\n%s", code, out)
+	}
+	if _, err := lab.Parse("printed.lab", []byte(out)); err != nil {
+		t.Errorf("printed seed does not parse: %v", err)
+	}
+}
+
+func TestLabBadInputExits2(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "scenarios.lab")
+	os.WriteFile(bad, []byte("# ok so far\n[x]\nA socket tcp4\nB socket tcp4 reuse\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab", bad}, bad + `:4: unknown option "reuse"`},
+		{[]string{"lab", "--print", "nope"}, `unknown group "nope" (groups: seed, `},
+		{[]string{"lab", "nope"}, `"nope" is neither a file nor a built-in group (groups: seed, `},
+		{[]string{"lab", filepath.Join(dir, "missing.lab")}, "missing.lab: no such file or directory"},
+		{[]string{"lab", dir}, "not a regular file"},
+		{[]string{"lab", "--json", "--markdown", "seed"}, "none of the others can be"},
+		{[]string{"lab", "--list", "seed"}, "--list takes no other arguments"},
+	} {
+		code, out, errOut := run(t, "", tc.args...)
+		if code != 2 {
+			t.Errorf("tuple %v: exit %d, want 2 (stdout %q)", tc.args, code, out)
+		}
+		if !strings.Contains(errOut, tc.want) {
+			t.Errorf("tuple %v: stderr %q, want it to contain %q", tc.args, errOut, tc.want)
+		}
+		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 {
+			t.Errorf("tuple %v: want one error line, got %q", tc.args, errOut)
+		}
+	}
+}
+
+// tupleBinary builds cmd/tuple for one test: lab runs need a binary that
+// serves as its own helper, which this test binary is not.
+func tupleBinary(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces and switch uids (CI runs as root)")
+	}
+	exe := filepath.Join(t.TempDir(), "tuple")
+	out, err := exec.Command("go", "build", "-o", exe, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return exe
+}
+
+func TestLabRunOutputs(t *testing.T) {
+	exe := tupleBinary(t)
+	file := filepath.Join(t.TempDir(), "mine.lab")
+	os.WriteFile(file, []byte(`[double-bind]
+A socket tcp4
+A bind 127.0.0.1:12345
+B socket tcp4
+B bind 127.0.0.1:12345 => EADDRINUSE
+C socket tcp4
+C bind 127.0.0.1:12345 => ok
+`), 0o644)
+	cmd := exec.Command(exe, "lab", "--json", file)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if code := exitStatus(err); code != 1 {
+		t.Fatalf("tuple lab --json: exit %d, want 1 (line 7 expects ok, the kernel says EADDRINUSE)\n%s", code, stderr.String())
+	}
+	var lines []map[string]any
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %q", sc.Text())
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 6 {
+		t.Fatalf("want 6 JSON objects, got %d", len(lines))
+	}
+	for _, k := range []string{"scenario", "line", "socket", "op", "expect", "kernel", "model", "ok"} {
+		if _, ok := lines[0][k]; !ok {
+			t.Errorf("JSON object lacks %q: %v", k, lines[0])
+		}
+	}
+	if lines[2]["expect"] != nil || lines[0]["model"] != nil {
+		t.Errorf("expect/model should be null when absent: %v %v", lines[2], lines[0])
+	}
+	if l := lines[3]; l["line"] != 5.0 || l["kernel"] != "EADDRINUSE" || l["expect"] != "EADDRINUSE" || l["scenario"] != "double-bind" || l["socket"] != "B" || l["op"] != "bind 127.0.0.1:12345" {
+		t.Errorf("line 5: %v", l)
+	}
+	if l := lines[5]; l["kernel"] != "EADDRINUSE" || l["ok"] != false {
+		t.Errorf("line 7 should fail its expectation: %v", l)
+	}
+
+	out, err := exec.Command(exe, "lab", "--markdown", "seed").Output()
+	if exitStatus(err) != 0 || !strings.Contains(string(out), "| line | socket | operation |") || !strings.Contains(string(out), "`[nc-double-p]`") {
+		t.Errorf("tuple lab --markdown seed: exit %d\n%s", exitStatus(err), out)
+	}
+	out, err = exec.Command(exe, "lab", "seed").Output()
+	if exitStatus(err) != 0 || !strings.Contains(string(out), "EADDRINUSE  EADDRINUSE  EADDRINUSE  ✓") {
+		t.Errorf("tuple lab seed: exit %d\n%s", exitStatus(err), out)
+	}
+}
+
+// TestLabInterruptLeavesNothing sends SIGINT to a running tuple lab and
+// checks that no helper process and no namespace outlive it; then the same
+// with SIGKILL, which the command cannot catch (the helpers' parent-death
+// signal takes them down).
+func TestLabInterruptLeavesNothing(t *testing.T) {
+	exe := tupleBinary(t)
+	file := filepath.Join(t.TempDir(), "slow.lab")
+	os.WriteFile(file, []byte("[slow]\nA socket tcp4 uid=1000\nA bind 10.9.9.9:7000\nB server tcp4 10.9.9.9:80\nsleep 5s\n"), 0o644)
+	before := netnsList(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		cmd := exec.Command(exe, "lab", file)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var helpers []int
+		for deadline := time.Now().Add(10 * time.Second); len(helpers) < 2 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			helpers = helpersOf(exe)
+		}
+		if len(helpers) != 2 {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%v: want 2 helpers running, found %v", sig, helpers)
+		}
+		ns, err := os.Readlink("/proc/" + strconv.Itoa(helpers[0]) + "/ns/net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Process.Signal(sig)
+		err = cmd.Wait()
+		if sig == syscall.SIGINT {
+			if exitStatus(err) != 1 || !strings.Contains(stderr.String(), "interrupted") {
+				t.Errorf("after SIGINT: exit %d, stderr %q", exitStatus(err), stderr.String())
+			}
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for (len(helpersOf(exe)) > 0 || nsInUse(ns)) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if left := helpersOf(exe); len(left) > 0 {
+			t.Errorf("%v: helpers left: %v", sig, left)
+		}
+		if nsInUse(ns) {
+			t.Errorf("%v: namespace %s still held by a process", sig, ns)
+		}
+		if after := netnsList(t); after != before {
+			t.Errorf("%v: ip netns list changed:\nbefore %q\nafter  %q", sig, before, after)
+		}
+	}
+}
+
+func exitStatus(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// procs calls fn with each process's pid directory name.
+func procs(fn func(pid string)) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if n := e.Name(); n[0] >= '0' && n[0] <= '9' {
+			fn(n)
+		}
+	}
+}
+
+// helpersOf lists live helper processes of binary exe.
+func helpersOf(exe string) []int {
+	var out []int
+	procs(func(pid string) {
+		b, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err != nil {
+			return
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 1 && args[0] == exe && args[1] == lab.HelperCommand {
+			n, _ := strconv.Atoi(pid)
+			out = append(out, n)
+		}
+	})
+	return out
+}
+
+// nsInUse reports whether any process is in network namespace ns
+// ("net:[4026532...]"); lab namespaces are never mounted, so a namespace no
+// process is in is gone.
+func nsInUse(ns string) bool {
+	found := false
+	procs(func(pid string) {
+		if l, err := os.Readlink("/proc/" + pid + "/ns/net"); err == nil && l == ns {
+			found = true
+		}
+	})
+	return found
+}
+
+func netnsList(t *testing.T) string {
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Skipf("ip netns list: %v (needs iproute2)", err)
+	}
+	return string(out)
+}
