@@ -38,12 +38,15 @@ func note(r Result) string {
 	if !r.KernelMet() {
 		parts = append(parts, "kernel did not do what the line expects")
 	}
-	if !r.ModelAgreed() {
+	switch {
+	case !r.ModelAgreed():
 		why := "model disagrees"
 		if r.Why != "" {
 			why += ": " + r.Why
 		}
 		parts = append(parts, why)
+	case r.Model != "" && r.Model != "ok" && r.Why != "":
+		parts = append(parts, r.Why)
 	}
 	return strings.Join(parts, "; ")
 }
@@ -85,7 +88,7 @@ func (s Summary) String() string {
 func WriteTable(w io.Writer, sr ScenarioResult) error {
 	fmt.Fprintf(w, "[%s]  %s:%d  %.2fs\n", sr.Name, sr.File, sr.Line, sr.Duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  LINE\tSOCKET\tOPERATION\tEXPECT\tKERNEL\tMODEL\t\tNOTE")
+	fmt.Fprintln(tw, "  LINE\tSOCKET\tOPERATION\tEXPECT\tKERNEL\tMODEL\tOK\tNOTE")
 	for _, r := range sr.Results {
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Line, orDash(r.Socket), r.Op,
 			orDash(r.Expect), r.Kernel, orDash(r.Model), mark(r), note(r))
@@ -128,9 +131,7 @@ func WriteJSON(w io.Writer, sr ScenarioResult) error {
 	for _, r := range sr.Results {
 		j := jsonLine{File: r.File, Scenario: r.Scenario, Line: r.Line, Socket: r.Socket, Op: r.Op,
 			Expect: nullable(r.Expect), Kernel: r.Kernel, Model: nullable(r.Model), OK: r.OK, Local: r.Local}
-		if !r.ModelAgreed() {
-			j.Why = r.Why
-		}
+		j.Why = r.Why
 		if err := enc.Encode(j); err != nil {
 			return err
 		}
@@ -141,7 +142,7 @@ func WriteJSON(w io.Writer, sr ScenarioResult) error {
 // WriteMarkdown writes sr as a Markdown table, for an issue or a forum answer.
 func WriteMarkdown(w io.Writer, sr ScenarioResult) error {
 	fmt.Fprintf(w, "#### `[%s]` (%s:%d)\n\n", sr.Name, sr.File, sr.Line)
-	fmt.Fprintln(w, "| line | socket | operation | expect | kernel | model | | note |")
+	fmt.Fprintln(w, "| line | socket | operation | expect | kernel | model | ok | note |")
 	fmt.Fprintln(w, "|---:|---|---|---|---|---|---|---|")
 	esc := strings.NewReplacer("|", `\|`, "\n", " ")
 	for _, r := range sr.Results {

@@ -128,7 +128,7 @@ C bind 127.0.0.1:12345 => ok
 	}
 
 	out, err := exec.Command(exe, "lab", "--markdown", "seed").Output()
-	if exitStatus(err) != 0 || !strings.Contains(string(out), "| line | socket | operation |") || !strings.Contains(string(out), "`[nc-double-p]`") {
+	if exitStatus(err) != 0 || !strings.Contains(string(out), "| line | socket | operation | expect | kernel | model | ok |") || !strings.Contains(string(out), "`[nc-double-p]`") {
 		t.Errorf("tuple lab --markdown seed: exit %d\n%s", exitStatus(err), out)
 	}
 	out, err = exec.Command(exe, "lab", "seed").Output()
