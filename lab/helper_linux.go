@@ -303,21 +303,26 @@ func bindTo(fd int, addr string) error {
 	return os.NewSyscallError("bind", unix.Bind(fd, sa))
 }
 
-// connectTo connects and waits up to wait for the handshake, as a blocking
-// connect would, but bounded.
+// connectTo is a blocking connect, as programs do it, bounded by wait
+// through SO_SNDTIMEO (a timeout leaves EINPROGRESS, as the kernel says).
+// Blocking matters: after a refused blocking connect the socket may
+// connect again, after a refused non-blocking one the next connect says
+// ECONNABORTED.
 func connectTo(fd int, addr string, wait time.Duration) error {
 	sa, err := sockaddr(addr)
 	if err != nil {
 		return err
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		return os.NewSyscallError("fcntl", err)
+	tv := unix.NsecToTimeval(wait.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return os.NewSyscallError("setsockopt", err)
 	}
-	defer unix.SetNonblock(fd, false)
+	defer unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{})
 	err = unix.Connect(fd, sa)
-	if err != unix.EINPROGRESS {
+	if err != unix.EINTR {
 		return os.NewSyscallError("connect", err)
 	}
+	// A signal interrupted the wait; the handshake goes on: wait for it.
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 	deadline := time.Now().Add(wait)
 	for {
@@ -329,7 +334,7 @@ func connectTo(fd int, addr string, wait time.Duration) error {
 			return os.NewSyscallError("poll", err)
 		}
 		if n == 0 {
-			return os.NewSyscallError("connect", unix.ETIMEDOUT)
+			return os.NewSyscallError("connect", unix.EINPROGRESS)
 		}
 		break
 	}

@@ -147,6 +147,7 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 	}
 	s := &e.sock
 	wasPort := s.Local.Port()
+	wasBound := s.State == rules.Bound && wasPort != 0 // bind() locked the port
 	s.Local, _ = netip.ParseAddrPort(st.Local)
 	s.Remote, _ = netip.ParseAddrPort(st.Remote)
 	s.ReuseAddr, s.ReusePort, s.V6Only = st.ReuseAddr, st.ReusePort, st.V6Only
@@ -167,6 +168,12 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 		s.State = rules.Bound
 	default:
 		s.State = rules.Unbound
+	}
+	if proto.IsTCP() && op == KindConnect && st.TCPState == tcpClose && !wasBound {
+		// A failed connect releases the port it picked (tcp_set_state
+		// CLOSE puts it back unless bind() locked it), though getsockname
+		// still shows it.
+		s.Local, s.State = netip.AddrPort{}, rules.Unbound
 	}
 	if s.Local.Port() == 0 {
 		s.PortFromConnect = false
