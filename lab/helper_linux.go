@@ -192,6 +192,11 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		return rep, -1
 	case "host":
 		rep.Sysctls = readSysctls()
+		addrs, err := loopbackAddrs()
+		if err != nil {
+			rep.Fail = err.Error()
+		}
+		rep.Addrs = addrs
 		return rep, -1
 	case "sysctl":
 		if err := writeSysctl(req.Key, req.Value); err != nil {
@@ -457,6 +462,12 @@ func readSockState(fd int, proto Proto) *sockState {
 	}
 	if dev, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX); err == nil {
 		st.Dev = dev
+	}
+	// The kernel sets sk_uid from the socket inode's owner, the creator's
+	// fsuid; fstat reads it back.
+	var stat unix.Stat_t
+	if unix.Fstat(fd, &stat) == nil {
+		st.UID = stat.Uid
 	}
 	return st
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -125,7 +124,7 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 		return nil, err
 	}
 	w := newWorld()
-	if err := s.readHost(w, added); err != nil {
+	if err := s.readHost(w); err != nil {
 		return nil, err
 	}
 	protos := map[string]Proto{}
@@ -144,13 +143,14 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 	return results, nil
 }
 
-func (s *session) readHost(w *world, added []netip.Addr) error {
-	root := s.helpers[0]
-	rep, err := s.call(root, request{Op: "host"}, -1)
+// readHost reads the namespace's facts (sysctls, lo's addresses) into the
+// model's Host.
+func (s *session) readHost(w *world) error {
+	rep, err := s.call(s.helpers[0], request{Op: "host"}, -1)
 	if err != nil {
 		return err
 	}
-	w.setHost(rep.Sysctls, added)
+	w.setHost(rep.Sysctls, rep.Addrs)
 	return nil
 }
 
@@ -177,7 +177,7 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 			return err
 		}
 		res.Kernel = errName(rep.Errno)
-		return s.readHost(w, hostAddrs(w))
+		return s.readHost(w)
 	}
 	e := w.named(st.Sock)
 	if st.Kind == KindSocket || st.Kind == KindServer {
@@ -344,16 +344,6 @@ func localOf(e *entry) string {
 		l += " -> " + e.sock.Remote.String()
 	}
 	return l
-}
-
-func hostAddrs(w *world) []netip.Addr {
-	var out []netip.Addr
-	for _, p := range w.host.Local {
-		if p.Bits() == p.Addr().BitLen() && !p.Addr().IsLoopback() {
-			out = append(out, p.Addr())
-		}
-	}
-	return out
 }
 
 // errName names an errno the way scenarios write it.

@@ -65,3 +65,30 @@ func setupNamespace(addrs []string) error {
 	}
 	return nil
 }
+
+// loopbackAddrs lists the addresses on lo, as the kernel reports them.
+func loopbackAddrs() ([]string, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return nil, fmt.Errorf("rtnetlink: %w", err)
+	}
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_GETADDR, Flags: netlink.Request | netlink.Dump},
+		Data:   make([]byte, unix.SizeofIfAddrmsg), // all families
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	var out []string
+	for _, m := range msgs {
+		p, index, err := parseIfAddr(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if index == loopbackIndex {
+			out = append(out, p.String())
+		}
+	}
+	return out, nil
+}

@@ -30,6 +30,7 @@ type reply struct {
 	Where   string            `json:"where,omitempty"`
 	Sock    *sockState        `json:"sock,omitempty"`
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	Addrs   []string          `json:"addrs,omitempty"` // host: lo's addresses, "a/len"
 	// After close: the TCP state the closed socket's four-tuple ended in
 	// ("TIME_WAIT", "FIN_WAIT2", ...; empty when it is gone).
 	Closed string `json:"closed,omitempty"`
@@ -48,6 +49,7 @@ type sockState struct {
 	RangeLo   uint16 `json:"rangeLo,omitempty"`
 	RangeHi   uint16 `json:"rangeHi,omitempty"`
 	Dev       int    `json:"dev,omitempty"`
+	UID       uint32 `json:"uid"` // the socket inode's owner: sk_uid's source
 }
 
 // Kernel TCP states (include/net/tcp_states.h).

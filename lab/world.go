@@ -85,11 +85,22 @@ func (w *world) predict(model Predictor, self *entry, op rules.Op, now time.Time
 	return model(rw, s, op)
 }
 
-// setHost reads the namespace's sysctls into the model's Host.
-func (w *world) setHost(sysctls map[string]string, added []netip.Addr) {
+// setHost reads the namespace's sysctls and lo's addresses into the
+// model's Host. Every address of an IPv4 prefix on lo is local (the kernel
+// adds a local route for the whole prefix on a loopback device: 127.0.0.0/8);
+// an IPv6 address is local by itself.
+func (w *world) setHost(sysctls map[string]string, addrs []string) {
 	h := rules.DefaultHost()
-	for _, a := range added {
-		h.Local = append(h.Local, netip.PrefixFrom(a, a.BitLen()))
+	h.Local = nil
+	for _, s := range addrs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			continue
+		}
+		if p.Addr().Is6() {
+			p = netip.PrefixFrom(p.Addr(), 128)
+		}
+		h.Local = append(h.Local, p.Masked())
 	}
 	num := func(k string) (int, bool) {
 		n, err := strconv.Atoi(strings.TrimSpace(sysctls[k]))
@@ -151,7 +162,7 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 	s.Local, _ = netip.ParseAddrPort(st.Local)
 	s.Remote, _ = netip.ParseAddrPort(st.Remote)
 	s.ReuseAddr, s.ReusePort, s.V6Only = st.ReuseAddr, st.ReusePort, st.V6Only
-	s.BindNoPort, s.Freebind, s.Dev = st.NoPort, st.Freebind, st.Dev
+	s.BindNoPort, s.Freebind, s.Dev, s.UID = st.NoPort, st.Freebind, st.Dev, st.UID
 	s.PortRange = rules.PortRange{Lo: st.RangeLo, Hi: st.RangeHi}
 	switch {
 	case proto.IsTCP() && st.TCPState == tcpListen:
