@@ -3,8 +3,10 @@ package lab
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -207,4 +209,91 @@ func BenchmarkLibrary(b *testing.B) {
 	b.ReportMetric(anchor.Seconds()/n, "ip-netns-anchor-s")
 	b.ReportMetric(lib.Seconds()/anchor.Seconds(), "library/anchor")
 	b.ReportMetric(float64(len(scs)), "scenarios")
+}
+
+// TestRunSyncsWorldFromKernel checks the world the model is given: sockets
+// as the kernel reports them (uid, family, state, flags), the accepted
+// child of a server, and the TIME_WAIT a close leaves.
+func TestRunSyncsWorldFromKernel(t *testing.T) {
+	requireRoot(t)
+	scs, err := Parse("t.lab", []byte(`[x]
+sysctl net.ipv4.ip_local_port_range=40000 40009
+S server tcp4 127.0.0.1:8080 reuseport uid=1000
+A socket tcp6 uid=2000
+A connect [::ffff:127.0.0.1]:8080
+B socket tcp4
+B bind 10.0.0.7:0
+A close
+C socket udp4
+C bind 127.0.0.1:@B
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []rules.World
+	var selves []rules.Socket
+	r := Runner{Predict: func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome {
+		seen, selves = append(seen, w), append(selves, s)
+		return rules.Predict(w, s, op)
+	}}
+	res, err := r.Run(context.Background(), scs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() {
+		t.Errorf("scenario not ok: %+v", res.Results)
+	}
+	// Predictions: S bind, S listen, A connect, B bind, C bind.
+	if len(seen) != 5 {
+		t.Fatalf("%d predictions, want 5", len(seen))
+	}
+	host := seen[0].Host
+	if host.EphemeralRange != (rules.PortRange{Lo: 40000, Hi: 40009}) {
+		t.Errorf("host range %v, want the sysctl's 40000-40009", host.EphemeralRange)
+	}
+	if !hasPrefix(host.Local, "127.0.0.0/8") || !hasPrefix(host.Local, "10.0.0.7/32") || !hasPrefix(host.Local, "::1/128") {
+		t.Errorf("host local prefixes %v, want 127.0.0.0/8, ::1/128 and 10.0.0.7/32", host.Local)
+	}
+	if a := selves[2]; a.UID != 2000 || a.Family != rules.IPv6 || a.V6Only || a.State != rules.Unbound {
+		t.Errorf("A before connect: %+v", a)
+	}
+	if w := seen[2]; len(w.Sockets) != 1 || w.Sockets[0].State != rules.Listen || w.Sockets[0].UID != 1000 || !w.Sockets[0].ReusePort {
+		t.Errorf("world at A's connect: %+v, want S listening, uid 1000, reuseport", w.Sockets)
+	}
+	// At B's bind: S, A connected (port from connect) and S's accepted child.
+	w := seen[3]
+	if len(w.Sockets) != 3 {
+		t.Fatalf("world at B's bind: %+v, want S, A and the child", w.Sockets)
+	}
+	a, child := w.Sockets[1], w.Sockets[2]
+	if a.State != rules.Connected || !a.PortFromConnect || a.Local.Addr().String() != "::ffff:127.0.0.1" || a.Local.Port() < 40000 || a.Local.Port() > 40009 {
+		t.Errorf("A after connect: %+v", a)
+	}
+	if child.State != rules.Connected || child.UID != 1000 || !child.ReusePort || child.Local.String() != "127.0.0.1:8080" || child.Remote.Port() != a.Local.Port() {
+		t.Errorf("accepted child: %+v", child)
+	}
+	// At C's bind: S, B bound, and A's TIME_WAIT; the child is gone.
+	w = seen[4]
+	if len(w.Sockets) != 3 {
+		t.Fatalf("world at C's bind: %+v, want S, B and A's TIME_WAIT", w.Sockets)
+	}
+	b, tw := w.Sockets[1], w.Sockets[2]
+	if b.State != rules.Bound || b.Local.Addr().String() != "10.0.0.7" || b.PortFromConnect {
+		t.Errorf("B after bind: %+v", b)
+	}
+	if tw.State != rules.TimeWait || tw.UID != 2000 || tw.Local != a.Local || !tw.TWTimestamps || tw.TWAge <= 0 {
+		t.Errorf("A's TIME_WAIT: %+v", tw)
+	}
+	if op := res.Results[len(res.Results)-1]; op.Op != "bind 127.0.0.1:@B" || !strings.HasSuffix(op.Local, ":"+strconv.Itoa(int(b.Local.Port()))) {
+		t.Errorf("@B did not resolve to B's port %d: %+v", b.Local.Port(), op)
+	}
+}
+
+func hasPrefix(ps []netip.Prefix, want string) bool {
+	for _, p := range ps {
+		if p.String() == want {
+			return true
+		}
+	}
+	return false
 }

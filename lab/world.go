@@ -211,34 +211,33 @@ func (w *world) connected(client *entry) {
 			break
 		}
 	}
+	// The listener that took the connection: an exact address match wins
+	// over a wildcard. IPv4 destinations (plain or v4-mapped) reach IPv4
+	// listeners and dual-stack IPv6 ones; IPv6 destinations only IPv6 ones.
+	ra := c.Remote.Addr().Unmap()
 	var best *entry
 	for _, e := range w.entries {
 		l := e.sock
-		if l.State != rules.Listen || l.Local.Port() != c.Remote.Port() || l.Proto != rules.TCP {
+		if l.State != rules.Listen || l.Proto != rules.TCP || l.Local.Port() != c.Remote.Port() {
 			continue
 		}
-		if c.Family == rules.IPv6 && l.Family == rules.IPv4 {
+		if ra.Is4() && l.Family == rules.IPv6 && l.V6Only || !ra.Is4() && l.Family == rules.IPv4 {
 			continue
 		}
-		if c.Family == rules.IPv4 && l.Family == rules.IPv6 && l.V6Only {
-			continue
-		}
-		la, ra := l.Local.Addr().Unmap(), c.Remote.Addr().Unmap()
+		la := l.Local.Addr().Unmap()
 		if la == ra {
 			best = e
 			break
 		}
-		if la.IsUnspecified() && la.Is4() == ra.Is4() || la.IsUnspecified() && la.Is6() && !l.V6Only {
-			if best == nil {
-				best = e
-			}
+		if best == nil && la.IsUnspecified() && (la.Is4() == ra.Is4() || la.Is6()) {
+			best = e
 		}
 	}
 	if best == nil {
 		return
 	}
 	l := best.sock
-	local, remote := c.Remote, c.Local
+	local, remote := unmapPort(c.Remote), unmapPort(c.Local)
 	if l.Family == rules.IPv6 && local.Addr().Is4() {
 		local = netip.AddrPortFrom(netip.AddrFrom16(local.Addr().As16()), local.Port())
 		remote = netip.AddrPortFrom(netip.AddrFrom16(remote.Addr().As16()), remote.Port())
@@ -248,6 +247,10 @@ func (w *world) connected(client *entry) {
 		Local: local, Remote: remote, State: rules.Connected,
 		V6Only: l.V6Only, ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: l.UID, Dev: l.Dev,
 	}})
+}
+
+func unmapPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // closed records a close: the socket leaves; a TCP connection that reached
