@@ -76,7 +76,7 @@ func HelperMain(args []string) int {
 		}
 		var req request
 		var rep reply
-		var give int = -1
+		give := -1
 		fds, ferr := parseRights(oob[:oobn])
 		if err := json.Unmarshal(buf[:n], &req); err != nil || ferr != nil {
 			rep.Fail = fmt.Sprintf("bad request: %v", errors.Join(err, ferr))
