@@ -109,6 +109,9 @@ func (e *eval) connectFamily(peer netip.Addr) (syscall.Errno, string, string) {
 	if peer.Is4In6() && e.v6onlyNow() {
 		return syscall.ENETUNREACH, "v6only-connect", "an IPV6_V6ONLY socket cannot reach the v4-mapped address " + peer.String()
 	}
+	if a := e.s.Local.Addr(); !peer.Is4In6() && e.s.State != Unbound && a.Is4In6() {
+		return syscall.EAFNOSUPPORT, "family", "a socket bound to the v4-mapped address " + a.String() + " can only reach IPv4 peers"
+	}
 	return 0, "", ""
 }
 
@@ -182,6 +185,7 @@ func (e *eval) twReusable(i int, search bool) bool {
 func (e *eval) fourTuple(src netip.Addr) {
 	port := e.s.Local.Port()
 	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), port)
+	tw := -1
 	for _, j := range e.m.owners(TCP, port) {
 		i := int(j)
 		o := e.m.socks[i]
@@ -189,15 +193,22 @@ func (e *eval) fourTuple(src netip.Addr) {
 			continue
 		}
 		if o.State == TimeWait {
-			if e.twReusable(i, false) {
-				e.ok("tw-takeover", fmt.Sprintf("the four-tuple is in TIME_WAIT (%s) and the peer used timestamps, so connect() takes it over", describe(o)))
-				return
-			}
-			e.block(i, fmt.Sprintf("%s is the same four-tuple in TIME_WAIT without peer timestamps", describe(o)))
-		} else {
-			e.block(i, fmt.Sprintf("%s is the same four-tuple", describe(o)))
+			tw = i
+			continue
 		}
+		// A live socket with the four-tuple always wins over TIME_WAIT.
+		e.block(i, fmt.Sprintf("%s is the same four-tuple", describe(o)))
 		e.fail(syscall.EADDRNOTAVAIL, "four-tuple", fmt.Sprintf("local port %d is bound, and the four-tuple to %s is already in use", port, e.op.Addr))
+		return
+	}
+	if tw >= 0 {
+		o := e.m.socks[tw]
+		if e.twReusable(tw, false) {
+			e.ok("tw-takeover", fmt.Sprintf("the four-tuple is in TIME_WAIT (%s) and the peer used timestamps, so connect() takes it over", describe(o)))
+			return
+		}
+		e.block(tw, fmt.Sprintf("%s is the same four-tuple in TIME_WAIT without peer timestamps", describe(o)))
+		e.fail(syscall.EADDRNOTAVAIL, "four-tuple", fmt.Sprintf("local port %d is bound, and the four-tuple to %s is in TIME_WAIT without peer timestamps", port, e.op.Addr))
 		return
 	}
 	e.ok("four-tuple-unique", fmt.Sprintf("the socket is bound to port %d; connect() only needs the four-tuple to %s to be unique, and it is", port, e.op.Addr))
@@ -331,7 +342,7 @@ func (e *eval) udpConnect(peer netip.Addr, unboundPort bool) {
 	if unboundPort {
 		e.out.After.PortFromConnect = true
 		if e.out.Candidates == 1 {
-			_, port := e.udpSearch(e.connectEndpoint())
+			port, _ := e.udpSearch(e.connectEndpoint())
 			e.setPort(port, 1)
 		}
 		e.ok("udp-connect", fmt.Sprintf("connect() autobinds one of %d usable UDP port(s); UDP does not check the four-tuple", e.out.Candidates))

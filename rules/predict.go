@@ -321,6 +321,15 @@ func (e *eval) tcpExplicit(ep endpoint, port uint16, listen bool) {
 		op, rule = "listen", "listen-conflict"
 	}
 	if n := len(e.out.Blockers); n > 0 {
+		fam, a, v6only := e.fam, e.out.After.Local.Addr(), e.out.After.V6Only
+		if listen {
+			a, v6only = e.s.Local.Addr(), e.v6onlyNow()
+		}
+		if ok, cache := e.m.fastPath(e.s, fam, a, v6only, port, listen); ok {
+			e.out.Blockers = nil
+			e.ok(cache+"-cache", fmt.Sprintf("the per-socket rules would refuse port %d, but the kernel's cached %s state for the port (set by the sockets that bound it before) skips the conflict check", port, cache))
+			return
+		}
 		e.out.Err, e.out.Rule = syscall.EADDRINUSE, rule
 		e.out.Why = fmt.Sprintf("%s() on %s port %d fails: %d socket(s) already hold the port on an overlapping address and no reuse option lets them share it", op, ep.describe(), port, n)
 		return
@@ -336,16 +345,30 @@ func (e *eval) tcpExplicit(ep endpoint, port uint16, listen bool) {
 	e.ok(rule, fmt.Sprintf("%d socket(s) hold TCP port %d on an overlapping address and share it: %s", shared, port, sharedBy))
 }
 
-// udpExplicit is udp_lib_lport_inuse: the kernel walks the port's sockets
-// newest first and the first that overlaps without SO_REUSEADDR on both
-// decides: SO_REUSEPORT with the same uid lets the bind through, anything
-// else fails it.
+// udpExplicit is udp_lib_lport_inuse. A socket conflicts (UCONFL) when it
+// overlaps without SO_REUSEADDR on both; the kernel walks the port's hash
+// chain and the first such socket decides: SO_REUSEPORT with the same uid
+// lets the bind through (whatever follows), anything else fails it. The
+// chain holds AF_INET6 reuseport sockets oldest first at the tail and all
+// others newest first at the head (udp_lib_get_port), so World order
+// (oldest bind first) matters here.
 func (e *eval) udpExplicit(ep endpoint, port uint16) {
-	owners := e.m.owners(UDP, port)
 	n := e.s
-	decided := false
+	owners := e.m.owners(UDP, port)
+	chain := make([]int, 0, len(owners))
 	for k := len(owners) - 1; k >= 0; k-- {
-		i := int(owners[k])
+		if o := e.m.socks[owners[k]]; !(o.Family == IPv6 && o.ReusePort) {
+			chain = append(chain, int(owners[k]))
+		}
+	}
+	for _, j := range owners {
+		if o := e.m.socks[j]; o.Family == IPv6 && o.ReusePort {
+			chain = append(chain, int(j))
+		}
+	}
+	shared, first := 0, -1
+	firstOK := false
+	for _, i := range chain {
 		o := e.m.socks[i]
 		e.consult(i, FactDev)
 		if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev {
@@ -356,25 +379,37 @@ func (e *eval) udpExplicit(ep endpoint, port uint16) {
 		}
 		e.consult(i, FactReuseAddr)
 		if n.ReuseAddr && o.ReuseAddr {
+			shared++
 			continue
 		}
 		e.consult(i, FactReusePort)
 		compat := n.ReusePort && o.ReusePort && !n.InGroup && n.UID == o.UID
-		if !decided && compat {
-			e.ok("reuseport", fmt.Sprintf("%s holds UDP port %d with SO_REUSEPORT and the same uid; the kernel lets the bind join it", describe(o), port))
-			return
+		if first < 0 {
+			first, firstOK = i, compat
 		}
-		decided = true
-		if !compat {
+		if compat {
+			shared++
+		} else {
 			e.block(i, udpConflictReason(n, o))
 		}
 	}
-	if len(e.out.Blockers) > 0 {
+	switch {
+	case first >= 0 && firstOK:
+		later := len(e.out.Blockers)
+		e.out.Blockers = nil
+		why := fmt.Sprintf("%s holds UDP port %d with SO_REUSEPORT and the same uid; the kernel stops at the first overlapping socket, so the bind joins it", describe(e.m.socks[first]), port)
+		if later > 0 {
+			why += fmt.Sprintf(" (and does not look at %d later socket(s) that would conflict)", later)
+		}
+		e.ok("reuseport", why)
+	case first >= 0:
 		e.out.Err, e.out.Rule = syscall.EADDRINUSE, "udp-conflict"
 		e.out.Why = fmt.Sprintf("bind() on %s UDP port %d fails: a socket holds the port on an overlapping address and neither SO_REUSEADDR on both nor SO_REUSEPORT with the same uid applies", ep.describe(), port)
-		return
+	case shared > 0:
+		e.ok("reuseaddr", fmt.Sprintf("%d socket(s) hold UDP port %d on an overlapping address, all with SO_REUSEADDR like the new socket", shared, port))
+	default:
+		e.ok("free", fmt.Sprintf("no socket holds UDP port %d on an overlapping address", port))
 	}
-	e.ok("free", fmt.Sprintf("no socket holds UDP port %d on an overlapping address without SO_REUSEADDR on both", port))
 }
 
 func udpConflictReason(n, o Socket) string {

@@ -122,6 +122,12 @@ type Socket struct {
 	// ("TIME_WAIT", "pidfd_getfd: EPERM"); it is quoted in assumptions.
 	UnknownReason string
 
+	// BindAddr is the address the socket passed to bind() when it differs
+	// from Local (a socket bound to a wildcard that then connected shows
+	// its source address). Zero when unknown or equal to Local. Only the
+	// replay of the kernel's per-port reuse cache (fastreuse) uses it.
+	BindAddr netip.Addr
+
 	// V6OnlyDefault (new socket only): IPV6_V6ONLY was never set, so
 	// Host.BindV6Only (net.ipv6.bindv6only) decides and V6Only is ignored.
 	V6OnlyDefault bool
@@ -161,9 +167,8 @@ func DefaultHost() Host {
 // World is the state an operation is judged against.
 type World struct {
 	Host Host
-	// Sockets are the existing sockets (not the new one), in the order they
-	// took their ports, oldest first, when known: the kernel's UDP bind
-	// check stops at the newest overlapping socket, so order matters there.
+	// Sockets are the existing sockets (not the new one); order does not
+	// matter to the verdict, only to the order of Outcome.Blockers.
 	Sockets []Socket
 }
 

@@ -1,0 +1,1006 @@
+//go:build linux
+
+package rules
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+var (
+	seedFlag  = flag.Uint64("rules.seed", 0, "seed of TestKernelDifferential (0: from the clock; env TUPLE_RULES_SEED works too)")
+	casesFlag = flag.Int("rules.cases", 2500, "situations TestKernelDifferential generates")
+)
+
+// The namespace of a batch: loopback plus the addresses below on lo.
+var nsAddrs = []string{"10.9.0.1/32", "fd00::1/128", "fd00::2/128"}
+
+const (
+	srvPort    = 7    // the dual-stack peer every TCP client connects to
+	firstBlock = 2000 // ports of case blocks start here
+	blockSize  = 8    // per case: ports B..B+3 contended, B+5.. helper clients
+	perBatch   = 500  // cases per fresh namespace
+)
+
+// TestKernelDifferential builds many random situations for real in network
+// namespaces, records the kernel's errno for each bind/listen/connect, and
+// requires Predict to agree on every one.
+func TestKernelDifferential(t *testing.T) {
+	netnstest.RequireRoot(t)
+	seed := *seedFlag
+	if env := os.Getenv("TUPLE_RULES_SEED"); seed == 0 && env != "" {
+		v, err := strconv.ParseUint(env, 10, 64)
+		if err != nil {
+			t.Fatalf("TUPLE_RULES_SEED=%q: %v", env, err)
+		}
+		seed = v
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	n := *casesFlag
+	if testing.Short() {
+		n = min(n, 300)
+	}
+	t.Logf("seed %d (reproduce with -rules.seed=%d or TUPLE_RULES_SEED=%d), %d cases", seed, seed, seed, n)
+	rng := rand.New(rand.NewPCG(seed, 0x7475706c65))
+	var total stats
+	start := time.Now()
+	for done := 0; done < n; done += perBatch {
+		ns := netnstest.New(t, nsAddrs...)
+		b := &batch{t: t, rng: rng, ns: ns, sysctl: map[string]string{}}
+		err := ns.Do(func() error { return b.run(min(perBatch, n-done), done) })
+		if err != nil {
+			t.Fatalf("batch at case %d: %v", done, err)
+		}
+		total.add(b.stats)
+	}
+	res := 0
+	for _, v := range total.residual {
+		res += v
+	}
+	agree := total.checks - total.bad - res
+	t.Logf("%d cases, %d kernel checks in %v: %d agree, %d disagree, %d residual (%.3f%% agreement)",
+		total.cases, total.checks, time.Since(start).Round(time.Millisecond), agree, total.bad, res,
+		100*float64(agree)/float64(max(total.checks, 1)))
+	t.Logf("kernel verdicts seen: %s", total.verdicts())
+	if len(total.residual) > 0 {
+		t.Logf("residual (documented, not counted as agreement): %s", sortedCounts(total.residual))
+	}
+	t.Logf("model rules seen: %s", total.ruleList())
+	for i, d := range total.disagreements {
+		if i == 25 {
+			t.Errorf("... and %d more disagreements", len(total.disagreements)-25)
+			break
+		}
+		t.Errorf("%s", d)
+	}
+}
+
+type stats struct {
+	cases, checks, bad int
+	residual           map[string]int // disagreements of a documented residual class
+	errs               map[string]int
+	rules              map[string]int
+	disagreements      []string
+}
+
+func (s *stats) add(o stats) {
+	s.cases += o.cases
+	s.checks += o.checks
+	s.bad += o.bad
+	s.disagreements = append(s.disagreements, o.disagreements...)
+	for k, v := range o.residual {
+		if s.residual == nil {
+			s.residual = map[string]int{}
+		}
+		s.residual[k] += v
+	}
+	for k, v := range o.errs {
+		if s.errs == nil {
+			s.errs = map[string]int{}
+		}
+		s.errs[k] += v
+	}
+	for k, v := range o.rules {
+		if s.rules == nil {
+			s.rules = map[string]int{}
+		}
+		s.rules[k] += v
+	}
+}
+
+func sortedCounts(m map[string]int) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	slicesSort(parts)
+	return strings.Join(parts, " ")
+}
+
+func (s *stats) verdicts() string { return sortedCounts(s.errs) }
+func (s *stats) ruleList() string { return sortedCounts(s.rules) }
+
+// kSock is a socket of the current case: its descriptor (-1 once closed,
+// e.g. a TIME_WAIT entry) and how the model sees it.
+type kSock struct {
+	fd   int
+	sock Socket
+}
+
+type batch struct {
+	t      *testing.T
+	rng    *rand.Rand
+	ns     *netnstest.NS
+	sysctl map[string]string
+	host   Host
+	srv    kSock
+	world  []kSock
+	log    []string // what the current case did, for a disagreement report
+	caseNo int
+	// bucketHistory marks ports where a socket bound to a wildcard address
+	// connect()ed from a source address whose bind2 bucket held only
+	// connect()-bound sockets: the kernel moves it into that bucket, whose
+	// "connect-only" state (fastreuse -1) then survives the bind()-origin
+	// socket and can reset the whole port to connect-shareable on the next
+	// departure (inet_bhash2_update_saddr, inet_bind2_bucket_destroy,
+	// inet_bind_bucket_destroy). A socket table cannot show that history.
+	bucketHistory map[uint16]bool
+	stats
+}
+
+// sockOpts are the options a generated socket gets.
+type sockOpts struct {
+	reuseAddr, reusePort bool
+	v6only               int // 0 default, 1 on, 2 off
+	uid                  uint32
+	portRange            PortRange
+	bindNoPort           bool
+}
+
+func (b *batch) pick(n int) int        { return b.rng.IntN(n) }
+func (b *batch) chance(p float64) bool { return b.rng.Float64() < p }
+
+func (b *batch) setSysctl(path, v string) error {
+	if b.sysctl[path] == v {
+		return nil
+	}
+	if err := os.WriteFile("/proc/sys/"+path, []byte(v), 0); err != nil {
+		return fmt.Errorf("write %s=%q: %w", path, v, err)
+	}
+	b.sysctl[path] = v
+	return nil
+}
+
+func (b *batch) run(n, first int) error {
+	b.host = testHost()
+	fd, err := b.newSocket(TCP, IPv6, sockOpts{reuseAddr: true, v6only: 2})
+	if err != nil {
+		return err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet6{Port: srvPort}); err != nil {
+		return fmt.Errorf("bind server: %w", err)
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		return fmt.Errorf("listen server: %w", err)
+	}
+	b.srv = kSock{fd: fd, sock: Socket{ID: "server", Proto: TCP, Family: IPv6, Local: netip.AddrPortFrom(netip.IPv6Unspecified(), srvPort), State: Listen, ReuseAddr: true}}
+	defer unix.Close(fd)
+	for i := 0; i < n; i++ {
+		b.caseNo = first + i
+		base := firstBlock + i*blockSize
+		if err := b.runCase(uint16(base)); err != nil {
+			return fmt.Errorf("case %d: %w", b.caseNo, err)
+		}
+	}
+	return nil
+}
+
+// world is the model's view of the namespace for the current case.
+func (b *batch) worldNow() World {
+	w := World{Host: b.host, Sockets: []Socket{b.srv.sock}}
+	for _, k := range b.world {
+		w.Sockets = append(w.Sockets, k.sock)
+	}
+	now := time.Now()
+	for i := range w.Sockets {
+		if s := &w.Sockets[i]; s.State == TimeWait {
+			s.TWAge = now.Sub(twBorn[s.ID])
+		}
+	}
+	return w
+}
+
+// twBorn records when each TIME_WAIT entry appeared (by socket ID).
+var twBorn = map[string]time.Time{}
+
+func (b *batch) logf(format string, args ...any) {
+	b.log = append(b.log, fmt.Sprintf(format, args...))
+}
+
+// check compares the model's prediction for op by s with the kernel's
+// errno for the same operation and returns the prediction.
+func (b *batch) check(s Socket, op Op, kerr error) Outcome {
+	w := b.worldNow()
+	out := Predict(w, s, op)
+	got := errnoOf(kerr)
+	b.checks++
+	if b.errs == nil {
+		b.errs, b.rules = map[string]int{}, map[string]int{}
+	}
+	b.errs[op.Kind.String()+":"+ErrnoName(got)]++
+	if b.residual == nil {
+		b.residual = map[string]int{}
+	}
+	b.rules[out.Rule]++
+	b.logf("%s %s by %s -> kernel %s, model %s (%s)", op.Kind, op.Addr, describeNew(s), ErrnoName(got), out.ErrName(), out.Rule)
+	if got != out.Err {
+		if b.residualClass(s, op, out) != "" {
+			b.residual[b.residualClass(s, op, out)]++
+			b.logf("residual: %s", b.residualClass(s, op, out))
+			return out
+		}
+		b.disagree(w, s, op, out, fmt.Sprintf("kernel %s, model %s", ErrnoName(got), out.ErrName()))
+	}
+	return out
+}
+
+// residualClass names the documented class a disagreement belongs to, or "".
+func (b *batch) residualClass(s Socket, op Op, out Outcome) string {
+	if op.Kind == OpConnect && s.Proto == TCP && (out.Rule == "connect-exhausted" || out.Rule == "connect-search") {
+		r, _ := EffectiveRange(b.host, s)
+		for p := range b.bucketHistory {
+			if r.Contains(p) {
+				return "bind-bucket-history"
+			}
+		}
+	}
+	return ""
+}
+
+func (b *batch) disagree(w World, s Socket, op Op, out Outcome, what string) {
+	b.bad++
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "case %d: %s %s: %s\n  model: rule %s: %s\n  host: range %v reserved %v autobind_reuse %v tw_reuse %d delay %v bindv6only %v\n  world:\n",
+		b.caseNo, op.Kind, op.Addr, what, out.Rule, out.Why, w.Host.EphemeralRange, w.Host.ReservedPorts, w.Host.AutobindReuse, w.Host.TCPTWReuse, w.Host.TWReuseDelay, w.Host.BindV6Only)
+	for i, o := range w.Sockets {
+		fmt.Fprintf(&sb, "    [%d] %s\n", i, describeFull(o))
+	}
+	fmt.Fprintf(&sb, "  new: %s\n  steps:\n", describeFull(s))
+	for _, l := range b.log {
+		fmt.Fprintf(&sb, "    %s\n", l)
+	}
+	b.disagreements = append(b.disagreements, sb.String())
+}
+
+func describeNew(s Socket) string {
+	return fmt.Sprintf("%s/%d %s ra=%v rp=%v v6only=%v(default %v) uid=%d range=%v nport=%v", s.Proto, s.Family, s.State, s.ReuseAddr, s.ReusePort, s.V6Only, s.V6OnlyDefault, s.UID, s.PortRange, s.BindNoPort)
+}
+
+func describeFull(s Socket) string {
+	return fmt.Sprintf("%s %s/%d %s ra=%v rp=%v v6only=%v uid=%d fromConnect=%v ts=%v age=%v",
+		s.ID, describe(s), s.Family, s.Local, s.ReuseAddr, s.ReusePort, s.V6Only, s.UID, s.PortFromConnect, s.TWTimestamps, s.TWAge.Round(time.Millisecond))
+}
+
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
+// newSocket creates a socket with the options, as uid (the fsuid at
+// socket() time becomes sk_uid; setfsuid is per thread, and this runs on
+// the namespace's locked thread).
+func (b *batch) newSocket(p Proto, fam Family, o sockOpts) (int, error) {
+	if o.uid != 0 {
+		if err := unix.Setfsuid(int(o.uid)); err != nil {
+			return -1, err
+		}
+		defer unix.Setfsuid(0)
+	}
+	domain, typ := unix.AF_INET, unix.SOCK_STREAM
+	if fam == IPv6 {
+		domain = unix.AF_INET6
+	}
+	if p == UDP {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	set := func(level, opt, v int) {
+		if err == nil {
+			err = unix.SetsockoptInt(fd, level, opt, v)
+		}
+	}
+	if o.reuseAddr {
+		set(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
+	if o.reusePort {
+		set(unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}
+	if fam == IPv6 && o.v6only != 0 {
+		set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(o.v6only == 1))
+	}
+	if !o.portRange.IsZero() {
+		set(unix.IPPROTO_IP, unix.IP_LOCAL_PORT_RANGE, int(o.portRange.Lo)|int(o.portRange.Hi)<<16)
+	}
+	if o.bindNoPort {
+		set(unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func boolInt(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// modelSocket is the new socket as the model sees it before any operation.
+func modelSocket(p Proto, fam Family, o sockOpts) Socket {
+	return Socket{Proto: p, Family: fam, ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
+		V6Only: o.v6only == 1, V6OnlyDefault: fam == IPv6 && o.v6only == 0, UID: o.uid,
+		PortRange: o.portRange, BindNoPort: o.bindNoPort, CanBindPrivileged: true}
+}
+
+func sockaddr(a netip.AddrPort) unix.Sockaddr {
+	if a.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+}
+
+func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// observe fills s's addresses and IPV6_V6ONLY from the kernel, as a socket
+// table would show them.
+func observe(fd int, s *Socket) {
+	if sa, err := unix.Getsockname(fd); err == nil {
+		s.Local = addrPortOf(sa)
+	}
+	if sa, err := unix.Getpeername(fd); err == nil {
+		s.Remote = addrPortOf(sa)
+	}
+	if s.Family == IPv6 {
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		s.V6Only = err == nil && v == 1
+	}
+	s.V6OnlyDefault = false
+}
+
+var (
+	v4Addrs = []string{"127.0.0.1", "127.0.0.2", "10.9.0.1", "0.0.0.0", "127.0.0.1", "0.0.0.0"}
+	v6Addrs = []string{"::", "::", "::ffff:127.0.0.1", "::ffff:0.0.0.0", "fd00::1", "fd00::2", "::1", "::ffff:10.9.0.1", "::ffff:127.0.0.2"}
+)
+
+func (b *batch) randAddr(fam Family) netip.Addr {
+	if fam == IPv4 {
+		if b.chance(0.03) {
+			return netip.MustParseAddr("::ffff:127.0.0.1") // family mismatch
+		}
+		return netip.MustParseAddr(v4Addrs[b.pick(len(v4Addrs))])
+	}
+	if b.chance(0.03) {
+		return netip.MustParseAddr("127.0.0.1") // sockaddr_in on AF_INET6
+	}
+	if b.chance(0.02) {
+		return netip.MustParseAddr("fd00::9") // not local
+	}
+	return netip.MustParseAddr(v6Addrs[b.pick(len(v6Addrs))])
+}
+
+func (b *batch) randOpts(fam Family) sockOpts {
+	o := sockOpts{reuseAddr: b.chance(0.5), reusePort: b.chance(0.4)}
+	if fam == IPv6 {
+		o.v6only = b.pick(3)
+	}
+	if b.chance(0.3) {
+		o.uid = 65534
+	}
+	return o
+}
+
+// peerFor picks a peer the socket at local can reach (mostly) in the
+// socket's family: the server for TCP.
+func (b *batch) peerFor(fam Family, local netip.Addr, v6only bool) netip.AddrPort {
+	var choices []string
+	switch {
+	case fam == IPv4:
+		choices = []string{"127.0.0.1", "10.9.0.1", "127.0.0.2"}
+	case local.Is4In6() && !local.Unmap().IsUnspecified():
+		choices = []string{"::ffff:127.0.0.1", "::ffff:10.9.0.1"}
+	case local.IsValid() && !local.IsUnspecified() && !local.Is4In6():
+		choices = []string{"::1", "fd00::1", "fd00::2"}
+	case local.Is4In6():
+		choices = []string{"::ffff:127.0.0.1", "::ffff:10.9.0.1"}
+	default:
+		choices = []string{"::1", "fd00::1", "::ffff:127.0.0.1"}
+		if v6only {
+			choices = choices[:2]
+		}
+	}
+	if b.chance(0.03) && fam == IPv6 {
+		choices = []string{"::ffff:127.0.0.1"} // ENETUNREACH when v6only
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr(choices[b.pick(len(choices))]), srvPort)
+}
+
+// acceptChild accepts the pending connection on the listener fd, or on
+// another listener of the case on the same port (a reuseport group hands
+// the connection to any member). It returns the child and the listener
+// that accepted it.
+func (b *batch) acceptChild(fd int) (kSock, Socket, error) {
+	fds := []int{fd}
+	socks := []Socket{b.srv.sock}
+	for _, k := range b.world {
+		if k.fd == fd {
+			socks[0] = k.sock
+		}
+	}
+	for _, k := range b.world {
+		if k.fd >= 0 && k.fd != fd && k.sock.State == Listen && k.sock.Local.Port() == socks[0].Local.Port() {
+			fds = append(fds, k.fd)
+			socks = append(socks, k.sock)
+		}
+	}
+	pfds := make([]unix.PollFd, len(fds))
+	for i, f := range fds {
+		pfds[i] = unix.PollFd{Fd: int32(f), Events: unix.POLLIN}
+	}
+	n, err := unix.Poll(pfds, 2000)
+	if err != nil || n == 0 {
+		return kSock{}, Socket{}, fmt.Errorf("no connection to accept (poll: %v)", err)
+	}
+	for i, p := range pfds {
+		if p.Revents&unix.POLLIN == 0 {
+			continue
+		}
+		cfd, _, err := unix.Accept4(fds[i], unix.SOCK_CLOEXEC)
+		if err != nil {
+			return kSock{}, Socket{}, fmt.Errorf("accept: %w", err)
+		}
+		return kSock{fd: cfd}, socks[i], nil
+	}
+	return kSock{}, Socket{}, fmt.Errorf("no listener ready")
+}
+
+// acceptFrom accepts on the listener fd until it gets the child whose peer
+// is client, closing children of earlier connections that completed late.
+func (b *batch) acceptFrom(fd int, client netip.AddrPort) (kSock, Socket, error) {
+	for range 8 {
+		child, l, err := b.acceptChild(fd)
+		if err != nil {
+			return child, l, err
+		}
+		var cs Socket
+		observe(child.fd, &cs)
+		if cs.Remote.Port() == client.Port() && cs.Remote.Addr().Unmap() == client.Addr().Unmap() {
+			return child, l, nil
+		}
+		unix.Close(child.fd)
+	}
+	return kSock{}, Socket{}, fmt.Errorf("no child for %s", client)
+}
+
+// closeCase closes every descriptor of the case.
+func (b *batch) closeCase() {
+	for _, k := range b.world {
+		if k.fd >= 0 {
+			unix.Close(k.fd)
+		}
+	}
+	b.world = b.world[:0]
+	b.log = b.log[:0]
+	clear(b.bucketHistory)
+}
+
+func (b *batch) runCase(base uint16) error {
+	defer b.closeCase()
+	b.cases++
+	// Namespace settings for this case.
+	k := uint16(b.pick(4))
+	b.host.EphemeralRange = PortRange{base, base + k}
+	b.host.ReservedPorts = nil
+	reserved := ""
+	if b.chance(0.15) {
+		r := base + uint16(b.pick(4))
+		b.host.ReservedPorts = []PortRange{{r, r}}
+		reserved = strconv.Itoa(int(r))
+	}
+	b.host.AutobindReuse = b.chance(0.3)
+	b.host.TCPTWReuse = b.pick(3)
+	b.host.TWReuseDelay = time.Second
+	if b.chance(0.5) {
+		b.host.TWReuseDelay = time.Millisecond
+	}
+	timestamps := b.chance(0.8)
+	b.host.BindV6Only = b.chance(0.1)
+	for _, kv := range [][2]string{
+		{"net/ipv4/ip_local_port_range", fmt.Sprintf("%d %d", base, base+k)},
+		{"net/ipv4/ip_local_reserved_ports", reserved},
+		{"net/ipv4/ip_autobind_reuse", strconv.Itoa(boolInt(b.host.AutobindReuse))},
+		{"net/ipv4/tcp_tw_reuse", strconv.Itoa(b.host.TCPTWReuse)},
+		{"net/ipv4/tcp_tw_reuse_delay", strconv.Itoa(int(b.host.TWReuseDelay / time.Millisecond))},
+		{"net/ipv4/tcp_timestamps", strconv.Itoa(boolInt(timestamps))},
+		{"net/ipv6/bindv6only", strconv.Itoa(boolInt(b.host.BindV6Only))},
+	} {
+		if err := b.setSysctl(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	b.logf("range %d-%d reserved %q autobind_reuse %v tw_reuse %d delay %v timestamps %v bindv6only %v",
+		base, base+k, reserved, b.host.AutobindReuse, b.host.TCPTWReuse, b.host.TWReuseDelay, timestamps, b.host.BindV6Only)
+
+	proto := TCP
+	if b.chance(0.3) {
+		proto = UDP
+	}
+	existing := 1 + b.pick(4)
+	helperPort := base + 5
+	for i := 0; i < existing; i++ {
+		port := base
+		if b.chance(0.4) {
+			port = base + uint16(b.pick(4))
+		}
+		if err := b.makeExisting(proto, i, port, &helperPort, timestamps); err != nil {
+			return err
+		}
+	}
+	return b.newSocketOp(proto, base)
+}
+
+// portFor picks a port of the case's contended ports.
+func (b *batch) portFor(base uint16) uint16 {
+	if b.chance(0.6) {
+		return base
+	}
+	return base + uint16(b.pick(4))
+}
+
+// makeExisting creates one existing socket of the case in a random state.
+// Each step is itself checked against the model.
+func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16, timestamps bool) error {
+	fam := IPv4
+	if b.chance(0.5) {
+		fam = IPv6
+	}
+	o := b.randOpts(fam)
+	id := fmt.Sprintf("c%d-%d", b.caseNo, i)
+	kind := b.pick(6) // TCP: 0 bound, 1 listen, 2 client bound, 3 client connect-bound, 4 TIME_WAIT, 5 listener with child
+	if proto == UDP {
+		kind = b.pick(3) // 0 bound, 1 bound+connected, 2 connect autobind
+	}
+	connectBound := (proto == TCP && kind == 3) || (proto == UDP && kind == 2) || (proto == TCP && kind == 4 && b.chance(0.5))
+	if connectBound {
+		if b.chance(0.5) {
+			o.portRange = PortRange{port, port}
+		} else if b.chance(0.3) {
+			o.bindNoPort = true
+		}
+	}
+	fd, err := b.newSocket(proto, fam, o)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	s := modelSocket(proto, fam, o)
+	s.ID = id
+	keep := false
+	defer func() {
+		if !keep {
+			unix.Close(fd)
+		}
+	}()
+	local := b.randAddr(fam)
+	if !connectBound || o.bindNoPort {
+		bport := port
+		if o.bindNoPort {
+			bport = 0
+		}
+		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(local, bport)}
+		kerr := unix.Bind(fd, sockaddr(op.Addr))
+		bad := b.bad
+		out := b.check(s, op, kerr)
+		if kerr != nil || b.bad != bad {
+			return nil
+		}
+		s = out.After
+		observe(fd, &s)
+	}
+	switch {
+	case proto == TCP && (kind == 1 || kind == 5):
+		op := Op{Kind: OpListen}
+		kerr := unix.Listen(fd, 16)
+		bad := b.bad
+		out := b.check(s, op, kerr)
+		if kerr != nil || b.bad != bad {
+			return nil
+		}
+		s = out.After
+		observe(fd, &s)
+		keep = true
+		b.world = append(b.world, kSock{fd: fd, sock: s})
+		if kind == 5 {
+			return b.connectToListener(s, fd, helperPort)
+		}
+		return nil
+	case proto == TCP && kind >= 2 && kind <= 4, proto == UDP && kind >= 1:
+		peer := b.peerFor(fam, s.Local.Addr(), s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only))
+		if proto == UDP {
+			peer = netip.AddrPortFrom(peer.Addr(), 9)
+		}
+		op := Op{Kind: OpConnect, Addr: peer}
+		boundWildcard := s.State == Bound && s.Local.Port() != 0 && s.Local.Addr().Unmap().IsUnspecified()
+		kerr, established := connectFD(fd, proto, peer)
+		bad := b.bad + len(b.residual)
+		out := b.check(s, op, kerr)
+		if kerr != nil || b.bad+len(b.residual) != bad {
+			return nil
+		}
+		bindAddr := s.Local.Addr()
+		s = out.After
+		observe(fd, &s)
+		if s.State != Unbound && bindAddr.IsValid() && bindAddr != s.Local.Addr() && !connectBound {
+			s.BindAddr = bindAddr
+		}
+		s.PortFromConnect = connectBound
+		b.noteBucketHistory(s, boundWildcard)
+		b.dropTakenOver(s)
+		if !established {
+			b.logf("%s: connect to %s did not complete; dropped", id, peer)
+			return nil
+		}
+		keep = true
+		if proto == UDP {
+			b.world = append(b.world, kSock{fd: fd, sock: s})
+			return nil
+		}
+		child, _, err := b.acceptFrom(b.srv.fd, s.Local)
+		if err != nil {
+			return err
+		}
+		child.sock = Socket{ID: id + "-srvchild", Proto: TCP, Family: IPv6, State: Connected, ReuseAddr: true}
+		observe(child.fd, &child.sock)
+		if kind != 4 {
+			b.world = append(b.world, kSock{fd: fd, sock: s}, child)
+			return nil
+		}
+		// TIME_WAIT: the client closes first.
+		if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
+			unix.Close(child.fd)
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		unix.Close(child.fd)
+		if err := waitClosed(fd); err != nil {
+			return err
+		}
+		s.State = TimeWait
+		s.TWTimestamps = timestamps
+		twBorn[s.ID] = time.Now()
+		keep = false
+		b.world = append(b.world, kSock{fd: -1, sock: s})
+		b.logf("%s is now TIME_WAIT %s -> %s", id, s.Local, s.Remote)
+		return nil
+	}
+	keep = true
+	b.world = append(b.world, kSock{fd: fd, sock: s})
+	return nil
+}
+
+// dropTakenOver removes TIME_WAIT entries whose four-tuple the socket s
+// now holds: the kernel kills an entry it reuses.
+func (b *batch) dropTakenOver(s Socket) {
+	kept := b.world[:0]
+	for _, k := range b.world {
+		if k.sock.State == TimeWait && k.sock.Proto == s.Proto && k.sock.Local.Port() == s.Local.Port() &&
+			k.sock.Remote.Port() == s.Remote.Port() && k.sock.Remote.Addr().Unmap() == s.Remote.Addr().Unmap() &&
+			k.sock.Local.Addr().Unmap() == s.Local.Addr().Unmap() {
+			b.logf("%s was taken over", k.sock.ID)
+			continue
+		}
+		kept = append(kept, k)
+	}
+	b.world = kept
+}
+
+// connectFD connects fd to peer. For TCP it does not wait inside
+// connect(): the port is chosen before the SYN leaves, so EINPROGRESS is
+// the kernel's "ok"; established reports whether the handshake completed.
+func connectFD(fd int, p Proto, peer netip.AddrPort) (kerr error, established bool) {
+	if p == UDP {
+		err := unix.Connect(fd, sockaddr(peer))
+		return err, err == nil
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return err, false
+	}
+	defer unix.SetNonblock(fd, false)
+	err := unix.Connect(fd, sockaddr(peer))
+	if err != nil && err != unix.EINPROGRESS {
+		return err, false
+	}
+	if err == nil {
+		return nil, true
+	}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	if n, err := unix.Poll(pfd, 2000); err != nil || n == 0 {
+		return nil, false
+	}
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	return nil, err == nil && soerr == 0
+}
+
+// noteBucketHistory records the port when s, bound to a wildcard address
+// through bind(), now holds a source address that connect()-bound owners
+// of the port already hold (see batch.bucketHistory).
+func (b *batch) noteBucketHistory(s Socket, boundWildcard bool) {
+	if !boundWildcard || s.PortFromConnect || s.Proto != TCP {
+		return
+	}
+	for _, k := range b.world {
+		o := k.sock
+		if o.Proto == TCP && o.PortFromConnect && o.Local.Port() == s.Local.Port() && o.Local.Addr().Unmap() == s.Local.Addr().Unmap() {
+			if b.bucketHistory == nil {
+				b.bucketHistory = map[uint16]bool{}
+			}
+			b.bucketHistory[s.Local.Port()] = true
+			b.logf("port %d: bucket history (bind()-origin socket joined a connect()-only address bucket)", s.Local.Port())
+		}
+	}
+}
+
+// waitClosed waits until the kernel moved the client to TIME_WAIT (its
+// socket shows CLOSE once the timewait entry took over).
+func waitClosed(fd int) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return fmt.Errorf("TCP_INFO: %w", err)
+		}
+		if info.State == 7 { // TCP_CLOSE
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("client still in state %d", info.State)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// connectToListener connects a helper client (bound to its own port) to
+// the listener l and accepts the child, which owns l's port.
+func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
+	dst := l.Local.Addr()
+	fam := l.Family
+	if dst.Unmap().IsUnspecified() {
+		switch {
+		case fam == IPv4 || dst.Is4In6():
+			dst = netip.MustParseAddr("127.0.0.1")
+		case l.V6Only:
+			dst = netip.MustParseAddr("fd00::1")
+		default:
+			dst = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fd00::1")}[b.pick(2)]
+		}
+	}
+	cfam := IPv4
+	if dst.Is6() && !dst.Is4In6() {
+		cfam = IPv6
+	}
+	dst = dst.Unmap()
+	cfd, err := b.newSocket(TCP, cfam, sockOpts{})
+	if err != nil {
+		return err
+	}
+	port := *helperPort
+	*helperPort++
+	src := netip.AddrPortFrom(netip.IPv4Unspecified(), port)
+	if cfam == IPv6 {
+		src = netip.AddrPortFrom(netip.IPv6Unspecified(), port)
+	}
+	if err := unix.Bind(cfd, sockaddr(src)); err != nil {
+		unix.Close(cfd)
+		return fmt.Errorf("helper bind %s: %w", src, err)
+	}
+	if err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port()))); err != nil {
+		unix.Close(cfd)
+		return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
+	}
+	cs := Socket{ID: l.ID + "-helper", Proto: TCP, Family: cfam, State: Connected}
+	observe(cfd, &cs)
+	b.world = append(b.world, kSock{fd: cfd, sock: cs})
+	// accept() sets the child's sk_uid to the accepting thread's fsuid
+	// (sock_graft), not the listener's.
+	acceptUID := uint32(0)
+	if b.chance(0.5) {
+		acceptUID = l.UID
+	}
+	if acceptUID != 0 {
+		if err := unix.Setfsuid(int(acceptUID)); err != nil {
+			return err
+		}
+	}
+	child, l, err := b.acceptFrom(lfd, cs.Local)
+	unix.Setfsuid(0)
+	if err != nil {
+		return err
+	}
+	child.sock = Socket{ID: l.ID + "-child", Proto: TCP, Family: l.Family, State: Connected,
+		ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: acceptUID}
+	observe(child.fd, &child.sock)
+	b.world = append(b.world, child)
+	b.logf("%s accepted %s <- %s", child.sock.ID, child.sock.Local, child.sock.Remote)
+	return nil
+}
+
+// newSocketOp is the case's new socket and its operation(s).
+func (b *batch) newSocketOp(proto Proto, base uint16) error {
+	fam := IPv4
+	if b.chance(0.5) {
+		fam = IPv6
+	}
+	o := b.randOpts(fam)
+	kind := b.pick(6) // TCP: 0 bind(+listen), 1 bind 0 (+listen), 2 listen unbound, 3 connect unbound, 4 bind-no-port + connect, 5 bind + connect
+	if proto == UDP {
+		kind = b.pick(4) // 0 bind, 1 bind 0, 2 connect unbound, 3 bind + connect
+		if kind == 2 && b.chance(0.3) {
+			o.bindNoPort = true
+		}
+	}
+	if proto == TCP && kind == 4 {
+		o.bindNoPort = true
+	}
+	if b.chance(0.25) {
+		lo := base + uint16(b.pick(4))
+		o.portRange = PortRange{lo, lo + uint16(b.pick(3))}
+		if b.chance(0.2) {
+			o.portRange.Lo = 1000 // outside the namespace range: ignored
+		}
+	}
+	if (proto == TCP && kind == 5) || (proto == UDP && kind == 3) {
+		o.reuseAddr = b.chance(0.8)
+	}
+	fd, err := b.newSocket(proto, fam, o)
+	if err != nil {
+		if errors.Is(err, unix.EINVAL) && !o.portRange.IsZero() {
+			return nil
+		}
+		return fmt.Errorf("new socket: %w", err)
+	}
+	defer unix.Close(fd)
+	s := modelSocket(proto, fam, o)
+	s.ID = "new"
+	step := func(op Op, kerr error) bool {
+		bad := b.bad + len(b.residual)
+		out := b.check(s, op, kerr)
+		if kerr != nil || out.Err != 0 || b.bad+len(b.residual) != bad {
+			return false
+		}
+		got := Socket{Family: fam}
+		observe(fd, &got)
+		if p := out.After.Local.Port(); p != 0 && p != got.Local.Port() {
+			if cls := b.residualClass(s, op, out); cls != "" {
+				b.residual[cls]++
+			} else {
+				b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel chose port %d, model %d (of %d candidates)", got.Local.Port(), p, out.Candidates))
+			}
+		}
+		if out.Candidates > 0 && got.Local.Port() != 0 && !b.host.EphemeralRange.Contains(got.Local.Port()) {
+			b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel chose port %d outside the range", got.Local.Port()))
+		}
+		if fam == IPv6 && got.V6Only != out.After.V6Only {
+			b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel v6only %v, model %v", got.V6Only, out.After.V6Only))
+		}
+		s = out.After
+		s.Local = got.Local
+		if !got.Remote.IsValid() {
+			s.Remote = netip.AddrPort{}
+		}
+		return true
+	}
+	local := b.randAddr(fam)
+	bindTo := func(port uint16) bool {
+		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(local, port)}
+		return step(op, unix.Bind(fd, sockaddr(op.Addr)))
+	}
+	listen := func() bool { return step(Op{Kind: OpListen}, unix.Listen(fd, 16)) }
+	connect := func() bool {
+		v6only := s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only)
+		peer := b.peerFor(fam, s.Local.Addr(), v6only)
+		if proto == UDP {
+			peer = netip.AddrPortFrom(peer.Addr(), 9)
+		} else if b.chance(0.7) {
+			// Aim at a four-tuple an existing client holds.
+			for _, k := range b.world {
+				if k.sock.Remote.Port() == srvPort && b.chance(0.6) {
+					r := k.sock.Remote.Addr()
+					if fam == IPv4 && (r.Is4() || r.Is4In6()) {
+						peer = netip.AddrPortFrom(r.Unmap(), srvPort)
+					} else if fam == IPv6 && !v6only {
+						peer = netip.AddrPortFrom(netip.AddrFrom16(r.As16()), srvPort)
+					}
+				}
+			}
+		}
+		kerr, established := connectFD(fd, proto, peer)
+		ok := step(Op{Kind: OpConnect, Addr: peer}, kerr)
+		if ok && proto == TCP && established {
+			child, _, err := b.acceptFrom(b.srv.fd, s.Local)
+			if err == nil {
+				unix.Close(child.fd)
+			}
+		}
+		return ok
+	}
+	switch {
+	case proto == TCP && kind == 0:
+		if bindTo(b.portFor(base)) && b.chance(0.6) {
+			listen()
+		}
+	case proto == TCP && kind == 1:
+		if bindTo(0) && b.chance(0.5) {
+			listen()
+		}
+	case proto == TCP && kind == 2:
+		listen()
+	case proto == TCP && kind == 3, proto == UDP && kind == 2:
+		if o.bindNoPort && !bindTo(0) {
+			return nil
+		}
+		connect()
+	case proto == TCP && kind == 4:
+		if bindTo(0) {
+			connect()
+		}
+	case proto == TCP && kind == 5, proto == UDP && kind == 3:
+		if bindTo(b.portFor(base)) {
+			connect()
+		}
+	case proto == UDP && kind == 0:
+		bindTo(b.portFor(base))
+	case proto == UDP && kind == 1:
+		bindTo(0)
+	}
+	return nil
+}
+
+func slicesSort(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
