@@ -37,23 +37,24 @@ func TestBuiltinLibrary(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, sc := range scs {
-			res, err := r.Run(context.Background(), sc)
-			if err != nil {
-				t.Errorf("%s [%s]: %v", g, sc.Name, err)
-				continue
-			}
-			if len(res.Results) != len(sc.Steps) {
-				t.Errorf("%s [%s]: %d results for %d steps", g, sc.Name, len(res.Results), len(sc.Steps))
-			}
-			for _, x := range res.Results {
-				lines++
-				if !x.KernelMet() {
-					t.Errorf("%s:%d [%s] %s %s: kernel %s, the line expects %s", x.File, x.Line, sc.Name, x.Socket, x.Op, x.Kernel, x.Expect)
+			t.Run(g+"/"+sc.Name, func(t *testing.T) {
+				res, err := r.Run(context.Background(), sc)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if !x.ModelAgreed() {
-					t.Errorf("%s:%d [%s] %s %s: model %s, kernel %s (%s)", x.File, x.Line, sc.Name, x.Socket, x.Op, x.Model, x.Kernel, x.Why)
+				if len(res.Results) != len(sc.Steps) {
+					t.Errorf("%d results for %d steps", len(res.Results), len(sc.Steps))
 				}
-			}
+				for _, x := range res.Results {
+					lines++
+					if !x.KernelMet() {
+						t.Errorf("%s:%d %s %s: kernel %s, the line expects %s", x.File, x.Line, x.Socket, x.Op, x.Kernel, x.Expect)
+					}
+					if !x.ModelAgreed() {
+						t.Errorf("%s:%d %s %s: model %s, kernel %s (%s)", x.File, x.Line, x.Socket, x.Op, x.Model, x.Kernel, x.Why)
+					}
+				}
+			})
 		}
 	}
 	t.Logf("whole built-in library: %d lines in %.2fs", lines, time.Since(start).Seconds())
