@@ -59,4 +59,3 @@ func TestLabBadInputExits2(t *testing.T) {
 		}
 	}
 }
-
