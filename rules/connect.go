@@ -156,15 +156,20 @@ func (e *eval) afterAddr(src netip.Addr) netip.Addr {
 	return src
 }
 
-// tupleMatch reports whether owner o holds the four-tuple (src, port, peer).
-func tupleMatch(o Socket, src netip.Addr, peer netip.AddrPort) bool {
-	if o.State != Connected && o.State != TimeWait {
+// tupleMatch reports whether owner i holds the four-tuple (src, port,
+// peer); peer must be unmapped and without zone.
+func (m *Model) tupleMatch(i int, src netip.Addr, peer netip.AddrPort) bool {
+	if st := m.socks[i].State; st != Connected && st != TimeWait {
 		return false
 	}
-	if o.Remote.Port() != peer.Port() || o.Remote.Addr().Unmap().WithZone("") != peer.Addr().Unmap().WithZone("") {
+	if m.remote[i] != peer {
 		return false
 	}
-	return !src.IsValid() || o.Local.Addr().Unmap().WithZone("") == src
+	return !src.IsValid() || m.local[i] == src
+}
+
+func unmapPort(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
 }
 
 // twReusable is tcp_twsk_unique for a searching connect(): tcp_tw_reuse
@@ -189,7 +194,7 @@ func (e *eval) fourTuple(src netip.Addr) {
 	for _, j := range e.m.owners(TCP, port) {
 		i := int(j)
 		o := e.m.socks[i]
-		if !tupleMatch(o, src, e.op.Addr) {
+		if !e.m.tupleMatch(i, src, unmapPort(e.op.Addr)) {
 			continue
 		}
 		if o.State == TimeWait {
@@ -240,8 +245,10 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 		return c, 0
 	}
 	sp := connectSpans(r, perSocket)
+	peer = unmapPort(peer)
 	last := 0
 	for k := 0; k < sp.n; k++ {
+		cur := e.m.cursorAt(TCP, uint16(sp.lo[k]))
 		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
 			if p == 0 {
 				continue
@@ -251,14 +258,27 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 				continue
 			}
 			c.Searched++
-			owners := e.m.owners(TCP, uint16(p))
+			owners := cur.next(TCP, uint16(p))
 			if len(owners) == 0 {
 				c.Free++
 				last = p
 				continue
 			}
+			// The kernel skips the port while either reuse cache of its bind
+			// bucket is set, i.e. while an owner got it through bind() (the
+			// exact bucket, when given, says so directly).
 			byBind := false
+			x, exact := e.m.exact[uint16(p)]
+			if exact {
+				byBind = x.FastReuse >= 0 || x.FastReusePort >= 0
+			}
 			for _, j := range owners {
+				if exact {
+					if byBind && block {
+						e.block(int(j), fmt.Sprintf("%s holds port %d, whose bind bucket is marked as taken through bind(), so connect() skips it", describe(e.m.socks[j]), p))
+					}
+					continue
+				}
 				e.consult(int(j), FactPortOrigin)
 				if !e.m.socks[j].PortFromConnect {
 					byBind = true
@@ -275,7 +295,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 			for _, j := range owners {
 				i := int(j)
 				o := e.m.socks[i]
-				if !tupleMatch(o, src, peer) {
+				if !e.m.tupleMatch(i, src, peer) {
 					continue
 				}
 				if o.State == TimeWait && e.twReusable(i, true) {

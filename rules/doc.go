@@ -5,9 +5,16 @@
 //
 // It makes no system calls, so it runs anywhere and is deterministic: the
 // same World, Socket and Op always give the same Outcome. The kernel is the
-// judge; the model is checked against it in network namespaces (see the lab
-// package and the differential tests). docs/kernel-rules.md in the shared
-// docs lists the rules as read from the kernel source.
+// judge; the model is checked against it in network namespaces by
+// kernel_linux_test.go, which builds thousands of random situations for
+// real and compares every errno. docs/kernel-rules.md in the shared docs
+// lists the rules as read from the kernel source; where the kernel does
+// more (the per-port reuse cache, UDP's chain order) the code says so.
+//
+// For one prediction use Predict; for many over one table (the ports
+// package counts connect() candidates per destination over tens of
+// thousands of sockets) build a Model once with NewModel. A Model is
+// read-only and safe for concurrent use.
 //
 // Facts the caller could not observe (an owner's reuse flags, whether a
 // port came from bind() or connect()) are marked in Socket.Unknown; the

@@ -152,6 +152,10 @@ func (b *bucket) update(s Socket, k kaddr, listen bool) {
 // reuse flags.
 func (m *Model) bucketFor(port uint16) bucket {
 	owners := m.owners(TCP, port)
+	if x, ok := m.exact[port]; ok {
+		return bucket{owners: len(owners), fastreuse: x.FastReuse, fastreuseport: x.FastReusePort,
+			fastuid: x.FastUID, fast: kaddrOf(x.FastFamily, x.FastAddr, x.FastV6Only)}
+	}
 	// A port first taken by connect() starts "connect-only" (-1); by
 	// bind(), with both caches 0 (inet_bind_bucket_create).
 	b := bucket{}

@@ -31,7 +31,7 @@ var nsAddrs = []string{"10.9.0.1/32", "fd00::1/128", "fd00::2/128"}
 const (
 	srvPort    = 7    // the dual-stack peer every TCP client connects to
 	firstBlock = 2000 // ports of case blocks start here
-	blockSize  = 8    // per case: ports B..B+3 contended, B+5.. helper clients
+	blockSize  = 10   // per case: ports B..B+3 contended, B+5..B+8 helper clients (at most 4)
 	perBatch   = 500  // cases per fresh namespace
 )
 
@@ -160,6 +160,13 @@ type batch struct {
 	// departure (inet_bhash2_update_saddr, inet_bind2_bucket_destroy,
 	// inet_bind_bucket_destroy). A socket table cannot show that history.
 	bucketHistory map[uint16]bool
+	// cacheHistory marks ports where a socket that bound the port through
+	// bind() has left while the port stayed in use: its effect on the
+	// kernel's per-port reuse cache (fastreuseport uid and address) stays,
+	// so a later reuseport bind can skip the conflict scan
+	// (inet_csk_update_fastreuse, sk_reuseport_match). A socket table
+	// shows no departed sockets.
+	cacheHistory map[uint16]bool
 	stats
 }
 
@@ -170,6 +177,7 @@ type sockOpts struct {
 	uid                  uint32
 	portRange            PortRange
 	bindNoPort           bool
+	freebind             bool
 }
 
 func (b *batch) pick(n int) int        { return b.rng.IntN(n) }
@@ -186,7 +194,34 @@ func (b *batch) setSysctl(path, v string) error {
 	return nil
 }
 
+// waitV6 waits until the namespace routes to its IPv6 addresses: right
+// after `ip addr add` they can still answer ENETUNREACH for a moment.
+func waitV6() error {
+	deadline := time.Now().Add(3 * time.Second)
+	for _, a := range []string{"fd00::1", "fd00::2"} {
+		for {
+			fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			err = unix.Connect(fd, sockaddr(netip.AddrPortFrom(netip.MustParseAddr(a), 9)))
+			unix.Close(fd)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not reachable: %w", a, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
 func (b *batch) run(n, first int) error {
+	if err := waitV6(); err != nil {
+		return err
+	}
 	b.host = testHost()
 	fd, err := b.newSocket(TCP, IPv6, sockOpts{reuseAddr: true, v6only: 2})
 	if err != nil {
@@ -249,9 +284,9 @@ func (b *batch) check(s Socket, op Op, kerr error) Outcome {
 	b.rules[out.Rule]++
 	b.logf("%s %s by %s -> kernel %s, model %s (%s)", op.Kind, op.Addr, describeNew(s), ErrnoName(got), out.ErrName(), out.Rule)
 	if got != out.Err {
-		if b.residualClass(s, op, out) != "" {
-			b.residual[b.residualClass(s, op, out)]++
-			b.logf("residual: %s", b.residualClass(s, op, out))
+		if cls := b.residualClass(s, op, out); cls != "" && (got == 0 || cls != "reuse-cache-history") {
+			b.residual[cls]++
+			b.logf("residual: %s", cls)
 			return out
 		}
 		b.disagree(w, s, op, out, fmt.Sprintf("kernel %s, model %s", ErrnoName(got), out.ErrName()))
@@ -261,6 +296,15 @@ func (b *batch) check(s Socket, op Op, kerr error) Outcome {
 
 // residualClass names the documented class a disagreement belongs to, or "".
 func (b *batch) residualClass(s Socket, op Op, out Outcome) string {
+	if (op.Kind == OpBind || op.Kind == OpListen) && s.Proto == TCP && out.Err == syscall.EADDRINUSE {
+		port := op.Addr.Port()
+		if op.Kind == OpListen {
+			port = s.Local.Port()
+		}
+		if b.cacheHistory[port] {
+			return "reuse-cache-history"
+		}
+	}
 	if op.Kind == OpConnect && s.Proto == TCP && (out.Rule == "connect-exhausted" || out.Rule == "connect-search") {
 		r, _ := EffectiveRange(b.host, s)
 		for p := range b.bucketHistory {
@@ -348,6 +392,9 @@ func (b *batch) newSocket(p Proto, fam Family, o sockOpts) (int, error) {
 	if o.bindNoPort {
 		set(unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 	}
+	if o.freebind {
+		set(unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+	}
 	if err != nil {
 		unix.Close(fd)
 		return -1, err
@@ -366,7 +413,7 @@ func boolInt(v bool) int {
 func modelSocket(p Proto, fam Family, o sockOpts) Socket {
 	return Socket{Proto: p, Family: fam, ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
 		V6Only: o.v6only == 1, V6OnlyDefault: fam == IPv6 && o.v6only == 0, UID: o.uid,
-		PortRange: o.portRange, BindNoPort: o.bindNoPort, CanBindPrivileged: true}
+		PortRange: o.portRange, BindNoPort: o.bindNoPort, Freebind: o.freebind, CanBindPrivileged: true}
 }
 
 func sockaddr(a netip.AddrPort) unix.Sockaddr {
@@ -412,10 +459,16 @@ func (b *batch) randAddr(fam Family) netip.Addr {
 		if b.chance(0.03) {
 			return netip.MustParseAddr("::ffff:127.0.0.1") // family mismatch
 		}
+		if b.chance(0.03) {
+			return netip.MustParseAddr("192.0.2.1") // not local
+		}
 		return netip.MustParseAddr(v4Addrs[b.pick(len(v4Addrs))])
 	}
 	if b.chance(0.03) {
 		return netip.MustParseAddr("127.0.0.1") // sockaddr_in on AF_INET6
+	}
+	if b.chance(0.02) {
+		return netip.MustParseAddr("::ffff:192.0.2.1") // not local
 	}
 	if b.chance(0.02) {
 		return netip.MustParseAddr("fd00::9") // not local
@@ -526,6 +579,19 @@ func (b *batch) closeCase() {
 	b.world = b.world[:0]
 	b.log = b.log[:0]
 	clear(b.bucketHistory)
+	clear(b.cacheHistory)
+}
+
+// departed records that a socket that bound port through bind() left.
+func (b *batch) departed(s Socket) {
+	if s.Proto != TCP || s.PortFromConnect || s.Local.Port() == 0 {
+		return
+	}
+	if b.cacheHistory == nil {
+		b.cacheHistory = map[uint16]bool{}
+	}
+	b.cacheHistory[s.Local.Port()] = true
+	b.logf("port %d: %s left after binding it (reuse cache history)", s.Local.Port(), s.ID)
 }
 
 func (b *batch) runCase(base uint16) error {
@@ -549,6 +615,8 @@ func (b *batch) runCase(base uint16) error {
 	}
 	timestamps := b.chance(0.8)
 	b.host.BindV6Only = b.chance(0.1)
+	b.host.NonlocalBind4 = b.chance(0.1)
+	b.host.NonlocalBind6 = b.chance(0.1)
 	for _, kv := range [][2]string{
 		{"net/ipv4/ip_local_port_range", fmt.Sprintf("%d %d", base, base+k)},
 		{"net/ipv4/ip_local_reserved_ports", reserved},
@@ -557,6 +625,8 @@ func (b *batch) runCase(base uint16) error {
 		{"net/ipv4/tcp_tw_reuse_delay", strconv.Itoa(int(b.host.TWReuseDelay / time.Millisecond))},
 		{"net/ipv4/tcp_timestamps", strconv.Itoa(boolInt(timestamps))},
 		{"net/ipv6/bindv6only", strconv.Itoa(boolInt(b.host.BindV6Only))},
+		{"net/ipv4/ip_nonlocal_bind", strconv.Itoa(boolInt(b.host.NonlocalBind4))},
+		{"net/ipv6/ip_nonlocal_bind", strconv.Itoa(boolInt(b.host.NonlocalBind6))},
 	} {
 		if err := b.setSysctl(kv[0], kv[1]); err != nil {
 			return err
@@ -578,6 +648,15 @@ func (b *batch) runCase(base uint16) error {
 		}
 		if err := b.makeExisting(proto, i, port, &helperPort, timestamps); err != nil {
 			return err
+		}
+	}
+	if b.host.TWReuseDelay == time.Millisecond {
+		// tcp_tw_reuse_delay compares milliseconds; stay clear of the edge.
+		for _, k := range b.world {
+			if k.sock.State == TimeWait {
+				time.Sleep(3 * time.Millisecond)
+				break
+			}
 		}
 	}
 	return b.newSocketOp(proto, base)
@@ -621,6 +700,9 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 	keep := false
 	defer func() {
 		if !keep {
+			if s.State == Bound && s.Local.Port() != 0 {
+				b.departed(s)
+			}
 			unix.Close(fd)
 		}
 	}()
@@ -653,11 +735,11 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 		observe(fd, &s)
 		keep = true
 		b.world = append(b.world, kSock{fd: fd, sock: s})
-		if kind == 5 {
+		if kind == 5 && b.host.local(s.Local.Addr()) {
 			return b.connectToListener(s, fd, helperPort)
 		}
 		return nil
-	case proto == TCP && kind >= 2 && kind <= 4, proto == UDP && kind >= 1:
+	case (proto == TCP && kind >= 2 && kind <= 4 || proto == UDP && kind >= 1) && (s.State == Unbound || b.host.local(s.Local.Addr())):
 		peer := b.peerFor(fam, s.Local.Addr(), s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only))
 		if proto == UDP {
 			peer = netip.AddrPortFrom(peer.Addr(), 9)
@@ -729,6 +811,7 @@ func (b *batch) dropTakenOver(s Socket) {
 			k.sock.Remote.Port() == s.Remote.Port() && k.sock.Remote.Addr().Unmap() == s.Remote.Addr().Unmap() &&
 			k.sock.Local.Addr().Unmap() == s.Local.Addr().Unmap() {
 			b.logf("%s was taken over", k.sock.ID)
+			b.departed(k.sock)
 			continue
 		}
 		kept = append(kept, k)
@@ -780,6 +863,22 @@ func (b *batch) noteBucketHistory(s Socket, boundWildcard bool) {
 			b.logf("port %d: bucket history (bind()-origin socket joined a connect()-only address bucket)", s.Local.Port())
 		}
 	}
+}
+
+// dropBindCap clears CAP_NET_BIND_SERVICE from this thread's effective
+// capabilities (capset is per thread) and returns a function restoring it.
+func dropBindCap() (restore func(), err error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil, err
+	}
+	saved := data
+	data[0].Effective &^= 1 << unix.CAP_NET_BIND_SERVICE
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return nil, err
+	}
+	return func() { unix.Capset(&hdr, &saved[0]) }, nil
 }
 
 // waitClosed waits until the kernel moved the client to TIME_WAIT (its
@@ -835,9 +934,18 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 		unix.Close(cfd)
 		return fmt.Errorf("helper bind %s: %w", src, err)
 	}
-	if err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port()))); err != nil {
-		unix.Close(cfd)
-		return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
+	// Fresh IPv6 addresses can answer ENETUNREACH for a moment; the
+	// helper is not a checked operation, so it retries.
+	for try := 0; ; try++ {
+		err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port())))
+		if err == nil {
+			break
+		}
+		if err != unix.ENETUNREACH || try == 200 {
+			unix.Close(cfd)
+			return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	cs := Socket{ID: l.ID + "-helper", Proto: TCP, Family: cfam, State: Connected}
 	observe(cfd, &cs)
@@ -861,8 +969,30 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 	child.sock = Socket{ID: l.ID + "-child", Proto: TCP, Family: l.Family, State: Connected,
 		ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: acceptUID}
 	observe(child.fd, &child.sock)
-	b.world = append(b.world, child)
 	b.logf("%s accepted %s <- %s", child.sock.ID, child.sock.Local, child.sock.Remote)
+	if !b.chance(0.3) {
+		b.world = append(b.world, child)
+		return nil
+	}
+	// The server side closes first: the child becomes a TIME_WAIT entry on
+	// the listener's port (with the child's reuse options).
+	b.world = b.world[:len(b.world)-1] // the helper closes too
+	if err := unix.Shutdown(child.fd, unix.SHUT_WR); err != nil {
+		unix.Close(child.fd)
+		unix.Close(cfd)
+		return fmt.Errorf("shutdown child: %w", err)
+	}
+	unix.Close(cfd)
+	err = waitClosed(child.fd)
+	unix.Close(child.fd)
+	if err != nil {
+		return err
+	}
+	child.sock.State = TimeWait
+	child.sock.TWTimestamps = b.sysctl["net/ipv4/tcp_timestamps"] == "1"
+	twBorn[child.sock.ID] = time.Now()
+	b.world = append(b.world, kSock{fd: -1, sock: child.sock})
+	b.logf("%s is now TIME_WAIT %s -> %s", child.sock.ID, child.sock.Local, child.sock.Remote)
 	return nil
 }
 
@@ -893,6 +1023,16 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 	if (proto == TCP && kind == 5) || (proto == UDP && kind == 3) {
 		o.reuseAddr = b.chance(0.8)
 	}
+	o.freebind = b.chance(0.1)
+	// Privileged port: ports below ip_unprivileged_port_start need
+	// CAP_NET_BIND_SERVICE, which this thread drops for the bind.
+	privileged := kind == 0 && b.chance(0.06)
+	if privileged {
+		b.host.UnprivilegedPortStart = base
+		if err := b.setSysctl("net/ipv4/ip_unprivileged_port_start", strconv.Itoa(int(base))); err != nil {
+			return err
+		}
+	}
 	fd, err := b.newSocket(proto, fam, o)
 	if err != nil {
 		if errors.Is(err, unix.EINVAL) && !o.portRange.IsZero() {
@@ -903,6 +1043,7 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 	defer unix.Close(fd)
 	s := modelSocket(proto, fam, o)
 	s.ID = "new"
+	s.CanBindPrivileged = !privileged
 	step := func(op Op, kerr error) bool {
 		bad := b.bad + len(b.residual)
 		out := b.check(s, op, kerr)
@@ -916,6 +1057,21 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 				b.residual[cls]++
 			} else {
 				b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel chose port %d, model %d (of %d candidates)", got.Local.Port(), p, out.Candidates))
+			}
+		}
+		if p := got.Local.Port(); out.Candidates > 1 && p != 0 && s.Local.Port() == 0 {
+			// The port the kernel chose must be one the model counts: ask
+			// the model about that port alone.
+			h := b.host
+			h.EphemeralRange = PortRange{p, p}
+			one := s
+			one.PortRange = PortRange{}
+			if o := Predict(World{Host: h, Sockets: b.worldNow().Sockets}, one, op); o.Candidates != 1 {
+				if cls := b.residualClass(s, op, out); cls != "" {
+					b.residual[cls]++
+				} else {
+					b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel chose port %d, which the model does not count as a candidate (%s)", p, o.Why))
+				}
 			}
 		}
 		if out.Candidates > 0 && got.Local.Port() != 0 && !b.host.EphemeralRange.Contains(got.Local.Port()) {
@@ -934,10 +1090,24 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 	local := b.randAddr(fam)
 	bindTo := func(port uint16) bool {
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(local, port)}
+		if privileged {
+			op.Addr = netip.AddrPortFrom(local, base-1)
+			restore, err := dropBindCap()
+			if err != nil {
+				b.t.Errorf("drop CAP_NET_BIND_SERVICE: %v", err)
+				return false
+			}
+			kerr := unix.Bind(fd, sockaddr(op.Addr))
+			restore()
+			return step(op, kerr)
+		}
 		return step(op, unix.Bind(fd, sockaddr(op.Addr)))
 	}
 	listen := func() bool { return step(Op{Kind: OpListen}, unix.Listen(fd, 16)) }
 	connect := func() bool {
+		if s.State != Unbound && !b.host.local(s.Local.Addr()) {
+			return false // routing from a non-local source is not a port rule
+		}
 		v6only := s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only)
 		peer := b.peerFor(fam, s.Local.Addr(), v6only)
 		if proto == UDP {

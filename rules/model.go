@@ -18,19 +18,33 @@ type Model struct {
 	eps   []endpoint // each socket's normalised local address
 	keys  []uint32   // sorted proto<<16|port of every port owner
 	order []int32    // socket index for each key
+	// Four-tuple ends of each socket, unmapped and without zone, so the
+	// connect() search compares them without converting.
+	local  []netip.Addr
+	remote []netip.AddrPort
+	exact  map[uint16]Bucket // World.Buckets by port
 }
 
 // NewModel indexes w. The model keeps w.Sockets (it does not copy them);
 // the caller must not change them while the model is in use.
 func NewModel(w World) *Model {
-	m := &Model{host: w.Host, socks: w.Sockets, eps: make([]endpoint, len(w.Sockets))}
+	m := &Model{host: w.Host, socks: w.Sockets, eps: make([]endpoint, len(w.Sockets)),
+		local: make([]netip.Addr, len(w.Sockets)), remote: make([]netip.AddrPort, len(w.Sockets))}
 	for i, s := range w.Sockets {
 		m.eps[i] = normalise(s.Family, s.Local.Addr(), s.V6Only)
+		m.local[i] = s.Local.Addr().Unmap().WithZone("")
+		m.remote[i] = netip.AddrPortFrom(s.Remote.Addr().Unmap().WithZone(""), s.Remote.Port())
 		if !ownsPort(s) {
 			continue
 		}
 		m.keys = append(m.keys, key(s.Proto, s.Local.Port()))
 		m.order = append(m.order, int32(i))
+	}
+	for _, b := range w.Buckets {
+		if m.exact == nil {
+			m.exact = map[uint16]Bucket{}
+		}
+		m.exact[b.Port] = b
 	}
 	idx := make([]int, len(m.keys))
 	for i := range idx {
@@ -70,6 +84,32 @@ func (m *Model) owners(p Proto, port uint16) []int32 {
 		hi++
 	}
 	return m.order[lo:hi]
+}
+
+// cursor walks the owners of consecutive ports of one protocol.
+type cursor struct {
+	m *Model
+	i int
+}
+
+// cursorAt starts a walk at port (protocol p).
+func (m *Model) cursorAt(p Proto, port uint16) cursor {
+	i, _ := slices.BinarySearch(m.keys, key(p, port))
+	return cursor{m: m, i: i}
+}
+
+// next returns the owners of port, which must not be below the previous
+// call's port.
+func (c *cursor) next(p Proto, port uint16) []int32 {
+	k := key(p, port)
+	for c.i < len(c.m.keys) && c.m.keys[c.i] < k {
+		c.i++
+	}
+	lo := c.i
+	for c.i < len(c.m.keys) && c.m.keys[c.i] == k {
+		c.i++
+	}
+	return c.m.order[lo:c.i]
 }
 
 // label names socket i for messages.

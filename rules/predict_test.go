@@ -375,3 +375,173 @@ func TestAssumptions(t *testing.T) {
 		t.Errorf("assumptions (-want +got):\n%s", diff)
 	}
 }
+
+// TestSeedCases are the situations of the seed walkthrough, as a user
+// meets them.
+func TestSeedCases(t *testing.T) {
+	a := "127.0.0.1:7000"
+	peer := "127.0.0.1:9000"
+	client := func(f ...func(*Socket)) Socket {
+		s := tcp(IPv4, a, Connected)
+		s.Remote = ap(peer)
+		for _, g := range f {
+			g(&s)
+		}
+		return s
+	}
+	runCases(t, []ruleCase{
+		// nc -p 7000 twice: the first client holds the port (bound, no options).
+		{name: "nc-style double -p", have: []Socket{client()}, s: newTCP(IPv4), op: bind(a),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
+		{name: "double -p with SO_REUSEADDR on both", have: []Socket{client(ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+			want: verdict{Err: "ok", Rule: "reuseaddr"}},
+		{name: "double -p with SO_REUSEPORT on both", have: []Socket{client(rp)}, s: with(newTCP(IPv4), rp), op: bind(a),
+			want: verdict{Err: "ok", Rule: "reuseport"}},
+		{name: "same destination from the shared port", have: []Socket{client(ra)}, s: with(tcp(IPv4, a, Bound), ra), op: connect(peer),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "four-tuple", Blockers: []int{0}}},
+		{name: "another destination from the shared port", have: []Socket{client(ra)}, s: with(tcp(IPv4, a, Bound), ra), op: connect("127.0.0.1:9001"),
+			want: verdict{Err: "ok", Rule: "four-tuple-unique"}},
+		{name: "reuseport from a different uid", have: []Socket{client(rp, uid(1000))}, s: with(newTCP(IPv4), rp), op: bind(a),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
+		{name: "TIME_WAIT on the same four-tuple blocks the bind", have: []Socket{client(func(s *Socket) { s.State = TimeWait; s.TWTimestamps = true })}, s: with(newTCP(IPv4), ra), op: bind(a),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
+		{name: "TIME_WAIT with reuseaddr, then the same four-tuple is taken over", have: []Socket{client(ra, func(s *Socket) { s.State = TimeWait; s.TWTimestamps = true })}, s: with(tcp(IPv4, a, Bound), ra), op: connect(peer),
+			want: verdict{Err: "ok", Rule: "tw-takeover"}},
+		{name: "a listener on the port", have: []Socket{with(tcp(IPv4, "0.0.0.0:7000", Listen), ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
+	})
+}
+
+// TestKernelQuirks pins behaviours the differential test found in the
+// kernel that the plain rules do not predict.
+func TestKernelQuirks(t *testing.T) {
+	runCases(t, []ruleCase{
+		// inet_csk_update_fastreuse: the last reuseport binder (uid 0,
+		// 0.0.0.0) lets a later uid-0 reuseport socket on :: through
+		// without the scan that would find the listener without reuseport.
+		{name: "fastreuseport cache skips the check",
+			have: []Socket{with(tcp(IPv6, "[fd00::2]:5000", Listen), func(s *Socket) { s.ReuseAddr = true; s.V6Only = true }), with(tcp(IPv4, "0.0.0.0:5000", Listen), both)},
+			s:    with(newTCP(IPv6), both), op: bind("[::]:5000"),
+			want: verdict{Err: "ok", Rule: "fastreuseport-cache"}},
+		{name: "fastreuseport cache does not cover a mapped binder",
+			// The listener (uid 65534) and its child, accepted by uid 0.
+			have: []Socket{with(with(tcp(IPv6, "[::ffff:127.0.0.2]:5000", Listen), rp), uid(65534)), with(tcp(IPv6, "[::ffff:127.0.0.2]:5000", Connected), func(s *Socket) { s.ReusePort = true; s.Remote = ap("127.0.0.1:4000") })},
+			s:    with(with(newTCP(IPv4), both), uid(65534)), op: bind("0.0.0.0:5000"),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{1}}},
+		{name: "connect from a v4-mapped bind to IPv6", s: tcp(IPv6, "[::ffff:127.0.0.1]:5000", Bound), op: connect("[::1]:80"),
+			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
+		{name: "UDP AF_INET6 connect with a sockaddr_in", s: newUDP(IPv6), op: connect("127.0.0.1:53"),
+			want: verdict{Err: "ok", Rule: "udp-connect"}},
+		{name: "UDP v6only connect with a sockaddr_in", s: with(newUDP(IPv6), v6o), op: connect("127.0.0.1:53"),
+			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
+		{name: "connect on a listener", s: tcp(IPv4, "127.0.0.1:5000", Listen), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "EISCONN", Rule: "connect-state"}},
+	})
+}
+
+func TestRangeWalks(t *testing.T) {
+	h := func(lo, hi uint16) func(*Host) { return func(h *Host) { h.EphemeralRange = PortRange{lo, hi} } }
+	for _, c := range []struct {
+		name string
+		host func(*Host)
+		s    Socket
+		op   Op
+		want int
+	}{
+		// remaining &= ~1: a 3-port range never tries its top port.
+		{"bind(0) odd range skips the top port", h(40000, 40002), newTCP(IPv4), bind("127.0.0.1:0"), 2},
+		{"bind(0) with reuseaddr walks two halves", h(40000, 40004), with(newTCP(IPv4), ra), bind("127.0.0.1:0"), 4},
+		{"connect odd range skips the top port", h(40000, 40002), newTCP(IPv4), connect("127.0.0.1:80"), 2},
+		{"connect with a socket range tries every port", h(40000, 40010), with(newTCP(IPv4), func(s *Socket) { s.PortRange = PortRange{40000, 40002} }), connect("127.0.0.1:80"), 3},
+		{"udp bind(0) tries every port", h(40000, 40002), newUDP(IPv4), bind("0.0.0.0:0"), 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hst := testHost()
+			c.host(&hst)
+			o := Predict(World{Host: hst}, c.s, c.op)
+			if o.Candidates != c.want || !o.OK() {
+				t.Errorf("%s: candidates %d, want %d (%s)", o.ErrName(), o.Candidates, c.want, o.Why)
+			}
+		})
+	}
+}
+
+func TestAfter(t *testing.T) {
+	h := testHost()
+	o := Predict(World{Host: h}, newTCP(IPv6), bind("[fd00::1]:5000"))
+	if !o.After.V6Only || o.After.State != Bound || o.After.Local != ap("[fd00::1]:5000") {
+		t.Errorf("bind to a specific IPv6 address: After = %+v, want v6only forced, bound", o.After)
+	}
+	h.EphemeralRange = PortRange{40000, 40000}
+	o = Predict(World{Host: h}, newTCP(IPv4), connect("127.0.0.1:80"))
+	if o.After.Local != ap("127.0.0.1:40000") || o.After.State != Connected || !o.After.PortFromConnect {
+		t.Errorf("connect with one candidate: After = %+v", o.After)
+	}
+}
+
+func TestOtherRules(t *testing.T) {
+	peer := "10.9.0.1:80"
+	tw := func(s *Socket) {
+		s.State, s.Remote, s.TWTimestamps, s.TWAge, s.PortFromConnect = TimeWait, ap(peer), true, 5*time.Second, true
+	}
+	runCases(t, []ruleCase{
+		{name: "TCP bind to multicast", s: newTCP(IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "EINVAL", Rule: "multicast"}},
+		{name: "UDP bind to multicast", s: newUDP(IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "ok", Rule: "free"}},
+		{name: "listen twice", s: tcp(IPv4, "127.0.0.1:5000", Listen), op: listenOp, want: verdict{Err: "ok", Rule: "already-listening"}},
+		{name: "unknown protocol", s: Socket{Family: IPv4}, op: bind("127.0.0.1:5000"), want: verdict{Err: "EPROTONOSUPPORT", Rule: "proto"}},
+		{name: "unknown operation", s: newTCP(IPv4), op: Op{Kind: 9}, want: verdict{Err: "EINVAL", Rule: "op"}},
+		// tcp_tw_reuse=2 reuses TIME_WAIT only for loopback traffic.
+		{name: "tw_reuse 2 off loopback", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000} },
+			have: []Socket{with(tcp(IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(IPv4), op: connect(peer),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0}}},
+		{name: "tw_reuse 1 off loopback", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000}; h.TCPTWReuse = 1 },
+			have: []Socket{with(tcp(IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(IPv4), op: connect(peer),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "bind-no-port then connect searches", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40001} },
+			have: []Socket{tcp(IPv4, "127.0.0.2:40000", Bound)}, s: with(tcp(IPv4, "127.0.0.1:0", Bound), func(s *Socket) { s.BindNoPort = true }), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+	})
+}
+
+func TestUnknownSource(t *testing.T) {
+	h := testHost()
+	h.EphemeralRange = PortRange{40000, 40000}
+	o := Predict(World{Host: h}, newTCP(IPv4), connect("198.51.100.7:443"))
+	want := []string{"the source address for 198.51.100.7 is unknown: four-tuples were compared on the remote end only"}
+	if diff := cmp.Diff(want, o.Assumptions); diff != "" || !o.OK() {
+		t.Errorf("%s; assumptions (-want +got):\n%s", o.ErrName(), diff)
+	}
+	o = Predict(World{Host: h}, newTCP(IPv4), Op{Kind: OpConnect, Addr: ap("198.51.100.7:443"), Source: netip.MustParseAddr("10.9.0.1")})
+	if len(o.Assumptions) != 0 || o.After.Local != ap("10.9.0.1:40000") {
+		t.Errorf("with Op.Source: assumptions %q, After.Local %v", o.Assumptions, o.After.Local)
+	}
+}
+
+// TestExactBuckets: a bind bucket read from the kernel replaces what the
+// model reconstructs from the owners.
+func TestExactBuckets(t *testing.T) {
+	a := "127.0.0.1:5000"
+	owner := with(tcp(IPv4, a, Connected), func(s *Socket) { s.ReuseAddr, s.Remote = true, ap("127.0.0.1:7") })
+	runCases(t, []ruleCase{
+		// From the owners alone the bind conflicts...
+		{name: "reconstructed cache", have: []Socket{owner}, s: with(newTCP(IPv4), rp), op: bind(a),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
+	})
+	// ...but a reuseport socket of uid 0 on 127.0.0.1 that has since left
+	// set the cache, and the kernel skips the scan.
+	h := testHost()
+	w := World{Host: h, Sockets: []Socket{owner}, Buckets: []Bucket{{Port: 5000, FastReuse: 0, FastReusePort: 2, FastUID: 0, FastFamily: IPv4, FastAddr: netip.MustParseAddr("127.0.0.1")}}}
+	if o := Predict(w, with(newTCP(IPv4), rp), bind(a)); o.Err != 0 || o.Rule != "fastreuseport-cache" {
+		t.Errorf("with the exact bucket: %s %s, want ok fastreuseport-cache", o.ErrName(), o.Rule)
+	}
+	// connect(): a bind()-origin owner, but the bucket says connect-only.
+	h.EphemeralRange = PortRange{5000, 5000}
+	w = World{Host: h, Sockets: []Socket{owner}, Buckets: []Bucket{{Port: 5000, FastReuse: -1, FastReusePort: -1}}}
+	if o := Predict(w, newTCP(IPv4), connect("127.0.0.1:8")); o.Err != 0 || o.Candidates != 1 {
+		t.Errorf("connect-only bucket: %s, %d candidates; want ok, 1", o.ErrName(), o.Candidates)
+	}
+	w.Buckets = nil
+	if o := Predict(w, newTCP(IPv4), connect("127.0.0.1:8")); o.Err != syscall.EADDRNOTAVAIL {
+		t.Errorf("reconstructed bucket: %s, want EADDRNOTAVAIL", o.ErrName())
+	}
+}

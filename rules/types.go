@@ -170,6 +170,24 @@ type World struct {
 	// Sockets are the existing sockets (not the new one); order does not
 	// matter to the verdict, only to the order of Outcome.Blockers.
 	Sockets []Socket
+	// Buckets optionally gives TCP ports' bind buckets as the kernel holds
+	// them, for callers that can read them exactly (a BPF iterator over
+	// the bind hash). For those ports they replace the model's
+	// reconstruction from the owners, which cannot see sockets that left.
+	Buckets []Bucket
+}
+
+// Bucket is one TCP port's struct inet_bind_bucket: the reuse cache that
+// lets a bind skip the conflict scan, and whether connect() may share the
+// port (both caches -1: only connect()-bound owners).
+type Bucket struct {
+	Port          uint16
+	FastReuse     int8 // -1 connect()-only, 0, 1
+	FastReusePort int8 // -1 connect()-only, 0 off, 1 FASTREUSEPORT_ANY, 2 FASTREUSEPORT_STRICT
+	FastUID       uint32
+	FastFamily    Family
+	FastAddr      netip.Addr // tb->fast_rcv_saddr, or fast_v6_rcv_saddr for AF_INET6
+	FastV6Only    bool
 }
 
 // OpKind is the operation the new socket attempts.
@@ -212,12 +230,14 @@ type Outcome struct {
 	Blockers []Blocker
 
 	// After is the new socket as the operation leaves it when it succeeds:
-	// bound, listening or connected, with the port the kernel would pick
-	// when the model can tell (the first candidate in the kernel's search
-	// order), or 0 when it cannot.
+	// bound, listening or connected. For an autobind the port is set only
+	// when exactly one port is usable: the kernel starts its search at a
+	// random port (bind(0), UDP) or at a keyed hash of the four-tuple
+	// (connect()), which no observer can predict; otherwise it is 0.
 	After Socket
-	// Candidates is the number of ports an autobind (bind(0), listen()
-	// autobind, connect()) could take; -1 when the operation picks none.
+	// Candidates is the exact number of ports an autobind (bind(0),
+	// listen() autobind, connect()) could take; -1 when the operation
+	// picks none. For connect() Model.ConnectPorts gives the breakdown.
 	Candidates int
 
 	// Assumptions lists unobserved facts (Socket.Unknown) the verdict
