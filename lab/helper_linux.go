@@ -214,6 +214,13 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		h.socks[req.Sock] = &helperSock{fd: fd, proto: req.Proto}
 		rep.Sock = readSockState(fd, req.Proto)
 		return rep, -1
+	case "source":
+		src, err := routeSource(req.Proto, req.Addr)
+		if err != nil {
+			return fail("source", err)
+		}
+		rep.Sock = &sockState{Local: src}
+		return rep, -1
 	case "take":
 		if len(fds) != 1 {
 			closeFDs(fds)
@@ -287,6 +294,37 @@ func newSocket(proto Proto, o Options) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// routeSource asks the kernel which local address a connection to peer
+// would get, by connecting a UDP socket of proto's family (which sends
+// nothing): the same route lookup TCP's connect() does.
+func routeSource(proto Proto, peer string) (string, error) {
+	sa, err := sockaddr(peer)
+	if err != nil {
+		return "", err
+	}
+	family := unix.AF_INET
+	if proto.IsIPv6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sa); err != nil {
+		return "", os.NewSyscallError("connect", err)
+	}
+	local, err := unix.Getsockname(fd)
+	if err != nil {
+		return "", os.NewSyscallError("getsockname", err)
+	}
+	ap, err := netip.ParseAddrPort(addrString(local))
+	if err != nil {
+		return "", err
+	}
+	return ap.Addr().String(), nil
 }
 
 func sockaddr(s string) (unix.Sockaddr, error) {

@@ -233,8 +233,9 @@ C bind 127.0.0.1:@B
 	}
 	var seen []rules.World
 	var selves []rules.Socket
+	var ops []rules.Op
 	r := Runner{Predict: func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome {
-		seen, selves = append(seen, w), append(selves, s)
+		seen, selves, ops = append(seen, w), append(selves, s), append(ops, op)
 		return rules.Predict(w, s, op)
 	}}
 	res, err := r.Run(context.Background(), scs[0])
@@ -257,6 +258,9 @@ C bind 127.0.0.1:@B
 	}
 	if a := selves[2]; a.UID != 2000 || a.Family != rules.IPv6 || a.V6Only || a.State != rules.Unbound {
 		t.Errorf("A before connect: %+v", a)
+	}
+	if src := ops[2].Source.Unmap().String(); src != "127.0.0.1" {
+		t.Errorf("A's connect: source %q, want the kernel's route choice 127.0.0.1", ops[2].Source)
 	}
 	if w := seen[2]; len(w.Sockets) != 1 || w.Sockets[0].State != rules.Listen || w.Sockets[0].UID != 1000 || !w.Sockets[0].ReusePort {
 		t.Errorf("world at A's connect: %+v, want S listening, uid 1000, reuseport", w.Sockets)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -220,6 +221,15 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		op = rules.Op{Kind: rules.OpBind, Addr: w.port(st.Addr)}
 	case KindConnect:
 		op = rules.Op{Kind: rules.OpConnect, Addr: w.port(st.Addr)}
+		// The source address the kernel's route lookup picks, so the model
+		// compares four-tuples on facts rather than on a guess.
+		rep, err := s.call(h, request{Op: "source", Proto: proto, Addr: op.Addr.String()}, -1)
+		if err != nil {
+			return err
+		}
+		if rep.Errno == 0 && rep.Sock != nil {
+			op.Source, _ = netip.ParseAddr(rep.Sock.Local)
+		}
 	case KindListen:
 		op = rules.Op{Kind: rules.OpListen}
 	case KindClose:
