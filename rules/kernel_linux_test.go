@@ -263,6 +263,16 @@ func (b *batch) worldNow() World {
 // twBorn records when each TIME_WAIT entry appeared (by socket ID).
 var twBorn = map[string]time.Time{}
 
+// twCreated records a new TIME_WAIT entry. With tcp_tw_reuse_delay at
+// 1 ms it then waits 3 ms: the kernel compares millisecond stamps taken at
+// its last packet, so ages near the delay are a coin toss.
+func (b *batch) twCreated(id string) {
+	twBorn[id] = time.Now()
+	if b.host.TWReuseDelay == time.Millisecond {
+		time.Sleep(3 * time.Millisecond)
+	}
+}
+
 func (b *batch) logf(format string, args ...any) {
 	b.log = append(b.log, fmt.Sprintf(format, args...))
 }
@@ -650,15 +660,6 @@ func (b *batch) runCase(base uint16) error {
 			return err
 		}
 	}
-	if b.host.TWReuseDelay == time.Millisecond {
-		// tcp_tw_reuse_delay compares milliseconds; stay clear of the edge.
-		for _, k := range b.world {
-			if k.sock.State == TimeWait {
-				time.Sleep(3 * time.Millisecond)
-				break
-			}
-		}
-	}
 	return b.newSocketOp(proto, base)
 }
 
@@ -791,7 +792,7 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 		}
 		s.State = TimeWait
 		s.TWTimestamps = timestamps
-		twBorn[s.ID] = time.Now()
+		b.twCreated(s.ID)
 		keep = false
 		b.world = append(b.world, kSock{fd: -1, sock: s})
 		b.logf("%s is now TIME_WAIT %s -> %s", id, s.Local, s.Remote)
@@ -990,7 +991,7 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 	}
 	child.sock.State = TimeWait
 	child.sock.TWTimestamps = b.sysctl["net/ipv4/tcp_timestamps"] == "1"
-	twBorn[child.sock.ID] = time.Now()
+	b.twCreated(child.sock.ID)
 	b.world = append(b.world, kSock{fd: -1, sock: child.sock})
 	b.logf("%s is now TIME_WAIT %s -> %s", child.sock.ID, child.sock.Local, child.sock.Remote)
 	return nil
