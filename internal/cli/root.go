@@ -80,6 +80,8 @@ why, and is a netcat with full control of source address, port and reuse options
 		newWhoCmd(s),
 		newLoadCmd(s),
 		newLoadWorkerCmd(s),
+		newLabCmd(s),
+		newLabHelperCmd(),
 	)
 	return root
 }

@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tuple-net/tuple/lab"
+)
+
+// labOptions are tuple lab's flags.
+type labOptions struct {
+	json     bool
+	markdown bool
+	list     bool
+	print    string
+	// helper overrides the helper command (tests); empty means this binary.
+	helper []string
+}
+
+func newLabCmd(s Streams) *cobra.Command {
+	var o labOptions
+	cmd := &cobra.Command{
+		Use:   "lab [FILE.lab | GROUP]...",
+		Short: "Run port-sharing scenarios in a throwaway network namespace: kernel beside model",
+		Long: `tuple lab runs scenarios for real, each in its own fresh network namespace and as
+the uids it names, and prints what the kernel did next to what the rules model
+predicted. Without arguments it runs the whole built-in library; a GROUP runs
+one built-in group (see --list); a FILE runs your own scenarios (format:
+tuple lab --print seed, and docs/lab.md). Needs root.
+
+Exit status: 0 when every line is ok (the kernel met the expectation and the
+model agreed), 1 otherwise, 2 on bad input.`,
+		Example: `  tuple lab seed
+  tuple lab --print seed > mine.lab && tuple lab mine.lab
+  tuple lab --json options | jq 'select(.ok | not)'`,
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			return runLab(cmd.Context(), o, args, s)
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.json, "json", false, "print one JSON object per operation line")
+	f.BoolVar(&o.markdown, "markdown", false, "print Markdown tables, for an issue or a forum answer")
+	f.BoolVar(&o.list, "list", false, "list the built-in groups")
+	f.StringVar(&o.print, "print", "", "print the text of built-in group `NAME`")
+	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
+	return cmd
+}
+
+// newLabHelperCmd is the hidden command the lab runner re-executes this
+// binary with to hold sockets inside a namespace as a given uid.
+func newLabHelperCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                lab.HelperCommand,
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := lab.HelperMain(args); code != 0 {
+				return exitCode(code)
+			}
+			return nil
+		},
+	}
+}
+
+// labSource is one file or built-in group to run.
+type labSource struct {
+	name string // as shown in messages: the path, or GROUP.lab
+	data []byte
+}
+
+func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
+	if o.list {
+		if len(args) > 0 || o.print != "" {
+			return usageError("tuple lab --list takes no other arguments")
+		}
+		for _, g := range lab.Groups() {
+			text, _ := lab.Builtin(g)
+			scs, _ := lab.Parse(lab.BuiltinFile(g), text)
+			fmt.Fprintf(s.Out, "%-12s %2d scenarios  %s\n", g, len(scs), groupSummary(text))
+		}
+		return nil
+	}
+	if o.print != "" {
+		if len(args) > 0 {
+			return usageError("tuple lab --print takes one group name and nothing else")
+		}
+		text, ok := lab.Builtin(o.print)
+		if !ok {
+			return usageError("unknown group %q (groups: %s)", o.print, strings.Join(lab.Groups(), ", "))
+		}
+		_, err := s.Out.Write(text)
+		return err
+	}
+	sources, err := labSources(args)
+	if err != nil {
+		return err
+	}
+	var scenarios []lab.Scenario
+	for _, src := range sources {
+		scs, err := lab.Parse(src.name, src.data)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		scenarios = append(scenarios, scs...)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	runner := lab.Runner{Helper: o.helper}
+	start := time.Now()
+	var results []lab.ScenarioResult
+	for _, sc := range scenarios {
+		res, err := runner.Run(ctx, sc)
+		if ctx.Err() != nil {
+			return errors.New("lab: interrupted; namespace and helpers removed")
+		}
+		if err != nil {
+			return fmt.Errorf("lab: [%s]: %w", sc.Name, err)
+		}
+		results = append(results, res)
+		switch {
+		case o.json:
+			err = lab.WriteJSON(s.Out, res)
+		case o.markdown:
+			err = lab.WriteMarkdown(s.Out, res)
+		default:
+			err = lab.WriteTable(s.Out, res)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	sum := lab.Summarize(results)
+	line := fmt.Sprintf("%s (%.1fs)", sum, time.Since(start).Seconds())
+	if o.json {
+		fmt.Fprintln(s.Err, line)
+	} else {
+		fmt.Fprintln(s.Out, line)
+	}
+	if sum.OK != sum.Lines {
+		return exitCode(exitFailure)
+	}
+	return nil
+}
+
+// labSources resolves arguments: one that exists on disk or ends in .lab is
+// a file, anything else a built-in group. No arguments: every group.
+func labSources(args []string) ([]labSource, error) {
+	if len(args) == 0 {
+		args = lab.Groups()
+	}
+	var out []labSource
+	for _, a := range args {
+		if _, err := os.Stat(a); err == nil || strings.HasSuffix(a, ".lab") {
+			data, err := readLabFile(a)
+			if err != nil {
+				return nil, usageError("%v", err)
+			}
+			out = append(out, labSource{name: a, data: data})
+			continue
+		}
+		text, ok := lab.Builtin(a)
+		if !ok {
+			return nil, usageError("%q is neither a file nor a built-in group (groups: %s)", a, strings.Join(lab.Groups(), ", "))
+		}
+		out = append(out, labSource{name: lab.BuiltinFile(a), data: text})
+	}
+	return out, nil
+}
+
+// readLabFile reads a scenario file, refusing directories and huge files.
+func readLabFile(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, errors.Unwrap(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	if fi.Size() > 1<<20 {
+		return nil, fmt.Errorf("%s: larger than 1 MiB", name)
+	}
+	return os.ReadFile(name)
+}
+
+// groupSummary is the first comment line of a group's text.
+func groupSummary(text []byte) string {
+	for _, l := range strings.Split(string(text), "\n") {
+		if t, ok := strings.CutPrefix(strings.TrimSpace(l), "#"); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/lab"
+)
+
+func TestLabRunOutputs(t *testing.T) {
+	exe := tupleBinary(t)
+	file := filepath.Join(t.TempDir(), "mine.lab")
+	os.WriteFile(file, []byte(`[double-bind]
+A socket tcp4
+A bind 127.0.0.1:12345
+B socket tcp4
+B bind 127.0.0.1:12345 => EADDRINUSE
+C socket tcp4
+C bind 127.0.0.1:12345 => ok
+`), 0o644)
+	cmd := exec.Command(exe, "lab", "--json", file)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if code := exitStatus(err); code != 1 {
+		t.Fatalf("tuple lab --json: exit %d, want 1 (line 7 expects ok, the kernel says EADDRINUSE)\n%s", code, stderr.String())
+	}
+	var lines []map[string]any
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %q", sc.Text())
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 6 {
+		t.Fatalf("want 6 JSON objects, got %d", len(lines))
+	}
+	for _, k := range []string{"scenario", "line", "socket", "op", "expect", "kernel", "model", "ok"} {
+		if _, ok := lines[0][k]; !ok {
+			t.Errorf("JSON object lacks %q: %v", k, lines[0])
+		}
+	}
+	if lines[2]["expect"] != nil || lines[0]["model"] != nil {
+		t.Errorf("expect/model should be null when absent: %v %v", lines[2], lines[0])
+	}
+	if l := lines[3]; l["line"] != 5.0 || l["kernel"] != "EADDRINUSE" || l["expect"] != "EADDRINUSE" || l["scenario"] != "double-bind" || l["socket"] != "B" || l["op"] != "bind 127.0.0.1:12345" {
+		t.Errorf("line 5: %v", l)
+	}
+	if l := lines[5]; l["kernel"] != "EADDRINUSE" || l["ok"] != false {
+		t.Errorf("line 7 should fail its expectation: %v", l)
+	}
+
+	out, err := exec.Command(exe, "lab", "--markdown", "seed").Output()
+	if exitStatus(err) != 0 || !strings.Contains(string(out), "| line | socket | operation | expect | kernel | model | ok |") || !strings.Contains(string(out), "`[nc-double-p]`") {
+		t.Errorf("tuple lab --markdown seed: exit %d\n%s", exitStatus(err), out)
+	}
+	out, err = exec.Command(exe, "lab", "seed").Output()
+	if exitStatus(err) != 0 || !strings.Contains(string(out), "EADDRINUSE  EADDRINUSE  EADDRINUSE  ✓") {
+		t.Errorf("tuple lab seed: exit %d\n%s", exitStatus(err), out)
+	}
+}
+
+// TestLabInterruptLeavesNothing sends SIGINT to a running tuple lab and
+// checks that no helper process and no namespace outlive it; then the same
+// with SIGKILL, which the command cannot catch (the helpers' parent-death
+// signal takes them down).
+func TestLabInterruptLeavesNothing(t *testing.T) {
+	exe := tupleBinary(t)
+	file := filepath.Join(t.TempDir(), "slow.lab")
+	os.WriteFile(file, []byte("[slow]\nA socket tcp4 uid=1000\nA bind 10.9.9.9:7000\nB server tcp4 10.9.9.9:80\nsleep 5s\n"), 0o644)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		cmd := exec.Command(exe, "lab", file)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until both helpers (uid 0 and 1000) are in the lab's
+		// namespace, which is not the test's own.
+		own, _ := os.Readlink("/proc/self/ns/net")
+		var helpers []int
+		ns := ""
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			helpers = helpersOf(exe)
+			if len(helpers) != 2 {
+				continue
+			}
+			a, _ := os.Readlink("/proc/" + strconv.Itoa(helpers[0]) + "/ns/net")
+			b, _ := os.Readlink("/proc/" + strconv.Itoa(helpers[1]) + "/ns/net")
+			if a != "" && a == b && a != own {
+				ns = a
+				break
+			}
+		}
+		if ns == "" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%v: want 2 helpers in one new namespace, found %v", sig, helpers)
+		}
+		// The namespace is unnamed: it is not mounted under /run/netns, so
+		// it lives exactly as long as a process is in it (the helpers).
+		if name := namedAs(ns); name != "" {
+			t.Errorf("lab namespace %s is mounted as %s", ns, name)
+		}
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		if sig == syscall.SIGINT {
+			if exitStatus(err) != 1 || !strings.Contains(stderr.String(), "interrupted") {
+				t.Errorf("after SIGINT: exit %d, stderr %q", exitStatus(err), stderr.String())
+			}
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for len(helpersOf(exe)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if left := helpersOf(exe); len(left) > 0 {
+			t.Errorf("%v: helpers left: %v", sig, left)
+		}
+	}
+}
+
+func exitStatus(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// procs calls fn with each process's pid directory name.
+func procs(fn func(pid string)) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if n := e.Name(); n[0] >= '0' && n[0] <= '9' {
+			fn(n)
+		}
+	}
+}
+
+// helpersOf lists live helper processes of binary exe.
+func helpersOf(exe string) []int {
+	var out []int
+	procs(func(pid string) {
+		b, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err != nil {
+			return
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 1 && args[0] == exe && args[1] == lab.HelperCommand {
+			n, _ := strconv.Atoi(pid)
+			out = append(out, n)
+		}
+	})
+	return out
+}
+
+// namedAs returns the name under /run/netns (ip netns) that namespace ns
+// ("net:[INODE]") is mounted as, or "". Other tests on the machine create
+// and delete named namespaces, so the check is by inode, not by listing,
+// and only while the namespace is alive (inode numbers are reused).
+func namedAs(ns string) string {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if syscall.Stat("/run/netns/"+e.Name(), &st) == nil && ns == "net:["+strconv.FormatUint(st.Ino, 10)+"]" {
+			return e.Name()
+		}
+	}
+	return ""
+}

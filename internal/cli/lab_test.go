@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tuple-net/tuple/lab"
+)
+
+func TestLabListAndPrint(t *testing.T) {
+	code, out, _ := run(t, "", "lab", "--list")
+	if code != 0 {
+		t.Fatalf("tuple lab --list: exit %d", code)
+	}
+	for _, g := range lab.Groups() {
+		if !strings.Contains(out, g+" ") {
+			t.Errorf("--list lacks group %s:\n%s", g, out)
+		}
+	}
+	if !strings.HasPrefix(out, "seed ") {
+		t.Errorf("--list does not start with seed:\n%s", out)
+	}
+	code, out, _ = run(t, "", "lab", "--print", "seed")
+	if code != 0 || !strings.Contains(out, "[nc-double-p]") {
+		t.Fatalf("tuple lab --print seed: exit %d\n%s", code, out)
+	}
+	if _, err := lab.Parse("printed.lab", []byte(out)); err != nil {
+		t.Errorf("printed seed does not parse: %v", err)
+	}
+}
+
+func TestLabBadInputExits2(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "scenarios.lab")
+	os.WriteFile(bad, []byte("# ok so far\n[x]\nA socket tcp4\nB socket tcp4 reuse\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab", bad}, bad + `:4: unknown option "reuse"`},
+		{[]string{"lab", "--print", "nope"}, `unknown group "nope" (groups: seed, `},
+		{[]string{"lab", "nope"}, `"nope" is neither a file nor a built-in group (groups: seed, `},
+		{[]string{"lab", filepath.Join(dir, "missing.lab")}, "missing.lab: no such file or directory"},
+		{[]string{"lab", dir}, "not a regular file"},
+		{[]string{"lab", "--json", "--markdown", "seed"}, "none of the others can be"},
+		{[]string{"lab", "--list", "seed"}, "--list takes no other arguments"},
+	} {
+		code, out, errOut := run(t, "", tc.args...)
+		if code != 2 {
+			t.Errorf("tuple %v: exit %d, want 2 (stdout %q)", tc.args, code, out)
+		}
+		if !strings.Contains(errOut, tc.want) {
+			t.Errorf("tuple %v: stderr %q, want it to contain %q", tc.args, errOut, tc.want)
+		}
+		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 {
+			t.Errorf("tuple %v: want one error line, got %q", tc.args, errOut)
+		}
+	}
+}

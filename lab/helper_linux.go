@@ -1,0 +1,558 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/sockopt"
+)
+
+// HelperCommand is the hidden subcommand that runs a helper; the runner
+// re-executes the tuple binary with it.
+const HelperCommand = "__lab-helper"
+
+// helperSock is one socket a helper holds.
+type helperSock struct {
+	fd    int
+	proto Proto
+	// stop ends a server's accept (or discard) loop; nil for plain sockets.
+	stop io.Closer
+}
+
+type helper struct {
+	socks map[string]*helperSock
+}
+
+// HelperMain runs a helper process. args are the flags after the hidden
+// subcommand: --uid N, --parent PID and, for helpers that join an existing
+// namespace, --netns-fd FD. The control socket is descriptor 3. It returns
+// the process's exit code.
+func HelperMain(args []string) int {
+	fs := flag.NewFlagSet(HelperCommand, flag.ContinueOnError)
+	uid := fs.Uint("uid", 0, "uid to run as")
+	parent := fs.Int("parent", 0, "the runner's pid")
+	nsfd := fs.Int("netns-fd", -1, "network namespace to join")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	// Sockets belong to the namespace of the thread that creates them, and
+	// setns changes only the calling thread: keep all work on this one.
+	runtime.LockOSThread()
+	if err := enterHelper(uint32(*uid), *parent, *nsfd); err != nil {
+		fmt.Fprintln(os.Stderr, "tuple lab helper:", err)
+		return 1
+	}
+	ctrl, err := net.FileConn(os.NewFile(3, "control"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tuple lab helper: control socket:", err)
+		return 1
+	}
+	defer ctrl.Close()
+	uc, ok := ctrl.(*net.UnixConn)
+	if !ok {
+		fmt.Fprintln(os.Stderr, "tuple lab helper: descriptor 3 is not a unix socket")
+		return 1
+	}
+	h := &helper{socks: map[string]*helperSock{}}
+	defer h.closeAll()
+	buf := make([]byte, maxPacket)
+	oob := make([]byte, unix.CmsgSpace(4))
+	for {
+		n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+		if err != nil || n == 0 {
+			return 0 // the runner is gone or done
+		}
+		var req request
+		var rep reply
+		give := -1
+		fds, ferr := parseRights(oob[:oobn])
+		if err := json.Unmarshal(buf[:n], &req); err != nil || ferr != nil {
+			rep.Fail = fmt.Sprintf("bad request: %v", errors.Join(err, ferr))
+			closeFDs(fds)
+		} else {
+			rep, give = h.handle(req, fds)
+		}
+		out, _ := json.Marshal(rep)
+		var rights []byte
+		if give >= 0 {
+			rights = unix.UnixRights(give)
+		}
+		_, _, err = uc.WriteMsgUnix(out, rights, nil)
+		if give >= 0 {
+			unix.Close(give)
+		}
+		if err != nil {
+			return 0
+		}
+	}
+}
+
+// enterHelper joins the namespace and drops to uid. Dropping privileges
+// clears the parent-death signal (commit_creds), so it is set again and the
+// parent checked, or the helper could outlive an interrupted runner.
+func enterHelper(uid uint32, parent, nsfd int) error {
+	if nsfd >= 0 {
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			return os.NewSyscallError("setns", err)
+		}
+		unix.Close(nsfd)
+	}
+	if uid != 0 {
+		if err := syscall.Setgroups(nil); err != nil {
+			return os.NewSyscallError("setgroups", err)
+		}
+		if err := syscall.Setgid(int(uid)); err != nil {
+			return os.NewSyscallError("setgid", err)
+		}
+		if err := syscall.Setuid(int(uid)); err != nil {
+			return os.NewSyscallError("setuid", err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return os.NewSyscallError("prctl", err)
+	}
+	if parent != 0 && os.Getppid() != parent {
+		return errors.New("runner exited")
+	}
+	return nil
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		f, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return fds, err
+		}
+		fds = append(fds, f...)
+	}
+	return fds, nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+func (h *helper) closeAll() {
+	for name, s := range h.socks {
+		h.drop(name, s)
+	}
+}
+
+func (h *helper) drop(name string, s *helperSock) {
+	if s.stop != nil {
+		s.stop.Close()
+	}
+	unix.Close(s.fd)
+	delete(h.socks, name)
+}
+
+// handle runs one request. It returns the reply and a descriptor to send
+// with it (give), or -1.
+func (h *helper) handle(req request, fds []int) (reply, int) {
+	if req.Op != "take" {
+		closeFDs(fds)
+	}
+	var rep reply
+	fail := func(where string, err error) (reply, int) {
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			rep.Errno, rep.Where = int(errno), where
+		} else {
+			rep.Fail = fmt.Sprintf("%s: %v", where, err)
+		}
+		return rep, -1
+	}
+	switch req.Op {
+	case "setup":
+		if err := setupNamespace(req.Addrs); err != nil {
+			rep.Fail = err.Error()
+		}
+		return rep, -1
+	case "host":
+		rep.Sysctls = readSysctls()
+		addrs, err := loopbackAddrs()
+		if err != nil {
+			rep.Fail = err.Error()
+		}
+		rep.Addrs = addrs
+		return rep, -1
+	case "sysctl":
+		if err := writeSysctl(req.Key, req.Value); err != nil {
+			return fail("sysctl", err)
+		}
+		return rep, -1
+	case "socket":
+		if old, ok := h.socks[req.Sock]; ok { // a name reused after close
+			h.drop(req.Sock, old)
+		}
+		fd, err := newSocket(req.Proto, req.Opts)
+		if err != nil {
+			return fail("socket", err)
+		}
+		h.socks[req.Sock] = &helperSock{fd: fd, proto: req.Proto}
+		rep.Sock = readSockState(fd, req.Proto)
+		return rep, -1
+	case "source":
+		src, err := routeSource(req.Proto, req.Addr)
+		if err != nil {
+			return fail("source", err)
+		}
+		rep.Sock = &sockState{Local: src}
+		return rep, -1
+	case "take":
+		if len(fds) != 1 {
+			closeFDs(fds)
+			rep.Fail = fmt.Sprintf("take %s: got %d descriptors", req.Sock, len(fds))
+			return rep, -1
+		}
+		h.socks[req.Sock] = &helperSock{fd: fds[0], proto: req.Proto}
+		rep.Sock = readSockState(fds[0], req.Proto)
+		return rep, -1
+	}
+	s, ok := h.socks[req.Sock]
+	if !ok {
+		return fail(req.Op, syscall.EBADF)
+	}
+	var err error
+	switch req.Op {
+	case "bind":
+		err = bindTo(s.fd, req.Addr)
+	case "listen":
+		err = unix.Listen(s.fd, 128)
+	case "connect":
+		err = connectTo(s.fd, req.Addr, time.Duration(req.Wait)*time.Millisecond)
+	case "serve":
+		err = h.serve(s)
+	case "give":
+		delete(h.socks, req.Sock) // the runner passes it on; this copy closes after sending
+		if s.stop != nil {
+			s.stop.Close()
+		}
+		return rep, s.fd
+	case "close":
+		rep.Closed = closeAndWatch(s, time.Duration(req.Wait)*time.Millisecond)
+		s.fd = -1
+		delete(h.socks, req.Sock)
+		if s.stop != nil {
+			s.stop.Close()
+		}
+		return rep, -1
+	default:
+		rep.Fail = "unknown request " + req.Op
+		return rep, -1
+	}
+	if err != nil {
+		rep, _ = fail(req.Op, err)
+	}
+	rep.Sock = readSockState(s.fd, s.proto)
+	return rep, -1
+}
+
+func newSocket(proto Proto, o Options) (int, error) {
+	family, typ := unix.AF_INET, unix.SOCK_STREAM
+	if proto.IsIPv6() {
+		family = unix.AF_INET6
+	}
+	if !proto.IsTCP() {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	so := sockopt.Options{
+		ReuseAddr: o.ReuseAddr, ReusePort: o.ReusePort, BindAddressNoPort: o.BindNoPort,
+		PortRange: o.PortRange, Freebind: o.Freebind, Device: o.Dev,
+	}
+	if o.V6Only {
+		so.V6Only = sockopt.V6OnlyOn
+	}
+	if err := so.Apply(uintptr(fd), proto.IsIPv6()); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// routeSource asks the kernel which local address a connection to peer
+// would get, by connecting a UDP socket of proto's family (which sends
+// nothing): the same route lookup TCP's connect() does.
+func routeSource(proto Proto, peer string) (string, error) {
+	sa, err := sockaddr(peer)
+	if err != nil {
+		return "", err
+	}
+	family := unix.AF_INET
+	if proto.IsIPv6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sa); err != nil {
+		return "", os.NewSyscallError("connect", err)
+	}
+	local, err := unix.Getsockname(fd)
+	if err != nil {
+		return "", os.NewSyscallError("getsockname", err)
+	}
+	ap, err := netip.ParseAddrPort(addrString(local))
+	if err != nil {
+		return "", err
+	}
+	return ap.Addr().String(), nil
+}
+
+func sockaddr(s string) (unix.Sockaddr, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, err
+	}
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, nil
+	}
+	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}, nil
+}
+
+func bindTo(fd int, addr string) error {
+	sa, err := sockaddr(addr)
+	if err != nil {
+		return err
+	}
+	return os.NewSyscallError("bind", unix.Bind(fd, sa))
+}
+
+// connectTo is a blocking connect, as programs do it, bounded by wait
+// through SO_SNDTIMEO (a timeout leaves EINPROGRESS, as the kernel says).
+// Blocking matters: after a refused blocking connect the socket may
+// connect again, after a refused non-blocking one the next connect says
+// ECONNABORTED.
+func connectTo(fd int, addr string, wait time.Duration) error {
+	sa, err := sockaddr(addr)
+	if err != nil {
+		return err
+	}
+	tv := unix.NsecToTimeval(wait.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	defer unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{})
+	err = unix.Connect(fd, sa)
+	if err != unix.EINTR {
+		return os.NewSyscallError("connect", err)
+	}
+	// A signal interrupted the wait; the handshake goes on: wait for it.
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	deadline := time.Now().Add(wait)
+	for {
+		n, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds())+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if n == 0 {
+			return os.NewSyscallError("connect", unix.EINPROGRESS)
+		}
+		break
+	}
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt", err)
+	}
+	if soerr != 0 {
+		return os.NewSyscallError("connect", syscall.Errno(soerr))
+	}
+	return nil
+}
+
+// serve starts accepting on a listening TCP socket, closing each accepted
+// connection when its peer closes, or discarding what a UDP socket gets.
+// Go's poller works on a duplicate of the descriptor, so closing it ends
+// the loop cleanly.
+func (h *helper) serve(s *helperSock) error {
+	dup, err := unix.Dup(s.fd)
+	if err != nil {
+		return os.NewSyscallError("dup", err)
+	}
+	f := os.NewFile(uintptr(dup), "server")
+	defer f.Close()
+	if !s.proto.IsTCP() {
+		pc, err := net.FilePacketConn(f)
+		if err != nil {
+			return err
+		}
+		s.stop = pc
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := pc.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+		return nil
+	}
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return err
+	}
+	s.stop = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+	return nil
+}
+
+// closeAndWatch closes a socket; for a connected TCP socket it then waits
+// (at most wait) until its four-tuple is in TIME_WAIT, and returns the state
+// the four-tuple was last seen in ("" when gone).
+func closeAndWatch(s *helperSock, wait time.Duration) string {
+	st := readSockState(s.fd, s.proto)
+	unix.Close(s.fd)
+	if !s.proto.IsTCP() || st.Remote == "" {
+		return ""
+	}
+	local, err1 := netip.ParseAddrPort(st.Local)
+	remote, err2 := netip.ParseAddrPort(st.Remote)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	table := "/proc/thread-self/net/tcp"
+	if s.proto.IsIPv6() {
+		table += "6"
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		state := ""
+		if f, err := os.Open(table); err == nil {
+			entries, _ := parseProcNetTCP(f)
+			f.Close()
+			for _, e := range entries {
+				if e.Local == local && e.Remote == remote {
+					state = tcpStateNames[e.State]
+				}
+			}
+		}
+		if state == "TIME_WAIT" || state == "" || time.Now().After(deadline) {
+			return state
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// readSockState asks the kernel about fd: addresses, TCP state, options.
+func readSockState(fd int, proto Proto) *sockState {
+	st := &sockState{}
+	if sa, err := unix.Getsockname(fd); err == nil {
+		st.Local = addrString(sa)
+	}
+	if sa, err := unix.Getpeername(fd); err == nil {
+		st.Remote = addrString(sa)
+	}
+	if proto.IsTCP() {
+		if info, err := unix.GetsockoptTCPInfo(fd, unix.SOL_TCP, unix.TCP_INFO); err == nil {
+			st.TCPState = int(info.State)
+		}
+	}
+	opts := sockopt.Read(uintptr(fd), proto.IsIPv6())
+	st.ReuseAddr = opts[sockopt.ReuseAddr].On
+	st.ReusePort = opts[sockopt.ReusePort].On
+	st.V6Only = opts[sockopt.V6Only].On
+	st.NoPort = opts[sockopt.BindAddressNoPort].On
+	st.Freebind = opts[sockopt.Freebind].On
+	if r := uint32(opts[sockopt.LocalPortRange].Int); r != 0 {
+		st.RangeLo, st.RangeHi = uint16(r), uint16(r>>16)
+	}
+	if dev, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX); err == nil {
+		st.Dev = dev
+	}
+	// The kernel sets sk_uid from the socket inode's owner, the creator's
+	// fsuid; fstat reads it back.
+	var stat unix.Stat_t
+	if unix.Fstat(fd, &stat) == nil {
+		st.UID = stat.Uid
+	}
+	return st
+}
+
+func addrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return ""
+}
+
+// hostSysctls are the namespace settings the rules model needs.
+var hostSysctls = []string{
+	"net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports",
+	"net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_nonlocal_bind",
+	"net.ipv6.ip_nonlocal_bind", "net.ipv6.bindv6only", "net.ipv4.ip_autobind_reuse",
+	"net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_timestamps",
+}
+
+func sysctlPath(key string) string {
+	return "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+}
+
+func readSysctls() map[string]string {
+	out := map[string]string{}
+	for _, k := range hostSysctls {
+		if b, err := os.ReadFile(sysctlPath(k)); err == nil {
+			out[k] = strings.TrimSpace(string(b))
+		}
+	}
+	return out
+}
+
+func writeSysctl(key, value string) error {
+	if !sysctlRE.MatchString(key) { // the parser checked; this guards the protocol
+		return fmt.Errorf("sysctl %q: only net.* keys", key)
+	}
+	f, err := os.OpenFile(sysctlPath(key), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

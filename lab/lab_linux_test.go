@@ -1,0 +1,304 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces and switch uids (CI runs as root)")
+	}
+}
+
+// TestBuiltinLibrary runs every built-in scenario on this kernel: every
+// expectation must be met by the kernel and the rules model must agree
+// with the kernel on every line it predicts.
+func TestBuiltinLibrary(t *testing.T) {
+	requireRoot(t)
+	var r Runner
+	start := time.Now()
+	lines := 0
+	for _, g := range Groups() {
+		text, _ := Builtin(g)
+		scs, err := Parse(BuiltinFile(g), text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sc := range scs {
+			t.Run(g+"/"+sc.Name, func(t *testing.T) {
+				res, err := r.Run(context.Background(), sc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(res.Results) != len(sc.Steps) {
+					t.Errorf("%d results for %d steps", len(res.Results), len(sc.Steps))
+				}
+				for _, x := range res.Results {
+					lines++
+					if !x.KernelMet() {
+						t.Errorf("%s:%d %s %s: kernel %s, the line expects %s", x.File, x.Line, x.Socket, x.Op, x.Kernel, x.Expect)
+					}
+					if !x.ModelAgreed() {
+						t.Errorf("%s:%d %s %s: model %s, kernel %s (%s)", x.File, x.Line, x.Socket, x.Op, x.Model, x.Kernel, x.Why)
+					}
+				}
+			})
+		}
+	}
+	t.Logf("whole built-in library: %d lines in %.2fs", lines, time.Since(start).Seconds())
+}
+
+// TestRunReportsDisagreement checks the verdict logic against the real
+// kernel with a model that is wrong on purpose, and a wrong expectation.
+func TestRunReportsDisagreement(t *testing.T) {
+	requireRoot(t)
+	scs, err := Parse("t.lab", []byte(`[x]
+A socket tcp4
+A bind 127.0.0.1:7000 => ok
+B socket tcp4
+B bind 127.0.0.1:7000 => ok
+C socket tcp4
+C bind 127.0.0.1:7001
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	r := Runner{Predict: func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome {
+		calls++
+		if calls == 2 && len(w.Sockets) != 1 {
+			t.Errorf("second bind: model saw %d sockets, want the first one (bound)", len(w.Sockets))
+		}
+		return rules.Outcome{Err: syscall.EACCES, Why: "wrong on purpose"}
+	}}
+	res, err := r.Run(context.Background(), scs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	type v struct {
+		kernel, model string
+		ok            bool
+	}
+	want := []v{{"ok", "", true}, {"ok", "EACCES", false}, {"ok", "", true}, {"EADDRINUSE", "EACCES", false}, {"ok", "", true}, {"ok", "EACCES", false}}
+	for i, x := range res.Results {
+		if got := (v{x.Kernel, x.Model, x.OK}); got != want[i] {
+			t.Errorf("line %d: got %+v, want %+v", x.Line, got, want[i])
+		}
+	}
+	if res.OK() {
+		t.Error("scenario with disagreements reported ok")
+	}
+	if w := res.Results[3].Why; w != "wrong on purpose" {
+		t.Errorf("why = %q", w)
+	}
+}
+
+// TestRunCancelLeavesNothing cancels a run mid-scenario and checks that
+// no helper process (and so no namespace) is left.
+func TestRunCancelLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	scs, err := Parse("t.lab", []byte("[x]\nA socket tcp4 uid=1000\nA bind 127.0.0.1:7000\nsleep 5s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var r Runner
+	go func() {
+		_, err := r.Run(ctx, scs[0])
+		done <- err
+	}()
+	var pids []int
+	for deadline := time.Now().Add(5 * time.Second); len(pids) < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		pids = helperPIDs(t)
+	}
+	if len(pids) != 2 {
+		t.Fatalf("want 2 helpers (uid 0 and 1000) running, found %v", pids)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if left := helperPIDs(t); len(left) != 0 {
+		t.Errorf("helpers left after cancel: %v", left)
+	}
+}
+
+// helperPIDs lists this test binary's helper processes.
+func helperPIDs(t *testing.T) []int {
+	t.Helper()
+	exe, _ := os.Executable()
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid := 0
+		for _, c := range e.Name() {
+			if c < '0' || c > '9' {
+				pid = -1
+				break
+			}
+			pid = pid*10 + int(c-'0')
+		}
+		if pid <= 0 {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmd), "\x00")
+		if len(args) > 1 && args[0] == exe && args[1] == HelperCommand {
+			// Zombies have an empty cmdline, so these are alive.
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// BenchmarkLibrary times the whole built-in library against an anchor
+// measured in the same run: what a shell lab spends on namespaces alone
+// (ip netns add, ip netns exec true, ip netns del per scenario).
+func BenchmarkLibrary(b *testing.B) {
+	requireRoot(b)
+	var scs []Scenario
+	for _, g := range Groups() {
+		text, _ := Builtin(g)
+		s, _ := Parse(BuiltinFile(g), text)
+		scs = append(scs, s...)
+	}
+	var r Runner
+	var lib, anchor time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		for _, sc := range scs {
+			if _, err := r.Run(context.Background(), sc); err != nil {
+				b.Fatal(err)
+			}
+		}
+		lib += time.Since(start)
+		start = time.Now()
+		for range scs {
+			name := "tuple-bench-anchor"
+			for _, args := range [][]string{{"netns", "add", name}, {"netns", "exec", name, "true"}, {"netns", "del", name}} {
+				if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+					b.Fatalf("ip %v: %v: %s", args, err, out)
+				}
+			}
+		}
+		anchor += time.Since(start)
+	}
+	n := float64(b.N)
+	b.ReportMetric(lib.Seconds()/n, "library-s")
+	b.ReportMetric(anchor.Seconds()/n, "ip-netns-anchor-s")
+	b.ReportMetric(lib.Seconds()/anchor.Seconds(), "library/anchor")
+	b.ReportMetric(float64(len(scs)), "scenarios")
+}
+
+// TestRunSyncsWorldFromKernel checks the world the model is given: sockets
+// as the kernel reports them (uid, family, state, flags), the accepted
+// child of a server, and the TIME_WAIT a close leaves.
+func TestRunSyncsWorldFromKernel(t *testing.T) {
+	requireRoot(t)
+	scs, err := Parse("t.lab", []byte(`[x]
+sysctl net.ipv4.ip_local_port_range=40000 40009
+S server tcp4 127.0.0.1:8080 reuseport uid=1000
+A socket tcp6 uid=2000
+A connect [::ffff:127.0.0.1]:8080
+B socket tcp4
+B bind 10.0.0.7:0
+A close
+C socket udp4
+C bind 127.0.0.1:@B
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []rules.World
+	var selves []rules.Socket
+	var ops []rules.Op
+	r := Runner{Predict: func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome {
+		seen, selves, ops = append(seen, w), append(selves, s), append(ops, op)
+		return rules.Predict(w, s, op)
+	}}
+	res, err := r.Run(context.Background(), scs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() {
+		t.Errorf("scenario not ok: %+v", res.Results)
+	}
+	// Predictions: S bind, S listen, A connect, B bind, C bind.
+	if len(seen) != 5 {
+		t.Fatalf("%d predictions, want 5", len(seen))
+	}
+	host := seen[0].Host
+	if host.EphemeralRange != (rules.PortRange{Lo: 40000, Hi: 40009}) {
+		t.Errorf("host range %v, want the sysctl's 40000-40009", host.EphemeralRange)
+	}
+	if !hasPrefix(host.Local, "127.0.0.0/8") || !hasPrefix(host.Local, "10.0.0.7/32") || !hasPrefix(host.Local, "::1/128") {
+		t.Errorf("host local prefixes %v, want 127.0.0.0/8, ::1/128 and 10.0.0.7/32", host.Local)
+	}
+	if a := selves[2]; a.UID != 2000 || a.Family != rules.IPv6 || a.V6Only || a.State != rules.Unbound {
+		t.Errorf("A before connect: %+v", a)
+	}
+	if src := ops[2].Source.Unmap().String(); src != "127.0.0.1" {
+		t.Errorf("A's connect: source %q, want the kernel's route choice 127.0.0.1", ops[2].Source)
+	}
+	if w := seen[2]; len(w.Sockets) != 1 || w.Sockets[0].State != rules.Listen || w.Sockets[0].UID != 1000 || !w.Sockets[0].ReusePort {
+		t.Errorf("world at A's connect: %+v, want S listening, uid 1000, reuseport", w.Sockets)
+	}
+	// At B's bind: S, A connected (port from connect) and S's accepted child.
+	w := seen[3]
+	if len(w.Sockets) != 3 {
+		t.Fatalf("world at B's bind: %+v, want S, A and the child", w.Sockets)
+	}
+	a, child := w.Sockets[1], w.Sockets[2]
+	if a.State != rules.Connected || !a.PortFromConnect || a.Local.Addr().String() != "::ffff:127.0.0.1" || a.Local.Port() < 40000 || a.Local.Port() > 40009 {
+		t.Errorf("A after connect: %+v", a)
+	}
+	if child.State != rules.Connected || child.UID != 1000 || !child.ReusePort || child.Local.String() != "127.0.0.1:8080" || child.Remote.Port() != a.Local.Port() {
+		t.Errorf("accepted child: %+v", child)
+	}
+	// At C's bind: S, B bound, and A's TIME_WAIT; the child is gone.
+	w = seen[4]
+	if len(w.Sockets) != 3 {
+		t.Fatalf("world at C's bind: %+v, want S, B and A's TIME_WAIT", w.Sockets)
+	}
+	b, tw := w.Sockets[1], w.Sockets[2]
+	if b.State != rules.Bound || b.Local.Addr().String() != "10.0.0.7" || b.PortFromConnect {
+		t.Errorf("B after bind: %+v", b)
+	}
+	if tw.State != rules.TimeWait || tw.UID != 2000 || tw.Local != a.Local || !tw.TWTimestamps || tw.TWAge <= 0 {
+		t.Errorf("A's TIME_WAIT: %+v", tw)
+	}
+	if op := res.Results[len(res.Results)-1]; op.Op != "bind 127.0.0.1:@B" || !strings.HasSuffix(op.Local, ":"+strconv.Itoa(int(b.Local.Port()))) {
+		t.Errorf("@B did not resolve to B's port %d: %+v", b.Local.Port(), op)
+	}
+}
+
+func hasPrefix(ps []netip.Prefix, want string) bool {
+	for _, p := range ps {
+		if p.String() == want {
+			return true
+		}
+	}
+	return false
+}

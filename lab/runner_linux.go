@@ -1,0 +1,515 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+// Runner runs scenarios. The zero value re-executes the running binary as
+// `HelperCommand` helpers and asks rules.Predict.
+type Runner struct {
+	// Helper is the command that starts a helper (argv without the helper's
+	// own flags); empty means os.Executable() HelperCommand.
+	Helper []string
+	// Predict is the rules model; nil means rules.Predict.
+	Predict Predictor
+	// Wait bounds a connect's handshake and a close's wait for TIME_WAIT;
+	// zero means 2 s.
+	Wait time.Duration
+}
+
+// helperProc is one running helper and the runner's end of its control
+// socket.
+type helperProc struct {
+	uid  uint32
+	cmd  *exec.Cmd
+	conn *net.UnixConn
+	errb *lockedBuffer
+}
+
+// lockedBuffer collects a helper's standard error; exec copies into it
+// from its own goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 4096 {
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// session is one scenario's namespace and helpers.
+type session struct {
+	r       *Runner
+	ctx     context.Context
+	helpers map[uint32]*helperProc
+	mu      sync.Mutex // guards helpers against the interrupt path
+	dead    bool
+}
+
+// Run runs sc in a fresh network namespace and returns a Result per step.
+// The namespace and every helper are gone when Run returns, also when ctx
+// is cancelled (the error is then ctx's). An error means the lab itself
+// failed (no root, a helper died), not that a line was not ok.
+func (r *Runner) Run(ctx context.Context, sc Scenario) (ScenarioResult, error) {
+	start := time.Now()
+	out := ScenarioResult{File: sc.File, Name: sc.Name, Line: sc.Line}
+	if os.Geteuid() != 0 {
+		return out, errors.New("tuple lab needs root to create network namespaces and switch uids")
+	}
+	s := &session{r: r, ctx: ctx, helpers: map[uint32]*helperProc{}}
+	defer s.teardown()
+	stop := context.AfterFunc(ctx, s.teardown)
+	defer stop()
+	res, err := s.run(sc)
+	out.Results = res
+	out.Duration = time.Since(start).Seconds()
+	if ctx.Err() != nil {
+		return out, ctx.Err()
+	}
+	return out, err
+}
+
+func (r *Runner) wait() time.Duration {
+	if r.Wait > 0 {
+		return r.Wait
+	}
+	return 2 * time.Second
+}
+
+func (r *Runner) predict() Predictor {
+	if r.Predict != nil {
+		return r.Predict
+	}
+	return rules.Predict
+}
+
+func (s *session) run(sc Scenario) ([]Result, error) {
+	root, err := s.helper(0)
+	if err != nil {
+		return nil, err
+	}
+	added := sc.Addrs()
+	var addrs []string
+	for _, a := range added {
+		addrs = append(addrs, a.String())
+	}
+	if _, err := s.call(root, request{Op: "setup", Addrs: addrs}, -1); err != nil {
+		return nil, err
+	}
+	w := newWorld()
+	if err := s.readHost(w); err != nil {
+		return nil, err
+	}
+	protos := map[string]Proto{}
+	var results []Result
+	for _, st := range sc.Steps {
+		res := Result{File: sc.File, Scenario: sc.Name, Line: st.Line, Socket: st.Sock, Op: st.Op, Expect: st.Expect}
+		if st.Kind == KindSocket || st.Kind == KindServer {
+			protos[st.Sock] = st.Proto
+		}
+		if err := s.step(w, st, protos[st.Sock], &res); err != nil {
+			return results, fmt.Errorf("%s:%d: %w", sc.File, st.Line, err)
+		}
+		res.settle()
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// readHost reads the namespace's facts (sysctls, lo's addresses) into the
+// model's Host.
+func (s *session) readHost(w *world) error {
+	rep, err := s.call(s.helpers[0], request{Op: "host"}, -1)
+	if err != nil {
+		return err
+	}
+	w.setHost(rep.Sysctls, rep.Addrs)
+	return nil
+}
+
+// step runs one line: the model's prediction first (from the world as the
+// kernel left it), then the kernel, then the world is updated from what the
+// kernel says.
+func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
+	now := time.Now
+	wait := int(s.r.wait().Milliseconds())
+	if st.Kind == KindSleep {
+		t := time.NewTimer(st.Sleep)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
+		res.Kernel = "ok"
+		return nil
+	}
+	if st.Kind == KindSysctl {
+		rep, err := s.call(s.helpers[0], request{Op: "sysctl", Key: st.Key, Value: st.Value}, -1)
+		if err != nil {
+			return err
+		}
+		res.Kernel = errName(rep.Errno)
+		return s.readHost(w)
+	}
+	e := w.named(st.Sock)
+	if st.Kind == KindSocket || st.Kind == KindServer {
+		if e != nil {
+			w.remove(e)
+		}
+		e = newEntry(st.Sock, st.Proto, st.Opts.UID)
+		h, err := s.helper(st.Opts.UID)
+		if err != nil {
+			return err
+		}
+		rep, err := s.call(h, request{Op: "socket", Sock: st.Sock, Proto: st.Proto, Opts: st.Opts}, -1)
+		if err != nil {
+			return err
+		}
+		res.Kernel = errName(rep.Errno)
+		if rep.Errno != 0 {
+			return nil
+		}
+		w.entries = append(w.entries, e)
+		w.sync(e, proto, rep.Sock, KindSocket)
+		if st.Kind == KindSocket {
+			res.Local = localOf(e)
+			return nil
+		}
+		return s.server(w, e, st, h, res)
+	}
+	if e == nil { // its socket or server line failed
+		res.Kernel = "EBADF"
+		return nil
+	}
+	h, err := s.helper(e.holder)
+	if err != nil {
+		return err
+	}
+	req := request{Op: st.Kind.String(), Sock: st.Sock, Proto: proto, Wait: wait}
+	var op rules.Op
+	switch st.Kind {
+	case KindBind:
+		op = rules.Op{Kind: rules.OpBind, Addr: w.port(st.Addr)}
+	case KindConnect:
+		op = rules.Op{Kind: rules.OpConnect, Addr: w.port(st.Addr)}
+		// The source address the kernel's route lookup picks, so the model
+		// compares four-tuples on facts rather than on a guess.
+		rep, err := s.call(h, request{Op: "source", Proto: proto, Addr: op.Addr.String()}, -1)
+		if err != nil {
+			return err
+		}
+		if rep.Errno == 0 && rep.Sock != nil {
+			op.Source, _ = netip.ParseAddr(rep.Sock.Local)
+		}
+	case KindListen:
+		op = rules.Op{Kind: rules.OpListen}
+	case KindClose:
+		// The kernel stamps a TIME_WAIT when the FIN exchange ends, a little
+		// after close() starts; the start is the nearest time seen here.
+		closing := now()
+		rep, err := s.call(h, req, -1)
+		if err != nil {
+			return err
+		}
+		res.Kernel = errName(rep.Errno)
+		if rep.Closed != "" && rep.Closed != "TIME_WAIT" {
+			res.Local = "left in " + rep.Closed
+		} else if rep.Closed == "TIME_WAIT" {
+			res.Local = localOf(e) + " in TIME_WAIT"
+		}
+		w.closed(e, rep.Closed, closing)
+		return nil
+	case KindPass:
+		return s.pass(e, st, proto, res)
+	}
+	out := w.predict(s.r.predict(), e, op, now())
+	res.Model = out.ErrName()
+	req.Addr = op.Addr.String()
+	rep, err := s.call(h, req, -1)
+	if err != nil {
+		return err
+	}
+	res.Kernel = errName(rep.Errno)
+	w.sync(e, proto, rep.Sock, st.Kind)
+	if st.Kind == KindConnect && rep.Errno == 0 {
+		w.connected(e)
+	}
+	res.Local = localOf(e)
+	if res.Model != "ok" || res.Model != res.Kernel {
+		res.Why = out.Why
+	}
+	return nil
+}
+
+// server runs the bind, listen (TCP) and serve parts of a server line; the
+// line's kernel and model results are the first failure of each.
+func (s *session) server(w *world, e *entry, st Step, h *helperProc, res *Result) error {
+	kinds := []rules.OpKind{rules.OpBind}
+	if st.Proto.IsTCP() {
+		kinds = append(kinds, rules.OpListen)
+	}
+	res.Model = ""
+	for _, k := range kinds {
+		op := rules.Op{Kind: k}
+		if k == rules.OpBind {
+			op.Addr = w.port(st.Addr)
+		}
+		out := w.predict(s.r.predict(), e, op, time.Now())
+		if res.Model == "" || res.Model == "ok" {
+			res.Model = out.ErrName()
+			if !out.OK() {
+				res.Why = out.Why
+			}
+		}
+		rep, err := s.call(h, request{Op: k.String(), Sock: st.Sock, Proto: st.Proto, Addr: op.Addr.String()}, -1)
+		if err != nil {
+			return err
+		}
+		w.sync(e, st.Proto, rep.Sock, KindBind)
+		res.Kernel = errName(rep.Errno)
+		res.Local = localOf(e)
+		if rep.Errno != 0 {
+			// A server that cannot bind or listen does not exist.
+			if _, err := s.call(h, request{Op: "close", Sock: st.Sock, Proto: st.Proto}, -1); err != nil {
+				return err
+			}
+			w.remove(e)
+			return nil
+		}
+	}
+	rep, err := s.call(h, request{Op: "serve", Sock: st.Sock, Proto: st.Proto}, -1)
+	if err != nil {
+		return err
+	}
+	if rep.Errno != 0 {
+		res.Kernel = errName(rep.Errno)
+	}
+	return nil
+}
+
+// pass moves a socket's descriptor to the helper running as st.UID.
+func (s *session) pass(e *entry, st Step, proto Proto, res *Result) error {
+	from, err := s.helper(e.holder)
+	if err != nil {
+		return err
+	}
+	to, err := s.helper(st.UID)
+	if err != nil {
+		return err
+	}
+	fd, rep, err := s.callFD(from, request{Op: "give", Sock: st.Sock, Proto: proto})
+	if err != nil {
+		return err
+	}
+	if rep.Errno != 0 {
+		res.Kernel = errName(rep.Errno)
+		return nil
+	}
+	rep, err = s.call(to, request{Op: "take", Sock: st.Sock, Proto: proto}, fd)
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	res.Kernel = errName(rep.Errno)
+	e.holder = st.UID
+	res.Local = localOf(e)
+	return nil
+}
+
+func localOf(e *entry) string {
+	if e.sock.Local.Port() == 0 && !e.sock.Remote.IsValid() {
+		return ""
+	}
+	l := e.sock.Local.String()
+	if e.sock.Remote.IsValid() && e.sock.Remote.Port() != 0 {
+		l += " -> " + e.sock.Remote.String()
+	}
+	return l
+}
+
+// errName names an errno the way scenarios write it.
+func errName(e int) string {
+	if e == 0 {
+		return "ok"
+	}
+	n := rules.ErrnoName(syscall.Errno(e))
+	if strings.HasPrefix(n, "errno ") {
+		if un := unix.ErrnoName(syscall.Errno(e)); un != "" {
+			return un
+		}
+	}
+	return n
+}
+
+// helper returns the helper running as uid, starting it on first use. The
+// root helper is started in a new network namespace; the others join it
+// through a descriptor of that namespace before they drop to their uid.
+func (s *session) helper(uid uint32) (*helperProc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return nil, context.Canceled
+	}
+	if h, ok := s.helpers[uid]; ok {
+		return h, nil
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socketpair", err)
+	}
+	mine, theirs := os.NewFile(uintptr(pair[0]), "lab-control"), os.NewFile(uintptr(pair[1]), "lab-helper")
+	defer theirs.Close()
+	argv := s.r.Helper
+	if len(argv) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			mine.Close()
+			return nil, err
+		}
+		argv = []string{exe, HelperCommand}
+	}
+	args := append(append([]string(nil), argv[1:]...),
+		"--uid", strconv.FormatUint(uint64(uid), 10), "--parent", strconv.Itoa(os.Getpid()))
+	cmd := exec.Command(argv[0], args...)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	errb := &lockedBuffer{}
+	cmd.Stderr = errb
+	if root, ok := s.helpers[0]; ok {
+		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", root.cmd.Process.Pid))
+		if err != nil {
+			mine.Close()
+			return nil, err
+		}
+		defer ns.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, ns)
+		cmd.Args = append(cmd.Args, "--netns-fd", "4")
+	} else {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	}
+	if err := cmd.Start(); err != nil {
+		mine.Close()
+		return nil, fmt.Errorf("start lab helper: %w", err)
+	}
+	c, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, err
+	}
+	h := &helperProc{uid: uid, cmd: cmd, conn: c.(*net.UnixConn), errb: errb}
+	s.helpers[uid] = h
+	return h, nil
+}
+
+// call sends req (with descriptor fd when >= 0) and reads the reply.
+func (s *session) call(h *helperProc, req request, fd int) (reply, error) {
+	_, rep, err := s.roundTrip(h, req, fd, false)
+	return rep, err
+}
+
+// callFD is call for a reply that carries a descriptor.
+func (s *session) callFD(h *helperProc, req request) (int, reply, error) {
+	return s.roundTrip(h, req, -1, true)
+}
+
+func (s *session) roundTrip(h *helperProc, req request, fd int, wantFD bool) (int, reply, error) {
+	var rep reply
+	msg, err := json.Marshal(req)
+	if err != nil {
+		return -1, rep, err
+	}
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	deadline := time.Now().Add(s.r.wait() + 10*time.Second)
+	h.conn.SetDeadline(deadline)
+	if _, _, err := h.conn.WriteMsgUnix(msg, oob, nil); err != nil {
+		return -1, rep, s.helperFailed(h, req, err)
+	}
+	buf := make([]byte, maxPacket)
+	oobBuf := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := h.conn.ReadMsgUnix(buf, oobBuf)
+	if err == nil && n == 0 {
+		err = errors.New("control socket closed")
+	}
+	if err != nil {
+		return -1, rep, s.helperFailed(h, req, err)
+	}
+	fds, err := parseRights(oobBuf[:oobn])
+	if err == nil {
+		err = json.Unmarshal(buf[:n], &rep)
+	}
+	if err == nil && rep.Fail != "" {
+		err = fmt.Errorf("lab helper (uid %d): %s %s: %s", h.uid, req.Op, req.Sock, rep.Fail)
+	}
+	if err == nil && wantFD && rep.Errno == 0 && len(fds) != 1 {
+		err = fmt.Errorf("lab helper (uid %d): give %s: got %d descriptors", h.uid, req.Sock, len(fds))
+	}
+	if err != nil || !wantFD {
+		closeFDs(fds)
+		return -1, rep, err
+	}
+	if len(fds) == 0 {
+		return -1, rep, nil
+	}
+	return fds[0], rep, nil
+}
+
+func (s *session) helperFailed(h *helperProc, req request, err error) error {
+	if s.ctx.Err() != nil {
+		return s.ctx.Err()
+	}
+	msg := strings.TrimSpace(h.errb.String())
+	if msg != "" {
+		return fmt.Errorf("lab helper (uid %d) failed during %s: %w: %s", h.uid, req.Op, err, msg)
+	}
+	return fmt.Errorf("lab helper (uid %d) failed during %s: %w", h.uid, req.Op, err)
+}
+
+// teardown kills every helper and waits for it; the namespace goes with
+// the last of them. It runs at the end of Run and on cancellation.
+func (s *session) teardown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return
+	}
+	s.dead = true
+	for _, h := range s.helpers {
+		h.conn.Close()
+		h.cmd.Process.Kill()
+		h.cmd.Wait()
+	}
+}

@@ -1,0 +1,200 @@
+package lab
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tuple-net/tuple/sockopt"
+)
+
+func TestParse(t *testing.T) {
+	text := `# comment
+[two-clients]
+sysctl net.ipv4.ip_local_port_range=40000 40001   # trailing comment
+S server tcp6 [::]:80 reuseport v6only uid=1000 => ok
+A socket tcp4 reuseaddr bind-no-port freebind port-range=40000-40010 dev=lo
+A bind 10.0.0.1:0
+A connect 10.0.0.2:@S     => EADDRNOTAVAIL
+A close
+sleep 10ms
+A socket udp6
+A bind [::ffff:127.0.0.1]:@S
+A pass uid=2000 =>ok
+
+[second]
+B socket tcp4
+B listen => EADDRINUSE
+`
+	got, err := Parse("t.lab", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Scenario{
+		{File: "t.lab", Name: "two-clients", Line: 2, Steps: []Step{
+			{Line: 3, Kind: KindSysctl, Op: "sysctl net.ipv4.ip_local_port_range=40000 40001", Key: "net.ipv4.ip_local_port_range", Value: "40000 40001"},
+			{Line: 4, Sock: "S", Kind: KindServer, Op: "server tcp6 [::]:80 reuseport v6only uid=1000", Proto: TCP6,
+				Addr: Endpoint{Addr: netip.MustParseAddr("::"), Port: 80},
+				Opts: Options{ReusePort: true, V6Only: true, UID: 1000}, Expect: "ok"},
+			{Line: 5, Sock: "A", Kind: KindSocket, Op: "socket tcp4 reuseaddr bind-no-port freebind port-range=40000-40010 dev=lo", Proto: TCP4,
+				Opts: Options{ReuseAddr: true, BindNoPort: true, Freebind: true, PortRange: sockopt.PortRange{Lo: 40000, Hi: 40010}, Dev: "lo"}},
+			{Line: 6, Sock: "A", Kind: KindBind, Op: "bind 10.0.0.1:0", Addr: Endpoint{Addr: netip.MustParseAddr("10.0.0.1")}},
+			{Line: 7, Sock: "A", Kind: KindConnect, Op: "connect 10.0.0.2:@S", Addr: Endpoint{Addr: netip.MustParseAddr("10.0.0.2"), PortOf: "S"}, Expect: "EADDRNOTAVAIL"},
+			{Line: 8, Sock: "A", Kind: KindClose, Op: "close"},
+			{Line: 9, Kind: KindSleep, Op: "sleep 10ms", Sleep: 10 * time.Millisecond},
+			{Line: 10, Sock: "A", Kind: KindSocket, Op: "socket udp6", Proto: UDP6},
+			{Line: 11, Sock: "A", Kind: KindBind, Op: "bind [::ffff:127.0.0.1]:@S", Addr: Endpoint{Addr: netip.MustParseAddr("::ffff:127.0.0.1"), PortOf: "S"}},
+			{Line: 12, Sock: "A", Kind: KindPass, Op: "pass uid=2000", UID: 2000, Expect: "ok"},
+		}},
+		{File: "t.lab", Name: "second", Line: 14, Steps: []Step{
+			{Line: 15, Sock: "B", Kind: KindSocket, Op: "socket tcp4", Proto: TCP4},
+			{Line: 16, Sock: "B", Kind: KindListen, Op: "listen", Expect: "EADDRINUSE"},
+		}},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("Parse mismatch (-want +got):\n%s", diff)
+	}
+	if a := got[0].Addrs(); len(a) != 2 || a[0].String() != "10.0.0.1" || a[1].String() != "10.0.0.2" {
+		t.Errorf("Addrs = %v, want [10.0.0.1 10.0.0.2] (loopback, wildcard and mapped loopback are local already)", a)
+	}
+	if u := got[0].UIDs(); len(u) != 3 || u[0] != 0 || u[1] != 1000 || u[2] != 2000 {
+		t.Errorf("UIDs = %v, want [0 1000 2000]", u)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"A socket tcp4", "t.lab:1: operation outside a scenario"},
+		{"", "t.lab: no scenarios"},
+		{"[x]\n", "t.lab:1: scenario [x] has no operations"},
+		{"[x]\nA socket tcp4\n[x]\nB socket tcp4", "t.lab:3: scenario [x] already defined at line 1"},
+		{"[x y]\nA socket tcp4", `t.lab:1: bad scenario name "x y"`},
+		{"[x\nA socket tcp4", `t.lab:1: scenario header "[x": want [NAME]`},
+		{"[x]\nA socket tcp4 reuse", `t.lab:2: unknown option "reuse"`},
+		{"[x]\nA socket tcp5", `t.lab:2: unknown protocol "tcp5"`},
+		{"[x]\nA socket", `t.lab:2: socket needs a protocol`},
+		{"[x]\nA", `t.lab:2: want SOCK OPERATION`},
+		{"[x]\nA socket tcp4 v6only", `t.lab:2: option v6only needs tcp6 or udp6`},
+		{"[x]\nA socket tcp4 reuseaddr reuseaddr", `t.lab:2: option "reuseaddr" given twice`},
+		{"[x]\nA socket tcp4 reuseaddr=1", `t.lab:2: option "reuseaddr" takes no value`},
+		{"[x]\nA socket tcp4 port-range=9-3", `t.lab:2: option port-range: want port-range=LO-HI`},
+		{"[x]\nA socket tcp4 uid=-1", `t.lab:2: bad uid "-1"`},
+		{"[x]\nA socket tcp4 dev=", `t.lab:2: option dev: want dev=IFNAME`},
+		{"[x]\nA bind 127.0.0.1:1", `t.lab:2: socket A is used before it is created`},
+		{"[x]\nA socket tcp4\nA socket tcp4", `t.lab:3: socket A already exists (line 2)`},
+		{"[x]\nA socket tcp4\nA close\nA bind 127.0.0.1:1", `t.lab:4: socket A is used after its close`},
+		{"[x]\nA socket tcp4\nA jump", `t.lab:3: unknown operation "jump"`},
+		{"[x]\nA socket tcp4\nA bind 127.0.0.1", `t.lab:3: address "127.0.0.1": want ADDR:PORT`},
+		{"[x]\nA socket tcp4\nA bind ::1:80", `t.lab:3: address "::1:80": want an IPv4 address or a bracketed IPv6 address`},
+		{"[x]\nA socket tcp4\nA bind [127.0.0.1]:80", `t.lab:3: address "[127.0.0.1]:80": want an IPv4 address`},
+		{"[x]\nA socket tcp4\nA bind [::1]:80", `t.lab:3: address "[::1]:80" does not fit a tcp4 socket`},
+		{"[x]\nA socket tcp6\nA bind 127.0.0.1:80", `t.lab:3: address "127.0.0.1:80" does not fit a tcp6 socket`},
+		{"[x]\nA socket tcp4\nA bind 127.0.0.1:65536", `t.lab:3: port "65536": want 0-65535 or @SOCKET`},
+		{"[x]\nA socket tcp4\nA bind 127.0.0.1:@B", `t.lab:3: port @B: no socket B before this line`},
+		{"[x]\nA socket tcp4\nA bind 127.0.0.1:1 => EADDRINUS", `t.lab:3: unknown errno name "EADDRINUS"`},
+		{"[x]\nA socket tcp4\nA bind 127.0.0.1:1 => fail", `t.lab:3: bad result "fail" after =>`},
+		{"[x]\nA socket tcp4\nA bind 127.0.0.1:1 extra", `t.lab:3: bind takes one ADDR:PORT`},
+		{"[x]\nA socket udp4\nA listen", `t.lab:3: listen needs a TCP socket; A is udp4`},
+		{"[x]\nA socket tcp4\nA close now", `t.lab:3: close takes no arguments`},
+		{"[x]\nA socket tcp4\nA pass 1000", `t.lab:3: pass takes uid=N`},
+		{"[x]\nS server tcp4 127.0.0.1:80\nS pass uid=1", `t.lab:3: pass hands over sockets made with socket, not servers`},
+		{"[x]\nS server tcp4", `t.lab:2: server needs ADDR:PORT after the protocol`},
+		{"[x]\nsysctl kernel.pid_max=5", `t.lab:2: sysctl "kernel.pid_max": only net.* keys`},
+		{"[x]\nsysctl net.ipv4.ip_local_port_range", `t.lab:2: sysctl takes KEY=VALUE`},
+		{"[x]\nsysctl net/../../kernel=1", `t.lab:2: sysctl "net/../../kernel": only net.* keys`},
+		{"[x]\nsleep 10s", `t.lab:2: sleep takes a duration up to 5s`},
+		{"[x]\n=> ok", `t.lab:2: => without an operation`},
+		{"[x]\n1A socket tcp4", `t.lab:2: bad socket name "1A"`},
+		{"[x]\nA socket tcp4\n" + strings.Repeat("x", maxLineLen+10), `t.lab:3: line longer than 4096 bytes`},
+	} {
+		_, err := Parse("t.lab", []byte(tc.text))
+		var pe *ParseError
+		if !errors.As(err, &pe) {
+			t.Errorf("Parse(%q) = %v, want a *ParseError", tc.text, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("Parse(%q):\n got %q\nwant prefix %q", tc.text, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("Parse(%q): error spans lines: %q", tc.text, err)
+		}
+	}
+}
+
+// TestLibraryParses checks every built-in group parses, names each claim
+// of the seed question, and that every operation line asserts a result
+// (the library is a test suite: a line without => would prove nothing).
+func TestLibraryParses(t *testing.T) {
+	groups := Groups()
+	if len(groups) == 0 || groups[0] != "seed" {
+		t.Fatalf("Groups() = %v, want seed first", groups)
+	}
+	for _, g := range groups {
+		text, ok := Builtin(g)
+		if !ok {
+			t.Fatalf("Builtin(%q) missing", g)
+		}
+		scs, err := Parse(BuiltinFile(g), text)
+		if err != nil {
+			t.Fatalf("group %s: %v", g, err)
+		}
+		for _, sc := range scs {
+			asserted := 0
+			for _, st := range sc.Steps {
+				if st.Expect != "" {
+					asserted++
+				}
+			}
+			if asserted == 0 {
+				t.Errorf("%s [%s]: no line asserts a result", g, sc.Name)
+			}
+		}
+	}
+	for _, want := range []string{"seed", "options", "addresses", "udp", "bindnoport", "exhaustion", "uids"} {
+		if _, ok := Builtin(want); !ok {
+			t.Errorf("built-in group %q missing", want)
+		}
+	}
+	if _, ok := Builtin("../lab"); ok {
+		t.Error(`Builtin("../lab") found something`)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	// Small seeds: the fuzzer mutates them quickly; the library itself is
+	// covered by TestLibraryParses.
+	f.Add([]byte("# c\n[nc-double-p]\nWEB1 server tcp4 10.0.0.1:80\nNC1 socket tcp4 reuseport uid=1000\nNC1 bind 0.0.0.0:12345 => ok\nNC1 connect 10.0.0.1:@WEB1 => ok\nNC1 close\n"))
+	f.Add([]byte("[x]\nA socket tcp6 v6only\nA bind [::ffff:1.2.3.4]:@A => EINVAL\n"))
+	f.Add([]byte("[x]\nsysctl net.ipv4.a=1 => ok\nsleep 1ms\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		scs, err := Parse("f.lab", data)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q is not a one-line *ParseError", err)
+			}
+			return
+		}
+		for _, sc := range scs {
+			if len(sc.Steps) == 0 || sc.Name == "" {
+				t.Fatalf("scenario %+v accepted without name or steps", sc)
+			}
+			for _, st := range sc.Steps {
+				if st.Line < 1 || st.Op == "" {
+					t.Fatalf("step %+v without line or op", st)
+				}
+				if st.Kind == KindSysctl && !strings.HasPrefix(st.Key, "net.") {
+					t.Fatalf("sysctl %q outside net.* accepted", st.Key)
+				}
+				if (st.Kind == KindBind || st.Kind == KindConnect || st.Kind == KindServer) && !st.Addr.Addr.IsValid() {
+					t.Fatalf("step %+v without an address", st)
+				}
+			}
+		}
+	})
+}

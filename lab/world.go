@@ -1,0 +1,292 @@
+package lab
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+// Predictor is the rules model's entry point; Run uses rules.Predict unless
+// told otherwise.
+type Predictor func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome
+
+// entry is one socket of the model's world: a scenario's named socket, an
+// accepted child of a listener, or a TIME_WAIT left by a close.
+type entry struct {
+	name    string // the scenario's socket name; empty for children and TIME_WAIT
+	holder  uint32 // uid of the process holding the descriptor now
+	sock    rules.Socket
+	twSince time.Time
+}
+
+// world mirrors what the kernel holds in one scenario's namespace, updated
+// from the kernel's own answers after every step, so each prediction starts
+// from the truth rather than from the model's earlier guesses.
+type world struct {
+	host      rules.Host
+	timestamp bool // net.ipv4.tcp_timestamps: loopback peers use timestamps
+	entries   []*entry
+	lastPort  map[string]uint16 // for @OTHER of a socket that is gone
+}
+
+func newWorld() *world {
+	return &world{host: rules.DefaultHost(), timestamp: true, lastPort: map[string]uint16{}}
+}
+
+func (w *world) named(name string) *entry {
+	for _, e := range w.entries {
+		if e.name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+func (w *world) remove(e *entry) {
+	for i, x := range w.entries {
+		if x == e {
+			w.entries = append(w.entries[:i], w.entries[i+1:]...)
+			return
+		}
+	}
+}
+
+// port resolves @OTHER to the port socket OTHER holds (or last held).
+func (w *world) port(ep Endpoint) netip.AddrPort {
+	if ep.PortOf == "" {
+		return netip.AddrPortFrom(ep.Addr, ep.Port)
+	}
+	p := w.lastPort[ep.PortOf]
+	if e := w.named(ep.PortOf); e != nil {
+		p = e.sock.Local.Port()
+	}
+	return netip.AddrPortFrom(ep.Addr, p)
+}
+
+// predict asks the model about named socket self doing op, against every
+// other socket that holds a port.
+func (w *world) predict(model Predictor, self *entry, op rules.Op, now time.Time) rules.Outcome {
+	rw := rules.World{Host: w.host}
+	for _, e := range w.entries {
+		if e == self || e.sock.State == rules.Unbound {
+			continue
+		}
+		s := e.sock
+		if s.State == rules.TimeWait {
+			s.TWAge = now.Sub(e.twSince)
+		}
+		rw.Sockets = append(rw.Sockets, s)
+	}
+	s := self.sock
+	s.CanBindPrivileged = self.holder == 0
+	return model(rw, s, op)
+}
+
+// setHost reads the namespace's sysctls and lo's addresses into the
+// model's Host. Every address of an IPv4 prefix on lo is local (the kernel
+// adds a local route for the whole prefix on a loopback device: 127.0.0.0/8);
+// an IPv6 address is local by itself.
+func (w *world) setHost(sysctls map[string]string, addrs []string) {
+	h := rules.DefaultHost()
+	h.Local = nil
+	for _, s := range addrs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			continue
+		}
+		if p.Addr().Is6() {
+			p = netip.PrefixFrom(p.Addr(), 128)
+		}
+		h.Local = append(h.Local, p.Masked())
+	}
+	num := func(k string) (int, bool) {
+		n, err := strconv.Atoi(strings.TrimSpace(sysctls[k]))
+		return n, err == nil
+	}
+	if f := strings.Fields(sysctls["net.ipv4.ip_local_port_range"]); len(f) == 2 {
+		lo, err1 := strconv.ParseUint(f[0], 10, 16)
+		hi, err2 := strconv.ParseUint(f[1], 10, 16)
+		if err1 == nil && err2 == nil {
+			h.EphemeralRange = rules.PortRange{Lo: uint16(lo), Hi: uint16(hi)}
+		}
+	}
+	for _, part := range strings.Split(sysctls["net.ipv4.ip_local_reserved_ports"], ",") {
+		lo, hi, _ := strings.Cut(strings.TrimSpace(part), "-")
+		if hi == "" {
+			hi = lo
+		}
+		l, err1 := strconv.ParseUint(lo, 10, 16)
+		u, err2 := strconv.ParseUint(hi, 10, 16)
+		if err1 == nil && err2 == nil {
+			h.ReservedPorts = append(h.ReservedPorts, rules.PortRange{Lo: uint16(l), Hi: uint16(u)})
+		}
+	}
+	if n, ok := num("net.ipv4.ip_unprivileged_port_start"); ok && n >= 0 && n <= 65536 {
+		h.UnprivilegedPortStart = uint16(min(n, 65535))
+	}
+	if n, ok := num("net.ipv4.ip_nonlocal_bind"); ok {
+		h.NonlocalBind4 = n != 0
+	}
+	if n, ok := num("net.ipv6.ip_nonlocal_bind"); ok {
+		h.NonlocalBind6 = n != 0
+	}
+	if n, ok := num("net.ipv6.bindv6only"); ok {
+		h.BindV6Only = n != 0
+	}
+	if n, ok := num("net.ipv4.ip_autobind_reuse"); ok {
+		h.AutobindReuse = n != 0
+	}
+	if n, ok := num("net.ipv4.tcp_tw_reuse"); ok {
+		h.TCPTWReuse = n
+	}
+	if n, ok := num("net.ipv4.tcp_tw_reuse_delay"); ok {
+		h.TWReuseDelay = time.Duration(n) * time.Millisecond
+	}
+	if n, ok := num("net.ipv4.tcp_timestamps"); ok {
+		w.timestamp = n != 0
+	}
+	w.host = h
+}
+
+// sync updates a named socket's record from the kernel's answer.
+func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
+	if st == nil {
+		return
+	}
+	s := &e.sock
+	wasPort := s.Local.Port()
+	wasBound := s.State == rules.Bound && wasPort != 0 // bind() locked the port
+	s.Local, _ = netip.ParseAddrPort(st.Local)
+	s.Remote, _ = netip.ParseAddrPort(st.Remote)
+	s.ReuseAddr, s.ReusePort, s.V6Only = st.ReuseAddr, st.ReusePort, st.V6Only
+	s.BindNoPort, s.Freebind, s.Dev, s.UID = st.NoPort, st.Freebind, st.Dev, st.UID
+	s.PortRange = rules.PortRange{Lo: st.RangeLo, Hi: st.RangeHi}
+	switch {
+	case proto.IsTCP() && st.TCPState == tcpListen:
+		s.State = rules.Listen
+	case proto.IsTCP() && st.TCPState == tcpTimeWait:
+		s.State = rules.TimeWait
+	case proto.IsTCP() && st.TCPState != tcpClose && st.TCPState != 0:
+		s.State = rules.Connected
+	case !proto.IsTCP() && s.Remote.IsValid() && s.Remote.Port() != 0:
+		s.State = rules.Connected
+	case s.Local.Port() != 0 || s.Local.Addr().IsValid() && !s.Local.Addr().Unmap().IsUnspecified():
+		// Bound; with IP_BIND_ADDRESS_NO_PORT a bind leaves port 0 and the
+		// address set.
+		s.State = rules.Bound
+	default:
+		s.State = rules.Unbound
+	}
+	if proto.IsTCP() && op == KindConnect && st.TCPState == tcpClose && !wasBound {
+		// A failed connect releases the port it picked (tcp_set_state
+		// CLOSE puts it back unless bind() locked it), though getsockname
+		// still shows it.
+		s.Local, s.State = netip.AddrPort{}, rules.Unbound
+	}
+	if s.Local.Port() == 0 {
+		s.PortFromConnect = false
+	} else if op == KindConnect && wasPort == 0 {
+		s.PortFromConnect = true // connect() picked the port
+	}
+	if s.Local.Port() != 0 {
+		w.lastPort[e.name] = s.Local.Port()
+	}
+}
+
+// connected records what a successful TCP connect leaves behind besides the
+// client: the listener's child (an owner of the listener's port with the
+// connection's specific address, inheriting the listener's flags), and the
+// end of any TIME_WAIT the new connection took over.
+func (w *world) connected(client *entry) {
+	c := client.sock
+	if c.Proto != rules.TCP || !c.Remote.IsValid() {
+		return
+	}
+	for _, e := range w.entries {
+		if e.sock.State == rules.TimeWait && e.sock.Local == c.Local && e.sock.Remote == c.Remote {
+			w.remove(e) // the four-tuple is unique: the kernel replaced it
+			break
+		}
+	}
+	// The listener that took the connection: an exact address match wins
+	// over a wildcard. IPv4 destinations (plain or v4-mapped) reach IPv4
+	// listeners and dual-stack IPv6 ones; IPv6 destinations only IPv6 ones.
+	ra := c.Remote.Addr().Unmap()
+	var best *entry
+	for _, e := range w.entries {
+		l := e.sock
+		if l.State != rules.Listen || l.Proto != rules.TCP || l.Local.Port() != c.Remote.Port() {
+			continue
+		}
+		if ra.Is4() && l.Family == rules.IPv6 && l.V6Only || !ra.Is4() && l.Family == rules.IPv4 {
+			continue
+		}
+		la := l.Local.Addr().Unmap()
+		if la == ra {
+			best = e
+			break
+		}
+		if best == nil && la.IsUnspecified() && (la.Is4() == ra.Is4() || la.Is6()) {
+			best = e
+		}
+	}
+	if best == nil {
+		return
+	}
+	l := best.sock
+	local, remote := unmapPort(c.Remote), unmapPort(c.Local)
+	if l.Family == rules.IPv6 && local.Addr().Is4() {
+		local = netip.AddrPortFrom(netip.AddrFrom16(local.Addr().As16()), local.Port())
+		remote = netip.AddrPortFrom(netip.AddrFrom16(remote.Addr().As16()), remote.Port())
+	}
+	w.entries = append(w.entries, &entry{holder: best.holder, sock: rules.Socket{
+		ID: best.name + " (accepted from " + client.name + ")", Proto: rules.TCP, Family: l.Family,
+		Local: local, Remote: remote, State: rules.Connected,
+		V6Only: l.V6Only, ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: l.UID, Dev: l.Dev,
+	}})
+}
+
+func unmapPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// closed records a close: the socket leaves; a TCP connection that reached
+// TIME_WAIT stays as a TIME_WAIT entry (and its accepted peer, which closed
+// in turn, leaves); one stuck in another state stays as it is.
+func (w *world) closed(e *entry, state string, now time.Time) {
+	w.remove(e)
+	if state == "" {
+		return
+	}
+	s := e.sock
+	s.ID = e.name + " (" + strings.ToLower(state) + ")"
+	if state != "TIME_WAIT" {
+		w.entries = append(w.entries, &entry{sock: s})
+		return
+	}
+	s.State = rules.TimeWait
+	s.TWTimestamps = w.timestamp
+	w.entries = append(w.entries, &entry{sock: s, twSince: now})
+	for _, x := range w.entries {
+		if x.name == "" && x.sock.State == rules.Connected && x.sock.Local.Addr().Unmap() == s.Remote.Addr().Unmap() &&
+			x.sock.Local.Port() == s.Remote.Port() && x.sock.Remote.Port() == s.Local.Port() {
+			w.remove(x)
+			break
+		}
+	}
+}
+
+// newEntry starts the record of a socket created by uid.
+func newEntry(name string, proto Proto, uid uint32) *entry {
+	s := rules.Socket{ID: name, Proto: rules.UDP, Family: rules.IPv4, UID: uid}
+	if proto.IsTCP() {
+		s.Proto = rules.TCP
+	}
+	if proto.IsIPv6() {
+		s.Family = rules.IPv6
+	}
+	return &entry{name: name, holder: uid, sock: s}
+}
