@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
@@ -43,7 +44,7 @@ func (f SourceFunc) Read(ctx context.Context) Input { return f(ctx) }
 func LiveSource(procRoot string, owners bool) Source {
 	return SourceFunc(func(ctx context.Context) Input {
 		var in Input
-		in.Host, in.HostErr = ports.ReadHost(procRoot)
+		in.Host, _, in.HostErr = hostmodel.ReadHost(procRoot)
 		in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: owners, Options: owners, ProcRoot: procRoot})
 		return in
 	})

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/rules"
@@ -131,7 +132,7 @@ func narrowNamespace(t *testing.T, dsts ...netip.AddrPort) (*netnstest.NS, *fds)
 func budgetIn(ns *netnstest.NS, options bool, opt Options) (Report, error) {
 	var rep Report
 	err := ns.Do(func() error {
-		host, err := ReadHost("")
+		host, _, err := hostmodel.ReadHost("")
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
@@ -58,7 +59,7 @@ connect(), free counts are shown as a range MIN..MAX.`,
 }
 
 func readPortsInputs(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error) {
-	host, err := ports.ReadHost(o.ProcRoot)
+	host, _, err := hostmodel.ReadHost(o.ProcRoot)
 	if err != nil {
 		return nil, host, fmt.Errorf("reading sysctls: %w", err)
 	}
