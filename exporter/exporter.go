@@ -23,6 +23,7 @@ type Input struct {
 	TableErr error
 	Host     rules.Host
 	HostErr  error
+	Facts    *hostmodel.Facts // the kernel's own socket records, nil when unreadable
 }
 
 // Source reads the namespace's state once per scrape.
@@ -46,6 +47,7 @@ func LiveSource(procRoot string, owners bool) Source {
 		var in Input
 		in.Host, _, in.HostErr = hostmodel.ReadHost(procRoot)
 		in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: owners, Options: owners, ProcRoot: procRoot})
+		in.Facts = ports.ReadFacts()
 		return in
 	})
 }
@@ -198,7 +200,7 @@ func (e *Exporter) snapshot() *snapshot {
 		s.TableErr = fmt.Errorf("source returned no table")
 	}
 	if s.TableErr == nil {
-		s.entries = ports.FromTable(s.Table)
+		s.entries = ports.FromTable(s.Host, s.Table, s.Facts)
 		if s.HostErr == nil {
 			s.report = ports.Budget(s.entries, s.Host, ports.Options{HogShare: e.opt.HogShare})
 		}

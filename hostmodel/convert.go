@@ -67,8 +67,16 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 		return sit
 	}
 	sit.Notes = append(sit.Notes, t.Notes...)
+	// Convert looks only at listeners in its table argument (to recognise
+	// accepted children); passing just them keeps big tables linear.
+	var listeners []socktab.Socket
+	for _, s := range t.Sockets {
+		if s.Proto == socktab.TCP && s.State == socktab.Listen {
+			listeners = append(listeners, s)
+		}
+	}
 	for i := range t.Sockets {
-		if e, ok := Convert(host, &t.Sockets[i], t.Sockets, facts.Lookup(&t.Sockets[i])); ok {
+		if e, ok := Convert(host, &t.Sockets[i], listeners, facts.Lookup(&t.Sockets[i])); ok {
 			sit.Entries = append(sit.Entries, e)
 		}
 	}

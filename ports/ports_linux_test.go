@@ -16,6 +16,7 @@ import (
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/socktab"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
@@ -128,22 +129,44 @@ func narrowNamespace(t *testing.T, dsts ...netip.AddrPort) (*netnstest.NS, *fds)
 }
 
 // budgetIn reads the host and the table from inside the namespace (on the
-// thread ns.Do runs) and returns the budget.
+// thread ns.Do runs) and returns the budget, with the kernel's own socket
+// records (ReadFacts) as `tuple ports` uses them.
 func budgetIn(ns *netnstest.NS, options bool, opt Options) (Report, error) {
+	return budgetWith(ns, options, opt, true)
+}
+
+// budgetWith is budgetIn, optionally without the kernel's records: the
+// path taken where the BPF iterator cannot run, which reports ranges.
+func budgetWith(ns *netnstest.NS, options bool, opt Options, facts bool) (Report, error) {
 	var rep Report
 	err := ns.Do(func() error {
 		host, _, err := hostmodel.ReadHost("")
 		if err != nil {
 			return err
 		}
-		entries, _, err := Snapshot(context.Background(), "", true, options)
+		t, err := socktab.Snapshot(context.Background(), socktab.Query{TCP: true, Owners: true, Options: options})
 		if err != nil {
 			return err
 		}
-		rep = Budget(entries, host, opt)
+		var kf *hostmodel.Facts
+		if facts {
+			kf = ReadFacts()
+		}
+		rep = Budget(FromTable(host, t, kf), host, opt)
 		return nil
 	})
 	return rep, err
+}
+
+// factsReadable reports whether the kernel's socket records can be read
+// in ns (root and kernel BTF), so the budget must be exact.
+func factsReadable(t *testing.T, ns *netnstest.NS) bool {
+	var ok bool
+	ns.Do(func() error { ok = ReadFacts() != nil; return nil })
+	if !ok {
+		t.Log("kernel socket records (sockfacts) not readable here: only the ranges are checked")
+	}
+	return ok
 }
 
 // TestFreePortsMatchKernel: in a namespace with range 40000-40019, two
@@ -310,7 +333,11 @@ func TestFreePortsBracketKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := budgetIn(ns, true, Options{})
+	exact, err := budgetIn(ns, true, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := budgetWith(ns, true, Options{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,6 +366,19 @@ func TestFreePortsBracketKernel(t *testing.T) {
 	}
 	if rep.ConnectFreeMin != 19 || rep.ConnectFreeMax != 20 || got3 != rep.ConnectFreeMin {
 		t.Errorf("new destination: reported %d..%d, kernel %d; want 19..20 and the kernel at 19", rep.ConnectFreeMin, rep.ConnectFreeMax, got3)
+	}
+	// With the kernel's own records the port origin is known: exact.
+	if factsReadable(t, ns) {
+		var e1 Destination
+		for _, d := range exact.Destinations {
+			if d.Dest == dst1 {
+				e1 = d
+			}
+		}
+		if exact.UnknownOrigin != 0 || e1.FreeMin != got1 || e1.FreeMax != got1 || exact.ConnectFreeMin != got3 || exact.ConnectFreeMax != got3 {
+			t.Errorf("with kernel records: %d unknown, %v reported %d..%d, new destination %d..%d; want 0 unknown and exactly the kernel's %d and %d",
+				exact.UnknownOrigin, dst1, e1.FreeMin, e1.FreeMax, exact.ConnectFreeMin, exact.ConnectFreeMax, got1, got3)
+		}
 	}
 }
 
@@ -411,7 +451,11 @@ func TestTimeWaitMatchesKernel(t *testing.T) {
 
 	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "1")
 	time.Sleep(1500 * time.Millisecond) // past tcp_tw_reuse_delay (1 s)
-	if rep, err = budgetIn(ns, false, Options{}); err != nil {
+	exact, err := budgetIn(ns, false, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = budgetWith(ns, false, Options{}, false); err != nil {
 		t.Fatal(err)
 	}
 	d = rep.Destinations[0]
@@ -424,6 +468,10 @@ func TestTimeWaitMatchesKernel(t *testing.T) {
 	t.Logf("tcp_tw_reuse=1: reported %d..%d, kernel %d", d.FreeMin, d.FreeMax, got)
 	if d.FreeMin != 20-tw-live || d.FreeMax != 20-live || got != d.FreeMax {
 		t.Errorf("tcp_tw_reuse=1: reported %d..%d, kernel %d; want %d..%d and the kernel at %d", d.FreeMin, d.FreeMax, got, 20-tw-live, 20-live, 20-live)
+	}
+	// The kernel's records say the peers used timestamps: exact.
+	if e := exact.Destinations[0]; factsReadable(t, ns) && (e.FreeMin != got || e.FreeMax != got) {
+		t.Errorf("tcp_tw_reuse=1 with kernel records: reported %d..%d, kernel %d; want exactly the kernel's", e.FreeMin, e.FreeMax, got)
 	}
 }
 

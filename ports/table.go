@@ -3,88 +3,58 @@ package ports
 import (
 	"context"
 
+	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/sockfacts"
+
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
 )
 
-// Snapshot reads the socket table of the calling thread's network namespace
-// and returns its TCP sockets as budget entries, with the table for callers
-// that also count sockets. owners finds the processes holding each socket
-// (a scan of every /proc/PID/fd); options also reads their live options,
-// which tells connect-picked ports apart where IP_BIND_ADDRESS_NO_PORT is
-// set (slower still: one pidfd_getfd per socket).
-func Snapshot(ctx context.Context, procRoot string, owners, options bool) ([]Entry, *socktab.Table, error) {
+// Snapshot reads the calling thread's network namespace's socket table and
+// returns its TCP sockets as budget entries, with the table for callers that
+// also count sockets. owners finds the processes holding each socket (a scan
+// of every /proc/PID/fd); options also reads their live options (one
+// pidfd_getfd per socket), which helps where the kernel's own records
+// (ReadFacts) cannot be read.
+func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) ([]Entry, *socktab.Table, error) {
 	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: owners || options, Options: options, ProcRoot: procRoot})
 	if err != nil {
 		return nil, nil, err
 	}
-	return FromTable(t), t, nil
+	// The facts are read after the dump, which gave every socket a cookie.
+	return FromTable(host, t, ReadFacts()), t, nil
 }
 
-// FromTable converts the TCP sockets of t into budget entries. Facts the
-// table cannot show are marked unknown rather than guessed: whether a
-// connected or TIME_WAIT socket's port came from connect() or bind()
-// (rules.FactPortOrigin), and whether a TIME_WAIT peer used timestamps.
-// Request sockets (SYN_RECV) own no port and are skipped.
-func FromTable(t *socktab.Table) []Entry {
-	entries := make([]Entry, 0, len(t.Sockets))
-	for i := range t.Sockets {
-		s := &t.Sockets[i]
-		if s.Proto != socktab.TCP {
+// ReadFacts reads the kernel's own records of TCP sockets (the sockfacts
+// BPF iterator): whether connect() picked each port, reuse flags and
+// TIME_WAIT timestamps, exactly. It is nil where the iterator cannot run
+// (not root, no BTF); the budget then gives ranges for what it cannot know.
+func ReadFacts() *hostmodel.Facts {
+	ks, err := sockfacts.Read(sockfacts.TCP)
+	if err != nil {
+		return nil
+	}
+	return hostmodel.IndexFacts(ks)
+}
+
+// FromTable converts the TCP sockets of t into budget entries with the
+// conversion `tuple why` uses (hostmodel.FromTable): facts, when not nil,
+// make every fact exact; otherwise what the table cannot show (whether a
+// port came from connect() or bind(), TIME_WAIT timestamps, unreadable
+// options) is marked unknown, never silently guessed. Request sockets own no
+// port and are left out.
+func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) []Entry {
+	sit := hostmodel.FromTable(host, t, facts)
+	entries := make([]Entry, 0, len(sit.Entries))
+	for _, e := range sit.Entries {
+		if e.Socket.Proto != rules.TCP {
 			continue
 		}
-		r := rules.Socket{
-			Proto: rules.TCP, Family: rules.Family(s.Family),
-			Local: s.Local, Remote: s.Remote, UID: s.UID, Dev: s.Dev,
+		pe := Entry{Socket: e.Socket, TimeLeft: e.TimeLeft, Owners: make([]Owner, 0, len(e.Owners))}
+		for _, o := range e.Owners {
+			pe.Owners = append(pe.Owners, Owner{PID: o.PID, Comm: o.Comm})
 		}
-		switch s.State {
-		case socktab.SynRecv, socktab.NewSynRecv:
-			continue
-		case socktab.Listen:
-			r.State = rules.Listen
-		case socktab.BoundInactive, socktab.Close:
-			r.State = rules.Bound
-		case socktab.TimeWait:
-			r.State = rules.TimeWait
-			r.Unknown |= rules.FactTimestamps
-			r.TWAge = TimeWaitLength - s.TimeLeft
-		default:
-			r.State = rules.Connected
-		}
-		if r.State == rules.Connected || r.State == rules.TimeWait {
-			// IP_BIND_ADDRESS_NO_PORT on a connected socket means
-			// connect() picked the port; nothing else in the table tells.
-			if o := s.Options.BindAddressNoPort; o.Known && o.Value {
-				r.PortFromConnect = true
-			} else {
-				r.Unknown |= rules.FactPortOrigin
-			}
-		}
-		if s.V6Only.Known {
-			r.V6Only = s.V6Only.Value
-		} else if s.Options.V6Only.Known {
-			r.V6Only = s.Options.V6Only.Value
-		} else if s.Family == socktab.IPv6 {
-			r.Unknown |= rules.FactV6Only
-		}
-		if s.Options.ReuseAddr.Known {
-			r.ReuseAddr = s.Options.ReuseAddr.Value
-		} else {
-			r.Unknown |= rules.FactReuseAddr
-		}
-		if s.Options.ReusePort.Known {
-			r.ReusePort = s.Options.ReusePort.Value
-		} else {
-			r.Unknown |= rules.FactReusePort
-		}
-		e := Entry{Socket: r, Owners: make([]Owner, 0, len(s.Owners))}
-		if s.State == socktab.TimeWait {
-			e.TimeLeft = s.TimeLeft
-		}
-		for _, o := range s.Owners {
-			e.Owners = append(e.Owners, Owner{PID: o.PID, Comm: o.Comm})
-		}
-		entries = append(entries, e)
+		entries = append(entries, pe)
 	}
 	return entries
 }

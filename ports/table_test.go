@@ -23,7 +23,7 @@ func TestFromTable(t *testing.T) {
 		{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40005")},
 		{Proto: socktab.UDP, Family: socktab.IPv4, State: socktab.Close, Local: ap("0.0.0.0:53")},
 	}}
-	got := FromTable(tab)
+	got := FromTable(rules.DefaultHost(), tab, nil)
 	if len(got) != 5 {
 		t.Fatalf("%d entries, want 5 (request socket and UDP skipped)", len(got))
 	}
@@ -37,8 +37,10 @@ func TestFromTable(t *testing.T) {
 		{rules.Listen, false, reuse},
 		{rules.Bound, false, reuse},
 		{rules.Connected, true, rules.FactReusePort},
-		{rules.Connected, false, reuse | rules.FactPortOrigin | rules.FactV6Only},
-		{rules.TimeWait, false, reuse | rules.FactPortOrigin | rules.FactTimestamps},
+		// Unknown origin: the stated assumption is connect() for a port
+		// inside the ephemeral range, and the fact stays marked unknown.
+		{rules.Connected, true, reuse | rules.FactPortOrigin | rules.FactV6Only},
+		{rules.TimeWait, true, reuse | rules.FactPortOrigin | rules.FactTimestamps},
 	} {
 		s := got[i].Socket
 		if s.State != w.state || s.PortFromConnect != w.fromConnect || s.Unknown != w.unknown {

@@ -63,7 +63,7 @@ func readPortsInputs(ctx context.Context, o portsOptions) ([]ports.Entry, rules.
 	if err != nil {
 		return nil, host, fmt.Errorf("reading sysctls: %w", err)
 	}
-	entries, _, err := ports.Snapshot(ctx, o.ProcRoot, o.Owners, o.Options)
+	entries, _, err := ports.Snapshot(ctx, host, o.ProcRoot, o.Owners, o.Options)
 	if err != nil {
 		return nil, host, fmt.Errorf("reading the socket table: %w", err)
 	}
