@@ -14,7 +14,7 @@
 // the rest summed into one "other" series.
 //
 //	reg := prometheus.NewRegistry()
-//	reg.MustRegister(exporter.New(exporter.LiveSource("/proc", false), exporter.Options{}))
+//	reg.MustRegister(exporter.New(exporter.LiveSource("/proc", false, true), exporter.Options{}))
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
 // An Exporter is safe for concurrent scrapes: snapshots are taken one at a

@@ -16,7 +16,7 @@ import (
 // inNamespace reads the live table and sysctls of ns: the snapshot runs on
 // the thread ns.Do enters, whichever goroutine the scrape runs on.
 func inNamespace(ns *netnstest.NS) Source {
-	live := LiveSource("", false)
+	live := LiveSource("", false, true)
 	return SourceFunc(func(ctx context.Context) Input {
 		var in Input
 		if err := ns.Do(func() error { in = live.Read(ctx); return nil }); err != nil {

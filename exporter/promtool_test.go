@@ -49,7 +49,7 @@ func scrape(t *testing.T, e *Exporter) []byte {
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := requirePromtool(t)
 	for name, src := range map[string]Source{
-		"live":    LiveSource("", false),
+		"live":    LiveSource("", false, true),
 		"fixture": staticSource(fixture(30)),
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -1,8 +1,9 @@
 package hostmodel
 
 import (
+	"cmp"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/tuple-net/tuple/rules"
@@ -66,6 +67,7 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	if t == nil {
 		return sit
 	}
+	sit.Entries = make([]Entry, 0, len(t.Sockets))
 	sit.Notes = append(sit.Notes, t.Notes...)
 	// Convert looks only at listeners in its table argument (to recognise
 	// accepted children); passing just them keeps big tables linear.
@@ -101,13 +103,23 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 // does not and none of them is a bind()/listen() owner by its own flags,
 // the oldest is counted as one.
 func applyBuckets(entries []Entry) {
-	byPort := map[uint16][]int{}
-	for i, e := range entries {
-		if e.Socket.Proto == rules.TCP {
-			byPort[e.Socket.Local.Port()] = append(byPort[e.Socket.Local.Port()], i)
+	// TCP entries grouped by port: one sorted index, no map of slices
+	// (tables run to tens of thousands of sockets).
+	var order []int
+	for i := range entries {
+		if entries[i].Socket.Proto == rules.TCP {
+			order = append(order, i)
 		}
 	}
-	for _, idx := range byPort {
+	port := func(i int) uint16 { return entries[i].Socket.Local.Port() }
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(port(a), port(b)) })
+	for len(order) > 0 {
+		n := 1
+		for n < len(order) && port(order[n]) == port(order[0]) {
+			n++
+		}
+		idx := order[:n]
+		order = order[n:]
 		known, connectOnly := false, false
 		for _, i := range idx {
 			if entries[i].bucketKnown {
@@ -348,12 +360,16 @@ func portFromConnect(host rules.Host, s, parent *socktab.Socket, e *Entry, r *ru
 }
 
 func socketID(s *socktab.Socket) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s", s.Proto, s.Local)
+	// Built with Append calls: it runs once per socket of the table.
+	b := make([]byte, 0, 64)
+	b = append(b, s.Proto.String()...)
+	b = append(b, ' ')
+	b = s.Local.AppendTo(b)
 	if s.Remote.Port() != 0 {
-		fmt.Fprintf(&b, "->%s", s.Remote)
+		b = append(b, "->"...)
+		b = s.Remote.AppendTo(b)
 	}
-	return b.String()
+	return string(b)
 }
 
 func reasonOr(r, def string) string {

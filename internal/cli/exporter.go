@@ -17,12 +17,13 @@ import (
 
 // exporterOptions are the flags of `tuple exporter`.
 type exporterOptions struct {
-	Listen   string
-	Top      int
-	HogShare float64 // percent
-	ProcRoot string
-	Owners   bool
-	Timeout  time.Duration
+	Listen      string
+	Top         int
+	HogShare    float64 // percent
+	ProcRoot    string
+	Owners      bool
+	KernelFacts bool
+	Timeout     time.Duration
 
 	// source replaces the live socket table in tests; ready is told the
 	// address once the server listens.
@@ -52,6 +53,7 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 	f.Float64Var(&o.HogShare, "hog-share", 50, "percentage of the ephemeral range one uid may hold before ports warns")
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
 	f.BoolVar(&o.Owners, "owners", false, "also read owning processes and live options (slower: scans /proc/*/fd each scrape)")
+	f.BoolVar(&o.KernelFacts, "kernel-facts", true, "read the kernel's own socket records (BPF iterator, root) so free-port counts are exact; --kernel-facts=false scrapes faster and reports ranges")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "longest a scrape may spend reading the socket table")
 	return cmd
 }
@@ -78,7 +80,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	}
 	src := o.source
 	if src == nil {
-		src = exporter.LiveSource(o.ProcRoot, o.Owners)
+		src = exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
 	}
 	h, err := exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout}))
 	if err != nil {
