@@ -170,7 +170,8 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	errOut := &lockedWriter{w: s.Err}
-	if p.opts.verbose {
+	// With port 0 the kernel picks the port: say which, even without -v.
+	if p.opts.verbose || p.local.Port() == 0 {
 		fmt.Fprintf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(ln.Addr())), p.proto)
 	}
 
@@ -283,7 +284,8 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 		return reportNetFailure(s.Err, p.failure(err))
 	}
 	errOut := &lockedWriter{w: s.Err}
-	if p.opts.verbose {
+	// With port 0 the kernel picks the port: say which, even without -v.
+	if p.opts.verbose || p.local.Port() == 0 {
 		fmt.Fprintf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), p.proto)
 	}
 	conn := &lastPeerConn{PacketConn: pc, known: make(chan struct{}), closed: make(chan struct{})}

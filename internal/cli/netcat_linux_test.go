@@ -211,3 +211,38 @@ func TestListenKeepDoesNotLeak(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestListenPortZeroSaysWhichPort: with port 0 the kernel picks the port,
+// and listen prints it even without -v so a client can be pointed at it.
+func TestListenPortZeroSaysWhichPort(t *testing.T) {
+	ns := netnstest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error {
+			root := NewRoot(Streams{In: strings.NewReader(""), Out: io.Discard, Err: &errOut})
+			root.SetArgs([]string{"listen", "-k", "127.0.0.1", "0"})
+			return root.ExecuteContext(ctx)
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(errOut.String(), "listening on 127.0.0.1:") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line for port 0: %q", errOut.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var addr string
+	fmt.Sscanf(errOut.String(), "listening on %s", &addr)
+	if err := ns.Do(func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Errorf("connecting to the announced %s: %v", addr, err)
+	}
+}

@@ -45,7 +45,7 @@ connect. When it would fail it names each blocking socket with its owning proces
 and lists the changes the model predicts would work. Exit 0: would succeed, 1: would fail.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			return usageError("tuple why: want a subcommand: bind, listen or connect")
+			return usageError("why: want a subcommand: bind, listen or connect")
 		}),
 	}
 	f := cmd.PersistentFlags()
