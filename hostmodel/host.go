@@ -22,6 +22,7 @@ func notSupported(what string) error {
 // the defaults used for them.
 func ReadHost(procRoot string) (rules.Host, []string, error) {
 	host := rules.DefaultHost()
+	host.AllListeners = true // the live table lists every listener of the namespace
 	local, err := LocalPrefixes()
 	if err != nil {
 		return host, nil, fmt.Errorf("local addresses: %w", err)

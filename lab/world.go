@@ -92,6 +92,7 @@ func (w *world) predict(model Predictor, self *entry, op rules.Op, now time.Time
 func (w *world) setHost(sysctls map[string]string, addrs []string) {
 	h := rules.DefaultHost()
 	h.Local = nil
+	h.AllListeners = true // the scenario made every socket of its namespace
 	for _, s := range addrs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

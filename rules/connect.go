@@ -70,6 +70,7 @@ func (e *eval) connect() {
 	src := e.source(false)
 	e.out.After.State = Connected
 	e.out.After.Remote = e.op.Addr
+	defer e.refused()
 	if !unboundPort {
 		e.fourTuple(src)
 		return
@@ -87,6 +88,45 @@ func (e *eval) connect() {
 	e.setPort(port, n)
 	e.ok("connect-search", fmt.Sprintf("connect() picks one of %d usable port(s) in %d-%d (%d free, %d shared with other destinations, %d TIME_WAIT reused)",
 		n, c.Range.Lo, c.Range.Hi, c.Free, c.Shared, c.TimeWait))
+}
+
+// refused turns a TCP connect() that got its port and four-tuple into
+// ECONNREFUSED when the world knows every listener (Host.AllListeners) and
+// the peer is an address of this host that none covers: the kernel answers
+// the SYN with a reset.
+func (e *eval) refused() {
+	peer := e.op.Addr.Addr().Unmap()
+	// Only a specific unicast address: a connect() to 0.0.0.0 goes to
+	// loopback, and multicast or broadcast peers fail otherwise.
+	if e.out.Err != 0 || !e.m.host.AllListeners || peer.IsUnspecified() || peer.IsMulticast() || peer == netip.AddrFrom4([4]byte{255, 255, 255, 255}) ||
+		!e.m.host.local(peer) || e.m.listening(e.op.Addr) {
+		return
+	}
+	e.fail(syscall.ECONNREFUSED, "no-listener", fmt.Sprintf("nothing listens on %s: this host answers the connection request with a reset", e.op.Addr))
+}
+
+// listening reports whether a TCP listener of this host accepts
+// connections to peer: one on its port whose address is the peer's, or a
+// wildcard of the peer's family (an IPv6 :: one takes IPv4 too unless it is
+// v6only).
+func (m *Model) listening(peer netip.AddrPort) bool {
+	pa := peer.Addr().Unmap().WithZone("")
+	for _, j := range m.owners(TCP, peer.Port()) {
+		o := m.socks[j]
+		if o.State != Listen {
+			continue
+		}
+		la := o.Local.Addr().WithZone("")
+		switch {
+		case la.Unmap() == pa:
+			return true
+		case la.Unmap().IsUnspecified() && la.Unmap().Is4() && pa.Is4(): // 0.0.0.0, ::ffff:0.0.0.0
+			return true
+		case la.Is6() && !la.Is4In6() && la.IsUnspecified() && (pa.Is6() || !o.V6Only):
+			return true
+		}
+	}
+	return false
 }
 
 // connectFamily checks the peer's family against the socket's.

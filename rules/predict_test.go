@@ -500,6 +500,24 @@ func TestOtherRules(t *testing.T) {
 		{name: "bind-no-port then connect searches", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40001} },
 			have: []Socket{tcp(IPv4, "127.0.0.2:40000", Bound)}, s: with(tcp(IPv4, "127.0.0.1:0", Bound), func(s *Socket) { s.BindNoPort = true }), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
+		// With every listener known, a local peer nobody listens on refuses.
+		{name: "no listener on a local peer", host: func(h *Host) { h.AllListeners = true },
+			have: []Socket{tcp(IPv4, "127.0.0.1:80", Bound)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: "wildcard listener covers a local peer", host: func(h *Host) { h.AllListeners = true },
+			have: []Socket{tcp(IPv4, "0.0.0.0:80", Listen)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "dual-stack listener covers an IPv4 peer", host: func(h *Host) { h.AllListeners = true },
+			have: []Socket{tcp(IPv6, "[::]:80", Listen)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "v6only listener does not cover an IPv4 peer", host: func(h *Host) { h.AllListeners = true },
+			have: []Socket{with(tcp(IPv6, "[::]:80", Listen), func(s *Socket) { s.V6Only = true })}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: "listener on another address", host: func(h *Host) { h.AllListeners = true },
+			have: []Socket{tcp(IPv4, "127.0.0.2:80", Listen)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: "partial world: a missing listener is not assumed", have: []Socket{tcp(IPv4, "127.0.0.1:80", Bound)},
+			s: newTCP(IPv4), op: connect("127.0.0.1:80"), want: verdict{Err: "ok", Rule: "connect-search"}},
 	})
 }
 

@@ -148,6 +148,10 @@ type Host struct {
 	AutobindReuse         bool        // net.ipv4.ip_autobind_reuse
 	TCPTWReuse            int         // net.ipv4.tcp_tw_reuse: 0, 1, or 2 (loopback only)
 	TWReuseDelay          time.Duration
+	// AllListeners: World.Sockets lists every TCP listener of the
+	// namespace, so a connect() to a local address none covers is refused
+	// (ECONNREFUSED). Leave it false for a partial world.
+	AllListeners bool
 }
 
 // DefaultHost is a Linux 6.18 namespace's defaults with loopback only.

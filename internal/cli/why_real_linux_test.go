@@ -103,16 +103,13 @@ func (r realSock) create() (int, error) {
 	return fd, nil
 }
 
-// verdict is the kernel's answer as `tuple why` names it: "ok" when the
-// port rules let every step through. ECONNREFUSED means the connect got
-// its port and four-tuple and found no listener, which the port rules do
-// not judge, so it counts as ok.
+// verdict is the kernel's answer as `tuple why` names it: "ok" when every
+// step went through, else the errno's name (ECONNREFUSED included: the
+// model knows this host's listeners).
 func verdict(err error) string {
 	var se *stepErr
 	switch {
 	case err == nil:
-		return "ok"
-	case errors.As(err, &se) && se.errno == syscall.ECONNREFUSED:
 		return "ok"
 	case errors.As(err, &se):
 		return rules.ErrnoName(se.errno)
