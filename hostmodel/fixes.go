@@ -19,7 +19,8 @@ const maxPortTries = 64
 func Fixes(sit *Situation, p Plan, res Result) []Fix {
 	var out []Fix
 	add := func(f Fix, ok bool) {
-		if ok && !slices.Contains(out, f) {
+		// Flags spell Edit, so equal text is the same fix.
+		if ok && !slices.ContainsFunc(out, func(o Fix) bool { return o.Change == f.Change && o.Flags == f.Flags }) {
 			out = append(out, f)
 		}
 	}
@@ -30,9 +31,9 @@ func Fixes(sit *Situation, p Plan, res Result) []Fix {
 	add(portFix(sit, p))
 	add(addressFix(sit, p))
 	add(rangeFix(sit, p, res))
-	add(socketFix(sit, p, "set IP_FREEBIND on the new socket to bind an address that is not (yet) local", "",
+	add(socketFix(sit, p, "set IP_FREEBIND on the new socket to bind an address that is not (yet) local",
 		func(s *rules.Socket) { s.Freebind = true }))
-	add(socketFix(sit, p, "run with CAP_NET_BIND_SERVICE (or as root) to bind a port below net.ipv4.ip_unprivileged_port_start", "",
+	add(socketFix(sit, p, "run with CAP_NET_BIND_SERVICE (or as root) to bind a port below net.ipv4.ip_unprivileged_port_start",
 		func(s *rules.Socket) { s.CanBindPrivileged = true }))
 	return out
 }
@@ -126,7 +127,7 @@ func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*r
 	}
 	var f Fix
 	if changed, ok := try(nil); ok {
-		f = Fix{Change: "set " + name + " on the new socket", Flags: flag}
+		f = newFix(p, "set "+name+" on the new socket", Edit{Options: []string{flag}})
 		if len(changed) > 0 {
 			f.Change += " and on " + ownersOf(sit, changed) + " (its program must set it before bind)"
 		}
@@ -138,8 +139,8 @@ func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*r
 		return Fix{}, false
 	}
 	if changed, ok := try(&uid); ok {
-		f = Fix{Change: fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
-			Flags: fmt.Sprintf("%s --uid %d", flag, uid)}
+		f = newFix(p, fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
+			Edit{Options: []string{flag}, SetUID: true, UID: uid})
 		if len(changed) > 0 {
 			f.Change += "; also set it on " + ownersOf(sit, changed)
 		}
@@ -182,15 +183,15 @@ func noSourcePortFix(sit *Situation, p Plan) (Fix, bool) {
 		np.Ops[bi].Addr = netip.AddrPortFrom(from.Addr(), 0)
 		np.Socket.BindNoPort = true
 		if succeeds(sit, nil, np) {
-			return Fix{Change: "bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
-				Flags: fmt.Sprintf("--from %s --bind-no-port", netip.AddrPortFrom(from.Addr(), 0))}, true
+			return newFix(p, "bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
+				Edit{Local: netip.AddrPortFrom(from.Addr(), 0), BindNoPort: true}), true
 		}
 	}
 	np := clonePlan(p)
 	np.Ops = slices.Delete(np.Ops, bi, bi+1)
 	if succeeds(sit, nil, np) {
-		return Fix{Change: "do not bind a source port: let connect() pick one (it shares ports across destinations)",
-			Flags: "(no --from)"}, true
+		return newFix(p, "do not bind a source port: let connect() pick one (it shares ports across destinations)",
+			Edit{NoBind: true}), true
 	}
 	return Fix{}, false
 }
@@ -218,8 +219,8 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 			np := clonePlan(p)
 			np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
 			if succeeds(sit, nil, np) {
-				return Fix{Change: fmt.Sprintf("use port %d instead (the nearest one that works)", c),
-					Flags: addrFlag(p, netip.AddrPortFrom(orig.Addr(), uint16(c)))}, true
+				return newFix(p, fmt.Sprintf("use port %d instead (the nearest one that works)", c),
+					Edit{Local: netip.AddrPortFrom(orig.Addr(), uint16(c))}), true
 			}
 		}
 	}
@@ -268,7 +269,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 			if a.IsUnspecified() {
 				what = "bind the wildcard address " + a.String() + " instead"
 			}
-			return Fix{Change: what, Flags: addrFlag(p, netip.AddrPortFrom(a, orig.Port()))}, true
+			return newFix(p, what, Edit{Local: netip.AddrPortFrom(a, orig.Port())}), true
 		}
 	}
 	return Fix{}, false
@@ -294,22 +295,13 @@ func rangeFix(sit *Situation, p Plan, res Result) (Fix, bool) {
 }
 
 // socketFix applies one change to the new socket.
-func socketFix(sit *Situation, p Plan, change, flags string, apply func(*rules.Socket)) (Fix, bool) {
+func socketFix(sit *Situation, p Plan, change string, apply func(*rules.Socket)) (Fix, bool) {
 	np := clonePlan(p)
 	apply(&np.Socket)
 	if np.Socket == p.Socket || !succeeds(sit, nil, np) {
 		return Fix{}, false
 	}
-	return Fix{Change: change, Flags: flags}, true
-}
-
-// addrFlag is how a changed bind address is given to tuple: --from for a
-// connect, the argument itself for bind and listen.
-func addrFlag(p Plan, a netip.AddrPort) string {
-	if p.Ops[len(p.Ops)-1].Kind == rules.OpConnect {
-		return "--from " + a.String()
-	}
-	return a.String()
+	return Fix{Change: change}, true
 }
 
 func clonePlan(p Plan) Plan {

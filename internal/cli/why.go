@@ -330,50 +330,41 @@ func explainNetFailure(f *netFailure) string {
 		return "" // same errno from another step: not this failure
 	}
 	for i := range r.Fixes {
-		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Flags)
+		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Edit)
 	}
 	var b strings.Builder
 	printReport(&b, proto, r)
 	return b.String()
 }
 
-// netcatFlags rewrites a fix's flags from `tuple why`'s vocabulary into the
-// flags and arguments of `tuple connect` (-s ADDR -p PORT) or `tuple
-// listen` (ADDR PORT), so a failed command's report says what to type.
-func netcatFlags(op, flags string) string {
-	fields := strings.Fields(flags)
-	out := make([]string, 0, len(fields)+1)
-	for i := 0; i < len(fields); i++ {
-		f := fields[i]
+// netcatFlags spells a fix's change to the new socket in the flags and
+// arguments of `tuple connect` (-s ADDR -p PORT) or `tuple listen` (ADDR
+// PORT), so a failed command's report says what to type.
+func netcatFlags(op string, e hostmodel.Edit) string {
+	var out []string
+	if e.Local.IsValid() {
+		a, port := e.Local.Addr().String(), strconv.Itoa(int(e.Local.Port()))
 		switch {
-		case f == "(no" && i+1 < len(fields) && fields[i+1] == "--from)":
-			out = append(out, "(no -s/-p)")
-			i++
-		case f == "--from" && i+1 < len(fields):
-			i++
-			ap, err := netip.ParseAddrPort(fields[i])
-			if err != nil {
-				out = append(out, f, fields[i])
-				continue
-			}
-			if !ap.Addr().IsUnspecified() {
-				out = append(out, "-s", ap.Addr().String())
-			}
-			if ap.Port() != 0 {
-				out = append(out, "-p", strconv.Itoa(int(ap.Port())))
-			}
-		case f == "--uid" && i+1 < len(fields):
-			i++
-			out = append(out, "(run as uid "+fields[i]+")")
 		case op == "listen":
-			if ap, err := netip.ParseAddrPort(f); err == nil {
-				out = append(out, ap.Addr().String(), strconv.Itoa(int(ap.Port())))
-				continue
-			}
-			out = append(out, f)
+			out = append(out, a, port)
 		default:
-			out = append(out, f)
+			if !e.Local.Addr().IsUnspecified() {
+				out = append(out, "-s", a)
+			}
+			if e.Local.Port() != 0 {
+				out = append(out, "-p", port)
+			}
 		}
+	}
+	if e.BindNoPort {
+		out = append(out, "--bind-no-port")
+	}
+	out = append(out, e.Options...)
+	if e.SetUID {
+		out = append(out, fmt.Sprintf("(run as uid %d)", e.UID))
+	}
+	if e.NoBind {
+		out = append(out, "(no -s/-p)")
 	}
 	return strings.Join(out, " ")
 }

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/tuple-net/tuple/hostmodel"
 )
 
 func TestWhyBadInput(t *testing.T) {
@@ -35,19 +38,23 @@ func TestWhyBadInput(t *testing.T) {
 }
 
 func TestNetcatFlags(t *testing.T) {
-	for _, tc := range []struct{ op, in, want string }{
-		{"connect", "--reuseport", "--reuseport"},
-		{"connect", "--from 0.0.0.0:12346", "-p 12346"},
-		{"connect", "--from 10.0.0.3:12345", "-s 10.0.0.3 -p 12345"},
-		{"connect", "--from [fd00::1]:0 --bind-no-port", "-s fd00::1 --bind-no-port"},
-		{"connect", "(no --from)", "(no -s/-p)"},
-		{"connect", "--reuseport --uid 65534", "--reuseport (run as uid 65534)"},
-		{"listen", "10.0.0.2:81", "10.0.0.2 81"},
-		{"listen", "[::1]:80 --reuseport", "::1 80 --reuseport"},
-		{"connect", "--from nonsense", "--from nonsense"},
+	ap := netip.MustParseAddrPort
+	for _, tc := range []struct {
+		op   string
+		in   hostmodel.Edit
+		want string
+	}{
+		{"connect", hostmodel.Edit{Options: []string{"--reuseport"}}, "--reuseport"},
+		{"connect", hostmodel.Edit{Local: ap("0.0.0.0:12346")}, "-p 12346"},
+		{"connect", hostmodel.Edit{Local: ap("10.0.0.3:12345")}, "-s 10.0.0.3 -p 12345"},
+		{"connect", hostmodel.Edit{Local: ap("[fd00::1]:0"), BindNoPort: true}, "-s fd00::1 --bind-no-port"},
+		{"connect", hostmodel.Edit{NoBind: true}, "(no -s/-p)"},
+		{"connect", hostmodel.Edit{Options: []string{"--reuseport"}, SetUID: true, UID: 65534}, "--reuseport (run as uid 65534)"},
+		{"listen", hostmodel.Edit{Local: ap("10.0.0.2:81")}, "10.0.0.2 81"},
+		{"listen", hostmodel.Edit{Local: ap("[::1]:80"), Options: []string{"--reuseport"}}, "::1 80 --reuseport"},
 	} {
 		if got := netcatFlags(tc.op, tc.in); got != tc.want {
-			t.Errorf("netcatFlags(%q, %q) = %q, want %q", tc.op, tc.in, got, tc.want)
+			t.Errorf("netcatFlags(%q, %+v) = %q, want %q", tc.op, tc.in, got, tc.want)
 		}
 	}
 }
