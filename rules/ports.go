@@ -172,27 +172,42 @@ func (e *eval) collectRangeBlockers(ep endpoint, sp spans) {
 // a port is usable when every overlapping socket either has SO_REUSEADDR
 // together with the new one or SO_REUSEPORT with the same uid.
 func (e *eval) udpUsable(ep endpoint, port uint16) bool {
-	n := e.s
 	for _, j := range e.m.owners(UDP, port) {
-		i := int(j)
-		o := e.m.socks[i]
-		e.consult(i, FactDev)
-		if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev {
-			continue
-		}
-		if !overlap(ep, e.m.eps[i]) {
-			continue
-		}
-		e.consult(i, FactReuseAddr)
-		if n.ReuseAddr && o.ReuseAddr {
-			continue
-		}
-		e.consult(i, FactReusePort)
-		if !(n.ReusePort && o.ReusePort && !n.InGroup && n.UID == o.UID) {
+		if e.udpPair(ep, int(j)) == udpConflict {
 			return false
 		}
 	}
 	return true
+}
+
+// udpRelation is how an existing UDP socket stands to the new one.
+type udpRelation uint8
+
+const (
+	udpApart     udpRelation = iota // another device, or no overlapping address
+	udpReuseAddr                    // overlapping, SO_REUSEADDR on both
+	udpReusePort                    // overlapping, SO_REUSEPORT on both, same uid
+	udpConflict                     // overlapping and neither applies (UCONFL)
+)
+
+// udpPair classifies owner i against the new socket bound to ep, as
+// udp_lib_lport_inuse does, consulting (and so reporting as assumptions)
+// only the facts the kernel looks at, in its order.
+func (e *eval) udpPair(ep endpoint, i int) udpRelation {
+	n, o := e.s, e.m.socks[i]
+	e.consult(i, FactDev)
+	if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev || !overlap(ep, e.m.eps[i]) {
+		return udpApart
+	}
+	e.consult(i, FactReuseAddr)
+	if n.ReuseAddr && o.ReuseAddr {
+		return udpReuseAddr
+	}
+	e.consult(i, FactReusePort)
+	if n.ReusePort && o.ReusePort && !n.InGroup && n.UID == o.UID {
+		return udpReusePort
+	}
+	return udpConflict
 }
 
 // udpSpans is the whole effective range: udp_lib_get_port tries every port.

@@ -369,28 +369,22 @@ func (e *eval) udpExplicit(ep endpoint, port uint16) {
 	shared, first := 0, -1
 	firstOK := false
 	for _, i := range chain {
-		o := e.m.socks[i]
-		e.consult(i, FactDev)
-		if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev {
+		rel := e.udpPair(ep, i)
+		if rel == udpApart {
 			continue
 		}
-		if !overlap(ep, e.m.eps[i]) {
-			continue
-		}
-		e.consult(i, FactReuseAddr)
-		if n.ReuseAddr && o.ReuseAddr {
+		if rel == udpReuseAddr {
 			shared++
 			continue
 		}
-		e.consult(i, FactReusePort)
-		compat := n.ReusePort && o.ReusePort && !n.InGroup && n.UID == o.UID
+		compat := rel == udpReusePort
 		if first < 0 {
 			first, firstOK = i, compat
 		}
 		if compat {
 			shared++
 		} else {
-			e.block(i, udpConflictReason(n, o))
+			e.block(i, udpConflictReason(n, e.m.socks[i]))
 		}
 	}
 	switch {
