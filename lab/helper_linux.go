@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/sockopt"
+	"github.com/tuple-net/tuple/socktab"
 )
 
 // HelperCommand is the hidden subcommand that runs a helper; the runner
@@ -452,19 +454,16 @@ func closeAndWatch(s *helperSock, wait time.Duration) string {
 	if err1 != nil || err2 != nil {
 		return ""
 	}
-	table := "/proc/thread-self/net/tcp"
-	if s.proto.IsIPv6() {
-		table += "6"
-	}
+	// The socket table, filtered by port in the kernel, shows what became
+	// of the four-tuple once no descriptor can tell.
+	q := socktab.Query{TCP: true, LocalPort: local.Port(), RemotePort: remote.Port()}
 	deadline := time.Now().Add(wait)
 	for {
 		state := ""
-		if f, err := os.Open(table); err == nil {
-			entries, _ := parseProcNetTCP(f)
-			f.Close()
-			for _, e := range entries {
+		if t, err := socktab.Snapshot(context.Background(), q); err == nil {
+			for _, e := range t.Sockets {
 				if e.Local == local && e.Remote == remote {
-					state = tcpStateNames[e.State]
+					state = tcpStateNames[int(e.State)]
 				}
 			}
 		}
