@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"github.com/tuple-net/tuple/internal/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +17,7 @@ func requirePromtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not installed (apt-get install prometheus); CI installs it")
+		testenv.Missing(t, "promtool not installed (apt-get install prometheus)")
 	}
 	return p
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/internal/testenv"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) { leakcheck.Main(m) }
 func requireBTF(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		t.Skipf("needs kernel BTF (/sys/kernel/btf/vmlinux): %v", err)
+		testenv.Missing(t, "needs kernel BTF (/sys/kernel/btf/vmlinux): "+err.Error())
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/internal/testenv"
 )
 
 // bulkSize is what each direction carries in the interoperability tests.
@@ -23,11 +24,11 @@ func needPeers(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"socat", "nc", "ss"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (.ci/run installs socat, netcat-openbsd and iproute2)", tool)
+			testenv.Missing(t, "needs "+tool+" (.ci/run installs socat, netcat-openbsd and iproute2)")
 		}
 	}
 	if out, _ := exec.Command("nc", "-h").CombinedOutput(); !bytes.Contains(bytes.ToLower(out), []byte("openbsd")) {
-		t.Skip("needs OpenBSD netcat (Debian's netcat-openbsd)")
+		testenv.Missing(t, "needs OpenBSD netcat (Debian's netcat-openbsd)")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tuple-net/tuple/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ func RequireRoot(t testing.TB) {
 		t.Skip("needs root to create a network namespace (CI runs as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command from iproute2 (.ci/run installs it)")
+		testenv.Missing(t, "needs the ip command from iproute2 (.ci/run installs it)")
 	}
 }
 
