@@ -61,7 +61,7 @@
 //
 // No privilege is needed beyond what bind() asks (ports below
 // net.ipv4.ip_unprivileged_port_start). Shared and Range need Linux options;
-// elsewhere those policies fail with an error wrapping sockopt.ErrNotSupported,
+// elsewhere those policies fail with an error wrapping inet.ErrUnsupported,
 // as does Fixed on Windows (no SO_REUSEPORT). Errors are *net.OpError wrapping
 // the errno, so errors.Is(err, syscall.EADDRNOTAVAIL) works.
 //

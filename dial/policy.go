@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/sockopt"
 )
 
@@ -42,8 +43,8 @@ func (k Kind) String() string {
 // safe to copy and share. The zero Policy is the default (see KindDefault).
 type Policy struct {
 	kind  Kind
-	port  uint16            // KindFixed
-	ports sockopt.PortRange // KindRange
+	port  uint16         // KindFixed
+	ports inet.PortRange // KindRange
 }
 
 // The policies that take no argument.
@@ -62,7 +63,7 @@ func Fixed(port uint16) Policy { return Policy{kind: KindFixed, port: port} }
 // lo-hi for each socket (IP_LOCAL_PORT_RANGE), ports still shared across
 // destinations. Range(p, p) pins the port to p.
 func Range(lo, hi uint16) Policy {
-	return Policy{kind: KindRange, ports: sockopt.PortRange{Lo: lo, Hi: hi}}
+	return Policy{kind: KindRange, ports: inet.PortRange{Lo: lo, Hi: hi}}
 }
 
 // Kind returns p's kind.
@@ -72,7 +73,7 @@ func (p Policy) Kind() Kind { return p.kind }
 func (p Policy) Port() uint16 { return p.port }
 
 // Ports returns the range of a Range policy, the zero range for the others.
-func (p Policy) Ports() sockopt.PortRange { return p.ports }
+func (p Policy) Ports() inet.PortRange { return p.ports }
 
 // String returns p in the form ParsePolicy reads.
 func (p Policy) String() string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/sockopt"
 )
 
@@ -89,8 +90,8 @@ func TestPlanOptions(t *testing.T) {
 		{Bind, true, plan{bind: true}},
 		{Shared, true, plan{bind: true, opts: sockopt.Options{BindAddressNoPort: true}}},
 		{Fixed(80), true, plan{bind: true, port: 80, opts: sockopt.Options{ReuseAddr: true, ReusePort: true}}},
-		{Range(5, 6), true, plan{bind: true, opts: sockopt.Options{BindAddressNoPort: true, PortRange: sockopt.PortRange{Lo: 5, Hi: 6}}}},
-		{Range(5, 6), false, plan{opts: sockopt.Options{PortRange: sockopt.PortRange{Lo: 5, Hi: 6}}}},
+		{Range(5, 6), true, plan{bind: true, opts: sockopt.Options{BindAddressNoPort: true, PortRange: inet.PortRange{Lo: 5, Hi: 6}}}},
+		{Range(5, 6), false, plan{opts: sockopt.Options{PortRange: inet.PortRange{Lo: 5, Hi: 6}}}},
 	} {
 		if got := tc.p.plan(tc.hasSource); got != tc.want {
 			t.Errorf("%v (source %v): plan %+v, want %+v", tc.p, tc.hasSource, got, tc.want)
@@ -114,8 +115,8 @@ func TestPoliciesWithoutTheirOptionsSayNotSupported(t *testing.T) {
 	src := netip.MustParseAddr("127.0.0.1")
 	for _, p := range []Policy{Shared, Range(40000, 40010)} {
 		_, err := (&Dialer{Source: src, Policy: p}).Dial("tcp", "127.0.0.1:1")
-		if !errors.Is(err, sockopt.ErrNotSupported) {
-			t.Errorf("policy %s: %v, want an error wrapping sockopt.ErrNotSupported", p, err)
+		if !errors.Is(err, inet.ErrUnsupported) {
+			t.Errorf("policy %s: %v, want an error wrapping inet.ErrUnsupported", p, err)
 		}
 	}
 }

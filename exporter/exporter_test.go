@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
@@ -26,27 +27,27 @@ func TestMain(m *testing.M) { leakcheck.Main(m) }
 // TIME_WAIT entries and one UDP socket.
 func fixture(nDests int) Input {
 	h := rules.DefaultHost()
-	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40019}
+	h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40019}
 	t := &socktab.Table{Source: "fixture"}
 	add := func(s socktab.Socket) { t.Sockets = append(t.Sockets, s) }
 	src := netip.MustParseAddr("127.0.0.1")
 	for i := range nDests {
 		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 80)
 		for j := range i + 1 {
-			add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Established,
+			add(socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.Established,
 				Local: netip.AddrPortFrom(src, uint16(40012+j%8)), Remote: dst, UID: 1000})
 		}
 	}
 	for p := uint16(40000); p < 40012; p++ {
-		add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.BoundInactive,
+		add(socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.BoundInactive,
 			Local: netip.AddrPortFrom(netip.IPv4Unspecified(), p), UID: 65534})
 	}
-	add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Listen, Local: netip.MustParseAddrPort("0.0.0.0:80")})
+	add(socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.Listen, Local: netip.MustParseAddrPort("0.0.0.0:80")})
 	for range 2 {
-		add(socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait,
+		add(socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.TimeWait,
 			Local: netip.MustParseAddrPort("127.0.0.1:40019"), Remote: netip.MustParseAddrPort("10.0.9.9:80")})
 	}
-	add(socktab.Socket{Proto: socktab.UDP, Family: socktab.IPv4, State: socktab.Close, Local: netip.MustParseAddrPort("0.0.0.0:53")})
+	add(socktab.Socket{Proto: inet.UDP, Family: inet.IPv4, State: socktab.Close, Local: netip.MustParseAddrPort("0.0.0.0:53")})
 	return Input{Table: t, Host: h}
 }
 

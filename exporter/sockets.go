@@ -3,6 +3,7 @@ package exporter
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -30,7 +31,7 @@ func (c *socketsCollector) update(s *snapshot, ch chan<- prometheus.Metric) erro
 		return err
 	}
 	type key struct {
-		proto socktab.Proto
+		proto inet.Proto
 		state socktab.State
 	}
 	counts := map[key]int{}
@@ -38,7 +39,7 @@ func (c *socketsCollector) update(s *snapshot, ch chan<- prometheus.Metric) erro
 	for i := range s.Table.Sockets {
 		sk := &s.Table.Sockets[i]
 		counts[key{sk.Proto, sk.State}]++
-		if sk.Proto == socktab.TCP && sk.State == socktab.TimeWait {
+		if sk.Proto == inet.TCP && sk.State == socktab.TimeWait {
 			tw++
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
@@ -73,7 +74,7 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	// accepted children); passing just them keeps big tables linear.
 	var listeners []socktab.Socket
 	for _, s := range t.Sockets {
-		if s.Proto == socktab.TCP && s.State == socktab.Listen {
+		if s.Proto == inet.TCP && s.State == socktab.Listen {
 			listeners = append(listeners, s)
 		}
 	}
@@ -85,11 +86,11 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	applyBuckets(sit.Entries)
 	seen := map[uint16]bool{}
 	for _, e := range sit.Entries {
-		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && !seen[port] {
+		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == inet.TCP && !seen[port] {
 			seen[port] = true
 			b := e.bucket
 			sit.Buckets = append(sit.Buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
-				FastUID: b.FastUID, FastFamily: rules.Family(b.FastFamily), FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
+				FastUID: b.FastUID, FastFamily: b.FastFamily, FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
 		}
 	}
 	return sit
@@ -107,7 +108,7 @@ func applyBuckets(entries []Entry) {
 	// (tables run to tens of thousands of sockets).
 	var order []int
 	for i := range entries {
-		if entries[i].Socket.Proto == rules.TCP {
+		if entries[i].Socket.Proto == inet.TCP {
 			order = append(order, i)
 		}
 	}
@@ -166,22 +167,10 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		UID:    s.UID,
 		Dev:    s.Dev,
 	}
-	switch s.Proto {
-	case socktab.TCP:
-		r.Proto = rules.TCP
-	case socktab.UDP:
-		r.Proto = rules.UDP
-	default:
+	if (s.Proto != inet.TCP && s.Proto != inet.UDP) || (s.Family != inet.IPv4 && s.Family != inet.IPv6) {
 		return Entry{}, false
 	}
-	switch s.Family {
-	case socktab.IPv4:
-		r.Family = rules.IPv4
-	case socktab.IPv6:
-		r.Family = rules.IPv6
-	default:
-		return Entry{}, false
-	}
+	r.Proto, r.Family = s.Proto, s.Family
 	st, ok := modelState(s)
 	if !ok {
 		return Entry{}, false
@@ -196,7 +185,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		// The kernel's own record: every fact is exact.
 		e.bucketKnown, e.bucketConnectOnly, e.bucket = kf.BucketKnown, kf.BucketConnectOnly, kf.Bucket
 		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
-		r.V6Only = r.Family == rules.IPv6 && kf.V6Only
+		r.V6Only = r.Family == inet.IPv6 && kf.V6Only
 		r.TWTimestamps = st == rules.TimeWait && kf.Timestamps
 		switch {
 		case st == rules.Bound || st == rules.Listen:
@@ -260,7 +249,7 @@ func (e *Entry) assume(r *rules.Socket, fact rules.Fact, what string) {
 
 // modelState maps the kernel's state to what the port rules distinguish.
 func modelState(s *socktab.Socket) (rules.State, bool) {
-	if s.Proto == socktab.UDP {
+	if s.Proto == inet.UDP {
 		if s.State == socktab.Close || !s.Remote.Addr().IsValid() || s.Remote.Port() == 0 {
 			return rules.Bound, true
 		}
@@ -284,12 +273,12 @@ func modelState(s *socktab.Socket) (rules.State, bool) {
 // address. Only accepted children share a listener's port without holding
 // SO_REUSEPORT with it, so the match is exact for sockets without that flag.
 func listenerOf(s *socktab.Socket, all []socktab.Socket) *socktab.Socket {
-	if s.Proto != socktab.TCP || s.State == socktab.Listen || s.State == socktab.BoundInactive || s.State == socktab.Close {
+	if s.Proto != inet.TCP || s.State == socktab.Listen || s.State == socktab.BoundInactive || s.State == socktab.Close {
 		return nil
 	}
 	for i := range all {
 		l := &all[i]
-		if l.Proto != socktab.TCP || l.State != socktab.Listen || l.Local.Port() != s.Local.Port() || l.Dev != 0 && l.Dev != s.Dev {
+		if l.Proto != inet.TCP || l.State != socktab.Listen || l.Local.Port() != s.Local.Port() || l.Dev != 0 && l.Dev != s.Dev {
 			continue
 		}
 		la, sa := l.Local.Addr(), s.Local.Addr()
@@ -297,7 +286,7 @@ func listenerOf(s *socktab.Socket, all []socktab.Socket) *socktab.Socket {
 		case la == sa:
 		case la.Unmap().IsUnspecified() && la.Is4() == sa.Is4(): // same family wildcard
 		case la.Is6() && la.IsUnspecified() && sa.Is4In6(): // :: listener, v4 client
-		case la.Is6() && la.IsUnspecified() && s.Family == socktab.IPv6:
+		case la.Is6() && la.IsUnspecified() && s.Family == inet.IPv6:
 		default:
 			continue
 		}
@@ -310,7 +299,7 @@ func listenerOf(s *socktab.Socket, all []socktab.Socket) *socktab.Socket {
 // option, the forced value of a bind to a specific IPv6 address, or the
 // listener's for an accepted child; otherwise net.ipv6.bindv6only, stated.
 func v6only(host rules.Host, s, parent *socktab.Socket, e *Entry, r *rules.Socket) bool {
-	if s.Family != socktab.IPv6 {
+	if s.Family != inet.IPv6 {
 		return false
 	}
 	a := s.Local.Addr()
@@ -321,9 +310,9 @@ func v6only(host rules.Host, s, parent *socktab.Socket, e *Entry, r *rules.Socke
 		return s.V6Only.Value
 	case s.Options.V6Only.Known:
 		return s.Options.V6Only.Value
-	case parent != nil && parent.Family == socktab.IPv6 && parent.V6Only.Known:
+	case parent != nil && parent.Family == inet.IPv6 && parent.V6Only.Known:
 		return parent.V6Only.Value
-	case parent != nil && parent.Family == socktab.IPv6 && parent.Options.V6Only.Known:
+	case parent != nil && parent.Family == inet.IPv6 && parent.Options.V6Only.Known:
 		return parent.Options.V6Only.Value
 	case r.State == rules.Bound || r.State == rules.Listen:
 		if !a.IsUnspecified() {
@@ -346,7 +335,7 @@ func portFromConnect(host rules.Host, s, parent *socktab.Socket, e *Entry, r *ru
 		return false
 	case parent != nil:
 		return false
-	case r.Proto == rules.TCP && s.Options.BindAddressNoPort.Known && s.Options.BindAddressNoPort.Value:
+	case r.Proto == inet.TCP && s.Options.BindAddressNoPort.Known && s.Options.BindAddressNoPort.Value:
 		return true // bound with IP_BIND_ADDRESS_NO_PORT: connect() picked the port
 	}
 	in := host.EphemeralRange.Contains(s.Local.Port())

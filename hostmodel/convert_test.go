@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
@@ -18,22 +19,22 @@ var unknown = socktab.Bool{Reason: "pidfd_getfd not permitted"}
 func TestConvert(t *testing.T) {
 	host := rules.DefaultHost()
 	ap := netip.MustParseAddrPort
-	listener := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.Listen, Local: ap("[::]:8080"),
+	listener := socktab.Socket{Proto: inet.TCP, Family: inet.IPv6, State: socktab.Listen, Local: ap("[::]:8080"),
 		V6Only: known(false), Options: socktab.Options{ReuseAddr: known(true), ReusePort: known(true)}, UID: 1000}
-	child := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.Established,
+	child := socktab.Socket{Proto: inet.TCP, Family: inet.IPv6, State: socktab.Established,
 		Local: ap("[::ffff:127.0.0.1]:8080"), Remote: ap("[::ffff:127.0.0.1]:40000"),
 		Options: socktab.Options{ReuseAddr: unknown, ReusePort: unknown, V6Only: unknown}}
-	tw := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait,
+	tw := socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.TimeWait,
 		Local: ap("127.0.0.1:5555"), Remote: ap("127.0.0.2:80"), TimeLeft: 45 * time.Second,
 		Options: socktab.Options{ReuseAddr: unknown, ReusePort: unknown}}
-	client := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.SynSent,
+	client := socktab.Socket{Proto: inet.TCP, Family: inet.IPv6, State: socktab.SynSent,
 		Local: ap("[fd00::1]:40001"), Remote: ap("[fd00::2]:80"),
 		Options: socktab.Options{ReuseAddr: known(false), ReusePort: known(false), V6Only: unknown}}
-	bound6 := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.BoundInactive, Local: ap("[fd00::1]:9000"),
+	bound6 := socktab.Socket{Proto: inet.TCP, Family: inet.IPv6, State: socktab.BoundInactive, Local: ap("[fd00::1]:9000"),
 		Options: socktab.Options{ReuseAddr: unknown, ReusePort: known(true), V6Only: unknown}}
-	udpConn := socktab.Socket{Proto: socktab.UDP, Family: socktab.IPv4, State: socktab.Established,
+	udpConn := socktab.Socket{Proto: inet.UDP, Family: inet.IPv4, State: socktab.Established,
 		Local: ap("127.0.0.1:53000"), Remote: ap("127.0.0.1:53"), Options: socktab.Options{ReuseAddr: known(true), ReusePort: known(false)}}
-	req := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40000")}
+	req := socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40000")}
 	all := []socktab.Socket{listener, child, tw, client, bound6, udpConn, req}
 
 	conv := func(s socktab.Socket) (rules.Socket, Entry) {
@@ -62,7 +63,7 @@ func TestConvert(t *testing.T) {
 		t.Errorf("TIME_WAIT assumptions do not state the port origin: %q", we.Assumed)
 	}
 	// With the kernel's record, nothing is assumed.
-	kf := &sockfacts.Sock{Proto: sockfacts.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true,
+	kf := &sockfacts.Sock{Proto: inet.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true,
 		ReuseAddr: true, ConnectBind: true, ConnectBindKnown: true, Timestamps: false}
 	idx := IndexFacts([]sockfacts.Sock{*kf})
 	if e, ok := Convert(host, &tw, all, idx.Lookup(&tw)); !ok || e.Socket.Unknown != 0 || !e.Socket.ReuseAddr ||
@@ -81,7 +82,7 @@ func TestConvert(t *testing.T) {
 		t.Errorf("bound to a specific IPv6 address: %+v", b)
 	}
 	u, _ := conv(udpConn)
-	if u.Proto != rules.UDP || u.State != rules.Connected || !u.ReuseAddr {
+	if u.Proto != inet.UDP || u.State != rules.Connected || !u.ReuseAddr {
 		t.Errorf("udp: %+v", u)
 	}
 	if _, ok := Convert(host, &req, all, nil); ok {
@@ -97,12 +98,12 @@ func TestConvert(t *testing.T) {
 // sockets' own flags for connect() sharing.
 func TestBucketDecidesPortOrigin(t *testing.T) {
 	ap := netip.MustParseAddrPort
-	tw := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait, Local: ap("10.0.0.9:40033"), Remote: ap("10.0.0.9:9000")}
-	est := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Established, Local: ap("10.0.0.1:40033"), Remote: ap("10.0.0.9:9000")}
+	tw := socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.TimeWait, Local: ap("10.0.0.9:40033"), Remote: ap("10.0.0.9:9000")}
+	est := socktab.Socket{Proto: inet.TCP, Family: inet.IPv4, State: socktab.Established, Local: ap("10.0.0.1:40033"), Remote: ap("10.0.0.9:9000")}
 	for _, connectOnly := range []bool{true, false} {
 		facts := IndexFacts([]sockfacts.Sock{
-			{Proto: sockfacts.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true, ConnectBindKnown: true, ConnectBind: false, BucketKnown: true, BucketConnectOnly: connectOnly},
-			{Proto: sockfacts.TCP, Family: 4, Local: est.Local, Remote: est.Remote, ConnectBindKnown: true, ConnectBind: true, BucketKnown: true, BucketConnectOnly: connectOnly},
+			{Proto: inet.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true, ConnectBindKnown: true, ConnectBind: false, BucketKnown: true, BucketConnectOnly: connectOnly},
+			{Proto: inet.TCP, Family: 4, Local: est.Local, Remote: est.Remote, ConnectBindKnown: true, ConnectBind: true, BucketKnown: true, BucketConnectOnly: connectOnly},
 		})
 		sit := FromTable(rules.DefaultHost(), &socktab.Table{Sockets: []socktab.Socket{tw, est}}, facts)
 		a, b := sit.Entries[0].Socket.PortFromConnect, sit.Entries[1].Socket.PortFromConnect

@@ -19,7 +19,7 @@
 // run through the model again and only the ones it predicts to succeed are
 // offered.
 //
-//	sit, err := hostmodel.Live(ctx, rules.TCP, "")
+//	sit, err := hostmodel.Live(ctx, inet.TCP, "")
 //	plan := hostmodel.Plan{Socket: s, Ops: []rules.Op{{Kind: rules.OpBind, Addr: a}, {Kind: rules.OpListen}}}
 //	report := hostmodel.Explain(ctx, sit, plan)
 //

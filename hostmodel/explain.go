@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -196,7 +197,7 @@ func optionNames(s rules.Socket) []string {
 	}
 	add(s.ReuseAddr, rules.FactReuseAddr, "SO_REUSEADDR")
 	add(s.ReusePort, rules.FactReusePort, "SO_REUSEPORT")
-	if s.Family == rules.IPv6 {
+	if s.Family == inet.IPv6 {
 		add(s.V6Only, rules.FactV6Only, "IPV6_V6ONLY")
 	}
 	if s.Dev != 0 {

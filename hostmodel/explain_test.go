@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -68,11 +69,11 @@ func fixText(r *Report) string {
 }
 
 func TestExplainDoubleSourcePort(t *testing.T) {
-	first := rules.Socket{ID: "first", Proto: rules.TCP, Family: rules.IPv4, State: rules.Connected,
+	first := rules.Socket{ID: "first", Proto: inet.TCP, Family: inet.IPv4, State: rules.Connected,
 		Local: ap("127.0.0.1:12345"), Remote: ap("10.0.0.2:80"), UID: 1000}
 	sit := &Situation{Host: rules.DefaultHost(), Model: toyModel,
 		Entries: []Entry{entry(first, socktab.Owner{PID: 42, Comm: "nc", FD: 3})}}
-	newSock := rules.Socket{Proto: rules.TCP, Family: rules.IPv4, UID: 1000}
+	newSock := rules.Socket{Proto: inet.TCP, Family: inet.IPv4, UID: 1000}
 	plan := func(dst string) Plan {
 		return Plan{Socket: newSock, Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:12345")}, {Kind: rules.OpConnect, Addr: ap(dst)}}}
 	}
@@ -106,9 +107,9 @@ func TestExplainDoubleSourcePort(t *testing.T) {
 }
 
 func TestExplainReusePortOtherUID(t *testing.T) {
-	ln := rules.Socket{ID: "ln", Proto: rules.TCP, Family: rules.IPv4, State: rules.Listen, Local: ap("0.0.0.0:8080"), ReusePort: true, UID: 1000}
+	ln := rules.Socket{ID: "ln", Proto: inet.TCP, Family: inet.IPv4, State: rules.Listen, Local: ap("0.0.0.0:8080"), ReusePort: true, UID: 1000}
 	sit := &Situation{Host: rules.DefaultHost(), Model: toyModel, Entries: []Entry{entry(ln)}}
-	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, UID: 0, ReusePort: true},
+	p := Plan{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, UID: 0, ReusePort: true},
 		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("0.0.0.0:8080")}, {Kind: rules.OpListen}}}
 	r := Explain(context.Background(), sit, p)
 	if r.Verdict != "EADDRINUSE" {
@@ -123,10 +124,10 @@ func TestExplainReusePortOtherUID(t *testing.T) {
 }
 
 func TestExplainTimeWait(t *testing.T) {
-	tw := rules.Socket{ID: "tw", Proto: rules.TCP, Family: rules.IPv4, State: rules.TimeWait, ReuseAddr: true,
+	tw := rules.Socket{ID: "tw", Proto: inet.TCP, Family: inet.IPv4, State: rules.TimeWait, ReuseAddr: true,
 		Local: ap("127.0.0.1:12345"), Remote: ap("127.0.0.2:80")}
 	sit := &Situation{Host: rules.DefaultHost(), Model: toyModel, Entries: []Entry{{Socket: tw, TimeLeft: 41500 * time.Millisecond}}}
-	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, ReuseAddr: true},
+	p := Plan{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, ReuseAddr: true},
 		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:12345")}, {Kind: rules.OpConnect, Addr: ap("127.0.0.2:80")}}}
 	r := Explain(context.Background(), sit, p)
 	if r.Verdict != "EADDRNOTAVAIL" || r.FailedOp != "connect" {
@@ -142,7 +143,7 @@ func TestExplainTimeWait(t *testing.T) {
 
 func TestExplainPrivileged(t *testing.T) {
 	sit := &Situation{Host: rules.DefaultHost(), Model: toyModel}
-	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, UID: 1000},
+	p := Plan{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, UID: 1000},
 		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:80")}}}
 	r := Explain(context.Background(), sit, p)
 	fixes := fixText(r)
@@ -165,9 +166,9 @@ func TestExplainRangeExhausted(t *testing.T) {
 		return out
 	}
 	h := rules.DefaultHost()
-	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40003}
+	h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40003}
 	sit := &Situation{Host: h, Model: model}
-	p := Plan{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4}, Ops: []rules.Op{{Kind: rules.OpConnect, Addr: ap("127.0.0.1:80")}}}
+	p := Plan{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4}, Ops: []rules.Op{{Kind: rules.OpConnect, Addr: ap("127.0.0.1:80")}}}
 	r := Explain(context.Background(), sit, p)
 	if fixes := fixText(r); !strings.Contains(fixes, "widen net.ipv4.ip_local_port_range (now 40000-40003)") {
 		t.Errorf("fixes:\n%s", fixes)

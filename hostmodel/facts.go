@@ -3,6 +3,7 @@ package hostmodel
 import (
 	"net/netip"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -43,7 +44,7 @@ func (f *Facts) Lookup(s *socktab.Socket) *sockfacts.Sock {
 			return r
 		}
 	}
-	k := normKey(sockfacts.Proto(s.Proto), s.Local, s.Remote)
+	k := normKey(s.Proto, s.Local, s.Remote)
 	if f.dupKey[k] {
 		return nil // several sockets share the four-tuple (reuseport listeners): ambiguous
 	}
@@ -55,7 +56,7 @@ func (f *Facts) Lookup(s *socktab.Socket) *sockfacts.Sock {
 }
 
 // normKey makes both sources' endpoints comparable: no port means no peer.
-func normKey(p sockfacts.Proto, local, remote netip.AddrPort) sockfacts.Key {
+func normKey(p inet.Proto, local, remote netip.AddrPort) sockfacts.Key {
 	if remote.Port() == 0 {
 		remote = netip.AddrPort{}
 	}

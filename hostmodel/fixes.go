@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -277,7 +278,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 
 // widestRange is the most ip_local_port_range allows above the
 // privileged ports.
-var widestRange = rules.PortRange{Lo: 1024, Hi: 65535}
+var widestRange = inet.PortRange{Lo: 1024, Hi: 65535}
 
 // rangeFix: when the kernel would run out of ports to pick, a wider
 // net.ipv4.ip_local_port_range may leave one.

@@ -1,20 +1,11 @@
 package hostmodel
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 
 	"github.com/tuple-net/tuple/rules"
 )
-
-// ErrNotSupported is wrapped by errors from functions that need Linux.
-var ErrNotSupported = errors.New("not supported")
-
-func notSupported(what string) error {
-	return fmt.Errorf("%s is %w on %s/%s", what, ErrNotSupported, runtime.GOOS, runtime.GOARCH)
-}
 
 // ReadHost returns the calling thread's network namespace as the rules
 // model sees it: local addresses and port sysctls. procRoot is the procfs

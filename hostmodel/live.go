@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -19,12 +19,12 @@ import (
 // then looked up later, for blockers only (LoadOwners). Without the
 // iterator, or for TCP sockets it does not walk (bound-only ones), the
 // table is read again with owners and their options (pidfd_getfd).
-func Live(ctx context.Context, proto rules.Proto, procRoot string) (*Situation, error) {
+func Live(ctx context.Context, proto inet.Proto, procRoot string) (*Situation, error) {
 	host, notes, err := ReadHost(procRoot)
 	if err != nil {
 		return nil, err
 	}
-	q := socktab.Query{TCP: proto == rules.TCP, UDP: proto == rules.UDP, ProcRoot: procRoot}
+	q := socktab.Query{TCP: proto == inet.TCP, UDP: proto == inet.UDP, ProcRoot: procRoot}
 	t, err := socktab.Snapshot(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("socket table: %w", err)
@@ -32,9 +32,9 @@ func Live(ctx context.Context, proto rules.Proto, procRoot string) (*Situation, 
 	// The kernel's own records, read after the dump, which assigned every
 	// listed socket a cookie.
 	var facts *Facts
-	fp := sockfacts.TCP
-	if proto == rules.UDP {
-		fp = sockfacts.UDP
+	fp := inet.TCP
+	if proto == inet.UDP {
+		fp = inet.UDP
 	}
 	if ks, err := sockfacts.Read(fp); err == nil {
 		facts = IndexFacts(ks)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -138,7 +139,7 @@ func ResolveSource(p *Plan) error {
 			if err != nil {
 				return fmt.Errorf("no route to %s: %w", op.Addr.Addr(), err)
 			}
-			if p.Socket.Family == rules.IPv6 && src.Is4() {
+			if p.Socket.Family == inet.IPv6 && src.Is4() {
 				src = netip.AddrFrom16(src.As16())
 			}
 			op.Source = src

@@ -8,39 +8,40 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
 // ParsePortRange parses net.ipv4.ip_local_port_range: two ports separated by
 // blanks ("32768\t60999\n").
-func ParsePortRange(b []byte) (rules.PortRange, error) {
+func ParsePortRange(b []byte) (inet.PortRange, error) {
 	f := bytes.Fields(b)
 	if len(f) != 2 {
-		return rules.PortRange{}, fmt.Errorf("port range %q: want two ports", trim(b))
+		return inet.PortRange{}, fmt.Errorf("port range %q: want two ports", trim(b))
 	}
 	lo, err := parsePort(f[0])
 	if err != nil {
-		return rules.PortRange{}, err
+		return inet.PortRange{}, err
 	}
 	hi, err := parsePort(f[1])
 	if err != nil {
-		return rules.PortRange{}, err
+		return inet.PortRange{}, err
 	}
 	if lo > hi {
-		return rules.PortRange{}, fmt.Errorf("port range %q: low end above high end", trim(b))
+		return inet.PortRange{}, fmt.Errorf("port range %q: low end above high end", trim(b))
 	}
-	return rules.PortRange{Lo: lo, Hi: hi}, nil
+	return inet.PortRange{Lo: lo, Hi: hi}, nil
 }
 
 // ParseReservedPorts parses net.ipv4.ip_local_reserved_ports: a comma
 // separated list of ports and LO-HI ranges ("8080,9000-9010"), possibly
 // empty. Ranges are returned in the order written.
-func ParseReservedPorts(b []byte) ([]rules.PortRange, error) {
+func ParseReservedPorts(b []byte) ([]inet.PortRange, error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return nil, nil
 	}
-	var out []rules.PortRange
+	var out []inet.PortRange
 	for _, item := range bytes.Split(b, []byte(",")) {
 		item = bytes.TrimSpace(item)
 		lo, hi, isRange := bytes.Cut(item, []byte("-"))
@@ -57,7 +58,7 @@ func ParseReservedPorts(b []byte) ([]rules.PortRange, error) {
 		if l > h {
 			return nil, fmt.Errorf("reserved ports: range %q: low end above high end", item)
 		}
-		out = append(out, rules.PortRange{Lo: l, Hi: h})
+		out = append(out, inet.PortRange{Lo: l, Hi: h})
 	}
 	return out, nil
 }

@@ -10,20 +10,21 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
 func TestParseReservedPorts(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want []rules.PortRange
+		want []inet.PortRange
 		bad  bool
 	}{
 		{in: "", want: nil},
 		{in: "\n", want: nil},
-		{in: "8080\n", want: []rules.PortRange{{Lo: 8080, Hi: 8080}}},
-		{in: "1,2-4", want: []rules.PortRange{{Lo: 1, Hi: 1}, {Lo: 2, Hi: 4}}},
-		{in: "40000-40010,50000\n", want: []rules.PortRange{{Lo: 40000, Hi: 40010}, {Lo: 50000, Hi: 50000}}},
+		{in: "8080\n", want: []inet.PortRange{{Lo: 8080, Hi: 8080}}},
+		{in: "1,2-4", want: []inet.PortRange{{Lo: 1, Hi: 1}, {Lo: 2, Hi: 4}}},
+		{in: "40000-40010,50000\n", want: []inet.PortRange{{Lo: 40000, Hi: 40010}, {Lo: 50000, Hi: 50000}}},
 		{in: "5-3", bad: true},
 		{in: "1,,2", bad: true},
 		{in: "70000", bad: true},
@@ -50,7 +51,7 @@ func TestParseReservedPorts(t *testing.T) {
 
 func TestParsePortRange(t *testing.T) {
 	got, err := ParsePortRange([]byte("32768\t60999\n"))
-	if err != nil || got != (rules.PortRange{Lo: 32768, Hi: 60999}) {
+	if err != nil || got != (inet.PortRange{Lo: 32768, Hi: 60999}) {
 		t.Errorf("ParsePortRange = %v, %v", got, err)
 	}
 	for _, bad := range []string{"", "1", "1 2 3", "9 8", "1 70000", "x 2"} {
@@ -122,8 +123,8 @@ func TestSysctls(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := rules.DefaultHost()
-	want.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40100}
-	want.ReservedPorts = []rules.PortRange{{Lo: 40001, Hi: 40001}, {Lo: 40010, Hi: 40012}}
+	want.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40100}
+	want.ReservedPorts = []inet.PortRange{{Lo: 40001, Hi: 40001}, {Lo: 40010, Hi: 40012}}
 	want.UnprivilegedPortStart = 80
 	want.NonlocalBind4 = true
 	want.BindV6Only = true

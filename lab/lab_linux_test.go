@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -250,13 +251,13 @@ C bind 127.0.0.1:@B
 		t.Fatalf("%d predictions, want 5", len(seen))
 	}
 	host := seen[0].Host
-	if host.EphemeralRange != (rules.PortRange{Lo: 40000, Hi: 40009}) {
+	if host.EphemeralRange != (inet.PortRange{Lo: 40000, Hi: 40009}) {
 		t.Errorf("host range %v, want the sysctl's 40000-40009", host.EphemeralRange)
 	}
 	if !hasPrefix(host.Local, "127.0.0.0/8") || !hasPrefix(host.Local, "10.0.0.7/32") || !hasPrefix(host.Local, "::1/128") {
 		t.Errorf("host local prefixes %v, want 127.0.0.0/8, ::1/128 and 10.0.0.7/32", host.Local)
 	}
-	if a := selves[2]; a.UID != 2000 || a.Family != rules.IPv6 || a.V6Only || a.State != rules.Unbound {
+	if a := selves[2]; a.UID != 2000 || a.Family != inet.IPv6 || a.V6Only || a.State != rules.Unbound {
 		t.Errorf("A before connect: %+v", a)
 	}
 	if src := ops[2].Source.Unmap().String(); src != "127.0.0.1" {

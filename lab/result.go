@@ -1,13 +1,5 @@
 package lab
 
-import (
-	"errors"
-	"runtime"
-)
-
-// ErrNotSupported is returned by Run where scenarios cannot run (not Linux).
-var ErrNotSupported = errors.New("tuple lab runs scenarios on Linux only, not on " + runtime.GOOS)
-
 // Result is what one operation line did.
 type Result struct {
 	File     string

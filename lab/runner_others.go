@@ -5,6 +5,8 @@ package lab
 import (
 	"context"
 	"time"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // HelperCommand is the hidden subcommand that runs a helper.
@@ -17,9 +19,10 @@ type Runner struct {
 	Wait    time.Duration
 }
 
-// Run returns ErrNotSupported: scenarios need Linux network namespaces.
+// Run returns an error wrapping inet.ErrUnsupported: scenarios need Linux
+// network namespaces.
 func (r *Runner) Run(ctx context.Context, sc Scenario) (ScenarioResult, error) {
-	return ScenarioResult{File: sc.File, Name: sc.Name, Line: sc.Line}, ErrNotSupported
+	return ScenarioResult{File: sc.File, Name: sc.Name, Line: sc.Line}, inet.Unsupported("running lab scenarios (network namespaces)")
 }
 
 // HelperMain fails: there are no helpers off Linux.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tuple-net/tuple/sockopt"
+	"github.com/tuple-net/tuple/inet"
 )
 
 // Limits that keep a hostile or mistaken file from exhausting the runner.
@@ -82,9 +82,9 @@ type Options struct {
 	V6Only     bool
 	BindNoPort bool // IP_BIND_ADDRESS_NO_PORT
 	Freebind   bool
-	PortRange  sockopt.PortRange // IP_LOCAL_PORT_RANGE when non-zero
-	Dev        string            // SO_BINDTODEVICE when non-empty
-	UID        uint32            // the uid that creates the socket (0: root)
+	PortRange  inet.PortRange // IP_LOCAL_PORT_RANGE when non-zero
+	Dev        string         // SO_BINDTODEVICE when non-empty
+	UID        uint32         // the uid that creates the socket (0: root)
 }
 
 // Endpoint is ADDR:PORT where the port may name another socket's local port
@@ -448,7 +448,7 @@ func (p *parser) socket(st *Step, args []string, server bool) error {
 				err = p.errorf("option v6only needs tcp6 or udp6, not %s", st.Proto)
 			}
 		case "port-range":
-			if st.Opts.PortRange, err = sockopt.ParsePortRange(val); err != nil || !hasVal {
+			if st.Opts.PortRange, err = inet.ParsePortRange(val); err != nil || !hasVal {
 				err = p.errorf("option port-range: want port-range=LO-HI")
 			}
 		case "dev":

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/tuple-net/tuple/sockopt"
+	"github.com/tuple-net/tuple/inet"
 )
 
 func TestParse(t *testing.T) {
@@ -41,7 +40,7 @@ B listen => EADDRINUSE
 				Addr: Endpoint{Addr: netip.MustParseAddr("::"), Port: 80},
 				Opts: Options{ReusePort: true, V6Only: true, UID: 1000}, Expect: "ok"},
 			{Line: 5, Sock: "A", Kind: KindSocket, Op: "socket tcp4 reuseaddr bind-no-port freebind port-range=40000-40010 dev=lo", Proto: TCP4,
-				Opts: Options{ReuseAddr: true, BindNoPort: true, Freebind: true, PortRange: sockopt.PortRange{Lo: 40000, Hi: 40010}, Dev: "lo"}},
+				Opts: Options{ReuseAddr: true, BindNoPort: true, Freebind: true, PortRange: inet.PortRange{Lo: 40000, Hi: 40010}, Dev: "lo"}},
 			{Line: 6, Sock: "A", Kind: KindBind, Op: "bind 10.0.0.1:0", Addr: Endpoint{Addr: netip.MustParseAddr("10.0.0.1")}},
 			{Line: 7, Sock: "A", Kind: KindConnect, Op: "connect 10.0.0.2:@S", Addr: Endpoint{Addr: netip.MustParseAddr("10.0.0.2"), PortOf: "S"}, Expect: "EADDRNOTAVAIL"},
 			{Line: 8, Sock: "A", Kind: KindClose, Op: "close"},

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -111,7 +112,7 @@ func (w *world) setHost(sysctls map[string]string, addrs []string) {
 		lo, err1 := strconv.ParseUint(f[0], 10, 16)
 		hi, err2 := strconv.ParseUint(f[1], 10, 16)
 		if err1 == nil && err2 == nil {
-			h.EphemeralRange = rules.PortRange{Lo: uint16(lo), Hi: uint16(hi)}
+			h.EphemeralRange = inet.PortRange{Lo: uint16(lo), Hi: uint16(hi)}
 		}
 	}
 	for _, part := range strings.Split(sysctls["net.ipv4.ip_local_reserved_ports"], ",") {
@@ -122,7 +123,7 @@ func (w *world) setHost(sysctls map[string]string, addrs []string) {
 		l, err1 := strconv.ParseUint(lo, 10, 16)
 		u, err2 := strconv.ParseUint(hi, 10, 16)
 		if err1 == nil && err2 == nil {
-			h.ReservedPorts = append(h.ReservedPorts, rules.PortRange{Lo: uint16(l), Hi: uint16(u)})
+			h.ReservedPorts = append(h.ReservedPorts, inet.PortRange{Lo: uint16(l), Hi: uint16(u)})
 		}
 	}
 	if n, ok := num("net.ipv4.ip_unprivileged_port_start"); ok && n >= 0 && n <= 65536 {
@@ -164,7 +165,7 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 	s.Remote, _ = netip.ParseAddrPort(st.Remote)
 	s.ReuseAddr, s.ReusePort, s.V6Only = st.ReuseAddr, st.ReusePort, st.V6Only
 	s.BindNoPort, s.Freebind, s.Dev, s.UID = st.NoPort, st.Freebind, st.Dev, st.UID
-	s.PortRange = rules.PortRange{Lo: st.RangeLo, Hi: st.RangeHi}
+	s.PortRange = inet.PortRange{Lo: st.RangeLo, Hi: st.RangeHi}
 	switch {
 	case proto.IsTCP() && st.TCPState == tcpListen:
 		s.State = rules.Listen
@@ -203,7 +204,7 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 // end of any TIME_WAIT the new connection took over.
 func (w *world) connected(client *entry) {
 	c := client.sock
-	if c.Proto != rules.TCP || !c.Remote.IsValid() {
+	if c.Proto != inet.TCP || !c.Remote.IsValid() {
 		return
 	}
 	for _, e := range w.entries {
@@ -219,10 +220,10 @@ func (w *world) connected(client *entry) {
 	var best *entry
 	for _, e := range w.entries {
 		l := e.sock
-		if l.State != rules.Listen || l.Proto != rules.TCP || l.Local.Port() != c.Remote.Port() {
+		if l.State != rules.Listen || l.Proto != inet.TCP || l.Local.Port() != c.Remote.Port() {
 			continue
 		}
-		if ra.Is4() && l.Family == rules.IPv6 && l.V6Only || !ra.Is4() && l.Family == rules.IPv4 {
+		if ra.Is4() && l.Family == inet.IPv6 && l.V6Only || !ra.Is4() && l.Family == inet.IPv4 {
 			continue
 		}
 		la := l.Local.Addr().Unmap()
@@ -239,12 +240,12 @@ func (w *world) connected(client *entry) {
 	}
 	l := best.sock
 	local, remote := unmapPort(c.Remote), unmapPort(c.Local)
-	if l.Family == rules.IPv6 && local.Addr().Is4() {
+	if l.Family == inet.IPv6 && local.Addr().Is4() {
 		local = netip.AddrPortFrom(netip.AddrFrom16(local.Addr().As16()), local.Port())
 		remote = netip.AddrPortFrom(netip.AddrFrom16(remote.Addr().As16()), remote.Port())
 	}
 	w.entries = append(w.entries, &entry{holder: best.holder, sock: rules.Socket{
-		ID: best.name + " (accepted from " + client.name + ")", Proto: rules.TCP, Family: l.Family,
+		ID: best.name + " (accepted from " + client.name + ")", Proto: inet.TCP, Family: l.Family,
 		Local: local, Remote: remote, State: rules.Connected,
 		V6Only: l.V6Only, ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: l.UID, Dev: l.Dev,
 	}})
@@ -282,12 +283,12 @@ func (w *world) closed(e *entry, state string, now time.Time) {
 
 // newEntry starts the record of a socket created by uid.
 func newEntry(name string, proto Proto, uid uint32) *entry {
-	s := rules.Socket{ID: name, Proto: rules.UDP, Family: rules.IPv4, UID: uid}
+	s := rules.Socket{ID: name, Proto: inet.UDP, Family: inet.IPv4, UID: uid}
 	if proto.IsTCP() {
-		s.Proto = rules.TCP
+		s.Proto = inet.TCP
 	}
 	if proto.IsIPv6() {
-		s.Family = rules.IPv6
+		s.Family = inet.IPv6
 	}
 	return &entry{name: name, holder: uid, sock: s}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -35,13 +36,13 @@ type Options struct {
 	// uid holding ports is a warning; 0 means 0.5.
 	HogShare float64
 	// SocketRange is the new socket's IP_LOCAL_PORT_RANGE, zero for none.
-	SocketRange rules.PortRange
+	SocketRange inet.PortRange
 }
 
 // Report is the ephemeral-port budget of one namespace.
 type Report struct {
-	Range    rules.PortRange   `json:"range"`    // net.ipv4.ip_local_port_range (narrowed by Options.SocketRange)
-	Reserved []rules.PortRange `json:"reserved"` // net.ipv4.ip_local_reserved_ports
+	Range    inet.PortRange   `json:"range"`    // net.ipv4.ip_local_port_range (narrowed by Options.SocketRange)
+	Reserved []inet.PortRange `json:"reserved"` // net.ipv4.ip_local_reserved_ports
 	// Pool is the number of ports an autobind may take: Range minus the
 	// reserved ports.
 	Pool int `json:"pool"`
@@ -141,7 +142,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	}
 	rng, perSocket := rules.EffectiveRange(host, rules.Socket{PortRange: opt.SocketRange})
 	// Empty lists rather than nil, so JSON shows [] and not null.
-	rep := Report{Range: rng, Reserved: append([]rules.PortRange{}, host.ReservedPorts...),
+	rep := Report{Range: rng, Reserved: append([]inet.PortRange{}, host.ReservedPorts...),
 		Destinations: []Destination{}, UIDs: []Holder{}, Processes: []Holder{}, Warnings: []string{}}
 
 	inPool := func(p uint16) bool {
@@ -170,7 +171,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	// listener) apart from outgoing connections.
 	var listening portSet
 	for _, e := range entries {
-		if e.Socket.Proto == rules.TCP && e.Socket.State == rules.Listen {
+		if e.Socket.Proto == inet.TCP && e.Socket.State == rules.Listen {
 			listening.add(e.Socket.Local.Port())
 		}
 	}
@@ -200,7 +201,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 
 	for _, e := range entries {
 		s := e.Socket
-		if s.Proto != rules.TCP || s.State == rules.Unbound || s.Local.Port() == 0 {
+		if s.Proto != inet.TCP || s.State == rules.Unbound || s.Local.Port() == 0 {
 			continue
 		}
 		p := s.Local.Port()
@@ -217,7 +218,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 			}
 			// Every owner blocks bind(0) to the wildcard except a
 			// v6only socket on a specific IPv6 address.
-			if !(s.Family == rules.IPv6 && s.V6Only && !s.Local.Addr().Is4In6() && !s.Local.Addr().IsUnspecified()) {
+			if !(s.Family == inet.IPv6 && s.V6Only && !s.Local.Addr().Is4In6() && !s.Local.Addr().IsUnspecified()) {
 				bindBlocked.add(p)
 			}
 			child := s.State != rules.Bound && s.State != rules.Listen && listening.has(p)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -14,10 +15,10 @@ var (
 	srcA  = netip.MustParseAddr("127.0.0.1")
 	dst1  = netip.MustParseAddrPort("10.0.0.1:80")
 	dst2  = netip.MustParseAddrPort("10.0.0.2:443")
-	small = rules.PortRange{Lo: 40000, Hi: 40009}
+	small = inet.PortRange{Lo: 40000, Hi: 40009}
 )
 
-func host(r rules.PortRange) rules.Host {
+func host(r inet.PortRange) rules.Host {
 	h := rules.DefaultHost()
 	h.EphemeralRange = r
 	return h
@@ -25,7 +26,7 @@ func host(r rules.PortRange) rules.Host {
 
 // conn is a socket connect()ed from srcA:port to dest; origin known unless unknown.
 func conn(port uint16, dest netip.AddrPort, unknown bool) Entry {
-	s := rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Connected,
+	s := rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.Connected,
 		Local: netip.AddrPortFrom(srcA, port), Remote: dest, UID: 1000, PortFromConnect: true}
 	if unknown {
 		s.Unknown |= rules.FactPortOrigin
@@ -35,13 +36,13 @@ func conn(port uint16, dest netip.AddrPort, unknown bool) Entry {
 }
 
 func bound(port uint16, uid uint32, pid int) Entry {
-	return Entry{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Bound,
+	return Entry{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.Bound,
 		Local: netip.AddrPortFrom(netip.IPv4Unspecified(), port), UID: uid},
 		Owners: []Owner{{PID: pid, Comm: "hog"}}}
 }
 
 func timeWait(port uint16, dest netip.AddrPort, left time.Duration) Entry {
-	return Entry{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.TimeWait,
+	return Entry{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.TimeWait,
 		Local: netip.AddrPortFrom(srcA, port), Remote: dest, Unknown: rules.FactPortOrigin | rules.FactTimestamps},
 		TimeLeft: left}
 }
@@ -87,14 +88,14 @@ func TestBudgetConnectPerDestination(t *testing.T) {
 		{
 			name: "reserved ports are skipped", host: func() rules.Host {
 				h := host(small)
-				h.ReservedPorts = []rules.PortRange{{Lo: 40008, Hi: 40009}}
+				h.ReservedPorts = []inet.PortRange{{Lo: 40008, Hi: 40009}}
 				return h
 			}(),
 			entries: []Entry{conn(40000, dst1, false), conn(40008, dst1, false)},
 			dests:   map[netip.AddrPort]free{dst1: {7, 7}}, newDest: free{8, 8}, bindFree: 7,
 		},
 		{
-			name: "odd range: one port unvisited", host: host(rules.PortRange{Lo: 40000, Hi: 40010}),
+			name: "odd range: one port unvisited", host: host(inet.PortRange{Lo: 40000, Hi: 40010}),
 			entries: []Entry{conn(40000, dst1, false)},
 			dests:   map[netip.AddrPort]free{dst1: {9, 10}}, newDest: free{10, 10}, bindFree: 10,
 		},
@@ -120,8 +121,8 @@ func TestBudgetConnectPerDestination(t *testing.T) {
 		{
 			name: "accepted children are not destinations", host: host(small),
 			entries: []Entry{
-				{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Listen, Local: netip.MustParseAddrPort("0.0.0.0:80")}},
-				{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Connected,
+				{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.Listen, Local: netip.MustParseAddrPort("0.0.0.0:80")}},
+				{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.Connected,
 					Local: netip.MustParseAddrPort("10.0.0.1:80"), Remote: netip.MustParseAddrPort("127.0.0.1:40000"), Unknown: rules.FactPortOrigin}},
 				conn(40000, dst1, true),
 			},
@@ -129,13 +130,13 @@ func TestBudgetConnectPerDestination(t *testing.T) {
 		},
 		{
 			name: "v6only IPv6 owner does not block bind(0.0.0.0:0)", host: host(small),
-			entries: []Entry{{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv6, State: rules.Bound, V6Only: true,
+			entries: []Entry{{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv6, State: rules.Bound, V6Only: true,
 				Local: netip.MustParseAddrPort("[::1]:40003")}}},
 			dests: map[netip.AddrPort]free{}, newDest: free{9, 9}, bindFree: 10,
 		},
 		{
 			name: "UDP is ignored", host: host(small),
-			entries: []Entry{{Socket: rules.Socket{Proto: rules.UDP, Family: rules.IPv4, State: rules.Bound,
+			entries: []Entry{{Socket: rules.Socket{Proto: inet.UDP, Family: inet.IPv4, State: rules.Bound,
 				Local: netip.MustParseAddrPort("0.0.0.0:40003")}}},
 			dests: map[netip.AddrPort]free{}, newDest: free{10, 10}, bindFree: 10,
 		},
@@ -196,7 +197,7 @@ func TestBudgetHoldersAndHogWarning(t *testing.T) {
 
 func TestBudgetPerSocketRange(t *testing.T) {
 	entries := []Entry{conn(40000, dst1, false), conn(40050, dst1, false)}
-	rep := Budget(entries, host(rules.PortRange{Lo: 40000, Hi: 40099}), Options{SocketRange: rules.PortRange{Lo: 40000, Hi: 40004}})
+	rep := Budget(entries, host(inet.PortRange{Lo: 40000, Hi: 40099}), Options{SocketRange: inet.PortRange{Lo: 40000, Hi: 40004}})
 	if rep.Pool != 5 || rep.ConnectPool != 5 {
 		t.Fatalf("pool %d connect pool %d, want 5 and 5", rep.Pool, rep.ConnectPool)
 	}

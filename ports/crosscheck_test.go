@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -36,20 +37,20 @@ func resolve(entries []Entry, optimistic bool) []rules.Socket {
 // unknown origins, over two sources and three destinations.
 func randomWorld(r *rand.Rand) ([]Entry, rules.Host) {
 	h := rules.DefaultHost()
-	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40031}
+	h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40031}
 	if r.IntN(4) == 0 {
 		h.EphemeralRange.Hi = 40030 // odd size: the kernel visits one port fewer
 	}
 	h.TCPTWReuse = r.IntN(3)
 	if r.IntN(3) == 0 {
-		h.ReservedPorts = []rules.PortRange{{Lo: 40010, Hi: 40012}}
+		h.ReservedPorts = []inet.PortRange{{Lo: 40010, Hi: 40012}}
 	}
 	srcs := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.0.0.9")}
 	dests := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:80"), netip.MustParseAddrPort("10.0.0.2:80"), netip.MustParseAddrPort("127.0.0.5:443")}
 	port := func() uint16 { return uint16(39995 + r.IntN(42)) } // some outside the range
 	var entries []Entry
 	for range r.IntN(60) {
-		s := rules.Socket{Proto: rules.TCP, Family: rules.IPv4, UID: uint32(r.IntN(3)),
+		s := rules.Socket{Proto: inet.TCP, Family: inet.IPv4, UID: uint32(r.IntN(3)),
 			Local: netip.AddrPortFrom(srcs[r.IntN(2)], port())}
 		e := Entry{}
 		switch k := r.IntN(10); {
@@ -95,7 +96,7 @@ func TestBudgetMatchesRulesModel(t *testing.T) {
 		rep := Budget(entries, h, Options{})
 		lo := rules.NewModel(rules.World{Host: h, Sockets: resolve(entries, false)})
 		hi := rules.NewModel(rules.World{Host: h, Sockets: resolve(entries, true)})
-		newSock := rules.Socket{Proto: rules.TCP, Family: rules.IPv4}
+		newSock := rules.Socket{Proto: inet.TCP, Family: inet.IPv4}
 		for _, d := range rep.Destinations {
 			wantMin := lo.ConnectPorts(newSock, d.Dest, d.Source).Candidates()
 			wantMax := hi.ConnectPorts(newSock, d.Dest, d.Source).Candidates()

@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
-	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -212,7 +212,7 @@ func TestFreePortsMatchKernel(t *testing.T) {
 	if d1.InUse != 5 || d2.InUse != 3 || len(rep.Destinations) != 2 {
 		t.Fatalf("destinations %+v, want %v with 5 ports in use and %v with 3", rep.Destinations, dst1, dst2)
 	}
-	if rep.Range != (rules.PortRange{Lo: 40000, Hi: 40019}) {
+	if rep.Range != (inet.PortRange{Lo: 40000, Hi: 40019}) {
 		t.Errorf("ReadHost in the namespace: range %v, want 40000-40019", rep.Range)
 	}
 	if rep.Pool != 20 || rep.BindOwned != hogPorts || rep.BoundOnly != hogPorts {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/sockfacts"
 
 	"github.com/tuple-net/tuple/rules"
@@ -30,7 +31,7 @@ func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, opt
 // TIME_WAIT timestamps, exactly. It is nil where the iterator cannot run
 // (not root, no BTF); the budget then gives ranges for what it cannot know.
 func ReadFacts() *hostmodel.Facts {
-	ks, err := sockfacts.Read(sockfacts.TCP)
+	ks, err := sockfacts.Read(inet.TCP)
 	if err != nil {
 		return nil
 	}
@@ -47,7 +48,7 @@ func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) []Entr
 	sit := hostmodel.FromTable(host, t, facts)
 	entries := make([]Entry, 0, len(sit.Entries))
 	for _, e := range sit.Entries {
-		if e.Socket.Proto != rules.TCP {
+		if e.Socket.Proto != inet.TCP {
 			continue
 		}
 		pe := Entry{Socket: e.Socket, TimeLeft: e.TimeLeft, Owners: make([]Owner, 0, len(e.Owners))}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -13,15 +14,15 @@ func TestFromTable(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	known := func(v bool) socktab.Bool { return socktab.Bool{Known: true, Value: v} }
 	tab := &socktab.Table{Sockets: []socktab.Socket{
-		{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Listen, Local: ap("0.0.0.0:80")},
-		{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.BoundInactive, Local: ap("0.0.0.0:40001"), UID: 65534,
+		{Proto: inet.TCP, Family: inet.IPv4, State: socktab.Listen, Local: ap("0.0.0.0:80")},
+		{Proto: inet.TCP, Family: inet.IPv4, State: socktab.BoundInactive, Local: ap("0.0.0.0:40001"), UID: 65534,
 			Owners: []socktab.Owner{{PID: 7, Comm: "hog", FD: 3}}},
-		{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Established, Local: ap("127.0.0.1:40002"), Remote: ap("127.0.0.1:80"),
+		{Proto: inet.TCP, Family: inet.IPv4, State: socktab.Established, Local: ap("127.0.0.1:40002"), Remote: ap("127.0.0.1:80"),
 			Options: socktab.Options{BindAddressNoPort: known(true), ReuseAddr: known(true)}},
-		{Proto: socktab.TCP, Family: socktab.IPv6, State: socktab.SynSent, Local: ap("[::1]:40003"), Remote: ap("[::1]:80")},
-		{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait, Local: ap("127.0.0.1:40004"), Remote: ap("127.0.0.1:80"), TimeLeft: 45 * time.Second},
-		{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40005")},
-		{Proto: socktab.UDP, Family: socktab.IPv4, State: socktab.Close, Local: ap("0.0.0.0:53")},
+		{Proto: inet.TCP, Family: inet.IPv6, State: socktab.SynSent, Local: ap("[::1]:40003"), Remote: ap("[::1]:80")},
+		{Proto: inet.TCP, Family: inet.IPv4, State: socktab.TimeWait, Local: ap("127.0.0.1:40004"), Remote: ap("127.0.0.1:80"), TimeLeft: 45 * time.Second},
+		{Proto: inet.TCP, Family: inet.IPv4, State: socktab.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40005")},
+		{Proto: inet.UDP, Family: inet.IPv4, State: socktab.Close, Local: ap("0.0.0.0:53")},
 	}}
 	got := FromTable(rules.DefaultHost(), tab, nil)
 	if len(got) != 5 {

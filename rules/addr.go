@@ -1,6 +1,10 @@
 package rules
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/tuple-net/tuple/inet"
+)
 
 // class is how the kernel's address comparison (inet_rcv_saddr_equal and
 // the bhash2 lookups) sees a socket's local address.
@@ -22,23 +26,23 @@ type endpoint struct {
 }
 
 // familyOf returns s's family, inferring it from the address when unset.
-func familyOf(f Family, a netip.Addr) Family {
+func familyOf(f inet.Family, a netip.Addr) inet.Family {
 	switch f {
-	case IPv4, IPv6:
+	case inet.IPv4, inet.IPv6:
 		return f
 	}
 	if a.Is4() {
-		return IPv4
+		return inet.IPv4
 	}
-	return IPv6
+	return inet.IPv6
 }
 
 // normalise classifies a local address held by a socket of family f. An
 // AF_INET6 socket's v4 address given unmapped (as some tables print it) is
 // taken as v4-mapped; an invalid address is the family's wildcard.
-func normalise(f Family, a netip.Addr, v6only bool) endpoint {
+func normalise(f inet.Family, a netip.Addr, v6only bool) endpoint {
 	f = familyOf(f, a)
-	if f == IPv4 {
+	if f == inet.IPv4 {
 		a = a.Unmap()
 		if !a.IsValid() || !a.Is4() || a.IsUnspecified() {
 			return endpoint{class: classAny4}

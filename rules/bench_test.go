@@ -3,6 +3,8 @@ package rules
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // bigWorld is a busy host: 40,000 TCP sockets, mostly connections from
@@ -14,7 +16,7 @@ func bigWorld() World {
 	src := netip.MustParseAddr("10.9.0.1")
 	port := uint16(32768)
 	for i := 0; len(w.Sockets) < 40000; i++ {
-		s := Socket{Proto: TCP, Family: IPv4, Local: netip.AddrPortFrom(src, port), Remote: dsts[i%len(dsts)],
+		s := Socket{Proto: inet.TCP, Family: inet.IPv4, Local: netip.AddrPortFrom(src, port), Remote: dsts[i%len(dsts)],
 			State: Connected, PortFromConnect: true}
 		if port%5 == 0 && s.Remote.Port() == 443 {
 			s.Remote = ap("10.9.0.2:443") // some ports are shared with other destinations only
@@ -23,7 +25,7 @@ func bigWorld() World {
 		case 7:
 			s.State = TimeWait
 		case 9:
-			s = Socket{Proto: TCP, Family: IPv4, Local: netip.AddrPortFrom(netip.IPv4Unspecified(), port), State: Listen}
+			s = Socket{Proto: inet.TCP, Family: inet.IPv4, Local: netip.AddrPortFrom(netip.IPv4Unspecified(), port), State: Listen}
 		}
 		w.Sockets = append(w.Sockets, s)
 		if i%len(dsts) == len(dsts)-1 {
@@ -43,7 +45,7 @@ func bigWorld() World {
 func BenchmarkConnectPorts(b *testing.B) {
 	w := bigWorld()
 	m := NewModel(w)
-	s := Socket{Proto: TCP, Family: IPv4}
+	s := Socket{Proto: inet.TCP, Family: inet.IPv4}
 	dst := ap("10.9.0.1:443")
 	var anchor, model float64
 	b.Run("anchor-table-pass", func(b *testing.B) {
@@ -83,7 +85,7 @@ func BenchmarkConnectPorts(b *testing.B) {
 func TestConnectPortsBigTable(t *testing.T) {
 	w := bigWorld()
 	m := NewModel(w)
-	c := m.ConnectPorts(Socket{Proto: TCP, Family: IPv4}, ap("10.9.0.1:443"), netip.MustParseAddr("10.9.0.1"))
+	c := m.ConnectPorts(Socket{Proto: inet.TCP, Family: inet.IPv4}, ap("10.9.0.1:443"), netip.MustParseAddr("10.9.0.1"))
 	held := map[uint16]bool{}
 	used := map[uint16]bool{}
 	owned := map[uint16]bool{}
@@ -101,13 +103,13 @@ func TestConnectPortsBigTable(t *testing.T) {
 			delete(used, p)
 		}
 	}
-	want := PortCount{Range: PortRange{32768, 60999}, Searched: 28232, HeldByBind: len(held), Busy: len(used)}
+	want := PortCount{Range: inet.PortRange{Lo: 32768, Hi: 60999}, Searched: 28232, HeldByBind: len(held), Busy: len(used)}
 	want.Free = want.Searched - len(owned)
 	want.Shared = len(owned) - want.HeldByBind - want.Busy
 	if c != want {
 		t.Errorf("ConnectPorts = %+v\nwant %+v", c, want)
 	}
-	if o := m.Predict(Socket{Proto: TCP, Family: IPv4}, Op{Kind: OpConnect, Addr: ap("10.9.0.1:443")}); o.Candidates != c.Candidates() || !o.OK() {
+	if o := m.Predict(Socket{Proto: inet.TCP, Family: inet.IPv4}, Op{Kind: OpConnect, Addr: ap("10.9.0.1:443")}); o.Candidates != c.Candidates() || !o.OK() {
 		t.Errorf("Predict: %s, %d candidates; want ok, %d", o.ErrName(), o.Candidates, c.Candidates())
 	}
 }

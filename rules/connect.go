@@ -4,20 +4,22 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // PortCount is how the ports of a connect() search fall for one
 // destination. Candidates() is exact: the number of ports connect() could
 // take, which is also Outcome.Candidates for a searching connect().
 type PortCount struct {
-	Range      PortRange // the effective range searched
-	Searched   int       // ports the kernel tries (range minus reserved and, with an odd even-first range, its top port)
-	Reserved   int       // ports skipped as ip_local_reserved_ports
-	Free       int       // no owner at all
-	Shared     int       // held only by connect()-bound sockets, and this four-tuple is unused
-	TimeWait   int       // the four-tuple is in TIME_WAIT and the kernel would reuse it
-	HeldByBind int       // skipped: an owner got the port through bind() or listen()
-	Busy       int       // the four-tuple is in use (or in TIME_WAIT and not reusable)
+	Range      inet.PortRange // the effective range searched
+	Searched   int            // ports the kernel tries (range minus reserved and, with an odd even-first range, its top port)
+	Reserved   int            // ports skipped as ip_local_reserved_ports
+	Free       int            // no owner at all
+	Shared     int            // held only by connect()-bound sockets, and this four-tuple is unused
+	TimeWait   int            // the four-tuple is in TIME_WAIT and the kernel would reuse it
+	HeldByBind int            // skipped: an owner got the port through bind() or listen()
+	Busy       int            // the four-tuple is in use (or in TIME_WAIT and not reusable)
 }
 
 // Candidates is the number of ports the search could take.
@@ -37,7 +39,7 @@ func (m *Model) ConnectPorts(s Socket, remote netip.AddrPort, source netip.Addr)
 
 // connectSpans is __inet_hash_connect's walk: even ports first over an
 // even-sized range unless the socket has its own range (then every port).
-func connectSpans(r PortRange, perSocket bool) spans {
+func connectSpans(r inet.PortRange, perSocket bool) spans {
 	var sp spans
 	sp.add(int(r.Lo), int(r.Hi), !perSocket)
 	return sp
@@ -49,7 +51,7 @@ func (e *eval) connect() {
 	peer := e.op.Addr.Addr()
 	switch e.s.State {
 	case Listen, Connected, TimeWait:
-		if e.s.Proto == TCP {
+		if e.s.Proto == inet.TCP {
 			e.fail(syscall.EISCONN, "connect-state", "the socket is already listening or connected")
 			return
 		}
@@ -59,7 +61,7 @@ func (e *eval) connect() {
 		return
 	}
 	unboundPort := e.s.State == Unbound || e.s.Local.Port() == 0
-	if e.s.Proto == UDP {
+	if e.s.Proto == inet.UDP {
 		e.udpConnect(peer, unboundPort)
 		return
 	}
@@ -111,7 +113,7 @@ func (e *eval) refused() {
 // v6only).
 func (m *Model) listening(peer netip.AddrPort) bool {
 	pa := peer.Addr().Unmap().WithZone("")
-	for _, j := range m.owners(TCP, peer.Port()) {
+	for _, j := range m.owners(inet.TCP, peer.Port()) {
 		o := m.socks[j]
 		if o.State != Listen {
 			continue
@@ -131,14 +133,14 @@ func (m *Model) listening(peer netip.AddrPort) bool {
 
 // connectFamily checks the peer's family against the socket's.
 func (e *eval) connectFamily(peer netip.Addr) (syscall.Errno, string, string) {
-	if e.fam == IPv4 {
+	if e.fam == inet.IPv4 {
 		if peer.Is6() {
 			return syscall.EAFNOSUPPORT, "family", "an AF_INET socket cannot connect to an IPv6 address"
 		}
 		return 0, "", ""
 	}
 	if peer.Is4() {
-		if e.s.Proto == UDP {
+		if e.s.Proto == inet.UDP {
 			if e.v6onlyNow() {
 				return syscall.EAFNOSUPPORT, "family", "an IPV6_V6ONLY socket cannot connect to an IPv4 address"
 			}
@@ -158,11 +160,11 @@ func (e *eval) connectFamily(peer netip.Addr) (syscall.Errno, string, string) {
 // v6onlyNow is the new socket's IPV6_V6ONLY as it stands (a bind to a
 // specific IPv6 address forced it on).
 func (e *eval) v6onlyNow() bool {
-	if e.fam != IPv6 {
+	if e.fam != inet.IPv6 {
 		return false
 	}
 	if e.s.State != Unbound {
-		if ep := normalise(IPv6, e.s.Local.Addr(), e.v6only); ep.class == classV6 {
+		if ep := normalise(inet.IPv6, e.s.Local.Addr(), e.v6only); ep.class == classV6 {
 			return true
 		}
 	}
@@ -190,7 +192,7 @@ func (e *eval) afterAddr(src netip.Addr) netip.Addr {
 	if !src.IsValid() {
 		return e.s.Local.Addr()
 	}
-	if e.fam == IPv6 && src.Is4() {
+	if e.fam == inet.IPv6 && src.Is4() {
 		return netip.AddrFrom16(src.As16())
 	}
 	return src
@@ -231,7 +233,7 @@ func (e *eval) fourTuple(src netip.Addr) {
 	port := e.s.Local.Port()
 	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), port)
 	tw := -1
-	for _, j := range e.m.owners(TCP, port) {
+	for _, j := range e.m.owners(inet.TCP, port) {
 		i := int(j)
 		o := e.m.socks[i]
 		if !e.m.tupleMatch(i, src, unmapPort(e.op.Addr)) {
@@ -265,7 +267,7 @@ func (e *eval) fourTuple(src netip.Addr) {
 func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (PortCount, int) {
 	r, perSocket := EffectiveRange(e.m.host, e.s)
 	c := PortCount{Range: r}
-	if e.s.Proto == UDP {
+	if e.s.Proto == inet.UDP {
 		ep := e.connectEndpoint()
 		for p := int(r.Lo); p <= int(r.Hi); p++ {
 			if p == 0 {
@@ -288,7 +290,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 	peer = unmapPort(peer)
 	last := 0
 	for k := 0; k < sp.n; k++ {
-		cur := e.m.cursorAt(TCP, uint16(sp.lo[k]))
+		cur := e.m.cursorAt(inet.TCP, uint16(sp.lo[k]))
 		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
 			if p == 0 {
 				continue
@@ -298,7 +300,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 				continue
 			}
 			c.Searched++
-			owners := cur.next(TCP, uint16(p))
+			owners := cur.next(inet.TCP, uint16(p))
 			if len(owners) == 0 {
 				c.Free++
 				last = p
@@ -372,7 +374,7 @@ func (e *eval) connectEndpoint() endpoint {
 	a := e.s.Local.Addr()
 	if e.s.State == Unbound || !a.IsValid() {
 		a = netip.IPv6Unspecified()
-		if e.fam == IPv4 {
+		if e.fam == inet.IPv4 {
 			a = netip.IPv4Unspecified()
 		}
 	}

@@ -1,6 +1,10 @@
 package rules
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/tuple-net/tuple/inet"
+)
 
 // The kernel caches, per TCP port (struct inet_bind_bucket), the reuse
 // options of the sockets that bound it (fastreuse, fastreuseport with the
@@ -16,7 +20,7 @@ import "net/netip"
 
 // kaddr is a socket's local address as the kernel stores it.
 type kaddr struct {
-	fam    Family
+	fam    inet.Family
 	v4     netip.Addr // sk_rcv_saddr: the IPv4 view (127.0.0.6 for a non-mapped IPv6 address)
 	v6     netip.Addr // sk_v6_rcv_saddr, AF_INET6 only
 	v6only bool
@@ -24,19 +28,19 @@ type kaddr struct {
 
 var loopback4IPv6 = netip.AddrFrom4([4]byte{127, 0, 0, 6}) // LOOPBACK4_IPV6
 
-func kaddrOf(fam Family, a netip.Addr, v6only bool) kaddr {
+func kaddrOf(fam inet.Family, a netip.Addr, v6only bool) kaddr {
 	fam = familyOf(fam, a)
 	if !a.IsValid() {
 		a = netip.IPv4Unspecified()
-		if fam == IPv6 {
+		if fam == inet.IPv6 {
 			a = netip.IPv6Unspecified()
 		}
 	}
 	a = a.WithZone("")
-	if fam == IPv4 {
-		return kaddr{fam: IPv4, v4: a.Unmap()}
+	if fam == inet.IPv4 {
+		return kaddr{fam: inet.IPv4, v4: a.Unmap()}
 	}
-	k := kaddr{fam: IPv6, v6: netip.AddrFrom16(a.As16()), v6only: v6only}
+	k := kaddr{fam: inet.IPv6, v6: netip.AddrFrom16(a.As16()), v6only: v6only}
 	switch {
 	case a.Is4() || a.Is4In6():
 		k.v4 = a.Unmap()
@@ -82,7 +86,7 @@ func ipv4Equal(a1, a2 netip.Addr, sk2v6only, w1, w2 bool) bool {
 func ipv6Equal(s1 kaddr, s2 kaddr, w1, w2 bool) bool {
 	t1 := typeOf(s1.v6)
 	t2 := v6Mapped
-	if s2.fam == IPv6 {
+	if s2.fam == inet.IPv6 {
 		t2 = typeOf(s2.v6)
 	}
 	if t1 == v6Mapped && t2 == v6Mapped {
@@ -97,7 +101,7 @@ func ipv6Equal(s1 kaddr, s2 kaddr, w1, w2 bool) bool {
 	if t1 == v6Any && w1 && !(s1.v6only && t2 == v6Mapped) {
 		return true
 	}
-	return s2.fam == IPv6 && s1.v6 == s2.v6
+	return s2.fam == inet.IPv6 && s1.v6 == s2.v6
 }
 
 const (
@@ -122,7 +126,7 @@ func (b *bucket) reuseportMatch(s Socket, k kaddr) bool {
 	if b.fastreuseport == fastAny {
 		return true
 	}
-	if b.fast.fam == IPv6 {
+	if b.fast.fam == inet.IPv6 {
 		return ipv6Equal(b.fast, k, true, false)
 	}
 	return ipv4Equal(b.fast.v4, k.v4, k.v6only, true, false)
@@ -151,7 +155,7 @@ func (b *bucket) update(s Socket, k kaddr, listen bool) {
 // recognised as connected sockets sharing a listener's port, address and
 // reuse flags.
 func (m *Model) bucketFor(port uint16) bucket {
-	owners := m.owners(TCP, port)
+	owners := m.owners(inet.TCP, port)
 	if x, ok := m.exact[port]; ok {
 		return bucket{owners: len(owners), fastreuse: x.FastReuse, fastreuseport: x.FastReusePort,
 			fastuid: x.FastUID, fast: kaddrOf(x.FastFamily, x.FastAddr, x.FastV6Only)}
@@ -201,7 +205,7 @@ func (m *Model) acceptedChild(i int, owners []int32) bool {
 
 // fastPath reports whether the cached bucket state lets an explicit bind
 // (or listen) by s at address a skip the conflict check, and which cache.
-func (m *Model) fastPath(s Socket, fam Family, a netip.Addr, v6only bool, port uint16, listen bool) (bool, string) {
+func (m *Model) fastPath(s Socket, fam inet.Family, a netip.Addr, v6only bool, port uint16, listen bool) (bool, string) {
 	b := m.bucketFor(port)
 	if b.owners == 0 {
 		return false, ""

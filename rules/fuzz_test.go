@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/tuple-net/tuple/inet"
 )
 
 // fuzzAddrs are the addresses fuzzed sockets use: every class of the
@@ -60,8 +61,8 @@ func (r *fuzzReader) addrPort() netip.AddrPort {
 func (r *fuzzReader) socket() Socket {
 	f := r.byte()
 	s := Socket{
-		Proto:             Proto(f % 4), // includes invalid 0 and 3
-		Family:            []Family{0, IPv4, IPv6, 9}[(f>>2)%4],
+		Proto:        inet.Proto(f % 4), // includes invalid 0 and 3
+		Family:       []inet.Family{0, inet.IPv4, inet.IPv6, 9}[(f>>2)%4],
 		Local:             r.addrPort(),
 		Remote:            r.addrPort(),
 		State:             State(r.byte() % 5),
@@ -70,7 +71,7 @@ func (r *fuzzReader) socket() Socket {
 		TWAge:             time.Duration(r.byte()) * 10 * time.Millisecond,
 		Unknown:           Fact(r.byte()),
 		UnknownReason:     "fuzz",
-		PortRange:         PortRange{40000 + uint16(r.byte()%10), 40000 + uint16(r.byte()%10)},
+		PortRange:    inet.PortRange{Lo: 40000 + uint16(r.byte()%10), Hi: 40000 + uint16(r.byte()%10)},
 		BindAddr:          fuzzAddrs[int(r.byte())%len(fuzzAddrs)],
 		CanBindPrivileged: f&0x40 != 0,
 	}
@@ -94,11 +95,11 @@ func FuzzPredict(f *testing.F) {
 		r := &fuzzReader{b: data}
 		h := testHost()
 		hf := r.byte()
-		h.EphemeralRange = PortRange{40000 + uint16(r.byte()%4), 40000 + uint16(r.byte()%8)}
+		h.EphemeralRange = inet.PortRange{Lo: 40000 + uint16(r.byte()%4), Hi: 40000 + uint16(r.byte()%8)}
 		h.AutobindReuse, h.BindV6Only, h.NonlocalBind4 = hf&1 != 0, hf&2 != 0, hf&4 != 0
 		h.TCPTWReuse = int(hf>>3) % 4
 		if hf&0x80 != 0 {
-			h.ReservedPorts = []PortRange{{40001, 40002}}
+			h.ReservedPorts = []inet.PortRange{{Lo: 40001, Hi: 40002}}
 		}
 		var w World
 		w.Host = h
@@ -107,7 +108,7 @@ func FuzzPredict(f *testing.F) {
 		}
 		if bf := r.byte(); bf&1 != 0 {
 			w.Buckets = append(w.Buckets, Bucket{Port: 40000 + uint16(bf>>5), FastReuse: int8(r.byte()%3) - 1,
-				FastReusePort: int8(r.byte()%4) - 1, FastUID: uint32(r.byte() % 3), FastFamily: []Family{IPv4, IPv6}[bf>>1&1],
+				FastReusePort: int8(r.byte()%4) - 1, FastUID: uint32(r.byte() % 3), FastFamily: []inet.Family{inet.IPv4, inet.IPv6}[bf>>1&1],
 				FastAddr: fuzzAddrs[int(r.byte())%len(fuzzAddrs)], FastV6Only: bf&4 != 0})
 		}
 		s := r.socket()

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/netnstest"
 )
 
@@ -175,7 +176,7 @@ type sockOpts struct {
 	reuseAddr, reusePort bool
 	v6only               int // 0 default, 1 on, 2 off
 	uid                  uint32
-	portRange            PortRange
+	portRange            inet.PortRange
 	bindNoPort           bool
 	freebind             bool
 }
@@ -223,7 +224,7 @@ func (b *batch) run(n, first int) error {
 		return err
 	}
 	b.host = testHost()
-	fd, err := b.newSocket(TCP, IPv6, sockOpts{reuseAddr: true, v6only: 2})
+	fd, err := b.newSocket(inet.TCP, inet.IPv6, sockOpts{reuseAddr: true, v6only: 2})
 	if err != nil {
 		return err
 	}
@@ -233,7 +234,7 @@ func (b *batch) run(n, first int) error {
 	if err := unix.Listen(fd, 128); err != nil {
 		return fmt.Errorf("listen server: %w", err)
 	}
-	b.srv = kSock{fd: fd, sock: Socket{ID: "server", Proto: TCP, Family: IPv6, Local: netip.AddrPortFrom(netip.IPv6Unspecified(), srvPort), State: Listen, ReuseAddr: true}}
+	b.srv = kSock{fd: fd, sock: Socket{ID: "server", Proto: inet.TCP, Family: inet.IPv6, Local: netip.AddrPortFrom(netip.IPv6Unspecified(), srvPort), State: Listen, ReuseAddr: true}}
 	defer unix.Close(fd)
 	for i := 0; i < n; i++ {
 		b.caseNo = first + i
@@ -306,7 +307,7 @@ func (b *batch) check(s Socket, op Op, kerr error) Outcome {
 
 // residualClass names the documented class a disagreement belongs to, or "".
 func (b *batch) residualClass(s Socket, op Op, out Outcome) string {
-	if (op.Kind == OpBind || op.Kind == OpListen) && s.Proto == TCP && out.Err == syscall.EADDRINUSE {
+	if (op.Kind == OpBind || op.Kind == OpListen) && s.Proto == inet.TCP && out.Err == syscall.EADDRINUSE {
 		port := op.Addr.Port()
 		if op.Kind == OpListen {
 			port = s.Local.Port()
@@ -315,7 +316,7 @@ func (b *batch) residualClass(s Socket, op Op, out Outcome) string {
 			return "reuse-cache-history"
 		}
 	}
-	if op.Kind == OpConnect && s.Proto == TCP && (out.Rule == "connect-exhausted" || out.Rule == "connect-search") {
+	if op.Kind == OpConnect && s.Proto == inet.TCP && (out.Rule == "connect-exhausted" || out.Rule == "connect-search") {
 		r, _ := EffectiveRange(b.host, s)
 		for p := range b.bucketHistory {
 			if r.Contains(p) {
@@ -364,7 +365,7 @@ func errnoOf(err error) syscall.Errno {
 // newSocket creates a socket with the options, as uid (the fsuid at
 // socket() time becomes sk_uid; setfsuid is per thread, and this runs on
 // the namespace's locked thread).
-func (b *batch) newSocket(p Proto, fam Family, o sockOpts) (int, error) {
+func (b *batch) newSocket(p inet.Proto, fam inet.Family, o sockOpts) (int, error) {
 	if o.uid != 0 {
 		if err := unix.Setfsuid(int(o.uid)); err != nil {
 			return -1, err
@@ -372,10 +373,10 @@ func (b *batch) newSocket(p Proto, fam Family, o sockOpts) (int, error) {
 		defer unix.Setfsuid(0)
 	}
 	domain, typ := unix.AF_INET, unix.SOCK_STREAM
-	if fam == IPv6 {
+	if fam == inet.IPv6 {
 		domain = unix.AF_INET6
 	}
-	if p == UDP {
+	if p == inet.UDP {
 		typ = unix.SOCK_DGRAM
 	}
 	fd, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, 0)
@@ -393,7 +394,7 @@ func (b *batch) newSocket(p Proto, fam Family, o sockOpts) (int, error) {
 	if o.reusePort {
 		set(unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 	}
-	if fam == IPv6 && o.v6only != 0 {
+	if fam == inet.IPv6 && o.v6only != 0 {
 		set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(o.v6only == 1))
 	}
 	if !o.portRange.IsZero() {
@@ -420,9 +421,9 @@ func boolInt(v bool) int {
 }
 
 // modelSocket is the new socket as the model sees it before any operation.
-func modelSocket(p Proto, fam Family, o sockOpts) Socket {
+func modelSocket(p inet.Proto, fam inet.Family, o sockOpts) Socket {
 	return Socket{Proto: p, Family: fam, ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
-		V6Only: o.v6only == 1, V6OnlyDefault: fam == IPv6 && o.v6only == 0, UID: o.uid,
+		V6Only: o.v6only == 1, V6OnlyDefault: fam == inet.IPv6 && o.v6only == 0, UID: o.uid,
 		PortRange: o.portRange, BindNoPort: o.bindNoPort, Freebind: o.freebind, CanBindPrivileged: true}
 }
 
@@ -452,7 +453,7 @@ func observe(fd int, s *Socket) {
 	if sa, err := unix.Getpeername(fd); err == nil {
 		s.Remote = addrPortOf(sa)
 	}
-	if s.Family == IPv6 {
+	if s.Family == inet.IPv6 {
 		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
 		s.V6Only = err == nil && v == 1
 	}
@@ -464,8 +465,8 @@ var (
 	v6Addrs = []string{"::", "::", "::ffff:127.0.0.1", "::ffff:0.0.0.0", "fd00::1", "fd00::2", "::1", "::ffff:10.9.0.1", "::ffff:127.0.0.2"}
 )
 
-func (b *batch) randAddr(fam Family) netip.Addr {
-	if fam == IPv4 {
+func (b *batch) randAddr(fam inet.Family) netip.Addr {
+	if fam == inet.IPv4 {
 		if b.chance(0.03) {
 			return netip.MustParseAddr("::ffff:127.0.0.1") // family mismatch
 		}
@@ -486,9 +487,9 @@ func (b *batch) randAddr(fam Family) netip.Addr {
 	return netip.MustParseAddr(v6Addrs[b.pick(len(v6Addrs))])
 }
 
-func (b *batch) randOpts(fam Family) sockOpts {
+func (b *batch) randOpts(fam inet.Family) sockOpts {
 	o := sockOpts{reuseAddr: b.chance(0.5), reusePort: b.chance(0.4)}
-	if fam == IPv6 {
+	if fam == inet.IPv6 {
 		o.v6only = b.pick(3)
 	}
 	if b.chance(0.3) {
@@ -499,10 +500,10 @@ func (b *batch) randOpts(fam Family) sockOpts {
 
 // peerFor picks a peer the socket at local can reach (mostly) in the
 // socket's family: the server for TCP.
-func (b *batch) peerFor(fam Family, local netip.Addr, v6only bool) netip.AddrPort {
+func (b *batch) peerFor(fam inet.Family, local netip.Addr, v6only bool) netip.AddrPort {
 	var choices []string
 	switch {
-	case fam == IPv4:
+	case fam == inet.IPv4:
 		choices = []string{"127.0.0.1", "10.9.0.1", "127.0.0.2"}
 	case local.Is4In6() && !local.Unmap().IsUnspecified():
 		choices = []string{"::ffff:127.0.0.1", "::ffff:10.9.0.1"}
@@ -516,7 +517,7 @@ func (b *batch) peerFor(fam Family, local netip.Addr, v6only bool) netip.AddrPor
 			choices = choices[:2]
 		}
 	}
-	if b.chance(0.03) && fam == IPv6 {
+	if b.chance(0.03) && fam == inet.IPv6 {
 		choices = []string{"::ffff:127.0.0.1"} // ENETUNREACH when v6only
 	}
 	return netip.AddrPortFrom(netip.MustParseAddr(choices[b.pick(len(choices))]), srvPort)
@@ -594,7 +595,7 @@ func (b *batch) closeCase() {
 
 // departed records that a socket that bound port through bind() left.
 func (b *batch) departed(s Socket) {
-	if s.Proto != TCP || s.PortFromConnect || s.Local.Port() == 0 {
+	if s.Proto != inet.TCP || s.PortFromConnect || s.Local.Port() == 0 {
 		return
 	}
 	if b.cacheHistory == nil {
@@ -609,12 +610,12 @@ func (b *batch) runCase(base uint16) error {
 	b.cases++
 	// Namespace settings for this case.
 	k := uint16(b.pick(4))
-	b.host.EphemeralRange = PortRange{base, base + k}
+	b.host.EphemeralRange = inet.PortRange{Lo: base, Hi: base + k}
 	b.host.ReservedPorts = nil
 	reserved := ""
 	if b.chance(0.15) {
 		r := base + uint16(b.pick(4))
-		b.host.ReservedPorts = []PortRange{{r, r}}
+		b.host.ReservedPorts = []inet.PortRange{{Lo: r, Hi: r}}
 		reserved = strconv.Itoa(int(r))
 	}
 	b.host.AutobindReuse = b.chance(0.3)
@@ -645,9 +646,9 @@ func (b *batch) runCase(base uint16) error {
 	b.logf("range %d-%d reserved %q autobind_reuse %v tw_reuse %d delay %v timestamps %v bindv6only %v",
 		base, base+k, reserved, b.host.AutobindReuse, b.host.TCPTWReuse, b.host.TWReuseDelay, timestamps, b.host.BindV6Only)
 
-	proto := TCP
+	proto := inet.TCP
 	if b.chance(0.3) {
-		proto = UDP
+		proto = inet.UDP
 	}
 	existing := 1 + b.pick(4)
 	helperPort := base + 5
@@ -673,21 +674,21 @@ func (b *batch) portFor(base uint16) uint16 {
 
 // makeExisting creates one existing socket of the case in a random state.
 // Each step is itself checked against the model.
-func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16, timestamps bool) error {
-	fam := IPv4
+func (b *batch) makeExisting(proto inet.Proto, i int, port uint16, helperPort *uint16, timestamps bool) error {
+	fam := inet.IPv4
 	if b.chance(0.5) {
-		fam = IPv6
+		fam = inet.IPv6
 	}
 	o := b.randOpts(fam)
 	id := fmt.Sprintf("c%d-%d", b.caseNo, i)
 	kind := b.pick(6) // TCP: 0 bound, 1 listen, 2 client bound, 3 client connect-bound, 4 TIME_WAIT, 5 listener with child
-	if proto == UDP {
+	if proto == inet.UDP {
 		kind = b.pick(3) // 0 bound, 1 bound+connected, 2 connect autobind
 	}
-	connectBound := (proto == TCP && kind == 3) || (proto == UDP && kind == 2) || (proto == TCP && kind == 4 && b.chance(0.5))
+	connectBound := (proto == inet.TCP && kind == 3) || (proto == inet.UDP && kind == 2) || (proto == inet.TCP && kind == 4 && b.chance(0.5))
 	if connectBound {
 		if b.chance(0.5) {
-			o.portRange = PortRange{port, port}
+			o.portRange = inet.PortRange{Lo: port, Hi: port}
 		} else if b.chance(0.3) {
 			o.bindNoPort = true
 		}
@@ -724,7 +725,7 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 		observe(fd, &s)
 	}
 	switch {
-	case proto == TCP && (kind == 1 || kind == 5):
+	case proto == inet.TCP && (kind == 1 || kind == 5):
 		op := Op{Kind: OpListen}
 		kerr := unix.Listen(fd, 16)
 		bad := b.bad
@@ -740,9 +741,9 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 			return b.connectToListener(s, fd, helperPort)
 		}
 		return nil
-	case (proto == TCP && kind >= 2 && kind <= 4 || proto == UDP && kind >= 1) && (s.State == Unbound || b.host.local(s.Local.Addr())):
+	case (proto == inet.TCP && kind >= 2 && kind <= 4 || proto == inet.UDP && kind >= 1) && (s.State == Unbound || b.host.local(s.Local.Addr())):
 		peer := b.peerFor(fam, s.Local.Addr(), s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only))
-		if proto == UDP {
+		if proto == inet.UDP {
 			peer = netip.AddrPortFrom(peer.Addr(), 9)
 		}
 		op := Op{Kind: OpConnect, Addr: peer}
@@ -767,7 +768,7 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 			return nil
 		}
 		keep = true
-		if proto == UDP {
+		if proto == inet.UDP {
 			b.world = append(b.world, kSock{fd: fd, sock: s})
 			return nil
 		}
@@ -775,7 +776,7 @@ func (b *batch) makeExisting(proto Proto, i int, port uint16, helperPort *uint16
 		if err != nil {
 			return err
 		}
-		child.sock = Socket{ID: id + "-srvchild", Proto: TCP, Family: IPv6, State: Connected, ReuseAddr: true}
+		child.sock = Socket{ID: id + "-srvchild", Proto: inet.TCP, Family: inet.IPv6, State: Connected, ReuseAddr: true}
 		observe(child.fd, &child.sock)
 		if kind != 4 {
 			b.world = append(b.world, kSock{fd: fd, sock: s}, child)
@@ -823,8 +824,8 @@ func (b *batch) dropTakenOver(s Socket) {
 // connectFD connects fd to peer. For TCP it does not wait inside
 // connect(): the port is chosen before the SYN leaves, so EINPROGRESS is
 // the kernel's "ok"; established reports whether the handshake completed.
-func connectFD(fd int, p Proto, peer netip.AddrPort) (kerr error, established bool) {
-	if p == UDP {
+func connectFD(fd int, p inet.Proto, peer netip.AddrPort) (kerr error, established bool) {
+	if p == inet.UDP {
 		err := unix.Connect(fd, sockaddr(peer))
 		return err, err == nil
 	}
@@ -851,12 +852,12 @@ func connectFD(fd int, p Proto, peer netip.AddrPort) (kerr error, established bo
 // through bind(), now holds a source address that connect()-bound owners
 // of the port already hold (see batch.bucketHistory).
 func (b *batch) noteBucketHistory(s Socket, boundWildcard bool) {
-	if !boundWildcard || s.PortFromConnect || s.Proto != TCP {
+	if !boundWildcard || s.PortFromConnect || s.Proto != inet.TCP {
 		return
 	}
 	for _, k := range b.world {
 		o := k.sock
-		if o.Proto == TCP && o.PortFromConnect && o.Local.Port() == s.Local.Port() && o.Local.Addr().Unmap() == s.Local.Addr().Unmap() {
+		if o.Proto == inet.TCP && o.PortFromConnect && o.Local.Port() == s.Local.Port() && o.Local.Addr().Unmap() == s.Local.Addr().Unmap() {
 			if b.bucketHistory == nil {
 				b.bucketHistory = map[uint16]bool{}
 			}
@@ -908,7 +909,7 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 	fam := l.Family
 	if dst.Unmap().IsUnspecified() {
 		switch {
-		case fam == IPv4 || dst.Is4In6():
+		case fam == inet.IPv4 || dst.Is4In6():
 			dst = netip.MustParseAddr("127.0.0.1")
 		case l.V6Only:
 			dst = netip.MustParseAddr("fd00::1")
@@ -916,19 +917,19 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 			dst = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fd00::1")}[b.pick(2)]
 		}
 	}
-	cfam := IPv4
+	cfam := inet.IPv4
 	if dst.Is6() && !dst.Is4In6() {
-		cfam = IPv6
+		cfam = inet.IPv6
 	}
 	dst = dst.Unmap()
-	cfd, err := b.newSocket(TCP, cfam, sockOpts{})
+	cfd, err := b.newSocket(inet.TCP, cfam, sockOpts{})
 	if err != nil {
 		return err
 	}
 	port := *helperPort
 	*helperPort++
 	src := netip.AddrPortFrom(netip.IPv4Unspecified(), port)
-	if cfam == IPv6 {
+	if cfam == inet.IPv6 {
 		src = netip.AddrPortFrom(netip.IPv6Unspecified(), port)
 	}
 	if err := unix.Bind(cfd, sockaddr(src)); err != nil {
@@ -948,7 +949,7 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cs := Socket{ID: l.ID + "-helper", Proto: TCP, Family: cfam, State: Connected}
+	cs := Socket{ID: l.ID + "-helper", Proto: inet.TCP, Family: cfam, State: Connected}
 	observe(cfd, &cs)
 	b.world = append(b.world, kSock{fd: cfd, sock: cs})
 	// accept() sets the child's sk_uid to the accepting thread's fsuid
@@ -967,7 +968,7 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 	if err != nil {
 		return err
 	}
-	child.sock = Socket{ID: l.ID + "-child", Proto: TCP, Family: l.Family, State: Connected,
+	child.sock = Socket{ID: l.ID + "-child", Proto: inet.TCP, Family: l.Family, State: Connected,
 		ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: acceptUID}
 	observe(child.fd, &child.sock)
 	b.logf("%s accepted %s <- %s", child.sock.ID, child.sock.Local, child.sock.Remote)
@@ -998,30 +999,30 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 }
 
 // newSocketOp is the case's new socket and its operation(s).
-func (b *batch) newSocketOp(proto Proto, base uint16) error {
-	fam := IPv4
+func (b *batch) newSocketOp(proto inet.Proto, base uint16) error {
+	fam := inet.IPv4
 	if b.chance(0.5) {
-		fam = IPv6
+		fam = inet.IPv6
 	}
 	o := b.randOpts(fam)
 	kind := b.pick(6) // TCP: 0 bind(+listen), 1 bind 0 (+listen), 2 listen unbound, 3 connect unbound, 4 bind-no-port + connect, 5 bind + connect
-	if proto == UDP {
+	if proto == inet.UDP {
 		kind = b.pick(4) // 0 bind, 1 bind 0, 2 connect unbound, 3 bind + connect
 		if kind == 2 && b.chance(0.3) {
 			o.bindNoPort = true
 		}
 	}
-	if proto == TCP && kind == 4 {
+	if proto == inet.TCP && kind == 4 {
 		o.bindNoPort = true
 	}
 	if b.chance(0.25) {
 		lo := base + uint16(b.pick(4))
-		o.portRange = PortRange{lo, lo + uint16(b.pick(3))}
+		o.portRange = inet.PortRange{Lo: lo, Hi: lo + uint16(b.pick(3))}
 		if b.chance(0.2) {
 			o.portRange.Lo = 1000 // outside the namespace range: ignored
 		}
 	}
-	if (proto == TCP && kind == 5) || (proto == UDP && kind == 3) {
+	if (proto == inet.TCP && kind == 5) || (proto == inet.UDP && kind == 3) {
 		o.reuseAddr = b.chance(0.8)
 	}
 	o.freebind = b.chance(0.1)
@@ -1064,9 +1065,9 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 			// The port the kernel chose must be one the model counts: ask
 			// the model about that port alone.
 			h := b.host
-			h.EphemeralRange = PortRange{p, p}
+			h.EphemeralRange = inet.PortRange{Lo: p, Hi: p}
 			one := s
-			one.PortRange = PortRange{}
+			one.PortRange = inet.PortRange{}
 			if o := Predict(World{Host: h, Sockets: b.worldNow().Sockets}, one, op); o.Candidates != 1 {
 				if cls := b.residualClass(s, op, out); cls != "" {
 					b.residual[cls]++
@@ -1078,7 +1079,7 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 		if out.Candidates > 0 && got.Local.Port() != 0 && !b.host.EphemeralRange.Contains(got.Local.Port()) {
 			b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel chose port %d outside the range", got.Local.Port()))
 		}
-		if fam == IPv6 && got.V6Only != out.After.V6Only {
+		if fam == inet.IPv6 && got.V6Only != out.After.V6Only {
 			b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel v6only %v, model %v", got.V6Only, out.After.V6Only))
 		}
 		s = out.After
@@ -1111,16 +1112,16 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 		}
 		v6only := s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only)
 		peer := b.peerFor(fam, s.Local.Addr(), v6only)
-		if proto == UDP {
+		if proto == inet.UDP {
 			peer = netip.AddrPortFrom(peer.Addr(), 9)
 		} else if b.chance(0.7) {
 			// Aim at a four-tuple an existing client holds.
 			for _, k := range b.world {
 				if k.sock.Remote.Port() == srvPort && b.chance(0.6) {
 					r := k.sock.Remote.Addr()
-					if fam == IPv4 && (r.Is4() || r.Is4In6()) {
+					if fam == inet.IPv4 && (r.Is4() || r.Is4In6()) {
 						peer = netip.AddrPortFrom(r.Unmap(), srvPort)
-					} else if fam == IPv6 && !v6only {
+					} else if fam == inet.IPv6 && !v6only {
 						peer = netip.AddrPortFrom(netip.AddrFrom16(r.As16()), srvPort)
 					}
 				}
@@ -1128,7 +1129,7 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 		}
 		kerr, established := connectFD(fd, proto, peer)
 		ok := step(Op{Kind: OpConnect, Addr: peer}, kerr)
-		if ok && proto == TCP && established {
+		if ok && proto == inet.TCP && established {
 			child, _, err := b.acceptFrom(b.srv.fd, s.Local)
 			if err == nil {
 				unix.Close(child.fd)
@@ -1137,32 +1138,32 @@ func (b *batch) newSocketOp(proto Proto, base uint16) error {
 		return ok
 	}
 	switch {
-	case proto == TCP && kind == 0:
+	case proto == inet.TCP && kind == 0:
 		if bindTo(b.portFor(base)) && b.chance(0.6) {
 			listen()
 		}
-	case proto == TCP && kind == 1:
+	case proto == inet.TCP && kind == 1:
 		if bindTo(0) && b.chance(0.5) {
 			listen()
 		}
-	case proto == TCP && kind == 2:
+	case proto == inet.TCP && kind == 2:
 		listen()
-	case proto == TCP && kind == 3, proto == UDP && kind == 2:
+	case proto == inet.TCP && kind == 3, proto == inet.UDP && kind == 2:
 		if o.bindNoPort && !bindTo(0) {
 			return nil
 		}
 		connect()
-	case proto == TCP && kind == 4:
+	case proto == inet.TCP && kind == 4:
 		if bindTo(0) {
 			connect()
 		}
-	case proto == TCP && kind == 5, proto == UDP && kind == 3:
+	case proto == inet.TCP && kind == 5, proto == inet.UDP && kind == 3:
 		if bindTo(b.portFor(base)) {
 			connect()
 		}
-	case proto == UDP && kind == 0:
+	case proto == inet.UDP && kind == 0:
 		bindTo(b.portFor(base))
-	case proto == UDP && kind == 1:
+	case proto == inet.UDP && kind == 1:
 		bindTo(0)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // Model is a World indexed by (protocol, port) for repeated predictions over
@@ -69,14 +71,14 @@ func Predict(w World, s Socket, op Op) Outcome {
 
 // ownsPort reports whether s holds a port the rules compare against.
 func ownsPort(s Socket) bool {
-	return s.State != Unbound && s.Local.Port() != 0 && (s.Proto == TCP || s.Proto == UDP)
+	return s.State != Unbound && s.Local.Port() != 0 && (s.Proto == inet.TCP || s.Proto == inet.UDP)
 }
 
-func key(p Proto, port uint16) uint32 { return uint32(p)<<16 | uint32(port) }
+func key(p inet.Proto, port uint16) uint32 { return uint32(p)<<16 | uint32(port) }
 
 // owners returns the indexes (into World.Sockets) of the sockets holding
 // port for protocol p, oldest first. It does not allocate.
-func (m *Model) owners(p Proto, port uint16) []int32 {
+func (m *Model) owners(p inet.Proto, port uint16) []int32 {
 	k := key(p, port)
 	lo, _ := slices.BinarySearch(m.keys, k)
 	hi := lo
@@ -93,14 +95,14 @@ type cursor struct {
 }
 
 // cursorAt starts a walk at port (protocol p).
-func (m *Model) cursorAt(p Proto, port uint16) cursor {
+func (m *Model) cursorAt(p inet.Proto, port uint16) cursor {
 	i, _ := slices.BinarySearch(m.keys, key(p, port))
 	return cursor{m: m, i: i}
 }
 
 // next returns the owners of port, which must not be below the previous
 // call's port.
-func (c *cursor) next(p Proto, port uint16) []int32 {
+func (c *cursor) next(p inet.Proto, port uint16) []int32 {
 	k := key(p, port)
 	for c.i < len(c.m.keys) && c.m.keys[c.i] < k {
 		c.i++

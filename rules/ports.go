@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // EffectiveRange is the range an autobind of s searches: the namespace's
@@ -11,10 +13,10 @@ import (
 // end applied only when it lies inside (inet_sk_get_local_port_range).
 // perSocket reports whether the socket set a range at all, which makes
 // connect() try every port in order instead of even ports first.
-func EffectiveRange(h Host, s Socket) (r PortRange, perSocket bool) {
+func EffectiveRange(h Host, s Socket) (r inet.PortRange, perSocket bool) {
 	lo, hi := int(h.EphemeralRange.Lo), int(h.EphemeralRange.Hi)
 	if s.PortRange.IsZero() {
-		return PortRange{uint16(lo), uint16(hi)}, false
+		return inet.PortRange{Lo: uint16(lo), Hi: uint16(hi)}, false
 	}
 	if sl := int(s.PortRange.Lo); lo <= sl && sl <= hi {
 		lo = sl
@@ -22,7 +24,7 @@ func EffectiveRange(h Host, s Socket) (r PortRange, perSocket bool) {
 	if sh := int(s.PortRange.Hi); lo <= sh && sh <= hi {
 		hi = sh
 	}
-	return PortRange{uint16(lo), uint16(hi)}, true
+	return inet.PortRange{Lo: uint16(lo), Hi: uint16(hi)}, true
 }
 
 // spans are the port ranges (inclusive) a search walks. The TCP searches
@@ -47,7 +49,7 @@ func (sp *spans) add(lo, hi int, even bool) {
 
 // tcpBindSpans is inet_csk_find_open_port's walk: with SO_REUSEADDR it
 // scans the lower half, then the upper half.
-func tcpBindSpans(r PortRange, reuse bool) spans {
+func tcpBindSpans(r inet.PortRange, reuse bool) spans {
 	var sp spans
 	low, high := int(r.Lo), int(r.Hi)+1
 	if high <= low {
@@ -75,7 +77,7 @@ func (h Host) reserved(port int) bool {
 // autobind is bind(addr, 0) and listen() on an unbound socket: for TCP
 // inet_csk_find_open_port, for UDP udp_lib_get_port with port 0.
 func (e *eval) autobind(ep endpoint, listen bool) {
-	if e.s.Proto == UDP {
+	if e.s.Proto == inet.UDP {
 		port, n := e.udpSearch(ep)
 		if n == 0 {
 			e.out.Candidates = 0
@@ -137,7 +139,7 @@ func (e *eval) tcpSearch(ep endpoint, sp spans, relax bool) (port, n int) {
 				continue
 			}
 			free := true
-			for _, j := range e.m.owners(TCP, uint16(p)) {
+			for _, j := range e.m.owners(inet.TCP, uint16(p)) {
 				if v, _ := e.tcpPair(ep, int(j), relax, false); v == tcpConflict {
 					free = false
 					break
@@ -160,7 +162,7 @@ func (e *eval) collectRangeBlockers(ep endpoint, sp spans) {
 				continue
 			}
 			for _, j := range e.m.owners(e.s.Proto, uint16(p)) {
-				if overlap(ep, e.m.eps[j]) && (e.s.Proto == TCP || !e.udpUsable(ep, uint16(p))) {
+				if overlap(ep, e.m.eps[j]) && (e.s.Proto == inet.TCP || !e.udpUsable(ep, uint16(p))) {
 					e.block(int(j), fmt.Sprintf("%s holds port %d of the range", describe(e.m.socks[j]), p))
 				}
 			}
@@ -172,7 +174,7 @@ func (e *eval) collectRangeBlockers(ep endpoint, sp spans) {
 // a port is usable when every overlapping socket either has SO_REUSEADDR
 // together with the new one or SO_REUSEPORT with the same uid.
 func (e *eval) udpUsable(ep endpoint, port uint16) bool {
-	for _, j := range e.m.owners(UDP, port) {
+	for _, j := range e.m.owners(inet.UDP, port) {
 		if e.udpPair(ep, int(j)) == udpConflict {
 			return false
 		}

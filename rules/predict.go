@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"syscall"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // Predict returns what the kernel would do if the new socket s performed op
@@ -13,15 +15,15 @@ func (m *Model) Predict(s Socket, op Op) Outcome {
 	e := &eval{m: m, s: s, op: op}
 	e.out = Outcome{After: s, Candidates: -1}
 	e.fam = e.family()
-	e.v6only = e.fam == IPv6 && s.V6Only
-	if e.fam == IPv6 && s.V6OnlyDefault {
+	e.v6only = e.fam == inet.IPv6 && s.V6Only
+	if e.fam == inet.IPv6 && s.V6OnlyDefault {
 		e.v6only = m.host.BindV6Only
 	}
 	e.out.After.Family = e.fam
 	e.out.After.V6Only = e.v6only
 	e.out.After.V6OnlyDefault = false
 	switch {
-	case s.Proto != TCP && s.Proto != UDP:
+	case s.Proto != inet.TCP && s.Proto != inet.UDP:
 		e.fail(syscall.EPROTONOSUPPORT, "proto", "the socket's protocol is neither TCP nor UDP")
 	case op.Kind == OpBind:
 		e.bind()
@@ -40,14 +42,14 @@ type eval struct {
 	m      *Model
 	s      Socket
 	op     Op
-	fam    Family
+	fam    inet.Family
 	v6only bool // the new socket's effective IPV6_V6ONLY before the operation
 	out    Outcome
 	seen   map[[2]int]bool // assumptions already listed: {socket, fact}
 }
 
-func (e *eval) family() Family {
-	if e.s.Family == IPv4 || e.s.Family == IPv6 {
+func (e *eval) family() inet.Family {
+	if e.s.Family == inet.IPv4 || e.s.Family == inet.IPv6 {
 		return e.s.Family
 	}
 	if e.s.Local.Addr().IsValid() {
@@ -103,13 +105,13 @@ func (e *eval) bind() {
 	h := e.m.host
 	if !a.IsValid() {
 		a = netip.IPv6Unspecified()
-		if e.fam == IPv4 {
+		if e.fam == inet.IPv4 {
 			a = netip.IPv4Unspecified()
 		}
 	}
 	priv := port != 0 && port < h.UnprivilegedPortStart && !e.s.CanBindPrivileged
 	v6only := e.v6only
-	if e.fam == IPv4 {
+	if e.fam == inet.IPv4 {
 		switch {
 		case a.Is6():
 			e.fail(syscall.EAFNOSUPPORT, "family", "an AF_INET socket cannot bind an IPv6 address (not even a v4-mapped one)")
@@ -129,7 +131,7 @@ func (e *eval) bind() {
 		case a.Is4():
 			e.fail(syscall.EINVAL, "family", "an AF_INET6 socket needs an IPv6 address: use ::ffff:"+a.String()+" for IPv4")
 			return
-		case a.IsMulticast() && e.s.Proto == TCP:
+		case a.IsMulticast() && e.s.Proto == inet.TCP:
 			e.fail(syscall.EINVAL, "multicast", "a TCP socket cannot bind a multicast address")
 			return
 		case priv:
@@ -161,7 +163,7 @@ func (e *eval) bind() {
 			v6only = true
 		}
 	}
-	if e.fam == IPv4 {
+	if e.fam == inet.IPv4 {
 		a = a.Unmap()
 	}
 	e.out.After.Local = netip.AddrPortFrom(a, port)
@@ -174,7 +176,7 @@ func (e *eval) bind() {
 		e.ok("bind-no-port", "IP_BIND_ADDRESS_NO_PORT defers the port choice to connect()")
 	case port == 0:
 		e.autobind(ep, false)
-	case e.s.Proto == TCP:
+	case e.s.Proto == inet.TCP:
 		e.tcpExplicit(ep, port, false)
 	default:
 		e.udpExplicit(ep, port)
@@ -187,7 +189,7 @@ func (e *eval) bind() {
 // listen follows inet_listen and inet_csk_listen_start: a bound socket's
 // port is checked again as a listener, an unbound one is autobound.
 func (e *eval) listen() {
-	if e.s.Proto == UDP {
+	if e.s.Proto == inet.UDP {
 		e.fail(syscall.EOPNOTSUPP, "udp-listen", "UDP sockets cannot listen")
 		return
 	}
@@ -203,7 +205,7 @@ func (e *eval) listen() {
 	a := e.s.Local.Addr()
 	if e.s.State == Unbound || !a.IsValid() {
 		a = netip.IPv6Unspecified()
-		if e.fam == IPv4 {
+		if e.fam == inet.IPv4 {
 			a = netip.IPv4Unspecified()
 		}
 	}
@@ -305,7 +307,7 @@ func tcpConflictReason(n, o Socket) string {
 // tcpExplicit checks bind(addr, port) or listen() on a bound port.
 func (e *eval) tcpExplicit(ep endpoint, port uint16, listen bool) {
 	shared, sharedBy := 0, ""
-	for _, j := range e.m.owners(TCP, port) {
+	for _, j := range e.m.owners(inet.TCP, port) {
 		i := int(j)
 		v, reason := e.tcpPair(ep, i, true, true)
 		switch v {
@@ -354,15 +356,15 @@ func (e *eval) tcpExplicit(ep endpoint, port uint16, listen bool) {
 // (oldest bind first) matters here.
 func (e *eval) udpExplicit(ep endpoint, port uint16) {
 	n := e.s
-	owners := e.m.owners(UDP, port)
+	owners := e.m.owners(inet.UDP, port)
 	chain := make([]int, 0, len(owners))
 	for k := len(owners) - 1; k >= 0; k-- {
-		if o := e.m.socks[owners[k]]; !(o.Family == IPv6 && o.ReusePort) {
+		if o := e.m.socks[owners[k]]; !(o.Family == inet.IPv6 && o.ReusePort) {
 			chain = append(chain, int(owners[k]))
 		}
 	}
 	for _, j := range owners {
-		if o := e.m.socks[j]; o.Family == IPv6 && o.ReusePort {
+		if o := e.m.socks[j]; o.Family == inet.IPv6 && o.ReusePort {
 			chain = append(chain, int(j))
 		}
 	}

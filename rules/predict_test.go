@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tuple-net/tuple/inet"
 )
 
 // verdict is the part of an Outcome a rule decides.
@@ -27,12 +28,12 @@ func verdictOf(o Outcome) verdict {
 // Helpers that read like the rules' own words.
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
-func tcp(fam Family, local string, st State) Socket {
-	return Socket{Proto: TCP, Family: fam, Local: ap(local), State: st}
+func tcp(fam inet.Family, local string, st State) Socket {
+	return Socket{Proto: inet.TCP, Family: fam, Local: ap(local), State: st}
 }
 
-func udp(fam Family, local string) Socket {
-	return Socket{Proto: UDP, Family: fam, Local: ap(local), State: Bound}
+func udp(fam inet.Family, local string) Socket {
+	return Socket{Proto: inet.UDP, Family: fam, Local: ap(local), State: Bound}
 }
 
 func with(s Socket, f func(*Socket)) Socket { f(&s); return s }
@@ -46,8 +47,8 @@ func both(s *Socket) {
 }
 func uid(u uint32) func(*Socket) { return func(s *Socket) { s.UID = u } }
 
-func newTCP(fam Family) Socket { return Socket{Proto: TCP, Family: fam} }
-func newUDP(fam Family) Socket { return Socket{Proto: UDP, Family: fam} }
+func newTCP(fam inet.Family) Socket { return Socket{Proto: inet.TCP, Family: fam} }
+func newUDP(fam inet.Family) Socket { return Socket{Proto: inet.UDP, Family: fam} }
 
 func bind(a string) Op    { return Op{Kind: OpBind, Addr: ap(a)} }
 func connect(a string) Op { return Op{Kind: OpConnect, Addr: ap(a)} }
@@ -88,39 +89,39 @@ func runCases(t *testing.T, cases []ruleCase) {
 
 func TestBindErrors(t *testing.T) {
 	runCases(t, []ruleCase{
-		{name: "AF_INET binds an IPv6 address", s: newTCP(IPv4), op: bind("[fd00::1]:80"),
+		{name: "AF_INET binds an IPv6 address", s: newTCP(inet.IPv4), op: bind("[fd00::1]:80"),
 			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
-		{name: "AF_INET binds a v4-mapped address", s: newTCP(IPv4), op: bind("[::ffff:127.0.0.1]:80"),
+		{name: "AF_INET binds a v4-mapped address", s: newTCP(inet.IPv4), op: bind("[::ffff:127.0.0.1]:80"),
 			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
-		{name: "AF_INET6 binds a sockaddr_in", s: newTCP(IPv6), op: bind("127.0.0.1:80"),
+		{name: "AF_INET6 binds a sockaddr_in", s: newTCP(inet.IPv6), op: bind("127.0.0.1:80"),
 			want: verdict{Err: "EINVAL", Rule: "family"}},
-		{name: "non-local IPv4", s: newTCP(IPv4), op: bind("192.0.2.1:5000"),
+		{name: "non-local IPv4", s: newTCP(inet.IPv4), op: bind("192.0.2.1:5000"),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "nonlocal"}},
-		{name: "non-local IPv6", s: newUDP(IPv6), op: bind("[2001:db8::1]:5000"),
+		{name: "non-local IPv6", s: newUDP(inet.IPv6), op: bind("[2001:db8::1]:5000"),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "nonlocal"}},
-		{name: "non-local v4-mapped", s: newTCP(IPv6), op: bind("[::ffff:192.0.2.1]:5000"),
+		{name: "non-local v4-mapped", s: newTCP(inet.IPv6), op: bind("[::ffff:192.0.2.1]:5000"),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "nonlocal"}},
-		{name: "non-local with ip_nonlocal_bind", host: func(h *Host) { h.NonlocalBind4 = true }, s: newTCP(IPv4), op: bind("192.0.2.1:5000"),
+		{name: "non-local with ip_nonlocal_bind", host: func(h *Host) { h.NonlocalBind4 = true }, s: newTCP(inet.IPv4), op: bind("192.0.2.1:5000"),
 			want: verdict{Err: "ok", Rule: "free"}},
-		{name: "non-local with IP_FREEBIND", s: with(newTCP(IPv6), func(s *Socket) { s.Freebind = true }), op: bind("[2001:db8::1]:5000"),
+		{name: "non-local with IP_FREEBIND", s: with(newTCP(inet.IPv6), func(s *Socket) { s.Freebind = true }), op: bind("[2001:db8::1]:5000"),
 			want: verdict{Err: "ok", Rule: "free"}},
-		{name: "privileged port", s: newTCP(IPv4), op: bind("127.0.0.1:80"),
+		{name: "privileged port", s: newTCP(inet.IPv4), op: bind("127.0.0.1:80"),
 			want: verdict{Err: "EACCES", Rule: "privileged"}},
-		{name: "privileged port with CAP_NET_BIND_SERVICE", s: with(newTCP(IPv4), func(s *Socket) { s.CanBindPrivileged = true }), op: bind("127.0.0.1:80"),
+		{name: "privileged port with CAP_NET_BIND_SERVICE", s: with(newTCP(inet.IPv4), func(s *Socket) { s.CanBindPrivileged = true }), op: bind("127.0.0.1:80"),
 			want: verdict{Err: "ok", Rule: "free"}},
-		{name: "privileged port lowered start", host: func(h *Host) { h.UnprivilegedPortStart = 0 }, s: newTCP(IPv4), op: bind("127.0.0.1:80"),
+		{name: "privileged port lowered start", host: func(h *Host) { h.UnprivilegedPortStart = 0 }, s: newTCP(inet.IPv4), op: bind("127.0.0.1:80"),
 			want: verdict{Err: "ok", Rule: "free"}},
-		{name: "already bound", s: tcp(IPv4, "127.0.0.1:5000", Bound), op: bind("127.0.0.1:5001"),
+		{name: "already bound", s: tcp(inet.IPv4, "127.0.0.1:5000", Bound), op: bind("127.0.0.1:5001"),
 			want: verdict{Err: "EINVAL", Rule: "already-bound"}},
-		{name: "bound without port may bind again", s: with(tcp(IPv4, "127.0.0.1:0", Bound), func(s *Socket) { s.BindNoPort = true }), op: bind("127.0.0.1:5001"),
+		{name: "bound without port may bind again", s: with(tcp(inet.IPv4, "127.0.0.1:0", Bound), func(s *Socket) { s.BindNoPort = true }), op: bind("127.0.0.1:5001"),
 			want: verdict{Err: "ok", Rule: "free"}},
-		{name: "v4-mapped on v6only", s: with(newTCP(IPv6), v6o), op: bind("[::ffff:127.0.0.1]:5000"),
+		{name: "v4-mapped on v6only", s: with(newTCP(inet.IPv6), v6o), op: bind("[::ffff:127.0.0.1]:5000"),
 			want: verdict{Err: "EINVAL", Rule: "v6only-mapped"}},
-		{name: "v4-mapped with bindv6only default", host: func(h *Host) { h.BindV6Only = true }, s: with(newTCP(IPv6), func(s *Socket) { s.V6OnlyDefault = true }), op: bind("[::ffff:127.0.0.1]:5000"),
+		{name: "v4-mapped with bindv6only default", host: func(h *Host) { h.BindV6Only = true }, s: with(newTCP(inet.IPv6), func(s *Socket) { s.V6OnlyDefault = true }), op: bind("[::ffff:127.0.0.1]:5000"),
 			want: verdict{Err: "EINVAL", Rule: "v6only-mapped"}},
-		{name: "link-local without scope", s: newTCP(IPv6), op: bind("[fe80::1]:5000"),
+		{name: "link-local without scope", s: newTCP(inet.IPv6), op: bind("[fe80::1]:5000"),
 			want: verdict{Err: "EINVAL", Rule: "linklocal-scope"}},
-		{name: "bind-no-port defers the port", s: with(newTCP(IPv4), func(s *Socket) { s.BindNoPort = true }), op: bind("127.0.0.1:0"),
+		{name: "bind-no-port defers the port", s: with(newTCP(inet.IPv4), func(s *Socket) { s.BindNoPort = true }), op: bind("127.0.0.1:0"),
 			want: verdict{Err: "ok", Rule: "bind-no-port"}},
 	})
 }
@@ -128,36 +129,36 @@ func TestBindErrors(t *testing.T) {
 func TestTCPBindReuse(t *testing.T) {
 	a := "127.0.0.1:5000"
 	runCases(t, []ruleCase{
-		{name: "free port", s: newTCP(IPv4), op: bind(a), want: verdict{Err: "ok", Rule: "free"}},
-		{name: "bound owner, no options", have: []Socket{tcp(IPv4, a, Bound)}, s: newTCP(IPv4), op: bind(a),
+		{name: "free port", s: newTCP(inet.IPv4), op: bind(a), want: verdict{Err: "ok", Rule: "free"}},
+		{name: "bound owner, no options", have: []Socket{tcp(inet.IPv4, a, Bound)}, s: newTCP(inet.IPv4), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "reuseaddr on both, owner bound", have: []Socket{with(tcp(IPv4, a, Bound), ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "reuseaddr on both, owner bound", have: []Socket{with(tcp(inet.IPv4, a, Bound), ra)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseaddr"}},
-		{name: "reuseaddr only on the new socket", have: []Socket{tcp(IPv4, a, Bound)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "reuseaddr only on the new socket", have: []Socket{tcp(inet.IPv4, a, Bound)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "reuseaddr never against a listener", have: []Socket{with(tcp(IPv4, a, Listen), ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "reuseaddr never against a listener", have: []Socket{with(tcp(inet.IPv4, a, Listen), ra)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "reuseaddr against a connected owner", have: []Socket{with(tcp(IPv4, a, Connected), ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "reuseaddr against a connected owner", have: []Socket{with(tcp(inet.IPv4, a, Connected), ra)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseaddr"}},
-		{name: "reuseport same uid listener", have: []Socket{with(tcp(IPv4, a, Listen), rp)}, s: with(newTCP(IPv4), rp), op: bind(a),
+		{name: "reuseport same uid listener", have: []Socket{with(tcp(inet.IPv4, a, Listen), rp)}, s: with(newTCP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseport"}},
-		{name: "reuseport different uid", have: []Socket{with(with(tcp(IPv4, a, Listen), rp), uid(1000))}, s: with(newTCP(IPv4), rp), op: bind(a),
+		{name: "reuseport different uid", have: []Socket{with(with(tcp(inet.IPv4, a, Listen), rp), uid(1000))}, s: with(newTCP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "reuseport different uid TIME_WAIT", have: []Socket{with(with(tcp(IPv4, a, TimeWait), rp), uid(1000))}, s: with(newTCP(IPv4), rp), op: bind(a),
+		{name: "reuseport different uid TIME_WAIT", have: []Socket{with(with(tcp(inet.IPv4, a, TimeWait), rp), uid(1000))}, s: with(newTCP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseport"}},
-		{name: "reuseport already in a group", have: []Socket{with(tcp(IPv4, a, Listen), rp)}, s: with(newTCP(IPv4), func(s *Socket) { s.ReusePort, s.InGroup = true, true }), op: bind(a),
+		{name: "reuseport already in a group", have: []Socket{with(tcp(inet.IPv4, a, Listen), rp)}, s: with(newTCP(inet.IPv4), func(s *Socket) { s.ReusePort, s.InGroup = true, true }), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "TIME_WAIT without reuse blocks reuseaddr bind", have: []Socket{tcp(IPv4, a, TimeWait)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "TIME_WAIT without reuse blocks reuseaddr bind", have: []Socket{tcp(inet.IPv4, a, TimeWait)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "TIME_WAIT with reuseaddr", have: []Socket{with(tcp(IPv4, a, TimeWait), ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "TIME_WAIT with reuseaddr", have: []Socket{with(tcp(inet.IPv4, a, TimeWait), ra)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseaddr"}},
-		{name: "different devices", have: []Socket{with(tcp(IPv4, a, Listen), func(s *Socket) { s.Dev = 2 })}, s: with(newTCP(IPv4), func(s *Socket) { s.Dev = 3 }), op: bind(a),
+		{name: "different devices", have: []Socket{with(tcp(inet.IPv4, a, Listen), func(s *Socket) { s.Dev = 2 })}, s: with(newTCP(inet.IPv4), func(s *Socket) { s.Dev = 3 }), op: bind(a),
 			want: verdict{Err: "ok", Rule: "free"}},
-		{name: "device and no device", have: []Socket{with(tcp(IPv4, a, Listen), func(s *Socket) { s.Dev = 2 })}, s: newTCP(IPv4), op: bind(a),
+		{name: "device and no device", have: []Socket{with(tcp(inet.IPv4, a, Listen), func(s *Socket) { s.Dev = 2 })}, s: newTCP(inet.IPv4), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "other protocol does not count", have: []Socket{udp(IPv4, a)}, s: newTCP(IPv4), op: bind(a),
+		{name: "other protocol does not count", have: []Socket{udp(inet.IPv4, a)}, s: newTCP(inet.IPv4), op: bind(a),
 			want: verdict{Err: "ok", Rule: "free"}},
-		{name: "every blocker is named", have: []Socket{tcp(IPv4, a, Listen), tcp(IPv4, "0.0.0.0:5000", Bound), tcp(IPv4, "127.0.0.2:5000", Bound)}, s: newTCP(IPv4), op: bind(a),
+		{name: "every blocker is named", have: []Socket{tcp(inet.IPv4, a, Listen), tcp(inet.IPv4, "0.0.0.0:5000", Bound), tcp(inet.IPv4, "127.0.0.2:5000", Bound)}, s: newTCP(inet.IPv4), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0, 1}}},
 	})
 }
@@ -165,15 +166,15 @@ func TestTCPBindReuse(t *testing.T) {
 func TestListen(t *testing.T) {
 	a := "127.0.0.1:5000"
 	runCases(t, []ruleCase{
-		{name: "listen rechecks against a reuseaddr listener", have: []Socket{with(tcp(IPv4, a, Listen), both)}, s: with(with(tcp(IPv4, a, Bound), both), uid(7)), op: listenOp,
+		{name: "listen rechecks against a reuseaddr listener", have: []Socket{with(tcp(inet.IPv4, a, Listen), both)}, s: with(with(tcp(inet.IPv4, a, Bound), both), uid(7)), op: listenOp,
 			want: verdict{Err: "EADDRINUSE", Rule: "listen-conflict", Blockers: []int{0}}},
-		{name: "listen with reuseaddr next to bound reuseaddr", have: []Socket{with(tcp(IPv4, a, Bound), ra)}, s: with(tcp(IPv4, a, Bound), ra), op: listenOp,
+		{name: "listen with reuseaddr next to bound reuseaddr", have: []Socket{with(tcp(inet.IPv4, a, Bound), ra)}, s: with(tcp(inet.IPv4, a, Bound), ra), op: listenOp,
 			want: verdict{Err: "ok", Rule: "reuseaddr"}},
-		{name: "two reuseport listeners", have: []Socket{with(tcp(IPv4, a, Listen), rp)}, s: with(tcp(IPv4, a, Bound), rp), op: listenOp,
+		{name: "two reuseport listeners", have: []Socket{with(tcp(inet.IPv4, a, Listen), rp)}, s: with(tcp(inet.IPv4, a, Bound), rp), op: listenOp,
 			want: verdict{Err: "ok", Rule: "reuseport"}},
-		{name: "listen on UDP", s: udp(IPv4, a), op: listenOp, want: verdict{Err: "EOPNOTSUPP", Rule: "udp-listen"}},
-		{name: "listen when connected", s: tcp(IPv4, a, Connected), op: listenOp, want: verdict{Err: "EINVAL", Rule: "listen-state"}},
-		{name: "listen autobinds", s: newTCP(IPv4), op: listenOp, want: verdict{Err: "ok", Rule: "autobind"}},
+		{name: "listen on UDP", s: udp(inet.IPv4, a), op: listenOp, want: verdict{Err: "EOPNOTSUPP", Rule: "udp-listen"}},
+		{name: "listen when connected", s: tcp(inet.IPv4, a, Connected), op: listenOp, want: verdict{Err: "EINVAL", Rule: "listen-state"}},
+		{name: "listen autobinds", s: newTCP(inet.IPv4), op: listenOp, want: verdict{Err: "ok", Rule: "autobind"}},
 	})
 }
 
@@ -182,20 +183,20 @@ func TestListen(t *testing.T) {
 // bind to the same port without reuse options.
 func TestOverlapTable(t *testing.T) {
 	type side struct {
-		fam    Family
+		fam    inet.Family
 		addr   string
 		v6only bool
 	}
-	v4a := side{IPv4, "127.0.0.1", false}
-	mapA := side{IPv6, "::ffff:127.0.0.1", false}
-	v4b := side{IPv4, "127.0.0.2", false}
-	any4 := side{IPv4, "0.0.0.0", false}
-	anyMapped := side{IPv6, "::ffff:0.0.0.0", false}
-	any6 := side{IPv6, "::", false}
-	any6only := side{IPv6, "::", true}
-	x := side{IPv6, "fd00::1", true}
-	x2 := side{IPv6, "fd00::2", true}
-	xDual := side{IPv6, "fd00::1", false} // connect()ed without bind: v6only stays off
+	v4a := side{inet.IPv4, "127.0.0.1", false}
+	mapA := side{inet.IPv6, "::ffff:127.0.0.1", false}
+	v4b := side{inet.IPv4, "127.0.0.2", false}
+	any4 := side{inet.IPv4, "0.0.0.0", false}
+	anyMapped := side{inet.IPv6, "::ffff:0.0.0.0", false}
+	any6 := side{inet.IPv6, "::", false}
+	any6only := side{inet.IPv6, "::", true}
+	x := side{inet.IPv6, "fd00::1", true}
+	x2 := side{inet.IPv6, "fd00::2", true}
+	xDual := side{inet.IPv6, "fd00::1", false} // connect()ed without bind: v6only stays off
 	cells := []struct {
 		name     string
 		new, old side
@@ -250,28 +251,28 @@ func TestOverlapTable(t *testing.T) {
 func TestUDPBind(t *testing.T) {
 	a := "127.0.0.1:5000"
 	runCases(t, []ruleCase{
-		{name: "UCONFL plain", have: []Socket{udp(IPv4, a)}, s: newUDP(IPv4), op: bind(a),
+		{name: "UCONFL plain", have: []Socket{udp(inet.IPv4, a)}, s: newUDP(inet.IPv4), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "udp-conflict", Blockers: []int{0}}},
-		{name: "reuseaddr on both shares", have: []Socket{with(udp(IPv4, a), ra)}, s: with(newUDP(IPv4), ra), op: bind(a),
+		{name: "reuseaddr on both shares", have: []Socket{with(udp(inet.IPv4, a), ra)}, s: with(newUDP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseaddr"}},
-		{name: "connected counts like bound", have: []Socket{with(udp(IPv4, a), func(s *Socket) { s.State = Connected; s.Remote = ap("127.0.0.1:9") })}, s: newUDP(IPv4), op: bind("0.0.0.0:5000"),
+		{name: "connected counts like bound", have: []Socket{with(udp(inet.IPv4, a), func(s *Socket) { s.State = Connected; s.Remote = ap("127.0.0.1:9") })}, s: newUDP(inet.IPv4), op: bind("0.0.0.0:5000"),
 			want: verdict{Err: "EADDRINUSE", Rule: "udp-conflict", Blockers: []int{0}}},
-		{name: "reuseport same uid", have: []Socket{with(udp(IPv4, a), rp)}, s: with(newUDP(IPv4), rp), op: bind(a),
+		{name: "reuseport same uid", have: []Socket{with(udp(inet.IPv4, a), rp)}, s: with(newUDP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseport"}},
-		{name: "reuseport different uid", have: []Socket{with(with(udp(IPv4, a), rp), uid(5))}, s: with(newUDP(IPv4), rp), op: bind(a),
+		{name: "reuseport different uid", have: []Socket{with(with(udp(inet.IPv4, a), rp), uid(5))}, s: with(newUDP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "udp-conflict", Blockers: []int{0}}},
-		{name: "newest overlapping IPv4 socket decides", have: []Socket{udp(IPv4, a), with(udp(IPv4, "0.0.0.0:5000"), both)}, s: with(newUDP(IPv4), rp), op: bind(a),
+		{name: "newest overlapping IPv4 socket decides", have: []Socket{udp(inet.IPv4, a), with(udp(inet.IPv4, "0.0.0.0:5000"), both)}, s: with(newUDP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseport"}},
-		{name: "IPv6 reuseport sockets are checked last", have: []Socket{udp(IPv4, a), with(udp(IPv6, "[::]:5000"), both)}, s: with(newUDP(IPv6), rp), op: bind("[::]:5000"),
+		{name: "IPv6 reuseport sockets are checked last", have: []Socket{udp(inet.IPv4, a), with(udp(inet.IPv6, "[::]:5000"), both)}, s: with(newUDP(inet.IPv6), rp), op: bind("[::]:5000"),
 			want: verdict{Err: "EADDRINUSE", Rule: "udp-conflict", Blockers: []int{0}}},
-		{name: "v6only wildcard and v4", have: []Socket{with(udp(IPv6, "[::]:5000"), v6o)}, s: newUDP(IPv4), op: bind("0.0.0.0:5000"),
+		{name: "v6only wildcard and v4", have: []Socket{with(udp(inet.IPv6, "[::]:5000"), v6o)}, s: newUDP(inet.IPv4), op: bind("0.0.0.0:5000"),
 			want: verdict{Err: "ok", Rule: "free"}},
 	})
 }
 
 func TestAutobind(t *testing.T) {
-	narrow := func(h *Host) { h.EphemeralRange = PortRange{40000, 40003} }
-	held := func(fam Family, ports ...int) []Socket {
+	narrow := func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40003} }
+	held := func(fam inet.Family, ports ...int) []Socket {
 		var ss []Socket
 		for _, p := range ports {
 			ss = append(ss, tcp(fam, netip.AddrPortFrom(netip.MustParseAddr("0.0.0.0"), uint16(p)).String(), Listen))
@@ -279,37 +280,37 @@ func TestAutobind(t *testing.T) {
 		return ss
 	}
 	runCases(t, []ruleCase{
-		{name: "bind(0) takes a free port", host: narrow, have: held(IPv4, 40000, 40001, 40002), s: newTCP(IPv4), op: bind("127.0.0.1:0"),
+		{name: "bind(0) takes a free port", host: narrow, have: held(inet.IPv4, 40000, 40001, 40002), s: newTCP(inet.IPv4), op: bind("127.0.0.1:0"),
 			want: verdict{Err: "ok", Rule: "autobind"}},
-		{name: "bind(0) exhausted", host: narrow, have: held(IPv4, 40000, 40001, 40002, 40003), s: newTCP(IPv4), op: bind("127.0.0.1:0"),
+		{name: "bind(0) exhausted", host: narrow, have: held(inet.IPv4, 40000, 40001, 40002, 40003), s: newTCP(inet.IPv4), op: bind("127.0.0.1:0"),
 			want: verdict{Err: "EADDRINUSE", Rule: "autobind-exhausted", Blockers: []int{0, 1, 2, 3}}},
-		{name: "reserved ports are skipped", host: func(h *Host) { narrow(h); h.ReservedPorts = []PortRange{{40003, 40003}} }, have: held(IPv4, 40000, 40001, 40002), s: newTCP(IPv4), op: bind("127.0.0.1:0"),
+		{name: "reserved ports are skipped", host: func(h *Host) { narrow(h); h.ReservedPorts = []inet.PortRange{{Lo: 40003, Hi: 40003}} }, have: held(inet.IPv4, 40000, 40001, 40002), s: newTCP(inet.IPv4), op: bind("127.0.0.1:0"),
 			want: verdict{Err: "EADDRINUSE", Rule: "autobind-exhausted", Blockers: []int{0, 1, 2}}},
 		{name: "autobind_reuse second pass", host: func(h *Host) { narrow(h); h.AutobindReuse = true },
-			have: []Socket{with(tcp(IPv4, "127.0.0.1:40000", Connected), ra), tcp(IPv4, "0.0.0.0:40001", Listen), tcp(IPv4, "0.0.0.0:40002", Listen), tcp(IPv4, "0.0.0.0:40003", Listen)},
-			s:    with(newTCP(IPv4), ra), op: bind("127.0.0.1:0"), want: verdict{Err: "ok", Rule: "autobind-reuse"}},
-		{name: "listen autobind exhausted", host: narrow, have: held(IPv4, 40000, 40001, 40002, 40003), s: newTCP(IPv4), op: listenOp,
+			have: []Socket{with(tcp(inet.IPv4, "127.0.0.1:40000", Connected), ra), tcp(inet.IPv4, "0.0.0.0:40001", Listen), tcp(inet.IPv4, "0.0.0.0:40002", Listen), tcp(inet.IPv4, "0.0.0.0:40003", Listen)},
+			s:    with(newTCP(inet.IPv4), ra), op: bind("127.0.0.1:0"), want: verdict{Err: "ok", Rule: "autobind-reuse"}},
+		{name: "listen autobind exhausted", host: narrow, have: held(inet.IPv4, 40000, 40001, 40002, 40003), s: newTCP(inet.IPv4), op: listenOp,
 			want: verdict{Err: "EADDRINUSE", Rule: "autobind-exhausted", Blockers: []int{0, 1, 2, 3}}},
 		{name: "udp bind(0) exhausted", host: narrow,
-			have: []Socket{udp(IPv4, "0.0.0.0:40000"), udp(IPv4, "0.0.0.0:40001"), udp(IPv4, "0.0.0.0:40002"), udp(IPv4, "0.0.0.0:40003")},
-			s:    newUDP(IPv4), op: bind("0.0.0.0:0"), want: verdict{Err: "EADDRINUSE", Rule: "autobind-exhausted", Blockers: []int{0, 1, 2, 3}}},
+			have: []Socket{udp(inet.IPv4, "0.0.0.0:40000"), udp(inet.IPv4, "0.0.0.0:40001"), udp(inet.IPv4, "0.0.0.0:40002"), udp(inet.IPv4, "0.0.0.0:40003")},
+			s:    newUDP(inet.IPv4), op: bind("0.0.0.0:0"), want: verdict{Err: "EADDRINUSE", Rule: "autobind-exhausted", Blockers: []int{0, 1, 2, 3}}},
 		{name: "udp connect autobind exhausted is EAGAIN", host: narrow,
-			have: []Socket{udp(IPv4, "0.0.0.0:40000"), udp(IPv4, "0.0.0.0:40001"), udp(IPv4, "0.0.0.0:40002"), udp(IPv4, "0.0.0.0:40003")},
-			s:    newUDP(IPv4), op: connect("127.0.0.1:53"), want: verdict{Err: "EAGAIN", Rule: "udp-autobind-exhausted", Blockers: []int{0, 1, 2, 3}}},
+			have: []Socket{udp(inet.IPv4, "0.0.0.0:40000"), udp(inet.IPv4, "0.0.0.0:40001"), udp(inet.IPv4, "0.0.0.0:40002"), udp(inet.IPv4, "0.0.0.0:40003")},
+			s:    newUDP(inet.IPv4), op: connect("127.0.0.1:53"), want: verdict{Err: "EAGAIN", Rule: "udp-autobind-exhausted", Blockers: []int{0, 1, 2, 3}}},
 	})
 }
 
 func TestEffectiveRange(t *testing.T) {
 	h := DefaultHost()
 	for _, c := range []struct {
-		per  PortRange
-		want PortRange
+		per  inet.PortRange
+		want inet.PortRange
 	}{
-		{PortRange{}, PortRange{32768, 60999}},
-		{PortRange{40000, 40010}, PortRange{40000, 40010}},
-		{PortRange{1000, 40010}, PortRange{32768, 40010}}, // low end outside: ignored
-		{PortRange{40000, 65000}, PortRange{40000, 60999}},
-		{PortRange{0, 40000}, PortRange{32768, 40000}},
+		{inet.PortRange{}, inet.PortRange{Lo: 32768, Hi: 60999}},
+		{inet.PortRange{Lo: 40000, Hi: 40010}, inet.PortRange{Lo: 40000, Hi: 40010}},
+		{inet.PortRange{Lo: 1000, Hi: 40010}, inet.PortRange{Lo: 32768, Hi: 40010}}, // low end outside: ignored
+		{inet.PortRange{Lo: 40000, Hi: 65000}, inet.PortRange{Lo: 40000, Hi: 60999}},
+		{inet.PortRange{Lo: 0, Hi: 40000}, inet.PortRange{Lo: 32768, Hi: 40000}},
 	} {
 		got, per := EffectiveRange(h, Socket{PortRange: c.per})
 		if got != c.want || per != !c.per.IsZero() {
@@ -319,11 +320,11 @@ func TestEffectiveRange(t *testing.T) {
 }
 
 func TestConnect(t *testing.T) {
-	narrow := func(h *Host) { h.EphemeralRange = PortRange{40000, 40001} }
+	narrow := func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40001} }
 	peer := "127.0.0.1:80"
 	cb := func(s *Socket) { s.PortFromConnect = true }
 	conn := func(local, remote string, f ...func(*Socket)) Socket {
-		s := tcp(IPv4, local, Connected)
+		s := tcp(inet.IPv4, local, Connected)
 		s.Remote = ap(remote)
 		for _, g := range f {
 			g(&s)
@@ -332,41 +333,41 @@ func TestConnect(t *testing.T) {
 	}
 	tw := func(s *Socket) { s.State = TimeWait; s.TWTimestamps = true; s.TWAge = 2 * time.Second }
 	runCases(t, []ruleCase{
-		{name: "bound: four-tuple unique", have: []Socket{conn("127.0.0.1:5000", "127.0.0.1:81")}, s: tcp(IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
+		{name: "bound: four-tuple unique", have: []Socket{conn("127.0.0.1:5000", "127.0.0.1:81")}, s: tcp(inet.IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
 			want: verdict{Err: "ok", Rule: "four-tuple-unique"}},
-		{name: "bound: same four-tuple live", have: []Socket{conn("127.0.0.1:5000", peer)}, s: tcp(IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
+		{name: "bound: same four-tuple live", have: []Socket{conn("127.0.0.1:5000", peer)}, s: tcp(inet.IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "four-tuple", Blockers: []int{0}}},
-		{name: "bound: TIME_WAIT with timestamps taken over", have: []Socket{conn("127.0.0.1:5000", peer, tw)}, s: tcp(IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
+		{name: "bound: TIME_WAIT with timestamps taken over", have: []Socket{conn("127.0.0.1:5000", peer, tw)}, s: tcp(inet.IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
 			want: verdict{Err: "ok", Rule: "tw-takeover"}},
-		{name: "bound: TIME_WAIT without timestamps", have: []Socket{conn("127.0.0.1:5000", peer, tw, func(s *Socket) { s.TWTimestamps = false })}, s: tcp(IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
+		{name: "bound: TIME_WAIT without timestamps", have: []Socket{conn("127.0.0.1:5000", peer, tw, func(s *Socket) { s.TWTimestamps = false })}, s: tcp(inet.IPv4, "127.0.0.1:5000", Bound), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "four-tuple", Blockers: []int{0}}},
-		{name: "search shares connect-bound ports", host: narrow, have: []Socket{conn("127.0.0.1:40000", "127.0.0.1:81", cb)}, s: newTCP(IPv4), op: connect(peer),
+		{name: "search shares connect-bound ports", host: narrow, have: []Socket{conn("127.0.0.1:40000", "127.0.0.1:81", cb)}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
-		{name: "search skips bind-origin ports", host: narrow, have: []Socket{tcp(IPv4, "127.0.0.2:40000", Bound), conn("127.0.0.1:40001", "127.0.0.1:81")}, s: newTCP(IPv4), op: connect(peer),
+		{name: "search skips bind-origin ports", host: narrow, have: []Socket{tcp(inet.IPv4, "127.0.0.2:40000", Bound), conn("127.0.0.1:40001", "127.0.0.1:81")}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0, 1}}},
-		{name: "search skips used four-tuples", host: narrow, have: []Socket{conn("127.0.0.1:40000", peer, cb), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(IPv4), op: connect(peer),
+		{name: "search skips used four-tuples", host: narrow, have: []Socket{conn("127.0.0.1:40000", peer, cb), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0, 1}}},
-		{name: "search reuses TIME_WAIT on loopback", host: narrow, have: []Socket{conn("127.0.0.1:40000", peer, cb, tw), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(IPv4), op: connect(peer),
+		{name: "search reuses TIME_WAIT on loopback", host: narrow, have: []Socket{conn("127.0.0.1:40000", peer, cb, tw), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
-		{name: "search: TIME_WAIT too young", host: narrow, have: []Socket{conn("127.0.0.1:40000", peer, cb, tw, func(s *Socket) { s.TWAge = 0 }), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(IPv4), op: connect(peer),
+		{name: "search: TIME_WAIT too young", host: narrow, have: []Socket{conn("127.0.0.1:40000", peer, cb, tw, func(s *Socket) { s.TWAge = 0 }), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0, 1}}},
-		{name: "search: tcp_tw_reuse 0", host: func(h *Host) { narrow(h); h.TCPTWReuse = 0 }, have: []Socket{conn("127.0.0.1:40000", peer, cb, tw), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(IPv4), op: connect(peer),
+		{name: "search: tcp_tw_reuse 0", host: func(h *Host) { narrow(h); h.TCPTWReuse = 0 }, have: []Socket{conn("127.0.0.1:40000", peer, cb, tw), conn("127.0.0.1:40001", peer, cb)}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0, 1}}},
-		{name: "v6only to mapped", s: with(newTCP(IPv6), v6o), op: connect("[::ffff:127.0.0.1]:80"),
+		{name: "v6only to mapped", s: with(newTCP(inet.IPv6), v6o), op: connect("[::ffff:127.0.0.1]:80"),
 			want: verdict{Err: "ENETUNREACH", Rule: "v6only-connect"}},
-		{name: "AF_INET to IPv6", s: newTCP(IPv4), op: connect("[::1]:80"),
+		{name: "AF_INET to IPv6", s: newTCP(inet.IPv4), op: connect("[::1]:80"),
 			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
-		{name: "udp connect ignores four-tuples", have: []Socket{with(udp(IPv4, "127.0.0.1:5000"), func(s *Socket) { s.ReuseAddr = true; s.State = Connected; s.Remote = ap(peer) })},
-			s: with(udp(IPv4, "127.0.0.1:5000"), ra), op: connect(peer), want: verdict{Err: "ok", Rule: "udp-connect"}},
+		{name: "udp connect ignores four-tuples", have: []Socket{with(udp(inet.IPv4, "127.0.0.1:5000"), func(s *Socket) { s.ReuseAddr = true; s.State = Connected; s.Remote = ap(peer) })},
+			s: with(udp(inet.IPv4, "127.0.0.1:5000"), ra), op: connect(peer), want: verdict{Err: "ok", Rule: "udp-connect"}},
 	})
 }
 
 func TestAssumptions(t *testing.T) {
-	owner := tcp(IPv4, "127.0.0.1:5000", TimeWait)
+	owner := tcp(inet.IPv4, "127.0.0.1:5000", TimeWait)
 	owner.ID = "inode 4711"
 	owner.Unknown = FactReusePort | FactReuseAddr
 	owner.UnknownReason = "TIME_WAIT"
-	o := Predict(World{Host: testHost(), Sockets: []Socket{owner}}, newTCP(IPv4), bind("127.0.0.1:5000"))
+	o := Predict(World{Host: testHost(), Sockets: []Socket{owner}}, newTCP(inet.IPv4), bind("127.0.0.1:5000"))
 	want := []string{
 		"assumed SO_REUSEADDR off on inode 4711 (unreadable: TIME_WAIT)",
 		"assumed SO_REUSEPORT off on inode 4711 (unreadable: TIME_WAIT)",
@@ -382,7 +383,7 @@ func TestSeedCases(t *testing.T) {
 	a := "127.0.0.1:7000"
 	peer := "127.0.0.1:9000"
 	client := func(f ...func(*Socket)) Socket {
-		s := tcp(IPv4, a, Connected)
+		s := tcp(inet.IPv4, a, Connected)
 		s.Remote = ap(peer)
 		for _, g := range f {
 			g(&s)
@@ -391,23 +392,23 @@ func TestSeedCases(t *testing.T) {
 	}
 	runCases(t, []ruleCase{
 		// nc -p 7000 twice: the first client holds the port (bound, no options).
-		{name: "nc-style double -p", have: []Socket{client()}, s: newTCP(IPv4), op: bind(a),
+		{name: "nc-style double -p", have: []Socket{client()}, s: newTCP(inet.IPv4), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "double -p with SO_REUSEADDR on both", have: []Socket{client(ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "double -p with SO_REUSEADDR on both", have: []Socket{client(ra)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseaddr"}},
-		{name: "double -p with SO_REUSEPORT on both", have: []Socket{client(rp)}, s: with(newTCP(IPv4), rp), op: bind(a),
+		{name: "double -p with SO_REUSEPORT on both", have: []Socket{client(rp)}, s: with(newTCP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "ok", Rule: "reuseport"}},
-		{name: "same destination from the shared port", have: []Socket{client(ra)}, s: with(tcp(IPv4, a, Bound), ra), op: connect(peer),
+		{name: "same destination from the shared port", have: []Socket{client(ra)}, s: with(tcp(inet.IPv4, a, Bound), ra), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "four-tuple", Blockers: []int{0}}},
-		{name: "another destination from the shared port", have: []Socket{client(ra)}, s: with(tcp(IPv4, a, Bound), ra), op: connect("127.0.0.1:9001"),
+		{name: "another destination from the shared port", have: []Socket{client(ra)}, s: with(tcp(inet.IPv4, a, Bound), ra), op: connect("127.0.0.1:9001"),
 			want: verdict{Err: "ok", Rule: "four-tuple-unique"}},
-		{name: "reuseport from a different uid", have: []Socket{client(rp, uid(1000))}, s: with(newTCP(IPv4), rp), op: bind(a),
+		{name: "reuseport from a different uid", have: []Socket{client(rp, uid(1000))}, s: with(newTCP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "TIME_WAIT on the same four-tuple blocks the bind", have: []Socket{client(func(s *Socket) { s.State = TimeWait; s.TWTimestamps = true })}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "TIME_WAIT on the same four-tuple blocks the bind", have: []Socket{client(func(s *Socket) { s.State = TimeWait; s.TWTimestamps = true })}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
-		{name: "TIME_WAIT with reuseaddr, then the same four-tuple is taken over", have: []Socket{client(ra, func(s *Socket) { s.State = TimeWait; s.TWTimestamps = true })}, s: with(tcp(IPv4, a, Bound), ra), op: connect(peer),
+		{name: "TIME_WAIT with reuseaddr, then the same four-tuple is taken over", have: []Socket{client(ra, func(s *Socket) { s.State = TimeWait; s.TWTimestamps = true })}, s: with(tcp(inet.IPv4, a, Bound), ra), op: connect(peer),
 			want: verdict{Err: "ok", Rule: "tw-takeover"}},
-		{name: "a listener on the port", have: []Socket{with(tcp(IPv4, "0.0.0.0:7000", Listen), ra)}, s: with(newTCP(IPv4), ra), op: bind(a),
+		{name: "a listener on the port", have: []Socket{with(tcp(inet.IPv4, "0.0.0.0:7000", Listen), ra)}, s: with(newTCP(inet.IPv4), ra), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
 	})
 }
@@ -420,27 +421,27 @@ func TestKernelQuirks(t *testing.T) {
 		// 0.0.0.0) lets a later uid-0 reuseport socket on :: through
 		// without the scan that would find the listener without reuseport.
 		{name: "fastreuseport cache skips the check",
-			have: []Socket{with(tcp(IPv6, "[fd00::2]:5000", Listen), func(s *Socket) { s.ReuseAddr = true; s.V6Only = true }), with(tcp(IPv4, "0.0.0.0:5000", Listen), both)},
-			s:    with(newTCP(IPv6), both), op: bind("[::]:5000"),
+			have: []Socket{with(tcp(inet.IPv6, "[fd00::2]:5000", Listen), func(s *Socket) { s.ReuseAddr = true; s.V6Only = true }), with(tcp(inet.IPv4, "0.0.0.0:5000", Listen), both)},
+			s:    with(newTCP(inet.IPv6), both), op: bind("[::]:5000"),
 			want: verdict{Err: "ok", Rule: "fastreuseport-cache"}},
 		{name: "fastreuseport cache does not cover a mapped binder",
 			// The listener (uid 65534) and its child, accepted by uid 0.
-			have: []Socket{with(with(tcp(IPv6, "[::ffff:127.0.0.2]:5000", Listen), rp), uid(65534)), with(tcp(IPv6, "[::ffff:127.0.0.2]:5000", Connected), func(s *Socket) { s.ReusePort = true; s.Remote = ap("127.0.0.1:4000") })},
-			s:    with(with(newTCP(IPv4), both), uid(65534)), op: bind("0.0.0.0:5000"),
+			have: []Socket{with(with(tcp(inet.IPv6, "[::ffff:127.0.0.2]:5000", Listen), rp), uid(65534)), with(tcp(inet.IPv6, "[::ffff:127.0.0.2]:5000", Connected), func(s *Socket) { s.ReusePort = true; s.Remote = ap("127.0.0.1:4000") })},
+			s:    with(with(newTCP(inet.IPv4), both), uid(65534)), op: bind("0.0.0.0:5000"),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{1}}},
-		{name: "connect from a v4-mapped bind to IPv6", s: tcp(IPv6, "[::ffff:127.0.0.1]:5000", Bound), op: connect("[::1]:80"),
+		{name: "connect from a v4-mapped bind to IPv6", s: tcp(inet.IPv6, "[::ffff:127.0.0.1]:5000", Bound), op: connect("[::1]:80"),
 			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
-		{name: "UDP AF_INET6 connect with a sockaddr_in", s: newUDP(IPv6), op: connect("127.0.0.1:53"),
+		{name: "UDP AF_INET6 connect with a sockaddr_in", s: newUDP(inet.IPv6), op: connect("127.0.0.1:53"),
 			want: verdict{Err: "ok", Rule: "udp-connect"}},
-		{name: "UDP v6only connect with a sockaddr_in", s: with(newUDP(IPv6), v6o), op: connect("127.0.0.1:53"),
+		{name: "UDP v6only connect with a sockaddr_in", s: with(newUDP(inet.IPv6), v6o), op: connect("127.0.0.1:53"),
 			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
-		{name: "connect on a listener", s: tcp(IPv4, "127.0.0.1:5000", Listen), op: connect("127.0.0.1:80"),
+		{name: "connect on a listener", s: tcp(inet.IPv4, "127.0.0.1:5000", Listen), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "EISCONN", Rule: "connect-state"}},
 	})
 }
 
 func TestRangeWalks(t *testing.T) {
-	h := func(lo, hi uint16) func(*Host) { return func(h *Host) { h.EphemeralRange = PortRange{lo, hi} } }
+	h := func(lo, hi uint16) func(*Host) { return func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: lo, Hi: hi} } }
 	for _, c := range []struct {
 		name string
 		host func(*Host)
@@ -449,11 +450,11 @@ func TestRangeWalks(t *testing.T) {
 		want int
 	}{
 		// remaining &= ~1: a 3-port range never tries its top port.
-		{"bind(0) odd range skips the top port", h(40000, 40002), newTCP(IPv4), bind("127.0.0.1:0"), 2},
-		{"bind(0) with reuseaddr walks two halves", h(40000, 40004), with(newTCP(IPv4), ra), bind("127.0.0.1:0"), 4},
-		{"connect odd range skips the top port", h(40000, 40002), newTCP(IPv4), connect("127.0.0.1:80"), 2},
-		{"connect with a socket range tries every port", h(40000, 40010), with(newTCP(IPv4), func(s *Socket) { s.PortRange = PortRange{40000, 40002} }), connect("127.0.0.1:80"), 3},
-		{"udp bind(0) tries every port", h(40000, 40002), newUDP(IPv4), bind("0.0.0.0:0"), 3},
+		{"bind(0) odd range skips the top port", h(40000, 40002), newTCP(inet.IPv4), bind("127.0.0.1:0"), 2},
+		{"bind(0) with reuseaddr walks two halves", h(40000, 40004), with(newTCP(inet.IPv4), ra), bind("127.0.0.1:0"), 4},
+		{"connect odd range skips the top port", h(40000, 40002), newTCP(inet.IPv4), connect("127.0.0.1:80"), 2},
+		{"connect with a socket range tries every port", h(40000, 40010), with(newTCP(inet.IPv4), func(s *Socket) { s.PortRange = inet.PortRange{Lo: 40000, Hi: 40002} }), connect("127.0.0.1:80"), 3},
+		{"udp bind(0) tries every port", h(40000, 40002), newUDP(inet.IPv4), bind("0.0.0.0:0"), 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hst := testHost()
@@ -468,12 +469,12 @@ func TestRangeWalks(t *testing.T) {
 
 func TestAfter(t *testing.T) {
 	h := testHost()
-	o := Predict(World{Host: h}, newTCP(IPv6), bind("[fd00::1]:5000"))
+	o := Predict(World{Host: h}, newTCP(inet.IPv6), bind("[fd00::1]:5000"))
 	if !o.After.V6Only || o.After.State != Bound || o.After.Local != ap("[fd00::1]:5000") {
 		t.Errorf("bind to a specific IPv6 address: After = %+v, want v6only forced, bound", o.After)
 	}
-	h.EphemeralRange = PortRange{40000, 40000}
-	o = Predict(World{Host: h}, newTCP(IPv4), connect("127.0.0.1:80"))
+	h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40000}
+	o = Predict(World{Host: h}, newTCP(inet.IPv4), connect("127.0.0.1:80"))
 	if o.After.Local != ap("127.0.0.1:40000") || o.After.State != Connected || !o.After.PortFromConnect {
 		t.Errorf("connect with one candidate: After = %+v", o.After)
 	}
@@ -485,51 +486,51 @@ func TestOtherRules(t *testing.T) {
 		s.State, s.Remote, s.TWTimestamps, s.TWAge, s.PortFromConnect = TimeWait, ap(peer), true, 5*time.Second, true
 	}
 	runCases(t, []ruleCase{
-		{name: "TCP bind to multicast", s: newTCP(IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "EINVAL", Rule: "multicast"}},
-		{name: "UDP bind to multicast", s: newUDP(IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "ok", Rule: "free"}},
-		{name: "listen twice", s: tcp(IPv4, "127.0.0.1:5000", Listen), op: listenOp, want: verdict{Err: "ok", Rule: "already-listening"}},
-		{name: "unknown protocol", s: Socket{Family: IPv4}, op: bind("127.0.0.1:5000"), want: verdict{Err: "EPROTONOSUPPORT", Rule: "proto"}},
-		{name: "unknown operation", s: newTCP(IPv4), op: Op{Kind: 9}, want: verdict{Err: "EINVAL", Rule: "op"}},
+		{name: "TCP bind to multicast", s: newTCP(inet.IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "EINVAL", Rule: "multicast"}},
+		{name: "UDP bind to multicast", s: newUDP(inet.IPv6), op: bind("[ff05::1]:5000"), want: verdict{Err: "ok", Rule: "free"}},
+		{name: "listen twice", s: tcp(inet.IPv4, "127.0.0.1:5000", Listen), op: listenOp, want: verdict{Err: "ok", Rule: "already-listening"}},
+		{name: "unknown protocol", s: Socket{Family: inet.IPv4}, op: bind("127.0.0.1:5000"), want: verdict{Err: "EPROTONOSUPPORT", Rule: "proto"}},
+		{name: "unknown operation", s: newTCP(inet.IPv4), op: Op{Kind: 9}, want: verdict{Err: "EINVAL", Rule: "op"}},
 		// tcp_tw_reuse=2 reuses TIME_WAIT only for loopback traffic.
-		{name: "tw_reuse 2 off loopback", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000} },
-			have: []Socket{with(tcp(IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(IPv4), op: connect(peer),
+		{name: "tw_reuse 2 off loopback", host: func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40000} },
+			have: []Socket{with(tcp(inet.IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0}}},
-		{name: "tw_reuse 1 off loopback", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000}; h.TCPTWReuse = 1 },
-			have: []Socket{with(tcp(IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(IPv4), op: connect(peer),
+		{name: "tw_reuse 1 off loopback", host: func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40000}; h.TCPTWReuse = 1 },
+			have: []Socket{with(tcp(inet.IPv4, "10.9.0.1:40000", Connected), tw)}, s: newTCP(inet.IPv4), op: connect(peer),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
-		{name: "bind-no-port then connect searches", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40001} },
-			have: []Socket{tcp(IPv4, "127.0.0.2:40000", Bound)}, s: with(tcp(IPv4, "127.0.0.1:0", Bound), func(s *Socket) { s.BindNoPort = true }), op: connect("127.0.0.1:80"),
+		{name: "bind-no-port then connect searches", host: func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40001} },
+			have: []Socket{tcp(inet.IPv4, "127.0.0.2:40000", Bound)}, s: with(tcp(inet.IPv4, "127.0.0.1:0", Bound), func(s *Socket) { s.BindNoPort = true }), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
 		// With every listener known, a local peer nobody listens on refuses.
 		{name: "no listener on a local peer", host: func(h *Host) { h.AllListeners = true },
-			have: []Socket{tcp(IPv4, "127.0.0.1:80", Bound)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			have: []Socket{tcp(inet.IPv4, "127.0.0.1:80", Bound)}, s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
 		{name: "wildcard listener covers a local peer", host: func(h *Host) { h.AllListeners = true },
-			have: []Socket{tcp(IPv4, "0.0.0.0:80", Listen)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			have: []Socket{tcp(inet.IPv4, "0.0.0.0:80", Listen)}, s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
 		{name: "dual-stack listener covers an IPv4 peer", host: func(h *Host) { h.AllListeners = true },
-			have: []Socket{tcp(IPv6, "[::]:80", Listen)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			have: []Socket{tcp(inet.IPv6, "[::]:80", Listen)}, s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
 		{name: "v6only listener does not cover an IPv4 peer", host: func(h *Host) { h.AllListeners = true },
-			have: []Socket{with(tcp(IPv6, "[::]:80", Listen), func(s *Socket) { s.V6Only = true })}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			have: []Socket{with(tcp(inet.IPv6, "[::]:80", Listen), func(s *Socket) { s.V6Only = true })}, s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
 		{name: "listener on another address", host: func(h *Host) { h.AllListeners = true },
-			have: []Socket{tcp(IPv4, "127.0.0.2:80", Listen)}, s: newTCP(IPv4), op: connect("127.0.0.1:80"),
+			have: []Socket{tcp(inet.IPv4, "127.0.0.2:80", Listen)}, s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"),
 			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
-		{name: "partial world: a missing listener is not assumed", have: []Socket{tcp(IPv4, "127.0.0.1:80", Bound)},
-			s: newTCP(IPv4), op: connect("127.0.0.1:80"), want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "partial world: a missing listener is not assumed", have: []Socket{tcp(inet.IPv4, "127.0.0.1:80", Bound)},
+			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: verdict{Err: "ok", Rule: "connect-search"}},
 	})
 }
 
 func TestUnknownSource(t *testing.T) {
 	h := testHost()
-	h.EphemeralRange = PortRange{40000, 40000}
-	o := Predict(World{Host: h}, newTCP(IPv4), connect("198.51.100.7:443"))
+	h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40000}
+	o := Predict(World{Host: h}, newTCP(inet.IPv4), connect("198.51.100.7:443"))
 	want := []string{"the source address for 198.51.100.7 is unknown: four-tuples were compared on the remote end only"}
 	if diff := cmp.Diff(want, o.Assumptions); diff != "" || !o.OK() {
 		t.Errorf("%s; assumptions (-want +got):\n%s", o.ErrName(), diff)
 	}
-	o = Predict(World{Host: h}, newTCP(IPv4), Op{Kind: OpConnect, Addr: ap("198.51.100.7:443"), Source: netip.MustParseAddr("10.9.0.1")})
+	o = Predict(World{Host: h}, newTCP(inet.IPv4), Op{Kind: OpConnect, Addr: ap("198.51.100.7:443"), Source: netip.MustParseAddr("10.9.0.1")})
 	if len(o.Assumptions) != 0 || o.After.Local != ap("10.9.0.1:40000") {
 		t.Errorf("with Op.Source: assumptions %q, After.Local %v", o.Assumptions, o.After.Local)
 	}
@@ -539,27 +540,27 @@ func TestUnknownSource(t *testing.T) {
 // model reconstructs from the owners.
 func TestExactBuckets(t *testing.T) {
 	a := "127.0.0.1:5000"
-	owner := with(tcp(IPv4, a, Connected), func(s *Socket) { s.ReuseAddr, s.Remote = true, ap("127.0.0.1:7") })
+	owner := with(tcp(inet.IPv4, a, Connected), func(s *Socket) { s.ReuseAddr, s.Remote = true, ap("127.0.0.1:7") })
 	runCases(t, []ruleCase{
 		// From the owners alone the bind conflicts...
-		{name: "reconstructed cache", have: []Socket{owner}, s: with(newTCP(IPv4), rp), op: bind(a),
+		{name: "reconstructed cache", have: []Socket{owner}, s: with(newTCP(inet.IPv4), rp), op: bind(a),
 			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
 	})
 	// ...but a reuseport socket of uid 0 on 127.0.0.1 that has since left
 	// set the cache, and the kernel skips the scan.
 	h := testHost()
-	w := World{Host: h, Sockets: []Socket{owner}, Buckets: []Bucket{{Port: 5000, FastReuse: 0, FastReusePort: 2, FastUID: 0, FastFamily: IPv4, FastAddr: netip.MustParseAddr("127.0.0.1")}}}
-	if o := Predict(w, with(newTCP(IPv4), rp), bind(a)); o.Err != 0 || o.Rule != "fastreuseport-cache" {
+	w := World{Host: h, Sockets: []Socket{owner}, Buckets: []Bucket{{Port: 5000, FastReuse: 0, FastReusePort: 2, FastUID: 0, FastFamily: inet.IPv4, FastAddr: netip.MustParseAddr("127.0.0.1")}}}
+	if o := Predict(w, with(newTCP(inet.IPv4), rp), bind(a)); o.Err != 0 || o.Rule != "fastreuseport-cache" {
 		t.Errorf("with the exact bucket: %s %s, want ok fastreuseport-cache", o.ErrName(), o.Rule)
 	}
 	// connect(): a bind()-origin owner, but the bucket says connect-only.
-	h.EphemeralRange = PortRange{5000, 5000}
+	h.EphemeralRange = inet.PortRange{Lo: 5000, Hi: 5000}
 	w = World{Host: h, Sockets: []Socket{owner}, Buckets: []Bucket{{Port: 5000, FastReuse: -1, FastReusePort: -1}}}
-	if o := Predict(w, newTCP(IPv4), connect("127.0.0.1:8")); o.Err != 0 || o.Candidates != 1 {
+	if o := Predict(w, newTCP(inet.IPv4), connect("127.0.0.1:8")); o.Err != 0 || o.Candidates != 1 {
 		t.Errorf("connect-only bucket: %s, %d candidates; want ok, 1", o.ErrName(), o.Candidates)
 	}
 	w.Buckets = nil
-	if o := Predict(w, newTCP(IPv4), connect("127.0.0.1:8")); o.Err != syscall.EADDRNOTAVAIL {
+	if o := Predict(w, newTCP(inet.IPv4), connect("127.0.0.1:8")); o.Err != syscall.EADDRNOTAVAIL {
 		t.Errorf("reconstructed bucket: %s, want EADDRNOTAVAIL", o.ErrName())
 	}
 }

@@ -4,34 +4,8 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
-)
 
-// Proto is the transport protocol. TCP and UDP have separate port tables;
-// IPv4 and IPv6 share one per protocol.
-type Proto uint8
-
-const (
-	TCP Proto = iota + 1
-	UDP
-)
-
-func (p Proto) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return "proto?"
-}
-
-// Family is the socket's address family: 4 (AF_INET) or 6 (AF_INET6). An
-// AF_INET6 socket may hold a v4-mapped address.
-type Family uint8
-
-const (
-	IPv4 Family = 4
-	IPv6 Family = 6
+	"github.com/tuple-net/tuple/inet"
 )
 
 // State is what a socket holds its port as.
@@ -47,23 +21,6 @@ const (
 
 func (s State) String() string {
 	return [...]string{"UNBOUND", "BOUND", "LISTEN", "CONNECTED", "TIME_WAIT"}[s]
-}
-
-// PortRange is an inclusive port range; the zero value means unset.
-type PortRange struct{ Lo, Hi uint16 }
-
-// IsZero reports whether r is unset.
-func (r PortRange) IsZero() bool { return r.Lo == 0 && r.Hi == 0 }
-
-// Contains reports whether p is in r.
-func (r PortRange) Contains(p uint16) bool { return r.Lo <= p && p <= r.Hi }
-
-// Size is the number of ports in r.
-func (r PortRange) Size() int {
-	if r.IsZero() || r.Hi < r.Lo {
-		return 0
-	}
-	return int(r.Hi) - int(r.Lo) + 1
 }
 
 // Fact names a fact about a socket that an observer may be unable to read.
@@ -83,8 +40,8 @@ const (
 // in state Unbound or Bound.
 type Socket struct {
 	ID     string // the caller's label, echoed in blockers ("inode 4711", "A")
-	Proto  Proto
-	Family Family
+	Proto  inet.Proto
+	Family inet.Family
 	Local  netip.AddrPort // local address and port; address may be unspecified (0.0.0.0, ::, ::ffff:0.0.0.0)
 	Remote netip.AddrPort // peer, for Connected and TimeWait
 	State  State
@@ -104,9 +61,9 @@ type Socket struct {
 	InGroup bool
 
 	// Options of the new socket that only matter for its own operations.
-	BindNoPort bool      // IP_BIND_ADDRESS_NO_PORT
-	PortRange  PortRange // IP_LOCAL_PORT_RANGE
-	Freebind   bool      // IP_FREEBIND / IP_TRANSPARENT
+	BindNoPort bool           // IP_BIND_ADDRESS_NO_PORT
+	PortRange  inet.PortRange // IP_LOCAL_PORT_RANGE
+	Freebind   bool           // IP_FREEBIND / IP_TRANSPARENT
 	// CanBindPrivileged: the socket's owner has CAP_NET_BIND_SERVICE.
 	CanBindPrivileged bool
 
@@ -139,14 +96,14 @@ type Host struct {
 	// 127.0.0.0/8, ::1/128 and each assigned address as a /32 or /128.
 	Local []netip.Prefix
 
-	EphemeralRange        PortRange   // net.ipv4.ip_local_port_range
-	ReservedPorts         []PortRange // net.ipv4.ip_local_reserved_ports
-	UnprivilegedPortStart uint16      // net.ipv4.ip_unprivileged_port_start
-	NonlocalBind4         bool        // net.ipv4.ip_nonlocal_bind
-	NonlocalBind6         bool        // net.ipv6.ip_nonlocal_bind
-	BindV6Only            bool        // net.ipv6.bindv6only: default IPV6_V6ONLY of new sockets
-	AutobindReuse         bool        // net.ipv4.ip_autobind_reuse
-	TCPTWReuse            int         // net.ipv4.tcp_tw_reuse: 0, 1, or 2 (loopback only)
+	EphemeralRange        inet.PortRange   // net.ipv4.ip_local_port_range
+	ReservedPorts         []inet.PortRange // net.ipv4.ip_local_reserved_ports
+	UnprivilegedPortStart uint16           // net.ipv4.ip_unprivileged_port_start
+	NonlocalBind4         bool             // net.ipv4.ip_nonlocal_bind
+	NonlocalBind6         bool             // net.ipv6.ip_nonlocal_bind
+	BindV6Only            bool             // net.ipv6.bindv6only: default IPV6_V6ONLY of new sockets
+	AutobindReuse         bool             // net.ipv4.ip_autobind_reuse
+	TCPTWReuse            int              // net.ipv4.tcp_tw_reuse: 0, 1, or 2 (loopback only)
 	TWReuseDelay          time.Duration
 	// AllListeners: World.Sockets lists every TCP listener of the
 	// namespace, so a connect() to a local address none covers is refused
@@ -161,7 +118,7 @@ func DefaultHost() Host {
 			netip.MustParsePrefix("127.0.0.0/8"),
 			netip.MustParsePrefix("::1/128"),
 		},
-		EphemeralRange:        PortRange{32768, 60999},
+		EphemeralRange:        inet.PortRange{Lo: 32768, Hi: 60999},
 		UnprivilegedPortStart: 1024,
 		TCPTWReuse:            2,
 		TWReuseDelay:          time.Second,
@@ -189,7 +146,7 @@ type Bucket struct {
 	FastReuse     int8 // -1 connect()-only, 0, 1
 	FastReusePort int8 // -1 connect()-only, 0 off, 1 FASTREUSEPORT_ANY, 2 FASTREUSEPORT_STRICT
 	FastUID       uint32
-	FastFamily    Family
+	FastFamily    inet.Family
 	FastAddr      netip.Addr // tb->fast_rcv_saddr, or fast_v6_rcv_saddr for AF_INET6
 	FastV6Only    bool
 }

@@ -18,5 +18,5 @@
 //
 // Loading needs CAP_BPF and CAP_PERFMON (root). Without them, or on a kernel
 // without BTF or these fields, Read returns an error wrapping
-// ErrNotSupported and callers fall back to stating the facts as unknown.
+// inet.ErrUnsupported and callers fall back to stating the facts as unknown.
 package sockfacts

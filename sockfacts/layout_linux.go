@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/tuple-net/tuple/inet"
 )
 
 // field is where one kernel struct member lives: byte offset and size, and
@@ -62,18 +63,18 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 	get := func(structName, name string, size uint32) (field, error) {
 		var s *btf.Struct
 		if err := spec.TypeByName(structName, &s); err != nil {
-			return field{}, fmt.Errorf("%w: kernel BTF has no struct %s: %v", ErrNotSupported, structName, err)
+			return field{}, fmt.Errorf("BPF socket iterator %w: kernel BTF has no struct %s: %v", inet.ErrUnsupported, structName, err)
 		}
 		f, ok := findField(s, name, 0)
 		if !ok {
-			return field{}, fmt.Errorf("%w: kernel BTF has no %s.%s", ErrNotSupported, structName, name)
+			return field{}, fmt.Errorf("BPF socket iterator %w: kernel BTF has no %s.%s", inet.ErrUnsupported, structName, name)
 		}
 		if f.isBitfield {
 			if f.bit+f.nbits > 8 {
-				return field{}, fmt.Errorf("%w: %s.%s spans bytes", ErrNotSupported, structName, name)
+				return field{}, fmt.Errorf("BPF socket iterator %w: %s.%s spans bytes", inet.ErrUnsupported, structName, name)
 			}
 		} else if size != 0 && f.size != size {
-			return field{}, fmt.Errorf("%w: %s.%s is %d bytes, want %d", ErrNotSupported, structName, name, f.size, size)
+			return field{}, fmt.Errorf("BPF socket iterator %w: %s.%s is %d bytes, want %d", inet.ErrUnsupported, structName, name, f.size, size)
 		}
 		return f, nil
 	}
@@ -115,7 +116,7 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 	}
 	// The three flags are copied as one byte.
 	if l.reuse.off != l.reusePort.off || l.reuse.off != l.v6only.off {
-		return nil, fmt.Errorf("%w: sock_common reuse flags are not in one byte", ErrNotSupported)
+		return nil, fmt.Errorf("BPF socket iterator %w: sock_common reuse flags are not in one byte", inet.ErrUnsupported)
 	}
 	return &l, nil
 }

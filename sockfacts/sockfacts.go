@@ -1,26 +1,15 @@
 package sockfacts
 
 import (
-	"errors"
 	"net/netip"
-)
 
-// ErrNotSupported is wrapped by Read's error when the iterator cannot run
-// here (not Linux, no BTF, no privileges, fields missing).
-var ErrNotSupported = errors.New("BPF socket iterator not available")
-
-// Proto is the transport protocol (IPPROTO number).
-type Proto uint8
-
-const (
-	TCP Proto = 6
-	UDP Proto = 17
+	"github.com/tuple-net/tuple/inet"
 )
 
 // Sock is what the kernel holds about one socket.
 type Sock struct {
-	Proto  Proto
-	Family uint8 // 4 or 6
+	Proto  inet.Proto
+	Family inet.Family
 	State  uint8 // kernel state number (TCP_ESTABLISHED=1 ... TCP_TIME_WAIT=6, TCP_LISTEN=10)
 	Local  netip.AddrPort
 	Remote netip.AddrPort
@@ -56,7 +45,7 @@ type Bucket struct {
 	FastReuse     int8 // -1 connect()-only, 0, 1
 	FastReusePort int8 // -1 connect()-only, 0 off, 1 any, 2 strict
 	FastUID       uint32
-	FastFamily    uint8 // 4 or 6, 0 when unset
+	FastFamily    inet.Family // 0 when unset
 	FastAddr      netip.Addr
 	FastV6Only    bool
 }
@@ -64,7 +53,7 @@ type Bucket struct {
 // Key identifies a socket across sources that lack cookies: protocol,
 // local and remote endpoints (the four-tuple).
 type Key struct {
-	Proto         Proto
+	Proto         inet.Proto
 	Local, Remote netip.AddrPort
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"github.com/tuple-net/tuple/inet"
 )
 
 // recordLen is the size of one record the program writes per socket.
@@ -63,7 +64,7 @@ func kernelLayout() (*layout, error) {
 	layoutOnce.Do(func() {
 		spec, err := btf.LoadKernelSpec()
 		if err != nil {
-			layoutErr = fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
+			layoutErr = fmt.Errorf("BPF socket iterator %w: kernel BTF: %v", inet.ErrUnsupported, err)
 			return
 		}
 		kernLayout, layoutErr = loadLayout(spec)
@@ -74,7 +75,7 @@ func kernelLayout() (*layout, error) {
 // program builds the iterator program. For TCP the context's second field
 // is a sock_common (full socket, TIME_WAIT or request socket); for UDP a
 // udp_sock, which starts with its sock_common.
-func program(l *layout, proto Proto) asm.Instructions {
+func program(l *layout, proto inet.Proto) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		sk   = asm.R7
@@ -125,7 +126,7 @@ func program(l *layout, proto Proto) asm.Instructions {
 	insns = append(insns, copyField(l.rcvSaddr, recRcvSaddr)...)
 	insns = append(insns, copyAddr(l.v6Daddr, recV6Daddr)...)
 	insns = append(insns, copyAddr(l.v6RcvSaddr, recV6Saddr)...)
-	if proto == UDP {
+	if proto == inet.UDP {
 		// Every UDP socket is a full socket.
 		insns = append(insns,
 			asm.LoadMem(asm.R1, sk, int16(l.userlocks.off), asm.Byte),
@@ -196,15 +197,15 @@ func program(l *layout, proto Proto) asm.Instructions {
 // namespace. The caller should hold its goroutine on one OS thread
 // (runtime.LockOSThread) when that thread is not in the process's
 // namespace.
-func Read(proto Proto) ([]Sock, error) {
+func Read(proto inet.Proto) ([]Sock, error) {
 	l, err := kernelLayout()
 	if err != nil {
 		return nil, err
 	}
 	target := "tcp"
-	if proto == UDP {
+	if proto == inet.UDP {
 		target = "udp"
-	} else if proto != TCP {
+	} else if proto != inet.TCP {
 		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -218,12 +219,12 @@ func Read(proto Proto) ([]Sock, error) {
 		License: "GPL",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: load iter/%s program: %v", ErrNotSupported, target, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
 	}
 	defer prog.Close()
 	it, err := link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
-		return nil, fmt.Errorf("%w: attach iter/%s: %v", ErrNotSupported, target, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: attach iter/%s: %v", inet.ErrUnsupported, target, err)
 	}
 	defer it.Close()
 	rd, err := it.Open()
@@ -241,9 +242,9 @@ func Read(proto Proto) ([]Sock, error) {
 var errRecord = errors.New("sockfacts: malformed record stream")
 
 // parseRecords decodes the program's output.
-func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
+func parseRecords(b []byte, proto inet.Proto, l *layout) ([]Sock, error) {
 	if len(b)%recordLen != 0 {
-		return nil, fmt.Errorf("%w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
+		return nil, fmt.Errorf("BPF socket iterator %w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
 	}
 	bit := func(v byte, f field) bool { return (v>>f.bit)&(1<<f.nbits-1) != 0 }
 	out := make([]Sock, 0, len(b)/recordLen)
@@ -254,11 +255,11 @@ func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
 		rport := binary.BigEndian.Uint16(r[recDport:])
 		switch binary.NativeEndian.Uint16(r[recFamily:]) {
 		case 2: // AF_INET
-			s.Family = 4
+			s.Family = inet.IPv4
 			s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recRcvSaddr:recRcvSaddr+4])), lport)
 			s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recDaddr:recDaddr+4])), rport)
 		case 10: // AF_INET6
-			s.Family = 6
+			s.Family = inet.IPv6
 			s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Saddr:recV6Saddr+16])), lport)
 			s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Daddr:recV6Daddr+16])), rport)
 		default:
@@ -279,10 +280,10 @@ func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
 			}
 			switch binary.NativeEndian.Uint16(r[recFastFam:]) {
 			case 2:
-				s.Bucket.FastFamily = 4
+				s.Bucket.FastFamily = inet.IPv4
 				s.Bucket.FastAddr = netip.AddrFrom4([4]byte(r[recFastSa4 : recFastSa4+4]))
 			case 10:
-				s.Bucket.FastFamily = 6
+				s.Bucket.FastFamily = inet.IPv6
 				s.Bucket.FastAddr = netip.AddrFrom16([16]byte(r[recFastSa6 : recFastSa6+16]))
 			}
 			// __inet_hash_connect shares a port only while both caches
@@ -293,7 +294,7 @@ func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
 		case kindFull:
 			locks := r[recLocks]
 			s.BindPortLock = locks&sockBindPortLock != 0
-			if proto == TCP {
+			if proto == inet.TCP {
 				s.ConnectBind = locks&sockConnectBind != 0
 				s.ConnectBindKnown = true
 			}

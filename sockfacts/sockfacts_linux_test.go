@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/internal/testenv"
@@ -77,7 +78,7 @@ func TestReadAgainstKernel(t *testing.T) {
 		unix.Close(tw) // active close: TIME_WAIT once the peer closes too
 		time.Sleep(50 * time.Millisecond)
 		var err error
-		got, err = Read(TCP)
+		got, err = Read(inet.TCP)
 		return err
 	})
 	if err != nil {
@@ -98,7 +99,7 @@ func TestReadAgainstKernel(t *testing.T) {
 		t.Errorf("listener: %+v", l)
 	}
 	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.Bucket.FastReuse != 0 || l.Bucket.FastReusePort != 2 || l.Bucket.FastUID != 0 ||
-		l.Bucket.FastFamily != 4 || l.Bucket.FastAddr != netip.MustParseAddr("127.0.0.1") {
+		l.Bucket.FastFamily != inet.IPv4 || l.Bucket.FastAddr != netip.MustParseAddr("127.0.0.1") {
 		// A listener: fastreuse 0; its SO_REUSEPORT bind left the strict
 		// cache with its uid and address.
 		t.Errorf("listener's bind bucket: %+v", l.Bucket)
@@ -137,7 +138,7 @@ func TestReadUDP(t *testing.T) {
 		sock(t, unix.AF_INET6, unix.SOCK_DGRAM, map[int]int{unix.SO_REUSEPORT: 1, unix.IPV6_V6ONLY: 1}, &unix.SockaddrInet6{Port: 5353})
 		sock(t, unix.AF_INET, unix.SOCK_DGRAM, map[int]int{unix.SO_REUSEADDR: 1}, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: 5354})
 		var err error
-		got, err = Read(UDP)
+		got, err = Read(inet.UDP)
 		return err
 	})
 	if err != nil {
@@ -149,11 +150,11 @@ func TestReadUDP(t *testing.T) {
 	for _, s := range got {
 		switch s.Local.Port() {
 		case 5353:
-			if s.Family != 6 || !s.ReusePort || s.ReuseAddr || !s.V6Only || !s.BindPortLock {
+			if s.Family != inet.IPv6 || !s.ReusePort || s.ReuseAddr || !s.V6Only || !s.BindPortLock {
 				t.Errorf("udp6 socket: %+v", s)
 			}
 		case 5354:
-			if s.Family != 4 || s.ReusePort || !s.ReuseAddr || s.V6Only {
+			if s.Family != inet.IPv4 || s.ReusePort || !s.ReuseAddr || s.V6Only {
 				t.Errorf("udp4 socket: %+v", s)
 			}
 		default:
@@ -172,7 +173,7 @@ func FuzzParseRecords(f *testing.F) {
 	rec[recFamily], rec[recKind] = 10, kindTimeWait
 	f.Add(rec, uint8(17))
 	f.Fuzz(func(t *testing.T, b []byte, proto uint8) {
-		socks, err := parseRecords(b, Proto(proto), l)
+		socks, err := parseRecords(b, inet.Proto(proto), l)
 		if err == nil && len(socks) > len(b)/recordLen {
 			t.Fatalf("%d records from %d bytes", len(socks), len(b))
 		}

@@ -2,12 +2,9 @@
 
 package sockfacts
 
-import (
-	"fmt"
-	"runtime"
-)
+import "github.com/tuple-net/tuple/inet"
 
 // Read needs Linux.
-func Read(proto Proto) ([]Sock, error) {
-	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+func Read(proto inet.Proto) ([]Sock, error) {
+	return nil, inet.Unsupported("the BPF socket iterator")
 }

@@ -6,7 +6,7 @@
 // net.Dialer.Control and net.ListenConfig.Control, so they are set after
 // socket() and before bind(), which is the only moment most of them matter.
 //
-// An option the platform lacks is an error wrapping ErrNotSupported, never
+// An option the platform lacks is an error wrapping inet.ErrUnsupported, never
 // silently ignored: a user who asked for SO_REUSEPORT and did not get it would
 // otherwise be debugging a port conflict that the tool itself caused.
 //

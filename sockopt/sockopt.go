@@ -1,17 +1,13 @@
 package sockopt
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
-)
 
-// ErrNotSupported is wrapped by every error about an option the running
-// platform does not have.
-var ErrNotSupported = errors.New("not supported")
+	"github.com/tuple-net/tuple/inet"
+)
 
 // ID names one socket option, independent of the platform's constants.
 type ID int
@@ -78,31 +74,6 @@ func Supported(id ID) bool {
 	return ok
 }
 
-// PortRange is an inclusive range of local ports; the zero value means unset.
-type PortRange struct{ Lo, Hi uint16 }
-
-// IsZero reports whether r is unset.
-func (r PortRange) IsZero() bool { return r.Lo == 0 && r.Hi == 0 }
-
-func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Lo, r.Hi) }
-
-// ParsePortRange parses "LO-HI" (or a single port "P", meaning P-P).
-func ParsePortRange(s string) (PortRange, error) {
-	lo, hi, found := strings.Cut(s, "-")
-	if !found {
-		hi = lo
-	}
-	l, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
-	h, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
-	if err1 != nil || err2 != nil || l == 0 || h == 0 {
-		return PortRange{}, fmt.Errorf("port range %q: want LO-HI with ports 1-65535", s)
-	}
-	if l > h {
-		return PortRange{}, fmt.Errorf("port range %q: low end %d is above high end %d", s, l, h)
-	}
-	return PortRange{uint16(l), uint16(h)}, nil
-}
-
 // V6OnlyMode is IPV6_V6ONLY as a three-way choice: leave the system default
 // (net.ipv6.bindv6only, which Go overrides to off for dual-stack listeners),
 // force it on, or force it off.
@@ -120,7 +91,7 @@ type Options struct {
 	ReuseAddr         bool
 	ReusePort         bool
 	BindAddressNoPort bool
-	PortRange         PortRange // IP_LOCAL_PORT_RANGE when non-zero
+	PortRange         inet.PortRange // IP_LOCAL_PORT_RANGE when non-zero
 	Freebind          bool
 	V6Only            V6OnlyMode
 	Device            string // SO_BINDTODEVICE interface name when non-empty
@@ -169,7 +140,7 @@ func (o Options) settings(ipv6 bool) ([]setting, error) {
 	return out, nil
 }
 
-// Check returns an error wrapping ErrNotSupported when the running platform
+// Check returns an error wrapping inet.ErrUnsupported when the running platform
 // lacks an option o asks for. Callers use it to reject flags before any
 // socket exists.
 func (o Options) Check() error {
@@ -192,9 +163,7 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func notSupported(id ID) error {
-	return fmt.Errorf("%s is %w on %s/%s", id, ErrNotSupported, runtime.GOOS, runtime.GOARCH)
-}
+func notSupported(id ID) error { return inet.Unsupported(id.String()) }
 
 // Apply sets o on the socket descriptor fd. ipv6 tells the address family,
 // since a few options have family-specific names.

@@ -6,11 +6,13 @@ import (
 	"net"
 	"syscall"
 	"testing"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 func TestApplyThenReadLinux(t *testing.T) {
 	o := Options{ReuseAddr: true, ReusePort: true, BindAddressNoPort: true,
-		PortRange: PortRange{40000, 40010}, Freebind: true, V6Only: V6OnlyOn}
+		PortRange: inet.PortRange{Lo: 40000, Hi: 40010}, Freebind: true, V6Only: V6OnlyOn}
 	lc := net.ListenConfig{Control: o.Control}
 	ln, err := lc.ListenPacket(context.Background(), "udp6", "[::1]:0")
 	if err != nil {
@@ -58,8 +60,8 @@ func TestErrnoIsWrapped(t *testing.T) {
 }
 
 func TestCheckRejectsUnsupported(t *testing.T) {
-	if err := (Options{ExclusiveAddrUse: true}).Check(); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("SO_EXCLUSIVEADDRUSE on linux: err = %v, want ErrNotSupported", err)
+	if err := (Options{ExclusiveAddrUse: true}).Check(); !errors.Is(err, inet.ErrUnsupported) {
+		t.Errorf("SO_EXCLUSIVEADDRUSE on linux: err = %v, want inet.ErrUnsupported", err)
 	}
 	if err := (Options{ReusePort: true, V6Only: V6OnlyOff, Device: "lo"}).Check(); err != nil {
 		t.Errorf("supported options: %v", err)

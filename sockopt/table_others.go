@@ -3,5 +3,5 @@
 package sockopt
 
 // Platforms without a table support no option; every request is an error
-// wrapping ErrNotSupported that names GOOS/GOARCH.
+// wrapping inet.ErrUnsupported that names GOOS/GOARCH.
 var table = map[ID]spec{}

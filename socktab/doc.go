@@ -17,7 +17,7 @@
 // and INET_DIAG_REQ_BYTECODE, as ss does), so a filtered snapshot costs little
 // even on a host with many sockets. Where netlink is unavailable the package
 // falls back to /proc/net/{tcp,tcp6,udp,udp6}; Table.Source says which was
-// used. Other platforms return an error wrapping ErrNotSupported.
+// used. Other platforms return an error wrapping inet.ErrUnsupported.
 //
 // Owners (Query.Owners) map socket inodes to processes by reading the links
 // in /proc/*/fd, in parallel. Options (Query.Options) are read from a live

@@ -11,7 +11,7 @@ import (
 func ExampleSnapshot() {
 	t, err := socktab.Snapshot(context.Background(), socktab.Query{LocalPort: 8080, Options: true})
 	if err != nil {
-		fmt.Println(err) // on macOS, FreeBSD, Windows: wraps socktab.ErrNotSupported
+		fmt.Println(err) // on macOS, FreeBSD, Windows: wraps inet.ErrUnsupported
 		return
 	}
 	for _, s := range t.Sockets {

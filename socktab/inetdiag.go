@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // This file is the wire format of netlink sock_diag for inet sockets
@@ -47,7 +49,7 @@ var hostOrder = binary.NativeEndian
 // a state mask, and optional port filters the kernel applies itself.
 type diagRequest struct {
 	Family     uint8 // afINET or afINET6
-	Protocol   Proto
+	Protocol   inet.Proto
 	States     StateSet
 	LocalPort  uint16 // 0: any
 	RemotePort uint16 // 0: any
@@ -119,7 +121,7 @@ var errShort = errors.New("short message")
 // parseInetDiagMsg decodes one inet_diag_msg with its attributes (the payload
 // of a SOCK_DIAG_BY_FAMILY reply) into s. proto is the protocol the dump was
 // for; the message does not carry it.
-func parseInetDiagMsg(b []byte, proto Proto, s *Socket) error {
+func parseInetDiagMsg(b []byte, proto inet.Proto, s *Socket) error {
 	if len(b) < diagMsgLen {
 		return fmt.Errorf("inet_diag_msg: %w: %d bytes, want %d", errShort, len(b), diagMsgLen)
 	}
@@ -127,9 +129,9 @@ func parseInetDiagMsg(b []byte, proto Proto, s *Socket) error {
 	var addrLen int
 	switch b[0] {
 	case afINET:
-		s.Family, addrLen = IPv4, 4
+		s.Family, addrLen = inet.IPv4, 4
 	case afINET6:
-		s.Family, addrLen = IPv6, 16
+		s.Family, addrLen = inet.IPv6, 16
 	default:
 		return fmt.Errorf("inet_diag_msg: unknown family %d", b[0])
 	}
@@ -149,7 +151,7 @@ func parseInetDiagMsg(b []byte, proto Proto, s *Socket) error {
 	s.SendQ = hostOrder.Uint32(b[60:])
 	s.UID = hostOrder.Uint32(b[64:])
 	s.Inode = uint64(hostOrder.Uint32(b[68:]))
-	if proto == TCP && s.State == Close {
+	if proto == inet.TCP && s.State == Close {
 		// The kernel dumps bound-only TCP sockets (asked for with state
 		// bit 13, TCP_BOUND_INACTIVE) with their real state, TCP_CLOSE;
 		// a TCP socket in CLOSE is in no other dumped table.
@@ -160,7 +162,7 @@ func parseInetDiagMsg(b []byte, proto Proto, s *Socket) error {
 	}
 	if !s.V6Only.Known {
 		s.V6Only.Reason = reasonV6OnlyNotReported
-		if s.Family == IPv4 {
+		if s.Family == inet.IPv4 {
 			s.V6Only.Reason = reasonIPv4
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tuple-net/tuple/inet"
 )
 
 // diagMsgFixture builds an inet_diag_msg the way the kernel lays it out,
@@ -54,21 +55,21 @@ func TestParseInetDiagMsg(t *testing.T) {
 	tests := []struct {
 		name  string
 		msg   []byte
-		proto Proto
+		proto inet.Proto
 		want  Socket
 	}{{
 		name:  "ipv4 time-wait",
 		msg:   diagMsgFixture(afINET, 6, 3, 8080, 40000, []byte{127, 0, 0, 1}, []byte{127, 0, 0, 2}, 0, 59500, 0, 0, 0, 0, 0x100000002),
-		proto: TCP,
-		want: Socket{Proto: TCP, Family: IPv4, State: TimeWait,
+		proto: inet.TCP,
+		want: Socket{Proto: inet.TCP, Family: inet.IPv4, State: TimeWait,
 			Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("127.0.0.2:40000"),
 			Cookie: 0x100000002, TimeLeft: 59500 * time.Millisecond, V6Only: Bool{Reason: reasonIPv4}},
 	}, {
 		name: "ipv6 listener with v6only and sockopt",
 		msg: diagMsgFixture(afINET6, 10, 0, 443, 0, v6[:], make([]byte, 16), 1, 0, 3, 128, 1000, 4242, 7,
 			attr(attrShutdown, 0), attr(attrSkV6Only, 1), attr(attrSockopt, sockopt...)),
-		proto: TCP,
-		want: Socket{Proto: TCP, Family: IPv6, State: Listen,
+		proto: inet.TCP,
+		want: Socket{Proto: inet.TCP, Family: inet.IPv6, State: Listen,
 			Local: netip.MustParseAddrPort("[fd00::1]:443"), Remote: netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
 			UID: 1000, Inode: 4242, Cookie: 7, RecvQ: 3, SendQ: 128, Dev: 1,
 			V6Only:  Bool{Known: true, Value: true},
@@ -76,8 +77,8 @@ func TestParseInetDiagMsg(t *testing.T) {
 	}, {
 		name:  "v4-mapped udp, unknown attribute skipped",
 		msg:   diagMsgFixture(afINET6, 1, 0, 53, 5353, mapped[:], mapped[:], 0, 0, 0, 0, 0, 9, 1, attr(99, 1, 2, 3, 4, 5)),
-		proto: UDP,
-		want: Socket{Proto: UDP, Family: IPv6, State: Established,
+		proto: inet.UDP,
+		want: Socket{Proto: inet.UDP, Family: inet.IPv6, State: Established,
 			Local: netip.MustParseAddrPort("[::ffff:127.0.0.1]:53"), Remote: netip.MustParseAddrPort("[::ffff:127.0.0.1]:5353"),
 			Inode: 9, Cookie: 1, V6Only: Bool{Reason: reasonV6OnlyNotReported}},
 	}}
@@ -105,14 +106,14 @@ func TestParseInetDiagMsgRejectsBadInput(t *testing.T) {
 	}
 	for name, b := range bad {
 		var s Socket
-		if err := parseInetDiagMsg(b, TCP, &s); err == nil {
+		if err := parseInetDiagMsg(b, inet.TCP, &s); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
 }
 
 func TestRequestMarshal(t *testing.T) {
-	r := diagRequest{Family: afINET6, Protocol: TCP, States: States(Listen, BoundInactive), LocalPort: 8080, RemotePort: 443}
+	r := diagRequest{Family: afINET6, Protocol: inet.TCP, States: States(Listen, BoundInactive), LocalPort: 8080, RemotePort: 443}
 	b := r.marshal()
 	if len(b) != reqV2Len+4+16 {
 		t.Fatalf("length %d, want %d", len(b), reqV2Len+4+16)
@@ -138,7 +139,7 @@ func TestRequestMarshal(t *testing.T) {
 			t.Errorf("op %d: % x, want %+v", i, op[:4], w)
 		}
 	}
-	if got := (diagRequest{Family: afINET, Protocol: UDP, States: AllStates}).marshal(); len(got) != reqV2Len {
+	if got := (diagRequest{Family: afINET, Protocol: inet.UDP, States: AllStates}).marshal(); len(got) != reqV2Len {
 		t.Errorf("no filter: length %d, want %d", len(got), reqV2Len)
 	}
 }
@@ -183,10 +184,10 @@ func FuzzParseInetDiagMsg(f *testing.F) {
 		attr(attrSkV6Only, 1), attr(attrSockopt, 4, 1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Socket
-		if err := parseInetDiagMsg(b, TCP, &s); err != nil {
+		if err := parseInetDiagMsg(b, inet.TCP, &s); err != nil {
 			return
 		}
-		if s.Family == IPv4 && !s.Local.Addr().Is4() {
+		if s.Family == inet.IPv4 && !s.Local.Addr().Is4() {
 			t.Fatalf("IPv4 socket with address %v", s.Local)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/mdlayher/netlink"
+	"github.com/tuple-net/tuple/inet"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,8 +38,8 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	buf := make([]byte, recvBufSize)
 	for _, p := range []struct {
 		on    bool
-		proto Proto
-	}{{q.TCP, TCP}, {q.UDP, UDP}} {
+		proto inet.Proto
+	}{{q.TCP, inet.TCP}, {q.UDP, inet.UDP}} {
 		if !p.on {
 			continue
 		}

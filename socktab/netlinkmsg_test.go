@@ -4,6 +4,8 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // nlmsg frames payload as one netlink message.
@@ -67,7 +69,7 @@ func FuzzWalkNetlink(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		walkNetlink(b, 1, func(typ uint16, p []byte) error {
 			var s Socket
-			parseInetDiagMsg(p, TCP, &s)
+			parseInetDiagMsg(p, inet.TCP, &s)
 			return nil
 		})
 		sockstatField(b, "TCP:", "inuse")

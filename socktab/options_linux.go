@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/sockopt"
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +88,7 @@ func readSocketOptions(s *Socket, pidfds map[int]pidfdResult, noOwner string) {
 			lastErr = fmt.Errorf("pid %d fd %d: descriptor changed since the scan", o.PID, o.FD)
 			continue
 		}
-		applyRead(&s.Options, sockopt.Read(uintptr(fd), s.Family == IPv6))
+		applyRead(&s.Options, sockopt.Read(uintptr(fd), s.Family == inet.IPv6))
 		unix.Close(fd)
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // userHZ is the unit of the timer column of /proc/net/tcp (clock_t ticks,
@@ -21,7 +23,7 @@ const userHZ = 100
 // Line format (net/ipv4/tcp_ipv4.c get_tcp4_sock, udp.c udp4_format_sock):
 //
 //	sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
-func parseProcNet(b []byte, proto Proto, family Family, order binary.ByteOrder, out []Socket) ([]Socket, error) {
+func parseProcNet(b []byte, proto inet.Proto, family inet.Family, order binary.ByteOrder, out []Socket) ([]Socket, error) {
 	lineNo := 0
 	for len(b) > 0 {
 		var line []byte
@@ -43,7 +45,7 @@ func parseProcNet(b []byte, proto Proto, family Family, order binary.ByteOrder, 
 	return out, nil
 }
 
-func parseProcNetLine(line []byte, proto Proto, family Family, order binary.ByteOrder) (Socket, error) {
+func parseProcNetLine(line []byte, proto inet.Proto, family inet.Family, order binary.ByteOrder) (Socket, error) {
 	var f [10][]byte
 	n := 0
 	for _, field := range bytes.Fields(line) {
@@ -57,7 +59,7 @@ func parseProcNetLine(line []byte, proto Proto, family Family, order binary.Byte
 		return Socket{}, fmt.Errorf("%d fields, want at least %d", n, len(f))
 	}
 	s := Socket{Proto: proto, Family: family, V6Only: Bool{Reason: reasonProcfs}}
-	if family == IPv4 {
+	if family == inet.IPv4 {
 		s.V6Only.Reason = reasonIPv4
 	}
 	var err error
@@ -111,10 +113,10 @@ func hexPair(b []byte) (uint64, uint64, error) {
 
 // parseHexAddrPort parses "0100007F:1F90": the address as 32-bit words, each
 // printed in host byte order, then the port in hex.
-func parseHexAddrPort(b []byte, family Family, order binary.ByteOrder) (netip.AddrPort, error) {
+func parseHexAddrPort(b []byte, family inet.Family, order binary.ByteOrder) (netip.AddrPort, error) {
 	i := bytes.IndexByte(b, ':')
 	words := 1
-	if family == IPv6 {
+	if family == inet.IPv6 {
 		words = 4
 	}
 	if i != 8*words {

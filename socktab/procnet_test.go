@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tuple-net/tuple/inet"
 )
 
 // Captured from a little-endian machine (trailing columns shortened).
@@ -21,20 +22,20 @@ const procNetTCP6 = `  sl  local_address                         remote_address 
 `
 
 func TestParseProcNet(t *testing.T) {
-	got, err := parseProcNet([]byte(procNetTCP), TCP, IPv4, binary.LittleEndian, nil)
+	got, err := parseProcNet([]byte(procNetTCP), inet.TCP, inet.IPv4, binary.LittleEndian, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err = parseProcNet([]byte(procNetTCP6), TCP, IPv6, binary.LittleEndian, got)
+	got, err = parseProcNet([]byte(procNetTCP6), inet.TCP, inet.IPv6, binary.LittleEndian, got)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v4, v6 := Bool{Reason: reasonIPv4}, Bool{Reason: reasonProcfs}
 	want := []Socket{
-		{Proto: TCP, Family: IPv4, State: Listen, Local: ap("127.0.0.1:8080"), Remote: ap("0.0.0.0:0"), UID: 1000, Inode: 51234, RecvQ: 2, V6Only: v4},
-		{Proto: TCP, Family: IPv4, State: TimeWait, Local: ap("127.0.0.1:40000"), Remote: ap("127.0.0.1:8080"), TimeLeft: 60 * time.Second, V6Only: v4},
-		{Proto: TCP, Family: IPv6, State: Listen, Local: ap("[fd00::1]:443"), Remote: ap("[::]:0"), Inode: 777, V6Only: v6},
-		{Proto: TCP, Family: IPv6, State: Established, Local: ap("[::ffff:127.0.0.1]:53"), Remote: ap("[::ffff:127.0.0.1]:5353"),
+		{Proto: inet.TCP, Family: inet.IPv4, State: Listen, Local: ap("127.0.0.1:8080"), Remote: ap("0.0.0.0:0"), UID: 1000, Inode: 51234, RecvQ: 2, V6Only: v4},
+		{Proto: inet.TCP, Family: inet.IPv4, State: TimeWait, Local: ap("127.0.0.1:40000"), Remote: ap("127.0.0.1:8080"), TimeLeft: 60 * time.Second, V6Only: v4},
+		{Proto: inet.TCP, Family: inet.IPv6, State: Listen, Local: ap("[fd00::1]:443"), Remote: ap("[::]:0"), Inode: 777, V6Only: v6},
+		{Proto: inet.TCP, Family: inet.IPv6, State: Established, Local: ap("[::ffff:127.0.0.1]:53"), Remote: ap("[::ffff:127.0.0.1]:5353"),
 			UID: 101, Inode: 778, SendQ: 16, RecvQ: 32, TimeLeft: 100 * time.Millisecond, V6Only: v6},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
@@ -55,7 +56,7 @@ func TestParseProcNetRejectsBadLines(t *testing.T) {
 		"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 -1\n", // inode
 		"   0: 0100007F:11F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1\n", // port
 	} {
-		if _, err := parseProcNet([]byte(header+line), TCP, IPv4, binary.LittleEndian, nil); err == nil {
+		if _, err := parseProcNet([]byte(header+line), inet.TCP, inet.IPv4, binary.LittleEndian, nil); err == nil {
 			t.Errorf("no error for %q", line)
 		}
 	}
@@ -65,16 +66,16 @@ func FuzzParseProcNet(f *testing.F) {
 	f.Add([]byte(procNetTCP), false)
 	f.Add([]byte(procNetTCP6), true)
 	f.Fuzz(func(t *testing.T, b []byte, v6 bool) {
-		fam := IPv4
+		fam := inet.IPv4
 		if v6 {
-			fam = IPv6
+			fam = inet.IPv6
 		}
-		socks, err := parseProcNet(b, UDP, fam, binary.LittleEndian, nil)
+		socks, err := parseProcNet(b, inet.UDP, fam, binary.LittleEndian, nil)
 		if err != nil {
 			return
 		}
 		for _, s := range socks {
-			if s.Local.Addr().Is4() != (fam == IPv4) {
+			if s.Local.Addr().Is4() != (fam == inet.IPv4) {
 				t.Fatalf("family %d socket with address %v", fam, s.Local)
 			}
 		}

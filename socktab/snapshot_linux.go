@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 var aLongTimeAgo = time.Unix(1, 0)
@@ -79,7 +81,7 @@ func filter(socks []Socket, q Query) []Socket {
 	n := 0
 	for i := range socks {
 		s := &socks[i]
-		if (s.Proto == TCP && !q.TCP) || (s.Proto == UDP && !q.UDP) || !q.States.Has(s.State) ||
+		if (s.Proto == inet.TCP && !q.TCP) || (s.Proto == inet.UDP && !q.UDP) || !q.States.Has(s.State) ||
 			(q.LocalPort != 0 && s.Local.Port() != q.LocalPort) ||
 			(q.RemotePort != 0 && s.Remote.Port() != q.RemotePort) {
 			continue
@@ -106,11 +108,11 @@ func readProcNet(q Query) ([]Socket, error) {
 	for _, f := range []struct {
 		on     bool
 		name   string
-		proto  Proto
-		family Family
+		proto  inet.Proto
+		family inet.Family
 	}{
-		{q.TCP, "tcp", TCP, IPv4}, {q.TCP, "tcp6", TCP, IPv6},
-		{q.UDP, "udp", UDP, IPv4}, {q.UDP, "udp6", UDP, IPv6},
+		{q.TCP, "tcp", inet.TCP, inet.IPv4}, {q.TCP, "tcp6", inet.TCP, inet.IPv6},
+		{q.UDP, "udp", inet.UDP, inet.IPv4}, {q.UDP, "udp6", inet.UDP, inet.IPv6},
 	} {
 		if !f.on {
 			continue

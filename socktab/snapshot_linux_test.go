@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
@@ -215,7 +216,7 @@ func ssState(s *Socket) string {
 	switch {
 	case s.State == Established:
 		return "ESTAB"
-	case s.State == Close && s.Proto == UDP:
+	case s.State == Close && s.Proto == inet.UDP:
 		return "UNCONN"
 	}
 	return strings.ToUpper(s.State.String())
@@ -302,21 +303,21 @@ func TestSnapshotMatchesKernel(t *testing.T) {
 	checks := []struct {
 		name              string
 		fd                int
-		proto             Proto
+		proto             inet.Proto
 		state             State
 		local, remote     string
 		owners            []Owner
 		reuseAddr, reuseP Bool
 	}{
-		{"listener", w.listener, TCP, Listen, "127.0.0.1:7001", "0.0.0.0:0", nil, yes, yes},
-		{"accepted", w.accepted, TCP, Established, "127.0.0.1:7001", "", owner(w.accepted), yes, yes},
-		{"client", w.client, TCP, Established, "", "127.0.0.1:7001", owner(w.client), no, no},
-		{"bound-only", w.bound, TCP, BoundInactive, "10.0.0.1:7004", "0.0.0.0:0", owner(w.bound), no, no},
-		{"udp bound", w.udpBound, UDP, Close, "10.0.0.1:7005", "0.0.0.0:0", owner(w.udpBound), no, no},
-		{"udp connected", w.udpConn, UDP, Established, "127.0.0.1:7006", "10.0.0.1:7005", owner(w.udpConn), no, no},
-		{"ipv6 listener", w.v6Listener, TCP, Listen, "[fd00::1]:7007", "[::]:0", owner(w.v6Listener), no, no},
-		{"dual-stack listener", w.dualListener, TCP, Listen, "[::]:7008", "[::]:0", owner(w.dualListener), no, no},
-		{"v4-mapped accepted", w.mappedAc, TCP, Established, "[::ffff:127.0.0.1]:7008", "", owner(w.mappedAc), no, no},
+		{"listener", w.listener, inet.TCP, Listen, "127.0.0.1:7001", "0.0.0.0:0", nil, yes, yes},
+		{"accepted", w.accepted, inet.TCP, Established, "127.0.0.1:7001", "", owner(w.accepted), yes, yes},
+		{"client", w.client, inet.TCP, Established, "", "127.0.0.1:7001", owner(w.client), no, no},
+		{"bound-only", w.bound, inet.TCP, BoundInactive, "10.0.0.1:7004", "0.0.0.0:0", owner(w.bound), no, no},
+		{"udp bound", w.udpBound, inet.UDP, Close, "10.0.0.1:7005", "0.0.0.0:0", owner(w.udpBound), no, no},
+		{"udp connected", w.udpConn, inet.UDP, Established, "127.0.0.1:7006", "10.0.0.1:7005", owner(w.udpConn), no, no},
+		{"ipv6 listener", w.v6Listener, inet.TCP, Listen, "[fd00::1]:7007", "[::]:0", owner(w.v6Listener), no, no},
+		{"dual-stack listener", w.dualListener, inet.TCP, Listen, "[::]:7008", "[::]:0", owner(w.dualListener), no, no},
+		{"v4-mapped accepted", w.mappedAc, inet.TCP, Established, "[::ffff:127.0.0.1]:7008", "", owner(w.mappedAc), no, no},
 	}
 	for _, c := range checks {
 		s := byInode(tab.Sockets, inode(t, c.fd))
@@ -405,7 +406,7 @@ func TestBoundOnlyAbsentFromProcfs(t *testing.T) {
 		t.Fatal("bound-only socket missing from the netlink table")
 	}
 	procTCP := ns.Run(t, "cat", "/proc/net/tcp")
-	procSocks, err := parseProcNet([]byte(procTCP), TCP, IPv4, binary.NativeEndian, nil)
+	procSocks, err := parseProcNet([]byte(procTCP), inet.TCP, inet.IPv4, binary.NativeEndian, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +519,7 @@ func TestOptionsOfGoneProcess(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Skip("no true command:", err)
 	}
-	s := Socket{Proto: TCP, Family: IPv4, State: Listen, Inode: 1, Owners: []Owner{{PID: cmd.Process.Pid, FD: 3}}}
+	s := Socket{Proto: inet.TCP, Family: inet.IPv4, State: Listen, Inode: 1, Owners: []Owner{{PID: cmd.Process.Pid, FD: 3}}}
 	readSocketOptions(&s, map[int]pidfdResult{}, "no owner")
 	if s.Options.ReusePort.Known || !strings.Contains(s.Options.ReusePort.Reason, "process gone") {
 		t.Errorf("reuseport %+v, want unknown: process gone", s.Options.ReusePort)

@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 func snapshot(ctx context.Context, q Query) (*Table, error) {
-	return nil, fmt.Errorf("socktab: %w on %s/%s (needs Linux sock_diag or procfs)", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+	return nil, fmt.Errorf("socktab: %w on %s/%s (needs Linux sock_diag or procfs)", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)
 }

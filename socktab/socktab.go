@@ -2,41 +2,10 @@ package socktab
 
 import (
 	"context"
-	"errors"
 	"net/netip"
-	"strconv"
 	"time"
-)
 
-// ErrNotSupported is wrapped by Snapshot's error on platforms without
-// sock_diag and procfs.
-var ErrNotSupported = errors.New("socket table not supported")
-
-// Proto is the transport protocol. Its values are the IPPROTO numbers.
-type Proto uint8
-
-const (
-	TCP Proto = 6
-	UDP Proto = 17
-)
-
-func (p Proto) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return "proto(" + strconv.Itoa(int(p)) + ")"
-}
-
-// Family is the address family of the socket: 4 or 6. An IPv6 socket with a
-// v4-mapped address (::ffff:a.b.c.d) is family 6.
-type Family uint8
-
-const (
-	IPv4 Family = 4
-	IPv6 Family = 6
+	"github.com/tuple-net/tuple/inet"
 )
 
 // Bool is a fact that may not be known. When Known is false, Reason says why
@@ -77,8 +46,8 @@ type Owner struct {
 
 // Socket is one kernel socket.
 type Socket struct {
-	Proto  Proto
-	Family Family
+	Proto  inet.Proto
+	Family inet.Family
 	State  State
 	Local  netip.AddrPort
 	Remote netip.AddrPort // zero port and unspecified address when not connected

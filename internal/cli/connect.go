@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/relay"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -38,8 +39,8 @@ type connectPlan struct {
 	proto   string // "tcp" or "udp"
 	network string // proto with the -4/-6 suffix
 	host    string
-	ports   sockopt.PortRange // one port, or a range with -z
-	local   netip.AddrPort    // what we bind: zero when not binding
+	ports   inet.PortRange // one port, or a range with -z
+	local   netip.AddrPort // what we bind: zero when not binding
 	bind    bool
 	timeout time.Duration
 	sockopt sockopt.Options
@@ -129,7 +130,7 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 		if o.udp {
 			return nil, fmt.Errorf("-z works with TCP only: UDP has no handshake to probe")
 		}
-		if p.ports, err = sockopt.ParsePortRange(port); err != nil {
+		if p.ports, err = inet.ParsePortRange(port); err != nil {
 			return nil, err
 		}
 	} else {
@@ -137,7 +138,7 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.ports = sockopt.PortRange{Lo: n, Hi: n}
+		p.ports = inet.PortRange{Lo: n, Hi: n}
 	}
 	if p.timeout, err = parseTimeout(o.timeout); err != nil {
 		return nil, err
@@ -187,7 +188,7 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 		if srcPort != 0 {
 			return nil, fmt.Errorf("--port-range picks the source port; it cannot be combined with -p")
 		}
-		if p.sockopt.PortRange, err = sockopt.ParsePortRange(o.portRange); err != nil {
+		if p.sockopt.PortRange, err = inet.ParsePortRange(o.portRange); err != nil {
 			return nil, fmt.Errorf("--port-range: %v", err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -183,7 +184,7 @@ func stateLabel(sk *socktab.Socket) string {
 	case socktab.Established:
 		return "ESTAB"
 	case socktab.Close:
-		if sk.Proto == socktab.UDP {
+		if sk.Proto == inet.UDP {
 			return "UNCONN"
 		}
 		return "CLOSE"
@@ -436,7 +437,7 @@ func toJSONSocket(sk *socktab.Socket) jsonSocket {
 		TimeLeftMS: sk.TimeLeft.Milliseconds(),
 		Owners:     make([]jsonOwner, 0, len(sk.Owners)),
 	}
-	if sk.Proto == socktab.UDP && sk.State == socktab.Close {
+	if sk.Proto == inet.UDP && sk.State == socktab.Close {
 		j.State = "unconn"
 	}
 	o := &sk.Options

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -53,17 +54,17 @@ func TestParseWhoTarget(t *testing.T) {
 
 func known(v bool) socktab.Bool { return socktab.Bool{Known: true, Value: v} }
 
-func sock(proto socktab.Proto, state socktab.State, uid uint32, ra, rp socktab.Bool) socktab.Socket {
+func sock(proto inet.Proto, state socktab.State, uid uint32, ra, rp socktab.Bool) socktab.Socket {
 	return socktab.Socket{Proto: proto, State: state, UID: uid, Local: netip.MustParseAddrPort("127.0.0.1:80"),
 		Options: socktab.Options{ReuseAddr: ra, ReusePort: rp}}
 }
 
 func TestShareVerdict(t *testing.T) {
 	unknown := socktab.Bool{Reason: "no owning process: TIME_WAIT sockets belong to the kernel"}
-	T, U := socktab.TCP, socktab.UDP
+	T, U := inet.TCP, inet.UDP
 	tests := []struct {
 		name  string
-		proto socktab.Proto
+		proto inet.Proto
 		socks []socktab.Socket
 		want  string
 	}{
@@ -89,7 +90,7 @@ func TestShareVerdict(t *testing.T) {
 }
 
 func TestShareVerdictConnectHint(t *testing.T) {
-	T := socktab.TCP
+	T := inet.TCP
 	conn := shareVerdict(T, []socktab.Socket{sock(T, socktab.Established, 0, known(false), known(false))})
 	if conn.Verdict != "none" || !strings.Contains(conn.Text, "connect() without bind()") {
 		t.Errorf("connected holder: %+v", conn)

@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/rules"
-	"github.com/tuple-net/tuple/sockopt"
 )
 
 // portsOptions are the flags of `tuple ports`.
@@ -83,11 +83,11 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	var opt ports.Options
 	opt.HogShare = o.HogShare / 100
 	if o.PortRange != "" {
-		r, err := sockopt.ParsePortRange(o.PortRange)
+		r, err := inet.ParsePortRange(o.PortRange)
 		if err != nil {
 			return usageError("--port-range %q: %v", o.PortRange, err)
 		}
-		opt.SocketRange = rules.PortRange{Lo: r.Lo, Hi: r.Hi}
+		opt.SocketRange = inet.PortRange{Lo: r.Lo, Hi: r.Hi}
 	}
 	entries, host, err := o.read(ctx, o)
 	if err != nil {

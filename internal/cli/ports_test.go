@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/rules"
 )
@@ -19,15 +20,15 @@ import (
 // six ports bound without connecting.
 func fakePortsInputs(context.Context, portsOptions) ([]ports.Entry, rules.Host, error) {
 	h := rules.DefaultHost()
-	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40009}
+	h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40009}
 	conn := func(port uint16, dest string) ports.Entry {
-		return ports.Entry{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Connected,
+		return ports.Entry{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.Connected,
 			Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Remote: netip.MustParseAddrPort(dest),
 			UID: 1000, Unknown: rules.FactPortOrigin}, Owners: []ports.Owner{{PID: 10, Comm: "client"}}}
 	}
 	e := []ports.Entry{conn(40000, "10.0.0.1:80"), conn(40001, "10.0.0.1:80"), conn(40000, "10.0.0.2:443")}
 	for p := uint16(40002); p < 40008; p++ {
-		e = append(e, ports.Entry{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Bound,
+		e = append(e, ports.Entry{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.Bound,
 			Local: netip.AddrPortFrom(netip.IPv4Unspecified(), p), UID: 65534}, Owners: []ports.Owner{{PID: 20, Comm: "hog"}}})
 	}
 	return e, h, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -84,7 +85,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			socks = append(socks, sk)
 		}
 	}
-	verdicts := []sharing{shareVerdict(socktab.TCP, socks), shareVerdict(socktab.UDP, socks)}
+	verdicts := []sharing{shareVerdict(inet.TCP, socks), shareVerdict(inet.UDP, socks)}
 	w := bufio.NewWriter(s.Out)
 	if o.json {
 		out := struct {
@@ -198,7 +199,7 @@ type sharing struct {
 // owner does not listen, or both have SO_REUSEPORT and the same uid (any uid
 // against TIME_WAIT). UDP: the same without the listen and TIME_WAIT cases.
 // Request sockets own nothing.
-func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
+func shareVerdict(proto inet.Proto, socks []socktab.Socket) sharing {
 	v := sharing{Proto: proto.String()}
 	var (
 		n                   int
@@ -216,7 +217,7 @@ func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
 			continue
 		}
 		n++
-		if proto != socktab.TCP || sk.State == socktab.Listen || sk.State == socktab.BoundInactive || sk.State == socktab.Close {
+		if proto != inet.TCP || sk.State == socktab.Listen || sk.State == socktab.BoundInactive || sk.State == socktab.Close {
 			allConnected = false
 		}
 		ra, rp := sk.Options.ReuseAddr, sk.Options.ReusePort
@@ -226,7 +227,7 @@ func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
 				unknownReason = fmt.Sprintf("%s %s: %s", stateLabel(sk), sk.Local, firstReason(ra, rp))
 			}
 		}
-		listens := proto == socktab.TCP && sk.State == socktab.Listen
+		listens := proto == inet.TCP && sk.State == socktab.Listen
 		raOK := ra.Known && ra.Value && !listens
 		rpOK := rp.Known && rp.Value
 		if !raOK {
@@ -235,7 +236,7 @@ func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
 		if !rpOK {
 			allRP = false
 		}
-		if rpOK && !(proto == socktab.TCP && sk.State == socktab.TimeWait) {
+		if rpOK && !(proto == inet.TCP && sk.State == socktab.TimeWait) {
 			if uid >= 0 && uid != int64(sk.UID) {
 				uidsDiffer = true
 			}

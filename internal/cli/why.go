@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -116,10 +117,10 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, erro
 	if o.bindNoPort && !hasFrom {
 		return hostmodel.Plan{}, usageError("--bind-no-port applies to connect --from ADDR:0")
 	}
-	s := rules.Socket{ID: "new socket", Proto: rules.TCP, Family: rules.IPv4, State: rules.Unbound,
+	s := rules.Socket{ID: "new socket", Proto: inet.TCP, Family: inet.IPv4, State: rules.Unbound,
 		ReuseAddr: o.reuseAddr, ReusePort: o.reusePort, BindNoPort: o.bindNoPort}
 	if o.udp {
-		s.Proto = rules.UDP
+		s.Proto = inet.UDP
 	}
 	if o.udp && kind == rules.OpListen {
 		return hostmodel.Plan{}, usageError("listen: UDP sockets do not listen; use 'tuple why bind -u'")
@@ -129,7 +130,7 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, erro
 		local = from
 	}
 	if local.Addr().Is6() {
-		s.Family = rules.IPv6
+		s.Family = inet.IPv6
 	}
 	if hasFrom {
 		switch {
@@ -141,13 +142,13 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, erro
 			target = netip.AddrPortFrom(target.Addr().Unmap(), target.Port())
 		}
 	}
-	if o.v6only && s.Family != rules.IPv6 {
+	if o.v6only && s.Family != inet.IPv6 {
 		return hostmodel.Plan{}, usageError("--v6only needs an IPv6 socket (an IPv6 address)")
 	}
-	s.V6Only = s.Family == rules.IPv6 && o.v6only
+	s.V6Only = s.Family == inet.IPv6 && o.v6only
 	// Without --v6only the socket keeps the system default
 	// (net.ipv6.bindv6only), which the model reads from the host.
-	s.V6OnlyDefault = s.Family == rules.IPv6 && !o.v6only
+	s.V6OnlyDefault = s.Family == inet.IPv6 && !o.v6only
 	if o.uid < -1 || o.uid > 1<<32-2 {
 		return hostmodel.Plan{}, usageError("--uid %d: want a uid from 0 to 4294967294", o.uid)
 	}
@@ -189,9 +190,9 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if err != nil {
 		return err
 	}
-	proto := rules.TCP
+	proto := inet.TCP
 	if o.udp {
-		proto = rules.UDP
+		proto = inet.UDP
 	}
 	sit, err := hostmodel.Live(ctx, proto, o.procRoot)
 	if err != nil {
@@ -217,7 +218,7 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 }
 
 // printReport writes the report for people.
-func printReport(w io.Writer, proto rules.Proto, r *hostmodel.Report) {
+func printReport(w io.Writer, proto inet.Proto, r *hostmodel.Report) {
 	if r.OK() {
 		fmt.Fprintf(w, "%s %s: would succeed", proto, r.Plan)
 		if r.Port != 0 {
@@ -308,9 +309,9 @@ func explainNetFailure(f *netFailure) string {
 	if !local.IsValid() && kind != rules.OpConnect {
 		return ""
 	}
-	proto := rules.TCP
+	proto := inet.TCP
 	if o.udp {
-		proto = rules.UDP
+		proto = inet.UDP
 	}
 	ctx := context.Background()
 	sit, lerr := hostmodel.Live(ctx, proto, "")
