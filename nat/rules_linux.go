@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -63,6 +64,10 @@ func ruleFromExprs(exprs []expr.Any) (Rule, bool) {
 				r.Ports = portRange(regs, e.RegProtoMin, e.RegProtoMax)
 			}
 			return r, true
+		case *expr.Target:
+			// iptables-nft keeps iptables' own SNAT and MASQUERADE
+			// targets, with their binary range structs, in nftables.
+			return ruleFromTarget(r, e)
 		case *expr.NAT:
 			if e.Type != expr.NATTypeSourceNAT {
 				return Rule{}, false
@@ -107,4 +112,30 @@ func port(b []byte) uint16 {
 func addrOf(b []byte) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a.Unmap()
+}
+
+// ruleFromTarget reads iptables' SNAT and MASQUERADE targets (IPv4: the
+// nf_nat_ipv4_multi_range_compat struct, one range).
+func ruleFromTarget(r Rule, t *expr.Target) (Rule, bool) {
+	if t.Name != "SNAT" && t.Name != "MASQUERADE" {
+		return Rule{}, false
+	}
+	ranges, ok := t.Info.(*xt.NatIPv4MultiRangeCompat)
+	if !ok || len(*ranges) != 1 {
+		return Rule{}, false
+	}
+	rg := (*ranges)[0]
+	flags := xt.NatRangeFlags(rg.Flags)
+	r.Masquerade = t.Name == "MASQUERADE"
+	if !r.Masquerade && flags&xt.NatRangeMapIPs != 0 {
+		r.ToMin, _ = netip.AddrFromSlice(rg.MinIP.To4())
+		r.ToMax, _ = netip.AddrFromSlice(rg.MaxIP.To4())
+	}
+	if flags&xt.NatRangeProtoSpecified != 0 {
+		r.Ports = sockopt.PortRange{Lo: min(rg.MinPort, rg.MaxPort), Hi: max(rg.MinPort, rg.MaxPort)}
+	}
+	r.Random = flags&xt.NatRangeProtoRandom != 0
+	r.FullyRandom = flags&xt.NatRangeProtoRandomFully != 0
+	r.Persistent = flags&xt.NatRangePersistent != 0
+	return r, true
 }
