@@ -61,8 +61,8 @@ func (r *fuzzReader) addrPort() netip.AddrPort {
 func (r *fuzzReader) socket() Socket {
 	f := r.byte()
 	s := Socket{
-		Proto:        inet.Proto(f % 4), // includes invalid 0 and 3
-		Family:       []inet.Family{0, inet.IPv4, inet.IPv6, 9}[(f>>2)%4],
+		Proto:             inet.Proto(f % 4), // includes invalid 0 and 3
+		Family:            []inet.Family{0, inet.IPv4, inet.IPv6, 9}[(f>>2)%4],
 		Local:             r.addrPort(),
 		Remote:            r.addrPort(),
 		State:             State(r.byte() % 5),
@@ -71,7 +71,7 @@ func (r *fuzzReader) socket() Socket {
 		TWAge:             time.Duration(r.byte()) * 10 * time.Millisecond,
 		Unknown:           Fact(r.byte()),
 		UnknownReason:     "fuzz",
-		PortRange:    inet.PortRange{Lo: 40000 + uint16(r.byte()%10), Hi: 40000 + uint16(r.byte()%10)},
+		PortRange:         inet.PortRange{Lo: 40000 + uint16(r.byte()%10), Hi: 40000 + uint16(r.byte()%10)},
 		BindAddr:          fuzzAddrs[int(r.byte())%len(fuzzAddrs)],
 		CanBindPrivileged: f&0x40 != 0,
 	}

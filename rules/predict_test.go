@@ -441,7 +441,9 @@ func TestKernelQuirks(t *testing.T) {
 }
 
 func TestRangeWalks(t *testing.T) {
-	h := func(lo, hi uint16) func(*Host) { return func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: lo, Hi: hi} } }
+	h := func(lo, hi uint16) func(*Host) {
+		return func(h *Host) { h.EphemeralRange = inet.PortRange{Lo: lo, Hi: hi} }
+	}
 	for _, c := range []struct {
 		name string
 		host func(*Host)
