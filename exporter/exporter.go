@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -24,6 +25,9 @@ type Input struct {
 	Host     rules.Host
 	HostErr  error
 	Facts    *hostmodel.Facts // the kernel's own socket records, nil when unreadable
+	// FactsErr is why Facts is nil when they were asked for: the budget
+	// falls back to ranges, and the exporter logs the reason.
+	FactsErr error
 }
 
 // Source reads the namespace's state once per scrape.
@@ -52,7 +56,7 @@ func LiveSource(procRoot string, owners, kernelFacts bool) Source {
 		in.Host, _, in.HostErr = hostmodel.ReadHost(procRoot)
 		in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: owners, Options: owners, ProcRoot: procRoot})
 		if kernelFacts {
-			in.Facts = ports.ReadFacts()
+			in.Facts, in.FactsErr = ports.ReadFacts()
 		}
 		return in
 	})
@@ -67,6 +71,9 @@ type Options struct {
 	HogShare float64
 	// Timeout bounds one snapshot; 0 means 10 s.
 	Timeout time.Duration
+	// Log receives collector failures, once per change of error and on
+	// recovery, not once per scrape; nil means slog.Default().
+	Log *slog.Logger
 }
 
 // snapshot is one scrape's view, shared by every collector of the scrape.
@@ -134,6 +141,7 @@ type Exporter struct {
 	mu      sync.Mutex // one snapshot at a time
 	scrapes prometheus.Counter
 	errors  *prometheus.CounterVec
+	log     *changeLog
 }
 
 // New returns an Exporter reading from src.
@@ -145,7 +153,7 @@ func New(src Source, opt Options) *Exporter {
 		opt.Timeout = 10 * time.Second
 	}
 	e := &Exporter{
-		src: src, opt: opt, collectors: registered(),
+		src: src, opt: opt, collectors: registered(), log: newChangeLog(opt.Log),
 		scrapes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "scrapes_total",
 			Help: "Scrapes served since the exporter started."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "scrape_collector_errors_total",
@@ -179,10 +187,12 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	s := e.snapshot()
 	took := time.Since(start)
 	ch <- prometheus.MustNewConstMetric(snapshotDesc, prometheus.GaugeValue, took.Seconds())
+	e.log.report("kernel socket records", s.FactsErr)
 	for _, c := range e.collectors {
 		t0 := time.Now()
 		err := safeUpdate(c.c, s, ch)
 		d := time.Since(t0)
+		e.log.report(c.name+" collector", err)
 		ok := 1.0
 		if err != nil {
 			ok = 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -223,5 +224,41 @@ func TestExporterUIDsBeyondTopAreOther(t *testing.T) {
 	}
 	if n := strings.Count(out, "tuple_ephemeral_ports_held{"); n != 2 {
 		t.Errorf("%d held series with --top 1, want 2:\n%s", n, out)
+	}
+}
+
+// A collector that fails every scrape is logged once per change of its
+// error, with its recovery; unreadable kernel records are logged the same
+// way, since the budget silently turns into ranges without them.
+func TestExporterLogsFailuresOnce(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	in := Input{TableErr: errors.New("netlink: permission denied"), FactsErr: errors.New("kernel socket records: not supported")}
+	src := SourceFunc(func(context.Context) Input { mu.Lock(); defer mu.Unlock(); return in })
+	e := New(src, Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	for range 3 {
+		gather(t, e)
+	}
+	if n := strings.Count(logs.String(), `msg="sockets collector failed"`); n != 1 {
+		t.Errorf("sockets failure logged %d times in 3 scrapes, want once:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), `msg="kernel socket records failed"`); n != 1 {
+		t.Errorf("kernel records failure logged %d times in 3 scrapes, want once:\n%s", n, logs.String())
+	}
+	mu.Lock()
+	in.TableErr = errors.New("netlink: no buffer space")
+	mu.Unlock()
+	gather(t, e)
+	if n := strings.Count(logs.String(), `msg="sockets collector failed"`); n != 2 {
+		t.Errorf("a changed error not logged again (%d lines):\n%s", n, logs.String())
+	}
+	mu.Lock()
+	in = fixture(1)
+	mu.Unlock()
+	gather(t, e)
+	for _, want := range []string{`msg="sockets collector recovered"`, `msg="kernel socket records recovered"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
 	}
 }

@@ -2,6 +2,7 @@ package hostmodel
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,19 +17,14 @@ import (
 // address appears only after a moment, the address is usable at once). It
 // dumps routes and addresses over rtnetlink with the standard library's
 // NetlinkRIB; no higher-level call returns route types or address flags.
+// A dump the kernel marks interrupted (addresses changed under it) is run
+// once more before its error is returned.
 func LocalPrefixes() ([]netip.Prefix, error) {
-	b, err := syscall.NetlinkRIB(syscall.RTM_GETROUTE, syscall.AF_INET)
-	if err != nil {
-		return nil, os.NewSyscallError("netlink route dump", err)
-	}
-	v4, err := ParseLocalRoutes(b)
+	v4, err := dumpTwice(syscall.RTM_GETROUTE, syscall.AF_INET, "netlink route dump", ParseLocalRoutes)
 	if err != nil {
 		return nil, err
 	}
-	if b, err = syscall.NetlinkRIB(syscall.RTM_GETADDR, syscall.AF_INET6); err != nil {
-		return nil, os.NewSyscallError("netlink address dump", err)
-	}
-	v6, err := ParseAddrs6(b)
+	v6, err := dumpTwice(syscall.RTM_GETADDR, syscall.AF_INET6, "netlink address dump", ParseAddrs6)
 	if err != nil {
 		return nil, err
 	}
@@ -39,6 +35,42 @@ func LocalPrefixes() ([]netip.Prefix, error) {
 		}
 	}
 	return append(out, v6...), nil
+}
+
+// dumpTwice runs one rtnetlink dump and parses it, again when the kernel
+// flagged it interrupted.
+func dumpTwice(typ, family int, what string, parse func([]byte) ([]netip.Prefix, error)) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var err error
+	for range 2 {
+		b, derr := syscall.NetlinkRIB(typ, family)
+		if derr != nil {
+			return nil, os.NewSyscallError(what, derr)
+		}
+		if out, err = parse(b); !errors.Is(err, errDumpInterrupted) {
+			break
+		}
+	}
+	return out, err
+}
+
+// errDumpInterrupted is a dump flagged NLM_F_DUMP_INTR: the table changed
+// while it was read, so entries may be missing.
+var errDumpInterrupted = errors.New("dump interrupted (NLM_F_DUMP_INTR): the table changed while it was read")
+
+// dumpErr is the error a dump message carries: the errno of an NLMSG_ERROR
+// or of an NLMSG_DONE that ends a failed dump, or errDumpInterrupted.
+func dumpErr(m *syscall.NetlinkMessage) error {
+	const nlmFDumpIntr = 0x10
+	if m.Header.Flags&nlmFDumpIntr != 0 {
+		return errDumpInterrupted
+	}
+	if (m.Header.Type == syscall.NLMSG_ERROR || m.Header.Type == syscall.NLMSG_DONE) && len(m.Data) >= 4 {
+		if e := int32(binary.NativeEndian.Uint32(m.Data)); e < 0 {
+			return syscall.Errno(-e)
+		}
+	}
+	return nil
 }
 
 // ifaddrmsg is struct ifaddrmsg: family, prefixlen, flags, scope (bytes),
@@ -61,6 +93,9 @@ func ParseAddrs6(b []byte) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for i := range msgs {
 		m := &msgs[i]
+		if err := dumpErr(m); err != nil {
+			return nil, fmt.Errorf("address dump: %w", err)
+		}
 		if m.Header.Type != syscall.RTM_NEWADDR {
 			continue
 		}
@@ -112,13 +147,8 @@ func ParseLocalRoutes(b []byte) ([]netip.Prefix, error) {
 	seen := map[netip.Prefix]bool{}
 	for i := range msgs {
 		m := &msgs[i]
-		if m.Header.Type == syscall.NLMSG_ERROR {
-			if len(m.Data) >= 4 {
-				if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-					return nil, fmt.Errorf("route dump: %w", syscall.Errno(-e))
-				}
-			}
-			continue
+		if err := dumpErr(m); err != nil {
+			return nil, fmt.Errorf("route dump: %w", err)
 		}
 		if m.Header.Type != syscall.RTM_NEWROUTE {
 			continue

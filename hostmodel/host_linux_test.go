@@ -1,6 +1,8 @@
 package hostmodel
 
 import (
+	"encoding/binary"
+	"errors"
 	"net/netip"
 	"slices"
 	"syscall"
@@ -112,4 +114,46 @@ func FuzzParseLocalRoutes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// rtmsgFrame frames one netlink message of typ with flags and payload.
+func rtmsgFrame(typ, flags uint16, payload []byte) []byte {
+	n := syscall.NLMSG_HDRLEN + len(payload)
+	b := make([]byte, (n+3)&^3)
+	binary.NativeEndian.PutUint32(b, uint32(n))
+	binary.NativeEndian.PutUint16(b[4:], typ)
+	binary.NativeEndian.PutUint16(b[6:], flags)
+	copy(b[syscall.NLMSG_HDRLEN:], payload)
+	return b
+}
+
+// TestDumpErrorsNotSwallowed: a dump that failed part way (an errno in
+// NLMSG_DONE) or that the kernel flagged inconsistent (NLM_F_DUMP_INTR) is
+// an error, not a short list of local addresses.
+func TestDumpErrorsNotSwallowed(t *testing.T) {
+	local := make([]byte, 12+8)
+	local[0], local[1], local[7] = syscall.AF_INET, 8, syscall.RTN_LOCAL
+	binary.NativeEndian.PutUint16(local[12:], 8)
+	binary.NativeEndian.PutUint16(local[14:], syscall.RTA_DST)
+	copy(local[16:], []byte{127, 0, 0, 0})
+	done := func(errno int32) []byte {
+		p := make([]byte, 4)
+		binary.NativeEndian.PutUint32(p, uint32(errno))
+		return rtmsgFrame(syscall.NLMSG_DONE, 0x2, p)
+	}
+	ok := append(rtmsgFrame(syscall.RTM_NEWROUTE, 0x2, local), done(0)...)
+	if ps, err := ParseLocalRoutes(ok); err != nil || len(ps) != 1 || ps[0] != netip.MustParsePrefix("127.0.0.0/8") {
+		t.Fatalf("well-formed dump: %v, %v", ps, err)
+	}
+	failed := append(rtmsgFrame(syscall.RTM_NEWROUTE, 0x2, local), done(-int32(syscall.ENOBUFS))...)
+	if _, err := ParseLocalRoutes(failed); !errors.Is(err, syscall.ENOBUFS) {
+		t.Errorf("NLMSG_DONE carrying ENOBUFS: err %v, want ENOBUFS", err)
+	}
+	intr := append(rtmsgFrame(syscall.RTM_NEWROUTE, 0x2|0x10, local), done(0)...)
+	if _, err := ParseLocalRoutes(intr); !errors.Is(err, errDumpInterrupted) {
+		t.Errorf("NLM_F_DUMP_INTR route dump: err %v, want errDumpInterrupted", err)
+	}
+	if _, err := ParseAddrs6(rtmsgFrame(syscall.NLMSG_DONE, 0x2|0x10, make([]byte, 4))); !errors.Is(err, errDumpInterrupted) {
+		t.Errorf("NLM_F_DUMP_INTR address dump: err %v, want errDumpInterrupted", err)
+	}
 }

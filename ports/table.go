@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
@@ -16,26 +17,31 @@ import (
 // also count sockets. owners finds the processes holding each socket (a scan
 // of every /proc/PID/fd); options also reads their live options (one
 // pidfd_getfd per socket), which helps where the kernel's own records
-// (ReadFacts) cannot be read.
+// (ReadFacts) cannot be read. When they cannot, the table's Notes say why.
 func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) ([]Entry, *socktab.Table, error) {
 	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: owners || options, Options: options, ProcRoot: procRoot})
 	if err != nil {
 		return nil, nil, err
 	}
 	// The facts are read after the dump, which gave every socket a cookie.
-	return FromTable(host, t, ReadFacts()), t, nil
+	facts, err := ReadFacts()
+	if err != nil {
+		t.Notes = append(t.Notes, err.Error()+"; free ports are given as ranges")
+	}
+	return FromTable(host, t, facts), t, nil
 }
 
 // ReadFacts reads the kernel's own records of TCP sockets (the sockfacts
 // BPF iterator): whether connect() picked each port, reuse flags and
-// TIME_WAIT timestamps, exactly. It is nil where the iterator cannot run
-// (not root, no BTF); the budget then gives ranges for what it cannot know.
-func ReadFacts() *hostmodel.Facts {
+// TIME_WAIT timestamps, exactly. Where the iterator cannot run (not root,
+// no BTF) it returns the reason, wrapping inet.ErrUnsupported; the budget
+// then gives ranges for what it cannot know.
+func ReadFacts() (*hostmodel.Facts, error) {
 	ks, err := sockfacts.Read(inet.TCP)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("kernel socket records: %w", err)
 	}
-	return hostmodel.IndexFacts(ks)
+	return hostmodel.IndexFacts(ks), nil
 }
 
 // FromTable converts the TCP sockets of t into budget entries with the

@@ -230,31 +230,38 @@ var bigEndian = hostOrder.Uint16([]byte{0, 1}) == 1
 const (
 	nlmsgHdrLen = 16 // struct nlmsghdr: len u32, type u16, flags u16, seq u32, pid u32
 	nlmsgError  = 2  // NLMSG_ERROR: payload starts with a negative errno
-	nlmsgDone   = 3  // NLMSG_DONE: end of a dump
+	nlmsgDone   = 3  // NLMSG_DONE: end of a dump; its payload is an int, negative errno when the dump failed
+
+	nlmFDumpIntr = 0x10 // NLM_F_DUMP_INTR: the table changed during the dump, which may have missed or repeated entries
 )
 
 // walkNetlink calls fn for each netlink message in one datagram b with
-// sequence number seq (others are stale replies and skipped). An
-// NLMSG_ERROR with a non-zero errno ends the walk with that errno as a
-// syscall.Errno.
-func walkNetlink(b []byte, seq uint32, fn func(typ uint16, payload []byte) error) error {
+// sequence number seq (others are stale replies and skipped), with the
+// message's flags. An NLMSG_ERROR with a non-zero errno, or an NLMSG_DONE
+// carrying one (the dump failed part way), ends the walk with that errno as
+// a syscall.Errno.
+func walkNetlink(b []byte, seq uint32, fn func(typ, flags uint16, payload []byte) error) error {
 	for len(b) >= nlmsgHdrLen {
 		n := int(hostOrder.Uint32(b))
 		if n < nlmsgHdrLen || n > len(b) {
 			return fmt.Errorf("netlink message: bad length %d of %d bytes", n, len(b))
 		}
-		typ := hostOrder.Uint16(b[4:])
+		typ, flags := hostOrder.Uint16(b[4:]), hostOrder.Uint16(b[6:])
 		payload := b[nlmsgHdrLen:n]
 		if hostOrder.Uint32(b[8:]) == seq {
-			if typ == nlmsgError {
-				if len(payload) < 4 {
-					return fmt.Errorf("netlink error message: %w", errShort)
-				}
+			switch {
+			case typ == nlmsgError && len(payload) < 4:
+				return fmt.Errorf("netlink error message: %w", errShort)
+			case typ == nlmsgError:
 				if errno := -int32(hostOrder.Uint32(payload)); errno != 0 {
 					return syscall.Errno(errno)
 				}
-			} else if err := fn(typ, payload); err != nil {
-				return err
+			case typ == nlmsgDone && len(payload) >= 4 && int32(hostOrder.Uint32(payload)) < 0:
+				return fmt.Errorf("dump ended with an error (NLMSG_DONE): %w", syscall.Errno(-int32(hostOrder.Uint32(payload))))
+			default:
+				if err := fn(typ, flags, payload); err != nil {
+					return err
+				}
 			}
 		}
 		adv := (n + 3) &^ 3
@@ -262,6 +269,45 @@ func walkNetlink(b []byte, seq uint32, fn func(typ uint16, payload []byte) error
 			adv = len(b)
 		}
 		b = b[adv:]
+	}
+	return nil
+}
+
+// errDumpInterrupted is a dump the kernel flagged NLM_F_DUMP_INTR: the
+// table changed while it was read, so sockets may be missing or repeated.
+var errDumpInterrupted = errors.New("dump interrupted (NLM_F_DUMP_INTR): the socket table changed while it was read")
+
+// dumpReader follows one sock_diag dump across its datagrams, decoding
+// each inet_diag_msg into the next element of socks.
+type dumpReader struct {
+	seq         uint32
+	proto       inet.Proto
+	socks       []Socket
+	done        bool // NLMSG_DONE seen
+	interrupted bool // some message carried NLM_F_DUMP_INTR
+}
+
+// datagram takes one datagram of the dump.
+func (d *dumpReader) datagram(b []byte) error {
+	return walkNetlink(b, d.seq, func(typ, flags uint16, payload []byte) error {
+		d.interrupted = d.interrupted || flags&nlmFDumpIntr != 0
+		switch typ {
+		case nlmsgDone:
+			d.done = true
+		case sockDiagByFamily:
+			d.socks = append(d.socks, Socket{})
+			return parseInetDiagMsg(payload, d.proto, &d.socks[len(d.socks)-1])
+		}
+		return nil
+	})
+}
+
+// err is the dump's verdict once done: errDumpInterrupted when the kernel
+// said the dump may be inconsistent. The dump is read to its end first, so
+// the socket can take the next request.
+func (d *dumpReader) err() error {
+	if d.interrupted {
+		return errDumpInterrupted
 	}
 	return nil
 }

@@ -59,12 +59,18 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 }
 
 // dumpOne runs one dump. A kernel that rejects the port bytecode (EINVAL)
-// is asked again without it; Snapshot filters ports itself anyway.
+// is asked again without it; Snapshot filters ports itself anyway. A dump
+// the kernel marks interrupted (the table changed under it) is run once
+// more; interrupted twice, the error is returned rather than a table that
+// may miss sockets.
 func dumpOne(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Socket, error) {
 	n := len(socks)
 	out, err := dumpRequest(c, r, buf, socks)
 	if errors.Is(err, unix.EINVAL) && (r.LocalPort != 0 || r.RemotePort != 0) {
 		r.LocalPort, r.RemotePort = 0, 0
+		out, err = dumpRequest(c, r, buf, socks[:n])
+	}
+	if errors.Is(err, errDumpInterrupted) {
 		out, err = dumpRequest(c, r, buf, socks[:n])
 	}
 	return out, err
@@ -81,6 +87,9 @@ func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]
 		fam = "inet6"
 	}
 	wrap := func(err error) error {
+		if err == nil {
+			return nil
+		}
 		return fmt.Errorf("netlink sock_diag %s %s dump: %w", r.Protocol, fam, err)
 	}
 	req, err := c.Send(netlink.Message{
@@ -94,7 +103,8 @@ func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]
 	if err != nil {
 		return socks, wrap(err)
 	}
-	for {
+	d := dumpReader{seq: req.Header.Sequence, proto: r.Protocol, socks: socks}
+	for !d.done {
 		var n int
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
@@ -102,30 +112,16 @@ func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]
 			return rerr != unix.EAGAIN
 		})
 		if err != nil {
-			return socks, wrap(err)
+			return d.socks, wrap(err)
 		}
 		if rerr != nil {
-			return socks, wrap(os.NewSyscallError("recvfrom", rerr))
+			return d.socks, wrap(os.NewSyscallError("recvfrom", rerr))
 		}
-		done := false
-		err = walkNetlink(buf[:n], req.Header.Sequence, func(typ uint16, payload []byte) error {
-			switch typ {
-			case nlmsgDone:
-				done = true
-				return nil
-			case sockDiagByFamily:
-				socks = append(socks, Socket{})
-				return parseInetDiagMsg(payload, r.Protocol, &socks[len(socks)-1])
-			}
-			return nil
-		})
-		if err != nil {
-			return socks, wrap(err)
-		}
-		if done {
-			return socks, nil
+		if err := d.datagram(buf[:n]); err != nil {
+			return d.socks, wrap(err)
 		}
 	}
+	return d.socks, wrap(d.err())
 }
 
 // sockstat holds the socket counters of /proc/net/sockstat{,6}; they size

@@ -10,13 +10,55 @@ import (
 
 // nlmsg frames payload as one netlink message.
 func nlmsg(typ uint16, seq uint32, payload []byte) []byte {
+	return nlmsgFlags(typ, 0x2 /* NLM_F_MULTI */, seq, payload)
+}
+
+func nlmsgFlags(typ, flags uint16, seq uint32, payload []byte) []byte {
 	n := nlmsgHdrLen + len(payload)
 	b := make([]byte, (n+3)&^3)
 	hostOrder.PutUint32(b, uint32(n))
 	hostOrder.PutUint16(b[4:], typ)
+	hostOrder.PutUint16(b[6:], flags)
 	hostOrder.PutUint32(b[8:], seq)
 	copy(b[nlmsgHdrLen:], payload)
 	return b
+}
+
+// doneMsg is an NLMSG_DONE whose payload is errno (0 or negative).
+func doneMsg(seq uint32, errno int32) []byte {
+	p := make([]byte, 4)
+	hostOrder.PutUint32(p, uint32(errno))
+	return nlmsg(nlmsgDone, seq, p)
+}
+
+// TestDumpReader: a dump is read to NLMSG_DONE; an errno inside NLMSG_DONE
+// (the kernel failed part way) and NLM_F_DUMP_INTR (the table changed under
+// the dump) are errors, never a short table that looks complete.
+func TestDumpReader(t *testing.T) {
+	msg := diagMsgFixture(afINET, 10, 0, 80, 0, []byte{127, 0, 0, 1}, []byte{0, 0, 0, 0}, 0, 0, 0, 0, 0, 0, 0)
+	read := func(dgrams ...[]byte) (dumpReader, error) {
+		d := dumpReader{seq: 7, proto: inet.TCP}
+		for _, b := range dgrams {
+			if err := d.datagram(b); err != nil {
+				return d, err
+			}
+		}
+		return d, d.err()
+	}
+	d, err := read(nlmsg(sockDiagByFamily, 7, msg), append(nlmsg(sockDiagByFamily, 7, msg), doneMsg(7, 0)...))
+	if err != nil || !d.done || len(d.socks) != 2 || d.socks[0].Local.Port() != 80 {
+		t.Errorf("complete dump: done %v, %d sockets, err %v", d.done, len(d.socks), err)
+	}
+	if _, err := read(nlmsg(sockDiagByFamily, 7, msg), doneMsg(7, -int32(syscall.ENOMEM))); !errors.Is(err, syscall.ENOMEM) {
+		t.Errorf("NLMSG_DONE carrying ENOMEM: err %v, want ENOMEM", err)
+	}
+	d, err = read(nlmsgFlags(sockDiagByFamily, 0x2|nlmFDumpIntr, 7, msg), doneMsg(7, 0))
+	if !errors.Is(err, errDumpInterrupted) || !d.done {
+		t.Errorf("NLM_F_DUMP_INTR: done %v, err %v, want errDumpInterrupted after reading to the end", d.done, err)
+	}
+	if _, err := read(nlmsgFlags(sockDiagByFamily, 0x2|nlmFDumpIntr, 6, msg), doneMsg(7, 0)); err != nil {
+		t.Errorf("a stale reply's NLM_F_DUMP_INTR counted for this dump: %v", err)
+	}
 }
 
 func TestWalkNetlink(t *testing.T) {
@@ -26,7 +68,7 @@ func TestWalkNetlink(t *testing.T) {
 	dgram = append(dgram, nlmsg(nlmsgDone, 7, []byte{0, 0, 0, 0})...)
 	var types []uint16
 	var lens []int
-	err := walkNetlink(dgram, 7, func(typ uint16, p []byte) error {
+	err := walkNetlink(dgram, 7, func(typ, _ uint16, p []byte) error {
 		types = append(types, typ)
 		lens = append(lens, len(p))
 		return nil
@@ -38,12 +80,12 @@ func TestWalkNetlink(t *testing.T) {
 	e := make([]byte, 20)
 	errno := -int32(syscall.EINVAL)
 	hostOrder.PutUint32(e, uint32(errno))
-	if err := walkNetlink(nlmsg(nlmsgError, 1, e), 1, func(uint16, []byte) error { return nil }); !errors.Is(err, syscall.EINVAL) {
+	if err := walkNetlink(nlmsg(nlmsgError, 1, e), 1, func(_, _ uint16, _ []byte) error { return nil }); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("error message: %v, want EINVAL", err)
 	}
 	bad := nlmsg(sockDiagByFamily, 1, nil)
 	hostOrder.PutUint32(bad, 100)
-	if err := walkNetlink(bad, 1, func(uint16, []byte) error { return nil }); err == nil {
+	if err := walkNetlink(bad, 1, func(_, _ uint16, _ []byte) error { return nil }); err == nil {
 		t.Error("length beyond the datagram accepted")
 	}
 }
@@ -67,11 +109,10 @@ func TestSockstatField(t *testing.T) {
 func FuzzWalkNetlink(f *testing.F) {
 	f.Add(nlmsg(sockDiagByFamily, 1, diagMsgFixture(afINET, 1, 0, 1, 2, []byte{1, 2, 3, 4}, []byte{5, 6, 7, 8}, 0, 0, 0, 0, 0, 0, 0)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		walkNetlink(b, 1, func(typ uint16, p []byte) error {
-			var s Socket
-			parseInetDiagMsg(p, inet.TCP, &s)
-			return nil
-		})
+		d := dumpReader{seq: 1, proto: inet.TCP}
+		if err := d.datagram(b); err == nil && len(d.socks) > 0 && d.socks[0].Proto != inet.TCP {
+			t.Fatalf("decoded a socket of protocol %v", d.socks[0].Proto)
+		}
 		sockstatField(b, "TCP:", "inuse")
 	})
 }

@@ -27,8 +27,9 @@ type portsOptions struct {
 	Options   bool // read live socket options (IP_BIND_ADDRESS_NO_PORT tells connect-picked ports)
 	NAT       bool // the source-NAT budgets from nftables and conntrack instead of the socket table
 
-	// read returns the socket table and host facts; tests replace it.
-	read func(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error)
+	// read returns the socket table and host facts, and notes on what it
+	// could not read; tests replace it.
+	read func(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, []string, error)
 }
 
 func newPortsCmd(s Streams) *cobra.Command {
@@ -60,16 +61,16 @@ connect(), free counts are shown as a range MIN..MAX.`,
 	return cmd
 }
 
-func readPortsInputs(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error) {
-	host, _, err := hostmodel.ReadHost(o.ProcRoot)
+func readPortsInputs(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, []string, error) {
+	host, notes, err := hostmodel.ReadHost(o.ProcRoot)
 	if err != nil {
-		return nil, host, fmt.Errorf("reading sysctls: %w", err)
+		return nil, host, nil, fmt.Errorf("reading sysctls: %w", err)
 	}
-	entries, _, err := ports.Snapshot(ctx, host, o.ProcRoot, o.Owners, o.Options)
+	entries, t, err := ports.Snapshot(ctx, host, o.ProcRoot, o.Owners, o.Options)
 	if err != nil {
-		return nil, host, fmt.Errorf("reading the socket table: %w", err)
+		return nil, host, nil, fmt.Errorf("reading the socket table: %w", err)
 	}
-	return entries, host, nil
+	return entries, host, append(notes, t.Notes...), nil
 }
 
 func runPorts(ctx context.Context, o portsOptions, s Streams) error {
@@ -94,9 +95,12 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 		}
 		opt.SocketRange = inet.PortRange{Lo: r.Lo, Hi: r.Hi}
 	}
-	entries, host, err := o.read(ctx, o)
+	entries, host, notes, err := o.read(ctx, o)
 	if err != nil {
 		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintf(s.Err, "tuple: note: %s\n", n)
 	}
 	rep := ports.Budget(entries, host, opt)
 	if o.JSON {
