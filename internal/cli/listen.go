@@ -31,6 +31,7 @@ type listenOptions struct {
 	verbose    bool
 	noShutdown bool
 	broker     string
+	group      listenGroupOptions // listen_group.go
 }
 
 // listenPlan is a listen invocation after parsing.
@@ -41,6 +42,7 @@ type listenPlan struct {
 	local   netip.AddrPort
 	sockopt sockopt.Options
 	opts    *listenOptions
+	group   *groupPlan // nil without the group flags
 }
 
 func newListenCmd(s Streams) *cobra.Command {
@@ -84,6 +86,9 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 			if plan.proto == "udp" {
 				return plan.serveUDP(cmd.Context(), s)
 			}
+			if plan.group != nil {
+				return plan.serveGroup(cmd.Context(), s)
+			}
 			return plan.serveTCP(cmd.Context(), s)
 		}),
 	}
@@ -100,6 +105,7 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
 	f.StringVar(&o.broker, "broker", "", "get the socket from the tuple broker at `PATH` (see tuple broker)")
+	addListenGroupFlags(f, &o.group)
 	return cmd
 }
 
@@ -155,6 +161,12 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	}
 	if o.broker != "" && !p.local.IsValid() {
 		return nil, fmt.Errorf("--broker needs ADDR as a literal IP address, not %q", addr)
+	}
+	if p.group, err = o.checkGroup(); err != nil {
+		return nil, err
+	}
+	if o.broker != "" && p.group != nil {
+		return nil, fmt.Errorf("--broker hands out one socket; --steer, --members, --migrate and --handover open their own")
 	}
 	return p, nil
 }
