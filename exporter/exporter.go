@@ -141,8 +141,14 @@ type Exporter struct {
 	mu      sync.Mutex // one snapshot at a time
 	scrapes prometheus.Counter
 	errors  *prometheus.CounterVec
-	log     *changeLog
+
+	logMu sync.Mutex            // guards logs: scrapes may run concurrently
+	logs  map[string]*changeLog // per collector name, and factsLog
 }
+
+// factsLog names the kernel's socket records (ports.ReadFacts) in the logs:
+// without them the budgets are ranges.
+const factsLog = "kernel-facts"
 
 // New returns an Exporter reading from src.
 func New(src Source, opt Options) *Exporter {
@@ -153,7 +159,7 @@ func New(src Source, opt Options) *Exporter {
 		opt.Timeout = 10 * time.Second
 	}
 	e := &Exporter{
-		src: src, opt: opt, collectors: registered(), log: newChangeLog(opt.Log),
+		src: src, opt: opt, collectors: registered(), logs: map[string]*changeLog{},
 		scrapes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "scrapes_total",
 			Help: "Scrapes served since the exporter started."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "scrape_collector_errors_total",
@@ -163,7 +169,11 @@ func New(src Source, opt Options) *Exporter {
 	// first failure.
 	for _, c := range e.collectors {
 		e.errors.WithLabelValues(c.name)
+		l := newChangeLog(opt.Log, c.name)
+		e.logs[c.name] = &l
 	}
+	l := newChangeLog(opt.Log, factsLog)
+	e.logs[factsLog] = &l
 	return e
 }
 
@@ -187,12 +197,12 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	s := e.snapshot()
 	took := time.Since(start)
 	ch <- prometheus.MustNewConstMetric(snapshotDesc, prometheus.GaugeValue, took.Seconds())
-	e.log.report("kernel socket records", s.FactsErr)
+	e.report(factsLog, s.FactsErr)
 	for _, c := range e.collectors {
 		t0 := time.Now()
 		err := safeUpdate(c.c, s, ch)
 		d := time.Since(t0)
-		e.log.report(c.name+" collector", err)
+		e.report(c.name, err)
 		ok := 1.0
 		if err != nil {
 			ok = 0
@@ -204,6 +214,15 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.scrapes.Inc()
 	e.scrapes.Collect(ch)
 	e.errors.Collect(ch)
+}
+
+// report logs part's failure once per change of error (changeLog).
+func (e *Exporter) report(part string, err error) {
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	if l := e.logs[part]; l != nil {
+		l.report(err)
+	}
 }
 
 func (e *Exporter) snapshot() *snapshot {

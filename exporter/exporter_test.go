@@ -242,7 +242,7 @@ func TestExporterLogsFailuresOnce(t *testing.T) {
 	if n := strings.Count(logs.String(), `msg="sockets collector failed"`); n != 1 {
 		t.Errorf("sockets failure logged %d times in 3 scrapes, want once:\n%s", n, logs.String())
 	}
-	if n := strings.Count(logs.String(), `msg="kernel socket records failed"`); n != 1 {
+	if n := strings.Count(logs.String(), `msg="kernel-facts collector failed"`); n != 1 {
 		t.Errorf("kernel records failure logged %d times in 3 scrapes, want once:\n%s", n, logs.String())
 	}
 	mu.Lock()
@@ -256,7 +256,7 @@ func TestExporterLogsFailuresOnce(t *testing.T) {
 	in = fixture(1)
 	mu.Unlock()
 	gather(t, e)
-	for _, want := range []string{`msg="sockets collector recovered"`, `msg="kernel socket records recovered"`} {
+	for _, want := range []string{`msg="sockets collector recovered"`, `msg="kernel-facts collector recovered"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, logs.String())
 		}

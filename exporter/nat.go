@@ -20,11 +20,11 @@ type NATCollector struct {
 	read    func(context.Context) (nat.Snapshot, error)
 	top     int
 	timeout time.Duration
-	log     *changeLog
 
 	inUse, free, size, translated, rules *prometheus.Desc
 	insertFailed, drop, earlyDrop, up    *prometheus.Desc
-	mu                                   sync.Mutex // one read at a time
+	mu                                   sync.Mutex // one read at a time; guards errs
+	errs                                 changeLog
 }
 
 // NewNATCollector reads with read (nat.Read when nil); top bounds the
@@ -41,7 +41,7 @@ func NewNATCollector(read func(context.Context) (nat.Snapshot, error), top int, 
 	}
 	labels := []string{"nat_address", "proto", "destination"}
 	return &NATCollector{
-		read: read, top: top, timeout: timeout, log: newChangeLog(log),
+		read: read, top: top, timeout: timeout, errs: newChangeLog(log, "nat"),
 		inUse: prometheus.NewDesc(namespace+"_nat_ports_in_use",
 			"Ports of the source-NAT rule's range held towards a destination on a NAT address (conntrack).", labels, nil),
 		free: prometheus.NewDesc(namespace+"_nat_ports_free",
@@ -77,7 +77,7 @@ func (c *NATCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	snap, err := c.read(ctx)
-	c.log.report("nat collector", err)
+	c.errs.report(err)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
