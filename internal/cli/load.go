@@ -283,14 +283,18 @@ func runLoad(ctx context.Context, o loadOptions, s Streams) error {
 	r.From = specs[0].From
 	r.To = specs[0].To
 	r.Interrupted = ctx.Err() != nil || len(results) < n
+	var outErr error
 	if o.JSON {
-		json.NewEncoder(s.Out).Encode(r)
+		outErr = json.NewEncoder(s.Out).Encode(r)
 	} else {
 		r.writeText(s.Out)
 	}
 	// The workers hold their connections for --hold, or until interrupted.
 	g.release()
 	g.wait(ctx)
+	if outErr != nil {
+		return fmt.Errorf("writing the report: %w", outErr)
+	}
 	if r.Interrupted || r.Established == 0 {
 		return exitCode(exitFailure)
 	}
@@ -373,11 +377,10 @@ func runSink(ctx context.Context, o loadOptions, s Streams) error {
 		}
 	}
 	if o.JSON {
-		json.NewEncoder(s.Out).Encode(r)
-	} else {
-		fmt.Fprintf(s.Out, "sink %s: %d connections accepted and held by %d processes %v\n", addr, r.Accepted, o.Procs, r.PerProc)
+		return json.NewEncoder(s.Out).Encode(r)
 	}
-	return nil
+	_, err = fmt.Fprintf(s.Out, "sink %s: %d connections accepted and held by %d processes %v\n", addr, r.Accepted, o.Procs, r.PerProc)
+	return err
 }
 
 // workerGroup is the running worker processes of one tuple load.

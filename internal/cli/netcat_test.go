@@ -159,12 +159,12 @@ func TestExplainFailureHook(t *testing.T) {
 	}
 	var got []call
 	saved := explainFailure
-	explainFailure = func(f *netFailure) string {
+	explainFailure = func(f *netFailure) (string, error) {
 		got = append(got, call{f.op, f.network, f.local, f.remote})
 		if !errors.Is(f.err, syscall.EADDRINUSE) {
-			return ""
+			return "", errors.New("the model predicts ok")
 		}
-		return "why: socket X holds it\n"
+		return "why: socket X holds it\n", nil
 	}
 	defer func() { explainFailure = saved }()
 	var b strings.Builder
@@ -190,6 +190,13 @@ func TestExplainFailureHook(t *testing.T) {
 	}
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Errorf("error %v does not wrap EADDRINUSE", err)
+	}
+	// A failure the model cannot explain says why, not nothing.
+	b.Reset()
+	newNetFailure("connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"), netip.AddrPort{},
+		opErr("connect", syscall.EADDRNOTAVAIL, "10.0.0.1:12345", "10.0.0.3:80")).report(&b, true)
+	if !strings.HasSuffix(b.String(), "\nno explanation from this host's sockets: the model predicts ok\n") {
+		t.Errorf("report without an explanation: %q", b.String())
 	}
 }
 

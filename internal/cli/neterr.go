@@ -150,9 +150,12 @@ func (f *netFailure) report(w io.Writer, verbose bool) {
 	if h != "" {
 		fmt.Fprintf(w, "hint: %s\n", h)
 	}
-	if verbose && explainFailure != nil {
-		if x := strings.TrimRight(explainFailure(f), "\n"); x != "" {
-			fmt.Fprintln(w, x)
+	if verbose && explainFailure != nil && f.explainable() {
+		x, err := explainFailure(f)
+		if err != nil {
+			fmt.Fprintf(w, "no explanation from this host's sockets: %v\n", err)
+		} else {
+			fmt.Fprintln(w, strings.TrimRight(x, "\n"))
 		}
 	}
 }

@@ -342,11 +342,11 @@ func printBlockers(w io.Writer, bs []hostmodel.BlockerInfo) {
 // model does not predict the errno the kernel gave (the explanation would
 // not be about this failure), or the host cannot be read. f.local is the
 // source (or listen) address, invalid or port 0 when none was asked for.
-func explainNetFailure(f *netFailure) string {
+func explainNetFailure(f *netFailure) (string, error) {
 	op, local, remote := f.op, f.local, f.remote
 	var errno syscall.Errno
 	if !errors.As(f.err, &errno) {
-		return ""
+		return "", fmt.Errorf("the failure carries no errno to explain")
 	}
 	o := whyOptions{uid: -1, udp: strings.HasPrefix(f.network, "udp"),
 		reuseAddr: f.opts.ReuseAddr, reusePort: f.opts.ReusePort,
@@ -366,38 +366,44 @@ func explainNetFailure(f *netFailure) string {
 			o.from = local.String()
 		}
 	default:
-		return ""
+		return "", fmt.Errorf("the model has no %s operation", op)
 	}
 	if !local.IsValid() && kind != rules.OpConnect {
-		return ""
+		return "", fmt.Errorf("no local address to judge the %s by", op)
 	}
 	proto := inet.TCP
 	if o.udp {
 		proto = inet.UDP
 	}
 	ctx := context.Background()
-	sit, lerr := hostmodel.Live(ctx, proto, "")
-	if lerr != nil {
-		return ""
+	sit, err := hostmodel.Live(ctx, proto, "")
+	if err != nil {
+		return "", fmt.Errorf("reading this host's sockets: %w", err)
 	}
-	p, perr := whyPlan(&o, kind, arg)
-	if perr != nil {
-		return ""
+	p, err := whyPlan(&o, kind, arg)
+	if err != nil {
+		return "", err
 	}
-	_ = hostmodel.ResolveSource(&p) // without a route the model compares on the peer alone
+	srcErr := hostmodel.ResolveSource(&p)
 	r := hostmodel.Explain(ctx, sit, p)
-	if r.OK() || r.Verdict != rules.ErrnoName(errno) {
-		return ""
+	if srcErr != nil {
+		r.Notes = append(r.Notes, srcErr.Error()+"; four-tuples compared on the peer alone")
+	}
+	if r.OK() {
+		return "", fmt.Errorf("the model predicts the %s succeeds now (the socket that blocked it may be gone)", op)
+	}
+	if got := rules.ErrnoName(errno); r.Verdict != got {
+		return "", fmt.Errorf("the model predicts %s, not the kernel's %s", r.Verdict, got)
 	}
 	if call := failedSyscall(f.err); call != "" && r.FailedOp != call {
-		return "" // same errno from another step: not this failure
+		return "", fmt.Errorf("the model fails %s at %s, the kernel at %s", r.Verdict, r.FailedOp, call)
 	}
 	for i := range r.Fixes {
 		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Edit)
 	}
 	var b strings.Builder
 	printReport(&b, proto, r, false)
-	return b.String()
+	return b.String(), nil
 }
 
 // netcatFlags spells a fix's change to the new socket in the flags and

@@ -241,16 +241,17 @@ func TestExplainNetFailure(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	mustCreate(t, ns, realSock{family: 4, bind: ap("127.0.0.1:7300"), listen: true})
 	var got, other, withOpts string
+	var gotErr, otherErr error
 	ns.Do(func() error {
 		err := &os.SyscallError{Syscall: "bind", Err: unix.EADDRINUSE}
-		got = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err))
-		// The model predicts EADDRINUSE, not EACCES: no explanation.
-		other = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, &os.SyscallError{Syscall: "bind", Err: unix.EACCES}))
+		got, gotErr = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err))
+		// The model predicts EADDRINUSE, not EACCES: no explanation, and why.
+		other, otherErr = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, &os.SyscallError{Syscall: "bind", Err: unix.EACCES}))
 		// With SO_REUSEPORT on the new socket alone, the listener still
 		// blocks it, and the explanation says the owner needs it too.
 		f := newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err)
 		f.opts = sockopt.Options{ReuseAddr: true, ReusePort: true}
-		withOpts = explainNetFailure(f)
+		withOpts, _ = explainNetFailure(f)
 		return nil
 	})
 	for _, want := range []string{"would fail with EADDRINUSE", fmt.Sprintf("1 listener on 127.0.0.1:7300 of pid %d (", os.Getpid()), "--reuseport"} {
@@ -258,8 +259,11 @@ func TestExplainNetFailure(t *testing.T) {
 			t.Errorf("explanation lacks %q:\n%s", want, got)
 		}
 	}
-	if other != "" {
-		t.Errorf("explanation for an errno the model does not predict: %q", other)
+	if gotErr != nil {
+		t.Errorf("no explanation: %v", gotErr)
+	}
+	if other != "" || otherErr == nil || !strings.Contains(otherErr.Error(), "the model predicts EADDRINUSE, not the kernel's EACCES") {
+		t.Errorf("explanation for an errno the model does not predict: %q, %v", other, otherErr)
 	}
 	if !strings.Contains(withOpts, "would fail with EADDRINUSE") || !strings.Contains(withOpts, "SO_REUSEPORT") {
 		t.Errorf("explanation for a new socket with SO_REUSEPORT does not judge it with that option:\n%s", withOpts)
