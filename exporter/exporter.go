@@ -206,9 +206,10 @@ func (e *Exporter) snapshot() *snapshot {
 		s.TableErr = fmt.Errorf("source returned no table")
 	}
 	if s.TableErr == nil {
-		s.entries = ports.FromTable(s.Host, s.Table, s.Facts)
+		tab := ports.FromTable(s.Host, s.Table, s.Facts)
+		s.entries = tab.Entries
 		if s.HostErr == nil {
-			s.report = ports.Budget(s.entries, s.Host, ports.Options{HogShare: e.opt.HogShare})
+			s.report = ports.Budget(s.entries, s.Host, ports.Options{HogShare: e.opt.HogShare, Buckets: tab.Buckets})
 		}
 	}
 	return s

@@ -1,9 +1,7 @@
 package hostmodel
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/tuple-net/tuple/rules"
@@ -26,10 +24,9 @@ type Entry struct {
 	// known, e.g. "SO_REUSEPORT assumed off: owner's descriptor not readable".
 	Assumed []string
 
-	// The kernel's bind bucket of the port (TCP, from sockfacts): whether
-	// connect() may share it.
-	bucketKnown, bucketConnectOnly bool
-	bucket                         sockfacts.Bucket
+	// The kernel's bind bucket of the port (TCP, from sockfacts).
+	bucketKnown bool
+	bucket      sockfacts.Bucket
 }
 
 // Situation is everything the model judges an operation against, with the
@@ -82,7 +79,8 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 			sit.Entries = append(sit.Entries, e)
 		}
 	}
-	applyBuckets(sit.Entries)
+	// The kernel's bind buckets go to the model as they are: it decides
+	// from them whether connect() may share a port (rules.World.Buckets).
 	seen := map[uint16]bool{}
 	for _, e := range sit.Entries {
 		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && !seen[port] {
@@ -93,62 +91,6 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 		}
 	}
 	return sit
-}
-
-// applyBuckets makes the port origins of a TCP port's connected and
-// TIME_WAIT owners agree with the kernel's bind bucket, which is what
-// connect() consults and which keeps history no socket shows (a bind()
-// owner that connected from another address, or left): when the bucket
-// lets connect() share the port, they all count as connect()-bound; when it
-// does not and none of them is a bind()/listen() owner by its own flags,
-// the oldest is counted as one.
-func applyBuckets(entries []Entry) {
-	// TCP entries grouped by port: one sorted index, no map of slices
-	// (tables run to tens of thousands of sockets).
-	var order []int
-	for i := range entries {
-		if entries[i].Socket.Proto == rules.TCP {
-			order = append(order, i)
-		}
-	}
-	port := func(i int) uint16 { return entries[i].Socket.Local.Port() }
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(port(a), port(b)) })
-	for len(order) > 0 {
-		n := 1
-		for n < len(order) && port(order[n]) == port(order[0]) {
-			n++
-		}
-		idx := order[:n]
-		order = order[n:]
-		known, connectOnly := false, false
-		for _, i := range idx {
-			if entries[i].bucketKnown {
-				known, connectOnly = true, entries[i].bucketConnectOnly
-				break
-			}
-		}
-		if !known {
-			continue
-		}
-		held := false
-		for _, i := range idx {
-			s := &entries[i].Socket
-			if s.State != rules.Connected && s.State != rules.TimeWait {
-				held = true
-				continue
-			}
-			if connectOnly {
-				s.PortFromConnect = true
-				s.Unknown &^= rules.FactPortOrigin
-			}
-			held = held || !s.PortFromConnect
-		}
-		if !connectOnly && !held {
-			s := &entries[idx[0]].Socket
-			s.PortFromConnect = false
-			s.Unknown &^= rules.FactPortOrigin
-		}
-	}
 }
 
 // Convert turns one socket table row into the model's socket. all is the
@@ -194,7 +136,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	}
 	if kf != nil {
 		// The kernel's own record: every fact is exact.
-		e.bucketKnown, e.bucketConnectOnly, e.bucket = kf.BucketKnown, kf.BucketConnectOnly, kf.Bucket
+		e.bucketKnown, e.bucket = kf.BucketKnown, kf.Bucket
 		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
 		r.V6Only = r.Family == rules.IPv6 && kf.V6Only
 		r.TWTimestamps = st == rules.TimeWait && kf.Timestamps

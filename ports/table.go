@@ -12,17 +12,27 @@ import (
 
 // Snapshot reads the calling thread's network namespace's socket table and
 // returns its TCP sockets as budget entries, with the table for callers that
-// also count sockets. owners finds the processes holding each socket (a scan
+// also count sockets and the kernel's bind buckets where readable. owners finds the processes holding each socket (a scan
 // of every /proc/PID/fd); options also reads their live options (one
 // pidfd_getfd per socket), which helps where the kernel's own records
 // (ReadFacts) cannot be read.
-func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) ([]Entry, *socktab.Table, error) {
+func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) (*Table, error) {
 	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: owners || options, Options: options, ProcRoot: procRoot})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// The facts are read after the dump, which gave every socket a cookie.
-	return FromTable(host, t, ReadFacts()), t, nil
+	return FromTable(host, t, ReadFacts()), nil
+}
+
+// Table is a namespace's TCP sockets as the budget takes them.
+type Table struct {
+	Entries []Entry
+	// Buckets are the kernel's bind buckets of TCP ports (sockfacts), nil
+	// when they could not be read; pass them in Options.Buckets.
+	Buckets []rules.Bucket
+	// Sockets is the socket table they were converted from.
+	Sockets *socktab.Table
 }
 
 // ReadFacts reads the kernel's own records of TCP sockets (the sockfacts
@@ -43,7 +53,7 @@ func ReadFacts() *hostmodel.Facts {
 // port came from connect() or bind(), TIME_WAIT timestamps, unreadable
 // options) is marked unknown, never silently guessed. Request sockets own no
 // port and are left out.
-func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) []Entry {
+func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) *Table {
 	sit := hostmodel.FromTable(host, t, facts)
 	entries := make([]Entry, 0, len(sit.Entries))
 	for _, e := range sit.Entries {
@@ -56,5 +66,5 @@ func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) []Entr
 		}
 		entries = append(entries, pe)
 	}
-	return entries
+	return &Table{Entries: entries, Buckets: sit.Buckets, Sockets: t}
 }
