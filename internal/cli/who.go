@@ -70,7 +70,7 @@ func parseWhoTarget(arg string) (netip.Addr, uint16, error) {
 }
 
 func runWho(ctx context.Context, s Streams, o *whoOptions) error {
-	defer batchGC()()
+	defer batchGC(o.procRoot)()
 	if ctx == nil {
 		ctx = context.Background()
 	}
