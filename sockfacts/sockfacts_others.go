@@ -11,3 +11,8 @@ import (
 func Read(proto Proto) ([]Sock, error) {
 	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
 }
+
+// SocketFiles needs Linux.
+func SocketFiles() ([]File, error) {
+	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+}

@@ -13,6 +13,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 func snapshot(ctx context.Context, q Query) (*Table, error) {
 	t := &Table{Source: "netlink"}
+	// The owner pass (a BPF iterator over every process's descriptors)
+	// does not depend on the dump: it runs beside it.
+	var files ownerFiles
+	if q.Owners && q.ProcRoot == "/proc" {
+		files.start()
+	}
 	socks, err := dumpNetlink(ctx, q)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -29,12 +35,14 @@ func snapshot(ctx context.Context, q Query) (*Table, error) {
 		}
 	}
 	t.Sockets = filter(socks, q)
-	finish(ctx, t, q)
+	finish(ctx, t, q, &files)
 	return t, nil
 }
 
-// finish adds owners and options to t's sockets as q asks.
-func finish(ctx context.Context, t *Table, q Query) {
+// finish adds owners and options to t's sockets as q asks. files, when
+// started, holds the BPF iterator's list of socket descriptors; without it
+// (or when the iterator cannot run) every /proc/PID/fd is read.
+func finish(ctx context.Context, t *Table, q Query, files *ownerFiles) {
 	socks := t.Sockets
 	if !q.Options {
 		for i := range socks {
@@ -54,13 +62,27 @@ func finish(ctx context.Context, t *Table, q Query) {
 	if !q.Owners {
 		return
 	}
-	want := make(map[uint64]int, len(socks))
-	for i := range socks {
-		if socks[i].Inode != 0 {
-			want[socks[i].Inode] = i
+	var (
+		hits   []ownerHit
+		denied int
+		notes  []string
+	)
+	if fl, err := files.wait(); err == nil {
+		hits = joinFiles(fl, socks)
+	} else {
+		if files.started {
+			notes = append(notes, fmt.Sprintf("owners found by reading every /proc/PID/fd (%v)", err))
 		}
+		want := make(map[uint64]int, len(socks))
+		for i := range socks {
+			if socks[i].Inode != 0 {
+				want[socks[i].Inode] = i
+			}
+		}
+		var more []string
+		hits, denied, more = findOwners(q.ProcRoot, want)
+		notes = append(notes, more...)
 	}
-	hits, denied, notes := findOwners(q.ProcRoot, want)
 	t.Notes = append(t.Notes, notes...)
 	attachOwners(q.ProcRoot, socks, hits)
 	if q.Options {
