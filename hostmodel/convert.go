@@ -66,31 +66,51 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	}
 	sit.Entries = make([]Entry, 0, len(t.Sockets))
 	sit.Notes = append(sit.Notes, t.Notes...)
-	// Convert looks only at listeners in its table argument (to recognise
+	sit.Buckets = eachEntry(host, t, facts, true, func(_ *socktab.Socket, e *Entry) {
+		sit.Entries = append(sit.Entries, *e)
+	})
+	return sit
+}
+
+// EachEntry converts t as FromTable does, row by row, handing each entry to
+// fn (valid during the call only) instead of keeping them all, and returns
+// the kernel's bind buckets of the TCP ports met. It is for callers that
+// keep only part of an entry (the ports budget): the entries carry no ID.
+func EachEntry(host rules.Host, t *socktab.Table, facts *Facts, fn func(s *socktab.Socket, e *Entry)) []rules.Bucket {
+	if t == nil {
+		return nil
+	}
+	return eachEntry(host, t, facts, false, fn)
+}
+
+func eachEntry(host rules.Host, t *socktab.Table, facts *Facts, ids bool, fn func(*socktab.Socket, *Entry)) []rules.Bucket {
+	// convert looks only at listeners in its table argument (to recognise
 	// accepted children); passing just them keeps big tables linear.
 	var listeners []socktab.Socket
-	for _, s := range t.Sockets {
-		if s.Proto == socktab.TCP && s.State == socktab.Listen {
-			listeners = append(listeners, s)
-		}
-	}
 	for i := range t.Sockets {
-		if e, ok := Convert(host, &t.Sockets[i], listeners, facts.Lookup(&t.Sockets[i])); ok {
-			sit.Entries = append(sit.Entries, e)
+		if s := &t.Sockets[i]; s.Proto == socktab.TCP && s.State == socktab.Listen {
+			listeners = append(listeners, *s)
 		}
 	}
 	// The kernel's bind buckets go to the model as they are: it decides
 	// from them whether connect() may share a port (rules.World.Buckets).
-	seen := map[uint16]bool{}
-	for _, e := range sit.Entries {
-		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && !seen[port] {
-			seen[port] = true
+	var buckets []rules.Bucket
+	var seen [65536 / 64]uint64
+	for i := range t.Sockets {
+		s := &t.Sockets[i]
+		e, ok := convert(host, s, listeners, facts.Lookup(s), ids)
+		if !ok {
+			continue
+		}
+		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && seen[port/64]&(1<<(port%64)) == 0 {
+			seen[port/64] |= 1 << (port % 64)
 			b := e.bucket
-			sit.Buckets = append(sit.Buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
+			buckets = append(buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
 				FastUID: b.FastUID, FastFamily: rules.Family(b.FastFamily), FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
 		}
+		fn(s, &e)
 	}
-	return sit
+	return buckets
 }
 
 // Convert turns one socket table row into the model's socket. all is the
@@ -98,11 +118,15 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 // the kernel's record of the socket, nil when there is none. It reports
 // false for sockets that own no port.
 func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock) (Entry, bool) {
+	return convert(host, s, all, kf, true)
+}
+
+// convert is Convert; ids says whether to label the socket (rules.Socket.ID).
+func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock, ids bool) (Entry, bool) {
 	if s.Local.Port() == 0 {
 		return Entry{}, false
 	}
 	r := rules.Socket{
-		ID:     socketID(s),
 		Local:  s.Local,
 		Remote: s.Remote,
 		UID:    s.UID,
@@ -127,6 +151,9 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	st, ok := modelState(s)
 	if !ok {
 		return Entry{}, false
+	}
+	if ids {
+		r.ID = socketID(s)
 	}
 	r.State = st
 	e := Entry{Owners: s.Owners, Inode: s.Inode}

@@ -54,17 +54,28 @@ func ReadFacts() *hostmodel.Facts {
 // options) is marked unknown, never silently guessed. Request sockets own no
 // port and are left out.
 func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) *Table {
-	sit := hostmodel.FromTable(host, t, facts)
-	entries := make([]Entry, 0, len(sit.Entries))
-	for _, e := range sit.Entries {
-		if e.Socket.Proto != rules.TCP {
-			continue
-		}
-		pe := Entry{Socket: e.Socket, TimeLeft: e.TimeLeft, Owners: make([]Owner, 0, len(e.Owners))}
-		for _, o := range e.Owners {
-			pe.Owners = append(pe.Owners, Owner{PID: o.PID, Comm: o.Comm})
-		}
-		entries = append(entries, pe)
+	tab := &Table{Sockets: t}
+	if t == nil {
+		return tab
 	}
-	return &Table{Entries: entries, Buckets: sit.Buckets, Sockets: t}
+	n, nOwners := 0, 0
+	for i := range t.Sockets {
+		if t.Sockets[i].Proto == socktab.TCP {
+			n++
+			nOwners += len(t.Sockets[i].Owners)
+		}
+	}
+	tab.Entries = make([]Entry, 0, n)
+	owners := make([]Owner, 0, nOwners) // one backing array for every entry's owners
+	tab.Buckets = hostmodel.EachEntry(host, t, facts, func(s *socktab.Socket, e *hostmodel.Entry) {
+		if e.Socket.Proto != rules.TCP {
+			return
+		}
+		start := len(owners)
+		for _, o := range s.Owners {
+			owners = append(owners, Owner{PID: o.PID, Comm: o.Comm})
+		}
+		tab.Entries = append(tab.Entries, Entry{Socket: e.Socket, TimeLeft: e.TimeLeft, Owners: owners[start:len(owners):len(owners)]})
+	})
+	return tab
 }
