@@ -17,12 +17,14 @@ import (
 // pidfd_getfd per socket), which helps where the kernel's own records
 // (ReadFacts) cannot be read.
 func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) (*Table, error) {
+	// The kernel's records are read beside the dump (and the owner pass).
+	facts := StartFacts()
 	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: owners || options, Options: options, ProcRoot: procRoot})
+	kf := facts()
 	if err != nil {
 		return nil, err
 	}
-	// The facts are read after the dump, which gave every socket a cookie.
-	return FromTable(host, t, ReadFacts()), nil
+	return FromTable(host, t, kf), nil
 }
 
 // Table is a namespace's TCP sockets as the budget takes them.
@@ -40,11 +42,21 @@ type Table struct {
 // TIME_WAIT timestamps, exactly. It is nil where the iterator cannot run
 // (not root, no BTF); the budget then gives ranges for what it cannot know.
 func ReadFacts() *hostmodel.Facts {
-	ks, err := sockfacts.Read(sockfacts.TCP)
-	if err != nil {
-		return nil
+	return StartFacts()()
+}
+
+// StartFacts starts ReadFacts in the background, in the calling thread's
+// network namespace, so the socket table can be dumped meanwhile; the
+// returned function waits for the result.
+func StartFacts() func() *hostmodel.Facts {
+	wait := sockfacts.ReadAsync(sockfacts.TCP)
+	return func() *hostmodel.Facts {
+		ks, err := wait()
+		if err != nil {
+			return nil
+		}
+		return hostmodel.IndexFacts(ks)
 	}
-	return hostmodel.IndexFacts(ks)
 }
 
 // FromTable converts the TCP sockets of t into budget entries with the

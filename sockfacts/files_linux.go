@@ -3,14 +3,10 @@ package sockfacts
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
 )
 
 // fileRecordLen is the size of one record of the task_file program: pid,
@@ -33,9 +29,9 @@ var (
 
 func loadFilesLayout() (*filesLayout, error) {
 	filesOnce.Do(func() {
-		spec, err := btf.LoadKernelSpec()
+		spec, err := kernelSpec()
 		if err != nil {
-			filesLayoutErr = fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
+			filesLayoutErr = err
 			return
 		}
 		var l filesLayout
@@ -114,31 +110,9 @@ func SocketFiles() ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "tuple_task_file",
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceIter,
-		AttachTo:     "task_file",
-		Instructions: filesProgram(l),
-		License:      "GPL", // bpf_seq_write is GPL-only
-	})
+	b, err := runIter("tuple_task_file", "task_file", filesProgram(l))
 	if err != nil {
-		return nil, fmt.Errorf("%w: load iter/task_file program: %v", ErrNotSupported, err)
-	}
-	defer prog.Close()
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
-	if err != nil {
-		return nil, fmt.Errorf("%w: attach iter/task_file: %v", ErrNotSupported, err)
-	}
-	defer it.Close()
-	rd, err := it.Open()
-	if err != nil {
-		return nil, fmt.Errorf("open iter/task_file: %w", err)
-	}
-	defer rd.Close()
-	b, err := io.ReadAll(rd)
-	if err != nil {
-		return nil, fmt.Errorf("read iter/task_file: %w", err)
+		return nil, err
 	}
 	return parseFiles(b)
 }

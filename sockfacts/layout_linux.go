@@ -17,7 +17,7 @@ type field struct {
 // layout is every kernel field the iterator reads, from the running
 // kernel's BTF.
 type layout struct {
-	cookie, family, state, reuse, reusePort, v6only  field
+	family, state, reuse, reusePort, v6only          field
 	num, dport, daddr, rcvSaddr, v6Daddr, v6RcvSaddr field
 	userlocks, twConnectBind, twTSRecentStamp        field
 	bindHash, twTB, fastreuse, fastreuseport         field
@@ -101,7 +101,6 @@ func loadFields(spec *btf.Spec, fs []fieldSpec) error {
 func loadLayout(spec *btf.Spec) (*layout, error) {
 	var l layout
 	if err := loadFields(spec, []fieldSpec{
-		{&l.cookie, "sock_common", "skc_cookie", 8},
 		{&l.family, "sock_common", "skc_family", 2},
 		{&l.state, "sock_common", "skc_state", 1},
 		{&l.reuse, "sock_common", "skc_reuse", 0},
