@@ -111,6 +111,11 @@ func SocketFiles() ([]File, error) {
 		return nil, err
 	}
 	b, err := runIter("tuple_task_file", "task_file", filesProgram(l))
+	if err != nil && os.Geteuid() != 0 {
+		// Without root the cause is the privilege, whatever the loader's
+		// error suggests (it blames the memlock limit).
+		return nil, fmt.Errorf("%w: the BPF task_file iterator needs root (CAP_BPF and CAP_PERFMON)", ErrNotSupported)
+	}
 	if err != nil {
 		return nil, err
 	}
