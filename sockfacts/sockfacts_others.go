@@ -2,9 +2,24 @@
 
 package sockfacts
 
-import "github.com/tuple-net/tuple/inet"
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/tuple-net/tuple/inet"
+)
 
 // Read needs Linux.
 func Read(proto inet.Proto) ([]Sock, error) {
 	return nil, inet.Unsupported("the BPF socket iterator")
+}
+
+// SocketFiles needs Linux.
+func SocketFiles() ([]File, error) {
+	return nil, fmt.Errorf("%w on %s/%s", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)
+}
+
+// ReadAsync needs Linux.
+func ReadAsync(proto inet.Proto) (wait func() ([]Sock, error)) {
+	return func() ([]Sock, error) { return Read(proto) }
 }
