@@ -254,7 +254,7 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		}
 		return rep, s.fd
 	case "close":
-		rep.Closed = closeAndWatch(s, time.Duration(req.Wait)*time.Millisecond)
+		rep.Closed, rep.TWSec = closeAndWatch(s, time.Duration(req.Wait)*time.Millisecond)
 		s.fd = -1
 		delete(h.socks, req.Sock)
 		if s.stop != nil {
@@ -442,33 +442,41 @@ func (h *helper) serve(s *helperSock) error {
 
 // closeAndWatch closes a socket; for a connected TCP socket it then waits
 // (at most wait) until its four-tuple is in TIME_WAIT, and returns the state
-// the four-tuple was last seen in ("" when gone).
-func closeAndWatch(s *helperSock, wait time.Duration) string {
+// the four-tuple was last seen in ("" when gone) and, for TIME_WAIT, the
+// monotonic clock's second at which it entered it.
+func closeAndWatch(s *helperSock, wait time.Duration) (string, int64) {
 	st := readSockState(s.fd, s.proto)
 	unix.Close(s.fd)
 	if !s.proto.IsTCP() || st.Remote == "" {
-		return ""
+		return "", 0
 	}
 	local, err1 := netip.ParseAddrPort(st.Local)
 	remote, err2 := netip.ParseAddrPort(st.Remote)
 	if err1 != nil || err2 != nil {
-		return ""
+		return "", 0
 	}
 	// The socket table, filtered by port in the kernel, shows what became
 	// of the four-tuple once no descriptor can tell.
 	q := socktab.Query{TCP: true, LocalPort: local.Port(), RemotePort: remote.Port()}
 	deadline := time.Now().Add(wait)
 	for {
-		state := ""
+		state, sec := "", int64(0)
 		if t, err := socktab.Snapshot(context.Background(), q); err == nil {
+			now := monoNanos()
 			for _, e := range t.Sockets {
 				if e.Local == local && e.Remote == remote {
 					state = tcpStateNames[int(e.State)]
+					// The kernel armed the TIME_WAIT timer for
+					// TCP_TIMEWAIT_LEN (60 s) on entry: the time left
+					// dates the entry, to a jiffy.
+					if state == "TIME_WAIT" && e.TimeLeft > 0 && now > 0 {
+						sec = (now + int64(e.TimeLeft) - int64(60*time.Second)) / int64(time.Second)
+					}
 				}
 			}
 		}
 		if state == "TIME_WAIT" || state == "" || time.Now().After(deadline) {
-			return state
+			return state, sec
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

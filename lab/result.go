@@ -23,6 +23,9 @@ type Result struct {
 	Local string // the socket's local address after the operation, when it has one
 	Why   string // the model's reason, when it predicted an error or disagreed
 	OK    bool   // the kernel met Expect (if any) and the model agreed with the kernel
+	// Release is the kernel that ran the line (uname -r), set when a run
+	// compares kernels; empty otherwise.
+	Release string
 }
 
 // KernelMet reports whether the kernel's result met the expectation.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+	"time"
 )
 
 // PortCount is how the ports of a connect() search fall for one
@@ -222,6 +223,15 @@ func (e *eval) twReusable(i int, search bool) bool {
 	}
 	h := e.m.host
 	reuse := h.TCPTWReuse == 1 || (h.TCPTWReuse == 2 && (isLoopback(o.Local.Addr()) || isLoopback(o.Remote.Addr())))
+	if !h.Kernel.AtLeast(6, 13, 0) {
+		// Before 6.13, which brought net.ipv4.tcp_tw_reuse_delay and
+		// tw_entry_stamp (reuse once tcp_clock_ms() passes the entry's
+		// time plus the delay), tcp_twsk_unique compared whole seconds:
+		// time_after32(ktime_get_seconds(), tw_ts_recent_stamp), so the
+		// entry is reusable from the next tick of the monotonic clock's
+		// second after the peer's last timestamp, 0 to 1 s later.
+		return reuse && o.TWTimestamps && (o.TWSecondTicked || o.TWAge >= time.Second)
+	}
 	return reuse && o.TWTimestamps && o.TWAge > h.TWReuseDelay
 }
 
@@ -311,6 +321,13 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 			x, exact := e.m.exact[uint16(p)]
 			if exact {
 				byBind = x.FastReuse >= 0 || x.FastReusePort >= 0
+			} else if e.m.marked[uint16(p)] {
+				// Before 6.18 the mark of a bind()-bound owner that left
+				// stays on the bucket (World.BindMarked).
+				byBind = true
+				if block {
+					e.block(int(owners[0]), fmt.Sprintf("port %d's bind bucket still carries the mark of a bind()-bound socket that left (kernels before 6.18 clear it only when the bucket empties), so connect() skips it", p))
+				}
 			}
 			for _, j := range owners {
 				if exact {

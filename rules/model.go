@@ -23,6 +23,7 @@ type Model struct {
 	local  []netip.Addr
 	remote []netip.AddrPort
 	exact  map[uint16]Bucket // World.Buckets by port
+	marked map[uint16]bool   // World.BindMarked, on kernels that keep the mark
 }
 
 // NewModel indexes w. The model keeps w.Sockets (it does not copy them);
@@ -39,6 +40,14 @@ func NewModel(w World) *Model {
 		}
 		m.keys = append(m.keys, key(s.Proto, s.Local.Port()))
 		m.order = append(m.order, int32(i))
+	}
+	if !w.Host.Kernel.AtLeast(6, 18, 0) {
+		for _, p := range w.BindMarked {
+			if m.marked == nil {
+				m.marked = map[uint16]bool{}
+			}
+			m.marked[p] = true
+		}
 	}
 	for _, b := range w.Buckets {
 		if m.exact == nil {

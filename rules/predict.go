@@ -23,6 +23,10 @@ func (m *Model) Predict(s Socket, op Op) Outcome {
 	switch {
 	case s.Proto != TCP && s.Proto != UDP:
 		e.fail(syscall.EPROTONOSUPPORT, "proto", "the socket's protocol is neither TCP nor UDP")
+	case m.host.Kernel.SetOptionErr(s) != 0:
+		// The socket cannot carry an option this kernel does not know:
+		// setsockopt failed before the operation.
+		e.fail(m.host.Kernel.SetOptionErr(s), "kernel-option", "IP_LOCAL_PORT_RANGE is unknown to kernel "+m.host.Kernel.String()+" (added in 6.3): setsockopt fails with ENOPROTOOPT")
 	case op.Kind == OpBind:
 		e.bind()
 	case op.Kind == OpListen:

@@ -21,6 +21,8 @@ type labOptions struct {
 	markdown bool
 	list     bool
 	print    string
+	kernels  string // --kernel: comma-separated kernels to compare
+	version  string // --kernel-version: the model's kernel
 	// helper overrides the helper command (tests); empty means this binary.
 	helper []string
 }
@@ -50,7 +52,11 @@ model agreed), 1 otherwise, 2 on bad input.`,
 	f.BoolVar(&o.markdown, "markdown", false, "print Markdown tables, for an issue or a forum answer")
 	f.BoolVar(&o.list, "list", false, "list the built-in groups")
 	f.StringVar(&o.print, "print", "", "print the text of built-in group `NAME`")
+	f.StringVar(&o.kernels, "kernel", "", "run on each kernel of `LIST` under qemu and compare: host, 5.10, 6.1, 6.12 (scripts/fetch-kernels) or a vmlinuz path, comma-separated")
+	f.StringVar(&o.version, "kernel-version", "", "the model follows kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one")
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
+	cmd.MarkFlagsMutuallyExclusive("kernel", "kernel-version")
+	cmd.MarkFlagsMutuallyExclusive("kernel", "markdown")
 	return cmd
 }
 
@@ -116,29 +122,27 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	runner := lab.Runner{Helper: o.helper}
+	if o.kernels != "" {
+		return runLabKernels(ctx, o, args, sources, scenarios, s)
+	}
+	kernel, err := parseKernelVersion(o.version)
+	if err != nil {
+		return err
+	}
+	runner := lab.Runner{Helper: o.helper, Kernel: kernel}
 	start := time.Now()
-	var results []lab.ScenarioResult
-	for _, sc := range scenarios {
-		res, err := runner.Run(ctx, sc)
-		if ctx.Err() != nil {
-			return errors.New("lab: interrupted; namespace and helpers removed")
-		}
-		if err != nil {
-			return fmt.Errorf("lab: [%s]: %w", sc.Name, err)
-		}
-		results = append(results, res)
+	results, err := runScenarios(ctx, runner, scenarios, func(res lab.ScenarioResult) error {
 		switch {
 		case o.json:
-			err = lab.WriteJSON(s.Out, res)
+			return lab.WriteJSON(s.Out, res)
 		case o.markdown:
-			err = lab.WriteMarkdown(s.Out, res)
+			return lab.WriteMarkdown(s.Out, res)
 		default:
-			err = lab.WriteTable(s.Out, res)
+			return lab.WriteTable(s.Out, res)
 		}
-		if err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	sum := lab.Summarize(results)
 	line := fmt.Sprintf("%s (%.1fs)", sum, time.Since(start).Seconds())
@@ -151,6 +155,27 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		return exitCode(exitFailure)
 	}
 	return nil
+}
+
+// runScenarios runs each scenario and hands its result to emit.
+func runScenarios(ctx context.Context, runner lab.Runner, scenarios []lab.Scenario, emit func(lab.ScenarioResult) error) ([]lab.ScenarioResult, error) {
+	var results []lab.ScenarioResult
+	for _, sc := range scenarios {
+		res, err := runner.Run(ctx, sc)
+		if ctx.Err() != nil {
+			return results, errors.New("lab: interrupted; namespace and helpers removed")
+		}
+		if err != nil {
+			return results, fmt.Errorf("lab: [%s]: %w", sc.Name, err)
+		}
+		results = append(results, res)
+		if emit != nil {
+			if err := emit(res); err != nil {
+				return results, err
+			}
+		}
+	}
+	return results, nil
 }
 
 // labSources resolves arguments: one that exists on disk or ends in .lab is

@@ -23,16 +23,17 @@ import (
 
 // whyOptions are the new socket's options and how to report.
 type whyOptions struct {
-	udp        bool
-	reuseAddr  bool
-	reusePort  bool
-	v6only     bool
-	bindNoPort bool
-	uid        int
-	dev        string
-	from       string
-	json       bool
-	procRoot   string
+	udp           bool
+	reuseAddr     bool
+	reusePort     bool
+	v6only        bool
+	bindNoPort    bool
+	uid           int
+	dev           string
+	from          string
+	json          bool
+	procRoot      string
+	kernelVersion string // --kernel-version: the model's kernel; empty: the running one
 }
 
 func newWhyCmd(s Streams) *cobra.Command {
@@ -59,6 +60,7 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 	f.StringVar(&o.dev, "dev", "", "the new socket is bound to this interface (SO_BINDTODEVICE)")
 	f.BoolVar(&o.json, "json", false, "print one JSON object")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
+	f.StringVar(&o.kernelVersion, "kernel-version", "", "predict with the rules of kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one's")
 	_ = f.MarkHidden("proc")
 
 	sub := func(use, short string, nargs int, kind rules.OpKind) *cobra.Command {
@@ -193,9 +195,16 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if o.udp {
 		proto = rules.UDP
 	}
+	kernel, err := parseKernelVersion(o.kernelVersion)
+	if err != nil {
+		return err
+	}
 	sit, err := hostmodel.Live(ctx, proto, o.procRoot)
 	if err != nil {
 		return fmt.Errorf("why %s: %w", kind, err)
+	}
+	if kernel != nil {
+		sit.Host.Kernel = *kernel
 	}
 	if err := hostmodel.ResolveSource(&p); err != nil {
 		sit.Notes = append(sit.Notes, err.Error()+"; four-tuples compared on the peer alone")
