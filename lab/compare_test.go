@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -76,7 +77,7 @@ func TestComparisonJSONRoundTrip(t *testing.T) {
 		t.Fatalf("%d lines back, want %d", len(got), len(want))
 	}
 	for i := range want {
-		if got[i] != want[i] {
+		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Errorf("line %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -112,7 +113,7 @@ func FuzzReadJSON(f *testing.F) {
 			t.Fatalf("re-read %d of %d: %v", len(again), len(rs), err)
 		}
 		for i := range rs {
-			if again[i] != rs[i] {
+			if !reflect.DeepEqual(again[i], rs[i]) {
 				t.Fatalf("line %d changed: %+v -> %+v", i, rs[i], again[i])
 			}
 		}

@@ -126,11 +126,19 @@ func (k Kernel) HasPortRangeOpt() bool {
 	return k.AtLeast(6, 3, 0)
 }
 
-// SetOptionErr is what setsockopt returns for the socket options of s that
-// this kernel does not know (ENOPROTOOPT), or 0 when it knows them all.
+// SetOptionErr is what setsockopt returns when the socket options of s are
+// set: ENOPROTOOPT for one this kernel does not know, EINVAL for an
+// IP_LOCAL_PORT_RANGE whose ends are both set and inverted (do_ip_setsockopt),
+// 0 when all are accepted.
 func (k Kernel) SetOptionErr(s Socket) syscall.Errno {
-	if !s.PortRange.IsZero() && !k.HasPortRangeOpt() {
+	if s.PortRange.IsZero() {
+		return 0
+	}
+	if !k.HasPortRangeOpt() {
 		return syscall.ENOPROTOOPT
+	}
+	if r := s.PortRange; r.Lo != 0 && r.Hi != 0 && r.Lo > r.Hi {
+		return syscall.EINVAL
 	}
 	return 0
 }

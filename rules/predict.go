@@ -23,10 +23,10 @@ func (m *Model) Predict(s Socket, op Op) Outcome {
 	switch {
 	case s.Proto != TCP && s.Proto != UDP:
 		e.fail(syscall.EPROTONOSUPPORT, "proto", "the socket's protocol is neither TCP nor UDP")
-	case m.host.Kernel.SetOptionErr(s) != 0:
+	case m.host.Kernel.SetOptionErr(s) == syscall.ENOPROTOOPT:
 		// The socket cannot carry an option this kernel does not know:
 		// setsockopt failed before the operation.
-		e.fail(m.host.Kernel.SetOptionErr(s), "kernel-option", "IP_LOCAL_PORT_RANGE is unknown to kernel "+m.host.Kernel.String()+" (added in 6.3): setsockopt fails with ENOPROTOOPT")
+		e.fail(syscall.ENOPROTOOPT, "kernel-option", "IP_LOCAL_PORT_RANGE is unknown to kernel "+m.host.Kernel.String()+" (added in 6.3): setsockopt fails with ENOPROTOOPT")
 	case op.Kind == OpBind:
 		e.bind()
 	case op.Kind == OpListen:
@@ -193,6 +193,10 @@ func (e *eval) bind() {
 func (e *eval) listen() {
 	if e.s.Proto == UDP {
 		e.fail(syscall.EOPNOTSUPP, "udp-listen", "UDP sockets cannot listen")
+		return
+	}
+	if e.s.Reset {
+		e.fail(syscall.EINVAL, "listen-reset", "the socket's connection was reset, and the socket layer still counts it connected: it cannot listen")
 		return
 	}
 	switch e.s.State {

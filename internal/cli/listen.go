@@ -30,6 +30,7 @@ type listenOptions struct {
 	exec       string
 	verbose    bool
 	noShutdown bool
+	group      listenGroupOptions // listen_group.go
 }
 
 // listenPlan is a listen invocation after parsing.
@@ -40,6 +41,7 @@ type listenPlan struct {
 	local   netip.AddrPort
 	sockopt sockopt.Options
 	opts    *listenOptions
+	group   *groupPlan // nil without the group flags
 }
 
 func newListenCmd(s Streams) *cobra.Command {
@@ -83,6 +85,9 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 			if plan.proto == "udp" {
 				return plan.serveUDP(cmd.Context(), s)
 			}
+			if plan.group != nil {
+				return plan.serveGroup(cmd.Context(), s)
+			}
 			return plan.serveTCP(cmd.Context(), s)
 		}),
 	}
@@ -98,6 +103,7 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.StringVarP(&o.exec, "exec", "e", "", "run `CMD` (/bin/sh -c) per connection with its stdin/stdout on the connection")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
+	addListenGroupFlags(f, &o.group)
 	return cmd
 }
 
@@ -149,6 +155,9 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
 		ClearReuseAddr: !o.reuseAddr && reuseAddrDefault}
 	if err := p.sockopt.Check(); err != nil {
+		return nil, err
+	}
+	if p.group, err = o.checkGroup(); err != nil {
 		return nil, err
 	}
 	return p, nil
