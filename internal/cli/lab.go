@@ -61,7 +61,7 @@ otherwise (or when the run timed out), 2 on bad input.`,
 	f.StringVar(&o.print, "print", "", "print the text of built-in group `NAME`")
 	f.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times; a line whose kernel answer varied is flaky")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "stop the whole run after `DURATION`")
-	f.StringVar(&o.kernels, "kernel", "", "run on each kernel of `LIST` under qemu and compare: host, 5.10, 6.1, 6.12 (scripts/fetch-kernels) or a vmlinuz path, comma-separated")
+	f.StringVar(&o.kernels, "kernel", "", "run on each kernel of `LIST` under qemu and compare: host, 5.10, 6.1, 6.12 (scripts/fetch-kernels) or a vmlinuz path, comma-separated; exit 1 when the model disagrees with any")
 	f.StringVar(&o.version, "kernel-version", "", "the model follows kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one")
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
 	cmd.MarkFlagsMutuallyExclusive("kernel", "kernel-version")
