@@ -126,6 +126,19 @@ func (k Kernel) HasPortRangeOpt() bool {
 	return k.AtLeast(6, 3, 0)
 }
 
+// mappedMissesMappedWildcard: an AF_INET6 socket binding a specific
+// v4-mapped address ([::ffff:127.0.0.1]) is not checked against AF_INET6
+// owners of the v4-mapped wildcard ([::ffff:0.0.0.0]). The bhash2 table (6.1,
+// commit 28044fc1d495) sends such a bind through inet_bhash2_addr_any_conflict,
+// whose inet_bind2_bucket_match_addr_any matched only "::" between two
+// AF_INET6 sockets; the 6.7 cycle fixed it ("tcp: Fix bind() regression for
+// v4-mapped-v6 wildcard address"). Observed on Debian's 6.1.192 (the bind
+// succeeds) and not on 5.10 or 6.12 (EADDRINUSE); an AF_INET 0.0.0.0 owner
+// is still found on 6.1.
+func (k Kernel) mappedMissesMappedWildcard() bool {
+	return k.AtLeast(6, 1, 0) && !k.AtLeast(6, 7, 0)
+}
+
 // SetOptionErr is what setsockopt returns when the socket options of s are
 // set: ENOPROTOOPT for one this kernel does not know, EINVAL for an
 // IP_LOCAL_PORT_RANGE whose ends are both set and inverted (do_ip_setsockopt),

@@ -156,3 +156,31 @@ func FuzzParseKernel(f *testing.F) {
 		}
 	})
 }
+
+// 6.1's bhash2 lets [::ffff:127.0.0.1] through beside a [::ffff:0.0.0.0]
+// owner; 5.10, 6.12 and 6.18 refuse, and an AF_INET 0.0.0.0 owner is found
+// on every kernel.
+func TestMappedBesideMappedWildcardPerKernel(t *testing.T) {
+	mappedAny := Socket{Proto: TCP, Family: IPv6, State: Bound, Local: netip.MustParseAddrPort("[::ffff:0.0.0.0]:8080")}
+	v4Any := Socket{Proto: TCP, Family: IPv4, State: Bound, Local: netip.MustParseAddrPort("0.0.0.0:8080")}
+	op := Op{Kind: OpBind, Addr: netip.MustParseAddrPort("[::ffff:127.0.0.1]:8080")}
+	s := Socket{Proto: TCP, Family: IPv6}
+	for _, c := range []struct {
+		k              Kernel
+		mapped, v4wild syscall.Errno
+	}{
+		{Kernel{Major: 5, Minor: 10, Patch: 262}, syscall.EADDRINUSE, syscall.EADDRINUSE},
+		{Kernel{Major: 6, Minor: 1, Patch: 192}, 0, syscall.EADDRINUSE},
+		{Kernel{Major: 6, Minor: 12, Patch: 118}, syscall.EADDRINUSE, syscall.EADDRINUSE},
+		{Kernel{}, syscall.EADDRINUSE, syscall.EADDRINUSE},
+	} {
+		h := DefaultHost()
+		h.Kernel = c.k
+		if out := Predict(World{Host: h, Sockets: []Socket{mappedAny}}, s, op); out.Err != c.mapped {
+			t.Errorf("%v beside [::ffff:0.0.0.0]: %s, want %s", c.k, out.ErrName(), ErrnoName(c.mapped))
+		}
+		if out := Predict(World{Host: h, Sockets: []Socket{v4Any}}, s, op); out.Err != c.v4wild {
+			t.Errorf("%v beside 0.0.0.0: %s, want %s", c.k, out.ErrName(), ErrnoName(c.v4wild))
+		}
+	}
+}

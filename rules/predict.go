@@ -254,6 +254,10 @@ func (e *eval) tcpPair(ep endpoint, i int, relax, reuseportOK bool) (tcpVerdict,
 	if !overlap(ep, oe) {
 		return tcpNoOverlap, ""
 	}
+	if e.m.host.Kernel.mappedMissesMappedWildcard() && e.fam == IPv6 && ep.class == classV4 &&
+		oe.class == classAnyMapped && o.Family == IPv6 {
+		return tcpNoOverlap, ""
+	}
 	n := e.s
 	rp := n.ReusePort && o.ReusePort && !n.InGroup && (o.State == TimeWait || n.UID == o.UID)
 	e.consult(i, FactReuseAddr)

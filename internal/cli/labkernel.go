@@ -83,7 +83,7 @@ func runLabKernels(ctx context.Context, o labOptions, args []string, sources []l
 			run, err = labHostRun(ctx, o, scenarios)
 		} else {
 			fmt.Fprintf(s.Err, "lab: booting %s under qemu ...\n", k.name)
-			run, err = labGuestRun(ctx, k, guestArgs, files, rename)
+			run, err = labGuestRun(ctx, o, k, guestArgs, files, rename)
 		}
 		if err != nil {
 			return err
@@ -146,11 +146,15 @@ func labHostRun(ctx context.Context, o labOptions, scenarios []lab.Scenario) (la
 }
 
 // labGuestRun boots k with this binary as init running tuple lab --json.
-func labGuestRun(ctx context.Context, k labKernel, guestArgs []string, files map[string][]byte, rename map[string]string) (lab.KernelRun, error) {
+func labGuestRun(ctx context.Context, o labOptions, k labKernel, guestArgs []string, files map[string][]byte, rename map[string]string) (lab.KernelRun, error) {
+	args := []string{"lab", "--json", "--repeat", strconv.Itoa(max(o.repeat, 1))}
+	if o.timeout > 0 {
+		args = append(args, "--timeout", o.timeout.String())
+	}
 	res, err := kernelvm.Run(ctx, kernelvm.Config{
 		Kernel: k.kernel.Image, Modules: k.kernel.Modules,
-		Args:  append([]string{"lab", "--json"}, guestArgs...),
-		Files: files, Timeout: 20 * time.Minute,
+		Args:  append(args, guestArgs...),
+		Files: files, Timeout: o.timeout + 2*time.Minute, // the boot on top of the lab's own bound
 	})
 	if err != nil {
 		return lab.KernelRun{}, fmt.Errorf("lab: %s: %w", k.name, err)
