@@ -351,41 +351,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 				last = p
 				continue
 			}
-<<<<<<< HEAD
-			// The kernel skips the port while either reuse cache of its bind
-			// bucket is set, i.e. while an owner got it through bind() (the
-			// exact bucket, when given, says so directly).
-			byBind := false
-			x, exact := e.m.exact[uint16(p)]
-			if exact {
-				byBind = x.FastReuse >= 0 || x.FastReusePort >= 0
-			} else if e.m.marked[uint16(p)] {
-				// Before 6.18 the mark of a bind()-bound owner that left
-				// stays on the bucket (World.BindMarked).
-				byBind = true
-				if block {
-					e.block(int(owners[0]), fmt.Sprintf("port %d's bind bucket still carries the mark of a bind()-bound socket that left (kernels before 6.18 clear it only when the bucket empties), so connect() skips it", p))
-				}
-			}
-			for _, j := range owners {
-				if exact {
-					if byBind && block {
-						e.block(int(j), fmt.Sprintf("%s holds port %d, whose bind bucket is marked as taken through bind(), so connect() skips it", describe(e.m.socks[j]), p))
-					}
-					continue
-				}
-				e.consult(int(j), FactPortOrigin)
-				if !e.m.socks[j].PortFromConnect {
-					byBind = true
-					if block {
-						e.block(int(j), fmt.Sprintf("%s got port %d through bind()/listen(), so connect() skips the port", describe(e.m.socks[j]), p))
-					}
-				}
-			}
-			if byBind {
-=======
 			if e.heldByBind(uint16(p), owners, block) {
->>>>>>> main
 				c.HeldByBind++
 				continue
 			}
@@ -428,6 +394,14 @@ func (e *eval) heldByBind(p uint16, owners []int32, block bool) bool {
 			}
 		}
 		return byBind
+	}
+	if e.m.marked[p] {
+		// Before 6.18 the mark of a bind()-bound owner that left stays on
+		// the bucket (World.BindMarked).
+		if block {
+			e.block(int(owners[0]), fmt.Sprintf("port %d's bind bucket still carries the mark of a bind()-bound socket that left (kernels before 6.18 clear it only when the bucket empties), so connect() skips it", p))
+		}
+		return true
 	}
 	byBind := false
 	for _, j := range owners {
