@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/internal/testenv"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -541,6 +542,17 @@ func TestBrokerUsers(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Logf("metrics:\n%s", body)
+		}
+		// The exposition is valid by Prometheus's own linter.
+		promtool, err := exec.LookPath("promtool")
+		if err != nil {
+			testenv.Missing(t, "promtool not installed (apt-get install prometheus)")
+		}
+		_, payload, _ := strings.Cut(body, "\r\n\r\n")
+		lint := exec.Command(promtool, "check", "metrics")
+		lint.Stdin = strings.NewReader(payload)
+		if out, err := lint.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
 		}
 	})
 }
