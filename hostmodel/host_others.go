@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/rules"
 )
 
 // LocalPrefixes needs Linux's rtnetlink.
@@ -16,4 +17,10 @@ func LocalPrefixes() ([]netip.Prefix, error) {
 // SourceFor needs Linux.
 func SourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 	return netip.Addr{}, inet.Unsupported("route lookup")
+}
+
+// RunningKernel needs Linux: elsewhere the rules model has no kernel to
+// follow.
+func RunningKernel() (rules.Kernel, error) {
+	return rules.Kernel{}, inet.Unsupported("reading the kernel version")
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/rules"
 )
 
 // HelperCommand is the hidden subcommand that runs a helper.
@@ -17,6 +18,7 @@ type Runner struct {
 	Helper  []string
 	Predict Predictor
 	Wait    time.Duration
+	Kernel  *rules.Kernel
 }
 
 // Run returns an error wrapping inet.ErrUnsupported: scenarios need Linux
