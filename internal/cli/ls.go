@@ -29,6 +29,7 @@ type lsOptions struct {
 	sport     uint16
 	dport     uint16
 	uid       int64 // -1: any
+	uidSet    bool  // --uid given: -1 typed is bad input, not "any"
 	pid       int   // 0: any
 	json      bool
 	procRoot  string
@@ -58,6 +59,7 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
   tuple ls --json -p           # one JSON object per socket`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			o.uidSet = cmd.Flags().Changed("uid")
 			return runLs(cmd.Context(), s, o)
 		}),
 	}
@@ -85,7 +87,7 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
 func (o *lsOptions) query() (socktab.Query, error) {
 	q := socktab.Query{TCP: o.tcp, UDP: o.udp, LocalPort: o.sport, RemotePort: o.dport,
 		Owners: o.processes || o.pid != 0, Options: o.options, ProcRoot: o.procRoot}
-	if o.uid < -1 || o.uid > 1<<32-1 {
+	if o.uidSet && (o.uid < 0 || o.uid > 1<<32-1) {
 		return q, usageError("ls: --uid %d: want 0-4294967295", o.uid)
 	}
 	if o.pid < 0 {

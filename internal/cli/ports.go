@@ -77,7 +77,7 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if o.Top < 1 {
 		return usageError("--top %d: want at least 1", o.Top)
 	}
-	if o.HogShare <= 0 || o.HogShare > 100 {
+	if !(o.HogShare > 0 && o.HogShare <= 100) { // NaN fails both
 		return usageError("--hog-share %g: want a percentage above 0 and at most 100", o.HogShare)
 	}
 	var opt ports.Options

@@ -17,8 +17,12 @@ type Streams struct {
 	Out, Err io.Writer
 }
 
-// StdStreams returns the process's own streams.
-func StdStreams() Streams { return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr} }
+// StdStreams returns the process's own streams; output goes through
+// duplicates of descriptors 1 and 2 so a closed pipe is an error, not a
+// SIGPIPE death (see offStdFD).
+func StdStreams() Streams {
+	return Streams{In: os.Stdin, Out: offStdFD(os.Stdout), Err: offStdFD(os.Stderr)}
+}
 
 // version is set at build time with -ldflags "-X .../internal/cli.version=v1.2.3";
 // otherwise it comes from the module's build info.
@@ -83,7 +87,22 @@ why, and is a netcat with full control of source address, port and reuse options
 		newLabCmd(s),
 		newLabHelperCmd(),
 	)
+	strictCompletion(root)
 	return root
+}
+
+// strictCompletion makes `tuple completion` without a known shell bad input
+// (exit 2): cobra's own command prints its help and exits 0, and treats an
+// unknown shell the same way.
+func strictCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				return usageError("completion: name a shell: bash, zsh, fish or powershell")
+			}
+		}
+	}
 }
 
 // Main runs tuple with args and returns the process exit code.

@@ -16,6 +16,7 @@ import (
 // whoOptions are the flags and argument of `tuple who`.
 type whoOptions struct {
 	addr     netip.Addr // invalid: any address
+	dev      int        // the ifindex of addr's zone (fe80::1%eth0), 0 for none
 	port     uint16
 	json     bool
 	procRoot string
@@ -42,6 +43,11 @@ saying whether a new socket could bind the port too, and with which options.`,
 				return err
 			}
 			o.addr, o.port = addr, port
+			if zone := addr.Zone(); zone != "" {
+				if o.dev, err = zoneIndex(zone); err != nil {
+					return usageError("who: %q: %v", args[0], err)
+				}
+			}
 			return runWho(cmd.Context(), s, o)
 		}),
 	}
@@ -80,7 +86,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	}
 	var socks []socktab.Socket
 	for _, sk := range t.Sockets {
-		if !o.addr.IsValid() || mayOverlap(sk, o.addr) {
+		if !o.addr.IsValid() || (mayOverlap(sk, o.addr.WithZone("")) && (o.dev == 0 || sk.Dev == 0 || sk.Dev == o.dev)) {
 			socks = append(socks, sk)
 		}
 	}
