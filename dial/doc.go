@@ -55,7 +55,12 @@
 // # Servers
 //
 // ListenGroup opens n listeners sharing one port with SO_REUSEPORT so the
-// kernel spreads connections over goroutines or processes.
+// kernel spreads connections over goroutines or processes. Options steer
+// the spread (SteerCPU: member i serves CPU i; SteerMap: a
+// reuseport.Supervisor places, drains and replaces members by index) or
+// make a closing member's connections move to a live one (Migrate). The
+// group is plain TCP: Go's default MPTCP listener takes no reuseport
+// program. Package handover moves listeners to a new process instead.
 //
 // # Platforms and privileges
 //

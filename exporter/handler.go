@@ -10,11 +10,12 @@ import (
 )
 
 // Handler serves e's metrics (with the exporter process's own Go and process
-// metrics) on /metrics and a short landing page on /.
-func Handler(e *Exporter) (http.Handler, error) {
+// metrics, and any extra collectors such as the NATCollector) on /metrics and
+// a short landing page on /.
+func Handler(e *Exporter, extra ...prometheus.Collector) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{e, collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+	for _, c := range append([]prometheus.Collector{e, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}, extra...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}

@@ -29,6 +29,12 @@ func scrape(t *testing.T, e *Exporter) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return scrapeHandler(t, h)
+}
+
+// scrapeHandler serves h over HTTP on loopback and returns one scrape's body.
+func scrapeHandler(t *testing.T, h http.Handler) []byte {
+	t.Helper()
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	defer srv.Client().CloseIdleConnections()

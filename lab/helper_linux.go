@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,12 +30,19 @@ const HelperCommand = "__lab-helper"
 type helperSock struct {
 	fd    int
 	proto Proto
-	// stop ends a server's accept (or discard) loop; nil for plain sockets.
+	// stop ends a UDP server's discard loop; nil for other sockets.
 	stop io.Closer
+	// server: a TCP server, whose connections the runner has accepted
+	// (request accept) as each connect completes.
+	server bool
 }
 
 type helper struct {
 	socks map[string]*helperSock
+	// children are the servers' accepted connections, each closed by its
+	// own goroutine when the peer closes; closeAll closes the rest.
+	children map[io.Closer]bool
+	mu       sync.Mutex // guards children
 }
 
 // HelperMain runs a helper process. args are the flags after the hidden
@@ -67,7 +75,7 @@ func HelperMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "tuple lab helper: descriptor 3 is not a unix socket")
 		return 1
 	}
-	h := &helper{socks: map[string]*helperSock{}}
+	h := &helper{socks: map[string]*helperSock{}, children: map[io.Closer]bool{}}
 	defer h.closeAll()
 	buf := make([]byte, maxPacket)
 	oob := make([]byte, unix.CmsgSpace(4))
@@ -160,6 +168,11 @@ func (h *helper) closeAll() {
 	for name, s := range h.socks {
 		h.drop(name, s)
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.children {
+		c.Close()
+	}
 }
 
 func (h *helper) drop(name string, s *helperSock) {
@@ -247,6 +260,19 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		err = connectTo(s.fd, req.Addr, time.Duration(req.Wait)*time.Millisecond)
 	case "serve":
 		err = h.serve(s)
+	case "accept":
+		name, child, aerr := h.accept(s, req.Addr, time.Duration(req.Wait)*time.Millisecond)
+		if aerr != nil {
+			rep.Fail = aerr.Error()
+			return rep, -1
+		}
+		rep.Where, rep.Sock = name, child
+		return rep, -1
+	case "state":
+		if werr := waitTCPState(s.fd, req.State, time.Duration(req.Wait)*time.Millisecond); werr != nil {
+			rep.Fail = werr.Error()
+			return rep, -1
+		}
 	case "give":
 		delete(h.socks, req.Sock) // the runner passes it on; this copy closes after sending
 		if s.stop != nil {
@@ -254,7 +280,11 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		}
 		return rep, s.fd
 	case "close":
-		rep.Closed = closeAndWatch(s, time.Duration(req.Wait)*time.Millisecond)
+		closed, cerr := closeAndWatch(s, req.Expect, time.Duration(req.Wait)*time.Millisecond)
+		if cerr != nil {
+			rep.Fail = fmt.Sprintf("close %s: %v", req.Sock, cerr)
+		}
+		rep.Closed = closed
 		s.fd = -1
 		delete(h.socks, req.Sock)
 		if s.stop != nil {
@@ -393,85 +423,246 @@ func connectTo(fd int, addr string, wait time.Duration) error {
 	return nil
 }
 
-// serve starts accepting on a listening TCP socket, closing each accepted
-// connection when its peer closes, or discarding what a UDP socket gets.
-// Go's poller works on a duplicate of the descriptor, so closing it ends
-// the loop cleanly.
+// serve makes a listening TCP socket a server, whose connections the
+// runner accepts one by one as each connect completes (accept), or starts
+// discarding what a UDP socket gets. Go's poller works on a duplicate of
+// the UDP descriptor, so closing it ends the loop cleanly.
 func (h *helper) serve(s *helperSock) error {
+	if s.proto.IsTCP() {
+		s.server = true
+		return nil
+	}
 	dup, err := unix.Dup(s.fd)
 	if err != nil {
 		return os.NewSyscallError("dup", err)
 	}
 	f := os.NewFile(uintptr(dup), "server")
 	defer f.Close()
-	if !s.proto.IsTCP() {
-		pc, err := net.FilePacketConn(f)
-		if err != nil {
-			return err
-		}
-		s.stop = pc
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				if _, _, err := pc.ReadFrom(buf); err != nil {
-					return
-				}
-			}
-		}()
-		return nil
-	}
-	ln, err := net.FileListener(f)
+	pc, err := net.FilePacketConn(f)
 	if err != nil {
 		return err
 	}
-	s.stop = ln
+	s.stop = pc
 	go func() {
+		buf := make([]byte, 2048)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
 				return
 			}
-			go func() {
-				io.Copy(io.Discard, c)
-				c.Close()
-			}()
 		}
 	}()
 	return nil
 }
 
-// closeAndWatch closes a socket; for a connected TCP socket it then waits
-// (at most wait) until its four-tuple is in TIME_WAIT, and returns the state
-// the four-tuple was last seen in ("" when gone).
-func closeAndWatch(s *helperSock, wait time.Duration) string {
+// accept takes the connection from peer off the accept queue of server l
+// or of another server of this helper on l's port (a reuseport group hands
+// a connection to any member), waiting at most wait for the handshake's
+// last ACK to create it. Connections from other peers met on the way are
+// accepted too, as a server would. It returns the server that accepted and
+// the child's state. Each child is read until its peer closes, then closed.
+func (h *helper) accept(l *helperSock, peer string, wait time.Duration) (string, *sockState, error) {
+	want, err := netip.ParseAddrPort(peer)
+	if err != nil {
+		return "", nil, err
+	}
+	lport := localPort(l.fd)
+	var names []string
+	var pfds []unix.PollFd
+	for name, s := range h.socks {
+		if s.server && localPort(s.fd) == lport {
+			names = append(names, name)
+			pfds = append(pfds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return "", nil, fmt.Errorf("no connection from %s reached the accept queue of a server on port %d within %v", want, lport, wait)
+		}
+		n, err := unix.Poll(pfds, int(left.Milliseconds())+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", nil, os.NewSyscallError("poll", err)
+		}
+		for i := 0; n > 0 && i < len(pfds); i++ {
+			if pfds[i].Revents&unix.POLLIN == 0 {
+				continue
+			}
+			cfd, sa, err := unix.Accept4(int(pfds[i].Fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			if err == unix.EAGAIN {
+				continue
+			}
+			if err != nil {
+				return "", nil, os.NewSyscallError("accept", err)
+			}
+			st := readSockState(cfd, l.proto)
+			if err := h.keep(cfd); err != nil {
+				return "", nil, err
+			}
+			got, _ := netip.ParseAddrPort(addrString(sa))
+			if unmapPort(got) == unmapPort(want) {
+				return names[i], st, nil
+			}
+		}
+	}
+}
+
+// keep reads an accepted connection until its peer closes, then closes it.
+func (h *helper) keep(fd int) error {
+	f := os.NewFile(uintptr(fd), "child")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.children[c] = true
+	h.mu.Unlock()
+	go func() {
+		io.Copy(io.Discard, c)
+		h.mu.Lock()
+		delete(h.children, c)
+		h.mu.Unlock()
+		c.Close()
+	}()
+	return nil
+}
+
+func localPort(fd int) uint16 {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0
+	}
+	ap, _ := netip.ParseAddrPort(addrString(sa))
+	return ap.Port()
+}
+
+// closeAndWatch closes a socket. For a connected TCP socket it then waits
+// (at most wait) until its four-tuple is in the state the runner says the
+// close implies: TIME_WAIT when the peer closes in turn (a server's
+// connection, or the socket itself), FIN_WAIT2 when the peer never reads
+// (a connection no process accepted), gone when it closed first. A state
+// not reached in time is an error naming the state last seen, never a
+// silent answer. It returns the state reached ("" for gone or unwatched).
+func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, error) {
 	st := readSockState(s.fd, s.proto)
-	unix.Close(s.fd)
-	if !s.proto.IsTCP() || st.Remote == "" {
-		return ""
+	if !s.proto.IsTCP() || st.Remote == "" || expect == "" {
+		unix.Close(s.fd)
+		return "", nil
 	}
 	local, err1 := netip.ParseAddrPort(st.Local)
 	remote, err2 := netip.ParseAddrPort(st.Remote)
 	if err1 != nil || err2 != nil {
-		return ""
+		unix.Close(s.fd)
+		return "", fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
 	}
+	deadline := time.Now().Add(wait)
+	if expect == "TIME_WAIT" && st.TCPState == tcpEstablished {
+		// Half-close first and wait for the peer's FIN on the descriptor:
+		// the FIN that moves the socket to TIME_WAIT also wakes poll.
+		if err := unix.Shutdown(s.fd, unix.SHUT_WR); err != nil {
+			unix.Close(s.fd)
+			return "", os.NewSyscallError("shutdown", err)
+		}
+		err := waitPeerFIN(s.fd, deadline)
+		if err == nil {
+			err = waitTCPState(s.fd, tcpClose, time.Until(deadline))
+		}
+		if err != nil {
+			seen := "?"
+			if info, ierr := unix.GetsockoptTCPInfo(s.fd, unix.SOL_TCP, unix.TCP_INFO); ierr == nil {
+				seen = tcpStateNames[int(info.State)]
+			}
+			unix.Close(s.fd)
+			return "", fmt.Errorf("%s -> %s did not reach TIME_WAIT within %v (last seen: %s): %w", local, remote, wait, seen, err)
+		}
+	}
+	unix.Close(s.fd)
 	// The socket table, filtered by port in the kernel, shows what became
 	// of the four-tuple once no descriptor can tell.
 	q := socktab.Query{TCP: true, LocalPort: local.Port(), RemotePort: remote.Port()}
-	deadline := time.Now().Add(wait)
-	for {
-		state := ""
-		if t, err := socktab.Snapshot(context.Background(), q); err == nil {
-			for _, e := range t.Sockets {
-				if e.Local == local && e.Remote == remote {
-					state = tcpStateNames[int(e.State)]
-				}
+	last, lastErr := "(not read)", error(nil)
+	return last, pollUntil(deadline, func() bool {
+		t, err := socktab.Snapshot(context.Background(), q)
+		if err != nil {
+			lastErr = err
+			return false
+		}
+		last = ""
+		for _, e := range t.Sockets {
+			if e.Local == local && e.Remote == remote {
+				last = tcpStateNames[int(e.State)]
 			}
 		}
-		if state == "TIME_WAIT" || state == "" || time.Now().After(deadline) {
-			return state
+		return last == expect || expect == "gone" && last == ""
+	}, func() error {
+		seen := last
+		if seen == "" {
+			seen = "gone"
 		}
-		time.Sleep(2 * time.Millisecond)
+		msg := fmt.Sprintf("%s -> %s did not reach %s within %v (last seen: %s)", local, remote, expect, wait, seen)
+		if lastErr != nil {
+			msg += fmt.Sprintf("; socket table: %v", lastErr)
+		}
+		return errors.New(msg)
+	})
+}
+
+// pollUntil checks cond until it holds or deadline passes, backing off
+// from 100µs to 5ms between checks; it returns failed() at the deadline.
+// It waits for a kernel state no event reports, and never stands in for
+// one that does.
+func pollUntil(deadline time.Time, cond func() bool, failed func() error) error {
+	pause := 100 * time.Microsecond
+	for {
+		if cond() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return failed()
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 5*time.Millisecond)
 	}
+}
+
+// waitPeerFIN waits on fd for the peer's FIN (end of input).
+func waitPeerFIN(fd int, deadline time.Time) error {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return errors.New("the peer did not close its side")
+		}
+		n, err := unix.Poll(pfd, int(left.Milliseconds())+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+// waitTCPState waits until fd's TCP state (TCP_INFO) is state.
+func waitTCPState(fd, state int, wait time.Duration) error {
+	last := -1
+	return pollUntil(time.Now().Add(wait), func() bool {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.SOL_TCP, unix.TCP_INFO)
+		if err != nil {
+			return false
+		}
+		last = int(info.State)
+		return last == state
+	}, func() error {
+		return fmt.Errorf("the socket did not reach %s within %v (last seen: %s)", tcpStateNames[state], wait, tcpStateNames[last])
+	})
 }
 
 // readSockState asks the kernel about fd: addresses, TCP state, options.

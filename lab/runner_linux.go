@@ -233,9 +233,13 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 	case KindListen:
 		op = rules.Op{Kind: rules.OpListen}
 	case KindClose:
+		if e.sock.Proto == rules.TCP && e.sock.State == rules.Listen {
+			return s.closeListener(w, e, req, res)
+		}
 		// The kernel stamps a TIME_WAIT when the FIN exchange ends, a little
 		// after close() starts; the start is the nearest time seen here.
 		closing := now()
+		req.Expect = w.closeImplies(e)
 		rep, err := s.call(h, req, -1)
 		if err != nil {
 			return err
@@ -261,13 +265,85 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 	res.Kernel = errName(rep.Errno)
 	w.sync(e, proto, rep.Sock, st.Kind)
 	if st.Kind == KindConnect && rep.Errno == 0 {
-		w.connected(e)
+		if err := s.accepted(w, e); err != nil {
+			return err
+		}
 	}
 	res.Local = localOf(e)
 	if res.Model != "ok" || res.Model != res.Kernel {
 		res.Why = out.Why
 	}
 	return nil
+}
+
+// accepted records a completed TCP connect's child and, when a server
+// listens there, has the server accept it before the next line, so what a
+// later close does never depends on when a server got round to accepting.
+func (s *session) accepted(w *world, client *entry) error {
+	child, l := w.connected(client)
+	if child == nil || !l.server {
+		return nil
+	}
+	h, err := s.helper(l.holder)
+	if err != nil {
+		return err
+	}
+	rep, err := s.call(h, request{Op: "accept", Sock: l.name, Proto: Proto(protoOf(l.sock)), Addr: client.sock.Local.String(), Wait: int(s.r.wait().Milliseconds())}, -1)
+	if err != nil {
+		return err
+	}
+	if other := w.named(rep.Where); other != nil && other != l {
+		// Another server of the reuseport group took it.
+		child.sock.ID = other.name + " (child of " + client.name + ")"
+	}
+	child.sock.AcceptQueue = ""
+	return nil
+}
+
+// closeListener closes a listener. The connections it never accepted are
+// reset (rules.Model.CloseListener says which); the kernel must show each
+// reset peer in CLOSE within the wait, or the run fails rather than go on
+// from a world the kernel does not hold.
+func (s *session) closeListener(w *world, e *entry, req request, res *Result) error {
+	h, err := s.helper(e.holder)
+	if err != nil {
+		return err
+	}
+	rep, err := s.call(h, req, -1)
+	if err != nil {
+		return err
+	}
+	res.Kernel = errName(rep.Errno)
+	w.remove(e)
+	reset, why := w.closeListener(e)
+	for _, p := range reset {
+		if p.name == "" {
+			continue
+		}
+		ph, err := s.helper(p.holder)
+		if err != nil {
+			return err
+		}
+		if _, err := s.call(ph, request{Op: "state", Sock: p.name, Proto: Proto(protoOf(p.sock)), State: tcpClose, Wait: int(s.r.wait().Milliseconds())}, -1); err != nil {
+			return fmt.Errorf("close %s should reset %s: %w", e.name, p.name, err)
+		}
+	}
+	if len(reset) > 0 {
+		res.Why = why
+	}
+	return nil
+}
+
+// protoOf spells a model socket's protocol as the format does.
+func protoOf(s rules.Socket) string {
+	p := "udp"
+	if s.Proto == rules.TCP {
+		p = "tcp"
+	}
+	if s.Family == rules.IPv6 {
+		return p + "6"
+	}
+	return p + "4"
 }
 
 // server runs the bind, listen (TCP) and serve parts of a server line; the
@@ -310,6 +386,7 @@ func (s *session) server(w *world, e *entry, st Step, h *helperProc, res *Result
 	if err != nil {
 		return err
 	}
+	e.server = true
 	if rep.Errno != 0 {
 		res.Kernel = errName(rep.Errno)
 	}

@@ -19,6 +19,9 @@ const (
 	maxLineLen   = 4096
 	maxSteps     = 2000 // per scenario
 	maxScenarios = 1000 // per file
+	// MaxUIDs bounds the distinct uids of one scenario: each runs in its
+	// own helper process (about 2 MB each), alive while the scenario runs.
+	MaxUIDs = 16
 )
 
 // Kind is what a step does.
@@ -144,13 +147,22 @@ func (s Scenario) Addrs() []netip.Addr {
 			continue
 		}
 		a := st.Addr.Addr.Unmap()
-		if !a.IsValid() || a.IsUnspecified() || a.IsLoopback() || seen[a] {
+		if !a.IsValid() || a.IsUnspecified() || a.IsLoopback() || !Addable(a) || seen[a] {
 			continue
 		}
 		seen[a] = true
 		out = append(out, a)
 	}
 	return out
+}
+
+// Addable reports whether a may be added to lo as a local address:
+// multicast and the limited broadcast address are never an interface's own
+// address, so a scenario naming them runs without adding them and the
+// kernel answers for them as they are.
+func Addable(a netip.Addr) bool {
+	a = a.Unmap()
+	return !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // UIDs returns the uids whose helpers the scenario needs, root first.
@@ -206,6 +218,9 @@ func Parse(name string, data []byte) ([]Scenario, error) {
 		return nil, &ParseError{File: name, Msg: fmt.Sprintf("file is larger than %d bytes", maxFileSize)}
 	}
 	p := parser{file: name}
+	// A UTF-8 byte-order mark, as some editors write, is not part of the
+	// first line.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 256), maxLineLen+1)
 	for sc.Scan() {
@@ -224,6 +239,9 @@ func Parse(name string, data []byte) ([]Scenario, error) {
 	for _, s := range p.out {
 		if len(s.Steps) == 0 {
 			return nil, &ParseError{File: name, Line: s.Line, Msg: fmt.Sprintf("scenario [%s] has no operations", s.Name)}
+		}
+		if n := len(s.UIDs()); n > MaxUIDs {
+			return nil, &ParseError{File: name, Line: s.Line, Msg: fmt.Sprintf("scenario [%s] uses %d uids; at most %d (each runs in its own helper process)", s.Name, n, MaxUIDs)}
 		}
 	}
 	return p.out, nil
@@ -448,8 +466,9 @@ func (p *parser) socket(st *Step, args []string, server bool) error {
 				err = p.errorf("option v6only needs tcp6 or udp6, not %s", st.Proto)
 			}
 		case "port-range":
-			if st.Opts.PortRange, err = sockopt.ParsePortRange(val); err != nil || !hasVal {
-				err = p.errorf("option port-range: want port-range=LO-HI")
+			var ok bool
+			if st.Opts.PortRange, ok = parseRange(val); !ok || !hasVal {
+				err = p.errorf("option port-range: want port-range=LO-HI, each 0-65535 (0: that end open)")
 			}
 		case "dev":
 			if !hasVal || val == "" || len(val) > 15 || strings.ContainsAny(val, "/ \x00") {
@@ -515,4 +534,21 @@ func (p *parser) endpoint(s string, proto Proto) (Endpoint, error) {
 	}
 	e.Port = uint16(n)
 	return e, nil
+}
+
+// parseRange reads IP_LOCAL_PORT_RANGE's value as LO-HI. Every pair of
+// 16-bit ports is taken, as the option takes them: 0 leaves that end open
+// (0-40000, 49999-0), 0-0 clears the option, and the kernel itself answers
+// a pair it refuses (EINVAL for LO above HI when both are set).
+func parseRange(s string) (sockopt.PortRange, bool) {
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		return sockopt.PortRange{}, false
+	}
+	l, err1 := strconv.ParseUint(lo, 10, 16)
+	h, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil {
+		return sockopt.PortRange{}, false
+	}
+	return sockopt.PortRange{Lo: uint16(l), Hi: uint16(h)}, true
 }

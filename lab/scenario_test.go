@@ -2,6 +2,7 @@ package lab
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -66,6 +67,44 @@ B listen => EADDRINUSE
 	}
 }
 
+// manyUIDs is a scenario body whose sockets are created by n distinct uids
+// (root included).
+func manyUIDs(n int) string {
+	var b strings.Builder
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "S%d socket tcp4 uid=%d\n", i, 1000+i)
+	}
+	return b.String()
+}
+
+// TestParseKernelRanges checks that every IP_LOCAL_PORT_RANGE pair the
+// kernel takes (an open end, a cleared option) or refuses itself (low end
+// above high: the kernel's EINVAL) parses, that a byte-order mark is not
+// part of the first line, and which addresses are added to lo.
+func TestParseKernelRanges(t *testing.T) {
+	text := "\xef\xbb\xbf[r]\nA socket tcp4 port-range=0-40000\nB socket tcp4 port-range=49999-0\nC socket tcp4 port-range=5-3\nD socket udp4 port-range=0-0\n" +
+		"D connect 224.0.0.1:80\nC connect 255.255.255.255:80\nB connect 10.0.0.1:80\nE socket udp6\nE connect [ff02::1]:9\nE bind [::ffff:239.1.1.1]:9\n" + manyUIDs(MaxUIDs)
+	scs, err := Parse("r.lab", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []sockopt.PortRange{{Lo: 0, Hi: 40000}, {Lo: 49999, Hi: 0}, {Lo: 5, Hi: 3}, {}}
+	for i, w := range want {
+		if got := scs[0].Steps[i].Opts.PortRange; got != w {
+			t.Errorf("step %d: range %v, want %v", i, got, w)
+		}
+	}
+	if scs[0].Name != "r" || scs[0].Line != 1 {
+		t.Errorf("scenario %q at line %d, want [r] at line 1 (byte-order mark skipped)", scs[0].Name, scs[0].Line)
+	}
+	if a := scs[0].Addrs(); len(a) != 1 || a[0].String() != "10.0.0.1" {
+		t.Errorf("Addrs = %v, want only 10.0.0.1 (multicast and broadcast are never added)", a)
+	}
+	if n := len(scs[0].UIDs()); n != MaxUIDs {
+		t.Errorf("%d uids, want %d", n, MaxUIDs)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"A socket tcp4", "t.lab:1: operation outside a scenario"},
@@ -81,7 +120,9 @@ func TestParseErrors(t *testing.T) {
 		{"[x]\nA socket tcp4 v6only", `t.lab:2: option v6only needs tcp6 or udp6`},
 		{"[x]\nA socket tcp4 reuseaddr reuseaddr", `t.lab:2: option "reuseaddr" given twice`},
 		{"[x]\nA socket tcp4 reuseaddr=1", `t.lab:2: option "reuseaddr" takes no value`},
-		{"[x]\nA socket tcp4 port-range=9-3", `t.lab:2: option port-range: want port-range=LO-HI`},
+		{"[x]\nA socket tcp4 port-range=9", `t.lab:2: option port-range: want port-range=LO-HI`},
+		{"[x]\nA socket tcp4 port-range=1-65536", `t.lab:2: option port-range: want port-range=LO-HI`},
+		{"[x]\n" + manyUIDs(MaxUIDs+1), `t.lab:1: scenario [x] uses 17 uids; at most 16`},
 		{"[x]\nA socket tcp4 uid=-1", `t.lab:2: bad uid "-1"`},
 		{"[x]\nA socket tcp4 dev=", `t.lab:2: option dev: want dev=IFNAME`},
 		{"[x]\nA bind 127.0.0.1:1", `t.lab:2: socket A is used before it is created`},
@@ -155,7 +196,7 @@ func TestLibraryParses(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"seed", "options", "addresses", "udp", "bindnoport", "exhaustion", "uids"} {
+	for _, want := range []string{"seed", "options", "addresses", "udp", "bindnoport", "exhaustion", "uids", "edges"} {
 		if _, ok := Builtin(want); !ok {
 			t.Errorf("built-in group %q missing", want)
 		}

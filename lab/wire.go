@@ -17,16 +17,23 @@ type request struct {
 	Addrs []string `json:"addrs,omitempty"`
 	Key   string   `json:"key,omitempty"`
 	Value string   `json:"value,omitempty"`
-	// Wait is how long close waits for TIME_WAIT, and connect for the
-	// handshake, in milliseconds.
+	// Wait is how long close waits for the state it implies, connect for
+	// the handshake, accept for the connection and state for the state,
+	// in milliseconds.
 	Wait int `json:"wait,omitempty"`
+	// Expect (close) is the state the closed connection must reach:
+	// "TIME_WAIT", "FIN_WAIT2", "gone", or "" to not watch.
+	Expect string `json:"expect,omitempty"`
+	// State (state) is the kernel TCP state to wait for.
+	State int `json:"state,omitempty"`
 }
 
 // reply is a helper's answer.
 type reply struct {
 	Errno int    `json:"errno,omitempty"` // the system call's errno, 0 for success
 	Fail  string `json:"fail,omitempty"`  // a failure that is not the kernel's answer
-	// Where says which system call failed (bind, listen, ...), for errnos.
+	// Where says which system call failed (bind, listen, ...), for errnos;
+	// after accept, which server took the connection.
 	Where   string            `json:"where,omitempty"`
 	Sock    *sockState        `json:"sock,omitempty"`
 	Sysctls map[string]string `json:"sysctls,omitempty"`

@@ -20,6 +20,7 @@ type entry struct {
 	holder  uint32 // uid of the process holding the descriptor now
 	sock    rules.Socket
 	twSince time.Time
+	server  bool // a server line's socket: it accepts every connection
 }
 
 // world mirrors what the kernel holds in one scenario's namespace, updated
@@ -93,6 +94,7 @@ func (w *world) setHost(sysctls map[string]string, addrs []string) {
 	h := rules.DefaultHost()
 	h.Local = nil
 	h.AllListeners = true // the scenario made every socket of its namespace
+	h.Isolated = true     // lo is the namespace's only device
 	for _, s := range addrs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -158,6 +160,18 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 		return
 	}
 	s := &e.sock
+	wasReset, wasState := s.Reset, s.State
+	defer func() {
+		// A reset socket shows TCP CLOSE and its old port (getsockname
+		// reads inet_sport, which the reset leaves): the model said
+		// whether it still holds the port.
+		if wasReset && proto.IsTCP() && st.TCPState == tcpClose {
+			s.Reset = true
+			if wasState == rules.Unbound && op != KindBind {
+				s.Local, s.State = netip.AddrPort{}, rules.Unbound
+			}
+		}
+	}()
 	wasPort := s.Local.Port()
 	wasBound := s.State == rules.Bound && wasPort != 0 // bind() locked the port
 	s.Local, _ = netip.ParseAddrPort(st.Local)
@@ -200,11 +214,13 @@ func (w *world) sync(e *entry, proto Proto, st *sockState, op Kind) {
 // connected records what a successful TCP connect leaves behind besides the
 // client: the listener's child (an owner of the listener's port with the
 // connection's specific address, inheriting the listener's flags), and the
-// end of any TIME_WAIT the new connection took over.
-func (w *world) connected(client *entry) {
+// end of any TIME_WAIT the new connection took over. It returns the child
+// and the listener that took the connection (nil without one: a
+// self-connect); the child starts in the listener's accept queue.
+func (w *world) connected(client *entry) (child, listener *entry) {
 	c := client.sock
 	if c.Proto != rules.TCP || !c.Remote.IsValid() {
-		return
+		return nil, nil
 	}
 	for _, e := range w.entries {
 		if e.sock.State == rules.TimeWait && e.sock.Local == c.Local && e.sock.Remote == c.Remote {
@@ -235,7 +251,7 @@ func (w *world) connected(client *entry) {
 		}
 	}
 	if best == nil {
-		return
+		return nil, nil
 	}
 	l := best.sock
 	local, remote := unmapPort(c.Remote), unmapPort(c.Local)
@@ -243,11 +259,77 @@ func (w *world) connected(client *entry) {
 		local = netip.AddrPortFrom(netip.AddrFrom16(local.Addr().As16()), local.Port())
 		remote = netip.AddrPortFrom(netip.AddrFrom16(remote.Addr().As16()), remote.Port())
 	}
-	w.entries = append(w.entries, &entry{holder: best.holder, sock: rules.Socket{
-		ID: best.name + " (accepted from " + client.name + ")", Proto: rules.TCP, Family: l.Family,
+	child = &entry{holder: best.holder, sock: rules.Socket{
+		ID: best.name + " (child of " + client.name + ")", Proto: rules.TCP, Family: l.Family,
 		Local: local, Remote: remote, State: rules.Connected,
 		V6Only: l.V6Only, ReuseAddr: l.ReuseAddr, ReusePort: l.ReusePort, UID: l.UID, Dev: l.Dev,
-	}})
+		AcceptQueue: l.ID,
+	}}
+	w.entries = append(w.entries, child)
+	return child, best
+}
+
+// peer is the entry at the other end of e's connection (e itself for a
+// self-connect), or nil.
+func (w *world) peer(e *entry) *entry {
+	s := e.sock
+	if s.State != rules.Connected {
+		return nil
+	}
+	if unmapPort(s.Local) == unmapPort(s.Remote) {
+		return e
+	}
+	for _, x := range w.entries {
+		if x != e && x.sock.State == rules.Connected && unmapPort(x.sock.Local) == unmapPort(s.Remote) && unmapPort(x.sock.Remote) == unmapPort(s.Local) {
+			return x
+		}
+	}
+	return nil
+}
+
+// closeImplies is the state a close of e's connection must reach: TIME_WAIT
+// when the peer closes in turn (a server's accepted connection, or the
+// socket itself), FIN_WAIT2 when the peer is a connection no process
+// accepted, "" when there is no connection to watch.
+func (w *world) closeImplies(e *entry) string {
+	if e.sock.Proto != rules.TCP || e.sock.State != rules.Connected || e.sock.Reset {
+		return ""
+	}
+	p := w.peer(e)
+	switch {
+	case p == nil:
+		return ""
+	case p == e || p.name == "" && p.sock.AcceptQueue == "":
+		return "TIME_WAIT"
+	case p.sock.AcceptQueue != "":
+		return "FIN_WAIT2"
+	}
+	return ""
+}
+
+// closeListener applies the model's account of closing listener l
+// (rules.Model.CloseListener): its unaccepted children leave, their peers
+// are reset. It returns the reset peers and the model's words.
+func (w *world) closeListener(l *entry) ([]*entry, string) {
+	rw := rules.World{Host: w.host}
+	var idx []*entry
+	for _, e := range w.entries {
+		if e == l {
+			continue
+		}
+		rw.Sockets = append(rw.Sockets, e.sock)
+		idx = append(idx, e)
+	}
+	out := rules.NewModel(rw).CloseListener(l.sock)
+	var reset []*entry
+	for k, i := range out.Reset {
+		idx[i].sock = out.After[k]
+		reset = append(reset, idx[i])
+	}
+	for _, i := range out.Dropped {
+		w.remove(idx[i])
+	}
+	return reset, out.Why
 }
 
 func unmapPort(ap netip.AddrPort) netip.AddrPort {

@@ -58,6 +58,10 @@ func (e *eval) connect() {
 		e.fail(syscall.EINVAL, "family", "connect() needs a peer address")
 		return
 	}
+	if e.s.Proto == TCP && e.s.Reset {
+		e.fail(syscall.EISCONN, "connect-reset", "the socket's connection was reset, and the socket layer still counts it connected")
+		return
+	}
 	unboundPort := e.s.State == Unbound || e.s.Local.Port() == 0
 	if e.s.Proto == UDP {
 		e.udpConnect(peer, unboundPort)
@@ -65,6 +69,9 @@ func (e *eval) connect() {
 	}
 	if err, rule, why := e.connectFamily(peer); err != 0 {
 		e.fail(err, rule, why)
+		return
+	}
+	if !e.connectPeer() {
 		return
 	}
 	src := e.source(false)
@@ -100,6 +107,10 @@ func (e *eval) refused() {
 	// loopback, and multicast or broadcast peers fail otherwise.
 	if e.out.Err != 0 || !e.m.host.AllListeners || peer.IsUnspecified() || peer.IsMulticast() || peer == netip.AddrFrom4([4]byte{255, 255, 255, 255}) ||
 		!e.m.host.local(peer) || e.m.listening(e.op.Addr) {
+		return
+	}
+	if e.selfConnect() {
+		e.ok("self-connect", e.selfConnectWhy())
 		return
 	}
 	e.fail(syscall.ECONNREFUSED, "no-listener", fmt.Sprintf("nothing listens on %s: this host answers the connection request with a reset", e.op.Addr))
@@ -197,9 +208,15 @@ func (e *eval) afterAddr(src netip.Addr) netip.Addr {
 }
 
 // tupleMatch reports whether owner i holds the four-tuple (src, port,
-// peer); peer must be unmapped and without zone.
-func (m *Model) tupleMatch(i int, src netip.Addr, peer netip.AddrPort) bool {
+// peer) for a connecting socket bound to device dev; peer must be unmapped
+// and without zone. An owner bound to a device matches only a socket bound
+// to the same one (inet_match's inet_sk_bound_dev_eq); an owner bound to
+// none matches every socket.
+func (m *Model) tupleMatch(i int, src netip.Addr, peer netip.AddrPort, dev int) bool {
 	if st := m.socks[i].State; st != Connected && st != TimeWait {
+		return false
+	}
+	if d := m.socks[i].Dev; d != 0 && d != dev {
 		return false
 	}
 	if m.remote[i] != peer {
@@ -221,9 +238,19 @@ func (e *eval) twReusable(i int, search bool) bool {
 		return o.TWTimestamps
 	}
 	h := e.m.host
-	reuse := h.TCPTWReuse == 1 || (h.TCPTWReuse == 2 && (isLoopback(o.Local.Addr()) || isLoopback(o.Remote.Addr())))
+	reuse := h.TCPTWReuse == 1 || (h.TCPTWReuse == 2 && twLoopback(o))
 	return reuse && o.TWTimestamps && o.TWAge > h.TWReuseDelay
 }
+
+// twLoopback is tcp_twsk_unique's test for tcp_tw_reuse=2: a loopback
+// address at either end, or an entry bound to the loopback device.
+func twLoopback(o Socket) bool {
+	return o.Dev == LoopbackIndex || isLoopback(o.Local.Addr()) || isLoopback(o.Remote.Addr())
+}
+
+// LoopbackIndex is lo's ifindex in every network namespace
+// (LOOPBACK_IFINDEX).
+const LoopbackIndex = 1
 
 // fourTuple is connect() on a socket bound to a port: only the four-tuple
 // must be unique (__inet_check_established).
@@ -234,7 +261,7 @@ func (e *eval) fourTuple(src netip.Addr) {
 	for _, j := range e.m.owners(TCP, port) {
 		i := int(j)
 		o := e.m.socks[i]
-		if !e.m.tupleMatch(i, src, unmapPort(e.op.Addr)) {
+		if !e.m.tupleMatch(i, src, unmapPort(e.op.Addr), e.s.Dev) {
 			continue
 		}
 		if o.State == TimeWait {
@@ -335,7 +362,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 			for _, j := range owners {
 				i := int(j)
 				o := e.m.socks[i]
-				if !e.m.tupleMatch(i, src, peer) {
+				if !e.m.tupleMatch(i, src, peer, e.s.Dev) {
 					continue
 				}
 				if o.State == TimeWait && e.twReusable(i, true) {
@@ -393,6 +420,9 @@ func (e *eval) udpConnect(peer netip.Addr, unboundPort bool) {
 	}
 	if err, rule, why := e.connectFamily(peer); err != 0 {
 		e.fail(err, rule, why)
+		return
+	}
+	if !e.connectPeer() {
 		return
 	}
 	src := e.source(true)

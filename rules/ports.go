@@ -196,7 +196,7 @@ const (
 func (e *eval) udpPair(ep endpoint, i int) udpRelation {
 	n, o := e.s, e.m.socks[i]
 	e.consult(i, FactDev)
-	if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev || !overlap(ep, e.m.eps[i]) {
+	if n.Dev != 0 && o.Dev != 0 && n.Dev != o.Dev || !overlap(ep, e.m.eps[i]) && !e.udpV4Placeholder(ep, i) {
 		return udpApart
 	}
 	e.consult(i, FactReuseAddr)
@@ -228,4 +228,18 @@ func (e *eval) udpSearch(ep endpoint) (port, n int) {
 		port, n = p, n+1
 	}
 	return port, n
+}
+
+// udpV4Placeholder reports whether an AF_INET socket binding ep meets
+// owner i on the IPv4 side that i keeps without meaning it: a dual-stack
+// (not v6only) AF_INET6 UDP socket whose local address became a specific
+// IPv6 one when it connected over IPv6 (ip6_datagram_dst_update sets
+// inet_rcv_saddr to LOOPBACK4_IPV6), which bind() never leaves since a
+// specific IPv6 bind forces v6only. udp_lib_lport_inuse compares that
+// placeholder as an IPv4 address (ipv4_rcv_saddr_equal), so a bind of
+// 127.0.0.6 on the port conflicts with it.
+func (e *eval) udpV4Placeholder(ep endpoint, i int) bool {
+	o := e.m.eps[i]
+	return e.fam == IPv4 && ep.class == classV4 && ep.addr == loopback4IPv6 &&
+		e.m.socks[i].Family == IPv6 && o.class == classV6 && !o.v6only
 }

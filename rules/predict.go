@@ -191,6 +191,10 @@ func (e *eval) listen() {
 		e.fail(syscall.EOPNOTSUPP, "udp-listen", "UDP sockets cannot listen")
 		return
 	}
+	if e.s.Reset {
+		e.fail(syscall.EINVAL, "listen-reset", "the socket's connection was reset, and the socket layer still counts it connected: it cannot listen")
+		return
+	}
 	switch e.s.State {
 	case Listen:
 		e.ok("already-listening", "the socket already listens; listen() only changes its backlog")

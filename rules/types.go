@@ -131,6 +131,17 @@ type Socket struct {
 	// V6OnlyDefault (new socket only): IPV6_V6ONLY was never set, so
 	// Host.BindV6Only (net.ipv6.bindv6only) decides and V6Only is ignored.
 	V6OnlyDefault bool
+
+	// AcceptQueue is, for a listener's child that no process has accepted
+	// yet, the ID of the listener whose accept queue holds it; empty for
+	// every other socket. Closing that listener resets the child
+	// (Model.CloseListener).
+	AcceptQueue string
+	// Reset: a connected TCP socket whose connection was reset (its peer
+	// was an unaccepted child of a listener that closed). The socket layer
+	// still counts it connected: connect() fails with EISCONN and listen()
+	// with EINVAL; it holds its port only if bind() gave it (State Bound).
+	Reset bool
 }
 
 // Host is what the model needs to know about the network namespace.
@@ -152,6 +163,11 @@ type Host struct {
 	// namespace, so a connect() to a local address none covers is refused
 	// (ECONNREFUSED). Leave it false for a partial world.
 	AllListeners bool
+	// Isolated: lo is the namespace's only device (a lab namespace), so
+	// Local lists every address, a family without one has no source
+	// address for connect(), and no destination outside Local has a route.
+	// Leave it false for a host with other devices or a partial Local.
+	Isolated bool
 }
 
 // DefaultHost is a Linux 6.18 namespace's defaults with loopback only.

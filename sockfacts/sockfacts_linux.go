@@ -42,6 +42,7 @@ const (
 	kindFull     = 1
 	kindTimeWait = 2
 	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
+	tcpTimeWait  = 6    // TCP_TIME_WAIT
 )
 
 // sk_userlocks bits (include/net/sock.h). SOCK_CONNECT_BIND is not in BTF
@@ -145,8 +146,28 @@ func program(l *layout, proto Proto) asm.Instructions {
 			asm.Ja.Label("bucket"),
 			asm.Mov.Reg(asm.R1, sk).WithSymbol("tw"),
 			asm.FnSkcToTcpTimewaitSock.Call(),
-			asm.JEq.Imm(asm.R0, 0, "out"),
-			asm.LoadMem(asm.R1, asm.R0, int16(l.twConnectBind.off), asm.Byte),
+			asm.JNE.Imm(asm.R0, 0, "twsock"),
+			// The helper refuses some TIME_WAIT entries (on 6.18, the
+			// server's side of a closed connection): their reuse flags
+			// are in the sock_common already copied; the two TIME_WAIT
+			// fields are read with probe reads. The bucket stays unread.
+			asm.LoadMem(asm.R1, asm.RFP, base+recState, asm.Byte),
+			asm.JNE.Imm(asm.R1, tcpTimeWait, "out"),
+			asm.Mov.Reg(asm.R1, asm.RFP),
+			asm.Add.Imm(asm.R1, base+recLocks),
+			asm.Mov.Imm(asm.R2, 1),
+			asm.Mov.Reg(asm.R3, sk),
+			asm.Add.Imm(asm.R3, int32(l.twConnectBind.off)),
+			asm.FnProbeReadKernel.Call(),
+			asm.Mov.Reg(asm.R1, asm.RFP),
+			asm.Add.Imm(asm.R1, base+recTSRecent),
+			asm.Mov.Imm(asm.R2, 4),
+			asm.Mov.Reg(asm.R3, sk),
+			asm.Add.Imm(asm.R3, int32(l.twTSRecentStamp.off)),
+			asm.FnProbeReadKernel.Call(),
+			asm.StoreImm(asm.RFP, base+recKind, kindTimeWait, asm.Byte),
+			asm.Ja.Label("out"),
+			asm.LoadMem(asm.R1, asm.R0, int16(l.twConnectBind.off), asm.Byte).WithSymbol("twsock"),
 			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
 			asm.LoadMem(asm.R1, asm.R0, int16(l.twTSRecentStamp.off), asm.Word),
 			asm.StoreMem(asm.RFP, base+recTSRecent, asm.R1, asm.Word),

@@ -1,6 +1,9 @@
 package sockfacts
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
@@ -177,4 +180,58 @@ func FuzzParseRecords(f *testing.F) {
 			t.Fatalf("%d records from %d bytes", len(socks), len(b))
 		}
 	})
+}
+
+// TestReadServerTimeWait: the TIME_WAIT entry a Go server leaves when it
+// closes an accepted connection first carries the listener's SO_REUSEADDR
+// (Go sets it on listeners), as the kernel keeps it. The BPF helper that
+// casts to a TIME_WAIT socket refuses such entries on 6.18, so the flags
+// must come through without it.
+func TestReadServerTimeWait(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	var got []Sock
+	err := ns.Do(func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:7100")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp4", "127.0.0.1:7100")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		a, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		// As a netcat server does: it shuts down its side first, the
+		// client closes, the server closes last.
+		a.(*net.TCPConn).CloseWrite()
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			return fmt.Errorf("client read: %v, want EOF", err)
+		}
+		c.Close()
+		if _, err := a.Read(make([]byte, 1)); err != io.EOF {
+			return fmt.Errorf("server read: %v, want EOF", err)
+		}
+		a.Close()
+		time.Sleep(20 * time.Millisecond)
+		got, err = Read(TCP)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range got {
+		if s.Local.Port() == 7100 && s.TimeWait {
+			if !s.ReuseAddr || s.ReusePort || s.State != 6 || !s.ConnectBindKnown || s.ConnectBind || !s.Timestamps {
+				t.Errorf("server-side TIME_WAIT of a Go listener (SO_REUSEADDR): %+v", s)
+			}
+			return
+		}
+	}
+	t.Fatalf("no server-side TIME_WAIT entry on port 7100 in %+v", got)
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/exporter"
@@ -23,6 +25,7 @@ type exporterOptions struct {
 	ProcRoot    string
 	Owners      bool
 	KernelFacts bool
+	NAT         bool
 	Timeout     time.Duration
 	MaxConns    int
 	IdleTimeout time.Duration
@@ -56,6 +59,7 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
 	f.BoolVar(&o.Owners, "owners", false, "also read owning processes and live options (slower: scans /proc/*/fd each scrape)")
 	f.BoolVar(&o.KernelFacts, "kernel-facts", true, "read the kernel's own socket records (BPF iterator, root) so free-port counts are exact; --kernel-facts=false scrapes faster and reports ranges")
+	f.BoolVar(&o.NAT, "nat", false, "also export the source-NAT port budget per NAT address and destination and conntrack's failure counters (reads nftables and conntrack; CAP_NET_ADMIN)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "longest a scrape may spend reading the socket table")
 	f.IntVar(&o.MaxConns, "max-conns", 0, "most HTTP connections held at once; beyond it the longest-idle one is closed (default: 256, less under a low RLIMIT_NOFILE)")
 	f.DurationVar(&o.IdleTimeout, "idle-timeout", 30*time.Second, "close keep-alive connections idle this long")
@@ -98,7 +102,11 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if src == nil {
 		src = exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
 	}
-	h, err := exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout, Log: logf}))
+	var extra []prometheus.Collector
+	if o.NAT {
+		extra = append(extra, exporter.NewNATCollector(nil, o.Top, o.Timeout, slog.New(slog.NewTextHandler(s.Err, nil))))
+	}
+	h, err := exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout, Log: logf}), extra...)
 	if err != nil {
 		return err
 	}

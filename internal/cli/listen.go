@@ -33,12 +33,13 @@ type listenOptions struct {
 	execSet    bool // -e given: an empty CMD is bad input
 	verbose    bool
 	noShutdown bool
-	shutdown   bool   // -N: nc's flag for what tuple does by default
-	quit       string // -q SECS
-	numeric    bool   // -n: no name or service lookups
-	port       string // -p PORT, nc -l's way of giving the port
-	nclisten   bool   // -l: accepted for nc users, listening is the command
-	maxConns   int    // --max-conns; 0: derived from the limits
+	shutdown   bool               // -N: nc's flag for what tuple does by default
+	quit       string             // -q SECS
+	numeric    bool               // -n: no name or service lookups
+	port       string             // -p PORT, nc -l's way of giving the port
+	nclisten   bool               // -l: accepted for nc users, listening is the command
+	maxConns   int                // --max-conns; 0: derived from the limits
+	group      listenGroupOptions // listen_group.go
 }
 
 // listenPlan is a listen invocation after parsing.
@@ -51,6 +52,9 @@ type listenPlan struct {
 	opts    *listenOptions
 	quit    time.Duration // with hasQuit: -q
 	hasQuit bool
+	group   *groupPlan // nil without the group flags
+	limOnce sync.Once
+	lim     *connSlots // --max-conns, from connLimit
 }
 
 func newListenCmd(s Streams) *cobra.Command {
@@ -87,7 +91,7 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
   tuple listen -k -e 'echo "hello $TUPLE_REMOTE_ADDR:$TUPLE_REMOTE_PORT"' 127.0.0.1 7000
   tuple listen -lvnp 8080`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if cmd.Flags().Changed("source-port") {
+			if cmd.Flags().Changed("port") {
 				if len(args) > 1 {
 					return usageError("listen: with -p PORT want at most ADDR, got %d argument(s)", len(args))
 				}
@@ -101,7 +105,7 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			o.execSet = cmd.Flags().Changed("exec")
 			addr, port := "", o.port
-			if !cmd.Flags().Changed("source-port") {
+			if !cmd.Flags().Changed("port") {
 				port = args[len(args)-1]
 				args = args[:len(args)-1]
 			}
@@ -114,6 +118,9 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 			}
 			if plan.proto == "udp" {
 				return plan.serveUDP(cmd.Context(), s)
+			}
+			if plan.group != nil {
+				return plan.serveGroup(cmd.Context(), s)
 			}
 			return plan.serveTCP(cmd.Context(), s)
 		}),
@@ -131,11 +138,12 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
 	f.IntVar(&o.maxConns, "max-conns", 0, "with -k, serve at most `N` connections at once; more wait in the kernel's accept queue (default: from RLIMIT_NOFILE and, with -e, RLIMIT_NPROC)")
-	f.StringVarP(&o.port, "source-port", "p", "", "the `PORT` to listen on, as nc -l -p gives it")
+	f.StringVarP(&o.port, "port", "p", "", "the `PORT` to listen on, as nc -l -p gives it")
 	f.BoolVarP(&o.nclisten, "listen", "l", false, "accepted for nc users (listening is what this command does)")
 	f.BoolVarP(&o.numeric, "numeric", "n", false, "no name or service lookups: ADDR must be an address, PORT a number")
 	f.BoolVarP(&o.shutdown, "shutdown", "N", false, "shut down the socket's write side when stdin ends (the default; accepted for nc users)")
 	f.StringVarP(&o.quit, "quit", "q", "", "without -k, end the session `SECS` after stdin ends, even if the peer has not closed (0: at once)")
+	addListenGroupFlags(f, &o.group)
 	return cmd
 }
 
@@ -227,6 +235,9 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	if err := p.sockopt.Check(); err != nil {
 		return nil, err
 	}
+	if p.group, err = o.checkGroup(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -264,37 +275,16 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 	}
 
 	out := &lockedWriter{w: s.Out}
-	maxConns, why := p.opts.maxConns, "--max-conns"
-	if maxConns == 0 {
-		maxConns, why = defaultMaxConns(p.opts.exec != "")
-	}
-	if p.opts.verbose {
-		fmt.Fprintf(errOut, "serving at most %d connections at once (%s); more wait in the accept queue\n", maxConns, why)
-	}
-	// A slot per live connection: when none is free, accept waits and new
-	// connections queue in the kernel (the listen backlog), so no client
-	// can push the server past the limits it was started with.
-	slots := make(chan struct{}, maxConns)
+	lim := p.connLimit(errOut)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var lastFull time.Time
 	for {
-		select {
-		case slots <- struct{}{}:
-		default:
-			if time.Since(lastFull) > 10*time.Second {
-				lastFull = time.Now()
-				fmt.Fprintf(errOut, "tuple: %d connections live (at most %d: %s); new ones wait in the accept queue\n", maxConns, maxConns, why)
-			}
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return nil
-			}
+		if !lim.acquire(ctx) {
+			return nil
 		}
 		conn, err := ln.Accept()
 		if err != nil {
-			<-slots
+			lim.release()
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -307,13 +297,64 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
+			defer lim.release()
 			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
 				fmt.Fprintf(errOut, "tuple: %v\n", err)
 			}
 		}()
 	}
 }
+
+// connLimit is the plan's --max-conns, shared by every listener of the
+// plan (a --steer group's members too), made at first use.
+func (p *listenPlan) connLimit(errOut io.Writer) *connSlots {
+	p.limOnce.Do(func() {
+		n, why := p.opts.maxConns, "--max-conns"
+		if n == 0 {
+			n, why = defaultMaxConns(p.opts.exec != "")
+		}
+		if p.opts.verbose {
+			fmt.Fprintf(errOut, "serving at most %d connections at once (%s); more wait in the accept queue\n", n, why)
+		}
+		p.lim = &connSlots{slots: make(chan struct{}, n), why: why, errOut: errOut}
+	})
+	return p.lim
+}
+
+// connSlots holds a slot per live connection: when none is free, accept
+// waits and new connections queue in the kernel (the listen backlog), so
+// no client can push the server past the limits it was started with.
+type connSlots struct {
+	slots    chan struct{}
+	why      string
+	errOut   io.Writer
+	mu       sync.Mutex
+	lastFull time.Time
+}
+
+// acquire takes a slot, waiting (and saying so, at most every 10 s) while
+// none is free; false when ctx ends first.
+func (c *connSlots) acquire(ctx context.Context) bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+	}
+	c.mu.Lock()
+	if time.Since(c.lastFull) > 10*time.Second {
+		c.lastFull = time.Now()
+		fmt.Fprintf(c.errOut, "tuple: %d connections live (at most %d: %s); new ones wait in the accept queue\n", cap(c.slots), cap(c.slots), c.why)
+	}
+	c.mu.Unlock()
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (c *connSlots) release() { <-c.slots }
 
 // handle serves one accepted connection: a command with -e, else a relay
 // with in/out (in is nil with -k: clients only talk to stdout).

@@ -25,6 +25,7 @@ type portsOptions struct {
 	ProcRoot  string
 	Owners    bool // find the processes holding each socket (per-process table)
 	Options   bool // read live socket options (IP_BIND_ADDRESS_NO_PORT tells connect-picked ports)
+	NAT       bool // the source-NAT budgets from nftables and conntrack instead of the socket table
 
 	// read returns the socket table and host facts; tests replace it.
 	read func(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error)
@@ -54,6 +55,7 @@ connect(), free counts are shown as a range MIN..MAX.`,
 	f.StringVar(&o.PortRange, "port-range", "", "budget for a socket with IP_LOCAL_PORT_RANGE `LO-HI`")
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
 	f.BoolVar(&o.Owners, "owners", true, "find the processes holding each socket (scans every /proc/PID/fd; --owners=false skips the per-process table)")
+	f.BoolVar(&o.NAT, "nat", false, "show the source-NAT (masquerade/snat) port budget per NAT address and destination, from nftables and conntrack")
 	f.BoolVar(&o.Options, "options", false, "read each socket's live options: ports of sockets with IP_BIND_ADDRESS_NO_PORT count as connect-picked (slower)")
 	return cmd
 }
@@ -76,6 +78,9 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	}
 	if o.Top < 1 {
 		return usageError("--top %d: want at least 1", o.Top)
+	}
+	if o.NAT {
+		return runPortsNAT(ctx, o, s)
 	}
 	if !(o.HogShare > 0 && o.HogShare <= 100) { // NaN fails both
 		return usageError("--hog-share %g: want a percentage above 0 and at most 100", o.HogShare)

@@ -1,0 +1,239 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tuple-net/tuple/dial"
+	"github.com/tuple-net/tuple/handover"
+	"github.com/tuple-net/tuple/reuseport"
+)
+
+// listenGroupOptions are listen's flags for reuseport groups and restarts
+// without a lost connection.
+type listenGroupOptions struct {
+	steer    string
+	members  int
+	migrate  bool
+	handover string
+}
+
+func addListenGroupFlags(f *pflag.FlagSet, o *listenGroupOptions) {
+	f.StringVar(&o.steer, "steer", "", "with --reuseport -k: open a group of --members listeners steered by `MODE`: hash (the kernel's), cpu (member i serves CPU i), map (an eBPF program over a socket array)")
+	f.IntVar(&o.members, "members", 0, "listeners in the --steer group (default: one per CPU)")
+	f.BoolVar(&o.migrate, "migrate", false, "with --reuseport -k: a closing member's queued connections move to a live member (a SELECT_OR_MIGRATE program; needs root)")
+	f.StringVar(&o.handover, "handover", "", "with -k: take over the listening sockets of the tuple listen serving hand-over at Unix socket `PATH`, and offer ours there to the next one")
+}
+
+// groupPlan is the checked form of listenGroupOptions.
+type groupPlan struct {
+	steer    reuseport.Steering
+	members  int
+	migrate  bool
+	handover string
+}
+
+// checkGroup validates the group flags against the others; every error is
+// bad input. It returns nil when no group flag is set.
+func (o *listenOptions) checkGroup() (*groupPlan, error) {
+	g := &o.group
+	if g.steer == "" && g.members == 0 && !g.migrate && g.handover == "" {
+		return nil, nil
+	}
+	switch {
+	case o.udp:
+		return nil, fmt.Errorf("--steer, --members, --migrate and --handover work with TCP only")
+	case !o.keep:
+		return nil, fmt.Errorf("--steer, --members, --migrate and --handover need -k: they serve many connections")
+	case (g.steer != "" || g.members != 0 || g.migrate) && !o.reusePort:
+		return nil, fmt.Errorf("--steer, --members and --migrate need --reuseport: they act on a SO_REUSEPORT group")
+	case g.members < 0 || g.members > 1024:
+		return nil, fmt.Errorf("--members %d: want 1-1024", g.members)
+	}
+	p := &groupPlan{members: g.members, migrate: g.migrate, handover: g.handover}
+	if g.steer != "" {
+		s, err := reuseport.ParseSteering(g.steer)
+		if err != nil {
+			return nil, fmt.Errorf("--steer: %v", err)
+		}
+		p.steer = s
+		if p.members == 0 {
+			p.members = runtime.NumCPU()
+		}
+	}
+	if p.members == 0 {
+		p.members = 1
+	}
+	if p.migrate && p.steer == reuseport.SteerCPU {
+		return nil, fmt.Errorf("--migrate with --steer cpu: the cpu program is classic BPF, which cannot migrate; set net.ipv4.tcp_migrate_req=1 instead")
+	}
+	return p, nil
+}
+
+// serveGroup serves -k with the group flags: it takes over the listeners of
+// the process at --handover or opens a (steered) group, accepts on every
+// member, and offers them at --handover until a successor takes them.
+func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
+	g := p.group
+	// A server: SIGINT and SIGTERM stop accepting and let the open
+	// connections finish.
+	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	errOut := &lockedWriter{w: s.Err}
+	var lns []net.Listener
+	var taken *handover.Takeover
+	if g.handover != "" {
+		t, err := handover.Take(ctx, g.handover)
+		switch {
+		case err == nil:
+			taken, lns = t, t.Listeners
+		case !errors.Is(err, handover.ErrNoOffer):
+			return fmt.Errorf("--handover %s: %s", g.handover, describeErr(err))
+		}
+	}
+	if lns == nil {
+		var sup *reuseport.Supervisor
+		var err error
+		lns, sup, err = p.openGroup(ctx, s.Err)
+		if err != nil {
+			return err
+		}
+		if sup != nil {
+			defer sup.Close() // the program stays with the group
+		}
+	}
+	if p.opts.verbose || p.local.Port() == 0 {
+		how := "opened"
+		if taken != nil {
+			how = "taken over from " + g.handover
+		}
+		fmt.Fprintf(errOut, "listening on %s (%s), %d listener(s) %s\n", formatAddrPort(addrPortOf(lns[0].Addr())), p.proto, len(lns), how)
+	}
+
+	out := &lockedWriter{w: s.Out}
+	var conns, loops sync.WaitGroup
+	defer conns.Wait()
+	closeAll := sync.OnceFunc(func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	})
+	defer closeAll()
+	stop := context.AfterFunc(ctx, closeAll)
+	defer stop()
+	for i, l := range lns {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			p.acceptMember(ctx, l, i, len(lns), &conns, out, errOut)
+		}()
+	}
+	if taken != nil {
+		if err := taken.Ready(ctx); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
+		}
+	}
+	if g.handover != "" {
+		offer, err := handover.Listen(g.handover)
+		if err != nil {
+			closeAll()
+			loops.Wait()
+			return fmt.Errorf("--handover: %s", describeErr(err))
+		}
+		go func() {
+			err := offer.Serve(ctx, lns, closeAll)
+			switch {
+			case err == nil:
+				if p.opts.verbose {
+					fmt.Fprintf(errOut, "handed %d listener(s) over at %s; finishing open connections\n", len(lns), g.handover)
+				}
+			case ctx.Err() == nil:
+				fmt.Fprintf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
+			}
+		}()
+		defer offer.Close()
+	}
+	loops.Wait()
+	return nil
+}
+
+// openGroup opens the listeners: one with p's socket options, or a
+// reuseport group with its steering.
+func (p *listenPlan) openGroup(ctx context.Context, errOut io.Writer) ([]net.Listener, *reuseport.Supervisor, error) {
+	g := p.group
+	if !p.sockopt.ReusePort || (g.members == 1 && g.steer == reuseport.SteerHash && !g.migrate) {
+		lc := net.ListenConfig{Control: p.sockopt.Control}
+		ln, err := lc.Listen(ctx, p.network, p.addr)
+		if err != nil {
+			return nil, nil, reportNetFailure(errOut, p.failure(err))
+		}
+		return []net.Listener{ln}, nil, nil
+	}
+	var opts []dial.GroupOption
+	var sup *reuseport.Supervisor
+	switch {
+	case g.steer == reuseport.SteerCPU:
+		opts = append(opts, dial.SteerCPU())
+	case g.steer == reuseport.SteerMap:
+		var err error
+		sup, err = reuseport.NewSupervisor(g.members, reuseport.SupervisorOptions{Migrate: g.migrate})
+		if err != nil {
+			return nil, nil, fmt.Errorf("--steer map: %s", describeErr(err))
+		}
+		opts = append(opts, dial.SteerMap(sup))
+	case g.migrate:
+		opts = append(opts, dial.Migrate())
+	}
+	lns, err := dial.ListenGroup(ctx, p.network, p.addr, g.members, opts...)
+	if err != nil {
+		if sup != nil {
+			sup.Close()
+		}
+		return nil, nil, reportNetFailure(errOut, p.failure(err))
+	}
+	return lns, sup, nil
+}
+
+// acceptMember accepts on one member until it is closed, serving each
+// connection in its own goroutine (counted in conns).
+func (p *listenPlan) acceptMember(ctx context.Context, ln net.Listener, idx, n int, conns *sync.WaitGroup, out, errOut io.Writer) {
+	lim := p.connLimit(errOut) // --max-conns counts the whole group
+	for {
+		if !lim.acquire(ctx) {
+			return
+		}
+		conn, err := ln.Accept()
+		if err != nil {
+			lim.release()
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			fmt.Fprintf(errOut, "tuple: accept: %s\n", describeErr(err))
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if p.opts.verbose && n > 1 {
+			fmt.Fprintf(errOut, "member %d of %d took %s <- %s\n", idx, n,
+				formatAddrPort(addrPortOf(conn.LocalAddr())), formatAddrPort(addrPortOf(conn.RemoteAddr())))
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			defer lim.release()
+			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
+				fmt.Fprintf(errOut, "tuple: %v\n", err)
+			}
+		}()
+	}
+}

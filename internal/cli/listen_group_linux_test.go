@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+// TestListenHandover restarts `tuple listen -k --handover PATH` five times
+// while clients connect without pause: each new process takes the listening
+// socket over, the old one exits 0 once the new one accepts, and every
+// client's line reaches one of them: nothing refused, reset or lost.
+func TestListenHandover(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	path := filepath.Join(t.TempDir(), "handover.sock")
+	args := []string{"listen", "-k", "-v", "--handover", path, "10.0.0.1", "7070"}
+	gens := []*proc{startIn(t, ns, false, "tuple", args...).run(nil)}
+	gens[0].waitStderr("listening on 10.0.0.1:7070 (tcp), 1 listener(s) opened")
+
+	stop := make(chan struct{})
+	var (
+		mu       sync.Mutex
+		sent     []string
+		failures []string
+		wg       sync.WaitGroup
+	)
+	for c := 0; c < 3; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := ns.Do(func() error {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return nil
+					default:
+					}
+					line := fmt.Sprintf("client %d line %d", c, i)
+					err := func() error {
+						conn, err := net.DialTimeout("tcp4", "10.0.0.1:7070", 3*time.Second)
+						if err != nil {
+							return err
+						}
+						defer conn.Close()
+						conn.SetDeadline(time.Now().Add(3 * time.Second))
+						if _, err := conn.Write([]byte(line + "\n")); err != nil {
+							return err
+						}
+						conn.(*net.TCPConn).CloseWrite()
+						// The server closes once it has read our EOF;
+						// a reset shows here.
+						_, err = io.Copy(io.Discard, conn)
+						return err
+					}()
+					mu.Lock()
+					if err != nil {
+						failures = append(failures, line+": "+err.Error())
+					} else {
+						sent = append(sent, line)
+					}
+					mu.Unlock()
+					time.Sleep(2 * time.Millisecond)
+				}
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for g := 1; g <= 5; g++ {
+		time.Sleep(150 * time.Millisecond)
+		next := startIn(t, ns, false, "tuple", args...).run(nil)
+		next.waitStderr("1 listener(s) taken over from " + path)
+		t0 := time.Now()
+		if code := gens[g-1].wait(10 * time.Second); code != 0 {
+			t.Fatalf("generation %d exited %d after the hand-over: %s", g-1, code, gens[g-1].stderr.String())
+		}
+		t.Logf("generation %d exited %v after the hand-over", g-1, time.Since(t0))
+		gens = append(gens, next)
+	}
+	time.Sleep(150 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	last := gens[len(gens)-1]
+	last.cmd.Process.Signal(syscall.SIGINT)
+	if code := last.wait(10 * time.Second); code != 0 {
+		t.Errorf("last generation exited %d on SIGINT: %s", code, last.stderr.String())
+	}
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d connections failed across 5 hand-overs, first: %s", len(failures), len(failures)+len(sent), failures[0])
+	}
+	got := map[string]int{}
+	for i, p := range gens {
+		n := 0
+		for _, l := range strings.Split(p.stdout.String(), "\n") {
+			if l != "" {
+				got[l]++
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("generation %d served no connection", i)
+		}
+	}
+	for _, l := range sent {
+		if got[l] != 1 {
+			t.Errorf("%q reached %d servers, want 1", l, got[l])
+		}
+	}
+	t.Logf("%d connections over 6 generations, none failed or lost", len(sent))
+}
+
+// TestListenGroupFlagsBadInput: group flags without what they need are bad
+// input (exit 2) naming the flag.
+func TestListenGroupFlagsBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"listen", "-k", "--steer", "cpu", "8080"}, "need --reuseport"},
+		{[]string{"listen", "--reuseport", "--steer", "cpu", "8080"}, "need -k"},
+		{[]string{"listen", "-k", "--reuseport", "--steer", "rr", "8080"}, `steering "rr": want hash, cpu or map`},
+		{[]string{"listen", "-k", "--reuseport", "--steer", "cpu", "--migrate", "8080"}, "tcp_migrate_req"},
+		{[]string{"listen", "-u", "--handover", "/tmp/x", "8080"}, "TCP only"},
+	} {
+		var out, errb strings.Builder
+		code := Main(tc.args, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+		if code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("tuple %s: exit %d, stderr %q; want 2 and %q", strings.Join(tc.args, " "), code, errb.String(), tc.want)
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package rules
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func isolated(h *Host)   { h.AllListeners, h.Isolated = true, true }
+func devLo(s *Socket)    { s.Dev = LoopbackIndex }
+func fromConn(s *Socket) { s.PortFromConnect = true }
+
+// conn is a connected TCP socket local -> remote.
+func conn(fam Family, local, remote string) Socket {
+	return Socket{Proto: TCP, Family: fam, Local: ap(local), Remote: ap(remote), State: Connected}
+}
+
+// tw is a TIME_WAIT entry local -> remote, aged past any reuse delay.
+func tw(local, remote string, f ...func(*Socket)) Socket {
+	s := Socket{Proto: TCP, Family: IPv4, Local: ap(local), Remote: ap(remote), State: TimeWait, TWAge: time.Hour}
+	for _, g := range f {
+		g(&s)
+	}
+	return s
+}
+
+func listener(fam Family, local string) Socket { return tcp(fam, local, Listen) }
+
+func TestConnectPeerClasses(t *testing.T) {
+	lis := listener(IPv4, "127.0.0.1:5000")
+	lis6 := listener(IPv6, "[::1]:5002")
+	bound10 := with(tcp(IPv4, "10.9.0.1:40000", Bound), func(s *Socket) {})
+	runCases(t, []ruleCase{
+		// Wildcard destinations are this host.
+		{name: "0.0.0.0 reaches 127.0.0.1", host: isolated, have: []Socket{lis}, s: newTCP(IPv4), op: connect("0.0.0.0:5000"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "0.0.0.0 without a listener", host: isolated, have: []Socket{lis}, s: newTCP(IPv4), op: connect("0.0.0.0:5001"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: "0.0.0.0 from a bound socket reaches its own address", host: isolated, have: []Socket{lis}, s: bound10, op: connect("0.0.0.0:5000"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: ":: reaches ::1, not 127.0.0.1", host: isolated, have: []Socket{lis}, s: newTCP(IPv6), op: connect("[::]:5000"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: ":: reaches a ::1 listener", host: isolated, have: []Socket{lis6}, s: newTCP(IPv6), op: connect("[::]:5002"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		// Self-connect: simultaneous open needs no listener.
+		{name: "connect to own address and port", host: isolated, s: tcp(IPv4, "127.0.0.1:5000", Bound), op: connect("127.0.0.1:5000"),
+			want: verdict{Err: "ok", Rule: "self-connect"}},
+		{name: "connect to own address, other port", host: isolated, s: tcp(IPv4, "127.0.0.1:5000", Bound), op: connect("127.0.0.1:5001"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: "self-connect of the only port a search can pick", host: func(h *Host) { isolated(h); h.EphemeralRange = PortRange{5000, 5000} },
+			s: newTCP(IPv4), op: connect("127.0.0.1:5000"), want: verdict{Err: "ok", Rule: "self-connect"}},
+		// Link-local peers need a scope or a device.
+		{name: "link-local TCP without scope", s: newTCP(IPv6), op: connect("[fe80::1]:80"),
+			want: verdict{Err: "EINVAL", Rule: "linklocal-scope"}},
+		{name: "link-local UDP without scope", s: newUDP(IPv6), op: connect("[fe80::1]:80"),
+			want: verdict{Err: "EINVAL", Rule: "linklocal-scope"}},
+		{name: "link-local TCP on a device-bound socket", s: with(newTCP(IPv6), devLo), op: connect("[fe80::1]:80"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "link-local with a zone", s: newTCP(IPv6), op: Op{Kind: OpConnect, Addr: netip.AddrPortFrom(netip.MustParseAddr("fe80::1%lo"), 80)},
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "link-local multicast UDP", s: newUDP(IPv6), op: connect("[ff02::1]:80"),
+			want: verdict{Err: "EINVAL", Rule: "linklocal-scope"}},
+		{name: "multicast TCP6", s: newTCP(IPv6), op: connect("[ff02::1]:80"),
+			want: verdict{Err: "ENETUNREACH", Rule: "connect-multicast"}},
+		{name: "multicast TCP4", s: newTCP(IPv4), op: connect("224.0.0.1:80"),
+			want: verdict{Err: "ENETUNREACH", Rule: "connect-multicast"}},
+		{name: "broadcast TCP4", s: newTCP(IPv4), op: connect("255.255.255.255:80"),
+			want: verdict{Err: "ENETUNREACH", Rule: "connect-multicast"}},
+		// Routes and source addresses of an isolated namespace.
+		{name: "UDP multicast without a route", host: isolated, s: newUDP(IPv4), op: connect("224.0.0.1:80"),
+			want: verdict{Err: "ENETUNREACH", Rule: "no-route"}},
+		{name: "UDP multicast on a host with routes", s: newUDP(IPv4), op: connect("224.0.0.1:80"),
+			want: verdict{Err: "ok", Rule: "udp-connect"}},
+		{name: "no IPv6 address: no source", host: func(h *Host) { isolated(h); h.Local = h.Local[:1] }, s: newTCP(IPv6), op: connect("[::1]:80"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "no-source"}},
+		{name: "no IPv6 address: UDP", host: func(h *Host) { isolated(h); h.Local = h.Local[:1] }, s: newUDP(IPv6), op: connect("[::1]:80"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "no-source"}},
+		{name: "no IPv6 address: v4-mapped goes over IPv4", host: func(h *Host) { isolated(h); h.Local = h.Local[:1] }, s: newTCP(IPv6), op: connect("[::ffff:127.0.0.1]:80"),
+			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+		{name: "partial host: missing IPv6 is not a verdict", host: func(h *Host) { h.Local = h.Local[:1] }, s: newTCP(IPv6), op: connect("[::1]:80"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		// A reset socket still counts as connected.
+		{name: "reset socket connects", s: with(newTCP(IPv4), func(s *Socket) { s.Reset = true }), op: connect("127.0.0.1:80"),
+			want: verdict{Err: "EISCONN", Rule: "connect-reset"}},
+		{name: "reset socket listens", s: with(newTCP(IPv4), func(s *Socket) { s.Reset = true }), op: listenOp,
+			want: verdict{Err: "EINVAL", Rule: "listen-reset"}},
+	})
+}
+
+func TestTimeWaitDevice(t *testing.T) {
+	noTS := func(h *Host) { h.TCPTWReuse = 0 }
+	twLo := tw("10.9.0.1:40000", "10.9.0.1:80", devLo)
+	bound := with(tcp(IPv4, "10.9.0.1:40000", Bound), ra)
+	runCases(t, []ruleCase{
+		{name: "device-bound TIME_WAIT does not match an unbound socket", host: noTS, have: []Socket{twLo}, s: bound, op: connect("10.9.0.1:80"),
+			want: verdict{Err: "ok", Rule: "four-tuple-unique"}},
+		{name: "device-bound TIME_WAIT matches a socket on the same device", host: noTS, have: []Socket{twLo}, s: with(bound, devLo), op: connect("10.9.0.1:80"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "four-tuple", Blockers: []int{0}}},
+		{name: "unbound TIME_WAIT matches a device-bound socket", host: noTS, have: []Socket{tw("10.9.0.1:40000", "10.9.0.1:80")}, s: with(bound, devLo), op: connect("10.9.0.1:80"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "four-tuple", Blockers: []int{0}}},
+		{name: "tcp_tw_reuse=2 reuses a TIME_WAIT bound to lo", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000}; h.TCPTWReuse = 2 },
+			have: []Socket{with(twLo, func(s *Socket) { s.TWTimestamps = true; s.PortFromConnect = true })}, s: with(newTCP(IPv4), devLo), op: connect("10.9.0.1:80"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "tcp_tw_reuse=2 does not reuse one on 10.9.0.1 bound to no device", host: func(h *Host) { h.EphemeralRange = PortRange{40000, 40000}; h.TCPTWReuse = 2 },
+			have: []Socket{tw("10.9.0.1:40000", "10.9.0.1:80", func(s *Socket) { s.TWTimestamps = true; s.PortFromConnect = true })}, s: newTCP(IPv4), op: connect("10.9.0.1:80"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "connect-exhausted", Blockers: []int{0}}},
+	})
+}
+
+func TestUDPDualStackPlaceholder(t *testing.T) {
+	// A dual-stack UDP socket bound to [::]:5000 that connected to ::1.
+	a := Socket{Proto: UDP, Family: IPv6, Local: ap("[::1]:5000"), Remote: ap("[::1]:9"), State: Connected}
+	runCases(t, []ruleCase{
+		{name: "127.0.0.1 is free", have: []Socket{a}, s: newUDP(IPv4), op: bind("127.0.0.1:5000"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "127.0.0.6 meets the placeholder", have: []Socket{a}, s: newUDP(IPv4), op: bind("127.0.0.6:5000"),
+			want: verdict{Err: "EADDRINUSE", Rule: "udp-conflict", Blockers: []int{0}}},
+		{name: "0.0.0.0 meets it", have: []Socket{a}, s: newUDP(IPv4), op: bind("0.0.0.0:5000"),
+			want: verdict{Err: "EADDRINUSE", Rule: "udp-conflict", Blockers: []int{0}}},
+		{name: "v6only owner has no IPv4 side", have: []Socket{with(a, v6o)}, s: newUDP(IPv4), op: bind("127.0.0.6:5000"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "AF_INET6 ::ffff:127.0.0.6 compares IPv6 addresses", have: []Socket{a}, s: newUDP(IPv6), op: bind("[::ffff:127.0.0.6]:5000"),
+			want: verdict{Err: "ok", Rule: "free"}},
+	})
+}
+
+func TestCloseListener(t *testing.T) {
+	l := with(listener(IPv4, "127.0.0.1:5000"), func(s *Socket) { s.ID = "L" })
+	childOf := func(client string, q string) Socket {
+		c := conn(IPv4, "127.0.0.1:5000", client)
+		c.AcceptQueue = q
+		return c
+	}
+	w := World{Host: testHost(), Sockets: []Socket{
+		with(conn(IPv4, "127.0.0.1:40000", "127.0.0.1:5000"), fromConn), // 0: client, connect()-picked port
+		childOf("127.0.0.1:40000", "L"),                                 // 1: its unaccepted child
+		conn(IPv4, "127.0.0.1:6000", "127.0.0.1:5000"),                  // 2: client, bind()-named port
+		childOf("127.0.0.1:6000", "L"),                                  // 3
+		conn(IPv4, "127.0.0.1:7000", "127.0.0.1:5000"),                  // 4: client of an accepted child
+		childOf("127.0.0.1:7000", ""),                                   // 5: accepted
+	}}
+	m := NewModel(w)
+	out := m.CloseListener(l)
+	if len(out.Dropped) != 2 || out.Dropped[0] != 1 || out.Dropped[1] != 3 {
+		t.Errorf("dropped %v, want [1 3] (the unaccepted children)", out.Dropped)
+	}
+	if len(out.Reset) != 2 || out.Reset[0] != 0 || out.Reset[1] != 2 {
+		t.Fatalf("reset %v, want [0 2]", out.Reset)
+	}
+	if a := out.After[0]; a.State != Unbound || a.Local.IsValid() || !a.Reset {
+		t.Errorf("connect()-port client after reset: %+v, want unbound (port given back), reset", a)
+	}
+	if a := out.After[1]; a.State != Bound || a.Local.Port() != 6000 || !a.Reset {
+		t.Errorf("bind()-port client after reset: %+v, want bound to 6000, reset", a)
+	}
+	// The world after the close: the port is free to bind, 6000 is not.
+	after := []Socket{out.After[0], out.After[1], w.Sockets[4], w.Sockets[5]}
+	if o := Predict(World{Host: testHost(), Sockets: after[:2]}, newTCP(IPv4), bind("127.0.0.1:5000")); !o.OK() {
+		t.Errorf("bind of the closed listener's port: %s (%s), want ok", o.ErrName(), o.Why)
+	}
+	if o := Predict(World{Host: testHost(), Sockets: after}, newTCP(IPv4), bind("127.0.0.1:5000")); o.OK() {
+		t.Error("bind of the port an accepted child holds: ok, want EADDRINUSE")
+	}
+	if o := Predict(World{Host: testHost(), Sockets: after}, newTCP(IPv4), bind("127.0.0.1:6000")); o.OK() {
+		t.Error("bind of the reset client's bind()-named port: ok, want EADDRINUSE")
+	}
+	if o := m.CloseListener(with(l, func(s *Socket) { s.ID = "other" })); len(o.Dropped) != 0 {
+		t.Errorf("another listener's close dropped %v", o.Dropped)
+	}
+}

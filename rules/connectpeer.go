@@ -1,0 +1,117 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"syscall"
+)
+
+// connectPeer applies what connect() does to its destination before any
+// port rule: the wildcard means this host, a link-local IPv6 peer needs an
+// interface, a TCP socket cannot reach multicast, and an IPv6 peer needs a
+// source address of that family. It rewrites e.op.Addr to the peer the
+// kernel really uses and returns false when the connect() already failed.
+func (e *eval) connectPeer() bool {
+	peer := e.op.Addr.Addr()
+	if peer.Unmap().IsUnspecified() {
+		e.op.Addr = netip.AddrPortFrom(e.wildcardPeer(peer), e.op.Addr.Port())
+		peer = e.op.Addr.Addr()
+	}
+	if u := peer.Unmap(); u.Is4() {
+		// tcp_v4_connect refuses a route to multicast or broadcast.
+		if e.s.Proto == TCP && (u.IsMulticast() || u == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+			e.fail(syscall.ENETUNREACH, "connect-multicast", "a TCP socket cannot connect to the multicast or broadcast address "+u.String())
+			return false
+		}
+		return e.routed(u)
+	}
+	// tcp_v6_connect: multicast first, then the link-local scope;
+	// __ip6_datagram_connect checks only the scope.
+	if e.s.Proto == TCP && peer.IsMulticast() {
+		e.fail(syscall.ENETUNREACH, "connect-multicast", "a TCP socket cannot connect to the multicast address "+peer.String())
+		return false
+	}
+	if (peer.IsLinkLocalUnicast() || peer.IsLinkLocalMulticast() || peer.IsInterfaceLocalMulticast()) && peer.Zone() == "" && e.s.Dev == 0 {
+		e.fail(syscall.EINVAL, "linklocal-scope", "connect() to the link-local address "+peer.String()+" needs a scope (fe80::1%eth0) or a socket bound to a device (SO_BINDTODEVICE)")
+		return false
+	}
+	if e.m.host.Isolated && !e.m.host.hasFamily(IPv6) && !e.boundSpecific() {
+		// ip6_dst_lookup_tail picks a source before it looks at the route:
+		// with no IPv6 address on the host, ipv6_dev_get_saddr finds none.
+		e.fail(syscall.EADDRNOTAVAIL, "no-source", "this host has no IPv6 address (IPv6 disabled?), so connect() to "+peer.String()+" finds no source address")
+		return false
+	}
+	return e.routed(peer)
+}
+
+// routed fails the connect() with ENETUNREACH when an isolated namespace
+// has no route to peer (only its own addresses are routed).
+func (e *eval) routed(peer netip.Addr) bool {
+	if !e.m.host.Isolated {
+		return true
+	}
+	peer = peer.WithZone("")
+	for _, p := range e.m.host.Local {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	e.fail(syscall.ENETUNREACH, "no-route", "this namespace has no route to "+peer.String()+": only its own addresses are reachable")
+	return false
+}
+
+// wildcardPeer is the destination a connect() to 0.0.0.0, :: or
+// ::ffff:0.0.0.0 reaches. tcp_v6_connect and __ip6_datagram_connect turn
+// :: into ::1, or into ::ffff:127.0.0.1 for a socket bound to a v4-mapped
+// address; an IPv4 destination 0.0.0.0 becomes the socket's bound source
+// address, else 127.0.0.1 (ip_route_output_key_hash_rcu: "!fl4->daddr").
+func (e *eval) wildcardPeer(peer netip.Addr) netip.Addr {
+	loop4 := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	bound := e.s.Local.Addr()
+	hasBound := e.s.State != Unbound && bound.IsValid() && !bound.Unmap().IsUnspecified()
+	if peer.Is6() && !peer.Is4In6() {
+		if hasBound && bound.Is4In6() {
+			return netip.AddrFrom16(loop4.As16())
+		}
+		return netip.IPv6Loopback()
+	}
+	to := loop4
+	if hasBound && bound.Unmap().Is4() {
+		to = bound.Unmap()
+	}
+	if peer.Is4In6() {
+		return netip.AddrFrom16(to.As16())
+	}
+	return to
+}
+
+// boundSpecific reports whether the new socket is bound to a specific
+// (non-wildcard) address.
+func (e *eval) boundSpecific() bool {
+	a := e.s.Local.Addr()
+	return e.s.State != Unbound && a.IsValid() && !a.Unmap().IsUnspecified()
+}
+
+// hasFamily reports whether Local lists an address of family f.
+func (h Host) hasFamily(f Family) bool {
+	for _, p := range h.Local {
+		if p.Addr().Is4() == (f == IPv4) {
+			return true
+		}
+	}
+	return false
+}
+
+// selfConnect reports whether the connection's local end is its own
+// destination: the SYN reaches the socket itself, the kernel's
+// simultaneous open completes it (tcp_rcv_synsent_state_process) and no
+// listener is needed.
+func (e *eval) selfConnect() bool {
+	l := e.out.After.Local
+	return l.Port() != 0 && l.Port() == e.op.Addr.Port() && l.Addr().Unmap().WithZone("") == e.op.Addr.Addr().Unmap().WithZone("")
+}
+
+// selfConnectWhy words a successful self-connect.
+func (e *eval) selfConnectWhy() string {
+	return fmt.Sprintf("the socket connects to its own address and port %s: its SYN reaches itself and the simultaneous open completes without a listener", e.op.Addr)
+}
