@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // recordLen is the size of one record the program writes per socket.
@@ -239,6 +243,11 @@ func Read(proto Proto) ([]Sock, error) {
 		License: "GPL",
 	})
 	if err != nil {
+		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+			// cilium/ebpf's message suggests MEMLOCK for every EPERM;
+			// without root the cause is the privilege.
+			return nil, fmt.Errorf("%w: load iter/%s program: %s: %w", ErrNotSupported, target, unprivilegedCause("/proc"), unix.EPERM)
+		}
 		return nil, fmt.Errorf("%w: load iter/%s program: %v", ErrNotSupported, target, err)
 	}
 	defer prog.Close()
@@ -257,6 +266,24 @@ func Read(proto Proto) ([]Sock, error) {
 		return nil, fmt.Errorf("read iter/%s: %w", target, err)
 	}
 	return parseRecords(b, proto, l)
+}
+
+// unprivilegedCause says why a process that is not root may not load the
+// iterator: kernel.unprivileged_bpf_disabled (read under procRoot) when it
+// forbids every unprivileged bpf() use, else the capabilities a tracing
+// program needs.
+func unprivilegedCause(procRoot string) string {
+	who := fmt.Sprintf("tuple runs as uid %d, not root", os.Geteuid())
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/unprivileged_bpf_disabled"))
+	if err != nil {
+		return who + " (a BPF socket iterator needs CAP_BPF and CAP_PERFMON)"
+	}
+	switch v := strings.TrimSpace(string(b)); v {
+	case "0":
+		return who + " (a BPF socket iterator needs CAP_BPF and CAP_PERFMON; unprivileged BPF is allowed but not for tracing programs)"
+	default:
+		return fmt.Sprintf("unprivileged BPF is disabled (kernel.unprivileged_bpf_disabled=%s) and %s", v, who)
+	}
 }
 
 var errRecord = errors.New("sockfacts: malformed record stream")

@@ -544,3 +544,29 @@ func counter(t *testing.T, text, name string) float64 {
 	t.Fatalf("%s not in the scrape", name)
 	return 0
 }
+
+// Regression: as uid 65534 the BPF note blamed MEMLOCK; the cause is not
+// being root (and unprivileged_bpf_disabled, when set).
+func TestUnprivilegedBPFNote(t *testing.T) {
+	needTuple(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		testenv.Missing(t, "setpriv (util-linux) not installed")
+	}
+	out, _ := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", tupleBin, "why", "bind", "127.0.0.1:22").CombinedOutput()
+	var note string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "kernel socket facts not read") {
+			note = line
+		}
+	}
+	if note == "" {
+		t.Fatalf("no BPF note as uid 65534:\n%s", out)
+	}
+	want := "not root"
+	if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_bpf_disabled"); err == nil && strings.TrimSpace(string(b)) != "0" {
+		want = "kernel.unprivileged_bpf_disabled=" + strings.TrimSpace(string(b))
+	}
+	if !strings.Contains(note, want) || strings.Contains(note, "MEMLOCK") {
+		t.Errorf("note %q: want the cause (%s), not MEMLOCK", note, want)
+	}
+}
