@@ -89,7 +89,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if o.MaxConns < 0 {
 		return usageError("--max-conns %d: want at least 1 (0: from the limits)", o.MaxConns)
 	}
-	if o.IdleTimeout <= 0 {
+	if o.IdleTimeout < 0 {
 		return usageError("--idle-timeout %v: want a positive duration", o.IdleTimeout)
 	}
 	if o.MaxConns == 0 {
