@@ -33,12 +33,13 @@ type listenOptions struct {
 	execSet    bool // -e given: an empty CMD is bad input
 	verbose    bool
 	noShutdown bool
-	shutdown   bool               // -N: nc's flag for what tuple does by default
-	quit       string             // -q SECS
-	numeric    bool               // -n: no name or service lookups
-	port       string             // -p PORT, nc -l's way of giving the port
-	nclisten   bool               // -l: accepted for nc users, listening is the command
-	maxConns   int                // --max-conns; 0: derived from the limits
+	shutdown   bool   // -N: nc's flag for what tuple does by default
+	quit       string // -q SECS
+	numeric    bool   // -n: no name or service lookups
+	port       string // -p PORT, nc -l's way of giving the port
+	nclisten   bool   // -l: accepted for nc users, listening is the command
+	maxConns   int    // --max-conns; 0: derived from the limits
+	broker     string
 	group      listenGroupOptions // listen_group.go
 }
 
@@ -143,6 +144,7 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.BoolVarP(&o.numeric, "numeric", "n", false, "no name or service lookups: ADDR must be an address, PORT a number")
 	f.BoolVarP(&o.shutdown, "shutdown", "N", false, "shut down the socket's write side when stdin ends (the default; accepted for nc users)")
 	f.StringVarP(&o.quit, "quit", "q", "", "without -k, end the session `SECS` after stdin ends, even if the peer has not closed (0: at once)")
+	f.StringVar(&o.broker, "broker", "", "get the socket from the tuple broker at `PATH` (see tuple broker)")
 	addListenGroupFlags(f, &o.group)
 	return cmd
 }
@@ -235,8 +237,14 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	if err := p.sockopt.Check(); err != nil {
 		return nil, err
 	}
+	if o.broker != "" && !p.local.IsValid() {
+		return nil, fmt.Errorf("--broker needs ADDR as a literal IP address, not %q", addr)
+	}
 	if p.group, err = o.checkGroup(); err != nil {
 		return nil, err
+	}
+	if o.broker != "" && p.group != nil {
+		return nil, fmt.Errorf("--broker hands out one socket; --steer, --members, --migrate and --handover open their own")
 	}
 	return p, nil
 }
@@ -248,8 +256,7 @@ var reuseAddrDefault = runtime.GOOS != "windows"
 // serveTCP listens and serves one connection, or all of them with -k, until
 // ctx ends. It returns after every connection it accepted is closed.
 func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
-	lc := net.ListenConfig{Control: p.sockopt.Control}
-	ln, err := lc.Listen(ctx, p.network, p.addr)
+	ln, err := p.listenTCP(ctx)
 	if err != nil {
 		return reportNetFailure(s.Err, p.failure(err))
 	}
@@ -430,8 +437,7 @@ func (p *listenPlan) runCommand(ctx context.Context, conn net.Conn, local, remot
 // serveUDP receives datagrams to stdout and sends stdin to the latest peer
 // until ctx ends.
 func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
-	lc := net.ListenConfig{Control: p.sockopt.Control}
-	pc, err := lc.ListenPacket(ctx, p.network, p.addr)
+	pc, err := p.listenUDP(ctx)
 	if err != nil {
 		return reportNetFailure(s.Err, p.failure(err))
 	}

@@ -86,6 +86,7 @@ why, and is a netcat with full control of source address, port and reuse options
 		newLoadWorkerCmd(s),
 		newLabCmd(s),
 		newLabHelperCmd(),
+		newBrokerCmd(s),
 	)
 	strictCompletion(root)
 	return root
@@ -115,6 +116,9 @@ func Main(args []string, s Streams) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
+		if printNetFailure(s.Err, err, verboseFlag(cmd)) {
+			return ee.code
+		}
 		if !ee.silent {
 			fmt.Fprintf(s.Err, "tuple: %v\n", ee.err)
 		}
@@ -135,6 +139,15 @@ func Main(args []string, s Streams) int {
 	}
 	fmt.Fprintf(s.Err, "tuple: %v (see '%s')\n", err, help)
 	return exitUsage
+}
+
+// verboseFlag reports whether cmd ran with -v/--verbose.
+func verboseFlag(cmd *cobra.Command) bool {
+	if cmd == nil {
+		return false
+	}
+	f := cmd.Flags().Lookup("verbose")
+	return f != nil && f.Changed && f.Value.String() != "false" && f.Value.String() != "0"
 }
 
 // commandName is a command's path without the leading "tuple".
