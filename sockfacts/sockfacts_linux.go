@@ -246,7 +246,7 @@ func Read(proto Proto) ([]Sock, error) {
 		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
 			// cilium/ebpf's message suggests MEMLOCK for every EPERM;
 			// without root the cause is the privilege.
-			return nil, fmt.Errorf("%w: load iter/%s program: %s: %w", ErrNotSupported, target, unprivilegedCause("/proc"), unix.EPERM)
+			return nil, fmt.Errorf("%w: load iter/%s program: %s: %w", ErrNotSupported, target, UnprivilegedCause(), unix.EPERM)
 		}
 		return nil, fmt.Errorf("%w: load iter/%s program: %v", ErrNotSupported, target, err)
 	}
@@ -268,10 +268,11 @@ func Read(proto Proto) ([]Sock, error) {
 	return parseRecords(b, proto, l)
 }
 
-// unprivilegedCause says why a process that is not root may not load the
-// iterator: kernel.unprivileged_bpf_disabled (read under procRoot) when it
-// forbids every unprivileged bpf() use, else the capabilities a tracing
-// program needs.
+// UnprivilegedCause says why a process that is not root may not load the
+// iterator: kernel.unprivileged_bpf_disabled when it forbids every
+// unprivileged bpf() use, else the capabilities a tracing program needs.
+func UnprivilegedCause() string { return unprivilegedCause("/proc") }
+
 func unprivilegedCause(procRoot string) string {
 	who := fmt.Sprintf("tuple runs as uid %d, not root", os.Geteuid())
 	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/unprivileged_bpf_disabled"))

@@ -316,6 +316,9 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 // plan (a --steer group's members too), made at first use.
 func (p *listenPlan) connLimit(errOut io.Writer) *connSlots {
 	p.limOnce.Do(func() {
+		if p.opts.exec != "" {
+			warmThreads(spareThreads)
+		}
 		n, why := p.opts.maxConns, "--max-conns"
 		if n == 0 {
 			n, why = defaultMaxConns(p.opts.exec != "")
@@ -326,6 +329,36 @@ func (p *listenPlan) connLimit(errOut io.Writer) *connSlots {
 		p.lim = &connSlots{slots: make(chan struct{}, n), why: why, errOut: errOut}
 	})
 	return p.lim
+}
+
+// spareThreads is how many idle OS threads a -k -e server starts with.
+// Go's runtime aborts the process when it needs a new thread and the
+// kernel refuses one, which happens once the children fill RLIMIT_NPROC;
+// threads made up front stay idle in the runtime and are used instead. A
+// few suffice: forks are serialised (syscall.ForkLock), children are
+// waited for on pidfds, and output is written one chunk at a time.
+const spareThreads = 8
+
+// warmThreads makes the runtime start n OS threads now: each of n
+// goroutines holds its own thread (LockOSThread) until all hold one, and
+// the threads stay in the runtime's idle list after they let go.
+func warmThreads(n int) {
+	var ready, done sync.WaitGroup
+	release := make(chan struct{})
+	for range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			ready.Done()
+			<-release
+			runtime.UnlockOSThread()
+		}()
+	}
+	ready.Wait()
+	close(release)
+	done.Wait()
 }
 
 // connSlots holds a slot per live connection: when none is free, accept
