@@ -10,6 +10,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -54,7 +55,10 @@ func (h *holder) acceptLoop(ln net.Listener) {
 
 func hold(port, n, churn int) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ln, err := net.Listen("tcp4", addr)
+	// Keepalive off: at 100,000 connections the default 15 s probes
+	// overflow loopback's backlog and the kernel aborts connections in the
+	// middle of a benchmark.
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp4", addr)
 	if err != nil {
 		return err
 	}
@@ -62,7 +66,7 @@ func hold(port, n, churn int) error {
 	go h.acceptLoop(ln)
 	clients := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
-		c, err := net.Dial("tcp4", addr)
+		c, err := (&net.Dialer{KeepAlive: -1}).Dial("tcp4", addr)
 		if err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}
