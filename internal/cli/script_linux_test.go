@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +25,18 @@ func TestScriptSSFilter(t *testing.T) {
 		testenv.Missing(t, "needs ss from iproute2 (.ci/run installs it)")
 	}
 	bin := tupleBinary(t)
-	var closers []func()
+	var (
+		mu      sync.Mutex
+		closers []func()
+	)
+	onClose := func(c func()) {
+		mu.Lock()
+		closers = append(closers, c)
+		mu.Unlock()
+	}
 	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, c := range slices.Backward(closers) {
 			c()
 		}
@@ -36,14 +47,14 @@ func TestScriptSSFilter(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			closers = append(closers, func() { l.Close() })
+			onClose(func() { l.Close() })
 			go func() {
 				for {
 					c, err := l.Accept()
 					if err != nil {
 						return
 					}
-					closers = append(closers, func() { c.Close() })
+					onClose(func() { c.Close() })
 				}
 			}()
 			return l, nil
@@ -51,7 +62,7 @@ func TestScriptSSFilter(t *testing.T) {
 		dial := func(network, addr string) (net.Conn, error) {
 			c, err := net.Dial(network, addr)
 			if err == nil {
-				closers = append(closers, func() { c.Close() })
+				onClose(func() { c.Close() })
 			}
 			return c, err
 		}
@@ -79,7 +90,7 @@ func TestScriptSSFilter(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		closers = append(closers, func() { u.Close() })
+		onClose(func() { u.Close() })
 		if _, err := dial("udp4", "10.0.0.1:53"); err != nil {
 			return err
 		}
