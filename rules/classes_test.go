@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,6 +43,15 @@ func TestConnectPeerClasses(t *testing.T) {
 			want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
 		{name: ":: reaches a ::1 listener", host: isolated, have: []Socket{lis6}, s: newTCP(IPv6), op: connect("[::]:5002"),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: ":: from a socket bound to ::ffff:0.0.0.0 goes over IPv4", host: func(h *Host) { isolated(h); h.Local = h.Local[:1] },
+			s: Socket{Proto: UDP, Family: IPv6, Local: ap("[::ffff:0.0.0.0]:4000"), State: Bound}, op: connect("[::]:9"),
+			want: verdict{Err: "ok", Rule: "udp-connect"}},
+		{name: "unrouted IPv6 peer from a v4-mapped socket: the route fails first", host: isolated,
+			s: tcp(IPv6, "[::ffff:127.0.0.1]:4000", Bound), op: connect("[fd00::9]:80"),
+			want: verdict{Err: "ENETUNREACH", Rule: "no-route"}},
+		{name: "routed IPv6 peer from a v4-mapped socket", host: isolated,
+			s: tcp(IPv6, "[::ffff:127.0.0.1]:4000", Bound), op: connect("[::1]:80"),
+			want: verdict{Err: "EAFNOSUPPORT", Rule: "family"}},
 		// Self-connect: simultaneous open needs no listener.
 		{name: "connect to own address and port", host: isolated, s: tcp(IPv4, "127.0.0.1:5000", Bound), op: connect("127.0.0.1:5000"),
 			want: verdict{Err: "ok", Rule: "self-connect"}},
@@ -85,6 +95,22 @@ func TestConnectPeerClasses(t *testing.T) {
 		{name: "reset socket listens", s: with(newTCP(IPv4), func(s *Socket) { s.Reset = true }), op: listenOp,
 			want: verdict{Err: "EINVAL", Rule: "listen-reset"}},
 	})
+}
+
+// TestSelfConnectChance: a refused connect() whose search may pick the
+// destination port itself says so; one that cannot does not.
+func TestSelfConnectChance(t *testing.T) {
+	h := testHost()
+	h.AllListeners, h.Isolated = true, true
+	h.EphemeralRange = PortRange{5000, 5003}
+	o := Predict(World{Host: h}, newTCP(IPv4), connect("127.0.0.1:5001"))
+	if o.ErrName() != "ECONNREFUSED" || len(o.Assumptions) != 1 || !strings.Contains(o.Assumptions[0], "connects to itself") {
+		t.Errorf("destination port in the range: %s, assumptions %q", o.ErrName(), o.Assumptions)
+	}
+	o = Predict(World{Host: h}, newTCP(IPv4), connect("127.0.0.1:6000"))
+	if o.ErrName() != "ECONNREFUSED" || len(o.Assumptions) != 0 {
+		t.Errorf("destination port outside the range: %s, assumptions %q", o.ErrName(), o.Assumptions)
+	}
 }
 
 func TestTimeWaitDevice(t *testing.T) {

@@ -37,6 +37,7 @@ type lsOptions struct {
 	summary   bool
 	filter    []string // an ss filter expression, as words
 	procRoot  string
+	netns     string // --netns: "" for this namespace
 }
 
 // defaultStates is what `tuple ls` shows without -l, -a or --state: like
@@ -97,6 +98,7 @@ every state unless -l, -a, --state or a state term says otherwise.`
 	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "IPv4 sockets only")
 	f.BoolVarP(&o.ipv6, "ipv6", "6", false, "IPv6 sockets only")
 	f.BoolVarP(&o.summary, "summary", "s", false, "counts per protocol, family and state, like ss -s")
+	addNetnsFlag(f, &o.netns, "list sockets")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	f.MarkHidden("proc")
 	return cmd
@@ -148,6 +150,12 @@ func (o *lsOptions) query() (socktab.Query, error) {
 	if q.States == 0 {
 		q.States = defaultStates
 	}
+	if o.netns != "" {
+		var err error
+		if q.Namespaces, err = resolveNamespaces("ls", o.netns, o.procRoot); err != nil {
+			return q, err
+		}
+	}
 	return q, nil
 }
 
@@ -197,10 +205,10 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	if o.summary {
 		writeSummary(w, socks)
 	} else if o.json {
-		err = writeJSONLines(w, socks)
+		err = writeJSONLinesNS(w, socks, t.Namespaces)
 	} else {
 		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners || q.Options, options: o.options}
-		err = writeTable(w, socks, cols)
+		err = writeTableNS(w, socks, cols, t.Namespaces)
 	}
 	if err != nil {
 		return err
@@ -464,6 +472,7 @@ type jsonSocket struct {
 	TimeLeftMS int64       `json:"time_left_ms"`
 	Options    jsonOptions `json:"options"`
 	Owners     []jsonOwner `json:"owners"`
+	NetNS      *jsonNetNS  `json:"netns,omitempty"` // with --netns
 }
 
 func toJSONSocket(sk *socktab.Socket) jsonSocket {

@@ -88,6 +88,7 @@ why, and is a netcat with full control of source address, port and reuse options
 		newLoadWorkerCmd(s),
 		newLabCmd(s),
 		newLabHelperCmd(),
+		newBrokerCmd(s),
 	)
 	registerCompletions(root)
 	return root
