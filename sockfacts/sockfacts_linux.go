@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"runtime"
 	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // recordLen is the size of one record the program writes per socket.
@@ -62,9 +65,9 @@ var (
 // under a running process.
 func kernelLayout() (*layout, error) {
 	layoutOnce.Do(func() {
-		spec, err := btf.LoadKernelSpec()
+		spec, err := kernelSpec()
 		if err != nil {
-			layoutErr = fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
+			layoutErr = err
 			return
 		}
 		kernLayout, layoutErr = loadLayout(spec)
@@ -116,7 +119,14 @@ func program(l *layout, proto Proto) asm.Instructions {
 	for i := int16(0); i < recordLen; i += 8 {
 		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
 	}
-	insns = append(insns, copyField(l.cookie, recCookie)...)
+	// The cookie through bpf_get_socket_cookie, which assigns one to a
+	// socket that has none yet, the way inet_diag does: records and a dump
+	// read at the same time still meet by cookie.
+	insns = append(insns,
+		asm.Mov.Reg(asm.R1, sk),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, base+recCookie, asm.R0, asm.DWord),
+	)
 	insns = append(insns, copyField(l.family, recFamily)...)
 	insns = append(insns, copyField(l.state, recState)...)
 	insns = append(insns, copyField(field{off: l.reuse.off, size: 1}, recFlags)...)
@@ -228,21 +238,44 @@ func Read(proto Proto) ([]Sock, error) {
 	} else if proto != TCP {
 		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "tuple_sk_" + target,
+	b, err := runIter("tuple_sk_"+target, target, program(l, proto))
+	if err != nil {
+		return nil, err
+	}
+	return parseRecords(b, proto, l)
+}
+
+// kernelBTF holds the kernel's BTF, decoded once per process for every
+// program and layout (decoding it is the dearest part of a load).
+var kernelBTF = btf.NewCache()
+
+func kernelSpec() (*btf.Spec, error) {
+	spec, err := kernelBTF.Kernel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
+	}
+	return spec, nil
+}
+
+// runIter loads insns as a BPF iterator program attached to the kernel's
+// iter/target, runs it once and returns what it wrote. Load and attach
+// failures wrap ErrNotSupported.
+func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{name: {
+		Name:         name,
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
 		AttachTo:     target,
-		Instructions: program(l, proto),
+		Instructions: insns,
 		// bpf_seq_write and the skc_to_* helpers are GPL-only; the
-		// program only copies fields out.
+		// programs only copy fields out.
 		License: "GPL",
-	})
+	}}}, ebpf.CollectionOptions{Cache: kernelBTF})
 	if err != nil {
 		return nil, fmt.Errorf("%w: load iter/%s program: %v", ErrNotSupported, target, err)
 	}
-	defer prog.Close()
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	defer coll.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: coll.Programs[name]})
 	if err != nil {
 		return nil, fmt.Errorf("%w: attach iter/%s: %v", ErrNotSupported, target, err)
 	}
@@ -256,7 +289,7 @@ func Read(proto Proto) ([]Sock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read iter/%s: %w", target, err)
 	}
-	return parseRecords(b, proto, l)
+	return b, nil
 }
 
 var errRecord = errors.New("sockfacts: malformed record stream")
@@ -329,4 +362,35 @@ func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// ReadAsync starts Read in the background and returns a function that waits
+// for its result. The read happens in the calling thread's network
+// namespace (a dedicated thread joins it), so the caller can dump the
+// socket table meanwhile; records carry cookies either way.
+func ReadAsync(proto Proto) (wait func() ([]Sock, error)) {
+	type result struct {
+		socks []Sock
+		err   error
+	}
+	done := make(chan result, 1)
+	ns, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		done <- result{err: fmt.Errorf("%w: %v", ErrNotSupported, os.NewSyscallError("open /proc/thread-self/ns/net", err))}
+		return func() ([]Sock, error) { r := <-done; return r.socks, r.err }
+	}
+	go func() {
+		// The thread is never unlocked: it leaves the namespace it came
+		// from, so it ends with the goroutine.
+		runtime.LockOSThread()
+		err := unix.Setns(ns, unix.CLONE_NEWNET)
+		unix.Close(ns)
+		if err != nil {
+			done <- result{err: fmt.Errorf("%w: %v", ErrNotSupported, os.NewSyscallError("setns", err))}
+			return
+		}
+		socks, err := Read(proto)
+		done <- result{socks, err}
+	}()
+	return func() ([]Sock, error) { r := <-done; return r.socks, r.err }
 }
