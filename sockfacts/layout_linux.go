@@ -58,24 +58,29 @@ func findField(t btf.Type, name string, base btf.Bits) (field, bool) {
 	return field{}, false
 }
 
+// structField is structName.name in spec; size, when not 0, is checked.
+func structField(spec *btf.Spec, structName, name string, size uint32) (field, error) {
+	var s *btf.Struct
+	if err := spec.TypeByName(structName, &s); err != nil {
+		return field{}, fmt.Errorf("%w: kernel BTF has no struct %s: %v", ErrNotSupported, structName, err)
+	}
+	f, ok := findField(s, name, 0)
+	if !ok {
+		return field{}, fmt.Errorf("%w: kernel BTF has no %s.%s", ErrNotSupported, structName, name)
+	}
+	if f.isBitfield {
+		if f.bit+f.nbits > 8 {
+			return field{}, fmt.Errorf("%w: %s.%s spans bytes", ErrNotSupported, structName, name)
+		}
+	} else if size != 0 && f.size != size {
+		return field{}, fmt.Errorf("%w: %s.%s is %d bytes, want %d", ErrNotSupported, structName, name, f.size, size)
+	}
+	return f, nil
+}
+
 func loadLayout(spec *btf.Spec) (*layout, error) {
 	get := func(structName, name string, size uint32) (field, error) {
-		var s *btf.Struct
-		if err := spec.TypeByName(structName, &s); err != nil {
-			return field{}, fmt.Errorf("%w: kernel BTF has no struct %s: %v", ErrNotSupported, structName, err)
-		}
-		f, ok := findField(s, name, 0)
-		if !ok {
-			return field{}, fmt.Errorf("%w: kernel BTF has no %s.%s", ErrNotSupported, structName, name)
-		}
-		if f.isBitfield {
-			if f.bit+f.nbits > 8 {
-				return field{}, fmt.Errorf("%w: %s.%s spans bytes", ErrNotSupported, structName, name)
-			}
-		} else if size != 0 && f.size != size {
-			return field{}, fmt.Errorf("%w: %s.%s is %d bytes, want %d", ErrNotSupported, structName, name, f.size, size)
-		}
-		return f, nil
+		return structField(spec, structName, name, size)
 	}
 	var l layout
 	var err error
