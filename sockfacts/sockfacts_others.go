@@ -11,3 +11,8 @@ import (
 func Read(proto Proto) ([]Sock, error) {
 	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
 }
+
+// ReadGroups needs Linux.
+func ReadGroups(proto Proto) ([]Member, error) {
+	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -158,6 +159,9 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	} else {
 		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners || q.Options, options: o.options}
 		err = writeTable(w, socks, cols)
+		if err == nil && o.options {
+			err = writeGroups(w, reusegroup.Read(socks)) // reusegroups.go
+		}
 	}
 	if err != nil {
 		return err

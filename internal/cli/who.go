@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -85,6 +86,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		}
 	}
 	verdicts := []sharing{shareVerdict(socktab.TCP, socks), shareVerdict(socktab.UDP, socks)}
+	groups := reusegroup.Read(socks) // reusegroups.go renders them
 	w := bufio.NewWriter(s.Out)
 	if o.json {
 		out := struct {
@@ -93,8 +95,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			Source  string       `json:"source"`
 			Sockets []jsonSocket `json:"sockets"`
 			Sharing []sharing    `json:"sharing"`
+			Groups  []jsonGroup  `json:"reuseport_groups"`
 			Notes   []string     `json:"notes,omitempty"`
-		}{Port: o.port, Source: t.Source, Sockets: make([]jsonSocket, 0, len(socks)), Sharing: verdicts, Notes: t.Notes}
+		}{Port: o.port, Source: t.Source, Sockets: make([]jsonSocket, 0, len(socks)), Sharing: verdicts,
+			Groups: toJSONGroups(groups), Notes: t.Notes}
 		if o.addr.IsValid() {
 			out.Addr = o.addr.String()
 		}
@@ -143,6 +147,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		line = append(line, '\n')
 		w.Write(line)
 	}
+	w.Write(appendGroups(nil, groups))
 	for _, v := range verdicts {
 		fmt.Fprintf(w, "%s port %s: %s\n", v.Proto, target, v.Text)
 	}
