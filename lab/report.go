@@ -4,21 +4,41 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
 
-// Marks for a line that is ok and one that is not.
+// Marks for a line that is ok, one that is not, and one whose kernel
+// answer varied between runs.
 const (
-	markOK   = "✓"
-	markFail = "✗"
+	markOK    = "✓"
+	markFail  = "✗"
+	markFlaky = "flaky"
 )
 
 func mark(r Result) string {
-	if r.OK {
+	switch {
+	case r.Flaky:
+		return markFlaky
+	case r.OK:
 		return markOK
 	}
 	return markFail
+}
+
+// seen words the kernel's answers over repeated runs: "EINVAL×1 ok×49".
+func seen(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s×%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
 }
 
 func orDash(s string) string {
@@ -34,6 +54,9 @@ func note(r Result) string {
 	var parts []string
 	if r.Local != "" {
 		parts = append(parts, r.Local)
+	}
+	if r.Flaky {
+		parts = append(parts, fmt.Sprintf("the kernel's answer varied over %d runs: %s", r.Runs, seen(r.KernelSeen)))
 	}
 	if !r.KernelMet() {
 		parts = append(parts, "kernel did not do what the line expects")
@@ -56,6 +79,8 @@ type Summary struct {
 	Scenarios, Lines, OK int
 	KernelUnexpected     int // lines where the kernel did not meet the expectation
 	ModelDisagreed       int // lines where the model disagreed with the kernel
+	Runs                 int // runs of each scenario (Merge); 0 or 1 for one
+	Flaky                int // lines whose kernel answer varied between runs
 }
 
 // Summarize counts the lines of results.
@@ -74,14 +99,22 @@ func Summarize(results []ScenarioResult) Summary {
 			if !r.ModelAgreed() {
 				s.ModelDisagreed++
 			}
+			if r.Flaky {
+				s.Flaky++
+			}
+			s.Runs = max(s.Runs, r.Runs)
 		}
 	}
 	return s
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d scenarios, %d lines: %d ok, %d where the kernel did not meet the expectation, %d where the model disagreed with the kernel",
+	out := fmt.Sprintf("%d scenarios, %d lines: %d ok, %d where the kernel did not meet the expectation, %d where the model disagreed with the kernel",
 		s.Scenarios, s.Lines, s.OK, s.KernelUnexpected, s.ModelDisagreed)
+	if s.Runs > 1 {
+		out += fmt.Sprintf(", %d flaky (the kernel's answer varied over %d runs of each scenario)", s.Flaky, s.Runs)
+	}
+	return out
 }
 
 // WriteTable writes one readable table per scenario.
@@ -115,6 +148,11 @@ type jsonLine struct {
 	OK       bool    `json:"ok"`
 	Local    string  `json:"local,omitempty"`
 	Why      string  `json:"why,omitempty"`
+	// With repeated runs: how many, whether the kernel's answer varied,
+	// and each answer's count.
+	Runs       int            `json:"runs,omitempty"`
+	Flaky      *bool          `json:"flaky,omitempty"`
+	KernelSeen map[string]int `json:"kernel_seen,omitempty"`
 }
 
 func nullable(s string) *string {
@@ -132,6 +170,10 @@ func WriteJSON(w io.Writer, sr ScenarioResult) error {
 		j := jsonLine{File: r.File, Scenario: r.Scenario, Line: r.Line, Socket: r.Socket, Op: r.Op,
 			Expect: nullable(r.Expect), Kernel: r.Kernel, Model: nullable(r.Model), OK: r.OK, Local: r.Local}
 		j.Why = r.Why
+		if r.Runs > 1 {
+			flaky := r.Flaky
+			j.Runs, j.Flaky, j.KernelSeen = r.Runs, &flaky, r.KernelSeen
+		}
 		if err := enc.Encode(j); err != nil {
 			return err
 		}

@@ -22,7 +22,13 @@ type Result struct {
 	Model string
 	Local string // the socket's local address after the operation, when it has one
 	Why   string // the model's reason, when it predicted an error or disagreed
-	OK    bool   // the kernel met Expect (if any) and the model agreed with the kernel
+	OK    bool   // the kernel met Expect (if any), the model agreed with the kernel, and the line is not Flaky
+	// Runs is how many times the line ran (Merge); 0 or 1 for one run.
+	Runs int
+	// KernelSeen counts each kernel answer over the runs, when Runs > 1.
+	KernelSeen map[string]int
+	// Flaky: the kernel's answer varied between runs.
+	Flaky bool
 }
 
 // KernelMet reports whether the kernel's result met the expectation.
@@ -32,7 +38,7 @@ func (r Result) KernelMet() bool { return r.Expect == "" || r.Expect == r.Kernel
 // the line is not one the model predicts).
 func (r Result) ModelAgreed() bool { return r.Model == "" || r.Model == r.Kernel }
 
-func (r *Result) settle() { r.OK = r.KernelMet() && r.ModelAgreed() }
+func (r *Result) settle() { r.OK = r.KernelMet() && r.ModelAgreed() && !r.Flaky }
 
 // ScenarioResult is the outcome of running one scenario.
 type ScenarioResult struct {
@@ -50,4 +56,40 @@ func (s ScenarioResult) OK() bool {
 		}
 	}
 	return true
+}
+
+// Merge folds repeated runs of one scenario into one result: each line
+// shows the first run's answers, counts the kernel's answers over all
+// runs (KernelSeen) and is Flaky when they differ; a line is OK only when
+// it was OK in every run and not Flaky. A run whose lines do not match the
+// first's (it failed part-way) counts as "(missing)", so those lines are
+// Flaky.
+func Merge(runs []ScenarioResult) ScenarioResult {
+	if len(runs) == 0 {
+		return ScenarioResult{}
+	}
+	out := runs[0]
+	out.Results = append([]Result(nil), runs[0].Results...)
+	for i := range out.Results {
+		r := &out.Results[i]
+		r.Runs, r.KernelSeen = len(runs), map[string]int{}
+		allOK := true
+		for _, run := range runs {
+			if i >= len(run.Results) || run.Results[i].Line != r.Line {
+				r.KernelSeen["(missing)"]++
+				allOK = false
+				continue
+			}
+			x := run.Results[i]
+			r.KernelSeen[x.Kernel]++
+			allOK = allOK && x.OK
+		}
+		r.Flaky = len(r.KernelSeen) > 1
+		r.settle()
+		r.OK = r.OK && allOK
+	}
+	for _, run := range runs[1:] {
+		out.Duration += run.Duration
+	}
+	return out
 }

@@ -7,11 +7,18 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tuple-net/tuple/netns"
 )
 
 var aLongTimeAgo = time.Unix(1, 0)
 
 func snapshot(ctx context.Context, q Query) (*Table, error) {
+	if len(q.Namespaces) > 0 {
+		return snapshotNamespaces(ctx, q)
+	}
 	t := &Table{Source: "netlink"}
 	socks, err := dumpNetlink(ctx, q)
 	if err != nil {
@@ -129,4 +136,51 @@ func readProcNet(q Query) ([]Socket, error) {
 		}
 	}
 	return out, nil
+}
+
+// maxNamespaceDumps bounds the namespaces dumped at once: each holds a
+// locked OS thread and a netlink socket for the length of its dump.
+const maxNamespaceDumps = 8
+
+// snapshotNamespaces dumps each of q.Namespaces from a thread inside it,
+// concurrently, then filters and finishes the union once, so one /proc scan
+// finds the owners of every namespace's sockets (socket inodes are unique
+// across namespaces).
+func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
+	t := &Table{Source: "netlink", Namespaces: q.Namespaces}
+	per := make([][]Socket, len(q.Namespaces))
+	errs := make([]error, len(q.Namespaces))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxNamespaceDumps)
+	for i, ns := range q.Namespaces {
+		g.Go(func() error {
+			errs[i] = netns.Do(ns.Path, func() error {
+				socks, err := dumpNetlink(gctx, q)
+				for j := range socks {
+					socks[j].NetNS = ns.Inode
+				}
+				per[i] = socks
+				return err
+			})
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var all []Socket
+	for i, socks := range per {
+		if errs[i] != nil {
+			t.Notes = append(t.Notes, fmt.Sprintf("namespace %s not read: %v", q.Namespaces[i].Label(), errs[i]))
+			continue
+		}
+		all = append(all, socks...)
+	}
+	if len(all) == 0 && len(t.Notes) == len(q.Namespaces) {
+		return nil, fmt.Errorf("no namespace could be read: %s", t.Notes[0])
+	}
+	t.Sockets = filter(all, q)
+	finish(ctx, t, q)
+	return t, nil
 }

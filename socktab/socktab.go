@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/tuple-net/tuple/netns"
 )
 
 // ErrNotSupported is wrapped by Snapshot's error on platforms without
@@ -97,6 +99,9 @@ type Socket struct {
 	TimeLeft time.Duration
 	Options  Options
 	Owners   []Owner // filled when Query.Owners
+	// NetNS is the inode of the socket's network namespace when the table
+	// was read across namespaces (Query.Namespaces), 0 otherwise.
+	NetNS uint64
 }
 
 // Query says which sockets to list and what to add to them. The zero value
@@ -110,6 +115,11 @@ type Query struct {
 	Owners                bool   // find the processes holding each socket
 	Options               bool   // read live options (implies Owners)
 	ProcRoot              string // procfs mount, "/proc" when empty
+	// Namespaces, when set, are read instead of the caller's namespace:
+	// each from a thread inside it, every socket tagged with its
+	// namespace's inode (Socket.NetNS); owners come from one /proc scan for
+	// all of them. A namespace that cannot be read is a note, not an error.
+	Namespaces []netns.Namespace
 }
 
 // Table is one snapshot.
@@ -117,6 +127,8 @@ type Table struct {
 	Sockets []Socket
 	Source  string   // "netlink" or "procfs"
 	Notes   []string // what could not be read and why (partial results)
+	// Namespaces are the namespaces read (Query.Namespaces), for labels.
+	Namespaces []netns.Namespace
 }
 
 // Snapshot lists the sockets q asks for.

@@ -21,6 +21,8 @@ type labOptions struct {
 	markdown bool
 	list     bool
 	print    string
+	repeat   int
+	timeout  time.Duration
 	// helper overrides the helper command (tests); empty means this binary.
 	helper []string
 }
@@ -36,11 +38,16 @@ predicted. Without arguments it runs the whole built-in library; a GROUP runs
 one built-in group (see --list); a FILE runs your own scenarios (format:
 tuple lab --print seed, and docs/lab.md). Needs root.
 
-Exit status: 0 when every line is ok (the kernel met the expectation and the
-model agreed), 1 otherwise, 2 on bad input.`,
+--repeat N runs every scenario N times and marks each line whose kernel
+answer varied between runs as flaky. A run stops after --timeout.
+
+Exit status: 0 when every line is ok (the kernel met the expectation, the
+model agreed, and with --repeat the kernel answered the same every time), 1
+otherwise (or when the run timed out), 2 on bad input.`,
 		Example: `  tuple lab seed
   tuple lab --print seed > mine.lab && tuple lab mine.lab
-  tuple lab --json options | jq 'select(.ok | not)'`,
+  tuple lab --json options | jq 'select(.ok | not)'
+  tuple lab --repeat 50 --timeout 1h    # prove the library is stable`,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			return runLab(cmd.Context(), o, args, s)
 		}),
@@ -50,6 +57,8 @@ model agreed), 1 otherwise, 2 on bad input.`,
 	f.BoolVar(&o.markdown, "markdown", false, "print Markdown tables, for an issue or a forum answer")
 	f.BoolVar(&o.list, "list", false, "list the built-in groups")
 	f.StringVar(&o.print, "print", "", "print the text of built-in group `NAME`")
+	f.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times; a line whose kernel answer varied is flaky")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "stop the whole run after `DURATION`")
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
 	return cmd
 }
@@ -69,6 +78,9 @@ func newLabHelperCmd() *cobra.Command {
 		},
 	}
 }
+
+// errLabTimeout is the cause of a run stopped by --timeout.
+var errLabTimeout = errors.New("lab run timed out")
 
 // labSource is one file or built-in group to run.
 type labSource struct {
@@ -99,6 +111,12 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		_, err := s.Out.Write(text)
 		return err
 	}
+	if o.repeat < 1 || o.repeat > 1000 {
+		return usageError("--repeat %d: want 1-1000", o.repeat)
+	}
+	if o.timeout <= 0 {
+		return usageError("--timeout %v: want a positive duration, e.g. 30m", o.timeout)
+	}
 	sources, err := labSources(args)
 	if err != nil {
 		return err
@@ -116,16 +134,29 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, errLabTimeout)
+	defer cancel()
 	runner := lab.Runner{Helper: o.helper}
 	start := time.Now()
 	var results []lab.ScenarioResult
 	for _, sc := range scenarios {
-		res, err := runner.Run(ctx, sc)
-		if ctx.Err() != nil {
-			return errors.New("lab: interrupted; namespace and helpers removed")
+		runs := make([]lab.ScenarioResult, 0, o.repeat)
+		for range o.repeat {
+			res, err := runner.Run(ctx, sc)
+			if ctx.Err() != nil {
+				if errors.Is(context.Cause(ctx), errLabTimeout) {
+					return fmt.Errorf("lab: the run exceeded --timeout %v after %d scenario(s) (%.0fs); namespace and helpers removed", o.timeout, len(results), time.Since(start).Seconds())
+				}
+				return errors.New("lab: interrupted; namespace and helpers removed")
+			}
+			if err != nil {
+				return fmt.Errorf("lab: [%s]: %w", sc.Name, err)
+			}
+			runs = append(runs, res)
 		}
-		if err != nil {
-			return fmt.Errorf("lab: [%s]: %w", sc.Name, err)
+		res := runs[0]
+		if o.repeat > 1 {
+			res = lab.Merge(runs)
 		}
 		results = append(results, res)
 		switch {

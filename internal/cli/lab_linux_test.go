@@ -181,3 +181,69 @@ func namedAs(ns string) string {
 	}
 	return ""
 }
+
+// TestLabRepeatMarksFlaky runs a scenario whose kernel answer is a coin
+// toss (UDP bind(0) starts at a random port of a two-port range; a second
+// socket then binds the first port) twelve times: the line must come out
+// flaky with both answers counted, and the run must exit 1. A second
+// scenario is stable and must stay ok.
+func TestLabRepeatMarksFlaky(t *testing.T) {
+	exe := tupleBinary(t)
+	file := filepath.Join(t.TempDir(), "coin.lab")
+	os.WriteFile(file, []byte(`[coin]
+sysctl net.ipv4.ip_local_port_range=40000 40001
+A socket udp4
+A bind 127.0.0.1:0
+B socket udp4
+B bind 127.0.0.1:40000
+[steady]
+A socket tcp4
+A bind 127.0.0.1:7000 => ok
+`), 0o644)
+	cmd := exec.Command(exe, "lab", "--json", "--repeat", "12", file)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if code := exitStatus(cmd.Run()); code != 1 {
+		t.Fatalf("exit %d, want 1 (a flaky line)\n%s", code, stderr.String())
+	}
+	byLine := map[float64]map[string]any{}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %q", sc.Text())
+		}
+		if m["scenario"] == "coin" || m["line"] == 9.0 {
+			byLine[m["line"].(float64)] = m
+		}
+	}
+	b := byLine[6]
+	seen, _ := b["kernel_seen"].(map[string]any)
+	if b["flaky"] != true || b["ok"] != false || b["runs"] != 12.0 || seen["ok"] == nil || seen["EADDRINUSE"] == nil {
+		t.Errorf("line 6 (bind of the port A may hold): %v, want flaky with ok and EADDRINUSE seen", b)
+	}
+	if a := byLine[4]; a["flaky"] != false || a["ok"] != true {
+		t.Errorf("line 4 (A's bind(0), always ok): %v, want not flaky", a)
+	}
+	if s := byLine[9]; s["flaky"] != false || s["ok"] != true {
+		t.Errorf("steady scenario: %v", s)
+	}
+	if !strings.Contains(stderr.String(), "1 flaky") {
+		t.Errorf("summary does not count the flaky line: %s", stderr.String())
+	}
+}
+
+// TestLabTimeout stops a run that outlasts --timeout, with no helper left.
+func TestLabTimeout(t *testing.T) {
+	exe := tupleBinary(t)
+	file := filepath.Join(t.TempDir(), "slow.lab")
+	os.WriteFile(file, []byte("[slow]\nA socket tcp4 uid=1000\nsleep 5s\n"), 0o644)
+	start := time.Now()
+	out, err := exec.Command(exe, "lab", "--timeout", "300ms", file).CombinedOutput()
+	if code := exitStatus(err); code != 1 || !strings.Contains(string(out), "exceeded --timeout 300ms") {
+		t.Errorf("exit %d, output %q; want 1 and the timeout named", code, out)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("took %v with --timeout 300ms", d)
+	}
+}

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/tuple-net/tuple/internal/testenv"
-	"golang.org/x/sys/unix"
+	"github.com/tuple-net/tuple/netns"
 )
 
 // NS is a named network namespace that exists for one test.
@@ -99,45 +98,5 @@ func (ns *NS) Sysctl(t testing.TB, key, value string) {
 // creates stay in the namespace for their whole life, whichever thread uses
 // them later.
 func (ns *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is locked and never unlocked if restoring fails, so
-		// the Go runtime retires it rather than reuse it in the wrong
-		// namespace.
-		runtime.LockOSThread()
-		restore, err := enter("/run/netns/" + ns.Name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := restore(); err != nil {
-			errc <- fmt.Errorf("leave netns %s: %w", ns.Name, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-func enter(path string) (restore func() error, err error) {
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, err
-	}
-	target, err := os.Open(path)
-	if err != nil {
-		orig.Close()
-		return nil, err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		orig.Close()
-		return nil, os.NewSyscallError("setns", err)
-	}
-	return func() error {
-		defer orig.Close()
-		return os.NewSyscallError("setns", unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET))
-	}, nil
+	return netns.Do("/run/netns/"+ns.Name, fn)
 }

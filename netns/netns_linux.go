@@ -1,0 +1,217 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// RunDir is where `ip netns` keeps named namespaces.
+const RunDir = "/run/netns"
+
+// List finds every network namespace some process under procRoot is in,
+// and every named one under runDir, deduplicated by inode, in inode order.
+// Processes that vanish or whose namespace cannot be read (no
+// CAP_SYS_PTRACE) are skipped; an unreadable procRoot is an error.
+func List(procRoot, runDir string) ([]Namespace, error) {
+	byInode := map[uint64]*Namespace{}
+	pids, err := listPIDs(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	var hostInode uint64
+	for _, pid := range pids {
+		nsPath := filepath.Join(procRoot, strconv.Itoa(pid), "ns", "net")
+		ino, err := inode(nsPath)
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		if pid == 1 {
+			hostInode = ino
+		}
+		ns := byInode[ino]
+		if ns == nil {
+			ns = &Namespace{Inode: ino, Path: nsPath}
+			byInode[ino] = ns
+		}
+		ns.PIDs = append(ns.PIDs, pid)
+	}
+	if ents, err := os.ReadDir(runDir); err == nil {
+		for _, e := range ents {
+			p := filepath.Join(runDir, e.Name())
+			ino, err := inode(p)
+			if err != nil {
+				continue // a stale mount point
+			}
+			ns := byInode[ino]
+			if ns == nil {
+				ns = &Namespace{Inode: ino}
+				byInode[ino] = ns
+			}
+			if ns.Name == "" {
+				ns.Name, ns.Path = e.Name(), p
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", runDir, err)
+	}
+	out := make([]Namespace, 0, len(byInode))
+	for _, ns := range byInode {
+		ns.Host = ns.Inode == hostInode && hostInode != 0
+		slices.Sort(ns.PIDs)
+		ns.Container = agree(procRoot, ns.PIDs)
+		out = append(out, *ns)
+	}
+	slices.SortFunc(out, func(a, b Namespace) int { return cmpUint(a.Inode, b.Inode) })
+	return out, nil
+}
+
+// Resolve returns the namespaces spec selects.
+func Resolve(spec Spec, procRoot, runDir string) ([]Namespace, error) {
+	if spec.All {
+		return List(procRoot, runDir)
+	}
+	var path string
+	switch {
+	case spec.Name != "":
+		path = filepath.Join(runDir, spec.Name)
+	case spec.PID != 0:
+		path = filepath.Join(procRoot, strconv.Itoa(spec.PID), "ns", "net")
+	default:
+		path = spec.Path
+	}
+	ino, err := inode(path)
+	if err != nil {
+		return nil, err
+	}
+	all, err := List(procRoot, runDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, ns := range all {
+		if ns.Inode == ino {
+			ns.Path = path
+			return []Namespace{ns}, nil
+		}
+	}
+	// A namespace file bind-mounted elsewhere that no process is in.
+	return []Namespace{{Inode: ino, Path: path}}, nil
+}
+
+// inode is the inode of the namespace a path opens; the path must be a
+// network namespace (nsfs).
+func inode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return 0, &fs.PathError{Op: "statfs", Path: path, Err: err}
+	}
+	if sfs.Type != unix.NSFS_MAGIC {
+		return 0, fmt.Errorf("%s is not a namespace file", path)
+	}
+	return st.Ino, nil
+}
+
+func listPIDs(procRoot string) ([]int, error) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", procRoot, err)
+	}
+	var pids []int
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// agree reads each process's cgroup and keeps what they all agree on.
+func agree(procRoot string, pids []int) Container {
+	var out Container
+	conflict := [3]bool{}
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cgroup"))
+		if err != nil {
+			continue
+		}
+		c := ParseCgroup(b)
+		for i, pair := range [][2]*string{{&out.ID, &c.ID}, {&out.Runtime, &c.Runtime}, {&out.PodUID, &c.PodUID}} {
+			have, got := pair[0], *pair[1]
+			switch {
+			case got == "" || conflict[i]:
+			case *have == "":
+				*have = got
+			case *have != got:
+				*have, conflict[i] = "", true
+			}
+		}
+	}
+	return out
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Do runs fn on an OS thread that has entered the namespace at path.
+// Sockets fn opens belong to that namespace for their whole life, whichever
+// thread uses them later. The thread is returned to the runtime only once
+// it is back in its own namespace; if that fails it is retired.
+func Do(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		restore, err := enter(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := restore(); err != nil {
+			errc <- fmt.Errorf("leaving namespace %s: %w", path, err)
+			return // still locked: the runtime ends this thread
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func enter(path string) (restore func() error, err error) {
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	target, err := os.Open(path)
+	if err != nil {
+		orig.Close()
+		return nil, err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		orig.Close()
+		return nil, fmt.Errorf("entering namespace %s: %w", path, os.NewSyscallError("setns", err))
+	}
+	return func() error {
+		defer orig.Close()
+		return os.NewSyscallError("setns", unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET))
+	}, nil
+}

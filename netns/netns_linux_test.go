@@ -1,0 +1,144 @@
+package netns_test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+	. "github.com/tuple-net/tuple/netns"
+)
+
+// inode is the inode of a namespace file (the namespace's identity).
+func inode(path string) (uint64, error) {
+	var st unix.Stat_t
+	err := unix.Stat(path, &st)
+	return st.Ino, err
+}
+
+func threadInode(t *testing.T) uint64 {
+	t.Helper()
+	ino, err := inode("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ino
+}
+
+func TestListFindsNamedAndProcessNamespaces(t *testing.T) {
+	a, b := netnstest.New(t), netnstest.New(t)
+	// A process inside b: its namespace is found through /proc too.
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := b.Command(ctx, "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	// ip netns exec forks the command; wait for sleep to be in b.
+	bIno, err := inode("/run/netns/" + b.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sleepPID int
+	deadline := time.Now().Add(5 * time.Second)
+	for sleepPID == 0 && time.Now().Before(deadline) {
+		if ino, err := inode("/proc/" + itoa(cmd.Process.Pid) + "/ns/net"); err == nil && ino == bIno {
+			sleepPID = cmd.Process.Pid
+		} else {
+			time.Sleep(10 * time.Millisecond) // polling a state with no event to wait on
+		}
+	}
+	if sleepPID == 0 {
+		t.Fatal("the process never entered the namespace")
+	}
+
+	all, err := List("/proc", RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Namespace{}
+	var host Namespace
+	seen := map[uint64]bool{}
+	for _, ns := range all {
+		if seen[ns.Inode] {
+			t.Errorf("inode %d listed twice", ns.Inode)
+		}
+		seen[ns.Inode] = true
+		if ns.Name != "" {
+			byName[ns.Name] = ns
+		}
+		if ns.Host {
+			host = ns
+		}
+	}
+	if _, err := inode("/proc/1/ns/net"); err == nil {
+		if !slices.Contains(host.PIDs, 1) || host.Label() != "host" {
+			t.Errorf("host namespace = %+v, want one holding pid 1 labelled host", host)
+		}
+	} else if host.Inode != 0 {
+		t.Errorf("pid 1's namespace is unreadable (%v), yet %+v is marked host", err, host)
+	}
+	self := threadInode(t)
+	if !seen[self] {
+		t.Errorf("this process's own namespace %d is not listed", self)
+	}
+	if got := byName[a.Name]; got.Inode == 0 || len(got.PIDs) != 0 || got.Path != "/run/netns/"+a.Name || got.Label() != a.Name {
+		t.Errorf("namespace %s = %+v, want it named, with no process", a.Name, got)
+	}
+	if got := byName[b.Name]; got.Inode != bIno || !slices.Contains(got.PIDs, sleepPID) {
+		t.Errorf("namespace %s = %+v, want inode %d holding pid %d", b.Name, got, bIno, sleepPID)
+	}
+
+	// Resolve by name, PID and path all find b.
+	for _, spec := range []Spec{{Name: b.Name}, {PID: sleepPID}, {Path: "/run/netns/" + b.Name}} {
+		got, err := Resolve(spec, "/proc", RunDir)
+		if err != nil || len(got) != 1 || got[0].Inode != bIno {
+			t.Errorf("Resolve(%+v) = %+v, %v; want namespace inode %d", spec, got, err, bIno)
+		}
+	}
+	if _, err := Resolve(Spec{Name: "no-such-namespace-here"}, "/proc", RunDir); err == nil {
+		t.Error("Resolve of a missing name: no error")
+	}
+	if _, err := Resolve(Spec{Path: "/etc/hostname"}, "/proc", RunDir); err == nil {
+		t.Error("Resolve of a file that is no namespace: no error")
+	}
+}
+
+func TestDoEntersAndLeaves(t *testing.T) {
+	ns := netnstest.New(t)
+	want, err := inode("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := threadInode(t)
+	var inside uint64
+	var fd int
+	if err := Do("/run/netns/"+ns.Name, func() error {
+		inside = threadInode(t)
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if inside != want {
+		t.Errorf("inside Do the thread was in namespace %d, want %d", inside, want)
+	}
+	// The socket belongs to the namespace: its loopback address is there
+	// (bind succeeds) while the thread is back home.
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Errorf("bind in the namespace: %v", err)
+	}
+	if after := threadInode(t); after != before {
+		t.Errorf("after Do this thread is in namespace %d, was %d", after, before)
+	}
+	if err := Do("/nonexistent/ns", func() error { return nil }); err == nil {
+		t.Error("Do with a missing namespace: no error")
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
