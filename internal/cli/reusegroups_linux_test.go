@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/internal/netnstest"
@@ -106,4 +109,38 @@ func listenerFD(t *testing.T, l net.Listener) int {
 	var fd int
 	rc.Control(func(f uintptr) { fd = int(f) })
 	return fd
+}
+
+// TestWhoGroupUnknownWithoutRoot: run as uid 65534, who cannot load the
+// iterator (nor read root's descriptors), so the group of four is formed
+// from the table and its indices, id and program are stated as unknown
+// with the reason.
+func TestWhoGroupUnknownWithoutRoot(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t)
+	var group []net.Listener
+	err := ns.Do(func() (err error) {
+		group, err = dial.ListenGroup(context.Background(), "tcp4", "127.0.0.1:0", 4)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, l := range group {
+			l.Close()
+		}
+	}()
+	port := group[0].Addr().(*net.TCPAddr).Port
+	cmd := exec.Command(tupleBin, "who", fmt.Sprint(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	who := start(t, cmd, false).run(ns.Do)
+	if code := who.wait(20 * time.Second); code != 0 {
+		t.Fatalf("who exited %d: %s", code, who.stderr.String())
+	}
+	out := who.stdout.String()
+	header := regexp.MustCompile(fmt.Sprintf(`(?m)^reuseport group tcp 127\.0\.0\.1:%d uid=0: 4 member\(s\); index, id and program unknown: .*not available.*$`, port))
+	if !header.MatchString(out) || strings.Count(out, "  index ?: no process uid=0 accept-queue=0/") != 4 {
+		t.Errorf("who %d as uid 65534:\n%s\nwant the group header with the reason and four members of unknown index", port, out)
+	}
 }
