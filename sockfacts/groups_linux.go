@@ -2,6 +2,7 @@ package sockfacts
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // groupLayout is where the group iterator finds struct sock_reuseport and
@@ -208,6 +210,9 @@ func ReadGroups(proto Proto) ([]Member, error) {
 		Instructions: groupProgram(l, proto),
 		License:      "GPL",
 	})
+	if errors.Is(err, unix.EPERM) {
+		return nil, fmt.Errorf("%w: loading it needs CAP_BPF and CAP_PERFMON (root)", ErrNotSupported)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: load reuseport group iter/%s program: %v", ErrNotSupported, target, err)
 	}
