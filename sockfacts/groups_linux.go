@@ -2,18 +2,13 @@ package sockfacts
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"strconv"
 	"sync"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 )
 
 // groupLayout is where the group iterator finds struct sock_reuseport and
@@ -202,34 +197,9 @@ func ReadGroups(proto Proto) ([]Member, error) {
 	} else if proto != TCP {
 		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "tuple_rg_" + target,
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceIter,
-		AttachTo:     target,
-		Instructions: groupProgram(l, proto),
-		License:      "GPL",
-	})
-	if errors.Is(err, unix.EPERM) {
-		return nil, fmt.Errorf("%w: loading it needs CAP_BPF and CAP_PERFMON (root)", ErrNotSupported)
-	}
+	b, err := runIter("tuple_rg_"+target, target, groupProgram(l, proto))
 	if err != nil {
-		return nil, fmt.Errorf("%w: load reuseport group iter/%s program: %v", ErrNotSupported, target, err)
-	}
-	defer prog.Close()
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
-	if err != nil {
-		return nil, fmt.Errorf("%w: attach iter/%s: %v", ErrNotSupported, target, err)
-	}
-	defer it.Close()
-	rd, err := it.Open()
-	if err != nil {
-		return nil, fmt.Errorf("open iter/%s: %w", target, err)
-	}
-	defer rd.Close()
-	b, err := io.ReadAll(rd)
-	if err != nil {
-		return nil, fmt.Errorf("read iter/%s: %w", target, err)
+		return nil, err
 	}
 	return parseGroupRecords(b, proto)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // recordLen is the size of one record the program writes per socket.
@@ -228,18 +229,31 @@ func Read(proto Proto) ([]Sock, error) {
 	} else if proto != TCP {
 		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
 	}
+	b, err := runIter("tuple_sk_"+target, target, program(l, proto))
+	if err != nil {
+		return nil, err
+	}
+	return parseRecords(b, proto, l)
+}
+
+// runIter loads insns as an iterator program over target ("tcp" or "udp")
+// and returns everything it writes.
+func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "tuple_sk_" + target,
+		Name:         name,
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
 		AttachTo:     target,
-		Instructions: program(l, proto),
-		// bpf_seq_write and the skc_to_* helpers are GPL-only; the
-		// program only copies fields out.
+		Instructions: insns,
+		// bpf_seq_write, bpf_probe_read_kernel and the skc_to_*
+		// helpers are GPL-only; the programs only copy fields out.
 		License: "GPL",
 	})
+	if errors.Is(err, unix.EPERM) {
+		return nil, fmt.Errorf("%w: loading it needs CAP_BPF and CAP_PERFMON (root)", ErrNotSupported)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: load iter/%s program: %v", ErrNotSupported, target, err)
+		return nil, fmt.Errorf("%w: load iter/%s program %s: %v", ErrNotSupported, target, name, err)
 	}
 	defer prog.Close()
 	it, err := link.AttachIter(link.IterOptions{Program: prog})
@@ -256,7 +270,7 @@ func Read(proto Proto) ([]Sock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read iter/%s: %w", target, err)
 	}
-	return parseRecords(b, proto, l)
+	return b, nil
 }
 
 var errRecord = errors.New("sockfacts: malformed record stream")
