@@ -28,6 +28,9 @@ type Entry struct {
 
 	// The kernel's bind bucket of the port (TCP, from sockfacts): whether
 	// connect() may share it.
+	// accepted: a connection accepted from a listener of this table.
+	accepted bool
+
 	bucketKnown, bucketConnectOnly bool
 	bucket                         sockfacts.Bucket
 }
@@ -188,6 +191,8 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	}
 	r.State = st
 	e := Entry{Owners: s.Owners, Inode: s.Inode}
+	parent := listenerOf(s, all)
+	e.accepted = st == rules.Connected && parent != nil
 	if st == rules.TimeWait {
 		e.TimeLeft = s.TimeLeft
 		r.TWAge = max(timeWaitLen-s.TimeLeft, 0)
@@ -203,7 +208,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		case kf.ConnectBindKnown:
 			r.PortFromConnect = kf.ConnectBind
 		default:
-			r.PortFromConnect = portFromConnect(host, s, listenerOf(s, all), &e, &r)
+			r.PortFromConnect = portFromConnect(host, s, parent, &e, &r)
 		}
 		e.Socket = r
 		return e, true
@@ -215,7 +220,6 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		e.assume(&r, rules.FactTimestamps, "peer timestamps assumed on (Linux's default); inet_diag does not show them for TIME_WAIT")
 	}
 
-	parent := listenerOf(s, all)
 	reuse := func(fact rules.Fact, name string, live socktab.Bool, inherited func(*socktab.Socket) socktab.Bool) bool {
 		if live.Known {
 			return live.Value

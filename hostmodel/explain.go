@@ -15,16 +15,21 @@ import (
 // Report is the answer to "would this work, and if not, why and what would":
 // what `tuple why` prints and --json encodes.
 type Report struct {
-	Plan        string        `json:"plan"`    // the syscalls judged, e.g. "bind 127.0.0.1:80, listen"
-	Verdict     string        `json:"verdict"` // "ok" or the errno's name
-	FailedOp    string        `json:"failed_op,omitempty"`
-	Rule        string        `json:"rule,omitempty"`
-	Explanation string        `json:"explanation"`
-	Port        uint16        `json:"port,omitempty"` // the port the kernel would pick, when known
-	Blockers    []BlockerInfo `json:"blockers"`
-	Fixes       []Fix         `json:"fixes"`
-	Assumptions []string      `json:"assumptions"`
-	Notes       []string      `json:"notes,omitempty"`
+	Plan        string `json:"plan"`    // the syscalls judged, e.g. "bind 127.0.0.1:80, listen"
+	Verdict     string `json:"verdict"` // "ok" or the errno's name
+	FailedOp    string `json:"failed_op,omitempty"`
+	Rule        string `json:"rule,omitempty"`
+	Explanation string `json:"explanation"`
+	Port        uint16 `json:"port,omitempty"` // the port the kernel would pick, when known
+	// Uncertain: the verdict rests on facts that could not be read, and
+	// some value of them would change it (Explanation says which).
+	Uncertain bool `json:"uncertain,omitempty"`
+	// Blockers is every blocking socket; Groups folds them for people.
+	Blockers    []BlockerInfo  `json:"blockers"`
+	Groups      []BlockerGroup `json:"groups"`
+	Fixes       []Fix          `json:"fixes"`
+	Assumptions []string       `json:"assumptions"`
+	Notes       []string       `json:"notes,omitempty"`
 
 	outcome rules.Outcome
 }
@@ -63,6 +68,8 @@ type Fix struct {
 	Change string `json:"change"`          // what to do, in plain words
 	Flags  string `json:"flags,omitempty"` // Edit as `tuple why` flags or arguments
 	Edit   Edit   `json:"-"`               // what changes on the new socket, for other spellings
+
+	others bool // the fix also changes existing sockets (their programs)
 }
 
 // Edit is what a fix changes on the new socket, so each command can spell
@@ -127,6 +134,7 @@ func Explain(ctx context.Context, sit *Situation, p Plan) *Report {
 		Rule:        res.Rule,
 		Explanation: res.Why,
 		Blockers:    []BlockerInfo{},
+		Groups:      []BlockerGroup{},
 		Fixes:       []Fix{},
 		Assumptions: slices.Clone(res.Assumptions),
 		Notes:       sit.Notes,
@@ -149,7 +157,19 @@ func Explain(ctx context.Context, sit *Situation, p Plan) *Report {
 	if r.Explanation == "" {
 		r.Explanation = fmt.Sprintf("%s fails with %s", r.FailedOp, r.Verdict)
 	}
+	r.Groups = groupBlockers(sit, res, r)
+	alts := alternatives(sit, p, res)
+	hedge(sit, p, res, r, alts)
 	r.Fixes = Fixes(sit, p, res)
+	if len(alts) > 0 {
+		// A fix found against assumed options may not be needed, or not
+		// enough; say so rather than rest on the assumption.
+		for i := range r.Fixes {
+			if !fixHoldsInAll(sit, p, r.Fixes[i], alts) {
+				r.Fixes[i].Change += " (if the unread options are as assumed)"
+			}
+		}
+	}
 	return r
 }
 
@@ -221,23 +241,48 @@ func (b BlockerInfo) OwnersText() string {
 	return strings.Join(parts, ", ")
 }
 
-// ownersOf names the processes behind the entries at idx for a fix's text.
+// ownersOf names the sockets at idx for a fix's text, grouped by owner so
+// the text stays short however many sockets there are: "4 sockets of pid
+// 42 (tuple)" or, for one socket, its address and owner.
 func ownersOf(sit *Situation, idx []int) string {
-	var names []string
-	for _, i := range idx {
-		e := sit.Entries[i]
+	if len(idx) == 1 {
+		e := sit.Entries[idx[0]]
 		who := "its owner"
 		if len(e.Owners) > 0 {
-			var ps []string
-			for _, o := range e.Owners {
-				p := fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
-				if !slices.Contains(ps, p) {
-					ps = append(ps, p)
-				}
-			}
-			who = strings.Join(ps, ", ")
+			who = ownersText(ownerInfos(e))
 		}
-		names = append(names, fmt.Sprintf("%s [%s]", e.Socket.ID, who))
+		return fmt.Sprintf("%s [%s]", e.Socket.ID, who)
 	}
-	return strings.Join(names, "; ")
+	var order []string
+	count := map[string]int{}
+	for _, i := range idx {
+		who := "no readable owner"
+		if e := sit.Entries[i]; len(e.Owners) > 0 {
+			who = ownersText(ownerInfos(e))
+		}
+		if count[who] == 0 {
+			order = append(order, who)
+		}
+		count[who]++
+	}
+	parts := make([]string, 0, len(order))
+	for i, who := range order {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("%d more owners", len(order)-3))
+			break
+		}
+		parts = append(parts, Count(count[who], "socket")+" of "+who)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ownerInfos lists an entry's processes once each.
+func ownerInfos(e Entry) []OwnerInfo {
+	var out []OwnerInfo
+	for _, o := range e.Owners {
+		if !slices.ContainsFunc(out, func(x OwnerInfo) bool { return x.PID == o.PID }) {
+			out = append(out, OwnerInfo{PID: o.PID, Comm: o.Comm})
+		}
+	}
+	return out
 }

@@ -86,6 +86,19 @@ func without(socks []rules.Socket, drop map[int]bool) []rules.Socket {
 // flags their socket had and cannot be changed, so a fix that needs them
 // changed is not offered.
 func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*rules.Socket) *bool) (Fix, bool) {
+	fact := rules.FactReuseAddr
+	if name == "SO_REUSEPORT" {
+		fact = rules.FactReusePort
+	}
+	// unread: the changed sockets' option is assumed off, not known.
+	unread := func(changed []int) string {
+		for _, i := range changed {
+			if sit.Entries[i].Socket.Unknown&fact != 0 {
+				return " (unless they have it already: their options are unread)"
+			}
+		}
+		return ""
+	}
 	if res.OK() || len(res.Blockers) == 0 {
 		return Fix{}, false
 	}
@@ -129,7 +142,12 @@ func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*r
 	if changed, ok := try(nil); ok {
 		f = newFix(p, "set "+name+" on the new socket", Edit{Options: []string{flag}})
 		if len(changed) > 0 {
-			f.Change += " and on " + ownersOf(sit, changed) + " (its program must set it before bind)"
+			prog := " (its program must set it before bind)"
+			if len(changed) > 1 {
+				prog = " (their programs must set it before bind)"
+			}
+			f.Change += " and on " + ownersOf(sit, changed) + prog + unread(changed)
+			f.others = true
 		}
 		return f, true
 	}
@@ -142,7 +160,8 @@ func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*r
 		f = newFix(p, fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
 			Edit{Options: []string{flag}, SetUID: true, UID: uid})
 		if len(changed) > 0 {
-			f.Change += "; also set it on " + ownersOf(sit, changed)
+			f.Change += "; also set it on " + ownersOf(sit, changed) + unread(changed)
+			f.others = true
 		}
 		return f, true
 	}
@@ -306,4 +325,57 @@ func socketFix(sit *Situation, p Plan, change string, apply func(*rules.Socket))
 
 func clonePlan(p Plan) Plan {
 	return Plan{Socket: p.Socket, Ops: slices.Clone(p.Ops)}
+}
+
+// applyEdit returns p changed as e says.
+func applyEdit(p Plan, e Edit) Plan {
+	np := clonePlan(p)
+	bi := bindIndex(np)
+	if e.NoBind && bi >= 0 {
+		np.Ops = slices.Delete(np.Ops, bi, bi+1)
+		bi = -1
+	}
+	if e.Local.IsValid() {
+		if bi >= 0 {
+			np.Ops[bi].Addr = e.Local
+		} else {
+			np.Ops = slices.Insert(np.Ops, 0, rules.Op{Kind: rules.OpBind, Addr: e.Local})
+		}
+	}
+	if e.BindNoPort {
+		np.Socket.BindNoPort = true
+	}
+	for _, o := range e.Options {
+		switch o {
+		case "--reuseport":
+			np.Socket.ReusePort = true
+		case "--reuseaddr":
+			np.Socket.ReuseAddr = true
+		}
+	}
+	if e.SetUID {
+		np.Socket.UID = e.UID
+	}
+	return np
+}
+
+// fixHoldsInAll reports whether fix f makes p succeed whatever the unread
+// reuse options are (in every alternative). Fixes that change existing
+// sockets or wait for them to go do not rest on their options.
+func fixHoldsInAll(sit *Situation, p Plan, f Fix, alts []alternative) bool {
+	if f.others || f.Edit.isZero() {
+		return true
+	}
+	np := applyEdit(p, f.Edit)
+	for _, a := range alts {
+		w := a.world(sit)
+		if !succeeds(sit, &w, np) {
+			return false
+		}
+	}
+	return true
+}
+
+func (e Edit) isZero() bool {
+	return !e.Local.IsValid() && !e.BindNoPort && len(e.Options) == 0 && !e.SetUID && !e.NoBind
 }

@@ -3,6 +3,7 @@ package hostmodel
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 
 	"github.com/tuple-net/tuple/rules"
@@ -39,7 +40,7 @@ func Live(ctx context.Context, proto rules.Proto, procRoot string) (*Situation, 
 	if ks, err := sockfacts.Read(fp); err == nil {
 		facts = IndexFacts(ks)
 	} else {
-		notes = append(notes, fmt.Sprintf("kernel socket facts not read (%v): options come from owners' descriptors where readable; the rest is assumed, as stated", err))
+		notes = append(notes, factsNote(err))
 	}
 	withOwners := facts == nil
 	for i := range t.Sockets {
@@ -89,4 +90,15 @@ func (sit *Situation) LoadOwners(ctx context.Context, idx []int) error {
 	}
 	sit.ownersRead = len(idx) == len(sit.Entries)
 	return nil
+}
+
+// factsNote says why the kernel's socket records were not read. Without
+// root the cause is the missing privilege, whatever the loader's error
+// suggests (it blames the memlock limit).
+func factsNote(err error) string {
+	const then = "options come from owners' descriptors where readable; the rest is assumed, as stated"
+	if os.Geteuid() != 0 {
+		return "kernel socket facts not read: the BPF socket iterator needs root (CAP_BPF and CAP_PERFMON); " + then
+	}
+	return fmt.Sprintf("kernel socket facts not read (%v): %s", err, then)
 }

@@ -58,6 +58,8 @@ func (e *eval) connect() {
 		e.fail(syscall.EINVAL, "family", "connect() needs a peer address")
 		return
 	}
+	e.wildcardConnect()
+	peer = e.op.Addr.Addr()
 	if e.s.Proto == TCP && e.s.Reset {
 		e.fail(syscall.EISCONN, "connect-reset", "the socket's connection was reset, and the socket layer still counts it connected")
 		return
@@ -161,6 +163,10 @@ func (e *eval) connectFamily(peer netip.Addr) (syscall.Errno, string, string) {
 		return syscall.ENETUNREACH, "v6only-connect", "an IPV6_V6ONLY socket cannot reach the v4-mapped address " + peer.String()
 	}
 	if a := e.s.Local.Addr(); !peer.Is4In6() && e.s.State != Unbound && a.Is4In6() {
+		if !e.m.host.routes(peer) {
+			// The route lookup comes first.
+			return syscall.ENETUNREACH, "no-route", "this namespace has no route to " + peer.String() + ": only its own addresses are reachable"
+		}
 		return syscall.EAFNOSUPPORT, "family", "a socket bound to the v4-mapped address " + a.String() + " can only reach IPv4 peers"
 	}
 	return 0, "", ""

@@ -7,16 +7,12 @@ import (
 )
 
 // connectPeer applies what connect() does to its destination before any
-// port rule: the wildcard means this host, a link-local IPv6 peer needs an
-// interface, a TCP socket cannot reach multicast, and an IPv6 peer needs a
-// source address of that family. It rewrites e.op.Addr to the peer the
-// kernel really uses and returns false when the connect() already failed.
+// port rule: a link-local IPv6 peer needs an interface, a TCP socket cannot
+// reach multicast, an IPv6 peer needs a source address of that family, and
+// an isolated namespace routes only to its own addresses. It returns false
+// when the connect() failed.
 func (e *eval) connectPeer() bool {
 	peer := e.op.Addr.Addr()
-	if peer.Unmap().IsUnspecified() {
-		e.op.Addr = netip.AddrPortFrom(e.wildcardPeer(peer), e.op.Addr.Port())
-		peer = e.op.Addr.Addr()
-	}
 	if u := peer.Unmap(); u.Is4() {
 		// tcp_v4_connect refuses a route to multicast or broadcast.
 		if e.s.Proto == TCP && (u.IsMulticast() || u == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
@@ -47,17 +43,36 @@ func (e *eval) connectPeer() bool {
 // routed fails the connect() with ENETUNREACH when an isolated namespace
 // has no route to peer (only its own addresses are routed).
 func (e *eval) routed(peer netip.Addr) bool {
-	if !e.m.host.Isolated {
+	if e.m.host.routes(peer) {
 		return true
 	}
-	peer = peer.WithZone("")
-	for _, p := range e.m.host.Local {
+	e.fail(syscall.ENETUNREACH, "no-route", "this namespace has no route to "+peer.WithZone("").String()+": only its own addresses are reachable")
+	return false
+}
+
+// routes reports whether the host has a route to peer: always, unless it
+// is Isolated and peer is none of its addresses.
+func (h Host) routes(peer netip.Addr) bool {
+	if !h.Isolated {
+		return true
+	}
+	peer = peer.Unmap().WithZone("")
+	for _, p := range h.Local {
 		if p.Contains(peer) {
 			return true
 		}
 	}
-	e.fail(syscall.ENETUNREACH, "no-route", "this namespace has no route to "+peer.String()+": only its own addresses are reachable")
 	return false
+}
+
+// wildcardConnect rewrites a wildcard destination to the one the kernel
+// reaches (wildcardPeer), where the kernel does it: before the family
+// checks that follow it, for a sockaddr of the socket's own family.
+func (e *eval) wildcardConnect() {
+	peer := e.op.Addr.Addr()
+	if peer.Unmap().IsUnspecified() && peer.Is6() == (e.fam == IPv6) {
+		e.op.Addr = netip.AddrPortFrom(e.wildcardPeer(peer), e.op.Addr.Port())
+	}
 }
 
 // wildcardPeer is the destination a connect() to 0.0.0.0, :: or
@@ -70,7 +85,8 @@ func (e *eval) wildcardPeer(peer netip.Addr) netip.Addr {
 	bound := e.s.Local.Addr()
 	hasBound := e.s.State != Unbound && bound.IsValid() && !bound.Unmap().IsUnspecified()
 	if peer.Is6() && !peer.Is4In6() {
-		if hasBound && bound.Is4In6() {
+		// ipv6_addr_v4mapped(sk_v6_rcv_saddr): ::ffff:0.0.0.0 counts too.
+		if e.s.State != Unbound && bound.Is4In6() {
 			return netip.AddrFrom16(loop4.As16())
 		}
 		return netip.IPv6Loopback()

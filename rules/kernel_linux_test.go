@@ -26,7 +26,7 @@ var (
 )
 
 // The namespace of a batch: loopback plus the addresses below on lo.
-var nsAddrs = []string{"10.9.0.1/32", "fd00::1/128", "fd00::2/128"}
+var nsAddrs = []string{"10.9.0.1/32", "fd00::1/128", "fd00::2/128", "fe80::1/128"}
 
 const (
 	srvPort    = 7    // the dual-stack peer every TCP client connects to
@@ -68,6 +68,33 @@ func TestKernelDifferential(t *testing.T) {
 		}
 		total.add(b.stats)
 	}
+	// The no-IPv6-source class needs IPv6 off on lo: a namespace of its own.
+	{
+		ns := netnstest.New(t, "10.9.0.1/32")
+		b := &batch{t: t, rng: rng, ns: ns, sysctl: map[string]string{}}
+		var st classStats
+		err := ns.Do(func() error {
+			var err error
+			st, err = b.noSourceCases(max(n/25, 20))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.stats.classes == nil {
+			b.stats.classes = map[string]classStats{}
+		}
+		b.stats.classes["no-ipv6-source"] = st
+		total.add(b.stats)
+	}
+	t.Logf("rule classes: %s", classSummary(total.classes))
+	if n >= 500 {
+		for _, c := range append(append([]string(nil), classNames...), "no-ipv6-source") {
+			if total.classes[c].checks == 0 {
+				t.Errorf("class %s: no case checked against the kernel", c)
+			}
+		}
+	}
 	res := 0
 	for _, v := range total.residual {
 		res += v
@@ -96,6 +123,7 @@ type stats struct {
 	errs               map[string]int
 	rules              map[string]int
 	disagreements      []string
+	classes            map[string]classStats // the late-learnt rule classes (classCase)
 }
 
 func (s *stats) add(o stats) {
@@ -120,6 +148,14 @@ func (s *stats) add(o stats) {
 			s.rules = map[string]int{}
 		}
 		s.rules[k] += v
+	}
+	for k, v := range o.classes {
+		if s.classes == nil {
+			s.classes = map[string]classStats{}
+		}
+		c := s.classes[k]
+		c.cases, c.checks, c.bad = c.cases+v.cases, c.checks+v.checks, c.bad+v.bad
+		s.classes[k] = c
 	}
 }
 
@@ -178,6 +214,7 @@ type sockOpts struct {
 	portRange            PortRange
 	bindNoPort           bool
 	freebind             bool
+	dev                  bool // SO_BINDTODEVICE lo
 }
 
 func (b *batch) pick(n int) int        { return b.rng.IntN(n) }
@@ -198,13 +235,17 @@ func (b *batch) setSysctl(path, v string) error {
 // after `ip addr add` they can still answer ENETUNREACH for a moment.
 func waitV6() error {
 	deadline := time.Now().Add(3 * time.Second)
-	for _, a := range []string{"fd00::1", "fd00::2"} {
+	for _, a := range []string{"fd00::1", "fd00::2", "fe80::1"} {
 		for {
 			fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				return err
 			}
-			err = unix.Connect(fd, sockaddr(netip.AddrPortFrom(netip.MustParseAddr(a), 9)))
+			sa := sockaddr(netip.AddrPortFrom(netip.MustParseAddr(a), 9)).(*unix.SockaddrInet6)
+			if strings.HasPrefix(a, "fe80") {
+				sa.ZoneId = LoopbackIndex
+			}
+			err = unix.Connect(fd, sa)
 			unix.Close(fd)
 			if err == nil {
 				break
@@ -223,6 +264,7 @@ func (b *batch) run(n, first int) error {
 		return err
 	}
 	b.host = testHost()
+	b.host.Local = append(b.host.Local, netip.MustParsePrefix("fe80::1/128"))
 	fd, err := b.newSocket(TCP, IPv6, sockOpts{reuseAddr: true, v6only: 2})
 	if err != nil {
 		return err
@@ -405,6 +447,9 @@ func (b *batch) newSocket(p Proto, fam Family, o sockOpts) (int, error) {
 	if o.freebind {
 		set(unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
 	}
+	if o.dev && err == nil {
+		err = unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, "lo")
+	}
 	if err != nil {
 		unix.Close(fd)
 		return -1, err
@@ -423,7 +468,8 @@ func boolInt(v bool) int {
 func modelSocket(p Proto, fam Family, o sockOpts) Socket {
 	return Socket{Proto: p, Family: fam, ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
 		V6Only: o.v6only == 1, V6OnlyDefault: fam == IPv6 && o.v6only == 0, UID: o.uid,
-		PortRange: o.portRange, BindNoPort: o.bindNoPort, Freebind: o.freebind, CanBindPrivileged: true}
+		PortRange: o.portRange, BindNoPort: o.bindNoPort, Freebind: o.freebind, CanBindPrivileged: true,
+		Dev: LoopbackIndex * boolInt(o.dev)}
 }
 
 func sockaddr(a netip.AddrPort) unix.Sockaddr {
@@ -487,7 +533,7 @@ func (b *batch) randAddr(fam Family) netip.Addr {
 }
 
 func (b *batch) randOpts(fam Family) sockOpts {
-	o := sockOpts{reuseAddr: b.chance(0.5), reusePort: b.chance(0.4)}
+	o := sockOpts{reuseAddr: b.chance(0.5), reusePort: b.chance(0.4), dev: b.chance(0.12)}
 	if fam == IPv6 {
 		o.v6only = b.pick(3)
 	}
@@ -645,6 +691,9 @@ func (b *batch) runCase(base uint16) error {
 	b.logf("range %d-%d reserved %q autobind_reuse %v tw_reuse %d delay %v timestamps %v bindv6only %v",
 		base, base+k, reserved, b.host.AutobindReuse, b.host.TCPTWReuse, b.host.TWReuseDelay, timestamps, b.host.BindV6Only)
 
+	if b.chance(0.3) {
+		return b.classCase(base)
+	}
 	proto := TCP
 	if b.chance(0.3) {
 		proto = UDP

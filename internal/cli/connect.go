@@ -30,6 +30,7 @@ type connectOptions struct {
 	reuseAddr  bool
 	bindNoPort bool
 	portRange  string
+	broker     string
 }
 
 // connectPlan is a connect invocation after parsing: everything checked,
@@ -100,6 +101,7 @@ reported open or closed; the exit code is 0 when any port is open.`,
 	f.BoolVar(&o.reuseAddr, "reuseaddr", false, "set SO_REUSEADDR: share the source port with other non-listening sockets that set it")
 	f.BoolVar(&o.bindNoPort, "bind-no-port", false, "with -s, choose the source port at connect time (IP_BIND_ADDRESS_NO_PORT), sharing it across destinations")
 	f.StringVar(&o.portRange, "port-range", "", "choose the source port from `LO-HI` (IP_LOCAL_PORT_RANGE)")
+	f.StringVar(&o.broker, "broker", "", "get the source socket from the tuple broker at `PATH` (see tuple broker)")
 	return cmd
 }
 
@@ -194,6 +196,11 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 	if err := p.sockopt.Check(); err != nil {
 		return nil, err
 	}
+	if o.broker != "" {
+		if err := p.checkBroker(); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -215,7 +222,13 @@ func (p *connectPlan) dialer() *net.Dialer {
 // dial connects to one port, reporting a failure the way users read it.
 func (p *connectPlan) dial(ctx context.Context, port uint16) (net.Conn, *netFailure) {
 	addr := net.JoinHostPort(p.host, strconv.Itoa(int(port)))
-	conn, err := p.dialer().DialContext(ctx, p.network, addr)
+	var conn net.Conn
+	var err error
+	if p.opts.broker != "" {
+		conn, err = p.brokerDial(ctx, addr)
+	} else {
+		conn, err = p.dialer().DialContext(ctx, p.network, addr)
+	}
 	if err != nil {
 		var remote netip.AddrPort
 		if a, perr := netip.ParseAddr(p.host); perr == nil {

@@ -30,6 +30,7 @@ type listenOptions struct {
 	exec       string
 	verbose    bool
 	noShutdown bool
+	broker     string
 	group      listenGroupOptions // listen_group.go
 }
 
@@ -103,6 +104,7 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.StringVarP(&o.exec, "exec", "e", "", "run `CMD` (/bin/sh -c) per connection with its stdin/stdout on the connection")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
+	f.StringVar(&o.broker, "broker", "", "get the socket from the tuple broker at `PATH` (see tuple broker)")
 	addListenGroupFlags(f, &o.group)
 	return cmd
 }
@@ -157,8 +159,14 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	if err := p.sockopt.Check(); err != nil {
 		return nil, err
 	}
+	if o.broker != "" && !p.local.IsValid() {
+		return nil, fmt.Errorf("--broker needs ADDR as a literal IP address, not %q", addr)
+	}
 	if p.group, err = o.checkGroup(); err != nil {
 		return nil, err
+	}
+	if o.broker != "" && p.group != nil {
+		return nil, fmt.Errorf("--broker hands out one socket; --steer, --members, --migrate and --handover open their own")
 	}
 	return p, nil
 }
@@ -170,8 +178,7 @@ var reuseAddrDefault = runtime.GOOS != "windows"
 // serveTCP listens and serves one connection, or all of them with -k, until
 // ctx ends. It returns after every connection it accepted is closed.
 func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
-	lc := net.ListenConfig{Control: p.sockopt.Control}
-	ln, err := lc.Listen(ctx, p.network, p.addr)
+	ln, err := p.listenTCP(ctx)
 	if err != nil {
 		return reportNetFailure(s.Err, p.failure(err))
 	}
@@ -287,8 +294,7 @@ func (p *listenPlan) runCommand(ctx context.Context, conn net.Conn, local, remot
 // serveUDP receives datagrams to stdout and sends stdin to the latest peer
 // until ctx ends.
 func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
-	lc := net.ListenConfig{Control: p.sockopt.Control}
-	pc, err := lc.ListenPacket(ctx, p.network, p.addr)
+	pc, err := p.listenUDP(ctx)
 	if err != nil {
 		return reportNetFailure(s.Err, p.failure(err))
 	}

@@ -133,6 +133,7 @@ func TestNetFailureReport(t *testing.T) {
 			if tc.op == "listen" {
 				f = newNetFailure(tc.op, tc.net, netip.AddrPort{}, netip.AddrPort{}, tc.err)
 			}
+			f.report(&b, false)
 			err := reportNetFailure(&b, f)
 			lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 			if len(lines) != 2 || lines[0] != tc.line || !strings.HasPrefix(lines[1], "hint: ") {
@@ -167,8 +168,19 @@ func TestExplainFailureHook(t *testing.T) {
 	}
 	defer func() { explainFailure = saved }()
 	var b strings.Builder
-	err := reportNetFailure(&b, newNetFailure("connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"),
-		netip.AddrPort{}, opErr("bind", syscall.EADDRINUSE, "10.0.0.1:12345", "10.0.0.3:80")))
+	f := newNetFailure("connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"),
+		netip.AddrPort{}, opErr("bind", syscall.EADDRINUSE, "10.0.0.1:12345", "10.0.0.3:80"))
+	// Without -v: nc's line and one hint line that points at -v.
+	f.report(&b, false)
+	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 || !strings.HasSuffix(lines[1], "-v explains it from this host's sockets") {
+		t.Errorf("report without -v: %q, want two lines, the hint naming -v", b.String())
+	}
+	if len(got) != 0 {
+		t.Errorf("the explanation was computed without -v: %+v", got)
+	}
+	b.Reset()
+	f.report(&b, true)
+	err := reportNetFailure(&b, f)
 	if !strings.HasSuffix(b.String(), "\nwhy: socket X holds it\n") || strings.Count(b.String(), "\n") != 3 {
 		t.Errorf("report with explanation: %q", b.String())
 	}

@@ -135,25 +135,59 @@ func (f *netFailure) hint() string {
 	return ""
 }
 
-// report writes the failure for a person: the error line, a hint line and
-// the explanation, if any.
-func (f *netFailure) report(w io.Writer) {
+// report writes the failure for a person: the error line and a hint line,
+// as nc would; with verbose also the explanation from the socket table and
+// the rules model (what `tuple why` prints), if there is one.
+func (f *netFailure) report(w io.Writer, verbose bool) {
 	fmt.Fprintf(w, "tuple: %s\n", f.Error())
-	if h := f.hint(); h != "" {
+	h := f.hint()
+	if !verbose && explainFailure != nil && f.explainable() {
+		if h != "" {
+			h += "; "
+		}
+		h += "-v explains it from this host's sockets"
+	}
+	if h != "" {
 		fmt.Fprintf(w, "hint: %s\n", h)
 	}
-	if explainFailure != nil {
+	if verbose && explainFailure != nil {
 		if x := strings.TrimRight(explainFailure(f), "\n"); x != "" {
 			fmt.Fprintln(w, x)
 		}
 	}
 }
 
-// reportNetFailure prints f and returns the error that exits 1 with f as
-// its cause, so errors.Is(err, syscall.EADDRINUSE) still works.
+// explainable reports whether the rules model may explain f: a port or
+// address conflict, not a refused or unreachable peer.
+func (f *netFailure) explainable() bool {
+	var errno syscall.Errno
+	if !errors.As(f.err, &errno) {
+		return false
+	}
+	switch errno {
+	case syscall.EADDRINUSE, syscall.EADDRNOTAVAIL, syscall.EACCES:
+		return true
+	}
+	return false
+}
+
+// reportNetFailure returns the error that exits 1 with f as its cause (so
+// errors.Is(err, syscall.EADDRINUSE) still works). Main prints f's report
+// to the command's error stream (w), knowing whether it ran with -v.
 func reportNetFailure(w io.Writer, f *netFailure) error {
-	f.report(w)
+	_ = w
 	return &exitError{code: exitFailure, err: f, silent: true}
+}
+
+// printNetFailure prints the report of a failed connect or listen that err
+// carries, and reports whether there was one. verbose is the command's -v.
+func printNetFailure(w io.Writer, err error, verbose bool) bool {
+	var f *netFailure
+	if !errors.As(err, &f) {
+		return false
+	}
+	f.report(w, verbose)
+	return true
 }
 
 // newNetFailure builds a netFailure from a dial or listen error, taking the

@@ -82,6 +82,7 @@ why, and is a netcat with full control of source address, port and reuse options
 		newLoadWorkerCmd(s),
 		newLabCmd(s),
 		newLabHelperCmd(),
+		newBrokerCmd(s),
 	)
 	return root
 }
@@ -96,6 +97,9 @@ func Main(args []string, s Streams) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
+		if printNetFailure(s.Err, err, verboseFlag(cmd)) {
+			return ee.code
+		}
 		if !ee.silent {
 			fmt.Fprintf(s.Err, "tuple: %v\n", ee.err)
 		}
@@ -116,6 +120,15 @@ func Main(args []string, s Streams) int {
 	}
 	fmt.Fprintf(s.Err, "tuple: %v (see '%s')\n", err, help)
 	return exitUsage
+}
+
+// verboseFlag reports whether cmd ran with -v/--verbose.
+func verboseFlag(cmd *cobra.Command) bool {
+	if cmd == nil {
+		return false
+	}
+	f := cmd.Flags().Lookup("verbose")
+	return f != nil && f.Changed && f.Value.String() != "false" && f.Value.String() != "0"
 }
 
 // commandName is a command's path without the leading "tuple".

@@ -117,7 +117,7 @@ func TestConnectSourcePortConflicts(t *testing.T) {
 	})
 	t.Run("source address not local", func(t *testing.T) {
 		ns := seedNS(t)
-		p := startIn(t, ns, false, "tuple", "connect", "-s", "10.0.0.9", "-p", "12345", "10.0.0.2", "80").run(nil)
+		p := startIn(t, ns, false, "tuple", "connect", "-v", "-s", "10.0.0.9", "-p", "12345", "10.0.0.2", "80").run(nil)
 		code := p.wait(10 * time.Second)
 		want := "tuple: connect tcp 10.0.0.9:12345 -> 10.0.0.2:80: bind: cannot assign requested address (EADDRNOTAVAIL)\n" +
 			"hint: 10.0.0.9 is not an address of this host\n"

@@ -6,11 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/reusegroup"
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -19,6 +24,7 @@ type whoOptions struct {
 	addr     netip.Addr // invalid: any address
 	port     uint16
 	json     bool
+	all      bool
 	procRoot string
 }
 
@@ -46,7 +52,8 @@ saying whether a new socket could bind the port too, and with which options.`,
 			return runWho(cmd.Context(), s, o)
 		}),
 	}
-	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object: the sockets and the sharing verdicts")
+	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object: every socket, the groups and the sharing verdicts")
+	cmd.Flags().BoolVarP(&o.all, "all", "a", false, "list every socket, one by one, instead of groups")
 	cmd.Flags().StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	cmd.Flags().MarkHidden("proc")
 	return cmd
@@ -79,14 +86,41 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	if err != nil {
 		return err
 	}
+	host, hostNotes, err := hostmodel.ReadHost(o.procRoot)
+	if err != nil {
+		return err
+	}
+	notes := append(hostNotes, t.Notes...)
+	// As root the kernel's own records give every socket's reuse flags,
+	// TIME_WAIT entries' included; otherwise they come from the owners'
+	// descriptors where readable.
+	var facts []sockfacts.Sock
+	for _, p := range []sockfacts.Proto{sockfacts.TCP, sockfacts.UDP} {
+		ks, err := sockfacts.Read(p)
+		if err != nil {
+			facts = nil
+			break
+		}
+		facts = append(facts, ks...)
+	}
+	index := hostmodel.IndexFacts(facts)
 	var socks []socktab.Socket
 	for _, sk := range t.Sockets {
-		if !o.addr.IsValid() || mayOverlap(sk, o.addr) {
-			socks = append(socks, sk)
+		if o.addr.IsValid() && !mayOverlap(sk, o.addr) {
+			continue
 		}
+		if kf := index.Lookup(&sk); kf != nil {
+			sk.Options.ReuseAddr = socktab.Bool{Known: true, Value: kf.ReuseAddr}
+			sk.Options.ReusePort = socktab.Bool{Known: true, Value: kf.ReusePort}
+		}
+		socks = append(socks, sk)
 	}
-	verdicts := []sharing{shareVerdict(socktab.TCP, socks), shareVerdict(socktab.UDP, socks)}
-	groups := reusegroup.Read(socks) // reusegroups.go renders them
+	sit := hostmodel.FromTable(host, &socktab.Table{Sockets: socks}, index)
+	verdicts := []sharing{
+		shareVerdict(sit, rules.TCP, o.addr, o.port, uint32(os.Geteuid())),
+		shareVerdict(sit, rules.UDP, o.addr, o.port, uint32(os.Geteuid())),
+	}
+	rgroups := reusegroup.Read(socks) // reusegroups.go renders them
 	w := bufio.NewWriter(s.Out)
 	if o.json {
 		out := struct {
@@ -94,11 +128,12 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			Addr    string       `json:"addr,omitempty"`
 			Source  string       `json:"source"`
 			Sockets []jsonSocket `json:"sockets"`
+			Groups  []whoGroup   `json:"groups"`
 			Sharing []sharing    `json:"sharing"`
-			Groups  []jsonGroup  `json:"reuseport_groups"`
+			Reuse   []jsonGroup  `json:"reuseport_groups"`
 			Notes   []string     `json:"notes,omitempty"`
-		}{Port: o.port, Source: t.Source, Sockets: make([]jsonSocket, 0, len(socks)), Sharing: verdicts,
-			Groups: toJSONGroups(groups), Notes: t.Notes}
+		}{Port: o.port, Source: t.Source, Sockets: make([]jsonSocket, 0, len(socks)), Groups: groupHolders(socks),
+			Sharing: verdicts, Reuse: toJSONGroups(rgroups), Notes: notes}
 		if o.addr.IsValid() {
 			out.Addr = o.addr.String()
 		}
@@ -114,47 +149,127 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	if o.addr.IsValid() {
 		target = netip.AddrPortFrom(o.addr, o.port).String()
 	}
+	// The verdicts first: they answer the question.
 	if len(socks) == 0 {
 		fmt.Fprintf(w, "nothing holds port %s\n", target)
 	}
-	var line []byte
-	for i := range socks {
-		sk := &socks[i]
-		line = line[:0]
-		line = append(line, sk.Proto.String()...)
-		line = append(line, ' ')
-		line = append(line, stateLabel(sk)...)
-		line = append(line, ' ')
-		line = appendAddrPort(line, sk.Local)
-		line = append(line, " -> "...)
-		line = appendAddrPort(line, sk.Remote)
-		line = append(line, " uid="...)
-		line = strconv.AppendUint(line, uint64(sk.UID), 10)
-		if sk.State == socktab.TimeWait {
-			line = append(line, " time-left="...)
-			line = append(line, formatDuration(sk.TimeLeft)...)
-		}
-		line = append(line, "\n    options: "...)
-		line = appendOptions(line, &sk.Options)
-		line = append(line, "\n    processes: "...)
-		if len(sk.Owners) == 0 {
-			line = append(line, "none"...)
-			if sk.Inode == 0 {
-				line = append(line, " (held by the kernel)"...)
-			}
-		}
-		line = appendOwners(line, sk.Owners)
-		line = append(line, '\n')
-		w.Write(line)
-	}
-	w.Write(appendGroups(nil, groups))
 	for _, v := range verdicts {
 		fmt.Fprintf(w, "%s port %s: %s\n", v.Proto, target, v.Text)
 	}
-	for _, n := range t.Notes {
+	if o.all {
+		for i := range socks {
+			w.Write(appendHolder(nil, 0, &socks[i]))
+		}
+	} else if len(socks) > 0 {
+		groups := groupHolders(socks)
+		fmt.Fprintf(w, "%s", hostmodel.Count(len(socks), "socket"))
+		if len(groups) > 1 {
+			fmt.Fprintf(w, " in %d groups", len(groups))
+		}
+		fmt.Fprintln(w, ":")
+		for i, g := range groups {
+			if i == maxWhoGroups {
+				fmt.Fprintf(w, "... %d more groups (--all lists every socket, --json has them all)\n", len(groups)-i)
+				break
+			}
+			w.Write(appendHolder(nil, g.Count, &socks[g.First]))
+		}
+	}
+	w.Write(appendGroups(nil, rgroups))
+	for _, n := range notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	return w.Flush()
+}
+
+// maxWhoGroups keeps who's default output within a screen (3 lines a group).
+const maxWhoGroups = 10
+
+// whoGroup is holders a person tells apart only by their peers.
+type whoGroup struct {
+	Count int    `json:"count"`
+	Text  string `json:"text"`
+	First int    `json:"first"` // index in sockets of the first member
+}
+
+// groupHolders folds sockets with the same protocol, state, local address,
+// uid, options and owners into groups, in order of first appearance.
+func groupHolders(socks []socktab.Socket) []whoGroup {
+	groups := []whoGroup{}
+	index := map[string]int{}
+	for i := range socks {
+		sk := &socks[i]
+		var key []byte
+		key = append(key, sk.Proto.String()...)
+		key = append(key, ' ')
+		key = append(key, stateLabel(sk)...)
+		key = append(key, ' ')
+		key = appendAddrPort(key, sk.Local)
+		key = strconv.AppendUint(append(key, ' '), uint64(sk.UID), 10)
+		key = appendOptions(append(key, ' '), &sk.Options)
+		for _, w := range sk.Owners {
+			key = strconv.AppendInt(append(key, ','), int64(w.PID), 10)
+		}
+		k := string(key)
+		gi, ok := index[k]
+		if !ok {
+			gi = len(groups)
+			index[k] = gi
+			groups = append(groups, whoGroup{Text: k, First: i})
+		}
+		groups[gi].Count++
+	}
+	return groups
+}
+
+// appendHolder appends one socket (n 0) or a group of n like it, in three
+// lines: the socket, its options, its processes.
+func appendHolder(line []byte, n int, sk *socktab.Socket) []byte {
+	if n > 0 {
+		line = append(line, hostmodel.Thousands(n)...)
+		line = append(line, " x "...)
+	}
+	line = append(line, sk.Proto.String()...)
+	line = append(line, ' ')
+	line = append(line, stateLabel(sk)...)
+	line = append(line, ' ')
+	line = appendAddrPort(line, sk.Local)
+	line = append(line, " -> "...)
+	if n > 1 && sk.Remote.Port() != 0 {
+		line = append(line, "(peers vary)"...)
+	} else {
+		line = appendAddrPort(line, sk.Remote)
+	}
+	line = append(line, " uid="...)
+	line = strconv.AppendUint(line, uint64(sk.UID), 10)
+	if sk.State == socktab.TimeWait && n <= 1 {
+		line = append(line, " time-left="...)
+		line = append(line, formatDuration(sk.TimeLeft)...)
+	}
+	line = append(line, "\n    options: "...)
+	line = appendOptions(line, &sk.Options)
+	line = append(line, "\n    processes: "...)
+	if len(sk.Owners) == 0 {
+		line = append(line, "none"...)
+		if sk.Inode == 0 {
+			line = append(line, " (held by the kernel)"...)
+		}
+	}
+	if n > 1 {
+		// The members' descriptors differ; their processes do not.
+		for i, w := range sk.Owners {
+			if i > 0 {
+				line = append(line, ',')
+			}
+			line = append(line, w.Comm...)
+			line = append(line, "(pid="...)
+			line = strconv.AppendInt(line, int64(w.PID), 10)
+			line = append(line, ')')
+		}
+	} else {
+		line = appendOwners(line, sk.Owners)
+	}
+	return append(line, '\n')
 }
 
 // mayOverlap reports whether a socket's local address may overlap addr in
@@ -195,105 +310,136 @@ type sharing struct {
 	Text    string `json:"text"`
 }
 
-// shareVerdict applies the bind rules of kernel-rules.md to the holders of
-// one port in one protocol, for a new socket on an overlapping address and
-// the same device. It is deliberately small: the full model is rules.Predict.
-//
-// TCP: an owner blocks a new socket unless both have SO_REUSEADDR and the
-// owner does not listen, or both have SO_REUSEPORT and the same uid (any uid
-// against TIME_WAIT). UDP: the same without the listen and TIME_WAIT cases.
-// Request sockets own nothing.
-func shareVerdict(proto socktab.Proto, socks []socktab.Socket) sharing {
+// shareVerdict says whether a new socket could bind port too, and with
+// which options, by asking the rules model (the same predictions `tuple
+// why` makes): a bind on addr (the wildcard when invalid) without options,
+// with SO_REUSEADDR, and with SO_REUSEPORT as the holders' uid. When the
+// holders' reuse options are unread and their values change the answer,
+// the verdict is "unknown" and the text names the alternatives.
+func shareVerdict(sit *hostmodel.Situation, proto rules.Proto, addr netip.Addr, port uint16, self uint32) sharing {
 	v := sharing{Proto: proto.String()}
-	var (
-		n                   int
-		allRA, allRP              = true, true
-		uid                 int64 = -1
-		uidsDiffer, unknown bool
-		unknownReason       string
-		listenerNoRP        *socktab.Socket
-		definiteBlocker     *socktab.Socket
-		allConnected        = true // every holder is a TCP connection (no listener, no bound-only)
-	)
-	for i := range socks {
-		sk := &socks[i]
-		if sk.Proto != proto || sk.State == socktab.SynRecv || sk.State == socktab.NewSynRecv {
+	holders, uid := 0, int64(-1)
+	var unknown rules.Fact
+	ipv6 := false
+	for _, e := range sit.Entries {
+		s := e.Socket
+		if s.Proto != proto || s.Local.Port() != port {
 			continue
 		}
-		n++
-		if proto != socktab.TCP || sk.State == socktab.Listen || sk.State == socktab.BoundInactive || sk.State == socktab.Close {
-			allConnected = false
-		}
-		ra, rp := sk.Options.ReuseAddr, sk.Options.ReusePort
-		if !ra.Known || !rp.Known {
-			unknown = true
-			if unknownReason == "" {
-				unknownReason = fmt.Sprintf("%s %s: %s", stateLabel(sk), sk.Local, firstReason(ra, rp))
-			}
-		}
-		listens := proto == socktab.TCP && sk.State == socktab.Listen
-		raOK := ra.Known && ra.Value && !listens
-		rpOK := rp.Known && rp.Value
-		if !raOK {
-			allRA = false
-		}
-		if !rpOK {
-			allRP = false
-		}
-		if rpOK && !(proto == socktab.TCP && sk.State == socktab.TimeWait) {
-			if uid >= 0 && uid != int64(sk.UID) {
-				uidsDiffer = true
-			}
-			uid = int64(sk.UID)
-		}
-		// Known to block every new socket whatever its options.
-		raBlocks := (ra.Known && !ra.Value) || listens
-		if rp.Known && !rp.Value && raBlocks && definiteBlocker == nil {
-			definiteBlocker = sk
-			if listens {
-				listenerNoRP = sk
-			}
+		holders++
+		unknown |= s.Unknown & (rules.FactReuseAddr | rules.FactReusePort)
+		ipv6 = ipv6 || s.Family == rules.IPv6
+		if uid < 0 && s.State != rules.TimeWait {
+			uid = int64(s.UID)
 		}
 	}
-	switch {
-	case n == 0:
+	if holders == 0 {
 		v.Verdict, v.Text = "free", "nothing holds it; any socket can bind it"
-	case listenerNoRP != nil:
-		v.Verdict = "none"
-		v.Text = fmt.Sprintf("no new socket can bind this port on an overlapping address: the listener on %s has no SO_REUSEPORT; only a non-overlapping local address (or another device) works", listenerNoRP.Local)
-	case definiteBlocker != nil:
-		v.Verdict = "none"
-		v.Text = fmt.Sprintf("no new socket can bind this port on an overlapping address: %s %s has neither SO_REUSEADDR nor SO_REUSEPORT", stateLabel(definiteBlocker), definiteBlocker.Local)
-	case unknown:
-		v.Verdict = "unknown"
-		v.Text = "cannot tell: options unknown for " + unknownReason
-	case allRP && !uidsDiffer && allRA:
-		v.Verdict, v.UID = "reuseport-or-reuseaddr", &uid
-		v.Text = fmt.Sprintf("a new socket with SO_REUSEADDR, or with SO_REUSEPORT as uid %d, can share it", uid)
-	case allRP && !uidsDiffer:
-		v.Verdict = "reuseport"
-		if uid >= 0 {
-			v.UID = &uid
-		}
-		if uid < 0 {
-			v.Text = "a new socket with SO_REUSEPORT can share it (its holders are TIME_WAIT sockets with SO_REUSEPORT)"
-		} else {
-			v.Text = fmt.Sprintf("a new socket with SO_REUSEPORT as uid %d can share it", uid)
-		}
-	case allRA:
-		v.Verdict = "reuseaddr"
-		v.Text = "a new socket with SO_REUSEADDR can bind it (every holder has SO_REUSEADDR and none listens)"
-	case allRP && uidsDiffer:
-		v.Verdict = "none"
-		v.Text = "no new socket can bind this port on an overlapping address: its SO_REUSEPORT holders have different uids"
-	default:
-		v.Verdict = "none"
-		v.Text = "no new socket can bind this port on an overlapping address: its holders' options leave no common way"
+		return v
 	}
-	if v.Verdict == "none" && allConnected {
-		v.Text += "; connect() without bind() can still use it as the source port towards other destinations if every holder got the port from connect()"
+	if !addr.IsValid() {
+		addr = netip.IPv4Unspecified()
+		if ipv6 {
+			addr = netip.IPv6Unspecified()
+		}
 	}
+	rpUID := uint32(self)
+	if uid >= 0 {
+		rpUID = uint32(uid)
+	}
+	verdictIn := func(w rules.World) string {
+		ok := func(ra, rp bool) bool {
+			s := rules.Socket{ID: "new socket", Proto: proto, Family: rules.IPv4, State: rules.Unbound,
+				ReuseAddr: ra, ReusePort: rp, UID: self, CanBindPrivileged: true}
+			if addr.Is6() {
+				s.Family, s.V6OnlyDefault = rules.IPv6, true
+			}
+			if rp {
+				s.UID = rpUID
+			}
+			p := hostmodel.Plan{Socket: s, Ops: []rules.Op{{Kind: rules.OpBind, Addr: netip.AddrPortFrom(addr, port)}}}
+			return hostmodel.Predict(nil, w, p).OK()
+		}
+		switch ra, rp := ok(true, false), ok(false, true); {
+		case ok(false, false):
+			return "free"
+		case ra && rp:
+			return "reuseport-or-reuseaddr"
+		case rp:
+			return "reuseport"
+		case ra:
+			return "reuseaddr"
+		case ok(true, true):
+			return "reuseport-and-reuseaddr"
+		}
+		return "none"
+	}
+	v.Verdict = verdictIn(sit.World())
+	if unknown != 0 {
+		// Each value the unread options may have: if they disagree, say so.
+		var alts []string
+		seen := map[string]bool{}
+		for _, ra := range []bool{false, true} {
+			for _, rp := range []bool{false, true} {
+				if (unknown&rules.FactReuseAddr == 0 && ra) || (unknown&rules.FactReusePort == 0 && rp) {
+					continue
+				}
+				verdict := verdictIn(sit.Supposing(ra, rp))
+				if !seen[verdict] {
+					seen[verdict] = true
+					alts = append(alts, fmt.Sprintf("%s: %s", supposed(unknown, ra, rp), verdictText(verdict, rpUID)))
+				}
+			}
+		}
+		if len(seen) > 1 {
+			v.Verdict = "unknown"
+			v.Text = "cannot tell: the holders' reuse options are unread (" + sit.UnknownReason(proto, port) + "); " +
+				strings.Join(alts, "; ") + "; run as root to tell"
+			return v
+		}
+	}
+	if v.Verdict == "reuseport" || v.Verdict == "reuseport-or-reuseaddr" || v.Verdict == "reuseport-and-reuseaddr" {
+		u := int64(rpUID)
+		v.UID = &u
+	}
+	v.Text = verdictText(v.Verdict, rpUID)
 	return v
+}
+
+// supposed words one value of the unread options.
+func supposed(unknown rules.Fact, ra, rp bool) string {
+	var parts []string
+	if unknown&rules.FactReuseAddr != 0 {
+		parts = append(parts, "SO_REUSEADDR "+onOff(ra))
+	}
+	if unknown&rules.FactReusePort != 0 {
+		parts = append(parts, "SO_REUSEPORT "+onOff(rp))
+	}
+	return "if they have " + strings.Join(parts, " and ")
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// verdictText words a verdict.
+func verdictText(verdict string, uid uint32) string {
+	switch verdict {
+	case "free":
+		return "a new socket can bind it without reuse options (no holder overlaps)"
+	case "reuseport-or-reuseaddr":
+		return fmt.Sprintf("a new socket with SO_REUSEADDR, or with SO_REUSEPORT as uid %d, can share it", uid)
+	case "reuseport":
+		return fmt.Sprintf("a new socket with SO_REUSEPORT as uid %d can share it", uid)
+	case "reuseaddr":
+		return "a new socket with SO_REUSEADDR can bind it"
+	case "reuseport-and-reuseaddr":
+		return fmt.Sprintf("a new socket with both SO_REUSEADDR and SO_REUSEPORT as uid %d can share it", uid)
+	}
+	return "no new socket can bind this port on an overlapping address; only a non-overlapping local address (or another device) works"
 }
 
 func firstReason(bs ...socktab.Bool) string {

@@ -32,6 +32,7 @@ type whyOptions struct {
 	dev        string
 	from       string
 	json       bool
+	all        bool
 	procRoot   string
 }
 
@@ -57,7 +58,8 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 	f.BoolVar(&o.bindNoPort, "bind-no-port", false, "the new socket sets IP_BIND_ADDRESS_NO_PORT (connect picks the port)")
 	f.IntVar(&o.uid, "uid", -1, "uid the new socket is created by (default: the current effective uid)")
 	f.StringVar(&o.dev, "dev", "", "the new socket is bound to this interface (SO_BINDTODEVICE)")
-	f.BoolVar(&o.json, "json", false, "print one JSON object")
+	f.BoolVar(&o.json, "json", false, "print one JSON object (every blocker, grouped too)")
+	f.BoolVarP(&o.all, "all", "a", false, "list every blocker, one by one, instead of groups")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	_ = f.MarkHidden("proc")
 
@@ -208,7 +210,7 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 			return err
 		}
 	} else {
-		printReport(s.Out, proto, r)
+		printReport(s.Out, proto, r, o.all)
 	}
 	if r.OK() {
 		return nil
@@ -216,21 +218,88 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	return exitCode(exitFailure)
 }
 
-// printReport writes the report for people.
-func printReport(w io.Writer, proto rules.Proto, r *hostmodel.Report) {
-	if r.OK() {
+// maxGroups is how many blocker groups a report shows without --all, so
+// it fits a screen (with the verdict, fixes and notes under 40 lines).
+const maxGroups = 12
+
+// printReport writes the report for people: the verdict on the first line,
+// then the blockers grouped (all of them, one by one, with all), the fixes,
+// the assumptions and notes.
+func printReport(w io.Writer, proto rules.Proto, r *hostmodel.Report, all bool) {
+	switch {
+	case r.OK():
 		fmt.Fprintf(w, "%s %s: would succeed", proto, r.Plan)
 		if r.Port != 0 {
 			fmt.Fprintf(w, " (port %d)", r.Port)
 		}
 		fmt.Fprintln(w)
-	} else {
+	case r.Uncertain:
+		fmt.Fprintf(w, "%s %s: %s would fail with %s if the blockers' unread options are as assumed; cannot tell\n", proto, r.Plan, r.FailedOp, r.Verdict)
+	default:
 		fmt.Fprintf(w, "%s %s: %s would fail with %s\n", proto, r.Plan, r.FailedOp, r.Verdict)
 	}
 	if r.Explanation != "" {
 		fmt.Fprintf(w, "why: %s\n", r.Explanation)
 	}
-	for i, b := range r.Blockers {
+	if all {
+		printBlockers(w, r.Blockers)
+	} else if len(r.Blockers) > 0 {
+		printGroups(w, r)
+	}
+	if len(r.Fixes) > 0 {
+		fmt.Fprintln(w, "what would work:")
+		for _, f := range r.Fixes {
+			if f.Flags != "" {
+				fmt.Fprintf(w, "  - %s: %s\n", f.Change, f.Flags)
+			} else {
+				fmt.Fprintf(w, "  - %s\n", f.Change)
+			}
+		}
+	} else if !r.OK() {
+		fmt.Fprintln(w, "what would work: nothing the model could find by changing one thing")
+	}
+	as := r.Assumptions
+	if !all {
+		as = hostmodel.CollapseAssumptions(as)
+	}
+	for _, a := range as {
+		fmt.Fprintf(w, "assumption: %s\n", a)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+// printGroups writes the blockers folded into groups, the largest screenful
+// maxGroups allows, saying how many are left out.
+func printGroups(w io.Writer, r *hostmodel.Report) {
+	fmt.Fprintf(w, "blockers: %s", hostmodel.Count(len(r.Blockers), "socket"))
+	if len(r.Groups) > 1 {
+		fmt.Fprintf(w, " in %d groups", len(r.Groups))
+	}
+	fmt.Fprintln(w)
+	lastReason := ""
+	for i, g := range r.Groups {
+		if i == maxGroups {
+			rest := 0
+			for _, g := range r.Groups[i:] {
+				rest += g.Count
+			}
+			fmt.Fprintf(w, "  ... %s in %d more groups (--all lists every blocker, --json has them all)\n",
+				hostmodel.Count(rest, "socket"), len(r.Groups)-i)
+			break
+		}
+		fmt.Fprintf(w, "  %s\n", g.Text())
+		if g.Reason != "" && g.Reason != lastReason {
+			fmt.Fprintf(w, "    why: %s\n", g.Reason)
+			lastReason = g.Reason
+		}
+	}
+}
+
+// printBlockers writes every blocker with its owner, reason and unknowns.
+func printBlockers(w io.Writer, bs []hostmodel.BlockerInfo) {
+	for i, b := range bs {
 		tuple := b.Local
 		if b.Remote != "" {
 			tuple += " -> " + b.Remote
@@ -252,24 +321,6 @@ func printReport(w io.Writer, proto rules.Proto, r *hostmodel.Report) {
 		for _, a := range b.Assumed {
 			fmt.Fprintf(w, "  unknown: %s\n", a)
 		}
-	}
-	if len(r.Fixes) > 0 {
-		fmt.Fprintln(w, "what would work:")
-		for _, f := range r.Fixes {
-			if f.Flags != "" {
-				fmt.Fprintf(w, "  - %s: %s\n", f.Change, f.Flags)
-			} else {
-				fmt.Fprintf(w, "  - %s\n", f.Change)
-			}
-		}
-	} else if !r.OK() {
-		fmt.Fprintln(w, "what would work: nothing the model could find by changing one thing")
-	}
-	for _, a := range r.Assumptions {
-		fmt.Fprintf(w, "assumption: %s\n", a)
-	}
-	for _, n := range r.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
 	}
 }
 
@@ -333,7 +384,7 @@ func explainNetFailure(f *netFailure) string {
 		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Edit)
 	}
 	var b strings.Builder
-	printReport(&b, proto, r)
+	printReport(&b, proto, r, false)
 	return b.String()
 }
 

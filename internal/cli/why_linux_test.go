@@ -253,7 +253,7 @@ func TestExplainNetFailure(t *testing.T) {
 		withOpts = explainNetFailure(f)
 		return nil
 	})
-	for _, want := range []string{"would fail with EADDRINUSE", "blocker 1: tcp 127.0.0.1:7300 LISTEN", fmt.Sprintf("owner: pid %d (", os.Getpid()), "--reuseport"} {
+	for _, want := range []string{"would fail with EADDRINUSE", fmt.Sprintf("1 listener on 127.0.0.1:7300 of pid %d (", os.Getpid()), "--reuseport"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("explanation lacks %q:\n%s", want, got)
 		}
@@ -287,7 +287,32 @@ func TestWhyUnprivileged(t *testing.T) {
 	if !strings.Contains(strings.Join(j.Assumptions, "\n"), "assumed SO_REUSEPORT off") {
 		t.Errorf("the verdict does not state its assumption about the owner's SO_REUSEPORT: %q", j.Assumptions)
 	}
-	if !strings.Contains(strings.Join(j.Notes, "\n"), "kernel socket facts not read") {
-		t.Errorf("notes do not say the BPF iterator was unavailable: %q", j.Notes)
+	if !strings.Contains(strings.Join(j.Notes, "\n"), "kernel socket facts not read: the BPF socket iterator needs root") {
+		t.Errorf("notes do not say the BPF iterator needs root: %q", j.Notes)
+	}
+	// The text: the listener's options are unread, so the reason names the
+	// uid rule as one possibility and asserts nothing it did not see.
+	cmd = ns.Command(context.Background(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		bin, "why", "listen", "127.0.0.1:7400", "--reuseport")
+	text, _ := cmd.Output()
+	txt := string(text)
+	for _, want := range []string{
+		"if it has SO_REUSEPORT, SO_REUSEPORT needs the same uid (new socket 65534, owner 0)",
+		"if it lacks SO_REUSEPORT",
+		"run as root to tell",
+	} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("why as uid 65534 lacks %q:\n%s", want, txt)
+		}
+	}
+	// Claims about the listener's options stated as facts are false here
+	// (it has SO_REUSEPORT): none may appear outside an "if".
+	for _, false_ := range []string{"neither has SO_REUSEPORT", ", it lacks SO_REUSEPORT", "and it lacks SO_REUSEPORT", "MEMLOCK"} {
+		if strings.Contains(txt, false_) {
+			t.Errorf("why as uid 65534 asserts %q:\n%s", false_, txt)
+		}
+	}
+	if lines := strings.Count(txt, "\n"); lines > 40 {
+		t.Errorf("why as uid 65534: %d lines", lines)
 	}
 }

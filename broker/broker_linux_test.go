@@ -1,0 +1,535 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+// The tests run the real daemon (`tuple broker`, built once) in a network
+// namespace of their own, and clients as real processes of other uids
+// (this test binary in a helper mode, started with syscall.Credential).
+
+var (
+	binOnce                     sync.Once
+	binDir, tupleBin, helperBin string
+	binErr                      error
+)
+
+func removeBins() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
+
+// bins builds tuple and copies this test binary into a directory every uid
+// can read.
+func bins(t testing.TB) (string, string) {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "tuple-broker-test-"); binErr != nil {
+			return
+		}
+		if binErr = os.Chmod(binDir, 0o755); binErr != nil {
+			return
+		}
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		tupleBin = filepath.Join(binDir, "tuple")
+		if out, err := exec.Command(goTool, "build", "-o", tupleBin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build cmd/tuple: %v: %s", err, out)
+			return
+		}
+		self, err := os.Executable()
+		if err != nil {
+			binErr = err
+			return
+		}
+		b, err := os.ReadFile(self)
+		if err != nil {
+			binErr = err
+			return
+		}
+		helperBin = filepath.Join(binDir, "helper")
+		binErr = os.WriteFile(helperBin, b, 0o755)
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return tupleBin, helperBin
+}
+
+// proc is a child process whose stdout we read line by line; closing its
+// stdin ends it.
+type proc struct {
+	t      testing.TB
+	name   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	stderr lockedBuffer
+	done   chan struct{}
+	err    error
+}
+
+// start runs bin args inside ns as uid (-1: root), with extra env.
+func start(t testing.TB, ns *netnstest.NS, uid int, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: fmt.Sprintf("%s %s (uid %d)", filepath.Base(bin), strings.Join(args, " "), uid),
+		lines: make(chan string, 1024), done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	if uid >= 0 {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
+	}
+	p.cmd.Stderr = &p.stderr
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Started from a thread inside the namespace, the child lives there.
+	if err := ns.Do(p.cmd.Start); err != nil {
+		t.Fatalf("start %s: %v", p.name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// lockedBuffer is a bytes.Buffer safe for the process's writer and a
+// reading test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// line returns the next line the process printed.
+func (p *proc) line() string {
+	p.t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			<-p.done
+			p.t.Fatalf("%s ended (%v) without more output; stderr: %s", p.name, p.err, p.stderr.String())
+		}
+		return l
+	case <-time.After(120 * time.Second):
+		p.t.Fatalf("%s printed nothing for 120s; stderr: %s", p.name, p.stderr.String())
+	}
+	return ""
+}
+
+// stop closes stdin and waits for the process, killing it if it lingers.
+func (p *proc) stop() {
+	p.stdin.Close()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// daemon is a running `tuple broker`.
+type daemon struct {
+	*proc
+	dir, sock, policy, audit, metrics string
+}
+
+// startBroker runs tuple broker with policy inside ns and waits until it
+// answers. At cleanup it must still be running and exit cleanly on SIGTERM:
+// a broker that died on the way is a crash.
+func startBroker(t testing.TB, ns *netnstest.NS, policy string) *daemon {
+	t.Helper()
+	tuple, _ := bins(t)
+	// t.TempDir's parent is private; the clients' uids must reach the socket.
+	dir, err := os.MkdirTemp("", "tuple-broker-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{dir: dir, sock: filepath.Join(dir, "broker.sock"), policy: filepath.Join(dir, "policy.toml"),
+		audit: filepath.Join(dir, "audit.jsonl"), metrics: "127.0.0.1:9464"}
+	d.writePolicy(t, policy)
+	d.proc = start(t, ns, -1, nil, tuple, "broker", "--policy", d.policy, "--socket", d.sock, "--audit", d.audit, "--metrics", d.metrics)
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+			t.Errorf("the broker crashed or exited during the test: %v; stderr: %s", d.err, d.stderr.String())
+			return
+		default:
+		}
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+			if d.err != nil {
+				t.Errorf("broker exit on SIGTERM: %v; stderr: %s", d.err, d.stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("broker did not stop on SIGTERM")
+			d.cmd.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("unixpacket", d.sock)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker not answering on %s: %v; stderr: %s", d.sock, err, d.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return d
+}
+
+func (d *daemon) writePolicy(t testing.TB, policy string) {
+	t.Helper()
+	if err := os.WriteFile(d.policy, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// auditLines returns the audit trail's records.
+func (d *daemon) auditLines(t *testing.T) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(d.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for line := range bytes.Lines(b) {
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("audit line is not JSON: %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// waitAudit waits for an audit record with msg and decision.
+func (d *daemon) waitAudit(t *testing.T, msg, decision string, after int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		lines := d.auditLines(t)
+		for _, l := range lines[min(after, len(lines)):] {
+			if l["msg"] == msg && l["decision"] == decision {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no audit record %s/%s", msg, decision)
+}
+
+// ask connects to addr inside ns and returns the first line the server
+// sends.
+func ask(t *testing.T, ns *netnstest.NS, addr string) string {
+	t.Helper()
+	line, err := tryAsk(ns, addr)
+	if err != nil {
+		t.Fatalf("connect %s: %v", addr, err)
+	}
+	return line
+}
+
+func tryAsk(ns *netnstest.NS, addr string) (string, error) {
+	var line string
+	err := ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	return strings.TrimSpace(line), err
+}
+
+const (
+	nobody  = 65534
+	another = 65533
+	third   = 65532
+)
+
+const basePolicy = `
+[[grant]]
+uids = [65534]
+proto = "tcp"
+address = "127.0.0.1"
+ports = 80
+
+[[grant]]
+uids = [65534, 65533]
+proto = "tcp"
+address = "127.0.0.1"
+ports = 8080
+group = "web"
+
+[[grant]]
+uids = [65534]
+proto = "tcp"
+address = "127.0.0.1"
+ports = "40000-40019"
+max_sockets = 5
+`
+
+func TestBrokerUsers(t *testing.T) {
+	ns := netnstest.New(t)
+	// The ephemeral range is the hog's grant: a user who could take
+	// it all would deny the namespace its outgoing connections.
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40019")
+	d := startBroker(t, ns, basePolicy)
+	_, helper := bins(t)
+	run := func(t *testing.T, uid int, args ...string) *proc {
+		return start(t, ns, uid, []string{helperEnv + "=" + args[0]}, helper, args[1:]...)
+	}
+
+	// Allowed: nobody gets port 80 and serves it as itself.
+	web := run(t, nobody, "listen", d.sock, "127.0.0.1:80")
+	if got := web.line(); got != "granted 127.0.0.1:80" {
+		t.Fatalf("uid %d asking for 127.0.0.1:80: %s", nobody, got)
+	}
+	if got, want := ask(t, ns, "127.0.0.1:80"), fmt.Sprintf("uid=%d pid=%d", nobody, web.cmd.Process.Pid); got != want {
+		t.Errorf("port 80 answered %q, want %q", got, want)
+	}
+	// The socket is the grantee's own, as if it had made it.
+	var owner uint32
+	ns.Do(func() error {
+		tab, err := socktab.Snapshot(context.Background(), socktab.Query{TCP: true, LocalPort: 80, States: socktab.States(socktab.Listen)})
+		if err == nil && len(tab.Sockets) == 1 {
+			owner = tab.Sockets[0].UID
+		}
+		return err
+	})
+	if owner != nobody {
+		t.Errorf("the listener on port 80 belongs to uid %d, want the grantee %d", owner, nobody)
+	}
+
+	t.Run("denied", func(t *testing.T) {
+		for _, tc := range []struct {
+			uid        int
+			addr, want string
+		}{
+			{another, "127.0.0.1:80", "port 80 is outside 8080"},
+			{third, "127.0.0.1:80", "no grant names uid 65532"},
+			{nobody, "127.0.0.2:80", "no grant for uid 65534 allows tcp 127.0.0.2"},
+			{nobody, "127.0.0.1:81", "port 81 is outside 80"},
+			// Allowed, but the port is taken: the kernel says no.
+			{nobody, "127.0.0.1:80", "address already in use"},
+		} {
+			p := run(t, tc.uid, "listen", d.sock, tc.addr)
+			if got := p.line(); !strings.HasPrefix(got, "denied") || !strings.Contains(got, tc.want) {
+				t.Errorf("uid %d asking for %s: %q, want a denial with %q", tc.uid, tc.addr, got, tc.want)
+			}
+			p.stop()
+		}
+	})
+
+	t.Run("quota", func(t *testing.T) {
+		// A user asks for more than the whole ephemeral range, one
+		// socket at a time.
+		t0 := time.Now()
+		hog := run(t, nobody, "hog", d.sock, "127.0.0.1", "25")
+		if got := hog.line(); got != "granted=5 denied=20" {
+			t.Errorf("hog: %s, want 5 granted and 20 denied", got)
+		}
+		if got := hog.line(); !strings.Contains(got, "quota: uid 65534 holds 5 of 5 sockets under grant #3") {
+			t.Errorf("hog's first denial: %s", got)
+		}
+		t.Logf("25 requests of the hog answered in %v", time.Since(t0))
+		// The namespace still connects: 15 ephemeral ports are left.
+		if got := ask(t, ns, "127.0.0.1:80"); !strings.HasPrefix(got, "uid=") {
+			t.Errorf("connect during the hog: %q", got)
+		}
+		// Released sockets stop counting (the broker sees them go).
+		hog.stop()
+		again := run(t, nobody, "hog", d.sock, "127.0.0.1", "7")
+		if got := again.line(); got != "granted=5 denied=2" {
+			t.Errorf("after the hog exited: %s, want the quota back (5 granted)", got)
+		}
+		again.stop()
+	})
+
+	t.Run("cross-uid reuseport group", func(t *testing.T) {
+		a := run(t, nobody, "listen", d.sock, "127.0.0.1:8080", "web")
+		b := run(t, another, "listen", d.sock, "127.0.0.1:8080", "web")
+		for _, p := range []*proc{a, b} {
+			if got := p.line(); got != "granted 127.0.0.1:8080" {
+				t.Fatalf("%s: %s", p.name, got)
+			}
+		}
+		served := map[string]int{}
+		for range 64 {
+			reply := ask(t, ns, "127.0.0.1:8080")
+			served[strings.Fields(reply)[0]]++
+		}
+		if served["uid=65534"] == 0 || served["uid=65533"] == 0 {
+			t.Errorf("64 connections to the group were served by %v; want both uids", served)
+		}
+		t.Logf("group web: 64 connections served by %v", served)
+		// Beside it, the plain rule: SO_REUSEPORT shares only within a uid.
+		s1 := run(t, nobody, "selflisten", "127.0.0.1:50000")
+		if got := s1.line(); !strings.HasPrefix(got, "listening") {
+			t.Fatalf("uid %d reuseport listener: %s", nobody, got)
+		}
+		s2 := run(t, another, "selflisten", "127.0.0.1:50000")
+		if got := s2.line(); !strings.Contains(got, "address already in use") {
+			t.Errorf("uid %d joining uid %d's reuseport listener: %q, want EADDRINUSE", another, nobody, got)
+		}
+		s3 := run(t, nobody, "selflisten", "127.0.0.1:50000")
+		if got := s3.line(); !strings.HasPrefix(got, "listening") {
+			t.Errorf("uid %d's second reuseport listener: %s", nobody, got)
+		}
+	})
+
+	t.Run("ls", func(t *testing.T) {
+		c := &Client{Path: d.sock}
+		gs, err := c.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, g := range gs {
+			if g.Local.Port() == 80 && g.UID == nobody && g.PID == int32(web.cmd.Process.Pid) && g.Listen && g.Grant == 1 {
+				found = true
+			}
+			if g.Local.Port() >= 40000 && g.Local.Port() <= 40019 {
+				t.Errorf("a released hog socket is still listed: %+v", g)
+			}
+		}
+		if !found {
+			t.Errorf("ls does not show the port-80 listener of pid %d: %+v", web.cmd.Process.Pid, gs)
+		}
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		before := run(t, another, "request", d.sock, "tcp", "127.0.0.1:9090")
+		if got := before.line(); !strings.HasPrefix(got, "denied") {
+			t.Fatalf("before reload: %s", got)
+		}
+		before.stop()
+		n := len(d.auditLines(t))
+		d.writePolicy(t, basePolicy+"\n[[grant]]\nuids = [65533]\nproto = \"tcp\"\naddress = \"127.0.0.1\"\nports = 9090\n")
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		d.waitAudit(t, "reload", "reload", n)
+		after := run(t, another, "request", d.sock, "tcp", "127.0.0.1:9090")
+		if got := after.line(); got != "granted 127.0.0.1:9090" {
+			t.Errorf("after reload: %s", got)
+		}
+		// Granted sockets were not dropped.
+		if got := ask(t, ns, "127.0.0.1:80"); got != fmt.Sprintf("uid=%d pid=%d", nobody, web.cmd.Process.Pid) {
+			t.Errorf("port 80 after reload: %q", got)
+		}
+		// A broken policy is refused; the last good one stays.
+		n = len(d.auditLines(t))
+		d.writePolicy(t, "[[grant]]\nproto = \"sctp\"\n")
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		d.waitAudit(t, "reload", "error", n)
+		after.stop()
+		still := run(t, another, "request", d.sock, "tcp", "127.0.0.1:9090")
+		if got := still.line(); got != "granted 127.0.0.1:9090" {
+			t.Errorf("after a broken reload: %s, want the last good policy's grant", got)
+		}
+	})
+
+	t.Run("audit and metrics", func(t *testing.T) {
+		decisions := map[string]int{}
+		for _, l := range d.auditLines(t) {
+			if l["msg"] != "request" {
+				continue
+			}
+			peer, _ := l["peer"].(map[string]any)
+			if l["time"] == nil || peer["uid"] == nil || peer["pid"] == nil || peer["gid"] == nil || l["reason"] == nil || l["request"] == nil {
+				t.Errorf("audit record lacks a field: %v", l)
+			}
+			decisions[l["decision"].(string)]++
+		}
+		// Grants: 1 listener, 5+5 hog, 2 group members, 2 after reload;
+		// denials: 4 by policy, 20+2 by quota, 1 before reload; the one
+		// error is the taken port.
+		if decisions["grant"] < 15 || decisions["deny"] < 4+20+2+1 || decisions["error"] != 1 {
+			t.Errorf("audit decisions %v", decisions)
+		}
+		var body string
+		// By hand: net/http would dial from another thread, outside the namespace.
+		if err := ns.Do(func() error {
+			c, err := net.DialTimeout("tcp", d.metrics, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", d.metrics)
+			b, err := io.ReadAll(c)
+			body = string(b)
+			return err
+		}); err != nil {
+			t.Fatalf("scraping the broker: %v", err)
+		}
+		for _, want := range []string{
+			`tuple_broker_quota_denied_total{uid="65534"} 22`,
+			`tuple_broker_live_sockets{uid="65534"} 1`, // port 80; the rest ended with their subtests
+			`tuple_broker_grant_max_sockets{address="127.0.0.1",grant="3",group="",ports="40000-40019",proto="tcp"} 5`,
+			`tuple_broker_handler_panics_total 0`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		if t.Failed() {
+			t.Logf("metrics:\n%s", body)
+		}
+	})
+}

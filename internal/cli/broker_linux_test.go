@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+// TestBrokerConnectListen runs `tuple broker` and, as uid 65534, `tuple
+// listen --broker` on port 80 and `tuple connect --broker` from source port
+// 700: neither could bind its port itself.
+func TestBrokerConnectListen(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t)
+	dir, err := os.MkdirTemp("", "tuple-cli-broker-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	sock, policy := filepath.Join(dir, "broker.sock"), filepath.Join(dir, "policy.toml")
+	os.WriteFile(policy, []byte(`
+[[grant]]
+uids = [65534]
+proto = "tcp"
+address = "127.0.0.1"
+ports = 80
+
+[[grant]]
+uids = [65534]
+proto = "tcp"
+address = "127.0.0.1"
+ports = "700-710"
+`), 0o644)
+	startIn(t, ns, false, "tuple", "broker", "--policy", policy, "--socket", sock).run(nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("unixpacket", sock); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker did not come up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	asNobody := func(args ...string) *proc {
+		cmd := exec.Command(tupleBin, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+		return start(t, cmd, false).run(ns.Do)
+	}
+
+	ln := asNobody("listen", "--broker", sock, "-k", "127.0.0.1", "80")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("listener stderr: %s", ln.stderr.String())
+		}
+	})
+	waitListening(t, ns, "80")
+	c := asNobody("connect", "--broker", sock, "-v", "-s", "127.0.0.1", "-p", "700", "127.0.0.1", "80")
+	c.stdin.Write([]byte("hello from 65534\n"))
+	c.stdin.Close()
+	if code := c.wait(10 * time.Second); code != 0 {
+		t.Fatalf("connect --broker: exit %d: %s", code, c.stderr.String())
+	}
+	if want := "connected 127.0.0.1:700 -> 127.0.0.1:80 (tcp)"; !strings.Contains(c.stderr.String(), want) {
+		t.Errorf("connect -v said %q, want %q", c.stderr.String(), want)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(ln.stdout.String(), "hello from 65534") {
+		if time.Now().After(deadline) {
+			t.Fatalf("listener got %q", ln.stdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	ls := startIn(t, ns, false, "tuple", "broker", "ls", "--broker", sock).run(nil)
+	if code := ls.wait(10 * time.Second); code != 0 {
+		t.Fatalf("broker ls: exit %d: %s", code, ls.stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(ls.stdout.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID  UID") ||
+		!strings.Contains(lines[1], "65534") || !strings.Contains(lines[1], "127.0.0.1:80") || !strings.Contains(lines[1], "listen") {
+		t.Errorf("broker ls (the connection has ended; the listener lives):\n%s", ls.stdout.String())
+	}
+
+	denied := asNobody("listen", "--broker", sock, "127.0.0.1", "81")
+	if code := denied.wait(10 * time.Second); code != 1 || !strings.Contains(denied.stderr.String(), "port 81 is outside 80") {
+		t.Errorf("listen --broker on a port not granted: exit %d: %s", code, denied.stderr.String())
+	}
+}
+
+func TestBrokerBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[[grant]]\nuids = [1]\nproto = \"sctp\"\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"broker"}, "tuple: broker: --policy FILE is required\n"},
+		{[]string{"broker", "--policy", bad}, "tuple: broker: policy " + bad + ": grant #1: proto \"sctp\": want \"tcp\" or \"udp\"\n"},
+		{[]string{"broker", "check", bad}, "tuple: broker check: policy " + bad + ": grant #1: proto \"sctp\": want \"tcp\" or \"udp\"\n"},
+		{[]string{"broker", "exec", "--listen", "127.0.0.1", "--", "true"}, "tuple: broker exec: 127.0.0.1: want ADDR:PORT\n"},
+		{[]string{"broker", "exec", "--", "true"}, "tuple: broker exec: want at least one --listen or --udp ADDR:PORT\n"},
+		{[]string{"connect", "--broker", "/x", "-z", "127.0.0.1", "1-2"}, "tuple: connect: --broker hands out one socket; -z would need one per port\n"},
+		{[]string{"listen", "--broker", "/x", "localhost", "80"}, "tuple: listen: --broker needs ADDR as a literal IP address, not \"localhost\"\n"},
+	} {
+		var out, errOut strings.Builder
+		code := Main(tc.args, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
+		if code != 2 || errOut.String() != tc.want {
+			t.Errorf("tuple %s: exit %d, stderr %q; want exit 2, %q", strings.Join(tc.args, " "), code, errOut.String(), tc.want)
+		}
+	}
+}
