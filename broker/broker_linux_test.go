@@ -93,12 +93,23 @@ type proc struct {
 // start runs bin args inside ns as uid (-1: root), with extra env.
 func start(t testing.TB, ns *netnstest.NS, uid int, env []string, bin string, args ...string) *proc {
 	t.Helper()
+	return startInCgroup(t, ns, uid, -1, env, bin, args...)
+}
+
+// startInCgroup is start with the child born in the cgroup whose directory
+// cgroupFD is open (-1: ours).
+func startInCgroup(t testing.TB, ns *netnstest.NS, uid, cgroupFD int, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: fmt.Sprintf("%s %s (uid %d)", filepath.Base(bin), strings.Join(args, " "), uid),
 		lines: make(chan string, 1024), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if uid >= 0 {
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
+		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}
+	}
+	if cgroupFD >= 0 {
+		p.cmd.SysProcAttr.UseCgroupFD, p.cmd.SysProcAttr.CgroupFD = true, cgroupFD
 	}
 	p.cmd.Stderr = &p.stderr
 	var err error

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tuple-net/tuple/internal/netnstest"
 )
 
@@ -38,6 +40,13 @@ func TestBrokerHostileClients(t *testing.T) {
 	_, helper := bins(t)
 	run := func(uid int, args ...string) *proc {
 		return start(t, ns, uid, []string{helperEnv + "=" + args[0]}, helper, args[1:]...)
+	}
+
+	// Descriptor exhaustion on the broker's side too: it gets a few more
+	// descriptors than it needs idle, fewer than the clients will open.
+	const brokerFDs = 24
+	if err := unix.Prlimit(d.cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: brokerFDs, Max: brokerFDs}, nil); err != nil {
+		t.Fatal(err)
 	}
 
 	total := hostileResult{Kinds: map[string]int{}}
@@ -107,11 +116,16 @@ func TestBrokerHostileClients(t *testing.T) {
 		crashes = 1
 	default:
 	}
+	emfile := 0
 	for _, l := range d.auditLines(t) {
 		if l["msg"] == "panic" {
 			t.Errorf("a handler panicked: %v", l)
 		}
+		if reason, _ := l["reason"].(string); l["msg"] == "accept" && strings.Contains(reason, "too many open files") {
+			emfile++
+		}
 	}
+	t.Logf("the broker, limited to %d descriptors, ran out of them %d times", brokerFDs, emfile)
 	kinds := make([]string, 0, len(total.Kinds))
 	for k, n := range total.Kinds {
 		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))

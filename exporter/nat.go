@@ -20,12 +20,11 @@ type NATCollector struct {
 	read    func(context.Context) (nat.Snapshot, error)
 	top     int
 	timeout time.Duration
-	log     *slog.Logger
 
 	inUse, free, size, translated, rules *prometheus.Desc
 	insertFailed, drop, earlyDrop, up    *prometheus.Desc
-	mu                                   sync.Mutex // one read at a time; remembers the last error
-	lastErr                              string
+	mu                                   sync.Mutex // one read at a time; guards errs
+	errs                                 changeLog
 }
 
 // NewNATCollector reads with read (nat.Read when nil); top bounds the
@@ -40,12 +39,9 @@ func NewNATCollector(read func(context.Context) (nat.Snapshot, error), top int, 
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	if log == nil {
-		log = slog.Default()
-	}
 	labels := []string{"nat_address", "proto", "destination"}
 	return &NATCollector{
-		read: read, top: top, timeout: timeout, log: log,
+		read: read, top: top, timeout: timeout, errs: newChangeLog(log, "nat"),
 		inUse: prometheus.NewDesc(namespace+"_nat_ports_in_use",
 			"Ports of the source-NAT rule's range held towards a destination on a NAT address (conntrack).", labels, nil),
 		free: prometheus.NewDesc(namespace+"_nat_ports_free",
@@ -81,7 +77,7 @@ func (c *NATCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	snap, err := c.read(ctx)
-	c.logChange(err)
+	c.errs.report(err)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
@@ -113,22 +109,4 @@ func (c *NATCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(n), k.addr, k.proto, otherLabel)
 		ch <- prometheus.MustNewConstMetric(c.translated, prometheus.GaugeValue, float64(otherTranslated[k]), k.addr, k.proto, otherLabel)
 	}
-}
-
-// logChange logs a read failure when it differs from the last one, and the
-// recovery, so a failing node logs once rather than every scrape.
-func (c *NATCollector) logChange(err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	if msg == c.lastErr {
-		return
-	}
-	if err != nil {
-		c.log.Error("nat collector failed", "err", err)
-	} else {
-		c.log.Info("nat collector recovered", "previous_err", c.lastErr)
-	}
-	c.lastErr = msg
 }

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -94,6 +95,22 @@ func TestConnectPeerClasses(t *testing.T) {
 		{name: "reset socket listens", s: with(newTCP(IPv4), func(s *Socket) { s.Reset = true }), op: listenOp,
 			want: verdict{Err: "EINVAL", Rule: "listen-reset"}},
 	})
+}
+
+// TestSelfConnectChance: a refused connect() whose search may pick the
+// destination port itself says so; one that cannot does not.
+func TestSelfConnectChance(t *testing.T) {
+	h := testHost()
+	h.AllListeners, h.Isolated = true, true
+	h.EphemeralRange = PortRange{5000, 5003}
+	o := Predict(World{Host: h}, newTCP(IPv4), connect("127.0.0.1:5001"))
+	if o.ErrName() != "ECONNREFUSED" || len(o.Assumptions) != 1 || !strings.Contains(o.Assumptions[0], "connects to itself") {
+		t.Errorf("destination port in the range: %s, assumptions %q", o.ErrName(), o.Assumptions)
+	}
+	o = Predict(World{Host: h}, newTCP(IPv4), connect("127.0.0.1:6000"))
+	if o.ErrName() != "ECONNREFUSED" || len(o.Assumptions) != 0 {
+		t.Errorf("destination port outside the range: %s, assumptions %q", o.ErrName(), o.Assumptions)
+	}
 }
 
 func TestTimeWaitDevice(t *testing.T) {

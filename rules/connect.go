@@ -115,6 +115,7 @@ func (e *eval) refused() {
 		e.ok("self-connect", e.selfConnectWhy())
 		return
 	}
+	e.selfConnectChance()
 	e.fail(syscall.ECONNREFUSED, "no-listener", fmt.Sprintf("nothing listens on %s: this host answers the connection request with a reset", e.op.Addr))
 }
 

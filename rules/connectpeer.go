@@ -131,3 +131,16 @@ func (e *eval) selfConnect() bool {
 func (e *eval) selfConnectWhy() string {
 	return fmt.Sprintf("the socket connects to its own address and port %s: its SYN reaches itself and the simultaneous open completes without a listener", e.op.Addr)
 }
+
+// selfConnectChance notes, for a refused connect() whose port search may
+// land on the destination port itself (same address, port in the range),
+// that the kernel's random pick could make it a self-connect instead.
+func (e *eval) selfConnectChance() {
+	l := e.out.After.Local
+	r, _ := EffectiveRange(e.m.host, e.s)
+	if l.Port() != 0 || e.out.Candidates < 2 || !r.Contains(e.op.Addr.Port()) ||
+		l.Addr().Unmap().WithZone("") != e.op.Addr.Addr().Unmap().WithZone("") {
+		return
+	}
+	e.out.Assumptions = append(e.out.Assumptions, fmt.Sprintf("connect() picks one of %d ports at random; should it pick %d, the destination port itself, the socket connects to itself and succeeds", e.out.Candidates, e.op.Addr.Port()))
+}

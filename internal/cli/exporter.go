@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/exporter"
+	"github.com/tuple-net/tuple/netns"
 )
 
 // exporterOptions are the flags of `tuple exporter`.
@@ -26,6 +27,7 @@ type exporterOptions struct {
 	Owners      bool
 	KernelFacts bool
 	NAT         bool
+	Netns       string // --netns: also export these namespaces' ports
 	Timeout     time.Duration
 
 	// source replaces the live socket table in tests; ready is told the
@@ -57,6 +59,7 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
 	f.BoolVar(&o.Owners, "owners", false, "also read owning processes and live options (slower: scans /proc/*/fd each scrape)")
 	f.BoolVar(&o.KernelFacts, "kernel-facts", true, "read the kernel's own socket records (BPF iterator, root) so free-port counts are exact; --kernel-facts=false scrapes faster and reports ranges")
+	f.StringVar(&o.Netns, "netns", "", "also export the ports of these network namespaces (all: every pod and container), top N by ports in use: all, a name under /run/netns, a PID or a path")
 	f.BoolVar(&o.NAT, "nat", false, "also export the source-NAT port budget per NAT address and destination and conntrack's failure counters (reads nftables and conntrack; CAP_NET_ADMIN)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "longest a scrape may spend reading the socket table")
 	return cmd
@@ -87,6 +90,13 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		src = exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
 	}
 	var extra []prometheus.Collector
+	if o.Netns != "" {
+		spec, err := netns.ParseSpec(o.Netns)
+		if err != nil {
+			return usageError("exporter: --netns: %v", err)
+		}
+		extra = append(extra, exporter.NewNamespacesCollector(spec, o.ProcRoot, o.Top, o.Timeout, slog.New(slog.NewTextHandler(s.Err, nil))))
+	}
 	if o.NAT {
 		extra = append(extra, exporter.NewNATCollector(nil, o.Top, o.Timeout, slog.New(slog.NewTextHandler(s.Err, nil))))
 	}

@@ -247,3 +247,48 @@ func TestLabTimeout(t *testing.T) {
 		t.Errorf("took %v with --timeout 300ms", d)
 	}
 }
+
+// TestLabFileQuirks: a file that starts with a UTF-8 byte-order mark runs,
+// one with an open-ended port range and multicast addresses runs with the
+// kernel's answers, and one that asks for more uids than the helper cap is
+// bad input (exit 2) naming the cap.
+func TestLabFileQuirks(t *testing.T) {
+	exe := tupleBinary(t)
+	dir := t.TempDir()
+	bom := filepath.Join(dir, "bom.lab")
+	os.WriteFile(bom, []byte("\xef\xbb\xbf[bom]\nA socket tcp4\nA bind 127.0.0.1:0 => ok\n"), 0o644)
+	if out, err := exec.Command(exe, "lab", bom).CombinedOutput(); exitStatus(err) != 0 {
+		t.Errorf("BOM-prefixed file: exit %d\n%s", exitStatus(err), out)
+	}
+	odd := filepath.Join(dir, "odd.lab")
+	os.WriteFile(odd, []byte(`[odd]
+sysctl net.ipv4.ip_local_port_range=40000 40009
+A socket tcp4 port-range=0-40000
+A bind 127.0.0.1:0 => ok
+B socket udp4 port-range=40009-0
+B bind 224.0.0.1:0 => ok
+C socket tcp4
+C connect 224.0.0.1:80 => ENETUNREACH
+D socket tcp4 port-range=40005-40001 => EINVAL
+`), 0o644)
+	out, err := exec.Command(exe, "lab", "--json", odd).Output()
+	if exitStatus(err) != 0 {
+		t.Fatalf("open range and multicast: exit %d\n%s", exitStatus(err), out)
+	}
+	for _, want := range []string{`"local":"127.0.0.1:40000"`, `"local":"224.0.0.1:40009"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %s (the open end clamps to the namespace range):\n%s", want, out)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("[many]\n")
+	for i := 1; i <= lab.MaxUIDs; i++ {
+		b.WriteString("S" + strconv.Itoa(i) + " socket tcp4 uid=" + strconv.Itoa(1000+i) + "\n")
+	}
+	many := filepath.Join(dir, "many.lab")
+	os.WriteFile(many, []byte(b.String()), 0o644)
+	out, err = exec.Command(exe, "lab", many).CombinedOutput()
+	if exitStatus(err) != 2 || !strings.Contains(string(out), "at most 16") {
+		t.Errorf("17 uids: exit %d, %q; want 2 naming the cap", exitStatus(err), out)
+	}
+}

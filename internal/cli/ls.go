@@ -33,6 +33,7 @@ type lsOptions struct {
 	pid       int   // 0: any
 	json      bool
 	procRoot  string
+	netns     string // --netns: "" for this namespace
 }
 
 // defaultStates is what `tuple ls` shows without -l, -a or --state: like
@@ -77,6 +78,7 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
 	f.Int64Var(&o.uid, "uid", -1, "only sockets of this uid")
 	f.IntVar(&o.pid, "pid", 0, "only sockets held by this process (implies -p)")
 	f.BoolVar(&o.json, "json", false, "one JSON object per socket (fields in the README)")
+	addNetnsFlag(f, &o.netns, "list sockets")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	f.MarkHidden("proc")
 	return cmd
@@ -107,6 +109,12 @@ func (o *lsOptions) query() (socktab.Query, error) {
 	}
 	if q.States == 0 {
 		q.States = defaultStates
+	}
+	if o.netns != "" {
+		var err error
+		if q.Namespaces, err = resolveNamespaces("ls", o.netns, o.procRoot); err != nil {
+			return q, err
+		}
 	}
 	return q, nil
 }
@@ -155,11 +163,12 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	}
 	w := bufio.NewWriterSize(s.Out, 64<<10)
 	if o.json {
-		err = writeJSONLines(w, socks)
+		err = writeJSONLinesNS(w, socks, t.Namespaces)
 	} else {
 		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners || q.Options, options: o.options}
-		err = writeTable(w, socks, cols)
-		if err == nil && o.options {
+		err = writeTableNS(w, socks, cols, t.Namespaces)
+		// Groups are read through an iterator in this namespace only.
+		if err == nil && o.options && len(t.Namespaces) == 0 {
 			err = writeGroups(w, reusegroup.Read(socks)) // reusegroups.go
 		}
 	}
@@ -419,6 +428,7 @@ type jsonSocket struct {
 	TimeLeftMS int64       `json:"time_left_ms"`
 	Options    jsonOptions `json:"options"`
 	Owners     []jsonOwner `json:"owners"`
+	NetNS      *jsonNetNS  `json:"netns,omitempty"` // with --netns
 }
 
 func toJSONSocket(sk *socktab.Socket) jsonSocket {

@@ -23,9 +23,10 @@ type portsOptions struct {
 	HogShare  float64 // percent
 	PortRange string  // the new socket's IP_LOCAL_PORT_RANGE, "" for none
 	ProcRoot  string
-	Owners    bool // find the processes holding each socket (per-process table)
-	Options   bool // read live socket options (IP_BIND_ADDRESS_NO_PORT tells connect-picked ports)
-	NAT       bool // the source-NAT budgets from nftables and conntrack instead of the socket table
+	Owners    bool   // find the processes holding each socket (per-process table)
+	Options   bool   // read live socket options (IP_BIND_ADDRESS_NO_PORT tells connect-picked ports)
+	NAT       bool   // the source-NAT budgets from nftables and conntrack instead of the socket table
+	Netns     string // --netns: "" for this namespace
 
 	// read returns the socket table and host facts; tests replace it.
 	read func(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error)
@@ -55,6 +56,7 @@ connect(), free counts are shown as a range MIN..MAX.`,
 	f.StringVar(&o.PortRange, "port-range", "", "budget for a socket with IP_LOCAL_PORT_RANGE `LO-HI`")
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "procfs mount to read sysctls and owners from")
 	f.BoolVar(&o.Owners, "owners", true, "find the processes holding each socket (scans every /proc/PID/fd; --owners=false skips the per-process table)")
+	addNetnsFlag(f, &o.Netns, "count ports")
 	f.BoolVar(&o.NAT, "nat", false, "show the source-NAT (masquerade/snat) port budget per NAT address and destination, from nftables and conntrack")
 	f.BoolVar(&o.Options, "options", false, "read each socket's live options: ports of sockets with IP_BIND_ADDRESS_NO_PORT count as connect-picked (slower)")
 	return cmd
@@ -93,6 +95,9 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 			return usageError("--port-range %q: %v", o.PortRange, err)
 		}
 		opt.SocketRange = rules.PortRange{Lo: r.Lo, Hi: r.Hi}
+	}
+	if o.Netns != "" {
+		return runPortsNamespaces(ctx, o, s, opt)
 	}
 	entries, host, err := o.read(ctx, o)
 	if err != nil {

@@ -26,6 +26,10 @@ type whoOptions struct {
 	json     bool
 	all      bool
 	procRoot string
+	netns    string // --netns: "" for this namespace
+	// quietIfFree prints nothing when nothing holds the port (one of many
+	// namespaces).
+	quietIfFree bool
 }
 
 func newWhoCmd(s Streams) *cobra.Command {
@@ -54,6 +58,7 @@ saying whether a new socket could bind the port too, and with which options.`,
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object: every socket, the groups and the sharing verdicts")
 	cmd.Flags().BoolVarP(&o.all, "all", "a", false, "list every socket, one by one, instead of groups")
+	addNetnsFlag(cmd.Flags(), &o.netns, "look")
 	cmd.Flags().StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	cmd.Flags().MarkHidden("proc")
 	return cmd
@@ -78,6 +83,9 @@ func parseWhoTarget(arg string) (netip.Addr, uint16, error) {
 }
 
 func runWho(ctx context.Context, s Streams, o *whoOptions) error {
+	if o.netns != "" {
+		return runWhoNamespaces(ctx, s, o)
+	}
 	defer batchGC()()
 	if ctx == nil {
 		ctx = context.Background()
@@ -119,6 +127,9 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	verdicts := []sharing{
 		shareVerdict(sit, rules.TCP, o.addr, o.port, uint32(os.Geteuid())),
 		shareVerdict(sit, rules.UDP, o.addr, o.port, uint32(os.Geteuid())),
+	}
+	if o.quietIfFree && len(socks) == 0 {
+		return nil
 	}
 	rgroups := reusegroup.Read(socks) // reusegroups.go renders them
 	w := bufio.NewWriter(s.Out)

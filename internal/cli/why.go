@@ -34,6 +34,7 @@ type whyOptions struct {
 	json       bool
 	all        bool
 	procRoot   string
+	netns      string // --netns: "" for this namespace
 }
 
 func newWhyCmd(s Streams) *cobra.Command {
@@ -60,6 +61,7 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 	f.StringVar(&o.dev, "dev", "", "the new socket is bound to this interface (SO_BINDTODEVICE)")
 	f.BoolVar(&o.json, "json", false, "print one JSON object (every blocker, grouped too)")
 	f.BoolVarP(&o.all, "all", "a", false, "list every blocker, one by one, instead of groups")
+	addNetnsFlag(f, &o.netns, "predict")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	_ = f.MarkHidden("proc")
 
@@ -195,14 +197,23 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if o.udp {
 		proto = rules.UDP
 	}
-	sit, err := hostmodel.Live(ctx, proto, o.procRoot)
+	// The socket table, sysctls, addresses and routes are all the
+	// namespace's: read and explain from a thread inside it.
+	var r *hostmodel.Report
+	err = inNamespace("why", o.netns, o.procRoot, func() error {
+		sit, err := hostmodel.Live(ctx, proto, o.procRoot)
+		if err != nil {
+			return fmt.Errorf("why %s: %w", kind, err)
+		}
+		if err := hostmodel.ResolveSource(&p); err != nil {
+			sit.Notes = append(sit.Notes, err.Error()+"; four-tuples compared on the peer alone")
+		}
+		r = hostmodel.Explain(ctx, sit, p)
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("why %s: %w", kind, err)
+		return err
 	}
-	if err := hostmodel.ResolveSource(&p); err != nil {
-		sit.Notes = append(sit.Notes, err.Error()+"; four-tuples compared on the peer alone")
-	}
-	r := hostmodel.Explain(ctx, sit, p)
 	if o.json {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")

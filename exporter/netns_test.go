@@ -1,0 +1,77 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tuple-net/tuple/netns"
+)
+
+// fakeNamespaces is a collector over n namespaces where namespace i holds
+// i*10 ports and the last cannot be read.
+func fakeNamespaces(n, top int) *NamespacesCollector {
+	c := newNamespacesCollector(top, 0, slog.New(slog.DiscardHandler))
+	c.list = func() ([]netns.Namespace, error) {
+		var out []netns.Namespace
+		for i := range n {
+			ns := netns.Namespace{Inode: uint64(4026530000 + i)}
+			if i == 1 {
+				ns.Name = "named"
+			}
+			if i == 2 {
+				ns.PodUID = "0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e"
+			}
+			out = append(out, ns)
+		}
+		return out, nil
+	}
+	c.read = func(_ context.Context, ns netns.Namespace) (NamespaceSummary, error) {
+		i := int(ns.Inode - 4026530000)
+		if i == n-1 {
+			return NamespaceSummary{}, errors.New("setns: operation not permitted")
+		}
+		return NamespaceSummary{NS: ns, Sockets: i * 12, Pool: 1000, InUse: i * 10, FreeMin: 1000 - i*10, TimeWait: i, BoundOnly: 1}, nil
+	}
+	return c
+}
+
+// The top N namespaces by ports in use get their own series, labelled with
+// name and pod; the rest sum into netns="other"; unread namespaces count.
+func TestNamespacesCollectorTopAndOther(t *testing.T) {
+	c := fakeNamespaces(6, 2) // readable: 0..4; top 2 by use: 4 and 3
+	want := `
+# HELP tuple_netns_ephemeral_ports_in_use Ephemeral ports of the namespace's range held by some TCP socket.
+# TYPE tuple_netns_ephemeral_ports_in_use gauge
+tuple_netns_ephemeral_ports_in_use{container_id="",netns="4026530003",netns_name="",pod_uid=""} 30
+tuple_netns_ephemeral_ports_in_use{container_id="",netns="4026530004",netns_name="",pod_uid=""} 40
+tuple_netns_ephemeral_ports_in_use{container_id="",netns="other",netns_name="",pod_uid=""} 30
+# HELP tuple_netns_namespaces Network namespaces found.
+# TYPE tuple_netns_namespaces gauge
+tuple_netns_namespaces 6
+# HELP tuple_netns_namespaces_unread Network namespaces that could not be read in this scrape.
+# TYPE tuple_netns_namespaces_unread gauge
+tuple_netns_namespaces_unread 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"tuple_netns_ephemeral_ports_in_use", "tuple_netns_namespaces", "tuple_netns_namespaces_unread"); err != nil {
+		t.Error(err)
+	}
+	// With room for all, the pod's and the named namespace's labels show.
+	c = fakeNamespaces(6, 10)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP tuple_netns_ephemeral_ports_free_min Fewest ports a new connect() to any one destination can still take in the namespace (lower bound).
+# TYPE tuple_netns_ephemeral_ports_free_min gauge
+tuple_netns_ephemeral_ports_free_min{container_id="",netns="4026530000",netns_name="",pod_uid=""} 1000
+tuple_netns_ephemeral_ports_free_min{container_id="",netns="4026530001",netns_name="named",pod_uid=""} 990
+tuple_netns_ephemeral_ports_free_min{container_id="",netns="4026530002",netns_name="",pod_uid="0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e"} 980
+tuple_netns_ephemeral_ports_free_min{container_id="",netns="4026530003",netns_name="",pod_uid=""} 970
+tuple_netns_ephemeral_ports_free_min{container_id="",netns="4026530004",netns_name="",pod_uid=""} 960
+`), "tuple_netns_ephemeral_ports_free_min"); err != nil {
+		t.Error(err)
+	}
+}

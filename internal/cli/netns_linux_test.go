@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tuple-net/tuple/internal/netnstest"
+)
+
+// TestCommandsAcrossNamespaces holds a listener in each of 50 namespaces
+// from this one process (a process in several namespaces, as a pod's
+// sidecar or a CNI daemon is): ls --netns all lists each with its
+// namespace and owner, who names the one namespace and process holding a
+// port, and why and ports answer inside the namespace named.
+func TestCommandsAcrossNamespaces(t *testing.T) {
+	netnstest.RequireRoot(t)
+	const n = 50
+	names := make([]string, n)
+	for i := range n {
+		ns := netnstest.New(t)
+		names[i] = ns.Name
+		if err := ns.Do(func() error {
+			ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", 7400+i))
+			if err == nil {
+				t.Cleanup(func() { ln.Close() })
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid := os.Getpid()
+
+	code, out, errOut := run(t, "", "ls", "-l", "-t", "-p", "--netns", "all", "--json")
+	if code != 0 {
+		t.Fatalf("ls --netns all: exit %d: %s", code, errOut)
+	}
+	seen := map[uint16]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var j jsonSocket
+		if err := json.Unmarshal([]byte(line), &j); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		if j.LocalPort < 7400 || j.LocalPort >= 7400+n || j.LocalAddr != "127.0.0.1" {
+			continue
+		}
+		if j.NetNS == nil {
+			t.Fatalf("socket %s:%d has no netns", j.LocalAddr, j.LocalPort)
+		}
+		if prev, dup := seen[j.LocalPort]; dup {
+			t.Errorf("port %d listed twice (%s, %s)", j.LocalPort, prev, j.NetNS.Name)
+		}
+		seen[j.LocalPort] = j.NetNS.Name
+		if want := names[j.LocalPort-7400]; j.NetNS.Name != want || j.NetNS.Inode == 0 {
+			t.Errorf("port %d in netns %+v, want %s", j.LocalPort, j.NetNS, want)
+		}
+		if len(j.Owners) != 1 || j.Owners[0].PID != pid {
+			t.Errorf("port %d owners %+v, want pid %d", j.LocalPort, j.Owners, pid)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("ls --netns all found %d of the %d listeners", len(seen), n)
+	}
+
+	// who names the namespace and the process.
+	code, out, errOut = run(t, "", "who", "7420", "--netns", "all")
+	if code != 0 {
+		t.Fatalf("who --netns all: exit %d: %s", code, errOut)
+	}
+	if strings.Count(out, "\nnetns ")+btoi(strings.HasPrefix(out, "netns ")) != 1 ||
+		!strings.HasPrefix(out, "netns "+names[20]+" (") || !strings.Contains(out, "pid="+strconv.Itoa(pid)) {
+		t.Errorf("who 7420 --netns all: want one section, for %s, naming pid %d:\n%s", names[20], pid, out)
+	}
+	if code, out, _ = run(t, "", "who", "7399", "--netns", "all"); code != 0 || !strings.HasPrefix(out, "nothing holds port 7399 in any of ") {
+		t.Errorf("who 7399 --netns all: exit %d\n%s", code, out)
+	}
+
+	// why predicts inside the named namespace: the port is taken there,
+	// and only there.
+	if code, out, _ = run(t, "", "why", "bind", "127.0.0.1:7420", "--netns", names[20]); code != 1 || !strings.Contains(out, "EADDRINUSE") {
+		t.Errorf("why bind 127.0.0.1:7420 --netns %s: exit %d, want 1 with EADDRINUSE:\n%s", names[20], code, out)
+	}
+	if code, out, _ = run(t, "", "why", "bind", "127.0.0.1:7420", "--netns", names[21]); code != 0 {
+		t.Errorf("why bind 127.0.0.1:7420 --netns %s: exit %d, want 0:\n%s", names[21], code, out)
+	}
+	// ports reads the namespace's own sysctls.
+	ns := &netnstest.NS{Name: names[3]}
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "41000 41009")
+	if code, out, errOut = run(t, "", "ports", "--netns", names[3]); code != 0 || !strings.Contains(out, "Ephemeral range   41000-41009 (10 ports)") ||
+		!strings.HasPrefix(out, "netns "+names[3]) {
+		t.Errorf("ports --netns %s: exit %d, want its own range 41000-41009:\n%s%s", names[3], code, out, errOut)
+	}
+
+	// Bad input: one line, exit 2.
+	for _, args := range [][]string{
+		{"ls", "--netns", "no-such-namespace-here"},
+		{"who", "80", "--netns", "-3"},
+		{"why", "bind", "127.0.0.1:80", "--netns", "all"},
+		{"ports", "--netns", "/etc/hostname"},
+	} {
+		code, _, errOut := run(t, "", args...)
+		if code != 2 && !(args[0] == "ports" && code == 1) {
+			t.Errorf("tuple %v: exit %d, want 2: %s", args, code, errOut)
+		}
+		if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("tuple %v: want one error line, got %q", args, errOut)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
