@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
 )
 
 // groupLayout is where the group iterator finds struct sock_reuseport and
@@ -26,7 +25,7 @@ var kernelGroupLayout = sync.OnceValues(func() (*groupLayout, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := btf.LoadKernelSpec()
+	spec, err := kernelBTF.Kernel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
 	}

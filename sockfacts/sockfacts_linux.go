@@ -53,6 +53,10 @@ const (
 	sockConnectBind  = 16
 )
 
+// kernelBTF keeps the kernel's BTF, decoded once per process, for the
+// layouts and the program loads.
+var kernelBTF = btf.NewCache()
+
 var (
 	layoutOnce sync.Once
 	kernLayout *layout
@@ -63,7 +67,7 @@ var (
 // under a running process.
 func kernelLayout() (*layout, error) {
 	layoutOnce.Do(func() {
-		spec, err := btf.LoadKernelSpec()
+		spec, err := kernelBTF.Kernel()
 		if err != nil {
 			layoutErr = fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
 			return
@@ -239,7 +243,9 @@ func Read(proto Proto) ([]Sock, error) {
 // runIter loads insns as an iterator program over target ("tcp" or "udp")
 // and returns everything it writes.
 func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+	// Loaded as a collection to share kernelBTF: a lone NewProgram parses
+	// the kernel's whole BTF again to find the attach target.
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{"iter": {
 		Name:         name,
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
@@ -248,7 +254,12 @@ func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 		// bpf_seq_write, bpf_probe_read_kernel and the skc_to_*
 		// helpers are GPL-only; the programs only copy fields out.
 		License: "GPL",
-	})
+	}}}, ebpf.CollectionOptions{Cache: kernelBTF})
+	var prog *ebpf.Program
+	if err == nil {
+		prog = coll.DetachProgram("iter")
+		coll.Close()
+	}
 	if errors.Is(err, unix.EPERM) {
 		return nil, fmt.Errorf("%w: loading it needs CAP_BPF and CAP_PERFMON (root)", ErrNotSupported)
 	}
