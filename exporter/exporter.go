@@ -49,11 +49,14 @@ func (f SourceFunc) Read(ctx context.Context) Input { return f(ctx) }
 func LiveSource(procRoot string, owners, kernelFacts bool) Source {
 	return SourceFunc(func(ctx context.Context) Input {
 		var in Input
+		// The kernel's records are read beside the dump.
+		facts := func() *hostmodel.Facts { return nil }
+		if kernelFacts {
+			facts = ports.StartFacts()
+		}
 		in.Host, _, in.HostErr = hostmodel.ReadHost(procRoot)
 		in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: owners, Options: owners, ProcRoot: procRoot})
-		if kernelFacts {
-			in.Facts = ports.ReadFacts()
-		}
+		in.Facts = facts()
 		return in
 	})
 }
@@ -206,9 +209,10 @@ func (e *Exporter) snapshot() *snapshot {
 		s.TableErr = fmt.Errorf("source returned no table")
 	}
 	if s.TableErr == nil {
-		s.entries = ports.FromTable(s.Host, s.Table, s.Facts)
+		tab := ports.FromTable(s.Host, s.Table, s.Facts)
+		s.entries = tab.Entries
 		if s.HostErr == nil {
-			s.report = ports.Budget(s.entries, s.Host, ports.Options{HogShare: e.opt.HogShare})
+			s.report = ports.Budget(s.entries, s.Host, ports.Options{HogShare: e.opt.HogShare, Buckets: tab.Buckets})
 		}
 	}
 	return s

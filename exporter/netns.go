@@ -43,7 +43,8 @@ func ReadNamespace(ctx context.Context, ns netns.Namespace, procRoot string) (Na
 		if err != nil {
 			return fmt.Errorf("socket table: %w", err)
 		}
-		rep := ports.Budget(ports.FromTable(host, t, nil), host, ports.Options{})
+		tab := ports.FromTable(host, t, nil)
+		rep := ports.Budget(tab.Entries, host, ports.Options{Buckets: tab.Buckets})
 		sum.Sockets, sum.Pool, sum.InUse = len(t.Sockets), rep.Pool, rep.InUse
 		sum.TimeWait, sum.BoundOnly = rep.TimeWait, rep.BoundOnly
 		sum.FreeMin = rep.ConnectFreeMin

@@ -1,9 +1,7 @@
 package hostmodel
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/tuple-net/tuple/rules"
@@ -26,13 +24,12 @@ type Entry struct {
 	// known, e.g. "SO_REUSEPORT assumed off: owner's descriptor not readable".
 	Assumed []string
 
-	// The kernel's bind bucket of the port (TCP, from sockfacts): whether
-	// connect() may share it.
 	// accepted: a connection accepted from a listener of this table.
 	accepted bool
 
-	bucketKnown, bucketConnectOnly bool
-	bucket                         sockfacts.Bucket
+	// The kernel's bind bucket of the port (TCP, from sockfacts).
+	bucketKnown bool
+	bucket      sockfacts.Bucket
 }
 
 // Situation is everything the model judges an operation against, with the
@@ -72,86 +69,51 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	}
 	sit.Entries = make([]Entry, 0, len(t.Sockets))
 	sit.Notes = append(sit.Notes, t.Notes...)
-	// Convert looks only at listeners in its table argument (to recognise
-	// accepted children); passing just them keeps big tables linear.
-	var listeners []socktab.Socket
-	for _, s := range t.Sockets {
-		if s.Proto == socktab.TCP && s.State == socktab.Listen {
-			listeners = append(listeners, s)
-		}
-	}
-	for i := range t.Sockets {
-		if e, ok := Convert(host, &t.Sockets[i], listeners, facts.Lookup(&t.Sockets[i])); ok {
-			sit.Entries = append(sit.Entries, e)
-		}
-	}
-	applyBuckets(sit.Entries)
-	seen := map[uint16]bool{}
-	for _, e := range sit.Entries {
-		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && !seen[port] {
-			seen[port] = true
-			b := e.bucket
-			sit.Buckets = append(sit.Buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
-				FastUID: b.FastUID, FastFamily: rules.Family(b.FastFamily), FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
-		}
-	}
+	sit.Buckets = eachEntry(host, t, facts, true, func(_ *socktab.Socket, e *Entry) {
+		sit.Entries = append(sit.Entries, *e)
+	})
 	return sit
 }
 
-// applyBuckets makes the port origins of a TCP port's connected and
-// TIME_WAIT owners agree with the kernel's bind bucket, which is what
-// connect() consults and which keeps history no socket shows (a bind()
-// owner that connected from another address, or left): when the bucket
-// lets connect() share the port, they all count as connect()-bound; when it
-// does not and none of them is a bind()/listen() owner by its own flags,
-// the oldest is counted as one.
-func applyBuckets(entries []Entry) {
-	// TCP entries grouped by port: one sorted index, no map of slices
-	// (tables run to tens of thousands of sockets).
-	var order []int
-	for i := range entries {
-		if entries[i].Socket.Proto == rules.TCP {
-			order = append(order, i)
+// EachEntry converts t as FromTable does, row by row, handing each entry to
+// fn (valid during the call only) instead of keeping them all, and returns
+// the kernel's bind buckets of the TCP ports met. It is for callers that
+// keep only part of an entry (the ports budget): the entries carry no ID.
+func EachEntry(host rules.Host, t *socktab.Table, facts *Facts, fn func(s *socktab.Socket, e *Entry)) []rules.Bucket {
+	if t == nil {
+		return nil
+	}
+	return eachEntry(host, t, facts, false, fn)
+}
+
+func eachEntry(host rules.Host, t *socktab.Table, facts *Facts, ids bool, fn func(*socktab.Socket, *Entry)) []rules.Bucket {
+	// convert looks only at listeners in its table argument (to recognise
+	// accepted children); passing just them keeps big tables linear.
+	var listeners []socktab.Socket
+	for i := range t.Sockets {
+		if s := &t.Sockets[i]; s.Proto == socktab.TCP && s.State == socktab.Listen {
+			listeners = append(listeners, *s)
 		}
 	}
-	port := func(i int) uint16 { return entries[i].Socket.Local.Port() }
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(port(a), port(b)) })
-	for len(order) > 0 {
-		n := 1
-		for n < len(order) && port(order[n]) == port(order[0]) {
-			n++
-		}
-		idx := order[:n]
-		order = order[n:]
-		known, connectOnly := false, false
-		for _, i := range idx {
-			if entries[i].bucketKnown {
-				known, connectOnly = true, entries[i].bucketConnectOnly
-				break
-			}
-		}
-		if !known {
+	// The kernel's bind buckets go to the model as they are: it decides
+	// from them whether connect() may share a port (rules.World.Buckets).
+	var buckets []rules.Bucket
+	var seen [65536 / 64]uint64
+	for i := range t.Sockets {
+		s := &t.Sockets[i]
+		e, ok := convert(host, s, listeners, facts.Lookup(s), ids)
+		if !ok {
 			continue
 		}
-		held := false
-		for _, i := range idx {
-			s := &entries[i].Socket
-			if s.State != rules.Connected && s.State != rules.TimeWait {
-				held = true
-				continue
-			}
-			if connectOnly {
-				s.PortFromConnect = true
-				s.Unknown &^= rules.FactPortOrigin
-			}
-			held = held || !s.PortFromConnect
+		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == rules.TCP && seen[port/64]&(1<<(port%64)) == 0 {
+			seen[port/64] |= 1 << (port % 64)
+			b := e.bucket
+			buckets = append(buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
+				FastUID: b.FastUID, FastFamily: rules.Family(b.FastFamily), FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
 		}
-		if !connectOnly && !held {
-			s := &entries[idx[0]].Socket
-			s.PortFromConnect = false
-			s.Unknown &^= rules.FactPortOrigin
-		}
+		fn(s, &e)
 	}
+	return buckets
 }
 
 // Convert turns one socket table row into the model's socket. all is the
@@ -159,11 +121,15 @@ func applyBuckets(entries []Entry) {
 // the kernel's record of the socket, nil when there is none. It reports
 // false for sockets that own no port.
 func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock) (Entry, bool) {
+	return convert(host, s, all, kf, true)
+}
+
+// convert is Convert; ids says whether to label the socket (rules.Socket.ID).
+func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock, ids bool) (Entry, bool) {
 	if s.Local.Port() == 0 {
 		return Entry{}, false
 	}
 	r := rules.Socket{
-		ID:     socketID(s),
 		Local:  s.Local,
 		Remote: s.Remote,
 		UID:    s.UID,
@@ -189,6 +155,9 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	if !ok {
 		return Entry{}, false
 	}
+	if ids {
+		r.ID = socketID(s)
+	}
 	r.State = st
 	e := Entry{Owners: s.Owners, Inode: s.Inode}
 	parent := listenerOf(s, all)
@@ -199,7 +168,7 @@ func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	}
 	if kf != nil {
 		// The kernel's own record: every fact is exact.
-		e.bucketKnown, e.bucketConnectOnly, e.bucket = kf.BucketKnown, kf.BucketConnectOnly, kf.Bucket
+		e.bucketKnown, e.bucket = kf.BucketKnown, kf.Bucket
 		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
 		r.V6Only = r.Family == rules.IPv6 && kf.V6Only
 		r.TWTimestamps = st == rules.TimeWait && kf.Timestamps

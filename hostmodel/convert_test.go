@@ -93,24 +93,32 @@ func TestConvert(t *testing.T) {
 	}
 }
 
-// TestBucketDecidesPortOrigin: the kernel's bind bucket overrides the
-// sockets' own flags for connect() sharing.
-func TestBucketDecidesPortOrigin(t *testing.T) {
+// TestBucketDecidesConnectSharing: the kernel's bind bucket, passed to the
+// model as it is, decides whether connect() may share a port, whatever the
+// owners' own flags say (a bind() owner may have left the port).
+func TestBucketDecidesConnectSharing(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	tw := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.TimeWait, Local: ap("10.0.0.9:40033"), Remote: ap("10.0.0.9:9000")}
 	est := socktab.Socket{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.Established, Local: ap("10.0.0.1:40033"), Remote: ap("10.0.0.9:9000")}
 	for _, connectOnly := range []bool{true, false} {
+		b := sockfacts.Bucket{}
+		if connectOnly {
+			b.FastReuse, b.FastReusePort = -1, -1
+		}
 		facts := IndexFacts([]sockfacts.Sock{
-			{Proto: sockfacts.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true, ConnectBindKnown: true, ConnectBind: false, BucketKnown: true, BucketConnectOnly: connectOnly},
-			{Proto: sockfacts.TCP, Family: 4, Local: est.Local, Remote: est.Remote, ConnectBindKnown: true, ConnectBind: true, BucketKnown: true, BucketConnectOnly: connectOnly},
+			{Proto: sockfacts.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true, ConnectBindKnown: true, ConnectBind: false, BucketKnown: true, BucketConnectOnly: connectOnly, Bucket: b},
+			{Proto: sockfacts.TCP, Family: 4, Local: est.Local, Remote: est.Remote, ConnectBindKnown: true, ConnectBind: true, BucketKnown: true, BucketConnectOnly: connectOnly, Bucket: b},
 		})
 		sit := FromTable(rules.DefaultHost(), &socktab.Table{Sockets: []socktab.Socket{tw, est}}, facts)
-		a, b := sit.Entries[0].Socket.PortFromConnect, sit.Entries[1].Socket.PortFromConnect
-		if connectOnly && (!a || !b) {
-			t.Errorf("connect-only bucket: port origins %v %v, want both connect()", a, b)
+		if len(sit.Buckets) != 1 || sit.Buckets[0].Port != 40033 {
+			t.Fatalf("buckets %+v, want port 40033's", sit.Buckets)
 		}
-		if !connectOnly && a && b {
-			t.Errorf("bind()-held bucket: both owners counted connect()-bound")
+		c := rules.NewModel(sit.World()).ConnectPorts(rules.Socket{Proto: rules.TCP, Family: rules.IPv4}, ap("10.0.0.7:80"), netip.MustParseAddr("10.0.0.1"))
+		if connectOnly && c.HeldByBind != 0 {
+			t.Errorf("connect-only bucket: %d ports held by bind(), want 0 (connect() shares port 40033)", c.HeldByBind)
+		}
+		if !connectOnly && c.HeldByBind != 1 {
+			t.Errorf("bind()-held bucket: %d ports held by bind(), want 1 (connect() skips port 40033)", c.HeldByBind)
 		}
 	}
 }

@@ -11,29 +11,41 @@ import (
 // table rows can find theirs: by cookie when both sides have one, else by
 // protocol and four-tuple when exactly one record has it.
 type Facts struct {
+	socks    []sockfacts.Sock
 	byCookie map[uint64]*sockfacts.Sock
-	byKey    map[sockfacts.Key]*sockfacts.Sock
-	dupKey   map[sockfacts.Key]bool
+	// By four-tuple, built on the first row without a cookie (a /proc
+	// table): a netlink dump gives every row one.
+	keyed  bool
+	byKey  map[sockfacts.Key]*sockfacts.Sock
+	dupKey map[sockfacts.Key]bool
 }
 
 // IndexFacts builds the index.
 func IndexFacts(socks []sockfacts.Sock) *Facts {
-	f := &Facts{byCookie: map[uint64]*sockfacts.Sock{}, byKey: map[sockfacts.Key]*sockfacts.Sock{}, dupKey: map[sockfacts.Key]bool{}}
+	f := &Facts{socks: socks, byCookie: make(map[uint64]*sockfacts.Sock, len(socks))}
 	for i := range socks {
-		s := &socks[i]
-		if s.Cookie != 0 {
+		if s := &socks[i]; s.Cookie != 0 {
 			f.byCookie[s.Cookie] = s
 		}
+	}
+	return f
+}
+
+func (f *Facts) indexKeys() {
+	f.keyed = true
+	f.byKey, f.dupKey = map[sockfacts.Key]*sockfacts.Sock{}, map[sockfacts.Key]bool{}
+	for i := range f.socks {
+		s := &f.socks[i]
 		k := normKey(s.Proto, s.Local, s.Remote)
 		if _, dup := f.byKey[k]; dup {
 			f.dupKey[k] = true
 		}
 		f.byKey[k] = s
 	}
-	return f
 }
 
-// Lookup returns the record of s, or nil. A nil Facts has no records.
+// Lookup returns the record of s, or nil. A nil Facts has no records. It
+// is not safe for concurrent use.
 func (f *Facts) Lookup(s *socktab.Socket) *sockfacts.Sock {
 	if f == nil {
 		return nil
@@ -42,6 +54,9 @@ func (f *Facts) Lookup(s *socktab.Socket) *sockfacts.Sock {
 		if r, ok := f.byCookie[s.Cookie]; ok {
 			return r
 		}
+	}
+	if !f.keyed {
+		f.indexKeys()
 	}
 	k := normKey(sockfacts.Proto(s.Proto), s.Local, s.Remote)
 	if f.dupKey[k] {

@@ -23,6 +23,36 @@ import (
 type topology struct {
 	client, router, server *netnstest.NS
 	accepted               chan net.Conn // the server's accepted connections
+	mu                     sync.Mutex
+	listeners              []net.Listener
+	wg                     sync.WaitGroup
+}
+
+// listen starts a server on d in the server namespace that hands every
+// accepted connection to tp.accepted.
+func (tp *topology) listen(t *testing.T, d netip.AddrPort) {
+	t.Helper()
+	var ln net.Listener
+	if err := tp.server.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", d.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tp.mu.Lock()
+	tp.listeners = append(tp.listeners, ln)
+	tp.mu.Unlock()
+	tp.wg.Add(1)
+	go func() {
+		defer tp.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tp.accepted <- c
+		}
+	}()
 }
 
 var (
@@ -60,34 +90,16 @@ func newTopology(t *testing.T, rules ...Rule) *topology {
 		t.Fatal(err)
 	}
 
-	var wg sync.WaitGroup
-	var listeners []net.Listener
 	for _, d := range []netip.AddrPort{destA, destB} {
-		var ln net.Listener
-		if err := tp.server.Do(func() (err error) {
-			ln, err = net.Listen("tcp4", d.String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				tp.accepted <- c
-			}
-		}()
-		listeners = append(listeners, ln)
+		tp.listen(t, d)
 	}
 	t.Cleanup(func() {
-		for _, ln := range listeners {
+		tp.mu.Lock()
+		for _, ln := range tp.listeners {
 			ln.Close()
 		}
-		wg.Wait()
+		tp.mu.Unlock()
+		tp.wg.Wait()
 		close(tp.accepted)
 		for c := range tp.accepted {
 			c.Close()
@@ -244,5 +256,39 @@ func TestMasqueradeKeepsSourcePortPerDestination(t *testing.T) {
 	}
 	if got := tp.outside(t); got.Addr() != natAddr || got.Port() == 12345 {
 		t.Errorf("third client to the first destination seen as %s, want %s with another port", got, natAddr)
+	}
+}
+
+// A port range on the SNAT rule keeps a client's source port that is inside
+// it (the kernel checks the original port first); fully-random makes the
+// kernel search from a random offset every time, so the picks vary.
+func TestSNATRangeKeepsInRangePortUnlessRandom(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ports := sockopt.PortRange{Lo: 40000, Hi: 40009}
+	for _, random := range []bool{false, true} {
+		tp := newTopology(t, Rule{ToMin: natAddr, ToMax: natAddr, Ports: ports, OutInterface: "r1", FullyRandom: random})
+		kept := 0
+		for i := range 6 {
+			// Six distinct destinations, so no outside tuple clashes:
+			// every in-range port could be kept.
+			dest := netip.AddrPortFrom(destA.Addr(), uint16(81+i))
+			tp.listen(t, dest)
+			src := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(40001+i))
+			if _, err := tp.dial(t, src, dest); err != nil {
+				t.Fatalf("random=%v dial %s -> %s: %v", random, src, dest, err)
+			}
+			if tp.outside(t).Port() == src.Port() {
+				kept++
+			}
+		}
+		if !random && kept != 6 {
+			t.Errorf("without random the in-range source ports were kept %d times of 6, want every time", kept)
+		}
+		// The chance that six random picks from ten ports all hit the
+		// source port is one in a million.
+		if random && kept == 6 {
+			t.Errorf("fully-random kept the source port all 6 times")
+		}
+		t.Logf("random=%v: source port kept %d of 6 times", random, kept)
 	}
 }

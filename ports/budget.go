@@ -36,6 +36,10 @@ type Options struct {
 	HogShare float64
 	// SocketRange is the new socket's IP_LOCAL_PORT_RANGE, zero for none.
 	SocketRange rules.PortRange
+	// Buckets are TCP ports' bind buckets as the kernel holds them
+	// (hostmodel.Situation.Buckets, from sockfacts), nil when unread; for
+	// their ports they decide whether connect() may share the port.
+	Buckets []rules.Bucket
 }
 
 // Report is the ephemeral-port budget of one namespace.
@@ -45,9 +49,8 @@ type Report struct {
 	// Pool is the number of ports an autobind may take: Range minus the
 	// reserved ports.
 	Pool int `json:"pool"`
-	// ConnectPool is how many of them one connect() search visits: the
-	// kernel scans an even count of ports when no per-socket range is set,
-	// so with an odd-sized range one port is skipped.
+	// ConnectPool is how many of them one connect() search visits (the
+	// rules model's search; over an odd-sized range it skips one).
 	ConnectPool int `json:"connect_pool"`
 
 	// Ports of the pool held by at least one socket, and of those, held by
@@ -81,7 +84,8 @@ type Destination struct {
 	// InUse: ports of the pool used by live sockets with this four-tuple.
 	InUse int `json:"in_use"`
 	// TimeWait: TIME_WAIT entries with this source and destination, and
-	// how many of them a new connect() may take over now.
+	// on how many ports a new connect() may take one over now (the rules
+	// model's search; unknown timestamps count as not reusable).
 	TimeWait         int `json:"time_wait"`
 	TimeWaitReusable int `json:"time_wait_reusable"`
 	// NextExpiry is the time until the first of those TIME_WAIT entries
@@ -111,7 +115,7 @@ type Holder struct {
 	Share float64 `json:"share"`
 }
 
-// portSet is a set of ports; the budget works on bitmaps of the whole port
+// portSet is a set of ports; the census works on bitmaps of the whole port
 // space so a table of any size costs the same to intersect.
 type portSet [65536 / 64]uint64
 
@@ -124,16 +128,25 @@ type destKey struct {
 	dest netip.AddrPort
 }
 
+// destAcc is the census of one destination: counts only, no per-port sets
+// (the free counts come from the rules model).
 type destAcc struct {
-	live      map[uint16]bool // ports with a live socket on the four-tuple
-	twBlock   map[uint16]bool // TIME_WAIT four-tuples that block for sure
-	twMaybe   map[uint16]bool // TIME_WAIT four-tuples that block unless the peer used timestamps
-	tw, twOK  int
+	idx       int // in order of first appearance
+	live      int // distinct ports of the pool with a connected socket
+	tw        int
 	nextExpry time.Duration
 }
 
 // Budget computes the report for TCP sockets entries in a namespace with
 // host's settings. UDP entries are ignored. It does not modify entries.
+//
+// Every free count is the rules model's connect() or bind(0) search
+// (rules.Model.ConnectPortsMany, Predict) over the table: the kernel's port
+// rules live there only. Where a fact is unknown (a port's origin, a
+// TIME_WAIT entry's timestamps) the model runs twice, with every unknown
+// settled against and for a new connect(), and the counts are the range
+// between. The rest of the report is a census: ports in use, TIME_WAIT
+// entries, ports per uid and per process.
 func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	share := opt.HogShare
 	if share <= 0 {
@@ -144,39 +157,33 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	rep := Report{Range: rng, Reserved: append([]rules.PortRange{}, host.ReservedPorts...),
 		Destinations: []Destination{}, UIDs: []Holder{}, Processes: []Holder{}, Warnings: []string{}}
 
-	inPool := func(p uint16) bool {
-		if !rng.Contains(p) {
-			return false
-		}
-		for _, r := range host.ReservedPorts {
-			if r.Contains(p) {
-				return false
-			}
-		}
-		return true
-	}
+	var pool portSet // the range minus the reserved ports
 	for p := int(rng.Lo); p <= int(rng.Hi) && rng.Size() > 0; p++ {
-		if inPool(uint16(p)) {
-			rep.Pool++
+		pool.add(uint16(p))
+	}
+	for _, r := range host.ReservedPorts {
+		for p := int(r.Lo); p <= int(r.Hi); p++ {
+			s := &pool[p/64]
+			*s &^= 1 << (p % 64)
 		}
 	}
-	rep.ConnectPool = rep.Pool
-	oddSkip := !perSocket && rng.Size() > 1 && rng.Size()%2 == 1
-	if oddSkip && rep.ConnectPool > 0 {
-		rep.ConnectPool--
+	for i := range pool {
+		rep.Pool += popcount(pool[i])
 	}
+	inPool := pool.has
 
 	// Listening ports tell accepted children (same local port as a
 	// listener) apart from outgoing connections.
 	var listening portSet
-	for _, e := range entries {
-		if e.Socket.Proto == rules.TCP && e.Socket.State == rules.Listen {
-			listening.add(e.Socket.Local.Port())
+	for i := range entries {
+		if s := &entries[i].Socket; s.Proto == rules.TCP && s.State == rules.Listen {
+			listening.add(s.Local.Port())
 		}
 	}
 
-	var used, bindOwned, unknown, bindBlocked portSet
+	var used portSet
 	dests := map[destKey]*destAcc{}
+	var live []uint64 // destination index<<16 | port of each connected socket in the pool
 	type holderKey struct {
 		uid uint32
 		pid int
@@ -198,11 +205,16 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 		}
 	}
 
-	for _, e := range entries {
-		s := e.Socket
+	unknown := false
+	nTCP := 0
+	for i := range entries {
+		e := &entries[i]
+		s := &e.Socket
 		if s.Proto != rules.TCP || s.State == rules.Unbound || s.Local.Port() == 0 {
 			continue
 		}
+		nTCP++
+		unknown = unknown || s.Unknown&(rules.FactPortOrigin|rules.FactTimestamps) != 0
 		p := s.Local.Port()
 		inP := inPool(p)
 		if s.State == rules.Bound {
@@ -211,24 +223,8 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 		if s.State == rules.TimeWait {
 			rep.TimeWait++
 		}
-		if inP {
-			if used.addNew(p) {
-				rep.InUse++
-			}
-			// Every owner blocks bind(0) to the wildcard except a
-			// v6only socket on a specific IPv6 address.
-			if !(s.Family == rules.IPv6 && s.V6Only && !s.Local.Addr().Is4In6() && !s.Local.Addr().IsUnspecified()) {
-				bindBlocked.add(p)
-			}
-			child := s.State != rules.Bound && s.State != rules.Listen && listening.has(p)
-			switch {
-			case s.State == rules.Bound || s.State == rules.Listen || child:
-				bindOwned.add(p)
-			case s.Unknown&rules.FactPortOrigin != 0:
-				unknown.add(p)
-			case !s.PortFromConnect:
-				bindOwned.add(p)
-			}
+		if inP && used.addNew(p) {
+			rep.InUse++
 		}
 		if s.State != rules.TimeWait {
 			hold(holderKey{uid: s.UID}, "", p, inP, s.State == rules.Bound)
@@ -243,12 +239,12 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 		k := destKey{src: s.Local.Addr().Unmap(), dest: netip.AddrPortFrom(s.Remote.Addr().Unmap(), s.Remote.Port())}
 		d := dests[k]
 		if d == nil {
-			d = &destAcc{live: map[uint16]bool{}, twBlock: map[uint16]bool{}, twMaybe: map[uint16]bool{}}
+			d = &destAcc{idx: len(dests)}
 			dests[k] = d
 		}
 		if s.State == rules.Connected {
 			if inP {
-				d.live[p] = true
+				live = append(live, uint64(d.idx)<<16|uint64(p))
 			}
 			continue
 		}
@@ -256,65 +252,66 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 		if e.TimeLeft > 0 && (d.nextExpry == 0 || e.TimeLeft < d.nextExpry) {
 			d.nextExpry = e.TimeLeft
 		}
-		switch twReuse(host, k, s, e.TimeLeft) {
-		case twReusable:
-			d.twOK++
-		case twMaybe:
-			if inP {
-				d.twMaybe[p] = true
-			}
-		default:
-			if inP {
-				d.twBlock[p] = true
-			}
-		}
 	}
 
-	var nBind, nUnknownOnly int
-	for i := range bindOwned {
-		nBind += popcount(bindOwned[i])
-		nUnknownOnly += popcount(unknown[i] &^ bindOwned[i])
-	}
-	rep.BindOwned, rep.UnknownOrigin = nBind, nUnknownOnly
-	for i := range bindBlocked {
-		rep.BindFree -= popcount(bindBlocked[i])
-	}
-	rep.BindFree += rep.Pool
-
-	clampFree := func(n int) int { return max(0, min(n, rep.ConnectPool)) }
-	// With an odd-sized range the kernel visits one port fewer than the
-	// range holds ("remaining &= ~1"), and which port it skips depends on the
-	// random start, so the lower bound loses one port.
-	oddLoss := 0
-	if oddSkip {
-		oddLoss = 1
-	}
-	rep.ConnectFreeMax = clampFree(rep.Pool - nBind)
-	rep.ConnectFreeMin = clampFree(rep.Pool - nBind - nUnknownOnly - oddLoss)
-
+	// Ports in use per destination: distinct (destination, port) pairs.
+	keys := make([]destKey, len(dests))
 	for k, d := range dests {
-		var extraMax, extraMin int
-		seen := map[uint16]bool{}
-		for _, m := range []map[uint16]bool{d.live, d.twBlock, d.twMaybe} {
-			for p := range m {
-				if seen[p] || bindOwned.has(p) {
-					continue
-				}
-				seen[p] = true
-				if !unknown.has(p) {
-					extraMin++
-				}
-				if d.live[p] || d.twBlock[p] {
-					extraMax++
-				}
-			}
+		keys[d.idx] = k
+	}
+	slices.Sort(live)
+	for i, v := range live {
+		if i == 0 || v != live[i-1] {
+			dests[keys[v>>16]].live++
 		}
+	}
+	live = nil
+
+	// The model's searches: index 0 is a destination nobody talks to yet.
+	targets := make([]rules.Dest, 1, len(keys)+1)
+	for _, k := range keys {
+		targets = append(targets, rules.Dest{Source: k.src, Peer: k.dest})
+	}
+	lo, hi := models(entries, nTCP, host, opt.Buckets, unknown)
+	newSock := rules.Socket{Proto: rules.TCP, Family: rules.IPv4, PortRange: opt.SocketRange}
+	walk := lo.ConnectPortsMany(newSock, targets[:1])[0]
+	rep.ConnectPool = walk.Searched
+	// Over an odd-sized range connect() visits one port fewer than the
+	// range holds (ConnectPool), and which one it leaves out depends on its
+	// random start (the model leaves out the top one). The free counts are
+	// then taken over every port, as a socket with its own range searches,
+	// and the lower bound loses the one port.
+	oddLoss := 0
+	if !perSocket {
+		every := newSock
+		every.PortRange = rng
+		if all := lo.ConnectPortsMany(every, targets[:1])[0]; all.Searched > walk.Searched {
+			oddLoss = all.Searched - walk.Searched
+			newSock = every
+		}
+	}
+	cLo := lo.ConnectPortsMany(newSock, targets)
+	cHi := cLo
+	if hi != lo {
+		cHi = hi.ConnectPortsMany(newSock, targets)
+	}
+	clampFree := func(n int) int { return max(0, min(n, rep.ConnectPool)) }
+	rep.BindOwned = cHi[0].HeldByBind
+	rep.UnknownOrigin = cLo[0].HeldByBind - cHi[0].HeldByBind
+	rep.ConnectFreeMin = clampFree(cLo[0].Candidates() - oddLoss)
+	rep.ConnectFreeMax = clampFree(cHi[0].Candidates())
+	bind := lo.Predict(rules.Socket{Proto: rules.TCP, Family: rules.IPv4, PortRange: opt.SocketRange},
+		rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
+	rep.BindFree = max(bind.Candidates, 0)
+
+	for i, k := range keys {
+		d := dests[k]
 		dst := Destination{
 			Source: k.src, Dest: k.dest,
-			InUse: len(d.live), TimeWait: d.tw, TimeWaitReusable: d.twOK,
+			InUse: d.live, TimeWait: d.tw, TimeWaitReusable: cLo[i+1].TimeWait,
 			NextExpiry: d.nextExpry, NextExpirySeconds: d.nextExpry.Seconds(),
-			FreeMax: clampFree(rep.Pool - nBind - extraMax),
-			FreeMin: clampFree(rep.Pool - nBind - nUnknownOnly - extraMin - oddLoss),
+			FreeMin: clampFree(cLo[i+1].Candidates() - oddLoss),
+			FreeMax: clampFree(cHi[i+1].Candidates()),
 		}
 		if rep.ConnectPool > 0 {
 			dst.Use = 1 - float64(dst.FreeMax)/float64(rep.ConnectPool)
@@ -347,6 +344,41 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	return rep
 }
 
+// models indexes the TCP sockets of entries for the rules model: lo with
+// every unknown port origin and TIME_WAIT timestamp settled against a new
+// connect() (the port was bind()-held, the peer sent no timestamps), hi
+// settled for it. Without unknowns they are one model. A TIME_WAIT entry's
+// age is taken from its time left.
+func models(entries []Entry, nTCP int, host rules.Host, buckets []rules.Bucket, unknown bool) (lo, hi *rules.Model) {
+	resolve := func(optimistic bool) *rules.Model {
+		socks := make([]rules.Socket, 0, nTCP)
+		for i := range entries {
+			e := &entries[i]
+			if s := &e.Socket; s.Proto != rules.TCP || s.State == rules.Unbound || s.Local.Port() == 0 {
+				continue
+			}
+			socks = append(socks, e.Socket)
+			s := &socks[len(socks)-1]
+			if s.Unknown&rules.FactPortOrigin != 0 {
+				s.PortFromConnect = optimistic
+			}
+			if s.Unknown&rules.FactTimestamps != 0 {
+				s.TWTimestamps = optimistic
+			}
+			s.Unknown &^= rules.FactPortOrigin | rules.FactTimestamps
+			if s.State == rules.TimeWait && e.TimeLeft > 0 {
+				s.TWAge = max(TimeWaitLength-e.TimeLeft, 0)
+			}
+		}
+		return rules.NewModel(rules.World{Host: host, Sockets: socks, Buckets: buckets})
+	}
+	lo = resolve(false)
+	if !unknown {
+		return lo, lo
+	}
+	return lo, resolve(true)
+}
+
 func warnings(rep Report, share float64) []string {
 	w := []string{}
 	for _, h := range rep.UIDs {
@@ -368,38 +400,6 @@ func warnings(rep Report, share float64) []string {
 		w = append(w, fmt.Sprintf("%d ports are held by connected sockets whose port may come from bind() or connect(): free counts are ranges", rep.UnknownOrigin))
 	}
 	return w
-}
-
-type twVerdict int
-
-const (
-	twBlocks twVerdict = iota
-	twMaybe
-	twReusable
-)
-
-// twReuse says whether a new connect() may take over the TIME_WAIT entry s
-// on destination k: tcp_tw_reuse 1 (or 2 when either address is loopback), the peer used
-// timestamps, and tcp_tw_reuse_delay has passed since the entry was made.
-func twReuse(host rules.Host, k destKey, s rules.Socket, left time.Duration) twVerdict {
-	on := host.TCPTWReuse == 1 || (host.TCPTWReuse == 2 && (k.src.IsLoopback() || k.dest.Addr().IsLoopback()))
-	if !on {
-		return twBlocks
-	}
-	age := s.TWAge
-	if left > 0 {
-		age = TimeWaitLength - left
-	}
-	if age <= host.TWReuseDelay {
-		return twBlocks
-	}
-	if s.Unknown&rules.FactTimestamps != 0 {
-		return twMaybe
-	}
-	if s.TWTimestamps {
-		return twReusable
-	}
-	return twBlocks
 }
 
 func popcount(x uint64) int { return bits.OnesCount64(x) }

@@ -96,7 +96,9 @@ func TestBudgetConnectPerDestination(t *testing.T) {
 		{
 			name: "odd range: one port unvisited", host: host(rules.PortRange{Lo: 40000, Hi: 40010}),
 			entries: []Entry{conn(40000, dst1, false)},
-			dests:   map[netip.AddrPort]free{dst1: {9, 10}}, newDest: free{10, 10}, bindFree: 10,
+			// bind(0) too leaves one port out; the model's search leaves out
+			// the top one.
+			dests: map[netip.AddrPort]free{dst1: {9, 10}}, newDest: free{10, 10}, bindFree: 9,
 		},
 		{
 			name: "TIME_WAIT without tw_reuse blocks its four-tuple", host: func() rules.Host {

@@ -152,7 +152,9 @@ func budgetWith(ns *netnstest.NS, options bool, opt Options, facts bool) (Report
 		if facts {
 			kf = ReadFacts()
 		}
-		rep = Budget(FromTable(host, t, kf), host, opt)
+		tab := FromTable(host, t, kf)
+		opt.Buckets = tab.Buckets
+		rep = Budget(tab.Entries, host, opt)
 		return nil
 	})
 	return rep, err

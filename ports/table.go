@@ -12,17 +12,29 @@ import (
 
 // Snapshot reads the calling thread's network namespace's socket table and
 // returns its TCP sockets as budget entries, with the table for callers that
-// also count sockets. owners finds the processes holding each socket (a scan
+// also count sockets and the kernel's bind buckets where readable. owners finds the processes holding each socket (a scan
 // of every /proc/PID/fd); options also reads their live options (one
 // pidfd_getfd per socket), which helps where the kernel's own records
 // (ReadFacts) cannot be read.
-func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) ([]Entry, *socktab.Table, error) {
+func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) (*Table, error) {
+	// The kernel's records are read beside the dump (and the owner pass).
+	facts := StartFacts()
 	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: owners || options, Options: options, ProcRoot: procRoot})
+	kf := facts()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	// The facts are read after the dump, which gave every socket a cookie.
-	return FromTable(host, t, ReadFacts()), t, nil
+	return FromTable(host, t, kf), nil
+}
+
+// Table is a namespace's TCP sockets as the budget takes them.
+type Table struct {
+	Entries []Entry
+	// Buckets are the kernel's bind buckets of TCP ports (sockfacts), nil
+	// when they could not be read; pass them in Options.Buckets.
+	Buckets []rules.Bucket
+	// Sockets is the socket table they were converted from.
+	Sockets *socktab.Table
 }
 
 // ReadFacts reads the kernel's own records of TCP sockets (the sockfacts
@@ -30,11 +42,21 @@ func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, opt
 // TIME_WAIT timestamps, exactly. It is nil where the iterator cannot run
 // (not root, no BTF); the budget then gives ranges for what it cannot know.
 func ReadFacts() *hostmodel.Facts {
-	ks, err := sockfacts.Read(sockfacts.TCP)
-	if err != nil {
-		return nil
+	return StartFacts()()
+}
+
+// StartFacts starts ReadFacts in the background, in the calling thread's
+// network namespace, so the socket table can be dumped meanwhile; the
+// returned function waits for the result.
+func StartFacts() func() *hostmodel.Facts {
+	wait := sockfacts.ReadAsync(sockfacts.TCP)
+	return func() *hostmodel.Facts {
+		ks, err := wait()
+		if err != nil {
+			return nil
+		}
+		return hostmodel.IndexFacts(ks)
 	}
-	return hostmodel.IndexFacts(ks)
 }
 
 // FromTable converts the TCP sockets of t into budget entries with the
@@ -43,18 +65,29 @@ func ReadFacts() *hostmodel.Facts {
 // port came from connect() or bind(), TIME_WAIT timestamps, unreadable
 // options) is marked unknown, never silently guessed. Request sockets own no
 // port and are left out.
-func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) []Entry {
-	sit := hostmodel.FromTable(host, t, facts)
-	entries := make([]Entry, 0, len(sit.Entries))
-	for _, e := range sit.Entries {
-		if e.Socket.Proto != rules.TCP {
-			continue
-		}
-		pe := Entry{Socket: e.Socket, TimeLeft: e.TimeLeft, Owners: make([]Owner, 0, len(e.Owners))}
-		for _, o := range e.Owners {
-			pe.Owners = append(pe.Owners, Owner{PID: o.PID, Comm: o.Comm})
-		}
-		entries = append(entries, pe)
+func FromTable(host rules.Host, t *socktab.Table, facts *hostmodel.Facts) *Table {
+	tab := &Table{Sockets: t}
+	if t == nil {
+		return tab
 	}
-	return entries
+	n, nOwners := 0, 0
+	for i := range t.Sockets {
+		if t.Sockets[i].Proto == socktab.TCP {
+			n++
+			nOwners += len(t.Sockets[i].Owners)
+		}
+	}
+	tab.Entries = make([]Entry, 0, n)
+	owners := make([]Owner, 0, nOwners) // one backing array for every entry's owners
+	tab.Buckets = hostmodel.EachEntry(host, t, facts, func(s *socktab.Socket, e *hostmodel.Entry) {
+		if e.Socket.Proto != rules.TCP {
+			return
+		}
+		start := len(owners)
+		for _, o := range s.Owners {
+			owners = append(owners, Owner{PID: o.PID, Comm: o.Comm})
+		}
+		tab.Entries = append(tab.Entries, Entry{Socket: e.Socket, TimeLeft: e.TimeLeft, Owners: owners[start:len(owners):len(owners)]})
+	})
+	return tab
 }

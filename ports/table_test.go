@@ -23,7 +23,7 @@ func TestFromTable(t *testing.T) {
 		{Proto: socktab.TCP, Family: socktab.IPv4, State: socktab.NewSynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:40005")},
 		{Proto: socktab.UDP, Family: socktab.IPv4, State: socktab.Close, Local: ap("0.0.0.0:53")},
 	}}
-	got := FromTable(rules.DefaultHost(), tab, nil)
+	got := FromTable(rules.DefaultHost(), tab, nil).Entries
 	if len(got) != 5 {
 		t.Fatalf("%d entries, want 5 (request socket and UDP skipped)", len(got))
 	}

@@ -31,6 +31,9 @@ func (c PortCount) Candidates() int { return c.Free + c.Shared + c.TimeWait }
 func (m *Model) ConnectPorts(s Socket, remote netip.AddrPort, source netip.Addr) PortCount {
 	e := &eval{m: m, s: s}
 	e.fam = e.family()
+	if source.IsValid() {
+		source = source.Unmap().WithZone("") // as the four-tuples are held
+	}
 	c, _ := e.connectSearch(remote, source, false)
 	return c
 }
@@ -338,54 +341,23 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 				last = p
 				continue
 			}
-			// The kernel skips the port while either reuse cache of its bind
-			// bucket is set, i.e. while an owner got it through bind() (the
-			// exact bucket, when given, says so directly).
-			byBind := false
-			x, exact := e.m.exact[uint16(p)]
-			if exact {
-				byBind = x.FastReuse >= 0 || x.FastReusePort >= 0
-			}
-			for _, j := range owners {
-				if exact {
-					if byBind && block {
-						e.block(int(j), fmt.Sprintf("%s holds port %d, whose bind bucket is marked as taken through bind(), so connect() skips it", describe(e.m.socks[j]), p))
-					}
-					continue
-				}
-				e.consult(int(j), FactPortOrigin)
-				if !e.m.socks[j].PortFromConnect {
-					byBind = true
-					if block {
-						e.block(int(j), fmt.Sprintf("%s got port %d through bind()/listen(), so connect() skips the port", describe(e.m.socks[j]), p))
-					}
-				}
-			}
-			if byBind {
+			if e.heldByBind(uint16(p), owners, block) {
 				c.HeldByBind++
 				continue
 			}
-			state := 0 // 0 unique, 1 TIME_WAIT reusable, 2 busy
+			state := uint8(0) // tupleFree, tupleTimeWait or tupleBusy
 			for _, j := range owners {
-				i := int(j)
-				o := e.m.socks[i]
-				if !e.m.tupleMatch(i, src, peer, e.s.Dev) {
-					continue
-				}
-				if o.State == TimeWait && e.twReusable(i, true) {
-					state = max(state, 1)
-					continue
-				}
-				state = 2
-				if block {
-					e.block(i, fmt.Sprintf("%s already uses the four-tuple on port %d", describe(o), p))
+				u := e.tupleUse(int(j), src, peer)
+				state = max(state, u)
+				if u == tupleBusy && block {
+					e.block(int(j), fmt.Sprintf("%s already uses the four-tuple on port %d", describe(e.m.socks[j]), p))
 				}
 			}
 			switch state {
-			case 0:
+			case tupleFree:
 				c.Shared++
 				last = p
-			case 1:
+			case tupleTimeWait:
 				c.TimeWait++
 				last = p
 			default:
@@ -397,6 +369,174 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 		e.out.Blockers = nil
 	}
 	return c, last
+}
+
+// heldByBind reports whether a connect() search skips port p: either reuse
+// cache of its bind bucket is set, i.e. an owner got the port through
+// bind() or listen() (the exact bucket, when given, says so directly).
+// With block set the owners are recorded as blockers.
+func (e *eval) heldByBind(p uint16, owners []int32, block bool) bool {
+	if x, exact := e.m.exact[p]; exact {
+		byBind := x.FastReuse >= 0 || x.FastReusePort >= 0
+		if byBind && block {
+			for _, j := range owners {
+				e.block(int(j), fmt.Sprintf("%s holds port %d, whose bind bucket is marked as taken through bind(), so connect() skips it", describe(e.m.socks[j]), p))
+			}
+		}
+		return byBind
+	}
+	byBind := false
+	for _, j := range owners {
+		e.consult(int(j), FactPortOrigin)
+		if !e.m.socks[j].PortFromConnect {
+			byBind = true
+			if block {
+				e.block(int(j), fmt.Sprintf("%s got port %d through bind()/listen(), so connect() skips the port", describe(e.m.socks[j]), p))
+			}
+		}
+	}
+	return byBind
+}
+
+// How an owner of a connect()-shared port stands to the searched four-tuple.
+const (
+	tupleFree     uint8 = iota // another four-tuple
+	tupleTimeWait              // the four-tuple in TIME_WAIT, which connect() takes over
+	tupleBusy                  // the four-tuple in use
+)
+
+// tupleUse is __inet_check_established for owner i and the four-tuple
+// (src, port, peer) of a searching connect().
+func (e *eval) tupleUse(i int, src netip.Addr, peer netip.AddrPort) uint8 {
+	if !e.m.tupleMatch(i, src, peer, e.s.Dev) {
+		return tupleFree
+	}
+	if e.m.socks[i].State == TimeWait && e.twReusable(i, true) {
+		return tupleTimeWait
+	}
+	return tupleBusy
+}
+
+// Dest is one destination of a connect() search: the peer and the local
+// address of the four-tuple (the zero Addr compares the peer only).
+type Dest struct {
+	Source netip.Addr
+	Peer   netip.AddrPort
+}
+
+// ConnectPortsMany is ConnectPorts for every destination in dests, in one
+// walk of the range: which ports connect() skips (reserved, held through
+// bind()) and which are free is found once, and each owner of a shared port
+// is matched only to the destinations whose four-tuple it holds. Its cost
+// is the range plus the table, whatever the number of destinations.
+func (m *Model) ConnectPortsMany(s Socket, dests []Dest) []PortCount {
+	out := make([]PortCount, len(dests))
+	e := &eval{m: m, s: s}
+	e.fam = e.family()
+	if s.Proto == UDP {
+		// A UDP autobind does not look at the peer.
+		c, _ := e.connectSearch(netip.AddrPort{}, netip.Addr{}, false)
+		for i := range out {
+			out[i] = c
+		}
+		return out
+	}
+	// Destinations by four-tuple end; one index per distinct destination,
+	// copied to its duplicates at the end.
+	canon := make([]int, len(dests))
+	exact := make(map[Dest]int, len(dests))
+	anySource := map[netip.AddrPort][]int{}
+	norm := make([]Dest, len(dests))
+	for i, d := range dests {
+		d = Dest{Source: d.Source.Unmap().WithZone(""), Peer: unmapPort(d.Peer)}
+		norm[i], canon[i] = d, i
+		if !d.Source.IsValid() {
+			if first, dup := anySource[d.Peer]; dup {
+				canon[i] = first[0]
+				continue
+			}
+			anySource[d.Peer] = []int{i}
+			continue
+		}
+		if j, dup := exact[d]; dup {
+			canon[i] = j
+			continue
+		}
+		exact[d] = i
+	}
+	r, perSocket := EffectiveRange(m.host, s)
+	base := PortCount{Range: r}
+	state := make([]uint8, len(dests))
+	var touched []int
+	mark := func(d, i int) {
+		u := e.tupleUse(i, norm[d].Source, norm[d].Peer)
+		if u == tupleFree {
+			return
+		}
+		if state[d] == tupleFree {
+			touched = append(touched, d)
+		}
+		state[d] = max(state[d], u)
+	}
+	sp := connectSpans(r, perSocket)
+	for k := 0; k < sp.n; k++ {
+		cur := m.cursorAt(TCP, uint16(sp.lo[k]))
+		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
+			if p == 0 {
+				continue
+			}
+			if m.host.reserved(p) {
+				base.Reserved++
+				continue
+			}
+			base.Searched++
+			owners := cur.next(TCP, uint16(p))
+			if len(owners) == 0 {
+				base.Free++
+				continue
+			}
+			if e.heldByBind(uint16(p), owners, false) {
+				base.HeldByBind++
+				continue
+			}
+			// Shared for every destination but those whose four-tuple
+			// an owner holds.
+			base.Shared++
+			for _, j := range owners {
+				if st := m.socks[j].State; st != Connected && st != TimeWait {
+					continue
+				}
+				if d, ok := exact[Dest{Source: m.local[j], Peer: m.remote[j]}]; ok {
+					mark(d, int(j))
+				}
+				for _, d := range anySource[m.remote[j]] {
+					mark(d, int(j))
+				}
+			}
+			for _, d := range touched {
+				if state[d] == tupleTimeWait {
+					out[d].TimeWait++
+				} else {
+					out[d].Busy++
+				}
+				state[d] = tupleFree
+			}
+			touched = touched[:0]
+		}
+	}
+	for i := range out {
+		if canon[i] != i {
+			continue
+		}
+		c := base
+		c.TimeWait, c.Busy = out[i].TimeWait, out[i].Busy
+		c.Shared -= c.TimeWait + c.Busy
+		out[i] = c
+	}
+	for i := range out {
+		out[i] = out[canon[i]]
+	}
+	return out
 }
 
 // connectEndpoint is the address a UDP autobind at connect() checks: the

@@ -28,17 +28,20 @@ type Model struct {
 // NewModel indexes w. The model keeps w.Sockets (it does not copy them);
 // the caller must not change them while the model is in use.
 func NewModel(w World) *Model {
-	m := &Model{host: w.Host, socks: w.Sockets, eps: make([]endpoint, len(w.Sockets)),
-		local: make([]netip.Addr, len(w.Sockets)), remote: make([]netip.AddrPort, len(w.Sockets))}
-	for i, s := range w.Sockets {
+	n := len(w.Sockets)
+	m := &Model{host: w.Host, socks: w.Sockets, eps: make([]endpoint, n),
+		local: make([]netip.Addr, n), remote: make([]netip.AddrPort, n)}
+	// Port owners sorted by key<<32 | index: one flat sort, in which the
+	// owners of one port keep World order (oldest first).
+	packed := make([]uint64, 0, n)
+	for i := range w.Sockets {
+		s := &w.Sockets[i]
 		m.eps[i] = normalise(s.Family, s.Local.Addr(), s.V6Only)
 		m.local[i] = s.Local.Addr().Unmap().WithZone("")
 		m.remote[i] = netip.AddrPortFrom(s.Remote.Addr().Unmap().WithZone(""), s.Remote.Port())
-		if !ownsPort(s) {
-			continue
+		if ownsPort(*s) {
+			packed = append(packed, uint64(key(s.Proto, s.Local.Port()))<<32|uint64(i))
 		}
-		m.keys = append(m.keys, key(s.Proto, s.Local.Port()))
-		m.order = append(m.order, int32(i))
 	}
 	for _, b := range w.Buckets {
 		if m.exact == nil {
@@ -46,17 +49,11 @@ func NewModel(w World) *Model {
 		}
 		m.exact[b.Port] = b
 	}
-	idx := make([]int, len(m.keys))
-	for i := range idx {
-		idx[i] = i
+	slices.Sort(packed)
+	m.keys, m.order = make([]uint32, len(packed)), make([]int32, len(packed))
+	for j, v := range packed {
+		m.keys[j], m.order[j] = uint32(v>>32), int32(uint32(v))
 	}
-	// Stable, so owners of one port keep World order (oldest first).
-	slices.SortStableFunc(idx, func(a, b int) int { return int(m.keys[a]) - int(m.keys[b]) })
-	keys, order := make([]uint32, len(idx)), make([]int32, len(idx))
-	for j, i := range idx {
-		keys[j], order[j] = m.keys[i], m.order[i]
-	}
-	m.keys, m.order = keys, order
 	return m
 }
 

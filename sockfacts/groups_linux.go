@@ -25,7 +25,7 @@ var kernelGroupLayout = sync.OnceValues(func() (*groupLayout, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := kernelBTF.Kernel()
+	spec, err := kernelSpec()
 	if err != nil {
 		return nil, fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
 	}
@@ -117,7 +117,13 @@ func groupProgram(l *groupLayout, proto Proto) asm.Instructions {
 	for i := int16(0); i < grpLen; i += 8 {
 		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
 	}
-	insns = append(insns, copyField(sk, l.cookie.off, asm.DWord, grpCookie)...)
+	// The cookie through bpf_get_socket_cookie, which assigns one to a
+	// socket that has none yet, as inet_diag does.
+	insns = append(insns,
+		asm.Mov.Reg(asm.R1, sk),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, base+grpCookie, asm.R0, asm.DWord),
+	)
 	insns = append(insns, copyField(sk, l.family.off, asm.Half, grpFamily)...)
 	insns = append(insns, copyField(sk, l.state.off, asm.Byte, grpState)...)
 	insns = append(insns, copyField(sk, l.num.off, asm.Half, grpPort)...)
@@ -181,10 +187,9 @@ func groupProgram(l *groupLayout, proto Proto) asm.Instructions {
 
 // ReadGroups lists every socket of proto that belongs to a SO_REUSEPORT
 // group in the calling thread's network namespace, with its index and the
-// group's program. Cookies are the kernel's: a socket whose cookie was
-// never asked for reads 0, so list the socket table (which asks for every
-// cookie) first when joining the two. Errors wrap ErrNotSupported when the
-// iterator cannot run (no BTF, not root).
+// group's program, with the socket's cookie to join it with the socket
+// table. Errors wrap ErrNotSupported when the iterator cannot run (no BTF,
+// not root).
 func ReadGroups(proto Proto) ([]Member, error) {
 	l, err := kernelGroupLayout()
 	if err != nil {

@@ -17,7 +17,7 @@ type field struct {
 // layout is every kernel field the iterator reads, from the running
 // kernel's BTF.
 type layout struct {
-	cookie, family, state, reuse, reusePort, v6only  field
+	family, state, reuse, reusePort, v6only          field
 	num, dport, daddr, rcvSaddr, v6Daddr, v6RcvSaddr field
 	userlocks, twConnectBind, twTSRecentStamp        field
 	bindHash, twTB, fastreuse, fastreuseport         field
@@ -58,7 +58,8 @@ func findField(t btf.Type, name string, base btf.Bits) (field, bool) {
 	return field{}, false
 }
 
-// structField is structName.name in spec; size, when not 0, is checked.
+// structField finds structName.name in the kernel's BTF, checking its size
+// (0: any) and that a bitfield lies within one byte.
 func structField(spec *btf.Spec, structName, name string, size uint32) (field, error) {
 	var s *btf.Struct
 	if err := spec.TypeByName(structName, &s); err != nil {
@@ -78,18 +79,28 @@ func structField(spec *btf.Spec, structName, name string, size uint32) (field, e
 	return f, nil
 }
 
-func loadLayout(spec *btf.Spec) (*layout, error) {
-	get := func(structName, name string, size uint32) (field, error) {
-		return structField(spec, structName, name, size)
+// fieldSpec names one field a program reads and where its layout goes.
+type fieldSpec struct {
+	dst      *field
+	st, name string
+	size     uint32 // 0: any (bitfields)
+}
+
+// loadFields fills every spec's field from the kernel's BTF.
+func loadFields(spec *btf.Spec, fs []fieldSpec) error {
+	for _, g := range fs {
+		f, err := structField(spec, g.st, g.name, g.size)
+		if err != nil {
+			return err
+		}
+		*g.dst = f
 	}
+	return nil
+}
+
+func loadLayout(spec *btf.Spec) (*layout, error) {
 	var l layout
-	var err error
-	for _, g := range []struct {
-		dst      *field
-		st, name string
-		size     uint32
-	}{
-		{&l.cookie, "sock_common", "skc_cookie", 8},
+	if err := loadFields(spec, []fieldSpec{
 		{&l.family, "sock_common", "skc_family", 2},
 		{&l.state, "sock_common", "skc_state", 1},
 		{&l.reuse, "sock_common", "skc_reuse", 0},
@@ -113,10 +124,8 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 		{&l.fastV6RcvSaddr, "inet_bind_bucket", "fast_v6_rcv_saddr", 16},
 		{&l.fastFamily, "inet_bind_bucket", "fast_sk_family", 2},
 		{&l.fastV6Only, "inet_bind_bucket", "fast_ipv6_only", 1},
-	} {
-		if *g.dst, err = get(g.st, g.name, g.size); err != nil {
-			return nil, err
-		}
+	}); err != nil {
+		return nil, err
 	}
 	// The three flags are copied as one byte.
 	if l.reuse.off != l.reusePort.off || l.reuse.off != l.v6only.off {

@@ -24,7 +24,7 @@ type Sock struct {
 	State  uint8 // kernel state number (TCP_ESTABLISHED=1 ... TCP_TIME_WAIT=6, TCP_LISTEN=10)
 	Local  netip.AddrPort
 	Remote netip.AddrPort
-	Cookie uint64 // the socket cookie, 0 if none was ever assigned
+	Cookie uint64 // the socket cookie (the iterator assigns one where none was)
 
 	ReuseAddr bool // sk_reuse != 0
 	ReusePort bool // sk_reuseport

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"runtime"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -53,10 +55,6 @@ const (
 	sockConnectBind  = 16
 )
 
-// kernelBTF keeps the kernel's BTF, decoded once per process, for the
-// layouts and the program loads.
-var kernelBTF = btf.NewCache()
-
 var (
 	layoutOnce sync.Once
 	kernLayout *layout
@@ -67,9 +65,9 @@ var (
 // under a running process.
 func kernelLayout() (*layout, error) {
 	layoutOnce.Do(func() {
-		spec, err := kernelBTF.Kernel()
+		spec, err := kernelSpec()
 		if err != nil {
-			layoutErr = fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
+			layoutErr = err
 			return
 		}
 		kernLayout, layoutErr = loadLayout(spec)
@@ -121,7 +119,14 @@ func program(l *layout, proto Proto) asm.Instructions {
 	for i := int16(0); i < recordLen; i += 8 {
 		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
 	}
-	insns = append(insns, copyField(l.cookie, recCookie)...)
+	// The cookie through bpf_get_socket_cookie, which assigns one to a
+	// socket that has none yet, the way inet_diag does: records and a dump
+	// read at the same time still meet by cookie.
+	insns = append(insns,
+		asm.Mov.Reg(asm.R1, sk),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, base+recCookie, asm.R0, asm.DWord),
+	)
 	insns = append(insns, copyField(l.family, recFamily)...)
 	insns = append(insns, copyField(l.state, recState)...)
 	insns = append(insns, copyField(field{off: l.reuse.off, size: 1}, recFlags)...)
@@ -240,34 +245,37 @@ func Read(proto Proto) ([]Sock, error) {
 	return parseRecords(b, proto, l)
 }
 
-// runIter loads insns as an iterator program over target ("tcp" or "udp")
-// and returns everything it writes.
+// kernelBTF holds the kernel's BTF, decoded once per process for every
+// program and layout (decoding it is the dearest part of a load).
+var kernelBTF = btf.NewCache()
+
+func kernelSpec() (*btf.Spec, error) {
+	spec, err := kernelBTF.Kernel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: kernel BTF: %v", ErrNotSupported, err)
+	}
+	return spec, nil
+}
+
+// runIter loads insns as a BPF iterator program attached to the kernel's
+// iter/target, runs it once and returns what it wrote. Load and attach
+// failures wrap ErrNotSupported.
 func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
-	// Loaded as a collection to share kernelBTF: a lone NewProgram parses
-	// the kernel's whole BTF again to find the attach target.
-	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{"iter": {
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{name: {
 		Name:         name,
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
 		AttachTo:     target,
 		Instructions: insns,
-		// bpf_seq_write, bpf_probe_read_kernel and the skc_to_*
-		// helpers are GPL-only; the programs only copy fields out.
+		// bpf_seq_write and the skc_to_* helpers are GPL-only; the
+		// programs only copy fields out.
 		License: "GPL",
 	}}}, ebpf.CollectionOptions{Cache: kernelBTF})
-	var prog *ebpf.Program
-	if err == nil {
-		prog = coll.DetachProgram("iter")
-		coll.Close()
-	}
-	if errors.Is(err, unix.EPERM) {
-		return nil, fmt.Errorf("%w: loading it needs CAP_BPF and CAP_PERFMON (root)", ErrNotSupported)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: load iter/%s program %s: %v", ErrNotSupported, target, name, err)
+		return nil, fmt.Errorf("%w: load iter/%s program: %v", ErrNotSupported, target, err)
 	}
-	defer prog.Close()
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	defer coll.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: coll.Programs[name]})
 	if err != nil {
 		return nil, fmt.Errorf("%w: attach iter/%s: %v", ErrNotSupported, target, err)
 	}
@@ -354,4 +362,35 @@ func parseRecords(b []byte, proto Proto, l *layout) ([]Sock, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// ReadAsync starts Read in the background and returns a function that waits
+// for its result. The read happens in the calling thread's network
+// namespace (a dedicated thread joins it), so the caller can dump the
+// socket table meanwhile; records carry cookies either way.
+func ReadAsync(proto Proto) (wait func() ([]Sock, error)) {
+	type result struct {
+		socks []Sock
+		err   error
+	}
+	done := make(chan result, 1)
+	ns, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		done <- result{err: fmt.Errorf("%w: %v", ErrNotSupported, os.NewSyscallError("open /proc/thread-self/ns/net", err))}
+		return func() ([]Sock, error) { r := <-done; return r.socks, r.err }
+	}
+	go func() {
+		// The thread is never unlocked: it leaves the namespace it came
+		// from, so it ends with the goroutine.
+		runtime.LockOSThread()
+		err := unix.Setns(ns, unix.CLONE_NEWNET)
+		unix.Close(ns)
+		if err != nil {
+			done <- result{err: fmt.Errorf("%w: %v", ErrNotSupported, os.NewSyscallError("setns", err))}
+			return
+		}
+		socks, err := Read(proto)
+		done <- result{socks, err}
+	}()
+	return func() ([]Sock, error) { r := <-done; return r.socks, r.err }
 }

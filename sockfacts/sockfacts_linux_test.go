@@ -235,3 +235,39 @@ func TestReadServerTimeWait(t *testing.T) {
 	}
 	t.Fatalf("no server-side TIME_WAIT entry on port 7100 in %+v", got)
 }
+
+// TestReadAsyncInNamespaceWithCookies: ReadAsync started on a thread inside
+// a namespace reads that namespace's sockets (not the process's), and each
+// record carries the cookie the kernel reports for the socket (SO_COOKIE),
+// although nothing asked for one before the read: records and a table
+// dumped at the same time meet by cookie.
+func TestReadAsyncInNamespaceWithCookies(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	var fd int
+	var wait func() ([]Sock, error)
+	if err := ns.Do(func() error {
+		fd = sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: 7400})
+		if err := unix.Listen(fd, 1); err != nil {
+			return err
+		}
+		wait = ReadAsync(TCP)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := wait()
+	if err != nil {
+		t.Fatalf("ReadAsync: %v", err)
+	}
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Local.Port() != 7400 {
+		t.Fatalf("records %+v, want the namespace's one listener on 7400", got)
+	}
+	if got[0].Cookie == 0 || got[0].Cookie != cookie {
+		t.Errorf("record cookie %d, SO_COOKIE %d", got[0].Cookie, cookie)
+	}
+}

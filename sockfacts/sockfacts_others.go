@@ -16,3 +16,13 @@ func Read(proto Proto) ([]Sock, error) {
 func ReadGroups(proto Proto) ([]Member, error) {
 	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
 }
+
+// SocketFiles needs Linux.
+func SocketFiles() ([]File, error) {
+	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+}
+
+// ReadAsync needs Linux.
+func ReadAsync(proto Proto) (wait func() ([]Sock, error)) {
+	return func() ([]Sock, error) { return Read(proto) }
+}

@@ -1,12 +1,10 @@
 package socktab
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -262,32 +260,4 @@ func walkNetlink(b []byte, seq uint32, fn func(typ uint16, payload []byte) error
 		b = b[adv:]
 	}
 	return nil
-}
-
-// sockstatField returns the number after key in the line starting with
-// prefix of /proc/net/sockstat ("TCP: inuse 5 orphan 0 tw 2 ..."), 0 when
-// absent or malformed.
-func sockstatField(b []byte, prefix, key string) int {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		f := bytes.Fields(line)
-		if len(f) == 0 || string(f[0]) != prefix {
-			continue
-		}
-		for i := 1; i+1 < len(f); i += 2 {
-			if string(f[i]) == key {
-				v, err := strconv.Atoi(string(f[i+1]))
-				if err != nil || v < 0 {
-					return 0
-				}
-				return v
-			}
-		}
-	}
-	return 0
 }

@@ -32,7 +32,9 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
 	defer stop()
 
-	counts := readSockstat(q.ProcRoot)
+	// The counts size the table before the dump so it is never copied
+	// while growing; partial counts will do for that.
+	counts, _ := ReadSockstat(q.ProcRoot)
 	socks := make([]Socket, 0, counts.estimate(q)+16)
 	buf := make([]byte, recvBufSize)
 	for _, p := range []struct {
@@ -125,35 +127,4 @@ func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]
 			return socks, nil
 		}
 	}
-}
-
-// sockstat holds the socket counters of /proc/net/sockstat{,6}; they size
-// the table before the dump so it is never copied while growing.
-type sockstat struct{ tcp, tcp6, tw, udp, udp6 int }
-
-func (s sockstat) estimate(q Query) int {
-	n := 0
-	if q.TCP {
-		n += s.tcp + s.tcp6 + s.tw
-	}
-	if q.UDP {
-		n += s.udp + s.udp6
-	}
-	return min(n, 1<<22)
-}
-
-// readSockstat reads the counters of the calling thread's namespace; a
-// missing file gives zeros (the estimate is only a capacity hint).
-func readSockstat(procRoot string) sockstat {
-	var s sockstat
-	if b, err := os.ReadFile(procRoot + "/thread-self/net/sockstat"); err == nil {
-		s.tcp = sockstatField(b, "TCP:", "inuse")
-		s.tw = sockstatField(b, "TCP:", "tw")
-		s.udp = sockstatField(b, "UDP:", "inuse")
-	}
-	if b, err := os.ReadFile(procRoot + "/thread-self/net/sockstat6"); err == nil {
-		s.tcp6 = sockstatField(b, "TCP6:", "inuse")
-		s.udp6 = sockstatField(b, "UDP6:", "inuse")
-	}
-	return s
 }

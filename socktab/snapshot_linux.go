@@ -20,15 +20,23 @@ func snapshot(ctx context.Context, q Query) (*Table, error) {
 		return snapshotNamespaces(ctx, q)
 	}
 	t := &Table{Source: "netlink"}
+	// The owner pass (a BPF iterator over every process's descriptors)
+	// does not depend on the dump: it runs beside it.
+	var files ownerFiles
+	if q.Owners && q.ProcRoot == "/proc" {
+		files.start()
+	}
 	socks, err := dumpNetlink(ctx, q)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
+			files.wait()
 			return nil, ctxErr
 		}
 		t.Source = "procfs"
 		t.Notes = append(t.Notes, fmt.Sprintf("%v; read %s/net instead", err, q.ProcRoot))
 		socks, err = readProcNet(q)
 		if err != nil {
+			files.wait()
 			return nil, err
 		}
 		if q.TCP {
@@ -36,12 +44,14 @@ func snapshot(ctx context.Context, q Query) (*Table, error) {
 		}
 	}
 	t.Sockets = filter(socks, q)
-	finish(ctx, t, q)
+	finish(ctx, t, q, &files)
 	return t, nil
 }
 
-// finish adds owners and options to t's sockets as q asks.
-func finish(ctx context.Context, t *Table, q Query) {
+// finish adds owners and options to t's sockets as q asks. files, when
+// started, holds the BPF iterator's list of socket descriptors; without it
+// (or when the iterator cannot run) every /proc/PID/fd is read.
+func finish(ctx context.Context, t *Table, q Query, files *ownerFiles) {
 	socks := t.Sockets
 	if !q.Options {
 		for i := range socks {
@@ -61,13 +71,27 @@ func finish(ctx context.Context, t *Table, q Query) {
 	if !q.Owners {
 		return
 	}
-	want := make(map[uint64]int, len(socks))
-	for i := range socks {
-		if socks[i].Inode != 0 {
-			want[socks[i].Inode] = i
+	var (
+		hits   []ownerHit
+		denied int
+		notes  []string
+	)
+	if fl, err := files.wait(); err == nil {
+		hits = joinFiles(fl, socks)
+	} else {
+		if files.started {
+			notes = append(notes, fmt.Sprintf("owners found by reading every /proc/PID/fd (%v)", err))
 		}
+		want := make(map[uint64]int, len(socks))
+		for i := range socks {
+			if socks[i].Inode != 0 {
+				want[socks[i].Inode] = i
+			}
+		}
+		var more []string
+		hits, denied, more = findOwners(q.ProcRoot, want)
+		notes = append(notes, more...)
 	}
-	hits, denied, notes := findOwners(q.ProcRoot, want)
 	t.Notes = append(t.Notes, notes...)
 	attachOwners(q.ProcRoot, socks, hits)
 	if q.Options {
@@ -148,6 +172,10 @@ const maxNamespaceDumps = 8
 // across namespaces).
 func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 	t := &Table{Source: "netlink", Namespaces: q.Namespaces}
+	var files ownerFiles // every process's socket descriptors, beside the dumps
+	if q.Owners && q.ProcRoot == "/proc" {
+		files.start()
+	}
 	per := make([][]Socket, len(q.Namespaces))
 	errs := make([]error, len(q.Namespaces))
 	g, gctx := errgroup.WithContext(ctx)
@@ -167,6 +195,7 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 	}
 	g.Wait()
 	if err := ctx.Err(); err != nil {
+		files.wait()
 		return nil, err
 	}
 	var all []Socket
@@ -178,9 +207,10 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 		all = append(all, socks...)
 	}
 	if len(all) == 0 && len(t.Notes) == len(q.Namespaces) {
+		files.wait()
 		return nil, fmt.Errorf("no namespace could be read: %s", t.Notes[0])
 	}
 	t.Sockets = filter(all, q)
-	finish(ctx, t, q)
+	finish(ctx, t, q, &files)
 	return t, nil
 }

@@ -234,13 +234,15 @@ func snapshotIn(t *testing.T, ns *netnstest.NS, q Query) *Table {
 	return tab
 }
 
-func TestSnapshotMatchesKernel(t *testing.T) {
+// worldWithChild builds the world in a new namespace and starts a child
+// that inherits the listener, so that socket has two owners.
+func worldWithChild(t *testing.T) (*netnstest.NS, *world, *exec.Cmd) {
+	t.Helper()
 	ns := netnstest.New(t, "10.0.0.1/32", "fd00::1/128")
-	var w world
+	w := new(world)
 	if err := ns.Do(func() error { w.build(t); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	// A child that inherits the listener: the socket has two owners.
 	child := exec.Command("sleep", "60")
 	child.ExtraFiles = []*os.File{os.NewFile(uintptr(dupFD(t, w.listener)), "listener")}
 	if err := child.Start(); err != nil {
@@ -248,6 +250,11 @@ func TestSnapshotMatchesKernel(t *testing.T) {
 	}
 	child.ExtraFiles[0].Close()
 	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	return ns, w, child
+}
+
+func TestSnapshotMatchesKernel(t *testing.T) {
+	ns, w, child := worldWithChild(t)
 
 	// Wait for the TIME_WAIT socket (the FIN exchange is asynchronous).
 	var tab *Table

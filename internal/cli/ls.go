@@ -122,16 +122,29 @@ func (o *lsOptions) query() (socktab.Query, error) {
 // batchGC tunes the garbage collector for a command that builds one large
 // socket table, prints it and ends: with tens of thousands of sockets the
 // default collector runs several cycles that only rescan the table. Instead
-// collect only when the heap nears 48 MiB, which keeps the peak RSS under
-// the 64 MiB budget. The returned function restores the settings (tests run
+// collect only when the heap nears a limit sized from the table about to
+// be read (/proc/net/sockstat counts it): room for the table twice over, so
+// a fixed limit does not make the collector run dozens of times once the
+// table outgrows it. The returned function restores the settings (tests run
 // many commands in one process).
-func batchGC() (restore func()) {
+func batchGC(procRoot string) (restore func()) {
+	n := 0
+	if st, err := socktab.ReadSockstat(procRoot); err == nil {
+		n = st.Sockets()
+	}
 	percent := debug.SetGCPercent(-1)
-	limit := debug.SetMemoryLimit(48 << 20)
+	limit := debug.SetMemoryLimit(gcLimit(n))
 	return func() {
 		debug.SetGCPercent(percent)
 		debug.SetMemoryLimit(limit)
 	}
+}
+
+// gcLimit is the heap limit for a table of n sockets: 1 KiB per socket (a
+// listed socket takes about 330 bytes, owners and the output's garbage
+// more) above a floor for small tables.
+func gcLimit(n int) int64 {
+	return max(48<<20, 32<<20+int64(n)<<10)
 }
 
 func runLs(ctx context.Context, s Streams, o *lsOptions) error {
@@ -139,7 +152,7 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	if err != nil {
 		return err
 	}
-	defer batchGC()()
+	defer batchGC(o.procRoot)()
 	if ctx == nil {
 		ctx = context.Background()
 	}

@@ -255,9 +255,11 @@ func runPortsNamespaces(ctx context.Context, o portsOptions, s Streams, opt port
 	for _, ns := range nss {
 		var rep ports.Report
 		err := netns.Do(ns.Path, func() error {
-			entries, host, err := o.read(ctx, o)
+			t, host, err := o.read(ctx, o)
 			if err == nil {
-				rep = ports.Budget(entries, host, opt)
+				opt := opt
+				opt.Buckets = t.Buckets
+				rep = ports.Budget(t.Entries, host, opt)
 			}
 			return err
 		})

@@ -29,7 +29,7 @@ type portsOptions struct {
 	Netns     string // --netns: "" for this namespace
 
 	// read returns the socket table and host facts; tests replace it.
-	read func(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error)
+	read func(ctx context.Context, o portsOptions) (*ports.Table, rules.Host, error)
 }
 
 func newPortsCmd(s Streams) *cobra.Command {
@@ -62,16 +62,16 @@ connect(), free counts are shown as a range MIN..MAX.`,
 	return cmd
 }
 
-func readPortsInputs(ctx context.Context, o portsOptions) ([]ports.Entry, rules.Host, error) {
+func readPortsInputs(ctx context.Context, o portsOptions) (*ports.Table, rules.Host, error) {
 	host, _, err := hostmodel.ReadHost(o.ProcRoot)
 	if err != nil {
 		return nil, host, fmt.Errorf("reading sysctls: %w", err)
 	}
-	entries, _, err := ports.Snapshot(ctx, host, o.ProcRoot, o.Owners, o.Options)
+	t, err := ports.Snapshot(ctx, host, o.ProcRoot, o.Owners, o.Options)
 	if err != nil {
 		return nil, host, fmt.Errorf("reading the socket table: %w", err)
 	}
-	return entries, host, nil
+	return t, host, nil
 }
 
 func runPorts(ctx context.Context, o portsOptions, s Streams) error {
@@ -99,11 +99,12 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if o.Netns != "" {
 		return runPortsNamespaces(ctx, o, s, opt)
 	}
-	entries, host, err := o.read(ctx, o)
+	t, host, err := o.read(ctx, o)
 	if err != nil {
 		return err
 	}
-	rep := ports.Budget(entries, host, opt)
+	opt.Buckets = t.Buckets
+	rep := ports.Budget(t.Entries, host, opt)
 	if o.JSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")

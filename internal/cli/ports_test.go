@@ -17,7 +17,7 @@ import (
 // fakePortsInputs is a namespace with range 40000-40009: a client with two
 // connections to 10.0.0.1:80 and one to 10.0.0.2:443, and uid 65534 holding
 // six ports bound without connecting.
-func fakePortsInputs(context.Context, portsOptions) ([]ports.Entry, rules.Host, error) {
+func fakePortsInputs(context.Context, portsOptions) (*ports.Table, rules.Host, error) {
 	h := rules.DefaultHost()
 	h.EphemeralRange = rules.PortRange{Lo: 40000, Hi: 40009}
 	conn := func(port uint16, dest string) ports.Entry {
@@ -30,7 +30,7 @@ func fakePortsInputs(context.Context, portsOptions) ([]ports.Entry, rules.Host, 
 		e = append(e, ports.Entry{Socket: rules.Socket{Proto: rules.TCP, Family: rules.IPv4, State: rules.Bound,
 			Local: netip.AddrPortFrom(netip.IPv4Unspecified(), p), UID: 65534}, Owners: []ports.Owner{{PID: 20, Comm: "hog"}}})
 	}
-	return e, h, nil
+	return &ports.Table{Entries: e}, h, nil
 }
 
 func runPortsTest(t *testing.T, o portsOptions) (error, string) {
@@ -92,7 +92,7 @@ func TestPortsBadInputAndFailure(t *testing.T) {
 			t.Errorf("%+v: got %v, want a usage error", o, err)
 		}
 	}
-	failing := func(context.Context, portsOptions) ([]ports.Entry, rules.Host, error) {
+	failing := func(context.Context, portsOptions) (*ports.Table, rules.Host, error) {
 		return nil, rules.Host{}, syscall.EPERM
 	}
 	if err, _ := runPortsTest(t, portsOptions{read: failing}); !errors.Is(err, syscall.EPERM) {

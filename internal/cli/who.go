@@ -86,7 +86,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	if o.netns != "" {
 		return runWhoNamespaces(ctx, s, o)
 	}
-	defer batchGC()()
+	defer batchGC(o.procRoot)()
 	if ctx == nil {
 		ctx = context.Background()
 	}

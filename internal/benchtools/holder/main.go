@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -27,7 +28,10 @@ func main() {
 
 func hold(port, n int) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ln, err := net.Listen("tcp4", addr)
+	// Keepalive off: at 100,000 connections the default 15 s probes
+	// overflow loopback's backlog and the kernel aborts connections in the
+	// middle of a benchmark.
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp4", addr)
 	if err != nil {
 		return err
 	}
@@ -46,7 +50,7 @@ func hold(port, n int) error {
 		accepted <- nil
 	}()
 	for i := 0; i < n; i++ {
-		c, err := net.Dial("tcp4", addr)
+		c, err := (&net.Dialer{KeepAlive: -1}).Dial("tcp4", addr)
 		if err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}

@@ -1,0 +1,165 @@
+"""Runner and report of scripts/bench-scale (see there).
+
+run TUPLE SCALE EXPECT PORT LISTEN EXPORTER_PID RUNS HOLDERS
+    times the commands alternately inside the namespace (the caller runs it
+    with ip netns exec) and prints one JSON line.
+report RESULTS.jsonl CORES [OUT.md]
+    prints the markdown section, or replaces it in OUT.md.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BEGIN = "<!-- bench-scale:begin (scripts/bench-scale writes this section) -->"
+END = "<!-- bench-scale:end -->"
+
+# (tuple command, anchor, target ratio of medians)
+PAIRS = [
+    ("tuple ls -ta", "ss -tan", 0.6),
+    ("tuple ls -tap", "lsof -nP -iTCP", 0.15),
+    ("tuple ls -tap", "ss -tanp", None),
+    ("tuple who PORT", "lsof -nP -iTCP:PORT", 0.15),
+    ("tuple ports", "ss -tan", 1.0),
+    ("exporter scrape", "ss -tan", 0.5),
+]
+# Peak RSS targets (MiB) by scale for these commands.
+RSS_TARGETS = {100000: 150, 200000: 250}
+RSS_CMDS = ["tuple ports", "exporter scrape"]
+SLOW = 30.0  # seconds: a command this slow runs once per scale
+
+
+def tcp_inuse():
+    """TCP sockets in use in this namespace (TIME_WAIT excluded)."""
+    n = 0
+    for name in ("/proc/net/sockstat", "/proc/net/sockstat6"):
+        try:
+            for line in open(name):
+                f = line.split()
+                if f and f[0] in ("TCP:", "TCP6:"):
+                    n += int(f[f.index("inuse") + 1])
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[:3]
+
+
+def run(args):
+    tuple_bin, scale, expect, port, listen, exporter, runs, holders = args
+    scale, expect, runs = int(scale), int(expect), int(runs)
+    # The exporter's listener is one more socket.
+    expect += 1
+    cmds = {
+        "tuple ls -ta": [tuple_bin, "ls", "-ta"],
+        "ss -tan": ["ss", "-tan"],
+        "tuple ls -tap": [tuple_bin, "ls", "-tap"],
+        "ss -tanp": ["ss", "-tanp"],
+        "lsof -nP -iTCP": ["lsof", "-nP", "-iTCP"],
+        "tuple who PORT": [tuple_bin, "who", port],
+        "lsof -nP -iTCP:PORT": ["lsof", "-nP", "-iTCP:" + port],
+        "tuple ports": [tuple_bin, "ports"],
+        "exporter scrape": ["curl", "-sf", "-o", "/dev/null", "http://%s/metrics" % listen],
+    }
+    out = {"scale": scale, "sockets": expect, "holders": int(holders), "load_before": loadavg(), "results": {}}
+    res = {name: {"wall": [], "cpu": [], "rss_kib": []} for name in cmds}
+    names = list(cmds)
+    for r in range(runs):
+        # Alternate: every command once per round, the order rotated.
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            if r > 0 and res[name]["wall"] and res[name]["wall"][0] > SLOW:
+                continue
+            before = tcp_inuse()
+            if before != expect:
+                sys.exit("bench-scale: %d TCP sockets before %s, want %d" % (before, name, expect))
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _, status, ru = os.wait4(p.pid, 0)
+            wall = time.perf_counter() - t0
+            err = p.stderr.read().decode(errors="replace")
+            p.stderr.close()
+            p.returncode = os.waitstatus_to_exitcode(status)
+            if p.returncode != 0:
+                sys.exit("bench-scale: %s exited %d: %s" % (name, p.returncode, err.strip()))
+            after = tcp_inuse()
+            if after != expect:
+                sys.exit("bench-scale: %d TCP sockets after %s, want %d" % (after, name, expect))
+            res[name]["wall"].append(wall)
+            res[name]["cpu"].append(ru.ru_utime + ru.ru_stime)
+            res[name]["rss_kib"].append(ru.ru_maxrss)
+    # The scrape's memory is the exporter's, not curl's.
+    for line in open("/proc/%s/status" % exporter):
+        if line.startswith("VmHWM:"):
+            res["exporter scrape"]["rss_kib"] = [int(line.split()[1])]
+    out["results"] = res
+    out["load_after"] = loadavg()
+    print(json.dumps(out))
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def report(args):
+    path, cores = args[0], args[1]
+    dest = args[2] if len(args) > 2 else None
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    lines = [BEGIN, "", "## Table commands at scale (`scripts/bench-scale`)", ""]
+    lines.append(
+        "One run of `scripts/bench-scale`: loopback connections held by several holder processes (keepalive off) "
+        "in a throwaway namespace; every command run alternately with the others, medians of the runs, the TCP socket "
+        "count checked before and after every timing. Ratio = tuple's median / the anchor's median in the same run "
+        "(lower is better). Peak RSS is the command's maximum resident set (the exporter's VmHWM over all its scrapes "
+        "at that scale). %s cores, shared: the load average is given per scale." % cores
+    )
+    for row in rows:
+        res = row["results"]
+        lines += ["", "### %d sockets (%d holders; load %s before, %s after)" % (
+            row["sockets"], row["holders"], " ".join(row["load_before"]), " ".join(row["load_after"])), ""]
+        lines.append("| command | runs | median wall (s) | CPU (s) | peak RSS (MiB) | vs anchor | target | met |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for name, r in res.items():
+            lines.append("| `%s` | %d | %.3f | %.3f | %.1f | | | |" % (
+                name, len(r["wall"]), med(r["wall"]), med(r["cpu"]), max(r["rss_kib"] or [0]) / 1024))
+        for t, a, target in PAIRS:
+            ratio = med(res[t]["wall"]) / med(res[a]["wall"])
+            cpu = med(res[t]["cpu"]) / med(res[a]["cpu"]) if med(res[a]["cpu"]) > 0 else float("nan")
+            met = "" if target is None else ("yes" if ratio <= target else "**no**")
+            lines.append("| `%s` vs `%s` | | | | | %.2fx wall, %.2fx CPU | %s | %s |" % (
+                t, a, ratio, cpu, "<= %.2fx" % target if target else "", met))
+        for name in RSS_CMDS:
+            limit = RSS_TARGETS.get(row["scale"])
+            if limit:
+                rss = max(res[name]["rss_kib"] or [0]) / 1024
+                lines.append("| `%s` peak RSS | | | | %.1f | | <= %d MiB | %s |" % (
+                    name, rss, limit, "yes" if rss <= limit else "**no**"))
+    by = {r["scale"]: r for r in rows}
+    if 40000 in by and 200000 in by:
+        lines += ["", "### Growth: time at 200k sockets / time at 40k (target <= 5.5)", "",
+                  "| command | 40k (s) | 200k (s) | ratio | met |", "|---|---|---|---|---|"]
+        for name in by[40000]["results"]:
+            a, b = med(by[40000]["results"][name]["wall"]), med(by[200000]["results"][name]["wall"])
+            met = ("yes" if b / a <= 5.5 else "**no**") if name.startswith(("tuple", "exporter")) else ""
+            lines.append("| `%s` | %.3f | %.3f | %.2f | %s |" % (name, a, b, b / a, met))
+    lines += ["", END]
+    text = "\n".join(lines) + "\n"
+    if not dest:
+        sys.stdout.write(text)
+        return
+    old = open(dest).read() if os.path.exists(dest) else "# Benchmarks\n\nFigures from the scripts in `scripts/`, each in its own section.\n\n"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) + 1:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    open(dest, "w").write(new)
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    {"run": run, "report": report}[sys.argv[1]](sys.argv[2:])
