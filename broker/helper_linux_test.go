@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -27,7 +28,9 @@ import (
 const helperEnv = "TUPLE_BROKER_TEST_HELPER"
 
 func helperMain(mode string, args []string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Generous: CI boxes under load make every exchange slow, and a
+	// timeout here would look like a refusal.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	out := bufio.NewWriter(os.Stdout)
 	say := func(format string, a ...any) {
@@ -72,9 +75,14 @@ func helperMain(mode string, args []string) int {
 		n, _ := strconv.Atoi(args[2])
 		var held []*os.File
 		granted, denied, firstDenial := 0, 0, ""
+		var failures []string
 		for range n {
 			f, _, err := c.Socket(ctx, &Request{Proto: TCP, Address: mustAddr(args[1])})
 			if err != nil {
+				if !errors.Is(err, ErrDenied) {
+					failures = append(failures, err.Error())
+					continue
+				}
 				if denied == 0 {
 					firstDenial = err.Error()
 				}
@@ -84,7 +92,11 @@ func helperMain(mode string, args []string) int {
 			granted++
 			held = append(held, f)
 		}
-		say("granted=%d denied=%d", granted, denied)
+		if len(failures) > 0 {
+			say("granted=%d denied=%d failed=%d (first: %s)", granted, denied, len(failures), failures[0])
+		} else {
+			say("granted=%d denied=%d", granted, denied)
+		}
 		say("first-denial %s", firstDenial)
 		wait()
 		for _, f := range held {

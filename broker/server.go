@@ -72,7 +72,7 @@ type Server struct {
 	stats    map[uint32]*Stats // request counters per uid
 	conns    int
 	connsUID map[uint32]int
-	swept    map[uint32]time.Time // last quota-driven sweep per uid
+	sweeping chan struct{} // closed when the quota-driven sweep in flight ends
 
 	reloads, reloadErrors atomic.Uint64
 	panics                atomic.Uint64
@@ -108,7 +108,6 @@ func NewServer(p *Policy, cfg Config) *Server {
 		perKey:   map[uidKey]int{},
 		stats:    map[uint32]*Stats{},
 		connsUID: map[uint32]int{},
-		swept:    map[uint32]time.Time{},
 	}
 }
 
@@ -276,21 +275,35 @@ func (s *Server) sweep(ctx context.Context, uid *uint32) {
 	}
 }
 
-// sweepForQuota sweeps uid's sockets before a quota denial, at most every
-// 100ms per uid, so a client hammering its quota cannot make the broker
-// dump the socket table for every request.
-func (s *Server) sweepForQuota(ctx context.Context, uid uint32) {
+// sweepForQuota checks with the kernel before a quota denial. One sweep
+// runs at a time (requests arriving meanwhile share it), and a request
+// waits for it at most quotaSweepWait: on a busy host a dump of the socket
+// table can take seconds, and the socket it would free is then noticed by
+// the sweep still running or the next periodic one.
+func (s *Server) sweepForQuota(ctx context.Context) {
 	s.mu.Lock()
-	last := s.swept[uid]
-	now := time.Now()
-	if now.Sub(last) < 100*time.Millisecond {
-		s.mu.Unlock()
-		return
+	done := s.sweeping
+	if done == nil {
+		done = make(chan struct{})
+		s.sweeping = done
+		go func() {
+			s.sweep(context.WithoutCancel(ctx), nil)
+			s.mu.Lock()
+			s.sweeping = nil
+			s.mu.Unlock()
+			close(done)
+		}()
 	}
-	s.swept[uid] = now
 	s.mu.Unlock()
-	s.sweep(ctx, &uid)
+	select {
+	case <-done:
+	case <-time.After(quotaSweepWait):
+	case <-ctx.Done():
+	}
 }
+
+// quotaSweepWait bounds how long a request waits for a sweep.
+const quotaSweepWait = 2 * time.Second
 
 // handler wraps one connection's work so a panic is contained and counted.
 func (s *Server) contain(c net.Conn, what string) {

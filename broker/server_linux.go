@@ -401,7 +401,7 @@ func (s *Server) grant(ctx context.Context, c *net.UnixConn, peer Peer, r *Reque
 		if !d.Allowed && d.Quota {
 			// Sockets may have been closed since the last sweep: check
 			// with the kernel before refusing.
-			s.sweepForQuota(ctx, peer.UID)
+			s.sweepForQuota(ctx)
 			d, e = s.decideAndReserve(peer, r, skip)
 		}
 		if !d.Allowed {
@@ -621,17 +621,26 @@ func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
 // orphan or TIME_WAIT, without an inode).
 func heldInodes(ctx context.Context, gs []LiveGrant) (map[uint64]bool, error) {
 	type pp struct {
-		proto Proto
-		port  uint16
+		proto  Proto
+		port   uint16
+		listen bool
 	}
 	want := map[pp]bool{}
 	for _, g := range gs {
-		want[pp{g.Proto, g.Local.Port()}] = true
+		want[pp{g.Proto, g.Local.Port(), g.Listen}] = true
 	}
 	var queries []socktab.Query
 	if len(want) <= 8 {
 		for k := range want {
-			queries = append(queries, socktab.Query{TCP: k.proto == TCP, UDP: k.proto == UDP, LocalPort: k.port})
+			q := socktab.Query{TCP: k.proto == TCP, UDP: k.proto == UDP, LocalPort: k.port}
+			if k.listen {
+				// A listener stays a listener: asking for that state
+				// spares the kernel the walk of every connection on
+				// the host (the established hash is shared by all
+				// namespaces).
+				q.States = socktab.States(socktab.Listen)
+			}
+			queries = append(queries, q)
 		}
 	} else {
 		queries = []socktab.Query{{}}

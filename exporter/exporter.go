@@ -39,13 +39,13 @@ func (f SourceFunc) Read(ctx context.Context) Input { return f(ctx) }
 
 // LiveSource reads the socket table of the calling process's network
 // namespace and the sysctls under procRoot. With owners it also finds the
-// processes holding each socket and their live options (slower: it scans
-// every /proc/PID/fd), which tells connect-picked ports apart where
-// IP_BIND_ADDRESS_NO_PORT is set. With kernelFacts it also reads the
-// kernel's own socket records (ports.ReadFacts), which make the budget
-// exact where they can be read, at a cost: at 40,000 sockets a scrape took
-// 0.38 s and 99 MiB with them against 0.14 s and 55 MiB without (the
-// README has the figures); without them free ports are reported as ranges.
+// processes holding each socket and their live options (slower: it reads
+// every process's descriptors and each owner's options), which tells
+// connect-picked ports apart where IP_BIND_ADDRESS_NO_PORT is set. With
+// kernelFacts it also reads the kernel's own socket records
+// (ports.StartFacts, beside the dump), which make the budget exact where
+// they can be read; without them free ports are reported as ranges.
+// docs/benchmarks.md has the cost of both.
 func LiveSource(procRoot string, owners, kernelFacts bool) Source {
 	return SourceFunc(func(ctx context.Context) Input {
 		var in Input

@@ -46,6 +46,12 @@ def tcp_inuse():
     return n
 
 
+def proc_cpu(pid):
+    """CPU seconds (user+system) process pid has used so far."""
+    f = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def loadavg():
     return open("/proc/loadavg").read().split()[:3]
 
@@ -78,6 +84,7 @@ def run(args):
             before = tcp_inuse()
             if before != expect:
                 sys.exit("bench-scale: %d TCP sockets before %s, want %d" % (before, name, expect))
+            served0 = proc_cpu(exporter)
             t0 = time.perf_counter()
             p = subprocess.Popen(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _, status, ru = os.wait4(p.pid, 0)
@@ -91,7 +98,10 @@ def run(args):
             if after != expect:
                 sys.exit("bench-scale: %d TCP sockets after %s, want %d" % (after, name, expect))
             res[name]["wall"].append(wall)
-            res[name]["cpu"].append(ru.ru_utime + ru.ru_stime)
+            cpu = ru.ru_utime + ru.ru_stime
+            if name == "exporter scrape":
+                cpu = proc_cpu(exporter) - served0  # the exporter's work, not curl's
+            res[name]["cpu"].append(cpu)
             res[name]["rss_kib"].append(ru.ru_maxrss)
     # The scrape's memory is the exporter's, not curl's.
     for line in open("/proc/%s/status" % exporter):
