@@ -29,6 +29,11 @@ func ReadHost(procRoot string) (rules.Host, []string, error) {
 	}
 	host.Local = local
 	notes, err := Sysctls(procRoot, &host)
+	if k, kerr := RunningKernel(); kerr == nil {
+		host.Kernel = k
+	} else {
+		notes = append(notes, fmt.Sprintf("kernel version unknown (%v): the rules of %s apply", kerr, rules.Newest))
+	}
 	return host, notes, err
 }
 

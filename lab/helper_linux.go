@@ -280,7 +280,8 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		}
 		return rep, s.fd
 	case "close":
-		closed, cerr := closeAndWatch(s, req.Expect, time.Duration(req.Wait)*time.Millisecond)
+		closed, twSec, cerr := closeAndWatch(s, req.Expect, time.Duration(req.Wait)*time.Millisecond)
+		rep.TWSec = twSec
 		if cerr != nil {
 			rep.Fail = fmt.Sprintf("close %s: %v", req.Sock, cerr)
 		}
@@ -547,17 +548,17 @@ func localPort(fd int) uint16 {
 // (a connection no process accepted), gone when it closed first. A state
 // not reached in time is an error naming the state last seen, never a
 // silent answer. It returns the state reached ("" for gone or unwatched).
-func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, error) {
+func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, int64, error) {
 	st := readSockState(s.fd, s.proto)
 	if !s.proto.IsTCP() || st.Remote == "" || expect == "" {
 		unix.Close(s.fd)
-		return "", nil
+		return "", 0, nil
 	}
 	local, err1 := netip.ParseAddrPort(st.Local)
 	remote, err2 := netip.ParseAddrPort(st.Remote)
 	if err1 != nil || err2 != nil {
 		unix.Close(s.fd)
-		return "", fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
+		return "", 0, fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
 	}
 	deadline := time.Now().Add(wait)
 	if expect == "TIME_WAIT" && st.TCPState == tcpEstablished {
@@ -565,7 +566,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, er
 		// the FIN that moves the socket to TIME_WAIT also wakes poll.
 		if err := unix.Shutdown(s.fd, unix.SHUT_WR); err != nil {
 			unix.Close(s.fd)
-			return "", os.NewSyscallError("shutdown", err)
+			return "", 0, os.NewSyscallError("shutdown", err)
 		}
 		err := waitPeerFIN(s.fd, deadline)
 		if err == nil {
@@ -577,7 +578,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, er
 				seen = tcpStateNames[int(info.State)]
 			}
 			unix.Close(s.fd)
-			return "", fmt.Errorf("%s -> %s did not reach TIME_WAIT within %v (last seen: %s): %w", local, remote, wait, seen, err)
+			return "", 0, fmt.Errorf("%s -> %s did not reach TIME_WAIT within %v (last seen: %s): %w", local, remote, wait, seen, err)
 		}
 	}
 	unix.Close(s.fd)
@@ -585,16 +586,25 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, er
 	// of the four-tuple once no descriptor can tell.
 	q := socktab.Query{TCP: true, LocalPort: local.Port(), RemotePort: remote.Port()}
 	last, lastErr := "(not read)", error(nil)
-	return last, pollUntil(deadline, func() bool {
+	var twSec int64
+	err := pollUntil(deadline, func() bool {
 		t, err := socktab.Snapshot(context.Background(), q)
 		if err != nil {
 			lastErr = err
 			return false
 		}
 		last = ""
+		now := monoNanos()
 		for _, e := range t.Sockets {
 			if e.Local == local && e.Remote == remote {
 				last = tcpStateNames[int(e.State)]
+				// The kernel armed the TIME_WAIT timer for
+				// TCP_TIMEWAIT_LEN (60 s) on entry: the time left
+				// dates the entry to a jiffy, for the rules of kernels
+				// that compare whole seconds (rules.Socket.TWSecondTicked).
+				if last == "TIME_WAIT" && e.TimeLeft > 0 && now > 0 {
+					twSec = (now + int64(e.TimeLeft) - int64(60*time.Second)) / int64(time.Second)
+				}
 			}
 		}
 		return last == expect || expect == "gone" && last == ""
@@ -609,6 +619,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, er
 		}
 		return errors.New(msg)
 	})
+	return last, twSec, err
 }
 
 // pollUntil checks cond until it holds or deadline passes, backing off

@@ -148,6 +148,9 @@ type jsonLine struct {
 	OK       bool    `json:"ok"`
 	Local    string  `json:"local,omitempty"`
 	Why      string  `json:"why,omitempty"`
+	// Release is the kernel that ran the line (uname -r), when a run
+	// compares kernels (tuple lab --kernel).
+	Release string `json:"kernel_release,omitempty"`
 	// With repeated runs: how many, whether the kernel's answer varied,
 	// and each answer's count.
 	Runs       int            `json:"runs,omitempty"`
@@ -170,6 +173,7 @@ func WriteJSON(w io.Writer, sr ScenarioResult) error {
 		j := jsonLine{File: r.File, Scenario: r.Scenario, Line: r.Line, Socket: r.Socket, Op: r.Op,
 			Expect: nullable(r.Expect), Kernel: r.Kernel, Model: nullable(r.Model), OK: r.OK, Local: r.Local}
 		j.Why = r.Why
+		j.Release = r.Release
 		if r.Runs > 1 {
 			flaky := r.Flaky
 			j.Runs, j.Flaky, j.KernelSeen = r.Runs, &flaky, r.KernelSeen
@@ -193,4 +197,42 @@ func WriteMarkdown(w io.Writer, sr ScenarioResult) error {
 	}
 	_, err := fmt.Fprintln(w)
 	return err
+}
+
+// ReadJSON parses what WriteJSON wrote (one object per line; blank lines
+// are skipped) back into Results: how tuple lab --kernel reads the lines a
+// guest kernel ran. OK is recomputed from the other fields.
+func ReadJSON(data []byte) ([]Result, error) {
+	var out []Result
+	for i, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		var j jsonLine
+		if err := json.Unmarshal([]byte(l), &j); err != nil {
+			return out, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		if j.Kernel == "" || j.Op == "" {
+			return out, fmt.Errorf("line %d: not a lab result (no op or kernel result)", i+1)
+		}
+		r := Result{File: j.File, Scenario: j.Scenario, Line: j.Line, Socket: j.Socket, Op: j.Op,
+			Kernel: j.Kernel, Local: j.Local, Why: j.Why, Release: j.Release}
+		if j.Runs > 1 { // what WriteJSON writes for repeated runs only
+			r.Runs = j.Runs
+			r.Flaky = j.Flaky != nil && *j.Flaky
+			if len(j.KernelSeen) > 0 {
+				r.KernelSeen = j.KernelSeen
+			}
+		}
+		if j.Expect != nil {
+			r.Expect = *j.Expect
+		}
+		if j.Model != nil {
+			r.Model = *j.Model
+		}
+		r.settle()
+		out = append(out, r)
+	}
+	return out, nil
 }

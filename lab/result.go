@@ -23,6 +23,9 @@ type Result struct {
 	Local string // the socket's local address after the operation, when it has one
 	Why   string // the model's reason, when it predicted an error or disagreed
 	OK    bool   // the kernel met Expect (if any), the model agreed with the kernel, and the line is not Flaky
+	// Release is the kernel that ran the line (uname -r), set when a run
+	// compares kernels; empty otherwise.
+	Release string
 	// Runs is how many times the line ran (Merge); 0 or 1 for one run.
 	Runs int
 	// KernelSeen counts each kernel answer over the runs, when Runs > 1.

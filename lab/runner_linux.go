@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -32,6 +33,34 @@ type Runner struct {
 	// Wait bounds a connect's handshake and a close's wait for TIME_WAIT;
 	// zero means 2 s.
 	Wait time.Duration
+	// Kernel is the kernel whose rules the model applies; nil means the
+	// running kernel (its version and probed features).
+	Kernel *rules.Kernel
+}
+
+// kernel is the kernel the model follows: Runner.Kernel, or the running
+// one (the newest rules when it cannot be read).
+func (r *Runner) kernel() rules.Kernel {
+	if r.Kernel != nil {
+		return *r.Kernel
+	}
+	k, err := hostmodel.RunningKernel()
+	if err != nil {
+		return rules.Kernel{}
+	}
+	return k
+}
+
+// monoSec is CLOCK_MONOTONIC's whole seconds: ktime_get_seconds().
+func monoSec() int64 { return monoNanos() / int64(time.Second) }
+
+// monoNanos is CLOCK_MONOTONIC in nanoseconds, 0 when unreadable.
+func monoNanos() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return 0
+	}
+	return ts.Nano()
 }
 
 // helperProc is one running helper and the runner's end of its control
@@ -125,6 +154,7 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 		return nil, err
 	}
 	w := newWorld()
+	w.kernel, w.monoSec = s.r.kernel(), monoSec
 	if err := s.readHost(w); err != nil {
 		return nil, err
 	}
@@ -138,6 +168,7 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 		if err := s.step(w, st, protos[st.Sock], &res); err != nil {
 			return results, fmt.Errorf("%s:%d: %w", sc.File, st.Line, err)
 		}
+		w.markBound()
 		res.settle()
 		results = append(results, res)
 	}
@@ -190,14 +221,25 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		if err != nil {
 			return err
 		}
+		// An option this kernel does not know fails the socket line
+		// (ENOPROTOOPT); the model says so from the kernel's version.
+		opt := rules.Socket{Proto: e.sock.Proto, PortRange: rules.PortRange{Lo: st.Opts.PortRange.Lo, Hi: st.Opts.PortRange.Hi}}
+		if !opt.PortRange.IsZero() {
+			res.Model = errName(int(w.kernel.SetOptionErr(opt)))
+		}
 		rep, err := s.call(h, request{Op: "socket", Sock: st.Sock, Proto: st.Proto, Opts: st.Opts}, -1)
 		if err != nil {
 			return err
 		}
 		res.Kernel = errName(rep.Errno)
 		if rep.Errno != 0 {
+			if w.failed == nil {
+				w.failed = map[string]failedSock{}
+			}
+			w.failed[st.Sock] = failedSock{errno: res.Kernel, sock: opt}
 			return nil
 		}
+		delete(w.failed, st.Sock)
 		w.entries = append(w.entries, e)
 		w.sync(e, proto, rep.Sock, KindSocket)
 		if st.Kind == KindSocket {
@@ -208,6 +250,17 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 	}
 	if e == nil { // its socket or server line failed
 		res.Kernel = "EBADF"
+		if f, ok := w.failed[st.Sock]; ok && f.errno == "ENOPROTOOPT" {
+			// The socket could not take its options on this kernel: the
+			// line fails as the socket line did, and the model, which
+			// knows the kernel, says the same.
+			res.Kernel = f.errno
+			if e := w.kernel.SetOptionErr(f.sock); e != 0 {
+				res.Model = errName(int(e))
+			} else {
+				res.Model = "ok"
+			}
+		}
 		return nil
 	}
 	h, err := s.helper(e.holder)
@@ -251,6 +304,7 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 			res.Local = localOf(e) + " in TIME_WAIT"
 		}
 		w.closed(e, rep.Closed, closing)
+		w.stampTW(rep.TWSec)
 		return nil
 	case KindPass:
 		return s.pass(e, st, proto, res)

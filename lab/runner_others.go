@@ -5,6 +5,8 @@ package lab
 import (
 	"context"
 	"time"
+
+	"github.com/tuple-net/tuple/rules"
 )
 
 // HelperCommand is the hidden subcommand that runs a helper.
@@ -15,6 +17,7 @@ type Runner struct {
 	Helper  []string
 	Predict Predictor
 	Wait    time.Duration
+	Kernel  *rules.Kernel
 }
 
 // Run returns ErrNotSupported: scenarios need Linux network namespaces.

@@ -41,6 +41,9 @@ type reply struct {
 	// After close: the TCP state the closed socket's four-tuple ended in
 	// ("TIME_WAIT", "FIN_WAIT2", ...; empty when it is gone).
 	Closed string `json:"closed,omitempty"`
+	// TWSec is the monotonic clock's second at which the closed socket
+	// entered TIME_WAIT, from the kernel's TIME_WAIT timer (0: unknown).
+	TWSec int64 `json:"tw_sec,omitempty"`
 }
 
 // sockState is what the kernel says about a socket after an operation.

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,8 @@ type entry struct {
 	holder  uint32 // uid of the process holding the descriptor now
 	sock    rules.Socket
 	twSince time.Time
-	server  bool // a server line's socket: it accepts every connection
+	twSec   int64 // the monotonic clock's second when TIME_WAIT was seen
+	server  bool  // a server line's socket: it accepts every connection
 }
 
 // world mirrors what the kernel holds in one scenario's namespace, updated
@@ -31,6 +33,59 @@ type world struct {
 	timestamp bool // net.ipv4.tcp_timestamps: loopback peers use timestamps
 	entries   []*entry
 	lastPort  map[string]uint16 // for @OTHER of a socket that is gone
+	kernel    rules.Kernel      // whose rules the model applies
+	// monoSec reads the monotonic clock's whole seconds (what kernels
+	// before 6.13 compare for TIME_WAIT reuse); nil where there is none.
+	monoSec func() int64
+	// failed holds the errno of a socket line that failed (an option the
+	// kernel does not know), for the lines of that socket after it.
+	failed map[string]failedSock
+	// marked is each TCP port whose bind bucket carries the mark of a
+	// bind()-bound owner (rules.World.BindMarked).
+	marked map[uint16]bool
+}
+
+// stampTW dates the TIME_WAIT entry closed just added with the second the
+// kernel's timer gives (sec 0: keep the time seen here).
+func (w *world) stampTW(sec int64) {
+	if sec <= 0 || len(w.entries) == 0 {
+		return
+	}
+	if e := w.entries[len(w.entries)-1]; e.sock.State == rules.TimeWait {
+		e.twSec = sec
+	}
+}
+
+// markBound follows the kernel's per-port bind bucket mark: set while a
+// bind()-bound owner holds the port, kept until the port has no owner.
+func (w *world) markBound() {
+	held := map[uint16]bool{} // port -> a bind()-bound owner holds it now
+	for _, e := range w.entries {
+		s := e.sock
+		if s.Proto != rules.TCP || s.State == rules.Unbound || s.Local.Port() == 0 {
+			continue
+		}
+		held[s.Local.Port()] = held[s.Local.Port()] || !s.PortFromConnect
+	}
+	for p := range w.marked {
+		if _, ok := held[p]; !ok {
+			delete(w.marked, p)
+		}
+	}
+	for p, byBind := range held {
+		if byBind {
+			if w.marked == nil {
+				w.marked = map[uint16]bool{}
+			}
+			w.marked[p] = true
+		}
+	}
+}
+
+// failedSock is a socket whose socket line failed.
+type failedSock struct {
+	errno string
+	sock  rules.Socket
 }
 
 func newWorld() *world {
@@ -71,6 +126,11 @@ func (w *world) port(ep Endpoint) netip.AddrPort {
 // other socket that holds a port.
 func (w *world) predict(model Predictor, self *entry, op rules.Op, now time.Time) rules.Outcome {
 	rw := rules.World{Host: w.host}
+	w.markBound()
+	for p := range w.marked {
+		rw.BindMarked = append(rw.BindMarked, p)
+	}
+	slices.Sort(rw.BindMarked)
 	for _, e := range w.entries {
 		if e == self || e.sock.State == rules.Unbound {
 			continue
@@ -78,6 +138,7 @@ func (w *world) predict(model Predictor, self *entry, op rules.Op, now time.Time
 		s := e.sock
 		if s.State == rules.TimeWait {
 			s.TWAge = now.Sub(e.twSince)
+			s.TWSecondTicked = w.monoSec != nil && w.monoSec() > e.twSec
 		}
 		rw.Sockets = append(rw.Sockets, s)
 	}
@@ -92,6 +153,7 @@ func (w *world) predict(model Predictor, self *entry, op rules.Op, now time.Time
 // an IPv6 address is local by itself.
 func (w *world) setHost(sysctls map[string]string, addrs []string) {
 	h := rules.DefaultHost()
+	h.Kernel = w.kernel
 	h.Local = nil
 	h.AllListeners = true // the scenario made every socket of its namespace
 	h.Isolated = true     // lo is the namespace's only device
@@ -352,7 +414,11 @@ func (w *world) closed(e *entry, state string, now time.Time) {
 	}
 	s.State = rules.TimeWait
 	s.TWTimestamps = w.timestamp
-	w.entries = append(w.entries, &entry{sock: s, twSince: now})
+	tw := &entry{sock: s, twSince: now}
+	if w.monoSec != nil {
+		tw.twSec = w.monoSec()
+	}
+	w.entries = append(w.entries, tw)
 	for _, x := range w.entries {
 		if x.name == "" && x.sock.State == rules.Connected && x.sock.Local.Addr().Unmap() == s.Remote.Addr().Unmap() &&
 			x.sock.Local.Port() == s.Remote.Port() && x.sock.Remote.Port() == s.Local.Port() {

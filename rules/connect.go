@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+	"time"
 )
 
 // PortCount is how the ports of a connect() search fall for one
@@ -249,6 +250,15 @@ func (e *eval) twReusable(i int, search bool) bool {
 	}
 	h := e.m.host
 	reuse := h.TCPTWReuse == 1 || (h.TCPTWReuse == 2 && twLoopback(o))
+	if !h.Kernel.AtLeast(6, 13, 0) {
+		// Before 6.13, which brought net.ipv4.tcp_tw_reuse_delay and
+		// tw_entry_stamp (reuse once tcp_clock_ms() passes the entry's
+		// time plus the delay), tcp_twsk_unique compared whole seconds:
+		// time_after32(ktime_get_seconds(), tw_ts_recent_stamp), so the
+		// entry is reusable from the next tick of the monotonic clock's
+		// second after the peer's last timestamp, 0 to 1 s later.
+		return reuse && o.TWTimestamps && (o.TWSecondTicked || o.TWAge >= time.Second)
+	}
 	return reuse && o.TWTimestamps && o.TWAge > h.TWReuseDelay
 }
 
@@ -384,6 +394,14 @@ func (e *eval) heldByBind(p uint16, owners []int32, block bool) bool {
 			}
 		}
 		return byBind
+	}
+	if e.m.marked[p] {
+		// Before 6.18 the mark of a bind()-bound owner that left stays on
+		// the bucket (World.BindMarked).
+		if block {
+			e.block(int(owners[0]), fmt.Sprintf("port %d's bind bucket still carries the mark of a bind()-bound socket that left (kernels before 6.18 clear it only when the bucket empties), so connect() skips it", p))
+		}
+		return true
 	}
 	byBind := false
 	for _, j := range owners {

@@ -23,6 +23,7 @@ type Model struct {
 	local  []netip.Addr
 	remote []netip.AddrPort
 	exact  map[uint16]Bucket // World.Buckets by port
+	marked map[uint16]bool   // World.BindMarked, on kernels that keep the mark
 }
 
 // NewModel indexes w. The model keeps w.Sockets (it does not copy them);
@@ -41,6 +42,14 @@ func NewModel(w World) *Model {
 		m.remote[i] = netip.AddrPortFrom(s.Remote.Addr().Unmap().WithZone(""), s.Remote.Port())
 		if ownsPort(*s) {
 			packed = append(packed, uint64(key(s.Proto, s.Local.Port()))<<32|uint64(i))
+		}
+	}
+	if !w.Host.Kernel.AtLeast(6, 18, 0) {
+		for _, p := range w.BindMarked {
+			if m.marked == nil {
+				m.marked = map[uint16]bool{}
+			}
+			m.marked[p] = true
 		}
 	}
 	for _, b := range w.Buckets {

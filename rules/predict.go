@@ -23,6 +23,10 @@ func (m *Model) Predict(s Socket, op Op) Outcome {
 	switch {
 	case s.Proto != TCP && s.Proto != UDP:
 		e.fail(syscall.EPROTONOSUPPORT, "proto", "the socket's protocol is neither TCP nor UDP")
+	case m.host.Kernel.SetOptionErr(s) == syscall.ENOPROTOOPT:
+		// The socket cannot carry an option this kernel does not know:
+		// setsockopt failed before the operation.
+		e.fail(syscall.ENOPROTOOPT, "kernel-option", "IP_LOCAL_PORT_RANGE is unknown to kernel "+m.host.Kernel.String()+" (added in 6.3): setsockopt fails with ENOPROTOOPT")
 	case op.Kind == OpBind:
 		e.bind()
 	case op.Kind == OpListen:
@@ -248,6 +252,10 @@ func (e *eval) tcpPair(ep endpoint, i int, relax, reuseportOK bool) (tcpVerdict,
 		}
 	}
 	if !overlap(ep, oe) {
+		return tcpNoOverlap, ""
+	}
+	if e.m.host.Kernel.mappedMissesMappedWildcard() && e.fam == IPv6 && ep.class == classV4 &&
+		oe.class == classAnyMapped && o.Family == IPv6 {
 		return tcpNoOverlap, ""
 	}
 	n := e.s

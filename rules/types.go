@@ -114,6 +114,11 @@ type Socket struct {
 	// (ts_recent_stamp != 0) and how long ago the entry entered TIME_WAIT.
 	TWTimestamps bool
 	TWAge        time.Duration
+	// TWSecondTicked: the monotonic clock's whole second has changed since
+	// the entry's last peer timestamp, which is what kernels before 6.13
+	// compare (an observer that cannot tell leaves it false; TWAge of a
+	// second or more implies it).
+	TWSecondTicked bool
 
 	// Unknown marks facts above that were not observed; the value given is
 	// an assumption and the model reports it when it matters.
@@ -159,6 +164,9 @@ type Host struct {
 	AutobindReuse         bool        // net.ipv4.ip_autobind_reuse
 	TCPTWReuse            int         // net.ipv4.tcp_tw_reuse: 0, 1, or 2 (loopback only)
 	TWReuseDelay          time.Duration
+	// Kernel is the kernel whose rules apply; the zero value means the
+	// newest the model follows (6.18).
+	Kernel Kernel
 	// AllListeners: World.Sockets lists every TCP listener of the
 	// namespace, so a connect() to a local address none covers is refused
 	// (ECONNREFUSED). Leave it false for a partial world.
@@ -195,6 +203,14 @@ type World struct {
 	// the bind hash). For those ports they replace the model's
 	// reconstruction from the owners, which cannot see sockets that left.
 	Buckets []Bucket
+	// BindMarked lists TCP ports whose bind bucket an owner that got the
+	// port through bind() or listen() marked while the bucket lived, the
+	// port's owners having never all left since. Kernels before 6.18 keep
+	// that mark until the bucket empties, so connect() keeps skipping the
+	// port after the bind()-bound owner left; 6.18 clears it (commit
+	// d57f4b874946, "tcp: Update bind bucket state on port release"). An
+	// observer that watched the port's history (lab) fills it.
+	BindMarked []uint16
 }
 
 // Bucket is one TCP port's struct inet_bind_bucket: the reuse cache that

@@ -6,8 +6,11 @@ import (
 	"os"
 
 	"github.com/tuple-net/tuple/internal/cli"
+	"github.com/tuple-net/tuple/kernelvm"
 )
 
 func main() {
+	// As the init of a `tuple lab --kernel` guest, run the lab there.
+	kernelvm.Guest()
 	os.Exit(cli.Main(os.Args[1:], cli.StdStreams()))
 }

@@ -23,6 +23,8 @@ type labOptions struct {
 	print    string
 	repeat   int
 	timeout  time.Duration
+	kernels  string // --kernel: comma-separated kernels to compare
+	version  string // --kernel-version: the model's kernel
 	// helper overrides the helper command (tests); empty means this binary.
 	helper []string
 }
@@ -59,7 +61,11 @@ otherwise (or when the run timed out), 2 on bad input.`,
 	f.StringVar(&o.print, "print", "", "print the text of built-in group `NAME`")
 	f.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times; a line whose kernel answer varied is flaky")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "stop the whole run after `DURATION`")
+	f.StringVar(&o.kernels, "kernel", "", "run on each kernel of `LIST` under qemu and compare: host, 5.10, 6.1, 6.12 (scripts/fetch-kernels) or a vmlinuz path, comma-separated; exit 1 when the model disagrees with any")
+	f.StringVar(&o.version, "kernel-version", "", "the model follows kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one")
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
+	cmd.MarkFlagsMutuallyExclusive("kernel", "kernel-version")
+	cmd.MarkFlagsMutuallyExclusive("kernel", "markdown")
 	return cmd
 }
 
@@ -136,40 +142,27 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	defer stop()
 	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, errLabTimeout)
 	defer cancel()
-	runner := lab.Runner{Helper: o.helper}
+	if o.kernels != "" {
+		return runLabKernels(ctx, o, args, sources, scenarios, s)
+	}
+	kernel, err := parseKernelVersion(o.version)
+	if err != nil {
+		return err
+	}
+	runner := lab.Runner{Helper: o.helper, Kernel: kernel}
 	start := time.Now()
-	var results []lab.ScenarioResult
-	for _, sc := range scenarios {
-		runs := make([]lab.ScenarioResult, 0, o.repeat)
-		for range o.repeat {
-			res, err := runner.Run(ctx, sc)
-			if ctx.Err() != nil {
-				if errors.Is(context.Cause(ctx), errLabTimeout) {
-					return fmt.Errorf("lab: the run exceeded --timeout %v after %d scenario(s) (%.0fs); namespace and helpers removed", o.timeout, len(results), time.Since(start).Seconds())
-				}
-				return errors.New("lab: interrupted; namespace and helpers removed")
-			}
-			if err != nil {
-				return fmt.Errorf("lab: [%s]: %w", sc.Name, err)
-			}
-			runs = append(runs, res)
-		}
-		res := runs[0]
-		if o.repeat > 1 {
-			res = lab.Merge(runs)
-		}
-		results = append(results, res)
+	results, err := runScenarios(ctx, o, runner, scenarios, func(res lab.ScenarioResult) error {
 		switch {
 		case o.json:
-			err = lab.WriteJSON(s.Out, res)
+			return lab.WriteJSON(s.Out, res)
 		case o.markdown:
-			err = lab.WriteMarkdown(s.Out, res)
+			return lab.WriteMarkdown(s.Out, res)
 		default:
-			err = lab.WriteTable(s.Out, res)
+			return lab.WriteTable(s.Out, res)
 		}
-		if err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	sum := lab.Summarize(results)
 	line := fmt.Sprintf("%s (%.1fs)", sum, time.Since(start).Seconds())
@@ -182,6 +175,41 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		return exitCode(exitFailure)
 	}
 	return nil
+}
+
+// runScenarios runs each scenario (--repeat times, merged) and hands its
+// result to emit.
+func runScenarios(ctx context.Context, o labOptions, runner lab.Runner, scenarios []lab.Scenario, emit func(lab.ScenarioResult) error) ([]lab.ScenarioResult, error) {
+	start := time.Now()
+	repeat := max(o.repeat, 1)
+	var results []lab.ScenarioResult
+	for _, sc := range scenarios {
+		runs := make([]lab.ScenarioResult, 0, repeat)
+		for range repeat {
+			res, err := runner.Run(ctx, sc)
+			if ctx.Err() != nil {
+				if errors.Is(context.Cause(ctx), errLabTimeout) {
+					return results, fmt.Errorf("lab: the run exceeded --timeout %v after %d scenario(s) (%.0fs); namespace and helpers removed", o.timeout, len(results), time.Since(start).Seconds())
+				}
+				return results, errors.New("lab: interrupted; namespace and helpers removed")
+			}
+			if err != nil {
+				return results, fmt.Errorf("lab: [%s]: %w", sc.Name, err)
+			}
+			runs = append(runs, res)
+		}
+		res := runs[0]
+		if repeat > 1 {
+			res = lab.Merge(runs)
+		}
+		results = append(results, res)
+		if emit != nil {
+			if err := emit(res); err != nil {
+				return results, err
+			}
+		}
+	}
+	return results, nil
 }
 
 // labSources resolves arguments: one that exists on disk or ends in .lab is

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/netip"
 	"runtime/debug"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -191,7 +193,14 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	for _, n := range t.Notes {
+	notes := t.Notes
+	if q.TCP && q.States.Has(socktab.BoundInactive) {
+		if k, err := hostmodel.RunningKernel(); err == nil && !k.ReportsBoundOnly() {
+			notes = append(notes, fmt.Sprintf("kernel %s cannot list bound-only TCP sockets (inet_diag reports them from 6.8; "+
+				"the BPF socket iterator walks only listening and connected sockets): the table lacks them", k))
+		}
+	}
+	for _, n := range notes {
 		io.WriteString(s.Err, "tuple: note: "+n+"\n")
 	}
 	return nil

@@ -35,6 +35,9 @@ type whyOptions struct {
 	all        bool
 	procRoot   string
 	netns      string // --netns: "" for this namespace
+	// kernelVersion is --kernel-version: the model's kernel; empty: the
+	// running one.
+	kernelVersion string
 }
 
 func newWhyCmd(s Streams) *cobra.Command {
@@ -63,6 +66,7 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 	f.BoolVarP(&o.all, "all", "a", false, "list every blocker, one by one, instead of groups")
 	addNetnsFlag(f, &o.netns, "predict")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
+	f.StringVar(&o.kernelVersion, "kernel-version", "", "predict with the rules of kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one's")
 	_ = f.MarkHidden("proc")
 
 	sub := func(use, short string, nargs int, kind rules.OpKind) *cobra.Command {
@@ -199,11 +203,18 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	}
 	// The socket table, sysctls, addresses and routes are all the
 	// namespace's: read and explain from a thread inside it.
+	kernel, err := parseKernelVersion(o.kernelVersion)
+	if err != nil {
+		return err
+	}
 	var r *hostmodel.Report
 	err = inNamespace("why", o.netns, o.procRoot, func() error {
 		sit, err := hostmodel.Live(ctx, proto, o.procRoot)
 		if err != nil {
 			return fmt.Errorf("why %s: %w", kind, err)
+		}
+		if kernel != nil {
+			sit.Host.Kernel = *kernel
 		}
 		if err := hostmodel.ResolveSource(&p); err != nil {
 			sit.Notes = append(sit.Notes, err.Error()+"; four-tuples compared on the peer alone")

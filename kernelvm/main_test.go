@@ -1,0 +1,12 @@
+package kernelvm
+
+import (
+	"testing"
+
+	"github.com/tuple-net/tuple/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) {
+	Guest()
+	leakcheck.Main(m)
+}

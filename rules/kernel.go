@@ -1,0 +1,164 @@
+package rules
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Kernel names the kernel whose port rules the model applies: the rules
+// changed between 5.10 and 6.18, and an answer true on one is false on
+// another. The zero value is the newest kernel the model follows (6.18), so
+// callers that know nothing about their kernel get today's rules.
+//
+// Each behaviour that depends on it says in a comment which kernel change
+// (commit or release) introduced it; docs/kernels.md, generated from lab
+// runs on Debian's 5.10, 6.1 and 6.12 kernels, shows the differences.
+type Kernel struct {
+	Major, Minor, Patch int
+	// PortRangeOpt says whether the kernel knows IP_LOCAL_PORT_RANGE where
+	// the version alone may not settle it (a distribution kernel with
+	// backports): probed on the running kernel, Unprobed otherwise.
+	PortRangeOpt Presence
+}
+
+// Presence is a probed kernel feature.
+type Presence int8
+
+const (
+	Unprobed Presence = iota // decided by the version
+	Present
+	Absent
+)
+
+// Newest is the kernel the model was written for and verified on.
+var Newest = Kernel{Major: 6, Minor: 18}
+
+// IsZero reports whether k is the zero Kernel (the newest rules).
+func (k Kernel) IsZero() bool { return k.Major == 0 && k.Minor == 0 && k.Patch == 0 }
+
+// AtLeast reports whether k is major.minor.patch or later. The zero Kernel
+// is later than any.
+func (k Kernel) AtLeast(major, minor, patch int) bool {
+	if k.IsZero() {
+		return true
+	}
+	if k.Major != major {
+		return k.Major > major
+	}
+	if k.Minor != minor {
+		return k.Minor > minor
+	}
+	return k.Patch >= patch
+}
+
+// Series reports whether k is of the major.minor stable series.
+func (k Kernel) Series(major, minor int) bool { return k.Major == major && k.Minor == minor }
+
+func (k Kernel) String() string {
+	if k.IsZero() {
+		return Newest.String()
+	}
+	if k.Patch == 0 {
+		return fmt.Sprintf("%d.%d", k.Major, k.Minor)
+	}
+	return fmt.Sprintf("%d.%d.%d", k.Major, k.Minor, k.Patch)
+}
+
+var versionRE = regexp.MustCompile(`^(\d+)\.(\d+)(?:\.(\d+))?`)
+
+// ParseKernel reads a kernel version: "6.1", "6.1.192", or a release as
+// uname -r prints it ("6.12.118+deb13-cloud-amd64", "5.15.0-91-generic").
+func ParseKernel(s string) (Kernel, error) {
+	m := versionRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return Kernel{}, fmt.Errorf("kernel version %q: want MAJOR.MINOR[.PATCH], e.g. 6.1 or 5.10.262", s)
+	}
+	var k Kernel
+	var err error
+	if k.Major, err = strconv.Atoi(m[1]); err != nil || k.Major < 2 || k.Major > 99 {
+		return Kernel{}, fmt.Errorf("kernel version %q: major %q out of range", s, m[1])
+	}
+	if k.Minor, err = strconv.Atoi(m[2]); err != nil || k.Minor > 999 {
+		return Kernel{}, fmt.Errorf("kernel version %q: minor %q out of range", s, m[2])
+	}
+	if m[3] != "" {
+		if k.Patch, err = strconv.Atoi(m[3]); err != nil || k.Patch > 99999 {
+			return Kernel{}, fmt.Errorf("kernel version %q: patch %q out of range", s, m[3])
+		}
+	}
+	return k, nil
+}
+
+// debianVersionRE finds the package version Debian's kernels put in uname
+// -v ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-...)"): their uname -r
+// keeps the ABI name ("6.1.0-57-cloud-amd64"), whose patch level is 0.
+var debianVersionRE = regexp.MustCompile(`\b(?:Debian|Ubuntu) (\d+\.\d+\.\d+)`)
+
+// KernelFromUname is the kernel uname(2) describes: the release (uname -r),
+// with the stable patch level from the version (uname -v) where the
+// distribution puts it there.
+func KernelFromUname(release, version string) (Kernel, error) {
+	k, err := ParseKernel(release)
+	if err != nil {
+		return k, err
+	}
+	if m := debianVersionRE.FindStringSubmatch(version); m != nil {
+		if d, err := ParseKernel(m[1]); err == nil && d.Major == k.Major && d.Minor == k.Minor {
+			k.Patch = d.Patch
+		}
+	}
+	return k, nil
+}
+
+// HasPortRangeOpt reports whether the kernel knows IP_LOCAL_PORT_RANGE:
+// added in 6.3 (commit 91d0b78c5177, "inet: Add IP_LOCAL_PORT_RANGE socket
+// option"); a probe of the running kernel overrides the version.
+func (k Kernel) HasPortRangeOpt() bool {
+	switch k.PortRangeOpt {
+	case Present:
+		return true
+	case Absent:
+		return false
+	}
+	return k.AtLeast(6, 3, 0)
+}
+
+// mappedMissesMappedWildcard: an AF_INET6 socket binding a specific
+// v4-mapped address ([::ffff:127.0.0.1]) is not checked against AF_INET6
+// owners of the v4-mapped wildcard ([::ffff:0.0.0.0]). The bhash2 table (6.1,
+// commit 28044fc1d495) sends such a bind through inet_bhash2_addr_any_conflict,
+// whose inet_bind2_bucket_match_addr_any matched only "::" between two
+// AF_INET6 sockets; the 6.7 cycle fixed it ("tcp: Fix bind() regression for
+// v4-mapped-v6 wildcard address"). Observed on Debian's 6.1.192 (the bind
+// succeeds) and not on 5.10 or 6.12 (EADDRINUSE); an AF_INET 0.0.0.0 owner
+// is still found on 6.1.
+func (k Kernel) mappedMissesMappedWildcard() bool {
+	return k.AtLeast(6, 1, 0) && !k.AtLeast(6, 7, 0)
+}
+
+// ReportsBoundOnly reports whether inet_diag dumps bound-only TCP sockets
+// (state TCP_BOUND_INACTIVE, bit 13): added in 6.8 ("tcp: Dump bound-only
+// sockets in inet_diag"). Before it no socket table lists them, and the BPF
+// TCP iterator walks only the listening and established hashes, not the
+// bind hash where they live.
+func (k Kernel) ReportsBoundOnly() bool { return k.AtLeast(6, 8, 0) }
+
+// SetOptionErr is what setsockopt returns when the socket options of s are
+// set: ENOPROTOOPT for one this kernel does not know, EINVAL for an
+// IP_LOCAL_PORT_RANGE whose ends are both set and inverted (do_ip_setsockopt),
+// 0 when all are accepted.
+func (k Kernel) SetOptionErr(s Socket) syscall.Errno {
+	if s.PortRange.IsZero() {
+		return 0
+	}
+	if !k.HasPortRangeOpt() {
+		return syscall.ENOPROTOOPT
+	}
+	if r := s.PortRange; r.Lo != 0 && r.Hi != 0 && r.Lo > r.Hi {
+		return syscall.EINVAL
+	}
+	return 0
+}
