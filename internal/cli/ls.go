@@ -34,6 +34,10 @@ type lsOptions struct {
 	uid       int64 // -1: any
 	pid       int   // 0: any
 	json      bool
+	ipv4      bool
+	ipv6      bool
+	summary   bool
+	filter    []string // an ss filter expression, as words
 	procRoot  string
 	netns     string // --netns: "" for this namespace
 }
@@ -60,11 +64,24 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
   tuple ls --state bound -p    # bound-only TCP sockets and who holds them
   tuple ls -l --sport 8080 -o  # listeners on port 8080 with their reuse options
   tuple ls --json -p           # one JSON object per socket`,
-		Args: cobra.NoArgs,
+		Args: cobra.ArbitraryArgs,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			o.filter = args
 			return runLs(cmd.Context(), s, o)
 		}),
 	}
+	cmd.Use = "ls [flags] [FILTER]"
+	cmd.Long += `
+
+FILTER is an ss filter expression, run in the kernel like ss's: sport, dport
+(= != < > <= >=), src and dst (ADDR, ADDR/BITS, ADDR:PORT, [V6]:PORT, *:PORT),
+and, or, not, parentheses, and "state NAME" joined with and (ss's names and
+groups: established, listening, connected, all, ...). --pid and --sport show
+every state unless -l, -a, --state or a state term says otherwise.`
+	cmd.Example += `
+  tuple ls -tn 'sport = :8080 or dport = :8080'
+  tuple ls state established '( dport = :443 or dport = :80 )'
+  tuple ls -s                  # counts per protocol, family and state`
 	f := cmd.Flags()
 	f.BoolVarP(&o.tcp, "tcp", "t", false, "TCP sockets (default: TCP and UDP)")
 	f.BoolVarP(&o.udp, "udp", "u", false, "UDP sockets (default: TCP and UDP)")
@@ -80,6 +97,9 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
 	f.Int64Var(&o.uid, "uid", -1, "only sockets of this uid")
 	f.IntVar(&o.pid, "pid", 0, "only sockets held by this process (implies -p)")
 	f.BoolVar(&o.json, "json", false, "one JSON object per socket (fields in the README)")
+	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "IPv4 sockets only")
+	f.BoolVarP(&o.ipv6, "ipv6", "6", false, "IPv6 sockets only")
+	f.BoolVarP(&o.summary, "summary", "s", false, "counts per protocol, family and state, like ss -s")
 	addNetnsFlag(f, &o.netns, "list sockets")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	f.MarkHidden("proc")
@@ -107,6 +127,26 @@ func (o *lsOptions) query() (socktab.Query, error) {
 		q.States |= socktab.States(socktab.Listen, socktab.Close)
 	}
 	if o.all {
+		q.States = socktab.AllStates
+	}
+	switch {
+	case o.ipv4 && o.ipv6:
+		return q, usageError("ls: -4 and -6 exclude each other")
+	case o.ipv4:
+		q.Family = socktab.IPv4
+	case o.ipv6:
+		q.Family = socktab.IPv6
+	}
+	if len(o.filter) > 0 {
+		f, err := socktab.ParseFilter(o.filter)
+		if err != nil {
+			return q, usageError("ls: %v", err)
+		}
+		q.Filter = f
+	}
+	// A process's or a port's sockets, a state named in the filter and a
+	// summary mean every state unless the flags chose states.
+	if q.States == 0 && (o.pid != 0 || o.sport != 0 || o.summary || (q.Filter != nil && q.Filter.States != 0)) {
 		q.States = socktab.AllStates
 	}
 	if q.States == 0 {
@@ -177,7 +217,9 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 		socks = kept
 	}
 	w := bufio.NewWriterSize(s.Out, 64<<10)
-	if o.json {
+	if o.summary {
+		writeSummary(w, socks)
+	} else if o.json {
 		err = writeJSONLinesNS(w, socks, t.Namespaces)
 	} else {
 		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners || q.Options, options: o.options}
@@ -316,10 +358,15 @@ func appendOptions(b []byte, o *socktab.Options) []byte {
 // reused buffer, so printing allocates nothing per socket.
 func writeTable(w *bufio.Writer, socks []socktab.Socket, c columns) error {
 	var scratch [64]byte
-	localW, peerW := len("Local"), len("Peer")
+	localW, peerW, optW := len("Local"), len("Peer"), len("Options")
+	var opts []byte
 	for i := range socks {
 		localW = max(localW, addrPortLen(scratch[:], socks[i].Local))
 		peerW = max(peerW, addrPortLen(scratch[:], socks[i].Remote))
+		if c.options {
+			opts = appendOptions(opts[:0], &socks[i].Options)
+			optW = max(optW, len(opts))
+		}
 	}
 	line := make([]byte, 0, 256)
 	line = append(line, "Proto State      Recv-Q Send-Q "...)
@@ -335,7 +382,7 @@ func writeTable(w *bufio.Writer, socks []socktab.Socket, c columns) error {
 	if c.options {
 		line = append(line, "Options"...)
 		if c.procs {
-			line = append(line, ' ')
+			line = pad(line, optW-len("Options")+1)
 		}
 	}
 	if c.procs {
@@ -377,9 +424,10 @@ func writeTable(w *bufio.Writer, socks []socktab.Socket, c columns) error {
 			line = pad(line, 10-(len(line)-n))
 		}
 		if c.options {
+			n = len(line)
 			line = appendOptions(line, &sk.Options)
 			if c.procs && len(sk.Owners) > 0 {
-				line = append(line, ' ')
+				line = pad(line, optW+1-(len(line)-n))
 			}
 		}
 		if c.procs {
@@ -507,4 +555,40 @@ func writeJSONLines(w io.Writer, socks []socktab.Socket) error {
 // formatDuration prints a time left with 0.1 s precision.
 func formatDuration(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+}
+
+// writeSummary prints counts like ss -s: sockets per protocol and family,
+// then per state.
+func writeSummary(w *bufio.Writer, socks []socktab.Socket) {
+	type counts struct{ all, v4, v6 int }
+	var tcp, udp counts
+	states := map[string]int{}
+	var order []string
+	for i := range socks {
+		sk := &socks[i]
+		c := &tcp
+		if sk.Proto == socktab.UDP {
+			c = &udp
+		}
+		c.all++
+		if sk.Family == socktab.IPv4 {
+			c.v4++
+		} else {
+			c.v6++
+		}
+		label := sk.Proto.String() + " " + stateLabel(sk)
+		if states[label] == 0 {
+			order = append(order, label)
+		}
+		states[label]++
+	}
+	slices.Sort(order)
+	fmt.Fprintf(w, "Total: %d (TCP %d, UDP %d)\n\n", tcp.all+udp.all, tcp.all, udp.all)
+	fmt.Fprintf(w, "%-10s %-8s %-8s %s\n", "Transport", "Total", "IPv4", "IPv6")
+	fmt.Fprintf(w, "%-10s %-8d %-8d %d\n", "TCP", tcp.all, tcp.v4, tcp.v6)
+	fmt.Fprintf(w, "%-10s %-8d %-8d %d\n\n", "UDP", udp.all, udp.v4, udp.v6)
+	fmt.Fprintf(w, "%-16s %s\n", "State", "Count")
+	for _, l := range order {
+		fmt.Fprintf(w, "%-16s %d\n", l, states[l])
+	}
 }
