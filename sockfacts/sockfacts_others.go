@@ -17,6 +17,11 @@ func UnprivilegedCause() string {
 	return fmt.Sprintf("the BPF socket iterator needs Linux, not %s/%s", runtime.GOOS, runtime.GOARCH)
 }
 
+// ReadGroups needs Linux.
+func ReadGroups(proto Proto) ([]Member, error) {
+	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)
+}
+
 // SocketFiles needs Linux.
 func SocketFiles() ([]File, error) {
 	return nil, fmt.Errorf("%w on %s/%s", ErrNotSupported, runtime.GOOS, runtime.GOARCH)

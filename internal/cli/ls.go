@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -225,6 +226,10 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	} else {
 		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners || q.Options, options: o.options}
 		err = writeTableNS(w, socks, cols, t.Namespaces)
+		// Groups are read through an iterator in this namespace only.
+		if err == nil && o.options && len(t.Namespaces) == 0 {
+			err = writeGroups(w, reusegroup.Read(socks)) // reusegroups.go
+		}
 	}
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
@@ -136,6 +137,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	if o.quietIfFree && len(socks) == 0 {
 		return nil
 	}
+	rgroups := reusegroup.Read(socks) // reusegroups.go renders them
 	w := bufio.NewWriter(s.Out)
 	if o.json {
 		out := struct {
@@ -145,9 +147,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			Sockets []jsonSocket `json:"sockets"`
 			Groups  []whoGroup   `json:"groups"`
 			Sharing []sharing    `json:"sharing"`
+			Reuse   []jsonGroup  `json:"reuseport_groups"`
 			Notes   []string     `json:"notes,omitempty"`
 		}{Port: o.port, Source: t.Source, Sockets: make([]jsonSocket, 0, len(socks)), Groups: groupHolders(socks),
-			Sharing: verdicts, Notes: notes}
+			Sharing: verdicts, Reuse: toJSONGroups(rgroups), Notes: notes}
 		if o.addr.IsValid() {
 			out.Addr = o.addr.String()
 		}
@@ -189,6 +192,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			w.Write(appendHolder(nil, g.Count, &socks[g.First]))
 		}
 	}
+	w.Write(appendGroups(nil, rgroups))
 	for _, n := range notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
