@@ -98,7 +98,7 @@ every state unless -l, -a, --state or a state term says otherwise.`
 	f.Uint16Var(&o.dport, "dport", 0, "only sockets with this remote port (filtered in the kernel)")
 	f.Int64Var(&o.uid, "uid", -1, "only sockets of this uid")
 	f.IntVar(&o.pid, "pid", 0, "only sockets held by this process (implies -p)")
-	f.BoolVar(&o.json, "json", false, "one JSON object per socket (fields in the README)")
+	f.BoolVar(&o.json, "json", false, "one JSON object per socket (fields in docs/commands.md)")
 	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "IPv4 sockets only")
 	f.BoolVarP(&o.ipv6, "ipv6", "6", false, "IPv6 sockets only")
 	f.BoolVarP(&o.summary, "summary", "s", false, "counts per protocol, family and state, like ss -s")
@@ -481,7 +481,7 @@ type jsonOptions struct {
 }
 
 // jsonSocket is one line of `tuple ls --json` and `tuple who --json`. The
-// field names are documented in the README; keep them stable.
+// field names are documented in docs/commands.md; keep them stable.
 type jsonSocket struct {
 	Proto      string      `json:"proto"`
 	Family     int         `json:"family"`
