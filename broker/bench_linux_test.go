@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/netnstest"
 )
 
@@ -30,7 +31,7 @@ ports = "20000-29999"
 `)
 	c := &Client{Path: d.sock}
 	ctx := context.Background()
-	req := &Request{Proto: TCP, Address: netip.MustParseAddr("127.0.0.1")}
+	req := &Request{Proto: inet.TCP, Address: netip.MustParseAddr("127.0.0.1")}
 	var viaBroker, plain []time.Duration
 	for b.Loop() {
 		t0 := time.Now()

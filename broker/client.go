@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // DefaultSocket is where a broker listens unless told otherwise.
@@ -87,7 +89,7 @@ func (lc *ListenConfig) get(ctx context.Context, network, address string, listen
 	if err != nil {
 		return nil, nil, err
 	}
-	if listen && proto != TCP {
+	if listen && proto != inet.TCP {
 		return nil, nil, fmt.Errorf("broker: listen on %s: want tcp, tcp4 or tcp6", network)
 	}
 	r := &Request{Op: OpSocket, Proto: proto, Address: ap.Addr(), Port: ap.Port(), Listen: listen,
@@ -158,23 +160,23 @@ func Dial(ctx context.Context, path, network, local, remote string) (net.Conn, e
 
 // parseEndpoint reads a network ("tcp", "udp6", ...) and a literal
 // "ADDR:PORT", checking the family suffix.
-func parseEndpoint(network, address string) (Proto, netip.AddrPort, error) {
-	var proto Proto
+func parseEndpoint(network, address string) (inet.Proto, netip.AddrPort, error) {
+	var proto inet.Proto
 	fam := byte(0)
 	switch network {
 	case "tcp", "tcp4", "tcp6":
-		proto = TCP
+		proto = inet.TCP
 	case "udp", "udp4", "udp6":
-		proto = UDP
+		proto = inet.UDP
 	default:
-		return "", netip.AddrPort{}, fmt.Errorf("broker: network %q: want tcp, tcp4, tcp6, udp, udp4 or udp6", network)
+		return 0, netip.AddrPort{}, fmt.Errorf("broker: network %q: want tcp, tcp4, tcp6, udp, udp4 or udp6", network)
 	}
 	if len(network) == 4 {
 		fam = network[3]
 	}
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
-		return "", netip.AddrPort{}, fmt.Errorf("broker: address %q: %v", address, err)
+		return 0, netip.AddrPort{}, fmt.Errorf("broker: address %q: %v", address, err)
 	}
 	if host == "" {
 		host = "::"
@@ -184,15 +186,15 @@ func parseEndpoint(network, address string) (Proto, netip.AddrPort, error) {
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		return "", netip.AddrPort{}, fmt.Errorf("broker: address %q: want a literal IP address", address)
+		return 0, netip.AddrPort{}, fmt.Errorf("broker: address %q: want a literal IP address", address)
 	}
 	a = a.Unmap()
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		return "", netip.AddrPort{}, fmt.Errorf("broker: address %q: port must be a number 0-65535", address)
+		return 0, netip.AddrPort{}, fmt.Errorf("broker: address %q: port must be a number 0-65535", address)
 	}
 	if (fam == '4' && !a.Is4()) || (fam == '6' && !a.Is6()) {
-		return "", netip.AddrPort{}, fmt.Errorf("broker: address %s does not fit network %s", a, network)
+		return 0, netip.AddrPort{}, fmt.Errorf("broker: address %s does not fit network %s", a, network)
 	}
 	return proto, netip.AddrPortFrom(a, uint16(n)), nil
 }
@@ -205,6 +207,6 @@ func (lc *ListenConfig) File(ctx context.Context, network, address string) (*os.
 	if err != nil {
 		return nil, err
 	}
-	f, _, err := lc.get(ctx, network, address, proto == TCP)
+	f, _, err := lc.get(ctx, network, address, proto == inet.TCP)
 	return f, err
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tuple-net/tuple/inet"
 	"golang.org/x/sys/unix"
 )
 
@@ -77,7 +78,7 @@ func helperMain(mode string, args []string) int {
 		granted, denied, firstDenial := 0, 0, ""
 		var failures []string
 		for range n {
-			f, _, err := c.Socket(ctx, &Request{Proto: TCP, Address: mustAddr(args[1])})
+			f, _, err := c.Socket(ctx, &Request{Proto: inet.TCP, Address: mustAddr(args[1])})
 			if err != nil {
 				if !errors.Is(err, ErrDenied) {
 					failures = append(failures, err.Error())

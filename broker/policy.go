@@ -35,15 +35,6 @@ type SocketFile struct {
 // mode, decides what they get.
 const DefaultSocketMode os.FileMode = 0o666
 
-// Proto is the transport protocol of a grant or request.
-type Proto string
-
-// The protocols a broker hands out.
-const (
-	TCP Proto = "tcp"
-	UDP Proto = "udp"
-)
-
 // Options are the socket options a grant allows a request to ask for.
 type Options struct {
 	ReusePort bool
@@ -57,7 +48,7 @@ type Grant struct {
 	UIDs    []uint32 // peers whose uid is listed match
 	GIDs    []uint32 // peers with any of these as primary or supplementary gid match
 	Cgroups []string // when set, the peer's cgroup must be one of these or below one
-	Proto   Proto
+	Proto   inet.Proto
 	Address netip.Addr
 	Ports   inet.PortRange
 	Options Options
@@ -219,12 +210,10 @@ func parseGrant(rg rawGrant) (Grant, error) {
 		}
 		g.Cgroups = append(g.Cgroups, path.Clean(c))
 	}
-	switch Proto(rg.Proto) {
-	case TCP, UDP:
-		g.Proto = Proto(rg.Proto)
-	case "":
+	if rg.Proto == "" {
 		return g, fmt.Errorf("proto is missing: want \"tcp\" or \"udp\"")
-	default:
+	}
+	if g.Proto, err = inet.ParseProto(rg.Proto); err != nil {
 		return g, fmt.Errorf("proto %q: want \"tcp\" or \"udp\"", rg.Proto)
 	}
 	if rg.Address == "" {

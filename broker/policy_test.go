@@ -27,7 +27,7 @@ func TestParsePolicyContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Policy{Grants: []Grant{{
-		Index: 1, UIDs: []uint32{65534}, Proto: TCP, Address: netip.MustParseAddr("127.0.0.1"),
+		Index: 1, UIDs: []uint32{65534}, Proto: inet.TCP, Address: netip.MustParseAddr("127.0.0.1"),
 		Ports: inet.PortRange{Lo: 8000, Hi: 8009}, Options: Options{ReusePort: true}, Group: "web", MaxSockets: 3,
 	}}}
 	if diff := cmp.Diff(want, p, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
@@ -59,7 +59,7 @@ device = "eth0"
 		t.Errorf("top level: %+v", p)
 	}
 	g := p.Grants[0]
-	if g.Proto != UDP || g.Address != netip.IPv6Unspecified() || g.Ports != (inet.PortRange{Lo: 53, Hi: 53}) ||
+	if g.Proto != inet.UDP || g.Address != netip.IPv6Unspecified() || g.Ports != (inet.PortRange{Lo: 53, Hi: 53}) ||
 		!g.Options.V6Only || !g.Options.ReuseAddr || g.Options.ReusePort || g.Device != "eth0" ||
 		len(g.Cgroups) != 1 || g.Cgroups[0] != "/system.slice/web.service" {
 		t.Errorf("grant: %+v", g)
@@ -125,7 +125,7 @@ func FuzzParsePolicy(f *testing.F) {
 		// relies on hold.
 		for i, g := range p.Grants {
 			if g.Index != i+1 || (len(g.UIDs) == 0 && len(g.GIDs) == 0) || g.Ports.Lo == 0 || g.Ports.Lo > g.Ports.Hi ||
-				(g.Proto != TCP && g.Proto != UDP) || !g.Address.IsValid() || (g.Group != "" && !g.Options.ReusePort) {
+				(g.Proto != inet.TCP && g.Proto != inet.UDP) || !g.Address.IsValid() || (g.Group != "" && !g.Options.ReusePort) {
 				t.Fatalf("inconsistent grant %+v from %q", g, b)
 			}
 		}

@@ -266,7 +266,7 @@ func (s *Server) sweep(ctx context.Context, uid *uint32) {
 		s.dropLocked(e)
 		s.cfg.Audit.Info("release", "decision", "release", "id", e.ID,
 			slog.Group("peer", "pid", e.PID, "uid", e.UID, "gid", e.GID),
-			"local", e.Local.String(), "proto", string(e.Proto), "held", time.Since(e.Since).Round(time.Millisecond).String())
+			"local", e.Local.String(), "proto", e.Proto.String(), "held", time.Since(e.Since).Round(time.Millisecond).String())
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -346,7 +347,7 @@ func (s *Server) deny(c *net.UnixConn, peer Peer, r *Request, reason string, quo
 func (s *Server) audit(level slog.Level, peer Peer, r *Request, decision, reason string, attrs ...any) {
 	req := slog.String("request", "invalid")
 	if r != nil {
-		req = slog.Group("request", "op", r.Op, "proto", string(r.Proto), "address", r.Address.String(),
+		req = slog.Group("request", "op", r.Op, "proto", r.Proto.String(), "address", r.Address.String(),
 			"port", r.Port, "listen", r.Listen, "options", r.Options, "group", r.Group)
 	}
 	args := append([]any{slog.Group("peer", "pid", peer.PID, "uid", peer.UID, "gid", peer.GID), req,
@@ -486,7 +487,7 @@ func openSocket(r *Request, g *Grant, grantee uint32) (fd int, local netip.AddrP
 		family = unix.AF_INET6
 	}
 	typ := unix.SOCK_STREAM
-	if r.Proto == UDP {
+	if r.Proto == inet.UDP {
 		typ = unix.SOCK_DGRAM
 	}
 	owner := -1 // the broker's own
@@ -621,7 +622,7 @@ func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
 // orphan or TIME_WAIT, without an inode).
 func heldInodes(ctx context.Context, gs []LiveGrant) (map[uint64]bool, error) {
 	type pp struct {
-		proto  Proto
+		proto  inet.Proto
 		port   uint16
 		listen bool
 	}
@@ -632,7 +633,7 @@ func heldInodes(ctx context.Context, gs []LiveGrant) (map[uint64]bool, error) {
 	var queries []socktab.Query
 	if len(want) <= 8 {
 		for k := range want {
-			q := socktab.Query{TCP: k.proto == TCP, UDP: k.proto == UDP, LocalPort: k.port}
+			q := socktab.Query{TCP: k.proto == inet.TCP, UDP: k.proto == inet.UDP, LocalPort: k.port}
 			if k.listen {
 				// A listener stays a listener: asking for that state
 				// spares the kernel the walk of every connection on

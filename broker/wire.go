@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/netip"
 	"time"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // The protocol: one JSON object per SOCK_SEQPACKET message each way. A
@@ -31,7 +33,7 @@ const (
 // the broker reads it from the connection (SO_PEERCRED).
 type Request struct {
 	Op      string     `json:"op"`
-	Proto   Proto      `json:"proto,omitempty"`
+	Proto   inet.Proto `json:"proto,omitempty"`
 	Address netip.Addr `json:"address,omitzero"`
 	// Port 0 asks for any free port of the grant's range.
 	Port    uint16   `json:"port,omitempty"`
@@ -63,7 +65,7 @@ func ParseRequest(b []byte) (*Request, error) {
 	}
 	switch r.Op {
 	case OpList:
-		if r.Proto != "" || r.Address.IsValid() || r.Port != 0 || r.Listen || r.Backlog != 0 || len(r.Options) > 0 || r.Group != "" {
+		if r.Proto != 0 || r.Address.IsValid() || r.Port != 0 || r.Listen || r.Backlog != 0 || len(r.Options) > 0 || r.Group != "" {
 			return nil, fmt.Errorf("list takes no arguments")
 		}
 		return &r, nil
@@ -73,16 +75,14 @@ func ParseRequest(b []byte) (*Request, error) {
 	default:
 		return nil, fmt.Errorf("op %q: want %q or %q", r.Op, OpSocket, OpList)
 	}
-	switch r.Proto {
-	case TCP, UDP:
-	default:
-		return nil, fmt.Errorf("proto %q: want \"tcp\" or \"udp\"", r.Proto)
+	if r.Proto == 0 { // any other value was checked by inet.Proto.UnmarshalText
+		return nil, fmt.Errorf("proto is missing: want \"tcp\" or \"udp\"")
 	}
 	if !r.Address.IsValid() || r.Address.Zone() != "" {
 		return nil, fmt.Errorf("address is missing or has a zone")
 	}
 	r.Address = r.Address.Unmap()
-	if r.Listen && r.Proto != TCP {
+	if r.Listen && r.Proto != inet.TCP {
 		return nil, fmt.Errorf("listen is for tcp only")
 	}
 	if r.Backlog < 0 || r.Backlog > maxBacklog || (r.Backlog != 0 && !r.Listen) {
@@ -138,7 +138,7 @@ type LiveGrant struct {
 	UID    uint32         `json:"uid"`
 	GID    uint32         `json:"gid"`
 	PID    int32          `json:"pid"` // the process that asked for it
-	Proto  Proto          `json:"proto"`
+	Proto  inet.Proto     `json:"proto"`
 	Local  netip.AddrPort `json:"local"`
 	Listen bool           `json:"listen,omitempty"`
 	Group  string         `json:"group,omitempty"`

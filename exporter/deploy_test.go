@@ -36,7 +36,9 @@ func TestAlertRules(t *testing.T) {
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(New(staticSource(fixture(30)), Options{Top: 5}),
+	in := fixture(30)
+	in.HostNotes = []string{"net.ipv4.tcp_tw_reuse_delay not present; using the kernel default"}
+	reg.MustRegister(New(staticSource(in), Options{Top: 5}),
 		NewNATCollector(func(context.Context) (nat.Snapshot, error) { return natFixture(), nil }, 2, 0, nil),
 		fakeNamespaces(6, 2))
 	mfs, err := reg.Gather()

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/ports"
@@ -24,7 +26,11 @@ type Input struct {
 	TableErr error
 	Host     rules.Host
 	HostErr  error
-	Facts    *hostmodel.Facts // the kernel's own socket records, nil when unreadable
+	// HostNotes lists the sysctls that could not be read and were taken
+	// at the kernel's default (hostmodel.Sysctls): exported and logged,
+	// never silent.
+	HostNotes []string
+	Facts     *hostmodel.Facts // the kernel's own socket records, nil when unreadable
 	// FactsErr is why Facts is nil when they were asked for: the budget
 	// falls back to ranges, and the exporter logs the reason.
 	FactsErr error
@@ -58,7 +64,7 @@ func LiveSource(procRoot string, owners, kernelFacts bool) Source {
 		if kernelFacts {
 			facts = ports.StartFacts()
 		}
-		in.Host, _, in.HostErr = hostmodel.ReadHost(procRoot)
+		in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(procRoot)
 		in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: owners, Options: owners, ProcRoot: procRoot})
 		in.Facts = facts()
 		return in
@@ -74,17 +80,26 @@ type Options struct {
 	HogShare float64
 	// Timeout bounds one snapshot; 0 means 10 s.
 	Timeout time.Duration
-	// Log receives collector failures, once per change of error and on
-	// recovery, not once per scrape; nil means slog.Default().
+	// MaxAge is how long a finished snapshot still serves new scrapes; 0
+	// means 1 s, negative never reuses one. Requests pipelined on one
+	// connection or sent in a burst then cost one snapshot, not one each.
+	MaxAge time.Duration
+	// Log receives collector failures and changes in how the host was
+	// read, once per change and on recovery, not once per scrape; nil
+	// means slog.Default().
 	Log *slog.Logger
 }
 
-// snapshot is one scrape's view, shared by every collector of the scrape.
+// snapshot is one scrape's view, shared by every collector of the scrape
+// and by concurrent scrapes; read-only once made.
 type snapshot struct {
 	Input
-	entries []ports.Entry
-	report  ports.Report
-	top     int
+	entries   []ports.Entry
+	report    ports.Report
+	top       int
+	fallbacks []string // sysctls taken at the kernel default
+	took      time.Duration
+	done      time.Time
 }
 
 // errTable and errHost return why the part a collector needs is missing.
@@ -132,7 +147,13 @@ var (
 	successDesc = prometheus.NewDesc(namespace+"_scrape_collector_success",
 		"1 when the collector succeeded in this scrape, 0 when it failed.", []string{"collector"}, nil)
 	snapshotDesc = prometheus.NewDesc(namespace+"_scrape_snapshot_duration_seconds",
-		"Time taken to read the socket table and sysctls in this scrape.", nil, nil)
+		"Time taken to read the socket table and sysctls for the snapshot this scrape used (shared by concurrent scrapes).", nil, nil)
+	snapshotAgeDesc = prometheus.NewDesc(namespace+"_scrape_snapshot_age_seconds",
+		"Age of the snapshot this scrape used when the scrape began using it: 0 for a fresh one, more when shared with a concurrent or recent scrape.", nil, nil)
+	sysctlDefaultDesc = prometheus.NewDesc(namespace+"_sysctl_fallback",
+		"1 for each sysctl that could not be read in this scrape and was taken at the kernel's default.", []string{"sysctl"}, nil)
+	hostReadDesc = prometheus.NewDesc(namespace+"_sysctls_read",
+		"1 when the port sysctls were read in this scrape, 0 when they could not be (the ephemeral and holders collectors then fail).", nil, nil)
 )
 
 // Exporter is a prometheus.Collector for tuple's metrics.
@@ -141,9 +162,13 @@ type Exporter struct {
 	opt        Options
 	collectors []namedCollector
 
-	mu      sync.Mutex // one snapshot at a time
-	scrapes prometheus.Counter
-	errors  *prometheus.CounterVec
+	group     singleflight.Group // concurrent scrapes share one snapshot
+	mu        sync.Mutex
+	last      *snapshot // the latest finished snapshot, for MaxAge
+	lastState string    // the host read's state last logged
+	scrapes   prometheus.Counter
+	snapshots prometheus.Counter
+	errors    *prometheus.CounterVec
 
 	logMu sync.Mutex            // guards logs: scrapes may run concurrently
 	logs  map[string]*changeLog // per collector name, and factsLog
@@ -161,10 +186,18 @@ func New(src Source, opt Options) *Exporter {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 10 * time.Second
 	}
+	if opt.MaxAge == 0 {
+		opt.MaxAge = time.Second
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
 	e := &Exporter{
 		src: src, opt: opt, collectors: registered(), logs: map[string]*changeLog{},
 		scrapes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "scrapes_total",
 			Help: "Scrapes served since the exporter started."}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "scrape_snapshots_total",
+			Help: "Snapshots of the socket table and sysctls read since the exporter started; concurrent and closely following scrapes share one."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "scrape_collector_errors_total",
 			Help: "Failed collector runs since the exporter started."}, []string{"collector"}),
 	}
@@ -185,7 +218,11 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	ch <- durationDesc
 	ch <- successDesc
 	ch <- snapshotDesc
+	ch <- snapshotAgeDesc
+	ch <- sysctlDefaultDesc
+	ch <- hostReadDesc
 	e.scrapes.Describe(ch)
+	e.snapshots.Describe(ch)
 	e.errors.Describe(ch)
 	for _, c := range e.collectors {
 		c.c.describe(ch)
@@ -196,11 +233,19 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 // collector over it. A panicking or failing collector is reported through
 // its success metric and does not stop the others.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	start := time.Now()
 	s := e.snapshot()
-	took := time.Since(start)
+	took := s.took
 	ch <- prometheus.MustNewConstMetric(snapshotDesc, prometheus.GaugeValue, took.Seconds())
 	e.report(factsLog, s.FactsErr)
+	ch <- prometheus.MustNewConstMetric(snapshotAgeDesc, prometheus.GaugeValue, max(time.Since(s.done), 0).Seconds())
+	read := 1.0
+	if s.HostErr != nil {
+		read = 0
+	}
+	ch <- prometheus.MustNewConstMetric(hostReadDesc, prometheus.GaugeValue, read)
+	for _, name := range s.fallbacks {
+		ch <- prometheus.MustNewConstMetric(sysctlDefaultDesc, prometheus.GaugeValue, 1, name)
+	}
 	for _, c := range e.collectors {
 		t0 := time.Now()
 		err := safeUpdate(c.c, s, ch)
@@ -216,6 +261,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	}
 	e.scrapes.Inc()
 	e.scrapes.Collect(ch)
+	e.snapshots.Collect(ch)
 	e.errors.Collect(ch)
 }
 
@@ -228,12 +274,43 @@ func (e *Exporter) report(part string, err error) {
 	}
 }
 
+// snapshot returns a snapshot for one scrape: the latest one if it is
+// younger than MaxAge, else a new one read once for every scrape waiting
+// for it (singleflight). Snapshots are never changed once made, so
+// collectors of several scrapes read one at the same time.
 func (e *Exporter) snapshot() *snapshot {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	last := e.last
+	e.mu.Unlock()
+	if last != nil && e.opt.MaxAge > 0 && time.Since(last.done) < e.opt.MaxAge {
+		return last
+	}
+	v, _, _ := e.group.Do("snapshot", func() (any, error) {
+		s := e.read()
+		e.mu.Lock()
+		e.last = s
+		e.mu.Unlock()
+		return s, nil
+	})
+	return v.(*snapshot)
+}
+
+// read makes a new snapshot and logs a change in how the host was read.
+func (e *Exporter) read() *snapshot {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), e.opt.Timeout)
 	defer cancel()
+	e.snapshots.Inc()
 	s := &snapshot{Input: e.src.Read(ctx), top: e.opt.Top}
+	defer func() {
+		s.done = time.Now()
+		s.took = s.done.Sub(start)
+	}()
+	for _, n := range s.HostNotes {
+		name, _, _ := strings.Cut(n, " ")
+		s.fallbacks = append(s.fallbacks, name)
+	}
+	e.logHostState(s)
 	if s.Table == nil && s.TableErr == nil {
 		s.TableErr = fmt.Errorf("source returned no table")
 	}
@@ -245,6 +322,29 @@ func (e *Exporter) snapshot() *snapshot {
 		}
 	}
 	return s
+}
+
+// logHostState logs when the sysctls become unreadable or a sysctl falls
+// back to its default, and when that ends; not at every scrape.
+func (e *Exporter) logHostState(s *snapshot) {
+	state := ""
+	switch {
+	case s.HostErr != nil:
+		state = fmt.Sprintf("sysctls unreadable, ephemeral-port metrics not exported (tuple_sysctls_read 0): %v", s.HostErr)
+	case len(s.HostNotes) > 0:
+		state = "sysctls taken at the kernel default (tuple_sysctl_fallback): " + strings.Join(s.HostNotes, "; ")
+	}
+	e.mu.Lock()
+	changed := state != e.lastState
+	e.lastState = state
+	e.mu.Unlock()
+	switch {
+	case !changed:
+	case state == "":
+		e.opt.Log.Info("sysctls read again")
+	default:
+		e.opt.Log.Warn(state)
+	}
 }
 
 // safeUpdate runs one collector, turning a panic into an error so one bad

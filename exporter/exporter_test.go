@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -172,8 +174,11 @@ func (panicking) update(*snapshot, chan<- prometheus.Metric) error {
 	return nil
 }
 
+// Concurrent scrapes share one snapshot (singleflight) instead of reading
+// the socket table one after another.
 func TestExporterConcurrentScrapes(t *testing.T) {
 	var reads, inFlight, maxInFlight atomic.Int32
+	release := make(chan struct{})
 	src := SourceFunc(func(context.Context) Input {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
@@ -184,9 +189,10 @@ func TestExporterConcurrentScrapes(t *testing.T) {
 			}
 		}
 		reads.Add(1)
+		<-release // a slow table: every scrape arrives while it is read
 		return fixture(3)
 	})
-	e := New(src, Options{})
+	e := New(src, Options{MaxAge: -1})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e)
 	const scrapes = 16
@@ -199,12 +205,69 @@ func TestExporterConcurrentScrapes(t *testing.T) {
 			}
 		})
 	}
+	time.Sleep(200 * time.Millisecond)
+	close(release)
 	wg.Wait()
-	if reads.Load() != scrapes {
-		t.Errorf("%d snapshots for %d scrapes, want one each", reads.Load(), scrapes)
+	if r := reads.Load(); r < 1 || r > 2 {
+		t.Errorf("%d snapshots for %d concurrent scrapes, want them shared", r, scrapes)
 	}
 	if maxInFlight.Load() != 1 {
 		t.Errorf("%d snapshots ran at once, want 1", maxInFlight.Load())
+	}
+}
+
+// Scrapes following each other within MaxAge (pipelined requests, a
+// burst) reuse the latest snapshot; after MaxAge a new one is read.
+func TestExporterReusesRecentSnapshot(t *testing.T) {
+	var reads atomic.Int32
+	src := SourceFunc(func(context.Context) Input { reads.Add(1); return fixture(1) })
+	const maxAge = 2 * time.Second
+	e := New(src, Options{MaxAge: maxAge})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e)
+	start := time.Now()
+	scrapes := 0
+	for ; scrapes < 50 && time.Since(start) < maxAge/2; scrapes++ {
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("%d snapshots for %d scrapes within MaxAge, want 1", n, scrapes)
+	}
+	time.Sleep(maxAge)
+	reg.Gather()
+	if n := reads.Load(); n != 2 {
+		t.Errorf("%d snapshots after MaxAge passed, want 2", n)
+	}
+}
+
+// Regression: sysctls read at their defaults, or not at all, were silent.
+func TestExporterSaysWhenSysctlsFellBack(t *testing.T) {
+	in := fixture(1)
+	in.HostNotes = []string{"net.ipv4.tcp_tw_reuse_delay not present; using the kernel default"}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	out := gather(t, New(staticSource(in), Options{Log: log}))
+	for _, want := range []string{
+		`tuple_sysctl_fallback{sysctl="net.ipv4.tcp_tw_reuse_delay"} 1`,
+		`tuple_sysctls_read{} 1`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s in\n%s", want, out)
+		}
+	}
+	if logged := strings.Split(strings.TrimSpace(logs.String()), "\n"); len(logged) != 1 || !strings.Contains(logged[0], "tcp_tw_reuse_delay") {
+		t.Errorf("logged %q, want one line naming the sysctl", logged)
+	}
+	in.HostErr = errors.New("net.ipv4.ip_local_port_range unreadable")
+	logs.Reset()
+	out = gather(t, New(staticSource(in), Options{Log: log}))
+	if !strings.Contains(out, "tuple_sysctls_read{} 0\n") || !strings.Contains(out, `tuple_scrape_collector_success{collector="ephemeral"} 0`) {
+		t.Errorf("unreadable sysctls not reported:\n%s", out)
+	}
+	if n := strings.Count(logs.String(), "sysctls unreadable"); n != 1 || !strings.Contains(logs.String(), "ip_local_port_range unreadable") {
+		t.Errorf("logged %q, want the failure once", logs.String())
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+
+	"github.com/mdlayher/netlink"
 )
 
 // LocalPrefixes lists the addresses bind() accepts without
@@ -106,20 +108,20 @@ func ParseAddrs6(b []byte) ([]netip.Prefix, error) {
 			continue
 		}
 		flags := uint32(m.Data[2])
-		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		attrs, err := routeAttrs(m.Data[ifaddrmsgLen:])
 		if err != nil {
 			return nil, fmt.Errorf("address dump: %w", err)
 		}
 		var addr netip.Addr
 		for _, a := range attrs {
-			switch a.Attr.Type {
+			switch a.typ {
 			case syscall.IFA_ADDRESS:
-				if v, ok := netip.AddrFromSlice(a.Value); ok && v.Is6() {
+				if v, ok := netip.AddrFromSlice(a.value); ok && v.Is6() {
 					addr = v
 				}
 			case ifaFlags:
-				if len(a.Value) == 4 {
-					flags = binary.NativeEndian.Uint32(a.Value)
+				if len(a.value) == 4 {
+					flags = binary.NativeEndian.Uint32(a.value)
 				}
 			}
 		}
@@ -160,17 +162,17 @@ func ParseLocalRoutes(b []byte) ([]netip.Prefix, error) {
 		if typ != syscall.RTN_LOCAL {
 			continue
 		}
-		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		attrs, err := routeAttrs(m.Data[rtmsgLen:])
 		if err != nil {
 			return nil, fmt.Errorf("route dump: %w", err)
 		}
 		for _, a := range attrs {
-			if a.Attr.Type != syscall.RTA_DST {
+			if a.typ != syscall.RTA_DST {
 				continue
 			}
-			addr, ok := netip.AddrFromSlice(a.Value)
+			addr, ok := netip.AddrFromSlice(a.value)
 			if !ok || (family == syscall.AF_INET) != addr.Is4() {
-				return nil, fmt.Errorf("route dump: destination of %d bytes for family %d", len(a.Value), family)
+				return nil, fmt.Errorf("route dump: destination of %d bytes for family %d", len(a.value), family)
 			}
 			p, err := addr.Prefix(dstLen)
 			if err != nil {
@@ -183,6 +185,28 @@ func ParseLocalRoutes(b []byte) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// routeAttr is one rtnetlink attribute: its type and its value.
+type routeAttr struct {
+	typ   uint16
+	value []byte
+}
+
+// routeAttrs splits the attributes that follow a message's fixed header
+// with mdlayher/netlink's decoder, which checks every length against the
+// bytes present (syscall.ParseNetlinkRouteAttr trusts them and panics on a
+// short attribute).
+func routeAttrs(b []byte) ([]routeAttr, error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []routeAttr
+	for ad.Next() {
+		out = append(out, routeAttr{typ: ad.Type(), value: ad.Bytes()})
+	}
+	return out, ad.Err()
 }
 
 // SourceFor returns the local address the kernel's route lookup picks for

@@ -98,7 +98,7 @@ func (sit *Situation) LoadOwners(ctx context.Context, idx []int) error {
 func factsNote(err error) string {
 	const then = "options come from owners' descriptors where readable; the rest is assumed, as stated"
 	if os.Geteuid() != 0 {
-		return "kernel socket facts not read: the BPF socket iterator needs root (CAP_BPF and CAP_PERFMON); " + then
+		return "kernel socket facts not read: the BPF socket iterator needs root (" + sockfacts.UnprivilegedCause() + "); " + then
 	}
 	return fmt.Sprintf("kernel socket facts not read (%v): %s", err, then)
 }

@@ -100,13 +100,20 @@ func trim(b []byte) string {
 // under procRoot ("/proc" when empty) into host, which keeps its other
 // fields. A sysctl the kernel does not have (tcp_tw_reuse_delay before 6.13)
 // keeps the value already in host (rules.DefaultHost gives the kernel's
-// defaults); each one missing is listed in the notes.
+// defaults); each one missing is listed in the notes. Every kernel has
+// net.ipv4.ip_local_port_range: when it cannot be read, procRoot is not a
+// readable procfs and Sysctls fails rather than report the default range
+// as the host's.
 func Sysctls(procRoot string, host *rules.Host) (notes []string, err error) {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
+	const required = "net/ipv4/ip_local_port_range"
 	read := func(name string, parse func([]byte) error) error {
 		b, err := os.ReadFile(filepath.Join(procRoot, "sys", name))
+		if err != nil && name == required {
+			return fmt.Errorf("%s unreadable (is procfs mounted at %s?): %w", dotted(name), procRoot, err)
+		}
 		if os.IsNotExist(err) {
 			notes = append(notes, dotted(name)+" not present; using the kernel default")
 			return nil

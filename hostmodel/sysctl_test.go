@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,12 @@ func TestSysctls(t *testing.T) {
 	bad := writeSysctls(t, map[string]string{"net/ipv4/ip_local_port_range": "garbage\n"})
 	if _, err := Sysctls(bad, &h); err == nil {
 		t.Error("Sysctls with a malformed ip_local_port_range: no error")
+	}
+
+	// Regression: an unreadable procfs (no port range at all) gave the
+	// default range as the host's, silently.
+	empty := t.TempDir()
+	if _, err := Sysctls(empty, &h); err == nil || !strings.Contains(err.Error(), "ip_local_port_range unreadable") {
+		t.Errorf("Sysctls over a directory without procfs: %v, want an error naming the port range", err)
 	}
 }

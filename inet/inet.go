@@ -33,6 +33,36 @@ func (p Proto) String() string {
 	return "proto(" + strconv.Itoa(int(p)) + ")"
 }
 
+// ParseProto reads "tcp" or "udp", the way users, scenario files and JSON
+// spell a protocol.
+func ParseProto(s string) (Proto, error) {
+	switch s {
+	case "tcp":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return 0, fmt.Errorf("protocol %q: want tcp or udp", s)
+}
+
+// MarshalText spells p as "tcp" or "udp", so JSON and TOML carry the name,
+// not the IPPROTO number.
+func (p Proto) MarshalText() ([]byte, error) {
+	if p != TCP && p != UDP {
+		return nil, fmt.Errorf("protocol %d: not tcp or udp", uint8(p))
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText reads what MarshalText wrote.
+func (p *Proto) UnmarshalText(b []byte) error {
+	v, err := ParseProto(string(b))
+	if err == nil {
+		*p = v
+	}
+	return err
+}
+
 // Family is a socket's address family: 4 (AF_INET) or 6 (AF_INET6); 0 means
 // unset. An AF_INET6 socket may hold a v4-mapped address (::ffff:a.b.c.d).
 type Family uint8

@@ -1,9 +1,11 @@
 package kernelvm
 
 import (
-	"errors"
+	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/tuple-net/tuple/inet"
 )
 
 // Config describes one guest run.
@@ -35,5 +37,6 @@ type Result struct {
 }
 
 // ErrNotSupported is returned by Run where guests cannot run.
-var ErrNotSupported = errors.New("kernelvm: booting kernels under qemu works on linux/amd64 only, not on " +
-	runtime.GOOS + "/" + runtime.GOARCH)
+// It wraps inet.ErrUnsupported.
+var ErrNotSupported = fmt.Errorf("kernelvm: booting kernels under qemu works on linux/amd64 only, not on %s/%s: %w",
+	runtime.GOOS, runtime.GOARCH, inet.ErrUnsupported)

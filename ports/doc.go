@@ -7,7 +7,9 @@
 // EADDRNOTAVAIL / EADDRINUSE errors under load, and the budget depends on the
 // full four-tuple: one connect-bound port serves many destinations, while a
 // port taken by bind() or listen() is out of connect()'s pool for every
-// destination (see /work/shared/docs/kernel-rules.md, "TCP: connect()").
+// destination (the kernel's __inet_hash_connect and inet_bind_conflict in
+// net/ipv4/inet_hashtables.c and inet_connection_sock.c; the rules package
+// models them).
 //
 // The input is explicit and pure: Budget(entries, host, options) works on
 // sockets in the rules model's terms ([]Entry wrapping rules.Socket) and a

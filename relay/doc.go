@@ -16,10 +16,14 @@
 // the peer closed its side and input then stays silent for Options.Linger
 // (one second by default), so an interactive session ends soon after the
 // peer hung up, like ncat's, while input that keeps coming (a file, a pipe)
-// is still sent in full. Any read or write error, and cancelling the
-// context, end it at once. Ending the input alone never ends the session:
-// it keeps reading until the peer closes. For a connection without EOF (UDP), Options.IdleAfterInput ends
-// the session once input has ended and nothing arrived for that long.
+// is still sent in full; LingerUntilEOF waits for input's end however long
+// it pauses (nc's client rule, which never drops input). Any read or write
+// error, and cancelling the context, end it at once. Ending the input alone
+// ends the session only with Options.Quit (nc -q): otherwise it keeps
+// reading until the peer closes. For a connection without EOF (UDP),
+// Options.IdleAfterInput ends the session once input has ended and nothing
+// arrived for that long; DatagramBufferSize and MaxDatagramInput keep every
+// datagram whole.
 //
 // Run closes conn before it returns and returns only after both copying
 // goroutines are gone, with one documented exception: a Read on input that

@@ -5,15 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync/atomic"
 	"time"
 )
 
-// DefaultBufferSize is the copy buffer per direction. It stays below the
-// largest UDP payload (65,507 bytes), so one input read is one datagram.
+// DefaultBufferSize is the copy buffer per direction for streams.
 const DefaultBufferSize = 32 << 10
+
+// Datagram sizes: DatagramBufferSize holds any UDP datagram the kernel
+// delivers (a read into a smaller buffer silently drops the rest of the
+// datagram); MaxDatagramInput is the largest input read sent as one
+// datagram, the IPv4 payload limit (65,535 - 20 - 8), which IPv6 and
+// v4-mapped peers both accept.
+const (
+	DatagramBufferSize = 64 << 10
+	MaxDatagramInput   = 65507
+)
 
 // Options tune a session. The zero value is netcat's default: half-close on
 // input EOF, wait for the peer to close.
@@ -25,14 +35,27 @@ type Options struct {
 	// connections that never see EOF (UDP); zero waits for the peer.
 	IdleAfterInput time.Duration
 	// BufferSize is the copy buffer per direction (DefaultBufferSize when 0).
+	// For datagrams use DatagramBufferSize and InputChunk.
 	BufferSize int
+	// InputChunk, when positive, is the most read from input at once: with
+	// UDP one input read is one datagram (MaxDatagramInput).
+	InputChunk int
 	// Linger is how long input may stay silent after the peer ended its
 	// side before the session ends (DefaultLinger when 0; negative ends
 	// the session at the peer's EOF at once, as ncat does). Input that
 	// keeps coming is sent in full: `tuple listen </dev/null` closing its
 	// side first must not cut a file being sent to it short.
+	// LingerUntilEOF waits for the input's end however long it pauses
+	// (nc's client rule: nothing of the input is dropped).
 	Linger time.Duration
+	// Quit ends the session QuitAfterInput after input ended, even if the
+	// peer has not closed its side (nc -q SECS; 0 ends it at once).
+	Quit           bool
+	QuitAfterInput time.Duration
 }
+
+// LingerUntilEOF is the Options.Linger that never gives up on the input.
+const LingerUntilEOF = time.Duration(math.MaxInt64)
 
 // DefaultLinger is Options.Linger's default: long enough for a pipe or a
 // file, short enough that an interactive session ends soon after the peer
@@ -74,9 +97,13 @@ func Run(ctx context.Context, conn net.Conn, input io.Reader, output io.Writer, 
 	in := &inputState{}
 	inputDone := input == nil
 	if input != nil {
+		chunk := size
+		if opt.InputChunk > 0 {
+			chunk = min(opt.InputChunk, size)
+		}
 		go func() {
 			defer close(inGone)
-			inErr <- pumpIn(conn, input, make([]byte, size), &sent, opt.NoShutdown, in)
+			inErr <- pumpIn(conn, input, make([]byte, chunk), &sent, opt.NoShutdown, in)
 		}()
 	} else {
 		close(inGone)
@@ -87,7 +114,8 @@ func Run(ctx context.Context, conn net.Conn, input io.Reader, output io.Writer, 
 	}
 
 	var err error
-	var lingerTick <-chan time.Time
+	var lingerTick, quit <-chan time.Time
+	peerDone := false
 wait:
 	for {
 		select {
@@ -96,18 +124,32 @@ wait:
 				break wait
 			}
 			// The peer is done; input may still have more to send.
+			peerDone = true
+			if linger == LingerUntilEOF {
+				continue
+			}
 			t := time.NewTicker(max(min(linger/4, 100*time.Millisecond), time.Millisecond))
 			defer t.Stop()
 			lingerTick = t.C
 		case e := <-inErr:
 			inputDone = true
-			if e != nil || lingerTick != nil {
+			if e != nil || peerDone {
 				err = e
 				break wait
+			}
+			if opt.Quit {
+				if opt.QuitAfterInput <= 0 {
+					break wait
+				}
+				t := time.NewTimer(opt.QuitAfterInput)
+				defer t.Stop()
+				quit = t.C
 			}
 			if idle.d > 0 {
 				idle.start(conn)
 			}
+		case <-quit:
+			break wait
 		case <-lingerTick:
 			if in.silentFor() >= linger {
 				break wait

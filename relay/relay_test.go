@@ -320,3 +320,81 @@ func FuzzRelay(f *testing.F) {
 		}
 	})
 }
+
+// LingerUntilEOF: however long input pauses after the peer's EOF, what it
+// sends afterwards still arrives (nc's client rule).
+func TestLingerUntilEOFWaitsOutLongPauses(t *testing.T) {
+	client, server := tcpPair(t)
+	server.CloseWrite()
+	peerGot := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(server)
+		peerGot <- b
+	}()
+	in, feed := io.Pipe()
+	go func() {
+		feed.Write([]byte("first"))
+		time.Sleep(300 * time.Millisecond) // longer than Linger below would allow
+		feed.Write([]byte("second"))
+		feed.Close()
+	}()
+	if _, err := Run(context.Background(), client, in, io.Discard, Options{Linger: LingerUntilEOF}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := string(<-peerGot); got != "firstsecond" {
+		t.Errorf("peer received %q, want everything", got)
+	}
+}
+
+// Quit ends the session QuitAfterInput after input's EOF although the peer
+// never closes; 0 ends it at once.
+func TestQuitAfterInput(t *testing.T) {
+	for _, d := range []time.Duration{0, 200 * time.Millisecond} {
+		client, _ := tcpPair(t)
+		start := time.Now()
+		if _, err := Run(context.Background(), client, strings.NewReader("x"), io.Discard, Options{Quit: true, QuitAfterInput: d}); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if el := time.Since(start); el < d || el > d+time.Second {
+			t.Errorf("Quit after %v: session took %v", d, el)
+		}
+	}
+}
+
+// A datagram larger than DefaultBufferSize arrives whole with
+// DatagramBufferSize, and an input read of MaxDatagramInput is one datagram.
+func TestLargeDatagramsWhole(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	conn, err := net.Dial("udp4", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := randomBytes(t, MaxDatagramInput)
+	got := make(chan int, 1)
+	go func() {
+		buf := make([]byte, 70000)
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil || !bytes.Equal(buf[:n], want) {
+			got <- -1
+			return
+		}
+		got <- n
+		pc.WriteTo(want, from)
+	}()
+	var out bytes.Buffer
+	_, err = Run(context.Background(), conn, bytes.NewReader(want), &out,
+		Options{BufferSize: DatagramBufferSize, InputChunk: MaxDatagramInput, IdleAfterInput: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := <-got; n != len(want) {
+		t.Errorf("the peer got a datagram of %d bytes, want %d", n, len(want))
+	}
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Errorf("output has %d bytes, want the %d-byte reply", out.Len(), len(want))
+	}
+}

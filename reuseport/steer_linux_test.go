@@ -289,3 +289,55 @@ func TestSteerMapDrainAndPlace(t *testing.T) {
 		t.Errorf("live indices %v, want 4", got)
 	}
 }
+
+// TestSteerMapReplace: under load, Replace puts a new socket at a live
+// index; the old one stops getting connections, serves what it queued and
+// closes, and no client fails.
+func TestSteerMapReplace(t *testing.T) {
+	ns := netnstest.New(t)
+	sup := newSupervisor(t, 2, reuseport.SupervisorOptions{})
+	var group []net.Listener
+	err := ns.Do(func() (err error) {
+		group, err = dial.ListenGroup(context.Background(), "tcp4", "127.0.0.1:0", 2, dial.SteerMap(sup))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := serve(t, 1, group[1], nil)
+	serve(t, 0, group[0], nil)
+	addr := group[0].Addr().String()
+	stop := make(chan struct{})
+	ld, wait := runLoad(t, ns, addr, 4, stop)
+	defer func() { close(stop); wait() }()
+	for old.accepted.Load() < 50 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var repl []net.Listener
+	if err := ns.Do(func() (err error) {
+		repl, err = dial.ListenGroup(context.Background(), "tcp4", addr, 1)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The new socket answers as member 2, so the clients tell it apart.
+	nm := serve(t, 2, repl[0], nil)
+	if err := sup.Replace(1, repl[0].(*net.TCPListener)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mid := old.accepted.Load()
+	time.Sleep(200 * time.Millisecond)
+	if after := old.accepted.Load(); after != mid {
+		t.Errorf("replaced socket still accepts: %d then %d", mid, after)
+	}
+	old.stop()
+	for base := nm.accepted.Load(); nm.accepted.Load() < base+100; {
+		time.Sleep(10 * time.Millisecond)
+	}
+	per, fails := ld.snapshot()
+	if len(fails) > 0 {
+		t.Fatalf("%d failed connections around the replacement, first: %v", len(fails), fails[0])
+	}
+	t.Logf("spread %v (2: the replacement)", per)
+}

@@ -862,13 +862,15 @@ func (b *batch) makeExisting(proto inet.Proto, i int, port uint16, helperPort *u
 }
 
 // dropTakenOver removes TIME_WAIT entries whose four-tuple the socket s
-// now holds: the kernel kills an entry it reuses.
+// now holds: the kernel kills an entry it reuses. A device-bound entry
+// matches only a socket bound to the same device (inet_match compares the
+// bound device), so the kernel keeps it beside a socket of another.
 func (b *batch) dropTakenOver(s Socket) {
 	kept := b.world[:0]
 	for _, k := range b.world {
 		if k.sock.State == TimeWait && k.sock.Proto == s.Proto && k.sock.Local.Port() == s.Local.Port() &&
 			k.sock.Remote.Port() == s.Remote.Port() && k.sock.Remote.Addr().Unmap() == s.Remote.Addr().Unmap() &&
-			k.sock.Local.Addr().Unmap() == s.Local.Addr().Unmap() {
+			k.sock.Local.Addr().Unmap() == s.Local.Addr().Unmap() && (k.sock.Dev == 0 || k.sock.Dev == s.Dev) {
 			b.logf("%s was taken over", k.sock.ID)
 			b.departed(k.sock)
 			continue

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -273,7 +275,12 @@ func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 		License: "GPL",
 	}}}, ebpf.CollectionOptions{Cache: kernelBTF})
 	if err != nil {
-		return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
+		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+			// cilium/ebpf's message suggests MEMLOCK for every EPERM;
+			// without root the cause is the privilege.
+			return nil, fmt.Errorf("%w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
+		}
+		return nil, fmt.Errorf("%w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
 	}
 	defer coll.Close()
 	it, err := link.AttachIter(link.IterOptions{Program: coll.Programs[name]})
@@ -291,6 +298,25 @@ func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 		return nil, fmt.Errorf("read iter/%s: %w", target, err)
 	}
 	return b, nil
+}
+
+// UnprivilegedCause says why a process that is not root may not load the
+// iterator: kernel.unprivileged_bpf_disabled when it forbids every
+// unprivileged bpf() use, else the capabilities a tracing program needs.
+func UnprivilegedCause() string { return unprivilegedCause("/proc") }
+
+func unprivilegedCause(procRoot string) string {
+	who := fmt.Sprintf("tuple runs as uid %d, not root", os.Geteuid())
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/unprivileged_bpf_disabled"))
+	if err != nil {
+		return who + " (a BPF socket iterator needs CAP_BPF and CAP_PERFMON)"
+	}
+	switch v := strings.TrimSpace(string(b)); v {
+	case "0":
+		return who + " (a BPF socket iterator needs CAP_BPF and CAP_PERFMON; unprivileged BPF is allowed but not for tracing programs)"
+	default:
+		return fmt.Sprintf("unprivileged BPF is disabled (kernel.unprivileged_bpf_disabled=%s) and %s", v, who)
+	}
 }
 
 var errRecord = errors.New("sockfacts: malformed record stream")

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,6 +237,24 @@ func TestReadServerTimeWait(t *testing.T) {
 		}
 	}
 	t.Fatalf("no server-side TIME_WAIT entry on port 7100 in %+v", got)
+}
+
+// Regression: without root the note blamed MEMLOCK; the cause is the
+// privilege, and unprivileged_bpf_disabled when it is set.
+func TestUnprivilegedCause(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "sys/kernel"), 0o755)
+	for v, want := range map[string]string{
+		"2": "unprivileged BPF is disabled (kernel.unprivileged_bpf_disabled=2)",
+		"1": "unprivileged BPF is disabled (kernel.unprivileged_bpf_disabled=1)",
+		"0": "needs CAP_BPF and CAP_PERFMON",
+	} {
+		os.WriteFile(filepath.Join(root, "sys/kernel/unprivileged_bpf_disabled"), []byte(v+"\n"), 0o644)
+		got := unprivilegedCause(root)
+		if !strings.Contains(got, want) || !strings.Contains(got, "not root") || strings.Contains(got, "MEMLOCK") {
+			t.Errorf("unprivileged_bpf_disabled=%s: %q, want %q and not root", v, got, want)
+		}
+	}
 }
 
 // TestReadAsyncInNamespaceWithCookies: ReadAsync started on a thread inside

@@ -14,6 +14,16 @@ func Read(proto inet.Proto) ([]Sock, error) {
 	return nil, inet.Unsupported("the BPF socket iterator")
 }
 
+// UnprivilegedCause: off Linux the iterator does not exist at all.
+func UnprivilegedCause() string {
+	return fmt.Sprintf("the BPF socket iterator needs Linux, not %s/%s", runtime.GOOS, runtime.GOARCH)
+}
+
+// ReadGroups needs Linux.
+func ReadGroups(proto inet.Proto) ([]Member, error) {
+	return nil, fmt.Errorf("%w on %s/%s", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)
+}
+
 // SocketFiles needs Linux.
 func SocketFiles() ([]File, error) {
 	return nil, fmt.Errorf("%w on %s/%s", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)

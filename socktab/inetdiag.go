@@ -51,6 +51,7 @@ type diagRequest struct {
 	States     StateSet
 	LocalPort  uint16 // 0: any
 	RemotePort uint16 // 0: any
+	Filter     []byte // compiled filter expression (Filter.bytecode), joined with and
 }
 
 // marshal encodes the request as the payload of a SOCK_DIAG_BY_FAMILY
@@ -58,6 +59,10 @@ type diagRequest struct {
 // an INET_DIAG_REQ_BYTECODE attribute.
 func (r diagRequest) marshal() []byte {
 	bc := r.bytecode()
+	if len(r.Filter) > 0 {
+		patch(bc, len(r.Filter))
+		bc = append(bc, r.Filter...)
+	}
 	n := reqV2Len
 	if len(bc) > 0 {
 		n += 4 + len(bc) // nlattr header + bytecode (a multiple of 4: no padding)

@@ -144,36 +144,39 @@ func TestRequestMarshal(t *testing.T) {
 	}
 }
 
-// runBytecode interprets a filter program the way the kernel's
-// inet_diag_bc_run does, for the two operations we emit.
-func runBytecode(bc []byte, sport, dport uint16) bool {
-	pc := 0
-	for pc < len(bc) {
-		op := bc[pc:]
-		yes := false
-		switch op[0] {
-		case bcSrcEq:
-			yes = sport == hostOrder.Uint16(op[6:])
-		case bcDstEq:
-			yes = dport == hostOrder.Uint16(op[6:])
-		}
-		if yes {
-			pc += int(op[1])
-		} else {
-			pc += int(hostOrder.Uint16(op[2:]))
-		}
-	}
-	return pc == len(bc)
-}
-
 func TestBytecodeSemantics(t *testing.T) {
 	for _, r := range []diagRequest{{LocalPort: 80}, {RemotePort: 443}, {LocalPort: 80, RemotePort: 443}} {
 		bc := r.bytecode()
 		for _, c := range []struct{ s, d uint16 }{{80, 443}, {80, 1}, {1, 443}, {1, 1}} {
 			want := (r.LocalPort == 0 || c.s == r.LocalPort) && (r.RemotePort == 0 || c.d == r.RemotePort)
-			if got := runBytecode(bc, c.s, c.d); got != want {
+			if got := runBytecode(bc, diagEntry{family: inet.IPv4, sport: int(c.s), dport: int(c.d)}); got != want {
 				t.Errorf("filter %+v on %d->%d: %v, want %v", r, c.s, c.d, got, want)
 			}
+		}
+	}
+}
+
+// TestBytecodePortsAndFilter: the request's port conditions and a filter
+// expression are joined with and in one program the kernel accepts.
+func TestBytecodePortsAndFilter(t *testing.T) {
+	f, err := ParseFilter([]string{"dport = :443 or src 10.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := diagRequest{Family: afINET, Protocol: inet.TCP, States: AllStates, LocalPort: 80, Filter: f.bytecode()}
+	b := r.marshal()
+	bc := b[reqV2Len+4:]
+	if !auditBytecode(bc) {
+		t.Fatalf("bytecode % x fails the audit", bc)
+	}
+	for _, c := range []struct {
+		s, d int
+		src  string
+		want bool
+	}{{80, 443, "127.0.0.1", true}, {80, 1, "10.1.1.1", true}, {80, 1, "127.0.0.1", false}, {81, 443, "10.1.1.1", false}} {
+		e := diagEntry{family: inet.IPv4, sport: c.s, dport: c.d, saddr: netip.MustParseAddr(c.src), daddr: netip.MustParseAddr("192.0.2.1")}
+		if got := runBytecode(bc, e); got != c.want {
+			t.Errorf("%+v: %v, want %v", c, got, c.want)
 		}
 	}
 }

@@ -46,8 +46,15 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 			continue
 		}
 		for _, fam := range []uint8{afINET, afINET6} {
-			r := diagRequest{Family: fam, Protocol: p.proto, States: q.States,
-				LocalPort: q.LocalPort, RemotePort: q.RemotePort}
+			if (q.Family == inet.IPv4 && fam != afINET) || (q.Family == inet.IPv6 && fam != afINET6) {
+				continue
+			}
+			states := q.States
+			if q.Filter != nil && q.Filter.States != 0 {
+				states &= q.Filter.States
+			}
+			r := diagRequest{Family: fam, Protocol: p.proto, States: states,
+				LocalPort: q.LocalPort, RemotePort: q.RemotePort, Filter: q.Filter.bytecode()}
 			socks, err = dumpOne(c, r, buf, socks)
 			if err != nil {
 				if ctxErr := ctx.Err(); ctxErr != nil {
@@ -60,16 +67,16 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	return socks, nil
 }
 
-// dumpOne runs one dump. A kernel that rejects the port bytecode (EINVAL)
-// is asked again without it; Snapshot filters ports itself anyway. A dump
-// the kernel marks interrupted (the table changed under it) is run once
-// more; interrupted twice, the error is returned rather than a table that
-// may miss sockets.
+// dumpOne runs one dump. A kernel that rejects the bytecode (EINVAL) is
+// asked again without it; Snapshot filters ports and expressions itself
+// anyway. A dump the kernel marks interrupted (the table changed under it)
+// is run once more; interrupted twice, the error is returned rather than a
+// table that may miss sockets.
 func dumpOne(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Socket, error) {
 	n := len(socks)
 	out, err := dumpRequest(c, r, buf, socks)
-	if errors.Is(err, unix.EINVAL) && (r.LocalPort != 0 || r.RemotePort != 0) {
-		r.LocalPort, r.RemotePort = 0, 0
+	if errors.Is(err, unix.EINVAL) && (r.LocalPort != 0 || r.RemotePort != 0 || len(r.Filter) > 0) {
+		r.LocalPort, r.RemotePort, r.Filter = 0, 0, nil
 		out, err = dumpRequest(c, r, buf, socks[:n])
 	}
 	if errors.Is(err, errDumpInterrupted) {

@@ -113,7 +113,8 @@ func filter(socks []Socket, q Query) []Socket {
 		s := &socks[i]
 		if (s.Proto == inet.TCP && !q.TCP) || (s.Proto == inet.UDP && !q.UDP) || !q.States.Has(s.State) ||
 			(q.LocalPort != 0 && s.Local.Port() != q.LocalPort) ||
-			(q.RemotePort != 0 && s.Remote.Port() != q.RemotePort) {
+			(q.RemotePort != 0 && s.Remote.Port() != q.RemotePort) ||
+			(q.Family != 0 && s.Family != q.Family) || !q.Filter.Match(s) {
 			continue
 		}
 		if n != i {

@@ -80,9 +80,15 @@ type Query struct {
 	// LocalPort and RemotePort, when non-zero, keep only sockets with that
 	// local or remote port. The netlink source filters in the kernel.
 	LocalPort, RemotePort uint16
-	Owners                bool   // find the processes holding each socket
-	Options               bool   // read live options (implies Owners)
-	ProcRoot              string // procfs mount, "/proc" when empty
+	// Family, when set, keeps only sockets of that family.
+	Family inet.Family
+	// Filter, when not nil, keeps only the sockets its expression
+	// selects (its States are ANDed with States). The netlink source
+	// runs it in the kernel.
+	Filter   *Filter
+	Owners   bool   // find the processes holding each socket
+	Options  bool   // read live options (implies Owners)
+	ProcRoot string // procfs mount, "/proc" when empty
 	// Namespaces, when set, are read instead of the caller's namespace:
 	// each from a thread inside it, every socket tagged with its
 	// namespace's inode (Socket.NetNS); owners come from one /proc scan for

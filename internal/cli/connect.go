@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +29,9 @@ type connectOptions struct {
 	scan       bool
 	timeout    string
 	noShutdown bool
+	shutdown   bool   // -N: nc's flag for what tuple does by default
+	quit       string // -q SECS: end this long after stdin ends
+	numeric    bool   // -n: no name or service lookups
 	reusePort  bool
 	reuseAddr  bool
 	bindNoPort bool
@@ -40,10 +45,12 @@ type connectPlan struct {
 	proto   string // "tcp" or "udp"
 	network string // proto with the -4/-6 suffix
 	host    string
-	ports   inet.PortRange // one port, or a range with -z
-	local   netip.AddrPort // what we bind: zero when not binding
+	ports   []inet.PortRange // one port; with -z ports and ranges
+	local   netip.AddrPort   // what we bind: zero when not binding
 	bind    bool
 	timeout time.Duration
+	quit    time.Duration // with hasQuit: -q
+	hasQuit bool
 	sockopt sockopt.Options
 	opts    *connectOptions
 }
@@ -51,33 +58,40 @@ type connectPlan struct {
 func newConnectCmd(s Streams) *cobra.Command {
 	o := &connectOptions{}
 	cmd := &cobra.Command{
-		Use:   "connect [flags] HOST PORT",
+		Use:   "connect [flags] HOST PORT (with -z: HOST PORT|LO-HI...)",
 		Short: "Connect to HOST PORT and relay stdin/stdout (a netcat client)",
 		Long: `Connect to HOST PORT and copy stdin to the connection and the connection to
 stdout, binary-safe. When stdin ends, the socket's write side is shut down
-(the peer sees EOF) and tuple keeps reading until the peer closes its side.
-The session ends when both sides are done, or when the peer closed its side
-and stdin then stays silent for a second (what keeps coming is still sent).
---no-shutdown keeps the write side open.
+(the peer sees EOF; nc does this with -N, tuple by default) and tuple keeps
+reading until the peer closes its side. The session ends when both sides are
+done: a peer that closes first does not cut stdin short, everything stdin
+still has is sent (as nc -N and socat do). -q SECS ends the session SECS after
+stdin ended even if the peer has not closed (-q 0: at once; negative: wait
+for the peer). --no-shutdown keeps the write side open.
 
 -s and -p choose the source address and port. A bind that fails is reported and
 never retried on another port. --reuseport or --reuseaddr let several sockets
 share a source port towards different destinations; every socket sharing the
 port must set the same option.
 
-With -z, PORT may be a range (20-30): each port is probed with a connection and
-reported open or closed; the exit code is 0 when any port is open.`,
+With -z, give one or more ports and ranges (20-30 443): each port is probed with
+a connection and reported open or closed; the exit code is 0 when any port is
+open. -n refuses names: HOST must be an address and PORT a number.`,
 		Example: `  tuple connect -v example.test 80
   tuple connect -s 10.0.0.1 -p 12345 --reuseport 10.0.0.2 80
-  tuple connect -z -w 1 10.0.0.2 20-30`,
+  tuple connect -z -w 1 10.0.0.2 20-30 443
+  tar c dir | tuple connect -N -q 1 10.0.0.2 9000`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if o.scan && len(args) >= 2 {
+				return nil
+			}
 			if len(args) != 2 {
 				return usageError("connect: want HOST PORT, got %d argument(s)", len(args))
 			}
 			return nil
 		},
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			plan, err := o.plan(args[0], args[1])
+			plan, err := o.plan(args[0], args[1:]...)
 			if err != nil {
 				return usageError("connect: %v", err)
 			}
@@ -98,6 +112,9 @@ reported open or closed; the exit code is 0 when any port is open.`,
 	f.BoolVarP(&o.scan, "zero", "z", false, "zero-I/O mode: report whether each port (or range LO-HI) is open")
 	f.StringVarP(&o.timeout, "wait", "w", "", "connect timeout: seconds or a duration (500ms); with -u also the idle time after stdin ends")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
+	f.BoolVarP(&o.shutdown, "shutdown", "N", false, "shut down the socket's write side when stdin ends (the default; accepted for nc users)")
+	f.StringVarP(&o.quit, "quit", "q", "", "end the session `SECS` after stdin ends, even if the peer has not closed (0: at once)")
+	f.BoolVarP(&o.numeric, "numeric", "n", false, "no name or service lookups: HOST must be an address, PORT a number")
 	f.BoolVar(&o.reusePort, "reuseport", false, "set SO_REUSEPORT: share the source port with other sockets of the same uid that set it")
 	f.BoolVar(&o.reuseAddr, "reuseaddr", false, "set SO_REUSEADDR: share the source port with other non-listening sockets that set it")
 	f.BoolVar(&o.bindNoPort, "bind-no-port", false, "with -s, choose the source port at connect time (IP_BIND_ADDRESS_NO_PORT), sharing it across destinations")
@@ -107,7 +124,8 @@ reported open or closed; the exit code is 0 when any port is open.`,
 }
 
 // plan checks the flags and arguments: every error it returns is bad input.
-func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
+// Only -z takes more than one port.
+func (o *connectOptions) plan(host string, ports ...string) (*connectPlan, error) {
 	p := &connectPlan{proto: "tcp", host: host, opts: o}
 	if o.udp {
 		p.proto = "udp"
@@ -125,30 +143,44 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 		if ok, flag := fam.allows(a); !ok {
 			return nil, fmt.Errorf("HOST %s is not allowed with %s", host, flag)
 		}
+		if zone := a.Zone(); zone != "" {
+			if _, err := zoneIndex(zone); err != nil {
+				return nil, fmt.Errorf("HOST %s: %v", host, err)
+			}
+		}
 		dest = a
 		p.host = a.String()
+	} else if o.numeric {
+		return nil, fmt.Errorf("-n: HOST %q is not an IP address", host)
 	}
-	if o.scan {
-		if o.udp {
-			return nil, fmt.Errorf("-z works with TCP only: UDP has no handshake to probe")
-		}
-		if p.ports, err = inet.ParsePortRange(port); err != nil {
-			return nil, err
-		}
-	} else {
-		n, err := parsePort(p.proto, port, false)
+	if len(ports) == 0 || (!o.scan && len(ports) > 1) {
+		return nil, fmt.Errorf("want HOST PORT, got %d port argument(s)", len(ports))
+	}
+	if o.scan && o.udp {
+		return nil, fmt.Errorf("-z works with TCP only: UDP has no handshake to probe")
+	}
+	for _, port := range ports {
+		r, err := o.parsePorts(p.proto, port)
 		if err != nil {
 			return nil, err
 		}
-		p.ports = inet.PortRange{Lo: n, Hi: n}
+		p.ports = append(p.ports, r)
 	}
 	if p.timeout, err = parseTimeout(o.timeout); err != nil {
 		return nil, err
 	}
+	if o.quit != "" {
+		if p.quit, p.hasQuit, err = parseQuit(o.quit); err != nil {
+			return nil, err
+		}
+	}
+	if o.noShutdown && o.shutdown {
+		return nil, fmt.Errorf("-N and --no-shutdown exclude each other")
+	}
 
 	var srcPort uint16
 	if o.sourcePort != "" {
-		if srcPort, err = parsePort(p.proto, o.sourcePort, false); err != nil {
+		if srcPort, err = o.parsePort(p.proto, o.sourcePort); err != nil {
 			return nil, fmt.Errorf("-p: %v", err)
 		}
 	}
@@ -159,6 +191,11 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 		}
 		if ok, flag := fam.allows(src); !ok {
 			return nil, fmt.Errorf("-s %s is not allowed with %s", o.sourceAddr, flag)
+		}
+		if zone := src.Zone(); zone != "" {
+			if _, err := zoneIndex(zone); err != nil {
+				return nil, fmt.Errorf("-s %s: %v", o.sourceAddr, err)
+			}
 		}
 		if dest.IsValid() && dest.Is4() != src.Is4() {
 			return nil, fmt.Errorf("-s %s and HOST %s are of different address families", src, dest)
@@ -205,16 +242,40 @@ func (o *connectOptions) plan(host, port string) (*connectPlan, error) {
 	return p, nil
 }
 
+// parsePort is parsePort with -n: numbers only.
+func (o *connectOptions) parsePort(network, s string) (uint16, error) {
+	if o.numeric {
+		if _, err := strconv.ParseUint(s, 10, 16); err != nil {
+			return 0, fmt.Errorf("-n: port %q is not a number 1-65535", s)
+		}
+	}
+	return parsePort(network, s, false)
+}
+
+// parsePorts parses one PORT argument: with -z a port or a range LO-HI.
+func (o *connectOptions) parsePorts(network, s string) (inet.PortRange, error) {
+	if o.scan && strings.Contains(s, "-") {
+		return inet.ParsePortRange(s)
+	}
+	n, err := o.parsePort(network, s)
+	if err != nil {
+		return inet.PortRange{}, err
+	}
+	return inet.PortRange{Lo: n, Hi: n}, nil
+}
+
 // dialer builds the net.Dialer for the plan. Happy Eyeballs racing is off:
 // two parallel attempts would bind the same source port against each other.
 func (p *connectPlan) dialer() *net.Dialer {
 	d := &net.Dialer{Timeout: p.timeout, FallbackDelay: -1, Control: p.sockopt.Control}
 	if p.bind {
-		ip := net.IP(p.local.Addr().AsSlice())
+		// The zone too: a link-local source (fe80::2%eth1) binds with
+		// its scope id, or bind fails with EINVAL.
+		ip, zone := net.IP(p.local.Addr().AsSlice()), p.local.Addr().Zone()
 		if p.proto == "udp" {
-			d.LocalAddr = &net.UDPAddr{IP: ip, Port: int(p.local.Port())}
+			d.LocalAddr = &net.UDPAddr{IP: ip, Port: int(p.local.Port()), Zone: zone}
 		} else {
-			d.LocalAddr = &net.TCPAddr{IP: ip, Port: int(p.local.Port())}
+			d.LocalAddr = &net.TCPAddr{IP: ip, Port: int(p.local.Port()), Zone: zone}
 		}
 	}
 	return d
@@ -249,7 +310,7 @@ func fourTuple(c net.Conn) string {
 
 // run connects and relays stdin/stdout until the session ends.
 func (p *connectPlan) run(ctx context.Context, s Streams) error {
-	conn, fail := p.dial(ctx, p.ports.Lo)
+	conn, fail := p.dial(ctx, p.ports[0].Lo)
 	if fail != nil {
 		return reportNetFailure(s.Err, fail)
 	}
@@ -257,9 +318,12 @@ func (p *connectPlan) run(ctx context.Context, s Streams) error {
 	if p.opts.verbose {
 		fmt.Fprintf(s.Err, "connected %s (%s)\n", tuple, p.proto)
 	}
-	ropt := relay.Options{NoShutdown: p.opts.noShutdown}
+	// nc's rule: nothing of stdin is dropped because the peer closed first.
+	ropt := relay.Options{NoShutdown: p.opts.noShutdown, Linger: relay.LingerUntilEOF,
+		Quit: p.hasQuit, QuitAfterInput: p.quit}
 	if p.proto == "udp" {
 		ropt.IdleAfterInput = p.timeout
+		ropt.BufferSize, ropt.InputChunk = relay.DatagramBufferSize, relay.MaxDatagramInput
 	}
 	if _, err := relay.Run(ctx, conn, s.In, s.Out, ropt); err != nil {
 		return fmt.Errorf("connection %s (%s): %s", tuple, p.proto, describeErr(err))
@@ -271,8 +335,8 @@ func (p *connectPlan) run(ctx context.Context, s Streams) error {
 // once. A local failure (bind) stops the scan: it says nothing about ports.
 func (p *connectPlan) scan(ctx context.Context, s Streams) error {
 	anyOpen := false
-	for port := int(p.ports.Lo); port <= int(p.ports.Hi); port++ {
-		conn, fail := p.dial(ctx, uint16(port))
+	for port := range p.scanPorts() {
+		conn, fail := p.dial(ctx, port)
 		if fail == nil {
 			anyOpen = true
 			fmt.Fprintf(s.Out, "%s %d/%s open\n", p.host, port, p.proto)
@@ -296,4 +360,17 @@ func (p *connectPlan) scan(ctx context.Context, s Streams) error {
 		return exitCode(exitFailure)
 	}
 	return nil
+}
+
+// scanPorts yields each port of the -z arguments in the order given.
+func (p *connectPlan) scanPorts() iter.Seq[uint16] {
+	return func(yield func(uint16) bool) {
+		for _, r := range p.ports {
+			for port := int(r.Lo); port <= int(r.Hi); port++ {
+				if !yield(uint16(port)) {
+					return
+				}
+			}
+		}
+	}
 }

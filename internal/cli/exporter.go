@@ -29,6 +29,8 @@ type exporterOptions struct {
 	NAT         bool
 	Netns       string // --netns: also export these namespaces' ports
 	Timeout     time.Duration
+	MaxConns    int
+	IdleTimeout time.Duration
 
 	// source replaces the live socket table in tests; ready is told the
 	// address once the server listens.
@@ -62,6 +64,8 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 	f.StringVar(&o.Netns, "netns", "", "also export the ports of these network namespaces (all: every pod and container), top N by ports in use: all, a name under /run/netns, a PID or a path")
 	f.BoolVar(&o.NAT, "nat", false, "also export the source-NAT port budget per NAT address and destination and conntrack's failure counters (reads nftables and conntrack; CAP_NET_ADMIN)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "longest a scrape may spend reading the socket table")
+	f.IntVar(&o.MaxConns, "max-conns", 0, "most HTTP connections held at once; beyond it the longest-idle one is closed (default: 256, less under a low RLIMIT_NOFILE)")
+	f.DurationVar(&o.IdleTimeout, "idle-timeout", 30*time.Second, "close keep-alive connections idle this long")
 	return cmd
 }
 
@@ -79,12 +83,25 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if o.Top < 1 {
 		return usageError("--top %d: want at least 1", o.Top)
 	}
-	if o.HogShare <= 0 || o.HogShare > 100 {
+	if !(o.HogShare > 0 && o.HogShare <= 100) { // NaN fails both
 		return usageError("--hog-share %g: want a percentage above 0 and at most 100", o.HogShare)
 	}
 	if o.Timeout <= 0 {
 		return usageError("--timeout %v: want a positive duration", o.Timeout)
 	}
+	if o.MaxConns < 0 {
+		return usageError("--max-conns %d: want at least 1 (0: from the limits)", o.MaxConns)
+	}
+	if o.IdleTimeout < 0 {
+		return usageError("--idle-timeout %v: want a positive duration", o.IdleTimeout)
+	}
+	if o.MaxConns == 0 {
+		// Half the descriptors for connections, the rest for scrapes
+		// (netlink sockets, /proc reads).
+		o.MaxConns = max(1, min(256, (nofileLimit()-reservedFDs)/2))
+	}
+	logf := func(msg string) { fmt.Fprintf(s.Err, "tuple exporter: %s\n", msg) }
+	log := slog.New(slog.NewTextHandler(s.Err, nil))
 	src := o.source
 	if src == nil {
 		src = exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
@@ -98,9 +115,9 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		extra = append(extra, exporter.NewNamespacesCollector(spec, o.ProcRoot, o.Top, o.Timeout, slog.New(slog.NewTextHandler(s.Err, nil))))
 	}
 	if o.NAT {
-		extra = append(extra, exporter.NewNATCollector(nil, o.Top, o.Timeout, slog.New(slog.NewTextHandler(s.Err, nil))))
+		extra = append(extra, exporter.NewNATCollector(nil, o.Top, o.Timeout, log))
 	}
-	h, err := exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout}), extra...)
+	h, err := exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout, Log: log}), extra...)
 	if err != nil {
 		return err
 	}
@@ -111,7 +128,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if err != nil {
 		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})
 	fmt.Fprintf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
 	if o.ready != nil {
 		o.ready(ln.Addr())

@@ -200,13 +200,27 @@ func TestInteropHalfClose(t *testing.T) {
 		server.waitStderr("listening on")
 		finish(t, startIn(t, ns, false, "socat", "-t5", "STDIO", "TCP:10.0.0.1:9000").run(nil), server)
 	})
-	t.Run("nc closes, tuple connect ends with stdin open", func(t *testing.T) {
+	// nc's client rule: the peer closing first does not end the session
+	// while stdin still has something to say (nothing of it is dropped);
+	// stdin's end does, as with nc.
+	t.Run("nc closes, tuple connect ends when its stdin ends", func(t *testing.T) {
 		ns := interopNS(t)
 		server := startIn(t, ns, false, "nc", "-N", "-l", "10.0.0.1", "9000").run(nil)
 		server.stdin.Write([]byte("from nc\n"))
 		server.stdin.Close() // nc -N shuts its write side down
 		waitListening(t, ns, "9000")
 		client := startIn(t, ns, false, "tuple", "connect", "10.0.0.1", "9000").run(nil)
+		deadline := time.Now().Add(10 * time.Second)
+		for client.stdout.String() != "from nc\n" && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		select {
+		case <-client.done:
+			t.Fatalf("tuple connect ended with stdin open: %v %s", client.err, client.stderr.String())
+		case <-time.After(1500 * time.Millisecond): // the old rule ended it after 1 s
+		}
+		client.stdin.Write([]byte("late\n"))
+		client.stdin.Close()
 		if code := client.wait(10 * time.Second); code != 0 {
 			t.Fatalf("tuple connect exited %d: %s", code, client.stderr.String())
 		}
@@ -215,6 +229,9 @@ func TestInteropHalfClose(t *testing.T) {
 		}
 		if code := server.wait(10 * time.Second); code != 0 {
 			t.Errorf("nc exited %d: %s", code, server.stderr.String())
+		}
+		if got := server.stdout.String(); got != "late\n" {
+			t.Errorf("nc received %q, want what stdin sent after nc closed", got)
 		}
 	})
 }

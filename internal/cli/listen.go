@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,8 +30,15 @@ type listenOptions struct {
 	reusePort  bool
 	reuseAddr  bool
 	exec       string
+	execSet    bool // -e given: an empty CMD is bad input
 	verbose    bool
 	noShutdown bool
+	shutdown   bool   // -N: nc's flag for what tuple does by default
+	quit       string // -q SECS
+	numeric    bool   // -n: no name or service lookups
+	port       string // -p PORT, nc -l's way of giving the port
+	nclisten   bool   // -l: accepted for nc users, listening is the command
+	maxConns   int    // --max-conns; 0: derived from the limits
 	broker     string
 	group      listenGroupOptions // listen_group.go
 }
@@ -42,20 +51,33 @@ type listenPlan struct {
 	local   netip.AddrPort
 	sockopt sockopt.Options
 	opts    *listenOptions
+	quit    time.Duration // with hasQuit: -q
+	hasQuit bool
 	group   *groupPlan // nil without the group flags
+	limOnce sync.Once
+	lim     *connSlots // --max-conns, from connLimit
 }
 
 func newListenCmd(s Streams) *cobra.Command {
 	o := &listenOptions{}
 	cmd := &cobra.Command{
-		Use:   "listen [flags] [ADDR] PORT",
+		Use:   "listen [flags] [ADDR] PORT  (or [ADDR] -p PORT)",
 		Short: "Listen on [ADDR] PORT and relay a connection to stdin/stdout (a netcat server)",
 		Long: `Listen on ADDR (default: every address) and PORT (0: the kernel picks one).
+ADDR decides the family: 0.0.0.0 or another IPv4 address listens on IPv4 only,
+:: on IPv6 and, as net.ipv6.bindv6only says (0: yes), IPv4; no ADDR listens on
+both. nc's -l is accepted and changes nothing, -p PORT may give the port.
 
 Without -k, accept one connection, relay it with stdin/stdout the way
 'tuple connect' does, and exit when the peer has closed its side.
 With -k, keep accepting and serve clients concurrently: what they send is
-written to stdout and stdin is not read; use -e to answer them.
+written to stdout and stdin is not read; use -e to answer them. At most
+--max-conns connections are served at once; beyond that new connections are
+queued, not refused: they wait in the kernel's accept queue (the listen
+backlog) until one ends. The default comes from the descriptor limit
+(RLIMIT_NOFILE) and, with -e as non-root, the process limit (RLIMIT_NPROC).
+A connection whose command cannot start (the kernel refused the process) is
+closed and logged; the server goes on.
 -e runs CMD with /bin/sh -c per connection, its stdin and stdout on the
 connection, and the four-tuple in TUPLE_LOCAL_ADDR, TUPLE_LOCAL_PORT,
 TUPLE_REMOTE_ADDR, TUPLE_REMOTE_PORT and TUPLE_PROTO.
@@ -67,16 +89,28 @@ With -u, received datagrams go to stdout and stdin is sent to the peer of the
 latest datagram (like nc -u -l); it runs until interrupted.`,
 		Example: `  tuple listen -v 8080
   tuple listen -k --reuseport 10.0.0.2 80
-  tuple listen -k -e 'echo "hello $TUPLE_REMOTE_ADDR:$TUPLE_REMOTE_PORT"' 127.0.0.1 7000`,
+  tuple listen -k -e 'echo "hello $TUPLE_REMOTE_ADDR:$TUPLE_REMOTE_PORT"' 127.0.0.1 7000
+  tuple listen -lvnp 8080`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("port") {
+				if len(args) > 1 {
+					return usageError("listen: with -p PORT want at most ADDR, got %d argument(s)", len(args))
+				}
+				return nil
+			}
 			if len(args) < 1 || len(args) > 2 {
 				return usageError("listen: want [ADDR] PORT, got %d argument(s)", len(args))
 			}
 			return nil
 		},
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			addr, port := "", args[len(args)-1]
-			if len(args) == 2 {
+			o.execSet = cmd.Flags().Changed("exec")
+			addr, port := "", o.port
+			if !cmd.Flags().Changed("port") {
+				port = args[len(args)-1]
+				args = args[:len(args)-1]
+			}
+			if len(args) == 1 {
 				addr = args[0]
 			}
 			plan, err := o.plan(addr, port)
@@ -104,6 +138,12 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.StringVarP(&o.exec, "exec", "e", "", "run `CMD` (/bin/sh -c) per connection with its stdin/stdout on the connection")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
+	f.IntVar(&o.maxConns, "max-conns", 0, "with -k, serve at most `N` connections at once; more wait in the kernel's accept queue (default: from RLIMIT_NOFILE and, with -e, RLIMIT_NPROC)")
+	f.StringVarP(&o.port, "port", "p", "", "the `PORT` to listen on, as nc -l -p gives it")
+	f.BoolVarP(&o.nclisten, "listen", "l", false, "accepted for nc users (listening is what this command does)")
+	f.BoolVarP(&o.numeric, "numeric", "n", false, "no name or service lookups: ADDR must be an address, PORT a number")
+	f.BoolVarP(&o.shutdown, "shutdown", "N", false, "shut down the socket's write side when stdin ends (the default; accepted for nc users)")
+	f.StringVarP(&o.quit, "quit", "q", "", "without -k, end the session `SECS` after stdin ends, even if the peer has not closed (0: at once)")
 	f.StringVar(&o.broker, "broker", "", "get the socket from the tuple broker at `PATH` (see tuple broker)")
 	addListenGroupFlags(f, &o.group)
 	return cmd
@@ -112,6 +152,29 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 // plan checks flags and arguments; every error it returns is bad input.
 func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	p := &listenPlan{proto: "tcp", opts: o}
+	if o.execSet && strings.TrimSpace(o.exec) == "" {
+		return nil, fmt.Errorf("-e: empty command")
+	}
+	if o.noShutdown && o.shutdown {
+		return nil, fmt.Errorf("-N and --no-shutdown exclude each other")
+	}
+	if o.maxConns < 0 {
+		return nil, fmt.Errorf("--max-conns %d: want at least 1 (0: from the limits)", o.maxConns)
+	}
+	if o.quit != "" {
+		var err error
+		if p.quit, p.hasQuit, err = parseQuit(o.quit); err != nil {
+			return nil, err
+		}
+		if o.keep || o.udp {
+			return nil, fmt.Errorf("-q works with one TCP connection: -k and -u sessions do not end with stdin")
+		}
+	}
+	if o.numeric {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return nil, fmt.Errorf("-n: port %q is not a number 0-65535", port)
+		}
+	}
 	if o.udp {
 		p.proto = "udp"
 		switch {
@@ -136,7 +199,7 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 		a, err := parseIP(addr)
 		if err != nil {
 			// A name: let the resolver turn it into an address.
-			if addr == "" || addr[0] == '-' {
+			if addr == "" || addr[0] == '-' || o.numeric {
 				return nil, err
 			}
 			host = addr
@@ -145,8 +208,23 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 		if ok, flag := fam.allows(a); !ok {
 			return nil, fmt.Errorf("ADDR %s is not allowed with %s", addr, flag)
 		}
+		if zone := a.Zone(); zone != "" {
+			if _, err := zoneIndex(zone); err != nil {
+				return nil, fmt.Errorf("ADDR %s: %v", addr, err)
+			}
+		}
 		host = a.String()
 		p.local = netip.AddrPortFrom(a, n)
+		// The address decides the family: Go would make 0.0.0.0 a
+		// dual-stack [::] listener, where the user asked for IPv4.
+		switch {
+		case a.Is4():
+			p.network = p.proto + "4"
+		case a.IsUnspecified() && fam == anyFamily:
+			// Go clears IPV6_V6ONLY on a "tcp" [::] listener; the
+			// kernel's default (net.ipv6.bindv6only) decides instead.
+			p.sockopt.V6Only = kernelV6OnlyDefault()
+		}
 	case fam == ipv4Only:
 		host = "0.0.0.0"
 		p.local = netip.AddrPortFrom(netip.IPv4Unspecified(), n)
@@ -155,7 +233,7 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	}
 	p.addr = net.JoinHostPort(host, strconv.Itoa(int(n)))
 	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
-		ClearReuseAddr: !o.reuseAddr && reuseAddrDefault}
+		ClearReuseAddr: !o.reuseAddr && reuseAddrDefault, V6Only: p.sockopt.V6Only}
 	if err := p.sockopt.Check(); err != nil {
 		return nil, err
 	}
@@ -204,11 +282,16 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 	}
 
 	out := &lockedWriter{w: s.Out}
+	lim := p.connLimit(errOut)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
+		if !lim.acquire(ctx) {
+			return nil
+		}
 		conn, err := ln.Accept()
 		if err != nil {
+			lim.release()
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -221,12 +304,97 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer lim.release()
 			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
 				fmt.Fprintf(errOut, "tuple: %v\n", err)
 			}
 		}()
 	}
 }
+
+// connLimit is the plan's --max-conns, shared by every listener of the
+// plan (a --steer group's members too), made at first use.
+func (p *listenPlan) connLimit(errOut io.Writer) *connSlots {
+	p.limOnce.Do(func() {
+		if p.opts.exec != "" {
+			warmThreads(spareThreads)
+		}
+		n, why := p.opts.maxConns, "--max-conns"
+		if n == 0 {
+			n, why = defaultMaxConns(p.opts.exec != "")
+		}
+		if p.opts.verbose {
+			fmt.Fprintf(errOut, "serving at most %d connections at once (%s); more wait in the accept queue\n", n, why)
+		}
+		p.lim = &connSlots{slots: make(chan struct{}, n), why: why, errOut: errOut}
+	})
+	return p.lim
+}
+
+// spareThreads is how many idle OS threads a -k -e server starts with.
+// Go's runtime aborts the process when it needs a new thread and the
+// kernel refuses one, which happens once the children fill RLIMIT_NPROC;
+// threads made up front stay idle in the runtime and are used instead. A
+// few suffice: forks are serialised (syscall.ForkLock), children are
+// waited for on pidfds, and output is written one chunk at a time.
+const spareThreads = 8
+
+// warmThreads makes the runtime start n OS threads now: each of n
+// goroutines holds its own thread (LockOSThread) until all hold one, and
+// the threads stay in the runtime's idle list after they let go.
+func warmThreads(n int) {
+	var ready, done sync.WaitGroup
+	release := make(chan struct{})
+	for range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			ready.Done()
+			<-release
+			runtime.UnlockOSThread()
+		}()
+	}
+	ready.Wait()
+	close(release)
+	done.Wait()
+}
+
+// connSlots holds a slot per live connection: when none is free, accept
+// waits and new connections queue in the kernel (the listen backlog), so
+// no client can push the server past the limits it was started with.
+type connSlots struct {
+	slots    chan struct{}
+	why      string
+	errOut   io.Writer
+	mu       sync.Mutex
+	lastFull time.Time
+}
+
+// acquire takes a slot, waiting (and saying so, at most every 10 s) while
+// none is free; false when ctx ends first.
+func (c *connSlots) acquire(ctx context.Context) bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+	}
+	c.mu.Lock()
+	if time.Since(c.lastFull) > 10*time.Second {
+		c.lastFull = time.Now()
+		fmt.Fprintf(c.errOut, "tuple: %d connections live (at most %d: %s); new ones wait in the accept queue\n", cap(c.slots), cap(c.slots), c.why)
+	}
+	c.mu.Unlock()
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (c *connSlots) release() { <-c.slots }
 
 // handle serves one accepted connection: a command with -e, else a relay
 // with in/out (in is nil with -k: clients only talk to stdout).
@@ -239,7 +407,8 @@ func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, ou
 	if p.opts.exec != "" {
 		return p.runCommand(ctx, conn, local, remote, errOut)
 	}
-	res, err := relay.Run(ctx, conn, in, out, relay.Options{NoShutdown: p.opts.noShutdown})
+	res, err := relay.Run(ctx, conn, in, out, relay.Options{NoShutdown: p.opts.noShutdown,
+		Quit: p.hasQuit, QuitAfterInput: p.quit})
 	if p.opts.verbose {
 		fmt.Fprintf(errOut, "closed %s (%s): %d bytes received, %d sent\n", tuple, p.proto, res.Received, res.Sent)
 	}
@@ -279,13 +448,20 @@ func (p *listenPlan) runCommand(ctx context.Context, conn net.Conn, local, remot
 		"TUPLE_REMOTE_PORT="+strconv.Itoa(int(remote.Port())),
 		"TUPLE_PROTO="+p.proto,
 	)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("-e %q: %v", p.opts.exec, err)
+	wait, err := startChild(cmd)
+	if err != nil {
+		// The kernel refused the process (EAGAIN: RLIMIT_NPROC or
+		// threads-max): this connection is closed, the server goes on.
+		hint := ""
+		if errors.Is(err, syscall.EAGAIN) {
+			hint = "; the process limit is reached: lower --max-conns or raise RLIMIT_NPROC"
+		}
+		return fmt.Errorf("refused %s <- %s: -e %q: %s%s", formatAddrPort(local), formatAddrPort(remote), p.opts.exec, describeErr(err), hint)
 	}
 	// The command holds the connection now; our copies must not keep it open.
 	f.Close()
 	conn.Close()
-	if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+	if err := wait(); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("-e %q for %s <- %s: %v", p.opts.exec, formatAddrPort(local), formatAddrPort(remote), err)
 	}
 	return nil
@@ -309,7 +485,9 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 			fmt.Fprintf(errOut, "peer %s <- %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), formatAddrPort(addrPortOf(peer)), p.proto)
 		}
 	}
-	_, err = relay.Run(ctx, conn, s.In, s.Out, relay.Options{NoShutdown: true})
+	// Buffers that hold any datagram: a shorter read cuts it silently.
+	_, err = relay.Run(ctx, conn, s.In, s.Out, relay.Options{NoShutdown: true,
+		BufferSize: relay.DatagramBufferSize, InputChunk: relay.MaxDatagramInput})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("udp %s: %s", formatAddrPort(addrPortOf(pc.LocalAddr())), describeErr(err))
 	}

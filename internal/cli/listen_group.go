@@ -86,10 +86,29 @@ func (o *listenOptions) checkGroup() (*groupPlan, error) {
 // member, and offers them at --handover until a successor takes them.
 func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 	g := p.group
-	// A server: SIGINT and SIGTERM stop accepting and let the open
-	// connections finish.
-	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer cancel()
+	// A server's shutdown: the first SIGINT or SIGTERM stops accepting and
+	// lets the open connections finish (cancelling them would reset their
+	// unread data); a second one ends them too.
+	connCtx, cancelConns := context.WithCancel(ctx)
+	defer cancelConns()
+	stopCtx, stopAccepting := context.WithCancel(ctx)
+	defer stopAccepting()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case <-sigs:
+			stopAccepting()
+		case <-connCtx.Done():
+			return
+		}
+		select {
+		case <-sigs:
+			cancelConns()
+		case <-connCtx.Done():
+		}
+	}()
 	errOut := &lockedWriter{w: s.Err}
 	var lns []net.Listener
 	var taken *handover.Takeover
@@ -130,17 +149,17 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		}
 	})
 	defer closeAll()
-	stop := context.AfterFunc(ctx, closeAll)
+	stop := context.AfterFunc(stopCtx, closeAll)
 	defer stop()
 	for i, l := range lns {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			p.acceptMember(ctx, l, i, len(lns), &conns, out, errOut)
+			p.acceptMember(connCtx, l, i, len(lns), &conns, out, errOut)
 		}()
 	}
 	if taken != nil {
-		if err := taken.Ready(ctx); err != nil && ctx.Err() == nil {
+		if err := taken.Ready(stopCtx); err != nil && stopCtx.Err() == nil {
 			fmt.Fprintf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
 		}
 	}
@@ -152,13 +171,13 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 			return fmt.Errorf("--handover: %s", describeErr(err))
 		}
 		go func() {
-			err := offer.Serve(ctx, lns, closeAll)
+			err := offer.Serve(stopCtx, lns, closeAll)
 			switch {
 			case err == nil:
 				if p.opts.verbose {
 					fmt.Fprintf(errOut, "handed %d listener(s) over at %s; finishing open connections\n", len(lns), g.handover)
 				}
-			case ctx.Err() == nil:
+			case stopCtx.Err() == nil:
 				fmt.Fprintf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
 			}
 		}()
@@ -208,9 +227,14 @@ func (p *listenPlan) openGroup(ctx context.Context, errOut io.Writer) ([]net.Lis
 // acceptMember accepts on one member until it is closed, serving each
 // connection in its own goroutine (counted in conns).
 func (p *listenPlan) acceptMember(ctx context.Context, ln net.Listener, idx, n int, conns *sync.WaitGroup, out, errOut io.Writer) {
+	lim := p.connLimit(errOut) // --max-conns counts the whole group
 	for {
+		if !lim.acquire(ctx) {
+			return
+		}
 		conn, err := ln.Accept()
 		if err != nil {
+			lim.release()
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -225,6 +249,7 @@ func (p *listenPlan) acceptMember(ctx context.Context, ln net.Listener, idx, n i
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
+			defer lim.release()
 			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
 				fmt.Fprintf(errOut, "tuple: %v\n", err)
 			}

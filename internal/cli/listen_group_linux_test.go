@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -137,5 +138,62 @@ func TestListenGroupFlagsBadInput(t *testing.T) {
 		if code != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("tuple %s: exit %d, stderr %q; want 2 and %q", strings.Join(tc.args, " "), code, errb.String(), tc.want)
 		}
+	}
+}
+
+// TestListenGroupSIGTERMFinishesConnections: the first SIGTERM stops
+// accepting (a new connection is refused) while an open connection still
+// delivers what it sends afterwards, and the process then exits 0.
+func TestListenGroupSIGTERMFinishesConnections(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	srv := startIn(t, ns, false, "tuple", "listen", "-k", "-v", "--reuseport", "--members", "1", "10.0.0.1", "7071").run(nil)
+	srv.waitStderr("listening on 10.0.0.1:7071")
+	var conn net.Conn
+	err := ns.Do(func() (err error) {
+		conn, err = net.Dial("tcp4", "10.0.0.1:7071")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("before\n"))
+	srv.waitStderr("accepted ")
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	err = ns.Do(func() error {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			c, err := net.Dial("tcp4", "10.0.0.1:7071")
+			if err != nil {
+				// Refused, or reset when the SYN met the closing
+				// listener: either way nothing accepts any more.
+				if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+					return nil
+				}
+				return err
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				return errors.New("still accepting 5s after SIGTERM")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Fatalf("open connection after SIGTERM: %v", err)
+	}
+	if code := srv.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM: %s", code, srv.stderr.String())
+	}
+	if got := srv.stdout.String(); got != "before\nafter\n" {
+		t.Errorf("server printed %q, want both lines", got)
 	}
 }

@@ -100,6 +100,16 @@ type loadPlan struct {
 func (o loadOptions) plan() (loadPlan, error) {
 	var p loadPlan
 	var err error
+	// The policy first: a wrong one is the error to name, whatever else
+	// is missing.
+	if o.Policy != "" {
+		if p.policy, err = dial.ParsePolicy(o.Policy); err != nil {
+			return p, usageError("load: --policy: %v", err)
+		}
+		if p.policy.Kind() == dial.KindShared && o.From == "" {
+			return p, usageError("load: --policy shared binds every connection to --from ADDR; give --from (without it the kernel would choose, as --policy kernel)")
+		}
+	}
 	switch {
 	case o.To == "":
 		return p, usageError("load: --to ADDR:PORT is required (or --listen for the sink)")
@@ -128,11 +138,6 @@ func (o loadOptions) plan() (loadPlan, error) {
 			return p, usageError("load: --from %s and --to %s are of different address families", p.from, ap)
 		}
 		p.to = append(p.to, ap)
-	}
-	if o.Policy != "" {
-		if p.policy, err = dial.ParsePolicy(o.Policy); err != nil {
-			return p, usageError("load: --policy: %v", err)
-		}
 	}
 	if p.policy.Kind() == dial.KindKernel && p.from.IsValid() {
 		return p, usageError("load: --policy kernel does not bind, so the kernel picks the source address: drop --from or use --policy shared")

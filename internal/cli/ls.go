@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -32,8 +33,13 @@ type lsOptions struct {
 	sport     uint16
 	dport     uint16
 	uid       int64 // -1: any
+	uidSet    bool  // --uid given: -1 typed is bad input, not "any"
 	pid       int   // 0: any
 	json      bool
+	ipv4      bool
+	ipv6      bool
+	summary   bool
+	filter    []string // an ss filter expression, as words
 	procRoot  string
 	netns     string // --netns: "" for this namespace
 }
@@ -60,11 +66,25 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
   tuple ls --state bound -p    # bound-only TCP sockets and who holds them
   tuple ls -l --sport 8080 -o  # listeners on port 8080 with their reuse options
   tuple ls --json -p           # one JSON object per socket`,
-		Args: cobra.NoArgs,
+		Args: cobra.ArbitraryArgs,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			o.uidSet = cmd.Flags().Changed("uid")
+			o.filter = args
 			return runLs(cmd.Context(), s, o)
 		}),
 	}
+	cmd.Use = "ls [flags] [FILTER]"
+	cmd.Long += `
+
+FILTER is an ss filter expression, run in the kernel like ss's: sport, dport
+(= != < > <= >=), src and dst (ADDR, ADDR/BITS, ADDR:PORT, [V6]:PORT, *:PORT),
+and, or, not, parentheses, and "state NAME" joined with and (ss's names and
+groups: established, listening, connected, all, ...). --pid and --sport show
+every state unless -l, -a, --state or a state term says otherwise.`
+	cmd.Example += `
+  tuple ls -tn 'sport = :8080 or dport = :8080'
+  tuple ls state established '( dport = :443 or dport = :80 )'
+  tuple ls -s                  # counts per protocol, family and state`
 	f := cmd.Flags()
 	f.BoolVarP(&o.tcp, "tcp", "t", false, "TCP sockets (default: TCP and UDP)")
 	f.BoolVarP(&o.udp, "udp", "u", false, "UDP sockets (default: TCP and UDP)")
@@ -79,7 +99,10 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
 	f.Uint16Var(&o.dport, "dport", 0, "only sockets with this remote port (filtered in the kernel)")
 	f.Int64Var(&o.uid, "uid", -1, "only sockets of this uid")
 	f.IntVar(&o.pid, "pid", 0, "only sockets held by this process (implies -p)")
-	f.BoolVar(&o.json, "json", false, "one JSON object per socket (fields in the README)")
+	f.BoolVar(&o.json, "json", false, "one JSON object per socket (fields in docs/commands.md)")
+	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "IPv4 sockets only")
+	f.BoolVarP(&o.ipv6, "ipv6", "6", false, "IPv6 sockets only")
+	f.BoolVarP(&o.summary, "summary", "s", false, "counts per protocol, family and state, like ss -s")
 	addNetnsFlag(f, &o.netns, "list sockets")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	f.MarkHidden("proc")
@@ -90,7 +113,7 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
 func (o *lsOptions) query() (socktab.Query, error) {
 	q := socktab.Query{TCP: o.tcp, UDP: o.udp, LocalPort: o.sport, RemotePort: o.dport,
 		Owners: o.processes || o.pid != 0, Options: o.options, ProcRoot: o.procRoot}
-	if o.uid < -1 || o.uid > 1<<32-1 {
+	if o.uidSet && (o.uid < 0 || o.uid > 1<<32-1) {
 		return q, usageError("ls: --uid %d: want 0-4294967295", o.uid)
 	}
 	if o.pid < 0 {
@@ -107,6 +130,26 @@ func (o *lsOptions) query() (socktab.Query, error) {
 		q.States |= socktab.States(socktab.Listen, socktab.Close)
 	}
 	if o.all {
+		q.States = socktab.AllStates
+	}
+	switch {
+	case o.ipv4 && o.ipv6:
+		return q, usageError("ls: -4 and -6 exclude each other")
+	case o.ipv4:
+		q.Family = inet.IPv4
+	case o.ipv6:
+		q.Family = inet.IPv6
+	}
+	if len(o.filter) > 0 {
+		f, err := socktab.ParseFilter(o.filter)
+		if err != nil {
+			return q, usageError("ls: %v", err)
+		}
+		q.Filter = f
+	}
+	// A process's or a port's sockets, a state named in the filter and a
+	// summary mean every state unless the flags chose states.
+	if q.States == 0 && (o.pid != 0 || o.sport != 0 || o.summary || (q.Filter != nil && q.Filter.States != 0)) {
 		q.States = socktab.AllStates
 	}
 	if q.States == 0 {
@@ -177,11 +220,17 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 		socks = kept
 	}
 	w := bufio.NewWriterSize(s.Out, 64<<10)
-	if o.json {
+	if o.summary {
+		writeSummary(w, socks)
+	} else if o.json {
 		err = writeJSONLinesNS(w, socks, t.Namespaces)
 	} else {
 		cols := columns{uid: o.extended, inode: o.extended, procs: q.Owners || q.Options, options: o.options}
 		err = writeTableNS(w, socks, cols, t.Namespaces)
+		// Groups are read through an iterator in this namespace only.
+		if err == nil && o.options && len(t.Namespaces) == 0 {
+			err = writeGroups(w, reusegroup.Read(socks)) // reusegroups.go
+		}
 	}
 	if err != nil {
 		return err
@@ -312,10 +361,15 @@ func appendOptions(b []byte, o *socktab.Options) []byte {
 // reused buffer, so printing allocates nothing per socket.
 func writeTable(w *bufio.Writer, socks []socktab.Socket, c columns) error {
 	var scratch [64]byte
-	localW, peerW := len("Local"), len("Peer")
+	localW, peerW, optW := len("Local"), len("Peer"), len("Options")
+	var opts []byte
 	for i := range socks {
 		localW = max(localW, addrPortLen(scratch[:], socks[i].Local))
 		peerW = max(peerW, addrPortLen(scratch[:], socks[i].Remote))
+		if c.options {
+			opts = appendOptions(opts[:0], &socks[i].Options)
+			optW = max(optW, len(opts))
+		}
 	}
 	line := make([]byte, 0, 256)
 	line = append(line, "Proto State      Recv-Q Send-Q "...)
@@ -331,7 +385,7 @@ func writeTable(w *bufio.Writer, socks []socktab.Socket, c columns) error {
 	if c.options {
 		line = append(line, "Options"...)
 		if c.procs {
-			line = append(line, ' ')
+			line = pad(line, optW-len("Options")+1)
 		}
 	}
 	if c.procs {
@@ -373,9 +427,10 @@ func writeTable(w *bufio.Writer, socks []socktab.Socket, c columns) error {
 			line = pad(line, 10-(len(line)-n))
 		}
 		if c.options {
+			n = len(line)
 			line = appendOptions(line, &sk.Options)
 			if c.procs && len(sk.Owners) > 0 {
-				line = append(line, ' ')
+				line = pad(line, optW+1-(len(line)-n))
 			}
 		}
 		if c.procs {
@@ -427,7 +482,7 @@ type jsonOptions struct {
 }
 
 // jsonSocket is one line of `tuple ls --json` and `tuple who --json`. The
-// field names are documented in the README; keep them stable.
+// field names are documented in docs/commands.md; keep them stable.
 type jsonSocket struct {
 	Proto      string      `json:"proto"`
 	Family     int         `json:"family"`
@@ -503,4 +558,40 @@ func writeJSONLines(w io.Writer, socks []socktab.Socket) error {
 // formatDuration prints a time left with 0.1 s precision.
 func formatDuration(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+}
+
+// writeSummary prints counts like ss -s: sockets per protocol and family,
+// then per state.
+func writeSummary(w *bufio.Writer, socks []socktab.Socket) {
+	type counts struct{ all, v4, v6 int }
+	var tcp, udp counts
+	states := map[string]int{}
+	var order []string
+	for i := range socks {
+		sk := &socks[i]
+		c := &tcp
+		if sk.Proto == inet.UDP {
+			c = &udp
+		}
+		c.all++
+		if sk.Family == inet.IPv4 {
+			c.v4++
+		} else {
+			c.v6++
+		}
+		label := sk.Proto.String() + " " + stateLabel(sk)
+		if states[label] == 0 {
+			order = append(order, label)
+		}
+		states[label]++
+	}
+	slices.Sort(order)
+	fmt.Fprintf(w, "Total: %d (TCP %d, UDP %d)\n\n", tcp.all+udp.all, tcp.all, udp.all)
+	fmt.Fprintf(w, "%-10s %-8s %-8s %s\n", "Transport", "Total", "IPv4", "IPv6")
+	fmt.Fprintf(w, "%-10s %-8d %-8d %d\n", "TCP", tcp.all, tcp.v4, tcp.v6)
+	fmt.Fprintf(w, "%-10s %-8d %-8d %d\n\n", "UDP", udp.all, udp.v4, udp.v6)
+	fmt.Fprintf(w, "%-16s %s\n", "State", "Count")
+	for _, l := range order {
+		fmt.Fprintf(w, "%-16s %d\n", l, states[l])
+	}
 }

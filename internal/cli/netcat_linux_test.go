@@ -63,18 +63,8 @@ func TestScanReportsOpenAndClosed(t *testing.T) {
 	needTuple(t)
 	ns := netnstest.New(t, "10.0.0.1/32")
 	open := map[int]bool{22: true, 25: true}
-	err := ns.Do(func() error {
-		for port := range open {
-			ln, err := net.Listen("tcp", fmt.Sprintf("10.0.0.1:%d", port))
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { ln.Close() })
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	for port := range open {
+		listenIn(t, ns, fmt.Sprintf("10.0.0.1:%d", port))
 	}
 	scan := startIn(t, ns, false, "tuple", "connect", "-z", "-w", "2", "10.0.0.1", "20-30").run(nil)
 	if code := scan.wait(20 * time.Second); code != 0 {
@@ -96,16 +86,7 @@ func TestScanReportsOpenAndClosed(t *testing.T) {
 	}
 	// A name is resolved (from /etc/hosts; the namespace has no route
 	// anywhere else).
-	err = ns.Do(func() error {
-		ln, err := net.Listen("tcp4", "127.0.0.1:2222")
-		if err == nil {
-			t.Cleanup(func() { ln.Close() })
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	listenIn(t, ns, "127.0.0.1:2222")
 	byName := startIn(t, ns, false, "tuple", "connect", "-z", "-4", "-v", "localhost", "2222").run(nil)
 	if code := byName.wait(20 * time.Second); code != 0 || byName.stdout.String() != "localhost 2222/tcp open\n" ||
 		!strings.Contains(byName.stderr.String(), "-> 127.0.0.1:2222 (tcp)") {

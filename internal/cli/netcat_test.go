@@ -79,8 +79,13 @@ func FuzzConnectPlan(f *testing.F) {
 			}
 			return
 		}
-		if p.ports.Lo == 0 || p.ports.Lo > p.ports.Hi || (!scan && p.ports.Lo != p.ports.Hi) {
-			t.Fatalf("plan has ports %v", p.ports)
+		for _, r := range p.ports {
+			if r.Lo == 0 || r.Lo > r.Hi || (!scan && r.Lo != r.Hi) {
+				t.Fatalf("plan has ports %v", p.ports)
+			}
+		}
+		if len(p.ports) != 1 {
+			t.Fatalf("plan has %d port arguments from one", len(p.ports))
 		}
 		if p.bind && !p.local.Addr().IsValid() {
 			t.Fatalf("bind without an address: %v", p.local)

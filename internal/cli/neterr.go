@@ -179,7 +179,14 @@ func (f *netFailure) explainable() bool {
 // to the command's error stream (w), knowing whether it ran with -v.
 func reportNetFailure(w io.Writer, f *netFailure) error {
 	_ = w
-	return &exitError{code: exitFailure, err: f, silent: true}
+	code := exitFailure
+	var dns *net.DNSError
+	if errors.As(f.err, &dns) && dns.IsNotFound {
+		// A name that does not resolve is bad input, not a network
+		// failure.
+		code = exitUsage
+	}
+	return &exitError{code: code, err: f, silent: true}
 }
 
 // printNetFailure prints the report of a failed connect or listen that err

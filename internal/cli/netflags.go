@@ -7,6 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockopt"
 )
 
 // Parsing shared by connect and listen. Every function returns an error
@@ -21,7 +25,9 @@ func parsePort(network, s string, allowZero bool) (uint16, error) {
 		}
 		return uint16(n), nil
 	}
-	if s == "" || strings.ContainsAny(s, " \t/:") || s[0] == '-' || (s[0] >= '0' && s[0] <= '9') {
+	// A service name starts with a letter; "+80" or "0x50" is neither a
+	// port nor a name (the resolver would take "+80" as 80).
+	if s == "" || strings.ContainsAny(s, " \t/:") || !isLetter(s[0]) {
 		return 0, fmt.Errorf("port %q: want a number 1-65535 or a service name", s)
 	}
 	n, err := net.LookupPort(network, s)
@@ -30,6 +36,24 @@ func parsePort(network, s string, allowZero bool) (uint16, error) {
 	}
 	return uint16(n), nil
 }
+
+// zoneIndex resolves an IPv6 zone (an interface name or index, as in
+// fe80::1%eth0) to the interface index of the calling thread's namespace.
+func zoneIndex(zone string) (int, error) {
+	if n, err := strconv.Atoi(zone); err == nil && n > 0 {
+		if _, err := net.InterfaceByIndex(n); err != nil {
+			return 0, fmt.Errorf("zone %q: no interface with that index", zone)
+		}
+		return n, nil
+	}
+	ifi, err := net.InterfaceByName(zone)
+	if err != nil {
+		return 0, fmt.Errorf("zone %q: no such interface", zone)
+	}
+	return ifi.Index, nil
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
 // parseIP parses a literal address, with or without brackets, dropping a
 // v4-mapped prefix so families compare as users expect.
@@ -56,6 +80,43 @@ func parseTimeout(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("timeout %q: want more than 0 and at most 24h", s)
 	}
 	return d, nil
+}
+
+// parseQuit parses nc's -q SECS: seconds (or a duration) to wait after
+// stdin ends; 0 ends at once, a negative number waits for the peer (on is
+// false then).
+func parseQuit(s string) (d time.Duration, on bool, err error) {
+	n, ferr := strconv.ParseFloat(s, 64)
+	if ferr != nil {
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, false, fmt.Errorf("-q %q: want seconds (1, 0.5) or a duration (500ms)", s)
+		}
+	} else {
+		if n != n || n > 24*3600 { // NaN, or beyond any use
+			return 0, false, fmt.Errorf("-q %q: want seconds up to 86400", s)
+		}
+		d = time.Duration(n * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, false, nil
+	}
+	if d > 24*time.Hour {
+		return 0, false, fmt.Errorf("-q %q: want at most 24h", s)
+	}
+	return d, true, nil
+}
+
+// kernelV6OnlyDefault is IPV6_V6ONLY as net.ipv6.bindv6only sets it for
+// new sockets, or V6OnlyDefault (Go's choice) when it cannot be read.
+func kernelV6OnlyDefault() sockopt.V6OnlyMode {
+	h := rules.DefaultHost()
+	if _, err := hostmodel.Sysctls("", &h); err != nil {
+		return sockopt.V6OnlyDefault
+	}
+	if h.BindV6Only {
+		return sockopt.V6OnlyOn
+	}
+	return sockopt.V6OnlyOff
 }
 
 // family is the address family the user asked for with -4/-6.

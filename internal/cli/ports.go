@@ -84,7 +84,7 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if o.NAT {
 		return runPortsNAT(ctx, o, s)
 	}
-	if o.HogShare <= 0 || o.HogShare > 100 {
+	if !(o.HogShare > 0 && o.HogShare <= 100) { // NaN fails both
 		return usageError("--hog-share %g: want a percentage above 0 and at most 100", o.HogShare)
 	}
 	var opt ports.Options
@@ -108,7 +108,7 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if o.JSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return enc.Encode(portsJSON(rep))
 	}
 	writePortsReport(s.Out, rep, o.Top)
 	return nil
@@ -138,7 +138,8 @@ func writePortsReport(w io.Writer, rep ports.Report, top int) {
 		reserved = strings.Join(parts, ",")
 	}
 	fmt.Fprintf(w, "Ephemeral range   %d-%d (%d ports), reserved %s, %d usable\n", rep.Range.Lo, rep.Range.Hi, rep.Range.Size(), reserved, rep.Pool)
-	fmt.Fprintf(w, "In use            %d ports (%s): %d held by bind()/listen(), %d of unknown origin\n", rep.InUse, pct(ratio(rep.InUse, rep.Pool)), rep.BindOwned, rep.UnknownOrigin)
+	fmt.Fprintf(w, "In use            %d ports (%s): %d picked by connect(), %d held by bind()/listen(), %d of unknown origin\n", rep.InUse, pct(ratio(rep.InUse, rep.Pool)),
+		max(rep.InUse-rep.BindOwned-rep.UnknownOrigin, 0), rep.BindOwned, rep.UnknownOrigin)
 	fmt.Fprintf(w, "connect() free    %s of %d for a new destination\n", freeRange(rep.ConnectFreeMin, rep.ConnectFreeMax), rep.ConnectPool)
 	fmt.Fprintf(w, "bind(0) free      %d of %d\n", rep.BindFree, rep.Pool)
 	fmt.Fprintf(w, "TIME_WAIT         %d sockets\n", rep.TimeWait)
@@ -191,4 +192,24 @@ func portsTable[T any](w io.Writer, title string, rows []T, top int, header []st
 	if n := len(rows) - top; n > 0 {
 		fmt.Fprintf(w, "  ... and %d more\n", n)
 	}
+}
+
+// jsonRange is a port range in JSON: {"first":32768,"last":60999}.
+type jsonRange struct {
+	First uint16 `json:"first"`
+	Last  uint16 `json:"last"`
+}
+
+// portsJSON is the report with its ranges under lower-case keys (the
+// library type has none of its own).
+func portsJSON(rep ports.Report) any {
+	out := struct {
+		ports.Report
+		Range    jsonRange   `json:"range"`
+		Reserved []jsonRange `json:"reserved"`
+	}{Report: rep, Range: jsonRange{rep.Range.Lo, rep.Range.Hi}, Reserved: []jsonRange{}}
+	for _, r := range rep.Reserved {
+		out.Reserved = append(out.Reserved, jsonRange{r.Lo, r.Hi})
+	}
+	return out
 }

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tuple-net/tuple/lab"
+	"github.com/tuple-net/tuple/socktab"
 )
 
 // Streams are a command's standard input and outputs.
@@ -17,8 +21,12 @@ type Streams struct {
 	Out, Err io.Writer
 }
 
-// StdStreams returns the process's own streams.
-func StdStreams() Streams { return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr} }
+// StdStreams returns the process's own streams; output goes through
+// duplicates of descriptors 1 and 2 so a closed pipe is an error, not a
+// SIGPIPE death (see offStdFD).
+func StdStreams() Streams {
+	return Streams{In: os.Stdin, Out: offStdFD(os.Stdout), Err: offStdFD(os.Stderr)}
+}
 
 // version is set at build time with -ldflags "-X .../internal/cli.version=v1.2.3";
 // otherwise it comes from the module's build info.
@@ -67,8 +75,10 @@ why, and is a netcat with full control of source address, port and reuse options
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError("%s: %v", commandName(c), err)
+		return usageError("%s: %s", commandName(c), flagErrorText(c, err))
 	})
+	root.Version = buildVersion()
+	root.SetVersionTemplate("tuple {{.Version}}\n")
 	root.AddCommand(
 		newVersionCmd(s),
 		newConnectCmd(s),
@@ -84,7 +94,61 @@ why, and is a netcat with full control of source address, port and reuse options
 		newLabHelperCmd(),
 		newBrokerCmd(s),
 	)
+	registerCompletions(root)
+	strictCompletion(root)
 	return root
+}
+
+// registerCompletions offers the values shells cannot guess: lab groups
+// (and .lab files), socket states, load policies, netns names where a
+// command takes --netns.
+func registerCompletions(root *cobra.Command) {
+	fixed := func(values ...string) cobra.CompletionFunc {
+		return func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			return values, cobra.ShellCompDirectiveNoFileComp
+		}
+	}
+	var states []string
+	for s := socktab.State(1); s.String() != fmt.Sprintf("state(%d)", s); s++ {
+		states = append(states, s.String())
+	}
+	states = append(states, "unconn")
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "lab":
+			c.ValidArgsFunction = func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				return lab.Groups(), cobra.ShellCompDirectiveDefault // files too
+			}
+		case "ls":
+			_ = c.RegisterFlagCompletionFunc("state", fixed(states...))
+		case "load":
+			_ = c.RegisterFlagCompletionFunc("policy", fixed("kernel", "bind", "shared", "fixed:", "range:"))
+		}
+		if c.Flags().Lookup("netns") != nil {
+			_ = c.RegisterFlagCompletionFunc("netns", func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				ents, _ := os.ReadDir("/run/netns")
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				return names, cobra.ShellCompDirectiveNoFileComp
+			})
+		}
+	}
+}
+
+// strictCompletion makes `tuple completion` without a known shell bad input
+// (exit 2): cobra's own command prints its help and exits 0, and treats an
+// unknown shell the same way.
+func strictCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				return usageError("completion: name a shell: bash, zsh, fish or powershell")
+			}
+		}
+	}
 }
 
 // Main runs tuple with args and returns the process exit code.
@@ -129,6 +193,45 @@ func verboseFlag(cmd *cobra.Command) bool {
 	}
 	f := cmd.Flags().Lookup("verbose")
 	return f != nil && f.Changed && f.Value.String() != "false" && f.Value.String() != "0"
+}
+
+// flagValueErr is pflag's message for a value its parser refused:
+// `invalid argument "80000" for "--sport" flag: strconv.ParseUint: parsing "80000": value out of range`.
+var flagValueErr = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--[\w-]+)" flag: (?:strconv\.\w+: parsing ".*": )?(.*)$`)
+
+// flagErrorText words a flag error for people: the flag, the value and
+// what it wants, without the Go parser's names.
+func flagErrorText(c *cobra.Command, err error) string {
+	m := flagValueErr.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err.Error()
+	}
+	value, name, why := m[1], m[2], m[3]
+	want := ""
+	if f := c.Flags().Lookup(strings.TrimPrefix(name, "--")); f != nil {
+		switch f.Value.Type() {
+		case "uint16":
+			want = "a number from 0 to 65535"
+		case "int", "int64", "int32", "uint", "uint32", "uint64", "count":
+			want = "a whole number"
+		case "duration":
+			want = "a duration such as 5s or 500ms"
+		case "bool":
+			want = "true or false"
+		case "float64":
+			want = "a number"
+		}
+	}
+	switch why {
+	case "value out of range":
+		why = "out of range"
+	case "invalid syntax":
+		why = "not a number"
+	}
+	if want != "" {
+		return fmt.Sprintf("%s %q: %s; want %s", name, value, why, want)
+	}
+	return fmt.Sprintf("%s %q: %s", name, value, why)
 }
 
 // commandName is a command's path without the leading "tuple".
@@ -177,13 +280,38 @@ func buildVersion() string {
 	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "unknown"
+		return "unknown (no build information)"
+	}
+	return versionOf(info)
+}
+
+// versionOf is the version the build information gives: the module's
+// version when built from a release (go install ...@v1.2.3), otherwise the
+// VCS revision and its time ("-dirty" for uncommitted changes), never Go's
+// placeholder "(devel)".
+func versionOf(info *debug.BuildInfo) string {
+	settings := map[string]string{}
+	for _, kv := range info.Settings {
+		settings[kv.Key] = kv.Value
 	}
 	v := info.Main.Version
-	for _, kv := range info.Settings {
-		if kv.Key == "vcs.revision" && len(kv.Value) >= 12 {
-			v += " " + kv.Value[:12]
+	if v == "" || v == "(devel)" {
+		rev := settings["vcs.revision"]
+		switch {
+		case rev == "":
+			v = "unreleased (no VCS revision: built with -buildvcs=false)"
+		default:
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			v = "revision " + rev
+			if t := settings["vcs.time"]; t != "" {
+				v += " (" + t + ")"
+			}
+			if settings["vcs.modified"] == "true" {
+				v += "-dirty"
+			}
 		}
 	}
-	return v + " " + info.GoVersion
+	return v + ", " + info.GoVersion
 }

@@ -37,3 +37,33 @@ func TestBadInputExits2(t *testing.T) {
 		}
 	}
 }
+
+// Regressions: each of these was accepted (or exited 0) and is bad input.
+func TestValidationExits2(t *testing.T) {
+	for _, args := range [][]string{
+		{"connect", "127.0.0.1", "+80"},
+		{"connect", "-z", "127.0.0.1", "+80"},
+		{"listen", "+80"},
+		{"ports", "--hog-share", "NaN"},
+		{"exporter", "--hog-share", "NaN"},
+		{"ls", "--uid", "-1"},
+		{"listen", "-e", "", "0"},
+		{"listen", "-e", " ", "0"},
+		{"completion", "nosuch"},
+		{"completion"},
+		{"who", "[fe80::1%nosuch-zone]:80"},
+		{"connect", "-n", "localhost", "80"},
+		{"connect", "-n", "127.0.0.1", "http"},
+		{"connect", "-N", "--no-shutdown", "127.0.0.1", "80"},
+		{"connect", "-q", "x", "127.0.0.1", "80"},
+		{"connect", "127.0.0.1", "80", "81"},
+		{"listen", "-p", "80", "127.0.0.1", "81"},
+		{"listen", "--max-conns", "-1", "-k", "0"},
+		{"listen", "-k", "-q", "1", "0"},
+	} {
+		code, out, errOut := run(t, "", args...)
+		if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("tuple %q: exit %d, stdout %q, stderr %q; want 2 and one line", args, code, out, errOut)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
@@ -22,6 +23,7 @@ import (
 // whoOptions are the flags and argument of `tuple who`.
 type whoOptions struct {
 	addr     netip.Addr // invalid: any address
+	dev      int        // the ifindex of addr's zone (fe80::1%eth0), 0 for none
 	port     uint16
 	json     bool
 	all      bool
@@ -53,6 +55,11 @@ saying whether a new socket could bind the port too, and with which options.`,
 				return err
 			}
 			o.addr, o.port = addr, port
+			if zone := addr.Zone(); zone != "" {
+				if o.dev, err = zoneIndex(zone); err != nil {
+					return usageError("who: %q: %v", args[0], err)
+				}
+			}
 			return runWho(cmd.Context(), s, o)
 		}),
 	}
@@ -114,7 +121,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	index := hostmodel.IndexFacts(facts)
 	var socks []socktab.Socket
 	for _, sk := range t.Sockets {
-		if o.addr.IsValid() && !mayOverlap(sk, o.addr) {
+		if o.addr.IsValid() && !(mayOverlap(sk, o.addr.WithZone("")) && (o.dev == 0 || sk.Dev == 0 || sk.Dev == o.dev)) {
 			continue
 		}
 		if kf := index.Lookup(&sk); kf != nil {
@@ -131,6 +138,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	if o.quietIfFree && len(socks) == 0 {
 		return nil
 	}
+	rgroups := reusegroup.Read(socks) // reusegroups.go renders them
 	w := bufio.NewWriter(s.Out)
 	if o.json {
 		out := struct {
@@ -140,9 +148,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			Sockets []jsonSocket `json:"sockets"`
 			Groups  []whoGroup   `json:"groups"`
 			Sharing []sharing    `json:"sharing"`
+			Reuse   []jsonGroup  `json:"reuseport_groups"`
 			Notes   []string     `json:"notes,omitempty"`
 		}{Port: o.port, Source: t.Source, Sockets: make([]jsonSocket, 0, len(socks)), Groups: groupHolders(socks),
-			Sharing: verdicts, Notes: notes}
+			Sharing: verdicts, Reuse: toJSONGroups(rgroups), Notes: notes}
 		if o.addr.IsValid() {
 			out.Addr = o.addr.String()
 		}
@@ -184,6 +193,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			w.Write(appendHolder(nil, g.Count, &socks[g.First]))
 		}
 	}
+	w.Write(appendGroups(nil, rgroups))
 	for _, n := range notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}

@@ -88,14 +88,17 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 	return cmd
 }
 
-// parseAddrPort accepts ADDR:PORT, [V6]:PORT and :PORT (the IPv4 wildcard).
+// parseAddrPort accepts ADDR:PORT, [V6]:PORT, and :PORT or PORT (the IPv4
+// wildcard, as who reads a port).
 func parseAddrPort(what, s string) (netip.AddrPort, error) {
 	if strings.HasPrefix(s, ":") {
 		s = "0.0.0.0" + s
+	} else if s != "" && strings.Trim(s, "0123456789") == "" {
+		s = "0.0.0.0:" + s
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return netip.AddrPort{}, usageError("%s %q: want ADDR:PORT with a numeric address, e.g. 127.0.0.1:8080 or [::1]:8080", what, s)
+		return netip.AddrPort{}, usageError("%s %q: want ADDR:PORT with a numeric address (or PORT), e.g. 127.0.0.1:8080, [::1]:8080 or 8080", what, s)
 	}
 	if ap.Addr().Zone() != "" {
 		return netip.AddrPort{}, usageError("%s %q: zoned addresses are not supported; use --dev", what, s)
