@@ -72,7 +72,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range p.Grants {
 		g := &p.Grants[i]
 		ch <- prometheus.MustNewConstMetric(descGrantLimit, prometheus.GaugeValue, float64(g.MaxSockets),
-			strconv.Itoa(g.Index), string(g.Proto), g.Address.String(), g.portsText(), g.Group)
+			strconv.Itoa(g.Index), g.Proto.String(), g.Address.String(), g.portsText(), g.Group)
 	}
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(c.s.reloads.Load()), "ok")
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(c.s.reloadErrors.Load()), "error")

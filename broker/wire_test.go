@@ -22,7 +22,7 @@ func TestParseRequest(t *testing.T) {
 		{`{"op":"list","port":1}`, "list takes no arguments"},
 		{`{"op":"rm"}`, `op "rm"`},
 		{`{}`, "no op"},
-		{`{"op":"socket","proto":"icmp","address":"127.0.0.1"}`, `proto "icmp"`},
+		{`{"op":"socket","proto":"icmp","address":"127.0.0.1"}`, `protocol "icmp"`},
 		{`{"op":"socket","proto":"tcp"}`, "address is missing"},
 		{`{"op":"socket","proto":"tcp","address":"nonsense"}`, "malformed"},
 		{`{"op":"socket","proto":"tcp","address":"127.0.0.1","port":70000}`, "malformed"},

@@ -298,7 +298,7 @@ func TestExporterLogsFailuresOnce(t *testing.T) {
 	var mu sync.Mutex
 	in := Input{TableErr: errors.New("netlink: permission denied"), FactsErr: errors.New("kernel socket records: not supported")}
 	src := SourceFunc(func(context.Context) Input { mu.Lock(); defer mu.Unlock(); return in })
-	e := New(src, Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	e := New(src, Options{MaxAge: -1, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	for range 3 {
 		gather(t, e)
 	}

@@ -28,7 +28,7 @@ var kernelGroupLayout = sync.OnceValues(func() (*groupLayout, error) {
 	}
 	spec, err := kernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("%w: kernel BTF: %v", inet.ErrUnsupported, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: kernel BTF: %v", inet.ErrUnsupported, err)
 	}
 	g := &groupLayout{layout: l}
 	for _, f := range []struct {
@@ -52,7 +52,7 @@ var kernelGroupLayout = sync.OnceValues(func() (*groupLayout, error) {
 		}
 	}
 	if g.socks.off+8*MaxIndex > 1<<15-1 {
-		return nil, fmt.Errorf("%w: sock_reuseport.socks at %d is out of reach", inet.ErrUnsupported, g.socks.off)
+		return nil, fmt.Errorf("BPF socket iterator %w: sock_reuseport.socks at %d is out of reach", inet.ErrUnsupported, g.socks.off)
 	}
 	return g, nil
 })

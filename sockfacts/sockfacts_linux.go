@@ -278,9 +278,9 @@ func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
 			// cilium/ebpf's message suggests MEMLOCK for every EPERM;
 			// without root the cause is the privilege.
-			return nil, fmt.Errorf("%w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
+			return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
 		}
-		return nil, fmt.Errorf("%w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
 	}
 	defer coll.Close()
 	it, err := link.AttachIter(link.IterOptions{Program: coll.Programs[name]})

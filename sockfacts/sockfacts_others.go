@@ -21,12 +21,12 @@ func UnprivilegedCause() string {
 
 // ReadGroups needs Linux.
 func ReadGroups(proto inet.Proto) ([]Member, error) {
-	return nil, fmt.Errorf("%w on %s/%s", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)
+	return nil, fmt.Errorf("BPF socket iterator %w on %s/%s", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)
 }
 
 // SocketFiles needs Linux.
 func SocketFiles() ([]File, error) {
-	return nil, fmt.Errorf("%w on %s/%s", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)
+	return nil, fmt.Errorf("BPF socket iterator %w on %s/%s", inet.ErrUnsupported, runtime.GOOS, runtime.GOARCH)
 }
 
 // ReadAsync needs Linux.
