@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/load"
 )
 
 // loadNS is a namespace with a source, two destinations, a 10-port ephemeral
@@ -60,7 +61,7 @@ func clientSockets(t *testing.T, ns *netnstest.NS) string {
 	return strings.TrimSpace(ns.Run(t, "ss", "-Htan", "src 10.0.0.1"))
 }
 
-func decodeReport(t *testing.T, out []byte) loadReport {
+func decodeReport(t *testing.T, out []byte) load.Report {
 	t.Helper()
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(out, &fields); err != nil {
@@ -71,7 +72,7 @@ func decodeReport(t *testing.T, out []byte) loadReport {
 			t.Errorf("--json output lacks %q: %s", f, out)
 		}
 	}
-	var r loadReport
+	var r load.Report
 	json.Unmarshal(out, &r)
 	return r
 }
@@ -138,7 +139,7 @@ func TestLoadEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("sink did not stop within 10s of SIGINT")
 	}
-	var sr sinkReport
+	var sr load.SinkReport
 	if err := json.Unmarshal(sinkOut.Bytes(), &sr); err != nil {
 		t.Fatalf("sink output %q: %v", sinkOut, err)
 	}
