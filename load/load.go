@@ -79,7 +79,7 @@ type Report struct {
 type FileLimitError struct {
 	Worker int    // the worker's index
 	Limit  uint64 // its RLIMIT_NOFILE
-	Held   int    // connections it held then
+	Held   int    // connections it held when it reached the limit
 }
 
 func (e *FileLimitError) Error() string {
@@ -218,7 +218,7 @@ func fileLimitErrors(results []result) error {
 	var errs []error
 	for _, m := range results {
 		if m.FileLimit > 0 {
-			errs = append(errs, &FileLimitError{Worker: m.worker, Limit: m.FileLimit, Held: m.Established})
+			errs = append(errs, &FileLimitError{Worker: m.worker, Limit: m.FileLimit, Held: m.AtLimit})
 		}
 	}
 	return errors.Join(errs...)

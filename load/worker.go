@@ -50,6 +50,7 @@ type msg struct {
 	CPUUS       int64          `json:"cpu_us,omitempty"`     // the worker's CPU time (user+system) while opening
 	Stopped     []string       `json:"stopped,omitempty"`    // destinations given up after repeated errors
 	FileLimit   uint64         `json:"file_limit,omitempty"` // RLIMIT_NOFILE, when the worker ran out of descriptors
+	AtLimit     int            `json:"at_limit,omitempty"`   // connections it held then
 }
 
 // result is a msg and the worker that sent it.
@@ -161,6 +162,7 @@ type dialState struct {
 	dests     []destState
 	failed    int
 	fileLimit uint64 // set when a socket could not be made for lack of descriptors
+	atLimit   int    // connections held then
 }
 
 // record counts one dial's outcome.
@@ -181,7 +183,7 @@ func (s *dialState) record(ctx context.Context, j job, di int, c net.Conn, took 
 	s.errs[name]++
 	s.failed++
 	if errors.Is(err, syscall.EMFILE) && s.fileLimit == 0 {
-		s.fileLimit = limitOrOne()
+		s.fileLimit, s.atLimit = limitOrOne(), len(s.conns)
 	}
 	ds := &s.dests[di]
 	if ds.lastErr == name {
@@ -244,7 +246,7 @@ func runDialWorker(ctx context.Context, j job, out *msgWriter, release <-chan st
 	elapsed, cpu := time.Since(start), cpuTime()-cpuStart
 	stopProgress()
 	res := msg{Type: "result", Established: len(s.conns), Failed: s.failed, Errors: s.errs,
-		LatencyUS: s.lat, ElapsedUS: elapsed.Microseconds(), CPUUS: cpu.Microseconds(), FileLimit: s.fileLimit}
+		LatencyUS: s.lat, ElapsedUS: elapsed.Microseconds(), CPUUS: cpu.Microseconds(), FileLimit: s.fileLimit, AtLimit: s.atLimit}
 	for p := range s.ports {
 		res.Ports = append(res.Ports, p)
 	}
@@ -301,6 +303,7 @@ func runSinkWorker(ctx context.Context, j job, out *msgWriter) error {
 		accepted  int
 		errs      = map[string]int{}
 		fileLimit uint64
+		atLimit   int
 		acceptWG  sync.WaitGroup
 	)
 	acceptWG.Add(1)
@@ -324,7 +327,7 @@ func runSinkWorker(ctx context.Context, j job, out *msgWriter) error {
 				// queue; back off rather than spin.
 				errs[errName(err)]++
 				if errors.Is(err, syscall.EMFILE) && fileLimit == 0 {
-					fileLimit = limitOrOne()
+					fileLimit, atLimit = limitOrOne(), len(conns)
 				}
 			} else {
 				conns = append(conns, c)
@@ -338,7 +341,7 @@ func runSinkWorker(ctx context.Context, j job, out *msgWriter) error {
 	}()
 	report := func(typ string) {
 		mu.Lock()
-		m := msg{Type: typ, Established: accepted, Errors: errs, FileLimit: fileLimit}
+		m := msg{Type: typ, Established: accepted, Errors: errs, FileLimit: fileLimit, AtLimit: atLimit}
 		out.send(m)
 		mu.Unlock()
 	}

@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tuple-net/tuple/load"
 )
 
 func TestLoadBadInputExits2(t *testing.T) {
@@ -33,5 +37,20 @@ func TestLoadBadInputExits2(t *testing.T) {
 		if out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || errOut == "" {
 			t.Errorf("tuple %s: want one error line and no output, got %q / %q", strings.Join(args, " "), out, errOut)
 		}
+	}
+}
+
+// --per-proc above what a process may hold is refused up front, naming the
+// file limit, instead of workers failing later with EMFILE.
+func TestLoadPerProcAboveFileLimit(t *testing.T) {
+	most, err := load.PerProcMax()
+	if err != nil {
+		t.Skipf("no file limit here: %v", err)
+	}
+	code, out, errOut := run(t, "", "load", "--to", "127.0.0.1:80", "--conns", "1", "--per-proc", strconv.Itoa(most+1))
+	want := fmt.Sprintf("tuple: load: --per-proc must be 1-%d (the file limit RLIMIT_NOFILE %d less %d descriptors a worker keeps for itself), got %d\n",
+		most, most+load.Reserve, load.Reserve, most+1)
+	if code != 2 || out != "" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, want)
 	}
 }
