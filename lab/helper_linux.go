@@ -18,13 +18,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/internal/reexec"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
 
-// HelperCommand is the hidden subcommand that runs a helper; the runner
-// re-executes the tuple binary with it.
+// HelperCommand is the name of the helper the runner re-executes the
+// running binary as (internal/reexec); it is argv[1] of every helper.
 const HelperCommand = "__lab-helper"
+
+func init() { reexec.Register(HelperCommand, helperMain) }
 
 // helperSock is one socket a helper holds.
 type helperSock struct {
@@ -45,14 +48,12 @@ type helper struct {
 	mu       sync.Mutex // guards children
 }
 
-// HelperMain runs a helper process. args are the flags after the hidden
-// subcommand: --uid N, --parent PID and, for helpers that join an existing
-// namespace, --netns-fd FD. The control socket is descriptor 3. It returns
-// the process's exit code.
-func HelperMain(args []string) int {
+// helperMain runs a helper process. args are its flags: --uid N and, for
+// helpers that join an existing namespace, --netns-fd FD. The control
+// socket is descriptor 3. It returns the process's exit code.
+func helperMain(args []string) int {
 	fs := flag.NewFlagSet(HelperCommand, flag.ContinueOnError)
 	uid := fs.Uint("uid", 0, "uid to run as")
-	parent := fs.Int("parent", 0, "the runner's pid")
 	nsfd := fs.Int("netns-fd", -1, "network namespace to join")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -60,7 +61,7 @@ func HelperMain(args []string) int {
 	// Sockets belong to the namespace of the thread that creates them, and
 	// setns changes only the calling thread: keep all work on this one.
 	runtime.LockOSThread()
-	if err := enterHelper(uint32(*uid), *parent, *nsfd); err != nil {
+	if err := enterHelper(uint32(*uid), *nsfd); err != nil {
 		fmt.Fprintln(os.Stderr, "tuple lab helper:", err)
 		return 1
 	}
@@ -111,8 +112,9 @@ func HelperMain(args []string) int {
 
 // enterHelper joins the namespace and drops to uid. Dropping privileges
 // clears the parent-death signal (commit_creds), so it is set again and the
-// parent checked, or the helper could outlive an interrupted runner.
-func enterHelper(uid uint32, parent, nsfd int) error {
+// parent checked (reexec.StayTied), or the helper could outlive an
+// interrupted runner.
+func enterHelper(uid uint32, nsfd int) error {
 	if nsfd >= 0 {
 		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
 			return os.NewSyscallError("setns", err)
@@ -130,13 +132,7 @@ func enterHelper(uid uint32, parent, nsfd int) error {
 			return os.NewSyscallError("setuid", err)
 		}
 	}
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return os.NewSyscallError("prctl", err)
-	}
-	if parent != 0 && os.Getppid() != parent {
-		return errors.New("runner exited")
-	}
-	return nil
+	return reexec.StayTied()
 }
 
 func parseRights(oob []byte) ([]int, error) {

@@ -5,14 +5,13 @@ import (
 	"testing"
 
 	"github.com/tuple-net/tuple/internal/leakcheck"
+	"github.com/tuple-net/tuple/internal/reexec"
 )
 
 // TestMain lets the test binary serve as the runner's helper: the runner
-// re-executes os.Executable() with HelperCommand.
+// re-executes os.Executable() as HelperCommand (internal/reexec).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == HelperCommand {
-		os.Exit(HelperMain(os.Args[2:]))
-	}
+	reexec.Main()
 	// The runner uses Go's network poller, whose epoll and eventfd
 	// descriptors live as long as the process; start it before leakcheck
 	// counts descriptors so they are not mistaken for a leak.

@@ -20,15 +20,14 @@ import (
 
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/reexec"
 	"github.com/tuple-net/tuple/rules"
 )
 
 // Runner runs scenarios. The zero value re-executes the running binary as
-// `HelperCommand` helpers and asks rules.Predict.
+// HelperCommand helpers (so the binary's main, or a test's TestMain, calls
+// reexec.Main first) and asks rules.Predict.
 type Runner struct {
-	// Helper is the command that starts a helper (argv without the helper's
-	// own flags); empty means os.Executable() HelperCommand.
-	Helper []string
 	// Predict is the rules model; nil means rules.Predict.
 	Predict Predictor
 	// Wait bounds a connect's handshake and a close's wait for TIME_WAIT;
@@ -520,20 +519,12 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 	}
 	mine, theirs := os.NewFile(uintptr(pair[0]), "lab-control"), os.NewFile(uintptr(pair[1]), "lab-helper")
 	defer theirs.Close()
-	argv := s.r.Helper
-	if len(argv) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			mine.Close()
-			return nil, err
-		}
-		argv = []string{exe, HelperCommand}
+	cmd, err := reexec.Command(HelperCommand, "--uid", strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		mine.Close()
+		return nil, err
 	}
-	args := append(append([]string(nil), argv[1:]...),
-		"--uid", strconv.FormatUint(uint64(uid), 10), "--parent", strconv.Itoa(os.Getpid()))
-	cmd := exec.Command(argv[0], args...)
 	cmd.ExtraFiles = []*os.File{theirs}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	errb := &lockedBuffer{}
 	cmd.Stderr = errb
 	if root, ok := s.helpers[0]; ok {

@@ -10,12 +10,11 @@ import (
 	"github.com/tuple-net/tuple/rules"
 )
 
-// HelperCommand is the hidden subcommand that runs a helper.
+// HelperCommand names the lab's helper process; there are none off Linux.
 const HelperCommand = "__lab-helper"
 
 // Runner runs scenarios; on this platform it cannot.
 type Runner struct {
-	Helper  []string
 	Predict Predictor
 	Wait    time.Duration
 	Kernel  *rules.Kernel
@@ -26,6 +25,3 @@ type Runner struct {
 func (r *Runner) Run(ctx context.Context, sc Scenario) (ScenarioResult, error) {
 	return ScenarioResult{File: sc.File, Name: sc.Name, Line: sc.Line}, inet.Unsupported("running lab scenarios (network namespaces)")
 }
-
-// HelperMain fails: there are no helpers off Linux.
-func HelperMain(args []string) int { return 1 }

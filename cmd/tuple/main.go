@@ -6,10 +6,13 @@ import (
 	"os"
 
 	"github.com/tuple-net/tuple/internal/cli"
+	"github.com/tuple-net/tuple/internal/reexec"
 	"github.com/tuple-net/tuple/kernelvm"
 )
 
 func main() {
+	// As a helper process (a load worker, a lab helper), run only that.
+	reexec.Main()
 	// As the init of a `tuple lab --kernel` guest, run the lab there.
 	kernelvm.Guest()
 	os.Exit(cli.Main(os.Args[1:], cli.StdStreams()))

@@ -25,8 +25,6 @@ type labOptions struct {
 	timeout  time.Duration
 	kernels  string // --kernel: comma-separated kernels to compare
 	version  string // --kernel-version: the model's kernel
-	// helper overrides the helper command (tests); empty means this binary.
-	helper []string
 }
 
 func newLabCmd(s Streams) *cobra.Command {
@@ -67,22 +65,6 @@ otherwise (or when the run timed out), 2 on bad input.`,
 	cmd.MarkFlagsMutuallyExclusive("kernel", "kernel-version")
 	cmd.MarkFlagsMutuallyExclusive("kernel", "markdown")
 	return cmd
-}
-
-// newLabHelperCmd is the hidden command the lab runner re-executes this
-// binary with to hold sockets inside a namespace as a given uid.
-func newLabHelperCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:                lab.HelperCommand,
-		Hidden:             true,
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := lab.HelperMain(args); code != 0 {
-				return exitCode(code)
-			}
-			return nil
-		},
-	}
 }
 
 // errLabTimeout is the cause of a run stopped by --timeout.
@@ -149,7 +131,7 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	if err != nil {
 		return err
 	}
-	runner := lab.Runner{Helper: o.helper, Kernel: kernel}
+	runner := lab.Runner{Kernel: kernel}
 	start := time.Now()
 	results, err := runScenarios(ctx, o, runner, scenarios, func(res lab.ScenarioResult) error {
 		switch {

@@ -134,7 +134,7 @@ func fileArg(args []string, name string) bool {
 // labHostRun runs the scenarios here.
 func labHostRun(ctx context.Context, o labOptions, scenarios []lab.Scenario) (lab.KernelRun, error) {
 	start := time.Now()
-	results, err := runScenarios(ctx, o, lab.Runner{Helper: o.helper}, scenarios, nil)
+	results, err := runScenarios(ctx, o, lab.Runner{}, scenarios, nil)
 	if err != nil {
 		return lab.KernelRun{}, err
 	}

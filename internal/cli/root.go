@@ -91,7 +91,6 @@ why, and is a netcat with full control of source address, port and reuse options
 		newLoadCmd(s),
 		newLoadWorkerCmd(s),
 		newLabCmd(s),
-		newLabHelperCmd(),
 		newBrokerCmd(s),
 	)
 	registerCompletions(root)
