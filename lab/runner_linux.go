@@ -33,6 +33,10 @@ type Runner struct {
 	// Wait bounds a connect's handshake and a close's wait for TIME_WAIT;
 	// zero means 2 s.
 	Wait time.Duration
+	// HelperTimeout bounds each exchange with a helper beyond Wait: a
+	// helper silent that long has failed the run. Zero means 10 s; an
+	// emulated guest on a loaded host needs more.
+	HelperTimeout time.Duration
 	// Kernel is the kernel whose rules the model applies; nil means the
 	// running kernel (its version and probed features).
 	Kernel *rules.Kernel
@@ -135,6 +139,14 @@ func (r *Runner) wait() time.Duration {
 		return r.Wait
 	}
 	return 2 * time.Second
+}
+
+// helperTimeout is how long a helper may take to answer one request.
+func (r *Runner) helperTimeout() time.Duration {
+	if r.HelperTimeout > 0 {
+		return r.wait() + r.HelperTimeout
+	}
+	return r.wait() + 10*time.Second
 }
 
 func (r *Runner) predict() Predictor {
@@ -601,7 +613,7 @@ func (s *session) roundTrip(h *helperProc, req request, fd int, wantFD bool) (in
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	deadline := time.Now().Add(s.r.wait() + 10*time.Second)
+	deadline := time.Now().Add(s.r.helperTimeout())
 	h.conn.SetDeadline(deadline)
 	if _, _, err := h.conn.WriteMsgUnix(msg, oob, nil); err != nil {
 		return -1, rep, s.helperFailed(h, req, err)
