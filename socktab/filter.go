@@ -430,8 +430,11 @@ func (n *node) String() string {
 			host = "[" + host + "]"
 		}
 	}
-	if n.port >= 0 {
+	switch {
+	case n.port >= 0:
 		return fmt.Sprintf("%s %s:%d", name, host, n.port)
+	case !n.prefix.IsValid():
+		return name + " *:*" // "src :*": any address, any port
 	}
 	return name + " " + host
 }

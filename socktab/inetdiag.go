@@ -22,11 +22,17 @@ import (
 
 const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY, the netlink message type
+	// TCPDIAG_GETSOCK: the older request (struct inet_diag_req), kept by
+	// the kernel for compatibility. It takes no family: one walk of the
+	// TCP hash tables returns IPv4 and IPv6 sockets together, where
+	// SOCK_DIAG_BY_FAMILY walks every table once per family.
+	tcpDiagGetSock = 18
 
 	afINET  = 2  // AF_INET
 	afINET6 = 10 // AF_INET6
 
 	reqV2Len   = 56 // sizeof(struct inet_diag_req_v2)
+	reqV1Len   = 60 // sizeof(struct inet_diag_req), TCPDIAG_GETSOCK's request
 	diagMsgLen = 72 // sizeof(struct inet_diag_msg)
 
 	reqAttrBytecode = 1 // INET_DIAG_REQ_BYTECODE
@@ -46,7 +52,7 @@ var hostOrder = binary.NativeEndian
 // diagRequest is one inet_diag_req_v2 dump request: one family and protocol,
 // a state mask, and optional port filters the kernel applies itself.
 type diagRequest struct {
-	Family     uint8 // afINET or afINET6
+	Family     uint8 // afINET or afINET6; 0 (TCP only): both, one TCPDIAG_GETSOCK walk
 	Protocol   inet.Proto
 	States     StateSet
 	LocalPort  uint16 // 0: any
@@ -54,8 +60,17 @@ type diagRequest struct {
 	Filter     []byte // compiled filter expression (Filter.bytecode), joined with and
 }
 
-// marshal encodes the request as the payload of a SOCK_DIAG_BY_FAMILY
-// message: struct inet_diag_req_v2 followed, when a port filter is set, by
+// msgType is the netlink message type of the request, and of its replies.
+func (r diagRequest) msgType() uint16 {
+	if r.Family == 0 {
+		return tcpDiagGetSock
+	}
+	return sockDiagByFamily
+}
+
+// marshal encodes the request as the payload of its message (msgType):
+// struct inet_diag_req_v2 (SOCK_DIAG_BY_FAMILY), or struct inet_diag_req
+// (TCPDIAG_GETSOCK) when Family is 0, followed, when a filter is set, by
 // an INET_DIAG_REQ_BYTECODE attribute.
 func (r diagRequest) marshal() []byte {
 	bc := r.bytecode()
@@ -64,20 +79,31 @@ func (r diagRequest) marshal() []byte {
 		bc = append(bc, r.Filter...)
 	}
 	n := reqV2Len
+	if r.Family == 0 {
+		n = reqV1Len
+	}
+	hdr := n
 	if len(bc) > 0 {
 		n += 4 + len(bc) // nlattr header + bytecode (a multiple of 4: no padding)
 	}
 	b := make([]byte, n)
-	b[0] = r.Family
-	b[1] = uint8(r.Protocol)
-	b[2] = 0 // idiag_ext: no extensions; the attributes we read come unasked
-	hostOrder.PutUint32(b[4:], uint32(r.States))
-	// id (inet_diag_sockid) stays zero: a dump matches every socket; the
-	// cookie must be INET_DIAG_NOCOOKIE only for exact lookups.
+	if r.Family == 0 {
+		// inet_diag_req: family, src_len, dst_len, ext (all 0), id
+		// (zero: every socket), states, dbs. The protocol is the
+		// message type's.
+		hostOrder.PutUint32(b[52:], uint32(r.States))
+	} else {
+		b[0] = r.Family
+		b[1] = uint8(r.Protocol)
+		b[2] = 0 // idiag_ext: no extensions; the attributes we read come unasked
+		hostOrder.PutUint32(b[4:], uint32(r.States))
+		// id (inet_diag_sockid) stays zero: a dump matches every socket;
+		// the cookie must be INET_DIAG_NOCOOKIE only for exact lookups.
+	}
 	if len(bc) > 0 {
-		hostOrder.PutUint16(b[reqV2Len:], uint16(4+len(bc)))
-		hostOrder.PutUint16(b[reqV2Len+2:], reqAttrBytecode)
-		copy(b[reqV2Len+4:], bc)
+		hostOrder.PutUint16(b[hdr:], uint16(4+len(bc)))
+		hostOrder.PutUint16(b[hdr+2:], reqAttrBytecode)
+		copy(b[hdr+4:], bc)
 	}
 	return b
 }
@@ -297,7 +323,7 @@ func (d *dumpReader) datagram(b []byte) error {
 		switch typ {
 		case nlmsgDone:
 			d.done = true
-		case sockDiagByFamily:
+		case sockDiagByFamily, tcpDiagGetSock: // replies carry the request's type
 			d.socks = append(d.socks, Socket{})
 			return parseInetDiagMsg(payload, d.proto, &d.socks[len(d.socks)-1])
 		}

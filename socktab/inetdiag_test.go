@@ -144,6 +144,29 @@ func TestRequestMarshal(t *testing.T) {
 	}
 }
 
+// TestRequestMarshalBothFamilies: with no family the request is struct
+// inet_diag_req (TCPDIAG_GETSOCK): the states at offset 52, the bytecode
+// attribute after its 60 bytes.
+func TestRequestMarshalBothFamilies(t *testing.T) {
+	r := diagRequest{Protocol: inet.TCP, States: States(Listen, BoundInactive), LocalPort: 8080}
+	if r.msgType() != tcpDiagGetSock {
+		t.Fatalf("message type %d, want %d", r.msgType(), tcpDiagGetSock)
+	}
+	b := r.marshal()
+	if len(b) != reqV1Len+4+8 {
+		t.Fatalf("length %d, want %d", len(b), reqV1Len+4+8)
+	}
+	if !bytes.Equal(b[:52], make([]byte, 52)) || hostOrder.Uint32(b[52:]) != 1<<10|1<<13 || hostOrder.Uint32(b[56:]) != 0 {
+		t.Errorf("header % x", b[:reqV1Len])
+	}
+	if hostOrder.Uint16(b[reqV1Len:]) != 12 || hostOrder.Uint16(b[reqV1Len+2:]) != reqAttrBytecode {
+		t.Errorf("bytecode attribute header % x", b[reqV1Len:reqV1Len+4])
+	}
+	if (diagRequest{Family: afINET, Protocol: inet.TCP}).msgType() != sockDiagByFamily {
+		t.Error("a request with a family is not SOCK_DIAG_BY_FAMILY")
+	}
+}
+
 func TestBytecodeSemantics(t *testing.T) {
 	for _, r := range []diagRequest{{LocalPort: 80}, {RemotePort: 443}, {LocalPort: 80, RemotePort: 443}} {
 		bc := r.bytecode()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/mdlayher/netlink"
 	"github.com/tuple-net/tuple/inet"
@@ -17,10 +18,12 @@ import (
 // the kernel's hash walk.
 const recvBufSize = 32 << 10
 
-// dumpNetlink lists the sockets of q with sock_diag, one dump per protocol
-// and family, into one slice sized from /proc's socket counters. The
-// netlink socket is opened on the calling goroutine, so it belongs to the
-// calling thread's network namespace.
+// dumpNetlink lists the sockets of q with sock_diag, into one slice sized
+// from /proc's socket counters: TCP of both families in one walk of the
+// kernel's tables (TCPDIAG_GETSOCK) where the kernel takes it, otherwise
+// one dump per protocol and family. The netlink socket is opened on the
+// calling goroutine, so it belongs to the calling thread's network
+// namespace.
 func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
 	if err != nil {
@@ -37,7 +40,18 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	// while growing; partial counts will do for that.
 	counts, _ := ReadSockstat(q.ProcRoot)
 	socks := make([]Socket, 0, counts.estimate(q)+16)
+	populate(socks)
 	buf := make([]byte, recvBufSize)
+	states := q.States
+	if q.Filter != nil && q.Filter.States != 0 {
+		states &= q.Filter.States
+	}
+	fail := func(err error) ([]Socket, error) {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, err
+	}
 	for _, p := range []struct {
 		on    bool
 		proto inet.Proto
@@ -45,27 +59,42 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 		if !p.on {
 			continue
 		}
+		base := diagRequest{Protocol: p.proto, States: states,
+			LocalPort: q.LocalPort, RemotePort: q.RemotePort, Filter: q.Filter.bytecode()}
+		if p.proto == inet.TCP && q.Family == 0 && !noTCPDiagGetSock.Load() {
+			// Every table walked once for both families: half the
+			// kernel's work of two dumps (the walks skip the other
+			// family's sockets but still visit them).
+			n := len(socks)
+			out, err := dumpOne(c, base, buf, socks)
+			if err == nil {
+				socks = out
+				continue
+			}
+			if ctx.Err() != nil || errors.Is(err, errDumpInterrupted) {
+				return fail(err)
+			}
+			// A kernel without the older request: per family from now on.
+			noTCPDiagGetSock.Store(true)
+			socks = socks[:n]
+		}
 		for _, fam := range []uint8{afINET, afINET6} {
 			if (q.Family == inet.IPv4 && fam != afINET) || (q.Family == inet.IPv6 && fam != afINET6) {
 				continue
 			}
-			states := q.States
-			if q.Filter != nil && q.Filter.States != 0 {
-				states &= q.Filter.States
-			}
-			r := diagRequest{Family: fam, Protocol: p.proto, States: states,
-				LocalPort: q.LocalPort, RemotePort: q.RemotePort, Filter: q.Filter.bytecode()}
+			r := base
+			r.Family = fam
 			socks, err = dumpOne(c, r, buf, socks)
 			if err != nil {
-				if ctxErr := ctx.Err(); ctxErr != nil {
-					return nil, ctxErr
-				}
-				return nil, err
+				return fail(err)
 			}
 		}
 	}
 	return socks, nil
 }
+
+// noTCPDiagGetSock is set once the kernel refused a TCPDIAG_GETSOCK dump.
+var noTCPDiagGetSock atomic.Bool
 
 // dumpOne runs one dump. A kernel that rejects the bytecode (EINVAL) is
 // asked again without it; Snapshot filters ports and expressions itself
@@ -92,8 +121,11 @@ func dumpOne(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Sock
 // about 1,000 of them.
 func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Socket, error) {
 	fam := "inet"
-	if r.Family == afINET6 {
+	switch r.Family {
+	case afINET6:
 		fam = "inet6"
+	case 0:
+		fam = "inet and inet6"
 	}
 	wrap := func(err error) error {
 		if err == nil {
@@ -102,7 +134,7 @@ func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]
 		return fmt.Errorf("netlink sock_diag %s %s dump: %w", r.Protocol, fam, err)
 	}
 	req, err := c.Send(netlink.Message{
-		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
+		Header: netlink.Header{Type: netlink.HeaderType(r.msgType()), Flags: netlink.Request | netlink.Dump},
 		Data:   r.marshal(),
 	})
 	if err != nil {

@@ -550,3 +550,37 @@ func TestReadProcNetFixture(t *testing.T) {
 		t.Errorf("got %+v, %v; want the 2 sockets of the fixture (missing tcp6, udp files are no sockets)", socks, err)
 	}
 }
+
+// TestOneWalkMatchesPerFamily: the TCP dump of both families in one walk
+// (TCPDIAG_GETSOCK) lists exactly the sockets, with the same fields, that
+// one SOCK_DIAG_BY_FAMILY dump per family lists.
+func TestOneWalkMatchesPerFamily(t *testing.T) {
+	ns, _, _ := worldWithChild(t)
+	q := Query{TCP: true, States: AllStates}
+	one := snapshotIn(t, ns, q)
+	if noTCPDiagGetSock.Load() {
+		t.Fatal("the kernel refused the one-walk dump (TCPDIAG_GETSOCK)")
+	}
+	noTCPDiagGetSock.Store(true)
+	defer noTCPDiagGetSock.Store(false)
+	per := snapshotIn(t, ns, q)
+	if len(one.Sockets) != len(per.Sockets) || len(one.Sockets) == 0 {
+		t.Fatalf("one walk: %d sockets, per family: %d", len(one.Sockets), len(per.Sockets))
+	}
+	fams := map[inet.Family]int{}
+	for i := range per.Sockets {
+		p := &per.Sockets[i]
+		fams[p.Family]++
+		o := find(one.Sockets, func(s *Socket) bool { return s.Cookie == p.Cookie })
+		if o == nil {
+			t.Errorf("per family lists %v %v %v; the one walk does not", p.Family, p.State, p.Local)
+			continue
+		}
+		if o.Local != p.Local || o.Remote != p.Remote || o.State != p.State || o.Inode != p.Inode || o.V6Only != p.V6Only || o.Options != p.Options {
+			t.Errorf("one walk %+v\nper family %+v", *o, *p)
+		}
+	}
+	if fams[inet.IPv4] == 0 || fams[inet.IPv6] == 0 {
+		t.Errorf("families %v: want both", fams)
+	}
+}
