@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,19 +45,7 @@ func removeBins() {
 func bins(t testing.TB) (string, string) {
 	t.Helper()
 	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "tuple-broker-test-"); binErr != nil {
-			return
-		}
-		if binErr = os.Chmod(binDir, 0o755); binErr != nil {
-			return
-		}
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		tupleBin = filepath.Join(binDir, "tuple")
-		if out, err := exec.Command(goTool, "build", "-o", tupleBin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build cmd/tuple: %v: %s", err, out)
+		if tupleBin, binDir, binErr = testenv.BuildTuple("tuple-broker-test-"); binErr != nil {
 			return
 		}
 		self, err := os.Executable()

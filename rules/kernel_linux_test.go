@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/localroute"
 	"github.com/tuple-net/tuple/internal/netnstest"
 )
 
@@ -232,36 +233,29 @@ func (b *batch) setSysctl(path, v string) error {
 	return nil
 }
 
-// waitV6 waits until the namespace routes to its IPv6 addresses: right
-// after `ip addr add` they can still answer ENETUNREACH for a moment.
-func waitV6() error {
-	deadline := time.Now().Add(3 * time.Second)
-	for _, a := range []string{"fd00::1", "fd00::2", "fe80::1"} {
-		for {
-			fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			sa := sockaddr(netip.AddrPortFrom(netip.MustParseAddr(a), 9)).(*unix.SockaddrInet6)
-			if strings.HasPrefix(a, "fe80") {
-				sa.ZoneId = LoopbackIndex
-			}
-			err = unix.Connect(fd, sa)
-			unix.Close(fd)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not reachable: %w", a, err)
-			}
-			time.Sleep(10 * time.Millisecond)
+// waitAddrs waits until the kernel routes each of the namespace's added
+// addresses as local: right after `ip addr add` an IPv6 address gets its
+// local route from a work queue, and until then connect() to it fails
+// with ENETUNREACH.
+func waitAddrs(cidrs []string) error {
+	var addrs []netip.Addr
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return err
 		}
+		addrs = append(addrs, p.Addr())
 	}
-	return nil
+	w, err := localroute.Watch()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return w.Wait(addrs, 3*time.Second)
 }
 
 func (b *batch) run(n, first int) error {
-	if err := waitV6(); err != nil {
+	if err := waitAddrs(nsAddrs); err != nil {
 		return err
 	}
 	b.host = testHost()
@@ -995,18 +989,10 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 		unix.Close(cfd)
 		return fmt.Errorf("helper bind %s: %w", src, err)
 	}
-	// Fresh IPv6 addresses can answer ENETUNREACH for a moment; the
-	// helper is not a checked operation, so it retries.
-	for try := 0; ; try++ {
-		err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port())))
-		if err == nil {
-			break
-		}
-		if err != unix.ENETUNREACH || try == 200 {
-			unix.Close(cfd)
-			return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The batch waited for every address's local route (waitAddrs).
+	if err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port()))); err != nil {
+		unix.Close(cfd)
+		return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
 	}
 	cs := Socket{ID: l.ID + "-helper", Proto: inet.TCP, Family: cfam, State: Connected}
 	observe(cfd, &cs)

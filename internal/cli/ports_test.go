@@ -34,7 +34,7 @@ func fakePortsInputs(context.Context, portsOptions) (*ports.Table, rules.Host, e
 	return &ports.Table{Entries: e}, h, nil
 }
 
-func runPortsTest(t *testing.T, o portsOptions) (error, string) {
+func runPortsTest(t *testing.T, o portsOptions) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	if o.read == nil {
@@ -47,11 +47,11 @@ func runPortsTest(t *testing.T, o portsOptions) (error, string) {
 		o.HogShare = 50
 	}
 	err := runPorts(context.Background(), o, Streams{Out: &out, Err: &out})
-	return err, out.String()
+	return out.String(), err
 }
 
 func TestPortsReport(t *testing.T) {
-	err, out := runPortsTest(t, portsOptions{})
+	out, err := runPortsTest(t, portsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestPortsReport(t *testing.T) {
 }
 
 func TestPortsJSON(t *testing.T) {
-	err, out := runPortsTest(t, portsOptions{JSON: true})
+	out, err := runPortsTest(t, portsOptions{JSON: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestPortsJSON(t *testing.T) {
 
 func TestPortsBadInputAndFailure(t *testing.T) {
 	for _, o := range []portsOptions{{Top: -1}, {HogShare: 150}, {PortRange: "9-1"}, {PortRange: "x"}} {
-		err, _ := runPortsTest(t, o)
+		_, err := runPortsTest(t, o)
 		var ee *exitError
 		if !errors.As(err, &ee) || ee.code != exitUsage {
 			t.Errorf("%+v: got %v, want a usage error", o, err)
@@ -96,7 +96,7 @@ func TestPortsBadInputAndFailure(t *testing.T) {
 	failing := func(context.Context, portsOptions) (*ports.Table, rules.Host, error) {
 		return nil, rules.Host{}, syscall.EPERM
 	}
-	if err, _ := runPortsTest(t, portsOptions{read: failing}); !errors.Is(err, syscall.EPERM) {
+	if _, err := runPortsTest(t, portsOptions{read: failing}); !errors.Is(err, syscall.EPERM) {
 		t.Errorf("read failure: got %v", err)
 	}
 	if code, _, errOut := run(t, "", "ports", "--top", "0"); code != 2 || strings.Count(errOut, "\n") != 1 {
@@ -105,7 +105,7 @@ func TestPortsBadInputAndFailure(t *testing.T) {
 }
 
 func TestPortsTopLimitsRows(t *testing.T) {
-	err, out := runPortsTest(t, portsOptions{Top: 1})
+	out, err := runPortsTest(t, portsOptions{Top: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,12 @@
 package cli
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/tuple-net/tuple/internal/testenv"
 )
 
 // tupleBin is the tuple binary that tests run as a real process (in
@@ -44,24 +43,9 @@ var tupleBinDir string
 // buildTuple builds cmd/tuple into a directory everyone can read: one test
 // runs it as uid 65534.
 func buildTuple() (string, error) {
-	dir, err := os.MkdirTemp("", "tuple-cli-test-")
-	if err != nil {
-		return "", err
-	}
+	bin, dir, err := testenv.BuildTuple("tuple-cli-test-")
 	tupleBinDir = dir
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(dir, "tuple")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build cmd/tuple: %v: %s", err, out)
-	}
-	return bin, nil
+	return bin, err
 }
 
 func removeTupleBin() {

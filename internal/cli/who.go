@@ -459,12 +459,3 @@ func verdictText(verdict string, uid uint32) string {
 	}
 	return "no new socket can bind this port on an overlapping address; only a non-overlapping local address (or another device) works"
 }
-
-func firstReason(bs ...socktab.Bool) string {
-	for _, b := range bs {
-		if !b.Known {
-			return b.Reason
-		}
-	}
-	return ""
-}
