@@ -331,3 +331,37 @@ func TestListenGroupSpreadsConnections(t *testing.T) {
 		t.Errorf("all %d connections went to one listener (%v); want them spread", n, per)
 	}
 }
+
+// Dialer.Control runs after the policy's options are set (it sees
+// IP_BIND_ADDRESS_NO_PORT of policy shared) and before connect; its error
+// ends the dial.
+func TestDialerControlRunsAfterPolicy(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	noPort := -1
+	d := &Dialer{Source: netip.MustParseAddr("127.0.0.1"), Policy: Shared,
+		Control: func(network, address string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) {
+				noPort, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IP, 24 /* IP_BIND_ADDRESS_NO_PORT */)
+			})
+		}}
+	c, err := d.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if noPort != 1 {
+		t.Errorf("Control saw IP_BIND_ADDRESS_NO_PORT = %d, want 1 (set by the policy first)", noPort)
+	}
+	refuse := errors.New("refused by Control")
+	d.Control = func(string, string, syscall.RawConn) error { return refuse }
+	if c, err := d.Dial("tcp4", ln.Addr().String()); !errors.Is(err, refuse) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("dial with a failing Control: %v, want its error", err)
+	}
+}

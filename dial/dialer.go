@@ -30,6 +30,11 @@ type Dialer struct {
 	// Options are extra socket options set with the policy's own (for
 	// example Device); the policy's options win where both set one.
 	Options sockopt.Options
+	// Control, when set, runs after the options are set and before bind
+	// and connect, as net.Dialer.Control does: for options a socket must
+	// carry from its start (SO_LINGER, so that a connect completing while
+	// the dial is cancelled closes with a reset).
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // Dial connects to address on network with a background context.
@@ -71,10 +76,19 @@ func (d *Dialer) netDialer(network string, policy Policy) (*net.Dialer, error) {
 	if err := opts.Check(); err != nil {
 		return nil, fmt.Errorf("policy %s: %w", policy, err)
 	}
+	control := opts.Control
+	if d.Control != nil {
+		control = func(network, address string, c syscall.RawConn) error {
+			if err := opts.Control(network, address, c); err != nil {
+				return err
+			}
+			return d.Control(network, address, c)
+		}
+	}
 	nd := &net.Dialer{
 		Timeout:   d.Timeout,
 		KeepAlive: d.KeepAlive,
-		Control:   opts.Control,
+		Control:   control,
 	}
 	if p.bind {
 		nd.LocalAddr = d.sourceAddr(network, p.port)

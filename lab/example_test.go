@@ -35,5 +35,5 @@ NC2 bind 0.0.0.0:@NC1      => EADDRINUSE
 	// line 4: NC1 bind 0.0.0.0:12345 => "ok"
 	// line 5: NC2 socket tcp4 => ""
 	// line 6: NC2 bind 0.0.0.0:@NC1 => "EADDRINUSE"
-	// bad.lab:2: unknown option "reuse" (want reuseaddr, reuseport, v6only, bind-no-port, freebind, port-range=LO-HI, dev=IF or uid=N)
+	// bad.lab:2: unknown option "reuse" (want reuseaddr, reuseport, v6only, bind-no-port, freebind, port-range=LO-HI, dev=IF, uid=N or in=HOST)
 }

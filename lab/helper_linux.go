@@ -201,9 +201,29 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 			rep.Fail = err.Error()
 		}
 		return rep, -1
+	case "topo":
+		if err := configureHost(req.Topo); err != nil {
+			rep.Fail = err.Error()
+		}
+		return rep, -1
+	case "topo-wait":
+		if err := waitTopology(req.Topo.Via); err != nil {
+			rep.Fail = err.Error()
+		}
+		return rep, -1
+	case "nat":
+		snap, err := readNAT()
+		if err != nil {
+			rep.Fail = err.Error()
+		}
+		rep.NAT = snap
+		return rep, -1
 	case "host":
 		rep.Sysctls = readSysctls()
 		addrs, err := loopbackAddrs()
+		if req.All {
+			addrs, err = hostAddrs()
+		}
 		if err != nil {
 			rep.Fail = err.Error()
 		}
@@ -462,9 +482,14 @@ func (h *helper) serve(s *helperSock) error {
 // accepted too, as a server would. It returns the server that accepted and
 // the child's state. Each child is read until its peer closes, then closed.
 func (h *helper) accept(l *helperSock, peer string, wait time.Duration) (string, *sockState, error) {
-	want, err := netip.ParseAddrPort(peer)
-	if err != nil {
-		return "", nil, err
+	// No peer: the next connection, whoever it is from (a NAT router
+	// rewrote its source).
+	var want netip.AddrPort
+	if peer != "" {
+		var err error
+		if want, err = netip.ParseAddrPort(peer); err != nil {
+			return "", nil, err
+		}
 	}
 	lport := localPort(l.fd)
 	var names []string
@@ -504,7 +529,7 @@ func (h *helper) accept(l *helperSock, peer string, wait time.Duration) (string,
 				return "", nil, err
 			}
 			got, _ := netip.ParseAddrPort(addrString(sa))
-			if unmapPort(got) == unmapPort(want) {
+			if !want.IsValid() || unmapPort(got) == unmapPort(want) {
 				return names[i], st, nil
 			}
 		}

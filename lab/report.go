@@ -56,6 +56,13 @@ func note(r Result) string {
 	if r.Local != "" {
 		parts = append(parts, r.Local)
 	}
+	if r.NAT != "" {
+		seen := r.Outside
+		if seen == "" {
+			seen = "nothing arrived"
+		}
+		parts = append(parts, "outside: "+seen+", nat: "+r.NAT)
+	}
 	if r.Flaky {
 		parts = append(parts, fmt.Sprintf("the kernel's answer varied over %d runs: %s", r.Runs, seen(r.KernelSeen)))
 	}
@@ -158,6 +165,10 @@ type jsonLine struct {
 	Runs       int            `json:"runs,omitempty"`
 	Flaky      *bool          `json:"flaky,omitempty"`
 	KernelSeen map[string]int `json:"kernel_seen,omitempty"`
+	// Through a NAT: nat's prediction and what the far side saw.
+	NAT         string `json:"nat,omitempty"`
+	Outside     string `json:"outside,omitempty"`
+	NATMismatch bool   `json:"nat_disagrees,omitempty"`
 }
 
 func nullable(s string) *string {
@@ -176,6 +187,7 @@ func WriteJSON(w io.Writer, sr ScenarioResult) error {
 			Expect: nullable(r.Expect), Kernel: r.Kernel, Model: nullable(r.Model), OK: r.OK, Local: r.Local}
 		j.Why = r.Why
 		j.Release = r.Release
+		j.NAT, j.Outside, j.NATMismatch = r.NAT, r.Outside, r.NATMismatch
 		if r.Runs > 1 {
 			flaky := r.Flaky
 			j.Runs, j.Flaky, j.KernelSeen = r.Runs, &flaky, r.KernelSeen
@@ -220,7 +232,8 @@ func ReadJSON(data []byte) ([]Result, error) {
 			return out, fmt.Errorf("line %d: not a lab result (no op or kernel result)", i+1)
 		}
 		r := Result{File: j.File, Scenario: j.Scenario, Line: j.Line, Socket: j.Socket, Op: j.Op,
-			Kernel: j.Kernel, Local: j.Local, Why: j.Why, Release: j.Release}
+			Kernel: j.Kernel, Local: j.Local, Why: j.Why, Release: j.Release,
+			NAT: j.NAT, Outside: j.Outside, NATMismatch: j.NATMismatch}
 		if j.Runs > 1 { // what WriteJSON writes for repeated runs only
 			r.Runs = j.Runs
 			r.Flaky = j.Flaky != nil && *j.Flaky

@@ -24,6 +24,13 @@ type Result struct {
 	KernelSeen map[string]int
 	// Flaky: the kernel's answer varied between runs.
 	Flaky bool
+	// For a connect through a NAT router of a topology: NAT is the nat
+	// package's prediction of the connection's outside source (nat.Pick),
+	// Outside what the far side saw ("" when nothing arrived), and
+	// NATMismatch whether the two disagree.
+	NAT         string
+	Outside     string
+	NATMismatch bool
 }
 
 // KernelMet reports whether the kernel's result met the expectation.
@@ -31,7 +38,9 @@ func (r Result) KernelMet() bool { return r.Expect == "" || r.Expect == r.Kernel
 
 // ModelAgreed reports whether the model agreed with the kernel (true when
 // the line is not one the model predicts).
-func (r Result) ModelAgreed() bool { return r.Model == "" || r.Model == r.Kernel }
+func (r Result) ModelAgreed() bool {
+	return (r.Model == "" || r.Model == r.Kernel) && !r.NATMismatch
+}
 
 func (r *Result) settle() { r.OK = r.KernelMet() && r.ModelAgreed() && !r.Flaky }
 

@@ -33,6 +33,10 @@ type Runner struct {
 	// Wait bounds a connect's handshake and a close's wait for TIME_WAIT;
 	// zero means 2 s.
 	Wait time.Duration
+	// HelperTimeout bounds each exchange with a helper beyond Wait: a
+	// helper silent that long has failed the run. Zero means 10 s; an
+	// emulated guest on a loaded host needs more.
+	HelperTimeout time.Duration
 	// Kernel is the kernel whose rules the model applies; nil means the
 	// running kernel (its version and probed features).
 	Kernel *rules.Kernel
@@ -98,9 +102,13 @@ func (l *lockedBuffer) String() string {
 type session struct {
 	r       *Runner
 	ctx     context.Context
-	helpers map[uint32]*helperProc
+	helpers map[helperKey]*helperProc
 	mu      sync.Mutex // guards helpers against the interrupt path
-	dead    bool
+	// host is the topology host the current step runs on ("" for the
+	// scenario's own namespace): helper finds and starts helpers there.
+	host string
+	topo *topoRun // nil without a topology
+	dead bool
 }
 
 // Run runs sc in a fresh network namespace and returns a Result per step.
@@ -113,7 +121,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (ScenarioResult, error) {
 	if os.Geteuid() != 0 {
 		return out, errors.New("tuple lab needs root to create network namespaces and switch uids")
 	}
-	s := &session{r: r, ctx: ctx, helpers: map[uint32]*helperProc{}}
+	s := &session{r: r, ctx: ctx, helpers: map[helperKey]*helperProc{}}
 	defer s.teardown()
 	stop := context.AfterFunc(ctx, s.teardown)
 	defer stop()
@@ -131,6 +139,14 @@ func (r *Runner) wait() time.Duration {
 		return r.Wait
 	}
 	return 2 * time.Second
+}
+
+// helperTimeout is how long a helper may take to answer one request.
+func (r *Runner) helperTimeout() time.Duration {
+	if r.HelperTimeout > 0 {
+		return r.wait() + r.HelperTimeout
+	}
+	return r.wait() + 10*time.Second
 }
 
 func (r *Runner) predict() Predictor {
@@ -158,6 +174,12 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 	if err := s.readHost(w); err != nil {
 		return nil, err
 	}
+	worlds := map[string]*world{"": w}
+	if !sc.Topology.Empty() {
+		if worlds, err = s.startTopology(sc.Topology, w); err != nil {
+			return nil, err
+		}
+	}
 	protos := map[string]Proto{}
 	var results []Result
 	for _, st := range sc.Steps {
@@ -165,7 +187,15 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 		if st.Kind == KindSocket || st.Kind == KindServer {
 			protos[st.Sock] = st.Proto
 		}
-		if err := s.step(w, st, protos[st.Sock], &res); err != nil {
+		s.host, w = st.Host, worlds[st.Host]
+		path, err := s.beforeStep(w, st, protos[st.Sock])
+		if err == nil {
+			err = s.step(w, st, protos[st.Sock], &res)
+		}
+		if err == nil {
+			err = s.afterStep(w, st, path, &res)
+		}
+		if err != nil {
 			return results, fmt.Errorf("%s:%d: %w", sc.File, st.Line, err)
 		}
 		w.markBound()
@@ -178,11 +208,14 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 // readHost reads the namespace's facts (sysctls, lo's addresses) into the
 // model's Host.
 func (s *session) readHost(w *world) error {
-	rep, err := s.call(s.helpers[0], request{Op: "host"}, -1)
+	rep, err := s.call(s.helpers[helperKey{s.host, 0}], request{Op: "host", All: s.host != ""}, -1)
 	if err != nil {
 		return err
 	}
 	w.setHost(rep.Sysctls, rep.Addrs)
+	// A topology host has links beyond lo: addresses it does not have
+	// are routed (or not) by its routes, which the model does not read.
+	w.host.Isolated = w.host.Isolated && s.host == ""
 	return nil
 }
 
@@ -204,7 +237,7 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		return nil
 	}
 	if st.Kind == KindSysctl {
-		rep, err := s.call(s.helpers[0], request{Op: "sysctl", Key: st.Key, Value: st.Value}, -1)
+		rep, err := s.call(s.helpers[helperKey{s.host, 0}], request{Op: "sysctl", Key: st.Key, Value: st.Value}, -1)
 		if err != nil {
 			return err
 		}
@@ -293,6 +326,9 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		// after close() starts; the start is the nearest time seen here.
 		closing := now()
 		req.Expect = w.closeImplies(e)
+		if x := s.topo.closeExpect(e); x != "" {
+			req.Expect = x // the peer is a server on another host
+		}
 		rep, err := s.call(h, req, -1)
 		if err != nil {
 			return err
@@ -510,7 +546,8 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 	if s.dead {
 		return nil, context.Canceled
 	}
-	if h, ok := s.helpers[uid]; ok {
+	key := helperKey{s.host, uid}
+	if h, ok := s.helpers[key]; ok {
 		return h, nil
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -527,7 +564,7 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 	cmd.ExtraFiles = []*os.File{theirs}
 	errb := &lockedBuffer{}
 	cmd.Stderr = errb
-	if root, ok := s.helpers[0]; ok {
+	if root, ok := s.helpers[helperKey{s.host, 0}]; ok {
 		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", root.cmd.Process.Pid))
 		if err != nil {
 			mine.Close()
@@ -551,7 +588,7 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 		return nil, err
 	}
 	h := &helperProc{uid: uid, cmd: cmd, conn: c.(*net.UnixConn), errb: errb}
-	s.helpers[uid] = h
+	s.helpers[key] = h
 	return h, nil
 }
 
@@ -576,7 +613,7 @@ func (s *session) roundTrip(h *helperProc, req request, fd int, wantFD bool) (in
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	deadline := time.Now().Add(s.r.wait() + 10*time.Second)
+	deadline := time.Now().Add(s.r.helperTimeout())
 	if err := h.conn.SetDeadline(deadline); err != nil {
 		return -1, rep, s.helperFailed(h, req, err)
 	}

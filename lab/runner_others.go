@@ -15,9 +15,10 @@ const HelperCommand = "__lab-helper"
 
 // Runner runs scenarios; on this platform it cannot.
 type Runner struct {
-	Predict Predictor
-	Wait    time.Duration
-	Kernel  *rules.Kernel
+	Predict       Predictor
+	Wait          time.Duration
+	HelperTimeout time.Duration
+	Kernel        *rules.Kernel
 }
 
 // Run returns an error wrapping inet.ErrUnsupported: scenarios need Linux

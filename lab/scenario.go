@@ -88,6 +88,7 @@ type Options struct {
 	PortRange  inet.PortRange // IP_LOCAL_PORT_RANGE when non-zero
 	Dev        string         // SO_BINDTODEVICE when non-empty
 	UID        uint32         // the uid that creates the socket (0: root)
+	In         string         // the topology host the socket lives on ("": the scenario's own namespace)
 }
 
 // Endpoint is ADDR:PORT where the port may name another socket's local port
@@ -122,6 +123,9 @@ type Step struct {
 	Key   string        // sysctl, e.g. net.ipv4.ip_local_port_range
 	Value string        // sysctl, e.g. "40000 40000"
 	Sleep time.Duration // sleep
+	// Host is the topology host the line runs on: its socket's in=HOST,
+	// or a sysctl's; "" for the scenario's own namespace.
+	Host string
 	// Expect is the asserted result: "ok" or an errno name; empty when the
 	// line asserts nothing.
 	Expect string
@@ -133,6 +137,9 @@ type Scenario struct {
 	Name  string
 	Line  int
 	Steps []Step
+	// Topology is the scenario's hosts, links and NAT rules; empty when
+	// everything runs in the scenario's own namespace.
+	Topology Topology
 }
 
 // Addrs returns every address the scenario names that must be made local
@@ -143,8 +150,8 @@ func (s Scenario) Addrs() []netip.Addr {
 	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, st := range s.Steps {
-		if st.Kind != KindBind && st.Kind != KindConnect && st.Kind != KindServer {
-			continue
+		if st.Kind != KindBind && st.Kind != KindConnect && st.Kind != KindServer || st.Host != "" {
+			continue // a host's addresses are on its links
 		}
 		a := st.Addr.Addr.Unmap()
 		if !a.IsValid() || a.IsUnspecified() || a.IsLoopback() || !Addable(a) || seen[a] {
@@ -206,6 +213,7 @@ var (
 // sockInfo is what the parser knows about a socket while it reads a scenario.
 type sockInfo struct {
 	proto  Proto
+	host   string // in=HOST
 	line   int
 	server bool
 	closed bool
@@ -239,6 +247,9 @@ func Parse(name string, data []byte) ([]Scenario, error) {
 	for _, s := range p.out {
 		if len(s.Steps) == 0 {
 			return nil, &ParseError{File: name, Line: s.Line, Msg: fmt.Sprintf("scenario [%s] has no operations", s.Name)}
+		}
+		if err := p.checkTopology(&s); err != nil {
+			return nil, err
 		}
 		if n := len(s.UIDs()); n > MaxUIDs {
 			return nil, &ParseError{File: name, Line: s.Line, Msg: fmt.Sprintf("scenario [%s] uses %d uids; at most %d (each runs in its own helper process)", s.Name, n, MaxUIDs)}
@@ -295,8 +306,20 @@ func (p *parser) parseLine(raw string) error {
 	if len(f) == 0 {
 		return p.errorf("=> without an operation")
 	}
+	if topoKeyword(f) {
+		return p.topology(sc, f, st.Expect != "")
+	}
 	if f[0] == "sysctl" {
-		return p.sysctl(sc, st, strings.TrimSpace(strings.TrimPrefix(line, "sysctl")))
+		rest := strings.TrimSpace(strings.TrimPrefix(line, "sysctl"))
+		if in, ok := strings.CutPrefix(rest, "in="); ok {
+			host, after, _ := strings.Cut(in, " ")
+			var err error
+			if st.Host, err = p.hostOption(sc, host); err != nil {
+				return err
+			}
+			rest = strings.TrimSpace(after)
+		}
+		return p.sysctl(sc, st, rest)
 	}
 	if f[0] == "sleep" {
 		d, err := time.ParseDuration(strings.Join(f[1:], ""))
@@ -333,9 +356,9 @@ func (p *parser) parseLine(raw string) error {
 	var err error
 	switch kind {
 	case KindSocket:
-		err = p.socket(&st, args, false)
+		err = p.socket(sc, &st, args, false)
 	case KindServer:
-		err = p.socket(&st, args, true)
+		err = p.socket(sc, &st, args, true)
 	case KindBind, KindConnect:
 		if len(args) != 1 {
 			return p.errorf("%s takes one ADDR:PORT", f[1])
@@ -367,7 +390,10 @@ func (p *parser) parseLine(raw string) error {
 		if p.socks == nil {
 			p.socks = map[string]*sockInfo{}
 		}
-		p.socks[st.Sock] = &sockInfo{proto: st.Proto, line: p.line, server: kind == KindServer}
+		p.socks[st.Sock] = &sockInfo{proto: st.Proto, line: p.line, server: kind == KindServer, host: st.Opts.In}
+		st.Host = st.Opts.In
+	} else {
+		st.Host = info.host
 	}
 	sc.Steps = append(sc.Steps, st)
 	return nil
@@ -408,11 +434,14 @@ func (p *parser) sysctl(sc *Scenario, st Step, rest string) error {
 	}
 	st.Kind, st.Key, st.Value = KindSysctl, key, value
 	st.Op = "sysctl " + key + "=" + value
+	if st.Host != "" {
+		st.Op = "sysctl in=" + st.Host + " " + key + "=" + value
+	}
 	sc.Steps = append(sc.Steps, st)
 	return nil
 }
 
-func (p *parser) socket(st *Step, args []string, server bool) error {
+func (p *parser) socket(sc *Scenario, st *Step, args []string, server bool) error {
 	verb := "socket"
 	if server {
 		verb = "server"
@@ -480,8 +509,13 @@ func (p *parser) socket(st *Step, args []string, server bool) error {
 				return p.errorf("option uid: want uid=N")
 			}
 			st.Opts.UID, err = p.uid(val)
+		case "in":
+			if st.Proto.IsIPv6() {
+				return p.errorf("option in: hosts are IPv4; use tcp4 or udp4")
+			}
+			st.Opts.In, err = p.hostOption(sc, val)
 		default:
-			err = p.errorf("unknown option %q (want reuseaddr, reuseport, v6only, bind-no-port, freebind, port-range=LO-HI, dev=IF or uid=N)", key)
+			err = p.errorf("unknown option %q (want reuseaddr, reuseport, v6only, bind-no-port, freebind, port-range=LO-HI, dev=IF, uid=N or in=HOST)", key)
 		}
 		if err != nil {
 			return err

@@ -195,7 +195,7 @@ func TestLibraryParses(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"seed", "options", "addresses", "udp", "bindnoport", "exhaustion", "uids", "edges"} {
+	for _, want := range []string{"seed", "options", "addresses", "udp", "bindnoport", "exhaustion", "uids", "edges", "nat"} {
 		if _, ok := Builtin(want); !ok {
 			t.Errorf("built-in group %q missing", want)
 		}
@@ -211,6 +211,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("# c\n[nc-double-p]\nWEB1 server tcp4 10.0.0.1:80\nNC1 socket tcp4 reuseport uid=1000\nNC1 bind 0.0.0.0:12345 => ok\nNC1 connect 10.0.0.1:@WEB1 => ok\nNC1 close\n"))
 	f.Add([]byte("[x]\nA socket tcp6 v6only\nA bind [::ffff:1.2.3.4]:@A => EINVAL\n"))
 	f.Add([]byte("[x]\nsysctl net.ipv4.a=1 => ok\nsleep 1ms\n"))
+	f.Add([]byte("[n]\nhost a via=192.0.2.1\nrouter r\nlink a=192.0.2.2/24 r=192.0.2.1/24\nnat r snat to=192.0.2.1 ports=1-9 out=a random\nA socket tcp4 in=a\nA connect 192.0.2.1:80 => ok\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		scs, err := Parse("f.lab", data)
 		if err != nil {
@@ -233,6 +234,9 @@ func FuzzParse(f *testing.F) {
 				}
 				if (st.Kind == KindBind || st.Kind == KindConnect || st.Kind == KindServer) && !st.Addr.Addr.IsValid() {
 					t.Fatalf("step %+v without an address", st)
+				}
+				if st.Host != "" && sc.Topology.host(st.Host) == nil {
+					t.Fatalf("step %+v on host %q the topology does not have", st, st.Host)
 				}
 			}
 		}

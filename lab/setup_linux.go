@@ -2,14 +2,14 @@ package lab
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/localroute"
 )
 
 // loopbackIndex is lo's ifindex: the kernel registers loopback first in
@@ -21,28 +21,18 @@ const addrWait = 3 * time.Second
 
 // setupNamespace brings lo up and adds addrs to it, over rtnetlink from the
 // calling thread's namespace, and returns once every address is usable:
-// its local route is in place. The messages are two fixed headers and two
-// attributes, so they are written here rather than pulling in a full
-// rtnetlink library.
+// its local route is in place (localroute). The messages are two fixed
+// headers and two attributes, so they are written here rather than pulling
+// in a full rtnetlink library.
 func setupNamespace(addrs []string) error {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	// Route events are heard from before any address is added, so none is
+	// missed.
+	w, err := localroute.Watch()
 	if err != nil {
-		return fmt.Errorf("rtnetlink: %w", err)
+		return err
 	}
-	defer c.Close()
-	// Route events, joined before any address is added so none is missed:
-	// an IPv6 address gets its local route from a work queue after
-	// RTM_NEWADDR has returned (addrconf's DAD work, even with NODAD).
-	events, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
-	if err != nil {
-		return fmt.Errorf("rtnetlink: %w", err)
-	}
-	defer events.Close()
-	for _, g := range []uint32{unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV6_ROUTE} {
-		if err := events.JoinGroup(g); err != nil {
-			return fmt.Errorf("rtnetlink: join route events: %w", err)
-		}
-	}
+	defer w.Close()
+	c := w.Conn()
 	// struct ifinfomsg: family, pad, type, index, flags, change.
 	link := make([]byte, unix.SizeofIfInfomsg)
 	binary.NativeEndian.PutUint32(link[4:], loopbackIndex)
@@ -54,6 +44,7 @@ func setupNamespace(addrs []string) error {
 	}); err != nil {
 		return fmt.Errorf("set lo up: %w", err)
 	}
+	var added []netip.Addr
 	for _, s := range addrs {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
@@ -82,73 +73,12 @@ func setupNamespace(addrs []string) error {
 		}); err != nil {
 			return fmt.Errorf("add %s to lo: %w", a, err)
 		}
+		added = append(added, a)
 	}
-	deadline := time.Now().Add(addrWait)
-	for _, s := range addrs {
-		a, _ := netip.ParseAddr(s)
-		if err := waitLocalRoute(c, events, a, deadline); err != nil {
-			return err
-		}
+	if err := w.Wait(added, addrWait); err != nil {
+		return fmt.Errorf("lo: %w", err)
 	}
 	return nil
-}
-
-// waitLocalRoute returns once the kernel routes a as a local address
-// (RTM_GETROUTE answers RTN_LOCAL), waking on route events rather than on
-// a timer, or fails at deadline.
-func waitLocalRoute(c, events *netlink.Conn, a netip.Addr, deadline time.Time) error {
-	for {
-		local, err := isLocalRoute(c, a)
-		if err != nil {
-			return err
-		}
-		if local {
-			return nil
-		}
-		if err := events.SetReadDeadline(deadline); err != nil {
-			return err
-		}
-		if _, err := events.Receive(); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return fmt.Errorf("address %s on lo: no local route after %v", a, addrWait)
-			}
-			return fmt.Errorf("rtnetlink: route events: %w", err)
-		}
-	}
-}
-
-// isLocalRoute asks the kernel for its route to a (ip route get).
-func isLocalRoute(c *netlink.Conn, a netip.Addr) (bool, error) {
-	family, bits := unix.AF_INET, 32
-	if a.Is6() {
-		family, bits = unix.AF_INET6, 128
-	}
-	// struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-	msg := make([]byte, unix.SizeofRtMsg)
-	msg[0], msg[1] = byte(family), byte(bits)
-	ae := netlink.NewAttributeEncoder()
-	ae.Bytes(unix.RTA_DST, a.AsSlice())
-	attrs, err := ae.Encode()
-	if err != nil {
-		return false, err
-	}
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_GETROUTE, Flags: netlink.Request},
-		Data:   append(msg, attrs...),
-	})
-	if err != nil {
-		var oe *netlink.OpError
-		if errors.As(err, &oe) && (errors.Is(oe.Err, unix.ENETUNREACH) || errors.Is(oe.Err, unix.EHOSTUNREACH) || errors.Is(oe.Err, unix.EINVAL)) {
-			return false, nil // no route yet
-		}
-		return false, fmt.Errorf("route get %s: %w", a, err)
-	}
-	for _, m := range msgs {
-		if len(m.Data) >= unix.SizeofRtMsg && m.Data[7] == unix.RTN_LOCAL {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // loopbackAddrs lists the addresses on lo, as the kernel reports them.

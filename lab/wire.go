@@ -1,5 +1,7 @@
 package lab
 
+import "github.com/tuple-net/tuple/nat"
+
 // The runner and its helpers speak JSON over a SOCK_SEQPACKET socketpair:
 // one request or reply per packet, so no framing is needed and a descriptor
 // handed over with SCM_RIGHTS travels with the packet it belongs to.
@@ -26,6 +28,10 @@ type request struct {
 	Expect string `json:"expect,omitempty"`
 	// State (state) is the kernel TCP state to wait for.
 	State int `json:"state,omitempty"`
+	// Topo (topo, topo-wait) configures a topology host.
+	Topo *topoRequest `json:"topo,omitempty"`
+	// All (host): every address of the namespace, not only lo's.
+	All bool `json:"all,omitempty"`
 }
 
 // reply is a helper's answer.
@@ -44,6 +50,8 @@ type reply struct {
 	// TWSec is the monotonic clock's second at which the closed socket
 	// entered TIME_WAIT, from the kernel's TIME_WAIT timer (0: unknown).
 	TWSec int64 `json:"tw_sec,omitempty"`
+	// NAT (nat) is the namespace's NAT rules and conntrack table.
+	NAT *nat.Snapshot `json:"nat,omitempty"`
 }
 
 // sockState is what the kernel says about a socket after an operation.

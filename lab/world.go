@@ -286,8 +286,17 @@ func (w *world) connected(client *entry) (child, listener *entry) {
 		return nil, nil
 	}
 	for _, e := range w.entries {
-		if e.sock.State == rules.TimeWait && e.sock.Local == c.Local && e.sock.Remote == c.Remote {
-			w.remove(e) // the four-tuple is unique: the kernel replaced it
+		// The kernel took over the TIME_WAIT entry of this four-tuple
+		// (__inet_check_established). Its match (inet_match) compares the
+		// entry's bound device with the connecting socket's: an entry bound
+		// to a device matches only a socket bound to the same one, an entry
+		// bound to none matches any; an unmatched entry stays beside the
+		// new connection. Addresses compare unmapped: a v4-mapped socket's
+		// four-tuple is hashed as IPv4.
+		tw := e.sock
+		if tw.State == rules.TimeWait && tw.Proto == inet.TCP && (tw.Dev == 0 || tw.Dev == c.Dev) &&
+			unmapPort(tw.Local) == unmapPort(c.Local) && unmapPort(tw.Remote) == unmapPort(c.Remote) {
+			w.remove(e)
 			break
 		}
 	}

@@ -88,6 +88,22 @@ type Flow struct {
 	Orig, Reply Tuple
 	// SrcNAT is set when the kernel translated the source (IPS_SRC_NAT).
 	SrcNAT bool
+	// TCPState is conntrack's TCP state (TCPStateNames), 0 for other
+	// protocols; Timeout the seconds left before the entry expires.
+	TCPState uint8  `json:",omitempty"`
+	Timeout  uint32 `json:",omitempty"`
+}
+
+// TCPStateNames are conntrack's TCP states (enum tcp_conntrack).
+var TCPStateNames = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
+	"CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+// State names the entry's TCP state, "" for other protocols.
+func (f Flow) State() string {
+	if f.Proto != 6 || int(f.TCPState) >= len(TCPStateNames) {
+		return ""
+	}
+	return TCPStateNames[f.TCPState]
 }
 
 // Budget is what one NAT address can still hand out towards one

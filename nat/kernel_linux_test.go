@@ -2,148 +2,35 @@ package nat
 
 import (
 	"context"
-	"errors"
-	"net"
 	"net/netip"
-	"os"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/nftables"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/nattest"
 	"github.com/tuple-net/tuple/internal/netnstest"
 )
 
-// topology is three namespaces: inside clients (192.0.2.2 and .3) behind a
-// router that source-NATs to 198.51.100.1 on its outside link, and a server
-// namespace with two destination addresses (198.51.100.2 and .3) listening
-// on port 80.
-type topology struct {
-	client, router, server *netnstest.NS
-	accepted               chan net.Conn // the server's accepted connections
-	mu                     sync.Mutex
-	listeners              []net.Listener
-	wg                     sync.WaitGroup
-}
-
-// listen starts a server on d in the server namespace that hands every
-// accepted connection to tp.accepted.
-func (tp *topology) listen(t *testing.T, d netip.AddrPort) {
-	t.Helper()
-	var ln net.Listener
-	if err := tp.server.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", d.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	tp.mu.Lock()
-	tp.listeners = append(tp.listeners, ln)
-	tp.mu.Unlock()
-	tp.wg.Add(1)
-	go func() {
-		defer tp.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tp.accepted <- c
-		}
-	}()
-}
-
 var (
-	natAddr = netip.MustParseAddr("198.51.100.1")
-	destA   = netip.MustParseAddrPort("198.51.100.2:80")
-	destB   = netip.MustParseAddrPort("198.51.100.3:80")
+	natAddr = nattest.NATAddr
+	destA   = nattest.DestA
+	destB   = nattest.DestB
 )
 
-func newTopology(t *testing.T, rules ...Rule) *topology {
+// topology is nattest's three namespaces with rules installed on the
+// router by Apply.
+type topology struct{ *nattest.Topology }
+
+func newTopology(t *testing.T, rules ...Rule) topology {
 	t.Helper()
-	tp := &topology{client: netnstest.New(t), router: netnstest.New(t), server: netnstest.New(t),
-		accepted: make(chan net.Conn, 64)}
-	tp.client.IP(t, "link", "add", "c0", "type", "veth", "peer", "name", "r0", "netns", tp.router.Name)
-	tp.router.IP(t, "link", "add", "r1", "type", "veth", "peer", "name", "s0", "netns", tp.server.Name)
-	tp.client.IP(t, "addr", "add", "192.0.2.2/24", "dev", "c0")
-	tp.client.IP(t, "addr", "add", "192.0.2.3/24", "dev", "c0")
-	tp.client.IP(t, "addr", "add", "192.0.2.4/24", "dev", "c0")
-	tp.client.IP(t, "link", "set", "c0", "up")
-	tp.client.IP(t, "route", "add", "default", "via", "192.0.2.1")
-	tp.router.IP(t, "addr", "add", "192.0.2.1/24", "dev", "r0")
-	tp.router.IP(t, "addr", "add", natAddr.String()+"/24", "dev", "r1")
-	tp.router.IP(t, "link", "set", "r0", "up")
-	tp.router.IP(t, "link", "set", "r1", "up")
-	tp.router.Sysctl(t, "net.ipv4.ip_forward", "1")
-	tp.server.IP(t, "addr", "add", destA.Addr().String()+"/24", "dev", "s0")
-	tp.server.IP(t, "addr", "add", destB.Addr().String()+"/24", "dev", "s0")
-	tp.server.IP(t, "link", "set", "s0", "up")
-
-	fd, err := os.Open("/run/netns/" + tp.router.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	if err := Apply(int(fd.Fd()), nftables.TableFamilyIPv4, rules); err != nil {
-		t.Fatal(err)
-	}
-
-	for _, d := range []netip.AddrPort{destA, destB} {
-		tp.listen(t, d)
-	}
-	t.Cleanup(func() {
-		tp.mu.Lock()
-		for _, ln := range tp.listeners {
-			ln.Close()
-		}
-		tp.mu.Unlock()
-		tp.wg.Wait()
-		close(tp.accepted)
-		for c := range tp.accepted {
-			c.Close()
-		}
-	})
-	return tp
+	return topology{nattest.New(t, func(fd int) error { return Apply(fd, nftables.TableFamilyIPv4, rules) })}
 }
 
-// dial connects from the client namespace, from src (zero: the kernel
-// picks), bounded by a timeout: a SYN the NAT drops shows as a timeout.
-func (tp *topology) dial(t *testing.T, src, dest netip.AddrPort) (net.Conn, error) {
-	t.Helper()
-	var c net.Conn
-	err := tp.client.Do(func() (err error) {
-		d := net.Dialer{Timeout: 1500 * time.Millisecond, KeepAlive: -1}
-		if src.IsValid() {
-			d.LocalAddr = net.TCPAddrFromAddrPort(src)
-		}
-		c, err = d.Dial("tcp4", dest.String())
-		return err
-	})
-	if c != nil {
-		t.Cleanup(func() { c.Close() })
-	}
-	return c, err
-}
-
-// outside is the source the server saw for the next accepted connection.
-func (tp *topology) outside(t *testing.T) netip.AddrPort {
-	t.Helper()
-	select {
-	case c := <-tp.accepted:
-		defer c.Close()
-		return c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	case <-time.After(5 * time.Second):
-		t.Fatal("the server accepted nothing")
-		return netip.AddrPort{}
-	}
-}
-
-func (tp *topology) snapshot(t *testing.T) Snapshot {
+func (tp topology) snapshot(t *testing.T) Snapshot {
 	t.Helper()
 	var s Snapshot
-	if err := tp.router.Do(func() (err error) {
+	if err := tp.Router.Do(func() (err error) {
 		s, err = Read(context.Background())
 		return err
 	}); err != nil {
@@ -168,18 +55,10 @@ func budgetFor(t *testing.T, bs []Budget, dest netip.AddrPort) Budget {
 // number of further connections the kernel allows, exactly.
 func TestPredictedFreePortsMatchKernel(t *testing.T) {
 	netnstest.RequireRoot(t)
-	rule := Rule{ToMin: natAddr, ToMax: natAddr, Ports: inet.PortRange{Lo: 40000, Hi: 40009}, OutInterface: "r1"}
+	rule := Rule{ToMin: natAddr, ToMax: natAddr, Ports: inet.PortRange{Lo: 40000, Hi: 40009}, OutInterface: nattest.OutInterface}
 	tp := newTopology(t, rule)
-	open := func(dest netip.AddrPort, n int) {
-		for i := range n {
-			if _, err := tp.dial(t, netip.AddrPort{}, dest); err != nil {
-				t.Fatalf("connection %d to %s: %v", i+1, dest, err)
-			}
-			tp.outside(t)
-		}
-	}
-	open(destA, 7)
-	open(destB, 3)
+	tp.Open(t, destA, 7)
+	tp.Open(t, destB, 3)
 
 	before := tp.snapshot(t)
 	if len(before.Rules) != 1 || before.Rules[0].Ports != rule.Ports {
@@ -193,22 +72,7 @@ func TestPredictedFreePortsMatchKernel(t *testing.T) {
 
 	// Open connections until the kernel refuses; count them.
 	further := func(dest netip.AddrPort, limit int) int {
-		n := 0
-		for ; n < limit; n++ {
-			_, err := tp.dial(t, netip.AddrPort{}, dest)
-			if err != nil {
-				var ne net.Error
-				if !errors.As(err, &ne) || !ne.Timeout() {
-					t.Fatalf("connection to %s failed other than by the NAT dropping it: %v", dest, err)
-				}
-				return n
-			}
-			got := tp.outside(t)
-			if got.Addr() != natAddr || got.Port() < rule.Ports.Lo || got.Port() > rule.Ports.Hi {
-				t.Fatalf("server saw %s, want %s with a port in %d-%d", got, natAddr, rule.Ports.Lo, rule.Ports.Hi)
-			}
-		}
-		return n
+		return tp.Further(t, dest, limit, rule.Ports.Lo, rule.Ports.Hi)
 	}
 	if n := further(destA, a.Free+2); n != a.Free {
 		t.Errorf("kernel allowed %d further connections to %s, predicted %d", n, destA, a.Free)
@@ -233,28 +97,28 @@ func TestPredictedFreePortsMatchKernel(t *testing.T) {
 // differ; towards one destination the second is rewritten.
 func TestMasqueradeKeepsSourcePortPerDestination(t *testing.T) {
 	netnstest.RequireRoot(t)
-	tp := newTopology(t, Rule{Masquerade: true, OutInterface: "r1"})
+	tp := newTopology(t, Rule{Masquerade: true, OutInterface: nattest.OutInterface})
 	c1 := netip.MustParseAddrPort("192.0.2.2:12345")
 	c2 := netip.MustParseAddrPort("192.0.2.3:12345")
 
-	if _, err := tp.dial(t, c1, destA); err != nil {
+	if _, err := tp.Dial(t, c1, destA); err != nil {
 		t.Fatal(err)
 	}
-	if got := tp.outside(t); got != netip.AddrPortFrom(natAddr, 12345) {
+	if got := tp.Outside(t); got != netip.AddrPortFrom(natAddr, 12345) {
 		t.Errorf("first client seen as %s, want %s:12345", got, natAddr)
 	}
-	if _, err := tp.dial(t, c2, destB); err != nil {
+	if _, err := tp.Dial(t, c2, destB); err != nil {
 		t.Fatal(err)
 	}
-	if got := tp.outside(t); got != netip.AddrPortFrom(natAddr, 12345) {
+	if got := tp.Outside(t); got != netip.AddrPortFrom(natAddr, 12345) {
 		t.Errorf("second client to another destination seen as %s, want the same port kept", got)
 	}
 	// A third client on port 12345 towards the first destination: the
 	// outside four-tuple is taken, so the NAT picks another port.
-	if _, err := tp.dial(t, netip.MustParseAddrPort("192.0.2.4:12345"), destA); err != nil {
+	if _, err := tp.Dial(t, netip.MustParseAddrPort("192.0.2.4:12345"), destA); err != nil {
 		t.Fatal(err)
 	}
-	if got := tp.outside(t); got.Addr() != natAddr || got.Port() == 12345 {
+	if got := tp.Outside(t); got.Addr() != natAddr || got.Port() == 12345 {
 		t.Errorf("third client to the first destination seen as %s, want %s with another port", got, natAddr)
 	}
 }
@@ -266,18 +130,18 @@ func TestSNATRangeKeepsInRangePortUnlessRandom(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ports := inet.PortRange{Lo: 40000, Hi: 40009}
 	for _, random := range []bool{false, true} {
-		tp := newTopology(t, Rule{ToMin: natAddr, ToMax: natAddr, Ports: ports, OutInterface: "r1", FullyRandom: random})
+		tp := newTopology(t, Rule{ToMin: natAddr, ToMax: natAddr, Ports: ports, OutInterface: nattest.OutInterface, FullyRandom: random})
 		kept := 0
 		for i := range 6 {
 			// Six distinct destinations, so no outside tuple clashes:
 			// every in-range port could be kept.
 			dest := netip.AddrPortFrom(destA.Addr(), uint16(81+i))
-			tp.listen(t, dest)
+			tp.Listen(t, dest)
 			src := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(40001+i))
-			if _, err := tp.dial(t, src, dest); err != nil {
+			if _, err := tp.Dial(t, src, dest); err != nil {
 				t.Fatalf("random=%v dial %s -> %s: %v", random, src, dest, err)
 			}
-			if tp.outside(t).Port() == src.Port() {
+			if tp.Outside(t).Port() == src.Port() {
 				kept++
 			}
 		}

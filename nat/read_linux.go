@@ -34,11 +34,15 @@ func read(ctx context.Context) (Snapshot, error) {
 	s.Flows = make([]Flow, 0, len(flows))
 	for _, f := range flows {
 		s.Flows = append(s.Flows, Flow{
-			Proto:  f.TupleOrig.Proto.Protocol,
-			Orig:   tupleOf(f.TupleOrig),
-			Reply:  tupleOf(f.TupleReply),
-			SrcNAT: f.Status.SrcNAT(),
+			Proto:   f.TupleOrig.Proto.Protocol,
+			Orig:    tupleOf(f.TupleOrig),
+			Reply:   tupleOf(f.TupleReply),
+			SrcNAT:  f.Status.SrcNAT(),
+			Timeout: f.Timeout,
 		})
+		if f.ProtoInfo.TCP != nil {
+			s.Flows[len(s.Flows)-1].TCPState = f.ProtoInfo.TCP.State
+		}
 	}
 	stats, err := ct.Stats()
 	if err != nil {

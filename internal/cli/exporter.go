@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tuple-net/tuple/exporter"
 	"github.com/tuple-net/tuple/netns"
+	"github.com/tuple-net/tuple/socktab"
 )
 
 // exporterOptions are the flags of `tuple exporter`.
@@ -104,7 +106,9 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	log := slog.New(slog.NewTextHandler(s.Err, nil))
 	src := o.source
 	if src == nil {
-		src = exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
+		live := exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
+		defer live.Close()
+		src = live
 	}
 	var extra []prometheus.Collector
 	if o.Netns != "" {
@@ -124,6 +128,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	defer serverGC(ctx, o.ProcRoot)()
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Listen)
 	if err != nil {
 		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
@@ -151,4 +156,43 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	}
 	warnf(s.Err, "tuple exporter: stopped\n")
 	return nil
+}
+
+// serverGC keeps the exporter's heap level: each snapshot reads the whole
+// socket table and lets it go, so with the default collector the heap
+// doubles past each snapshot and the resident set swings with it (the soak
+// in docs/benchmarks.md saw 185-886 MiB at 200,000 sockets). Instead the
+// collector runs only near a memory limit sized from the table
+// (/proc/net/sockstat, as batchGC), checked again every 10 s as the table
+// grows or shrinks. The returned function restores the settings.
+func serverGC(ctx context.Context, procRoot string) (restore func()) {
+	set := func() {
+		if st, err := socktab.ReadSockstat(procRoot); err == nil {
+			debug.SetMemoryLimit(gcLimit(st.Sockets()))
+		}
+	}
+	limit := debug.SetMemoryLimit(gcLimit(0))
+	percent := debug.SetGCPercent(-1)
+	set()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				set()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
 }

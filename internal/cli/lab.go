@@ -23,8 +23,11 @@ type labOptions struct {
 	print    string
 	repeat   int
 	timeout  time.Duration
-	kernels  string // --kernel: comma-separated kernels to compare
-	version  string // --kernel-version: the model's kernel
+	// helperTimeout bounds a helper's answer to one request (guests get
+	// guestSlowdown times as long).
+	helperTimeout time.Duration
+	kernels       string // --kernel: comma-separated kernels to compare
+	version       string // --kernel-version: the model's kernel
 }
 
 func newLabCmd(s Streams) *cobra.Command {
@@ -59,6 +62,7 @@ otherwise (or when the run timed out), 2 on bad input.`,
 	f.StringVar(&o.print, "print", "", "print the text of built-in group `NAME`")
 	f.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times; a line whose kernel answer varied is flaky")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "stop the whole run after `DURATION`")
+	f.DurationVar(&o.helperTimeout, "helper-timeout", 10*time.Second, "fail the run when a socket helper takes longer than `DURATION` (beyond a connect's wait) to answer; guests under --kernel get 12 times as long")
 	f.StringVar(&o.kernels, "kernel", "", "run on each kernel of `LIST` under qemu and compare: host, 5.10, 6.1, 6.12 (scripts/fetch-kernels) or a vmlinuz path, comma-separated; exit 1 when the model disagrees with any")
 	f.StringVar(&o.version, "kernel-version", "", "the model follows kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one")
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
@@ -107,6 +111,9 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	if o.timeout <= 0 {
 		return usageError("--timeout %v: want a positive duration, e.g. 30m", o.timeout)
 	}
+	if o.helperTimeout <= 0 {
+		return usageError("--helper-timeout %v: want a positive duration, e.g. 10s", o.helperTimeout)
+	}
 	sources, err := labSources(args)
 	if err != nil {
 		return err
@@ -133,7 +140,7 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	if err != nil {
 		return err
 	}
-	runner := lab.Runner{Kernel: kernel}
+	runner := lab.Runner{Kernel: kernel, HelperTimeout: o.helperTimeout}
 	start := time.Now()
 	results, err := runScenarios(ctx, o, runner, scenarios, func(res lab.ScenarioResult) error {
 		switch {

@@ -5,9 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/load"
 )
 
 // loadNS is a namespace with a source, two destinations, a 10-port ephemeral
@@ -60,7 +66,7 @@ func clientSockets(t *testing.T, ns *netnstest.NS) string {
 	return strings.TrimSpace(ns.Run(t, "ss", "-Htan", "src 10.0.0.1"))
 }
 
-func decodeReport(t *testing.T, out []byte) loadReport {
+func decodeReport(t *testing.T, out []byte) load.Report {
 	t.Helper()
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(out, &fields); err != nil {
@@ -71,7 +77,7 @@ func decodeReport(t *testing.T, out []byte) loadReport {
 			t.Errorf("--json output lacks %q: %s", f, out)
 		}
 	}
-	var r loadReport
+	var r load.Report
 	json.Unmarshal(out, &r)
 	return r
 }
@@ -138,7 +144,7 @@ func TestLoadEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("sink did not stop within 10s of SIGINT")
 	}
-	var sr sinkReport
+	var sr load.SinkReport
 	if err := json.Unmarshal(sinkOut.Bytes(), &sr); err != nil {
 		t.Fatalf("sink output %q: %v", sinkOut, err)
 	}
@@ -252,4 +258,163 @@ func socketFDs(t *testing.T, ns *netnstest.NS) int {
 		}
 	}
 	return n
+}
+
+// finServer accepts on addr inside ns and closes each connection in turn
+// once its peer has closed (a FIN or a reset), as ordinary servers do; it
+// reports each close on the returned channel.
+func finServer(t *testing.T, ns *netnstest.NS, addr string) <-chan struct{} {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{}, 1024)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(io.Discard, c)
+				c.Close()
+				closed <- struct{}{}
+			}()
+		}
+	}()
+	return closed
+}
+
+// SIGKILL of tuple load while it holds connections to a server that
+// closes in turn leaves no TIME_WAIT: the workers' sockets carry
+// SO_LINGER 0 from their creation, so the kernel's close at their death
+// is a reset. (Before, each connection closed with a FIN and sat in
+// TIME_WAIT for 60 s: 20,059 of them after holding 20,000.)
+func TestLoadKilledLeavesNoTimeWait(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bin := tupleBinary(t)
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.1.1/32")
+	closed := finServer(t, ns, "10.0.1.1:8080")
+	cmd := ns.Command(context.Background(), bin, "load", "--from", "10.0.0.1", "--to", "10.0.1.1:8080",
+		"--conns", "20", "--per-proc", "10", "--hold", "60s", "--json")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadBytes('\n') // the report: all opened, now holding
+	if err != nil {
+		t.Fatalf("reading the report: %v", err)
+	}
+	if r := decodeReport(t, line); r.Established != 20 {
+		t.Fatalf("established %d, want 20", r.Established)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	// The server has closed every connection once it saw each end.
+	for i := range 20 {
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the server saw %d of 20 connections end within 10s of SIGKILL", i)
+		}
+	}
+	waitFor(t, "the workers to exit", func() bool { return len(pids(t, ns)) == 0 })
+	if s := clientSockets(t, ns); s != "" {
+		t.Errorf("client sockets left after SIGKILL:\n%s", s)
+	}
+}
+
+// openFDs counts the descriptors of process pid.
+func openFDs(pid string) int {
+	ents, _ := os.ReadDir("/proc/" + pid + "/fd")
+	return len(ents)
+}
+
+// underLimit runs tuple with args in ns under a file limit of n.
+func underLimit(ns *netnstest.NS, n int, bin string, args ...string) *exec.Cmd {
+	return ns.Command(context.Background(), "sh", append([]string{"-c", `ulimit -n "$0" && exec "$@"`, strconv.Itoa(n), bin}, args...)...)
+}
+
+// Under a file limit of 100, the default --per-proc follows the limit, so
+// 300 connections are all opened (before: one worker of 15,000 stopped at
+// 92 with "errno 24" and exit 0). A sink process that reaches its limit of
+// 64 says so, names EMFILE and the limit, and exits 1 (before: exit 0, the
+// short count silent).
+func TestLoadFileLimit(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bin := tupleBinary(t)
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.1.1/32")
+	finServer(t, ns, "10.0.1.1:8080")
+	out, err := underLimit(ns, 100, bin, "load", "--from", "10.0.0.1", "--to", "10.0.1.1:8080",
+		"--conns", "300", "--hold", "10ms", "--json").Output()
+	if err != nil {
+		t.Fatalf("tuple load under ulimit -n 100: %v", err)
+	}
+	if r := decodeReport(t, out); r.Established != 300 || len(r.Errors) != 0 || r.Workers != 5 {
+		t.Errorf("under ulimit -n 100: %d of 300 established by %d workers, errors %v; want 300 by 5 (100 less 32 is 68 each), none", r.Established, r.Workers, r.Errors)
+	}
+
+	sink := underLimit(ns, 64, bin, "load", "--listen", "10.0.1.1:9090", "--procs", "1", "--hold", "60s", "--json")
+	var sinkOut, sinkErr bytes.Buffer
+	sink.Stdout, sink.Stderr = &sinkOut, &sinkErr
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Process.Kill(); sink.Wait() })
+	waitFor(t, "the sink listening", func() bool { return strings.Contains(ns.Run(t, "ss", "-Htln", "sport = :9090"), "LISTEN") })
+	client := ns.Command(context.Background(), bin, "load", "--from", "10.0.0.1", "--to", "10.0.1.1:9090",
+		"--conns", "100", "--hold", "60s", "--json")
+	stdout, err := client.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+	if _, err := bufio.NewReader(stdout).ReadBytes('\n'); err != nil { // all 100 handshakes done
+		t.Fatalf("reading the client's report: %v", err)
+	}
+	// The sink's worker is full when it holds 64 descriptors (numbered
+	// below the limit; one it was given may be above) and the rest of the
+	// connections wait in its accept queue.
+	worker := ""
+	waitFor(t, "the sink worker to reach its 64 descriptors", func() bool {
+		for _, pid := range pids(t, ns) {
+			if cl, _ := os.ReadFile("/proc/" + pid + "/cmdline"); strings.Contains(string(cl), `"sink":true`) {
+				worker = pid
+			}
+		}
+		return worker != "" && openFDs(worker) >= 64
+	})
+	sink.Process.Signal(syscall.SIGINT)
+	err = sink.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("sink that reached its file limit: %v, want exit status 1", err)
+	}
+	for _, want := range []string{"RLIMIT_NOFILE 64", "EMFILE", "ulimit -n"} {
+		if !strings.Contains(sinkErr.String(), want) {
+			t.Errorf("sink's stderr lacks %q:\n%s", want, sinkErr.String())
+		}
+	}
+	var sr load.SinkReport
+	if err := json.Unmarshal(sinkOut.Bytes(), &sr); err != nil || sr.Errors["EMFILE"] == 0 || sr.Accepted >= 100 {
+		t.Errorf("sink report %s (%v): want EMFILE counted and fewer than 100 accepted", sinkOut.String(), err)
+	}
+	if !regexp.MustCompile(`holding (5|6)\d connections`).MatchString(sinkErr.String()) {
+		t.Errorf("sink's stderr does not say how many connections it held at the limit (50-69):\n%s", sinkErr.String())
+	}
 }

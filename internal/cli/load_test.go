@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/tuple-net/tuple/load"
 )
 
 func TestLoadBadInputExits2(t *testing.T) {
@@ -19,7 +21,7 @@ func TestLoadBadInputExits2(t *testing.T) {
 		{"load", "--to", "127.0.0.1:80", "--conns", "1", "--from", "127.0.0.1", "--policy", "kernel"},
 		{"load", "--to", "127.0.0.1:80", "--conns", "1", "--from", "::1"},
 		{"load", "--to", "127.0.0.1:80", "--conns", "1", "--from", "localhost"},
-		{"load", "--to", "127.0.0.1:80", "--conns", "1", "--per-proc", "20000"},
+		{"load", "--to", "127.0.0.1:80", "--conns", "1", "--per-proc", "-1"},
 		{"load", "--to", "127.0.0.1:80", "--conns", "1", "--hold", "-1s"},
 		{"load", "--listen", "127.0.0.1:9"},
 		{"load", "--listen", "127.0.0.1", "--hold", "1s"},
@@ -38,31 +40,17 @@ func TestLoadBadInputExits2(t *testing.T) {
 	}
 }
 
-func TestSummarize(t *testing.T) {
-	got := summarize([]workerMsg{
-		{Type: "result", Established: 3, Errors: map[string]int{"EADDRNOTAVAIL": 2}, LatencyUS: []int64{100, 300, 200},
-			Ports: []uint16{40000, 40001}, ElapsedUS: 1_000_000, CPUUS: 500, Failed: 2, Stopped: []string{"10.0.1.2:80"}},
-		{Type: "result", Established: 1, Errors: map[string]int{"EADDRNOTAVAIL": 1, "timeout": 1}, LatencyUS: []int64{5000},
-			Ports: []uint16{40001}, ElapsedUS: 2_000_000, CPUUS: 300, Failed: 2, Stopped: []string{"10.0.1.2:80", "10.0.1.1:80"}},
-	})
-	want := loadReport{
-		Established: 4,
-		Errors:      map[string]int{"EADDRNOTAVAIL": 3, "timeout": 1},
-		RatePerS:    2, // 4 connections over the slowest worker's 2 s
-		P50ms:       0.2,
-		P99ms:       5,
-		LocalPorts:  2,
-		ElapsedS:    2,
-		CPUUSPer:    100, // 800 µs over 8 attempts
-		GivenUp:     []string{"10.0.1.1:80", "10.0.1.2:80"},
+// --per-proc above what a process may hold is refused up front, naming the
+// file limit, instead of workers failing later with EMFILE.
+func TestLoadPerProcAboveFileLimit(t *testing.T) {
+	most, err := load.PerProcMax()
+	if err != nil {
+		t.Skipf("no file limit here: %v", err)
 	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("summarize (-want +got):\n%s", d)
-	}
-	if p := percentile(nil, 99); p != 0 {
-		t.Errorf("percentile of nothing = %v", p)
-	}
-	if p := percentile([]int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 50); p != 5 {
-		t.Errorf("p50 of 1..10 = %v, want 5", p)
+	code, out, errOut := run(t, "", "load", "--to", "127.0.0.1:80", "--conns", "1", "--per-proc", strconv.Itoa(most+1))
+	want := fmt.Sprintf("tuple: load: --per-proc must be 1-%d (the file limit RLIMIT_NOFILE %d less %d descriptors a worker keeps for itself), got %d\n",
+		most, most+load.Reserve, load.Reserve, most+1)
+	if code != 2 || out != "" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, want)
 	}
 }

@@ -100,11 +100,13 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if o.Netns != "" {
 		return runPortsNamespaces(ctx, o, s, opt)
 	}
+	defer batchGC(o.ProcRoot)()
 	t, host, err := o.read(ctx, o)
 	if err != nil {
 		return err
 	}
 	opt.Buckets = t.Buckets
+	t.Sockets = nil // converted into t.Entries: not needed while the budget is made
 	rep := ports.Budget(t.Entries, host, opt)
 	if o.JSON {
 		enc := json.NewEncoder(s.Out)

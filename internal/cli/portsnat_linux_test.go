@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/nattest"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/nat"
 )
@@ -52,5 +53,38 @@ func TestPortsNATReadsRules(t *testing.T) {
 	code, out, _ = runIn(t, ns, "ports", "--nat")
 	if code != 0 || !strings.Contains(out, "Source-NAT rules  oifname eth9 masquerade") || !strings.Contains(out, "No translated connections") {
 		t.Errorf("ports --nat: exit %d\n%s", code, out)
+	}
+}
+
+// The must-show of the NAT work: with an SNAT range of 10 ports and two
+// destinations holding 7 and 3 of them, `tuple ports --nat --json` run on
+// the router says 3 and 7 free, and the kernel then allows exactly that
+// many further connections to each destination before it drops one.
+func TestPortsNATPredictsFurtherConnections(t *testing.T) {
+	rule := nat.Rule{ToMin: nattest.NATAddr, ToMax: nattest.NATAddr, Ports: inet.PortRange{Lo: 40000, Hi: 40009}, OutInterface: nattest.OutInterface}
+	tp := nattest.New(t, func(fd int) error { return nat.Apply(fd, nftables.TableFamilyIPv4, []nat.Rule{rule}) })
+	tp.Open(t, nattest.DestA, 7)
+	tp.Open(t, nattest.DestB, 3)
+	code, out, errOut := runIn(t, tp.Router, "ports", "--nat", "--json")
+	if code != 0 {
+		t.Fatalf("ports --nat --json: exit %d: %s", code, errOut)
+	}
+	var rep natReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("ports --nat --json output is not JSON: %v\n%s", err, out)
+	}
+	free := map[netip.AddrPort]int{}
+	for _, b := range rep.Budgets {
+		if b.NATAddress == nattest.NATAddr && b.Proto == "tcp" && b.Exhaustive {
+			free[b.Destination] = b.Free
+		}
+	}
+	if free[nattest.DestA] != 3 || free[nattest.DestB] != 7 {
+		t.Fatalf("ports --nat predicts %v free, want 3 towards %s and 7 towards %s:\n%s", free, nattest.DestA, nattest.DestB, out)
+	}
+	for _, d := range []netip.AddrPort{nattest.DestA, nattest.DestB} {
+		if n := tp.Further(t, d, free[d]+2, rule.Ports.Lo, rule.Ports.Hi); n != free[d] {
+			t.Errorf("the kernel allowed %d further connections to %s; ports --nat predicted %d", n, d, free[d])
+		}
 	}
 }

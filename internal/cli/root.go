@@ -102,7 +102,6 @@ why, and is a netcat with full control of source address, port and reuse options
 		newLsCmd(s),
 		newWhoCmd(s),
 		newLoadCmd(s),
-		newLoadWorkerCmd(s),
 		newLabCmd(s),
 		newBrokerCmd(s),
 	)

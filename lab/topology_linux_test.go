@@ -1,0 +1,134 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+const cancelTopo = `[x]
+host alice via=192.0.2.1
+router gw
+host web
+link alice=192.0.2.2/24 gw=192.0.2.1/24
+link gw=198.51.100.1/24 web=198.51.100.2/24
+nat gw masquerade out=web
+WEB server tcp4 198.51.100.2:80 in=web
+A socket tcp4 in=alice
+A connect 198.51.100.2:80 => ok
+sleep 5s
+`
+
+// Cancelling a topology scenario mid-run kills every host's helper, so
+// every namespace (and the veth pairs and NAT table in them) goes; nothing
+// was ever made in the caller's namespace.
+func TestTopologyCancelLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	scs, err := Parse("t.lab", []byte(cancelTopo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var r Runner
+	go func() {
+		_, err := r.Run(ctx, scs[0])
+		done <- err
+	}()
+	// The scenario's own namespace and the three hosts: four root helpers.
+	var pids []int
+	for deadline := time.Now().Add(10 * time.Second); len(pids) < 4 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		pids = helperPIDs(t)
+	}
+	if len(pids) != 4 {
+		t.Fatalf("want 4 helpers running, found %v", pids)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if left := helperPIDs(t); len(left) != 0 {
+		t.Errorf("helpers left after cancel: %v", left)
+	}
+	for _, name := range []string{"alice", "gw", "web"} {
+		if _, err := net.InterfaceByName(name); err == nil {
+			t.Errorf("interface %s exists in the test's namespace", name)
+		}
+	}
+}
+
+// A connect through the NAT router reports what the server saw and nat's
+// prediction, and the close waits for the router's conntrack TIME_WAIT.
+func TestTopologyReportsOutside(t *testing.T) {
+	requireRoot(t)
+	text := strings.Replace(cancelTopo, "sleep 5s\n", "A close\n", 1)
+	scs, err := Parse("t.lab", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Runner
+	res, err := r.Run(context.Background(), scs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn, closed Result
+	for _, x := range res.Results {
+		switch x.Op {
+		case "connect 198.51.100.2:80":
+			conn = x
+		case "close":
+			closed = x
+		}
+	}
+	port := conn.Local[strings.Index(conn.Local, ":")+1 : strings.Index(conn.Local, " ")]
+	if conn.Outside != "198.51.100.1:"+port || conn.NAT != conn.Outside+" (kept)" || !conn.OK {
+		t.Errorf("connect: outside %q, nat %q, ok %v; want 198.51.100.1:%s kept", conn.Outside, conn.NAT, conn.OK, port)
+	}
+	if !strings.Contains(closed.Local, "conntrack on gw: TIME_WAIT") {
+		t.Errorf("close note %q does not show gw's conntrack entry in TIME_WAIT", closed.Local)
+	}
+}
+
+// What only the topology tells the model: a host without a default route
+// cannot reach a far address (ENETUNREACH at once), and a host's closed
+// port refuses a connection from another host.
+func TestTopologyRoutesAndListeners(t *testing.T) {
+	requireRoot(t)
+	scs, err := Parse("t.lab", []byte(`[x]
+host a
+host b
+link a=192.0.2.2/24 b=192.0.2.3/24
+S server tcp4 192.0.2.3:80 in=b
+A socket tcp4 in=a
+A connect 198.51.100.9:80 => ENETUNREACH
+U socket udp4 in=a
+U connect 198.51.100.9:53 => ENETUNREACH
+B socket tcp4 in=a
+B connect 192.0.2.3:81    => ECONNREFUSED
+C socket tcp4 in=a
+C connect 192.0.2.3:80    => ok
+C close
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Runner
+	res, err := r.Run(context.Background(), scs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res.Results {
+		if !x.OK {
+			t.Errorf("line %d %s %s: kernel %s, model %s, expect %s (%s)", x.Line, x.Socket, x.Op, x.Kernel, x.Model, x.Expect, x.Why)
+		}
+	}
+}
