@@ -12,8 +12,10 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -52,23 +54,70 @@ func (f SourceFunc) Read(ctx context.Context) Input { return f(ctx) }
 // processes holding each socket and their live options (slower: it reads
 // every process's descriptors and each owner's options), which tells
 // connect-picked ports apart where IP_BIND_ADDRESS_NO_PORT is set. With
-// kernelFacts it also reads the kernel's own socket records
-// (ports.StartFacts, beside the dump), which make the budget exact where
-// they can be read; without them free ports are reported as ranges.
-// docs/benchmarks.md has the cost of both.
-func LiveSource(procRoot string, owners, kernelFacts bool) Source {
-	return SourceFunc(func(ctx context.Context) Input {
-		var in Input
-		// The kernel's records are read beside the dump.
-		facts := func() *hostmodel.Facts { return nil }
-		if kernelFacts {
-			facts = ports.StartFacts()
+// kernelFacts it also reads the kernel's own socket records (the sockfacts
+// BPF iterator, beside the dump), which make the budget exact where they
+// can be read; without them free ports are reported as ranges.
+// docs/benchmarks.md has the cost of both. The iterator's program stays
+// loaded, and its buffers are reused, from one read to the next: Close
+// the source to unload it. Read is not safe for concurrent use (the
+// Exporter calls it from one scrape at a time).
+func LiveSource(procRoot string, owners, kernelFacts bool) *Live {
+	return &Live{procRoot: procRoot, owners: owners, kernelFacts: kernelFacts}
+}
+
+// Live is LiveSource's Source.
+type Live struct {
+	mu                  sync.Mutex // Close waits for a read in flight
+	procRoot            string
+	owners, kernelFacts bool
+	facts               *sockfacts.Reader // loaded at the first read that needs it
+	records             []sockfacts.Sock  // the last read's records, for their array
+}
+
+// Read reads one snapshot.
+func (l *Live) Read(ctx context.Context) Input {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var in Input
+	// The kernel's records are read beside the dump.
+	wait := func() ([]sockfacts.Sock, error) { return nil, nil }
+	if l.kernelFacts {
+		if l.facts == nil {
+			// Loaded again at every read until it loads (not root, no
+			// BTF: the error says why, every time).
+			r, err := sockfacts.NewReader(inet.TCP)
+			if err != nil {
+				wait = func() ([]sockfacts.Sock, error) { return nil, err }
+			}
+			l.facts = r
 		}
-		in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(procRoot)
-		in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: owners, Options: owners, ProcRoot: procRoot})
-		in.Facts = facts()
-		return in
-	})
+		if l.facts != nil {
+			// The previous snapshot is done with its records: the
+			// exporter keeps only what it computed from them.
+			wait = l.facts.ReadAsync(l.records)
+		}
+	}
+	in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
+	in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: l.owners, Options: l.owners, ProcRoot: l.procRoot})
+	recs, err := wait()
+	if l.kernelFacts {
+		if err != nil {
+			in.FactsErr = err
+		} else {
+			l.records = recs
+			in.Facts = hostmodel.IndexFacts(recs)
+		}
+	}
+	return in
+}
+
+// Close unloads the iterator's program.
+func (l *Live) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.facts.Close()
+	l.facts, l.records = nil, nil
+	return err
 }
 
 // Options tune an Exporter.
@@ -94,7 +143,12 @@ type Options struct {
 // and by concurrent scrapes; read-only once made.
 type snapshot struct {
 	Input
-	entries   []ports.Entry
+	// counts are the table's sockets per protocol and state (the
+	// sockets collector's), taken before the table is let go: a snapshot
+	// keeps no per-socket data once made, so what it holds between
+	// scrapes does not grow with the table.
+	counts    []socketCount
+	timeWait  int
 	report    ports.Report
 	top       int
 	fallbacks []string // sysctls taken at the kernel default
@@ -315,12 +369,16 @@ func (e *Exporter) read() *snapshot {
 		s.TableErr = fmt.Errorf("source returned no table")
 	}
 	if s.TableErr == nil {
+		s.counts, s.timeWait = countSockets(s.Table.Sockets)
 		tab := ports.FromTable(s.Host, s.Table, s.Facts)
-		s.entries = tab.Entries
+		// The table and the records are converted: let them go before
+		// the budget builds its model.
+		s.Table, s.Facts, tab.Sockets = nil, nil, nil
 		if s.HostErr == nil {
-			s.report = ports.Budget(s.entries, s.Host, ports.Options{HogShare: e.opt.HogShare, Buckets: tab.Buckets})
+			s.report = ports.Budget(tab.Entries, s.Host, ports.Options{HogShare: e.opt.HogShare, Buckets: tab.Buckets})
 		}
 	}
+	s.Table, s.Facts = nil, nil
 	return s
 }
 

@@ -15,8 +15,9 @@ import (
 
 // inNamespace reads the live table and sysctls of ns: the snapshot runs on
 // the thread ns.Do enters, whichever goroutine the scrape runs on.
-func inNamespace(ns *netnstest.NS) Source {
+func inNamespace(t *testing.T, ns *netnstest.NS) Source {
 	live := LiveSource("", false, true)
+	t.Cleanup(func() { live.Close() })
 	return SourceFunc(func(ctx context.Context) Input {
 		var in Input
 		if err := ns.Do(func() error { in = live.Read(ctx); return nil }); err != nil {
@@ -79,7 +80,7 @@ func TestExporterLiveNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	body := scrape(t, New(inNamespace(ns), Options{}))
+	body := scrape(t, New(inNamespace(t, ns), Options{}))
 	for _, want := range []string{
 		`tuple_ephemeral_ports 20`,
 		`tuple_ephemeral_ports_in_use{destination="10.0.0.1:80",source="10.0.0.1"} 3`,

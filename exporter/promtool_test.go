@@ -55,8 +55,10 @@ func scrapeHandler(t *testing.T, h http.Handler) []byte {
 // fills every family, with `promtool check metrics`.
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := requirePromtool(t)
+	live := LiveSource("", false, true)
+	defer live.Close()
 	for name, src := range map[string]Source{
-		"live":    LiveSource("", false, true),
+		"live":    live,
 		"fixture": staticSource(fixture(30)),
 	} {
 		t.Run(name, func(t *testing.T) {

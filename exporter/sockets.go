@@ -30,22 +30,37 @@ func (c *socketsCollector) update(s *snapshot, ch chan<- prometheus.Metric) erro
 	if err := s.needTable(); err != nil {
 		return err
 	}
+	for _, n := range s.counts {
+		ch <- prometheus.MustNewConstMetric(c.sockets, prometheus.GaugeValue, float64(n.n), n.proto.String(), n.state.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.timeWait, prometheus.GaugeValue, float64(s.timeWait))
+	return nil
+}
+
+// socketCount is the number of sockets of one protocol in one state.
+type socketCount struct {
+	proto inet.Proto
+	state socktab.State
+	n     int
+}
+
+// countSockets counts socks per protocol and state, and the TCP sockets in
+// TIME_WAIT.
+func countSockets(socks []socktab.Socket) (counts []socketCount, timeWait int) {
 	type key struct {
 		proto inet.Proto
 		state socktab.State
 	}
-	counts := map[key]int{}
-	tw := 0
-	for i := range s.Table.Sockets {
-		sk := &s.Table.Sockets[i]
-		counts[key{sk.Proto, sk.State}]++
+	m := map[key]int{}
+	for i := range socks {
+		sk := &socks[i]
+		m[key{sk.Proto, sk.State}]++
 		if sk.Proto == inet.TCP && sk.State == socktab.TimeWait {
-			tw++
+			timeWait++
 		}
 	}
-	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.sockets, prometheus.GaugeValue, float64(n), k.proto.String(), k.state.String())
+	for k, n := range m {
+		counts = append(counts, socketCount{k.proto, k.state, n})
 	}
-	ch <- prometheus.MustNewConstMetric(c.timeWait, prometheus.GaugeValue, float64(tw))
-	return nil
+	return counts, timeWait
 }

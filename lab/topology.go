@@ -96,6 +96,18 @@ func (t Topology) Addrs(host string) map[string][]netip.Prefix {
 	return out
 }
 
+// onLink reports whether a is on the prefix of one of host's links.
+func (t Topology) onLink(host string, a netip.Addr) bool {
+	for _, pfx := range t.Addrs(host) {
+		for _, p := range pfx {
+			if p.Masked().Contains(a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Owner returns the host that has address a on a link, "" for none.
 func (t Topology) Owner(a netip.Addr) string {
 	for _, l := range t.Links {
@@ -296,8 +308,8 @@ func (p *parser) natLine(t *Topology, f []string) error {
 	if !n.Rule.Masquerade && !n.Rule.ToMin.IsValid() {
 		return p.errorf("nat: snat needs to=ADDR")
 	}
-	if n.Rule.Masquerade && n.Rule.Ports != (inet.PortRange{}) && (n.Rule.Random || n.Rule.FullyRandom || n.Rule.Persistent) {
-		return p.errorf("nat: masquerade with ports= cannot take random, fully-random or persistent here; use snat")
+	if n.Rule.Masquerade && n.Rule.Ports != (inet.PortRange{}) {
+		return p.errorf("nat: masquerade takes no ports= here (the rule could not be written so that the kernel honours the range); use snat to=ADDR ports=LO-HI")
 	}
 	t.NAT = append(t.NAT, n)
 	return nil

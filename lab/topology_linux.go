@@ -16,6 +16,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/nat"
 	"github.com/tuple-net/tuple/rules"
 )
@@ -403,9 +404,13 @@ type farEnd struct {
 type path struct {
 	dst     netip.AddrPort
 	dstHost string
-	router  string
-	out     string // the router's interface towards dstHost
-	snap    *nat.Snapshot
+	// unreachable: the source host has no route to dst; listener: a TCP
+	// listener on dstHost takes the connection.
+	unreachable bool
+	listener    bool
+	router      string
+	out         string // the router's interface towards dstHost
+	snap        *nat.Snapshot
 }
 
 // startTopology sets the topology up and reads each host's facts into a
@@ -445,15 +450,23 @@ func (tr *topoRun) closeExpect(e *entry) string {
 // it crosses a router with NAT rules, reads the router's NAT table: the
 // state nat.Predict starts from.
 func (s *session) beforeStep(w *world, st Step, proto Proto) (*path, error) {
-	if s.topo == nil || st.Host == "" || st.Kind != KindConnect || !proto.IsTCP() || w.named(st.Sock) == nil {
+	if s.topo == nil || st.Host == "" || st.Kind != KindConnect || w.named(st.Sock) == nil {
 		return nil, nil
 	}
 	t := s.topo.t
 	p := &path{dst: w.port(st.Addr)}
-	p.dstHost = t.Owner(p.dst.Addr().Unmap())
-	if p.dstHost == "" || p.dstHost == st.Host {
+	dst := p.dst.Addr().Unmap()
+	if !t.host(st.Host).Via.IsValid() && !t.onLink(st.Host, dst) && t.Owner(dst) != st.Host && !dst.IsLoopback() {
+		// No default route and no link's prefix has it: the route
+		// lookup fails at once.
+		p.unreachable = true
+		return p, nil
+	}
+	p.dstHost = t.Owner(dst)
+	if !proto.IsTCP() || p.dstHost == "" || p.dstHost == st.Host {
 		return nil, nil
 	}
+	p.listener = s.topo.listening(p.dstHost, p.dst)
 	if !t.linked(st.Host, p.dstHost) {
 		h := t.host(st.Host)
 		if !h.Via.IsValid() {
@@ -474,6 +487,19 @@ func (s *session) beforeStep(w *world, st Step, proto Proto) (*path, error) {
 	}
 	p.snap = snap
 	return p, nil
+}
+
+// listening reports whether a TCP listener of host accepts connections to
+// dst (its address or a wildcard, on dst's port).
+func (tr *topoRun) listening(host string, dst netip.AddrPort) bool {
+	for _, x := range tr.worlds[host].entries {
+		la := x.sock.Local.Addr().Unmap()
+		if x.sock.Proto == inet.TCP && x.sock.State == rules.Listen && x.sock.Local.Port() == dst.Port() &&
+			(la == dst.Addr().Unmap() || la.IsUnspecified()) {
+			return true
+		}
+	}
+	return false
 }
 
 // readNAT reads router's NAT rules and conntrack table.
@@ -525,9 +551,16 @@ func (s *session) afterStep(w *world, st Step, p *path, res *Result) error {
 	if p == nil {
 		return nil
 	}
+	if p.unreachable {
+		s.topo.predict(res, "ENETUNREACH", fmt.Sprintf("host %s has no route to %s: no default route (via=) and no link's prefix holds it", st.Host, p.dst.Addr()))
+		return nil
+	}
 	e := w.named(st.Sock)
 	if e == nil {
 		return nil
+	}
+	if !p.listener {
+		s.topo.predict(res, "ECONNREFUSED", fmt.Sprintf("nothing listens on %s on host %s: it answers the connection request with a reset", p.dst, p.dstHost))
 	}
 	var outside netip.AddrPort
 	if res.Kernel == "ok" {
@@ -542,19 +575,21 @@ func (s *session) afterStep(w *world, st Step, p *path, res *Result) error {
 			outside = seen
 		}
 	}
-	if p.snap == nil {
-		return nil
+	if p.snap == nil || e.sock.Local.Port() == 0 {
+		return nil // no NAT, or a failed connect gave its port back
 	}
 	pick, ok := nat.Predict(p.snap.Rules, p.snap.Flows, p.snap.Interfaces, p.out, 6,
 		nat.Tuple{Src: e.sock.Local, Dst: p.dst})
-	if !ok {
+	if !ok || res.Kernel != "ok" && !pick.Drop {
+		// A connection the far side refused or never took shows no
+		// outside address to compare.
 		return nil
 	}
 	res.NAT = pick.String()
 	if outside.IsValid() {
 		res.Outside = outside.String()
 	}
-	if pick.Drop && res.Model == "ok" {
+	if pick.Drop && (res.Model == "ok" || res.Model == "ECONNREFUSED") {
 		// The SYN is dropped at the router: the bounded connect times
 		// out, which the lab shows as EINPROGRESS.
 		res.Model = "EINPROGRESS"
@@ -566,6 +601,16 @@ func (s *session) afterStep(w *world, st Step, p *path, res *Result) error {
 		res.Why += "; nat: " + pick.Why
 	}
 	return nil
+}
+
+// predict turns the rules model's ok for a connect into errno, for what
+// only the topology tells (routes, the listeners of another host), with
+// the reason.
+func (tr *topoRun) predict(res *Result, errno, why string) {
+	if res.Model != "ok" {
+		return
+	}
+	res.Model, res.Why = errno, why
 }
 
 // acceptFar has the server on the destination host accept e's connection

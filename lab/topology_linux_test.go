@@ -97,3 +97,38 @@ func TestTopologyReportsOutside(t *testing.T) {
 		t.Errorf("close note %q does not show gw's conntrack entry in TIME_WAIT", closed.Local)
 	}
 }
+
+// What only the topology tells the model: a host without a default route
+// cannot reach a far address (ENETUNREACH at once), and a host's closed
+// port refuses a connection from another host.
+func TestTopologyRoutesAndListeners(t *testing.T) {
+	requireRoot(t)
+	scs, err := Parse("t.lab", []byte(`[x]
+host a
+host b
+link a=192.0.2.2/24 b=192.0.2.3/24
+S server tcp4 192.0.2.3:80 in=b
+A socket tcp4 in=a
+A connect 198.51.100.9:80 => ENETUNREACH
+U socket udp4 in=a
+U connect 198.51.100.9:53 => ENETUNREACH
+B socket tcp4 in=a
+B connect 192.0.2.3:81    => ECONNREFUSED
+C socket tcp4 in=a
+C connect 192.0.2.3:80    => ok
+C close
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Runner
+	res, err := r.Run(context.Background(), scs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res.Results {
+		if !x.OK {
+			t.Errorf("line %d %s %s: kernel %s, model %s, expect %s (%s)", x.Line, x.Socket, x.Op, x.Kernel, x.Model, x.Expect, x.Why)
+		}
+	}
+}

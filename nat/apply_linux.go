@@ -72,10 +72,13 @@ func ruleExprs(r Rule, family nftables.TableFamily) ([]expr.Any, error) {
 			&expr.Immediate{Register: protoMax, Data: be16(r.Ports.Hi)})
 	}
 	if r.Masquerade {
-		if protoMin != 0 && (r.Random || r.FullyRandom || r.Persistent) {
-			// The netlink form of masq carries either a port range or
-			// flags in the library we use, not both.
-			return nil, fmt.Errorf("masquerade with both a port range and random/persistent flags is not supported; use snat")
+		if protoMin != 0 {
+			// The kernel's masq honours a port range only when the rule's
+			// flags say NF_NAT_RANGE_PROTO_SPECIFIED (nft_masq_eval
+			// passes the flags as they are), and the library we use
+			// writes either the range's registers or flags, never both:
+			// such a rule would keep every port (tuple lab saw it).
+			return nil, fmt.Errorf("masquerade with a port range cannot be written so that the kernel honours it; use snat to the address with the port range")
 		}
 		return append(exprs, &expr.Masq{ToPorts: protoMin != 0, RegProtoMin: protoMin, RegProtoMax: protoMax,
 			Random: r.Random, FullyRandom: r.FullyRandom, Persistent: r.Persistent}), nil

@@ -50,7 +50,13 @@ func ReadFacts() *hostmodel.Facts {
 // network namespace, so the socket table can be dumped meanwhile; the
 // returned function waits for the result.
 func StartFacts() func() *hostmodel.Facts {
-	wait := sockfacts.ReadAsync(inet.TCP)
+	// Room for every TCP socket the namespace counts, so the records are
+	// read without growing their buffers.
+	n := 0
+	if st, err := socktab.ReadSockstat("/proc"); err == nil {
+		n = st.TCP + st.TimeWait
+	}
+	wait := sockfacts.ReadAsync(inet.TCP, make([]sockfacts.Sock, 0, n+16))
 	return func() *hostmodel.Facts {
 		ks, err := wait()
 		if err != nil {

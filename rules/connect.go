@@ -313,75 +313,98 @@ func (e *eval) fourTuple(src netip.Addr) {
 // ports. When block is set it records blockers for the outcome. It returns
 // the last usable port found.
 func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (PortCount, int) {
-	r, perSocket := EffectiveRange(e.m.host, e.s)
-	c := PortCount{Range: r}
 	if e.s.Proto == inet.UDP {
-		ep := e.connectEndpoint()
-		for p := int(r.Lo); p <= int(r.Hi); p++ {
-			if p == 0 {
-				continue
-			}
-			if e.m.host.reserved(p) {
-				c.Reserved++
-				continue
-			}
-			c.Searched++
-			if e.udpUsable(ep, uint16(p)) {
-				c.Free++
-			} else {
-				c.Busy++
-			}
-		}
-		return c, 0
+		return e.udpConnectCount(), 0
 	}
-	sp := connectSpans(r, perSocket)
 	peer = unmapPort(peer)
 	last := 0
-	for k := 0; k < sp.n; k++ {
-		cur := e.m.cursorAt(inet.TCP, uint16(sp.lo[k]))
-		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
-			if p == 0 {
-				continue
-			}
-			if e.m.host.reserved(p) {
-				c.Reserved++
-				continue
-			}
-			c.Searched++
-			owners := cur.next(inet.TCP, uint16(p))
-			if len(owners) == 0 {
-				c.Free++
-				last = p
-				continue
-			}
-			if e.heldByBind(uint16(p), owners, block) {
-				c.HeldByBind++
-				continue
-			}
-			state := uint8(0) // tupleFree, tupleTimeWait or tupleBusy
-			for _, j := range owners {
-				u := e.tupleUse(int(j), src, peer)
-				state = max(state, u)
-				if u == tupleBusy && block {
-					e.block(int(j), fmt.Sprintf("%s already uses the four-tuple on port %d", describe(e.m.socks[j]), p))
-				}
-			}
-			switch state {
-			case tupleFree:
-				c.Shared++
-				last = p
-			case tupleTimeWait:
-				c.TimeWait++
-				last = p
-			default:
-				c.Busy++
+	c := e.walkConnectRange(block, func(c *PortCount, p int, owners []int32) {
+		if owners == nil { // free: counted by the walk
+			last = p
+			return
+		}
+		st := tupleFree
+		for _, j := range owners {
+			u := e.tupleUse(int(j), src, peer)
+			st = st.worse(u)
+			if u == tupleBusy && block {
+				e.block(int(j), fmt.Sprintf("%s already uses the four-tuple on port %d", describe(e.m.socks[j]), p))
 			}
 		}
-	}
+		st.count(c)
+		if st != tupleBusy {
+			last = p
+		}
+	})
 	if block && c.Candidates() > 0 {
 		e.out.Blockers = nil
 	}
 	return c, last
+}
+
+// searches reports whether the search tries port p (not 0, not reserved),
+// counting it as searched or reserved.
+func (c *PortCount) searches(h *Host, p int) bool {
+	switch {
+	case p == 0:
+		return false
+	case h.reserved(p):
+		c.Reserved++
+		return false
+	}
+	c.Searched++
+	return true
+}
+
+// udpConnectCount counts the ports of a UDP connect()'s autobind: every
+// port of the range but the reserved, free when udp_lib_lport_inuse would
+// let the socket take it. UDP never looks at the four-tuple.
+func (e *eval) udpConnectCount() PortCount {
+	r, _ := EffectiveRange(e.m.host, e.s)
+	c := PortCount{Range: r}
+	ep := e.connectEndpoint()
+	for p := int(r.Lo); p <= int(r.Hi); p++ {
+		if !c.searches(&e.m.host, p) {
+			continue
+		}
+		if e.udpUsable(ep, uint16(p)) {
+			c.Free++
+		} else {
+			c.Busy++
+		}
+	}
+	return c
+}
+
+// walkConnectRange is __inet_hash_connect's walk over the TCP range: it
+// counts the reserved ports, the ports nobody holds and those an owner got
+// through bind() (which connect() skips), and hands each port whose owners
+// all got it through connect() to shared, which counts it by four-tuple.
+// shared is also called, with no owners, for each free port (counted
+// already), so that a caller can follow the walk's order.
+func (e *eval) walkConnectRange(block bool, shared func(c *PortCount, p int, owners []int32)) PortCount {
+	r, perSocket := EffectiveRange(e.m.host, e.s)
+	c := PortCount{Range: r}
+	sp := connectSpans(r, perSocket)
+	for k := 0; k < sp.n; k++ {
+		cur := e.m.cursorAt(inet.TCP, uint16(sp.lo[k]))
+		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
+			if !c.searches(&e.m.host, p) {
+				continue
+			}
+			owners := cur.next(inet.TCP, uint16(p))
+			switch {
+			case len(owners) == 0:
+				c.Free++
+				shared(&c, p, nil)
+			case e.heldByBind(uint16(p), owners, block):
+				c.HeldByBind++
+			default:
+				shared(&c, p, owners)
+			}
+		}
+	}
+	return c
 }
 
 // heldByBind reports whether a connect() search skips port p: either reuse
@@ -419,16 +442,36 @@ func (e *eval) heldByBind(p uint16, owners []int32, block bool) bool {
 	return byBind
 }
 
-// How an owner of a connect()-shared port stands to the searched four-tuple.
+// tupleState is how the searched four-tuple stands on one port whose
+// owners all got it through connect() (__inet_check_established): free,
+// held by a TIME_WAIT entry connect() may take over, or in use. Over a
+// port's owners the worse state wins.
+type tupleState uint8
+
 const (
-	tupleFree     uint8 = iota // another four-tuple
-	tupleTimeWait              // the four-tuple in TIME_WAIT, which connect() takes over
-	tupleBusy                  // the four-tuple in use
+	tupleFree     tupleState = iota // no owner holds this four-tuple
+	tupleTimeWait                   // a TIME_WAIT entry holds it, and connect() takes it over
+	tupleBusy                       // a live socket, or a TIME_WAIT entry connect() may not take, holds it
 )
+
+// worse is the state of a port with owners in states s and o.
+func (s tupleState) worse(o tupleState) tupleState { return max(s, o) }
+
+// count adds a port in state s to c.
+func (s tupleState) count(c *PortCount) {
+	switch s {
+	case tupleFree:
+		c.Shared++
+	case tupleTimeWait:
+		c.TimeWait++
+	default:
+		c.Busy++
+	}
+}
 
 // tupleUse is __inet_check_established for owner i and the four-tuple
 // (src, port, peer) of a searching connect().
-func (e *eval) tupleUse(i int, src netip.Addr, peer netip.AddrPort) uint8 {
+func (e *eval) tupleUse(i int, src netip.Addr, peer netip.AddrPort) tupleState {
 	if !e.m.tupleMatch(i, src, peer, e.s.Dev) {
 		return tupleFree
 	}
@@ -456,106 +499,98 @@ func (m *Model) ConnectPortsMany(s Socket, dests []Dest) []PortCount {
 	e.fam = e.family()
 	if s.Proto == inet.UDP {
 		// A UDP autobind does not look at the peer.
-		c, _ := e.connectSearch(netip.AddrPort{}, netip.Addr{}, false)
+		c := e.udpConnectCount()
 		for i := range out {
 			out[i] = c
 		}
 		return out
 	}
-	// Destinations by four-tuple end; one index per distinct destination,
-	// copied to its duplicates at the end.
-	canon := make([]int, len(dests))
-	exact := make(map[Dest]int, len(dests))
-	anySource := map[netip.AddrPort][]int{}
-	norm := make([]Dest, len(dests))
-	for i, d := range dests {
-		d = Dest{Source: d.Source.Unmap().WithZone(""), Peer: unmapPort(d.Peer)}
-		norm[i], canon[i] = d, i
-		if !d.Source.IsValid() {
-			if first, dup := anySource[d.Peer]; dup {
-				canon[i] = first[0]
-				continue
-			}
-			anySource[d.Peer] = []int{i}
-			continue
-		}
-		if j, dup := exact[d]; dup {
-			canon[i] = j
-			continue
-		}
-		exact[d] = i
-	}
-	r, perSocket := EffectiveRange(m.host, s)
-	base := PortCount{Range: r}
-	state := make([]uint8, len(dests))
+	ix := indexDests(dests)
+	// per[d] counts, for distinct destination d, the shared ports where
+	// its four-tuple is in TIME_WAIT or in use; the walk's Shared counts
+	// every shared port, and the difference is d's.
+	per := make([]PortCount, len(dests))
+	state := make([]tupleState, len(dests))
 	var touched []int
-	mark := func(d, i int) {
-		u := e.tupleUse(i, norm[d].Source, norm[d].Peer)
-		if u == tupleFree {
-			return
+	base := e.walkConnectRange(false, func(c *PortCount, _ int, owners []int32) {
+		if owners == nil {
+			return // free: counted by the walk
 		}
-		if state[d] == tupleFree {
-			touched = append(touched, d)
-		}
-		state[d] = max(state[d], u)
-	}
-	sp := connectSpans(r, perSocket)
-	for k := 0; k < sp.n; k++ {
-		cur := m.cursorAt(inet.TCP, uint16(sp.lo[k]))
-		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
-			if p == 0 {
-				continue
-			}
-			if m.host.reserved(p) {
-				base.Reserved++
-				continue
-			}
-			base.Searched++
-			owners := cur.next(inet.TCP, uint16(p))
-			if len(owners) == 0 {
-				base.Free++
-				continue
-			}
-			if e.heldByBind(uint16(p), owners, false) {
-				base.HeldByBind++
-				continue
-			}
-			// Shared for every destination but those whose four-tuple
-			// an owner holds.
-			base.Shared++
-			for _, j := range owners {
-				if st := m.socks[j].State; st != Connected && st != TimeWait {
+		c.Shared++ // for every destination, less those whose four-tuple an owner holds
+		for _, j := range owners {
+			for _, d := range ix.holding(m, int(j)) {
+				u := e.tupleUse(int(j), ix.norm[d].Source, ix.norm[d].Peer)
+				if u == tupleFree {
 					continue
 				}
-				if d, ok := exact[Dest{Source: m.local[j], Peer: m.remote[j]}]; ok {
-					mark(d, int(j))
+				if state[d] == tupleFree {
+					touched = append(touched, d)
 				}
-				for _, d := range anySource[m.remote[j]] {
-					mark(d, int(j))
-				}
+				state[d] = state[d].worse(u)
 			}
-			for _, d := range touched {
-				if state[d] == tupleTimeWait {
-					out[d].TimeWait++
-				} else {
-					out[d].Busy++
-				}
-				state[d] = tupleFree
-			}
-			touched = touched[:0]
 		}
-	}
+		for _, d := range touched {
+			state[d].count(&per[d])
+			state[d] = tupleFree
+		}
+		touched = touched[:0]
+	})
 	for i := range out {
-		if canon[i] != i {
-			continue
-		}
+		d := ix.canon[i]
 		c := base
-		c.TimeWait, c.Busy = out[i].TimeWait, out[i].Busy
+		c.TimeWait, c.Busy = per[d].TimeWait, per[d].Busy
 		c.Shared -= c.TimeWait + c.Busy
 		out[i] = c
 	}
-	for i := range out {
-		out[i] = out[canon[i]]
+	return out
+}
+
+// destIndex finds, for an owner's four-tuple, the destinations it may
+// hold: the one with that exact source and peer, and those whose source
+// is unknown with that peer. Duplicates share one distinct destination.
+type destIndex struct {
+	norm      []Dest                   // each destination unmapped and without zone
+	canon     []int                    // index of each destination's first duplicate
+	exact     map[Dest]int             // distinct destinations with a source
+	anySource map[netip.AddrPort][]int // distinct destinations without one, by peer
+}
+
+func indexDests(dests []Dest) destIndex {
+	ix := destIndex{
+		norm:      make([]Dest, len(dests)),
+		canon:     make([]int, len(dests)),
+		exact:     make(map[Dest]int, len(dests)),
+		anySource: map[netip.AddrPort][]int{},
+	}
+	for i, d := range dests {
+		d = Dest{Source: d.Source.Unmap().WithZone(""), Peer: unmapPort(d.Peer)}
+		ix.norm[i], ix.canon[i] = d, i
+		if !d.Source.IsValid() {
+			if first, dup := ix.anySource[d.Peer]; dup {
+				ix.canon[i] = first[0]
+				continue
+			}
+			ix.anySource[d.Peer] = []int{i}
+			continue
+		}
+		if j, dup := ix.exact[d]; dup {
+			ix.canon[i] = j
+			continue
+		}
+		ix.exact[d] = i
+	}
+	return ix
+}
+
+// holding lists the distinct destinations whose four-tuple owner j may
+// hold (nil unless it is connected or in TIME_WAIT).
+func (ix destIndex) holding(m *Model, j int) []int {
+	if st := m.socks[j].State; st != Connected && st != TimeWait {
+		return nil
+	}
+	out := ix.anySource[m.remote[j]]
+	if d, ok := ix.exact[Dest{Source: m.local[j], Peer: m.remote[j]}]; ok {
+		out = append(out[:len(out):len(out)], d)
 	}
 	return out
 }

@@ -103,73 +103,27 @@ func (e *eval) bound() bool {
 	return true
 }
 
-// bind follows __inet_bind / __inet6_bind, in their order of checks.
+// bind follows __inet_bind / __inet6_bind: the address and state checks
+// in the family's order (bindChecks), then the port.
 func (e *eval) bind() {
-	a, port := e.op.Addr.Addr(), e.op.Addr.Port()
-	h := e.m.host
+	a := e.op.Addr.Addr()
 	if !a.IsValid() {
 		a = netip.IPv6Unspecified()
 		if e.fam == inet.IPv4 {
 			a = netip.IPv4Unspecified()
 		}
 	}
-	priv := port != 0 && port < h.UnprivilegedPortStart && !e.s.CanBindPrivileged
 	v6only := e.v6only
-	if e.fam == inet.IPv4 {
-		switch {
-		case a.Is6():
-			e.fail(syscall.EAFNOSUPPORT, "family", "an AF_INET socket cannot bind an IPv6 address (not even a v4-mapped one)")
+	for _, check := range e.bindChecks() {
+		if err, rule, why := check(a, &v6only); err != 0 {
+			e.fail(err, rule, why)
 			return
-		case !h.NonlocalBind4 && !e.s.Freebind && !h.local(a):
-			e.fail(syscall.EADDRNOTAVAIL, "nonlocal", a.String()+" is not an address of this host (ip_nonlocal_bind and IP_FREEBIND are off)")
-			return
-		case priv:
-			e.fail(syscall.EACCES, "privileged", fmt.Sprintf("port %d is below net.ipv4.ip_unprivileged_port_start (%d) and the socket's owner lacks CAP_NET_BIND_SERVICE", port, h.UnprivilegedPortStart))
-			return
-		case e.bound():
-			e.fail(syscall.EINVAL, "already-bound", "the socket is already bound (or past the CLOSE state); bind() works once")
-			return
-		}
-	} else {
-		switch {
-		case a.Is4():
-			e.fail(syscall.EINVAL, "family", "an AF_INET6 socket needs an IPv6 address: use ::ffff:"+a.String()+" for IPv4")
-			return
-		case a.IsMulticast() && e.s.Proto == inet.TCP:
-			e.fail(syscall.EINVAL, "multicast", "a TCP socket cannot bind a multicast address")
-			return
-		case priv:
-			e.fail(syscall.EACCES, "privileged", fmt.Sprintf("port %d is below net.ipv4.ip_unprivileged_port_start (%d) and the socket's owner lacks CAP_NET_BIND_SERVICE", port, h.UnprivilegedPortStart))
-			return
-		case e.bound():
-			e.fail(syscall.EINVAL, "already-bound", "the socket is already bound (or past the CLOSE state); bind() works once")
-			return
-		}
-		if a.Is4In6() {
-			if v6only {
-				e.fail(syscall.EINVAL, "v6only-mapped", "a socket with IPV6_V6ONLY cannot bind a v4-mapped address ("+a.String()+")")
-				return
-			}
-			if !h.NonlocalBind4 && !e.s.Freebind && !h.local(a) {
-				e.fail(syscall.EADDRNOTAVAIL, "nonlocal", a.Unmap().String()+" is not an address of this host (ip_nonlocal_bind and IP_FREEBIND are off)")
-				return
-			}
-		} else if !a.IsUnspecified() {
-			if (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()) && a.Zone() == "" && e.s.Dev == 0 {
-				e.fail(syscall.EINVAL, "linklocal-scope", "a link-local IPv6 address needs a scope (interface)")
-				return
-			}
-			if !a.IsMulticast() && !h.NonlocalBind6 && !e.s.Freebind && !h.local(a) {
-				e.fail(syscall.EADDRNOTAVAIL, "nonlocal", a.String()+" is not an address of this host (net.ipv6.ip_nonlocal_bind and IP_FREEBIND are off)")
-				return
-			}
-			// An IPv6 bind to a specific address forces IPV6_V6ONLY.
-			v6only = true
 		}
 	}
 	if e.fam == inet.IPv4 {
 		a = a.Unmap()
 	}
+	port := e.op.Addr.Port()
 	e.out.After.Local = netip.AddrPortFrom(a, port)
 	e.out.After.V6Only = v6only
 	e.out.After.State = Bound
@@ -188,6 +142,90 @@ func (e *eval) bind() {
 	if e.out.Err != 0 {
 		e.out.After = e.s
 	}
+}
+
+// bindCheck is one of bind()'s checks before the port: a non-zero errno
+// fails the bind. It may force the socket's IPV6_V6ONLY on.
+type bindCheck func(a netip.Addr, v6only *bool) (syscall.Errno, string, string)
+
+// bindChecks lists bind()'s checks in the family's order: __inet_bind
+// checks the address before the privileged port and the socket's state;
+// __inet6_bind checks the port and the state first, then the address.
+func (e *eval) bindChecks() []bindCheck {
+	if e.fam == inet.IPv4 {
+		return []bindCheck{e.bindFamily, e.bindLocal4, e.bindPrivileged, e.bindState}
+	}
+	return []bindCheck{e.bindFamily, e.bindMulticast, e.bindPrivileged, e.bindState, e.bindAddr6}
+}
+
+// bindFamily: an AF_INET socket takes only IPv4 addresses, an AF_INET6
+// one only IPv6 ones (v4-mapped for IPv4).
+func (e *eval) bindFamily(a netip.Addr, _ *bool) (syscall.Errno, string, string) {
+	switch {
+	case e.fam == inet.IPv4 && a.Is6():
+		return syscall.EAFNOSUPPORT, "family", "an AF_INET socket cannot bind an IPv6 address (not even a v4-mapped one)"
+	case e.fam == inet.IPv6 && a.Is4():
+		return syscall.EINVAL, "family", "an AF_INET6 socket needs an IPv6 address: use ::ffff:" + a.String() + " for IPv4"
+	}
+	return 0, "", ""
+}
+
+// bindLocal4 is inet_addr_valid_or_nonlocal for an IPv4 address (plain,
+// or v4-mapped on an AF_INET6 socket).
+func (e *eval) bindLocal4(a netip.Addr, _ *bool) (syscall.Errno, string, string) {
+	if h := e.m.host; !h.NonlocalBind4 && !e.s.Freebind && !h.local(a) {
+		return syscall.EADDRNOTAVAIL, "nonlocal", a.Unmap().String() + " is not an address of this host (ip_nonlocal_bind and IP_FREEBIND are off)"
+	}
+	return 0, "", ""
+}
+
+// bindMulticast: TCP cannot bind a multicast address (__inet6_bind; IPv4
+// refuses it as not local).
+func (e *eval) bindMulticast(a netip.Addr, _ *bool) (syscall.Errno, string, string) {
+	if a.IsMulticast() && e.s.Proto == inet.TCP {
+		return syscall.EINVAL, "multicast", "a TCP socket cannot bind a multicast address"
+	}
+	return 0, "", ""
+}
+
+// bindPrivileged: a port below ip_unprivileged_port_start needs
+// CAP_NET_BIND_SERVICE (inet_port_requires_bind_service).
+func (e *eval) bindPrivileged(netip.Addr, *bool) (syscall.Errno, string, string) {
+	h, port := e.m.host, e.op.Addr.Port()
+	if port != 0 && port < h.UnprivilegedPortStart && !e.s.CanBindPrivileged {
+		return syscall.EACCES, "privileged", fmt.Sprintf("port %d is below net.ipv4.ip_unprivileged_port_start (%d) and the socket's owner lacks CAP_NET_BIND_SERVICE", port, h.UnprivilegedPortStart)
+	}
+	return 0, "", ""
+}
+
+// bindState: bind() works once, on a socket in CLOSE without a port.
+func (e *eval) bindState(netip.Addr, *bool) (syscall.Errno, string, string) {
+	if e.bound() {
+		return syscall.EINVAL, "already-bound", "the socket is already bound (or past the CLOSE state); bind() works once"
+	}
+	return 0, "", ""
+}
+
+// bindAddr6 is __inet6_bind's address check: a v4-mapped address is
+// refused under IPV6_V6ONLY and checked as IPv4; a specific IPv6 one needs
+// a scope when link-local, must be local (unless multicast or nonlocal
+// binds are allowed), and forces IPV6_V6ONLY on.
+func (e *eval) bindAddr6(a netip.Addr, v6only *bool) (syscall.Errno, string, string) {
+	h := e.m.host
+	switch {
+	case a.Is4In6() && *v6only:
+		return syscall.EINVAL, "v6only-mapped", "a socket with IPV6_V6ONLY cannot bind a v4-mapped address (" + a.String() + ")"
+	case a.Is4In6():
+		return e.bindLocal4(a, v6only)
+	case a.IsUnspecified():
+		return 0, "", ""
+	case (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()) && a.Zone() == "" && e.s.Dev == 0:
+		return syscall.EINVAL, "linklocal-scope", "a link-local IPv6 address needs a scope (interface)"
+	case !a.IsMulticast() && !h.NonlocalBind6 && !e.s.Freebind && !h.local(a):
+		return syscall.EADDRNOTAVAIL, "nonlocal", a.String() + " is not an address of this host (net.ipv6.ip_nonlocal_bind and IP_FREEBIND are off)"
+	}
+	*v6only = true
+	return 0, "", ""
 }
 
 // listen follows inet_listen and inet_csk_listen_start: a bound socket's

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -231,6 +232,28 @@ func program(l *layout, proto inet.Proto) asm.Instructions {
 // (runtime.LockOSThread) when that thread is not in the process's
 // namespace.
 func Read(proto inet.Proto) ([]Sock, error) {
+	r, err := NewReader(proto)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Read(nil)
+}
+
+// Reader reads one protocol's records again and again with one loaded
+// program (a load runs the verifier, the dearest part of a read) and one
+// reused buffer: for a process that reads them on every scrape. It is not
+// safe for concurrent use.
+type Reader struct {
+	proto inet.Proto
+	l     *layout
+	coll  *ebpf.Collection
+	it    *link.Iter
+	buf   []byte
+}
+
+// NewReader loads the iterator program of proto (TCP or UDP). Close it.
+func NewReader(proto inet.Proto) (*Reader, error) {
 	l, err := kernelLayout()
 	if err != nil {
 		return nil, err
@@ -241,11 +264,38 @@ func Read(proto inet.Proto) ([]Sock, error) {
 	} else if proto != inet.TCP {
 		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
 	}
-	b, err := runIter("tuple_sk_"+target, target, program(l, proto))
+	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto))
 	if err != nil {
 		return nil, err
 	}
-	return parseRecords(b, proto, l)
+	return &Reader{proto: proto, l: l, coll: coll, it: it}, nil
+}
+
+// Read walks every socket of the reader's protocol in the calling thread's
+// network namespace, as the package's Read does, and appends the records to
+// dst[:0]: pass the previous result to reuse its array, or an empty slice
+// with room for the sockets expected, which sizes the read's buffers too.
+func (r *Reader) Read(dst []Sock) ([]Sock, error) {
+	if want := cap(dst) * recordLen; cap(r.buf) < want {
+		r.buf = make([]byte, 0, want+recordLen)
+	}
+	b, err := readIter(r.it, r.buf[:0])
+	if err != nil {
+		return nil, err
+	}
+	r.buf = b
+	return parseRecords(b, r.proto, r.l, dst[:0])
+}
+
+// Close unloads the program.
+func (r *Reader) Close() error {
+	if r == nil || r.coll == nil {
+		return nil
+	}
+	r.it.Close()
+	r.coll.Close()
+	r.coll = nil
+	return nil
 }
 
 // kernelBTF holds the kernel's BTF, decoded once per process for every
@@ -264,6 +314,18 @@ func kernelSpec() (*btf.Spec, error) {
 // iter/target, runs it once and returns what it wrote. Load and attach
 // failures wrap inet.ErrUnsupported.
 func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
+	coll, it, err := loadIter(name, target, insns)
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	defer it.Close()
+	return readIter(it, nil)
+}
+
+// loadIter loads insns as a BPF iterator program and attaches it to the
+// kernel's iter/target. Failures wrap inet.ErrUnsupported.
+func loadIter(name, target string, insns asm.Instructions) (*ebpf.Collection, *link.Iter, error) {
 	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{name: {
 		Name:         name,
 		Type:         ebpf.Tracing,
@@ -278,26 +340,46 @@ func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
 			// cilium/ebpf's message suggests MEMLOCK for every EPERM;
 			// without root the cause is the privilege.
-			return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
+			return nil, nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
 		}
-		return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
+		return nil, nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
 	}
-	defer coll.Close()
 	it, err := link.AttachIter(link.IterOptions{Program: coll.Programs[name]})
 	if err != nil {
-		return nil, fmt.Errorf("BPF socket iterator %w: attach iter/%s: %v", inet.ErrUnsupported, target, err)
+		coll.Close()
+		return nil, nil, fmt.Errorf("BPF socket iterator %w: attach iter/%s: %v", inet.ErrUnsupported, target, err)
 	}
-	defer it.Close()
+	return coll, it, nil
+}
+
+// readIter runs the attached iterator once in the calling thread's network
+// namespace and appends what it wrote to buf, growing it at most once per
+// doubling: a reused buffer makes a read of any size allocate nothing.
+func readIter(it *link.Iter, buf []byte) ([]byte, error) {
 	rd, err := it.Open()
 	if err != nil {
-		return nil, fmt.Errorf("open iter/%s: %w", target, err)
+		return nil, fmt.Errorf("open BPF iterator: %w", err)
 	}
 	defer rd.Close()
-	b, err := io.ReadAll(rd)
-	if err != nil {
-		return nil, fmt.Errorf("read iter/%s: %w", target, err)
+	if cap(buf) < 64<<10 {
+		buf = make([]byte, 0, 64<<10)
 	}
-	return b, nil
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read BPF iterator: %w", err)
+		}
+		if n == 0 {
+			return buf, nil
+		}
+	}
 }
 
 // UnprivilegedCause says why a process that is not root may not load the
@@ -321,13 +403,13 @@ func unprivilegedCause(procRoot string) string {
 
 var errRecord = errors.New("sockfacts: malformed record stream")
 
-// parseRecords decodes the program's output.
-func parseRecords(b []byte, proto inet.Proto, l *layout) ([]Sock, error) {
+// parseRecords decodes the program's output, appending to out.
+func parseRecords(b []byte, proto inet.Proto, l *layout, out []Sock) ([]Sock, error) {
 	if len(b)%recordLen != 0 {
 		return nil, fmt.Errorf("BPF socket iterator %w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
 	}
 	bit := func(v byte, f field) bool { return (v>>f.bit)&(1<<f.nbits-1) != 0 }
-	out := make([]Sock, 0, len(b)/recordLen)
+	out = slices.Grow(out, len(b)/recordLen)
 	for ; len(b) > 0; b = b[recordLen:] {
 		r := b[:recordLen]
 		s := Sock{Proto: proto, Cookie: binary.NativeEndian.Uint64(r[recCookie:])}
@@ -395,7 +477,27 @@ func parseRecords(b []byte, proto inet.Proto, l *layout) ([]Sock, error) {
 // for its result. The read happens in the calling thread's network
 // namespace (a dedicated thread joins it), so the caller can dump the
 // socket table meanwhile; records carry cookies either way.
-func ReadAsync(proto inet.Proto) (wait func() ([]Sock, error)) {
+// dst is as for Reader.Read.
+func ReadAsync(proto inet.Proto, dst []Sock) (wait func() ([]Sock, error)) {
+	return inThisNamespace(func() ([]Sock, error) {
+		r, err := NewReader(proto)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return r.Read(dst)
+	})
+}
+
+// ReadAsync is Reader.Read in the background, in the calling thread's
+// network namespace, as the package's ReadAsync.
+func (r *Reader) ReadAsync(dst []Sock) (wait func() ([]Sock, error)) {
+	return inThisNamespace(func() ([]Sock, error) { return r.Read(dst) })
+}
+
+// inThisNamespace runs read on a new thread in the calling thread's network
+// namespace and returns a function that waits for its result.
+func inThisNamespace(read func() ([]Sock, error)) (wait func() ([]Sock, error)) {
 	type result struct {
 		socks []Sock
 		err   error
@@ -416,7 +518,7 @@ func ReadAsync(proto inet.Proto) (wait func() ([]Sock, error)) {
 			done <- result{err: fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, os.NewSyscallError("setns", err))}
 			return
 		}
-		socks, err := Read(proto)
+		socks, err := read()
 		done <- result{socks, err}
 	}()
 	return func() ([]Sock, error) { r := <-done; return r.socks, r.err }

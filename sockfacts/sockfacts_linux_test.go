@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +179,7 @@ func FuzzParseRecords(f *testing.F) {
 	rec[recFamily], rec[recKind] = 10, kindTimeWait
 	f.Add(rec, uint8(17))
 	f.Fuzz(func(t *testing.T, b []byte, proto uint8) {
-		socks, err := parseRecords(b, inet.Proto(proto), l)
+		socks, err := parseRecords(b, inet.Proto(proto), l, nil)
 		if err == nil && len(socks) > len(b)/recordLen {
 			t.Fatalf("%d records from %d bytes", len(socks), len(b))
 		}
@@ -272,7 +273,7 @@ func TestReadAsyncInNamespaceWithCookies(t *testing.T) {
 		if err := unix.Listen(fd, 1); err != nil {
 			return err
 		}
-		wait = ReadAsync(inet.TCP)
+		wait = ReadAsync(inet.TCP, nil)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -290,5 +291,53 @@ func TestReadAsyncInNamespaceWithCookies(t *testing.T) {
 	}
 	if got[0].Cookie == 0 || got[0].Cookie != cookie {
 		t.Errorf("record cookie %d, SO_COOKIE %d", got[0].Cookie, cookie)
+	}
+}
+
+// TestReaderReadsAgain: one Reader (one loaded program) reads the
+// namespace again after it changed, into the previous result's array, and
+// each read sees the sockets of that moment.
+func TestReaderReadsAgain(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	if err := ns.Do(func() error {
+		r, err := NewReader(inet.TCP)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		listen := func(port int) {
+			fd := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
+			if err := unix.Listen(fd, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ports := func(recs []Sock) []uint16 {
+			var ps []uint16
+			for _, s := range recs {
+				ps = append(ps, s.Local.Port())
+			}
+			slices.Sort(ps)
+			return ps
+		}
+		listen(7401)
+		first, err := r.Read(nil)
+		if err != nil {
+			return err
+		}
+		if got := ports(first); !slices.Equal(got, []uint16{7401}) {
+			t.Errorf("first read: ports %v, want [7401]", got)
+		}
+		listen(7402)
+		second, err := r.Read(first)
+		if err != nil {
+			return err
+		}
+		if got := ports(second); !slices.Equal(got, []uint16{7401, 7402}) {
+			t.Errorf("second read: ports %v, want [7401 7402]", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

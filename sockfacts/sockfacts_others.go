@@ -30,6 +30,25 @@ func SocketFiles() ([]File, error) {
 }
 
 // ReadAsync needs Linux.
-func ReadAsync(proto inet.Proto) (wait func() ([]Sock, error)) {
+func ReadAsync(proto inet.Proto, dst []Sock) (wait func() ([]Sock, error)) {
 	return func() ([]Sock, error) { return Read(proto) }
 }
+
+// Reader needs Linux.
+type Reader struct{}
+
+// NewReader needs Linux.
+func NewReader(proto inet.Proto) (*Reader, error) { _, err := Read(proto); return nil, err }
+
+// Read needs Linux.
+func (r *Reader) Read(dst []Sock) ([]Sock, error) {
+	return nil, inet.Unsupported("the BPF socket iterator")
+}
+
+// ReadAsync needs Linux.
+func (r *Reader) ReadAsync(dst []Sock) (wait func() ([]Sock, error)) {
+	return func() ([]Sock, error) { return r.Read(dst) }
+}
+
+// Close does nothing.
+func (r *Reader) Close() error { return nil }

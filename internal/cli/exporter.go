@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tuple-net/tuple/exporter"
 	"github.com/tuple-net/tuple/netns"
+	"github.com/tuple-net/tuple/socktab"
 )
 
 // exporterOptions are the flags of `tuple exporter`.
@@ -100,11 +102,13 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		// (netlink sockets, /proc reads).
 		o.MaxConns = max(1, min(256, (nofileLimit()-reservedFDs)/2))
 	}
-	logf := func(msg string) { fmt.Fprintf(s.Err, "tuple exporter: %s\n", msg) }
+	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }
 	log := slog.New(slog.NewTextHandler(s.Err, nil))
 	src := o.source
 	if src == nil {
-		src = exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
+		live := exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
+		defer live.Close()
+		src = live
 	}
 	var extra []prometheus.Collector
 	if o.Netns != "" {
@@ -124,12 +128,13 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	defer serverGC(ctx, o.ProcRoot)()
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Listen)
 	if err != nil {
 		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
 	}
 	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})
-	fmt.Fprintf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
+	warnf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
 	if o.ready != nil {
 		o.ready(ln.Addr())
 	}
@@ -149,6 +154,45 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if err != nil {
 		return fmt.Errorf("shutting down the metrics server: %w", err)
 	}
-	fmt.Fprintf(s.Err, "tuple exporter: stopped\n")
+	warnf(s.Err, "tuple exporter: stopped\n")
 	return nil
+}
+
+// serverGC keeps the exporter's heap level: each snapshot reads the whole
+// socket table and lets it go, so with the default collector the heap
+// doubles past each snapshot and the resident set swings with it (the soak
+// in docs/benchmarks.md saw 185-886 MiB at 200,000 sockets). Instead the
+// collector runs only near a memory limit sized from the table
+// (/proc/net/sockstat, as batchGC), checked again every 10 s as the table
+// grows or shrinks. The returned function restores the settings.
+func serverGC(ctx context.Context, procRoot string) (restore func()) {
+	set := func() {
+		if st, err := socktab.ReadSockstat(procRoot); err == nil {
+			debug.SetMemoryLimit(gcLimit(st.Sockets()))
+		}
+	}
+	limit := debug.SetMemoryLimit(gcLimit(0))
+	percent := debug.SetGCPercent(-1)
+	set()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				set()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
 }
