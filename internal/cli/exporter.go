@@ -102,7 +102,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		// (netlink sockets, /proc reads).
 		o.MaxConns = max(1, min(256, (nofileLimit()-reservedFDs)/2))
 	}
-	logf := func(msg string) { fmt.Fprintf(s.Err, "tuple exporter: %s\n", msg) }
+	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }
 	log := slog.New(slog.NewTextHandler(s.Err, nil))
 	src := o.source
 	if src == nil {
@@ -134,7 +134,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
 	}
 	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})
-	fmt.Fprintf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
+	warnf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
 	if o.ready != nil {
 		o.ready(ln.Addr())
 	}
@@ -154,7 +154,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if err != nil {
 		return fmt.Errorf("shutting down the metrics server: %w", err)
 	}
-	fmt.Fprintf(s.Err, "tuple exporter: stopped\n")
+	warnf(s.Err, "tuple exporter: stopped\n")
 	return nil
 }
 

@@ -105,7 +105,7 @@ every state unless -l, -a, --state or a state term says otherwise.`
 	f.BoolVarP(&o.summary, "summary", "s", false, "counts per protocol, family and state, like ss -s")
 	addNetnsFlag(f, &o.netns, "list sockets")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
-	f.MarkHidden("proc")
+	_ = f.MarkHidden("proc") // defined just above: it cannot be missing
 	return cmd
 }
 
@@ -249,7 +249,7 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 		}
 	}
 	for _, n := range notes {
-		io.WriteString(s.Err, "tuple: note: "+n+"\n")
+		warnf(s.Err, "tuple: note: %s\n", n)
 	}
 	return nil
 }

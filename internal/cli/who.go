@@ -67,7 +67,7 @@ saying whether a new socket could bind the port too, and with which options.`,
 	cmd.Flags().BoolVarP(&o.all, "all", "a", false, "list every socket, one by one, instead of groups")
 	addNetnsFlag(cmd.Flags(), &o.netns, "look")
 	cmd.Flags().StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
-	cmd.Flags().MarkHidden("proc")
+	_ = cmd.Flags().MarkHidden("proc") // defined just above: it cannot be missing
 	return cmd
 }
 

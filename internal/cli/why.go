@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -233,10 +234,10 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(r); err != nil {
-			return err
+			return writeFailed(err)
 		}
-	} else {
-		printReport(s.Out, proto, r, o.all)
+	} else if err := printReport(s.Out, proto, r, o.all); err != nil {
+		return writeFailed(err)
 	}
 	if r.OK() {
 		return nil
@@ -251,7 +252,8 @@ const maxGroups = 12
 // printReport writes the report for people: the verdict on the first line,
 // then the blockers grouped (all of them, one by one, with all), the fixes,
 // the assumptions and notes.
-func printReport(w io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) {
+func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) error {
+	w := bufio.NewWriter(out)
 	switch {
 	case r.OK():
 		fmt.Fprintf(w, "%s %s: would succeed", proto, r.Plan)
@@ -294,11 +296,12 @@ func printReport(w io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+	return w.Flush()
 }
 
 // printGroups writes the blockers folded into groups, the largest screenful
 // maxGroups allows, saying how many are left out.
-func printGroups(w io.Writer, r *hostmodel.Report) {
+func printGroups(w *bufio.Writer, r *hostmodel.Report) {
 	fmt.Fprintf(w, "blockers: %s", hostmodel.Count(len(r.Blockers), "socket"))
 	if len(r.Groups) > 1 {
 		fmt.Fprintf(w, " in %d groups", len(r.Groups))
@@ -324,7 +327,7 @@ func printGroups(w io.Writer, r *hostmodel.Report) {
 }
 
 // printBlockers writes every blocker with its owner, reason and unknowns.
-func printBlockers(w io.Writer, bs []hostmodel.BlockerInfo) {
+func printBlockers(w *bufio.Writer, bs []hostmodel.BlockerInfo) {
 	for i, b := range bs {
 		tuple := b.Local
 		if b.Remote != "" {
@@ -416,7 +419,9 @@ func explainNetFailure(f *netFailure) (string, error) {
 		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Edit)
 	}
 	var b strings.Builder
-	printReport(&b, proto, r, false)
+	if err := printReport(&b, proto, r, false); err != nil {
+		return "", err
+	}
 	return b.String(), nil
 }
 

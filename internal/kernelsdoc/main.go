@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -74,7 +75,8 @@ func answer(r *lab.Result) string {
 	return s
 }
 
-func write(w io.Writer, runs []lab.KernelRun) error {
+func write(out io.Writer, runs []lab.KernelRun) error {
+	w := bufio.NewWriter(out)
 	rows := lab.Compare(runs)
 	fmt.Fprintln(w, "# Port rules by kernel")
 	fmt.Fprintln(w)
@@ -146,5 +148,5 @@ func write(w io.Writer, runs []lab.KernelRun) error {
 	if n == 0 {
 		fmt.Fprintln(w, "None.")
 	}
-	return nil
+	return w.Flush()
 }
