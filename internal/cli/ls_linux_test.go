@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"golang.org/x/sys/unix"
@@ -111,6 +110,15 @@ func TestLsAndWhoInNamespace(t *testing.T) {
 		t.Errorf("ls --json: no bound socket on 7100:\n%s", out)
 	}
 
+	// Whole outputs, the test's pid and descriptors aside (one row per
+	// ls: rows of one state come in the kernel's hash order).
+	for _, args := range [][]string{
+		{"ls", "-p", "--state", "bound"}, {"ls", "-l", "-o", "--sport", "7101"}, {"who", "7101"}, {"who", "10.0.0.1:7100"}, {"why", "bind", "10.0.0.1:7100"},
+	} {
+		_, out, errOut := runIn(t, ns, args...)
+		golden(t, strings.NewReplacer(":", "-").Replace(strings.Join(args, "_"))+".txt", stable(out+errOut))
+	}
+
 	// who: the holder, its options and the sharing verdict.
 	code, out, _ = runIn(t, ns, "who", "7101")
 	if code != 0 || !containsLine(out, "tcp", "LISTEN", "127.0.0.1:7101", "uid=0") ||
@@ -167,11 +175,11 @@ func TestWhoTimeWait(t *testing.T) {
 		}
 		unix.Close(c) // the active closer keeps TIME_WAIT
 		c = -1
-		time.Sleep(50 * time.Millisecond)
+		waitTCPState(t, ns, "fin-wait-2", 7201)
 		unix.Close(a)
 		return nil
 	})
-	time.Sleep(50 * time.Millisecond)
+	waitTCPState(t, ns, "time-wait", 7201)
 	_, out, _ := runIn(t, ns, "who", "7201")
 	// As root the kernel's records give the entry's flags (none here), so
 	// the verdict is certain, and it comes first.

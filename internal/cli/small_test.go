@@ -115,6 +115,7 @@ func TestLsOptionsColumnPadded(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Flush()
+	golden(t, "ls-options.txt", b.String())
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	col := strings.Index(lines[0], "Process")
 	for _, l := range lines[1:] {
