@@ -241,15 +241,14 @@ func Read(proto inet.Proto) ([]Sock, error) {
 }
 
 // Reader reads one protocol's records again and again with one loaded
-// program (a load runs the verifier, the dearest part of a read) and one
-// reused buffer: for a process that reads them on every scrape. It is not
-// safe for concurrent use.
+// program (a load runs the verifier, the dearest part of a read): for a
+// process that reads them on every scrape. It is not safe for concurrent
+// use.
 type Reader struct {
 	proto inet.Proto
 	l     *layout
 	coll  *ebpf.Collection
 	it    *link.Iter
-	buf   []byte
 }
 
 // NewReader loads the iterator program of proto (TCP or UDP). Close it.
@@ -276,14 +275,12 @@ func NewReader(proto inet.Proto) (*Reader, error) {
 // dst[:0]: pass the previous result to reuse its array, or an empty slice
 // with room for the sockets expected, which sizes the read's buffers too.
 func (r *Reader) Read(dst []Sock) ([]Sock, error) {
-	if want := cap(dst) * recordLen; cap(r.buf) < want {
-		r.buf = make([]byte, 0, want+recordLen)
-	}
-	b, err := readIter(r.it, r.buf[:0])
+	// The program's output is not kept between reads: it is garbage once
+	// decoded, and kept it would add to the peak of the next read.
+	b, err := readIter(r.it, make([]byte, 0, max(64<<10, (cap(dst)+1)*recordLen)))
 	if err != nil {
 		return nil, err
 	}
-	r.buf = b
 	return parseRecords(b, r.proto, r.l, dst[:0])
 }
 
@@ -320,7 +317,7 @@ func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 	}
 	defer coll.Close()
 	defer it.Close()
-	return readIter(it, nil)
+	return readIter(it, make([]byte, 0, 64<<10))
 }
 
 // loadIter loads insns as a BPF iterator program and attaches it to the
@@ -353,17 +350,14 @@ func loadIter(name, target string, insns asm.Instructions) (*ebpf.Collection, *l
 }
 
 // readIter runs the attached iterator once in the calling thread's network
-// namespace and appends what it wrote to buf, growing it at most once per
-// doubling: a reused buffer makes a read of any size allocate nothing.
+// namespace and appends what it wrote to buf, doubling it when full: a
+// buffer sized for the output makes the read allocate nothing more.
 func readIter(it *link.Iter, buf []byte) ([]byte, error) {
 	rd, err := it.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open BPF iterator: %w", err)
 	}
 	defer rd.Close()
-	if cap(buf) < 64<<10 {
-		buf = make([]byte, 0, 64<<10)
-	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
