@@ -115,7 +115,7 @@ func newFix(p Plan, change string, e Edit) Fix {
 // Explain predicts p in sit and explains the outcome: blockers with their
 // owners, the reason, the assumptions it rests on, and the fixes that the
 // model says would work. Owners not read yet are looked up for the
-// blockers (LoadOwners); when that fails the report says so in its notes.
+// blockers (loadOwners); when that fails the report says so in its notes.
 func Explain(ctx context.Context, sit *Situation, p Plan) *Report {
 	res := sit.predict(nil, p)
 	if !res.OK() {
@@ -125,7 +125,7 @@ func Explain(ctx context.Context, sit *Situation, p Plan) *Report {
 				idx = append(idx, b.Index)
 			}
 		}
-		if err := sit.LoadOwners(ctx, idx); err != nil {
+		if err := sit.loadOwners(ctx, idx); err != nil {
 			sit.Notes = append(sit.Notes, err.Error())
 		}
 	}

@@ -214,17 +214,23 @@ func program(l *layout, proto inet.Proto) asm.Instructions {
 			asm.StoreMem(asm.RFP, base+recKind, asm.R1, asm.Byte),
 		)
 	}
-	insns = append(insns,
+	return append(insns, emitRecord(ctx, base, recordLen)...)
+}
+
+// emitRecord is the iterator programs' common end: at label "out" it writes
+// the n-byte record at stack offset base to the seq file (bpf_seq_write
+// with ctx->meta->seq), and at label "exit" it returns 0.
+func emitRecord(ctx asm.Register, base, n int32) asm.Instructions {
+	return asm.Instructions{
 		asm.LoadMem(asm.R1, ctx, 0, asm.DWord).WithSymbol("out"), // ctx->meta
 		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord),                // meta->seq
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, base),
-		asm.Mov.Imm(asm.R3, recordLen),
+		asm.Mov.Imm(asm.R3, n),
 		asm.FnSeqWrite.Call(),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
-	)
-	return insns
+	}
 }
 
 // Read walks every socket of proto in the calling thread's network

@@ -72,9 +72,6 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 }
 
 func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	_, port, err := net.SplitHostPort(o.Listen)
 	if err != nil || port == "" {
 		return usageError("--listen %q: want ADDR:PORT, e.g. 127.0.0.1:9779", o.Listen)

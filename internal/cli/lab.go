@@ -126,9 +126,6 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		}
 		scenarios = append(scenarios, scs...)
 	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, errLabTimeout)

@@ -201,9 +201,6 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 		return err
 	}
 	defer batchGC(o.procRoot)()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	t, err := socktab.Snapshot(ctx, q)
 	if err != nil {
 		return err

@@ -76,9 +76,6 @@ func readPortsInputs(ctx context.Context, o portsOptions) (*ports.Table, rules.H
 }
 
 func runPorts(ctx context.Context, o portsOptions, s Streams) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	if o.Top < 1 {
 		return usageError("--top %d: want at least 1", o.Top)
 	}

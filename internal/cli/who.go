@@ -94,9 +94,6 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		return runWhoNamespaces(ctx, s, o)
 	}
 	defer batchGC(o.procRoot)()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot})
 	if err != nil {
 		return err

@@ -194,9 +194,6 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, erro
 }
 
 func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, arg string) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	// The command line is checked before the host is read.
 	p, err := whyPlan(o, kind, arg)
 	if err != nil {
