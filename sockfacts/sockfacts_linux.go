@@ -82,7 +82,10 @@ func kernelLayout() (*layout, error) {
 // program builds the iterator program. For TCP the context's second field
 // is a sock_common (full socket, TIME_WAIT or request socket); for UDP a
 // udp_sock, which starts with its sock_common.
-func program(l *layout, proto inet.Proto) asm.Instructions {
+//
+// With port not 0 it writes records only for sockets whose local port is
+// port: the others are skipped in the kernel.
+func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		sk   = asm.R7
@@ -118,6 +121,11 @@ func program(l *layout, proto inet.Proto) asm.Instructions {
 		asm.Mov.Reg(ctx, asm.R1),
 		asm.LoadMem(sk, ctx, 8, asm.DWord), // ctx->sk_common / ctx->udp_sk
 		asm.JEq.Imm(sk, 0, "exit"),
+	}
+	if port != 0 {
+		insns = append(insns,
+			asm.LoadMem(asm.R1, sk, int16(l.num.off), asm.Half), // skc_num, host order
+			asm.JNE.Imm(asm.R1, int32(port), "exit"))
 	}
 	insns = append(insns, asm.Mov.Imm(asm.R1, 0))
 	for i := int16(0); i < recordLen; i += 8 {
@@ -258,7 +266,21 @@ type Reader struct {
 }
 
 // NewReader loads the iterator program of proto (TCP or UDP). Close it.
-func NewReader(proto inet.Proto) (*Reader, error) {
+func NewReader(proto inet.Proto) (*Reader, error) { return newReader(proto, 0) }
+
+// ReadPort is Read of the sockets whose local port is port only, filtered
+// in the kernel: a caller that asks about one port does not decode the
+// records of every socket.
+func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
+	r, err := newReader(proto, port)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Read(nil)
+}
+
+func newReader(proto inet.Proto, port uint16) (*Reader, error) {
 	l, err := kernelLayout()
 	if err != nil {
 		return nil, err
@@ -269,7 +291,7 @@ func NewReader(proto inet.Proto) (*Reader, error) {
 	} else if proto != inet.TCP {
 		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
 	}
-	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto))
+	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port))
 	if err != nil {
 		return nil, err
 	}
@@ -487,6 +509,12 @@ func ReadAsync(proto inet.Proto, dst []Sock) (wait func() ([]Sock, error)) {
 		defer r.Close()
 		return r.Read(dst)
 	})
+}
+
+// ReadPortAsync is ReadPort in the background, in the calling thread's
+// network namespace, as ReadAsync.
+func ReadPortAsync(proto inet.Proto, port uint16) (wait func() ([]Sock, error)) {
+	return inThisNamespace(func() ([]Sock, error) { return ReadPort(proto, port) })
 }
 
 // ReadAsync is Reader.Read in the background, in the calling thread's

@@ -341,3 +341,38 @@ func TestReaderReadsAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadPort: the program filtered by port writes the records of that
+// port's sockets only, TCP and UDP alike.
+func TestReadPort(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	if err := ns.Do(func() error {
+		for _, port := range []int{7411, 7412} {
+			fd := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
+			if err := unix.Listen(fd, 1); err != nil {
+				return err
+			}
+			sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
+		}
+		for _, p := range []inet.Proto{inet.TCP, inet.UDP} {
+			got, err := ReadPort(p, 7412)
+			if err != nil {
+				return err
+			}
+			if len(got) != 1 || got[0].Local.Port() != 7412 {
+				t.Errorf("%v: records %+v, want the one socket on 7412", p, got)
+			}
+			all, err := Read(p)
+			if err != nil {
+				return err
+			}
+			if len(all) != 2 {
+				t.Errorf("%v: unfiltered read: %d records, want 2", p, len(all))
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

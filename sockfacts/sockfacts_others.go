@@ -52,3 +52,11 @@ func (r *Reader) ReadAsync(dst []Sock) (wait func() ([]Sock, error)) {
 
 // Close does nothing.
 func (r *Reader) Close() error { return nil }
+
+// ReadPort needs Linux.
+func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) { return Read(proto) }
+
+// ReadPortAsync needs Linux.
+func ReadPortAsync(proto inet.Proto, port uint16) (wait func() ([]Sock, error)) {
+	return func() ([]Sock, error) { return ReadPort(proto, port) }
+}

@@ -94,7 +94,20 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		return runWhoNamespaces(ctx, s, o)
 	}
 	defer batchGC(o.procRoot)()
+	// As root the kernel's own records give every socket's reuse flags,
+	// TIME_WAIT entries' included; otherwise they come from the owners'
+	// descriptors where readable. Only the port's records are read (the
+	// iterator skips the others in the kernel), beside the dump.
+	waitTCP := sockfacts.ReadPortAsync(inet.TCP, o.port)
+	waitUDP := sockfacts.ReadPortAsync(inet.UDP, o.port)
 	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot})
+	facts, ferr := waitTCP()
+	udp, uerr := waitUDP()
+	if ferr != nil || uerr != nil {
+		facts = nil
+	} else {
+		facts = append(facts, udp...)
+	}
 	if err != nil {
 		return err
 	}
@@ -103,18 +116,6 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		return err
 	}
 	notes := append(hostNotes, t.Notes...)
-	// As root the kernel's own records give every socket's reuse flags,
-	// TIME_WAIT entries' included; otherwise they come from the owners'
-	// descriptors where readable.
-	var facts []sockfacts.Sock
-	for _, p := range []inet.Proto{inet.TCP, inet.UDP} {
-		ks, err := sockfacts.Read(p)
-		if err != nil {
-			facts = nil
-			break
-		}
-		facts = append(facts, ks...)
-	}
 	index := hostmodel.IndexFacts(facts)
 	var socks []socktab.Socket
 	for _, sk := range t.Sockets {
