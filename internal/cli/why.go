@@ -227,13 +227,14 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if err != nil {
 		return err
 	}
+	spell := whyFlags(p)
 	if o.json {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := enc.Encode(reportJSON(r, spell)); err != nil {
 			return writeFailed(err)
 		}
-	} else if err := printReport(s.Out, proto, r, o.all); err != nil {
+	} else if err := printReport(s.Out, proto, r, o.all, spell); err != nil {
 		return writeFailed(err)
 	}
 	if r.OK() {
@@ -249,7 +250,7 @@ const maxGroups = 12
 // printReport writes the report for people: the verdict on the first line,
 // then the blockers grouped (all of them, one by one, with all), the fixes,
 // the assumptions and notes.
-func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) error {
+func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool, spell func(hostmodel.Edit) string) error {
 	w := bufio.NewWriter(out)
 	switch {
 	case r.OK():
@@ -274,8 +275,8 @@ func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool)
 	if len(r.Fixes) > 0 {
 		fmt.Fprintln(w, "what would work:")
 		for _, f := range r.Fixes {
-			if f.Flags != "" {
-				fmt.Fprintf(w, "  - %s: %s\n", f.Change, f.Flags)
+			if flags := spell(f.Edit); flags != "" {
+				fmt.Fprintf(w, "  - %s: %s\n", f.Change, flags)
 			} else {
 				fmt.Fprintf(w, "  - %s\n", f.Change)
 			}
@@ -412,11 +413,8 @@ func explainNetFailure(f *netFailure) (string, error) {
 	if call := failedSyscall(f.err); call != "" && r.FailedOp != call {
 		return "", fmt.Errorf("the model fails %s at %s, the kernel at %s", r.Verdict, r.FailedOp, call)
 	}
-	for i := range r.Fixes {
-		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Edit)
-	}
 	var b strings.Builder
-	if err := printReport(&b, proto, r, false); err != nil {
+	if err := printReport(&b, proto, r, false, func(e hostmodel.Edit) string { return netcatFlags(op, e) }); err != nil {
 		return "", err
 	}
 	return b.String(), nil
@@ -444,7 +442,7 @@ func netcatFlags(op string, e hostmodel.Edit) string {
 	if e.BindNoPort {
 		out = append(out, "--bind-no-port")
 	}
-	out = append(out, e.Options...)
+	out = append(out, optionFlags(e.Options)...)
 	if e.SetUID {
 		out = append(out, fmt.Sprintf("(run as uid %d)", e.UID))
 	}
@@ -452,4 +450,68 @@ func netcatFlags(op string, e hostmodel.Edit) string {
 		out = append(out, "(no -s/-p)")
 	}
 	return strings.Join(out, " ")
+}
+
+// whyFlags spells a fix's change in `tuple why`'s flags for plan p: a
+// connect's source is --from, a bind or listen address the argument itself.
+func whyFlags(p hostmodel.Plan) func(hostmodel.Edit) string {
+	connect := len(p.Ops) > 0 && p.Ops[len(p.Ops)-1].Kind == rules.OpConnect
+	return func(e hostmodel.Edit) string {
+		var out []string
+		if e.Local.IsValid() {
+			if connect {
+				out = append(out, "--from")
+			}
+			out = append(out, e.Local.String())
+		}
+		if e.BindNoPort {
+			out = append(out, "--bind-no-port")
+		}
+		out = append(out, optionFlags(e.Options)...)
+		if e.SetUID {
+			out = append(out, "--uid", strconv.FormatUint(uint64(e.UID), 10))
+		}
+		if e.NoBind {
+			out = append(out, "(no --from)")
+		}
+		return strings.Join(out, " ")
+	}
+}
+
+// optionFlags spells socket options in the flags why, connect and listen
+// share.
+func optionFlags(ids []sockopt.ID) []string {
+	var out []string
+	for _, id := range ids {
+		switch id {
+		case sockopt.ReusePort:
+			out = append(out, "--reuseport")
+		case sockopt.ReuseAddr:
+			out = append(out, "--reuseaddr")
+		case sockopt.BindAddressNoPort:
+			out = append(out, "--bind-no-port")
+		default:
+			out = append(out, "("+id.String()+")")
+		}
+	}
+	return out
+}
+
+// whyFixJSON is a fix in `tuple why --json`, with its change spelled in
+// why's flags.
+type whyFixJSON struct {
+	hostmodel.Fix
+	Flags string `json:"flags,omitempty"`
+}
+
+// reportJSON is r as `tuple why --json` prints it: its fixes carry flags.
+func reportJSON(r *hostmodel.Report, spell func(hostmodel.Edit) string) any {
+	fixes := make([]whyFixJSON, len(r.Fixes))
+	for i, f := range r.Fixes {
+		fixes[i] = whyFixJSON{Fix: f, Flags: spell(f.Edit)}
+	}
+	return struct {
+		*hostmodel.Report
+		Fixes []whyFixJSON `json:"fixes"`
+	}{r, fixes}
 }
