@@ -663,6 +663,7 @@ func (b *batch) noSourceCases(n int) (classStats, error) {
 		return st, err
 	}
 	h := testHost()
+	h.Kernel = runningKernel
 	h.Local = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.9.0.1/32")}
 	h.AllListeners, h.Isolated = true, true
 	b.host = h

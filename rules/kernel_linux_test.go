@@ -230,6 +230,9 @@ func (b *batch) setSysctl(path, v string) error {
 		return nil
 	}
 	if err := os.WriteFile("/proc/sys/"+path, []byte(v), 0); err != nil {
+		if errors.Is(err, os.ErrNotExist) && path == "net/ipv4/tcp_tw_reuse_delay" {
+			return nil // before 6.13: reuse waits for the clock's second instead
+		}
 		return fmt.Errorf("write %s=%q: %w", path, v, err)
 	}
 	b.sysctl[path] = v
@@ -262,6 +265,7 @@ func (b *batch) run(n, first int) error {
 		return err
 	}
 	b.host = testHost()
+	b.host.Kernel = runningKernel
 	b.host.Local = append(b.host.Local, netip.MustParsePrefix("fe80::1/128"))
 	fd, err := b.newSocket(inet.TCP, inet.IPv6, sockOpts{reuseAddr: true, v6only: 2})
 	if err != nil {
@@ -291,23 +295,38 @@ func (b *batch) worldNow() World {
 	for _, k := range b.world {
 		w.Sockets = append(w.Sockets, k.sock)
 	}
-	now := time.Now()
+	now, sec := time.Now(), monoSec()
 	for i := range w.Sockets {
 		if s := &w.Sockets[i]; s.State == TimeWait {
 			s.TWAge = now.Sub(twBorn[s.ID])
+			s.TWSecondTicked = sec > twBornSec[s.ID]
 		}
 	}
 	return w
 }
 
-// twBorn records when each TIME_WAIT entry appeared (by socket ID).
-var twBorn = map[string]time.Time{}
+// twBorn records when each TIME_WAIT entry appeared (by socket ID), and
+// twBornSec the monotonic clock's whole second then (what kernels before
+// 6.13 compare, rules.Socket.TWSecondTicked).
+var (
+	twBorn    = map[string]time.Time{}
+	twBornSec = map[string]int64{}
+)
+
+// monoSec is CLOCK_MONOTONIC's whole seconds (ktime_get_seconds).
+func monoSec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Sec
+}
 
 // twCreated records a new TIME_WAIT entry. With tcp_tw_reuse_delay at
 // 1 ms it then waits 3 ms: the kernel compares millisecond stamps taken at
 // its last packet, so ages near the delay are a coin toss.
 func (b *batch) twCreated(id string) {
-	twBorn[id] = time.Now()
+	twBorn[id], twBornSec[id] = time.Now(), monoSec()
 	if b.host.TWReuseDelay == time.Millisecond {
 		time.Sleep(3 * time.Millisecond)
 	}
@@ -487,7 +506,7 @@ func (b *batch) newSocket(p inet.Proto, fam inet.Family, o sockOpts) (int, error
 	if fam == inet.IPv6 && o.v6only != 0 {
 		set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(o.v6only == 1))
 	}
-	if !o.portRange.IsZero() {
+	if !o.portRange.IsZero() && runningKernel.HasPortRangeOpt() {
 		set(unix.IPPROTO_IP, unix.IP_LOCAL_PORT_RANGE, int(o.portRange.Lo)|int(o.portRange.Hi)<<16)
 	}
 	if o.bindNoPort {
@@ -513,8 +532,27 @@ func boolInt(v bool) int {
 	return 0
 }
 
+// runningKernel is the kernel the test runs on (a guest's under
+// TestKernelDifferentialInGuests): the model follows its rules. A kernel
+// without IP_LOCAL_PORT_RANGE (before 6.3) gets no per-socket range, in
+// the kernel and in the model alike.
+var runningKernel = func() Kernel {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return Kernel{}
+	}
+	k, err := KernelFromUname(unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Version[:]))
+	if err != nil {
+		return Kernel{}
+	}
+	return k
+}()
+
 // modelSocket is the new socket as the model sees it before any operation.
 func modelSocket(p inet.Proto, fam inet.Family, o sockOpts) Socket {
+	if !runningKernel.HasPortRangeOpt() {
+		o.portRange = inet.PortRange{}
+	}
 	return Socket{Proto: p, Family: fam, ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
 		V6Only: o.v6only == 1, V6OnlyDefault: fam == inet.IPv6 && o.v6only == 0, UID: o.uid,
 		PortRange: o.portRange, BindNoPort: o.bindNoPort, Freebind: o.freebind, CanBindPrivileged: true,

@@ -41,6 +41,20 @@ func main() {
 
 var seriesRE = regexp.MustCompile(`^(\d+\.\d+)`)
 
+// groupsOf lists the scenario files of the lines, in their order, as
+// group names (a built-in group's file is GROUP.lab).
+func groupsOf(results []lab.Result) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range results {
+		if !seen[r.File] {
+			seen[r.File] = true
+			out = append(out, "`"+strings.TrimSuffix(r.File, ".lab")+"`")
+		}
+	}
+	return out
+}
+
 // runsOf splits the lines by kernel release, in the order they come.
 func runsOf(results []lab.Result) []lab.KernelRun {
 	var runs []lab.KernelRun
@@ -86,6 +100,9 @@ func write(out io.Writer, runs []lab.KernelRun) error {
 	fmt.Fprintln(w, "model following that kernel's version (`rules.Kernel`); `tuple why --kernel-version` and")
 	fmt.Fprintln(w, "`tuple lab --kernel-version` apply the same rules to another kernel's host.")
 	fmt.Fprintln(w)
+	if len(runs) > 0 {
+		fmt.Fprintf(w, "Groups run: %s.\n\n", strings.Join(groupsOf(runs[0].Results), ", "))
+	}
 	fmt.Fprintln(w, "| kernel | release | lines | model agreed | as the library expects |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|")
 	for _, r := range runs {
