@@ -114,12 +114,18 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, erro
 		return hostmodel.Plan{}, err
 	}
 	var from netip.AddrPort
-	hasFrom := kind == rules.OpConnect && o.from != ""
-	if hasFrom {
+	if kind == rules.OpConnect && o.from != "" {
 		if from, err = parseAddrPort("--from", o.from); err != nil {
 			return hostmodel.Plan{}, err
 		}
 	}
+	return planFor(o, kind, target, from)
+}
+
+// planFor is the model's plan for the new socket of o's options doing kind
+// on target; from is a connect's source, invalid for none.
+func planFor(o *whyOptions, kind rules.OpKind, target, from netip.AddrPort) (hostmodel.Plan, error) {
+	hasFrom := kind == rules.OpConnect && from.IsValid()
 	if kind == rules.OpConnect && target.Port() == 0 {
 		return hostmodel.Plan{}, usageError("connect address %s: port 0 cannot be connected to", target)
 	}
@@ -368,23 +374,26 @@ func explainNetFailure(f *netFailure) (string, error) {
 		bindNoPort: f.opts.BindAddressNoPort, v6only: f.opts.V6Only == sockopt.V6OnlyOn,
 		dev: f.opts.Device}
 	var kind rules.OpKind
-	var arg string
+	var target, from netip.AddrPort
 	switch op {
 	case "listen":
-		kind, arg = rules.OpListen, local.String()
+		kind, target = rules.OpListen, local
 		if o.udp {
 			kind = rules.OpBind
 		}
 	case "connect", "dial":
-		kind, arg = rules.OpConnect, remote.String()
+		kind, target = rules.OpConnect, remote
 		if local.IsValid() && (local.Port() != 0 || !local.Addr().IsUnspecified()) {
-			o.from = local.String()
+			from = local
 		}
 	default:
 		return "", fmt.Errorf("the model has no %s operation", op)
 	}
 	if !local.IsValid() && kind != rules.OpConnect {
 		return "", fmt.Errorf("no local address to judge the %s by", op)
+	}
+	if target.Addr().Zone() != "" || from.Addr().Zone() != "" {
+		return "", fmt.Errorf("the model does not judge zoned addresses")
 	}
 	proto := inet.TCP
 	if o.udp {
@@ -395,7 +404,7 @@ func explainNetFailure(f *netFailure) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading this host's sockets: %w", err)
 	}
-	p, err := whyPlan(&o, kind, arg)
+	p, err := planFor(&o, kind, target, from)
 	if err != nil {
 		return "", err
 	}
