@@ -65,7 +65,7 @@ func normalise(f inet.Family, a netip.Addr, v6only bool) endpoint {
 	return endpoint{class: classV6, addr: a.WithZone(""), v6only: v6only}
 }
 
-// overlap is the OVERLAP table of kernel-rules.md: whether a new socket at
+// overlap is the overlap table of docs/kernel-rules.md: whether a new socket at
 // n and an existing one at o claim a common address.
 func overlap(n, o endpoint) bool {
 	switch n.class {

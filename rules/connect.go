@@ -342,6 +342,20 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 	return c, last
 }
 
+// searches reports whether the search tries port p (not 0, not reserved),
+// counting it as searched or reserved.
+func (c *PortCount) searches(h *Host, p int) bool {
+	switch {
+	case p == 0:
+		return false
+	case h.reserved(p):
+		c.Reserved++
+		return false
+	}
+	c.Searched++
+	return true
+}
+
 // udpConnectCount counts the ports of a UDP connect()'s autobind: every
 // port of the range but the reserved, free when udp_lib_lport_inuse would
 // let the socket take it. UDP never looks at the four-tuple.
@@ -350,14 +364,9 @@ func (e *eval) udpConnectCount() PortCount {
 	c := PortCount{Range: r}
 	ep := e.connectEndpoint()
 	for p := int(r.Lo); p <= int(r.Hi); p++ {
-		if p == 0 {
+		if !c.searches(&e.m.host, p) {
 			continue
 		}
-		if e.m.host.reserved(p) {
-			c.Reserved++
-			continue
-		}
-		c.Searched++
 		if e.udpUsable(ep, uint16(p)) {
 			c.Free++
 		} else {
@@ -380,14 +389,9 @@ func (e *eval) walkConnectRange(block bool, shared func(c *PortCount, p int, own
 	for k := 0; k < sp.n; k++ {
 		cur := e.m.cursorAt(inet.TCP, uint16(sp.lo[k]))
 		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
-			if p == 0 {
+			if !c.searches(&e.m.host, p) {
 				continue
 			}
-			if e.m.host.reserved(p) {
-				c.Reserved++
-				continue
-			}
-			c.Searched++
 			owners := cur.next(inet.TCP, uint16(p))
 			switch {
 			case len(owners) == 0:

@@ -7,9 +7,9 @@
 // same World, Socket and Op always give the same Outcome. The kernel is the
 // judge; the model is checked against it in network namespaces by
 // kernel_linux_test.go, which builds thousands of random situations for
-// real and compares every errno. docs/kernel-rules.md in the shared docs
-// lists the rules as read from the kernel source; where the kernel does
-// more (the per-port reuse cache, UDP's chain order) the code says so.
+// real and compares every errno. docs/kernel-rules.md lists the
+// rules as the model implements them, each with the kernel function it
+// follows and the file here that models it.
 //
 // For one prediction use Predict; for many over one table (the ports
 // package counts connect() candidates per destination over tens of

@@ -178,7 +178,7 @@ func TestListen(t *testing.T) {
 	})
 }
 
-// TestOverlapTable has one case per cell of kernel-rules.md's OVERLAP
+// TestOverlapTable has one case per cell of docs/kernel-rules.md's overlap
 // table: an existing bound TCP socket (row: new, column: old) and a new
 // bind to the same port without reuse options.
 func TestOverlapTable(t *testing.T) {

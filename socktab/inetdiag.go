@@ -302,6 +302,23 @@ func walkNetlink(b []byte, seq uint32, fn func(typ, flags uint16, payload []byte
 	return nil
 }
 
+// endsDump reports whether datagram b holds the last message of the dump
+// with sequence number seq: NLMSG_DONE or NLMSG_ERROR (the decoder says
+// which and why), or a message too malformed to walk past.
+func endsDump(b []byte, seq uint32) bool {
+	for len(b) >= nlmsgHdrLen {
+		n := int(hostOrder.Uint32(b))
+		if n < nlmsgHdrLen || n > len(b) {
+			return true
+		}
+		if typ := hostOrder.Uint16(b[4:]); hostOrder.Uint32(b[8:]) == seq && (typ == nlmsgDone || typ == nlmsgError) {
+			return true
+		}
+		b = b[min((n+3)&^3, len(b)):]
+	}
+	return len(b) != 0
+}
+
 // errDumpInterrupted is a dump the kernel flagged NLM_F_DUMP_INTR: the
 // table changed while it was read, so sockets may be missing or repeated.
 var errDumpInterrupted = errors.New("dump interrupted (NLM_F_DUMP_INTR): the socket table changed while it was read")

@@ -41,7 +41,8 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	counts, _ := ReadSockstat(q.ProcRoot)
 	socks := make([]Socket, 0, counts.estimate(q)+16)
 	populate(socks)
-	buf := make([]byte, recvBufSize)
+	// Three receive buffers: one being filled, one being decoded, one spare.
+	bufs := [][]byte{make([]byte, recvBufSize), make([]byte, recvBufSize), make([]byte, recvBufSize)}
 	states := q.States
 	if q.Filter != nil && q.Filter.States != 0 {
 		states &= q.Filter.States
@@ -66,7 +67,7 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 			// kernel's work of two dumps (the walks skip the other
 			// family's sockets but still visit them).
 			n := len(socks)
-			out, err := dumpOne(c, base, buf, socks)
+			out, err := dumpOne(c, base, bufs, socks)
 			if err == nil {
 				socks = out
 				continue
@@ -84,7 +85,7 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 			}
 			r := base
 			r.Family = fam
-			socks, err = dumpOne(c, r, buf, socks)
+			socks, err = dumpOne(c, r, bufs, socks)
 			if err != nil {
 				return fail(err)
 			}
@@ -101,25 +102,25 @@ var noTCPDiagGetSock atomic.Bool
 // anyway. A dump the kernel marks interrupted (the table changed under it)
 // is run once more; interrupted twice, the error is returned rather than a
 // table that may miss sockets.
-func dumpOne(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Socket, error) {
+func dumpOne(c *netlink.Conn, r diagRequest, bufs [][]byte, socks []Socket) ([]Socket, error) {
 	n := len(socks)
-	out, err := dumpRequest(c, r, buf, socks)
+	out, err := dumpRequest(c, r, bufs, socks)
 	if errors.Is(err, unix.EINVAL) && (r.LocalPort != 0 || r.RemotePort != 0 || len(r.Filter) > 0) {
 		r.LocalPort, r.RemotePort, r.Filter = 0, 0, nil
-		out, err = dumpRequest(c, r, buf, socks[:n])
+		out, err = dumpRequest(c, r, bufs, socks[:n])
 	}
 	if errors.Is(err, errDumpInterrupted) {
-		out, err = dumpRequest(c, r, buf, socks[:n])
+		out, err = dumpRequest(c, r, bufs, socks[:n])
 	}
 	return out, err
 }
 
 // dumpRequest sends one dump request with mdlayher/netlink and reads the
-// replies from the socket itself into buf, decoding each inet_diag_msg
+// replies from the socket itself into bufs, decoding each inet_diag_msg
 // straight into the next element of socks: the library's receive path
 // would allocate and copy every datagram, and a dump of 40,000 sockets is
 // about 1,000 of them.
-func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]Socket, error) {
+func dumpRequest(c *netlink.Conn, r diagRequest, bufs [][]byte, socks []Socket) ([]Socket, error) {
 	fam := "inet"
 	switch r.Family {
 	case afINET6:
@@ -145,22 +146,54 @@ func dumpRequest(c *netlink.Conn, r diagRequest, buf []byte, socks []Socket) ([]
 		return socks, wrap(err)
 	}
 	d := dumpReader{seq: req.Header.Sequence, proto: r.Protocol, socks: socks}
-	for !d.done {
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
-			return rerr != unix.EAGAIN
-		})
-		if err != nil {
-			return d.socks, wrap(err)
+	// The kernel fills each datagram inside the recvfrom that takes the
+	// one before: a goroutine receives while this one decodes, so the
+	// kernel's walk and the decoding overlap on two CPUs. The receiver
+	// stops at the dump's end (or error) message; the decoder takes every
+	// datagram it received, so the socket is left ready for the next dump.
+	full := make(chan []byte, len(bufs))
+	free := make(chan []byte, len(bufs))
+	for _, b := range bufs {
+		free <- b
+	}
+	var recvErr error // written before full is closed
+	go func() {
+		defer close(full)
+		for {
+			b := <-free
+			var n int
+			var rerr error
+			err := rc.Read(func(fd uintptr) bool {
+				n, _, rerr = unix.Recvfrom(int(fd), b, 0)
+				return rerr != unix.EAGAIN
+			})
+			if err == nil && rerr != nil {
+				err = os.NewSyscallError("recvfrom", rerr)
+			}
+			if err != nil {
+				recvErr = err
+				return
+			}
+			full <- b[:n]
+			if endsDump(b[:n], d.seq) {
+				return
+			}
 		}
-		if rerr != nil {
-			return d.socks, wrap(os.NewSyscallError("recvfrom", rerr))
+	}()
+	var decodeErr error
+	for b := range full {
+		if decodeErr == nil && !d.done {
+			decodeErr = d.datagram(b)
 		}
-		if err := d.datagram(buf[:n]); err != nil {
-			return d.socks, wrap(err)
-		}
+		free <- b[:cap(b)]
+	}
+	switch {
+	case decodeErr != nil:
+		return d.socks, wrap(decodeErr)
+	case recvErr != nil:
+		return d.socks, wrap(recvErr)
+	case !d.done:
+		return d.socks, wrap(errors.New("dump ended without NLMSG_DONE"))
 	}
 	return d.socks, wrap(d.err())
 }

@@ -99,3 +99,25 @@ func FuzzWalkNetlink(f *testing.F) {
 		}
 	})
 }
+
+// TestEndsDump: the receiver stops at the dump's own end or error message,
+// not at another sequence's, and at a message it cannot walk past.
+func TestEndsDump(t *testing.T) {
+	msg := diagMsgFixture(afINET, 10, 0, 80, 0, []byte{127, 0, 0, 1}, []byte{0, 0, 0, 0}, 0, 0, 0, 0, 0, 0, 0)
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"sockets only", append(nlmsg(sockDiagByFamily, 7, msg), nlmsg(sockDiagByFamily, 7, msg)...), false},
+		{"done", append(nlmsg(sockDiagByFamily, 7, msg), doneMsg(7, 0)...), true},
+		{"error", nlmsg(nlmsgError, 7, []byte{0xea, 0xff, 0xff, 0xff}), true},
+		{"another dump's done", doneMsg(6, 0), false},
+		{"bad length", nlmsg(sockDiagByFamily, 7, msg)[:20], true},
+		{"empty", nil, false},
+	} {
+		if got := endsDump(c.b, 7); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
