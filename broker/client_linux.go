@@ -22,7 +22,10 @@ func (c *Client) dialBroker(ctx context.Context) (*net.UnixConn, error) {
 	}
 	uc := conn.(*net.UnixConn)
 	if dl, ok := ctx.Deadline(); ok {
-		uc.SetDeadline(dl)
+		if err := uc.SetDeadline(dl); err != nil {
+			uc.Close()
+			return nil, fmt.Errorf("broker %s: %w", c.path(), err)
+		}
 	}
 	return uc, nil
 }
@@ -35,7 +38,9 @@ func (c *Client) exchange(ctx context.Context, r *Request) (*Response, int, erro
 		return nil, -1, err
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	// The past deadline wakes a blocked read; it fails only once conn is
+	// closed, which wakes the read as well.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -147,9 +152,13 @@ func connectFile(ctx context.Context, f *os.File, remote netip.AddrPort) (net.Co
 	}
 	if cerr == unix.EINPROGRESS {
 		if dl, ok := ctx.Deadline(); ok {
-			f.SetWriteDeadline(dl)
+			if err := f.SetWriteDeadline(dl); err != nil {
+				return nil, err
+			}
 		}
-		stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+		// As in exchange: a failure here means f is closed, which wakes
+		// the wait too.
+		stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Unix(1, 0)) })
 		defer stop()
 		cerr = nil
 		werr := rc.Write(func(fd uintptr) bool {
@@ -172,7 +181,9 @@ func connectFile(ctx context.Context, f *os.File, remote netip.AddrPort) (net.Co
 			}
 			return nil, werr
 		}
-		f.SetWriteDeadline(time.Time{})
+		if err := f.SetWriteDeadline(time.Time{}); err != nil {
+			return nil, err
+		}
 	}
 	if cerr != nil {
 		return nil, os.NewSyscallError("connect", cerr)

@@ -201,7 +201,9 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	oob := make([]byte, unix.CmsgSpace(8*4))
 	strikes := 0
 	for strikes < maxStrikes {
-		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if err := c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout)); err != nil {
+			return // closed
+		}
 		n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 		forged := closeRights(oob[:oobn])
 		if err != nil || (n == 0 && oobn == 0) {
@@ -341,7 +343,7 @@ func (s *Server) deny(c *net.UnixConn, peer Peer, r *Request, reason string, quo
 	}
 	s.mu.Unlock()
 	s.audit(slog.LevelWarn, peer, r, "deny", reason)
-	s.reply(c, Response{Error: reason}, -1)
+	s.answer(c, peer, r, Response{Error: reason})
 }
 
 func (s *Server) audit(level slog.Level, peer Peer, r *Request, decision, reason string, attrs ...any) {
@@ -366,9 +368,19 @@ func (s *Server) reply(c *net.UnixConn, resp Response, fd int) error {
 		oob = unix.UnixRights(fd)
 	}
 	// A client that stops reading must not hold the broker up.
-	c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if err := c.SetWriteDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		return err
+	}
 	_, _, err = c.WriteMsgUnix(b, oob, nil)
 	return err
+}
+
+// answer sends a response without a descriptor. A client gone by then never
+// saw the decision, so the failure goes to the audit log beside it.
+func (s *Server) answer(c *net.UnixConn, peer Peer, r *Request, resp Response) {
+	if err := s.reply(c, resp, -1); err != nil {
+		s.audit(slog.LevelWarn, peer, r, "unanswered", "reply failed: "+err.Error())
+	}
 }
 
 func (s *Server) list(ctx context.Context, c *net.UnixConn, peer Peer) {
@@ -390,7 +402,7 @@ func (s *Server) list(ctx context.Context, c *net.UnixConn, peer Peer) {
 		resp.Grants = resp.Grants[:len(resp.Grants)/2]
 	}
 	s.audit(slog.LevelInfo, peer, &Request{Op: OpList}, "list", fmt.Sprintf("%d live grants shown", len(resp.Grants)))
-	s.reply(c, resp, -1)
+	s.answer(c, peer, &Request{Op: OpList}, resp)
 }
 
 // grant decides a socket request and, when allowed, makes the socket and
@@ -473,7 +485,7 @@ func (s *Server) fail(c *net.UnixConn, peer Peer, r *Request, e *liveEntry, reas
 	s.statsLocked(peer.UID).Failed++
 	s.mu.Unlock()
 	s.audit(slog.LevelError, peer, r, "error", reason)
-	s.reply(c, Response{Error: reason}, -1)
+	s.answer(c, peer, r, Response{Error: reason})
 }
 
 // openSocket makes the socket a request asks for under grant g. A socket
@@ -563,7 +575,7 @@ func socketAs(family, typ, owner int) (int, error) {
 			return
 		}
 		fd, err := unix.Socket(family, typ, 0)
-		unix.SetfsuidRetUid(prev)
+		_, _ = unix.SetfsuidRetUid(prev) // it reports the old fsuid, never an error: read back below
 		if now, _ := unix.SetfsuidRetUid(-1); now == prev {
 			// Only a thread whose fsuid is restored goes back to
 			// the runtime; otherwise it dies with this goroutine.

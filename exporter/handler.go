@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,8 @@ func Handler(e *Exporter, extra ...prometheus.Collector) (http.Handler, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, `<html><head><title>tuple exporter</title></head><body><h1>tuple exporter</h1><p><a href="/metrics">Metrics</a></p></body></html>`)
+		// A client gone mid-page is not the exporter's failure: nothing to report.
+		_, _ = io.WriteString(w, `<html><head><title>tuple exporter</title></head><body><h1>tuple exporter</h1><p><a href="/metrics">Metrics</a></p></body></html>`)
 	})
 	return mux, nil
 }

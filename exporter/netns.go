@@ -147,7 +147,7 @@ func (c *NamespacesCollector) Collect(ch chan<- prometheus.Metric) {
 			return nil
 		})
 	}
-	g.Wait()
+	_ = g.Wait() // each namespace's error is in errs; the goroutines return nil
 	var read []NamespaceSummary
 	var firstErr error
 	failed := 0

@@ -37,7 +37,10 @@ func Take(ctx context.Context, path string) (*Takeover, error) {
 	}
 	conn := c.(*net.UnixConn)
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetReadDeadline(dl)
+		if err := conn.SetReadDeadline(dl); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("take over from %s: %w", path, err)
+		}
 	}
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(4*maxListeners))
@@ -69,7 +72,10 @@ func Take(ctx context.Context, path string) (*Takeover, error) {
 		}
 		t.Listeners = append(t.Listeners, l)
 	}
-	conn.SetReadDeadline(time.Time{})
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("take over from %s: %w", path, err)
+	}
 	return t, nil
 }
 
@@ -98,7 +104,9 @@ func parseRights(oob []byte) ([]*os.File, error) {
 // ctx ended): Listen on it then.
 func (t *Takeover) Ready(ctx context.Context) error {
 	defer t.conn.Close()
-	stop := context.AfterFunc(ctx, func() { t.conn.SetReadDeadline(time.Now()) })
+	// The deadline wakes the read below; it fails only once the conn is
+	// closed, which wakes it as well.
+	stop := context.AfterFunc(ctx, func() { _ = t.conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	if _, err := t.conn.Write([]byte("ready\n")); err != nil {
 		return fmt.Errorf("handover: tell the old process: %w", err)

@@ -117,15 +117,11 @@ func eachEntry(host rules.Host, t *socktab.Table, facts *Facts, ids bool, fn fun
 	return buckets
 }
 
-// Convert turns one socket table row into the model's socket. all is the
-// whole table, used to recognise accepted children by their listener; kf is
-// the kernel's record of the socket, nil when there is none. It reports
-// false for sockets that own no port.
-func Convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock) (Entry, bool) {
-	return convert(host, s, all, kf, true)
-}
-
-// convert is Convert; ids says whether to label the socket (rules.Socket.ID).
+// convert turns one socket table row into the model's socket. all is the
+// table's listeners (or the whole table), used to recognise accepted
+// children by their listener; kf is the kernel's record of the socket, nil
+// when there is none; ids says whether to label the socket
+// (rules.Socket.ID). It reports false for sockets that own no port.
 func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockfacts.Sock, ids bool) (Entry, bool) {
 	if s.Local.Port() == 0 {
 		return Entry{}, false

@@ -39,9 +39,9 @@ func TestConvert(t *testing.T) {
 
 	conv := func(s socktab.Socket) (rules.Socket, Entry) {
 		t.Helper()
-		e, ok := Convert(host, &s, all, nil)
+		e, ok := convert(host, &s, all, nil, true)
 		if !ok {
-			t.Fatalf("Convert(%v) left it out", s.Local)
+			t.Fatalf("convert(%v) left it out", s.Local)
 		}
 		return e.Socket, e
 	}
@@ -66,7 +66,7 @@ func TestConvert(t *testing.T) {
 	kf := &sockfacts.Sock{Proto: inet.TCP, Family: 4, Local: tw.Local, Remote: tw.Remote, TimeWait: true,
 		ReuseAddr: true, ConnectBind: true, ConnectBindKnown: true, Timestamps: false}
 	idx := IndexFacts([]sockfacts.Sock{*kf})
-	if e, ok := Convert(host, &tw, all, idx.Lookup(&tw)); !ok || e.Socket.Unknown != 0 || !e.Socket.ReuseAddr ||
+	if e, ok := convert(host, &tw, all, idx.Lookup(&tw), true); !ok || e.Socket.Unknown != 0 || !e.Socket.ReuseAddr ||
 		e.Socket.ReusePort || !e.Socket.PortFromConnect || e.Socket.TWTimestamps || len(e.Assumed) != 0 {
 		t.Errorf("TIME_WAIT with the kernel's record: %+v %q", e.Socket, e.Assumed)
 	}
@@ -85,7 +85,7 @@ func TestConvert(t *testing.T) {
 	if u.Proto != inet.UDP || u.State != rules.Connected || !u.ReuseAddr {
 		t.Errorf("udp: %+v", u)
 	}
-	if _, ok := Convert(host, &req, all, nil); ok {
+	if _, ok := convert(host, &req, all, nil, true); ok {
 		t.Error("a request socket owns no port but was converted")
 	}
 	sit := FromTable(host, &socktab.Table{Sockets: all, Notes: []string{"n"}}, nil)

@@ -2,7 +2,6 @@ package hostmodel
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/tuple-net/tuple/rules"
 )
@@ -14,7 +13,7 @@ import (
 func ReadHost(procRoot string) (rules.Host, []string, error) {
 	host := rules.DefaultHost()
 	host.AllListeners = true // the live table lists every listener of the namespace
-	local, err := LocalPrefixes()
+	local, err := localPrefixes()
 	if err != nil {
 		return host, nil, fmt.Errorf("local addresses: %w", err)
 	}
@@ -26,20 +25,4 @@ func ReadHost(procRoot string) (rules.Host, []string, error) {
 		notes = append(notes, fmt.Sprintf("kernel version unknown (%v): the rules of %s apply", kerr, rules.Newest))
 	}
 	return host, notes, err
-}
-
-// IsLocal reports whether a is one of host's local addresses. Unspecified
-// addresses count as local (a wildcard bind is always allowed), and a
-// v4-mapped address is judged as its IPv4 form.
-func IsLocal(host rules.Host, a netip.Addr) bool {
-	a = a.Unmap()
-	if a.IsUnspecified() {
-		return true
-	}
-	for _, p := range host.Local {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/mdlayher/netlink"
 )
 
-// LocalPrefixes lists the addresses bind() accepts without
+// localPrefixes lists the addresses bind() accepts without
 // ip_nonlocal_bind in the calling thread's network namespace, as the kernel
 // judges them: for IPv4 the RTN_LOCAL routes (inet_addr_type, which makes
 // all of loopback's 127.0.0.0/8 local), for IPv6 the interfaces' addresses
@@ -21,12 +21,12 @@ import (
 // NetlinkRIB; no higher-level call returns route types or address flags.
 // A dump the kernel marks interrupted (addresses changed under it) is run
 // once more before its error is returned.
-func LocalPrefixes() ([]netip.Prefix, error) {
-	v4, err := dumpTwice(syscall.RTM_GETROUTE, syscall.AF_INET, "netlink route dump", ParseLocalRoutes)
+func localPrefixes() ([]netip.Prefix, error) {
+	v4, err := dumpTwice(syscall.RTM_GETROUTE, syscall.AF_INET, "netlink route dump", parseLocalRoutes)
 	if err != nil {
 		return nil, err
 	}
-	v6, err := dumpTwice(syscall.RTM_GETADDR, syscall.AF_INET6, "netlink address dump", ParseAddrs6)
+	v6, err := dumpTwice(syscall.RTM_GETADDR, syscall.AF_INET6, "netlink address dump", parseAddrs6)
 	if err != nil {
 		return nil, err
 	}
@@ -84,10 +84,10 @@ const (
 	ifaFDadFailed = 0x08
 )
 
-// ParseAddrs6 extracts the usable IPv6 addresses (as /128 prefixes) from an
+// parseAddrs6 extracts the usable IPv6 addresses (as /128 prefixes) from an
 // RTM_NEWADDR dump, leaving out tentative addresses and those whose
 // duplicate address detection failed.
-func ParseAddrs6(b []byte) ([]netip.Prefix, error) {
+func parseAddrs6(b []byte) ([]netip.Prefix, error) {
 	msgs, err := syscall.ParseNetlinkMessage(b)
 	if err != nil {
 		return nil, fmt.Errorf("address dump: %w", err)
@@ -137,10 +137,10 @@ func ParseAddrs6(b []byte) ([]netip.Prefix, error) {
 // scope, type (bytes), flags (u32).
 const rtmsgLen = 12
 
-// ParseLocalRoutes extracts the destinations of RTN_LOCAL routes from an
+// parseLocalRoutes extracts the destinations of RTN_LOCAL routes from an
 // RTM_NEWROUTE dump. Messages of other types are skipped; a truncated or
 // malformed message is an error.
-func ParseLocalRoutes(b []byte) ([]netip.Prefix, error) {
+func parseLocalRoutes(b []byte) ([]netip.Prefix, error) {
 	msgs, err := syscall.ParseNetlinkMessage(b)
 	if err != nil {
 		return nil, fmt.Errorf("route dump: %w", err)
@@ -209,10 +209,10 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 	return out, ad.Err()
 }
 
-// SourceFor returns the local address the kernel's route lookup picks for
+// sourceFor returns the local address the kernel's route lookup picks for
 // a connection to peer from a socket bound to device dev (0: none): it
 // connects a UDP socket, which sends nothing, and reads its address.
-func SourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
+func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 	family := syscall.AF_INET
 	if !peer.Unmap().Is4() {
 		family = syscall.AF_INET6

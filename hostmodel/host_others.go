@@ -9,13 +9,13 @@ import (
 	"github.com/tuple-net/tuple/rules"
 )
 
-// LocalPrefixes needs Linux's rtnetlink.
-func LocalPrefixes() ([]netip.Prefix, error) {
+// localPrefixes needs Linux's rtnetlink.
+func localPrefixes() ([]netip.Prefix, error) {
 	return nil, inet.Unsupported("reading local addresses")
 }
 
-// SourceFor needs Linux.
-func SourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
+// sourceFor needs Linux.
+func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 

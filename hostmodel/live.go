@@ -17,7 +17,7 @@ import (
 // Finding owners means scanning every process's descriptors, the slow part
 // of a snapshot, so it is done only when needed: the BPF iterator
 // (sockfacts) gives the options of every socket it sees, and owners are
-// then looked up later, for blockers only (LoadOwners). Without the
+// then looked up later, for blockers only (loadOwners). Without the
 // iterator, or for TCP sockets it does not walk (bound-only ones), the
 // table is read again with owners and their options (pidfd_getfd).
 func Live(ctx context.Context, proto inet.Proto, procRoot string) (*Situation, error) {
@@ -62,9 +62,9 @@ func Live(ctx context.Context, proto inet.Proto, procRoot string) (*Situation, e
 	return sit, nil
 }
 
-// LoadOwners finds the processes holding the sockets at idx (typically the
+// loadOwners finds the processes holding the sockets at idx (typically the
 // blockers) when Live did not read owners. Sockets are matched by inode.
-func (sit *Situation) LoadOwners(ctx context.Context, idx []int) error {
+func (sit *Situation) loadOwners(ctx context.Context, idx []int) error {
 	if sit.ownersRead || !slices.ContainsFunc(idx, func(i int) bool { return sit.Entries[i].Inode != 0 }) {
 		return nil // read already, or only TIME_WAIT entries, which have no owner
 	}

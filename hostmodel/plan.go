@@ -135,7 +135,7 @@ func ResolveSource(p *Plan) error {
 			if bound {
 				continue
 			}
-			src, err := SourceFor(op.Addr.Addr(), p.Socket.Dev)
+			src, err := sourceFor(op.Addr.Addr(), p.Socket.Dev)
 			if err != nil {
 				return fmt.Errorf("no route to %s: %w", op.Addr.Addr(), err)
 			}

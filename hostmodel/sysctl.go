@@ -33,10 +33,10 @@ func ParsePortRange(b []byte) (inet.PortRange, error) {
 	return inet.PortRange{Lo: lo, Hi: hi}, nil
 }
 
-// ParseReservedPorts parses net.ipv4.ip_local_reserved_ports: a comma
+// parseReservedPorts parses net.ipv4.ip_local_reserved_ports: a comma
 // separated list of ports and LO-HI ranges ("8080,9000-9010"), possibly
 // empty. Ranges are returned in the order written.
-func ParseReservedPorts(b []byte) ([]inet.PortRange, error) {
+func parseReservedPorts(b []byte) ([]inet.PortRange, error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return nil, nil
@@ -146,7 +146,7 @@ func Sysctls(procRoot string, host *rules.Host) (notes []string, err error) {
 		parse func([]byte) error
 	}{
 		{"net/ipv4/ip_local_port_range", func(b []byte) (err error) { host.EphemeralRange, err = ParsePortRange(b); return }},
-		{"net/ipv4/ip_local_reserved_ports", func(b []byte) (err error) { host.ReservedPorts, err = ParseReservedPorts(b); return }},
+		{"net/ipv4/ip_local_reserved_ports", func(b []byte) (err error) { host.ReservedPorts, err = parseReservedPorts(b); return }},
 		{"net/ipv4/ip_unprivileged_port_start", intInto(&unpriv)},
 		{"net/ipv4/ip_nonlocal_bind", boolInto(&host.NonlocalBind4)},
 		{"net/ipv6/ip_nonlocal_bind", boolInto(&host.NonlocalBind6)},

@@ -33,19 +33,19 @@ func TestParseReservedPorts(t *testing.T) {
 		{in: "a-b", bad: true},
 		{in: "1-2-3", bad: true},
 	} {
-		got, err := ParseReservedPorts([]byte(tc.in))
+		got, err := parseReservedPorts([]byte(tc.in))
 		if tc.bad {
 			if err == nil {
-				t.Errorf("ParseReservedPorts(%q) = %v, want an error", tc.in, got)
+				t.Errorf("parseReservedPorts(%q) = %v, want an error", tc.in, got)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("ParseReservedPorts(%q): %v", tc.in, err)
+			t.Errorf("parseReservedPorts(%q): %v", tc.in, err)
 			continue
 		}
 		if d := cmp.Diff(tc.want, got); d != "" {
-			t.Errorf("ParseReservedPorts(%q) -want +got:\n%s", tc.in, d)
+			t.Errorf("parseReservedPorts(%q) -want +got:\n%s", tc.in, d)
 		}
 	}
 }
@@ -67,13 +67,13 @@ func FuzzParseReservedPorts(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rs, err := ParseReservedPorts(b)
+		rs, err := parseReservedPorts(b)
 		if err != nil {
 			return
 		}
 		for _, r := range rs {
 			if r.Lo > r.Hi {
-				t.Fatalf("ParseReservedPorts(%q) returned inverted range %v", b, r)
+				t.Fatalf("parseReservedPorts(%q) returned inverted range %v", b, r)
 			}
 		}
 	})

@@ -30,7 +30,9 @@ func Guest() {
 	if st, err := os.OpenFile("/dev/ttyS2", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
 		var u unix.Utsname
 		_ = unix.Uname(&u)
-		fmt.Fprintf(st, "kernelvm: release %s\n%s%d\n", unix.ByteSliceToString(u.Release[:]), statusPrefix, code)
+		// The host reads the status from this port; a failed write shows
+		// there as a missing status, and the guest can only power off.
+		_, _ = fmt.Fprintf(st, "kernelvm: release %s\n%s%d\n", unix.ByteSliceToString(u.Release[:]), statusPrefix, code)
 		_ = unix.IoctlSetInt(int(st.Fd()), unix.TCSBRK, 1) // tcdrain
 		st.Close()
 	}

@@ -24,7 +24,7 @@ const statusPrefix = "kernelvm: exit "
 // returns what the program did. An error means the guest did not run the
 // program to its end (qemu missing, a bad kernel, a timeout); the
 // program's own failure is Result.ExitCode.
-func Run(ctx context.Context, cfg Config) (Result, error) {
+func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		return Result{}, errors.New("kernelvm: qemu-system-x86_64 not found (Debian package qemu-system-x86)")
@@ -41,7 +41,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = fmt.Errorf("kernelvm: remove the run's files: %w", rerr)
+		}
+	}()
 	img, err := initramfsBytes(cfg)
 	if err != nil {
 		return Result{}, err
@@ -82,9 +86,6 @@ func boot(ctx context.Context, qemu, dir, initrd, accel string, cfg Config) (Res
 		mem = 768
 	}
 	console, out, status := filepath.Join(dir, "console"), filepath.Join(dir, "stdout"), filepath.Join(dir, "status")
-	for _, f := range []string{console, out, status} {
-		os.Remove(f)
-	}
 	cpu := "max"
 	if accel == "kvm" {
 		cpu = "host"

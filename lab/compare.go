@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
@@ -102,7 +103,8 @@ func (k KernelRun) Summary() Summary {
 // that kernel's result, "(model X)" where the model disagreed, "!" where
 // the kernel did not meet the line's expectation; the last column says
 // whether the kernels differ. A summary per kernel follows.
-func WriteComparison(w io.Writer, runs []KernelRun) error {
+func WriteComparison(out io.Writer, runs []KernelRun) error {
+	w := bufio.NewWriter(out)
 	rows := Compare(runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := []string{"SCENARIO", "LINE", "SOCKET", "OPERATION", "EXPECT"}
@@ -145,8 +147,8 @@ func WriteComparison(w io.Writer, runs []KernelRun) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "the kernels differ on %d of %d lines\n", differ, len(rows))
-	return err
+	fmt.Fprintf(w, "the kernels differ on %d of %d lines\n", differ, len(rows))
+	return w.Flush()
 }
 
 // WriteComparisonJSON writes every kernel's lines, one JSON object each,

@@ -404,7 +404,7 @@ func bindTo(fd int, addr string) error {
 // Blocking matters: after a refused blocking connect the socket may
 // connect again, after a refused non-blocking one the next connect says
 // ECONNABORTED.
-func connectTo(fd int, addr string, wait time.Duration) error {
+func connectTo(fd int, addr string, wait time.Duration) (err error) {
 	sa, err := sockaddr(addr)
 	if err != nil {
 		return err
@@ -413,7 +413,11 @@ func connectTo(fd int, addr string, wait time.Duration) error {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
 		return os.NewSyscallError("setsockopt", err)
 	}
-	defer unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{})
+	defer func() { // later sends on the socket must not time out
+		if rerr := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{}); rerr != nil && err == nil {
+			err = os.NewSyscallError("setsockopt", rerr)
+		}
+	}()
 	err = unix.Connect(fd, sa)
 	if err != unix.EINTR {
 		return os.NewSyscallError("connect", err)
@@ -548,7 +552,7 @@ func (h *helper) keep(fd int) error {
 	h.children[c] = true
 	h.mu.Unlock()
 	go func() {
-		io.Copy(io.Discard, c)
+		_, _ = io.Copy(io.Discard, c) // until the child closes its end; how it ended does not matter
 		h.mu.Lock()
 		delete(h.children, c)
 		h.mu.Unlock()

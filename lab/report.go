@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -125,7 +126,8 @@ func (s Summary) String() string {
 }
 
 // WriteTable writes one readable table per scenario.
-func WriteTable(w io.Writer, sr ScenarioResult) error {
+func WriteTable(out io.Writer, sr ScenarioResult) error {
+	w := bufio.NewWriter(out)
 	fmt.Fprintf(w, "[%s]  %s:%d  %.2fs\n", sr.Name, sr.File, sr.Line, sr.Duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  LINE\tSOCKET\tOPERATION\tEXPECT\tKERNEL\tMODEL\tOK\tNOTE")
@@ -136,8 +138,8 @@ func WriteTable(w io.Writer, sr ScenarioResult) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w)
-	return err
+	fmt.Fprintln(w)
+	return w.Flush()
 }
 
 // jsonLine is the --json form of a Result: one object per operation line.
@@ -198,7 +200,8 @@ func WriteJSON(w io.Writer, sr ScenarioResult) error {
 }
 
 // WriteMarkdown writes sr as a Markdown table, for an issue or a forum answer.
-func WriteMarkdown(w io.Writer, sr ScenarioResult) error {
+func WriteMarkdown(out io.Writer, sr ScenarioResult) error {
+	w := bufio.NewWriter(out)
 	fmt.Fprintf(w, "#### `[%s]` (%s:%d)\n\n", sr.Name, sr.File, sr.Line)
 	fmt.Fprintln(w, "| line | socket | operation | expect | kernel | model | ok | note |")
 	fmt.Fprintln(w, "|---:|---|---|---|---|---|---|---|")
@@ -207,8 +210,8 @@ func WriteMarkdown(w io.Writer, sr ScenarioResult) error {
 		fmt.Fprintf(w, "| %d | %s | `%s` | %s | %s | %s | %s | %s |\n", r.Line, esc.Replace(orDash(r.Socket)),
 			esc.Replace(r.Op), orDash(r.Expect), r.Kernel, orDash(r.Model), mark(r), esc.Replace(note(r)))
 	}
-	_, err := fmt.Fprintln(w)
-	return err
+	fmt.Fprintln(w)
+	return w.Flush()
 }
 
 // ReadJSON parses what WriteJSON wrote (one object per line; blank lines

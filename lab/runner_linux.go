@@ -584,8 +584,8 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 	c, err := net.FileConn(mine)
 	mine.Close()
 	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill() // the helper is useless without its conn: end it, reap it, report err
+		_ = cmd.Wait()
 		return nil, err
 	}
 	h := &helperProc{uid: uid, cmd: cmd, conn: c.(*net.UnixConn), errb: errb}
@@ -615,7 +615,9 @@ func (s *session) roundTrip(h *helperProc, req request, fd int, wantFD bool) (in
 		oob = unix.UnixRights(fd)
 	}
 	deadline := time.Now().Add(s.r.helperTimeout())
-	h.conn.SetDeadline(deadline)
+	if err := h.conn.SetDeadline(deadline); err != nil {
+		return -1, rep, s.helperFailed(h, req, err)
+	}
 	if _, _, err := h.conn.WriteMsgUnix(msg, oob, nil); err != nil {
 		return -1, rep, s.helperFailed(h, req, err)
 	}
@@ -670,7 +672,9 @@ func (s *session) teardown() {
 	s.dead = true
 	for _, h := range s.helpers {
 		h.conn.Close()
-		h.cmd.Process.Kill()
-		h.cmd.Wait()
+		// A helper that already died (its failure was reported) makes
+		// Kill and Wait fail: nothing is left to report here.
+		_ = h.cmd.Process.Kill()
+		_ = h.cmd.Wait()
 	}
 }

@@ -332,34 +332,45 @@ func (b *batch) classListenerClose(base uint16) error {
 	case la == netip.IPv6Unspecified():
 		dst = b.pickAddr("::1", "fd00::1", "127.0.0.1")
 	}
-	type client struct {
-		fd int
-		i  int // index in b.world
+	clients, err := b.queueClients(l, netip.AddrPortFrom(dst, base))
+	if err != nil {
+		return err
 	}
-	var clients []client
+	if err := b.acceptSome(lfd, len(clients)); err != nil {
+		return err
+	}
+	b.closeListener(lfd, l, clients)
+	return b.afterListenerClose(fam, netip.AddrPortFrom(la, base), netip.AddrPortFrom(dst, base))
+}
+
+// queueClients connects one to three clients (bound to a port of their own
+// or not) to listener l at dst, and adds each with the child the listener
+// holds for it in its accept queue. It returns the clients' descriptors.
+func (b *batch) queueClients(l Socket, dst netip.AddrPort) ([]int, error) {
+	var clients []int
 	for k := range 1 + b.pick(3) {
 		cfam := inet.IPv4
-		if dst.Is6() {
+		if dst.Addr().Is6() {
 			cfam = inet.IPv6
 		}
 		id := fmt.Sprintf("cl%d", k)
 		cfd, cs, err := b.classSocket(inet.TCP, cfam, sockOpts{}, false, id)
 		if err != nil {
-			return err
+			return clients, err
 		}
 		if b.chance(0.5) {
-			src := netip.AddrPortFrom(netip.IPv4Unspecified(), base+5+uint16(k))
+			src := netip.AddrPortFrom(netip.IPv4Unspecified(), dst.Port()+5+uint16(k))
 			if cfam == inet.IPv6 {
 				src = netip.AddrPortFrom(netip.IPv6Unspecified(), src.Port())
 			}
 			if err := unix.Bind(cfd, sockaddr(src)); err != nil {
 				unix.Close(cfd)
-				return fmt.Errorf("client bind %s: %w", src, err)
+				return clients, fmt.Errorf("client bind %s: %w", src, err)
 			}
 		} else {
 			cs.PortFromConnect = true
 		}
-		if err := connectWait(cfd, netip.AddrPortFrom(dst, base), 0); err != nil {
+		if err := connectWait(cfd, dst, 0); err != nil {
 			// The case's range may have no port left (the listener holds
 			// one): no such client then.
 			unix.Close(cfd)
@@ -369,18 +380,23 @@ func (b *batch) classListenerClose(base uint16) error {
 		cs.State = Connected
 		observe(cfd, &cs)
 		b.world = append(b.world, kSock{fd: cfd, sock: cs})
-		clients = append(clients, client{fd: cfd, i: len(b.world) - 1})
-		child := Socket{ID: id + "-child", Proto: inet.TCP, Family: fam, State: Connected, ReuseAddr: l.ReuseAddr, AcceptQueue: "L"}
+		clients = append(clients, cfd)
+		child := Socket{ID: id + "-child", Proto: inet.TCP, Family: l.Family, State: Connected, ReuseAddr: l.ReuseAddr, AcceptQueue: "L"}
 		child.Local, child.Remote = cs.Remote, cs.Local
-		if fam == inet.IPv6 && child.Local.Addr().Is4() {
+		if l.Family == inet.IPv6 && child.Local.Addr().Is4() {
 			child.Local = netip.AddrPortFrom(netip.AddrFrom16(child.Local.Addr().As16()), child.Local.Port())
 			child.Remote = netip.AddrPortFrom(netip.AddrFrom16(child.Remote.Addr().As16()), child.Remote.Port())
 		}
 		b.world = append(b.world, kSock{fd: -1, sock: child})
 		b.logf("%s %s -> %s", id, cs.Local, cs.Remote)
 	}
-	// The listener accepts the first m connections of its queue (FIFO).
-	for range b.pick(len(clients) + 1) {
+	return clients, nil
+}
+
+// acceptSome accepts the first m of the n connections in the listener's
+// queue (FIFO), m random, and gives each accepted child its descriptor.
+func (b *batch) acceptSome(lfd, n int) error {
+	for range b.pick(n + 1) {
 		ch, _, err := b.acceptChild(lfd)
 		if err != nil {
 			return err
@@ -401,7 +417,14 @@ func (b *batch) classListenerClose(base uint16) error {
 			return fmt.Errorf("accepted a connection from %s no client made", got.Remote)
 		}
 	}
-	// Close the listener; the model says what happens to the rest.
+	return nil
+}
+
+// closeListener closes listener l (descriptor lfd) and checks the model's
+// CloseListener against the kernel: every client the model resets must
+// reach CLOSE, every other must stay connected. The world then follows
+// the model (reset clients, dropped children).
+func (b *batch) closeListener(lfd int, l Socket, clients []int) {
 	var rest []kSock
 	for _, k := range b.world {
 		if k.fd != lfd {
@@ -421,20 +444,20 @@ func (b *batch) classListenerClose(base uint16) error {
 	for _, i := range out.Dropped {
 		dropped[i-1] = true
 	}
-	// The kernel: every client the model resets must reach CLOSE, and
-	// every other must stay connected.
-	for _, c := range clients {
+	for _, cfd := range clients {
 		b.checks++
-		ci := c.i
-		for j := range b.world { // indexes moved when the listener left
-			if b.world[j].fd == c.fd {
+		ci := -1
+		for j := range b.world {
+			if b.world[j].fd == cfd {
 				ci = j
 			}
 		}
-		want := reset[ci]
-		err := waitState(c.fd, 7, 2*time.Second)
-		if !want {
-			info, ierr := unix.GetsockoptTCPInfo(c.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if ci < 0 {
+			continue // not in the world: cannot happen, clients never leave it
+		}
+		err := waitState(cfd, 7, 2*time.Second)
+		if !reset[ci] {
+			info, ierr := unix.GetsockoptTCPInfo(cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 			if ierr != nil || info.State != 1 {
 				b.disagree(w, l, Op{}, Outcome{Rule: "close-listener", Why: out.Why}, fmt.Sprintf("client %s was not reset by the model but the kernel shows state %d", b.world[ci].sock.ID, info.State))
 			}
@@ -446,41 +469,41 @@ func (b *batch) classListenerClose(base uint16) error {
 	}
 	kept := b.world[:0]
 	for j, k := range b.world {
-		if dropped[j] {
-			continue
+		if !dropped[j] {
+			kept = append(kept, k)
 		}
-		kept = append(kept, k)
 	}
 	b.world = kept
-	// A later operation: bind the listener's port, or a reset client
-	// connects or listens again, or binds its old port.
-	switch b.pick(3) {
-	case 0:
+}
+
+// afterListenerClose checks one later operation: a bind of the listener's
+// address, or a reset client connecting to dst or listening again.
+func (b *batch) afterListenerClose(fam inet.Family, laddr, dst netip.AddrPort) error {
+	if b.pick(3) == 0 {
 		nfd, n, err := b.classSocket(inet.TCP, fam, sockOpts{reuseAddr: b.chance(0.5)}, false, "new")
 		if err != nil {
 			return err
 		}
 		defer unix.Close(nfd)
-		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(la, base)}
+		op := Op{Kind: OpBind, Addr: laddr}
 		b.check(n, op, unix.Bind(nfd, sockaddr(op.Addr)))
-	default:
-		for j, k := range b.world {
-			if !k.sock.Reset || k.fd < 0 {
-				continue
-			}
-			s := k.sock
-			others := append(append([]kSock(nil), b.world[:j]...), b.world[j+1:]...)
-			saved := b.world
-			b.world = others
-			if b.chance(0.5) {
-				op := Op{Kind: OpConnect, Addr: netip.AddrPortFrom(dst, base)}
-				b.check(s, op, connectWait(k.fd, op.Addr, 0))
-			} else {
-				b.check(s, listenOp, unix.Listen(k.fd, 4))
-			}
-			b.world = saved
-			break
+		return nil
+	}
+	for j, k := range b.world {
+		if !k.sock.Reset || k.fd < 0 {
+			continue
 		}
+		s := k.sock
+		saved := b.world
+		b.world = append(append([]kSock(nil), b.world[:j]...), b.world[j+1:]...)
+		if b.chance(0.5) {
+			op := Op{Kind: OpConnect, Addr: dst}
+			b.check(s, op, connectWait(k.fd, op.Addr, 0))
+		} else {
+			b.check(s, listenOp, unix.Listen(k.fd, 4))
+		}
+		b.world = saved
+		break
 	}
 	return nil
 }
@@ -640,6 +663,7 @@ func (b *batch) noSourceCases(n int) (classStats, error) {
 		return st, err
 	}
 	h := testHost()
+	h.Kernel = runningKernel
 	h.Local = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.9.0.1/32")}
 	h.AllListeners, h.Isolated = true, true
 	b.host = h

@@ -230,6 +230,9 @@ func (b *batch) setSysctl(path, v string) error {
 		return nil
 	}
 	if err := os.WriteFile("/proc/sys/"+path, []byte(v), 0); err != nil {
+		if errors.Is(err, os.ErrNotExist) && path == "net/ipv4/tcp_tw_reuse_delay" {
+			return nil // before 6.13: reuse waits for the clock's second instead
+		}
 		return fmt.Errorf("write %s=%q: %w", path, v, err)
 	}
 	b.sysctl[path] = v
@@ -262,6 +265,7 @@ func (b *batch) run(n, first int) error {
 		return err
 	}
 	b.host = testHost()
+	b.host.Kernel = runningKernel
 	b.host.Local = append(b.host.Local, netip.MustParsePrefix("fe80::1/128"))
 	fd, err := b.newSocket(inet.TCP, inet.IPv6, sockOpts{reuseAddr: true, v6only: 2})
 	if err != nil {
@@ -291,23 +295,38 @@ func (b *batch) worldNow() World {
 	for _, k := range b.world {
 		w.Sockets = append(w.Sockets, k.sock)
 	}
-	now := time.Now()
+	now, sec := time.Now(), monoSec()
 	for i := range w.Sockets {
 		if s := &w.Sockets[i]; s.State == TimeWait {
 			s.TWAge = now.Sub(twBorn[s.ID])
+			s.TWSecondTicked = sec > twBornSec[s.ID]
 		}
 	}
 	return w
 }
 
-// twBorn records when each TIME_WAIT entry appeared (by socket ID).
-var twBorn = map[string]time.Time{}
+// twBorn records when each TIME_WAIT entry appeared (by socket ID), and
+// twBornSec the monotonic clock's whole second then (what kernels before
+// 6.13 compare, rules.Socket.TWSecondTicked).
+var (
+	twBorn    = map[string]time.Time{}
+	twBornSec = map[string]int64{}
+)
+
+// monoSec is CLOCK_MONOTONIC's whole seconds (ktime_get_seconds).
+func monoSec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Sec
+}
 
 // twCreated records a new TIME_WAIT entry. With tcp_tw_reuse_delay at
 // 1 ms it then waits 3 ms: the kernel compares millisecond stamps taken at
 // its last packet, so ages near the delay are a coin toss.
 func (b *batch) twCreated(id string) {
-	twBorn[id] = time.Now()
+	twBorn[id], twBornSec[id] = time.Now(), monoSec()
 	if b.host.TWReuseDelay == time.Millisecond {
 		time.Sleep(3 * time.Millisecond)
 	}
@@ -487,7 +506,7 @@ func (b *batch) newSocket(p inet.Proto, fam inet.Family, o sockOpts) (int, error
 	if fam == inet.IPv6 && o.v6only != 0 {
 		set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(o.v6only == 1))
 	}
-	if !o.portRange.IsZero() {
+	if !o.portRange.IsZero() && runningKernel.HasPortRangeOpt() {
 		set(unix.IPPROTO_IP, unix.IP_LOCAL_PORT_RANGE, int(o.portRange.Lo)|int(o.portRange.Hi)<<16)
 	}
 	if o.bindNoPort {
@@ -513,8 +532,27 @@ func boolInt(v bool) int {
 	return 0
 }
 
+// runningKernel is the kernel the test runs on (a guest's under
+// TestKernelDifferentialInGuests): the model follows its rules. A kernel
+// without IP_LOCAL_PORT_RANGE (before 6.3) gets no per-socket range, in
+// the kernel and in the model alike.
+var runningKernel = func() Kernel {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return Kernel{}
+	}
+	k, err := KernelFromUname(unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Version[:]))
+	if err != nil {
+		return Kernel{}
+	}
+	return k
+}()
+
 // modelSocket is the new socket as the model sees it before any operation.
 func modelSocket(p inet.Proto, fam inet.Family, o sockOpts) Socket {
+	if !runningKernel.HasPortRangeOpt() {
+		o.portRange = inet.PortRange{}
+	}
 	return Socket{Proto: p, Family: fam, ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
 		V6Only: o.v6only == 1, V6OnlyDefault: fam == inet.IPv6 && o.v6only == 0, UID: o.uid,
 		PortRange: o.portRange, BindNoPort: o.bindNoPort, Freebind: o.freebind, CanBindPrivileged: true,
@@ -786,13 +824,13 @@ func (b *batch) makeExisting(proto inet.Proto, i int, port uint16, helperPort *u
 		fam = inet.IPv6
 	}
 	o := b.randOpts(fam)
-	id := fmt.Sprintf("c%d-%d", b.caseNo, i)
-	kind := b.pick(6) // TCP: 0 bound, 1 listen, 2 client bound, 3 client connect-bound, 4 TIME_WAIT, 5 listener with child
+	x := &existing{id: fmt.Sprintf("c%d-%d", b.caseNo, i)}
+	x.kind = b.pick(6) // TCP: 0 bound, 1 listen, 2 client bound, 3 client connect-bound, 4 TIME_WAIT, 5 listener with child
 	if proto == inet.UDP {
-		kind = b.pick(3) // 0 bound, 1 bound+connected, 2 connect autobind
+		x.kind = b.pick(3) // 0 bound, 1 bound+connected, 2 connect autobind
 	}
-	connectBound := (proto == inet.TCP && kind == 3) || (proto == inet.UDP && kind == 2) || (proto == inet.TCP && kind == 4 && b.chance(0.5))
-	if connectBound {
+	x.connectBound = (proto == inet.TCP && x.kind == 3) || (proto == inet.UDP && x.kind == 2) || (proto == inet.TCP && x.kind == 4 && b.chance(0.5))
+	if x.connectBound {
 		if b.chance(0.5) {
 			o.portRange = inet.PortRange{Lo: port, Hi: port}
 		} else if b.chance(0.3) {
@@ -803,118 +841,148 @@ func (b *batch) makeExisting(proto inet.Proto, i int, port uint16, helperPort *u
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	s := modelSocket(proto, fam, o)
-	s.ID = id
-	keep := false
-	defer func() {
-		if !keep {
-			if s.State == Bound && s.Local.Port() != 0 {
-				b.departed(s)
-			}
-			unix.Close(fd)
+	x.fd = fd
+	x.s = modelSocket(proto, fam, o)
+	x.s.ID = x.id
+	keep, err := b.existingSteps(x, o, port, helperPort, timestamps)
+	if !keep {
+		if x.s.State == Bound && x.s.Local.Port() != 0 {
+			b.departed(x.s)
 		}
-	}()
-	local := b.randAddr(fam)
-	if !connectBound || o.bindNoPort {
+		unix.Close(fd)
+	}
+	return err
+}
+
+// existing is an existing socket of a case while makeExisting builds it.
+type existing struct {
+	id           string
+	fd           int
+	s            Socket // the model's view, moved on after each step
+	kind         int    // its final state (makeExisting)
+	connectBound bool   // its port comes from connect()
+}
+
+// existingSteps binds, listens or connects x as its kind says; keep
+// reports whether x's descriptor now belongs to the world.
+func (b *batch) existingSteps(x *existing, o sockOpts, port uint16, helperPort *uint16, timestamps bool) (keep bool, err error) {
+	local := b.randAddr(x.s.Family)
+	if !x.connectBound || o.bindNoPort {
 		bport := port
 		if o.bindNoPort {
 			bport = 0
 		}
-		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(local, bport)}
-		kerr := unix.Bind(fd, sockaddr(op.Addr))
-		bad := b.bad
-		out := b.check(s, op, kerr)
-		if kerr != nil || b.bad != bad {
-			return nil
+		if !b.existingStep(x, Op{Kind: OpBind, Addr: netip.AddrPortFrom(local, bport)}) {
+			return false, nil
 		}
-		s = out.After
-		observe(fd, &s)
 	}
+	proto, kind, s := x.s.Proto, x.kind, x.s
 	switch {
 	case proto == inet.TCP && (kind == 1 || kind == 5):
-		op := Op{Kind: OpListen}
-		kerr := unix.Listen(fd, 16)
-		bad := b.bad
-		out := b.check(s, op, kerr)
-		if kerr != nil || b.bad != bad {
-			return nil
+		if !b.existingStep(x, Op{Kind: OpListen}) {
+			return false, nil
 		}
-		s = out.After
-		observe(fd, &s)
-		keep = true
-		b.world = append(b.world, kSock{fd: fd, sock: s})
-		if kind == 5 && b.host.local(s.Local.Addr()) {
-			return b.connectToListener(s, fd, helperPort)
+		b.world = append(b.world, kSock{fd: x.fd, sock: x.s})
+		if kind == 5 && b.host.local(x.s.Local.Addr()) {
+			return true, b.connectToListener(x.s, x.fd, helperPort)
 		}
-		return nil
+		return true, nil
 	case (proto == inet.TCP && kind >= 2 && kind <= 4 || proto == inet.UDP && kind >= 1) && (s.State == Unbound || b.host.local(s.Local.Addr())):
-		peer := b.peerFor(fam, s.Local.Addr(), s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only))
-		if proto == inet.UDP {
-			peer = netip.AddrPortFrom(peer.Addr(), 9)
-		}
-		op := Op{Kind: OpConnect, Addr: peer}
-		boundWildcard := s.State == Bound && s.Local.Port() != 0 && s.Local.Addr().Unmap().IsUnspecified()
-		kerr, established := connectFD(fd, proto, peer)
-		bad, residual := b.bad, b.residualCount()
-		out := b.checkPort(s, op, kerr, localPort(fd))
-		if kerr != nil || b.bad != bad {
-			return nil
-		}
-		bindAddr := s.Local.Addr()
-		if b.residualCount() != residual {
-			// A residual class: the kernel connected where the model
-			// did not. The connection exists, so the world goes on from
-			// the kernel's view of it (closing it would leave an entry
-			// the world never saw).
-			out.After = s
-			out.After.State = Connected
-		}
-		s = out.After
-		observe(fd, &s)
-		if s.State != Unbound && bindAddr.IsValid() && bindAddr != s.Local.Addr() && !connectBound {
-			s.BindAddr = bindAddr
-		}
-		s.PortFromConnect = connectBound
-		b.noteBucketHistory(s, boundWildcard)
-		b.dropTakenOver(s)
-		if !established {
-			b.logf("%s: connect to %s did not complete; dropped", id, peer)
-			return nil
-		}
-		keep = true
-		if proto == inet.UDP {
-			b.world = append(b.world, kSock{fd: fd, sock: s})
-			return nil
-		}
-		child, _, err := b.acceptFrom(b.srv.fd, s.Local)
-		if err != nil {
-			return err
-		}
-		child.sock = Socket{ID: id + "-srvchild", Proto: inet.TCP, Family: inet.IPv6, State: Connected, ReuseAddr: true}
-		observe(child.fd, &child.sock)
-		if kind != 4 {
-			b.world = append(b.world, kSock{fd: fd, sock: s}, child)
-			return nil
-		}
-		// TIME_WAIT: the client closes first.
-		if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
-			unix.Close(child.fd)
-			return fmt.Errorf("shutdown: %w", err)
-		}
-		unix.Close(child.fd)
-		if err := waitClosed(fd); err != nil {
-			return err
-		}
-		s.State = TimeWait
-		s.TWTimestamps = timestamps
-		b.twCreated(s.ID)
-		keep = false
-		b.world = append(b.world, kSock{fd: -1, sock: s})
-		b.logf("%s is now TIME_WAIT %s -> %s", id, s.Local, s.Remote)
-		return nil
+		return b.existingConnect(x, timestamps)
 	}
-	keep = true
-	b.world = append(b.world, kSock{fd: fd, sock: s})
+	b.world = append(b.world, kSock{fd: x.fd, sock: x.s})
+	return true, nil
+}
+
+// existingStep does op (bind or listen) on x, checks it and moves x on;
+// false when it failed or the model disagreed.
+func (b *batch) existingStep(x *existing, op Op) bool {
+	var kerr error
+	if op.Kind == OpBind {
+		kerr = unix.Bind(x.fd, sockaddr(op.Addr))
+	} else {
+		kerr = unix.Listen(x.fd, 16)
+	}
+	bad := b.bad
+	out := b.check(x.s, op, kerr)
+	if kerr != nil || b.bad != bad {
+		return false
+	}
+	x.s = out.After
+	observe(x.fd, &x.s)
+	return true
+}
+
+// existingConnect connects x to the server (TCP) or port 9 (UDP) and
+// checks it; a TCP client of kind 4 then closes first into TIME_WAIT.
+func (b *batch) existingConnect(x *existing, timestamps bool) (keep bool, err error) {
+	s := x.s
+	peer := b.peerFor(s.Family, s.Local.Addr(), s.V6Only || (s.V6OnlyDefault && b.host.BindV6Only))
+	if s.Proto == inet.UDP {
+		peer = netip.AddrPortFrom(peer.Addr(), 9)
+	}
+	op := Op{Kind: OpConnect, Addr: peer}
+	boundWildcard := s.State == Bound && s.Local.Port() != 0 && s.Local.Addr().Unmap().IsUnspecified()
+	kerr, established := connectFD(x.fd, s.Proto, peer)
+	bad, residual := b.bad, b.residualCount()
+	out := b.checkPort(s, op, kerr, localPort(x.fd))
+	if kerr != nil || b.bad != bad {
+		return false, nil
+	}
+	bindAddr := s.Local.Addr()
+	if b.residualCount() != residual {
+		// A residual class: the kernel connected where the model did not.
+		// The connection exists, so the world goes on from the kernel's
+		// view of it (closing it would leave an entry the world never saw).
+		out.After = s
+		out.After.State = Connected
+	}
+	s = out.After
+	observe(x.fd, &s)
+	if s.State != Unbound && bindAddr.IsValid() && bindAddr != s.Local.Addr() && !x.connectBound {
+		s.BindAddr = bindAddr
+	}
+	s.PortFromConnect = x.connectBound
+	x.s = s
+	b.noteBucketHistory(s, boundWildcard)
+	b.dropTakenOver(s)
+	if !established {
+		b.logf("%s: connect to %s did not complete; dropped", x.id, peer)
+		return false, nil
+	}
+	if s.Proto == inet.UDP {
+		b.world = append(b.world, kSock{fd: x.fd, sock: s})
+		return true, nil
+	}
+	child, _, err := b.acceptFrom(b.srv.fd, s.Local)
+	if err != nil {
+		return true, err
+	}
+	child.sock = Socket{ID: x.id + "-srvchild", Proto: inet.TCP, Family: inet.IPv6, State: Connected, ReuseAddr: true}
+	observe(child.fd, &child.sock)
+	if x.kind != 4 {
+		b.world = append(b.world, kSock{fd: x.fd, sock: s}, child)
+		return true, nil
+	}
+	return false, b.clientTimeWait(x, child, timestamps)
+}
+
+// clientTimeWait closes client x first (its server-side child after it),
+// which leaves x's four-tuple in TIME_WAIT; the entry joins the world.
+func (b *batch) clientTimeWait(x *existing, child kSock, timestamps bool) error {
+	if err := unix.Shutdown(x.fd, unix.SHUT_WR); err != nil {
+		unix.Close(child.fd)
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	unix.Close(child.fd)
+	if err := waitClosed(x.fd); err != nil {
+		return err
+	}
+	x.s.State = TimeWait
+	x.s.TWTimestamps = timestamps
+	b.twCreated(x.s.ID)
+	b.world = append(b.world, kSock{fd: -1, sock: x.s})
+	b.logf("%s is now TIME_WAIT %s -> %s", x.id, x.s.Local, x.s.Remote)
 	return nil
 }
 

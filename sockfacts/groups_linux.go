@@ -174,16 +174,8 @@ func groupProgram(l *groupLayout, proto inet.Proto) asm.Instructions {
 		asm.JEq.Imm(asm.R3, 0, "out"),
 		asm.LoadMem(asm.R1, asm.R3, int16(l.id.off), asm.Word),
 		asm.StoreMem(asm.RFP, base+grpProgID, asm.R1, asm.Word),
-		asm.LoadMem(asm.R1, ctx, 0, asm.DWord).WithSymbol("out"), // ctx->meta
-		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord),                // meta->seq
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, base),
-		asm.Mov.Imm(asm.R3, grpLen),
-		asm.FnSeqWrite.Call(),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
-		asm.Return(),
 	)
-	return insns
+	return append(insns, emitRecord(ctx, base, grpLen)...)
 }
 
 // ReadGroups lists every socket of proto that belongs to a SO_REUSEPORT

@@ -214,17 +214,23 @@ func program(l *layout, proto inet.Proto) asm.Instructions {
 			asm.StoreMem(asm.RFP, base+recKind, asm.R1, asm.Byte),
 		)
 	}
-	insns = append(insns,
+	return append(insns, emitRecord(ctx, base, recordLen)...)
+}
+
+// emitRecord is the iterator programs' common end: at label "out" it writes
+// the n-byte record at stack offset base to the seq file (bpf_seq_write
+// with ctx->meta->seq), and at label "exit" it returns 0.
+func emitRecord(ctx asm.Register, base, n int32) asm.Instructions {
+	return asm.Instructions{
 		asm.LoadMem(asm.R1, ctx, 0, asm.DWord).WithSymbol("out"), // ctx->meta
 		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord),                // meta->seq
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, base),
-		asm.Mov.Imm(asm.R3, recordLen),
+		asm.Mov.Imm(asm.R3, n),
 		asm.FnSeqWrite.Call(),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
-	)
-	return insns
+	}
 }
 
 // Read walks every socket of proto in the calling thread's network
@@ -241,15 +247,14 @@ func Read(proto inet.Proto) ([]Sock, error) {
 }
 
 // Reader reads one protocol's records again and again with one loaded
-// program (a load runs the verifier, the dearest part of a read) and one
-// reused buffer: for a process that reads them on every scrape. It is not
-// safe for concurrent use.
+// program (a load runs the verifier, the dearest part of a read): for a
+// process that reads them on every scrape. It is not safe for concurrent
+// use.
 type Reader struct {
 	proto inet.Proto
 	l     *layout
 	coll  *ebpf.Collection
 	it    *link.Iter
-	buf   []byte
 }
 
 // NewReader loads the iterator program of proto (TCP or UDP). Close it.
@@ -276,14 +281,12 @@ func NewReader(proto inet.Proto) (*Reader, error) {
 // dst[:0]: pass the previous result to reuse its array, or an empty slice
 // with room for the sockets expected, which sizes the read's buffers too.
 func (r *Reader) Read(dst []Sock) ([]Sock, error) {
-	if want := cap(dst) * recordLen; cap(r.buf) < want {
-		r.buf = make([]byte, 0, want+recordLen)
-	}
-	b, err := readIter(r.it, r.buf[:0])
+	// The program's output is not kept between reads: it is garbage once
+	// decoded, and kept it would add to the peak of the next read.
+	b, err := readIter(r.it, make([]byte, 0, max(64<<10, (cap(dst)+1)*recordLen)))
 	if err != nil {
 		return nil, err
 	}
-	r.buf = b
 	return parseRecords(b, r.proto, r.l, dst[:0])
 }
 
@@ -320,7 +323,7 @@ func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
 	}
 	defer coll.Close()
 	defer it.Close()
-	return readIter(it, nil)
+	return readIter(it, make([]byte, 0, 64<<10))
 }
 
 // loadIter loads insns as a BPF iterator program and attaches it to the
@@ -353,17 +356,14 @@ func loadIter(name, target string, insns asm.Instructions) (*ebpf.Collection, *l
 }
 
 // readIter runs the attached iterator once in the calling thread's network
-// namespace and appends what it wrote to buf, growing it at most once per
-// doubling: a reused buffer makes a read of any size allocate nothing.
+// namespace and appends what it wrote to buf, doubling it when full: a
+// buffer sized for the output makes the read allocate nothing more.
 func readIter(it *link.Iter, buf []byte) ([]byte, error) {
 	rd, err := it.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open BPF iterator: %w", err)
 	}
 	defer rd.Close()
-	if cap(buf) < 64<<10 {
-		buf = make([]byte, 0, 64<<10)
-	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

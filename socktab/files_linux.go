@@ -37,6 +37,12 @@ func (o *ownerFiles) wait() ([]sockfacts.File, error) {
 	return o.files, o.err
 }
 
+// abandon waits for the pass to end when the snapshot fails anyway, so its
+// goroutine does not outlive the call; its result no longer matters.
+func (o *ownerFiles) abandon() {
+	_, _ = o.wait()
+}
+
 // joinFiles matches descriptors to the table's sockets by inode, both
 // sorted (no map over a table of any size), and returns the hits ordered
 // by socket index, pid and fd, as attachOwners wants them.

@@ -31,9 +31,13 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	}
 	defer c.Close()
 	if deadline, ok := ctx.Deadline(); ok {
-		c.SetDeadline(deadline)
+		if err := c.SetDeadline(deadline); err != nil {
+			return nil, fmt.Errorf("netlink sock_diag: %w", err)
+		}
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	// The past deadline wakes a blocked receive; it fails only once c is
+	// closed, which wakes it as well.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 	defer stop()
 
 	// The counts size the table before the dump so it is never copied

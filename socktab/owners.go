@@ -43,21 +43,3 @@ func parseDecimal(s string) (int, bool) {
 	}
 	return v, true
 }
-
-// nextDirent splits the first struct linux_dirent64 off b and returns its
-// name: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name NUL-terminated.
-func nextDirent(b []byte) (string, []byte, bool) {
-	const nameOff = 19
-	if len(b) < nameOff+1 {
-		return "", nil, false
-	}
-	reclen := int(hostOrder.Uint16(b[16:]))
-	if reclen < nameOff+1 || reclen > len(b) {
-		return "", nil, false
-	}
-	name := b[nameOff:reclen]
-	if i := bytes.IndexByte(name, 0); i >= 0 {
-		name = name[:i]
-	}
-	return string(name), b[reclen:], true
-}

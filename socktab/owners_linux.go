@@ -183,17 +183,8 @@ func (sc *fdScanner) list(procRoot string, pid int) (bigDir, error) {
 		if n <= 0 {
 			return d, nil
 		}
-		buf := sc.dentBuf[:n]
-		for len(buf) > 0 {
-			name, rest, ok := nextDirent(buf)
-			if !ok {
-				break
-			}
-			buf = rest
-			if name != "." && name != ".." {
-				d.names = append(d.names, name)
-			}
-		}
+		// ParseDirent leaves out "." and "..".
+		_, _, d.names = unix.ParseDirent(sc.dentBuf[:n], -1, d.names)
 	}
 }
 

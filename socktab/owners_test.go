@@ -1,7 +1,6 @@
 package socktab
 
 import (
-	"encoding/binary"
 	"testing"
 )
 
@@ -19,48 +18,10 @@ func TestParseSocketLink(t *testing.T) {
 	}
 }
 
-// dirent builds one struct linux_dirent64.
-func dirent(name string) []byte {
-	reclen := (19 + len(name) + 1 + 7) &^ 7
-	b := make([]byte, reclen)
-	binary.NativeEndian.PutUint16(b[16:], uint16(reclen))
-	copy(b[19:], name)
-	return b
-}
-
-func TestNextDirent(t *testing.T) {
-	buf := append(append(dirent("."), dirent("..")...), dirent("12")...)
-	var names []string
-	for len(buf) > 0 {
-		name, rest, ok := nextDirent(buf)
-		if !ok {
-			t.Fatalf("stopped with %d bytes left", len(buf))
-		}
-		names = append(names, name)
-		buf = rest
-	}
-	if len(names) != 3 || names[2] != "12" {
-		t.Errorf("names %q", names)
-	}
-	if _, _, ok := nextDirent(dirent("x")[:10]); ok {
-		t.Error("short dirent accepted")
-	}
-}
-
 func FuzzParseSocketLink(f *testing.F) {
 	f.Add([]byte("socket:[123]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parseSocketLink(b)
-		for len(b) > 0 {
-			_, rest, ok := nextDirent(b)
-			if !ok {
-				break
-			}
-			if len(rest) >= len(b) {
-				t.Fatal("nextDirent did not advance")
-			}
-			b = rest
-		}
 	})
 }
 

@@ -30,14 +30,14 @@ func snapshot(ctx context.Context, q Query) (*Table, error) {
 	socks, err := dumpNetlink(ctx, q)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			files.wait()
+			files.abandon()
 			return nil, ctxErr
 		}
 		t.Source = "procfs"
 		t.Notes = append(t.Notes, fmt.Sprintf("%v; read %s/net instead", err, q.ProcRoot))
 		socks, err = readProcNet(q)
 		if err != nil {
-			files.wait()
+			files.abandon()
 			return nil, err
 		}
 		if q.TCP {
@@ -195,9 +195,9 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 			return nil
 		})
 	}
-	g.Wait()
+	_ = g.Wait() // each namespace's error is in errs; the goroutines return nil
 	if err := ctx.Err(); err != nil {
-		files.wait()
+		files.abandon()
 		return nil, err
 	}
 	var all []Socket
@@ -209,7 +209,7 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 		all = append(all, socks...)
 	}
 	if len(all) == 0 && len(t.Notes) == len(q.Namespaces) {
-		files.wait()
+		files.abandon()
 		return nil, fmt.Errorf("no namespace could be read: %s", t.Notes[0])
 	}
 	t.Sockets = filter(all, q)

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -113,7 +115,11 @@ func (o *brokerOptions) run(s Streams) error {
 	if err != nil {
 		return fmt.Errorf("broker: %v", err)
 	}
-	defer os.Remove(path)
+	defer func() {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			warnf(s.Err, "tuple: broker: %v\n", err)
+		}
+	}()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -126,7 +132,11 @@ func (o *brokerOptions) run(s Streams) error {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(broker.NewCollector(srv))
 		hs := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(mln)
+		go func() {
+			if err := hs.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				warnf(s.Err, "tuple: broker: metrics: %v\n", err)
+			}
+		}()
 		defer hs.Close()
 	}
 
@@ -172,7 +182,9 @@ func newBrokerCheckCmd(s Streams) *cobra.Command {
 			}
 			for i := range p.Grants {
 				g := &p.Grants[i]
-				fmt.Fprintf(s.Out, "%s uids=%v gids=%v max_sockets=%d\n", g, g.UIDs, g.GIDs, g.MaxSockets)
+				if _, err := fmt.Fprintf(s.Out, "%s uids=%v gids=%v max_sockets=%d\n", g, g.UIDs, g.GIDs, g.MaxSockets); err != nil {
+					return writeFailed(err)
+				}
 			}
 			return nil
 		}),
@@ -201,12 +213,15 @@ grant, other users their own.`,
 				enc := json.NewEncoder(s.Out)
 				for _, g := range gs {
 					if err := enc.Encode(g); err != nil {
-						return err
+						return writeFailed(err)
 					}
 				}
 				return nil
 			}
-			return writeGrants(s.Out, gs, time.Now())
+			if err := writeGrants(s.Out, gs, time.Now()); err != nil {
+				return writeFailed(err)
+			}
+			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&path, "broker", broker.DefaultSocket, "the broker's socket `PATH`")
@@ -214,7 +229,8 @@ grant, other users their own.`,
 	return cmd
 }
 
-func writeGrants(w io.Writer, gs []broker.LiveGrant, now time.Time) error {
+func writeGrants(out io.Writer, gs []broker.LiveGrant, now time.Time) error {
+	w := bufio.NewWriter(out) // its error is sticky: the table's writes into it show in its Flush
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUID\tPID\tPROTO\tLOCAL\tKIND\tGROUP\tGRANT\tSINCE")
 	for _, g := range gs {
@@ -229,7 +245,10 @@ func writeGrants(w io.Writer, gs []broker.LiveGrant, now time.Time) error {
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\t#%d\t%s (%s ago)\n", g.ID, g.UID, g.PID, g.Proto, formatAddrPort(g.Local),
 			kind, group, g.Grant, g.Since.UTC().Format(time.RFC3339), now.Sub(g.Since).Round(time.Second))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // brokerExecOptions are the flags of `tuple broker exec`.
@@ -372,7 +391,9 @@ func (o *brokerExecOptions) run(ctx context.Context, s Streams, args []string) e
 	for {
 		select {
 		case sig := <-sigs:
-			child.Process.Signal(sig)
+			// Passed on; a child that has exited already is reported
+			// by its Wait below.
+			_ = child.Process.Signal(sig)
 		case err := <-done:
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {

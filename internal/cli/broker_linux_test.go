@@ -40,17 +40,13 @@ address = "127.0.0.1"
 ports = "700-710"
 `), 0o644)
 	startIn(t, ns, false, "tuple", "broker", "--policy", policy, "--socket", sock).run(nil)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.Dial("unixpacket", sock); err == nil {
+	waitWithin(t, 20*time.Second, "the broker to come up", func() bool {
+		c, err := net.Dial("unixpacket", sock)
+		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the broker did not come up")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 	asNobody := func(args ...string) *proc {
 		cmd := exec.Command(tupleBin, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
@@ -73,12 +69,8 @@ ports = "700-710"
 	if want := "connected 127.0.0.1:700 -> 127.0.0.1:80 (tcp)"; !strings.Contains(c.stderr.String(), want) {
 		t.Errorf("connect -v said %q, want %q", c.stderr.String(), want)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for !strings.Contains(ln.stdout.String(), "hello from 65534") {
-		if time.Now().After(deadline) {
-			t.Fatalf("listener got %q", ln.stdout.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !ln.stdout.await(10*time.Second, ln.done, func(s string) bool { return strings.Contains(s, "hello from 65534") }) {
+		t.Fatalf("listener got %q", ln.stdout.String())
 	}
 
 	ls := startIn(t, ns, false, "tuple", "broker", "ls", "--broker", sock).run(nil)

@@ -316,7 +316,7 @@ func (p *connectPlan) run(ctx context.Context, s Streams) error {
 	}
 	tuple := fourTuple(conn)
 	if p.opts.verbose {
-		fmt.Fprintf(s.Err, "connected %s (%s)\n", tuple, p.proto)
+		warnf(s.Err, "connected %s (%s)\n", tuple, p.proto)
 	}
 	// nc's rule: nothing of stdin is dropped because the peer closed first.
 	ropt := relay.Options{NoShutdown: p.opts.noShutdown, Linger: relay.LingerUntilEOF,
@@ -339,21 +339,29 @@ func (p *connectPlan) scan(ctx context.Context, s Streams) error {
 		conn, fail := p.dial(ctx, port)
 		if fail == nil {
 			anyOpen = true
-			fmt.Fprintf(s.Out, "%s %d/%s open\n", p.host, port, p.proto)
+			_, err := fmt.Fprintf(s.Out, "%s %d/%s open\n", p.host, port, p.proto)
+			if err != nil {
+				conn.Close()
+				return writeFailed(err)
+			}
 			if p.opts.verbose {
-				fmt.Fprintf(s.Err, "connected %s (%s)\n", fourTuple(conn), p.proto)
+				warnf(s.Err, "connected %s (%s)\n", fourTuple(conn), p.proto)
 			}
 			conn.Close()
 			continue
 		}
 		var errno syscall.Errno
+		var err error
 		switch {
 		case failedSyscall(fail.err) == "connect" && errors.As(fail.err, &errno) && errno == syscall.ECONNREFUSED:
-			fmt.Fprintf(s.Out, "%s %d/%s closed (%s)\n", p.host, port, p.proto, errno.Error())
+			_, err = fmt.Fprintf(s.Out, "%s %d/%s closed (%s)\n", p.host, port, p.proto, errno.Error())
 		case isTimeout(fail.err):
-			fmt.Fprintf(s.Out, "%s %d/%s filtered (no answer)\n", p.host, port, p.proto)
+			_, err = fmt.Fprintf(s.Out, "%s %d/%s filtered (no answer)\n", p.host, port, p.proto)
 		default:
 			return reportNetFailure(s.Err, fail)
+		}
+		if err != nil {
+			return writeFailed(err)
 		}
 	}
 	if !anyOpen {

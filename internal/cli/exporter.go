@@ -72,9 +72,6 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 }
 
 func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	_, port, err := net.SplitHostPort(o.Listen)
 	if err != nil || port == "" {
 		return usageError("--listen %q: want ADDR:PORT, e.g. 127.0.0.1:9779", o.Listen)
@@ -102,7 +99,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		// (netlink sockets, /proc reads).
 		o.MaxConns = max(1, min(256, (nofileLimit()-reservedFDs)/2))
 	}
-	logf := func(msg string) { fmt.Fprintf(s.Err, "tuple exporter: %s\n", msg) }
+	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }
 	log := slog.New(slog.NewTextHandler(s.Err, nil))
 	src := o.source
 	if src == nil {
@@ -134,7 +131,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
 	}
 	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})
-	fmt.Fprintf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
+	warnf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
 	if o.ready != nil {
 		o.ready(ln.Addr())
 	}
@@ -154,7 +151,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if err != nil {
 		return fmt.Errorf("shutting down the metrics server: %w", err)
 	}
-	fmt.Fprintf(s.Err, "tuple exporter: stopped\n")
+	warnf(s.Err, "tuple exporter: stopped\n")
 	return nil
 }
 

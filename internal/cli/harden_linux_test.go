@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -125,7 +127,10 @@ func TestListenExecSurvivesProcessLimit(t *testing.T) {
 		t.Errorf("refusals not logged; stderr: %.2000s", srv.stderr.String())
 	}
 	// Once the children are gone, the server serves again.
-	time.Sleep(3 * time.Second)
+	server := strconv.Itoa(srv.cmd.Process.Pid)
+	waitFor(t, "the server's children to end", func() bool {
+		return slices.Equal(pids(t, ns), []string{server})
+	})
 	again := readAll(dialMany(t, ns, "127.0.0.1:7000", 1), 10*time.Second)
 	if again[0] != "hi\n" {
 		t.Errorf("after the children ended, a client got %q; stderr: %.2000s", again[0], srv.stderr.String())

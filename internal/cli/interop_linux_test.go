@@ -210,10 +210,7 @@ func TestInteropHalfClose(t *testing.T) {
 		server.stdin.Close() // nc -N shuts its write side down
 		waitListening(t, ns, "9000")
 		client := startIn(t, ns, false, "tuple", "connect", "10.0.0.1", "9000").run(nil)
-		deadline := time.Now().Add(10 * time.Second)
-		for client.stdout.String() != "from nc\n" && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		client.waitStdout("from nc\n")
 		select {
 		case <-client.done:
 			t.Fatalf("tuple connect ended with stdin open: %v %s", client.err, client.stderr.String())

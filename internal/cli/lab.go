@@ -88,7 +88,9 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		for _, g := range lab.Groups() {
 			text, _ := lab.Builtin(g)
 			scs, _ := lab.Parse(lab.BuiltinFile(g), text)
-			fmt.Fprintf(s.Out, "%-12s %2d scenarios  %s\n", g, len(scs), groupSummary(text))
+			if _, err := fmt.Fprintf(s.Out, "%-12s %2d scenarios  %s\n", g, len(scs), groupSummary(text)); err != nil {
+				return writeFailed(err)
+			}
 		}
 		return nil
 	}
@@ -124,9 +126,6 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		}
 		scenarios = append(scenarios, scs...)
 	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, errLabTimeout)
@@ -156,9 +155,9 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	sum := lab.Summarize(results)
 	line := fmt.Sprintf("%s (%.1fs)", sum, time.Since(start).Seconds())
 	if o.json {
-		fmt.Fprintln(s.Err, line)
-	} else {
-		fmt.Fprintln(s.Out, line)
+		warnf(s.Err, "%s\n", line)
+	} else if _, err := fmt.Fprintln(s.Out, line); err != nil {
+		return writeFailed(err)
 	}
 	if sum.OK != sum.Lines {
 		return exitCode(exitFailure)

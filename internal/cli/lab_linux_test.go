@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,18 +92,18 @@ func TestLabInterruptLeavesNothing(t *testing.T) {
 		own, _ := os.Readlink("/proc/self/ns/net")
 		var helpers []int
 		ns := ""
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		poll(10*time.Second, func() bool {
 			helpers = helpersOf(exe)
 			if len(helpers) != 2 {
-				continue
+				return false
 			}
 			a, _ := os.Readlink("/proc/" + strconv.Itoa(helpers[0]) + "/ns/net")
 			b, _ := os.Readlink("/proc/" + strconv.Itoa(helpers[1]) + "/ns/net")
 			if a != "" && a == b && a != own {
 				ns = a
-				break
 			}
-		}
+			return ns != ""
+		})
 		if ns == "" {
 			cmd.Process.Kill()
 			cmd.Wait()
@@ -120,10 +121,7 @@ func TestLabInterruptLeavesNothing(t *testing.T) {
 				t.Errorf("after SIGINT: exit %d, stderr %q", exitStatus(err), stderr.String())
 			}
 		}
-		deadline := time.Now().Add(3 * time.Second)
-		for len(helpersOf(exe)) > 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		poll(3*time.Second, func() bool { return len(helpersOf(exe)) == 0 })
 		if left := helpersOf(exe); len(left) > 0 {
 			t.Errorf("%v: helpers left: %v", sig, left)
 		}
@@ -290,5 +288,25 @@ D socket tcp4 port-range=40005-40001 => EINVAL
 	out, err = exec.Command(exe, "lab", many).CombinedOutput()
 	if exitStatus(err) != 2 || !strings.Contains(string(out), "at most 16") {
 		t.Errorf("17 uids: exit %d, %q; want 2 naming the cap", exitStatus(err), out)
+	}
+}
+
+// seconds matches the run times lab prints.
+var seconds = regexp.MustCompile(`\d+\.\d+s\b`)
+
+// TestLabOutputGolden runs a fixed scenario file in process (the test
+// binary serves as the lab's helpers through internal/reexec) and compares
+// the text and markdown reports, run times aside, with golden files.
+func TestLabOutputGolden(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces (CI runs as root)")
+	}
+	for _, format := range [][]string{nil, {"--markdown"}} {
+		args := append([]string{"lab", "testdata/lab/reuseaddr.lab"}, format...)
+		code, out, errOut := run(t, "", args...)
+		if code != 0 {
+			t.Fatalf("tuple %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+		}
+		golden(t, "lab_reuseaddr"+strings.Join(format, "")+".txt", seconds.ReplaceAllString(out, "N.Ns"))
 	}
 }

@@ -81,14 +81,14 @@ func runLabKernels(ctx context.Context, o labOptions, args []string, sources []l
 		if k.kernel.Image == "" {
 			run, err = labHostRun(ctx, o, scenarios)
 		} else {
-			fmt.Fprintf(s.Err, "lab: booting %s under qemu ...\n", k.name)
+			warnf(s.Err, "lab: booting %s under qemu ...\n", k.name)
 			run, err = labGuestRun(ctx, o, k, guestArgs, files, rename)
 		}
 		if err != nil {
 			return err
 		}
 		run.Name = k.name
-		fmt.Fprintf(s.Err, "lab: %s (%s): %s (%.1fs)\n", k.name, run.Release, run.Summary(), run.Duration)
+		warnf(s.Err, "lab: %s (%s): %s (%.1fs)\n", k.name, run.Release, run.Summary(), run.Duration)
 		// The expectations are written for the newest kernel: another
 		// kernel may answer otherwise (that is what the table shows), but
 		// the model must agree with every kernel on every line.

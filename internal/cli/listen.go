@@ -266,7 +266,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 	errOut := &lockedWriter{w: s.Err}
 	// With port 0 the kernel picks the port: say which, even without -v.
 	if p.opts.verbose || p.local.Port() == 0 {
-		fmt.Fprintf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(ln.Addr())), p.proto)
+		warnf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(ln.Addr())), p.proto)
 	}
 
 	if !p.opts.keep {
@@ -297,7 +297,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 			}
 			// Out of descriptors and the like: say so and go on, as
 			// a server would, without spinning.
-			fmt.Fprintf(errOut, "tuple: accept: %s\n", describeErr(err))
+			warnf(errOut, "tuple: accept: %s\n", describeErr(err))
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -306,7 +306,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 			defer wg.Done()
 			defer lim.release()
 			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
-				fmt.Fprintf(errOut, "tuple: %v\n", err)
+				warnf(errOut, "tuple: %v\n", err)
 			}
 		}()
 	}
@@ -324,7 +324,7 @@ func (p *listenPlan) connLimit(errOut io.Writer) *connSlots {
 			n, why = defaultMaxConns(p.opts.exec != "")
 		}
 		if p.opts.verbose {
-			fmt.Fprintf(errOut, "serving at most %d connections at once (%s); more wait in the accept queue\n", n, why)
+			warnf(errOut, "serving at most %d connections at once (%s); more wait in the accept queue\n", n, why)
 		}
 		p.lim = &connSlots{slots: make(chan struct{}, n), why: why, errOut: errOut}
 	})
@@ -383,7 +383,7 @@ func (c *connSlots) acquire(ctx context.Context) bool {
 	c.mu.Lock()
 	if time.Since(c.lastFull) > 10*time.Second {
 		c.lastFull = time.Now()
-		fmt.Fprintf(c.errOut, "tuple: %d connections live (at most %d: %s); new ones wait in the accept queue\n", cap(c.slots), cap(c.slots), c.why)
+		warnf(c.errOut, "tuple: %d connections live (at most %d: %s); new ones wait in the accept queue\n", cap(c.slots), cap(c.slots), c.why)
 	}
 	c.mu.Unlock()
 	select {
@@ -402,7 +402,7 @@ func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, ou
 	local, remote := addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
 	tuple := formatAddrPort(local) + " <- " + formatAddrPort(remote)
 	if p.opts.verbose {
-		fmt.Fprintf(errOut, "accepted %s (%s)\n", tuple, p.proto)
+		warnf(errOut, "accepted %s (%s)\n", tuple, p.proto)
 	}
 	if p.opts.exec != "" {
 		return p.runCommand(ctx, conn, local, remote, errOut)
@@ -410,7 +410,7 @@ func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, ou
 	res, err := relay.Run(ctx, conn, in, out, relay.Options{NoShutdown: p.opts.noShutdown,
 		Quit: p.hasQuit, QuitAfterInput: p.quit})
 	if p.opts.verbose {
-		fmt.Fprintf(errOut, "closed %s (%s): %d bytes received, %d sent\n", tuple, p.proto, res.Received, res.Sent)
+		warnf(errOut, "closed %s (%s): %d bytes received, %d sent\n", tuple, p.proto, res.Received, res.Sent)
 	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("connection %s (%s): %s", tuple, p.proto, describeErr(err))
@@ -477,12 +477,12 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 	errOut := &lockedWriter{w: s.Err}
 	// With port 0 the kernel picks the port: say which, even without -v.
 	if p.opts.verbose || p.local.Port() == 0 {
-		fmt.Fprintf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), p.proto)
+		warnf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), p.proto)
 	}
 	conn := &lastPeerConn{PacketConn: pc, known: make(chan struct{}), closed: make(chan struct{})}
 	if p.opts.verbose {
 		conn.onNewPeer = func(peer net.Addr) {
-			fmt.Fprintf(errOut, "peer %s <- %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), formatAddrPort(addrPortOf(peer)), p.proto)
+			warnf(errOut, "peer %s <- %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), formatAddrPort(addrPortOf(peer)), p.proto)
 		}
 	}
 	// Buffers that hold any datagram: a shorter read cuts it silently.

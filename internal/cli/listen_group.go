@@ -137,7 +137,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		if taken != nil {
 			how = "taken over from " + g.handover
 		}
-		fmt.Fprintf(errOut, "listening on %s (%s), %d listener(s) %s\n", formatAddrPort(addrPortOf(lns[0].Addr())), p.proto, len(lns), how)
+		warnf(errOut, "listening on %s (%s), %d listener(s) %s\n", formatAddrPort(addrPortOf(lns[0].Addr())), p.proto, len(lns), how)
 	}
 
 	out := &lockedWriter{w: s.Out}
@@ -160,7 +160,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 	}
 	if taken != nil {
 		if err := taken.Ready(stopCtx); err != nil && stopCtx.Err() == nil {
-			fmt.Fprintf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
+			warnf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
 		}
 	}
 	if g.handover != "" {
@@ -175,10 +175,10 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 			switch {
 			case err == nil:
 				if p.opts.verbose {
-					fmt.Fprintf(errOut, "handed %d listener(s) over at %s; finishing open connections\n", len(lns), g.handover)
+					warnf(errOut, "handed %d listener(s) over at %s; finishing open connections\n", len(lns), g.handover)
 				}
 			case stopCtx.Err() == nil:
-				fmt.Fprintf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
+				warnf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
 			}
 		}()
 		defer offer.Close()
@@ -238,12 +238,12 @@ func (p *listenPlan) acceptMember(ctx context.Context, ln net.Listener, idx, n i
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			fmt.Fprintf(errOut, "tuple: accept: %s\n", describeErr(err))
+			warnf(errOut, "tuple: accept: %s\n", describeErr(err))
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		if p.opts.verbose && n > 1 {
-			fmt.Fprintf(errOut, "member %d of %d took %s <- %s\n", idx, n,
+			warnf(errOut, "member %d of %d took %s <- %s\n", idx, n,
 				formatAddrPort(addrPortOf(conn.LocalAddr())), formatAddrPort(addrPortOf(conn.RemoteAddr())))
 		}
 		conns.Add(1)
@@ -251,7 +251,7 @@ func (p *listenPlan) acceptMember(ctx context.Context, ln net.Listener, idx, n i
 			defer conns.Done()
 			defer lim.release()
 			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
-				fmt.Fprintf(errOut, "tuple: %v\n", err)
+				warnf(errOut, "tuple: %v\n", err)
 			}
 		}()
 	}

@@ -69,7 +69,8 @@ func TestListenHandover(t *testing.T) {
 						sent = append(sent, line)
 					}
 					mu.Unlock()
-					time.Sleep(2 * time.Millisecond)
+					time.Sleep(2 * time.Millisecond) // pacing: a steady client, not a flood
+
 				}
 			})
 			if err != nil {
@@ -77,8 +78,20 @@ func TestListenHandover(t *testing.T) {
 			}
 		}()
 	}
+	// served waits until the clients have had n more lines accepted, so
+	// every generation carries traffic before it hands over.
+	served := func(n int) {
+		mu.Lock()
+		want := len(sent) + len(failures) + n
+		mu.Unlock()
+		waitFor(t, fmt.Sprintf("%d more client lines", n), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(sent)+len(failures) >= want
+		})
+	}
 	for g := 1; g <= 5; g++ {
-		time.Sleep(150 * time.Millisecond)
+		served(10)
 		next := startIn(t, ns, false, "tuple", args...).run(nil)
 		next.waitStderr("1 listener(s) taken over from " + path)
 		t0 := time.Now()
@@ -88,7 +101,7 @@ func TestListenHandover(t *testing.T) {
 		t.Logf("generation %d exited %v after the hand-over", g-1, time.Since(t0))
 		gens = append(gens, next)
 	}
-	time.Sleep(150 * time.Millisecond)
+	served(10)
 	close(stop)
 	wg.Wait()
 	last := gens[len(gens)-1]
@@ -161,24 +174,21 @@ func TestListenGroupSIGTERMFinishesConnections(t *testing.T) {
 	conn.Write([]byte("before\n"))
 	srv.waitStderr("accepted ")
 	srv.cmd.Process.Signal(syscall.SIGTERM)
+	// The listener leaves the socket table; then a new connection is
+	// refused (or reset, when its SYN met the closing listener).
+	waitWithin(t, 5*time.Second, "the listener to close after SIGTERM", func() bool {
+		return strings.TrimSpace(ns.Run(t, "ss", "-Htln", "sport = :7071")) == ""
+	})
 	err = ns.Do(func() error {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			c, err := net.Dial("tcp4", "10.0.0.1:7071")
-			if err != nil {
-				// Refused, or reset when the SYN met the closing
-				// listener: either way nothing accepts any more.
-				if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
-					return nil
-				}
-				return err
-			}
+		c, err := net.Dial("tcp4", "10.0.0.1:7071")
+		if err == nil {
 			c.Close()
-			if time.Now().After(deadline) {
-				return errors.New("still accepting 5s after SIGTERM")
-			}
-			time.Sleep(10 * time.Millisecond)
+			return errors.New("a new connection was accepted after SIGTERM closed the listener")
 		}
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,7 +149,8 @@ func (o loadOptions) spec() (load.Spec, error) {
 	return sp, nil
 }
 
-func writeLoadText(w io.Writer, r load.Report) {
+func writeLoadText(out io.Writer, r load.Report) error {
+	w := bufio.NewWriter(out)
 	from := r.From
 	if from == "" {
 		from = "(kernel's choice)"
@@ -177,6 +179,7 @@ func writeLoadText(w io.Writer, r load.Report) {
 	if r.Interrupted {
 		fmt.Fprintln(w, "interrupted before every connection was attempted")
 	}
+	return w.Flush()
 }
 
 func runLoad(ctx context.Context, o loadOptions, s Streams) error {
@@ -192,7 +195,7 @@ func runLoad(ctx context.Context, o loadOptions, s Streams) error {
 		if o.JSON {
 			outErr = json.NewEncoder(s.Out).Encode(r)
 		} else {
-			writeLoadText(s.Out, r)
+			outErr = writeLoadText(s.Out, r)
 		}
 		return nil
 	}
@@ -228,7 +231,7 @@ func runSink(ctx context.Context, o loadOptions, s Streams) error {
 	show := progressLine(s.Err, "accepted", 0)
 	r, err := load.Sink(ctx, load.SinkSpec{Listen: ap, Procs: o.Procs, Hold: o.Hold, Stderr: s.Err, Progress: show,
 		Ready: func(addr netip.AddrPort) {
-			fmt.Fprintf(s.Err, "tuple load: sink listening on %s with %d processes (SO_REUSEPORT) for %s\n", addr, o.Procs, o.Hold)
+			warnf(s.Err, "tuple load: sink listening on %s with %d processes (SO_REUSEPORT) for %s\n", addr, o.Procs, o.Hold)
 		}})
 	var fl *load.FileLimitError
 	if err != nil && !errors.As(err, &fl) {
@@ -257,13 +260,13 @@ func progressLine(w io.Writer, what string, want int) func(int) {
 	}
 	return func(n int) {
 		if n < 0 {
-			fmt.Fprint(f, "\r\033[K")
+			warnf(f, "\r\033[K")
 			return
 		}
 		if want > 0 {
-			fmt.Fprintf(f, "\rtuple load: %d/%d %s", n, want, what)
+			warnf(f, "\rtuple load: %d/%d %s", n, want, what)
 		} else {
-			fmt.Fprintf(f, "\rtuple load: %d %s", n, what)
+			warnf(f, "\rtuple load: %d %s", n, what)
 		}
 	}
 }

@@ -42,16 +42,6 @@ func loadNS(t *testing.T, bin string) (*netnstest.NS, *exec.Cmd, *bytes.Buffer) 
 	return ns, sink, &out
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !ok(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // pids lists the processes in ns.
 func pids(t *testing.T, ns *netnstest.NS) []string {
 	out, err := exec.Command("ip", "netns", "pids", ns.Name).Output()

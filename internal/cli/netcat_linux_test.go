@@ -24,21 +24,10 @@ func TestUDPRoundTrip(t *testing.T) {
 	client.waitStderr("connected 10.0.0.2:5353 -> 10.0.0.1:9999 (udp)")
 	client.stdin.Write([]byte("ping\n"))
 
-	deadline := time.Now().Add(5 * time.Second)
-	for server.stdout.String() != "ping\n" {
-		if time.Now().After(deadline) {
-			t.Fatalf("listen -u printed %q, want the datagram", server.stdout.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	server.waitStdout("ping\n")
 	server.waitStderr("peer 10.0.0.1:9999 <- 10.0.0.2:5353 (udp)")
 	server.stdin.Write([]byte("pong\n")) // goes to the latest peer
-	for client.stdout.String() != "pong\n" {
-		if time.Now().After(deadline) {
-			t.Fatalf("connect -u printed %q, want the reply", client.stdout.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	client.waitStdout("pong\n")
 	// With stdin ended, -w is how long it waits for more replies.
 	client.stdin.Close()
 	if code := client.wait(10 * time.Second); code != 0 {
@@ -180,16 +169,10 @@ func TestListenKeepDoesNotLeak(t *testing.T) {
 		t.Errorf("-v logged %d connections, want %d", n, total)
 	}
 
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		fds, gs := leakcheck.OpenFDs(), runtime.NumGoroutine()
-		if fds <= fdsBefore && gs <= goBefore {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d connections: %d descriptors (%d before), %d goroutines (%d before)", total, fds, fdsBefore, gs, goBefore)
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Descriptors and goroutines end asynchronously after the command
+	// returns; nothing signals the last one.
+	if !poll(3*time.Second, func() bool { return leakcheck.OpenFDs() <= fdsBefore && runtime.NumGoroutine() <= goBefore }) {
+		t.Fatalf("after %d connections: %d descriptors (%d before), %d goroutines (%d before)", total, leakcheck.OpenFDs(), fdsBefore, runtime.NumGoroutine(), goBefore)
 	}
 }
 
@@ -208,12 +191,8 @@ func TestListenPortZeroSaysWhichPort(t *testing.T) {
 		})
 	}()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(errOut.String(), "listening on 127.0.0.1:") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no listening line for port 0: %q", errOut.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !errOut.await(5*time.Second, nil, func(s string) bool { return strings.Contains(s, "listening on 127.0.0.1:") }) {
+		t.Fatalf("no listening line for port 0: %q", errOut.String())
 	}
 	var addr string
 	fmt.Sscanf(errOut.String(), "listening on %s", &addr)

@@ -139,7 +139,7 @@ func (f *netFailure) hint() string {
 // as nc would; with verbose also the explanation from the socket table and
 // the rules model (what `tuple why` prints), if there is one.
 func (f *netFailure) report(w io.Writer, verbose bool) {
-	fmt.Fprintf(w, "tuple: %s\n", f.Error())
+	warnf(w, "tuple: %s\n", f.Error())
 	h := f.hint()
 	if !verbose && explainFailure != nil && f.explainable() {
 		if h != "" {
@@ -148,14 +148,14 @@ func (f *netFailure) report(w io.Writer, verbose bool) {
 		h += "-v explains it from this host's sockets"
 	}
 	if h != "" {
-		fmt.Fprintf(w, "hint: %s\n", h)
+		warnf(w, "hint: %s\n", h)
 	}
 	if verbose && explainFailure != nil && f.explainable() {
 		x, err := explainFailure(f)
 		if err != nil {
-			fmt.Fprintf(w, "no explanation from this host's sockets: %v\n", err)
+			warnf(w, "no explanation from this host's sockets: %v\n", err)
 		} else {
-			fmt.Fprintln(w, strings.TrimRight(x, "\n"))
+			warnf(w, "%s\n", strings.TrimRight(x, "\n"))
 		}
 	}
 }

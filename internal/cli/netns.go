@@ -274,24 +274,33 @@ func runPortsNamespaces(ctx context.Context, o portsOptions, s Streams, opt port
 	if o.JSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		if err := enc.Encode(struct {
 			Namespaces []nsReport `json:"namespaces"`
 			More       int        `json:"more"`
 			Notes      []string   `json:"notes,omitempty"`
-		}{shown, len(reps) - len(shown), notes})
+		}{shown, len(reps) - len(shown), notes}); err != nil {
+			return writeFailed(err)
+		}
+		return nil
 	}
+	w := bufio.NewWriter(s.Out)
 	for i, r := range shown {
 		if i > 0 {
-			fmt.Fprintln(s.Out)
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintln(s.Out, r.label)
-		writePortsReport(s.Out, r.Report, o.Top)
+		fmt.Fprintln(w, r.label)
+		if err := writePortsReport(w, r.Report, o.Top); err != nil {
+			return writeFailed(err)
+		}
 	}
 	if n := len(reps) - len(shown); n > 0 {
-		fmt.Fprintf(s.Out, "\n... and %d more namespaces with fewer ports in use (--top)\n", n)
+		fmt.Fprintf(w, "\n... and %d more namespaces with fewer ports in use (--top)\n", n)
+	}
+	if err := w.Flush(); err != nil {
+		return writeFailed(err)
 	}
 	for _, n := range notes {
-		fmt.Fprintf(s.Err, "tuple: note: %s\n", n)
+		warnf(s.Err, "tuple: note: %s\n", n)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -75,9 +76,6 @@ func readPortsInputs(ctx context.Context, o portsOptions) (*ports.Table, rules.H
 }
 
 func runPorts(ctx context.Context, o portsOptions, s Streams) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	if o.Top < 1 {
 		return usageError("--top %d: want at least 1", o.Top)
 	}
@@ -110,9 +108,14 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if o.JSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(portsJSON(rep))
+		if err := enc.Encode(portsJSON(rep)); err != nil {
+			return writeFailed(err)
+		}
+		return nil
 	}
-	writePortsReport(s.Out, rep, o.Top)
+	if err := writePortsReport(s.Out, rep, o.Top); err != nil {
+		return writeFailed(err)
+	}
 	return nil
 }
 
@@ -126,7 +129,8 @@ func freeRange(lo, hi int) string {
 
 func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 
-func writePortsReport(w io.Writer, rep ports.Report, top int) {
+func writePortsReport(out io.Writer, rep ports.Report, top int) error {
+	w := bufio.NewWriter(out)
 	reserved := "none"
 	if len(rep.Reserved) > 0 {
 		var parts []string
@@ -169,6 +173,7 @@ func writePortsReport(w io.Writer, rep ports.Report, top int) {
 			fmt.Fprintf(w, "  ! %s\n", m)
 		}
 	}
+	return w.Flush()
 }
 
 func ratio(a, b int) float64 {
@@ -180,7 +185,7 @@ func ratio(a, b int) float64 {
 
 // portsTable writes a titled, aligned table of the first top rows, saying
 // how many more there are; nothing when rows is empty.
-func portsTable[T any](w io.Writer, title string, rows []T, top int, header []string, cells func(T) []string) {
+func portsTable[T any](w *bufio.Writer, title string, rows []T, top int, header []string, cells func(T) []string) {
 	if len(rows) == 0 {
 		return
 	}
@@ -190,7 +195,7 @@ func portsTable[T any](w io.Writer, title string, rows []T, top int, header []st
 	for _, r := range rows[:min(top, len(rows))] {
 		fmt.Fprintf(tw, "  %s\n", strings.Join(cells(r), "\t"))
 	}
-	tw.Flush()
+	_ = tw.Flush() // its only error would be w's, which is sticky: w.Flush reports it
 	if n := len(rows) - top; n > 0 {
 		fmt.Fprintf(w, "  ... and %d more\n", n)
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,13 +32,19 @@ func runPortsNAT(ctx context.Context, o portsOptions, s Streams) error {
 	if o.JSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return writeFailed(err)
+		}
+		return nil
 	}
-	writeNATReport(s.Out, rep, o.Top)
+	if err := writeNATReport(s.Out, rep, o.Top); err != nil {
+		return writeFailed(err)
+	}
 	return nil
 }
 
-func writeNATReport(w io.Writer, rep natReport, top int) {
+func writeNATReport(out io.Writer, rep natReport, top int) error {
+	w := bufio.NewWriter(out)
 	if len(rep.Rules) == 0 {
 		fmt.Fprintln(w, "Source-NAT rules  none in nftables (iptables-legacy rules are not read)")
 	}
@@ -52,7 +59,7 @@ func writeNATReport(w io.Writer, rep natReport, top int) {
 		rep.Counters.InsertFailed, rep.Counters.Drop, rep.Counters.EarlyDrop)
 	if len(rep.Budgets) == 0 {
 		fmt.Fprintln(w, "\nNo translated connections: every destination has the whole range of its rule free.")
-		return
+		return w.Flush()
 	}
 	portsTable(w, "Per NAT address and destination (fewest free first)", rep.Budgets, top,
 		[]string{"NAT ADDRESS", "PROTO", "DESTINATION", "IN USE", "FREE", "OF", "RULE"},
@@ -73,4 +80,5 @@ func writeNATReport(w io.Writer, rep natReport, top int) {
 			break
 		}
 	}
+	return w.Flush()
 }

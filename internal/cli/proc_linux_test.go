@@ -1,14 +1,13 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,24 +27,6 @@ type proc struct {
 	err    error
 	outR   *os.File // set when the caller streams stdout itself
 	outW   *os.File // the child's end of outR, closed here once it started
-}
-
-// syncBuffer is a buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startIn starts name (tupleBin for "tuple") inside ns. With streamOut the
@@ -114,20 +95,22 @@ func (p *proc) run(startFn func(func() error) error) *proc {
 // waitStderr waits until the process's stderr contains want.
 func (p *proc) waitStderr(want string) {
 	p.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.stderr.String(), want) {
-		select {
-		case <-p.done:
-			if strings.Contains(p.stderr.String(), want) {
-				return
-			}
-			p.t.Fatalf("%s exited (%v) before printing %q; stderr: %s", p.name, p.err, want, p.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s did not print %q in time; stderr: %s", p.name, want, p.stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if p.stderr.await(10*time.Second, p.done, func(s string) bool { return strings.Contains(s, want) }) {
+		return
+	}
+	select {
+	case <-p.done:
+		p.t.Fatalf("%s exited (%v) before printing %q; stderr: %s", p.name, p.err, want, p.stderr.String())
+	default:
+		p.t.Fatalf("%s did not print %q in time; stderr: %s", p.name, want, p.stderr.String())
+	}
+}
+
+// waitStdout waits until the process's stdout is want.
+func (p *proc) waitStdout(want string) {
+	p.t.Helper()
+	if !p.stdout.await(10*time.Second, p.done, func(s string) bool { return s == want }) {
+		p.t.Fatalf("%s printed %q, want %q; stderr: %s", p.name, p.stdout.String(), want, p.stderr.String())
 	}
 }
 
@@ -152,18 +135,19 @@ func (p *proc) wait(timeout time.Duration) int {
 	return -1
 }
 
+// waitTCPState waits until the socket table of ns shows a TCP socket on
+// local port in state (ss's name: "time-wait", "fin-wait-2").
+func waitTCPState(t *testing.T, ns *netnstest.NS, state string, port int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("a socket on port %d in %s", port, state), func() bool {
+		return strings.TrimSpace(ns.Run(t, "ss", "-Htan", "state", state, fmt.Sprintf("sport = :%d", port))) != ""
+	})
+}
+
 // waitListening waits until something listens on TCP port inside ns.
 func waitListening(t *testing.T, ns *netnstest.NS, port string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out := ns.Run(t, "ss", "-Htln", "sport = :"+port)
-		if strings.TrimSpace(out) != "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on port %s", port)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "a listener on port "+port, func() bool {
+		return strings.TrimSpace(ns.Run(t, "ss", "-Htln", "sport = :"+port)) != ""
+	})
 }

@@ -55,6 +55,19 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
+// writeFailed is the error of a command whose output could not be written
+// (a closed pipe, a full disk): exit 1 with the cause.
+func writeFailed(err error) error {
+	return fmt.Errorf("writing the output: %w", err)
+}
+
+// warnf writes a diagnostic line to w, the command's standard error. A
+// failed write there has nowhere else to be reported, so it is dropped on
+// purpose: the command's output and exit code do not depend on it.
+func warnf(w io.Writer, format string, a ...any) {
+	_, _ = fmt.Fprintf(w, format, a...)
+}
+
 // exitCode returns an error that ends the process with code without printing
 // anything more (the command already explained itself).
 func exitCode(code int) error {
@@ -163,7 +176,7 @@ func Main(args []string, s Streams) int {
 			return ee.code
 		}
 		if !ee.silent {
-			fmt.Fprintf(s.Err, "tuple: %v\n", ee.err)
+			warnf(s.Err, "tuple: %v\n", ee.err)
 		}
 		return ee.code
 	}
@@ -171,16 +184,16 @@ func Main(args []string, s Streams) int {
 	// are bad input; commands return their runtime failures as errors
 	// through failure().
 	if isRuntimeFailure(err) {
-		fmt.Fprintf(s.Err, "tuple: %v\n", err)
+		warnf(s.Err, "tuple: %v\n", err)
 		return exitFailure
 	}
 	help := "tuple --help"
 	if cmd != nil && cmd != root {
 		help = cmd.CommandPath() + " --help"
-		fmt.Fprintf(s.Err, "tuple: %s: %v (see '%s')\n", commandName(cmd), err, help)
+		warnf(s.Err, "tuple: %s: %v (see '%s')\n", commandName(cmd), err, help)
 		return exitUsage
 	}
-	fmt.Fprintf(s.Err, "tuple: %v (see '%s')\n", err, help)
+	warnf(s.Err, "tuple: %v (see '%s')\n", err, help)
 	return exitUsage
 }
 
@@ -266,7 +279,9 @@ func newVersionCmd(s Streams) *cobra.Command {
 		Short: "Print tuple's version",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintln(s.Out, "tuple", buildVersion())
+			if _, err := fmt.Fprintln(s.Out, "tuple", buildVersion()); err != nil {
+				return writeFailed(err)
+			}
 			return nil
 		}),
 	}

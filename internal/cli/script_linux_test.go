@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -9,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -41,6 +41,7 @@ func TestScriptSSFilter(t *testing.T) {
 			c()
 		}
 	})
+	closedPort := 0
 	err := ns.Do(func() error {
 		listen := func(network, addr string) (net.Listener, error) {
 			l, err := net.Listen(network, addr)
@@ -80,11 +81,12 @@ func TestScriptSSFilter(t *testing.T) {
 				return err
 			}
 		}
-		// TIME_WAIT: the client closes first.
+		// The client closes first (the server's end is kept open).
 		c, err := net.Dial("tcp4", "127.0.0.1:22")
 		if err != nil {
 			return err
 		}
+		closedPort = c.LocalAddr().(*net.TCPAddr).Port
 		c.Close()
 		u, err := net.ListenPacket("udp4", "10.0.0.1:53")
 		if err != nil {
@@ -99,7 +101,11 @@ func TestScriptSSFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the accepts and the TIME_WAIT settle
+	// Both commands read the kernel's table: wait until the close has
+	// reached it (the client's end leaves ESTABLISHED).
+	waitFor(t, "the closed client to leave ESTABLISHED", func() bool {
+		return strings.TrimSpace(ns.Run(t, "ss", "-Htan", "state", "established", fmt.Sprintf("sport = :%d", closedPort))) == ""
+	})
 	dir := t.TempDir()
 	if err := os.Symlink(bin, filepath.Join(dir, "tuple")); err != nil {
 		t.Fatal(err)

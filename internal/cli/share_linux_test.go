@@ -177,15 +177,14 @@ func TestListenReuseportSharesConnections(t *testing.T) {
 	}
 	total := 0
 	counts := make([]int, len(servers))
-	deadline := time.Now().Add(10 * time.Second)
-	for total != conns && time.Now().Before(deadline) {
+	poll(10*time.Second, func() bool {
 		total = 0
 		for i, p := range servers {
 			counts[i] = strings.Count(p.stderr.String(), "closed 10.0.0.1:8080 <- ")
 			total += counts[i]
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return total == conns
+	})
 	if total != conns || counts[0] == 0 || counts[1] == 0 {
 		t.Errorf("connections served per listener %v (total %d of %d): both must get some", counts, total, conns)
 	}

@@ -67,7 +67,7 @@ saying whether a new socket could bind the port too, and with which options.`,
 	cmd.Flags().BoolVarP(&o.all, "all", "a", false, "list every socket, one by one, instead of groups")
 	addNetnsFlag(cmd.Flags(), &o.netns, "look")
 	cmd.Flags().StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
-	cmd.Flags().MarkHidden("proc")
+	_ = cmd.Flags().MarkHidden("proc") // defined just above: it cannot be missing
 	return cmd
 }
 
@@ -94,9 +94,6 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		return runWhoNamespaces(ctx, s, o)
 	}
 	defer batchGC(o.procRoot)()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,9 +194,6 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, erro
 }
 
 func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, arg string) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	// The command line is checked before the host is read.
 	p, err := whyPlan(o, kind, arg)
 	if err != nil {
@@ -229,14 +227,15 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if err != nil {
 		return err
 	}
+	spell := whyFlags(p)
 	if o.json {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
-			return err
+		if err := enc.Encode(reportJSON(r, spell)); err != nil {
+			return writeFailed(err)
 		}
-	} else {
-		printReport(s.Out, proto, r, o.all)
+	} else if err := printReport(s.Out, proto, r, o.all, spell); err != nil {
+		return writeFailed(err)
 	}
 	if r.OK() {
 		return nil
@@ -251,7 +250,8 @@ const maxGroups = 12
 // printReport writes the report for people: the verdict on the first line,
 // then the blockers grouped (all of them, one by one, with all), the fixes,
 // the assumptions and notes.
-func printReport(w io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) {
+func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool, spell func(hostmodel.Edit) string) error {
+	w := bufio.NewWriter(out)
 	switch {
 	case r.OK():
 		fmt.Fprintf(w, "%s %s: would succeed", proto, r.Plan)
@@ -275,8 +275,8 @@ func printReport(w io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) {
 	if len(r.Fixes) > 0 {
 		fmt.Fprintln(w, "what would work:")
 		for _, f := range r.Fixes {
-			if f.Flags != "" {
-				fmt.Fprintf(w, "  - %s: %s\n", f.Change, f.Flags)
+			if flags := spell(f.Edit); flags != "" {
+				fmt.Fprintf(w, "  - %s: %s\n", f.Change, flags)
 			} else {
 				fmt.Fprintf(w, "  - %s\n", f.Change)
 			}
@@ -294,11 +294,12 @@ func printReport(w io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+	return w.Flush()
 }
 
 // printGroups writes the blockers folded into groups, the largest screenful
 // maxGroups allows, saying how many are left out.
-func printGroups(w io.Writer, r *hostmodel.Report) {
+func printGroups(w *bufio.Writer, r *hostmodel.Report) {
 	fmt.Fprintf(w, "blockers: %s", hostmodel.Count(len(r.Blockers), "socket"))
 	if len(r.Groups) > 1 {
 		fmt.Fprintf(w, " in %d groups", len(r.Groups))
@@ -324,7 +325,7 @@ func printGroups(w io.Writer, r *hostmodel.Report) {
 }
 
 // printBlockers writes every blocker with its owner, reason and unknowns.
-func printBlockers(w io.Writer, bs []hostmodel.BlockerInfo) {
+func printBlockers(w *bufio.Writer, bs []hostmodel.BlockerInfo) {
 	for i, b := range bs {
 		tuple := b.Local
 		if b.Remote != "" {
@@ -412,11 +413,10 @@ func explainNetFailure(f *netFailure) (string, error) {
 	if call := failedSyscall(f.err); call != "" && r.FailedOp != call {
 		return "", fmt.Errorf("the model fails %s at %s, the kernel at %s", r.Verdict, r.FailedOp, call)
 	}
-	for i := range r.Fixes {
-		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Edit)
-	}
 	var b strings.Builder
-	printReport(&b, proto, r, false)
+	if err := printReport(&b, proto, r, false, func(e hostmodel.Edit) string { return netcatFlags(op, e) }); err != nil {
+		return "", err
+	}
 	return b.String(), nil
 }
 
@@ -442,7 +442,7 @@ func netcatFlags(op string, e hostmodel.Edit) string {
 	if e.BindNoPort {
 		out = append(out, "--bind-no-port")
 	}
-	out = append(out, e.Options...)
+	out = append(out, optionFlags(e.Options)...)
 	if e.SetUID {
 		out = append(out, fmt.Sprintf("(run as uid %d)", e.UID))
 	}
@@ -450,4 +450,68 @@ func netcatFlags(op string, e hostmodel.Edit) string {
 		out = append(out, "(no -s/-p)")
 	}
 	return strings.Join(out, " ")
+}
+
+// whyFlags spells a fix's change in `tuple why`'s flags for plan p: a
+// connect's source is --from, a bind or listen address the argument itself.
+func whyFlags(p hostmodel.Plan) func(hostmodel.Edit) string {
+	connect := len(p.Ops) > 0 && p.Ops[len(p.Ops)-1].Kind == rules.OpConnect
+	return func(e hostmodel.Edit) string {
+		var out []string
+		if e.Local.IsValid() {
+			if connect {
+				out = append(out, "--from")
+			}
+			out = append(out, e.Local.String())
+		}
+		if e.BindNoPort {
+			out = append(out, "--bind-no-port")
+		}
+		out = append(out, optionFlags(e.Options)...)
+		if e.SetUID {
+			out = append(out, "--uid", strconv.FormatUint(uint64(e.UID), 10))
+		}
+		if e.NoBind {
+			out = append(out, "(no --from)")
+		}
+		return strings.Join(out, " ")
+	}
+}
+
+// optionFlags spells socket options in the flags why, connect and listen
+// share.
+func optionFlags(ids []sockopt.ID) []string {
+	var out []string
+	for _, id := range ids {
+		switch id {
+		case sockopt.ReusePort:
+			out = append(out, "--reuseport")
+		case sockopt.ReuseAddr:
+			out = append(out, "--reuseaddr")
+		case sockopt.BindAddressNoPort:
+			out = append(out, "--bind-no-port")
+		default:
+			out = append(out, "("+id.String()+")")
+		}
+	}
+	return out
+}
+
+// whyFixJSON is a fix in `tuple why --json`, with its change spelled in
+// why's flags.
+type whyFixJSON struct {
+	hostmodel.Fix
+	Flags string `json:"flags,omitempty"`
+}
+
+// reportJSON is r as `tuple why --json` prints it: its fixes carry flags.
+func reportJSON(r *hostmodel.Report, spell func(hostmodel.Edit) string) any {
+	fixes := make([]whyFixJSON, len(r.Fixes))
+	for i, f := range r.Fixes {
+		fixes[i] = whyFixJSON{Fix: f, Flags: spell(f.Edit)}
+	}
+	return struct {
+		*hostmodel.Report
+		Fixes []whyFixJSON `json:"fixes"`
+	}{r, fixes}
 }

@@ -56,7 +56,9 @@ func (s *diffServer) accept(ln int, peer netip.AddrPort) int {
 			if !peer.IsValid() || found >= 0 {
 				return found
 			}
-			time.Sleep(time.Millisecond)
+			// Wait for the next connection on the listener itself.
+			pfd := []unix.PollFd{{Fd: int32(ln), Events: unix.POLLIN}}
+			unix.Poll(pfd, int(time.Until(deadline).Milliseconds())+1)
 			continue
 		}
 		if err != nil {
@@ -301,6 +303,7 @@ func TestWhyDifferential(t *testing.T) {
 
 			var fds []int
 			var built []string
+			var timeWaits []string // "LPORT RPORT" of the connections closed to TIME_WAIT
 			ns.Do(func() error {
 				for _, o := range olds {
 					fd, err := o.create()
@@ -313,6 +316,9 @@ func TestWhyDifferential(t *testing.T) {
 					if o.timeWait {
 						local, _ := unix.Getsockname(fd)
 						child := srv.accept(srv.listener(o.connect), sockaddrAP(local))
+						if remote, err := unix.Getpeername(fd); err == nil && child >= 0 {
+							timeWaits = append(timeWaits, fmt.Sprintf("%d %d", sockaddrAP(local).Port(), sockaddrAP(remote).Port()))
+						}
 						unix.Close(fd)
 						closeFD(child)
 						continue
@@ -321,7 +327,9 @@ func TestWhyDifferential(t *testing.T) {
 				}
 				return nil
 			})
-			time.Sleep(5 * time.Millisecond) // let closed connections reach TIME_WAIT
+			if len(timeWaits) > 0 {
+				waitFor(t, "TIME_WAIT of "+strings.Join(timeWaits, ", "), func() bool { return inTimeWait(t, ns, timeWaits) })
+			}
 			code, j := whyIn(t, ns, n.whyArgs()...)
 			var kernel, got string
 			ns.Do(func() error {
@@ -407,4 +415,24 @@ func (r realSock) op() string {
 		return "listen"
 	}
 	return "bind"
+}
+
+// inTimeWait reports whether the socket table of ns shows every
+// "LPORT RPORT" pair in TIME_WAIT.
+func inTimeWait(t *testing.T, ns *netnstest.NS, pairs []string) bool {
+	seen := map[string]bool{}
+	for _, line := range strings.Split(ns.Run(t, "ss", "-Htan", "state", "time-wait"), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		port := func(ap string) string { return ap[strings.LastIndexByte(ap, ':')+1:] }
+		seen[port(f[2])+" "+port(f[3])] = true
+	}
+	for _, p := range pairs {
+		if !seen[p] {
+			return false
+		}
+	}
+	return true
 }

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +40,20 @@ func main() {
 }
 
 var seriesRE = regexp.MustCompile(`^(\d+\.\d+)`)
+
+// groupsOf lists the scenario files of the lines, in their order, as
+// group names (a built-in group's file is GROUP.lab).
+func groupsOf(results []lab.Result) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range results {
+		if !seen[r.File] {
+			seen[r.File] = true
+			out = append(out, "`"+strings.TrimSuffix(r.File, ".lab")+"`")
+		}
+	}
+	return out
+}
 
 // runsOf splits the lines by kernel release, in the order they come.
 func runsOf(results []lab.Result) []lab.KernelRun {
@@ -74,7 +89,8 @@ func answer(r *lab.Result) string {
 	return s
 }
 
-func write(w io.Writer, runs []lab.KernelRun) error {
+func write(out io.Writer, runs []lab.KernelRun) error {
+	w := bufio.NewWriter(out)
 	rows := lab.Compare(runs)
 	fmt.Fprintln(w, "# Port rules by kernel")
 	fmt.Fprintln(w)
@@ -84,6 +100,9 @@ func write(w io.Writer, runs []lab.KernelRun) error {
 	fmt.Fprintln(w, "model following that kernel's version (`rules.Kernel`); `tuple why --kernel-version` and")
 	fmt.Fprintln(w, "`tuple lab --kernel-version` apply the same rules to another kernel's host.")
 	fmt.Fprintln(w)
+	if len(runs) > 0 {
+		fmt.Fprintf(w, "Groups run: %s.\n\n", strings.Join(groupsOf(runs[0].Results), ", "))
+	}
 	fmt.Fprintln(w, "| kernel | release | lines | model agreed | as the library expects |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|")
 	for _, r := range runs {
@@ -146,5 +165,5 @@ func write(w io.Writer, runs []lab.KernelRun) error {
 	if n == 0 {
 		fmt.Fprintln(w, "None.")
 	}
-	return nil
+	return w.Flush()
 }

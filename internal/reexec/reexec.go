@@ -50,7 +50,7 @@ func Main() {
 		return
 	}
 	// The helper's own children are not helpers.
-	os.Unsetenv(envMarker)
+	_ = os.Unsetenv(envMarker) // fails only for a malformed name, and envMarker is a constant
 	name, pid, _ := strings.Cut(v, ":")
 	parent, _ = strconv.Atoi(pid)
 	mu.Lock()

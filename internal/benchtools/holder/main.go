@@ -109,7 +109,8 @@ func hold(port, n, churn int) error {
 			}
 		}()
 	}
-	io.Copy(io.Discard, os.Stdin) // hold until stdin closes
+	// Hold until stdin closes; a read error ends the hold the same way.
+	_, _ = io.Copy(io.Discard, os.Stdin)
 	close(done)
 	<-stopped
 	fmt.Println("cycled", cycled.Load())

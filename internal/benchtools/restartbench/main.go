@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,7 +141,9 @@ func (s *server) waitFor(re *regexp.Regexp, timeout time.Duration) error {
 
 // stop sends SIGTERM (stop accepting, finish open connections) and waits.
 func (s *server) stop() error {
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop %s: %w", s.cmd.Args, err)
+	}
 	return s.wait()
 }
 
@@ -149,7 +152,9 @@ func (s *server) wait() error {
 	case err := <-s.done:
 		return err
 	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
+		if err := s.cmd.Process.Kill(); err != nil {
+			return fmt.Errorf("%s did not exit, and kill failed: %w", s.cmd.Args, err)
+		}
 		return fmt.Errorf("%s did not exit", s.cmd.Args)
 	}
 }
@@ -221,7 +226,9 @@ func roundTrip(addr, line string) error {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		return err
+	}
 	if _, err := io.WriteString(c, line+"\n"); err != nil {
 		return err
 	}
@@ -258,7 +265,9 @@ func (b *bench) restart(method string, restarts int, every time.Duration, rate i
 	}
 	cur, err := b.start(args...)
 	if err != nil {
-		stay.stop()
+		if serr := stay.stop(); serr != nil {
+			return errors.Join(err, serr)
+		}
 		return err
 	}
 	var t tally
@@ -363,9 +372,9 @@ func (b *bench) spread(mode string, n, conns, rate int) error {
 	s.stderr.mu.Lock()
 	for _, l := range s.stderr.lines {
 		if m := re.FindStringSubmatch(l); m != nil {
-			var i int
-			fmt.Sscan(m[1], &i)
-			if i < n {
+			// The pattern matched digits: only an overflow fails, and
+			// that index is out of range anyway.
+			if i, err := strconv.Atoi(m[1]); err == nil && i < n {
 				per[i]++
 			}
 		}

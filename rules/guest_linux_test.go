@@ -1,0 +1,68 @@
+//go:build linux && amd64
+
+package rules
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/kernelvm"
+)
+
+var guestCases = flag.Int("rules.guest-cases", 300, "situations TestKernelDifferentialInGuests generates in each guest kernel")
+
+// TestKernelDifferentialInGuests runs TestKernelDifferential inside each
+// kernel scripts/fetch-kernels fetched (5.10, 6.1, 6.12), booted under
+// qemu with this test binary as the guest's program, the model following
+// the guest's kernel version. It is opt-in (TUPLE_RULES_GUESTS=1): under
+// TCG each kernel takes minutes of one core.
+func TestKernelDifferentialInGuests(t *testing.T) {
+	if os.Getenv("TUPLE_RULES_IN_GUEST") == "1" {
+		t.Skip("inside a guest")
+	}
+	if os.Getenv("TUPLE_RULES_GUESTS") != "1" {
+		t.Skip("opt-in: TUPLE_RULES_GUESTS=1 boots each fetched kernel (minutes each under qemu TCG)")
+	}
+	dirs, _ := filepath.Glob(filepath.Join(kernelvm.CacheDir(), "*", "vmlinuz"))
+	if len(dirs) == 0 {
+		t.Skip("no kernels fetched (scripts/fetch-kernels)")
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("needs the ip command in the guest")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if *seedFlag != 0 {
+		seed = *seedFlag
+	}
+	summary := regexp.MustCompile(`(\d+) cases, (\d+) kernel checks in [^:]+: (\d+) agree, (\d+) disagree, (\d+) residual`)
+	for _, vml := range dirs {
+		dir := filepath.Dir(vml)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			res, err := kernelvm.Run(ctx, kernelvm.Config{Kernel: vml, Modules: filepath.Join(dir, "modules"),
+				Args: []string{"-test.run=^TestKernelDifferential$", "-test.v",
+					fmt.Sprintf("-rules.cases=%d", *guestCases), fmt.Sprintf("-rules.seed=%d", seed)},
+				Env: []string{"TUPLE_RULES_IN_GUEST=1"}, Tools: []string{ip}, Timeout: 30 * time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := summary.FindStringSubmatch(string(res.Stdout))
+			if m == nil {
+				t.Fatalf("%s: no summary (exit %d); output:\n%s\nconsole:\n%s", res.Release, res.ExitCode, res.Stdout, res.Console)
+			}
+			t.Logf("%s (%s, %v): %s", res.Release, res.Accel, res.Duration.Round(time.Second), m[0])
+			if res.ExitCode != 0 {
+				t.Errorf("%s: the differential test failed in the guest (seed %d):\n%s", res.Release, seed, res.Stdout)
+			}
+		})
+	}
+}
