@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockopt"
 )
 
 // Report is the answer to "would this work, and if not, why and what would":
@@ -66,50 +66,31 @@ type OwnerInfo struct {
 
 // Fix is a change the model predicts would make the plan succeed.
 type Fix struct {
-	Change string `json:"change"`          // what to do, in plain words
-	Flags  string `json:"flags,omitempty"` // Edit as `tuple why` flags or arguments
-	Edit   Edit   `json:"-"`               // what changes on the new socket, for other spellings
+	Change string `json:"change"` // what to do, in plain words
+	Edit   Edit   `json:"-"`      // what changes on the new socket, for each command to spell in its flags
 
 	others bool // the fix also changes existing sockets (their programs)
 }
 
-// Edit is what a fix changes on the new socket, so each command can spell
-// it in its own flags.
+// Edit is what a fix changes on the new socket, typed, so each command can
+// spell it in its own flags.
 type Edit struct {
 	Local      netip.AddrPort // new bind address (connect: source); invalid for none
 	BindNoPort bool           // bind the address only; connect() picks the port
-	Options    []string       // option flags to add, e.g. "--reuseport"
+	Options    []sockopt.ID   // options to set, e.g. sockopt.ReusePort
 	SetUID     bool           // run as UID
 	UID        uint32
 	NoBind     bool // drop the explicit bind: connect() picks address and port
 }
 
-// whyFlags spells e in `tuple why`'s flags for plan p: a connect's source
-// is --from, a bind or listen address the argument itself.
-func (e Edit) whyFlags(p Plan) string {
-	var out []string
-	if e.Local.IsValid() {
-		if p.Ops[len(p.Ops)-1].Kind == rules.OpConnect {
-			out = append(out, "--from")
-		}
-		out = append(out, e.Local.String())
-	}
-	if e.BindNoPort {
-		out = append(out, "--bind-no-port")
-	}
-	out = append(out, e.Options...)
-	if e.SetUID {
-		out = append(out, "--uid", strconv.FormatUint(uint64(e.UID), 10))
-	}
-	if e.NoBind {
-		out = append(out, "(no --from)")
-	}
-	return strings.Join(out, " ")
+func (e Edit) equal(o Edit) bool {
+	return e.Local == o.Local && e.BindNoPort == o.BindNoPort && slices.Equal(e.Options, o.Options) &&
+		e.SetUID == o.SetUID && e.UID == o.UID && e.NoBind == o.NoBind
 }
 
-// newFix is a fix for plan p whose Flags spell e.
-func newFix(p Plan, change string, e Edit) Fix {
-	return Fix{Change: change, Flags: e.whyFlags(p), Edit: e}
+// newFix is a fix that changes the new socket as e says.
+func newFix(change string, e Edit) Fix {
+	return Fix{Change: change, Edit: e}
 }
 
 // Explain predicts p in sit and explains the outcome: blockers with their

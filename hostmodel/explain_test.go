@@ -2,6 +2,7 @@ package hostmodel
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -60,10 +61,22 @@ var ap = netip.MustParseAddrPort
 
 func entry(s rules.Socket, owners ...socktab.Owner) Entry { return Entry{Socket: s, Owners: owners} }
 
+// editText spells an edit for the assertions: its options and uid.
+func editText(e Edit) string {
+	var out []string
+	for _, o := range e.Options {
+		out = append(out, o.String())
+	}
+	if e.SetUID {
+		out = append(out, fmt.Sprintf("uid %d", e.UID))
+	}
+	return strings.Join(out, " ")
+}
+
 func fixText(r *Report) string {
 	var b strings.Builder
 	for _, f := range r.Fixes {
-		b.WriteString(f.Change + " | " + f.Flags + "\n")
+		b.WriteString(f.Change + " | " + editText(f.Edit) + "\n")
 	}
 	return b.String()
 }
@@ -88,7 +101,7 @@ func TestExplainDoubleSourcePort(t *testing.T) {
 	}
 	fixes := fixText(r)
 	for _, want := range []string{
-		"set SO_REUSEPORT on the new socket and on first [pid 42 (nc)] (its program must set it before bind) | --reuseport",
+		"set SO_REUSEPORT on the new socket and on first [pid 42 (nc)] (its program must set it before bind) | SO_REUSEPORT",
 		"set SO_REUSEADDR on the new socket and on first [pid 42 (nc)]",
 		"let connect() pick",
 		"use port 12346 instead",
@@ -115,7 +128,7 @@ func TestExplainReusePortOtherUID(t *testing.T) {
 	if r.Verdict != "EADDRINUSE" {
 		t.Fatalf("verdict %s", r.Verdict)
 	}
-	if fixes := fixText(r); !strings.Contains(fixes, "run it as uid 1000") || !strings.Contains(fixes, "--reuseport --uid 1000") {
+	if fixes := fixText(r); !strings.Contains(fixes, "run it as uid 1000") || !strings.Contains(fixes, "| SO_REUSEPORT uid 1000") {
 		t.Errorf("fixes:\n%s", fixes)
 	}
 	if got := r.Blockers[0].OwnersText(); !strings.Contains(got, "no process found") {

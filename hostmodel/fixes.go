@@ -8,6 +8,7 @@ import (
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockopt"
 )
 
 // maxPortTries bounds the model runs spent looking for a free port or
@@ -20,14 +21,13 @@ const maxPortTries = 64
 func Fixes(sit *Situation, p Plan, res Result) []Fix {
 	var out []Fix
 	add := func(f Fix, ok bool) {
-		// Flags spell Edit, so equal text is the same fix.
-		if ok && !slices.ContainsFunc(out, func(o Fix) bool { return o.Change == f.Change && o.Flags == f.Flags }) {
+		if ok && !slices.ContainsFunc(out, func(o Fix) bool { return o.Change == f.Change && o.Edit.equal(f.Edit) }) {
 			out = append(out, f)
 		}
 	}
 	add(waitFix(sit, p, res))
-	add(shareFix(sit, p, res, "SO_REUSEPORT", "--reuseport", func(s *rules.Socket) *bool { return &s.ReusePort }))
-	add(shareFix(sit, p, res, "SO_REUSEADDR", "--reuseaddr", func(s *rules.Socket) *bool { return &s.ReuseAddr }))
+	add(shareFix(sit, p, res, sockopt.ReusePort, func(s *rules.Socket) *bool { return &s.ReusePort }))
+	add(shareFix(sit, p, res, sockopt.ReuseAddr, func(s *rules.Socket) *bool { return &s.ReuseAddr }))
 	add(noSourcePortFix(sit, p))
 	add(portFix(sit, p))
 	add(addressFix(sit, p))
@@ -86,9 +86,10 @@ func without(socks []rules.Socket, drop map[int]bool) []rules.Socket {
 // (SO_REUSEPORT), it also tries the blockers' uid. TIME_WAIT entries keep the
 // flags their socket had and cannot be changed, so a fix that needs them
 // changed is not offered.
-func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*rules.Socket) *bool) (Fix, bool) {
+func shareFix(sit *Situation, p Plan, res Result, id sockopt.ID, opt func(*rules.Socket) *bool) (Fix, bool) {
+	name := id.String()
 	fact := rules.FactReuseAddr
-	if name == "SO_REUSEPORT" {
+	if id == sockopt.ReusePort {
 		fact = rules.FactReusePort
 	}
 	// unread: the changed sockets' option is assumed off, not known.
@@ -141,7 +142,7 @@ func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*r
 	}
 	var f Fix
 	if changed, ok := try(nil); ok {
-		f = newFix(p, "set "+name+" on the new socket", Edit{Options: []string{flag}})
+		f = newFix("set "+name+" on the new socket", Edit{Options: []sockopt.ID{id}})
 		if len(changed) > 0 {
 			prog := " (its program must set it before bind)"
 			if len(changed) > 1 {
@@ -158,8 +159,8 @@ func shareFix(sit *Situation, p Plan, res Result, name, flag string, opt func(*r
 		return Fix{}, false
 	}
 	if changed, ok := try(&uid); ok {
-		f = newFix(p, fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
-			Edit{Options: []string{flag}, SetUID: true, UID: uid})
+		f = newFix(fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
+			Edit{Options: []sockopt.ID{id}, SetUID: true, UID: uid})
 		if len(changed) > 0 {
 			f.Change += "; also set it on " + ownersOf(sit, changed) + unread(changed)
 			f.others = true
@@ -203,14 +204,14 @@ func noSourcePortFix(sit *Situation, p Plan) (Fix, bool) {
 		np.Ops[bi].Addr = netip.AddrPortFrom(from.Addr(), 0)
 		np.Socket.BindNoPort = true
 		if succeeds(sit, nil, np) {
-			return newFix(p, "bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
+			return newFix("bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
 				Edit{Local: netip.AddrPortFrom(from.Addr(), 0), BindNoPort: true}), true
 		}
 	}
 	np := clonePlan(p)
 	np.Ops = slices.Delete(np.Ops, bi, bi+1)
 	if succeeds(sit, nil, np) {
-		return newFix(p, "do not bind a source port: let connect() pick one (it shares ports across destinations)",
+		return newFix("do not bind a source port: let connect() pick one (it shares ports across destinations)",
 			Edit{NoBind: true}), true
 	}
 	return Fix{}, false
@@ -239,7 +240,7 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 			np := clonePlan(p)
 			np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
 			if succeeds(sit, nil, np) {
-				return newFix(p, fmt.Sprintf("use port %d instead (the nearest one that works)", c),
+				return newFix(fmt.Sprintf("use port %d instead (the nearest one that works)", c),
 					Edit{Local: netip.AddrPortFrom(orig.Addr(), uint16(c))}), true
 			}
 		}
@@ -289,7 +290,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 			if a.IsUnspecified() {
 				what = "bind the wildcard address " + a.String() + " instead"
 			}
-			return newFix(p, what, Edit{Local: netip.AddrPortFrom(a, orig.Port())}), true
+			return newFix(what, Edit{Local: netip.AddrPortFrom(a, orig.Port())}), true
 		}
 	}
 	return Fix{}, false
@@ -348,9 +349,9 @@ func applyEdit(p Plan, e Edit) Plan {
 	}
 	for _, o := range e.Options {
 		switch o {
-		case "--reuseport":
+		case sockopt.ReusePort:
 			np.Socket.ReusePort = true
-		case "--reuseaddr":
+		case sockopt.ReuseAddr:
 			np.Socket.ReuseAddr = true
 		}
 	}

@@ -207,7 +207,11 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		}
 		return rep, -1
 	case "topo-wait":
-		if err := waitTopology(req.Topo.Via); err != nil {
+		via := ""
+		if req.Topo != nil {
+			via = req.Topo.Via
+		}
+		if err := waitTopology(via); err != nil {
 			rep.Fail = err.Error()
 		}
 		return rep, -1

@@ -188,6 +188,7 @@ func (s *session) run(sc Scenario) ([]Result, error) {
 			protos[st.Sock] = st.Proto
 		}
 		s.host, w = st.Host, worlds[st.Host]
+		st = s.topo.resolvePort(st, w)
 		path, err := s.beforeStep(w, st, protos[st.Sock])
 		if err == nil {
 			err = s.step(w, st, protos[st.Sock], &res)

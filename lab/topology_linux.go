@@ -434,6 +434,26 @@ func (s *session) startTopology(t Topology, main *world) (map[string]*world, err
 	return worlds, nil
 }
 
+// resolvePort resolves st's @OTHER port when OTHER is a socket of another
+// host (each world knows only its own sockets).
+func (tr *topoRun) resolvePort(st Step, w *world) Step {
+	other := st.Addr.PortOf
+	if tr == nil || other == "" || w.named(other) != nil || w.lastPort[other] != 0 {
+		return st
+	}
+	for _, ow := range tr.worlds {
+		port := ow.lastPort[other]
+		if e := ow.named(other); e != nil {
+			port = e.sock.Local.Port()
+		}
+		if port != 0 {
+			st.Addr.Port, st.Addr.PortOf = port, ""
+			break
+		}
+	}
+	return st
+}
+
 // closeExpect is the state closing e must reach when its peer is a server
 // on another host: TIME_WAIT, as for a server in the same namespace.
 func (tr *topoRun) closeExpect(e *entry) string {

@@ -117,6 +117,11 @@ B connect 192.0.2.3:81    => ECONNREFUSED
 C socket tcp4 in=a
 C connect 192.0.2.3:80    => ok
 C close
+D socket tcp4 in=a uid=1000
+D bind 192.0.2.2:0        => ok
+D connect 192.0.2.3:@S    => ok
+E socket udp4 in=b
+E bind 192.0.2.3:@D       => ok
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -130,5 +135,15 @@ C close
 		if !x.OK {
 			t.Errorf("line %d %s %s: kernel %s, model %s, expect %s (%s)", x.Line, x.Socket, x.Op, x.Kernel, x.Model, x.Expect, x.Why)
 		}
+	}
+	// @S and @D name sockets of the other host: their ports, not 0.
+	local := map[string]string{}
+	for _, x := range res.Results {
+		local[x.Socket+" "+strings.Fields(x.Op)[0]] = x.Local
+	}
+	dconn, ebind := local["D connect"], local["E bind"]
+	dport := strings.TrimPrefix(strings.Fields(dconn)[0], "192.0.2.2:")
+	if !strings.HasSuffix(dconn, " -> 192.0.2.3:80") || ebind != "192.0.2.3:"+dport {
+		t.Errorf("ports across hosts: D connected %q, E bound %q (want D to S's port 80 and E on D's port)", dconn, ebind)
 	}
 }

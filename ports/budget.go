@@ -158,16 +158,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	rep := Report{Range: rng, Reserved: append([]inet.PortRange{}, host.ReservedPorts...),
 		Destinations: []Destination{}, UIDs: []Holder{}, Processes: []Holder{}, Warnings: []string{}}
 
-	var pool portSet // the range minus the reserved ports
-	for p := int(rng.Lo); p <= int(rng.Hi) && rng.Size() > 0; p++ {
-		pool.add(uint16(p))
-	}
-	for _, r := range host.ReservedPorts {
-		for p := int(r.Lo); p <= int(r.Hi); p++ {
-			s := &pool[p/64]
-			*s &^= 1 << (p % 64)
-		}
-	}
+	pool := poolOf(rng, host.ReservedPorts)
 	for i := range pool {
 		rep.Pool += popcount(pool[i])
 	}
@@ -185,26 +176,7 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	var used portSet
 	dests := map[destKey]*destAcc{}
 	var live []uint64 // destination index<<16 | port of each connected socket in the pool
-	type holderKey struct {
-		uid uint32
-		pid int
-	}
-	holders := map[holderKey]*Holder{}
-	holderPorts := map[holderKey]*portSet{}
-	hold := func(k holderKey, comm string, p uint16, inP, boundOnly bool) {
-		h := holders[k]
-		if h == nil {
-			h = &Holder{UID: k.uid, PID: k.pid, Comm: comm}
-			holders[k] = h
-			holderPorts[k] = new(portSet)
-		}
-		if boundOnly {
-			h.BoundOnly++
-		}
-		if inP && holderPorts[k].addNew(p) {
-			h.Ports++
-		}
-	}
+	holders := holderTally{}
 
 	unknown := false
 	nTCP := 0
@@ -228,9 +200,9 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 			rep.InUse++
 		}
 		if s.State != rules.TimeWait {
-			hold(holderKey{uid: s.UID}, "", p, inP, s.State == rules.Bound)
+			holders.hold(holderKey{uid: s.UID}, "", p, inP, s.State == rules.Bound)
 			for _, o := range e.Owners {
-				hold(holderKey{uid: s.UID, pid: o.PID}, o.Comm, p, inP, s.State == rules.Bound)
+				holders.hold(holderKey{uid: s.UID, pid: o.PID}, o.Comm, p, inP, s.State == rules.Bound)
 			}
 		}
 
@@ -324,25 +296,77 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 			a.Source.Compare(b.Source), a.Dest.Compare(b.Dest))
 	})
 
-	for k, h := range holders {
-		if rep.Pool > 0 {
-			h.Share = float64(h.Ports) / float64(rep.Pool)
+	rep.UIDs, rep.Processes = holders.lists(rep.UIDs, rep.Processes, rep.Pool)
+	rep.Warnings = warnings(rep, share)
+	return rep
+}
+
+// poolOf is the ports connect() and bind(0) may pick: rng less the
+// reserved ports.
+func poolOf(rng inet.PortRange, reserved []inet.PortRange) portSet {
+	var pool portSet
+	for p := int(rng.Lo); p <= int(rng.Hi) && rng.Size() > 0; p++ {
+		pool.add(uint16(p))
+	}
+	for _, r := range reserved {
+		for p := int(r.Lo); p <= int(r.Hi); p++ {
+			s := &pool[p/64]
+			*s &^= 1 << (p % 64)
+		}
+	}
+	return pool
+}
+
+// holderKey is a uid (pid 0) or one process of it.
+type holderKey struct {
+	uid uint32
+	pid int
+}
+
+// holderTally counts the distinct pool ports and the bound-only sockets
+// each uid and each process holds.
+type holderTally map[holderKey]*holderAcc
+
+type holderAcc struct {
+	Holder
+	ports portSet
+}
+
+// hold counts port p (in the pool when inP) for k, whose command is comm.
+func (t holderTally) hold(k holderKey, comm string, p uint16, inP, boundOnly bool) {
+	h := t[k]
+	if h == nil {
+		h = &holderAcc{Holder: Holder{UID: k.uid, PID: k.pid, Comm: comm}}
+		t[k] = h
+	}
+	if boundOnly {
+		h.BoundOnly++
+	}
+	if inP && h.ports.addNew(p) {
+		h.Ports++
+	}
+}
+
+// lists appends the uids and the processes to uids and procs, each with
+// its share of a pool of pool ports, most ports first.
+func (t holderTally) lists(uids, procs []Holder, pool int) ([]Holder, []Holder) {
+	for k, h := range t {
+		if pool > 0 {
+			h.Share = float64(h.Ports) / float64(pool)
 		}
 		if k.pid == 0 {
-			rep.UIDs = append(rep.UIDs, *h)
+			uids = append(uids, h.Holder)
 		} else {
-			rep.Processes = append(rep.Processes, *h)
+			procs = append(procs, h.Holder)
 		}
 	}
 	byPorts := func(a, b Holder) int {
 		return cmp.Or(cmp.Compare(b.Ports, a.Ports), cmp.Compare(b.BoundOnly, a.BoundOnly),
 			cmp.Compare(a.UID, b.UID), cmp.Compare(a.PID, b.PID))
 	}
-	slices.SortFunc(rep.UIDs, byPorts)
-	slices.SortFunc(rep.Processes, byPorts)
-
-	rep.Warnings = warnings(rep, share)
-	return rep
+	slices.SortFunc(uids, byPorts)
+	slices.SortFunc(procs, byPorts)
+	return uids, procs
 }
 
 // models indexes the TCP sockets of entries for the rules model: lo with

@@ -113,18 +113,8 @@ func groupProgram(l *groupLayout, proto inet.Proto) asm.Instructions {
 	insns = append(insns,
 		asm.LoadMem(reuse, sk, int16(l.reuseportCB.off), asm.DWord),
 		asm.JEq.Imm(reuse, 0, "exit"),
-		asm.Mov.Imm(asm.R1, 0),
 	)
-	for i := int16(0); i < grpLen; i += 8 {
-		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
-	}
-	// The cookie through bpf_get_socket_cookie, which assigns one to a
-	// socket that has none yet, as inet_diag does.
-	insns = append(insns,
-		asm.Mov.Reg(asm.R1, sk),
-		asm.FnGetSocketCookie.Call(),
-		asm.StoreMem(asm.RFP, base+grpCookie, asm.R0, asm.DWord),
-	)
+	insns = append(insns, startRecord(sk, base, grpLen, grpCookie)...)
 	insns = append(insns, copyField(sk, l.family.off, asm.Half, grpFamily)...)
 	insns = append(insns, copyField(sk, l.state.off, asm.Byte, grpState)...)
 	insns = append(insns, copyField(sk, l.num.off, asm.Half, grpPort)...)

@@ -127,18 +127,7 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 			asm.LoadMem(asm.R1, sk, int16(l.num.off), asm.Half), // skc_num, host order
 			asm.JNE.Imm(asm.R1, int32(port), "exit"))
 	}
-	insns = append(insns, asm.Mov.Imm(asm.R1, 0))
-	for i := int16(0); i < recordLen; i += 8 {
-		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
-	}
-	// The cookie through bpf_get_socket_cookie, which assigns one to a
-	// socket that has none yet, the way inet_diag does: records and a dump
-	// read at the same time still meet by cookie.
-	insns = append(insns,
-		asm.Mov.Reg(asm.R1, sk),
-		asm.FnGetSocketCookie.Call(),
-		asm.StoreMem(asm.RFP, base+recCookie, asm.R0, asm.DWord),
-	)
+	insns = append(insns, startRecord(sk, base, recordLen, recCookie)...)
 	insns = append(insns, copyField(l.family, recFamily)...)
 	insns = append(insns, copyField(l.state, recState)...)
 	insns = append(insns, copyField(field{off: l.reuse.off, size: 1}, recFlags)...)
@@ -223,6 +212,23 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 		)
 	}
 	return append(insns, emitRecord(ctx, base, recordLen)...)
+}
+
+// startRecord is the iterator programs' common start: it zeroes the n-byte
+// record at stack offset base and stores sk's cookie at cookieOff in it,
+// through bpf_get_socket_cookie, which assigns one to a socket that has
+// none yet, the way inet_diag does: records and a dump read at the same
+// time still meet by cookie.
+func startRecord(sk asm.Register, base, n, cookieOff int16) asm.Instructions {
+	insns := asm.Instructions{asm.Mov.Imm(asm.R1, 0)}
+	for i := int16(0); i < n; i += 8 {
+		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
+	}
+	return append(insns,
+		asm.Mov.Reg(asm.R1, sk),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, base+cookieOff, asm.R0, asm.DWord),
+	)
 }
 
 // emitRecord is the iterator programs' common end: at label "out" it writes

@@ -47,13 +47,32 @@ func findOwners(procRoot string, want map[uint64]int) (hits []ownerHit, denied i
 	}
 
 	workers := runtime.GOMAXPROCS(0) + 1
-	var (
-		mu  sync.Mutex
-		big []bigDir
-	)
-	// Phase 1: every process, in parallel. Small fd tables are read at
+	hits, big, denied := scanProcesses(procRoot, pids, want, workers)
+	hits = scanBigDirs(big, want, workers, hits)
+	sort.Slice(hits, func(i, j int) bool {
+		if hits[i].index != hits[j].index {
+			return hits[i].index < hits[j].index
+		}
+		if hits[i].pid != hits[j].pid {
+			return hits[i].pid < hits[j].pid
+		}
+		return hits[i].fd < hits[j].fd
+	})
+	if denied > 0 {
+		notes = append(notes, fmt.Sprintf("owners incomplete: descriptors of %d processes not readable (permission denied; run as root)", denied))
+	}
+	return hits, denied, notes
+}
+
+// scanProcesses is findOwners' first phase: it reads the descriptors of
+// every process of pids, in parallel, and returns the hits, the processes
+// whose descriptors it could not read, and the fd directories too large to
+// read in one go (listed and left open for scanBigDirs).
+func scanProcesses(procRoot string, pids []int, want map[uint64]int, workers int) (hits []ownerHit, big []bigDir, denied int) {
+	var mu sync.Mutex
+	// Every process, in parallel. Small fd tables are read at
 	// once; large ones (a server with thousands of connections) are listed
-	// and left open for phase 2, so one process does not keep one worker
+	// and left open for scanBigDirs, so one process does not keep one worker
 	// busy while the others idle.
 	parallel(workers, len(pids), func(next func() (int, bool)) {
 		sc := newFDScanner()
@@ -81,7 +100,14 @@ func findOwners(procRoot string, want map[uint64]int) (hits []ownerHit, denied i
 		denied += localDenied
 		mu.Unlock()
 	})
-	// Phase 2: the large tables, split into chunks across the workers.
+	return hits, big, denied
+}
+
+// scanBigDirs is findOwners' second phase: the large fd tables, split into
+// chunks across the workers; it appends their hits to hits and closes the
+// directories.
+func scanBigDirs(big []bigDir, want map[uint64]int, workers int, hits []ownerHit) []ownerHit {
+	var mu sync.Mutex
 	type chunk struct {
 		d     bigDir
 		names []string
@@ -105,19 +131,7 @@ func findOwners(procRoot string, want map[uint64]int) (hits []ownerHit, denied i
 	for _, d := range big {
 		unix.Close(d.fd)
 	}
-	sort.Slice(hits, func(i, j int) bool {
-		if hits[i].index != hits[j].index {
-			return hits[i].index < hits[j].index
-		}
-		if hits[i].pid != hits[j].pid {
-			return hits[i].pid < hits[j].pid
-		}
-		return hits[i].fd < hits[j].fd
-	})
-	if denied > 0 {
-		notes = append(notes, fmt.Sprintf("owners incomplete: descriptors of %d processes not readable (permission denied; run as root)", denied))
-	}
-	return hits, denied, notes
+	return hits
 }
 
 // splitAbove is the fd table size above which a process's descriptors are

@@ -208,7 +208,7 @@ func labSources(args []string) ([]labSource, error) {
 	}
 	var out []labSource
 	for _, a := range args {
-		if _, err := os.Stat(a); err == nil || strings.HasSuffix(a, ".lab") {
+		if isLabFile(a) {
 			data, err := readLabFile(a)
 			if err != nil {
 				return nil, usageError("%v", err)
@@ -223,6 +223,21 @@ func labSources(args []string) ([]labSource, error) {
 		out = append(out, labSource{name: lab.BuiltinFile(a), data: text})
 	}
 	return out, nil
+}
+
+// isLabFile tells a file argument from a group name: one ending in .lab, or
+// one that exists on disk, unless it is a directory named like a built-in
+// group (run from the source tree, "nat" is both).
+func isLabFile(a string) bool {
+	if strings.HasSuffix(a, ".lab") {
+		return true
+	}
+	fi, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	_, group := lab.Builtin(a)
+	return !fi.IsDir() || !group
 }
 
 // readLabFile reads a scenario file, refusing directories and huge files.

@@ -59,3 +59,21 @@ func TestLabBadInputExits2(t *testing.T) {
 		}
 	}
 }
+
+// A directory named like a built-in group (the source tree's nat/) does not
+// hide the group; a file of that name still wins, as any file does.
+func TestLabGroupBesideDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "nat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "udp"), []byte("[mine]\nA socket udp4 => ok\n"), 0o644)
+	t.Chdir(dir)
+	srcs, err := labSources([]string{"nat", "udp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(srcs) != 2 || srcs[0].name != lab.BuiltinFile("nat") || srcs[1].name != "udp" {
+		t.Errorf("sources = %v, %v; want the built-in nat group and the file udp", srcs[0].name, srcs[1].name)
+	}
+}

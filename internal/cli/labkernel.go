@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -123,7 +122,7 @@ func isBuiltinFile(name string) bool {
 func fileArg(args []string, name string) bool {
 	for _, a := range args {
 		if a == name {
-			if _, err := os.Stat(a); err == nil || strings.HasSuffix(a, ".lab") {
+			if isLabFile(a) {
 				return true
 			}
 		}

@@ -114,12 +114,18 @@ func whyPlan(o *whyOptions, kind rules.OpKind, arg string) (hostmodel.Plan, erro
 		return hostmodel.Plan{}, err
 	}
 	var from netip.AddrPort
-	hasFrom := kind == rules.OpConnect && o.from != ""
-	if hasFrom {
+	if kind == rules.OpConnect && o.from != "" {
 		if from, err = parseAddrPort("--from", o.from); err != nil {
 			return hostmodel.Plan{}, err
 		}
 	}
+	return planFor(o, kind, target, from)
+}
+
+// planFor is the model's plan for the new socket of o's options doing kind
+// on target; from is a connect's source, invalid for none.
+func planFor(o *whyOptions, kind rules.OpKind, target, from netip.AddrPort) (hostmodel.Plan, error) {
+	hasFrom := kind == rules.OpConnect && from.IsValid()
 	if kind == rules.OpConnect && target.Port() == 0 {
 		return hostmodel.Plan{}, usageError("connect address %s: port 0 cannot be connected to", target)
 	}
@@ -227,13 +233,14 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	if err != nil {
 		return err
 	}
+	spell := whyFlags(p)
 	if o.json {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := enc.Encode(reportJSON(r, spell)); err != nil {
 			return writeFailed(err)
 		}
-	} else if err := printReport(s.Out, proto, r, o.all); err != nil {
+	} else if err := printReport(s.Out, proto, r, o.all, spell); err != nil {
 		return writeFailed(err)
 	}
 	if r.OK() {
@@ -249,7 +256,7 @@ const maxGroups = 12
 // printReport writes the report for people: the verdict on the first line,
 // then the blockers grouped (all of them, one by one, with all), the fixes,
 // the assumptions and notes.
-func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool) error {
+func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool, spell func(hostmodel.Edit) string) error {
 	w := bufio.NewWriter(out)
 	switch {
 	case r.OK():
@@ -274,8 +281,8 @@ func printReport(out io.Writer, proto inet.Proto, r *hostmodel.Report, all bool)
 	if len(r.Fixes) > 0 {
 		fmt.Fprintln(w, "what would work:")
 		for _, f := range r.Fixes {
-			if f.Flags != "" {
-				fmt.Fprintf(w, "  - %s: %s\n", f.Change, f.Flags)
+			if flags := spell(f.Edit); flags != "" {
+				fmt.Fprintf(w, "  - %s: %s\n", f.Change, flags)
 			} else {
 				fmt.Fprintf(w, "  - %s\n", f.Change)
 			}
@@ -367,23 +374,26 @@ func explainNetFailure(f *netFailure) (string, error) {
 		bindNoPort: f.opts.BindAddressNoPort, v6only: f.opts.V6Only == sockopt.V6OnlyOn,
 		dev: f.opts.Device}
 	var kind rules.OpKind
-	var arg string
+	var target, from netip.AddrPort
 	switch op {
 	case "listen":
-		kind, arg = rules.OpListen, local.String()
+		kind, target = rules.OpListen, local
 		if o.udp {
 			kind = rules.OpBind
 		}
 	case "connect", "dial":
-		kind, arg = rules.OpConnect, remote.String()
+		kind, target = rules.OpConnect, remote
 		if local.IsValid() && (local.Port() != 0 || !local.Addr().IsUnspecified()) {
-			o.from = local.String()
+			from = local
 		}
 	default:
 		return "", fmt.Errorf("the model has no %s operation", op)
 	}
 	if !local.IsValid() && kind != rules.OpConnect {
 		return "", fmt.Errorf("no local address to judge the %s by", op)
+	}
+	if target.Addr().Zone() != "" || from.Addr().Zone() != "" {
+		return "", fmt.Errorf("the model does not judge zoned addresses")
 	}
 	proto := inet.TCP
 	if o.udp {
@@ -394,7 +404,7 @@ func explainNetFailure(f *netFailure) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading this host's sockets: %w", err)
 	}
-	p, err := whyPlan(&o, kind, arg)
+	p, err := planFor(&o, kind, target, from)
 	if err != nil {
 		return "", err
 	}
@@ -412,11 +422,8 @@ func explainNetFailure(f *netFailure) (string, error) {
 	if call := failedSyscall(f.err); call != "" && r.FailedOp != call {
 		return "", fmt.Errorf("the model fails %s at %s, the kernel at %s", r.Verdict, r.FailedOp, call)
 	}
-	for i := range r.Fixes {
-		r.Fixes[i].Flags = netcatFlags(op, r.Fixes[i].Edit)
-	}
 	var b strings.Builder
-	if err := printReport(&b, proto, r, false); err != nil {
+	if err := printReport(&b, proto, r, false, func(e hostmodel.Edit) string { return netcatFlags(op, e) }); err != nil {
 		return "", err
 	}
 	return b.String(), nil
@@ -444,7 +451,7 @@ func netcatFlags(op string, e hostmodel.Edit) string {
 	if e.BindNoPort {
 		out = append(out, "--bind-no-port")
 	}
-	out = append(out, e.Options...)
+	out = append(out, optionFlags(e.Options)...)
 	if e.SetUID {
 		out = append(out, fmt.Sprintf("(run as uid %d)", e.UID))
 	}
@@ -452,4 +459,68 @@ func netcatFlags(op string, e hostmodel.Edit) string {
 		out = append(out, "(no -s/-p)")
 	}
 	return strings.Join(out, " ")
+}
+
+// whyFlags spells a fix's change in `tuple why`'s flags for plan p: a
+// connect's source is --from, a bind or listen address the argument itself.
+func whyFlags(p hostmodel.Plan) func(hostmodel.Edit) string {
+	connect := len(p.Ops) > 0 && p.Ops[len(p.Ops)-1].Kind == rules.OpConnect
+	return func(e hostmodel.Edit) string {
+		var out []string
+		if e.Local.IsValid() {
+			if connect {
+				out = append(out, "--from")
+			}
+			out = append(out, e.Local.String())
+		}
+		if e.BindNoPort {
+			out = append(out, "--bind-no-port")
+		}
+		out = append(out, optionFlags(e.Options)...)
+		if e.SetUID {
+			out = append(out, "--uid", strconv.FormatUint(uint64(e.UID), 10))
+		}
+		if e.NoBind {
+			out = append(out, "(no --from)")
+		}
+		return strings.Join(out, " ")
+	}
+}
+
+// optionFlags spells socket options in the flags why, connect and listen
+// share.
+func optionFlags(ids []sockopt.ID) []string {
+	var out []string
+	for _, id := range ids {
+		switch id {
+		case sockopt.ReusePort:
+			out = append(out, "--reuseport")
+		case sockopt.ReuseAddr:
+			out = append(out, "--reuseaddr")
+		case sockopt.BindAddressNoPort:
+			out = append(out, "--bind-no-port")
+		default:
+			out = append(out, "("+id.String()+")")
+		}
+	}
+	return out
+}
+
+// whyFixJSON is a fix in `tuple why --json`, with its change spelled in
+// why's flags.
+type whyFixJSON struct {
+	hostmodel.Fix
+	Flags string `json:"flags,omitempty"`
+}
+
+// reportJSON is r as `tuple why --json` prints it: its fixes carry flags.
+func reportJSON(r *hostmodel.Report, spell func(hostmodel.Edit) string) any {
+	fixes := make([]whyFixJSON, len(r.Fixes))
+	for i, f := range r.Fixes {
+		fixes[i] = whyFixJSON{Fix: f, Flags: spell(f.Edit)}
+	}
+	return struct {
+		*hostmodel.Report
+		Fixes []whyFixJSON `json:"fixes"`
+	}{r, fixes}
 }
