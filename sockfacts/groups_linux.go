@@ -178,11 +178,9 @@ func ReadGroups(proto inet.Proto) ([]Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	target := "tcp"
-	if proto == inet.UDP {
-		target = "udp"
-	} else if proto != inet.TCP {
-		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
+	target, err := iterTarget(proto)
+	if err != nil {
+		return nil, err
 	}
 	b, err := runIter("tuple_rg_"+target, target, groupProgram(l, proto))
 	if err != nil {

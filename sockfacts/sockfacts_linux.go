@@ -291,11 +291,9 @@ func newReader(proto inet.Proto, port uint16) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	target := "tcp"
-	if proto == inet.UDP {
-		target = "udp"
-	} else if proto != inet.TCP {
-		return nil, fmt.Errorf("sockfacts: protocol %d", proto)
+	target, err := iterTarget(proto)
+	if err != nil {
+		return nil, err
 	}
 	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port))
 	if err != nil {
@@ -556,4 +554,15 @@ func inThisNamespace(read func() ([]Sock, error)) (wait func() ([]Sock, error)) 
 		done <- result{socks, err}
 	}()
 	return func() ([]Sock, error) { r := <-done; return r.socks, r.err }
+}
+
+// iterTarget names the BPF iterator that walks proto's sockets.
+func iterTarget(proto inet.Proto) (string, error) {
+	switch proto {
+	case inet.TCP:
+		return "tcp", nil
+	case inet.UDP:
+		return "udp", nil
+	}
+	return "", fmt.Errorf("sockfacts: protocol %d", proto)
 }
