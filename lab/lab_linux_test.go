@@ -110,11 +110,21 @@ C bind 127.0.0.1:7001
 // no helper process (and so no namespace) is left.
 func TestRunCancelLeavesNothing(t *testing.T) {
 	requireRoot(t)
-	scs, err := Parse("t.lab", []byte("[x]\nA socket tcp4 uid=1000\nA bind 127.0.0.1:7000\nsleep 5s\n"))
+	// uid 0 and uid 1000: two helpers.
+	cancelMidRun(t, "[x]\nA socket tcp4 uid=1000\nA bind 127.0.0.1:7000\nsleep 5s\n", 2, 5*time.Second, 3*time.Second)
+}
+
+// cancelMidRun runs scenario, waits (up to start) until its helpers are
+// running, cancels, and wants Run to return context.Canceled within stop
+// with no helper process left.
+func cancelMidRun(t *testing.T, scenario string, helpers int, start, stop time.Duration) {
+	t.Helper()
+	scs, err := Parse("t.lab", []byte(scenario))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	var r Runner
 	go func() {
@@ -122,12 +132,12 @@ func TestRunCancelLeavesNothing(t *testing.T) {
 		done <- err
 	}()
 	var pids []int
-	for deadline := time.Now().Add(5 * time.Second); len(pids) < 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(start); len(pids) < helpers && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		pids = helperPIDs(t)
 	}
-	if len(pids) != 2 {
-		t.Fatalf("want 2 helpers (uid 0 and 1000) running, found %v", pids)
+	if len(pids) != helpers {
+		t.Fatalf("want %d helpers running, found %v", helpers, pids)
 	}
 	cancel()
 	select {
@@ -135,7 +145,7 @@ func TestRunCancelLeavesNothing(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Run after cancel: %v, want context.Canceled", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(stop):
 		t.Fatal("Run did not return after cancel")
 	}
 	if left := helperPIDs(t); len(left) != 0 {

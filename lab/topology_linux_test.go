@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -27,38 +26,8 @@ sleep 5s
 // was ever made in the caller's namespace.
 func TestTopologyCancelLeavesNothing(t *testing.T) {
 	requireRoot(t)
-	scs, err := Parse("t.lab", []byte(cancelTopo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var r Runner
-	go func() {
-		_, err := r.Run(ctx, scs[0])
-		done <- err
-	}()
 	// The scenario's own namespace and the three hosts: four root helpers.
-	var pids []int
-	for deadline := time.Now().Add(10 * time.Second); len(pids) < 4 && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		pids = helperPIDs(t)
-	}
-	if len(pids) != 4 {
-		t.Fatalf("want 4 helpers running, found %v", pids)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Run after cancel: %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
-	if left := helperPIDs(t); len(left) != 0 {
-		t.Errorf("helpers left after cancel: %v", left)
-	}
+	cancelMidRun(t, cancelTopo, 4, 10*time.Second, 5*time.Second)
 	for _, name := range []string{"alice", "gw", "web"} {
 		if _, err := net.InterfaceByName(name); err == nil {
 			t.Errorf("interface %s exists in the test's namespace", name)

@@ -47,16 +47,7 @@ func TestLabBadInputExits2(t *testing.T) {
 		{[]string{"lab", "--json", "--markdown", "seed"}, "none of the others can be"},
 		{[]string{"lab", "--list", "seed"}, "--list takes no other arguments"},
 	} {
-		code, out, errOut := run(t, "", tc.args...)
-		if code != 2 {
-			t.Errorf("tuple %v: exit %d, want 2 (stdout %q)", tc.args, code, out)
-		}
-		if !strings.Contains(errOut, tc.want) {
-			t.Errorf("tuple %v: stderr %q, want it to contain %q", tc.args, errOut, tc.want)
-		}
-		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 {
-			t.Errorf("tuple %v: want one error line, got %q", tc.args, errOut)
-		}
+		wantBadInput(t, tc.want, tc.args...)
 	}
 }
 

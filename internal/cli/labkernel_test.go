@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -23,16 +22,7 @@ func TestLabKernelBadInputExits2(t *testing.T) {
 		{[]string{"lab", "--kernel-version", "six", "seed"}, `--kernel-version: kernel version "six": want MAJOR.MINOR[.PATCH]`},
 		{[]string{"why", "bind", "--kernel-version", "6", "127.0.0.1:80"}, `--kernel-version: kernel version "6"`},
 	} {
-		code, out, errOut := run(t, "", tc.args...)
-		if code != 2 {
-			t.Errorf("tuple %v: exit %d, want 2 (stdout %q)", tc.args, code, out)
-		}
-		if !strings.Contains(errOut, tc.want) {
-			t.Errorf("tuple %v: stderr %q, want it to contain %q", tc.args, errOut, tc.want)
-		}
-		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 {
-			t.Errorf("tuple %v: want one error line, got %q", tc.args, errOut)
-		}
+		wantBadInput(t, tc.want, tc.args...)
 	}
 }
 

@@ -158,18 +158,7 @@ func TestLoadInterruptedLeavesNothing(t *testing.T) {
 		ns, sink, _ := loadNS(t, bin)
 		cmd := ns.Command(context.Background(), bin, "load", "--from", "10.0.0.1", "--to", "10.0.1.1:8080,10.0.1.2:8080",
 			"--conns", "20", "--per-proc", "7", "--hold", "60s", "--json")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := bufio.NewReader(stdout).ReadBytes('\n') // the report: all opened, now holding
-		if err != nil {
-			t.Fatalf("reading the report: %v", err)
-		}
-		if r := decodeReport(t, line); r.Established != 20 {
+		if r := startHolding(t, cmd); r.Established != 20 {
 			t.Errorf("established %d, want 20", r.Established)
 		}
 		if n := len(pids(t, ns)); n != 1+3+1+3 { // sink + 3 workers, load + 3 workers
@@ -297,18 +286,7 @@ func TestLoadKilledLeavesNoTimeWait(t *testing.T) {
 	closed := finServer(t, ns, "10.0.1.1:8080")
 	cmd := ns.Command(context.Background(), bin, "load", "--from", "10.0.0.1", "--to", "10.0.1.1:8080",
 		"--conns", "20", "--per-proc", "10", "--hold", "60s", "--json")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadBytes('\n') // the report: all opened, now holding
-	if err != nil {
-		t.Fatalf("reading the report: %v", err)
-	}
-	if r := decodeReport(t, line); r.Established != 20 {
+	if r := startHolding(t, cmd); r.Established != 20 {
 		t.Fatalf("established %d, want 20", r.Established)
 	}
 	cmd.Process.Kill()
@@ -407,4 +385,22 @@ func TestLoadFileLimit(t *testing.T) {
 	if !regexp.MustCompile(`holding (5|6)\d connections`).MatchString(sinkErr.String()) {
 		t.Errorf("sink's stderr does not say how many connections it held at the limit (50-69):\n%s", sinkErr.String())
 	}
+}
+
+// startHolding starts a tuple load run with --json and returns its report,
+// printed once every connection is open and the hold begins.
+func startHolding(t *testing.T, cmd *exec.Cmd) load.Report {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("reading the report: %v", err)
+	}
+	return decodeReport(t, line)
 }

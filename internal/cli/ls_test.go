@@ -3,7 +3,6 @@ package cli
 import (
 	"net/netip"
 	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -22,13 +21,7 @@ func TestLsWhoBadInput(t *testing.T) {
 		{"who", "300.1.1.1:80"},
 		{"who", "80", "81"},
 	} {
-		code, _, errOut := run(t, "", args...)
-		if code != 2 {
-			t.Errorf("tuple %v: exit %d, want 2", args, code)
-		}
-		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 || errOut == "" {
-			t.Errorf("tuple %v: want one error line, got %q", args, errOut)
-		}
+		wantBadInput(t, "", args...)
 	}
 }
 

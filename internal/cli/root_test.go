@@ -28,13 +28,23 @@ func TestVersionAndHelp(t *testing.T) {
 
 func TestBadInputExits2(t *testing.T) {
 	for _, args := range [][]string{{"no-such-command"}, {"version", "extra"}, {"--no-such-flag"}} {
-		code, _, errOut := run(t, "", args...)
-		if code != 2 {
-			t.Errorf("tuple %v: exit %d, want 2", args, code)
-		}
-		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 {
-			t.Errorf("tuple %v: want one error line, got %q", args, errOut)
-		}
+		wantBadInput(t, "", args...)
+	}
+}
+
+// wantBadInput runs tuple with args and wants what every command promises
+// for bad input: exit 2 and one line on stderr, containing want.
+func wantBadInput(t *testing.T, want string, args ...string) {
+	t.Helper()
+	code, out, errOut := run(t, "", args...)
+	if code != 2 {
+		t.Errorf("tuple %v: exit %d, want 2 (stdout %q, stderr %q)", args, code, out, errOut)
+	}
+	if errOut == "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("tuple %v: want one error line, got %q", args, errOut)
+	}
+	if !strings.Contains(errOut, want) {
+		t.Errorf("tuple %v: stderr %q, want it to contain %q", args, errOut, want)
 	}
 }
 

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/tuple-net/tuple/hostmodel"
@@ -29,13 +28,7 @@ func TestWhyBadInput(t *testing.T) {
 		{"why", "bind", "--dev", "no-such-if0", "127.0.0.1:80"},
 		{"why", "bind", "--no-such-flag", "127.0.0.1:80"},
 	} {
-		code, out, errOut := run(t, "", args...)
-		if code != 2 {
-			t.Errorf("tuple %v: exit %d, want 2 (out %q, err %q)", args, code, out, errOut)
-		}
-		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 || errOut == "" {
-			t.Errorf("tuple %v: want one error line, got %q", args, errOut)
-		}
+		wantBadInput(t, "", args...)
 	}
 }
 
