@@ -456,7 +456,6 @@ func (b *batch) closeListener(lfd int, l Socket, clients []int) {
 			continue // not in the world: cannot happen, clients never leave it
 		}
 		err := waitState(cfd, 7, 2*time.Second)
-		b.answer(fmt.Sprintf("close-listener client reset=%v", reset[ci]), errnoOf(err))
 		if !reset[ci] {
 			info, ierr := unix.GetsockoptTCPInfo(cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 			if ierr != nil || info.State != 1 {

@@ -106,7 +106,6 @@ func TestKernelDifferential(t *testing.T) {
 		total.cases, total.checks, time.Since(start).Round(time.Millisecond), agree, total.bad, res,
 		100*float64(agree)/float64(max(total.checks, 1)))
 	t.Logf("kernel verdicts seen: %s", total.verdicts())
-	t.Logf("kernel answers digest %016x (seed %d, %d checks): equal seeds and digests mean the kernel answered every check the same way", total.answers, seed, total.checks)
 	if len(total.residual) > 0 {
 		t.Logf("residual (documented, not counted as agreement): %s", sortedCounts(total.residual))
 	}
@@ -130,25 +129,9 @@ type stats struct {
 	rules              map[string]int
 	disagreements      []string
 	classes            map[string]classStats // the late-learnt rule classes (classCase)
-	// answers digests the kernel's answer to every check in order: with a
-	// fixed seed, two runs that print different digests saw the kernel
-	// answer some operation differently (a flaky judge).
-	answers uint64
-}
-
-// answer folds one kernel answer (what was asked, what the kernel said)
-// into the digest (FNV-1a, order-sensitive).
-func (s *stats) answer(what string, errno syscall.Errno) {
-	if s.answers == 0 {
-		s.answers = 14695981039346656037
-	}
-	for _, c := range []byte(fmt.Sprintf("%s=%d;", what, errno)) {
-		s.answers = (s.answers ^ uint64(c)) * 1099511628211
-	}
 }
 
 func (s *stats) add(o stats) {
-	s.answer(fmt.Sprintf("batch %x", o.answers), 0)
 	s.cases += o.cases
 	s.checks += o.checks
 	s.bad += o.bad
@@ -369,7 +352,6 @@ func (b *batch) checkPort(s Socket, op Op, kerr error, kport uint16) Outcome {
 		b.errs, b.rules = map[string]int{}, map[string]int{}
 	}
 	b.errs[op.Kind.String()+":"+ErrnoName(got)]++
-	b.answer(op.Kind.String(), got)
 	b.rules[out.Rule]++
 	b.logf("%s %s by %s -> kernel %s, model %s (%s)", op.Kind, op.Addr, describeNew(s), ErrnoName(got), out.ErrName(), out.Rule)
 	if got != out.Err {
