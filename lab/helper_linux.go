@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/internal/reexec"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -353,7 +354,7 @@ func newSocket(proto Proto, o Options) (int, error) {
 // would get, by connecting a UDP socket of proto's family (which sends
 // nothing): the same route lookup TCP's connect() does.
 func routeSource(proto Proto, peer string) (string, error) {
-	sa, err := sockaddr(peer)
+	sa, err := parseSockaddr(peer)
 	if err != nil {
 		return "", err
 	}
@@ -380,19 +381,16 @@ func routeSource(proto Proto, peer string) (string, error) {
 	return ap.Addr().String(), nil
 }
 
-func sockaddr(s string) (unix.Sockaddr, error) {
+func parseSockaddr(s string) (unix.Sockaddr, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
 		return nil, err
 	}
-	if ap.Addr().Is4() {
-		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, nil
-	}
-	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}, nil
+	return sockaddr.From(ap), nil
 }
 
 func bindTo(fd int, addr string) error {
-	sa, err := sockaddr(addr)
+	sa, err := parseSockaddr(addr)
 	if err != nil {
 		return err
 	}
@@ -405,7 +403,7 @@ func bindTo(fd int, addr string) error {
 // connect again, after a refused non-blocking one the next connect says
 // ECONNABORTED.
 func connectTo(fd int, addr string, wait time.Duration) (err error) {
-	sa, err := sockaddr(addr)
+	sa, err := parseSockaddr(addr)
 	if err != nil {
 		return err
 	}
@@ -741,11 +739,8 @@ func readSockState(fd int, proto Proto) *sockState {
 }
 
 func addrString(sa unix.Sockaddr) string {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	if ap := sockaddr.AddrPort(sa); ap.IsValid() {
+		return ap.String()
 	}
 	return ""
 }

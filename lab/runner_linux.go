@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/reexec"
+	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -73,29 +73,7 @@ type helperProc struct {
 	uid  uint32
 	cmd  *exec.Cmd
 	conn *net.UnixConn
-	errb *lockedBuffer
-}
-
-// lockedBuffer collects a helper's standard error; exec copies into it
-// from its own goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 4096 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	errb *syncio.Buffer // the helper's standard error, the first 4 KiB
 }
 
 // session is one scenario's namespace and helpers.
@@ -563,7 +541,7 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 		return nil, err
 	}
 	cmd.ExtraFiles = []*os.File{theirs}
-	errb := &lockedBuffer{}
+	errb := &syncio.Buffer{Max: 4096}
 	cmd.Stderr = errb
 	if root, ok := s.helpers[helperKey{s.host, 0}]; ok {
 		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", root.cmd.Process.Pid))
