@@ -189,8 +189,12 @@ func (b *batch) connectCase(proto inet.Proto, fam inet.Family, o sockOpts, binds
 }
 
 // classSelfConnect: a TCP socket connecting to its own address and port
-// (bound, or the only port its range allows) needs no listener; its close
-// leaves a TIME_WAIT entry whose two ends are one.
+// (bound, or the port its search takes) needs no listener; its close
+// leaves a TIME_WAIT entry whose two ends are one. A searching connect()
+// takes the only port its own range allows or, half the time (always
+// before IP_LOCAL_PORT_RANGE), the first port of a namespace range of one
+// to three ports, which the walk's order puts first (connectPick); its
+// destination is that port or the next.
 func (b *batch) classSelfConnect(base uint16) error {
 	fam := inet.IPv4
 	if b.chance(0.5) {
@@ -198,8 +202,17 @@ func (b *batch) classSelfConnect(base uint16) error {
 	}
 	o := sockOpts{reuseAddr: b.chance(0.5)}
 	search := b.chance(0.3)
-	if search {
+	dport := base
+	if search && runningKernel.HasPortRangeOpt() && b.chance(0.5) {
 		o.portRange = inet.PortRange{Lo: base, Hi: base}
+	} else if search {
+		k := uint16(b.pick(3))
+		if err := b.setSysctl("net/ipv4/ip_local_port_range", fmt.Sprintf("%d %d", base, base+k)); err != nil {
+			return err
+		}
+		b.host.EphemeralRange = inet.PortRange{Lo: base, Hi: base + k}
+		dport += uint16(b.pick(2))
+		b.logf("range %d-%d", base, base+k)
 	}
 	fd, s, err := b.classSocket(inet.TCP, fam, o, false, "self")
 	if err != nil {
@@ -237,7 +250,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 			dst = netip.MustParseAddr("::1")
 		}
 	}
-	op := Op{Kind: OpConnect, Addr: netip.AddrPortFrom(dst, base)}
+	op := Op{Kind: OpConnect, Addr: netip.AddrPortFrom(dst, dport)}
 	s, ok := b.opStep(fd, s, op, connectWait(fd, op.Addr, 0))
 	if !ok {
 		return nil
@@ -265,7 +278,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 		return err
 	}
 	defer unix.Close(nfd)
-	bop := Op{Kind: OpBind, Addr: netip.AddrPortFrom(s.Local.Addr(), base)}
+	bop := Op{Kind: OpBind, Addr: s.Local}
 	b.check(n, bop, unix.Bind(nfd, sockaddr(bop.Addr)))
 	return nil
 }

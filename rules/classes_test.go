@@ -100,18 +100,73 @@ func TestConnectPeerClasses(t *testing.T) {
 }
 
 // TestSelfConnectChance: a refused connect() whose search may pick the
-// destination port itself says so; one that cannot does not.
+// destination port itself says so; one that cannot does not. Over
+// 5000-5003 the search tries 5000 and 5002 first (the start's parity):
+// 5001 is taken only when both are unusable.
 func TestSelfConnectChance(t *testing.T) {
 	h := testHost()
 	h.AllListeners, h.Isolated = true, true
 	h.EphemeralRange = inet.PortRange{Lo: 5000, Hi: 5003}
-	o := Predict(World{Host: h}, newTCP(inet.IPv4), connect("127.0.0.1:5001"))
-	if o.ErrName() != "ECONNREFUSED" || len(o.Assumptions) != 1 || !strings.Contains(o.Assumptions[0], "connects to itself") {
-		t.Errorf("destination port in the range: %s, assumptions %q", o.ErrName(), o.Assumptions)
+	for _, c := range []struct {
+		dst    string
+		chance bool
+	}{
+		{"127.0.0.1:5002", true},
+		{"127.0.0.1:5001", false}, // the other parity: never reached while 5000 or 5002 is usable
+		{"127.0.0.1:6000", false}, // outside the range
+	} {
+		o := Predict(World{Host: h}, newTCP(inet.IPv4), connect(c.dst))
+		said := len(o.Assumptions) == 1 && strings.Contains(o.Assumptions[0], "connects to itself")
+		if o.ErrName() != "ECONNREFUSED" || said != c.chance || (!c.chance && len(o.Assumptions) != 0) {
+			t.Errorf("connect %s over 5000-5003: %s, assumptions %q; want ECONNREFUSED, self-connect chance %v", c.dst, o.ErrName(), o.Assumptions, c.chance)
+		}
 	}
-	o = Predict(World{Host: h}, newTCP(inet.IPv4), connect("127.0.0.1:6000"))
-	if o.ErrName() != "ECONNREFUSED" || len(o.Assumptions) != 0 {
-		t.Errorf("destination port outside the range: %s, assumptions %q", o.ErrName(), o.Assumptions)
+}
+
+// TestConnectPickByParity: where the order of __inet_hash_connect's walk
+// leaves one port to take, the model names it, and a connect() to that
+// port of its own address connects to itself on every kernel (observed on
+// 5.10, 6.1, 6.12 and 6.18: over 40000-40001 a connect() to
+// 127.0.0.1:40000 with no listener succeeds from local port 40000).
+func TestConnectPickByParity(t *testing.T) {
+	rng := func(lo, hi uint16) func(*Host) {
+		return func(h *Host) { isolated(h); h.EphemeralRange = inet.PortRange{Lo: lo, Hi: hi} }
+	}
+	perSocket := func(lo, hi uint16) Socket {
+		return with(newTCP(inet.IPv4), func(s *Socket) { s.PortRange = inet.PortRange{Lo: lo, Hi: hi} })
+	}
+	held := with(tcp(inet.IPv4, "0.0.0.0:40000", Bound), func(s *Socket) {})
+	for _, c := range []struct {
+		name string
+		host func(*Host)
+		have []Socket
+		s    Socket
+		dst  string
+		err  string
+		rule string
+		port uint16 // the local port the model says the kernel takes (0: not known)
+	}{
+		{"two ports: the first is tried first", rng(40000, 40001), nil, newTCP(inet.IPv4), "127.0.0.1:40000", "ok", "self-connect", 40000},
+		{"two ports: the first, not the destination", rng(40000, 40001), nil, newTCP(inet.IPv4), "127.0.0.1:40001", "ECONNREFUSED", "no-listener", 0},
+		{"three ports: the top one is never tried", rng(40000, 40002), nil, newTCP(inet.IPv4), "127.0.0.1:40000", "ok", "self-connect", 40000},
+		{"odd start: its parity first", rng(40001, 40002), nil, newTCP(inet.IPv4), "127.0.0.1:40001", "ok", "self-connect", 40001},
+		{"IPv6 alike", rng(40000, 40001), nil, newTCP(inet.IPv6), "[::1]:40000", "ok", "self-connect", 40000},
+		{"first held through bind(): the other parity", rng(40000, 40001), []Socket{held}, newTCP(inet.IPv4), "127.0.0.1:40001", "ok", "self-connect", 40001},
+		{"four ports: the random start decides", rng(40000, 40003), nil, newTCP(inet.IPv4), "127.0.0.1:40000", "ECONNREFUSED", "no-listener", 0},
+		{"four ports, one of the first parity held: the other", rng(40000, 40003), []Socket{held}, newTCP(inet.IPv4), "127.0.0.1:40002", "ok", "self-connect", 40002},
+		{"own range: every port from a random start", rng(40000, 40009), nil, perSocket(40000, 40001), "127.0.0.1:40000", "ECONNREFUSED", "no-listener", 0},
+		{"own range of one port", rng(40000, 40009), nil, perSocket(40001, 40001), "127.0.0.1:40001", "ok", "self-connect", 40001},
+		{"a listener: the port is named all the same", func(h *Host) { rng(40000, 40001)(h); h.AllListeners = false }, nil, newTCP(inet.IPv4), "127.0.0.1:80", "ok", "connect-search", 40000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := testHost()
+			c.host(&h)
+			o := Predict(World{Host: h, Sockets: c.have}, c.s, connect(c.dst))
+			if o.ErrName() != c.err || o.Rule != c.rule || o.After.Local.Port() != c.port {
+				t.Errorf("connect %s over %v: %s (%s), local port %d; want %s (%s), port %d\n%s",
+					c.dst, h.EphemeralRange, o.ErrName(), o.Rule, o.After.Local.Port(), c.err, c.rule, c.port, o.Why)
+			}
+		})
 	}
 }
 

@@ -93,7 +93,7 @@ func (e *eval) connect() {
 	}
 	e.out.After.PortFromConnect = true
 	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), 0)
-	c, port := e.connectSearch(e.op.Addr, src, true)
+	c, pick := e.connectSearch(e.op.Addr, src, true)
 	n := c.Candidates()
 	e.out.Candidates = n
 	if n == 0 {
@@ -101,9 +101,17 @@ func (e *eval) connect() {
 			c.Range.Lo, c.Range.Hi, e.op.Addr, c.HeldByBind, c.Busy, c.Reserved))
 		return
 	}
-	e.setPort(port, n)
-	e.ok("connect-search", fmt.Sprintf("connect() picks one of %d usable port(s) in %d-%d (%d free, %d shared with other destinations, %d TIME_WAIT reused)",
-		n, c.Range.Lo, c.Range.Hi, c.Free, c.Shared, c.TimeWait))
+	e.pick = pick
+	why := fmt.Sprintf("connect() picks one of %d usable port(s) in %d-%d (%d free, %d shared with other destinations, %d TIME_WAIT reused)",
+		n, c.Range.Lo, c.Range.Hi, c.Free, c.Shared, c.TimeWait)
+	if pick.port != 0 {
+		e.out.After.Local = netip.AddrPortFrom(e.out.After.Local.Addr(), uint16(pick.port))
+		if n > 1 {
+			why = fmt.Sprintf("connect() takes port %d: of the %d usable port(s) in %d-%d it is the only one of the parity the search tries first (%s)",
+				pick.port, n, c.Range.Lo, c.Range.Hi, pick.passWhy())
+		}
+	}
+	e.ok("connect-search", why)
 }
 
 // refused turns a TCP connect() that got its port and four-tuple into
@@ -310,17 +318,19 @@ func (e *eval) fourTuple(src netip.Addr) {
 }
 
 // connectSearch walks the range as __inet_hash_connect does and counts the
-// ports. When block is set it records blockers for the outcome. It returns
-// the last usable port found.
-func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (PortCount, int) {
+// ports. When block is set it records blockers for the outcome. It also
+// returns which ports the kernel may take (connectPick).
+func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (PortCount, connectPick) {
 	if e.s.Proto == inet.UDP {
-		return e.udpConnectCount(), 0
+		return e.udpConnectCount(), connectPick{}
 	}
 	peer = unmapPort(peer)
-	last := 0
+	r, perSocket := EffectiveRange(e.m.host, e.s)
+	var w pickWalk
+	w.start(r, perSocket, peer.Port())
 	c := e.walkConnectRange(block, func(c *PortCount, p int, owners []int32) {
 		if owners == nil { // free: counted by the walk
-			last = p
+			w.usable(p)
 			return
 		}
 		st := tupleFree
@@ -333,13 +343,80 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 		}
 		st.count(c)
 		if st != tupleBusy {
-			last = p
+			w.usable(p)
 		}
 	})
 	if block && c.Candidates() > 0 {
 		e.out.Blockers = nil
 	}
-	return c, last
+	return c, w.pick()
+}
+
+// connectPick is what the order of __inet_hash_connect's walk says about
+// the port a searching connect() takes. Over the namespace's range the walk
+// tries the ports of the range start's parity first, from a random one of
+// them, and the other parity only when none of those is usable (since 4.6,
+// commit 1580ab63fc9a, "tcp/dccp: better use of ephemeral ports in
+// connect()"); a socket with its own range (IP_LOCAL_PORT_RANGE) tries every
+// port from a random start. So the kernel takes a port known in advance when
+// the pass it ends in has one usable port: e.g. over a range of two or three
+// ports it takes the first whenever it is usable, on every kernel since 4.6.
+// That is how a connect() to a port of its own range finds itself: over
+// 40000-40001, a connect() to 127.0.0.1:40000 with no listener takes local
+// port 40000 and connects to itself.
+type connectPick struct {
+	port    int  // the port the kernel takes whatever its random start; 0 when the start decides
+	n       int  // usable ports in the pass the kernel ends in
+	parity  int  // that pass's parity, relative to the range start; -1: every port (a socket's own range)
+	mayDest bool // the destination port is one of them (a self-connect is possible)
+}
+
+// passWhy words the pass of a pick.
+func (p connectPick) passWhy() string {
+	if p.parity == 0 {
+		return "the start's parity first, the other only when none is usable"
+	}
+	return "no port of the start's parity is usable, so the other parity decides"
+}
+
+// pickWalk follows a connect() search's usable ports by parity.
+type pickWalk struct {
+	lo, dest int
+	perPort  bool // a socket's own range: no parity passes
+	n, last  [2]int
+	dest2    [2]bool // the destination port is usable, by parity
+}
+
+func (w *pickWalk) start(r inet.PortRange, perSocket bool, dest uint16) {
+	*w = pickWalk{lo: int(r.Lo), dest: int(dest), perPort: perSocket}
+}
+
+// usable records that port p could be taken.
+func (w *pickWalk) usable(p int) {
+	k := (p - w.lo) & 1
+	if w.perPort {
+		k = 0
+	}
+	w.n[k]++
+	w.last[k] = p
+	if p == w.dest {
+		w.dest2[k] = true
+	}
+}
+
+func (w *pickWalk) pick() connectPick {
+	k := 0
+	if w.n[0] == 0 {
+		k = 1
+	}
+	p := connectPick{n: w.n[k], parity: k, mayDest: w.dest2[k]}
+	if w.perPort {
+		p.parity = -1
+	}
+	if p.n == 1 {
+		p.port = w.last[k]
+	}
+	return p
 }
 
 // searches reports whether the search tries port p (not 0, not reserved),

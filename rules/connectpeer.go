@@ -135,14 +135,14 @@ func (e *eval) selfConnectWhy() string {
 }
 
 // selfConnectChance notes, for a refused connect() whose port search may
-// land on the destination port itself (same address, port in the range),
-// that the kernel's random pick could make it a self-connect instead.
+// land on the destination port itself (same address, and the port is one
+// of those the search's pass may take), that the kernel's random start
+// could make it a self-connect instead.
 func (e *eval) selfConnectChance() {
 	l := e.out.After.Local
-	r, _ := EffectiveRange(e.m.host, e.s)
-	if l.Port() != 0 || e.out.Candidates < 2 || !r.Contains(e.op.Addr.Port()) ||
+	if l.Port() != 0 || !e.pick.mayDest || e.pick.n < 2 ||
 		l.Addr().Unmap().WithZone("") != e.op.Addr.Addr().Unmap().WithZone("") {
 		return
 	}
-	e.out.Assumptions = append(e.out.Assumptions, fmt.Sprintf("connect() picks one of %d ports at random; should it pick %d, the destination port itself, the socket connects to itself and succeeds", e.out.Candidates, e.op.Addr.Port()))
+	e.out.Assumptions = append(e.out.Assumptions, fmt.Sprintf("connect() picks one of %d ports from a random start; should it pick %d, the destination port itself, the socket connects to itself and succeeds", e.pick.n, e.op.Addr.Port()))
 }

@@ -50,6 +50,7 @@ type eval struct {
 	v6only bool // the new socket's effective IPV6_V6ONLY before the operation
 	out    Outcome
 	seen   map[[2]int]bool // assumptions already listed: {socket, fact}
+	pick   connectPick     // a searching TCP connect()'s port, as far as the walk's order tells
 }
 
 func (e *eval) family() inet.Family {
