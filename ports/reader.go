@@ -12,6 +12,7 @@ import (
 
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
@@ -78,11 +79,13 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 	}
 	if want := (n + n/8 + 64) * sockfacts.RecordSize; cap(r.buf) < want {
 		r.buf = make([]byte, 0, want)
+		prefault.Slice(r.buf)
 	}
 	t := &r.tab
 	if room := n + n/8 + 64; cap(t.cols.socks) < room {
 		// Grown by append, the sockets would be copied again and again.
 		t.cols.socks, r.inodes = make([]rules.Socket, 0, room), make([]uint64, 0, room)
+		prefault.Slice(t.cols.socks)
 	}
 	t.Entries, t.Sockets = nil, nil
 	t.cols.socks, t.cols.timeLeft, t.cols.owners = t.cols.socks[:0], nil, nil
