@@ -6,6 +6,10 @@ import (
 	"github.com/tuple-net/tuple/inet"
 )
 
+// RecordSize is the bytes one socket takes in Reader.Scan's buffer: a
+// caller sizes the buffer from the number of sockets it expects.
+const RecordSize = 112
+
 // Sock is what the kernel holds about one socket.
 type Sock struct {
 	Proto  inet.Proto
@@ -14,6 +18,9 @@ type Sock struct {
 	Local  netip.AddrPort
 	Remote netip.AddrPort
 	Cookie uint64 // the socket cookie (the iterator assigns one where none was)
+	UID    uint32 // sk_uid as inet_diag reports it (0 for TIME_WAIT entries)
+	Dev    int    // skc_bound_dev_if: the SO_BINDTODEVICE ifindex, 0 for none
+	Inode  uint64 // the socket's inode (its file's), 0 for TIME_WAIT entries and sockets without a file
 
 	ReuseAddr bool // sk_reuse != 0
 	ReusePort bool // sk_reuseport

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -374,5 +375,90 @@ func TestReadPort(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestScanOwnerFacts: Scan's records carry what inet_diag reports of a
+// socket's owner: the uid that created it (here a thread's fsuid 4321),
+// the device it is bound to (SO_BINDTODEVICE lo: ifindex 1) and its inode
+// (what fstat and /proc/PID/fd show), for a listener, its client and the
+// accepted child alike; the buffer comes back for the next scan.
+func TestScanOwnerFacts(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	lo := [4]byte{127, 0, 0, 1}
+	var got []Sock
+	inodes := map[uint16]uint64{}
+	var buf []byte
+	err := ns.Do(func() error {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := unix.Setfsuid(4321); err != nil {
+			return err
+		}
+		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
+		if err := unix.Setfsuid(0); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptString(ln, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, "lo"); err != nil {
+			return err
+		}
+		if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: lo, Port: 7500}); err != nil {
+			return err
+		}
+		if err := unix.Listen(ln, 4); err != nil {
+			return err
+		}
+		cl := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7501})
+		if err := unix.Connect(cl, &unix.SockaddrInet4{Addr: lo, Port: 7500}); err != nil {
+			return err
+		}
+		for _, fd := range []int{ln, cl} {
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				return err
+			}
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				return err
+			}
+			inodes[uint16(sa.(*unix.SockaddrInet4).Port)] = st.Ino
+		}
+		r, err := NewReader(inet.TCP)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		buf, err = r.Scan(make([]byte, 0, 8), func(s *Sock) { got = append(got, *s) })
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(buf) != 3*RecordSize {
+		t.Errorf("Scan returned %d bytes, want the 3 records", len(buf))
+	}
+	var child bool
+	for _, s := range got {
+		switch {
+		case s.Local.Port() == 7500 && s.State == 10:
+			if s.UID != 4321 || s.Dev != 1 || s.Inode != inodes[7500] {
+				t.Errorf("listener: uid %d dev %d inode %d, want 4321, 1, %d", s.UID, s.Dev, s.Inode, inodes[7500])
+			}
+		case s.Local.Port() == 7501:
+			if s.UID != 0 || s.Dev != 0 || s.Inode != inodes[7501] {
+				t.Errorf("client: uid %d dev %d inode %d, want 0, 0, %d", s.UID, s.Dev, s.Inode, inodes[7501])
+			}
+		case s.Local.Port() == 7500:
+			// Not accepted: no file yet; it inherits the listener's
+			// device and uid.
+			child = true
+			if s.UID != 4321 || s.Dev != 1 || s.Inode != 0 {
+				t.Errorf("unaccepted child: uid %d dev %d inode %d, want 4321, 1, 0", s.UID, s.Dev, s.Inode)
+			}
+		}
+	}
+	if len(got) != 3 || !child {
+		t.Errorf("records %+v, want the listener, the client and the child", got)
 	}
 }
