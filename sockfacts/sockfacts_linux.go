@@ -294,11 +294,16 @@ func Read(proto inet.Proto) ([]Sock, error) {
 // process that reads them on every scrape. It is not safe for concurrent
 // use.
 type Reader struct {
-	proto inet.Proto
-	l     *layout
-	coll  *ebpf.Collection
-	it    *link.Iter
+	proto    inet.Proto
+	l        *layout
+	coll     *ebpf.Collection
+	it       *link.Iter
+	requests int // request sockets the last Scan walked past
 }
+
+// Requests is how many request sockets (connections in SYN_RECV, which own
+// no port and have no record of their own) the last Scan walked past.
+func (r *Reader) Requests() int { return r.requests }
 
 // NewReader loads the iterator program of proto (TCP or UDP). Close it.
 func NewReader(proto inet.Proto) (*Reader, error) { return newReader(proto, 0) }
@@ -561,9 +566,12 @@ func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
 		return b, err
 	}
 	var s Sock
+	r.requests = 0
 	for rec := b; len(rec) > 0; rec = rec[recordLen:] {
 		if decodeRecord(rec[:recordLen], r.proto, r.l, &s) {
 			fn(&s)
+		} else if rec[recKind]&^kindBucket == 0 {
+			r.requests++
 		}
 	}
 	return b, nil
