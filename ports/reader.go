@@ -29,7 +29,7 @@ import (
 // concurrent use.
 type Reader struct {
 	facts  *sockfacts.Reader
-	buf    []byte // the iterator's output, reused
+	buf    []byte // the iterator's output, a chunk at a time, reused
 	tab    Table
 	inodes []uint64 // parallel to tab.cols.socks
 	tw     []twRef
@@ -86,12 +86,8 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 			states = boundStates
 		}
 	}
-	if want := (n + n/8 + 64) * sockfacts.RecordSize; cap(r.buf) < want {
-		r.buf = make([]byte, 0, want)
-		prefault.Slice(r.buf)
-	}
 	t := &r.tab
-	if room := n + n/8 + 64; cap(t.cols.socks) < room {
+	if room := n + n/32 + 64; cap(t.cols.socks) < room {
 		// Grown by append, the sockets would be copied again and again.
 		t.cols.socks, r.inodes = make([]rules.Socket, 0, room), make([]uint64, 0, room)
 		prefault.Slice(t.cols.socks)
