@@ -12,10 +12,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tuple-net/tuple/hostmodel"
-	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/rules"
-	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -36,6 +34,11 @@ type Input struct {
 	// FactsErr is why Facts is nil when they were asked for: the budget
 	// falls back to ranges, and the exporter logs the reason.
 	FactsErr error
+	// Budget, when not nil, is the TCP sockets read from the kernel's own
+	// records (ports.Reader), which replace Table's TCP rows: Table then
+	// holds the UDP sockets only. It is valid until the source's next
+	// Read.
+	Budget *ports.Table
 }
 
 // Source reads the namespace's state once per scrape.
@@ -70,44 +73,34 @@ type Live struct {
 	mu                  sync.Mutex // Close waits for a read in flight
 	procRoot            string
 	owners, kernelFacts bool
-	facts               *sockfacts.Reader // loaded at the first read that needs it
-	records             []sockfacts.Sock  // the last read's records, for their array
+	budget              *ports.Reader // loaded at the first read that needs it
 }
 
-// Read reads one snapshot.
+// Read reads one snapshot. With kernel facts the TCP sockets come from the
+// kernel's records alone (ports.Reader: one walk of the kernel's tables,
+// its buffers reused from scrape to scrape) and the socket table is dumped
+// for UDP; where the records cannot be read the whole table is dumped and
+// the budget gives ranges.
 func (l *Live) Read(ctx context.Context) Input {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var in Input
-	// The kernel's records are read beside the dump.
-	wait := func() ([]sockfacts.Sock, error) { return nil, nil }
-	if l.kernelFacts {
-		if l.facts == nil {
-			// Loaded again at every read until it loads (not root, no
-			// BTF: the error says why, every time).
-			r, err := sockfacts.NewReader(inet.TCP)
-			if err != nil {
-				wait = func() ([]sockfacts.Sock, error) { return nil, err }
-			}
-			l.facts = r
-		}
-		if l.facts != nil {
-			// The previous snapshot is done with its records: the
-			// exporter keeps only what it computed from them.
-			wait = l.facts.ReadAsync(l.records)
-		}
-	}
 	in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
-	in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: l.owners, Options: l.owners, ProcRoot: l.procRoot})
-	recs, err := wait()
-	if l.kernelFacts {
-		if err != nil {
-			in.FactsErr = err
-		} else {
-			l.records = recs
-			in.Facts = hostmodel.IndexFacts(recs)
-		}
+	if l.kernelFacts && l.budget == nil {
+		// Loaded again at every read until it loads (not root, no
+		// BTF: the error says why, every time).
+		l.budget, in.FactsErr = ports.NewReader()
 	}
+	if l.budget != nil && in.HostErr == nil {
+		tab, err := l.budget.Read(ctx, in.Host, l.procRoot, l.owners)
+		if err == nil {
+			in.Budget = tab
+			in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{UDP: true, ProcRoot: l.procRoot})
+			return in
+		}
+		in.FactsErr = err
+	}
+	in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: l.owners, Options: l.owners, ProcRoot: l.procRoot})
 	return in
 }
 
@@ -115,8 +108,8 @@ func (l *Live) Read(ctx context.Context) Input {
 func (l *Live) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err := l.facts.Close()
-	l.facts, l.records = nil, nil
+	err := l.budget.Close()
+	l.budget = nil
 	return err
 }
 
@@ -369,16 +362,20 @@ func (e *Exporter) read() *snapshot {
 		s.TableErr = fmt.Errorf("source returned no table")
 	}
 	if s.TableErr == nil {
-		s.counts, s.timeWait = countSockets(s.Table.Sockets)
-		tab := ports.FromTable(s.Host, s.Table, s.Facts)
+		s.counts, s.timeWait = countSockets(s.Table.Sockets, s.Budget)
+		tab := s.Budget
+		if tab == nil {
+			tab = ports.FromTable(s.Host, s.Table, s.Facts)
+		}
 		// The table and the records are converted: let them go before
 		// the budget builds its model.
 		s.Table, s.Facts, tab.Sockets = nil, nil, nil
 		if s.HostErr == nil {
-			s.report = ports.Budget(tab.Entries, s.Host, ports.Options{HogShare: e.opt.HogShare, Buckets: tab.Buckets})
+			s.report = tab.Budget(s.Host, ports.Options{HogShare: e.opt.HogShare})
 		}
 	}
-	s.Table, s.Facts = nil, nil
+	// The snapshot keeps no per-socket data: only counts and the report.
+	s.Table, s.Facts, s.Budget = nil, nil, nil
 	return s
 }
 

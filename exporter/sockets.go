@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -45,8 +46,8 @@ type socketCount struct {
 }
 
 // countSockets counts socks per protocol and state, and the TCP sockets in
-// TIME_WAIT.
-func countSockets(socks []socktab.Socket) (counts []socketCount, timeWait int) {
+// TIME_WAIT, with tcp's counts (a ports.Reader's) when not nil.
+func countSockets(socks []socktab.Socket, tcp *ports.Table) (counts []socketCount, timeWait int) {
 	type key struct {
 		proto inet.Proto
 		state socktab.State
@@ -55,12 +56,16 @@ func countSockets(socks []socktab.Socket) (counts []socketCount, timeWait int) {
 	for i := range socks {
 		sk := &socks[i]
 		m[key{sk.Proto, sk.State}]++
-		if sk.Proto == inet.TCP && sk.State == socktab.TimeWait {
-			timeWait++
+	}
+	if tcp != nil {
+		for st, n := range tcp.Counts {
+			if n > 0 {
+				m[key{inet.TCP, socktab.State(st)}] += n
+			}
 		}
 	}
 	for k, n := range m {
 		counts = append(counts, socketCount{k.proto, k.state, n})
 	}
-	return counts, timeWait
+	return counts, m[key{inet.TCP, socktab.TimeWait}]
 }

@@ -2,6 +2,7 @@ package hostmodel
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
@@ -108,13 +109,50 @@ func eachEntry(host rules.Host, t *socktab.Table, facts *Facts, ids bool, fn fun
 		}
 		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == inet.TCP && seen[port/64]&(1<<(port%64)) == 0 {
 			seen[port/64] |= 1 << (port % 64)
-			b := e.bucket
-			buckets = append(buckets, rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
-				FastUID: b.FastUID, FastFamily: inet.Family(b.FastFamily), FastAddr: b.FastAddr, FastV6Only: b.FastV6Only})
+			buckets = append(buckets, bucketOf(port, e.bucket))
 		}
 		fn(s, &e)
 	}
 	return buckets
+}
+
+// bucketOf is the kernel's bind bucket of port in the model's terms.
+func bucketOf(port uint16, b sockfacts.Bucket) rules.Bucket {
+	return rules.Bucket{Port: port, FastReuse: b.FastReuse, FastReusePort: b.FastReusePort,
+		FastUID: b.FastUID, FastFamily: b.FastFamily, FastAddr: b.FastAddr, FastV6Only: b.FastV6Only}
+}
+
+// FromRecord converts the kernel's record of a TCP socket (sockfacts,
+// with its uid, device and inode) into the model's socket without a socket
+// table row: every fact is the kernel's, as in FromTable for a row with a
+// record. timeLeft is a TIME_WAIT entry's time until it expires (the
+// socket table's), which gives its age. The second result is the port's
+// bind bucket when the record carries it (rules.World.Buckets). It reports
+// false for sockets that own no port. It is for callers that read only
+// the kernel's records (the ports budget) and keep no table.
+func FromRecord(k *sockfacts.Sock, timeLeft time.Duration) (rules.Socket, *rules.Bucket, bool) {
+	if k.Proto != inet.TCP || k.Local.Port() == 0 || (k.Family != inet.IPv4 && k.Family != inet.IPv6) {
+		return rules.Socket{}, nil, false
+	}
+	st, ok := modelState(k.Proto, socktab.State(k.State), k.Remote)
+	if !ok {
+		return rules.Socket{}, nil, false
+	}
+	r := rules.Socket{Proto: k.Proto, Family: k.Family, Local: k.Local, Remote: k.Remote, UID: k.UID, Dev: k.Dev, State: st,
+		ReuseAddr: k.ReuseAddr, ReusePort: k.ReusePort, V6Only: k.Family == inet.IPv6 && k.V6Only}
+	if st == rules.TimeWait {
+		r.TWAge = max(timeWaitLen-timeLeft, 0)
+		r.TWTimestamps = k.Timestamps
+	}
+	if st == rules.Connected || st == rules.TimeWait {
+		// TCP records always know it (sk_userlocks, tw_connect_bind).
+		r.PortFromConnect = k.ConnectBind
+	}
+	if !k.BucketKnown {
+		return r, nil, true
+	}
+	b := bucketOf(k.Local.Port(), k.Bucket)
+	return r, &b, true
 }
 
 // convert turns one socket table row into the model's socket. all is the
@@ -136,7 +174,7 @@ func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		return Entry{}, false
 	}
 	r.Proto, r.Family = s.Proto, s.Family
-	st, ok := modelState(s)
+	st, ok := modelState(s.Proto, s.State, s.Remote)
 	if !ok {
 		return Entry{}, false
 	}
@@ -217,14 +255,14 @@ func (e *Entry) assume(r *rules.Socket, fact rules.Fact, what string) {
 }
 
 // modelState maps the kernel's state to what the port rules distinguish.
-func modelState(s *socktab.Socket) (rules.State, bool) {
-	if s.Proto == inet.UDP {
-		if s.State == socktab.Close || !s.Remote.Addr().IsValid() || s.Remote.Port() == 0 {
+func modelState(proto inet.Proto, state socktab.State, remote netip.AddrPort) (rules.State, bool) {
+	if proto == inet.UDP {
+		if state == socktab.Close || !remote.Addr().IsValid() || remote.Port() == 0 {
 			return rules.Bound, true
 		}
 		return rules.Connected, true
 	}
-	switch s.State {
+	switch state {
 	case socktab.Listen:
 		return rules.Listen, true
 	case socktab.TimeWait:

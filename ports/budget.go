@@ -132,7 +132,6 @@ type destKey struct {
 // destAcc is the census of one destination: counts only, no per-port sets
 // (the free counts come from the rules model).
 type destAcc struct {
-	idx       int // in order of first appearance
 	live      int // distinct ports of the pool with a connected socket
 	tw        int
 	nextExpry time.Duration
@@ -149,6 +148,58 @@ type destAcc struct {
 // between. The rest of the report is a census: ports in use, TIME_WAIT
 // entries, ports per uid and per process.
 func Budget(entries []Entry, host rules.Host, opt Options) Report {
+	return budget(columnsOf(entries), host, opt)
+}
+
+// columns is a table as the budget walks it: the model's TCP sockets that
+// hold a port, with each one's TIME_WAIT time left and owners beside it.
+// The model is built on socks itself, so they are the budget's own to
+// change (unknown facts are settled in place).
+type columns struct {
+	socks    []rules.Socket
+	timeLeft []time.Duration // nil: none known
+	owners   [][]Owner       // nil: not read
+	// keep, when not nil, is the arrays of the previous budget, reused
+	// (a Reader's: one scrape after another allocates nothing of the
+	// table's size).
+	keep *kept
+}
+
+// kept is what one budget leaves for the next: the model's index and the
+// census's list of ports in use.
+type kept struct {
+	model rules.Model
+	live  []uint64
+}
+
+// columnsOf copies the TCP entries that hold a port into columns, a
+// TIME_WAIT entry's age taken from its time left.
+func columnsOf(entries []Entry) columns {
+	var c columns
+	for i := range entries {
+		e := &entries[i]
+		if !budgeted(&e.Socket) {
+			continue
+		}
+		c.socks = append(c.socks, e.Socket)
+		c.timeLeft = append(c.timeLeft, e.TimeLeft)
+		c.owners = append(c.owners, e.Owners)
+		if s := &c.socks[len(c.socks)-1]; s.State == rules.TimeWait && e.TimeLeft > 0 {
+			s.TWAge = max(TimeWaitLength-e.TimeLeft, 0)
+		}
+	}
+	return c
+}
+
+// budgeted reports whether s counts in the budget: a TCP socket holding a
+// port.
+func budgeted(s *rules.Socket) bool {
+	return s.Proto == inet.TCP && s.State != rules.Unbound && s.Local.Port() != 0
+}
+
+// budget is Budget over c, in steps: the pool, the census of what holds
+// ports, the model's searches, then the report's lists.
+func budget(c columns, host rules.Host, opt Options) Report {
 	share := opt.HogShare
 	if share <= 0 {
 		share = 0.5
@@ -157,148 +208,189 @@ func Budget(entries []Entry, host rules.Host, opt Options) Report {
 	// Empty lists rather than nil, so JSON shows [] and not null.
 	rep := Report{Range: rng, Reserved: append([]inet.PortRange{}, host.ReservedPorts...),
 		Destinations: []Destination{}, UIDs: []Holder{}, Processes: []Holder{}, Warnings: []string{}}
-
 	pool := poolOf(rng, host.ReservedPorts)
 	for i := range pool {
 		rep.Pool += popcount(pool[i])
 	}
-	inPool := pool.has
 
+	cen := takeCensus(c, &pool)
+	rep.InUse, rep.TimeWait, rep.BoundOnly = cen.inUse, cen.timeWait, cen.boundOnly
+
+	lo, hi := models(c.socks, host, opt.Buckets, cen.unknown, c.keep)
+	s := search(lo, hi, cen.targets(), opt.SocketRange, rng, perSocket)
+	rep.ConnectPool = s.pool
+	rep.BindOwned = s.hi[0].HeldByBind
+	rep.UnknownOrigin = s.lo[0].HeldByBind - s.hi[0].HeldByBind
+	rep.ConnectFreeMin, rep.ConnectFreeMax = s.free(0)
+	rep.BindFree = s.bindFree
+
+	rep.Destinations = destinations(cen, s, rep.Destinations)
+	rep.UIDs, rep.Processes = cen.holders.lists(rep.UIDs, rep.Processes, rep.Pool)
+	rep.Warnings = warnings(rep, share)
+	return rep
+}
+
+// census is what the table holds, counted in one pass: ports in use,
+// TIME_WAIT and bound-only sockets, each destination's sockets and each
+// holder's ports.
+type census struct {
+	inUse, timeWait, boundOnly int
+	unknown                    bool // some port origin or TIME_WAIT timestamps unknown
+	keys                       []destKey
+	dests                      []destAcc // parallel to keys
+	holders                    holderTally
+}
+
+// takeCensus counts c against the pool.
+func takeCensus(c columns, pool *portSet) census {
+	cen := census{holders: holderTally{}}
 	// Listening ports tell accepted children (same local port as a
 	// listener) apart from outgoing connections.
-	var listening portSet
-	for i := range entries {
-		if s := &entries[i].Socket; s.Proto == inet.TCP && s.State == rules.Listen {
+	var listening, used portSet
+	for i := range c.socks {
+		if s := &c.socks[i]; s.State == rules.Listen {
 			listening.add(s.Local.Port())
 		}
 	}
-
-	var used portSet
-	dests := map[destKey]*destAcc{}
+	index := map[destKey]int{}
 	var live []uint64 // destination index<<16 | port of each connected socket in the pool
-	holders := holderTally{}
-
-	unknown := false
-	nTCP := 0
-	for i := range entries {
-		e := &entries[i]
-		s := &e.Socket
-		if s.Proto != inet.TCP || s.State == rules.Unbound || s.Local.Port() == 0 {
-			continue
-		}
-		nTCP++
-		unknown = unknown || s.Unknown&(rules.FactPortOrigin|rules.FactTimestamps) != 0
+	if c.keep != nil {
+		live = c.keep.live[:0]
+		defer func() { c.keep.live = live[:0] }()
+	}
+	for i := range c.socks {
+		s := &c.socks[i]
+		cen.unknown = cen.unknown || s.Unknown&(rules.FactPortOrigin|rules.FactTimestamps) != 0
 		p := s.Local.Port()
-		inP := inPool(p)
-		if s.State == rules.Bound {
-			rep.BoundOnly++
-		}
-		if s.State == rules.TimeWait {
-			rep.TimeWait++
+		inP := pool.has(p)
+		switch s.State {
+		case rules.Bound:
+			cen.boundOnly++
+		case rules.TimeWait:
+			cen.timeWait++
 		}
 		if inP && used.addNew(p) {
-			rep.InUse++
+			cen.inUse++
 		}
 		if s.State != rules.TimeWait {
-			holders.hold(holderKey{uid: s.UID}, "", p, inP, s.State == rules.Bound)
-			for _, o := range e.Owners {
-				holders.hold(holderKey{uid: s.UID, pid: o.PID}, o.Comm, p, inP, s.State == rules.Bound)
+			cen.holders.hold(holderKey{uid: s.UID}, "", p, inP, s.State == rules.Bound)
+			if c.owners != nil {
+				for _, o := range c.owners[i] {
+					cen.holders.hold(holderKey{uid: s.UID, pid: o.PID}, o.Comm, p, inP, s.State == rules.Bound)
+				}
 			}
 		}
-
 		if (s.State != rules.Connected && s.State != rules.TimeWait) || !s.Remote.IsValid() || listening.has(p) {
 			continue
 		}
 		k := destKey{src: s.Local.Addr().Unmap(), dest: netip.AddrPortFrom(s.Remote.Addr().Unmap(), s.Remote.Port())}
-		d := dests[k]
-		if d == nil {
-			d = &destAcc{idx: len(dests)}
-			dests[k] = d
+		d, ok := index[k]
+		if !ok {
+			d = len(cen.keys)
+			index[k] = d
+			cen.keys = append(cen.keys, k)
+			cen.dests = append(cen.dests, destAcc{})
 		}
 		if s.State == rules.Connected {
 			if inP {
-				live = append(live, uint64(d.idx)<<16|uint64(p))
+				live = append(live, uint64(d)<<16|uint64(p))
 			}
 			continue
 		}
-		d.tw++
-		if e.TimeLeft > 0 && (d.nextExpry == 0 || e.TimeLeft < d.nextExpry) {
-			d.nextExpry = e.TimeLeft
+		acc := &cen.dests[d]
+		acc.tw++
+		if c.timeLeft != nil {
+			if left := c.timeLeft[i]; left > 0 && (acc.nextExpry == 0 || left < acc.nextExpry) {
+				acc.nextExpry = left
+			}
 		}
 	}
-
 	// Ports in use per destination: distinct (destination, port) pairs.
-	keys := make([]destKey, len(dests))
-	for k, d := range dests {
-		keys[d.idx] = k
-	}
 	slices.Sort(live)
 	for i, v := range live {
 		if i == 0 || v != live[i-1] {
-			dests[keys[v>>16]].live++
+			cen.dests[v>>16].live++
 		}
 	}
-	live = nil
+	return cen
+}
 
-	// The model's searches: index 0 is a destination nobody talks to yet.
-	targets := make([]rules.Dest, 1, len(keys)+1)
-	for _, k := range keys {
-		targets = append(targets, rules.Dest{Source: k.src, Peer: k.dest})
+// targets are the model's connect() searches: index 0 is a destination
+// nobody talks to yet, then the census's destinations in order.
+func (cen *census) targets() []rules.Dest {
+	t := make([]rules.Dest, 1, len(cen.keys)+1)
+	for _, k := range cen.keys {
+		t = append(t, rules.Dest{Source: k.src, Peer: k.dest})
 	}
-	lo, hi := models(entries, nTCP, host, opt.Buckets, unknown)
-	newSock := rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: opt.SocketRange}
-	walk := lo.ConnectPortsMany(newSock, targets[:1])[0]
-	rep.ConnectPool = walk.Searched
+	return t
+}
+
+// searched is the outcome of the model's searches for a new socket:
+// connect() per target under both settlements of the unknowns, and bind(0).
+type searched struct {
+	pool     int // ports one connect() search visits
+	oddLoss  int // ports the lower bounds lose to an odd-sized range
+	lo, hi   []rules.PortCount
+	bindFree int
+}
+
+// search runs the rules model's connect() search for every target over lo
+// and hi, and bind(0) over lo.
+func search(lo, hi *rules.Model, targets []rules.Dest, socketRange, rng inet.PortRange, perSocket bool) searched {
+	var s searched
+	newSock := rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: socketRange}
+	s.pool = lo.ConnectPortsMany(newSock, targets[:1])[0].Searched
 	// Over an odd-sized range connect() visits one port fewer than the
 	// range holds (ConnectPool), and which one it leaves out depends on its
 	// random start (the model leaves out the top one). The free counts are
 	// then taken over every port, as a socket with its own range searches,
 	// and the lower bound loses the one port.
-	oddLoss := 0
 	if !perSocket {
 		every := newSock
 		every.PortRange = rng
-		if all := lo.ConnectPortsMany(every, targets[:1])[0]; all.Searched > walk.Searched {
-			oddLoss = all.Searched - walk.Searched
+		if all := lo.ConnectPortsMany(every, targets[:1])[0]; all.Searched > s.pool {
+			s.oddLoss = all.Searched - s.pool
 			newSock = every
 		}
 	}
-	cLo := lo.ConnectPortsMany(newSock, targets)
-	cHi := cLo
+	s.lo = lo.ConnectPortsMany(newSock, targets)
+	s.hi = s.lo
 	if hi != lo {
-		cHi = hi.ConnectPortsMany(newSock, targets)
+		s.hi = hi.ConnectPortsMany(newSock, targets)
 	}
-	clampFree := func(n int) int { return max(0, min(n, rep.ConnectPool)) }
-	rep.BindOwned = cHi[0].HeldByBind
-	rep.UnknownOrigin = cLo[0].HeldByBind - cHi[0].HeldByBind
-	rep.ConnectFreeMin = clampFree(cLo[0].Candidates() - oddLoss)
-	rep.ConnectFreeMax = clampFree(cHi[0].Candidates())
-	bind := lo.Predict(rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: opt.SocketRange},
+	bind := lo.Predict(rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: socketRange},
 		rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
-	rep.BindFree = max(bind.Candidates, 0)
+	s.bindFree = max(bind.Candidates, 0)
+	return s
+}
 
-	for i, k := range keys {
-		d := dests[k]
+// free is target i's free ports, lower and upper bound, within the pool.
+func (s *searched) free(i int) (lo, hi int) {
+	clamp := func(n int) int { return max(0, min(n, s.pool)) }
+	return clamp(s.lo[i].Candidates() - s.oddLoss), clamp(s.hi[i].Candidates())
+}
+
+// destinations appends the census's destinations with their free counts
+// to out, fewest free first.
+func destinations(cen census, s searched, out []Destination) []Destination {
+	for i, k := range cen.keys {
+		d := &cen.dests[i]
 		dst := Destination{
 			Source: k.src, Dest: k.dest,
-			InUse: d.live, TimeWait: d.tw, TimeWaitReusable: cLo[i+1].TimeWait,
+			InUse: d.live, TimeWait: d.tw, TimeWaitReusable: s.lo[i+1].TimeWait,
 			NextExpiry: d.nextExpry, NextExpirySeconds: d.nextExpry.Seconds(),
-			FreeMin: clampFree(cLo[i+1].Candidates() - oddLoss),
-			FreeMax: clampFree(cHi[i+1].Candidates()),
 		}
-		if rep.ConnectPool > 0 {
-			dst.Use = 1 - float64(dst.FreeMax)/float64(rep.ConnectPool)
+		dst.FreeMin, dst.FreeMax = s.free(i + 1)
+		if s.pool > 0 {
+			dst.Use = 1 - float64(dst.FreeMax)/float64(s.pool)
 		}
-		rep.Destinations = append(rep.Destinations, dst)
+		out = append(out, dst)
 	}
-	slices.SortFunc(rep.Destinations, func(a, b Destination) int {
+	slices.SortFunc(out, func(a, b Destination) int {
 		return cmp.Or(cmp.Compare(a.FreeMin, b.FreeMin), cmp.Compare(b.InUse, a.InUse),
 			a.Source.Compare(b.Source), a.Dest.Compare(b.Dest))
 	})
-
-	rep.UIDs, rep.Processes = holders.lists(rep.UIDs, rep.Processes, rep.Pool)
-	rep.Warnings = warnings(rep, share)
-	return rep
+	return out
 }
 
 // poolOf is the ports connect() and bind(0) may pick: rng less the
@@ -369,39 +461,43 @@ func (t holderTally) lists(uids, procs []Holder, pool int) ([]Holder, []Holder) 
 	return uids, procs
 }
 
-// models indexes the TCP sockets of entries for the rules model: lo with
-// every unknown port origin and TIME_WAIT timestamp settled against a new
-// connect() (the port was bind()-held, the peer sent no timestamps), hi
-// settled for it. Without unknowns they are one model. A TIME_WAIT entry's
-// age is taken from its time left.
-func models(entries []Entry, nTCP int, host rules.Host, buckets []rules.Bucket, unknown bool) (lo, hi *rules.Model) {
-	resolve := func(optimistic bool) *rules.Model {
-		socks := make([]rules.Socket, 0, nTCP)
-		for i := range entries {
-			e := &entries[i]
-			if s := &e.Socket; s.Proto != inet.TCP || s.State == rules.Unbound || s.Local.Port() == 0 {
-				continue
-			}
-			socks = append(socks, e.Socket)
-			s := &socks[len(socks)-1]
-			if s.Unknown&rules.FactPortOrigin != 0 {
-				s.PortFromConnect = optimistic
-			}
-			if s.Unknown&rules.FactTimestamps != 0 {
-				s.TWTimestamps = optimistic
-			}
-			s.Unknown &^= rules.FactPortOrigin | rules.FactTimestamps
-			if s.State == rules.TimeWait && e.TimeLeft > 0 {
-				s.TWAge = max(TimeWaitLength-e.TimeLeft, 0)
-			}
+// models indexes socks for the rules model: lo with every unknown port
+// origin and TIME_WAIT timestamp settled against a new connect() (the port
+// was bind()-held, the peer sent no timestamps), hi settled for it. Without
+// unknowns they are one model over socks as they are; with them lo is
+// socks settled in place and hi a settled copy.
+func models(socks []rules.Socket, host rules.Host, buckets []rules.Bucket, unknown bool, keep *kept) (lo, hi *rules.Model) {
+	world := func(s []rules.Socket) rules.World { return rules.World{Host: host, Sockets: s, Buckets: buckets} }
+	if unknown {
+		optimistic := slices.Clone(socks)
+		settle(optimistic, true)
+		settle(socks, false)
+		hi = rules.NewModel(world(optimistic))
+	}
+	if keep != nil {
+		lo = keep.model.Reindex(world(socks))
+	} else {
+		lo = rules.NewModel(world(socks))
+	}
+	if hi == nil {
+		hi = lo
+	}
+	return lo, hi
+}
+
+// settle decides every unknown port origin and TIME_WAIT timestamp of
+// socks: for a new connect() (optimistic) or against it.
+func settle(socks []rules.Socket, optimistic bool) {
+	for i := range socks {
+		s := &socks[i]
+		if s.Unknown&rules.FactPortOrigin != 0 {
+			s.PortFromConnect = optimistic
 		}
-		return rules.NewModel(rules.World{Host: host, Sockets: socks, Buckets: buckets})
+		if s.Unknown&rules.FactTimestamps != 0 {
+			s.TWTimestamps = optimistic
+		}
+		s.Unknown &^= rules.FactPortOrigin | rules.FactTimestamps
 	}
-	lo = resolve(false)
-	if !unknown {
-		return lo, lo
-	}
-	return lo, resolve(true)
 }
 
 func warnings(rep Report, share float64) []string {

@@ -129,8 +129,8 @@ func narrowNamespace(t *testing.T, dsts ...netip.AddrPort) (*netnstest.NS, *fds)
 }
 
 // budgetIn reads the host and the table from inside the namespace (on the
-// thread ns.Do runs) and returns the budget, with the kernel's own socket
-// records (ReadFacts) as `tuple ports` uses them.
+// thread ns.Do runs) and returns the budget as `tuple ports` makes it
+// (Snapshot: the kernel's own records where they can be read).
 func budgetIn(ns *netnstest.NS, options bool, opt Options) (Report, error) {
 	return budgetWith(ns, options, opt, true)
 }
@@ -144,17 +144,18 @@ func budgetWith(ns *netnstest.NS, options bool, opt Options, facts bool) (Report
 		if err != nil {
 			return err
 		}
-		t, err := socktab.Snapshot(context.Background(), socktab.Query{TCP: true, Owners: true, Options: options})
+		var tab *Table
+		if facts {
+			tab, err = Snapshot(context.Background(), host, "", true, options)
+		} else {
+			var t *socktab.Table
+			t, err = socktab.Snapshot(context.Background(), socktab.Query{TCP: true, Owners: true, Options: options})
+			tab = FromTable(host, t, nil)
+		}
 		if err != nil {
 			return err
 		}
-		var kf *hostmodel.Facts
-		if facts {
-			kf = ReadFacts()
-		}
-		tab := FromTable(host, t, kf)
-		opt.Buckets = tab.Buckets
-		rep = Budget(tab.Entries, host, opt)
+		rep = tab.Budget(host, opt)
 		return nil
 	})
 	return rep, err
@@ -504,5 +505,145 @@ func TestOddRangeWithinBounds(t *testing.T) {
 		if got < rep.ConnectFreeMin || got > rep.ConnectFreeMax {
 			t.Errorf("kernel allowed %d, outside the reported %d..%d", got, rep.ConnectFreeMin, rep.ConnectFreeMax)
 		}
+	}
+}
+
+// TestReaderMatchesTable: the budget from the kernel's records alone
+// (Reader: one walk, no socket table but for bound-only sockets and
+// TIME_WAIT timers) is the budget from the socket table joined with the
+// same records (SnapshotTable), on a namespace with listeners, accepted
+// and unaccepted children, connections from fixed and picked ports,
+// TIME_WAIT entries, bound-only sockets of another uid and IPv6: every
+// count, destination, holder and process the same.
+func TestReaderMatchesTable(t *testing.T) {
+	dst1, dst2 := netip.MustParseAddrPort("10.0.0.1:80"), netip.MustParseAddrPort("10.0.0.2:443")
+	ns, held := narrowNamespace(t, dst1, dst2)
+	if !factsReadable(t, ns) {
+		t.Skip("kernel socket records not readable: Reader cannot run")
+	}
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40059")
+	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "1")
+	err := ns.Do(func() error {
+		for i := range 12 {
+			dst := dst1
+			if i%3 == 0 {
+				dst = dst2
+			}
+			fd, err := connect(dst)
+			if err != nil {
+				return err
+			}
+			if i < 4 {
+				// Accepted and closed by the client first: TIME_WAIT.
+				ln := (*held)[0]
+				if dst == dst2 {
+					ln = (*held)[1]
+				}
+				child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+				if err != nil {
+					return os.NewSyscallError("accept", err)
+				}
+				unix.Close(fd)
+				unix.Close(child)
+				continue
+			}
+			*held = append(*held, fd)
+		}
+		// A client bound to a fixed port in the range, one outside it.
+		for _, port := range []int{40050, 30000} {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			*held = append(*held, fd)
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{10, 0, 0, 3}, Port: port}); err != nil {
+				return err
+			}
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: dst1.Addr().As4(), Port: 80}); err != nil {
+				return err
+			}
+		}
+		// An IPv6 listener and its client.
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		*held = append(*held, fd)
+		if err := unix.Bind(fd, &unix.SockaddrInet6{Addr: netip.IPv6Loopback().As16(), Port: 8080}); err != nil {
+			return err
+		}
+		if err := unix.Listen(fd, 8); err != nil {
+			return err
+		}
+		c6, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		*held = append(*held, c6)
+		if err := unix.Connect(c6, &unix.SockaddrInet6{Addr: netip.IPv6Loopback().As16(), Port: 8080}); err != nil {
+			return err
+		}
+		hog(t, held, 65534, 5)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The FIN exchanges, and past tcp_tw_reuse_delay (1 s): the entries'
+	// reusability must not change between the two reads.
+	time.Sleep(1500 * time.Millisecond)
+	var fast, slow Report
+	var tab *Table
+	if err := ns.Do(func() error {
+		host, _, err := hostmodel.ReadHost("")
+		if err != nil {
+			return err
+		}
+		r, err := NewReader()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if tab, err = r.Read(context.Background(), host, "", true); err != nil {
+			return err
+		}
+		fast = tab.Budget(host, Options{})
+		old, err := SnapshotTable(context.Background(), host, "", true, false)
+		if err != nil {
+			return err
+		}
+		slow = old.Budget(host, Options{})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(tab.Entries) != 0 || tab.cols.socks == nil {
+		t.Fatalf("Reader's table is not its columns: %d entries", len(tab.Entries))
+	}
+	if fast.TimeWait != 4 || fast.BoundOnly != 5 || len(fast.Processes) == 0 || len(fast.Destinations) < 3 {
+		t.Errorf("the namespace is not what the test built: %+v", fast)
+	}
+	reusable := 0
+	for _, d := range fast.Destinations {
+		reusable += d.TimeWaitReusable
+	}
+	if reusable != 4 {
+		// Each entry's age comes from its timer in the socket table.
+		t.Errorf("%d TIME_WAIT entries reusable (tcp_tw_reuse=1, 1.5 s old), want 4", reusable)
+	}
+	// NextExpiry is read at two moments, the second one later.
+	for i := range fast.Destinations {
+		f := &fast.Destinations[i]
+		if i < len(slow.Destinations) {
+			if sl := slow.Destinations[i]; f.NextExpiry >= sl.NextExpiry && f.NextExpiry-sl.NextExpiry < time.Second {
+				f.NextExpiry, f.NextExpirySeconds = sl.NextExpiry, sl.NextExpirySeconds
+			}
+		}
+	}
+	if a, b := fmt.Sprintf("%+v", fast), fmt.Sprintf("%+v", slow); a != b {
+		t.Errorf("Reader's budget differs from the table's:\nreader %s\ntable  %s", a, b)
+	}
+	if n := tab.Counts[socktab.TimeWait] + tab.Counts[socktab.BoundInactive] + tab.Counts[socktab.Listen] + tab.Counts[socktab.Established]; n != 4+5+3+2*(8+2+1) {
+		t.Errorf("counts %v: want 4 TIME_WAIT, 5 bound, 3 listening, 22 established", tab.Counts)
 	}
 }

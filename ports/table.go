@@ -11,13 +11,30 @@ import (
 	"github.com/tuple-net/tuple/socktab"
 )
 
-// Snapshot reads the calling thread's network namespace's socket table and
-// returns its TCP sockets as budget entries, with the table for callers that
-// also count sockets and the kernel's bind buckets where readable. owners finds the processes holding each socket (a scan
-// of every /proc/PID/fd); options also reads their live options (one
-// pidfd_getfd per socket), which helps where the kernel's own records
-// (ReadFacts) cannot be read.
+// Snapshot reads the calling thread's network namespace's TCP sockets for
+// the budget. Where the kernel's own records can be read (root, BTF) and
+// options are not asked for, they are the table (Reader: every fact exact,
+// owners from the task_file iterator); otherwise the socket table is read
+// and converted (FromTable) with whatever records can be read. owners
+// finds the processes holding each socket; options also reads their live
+// options (one pidfd_getfd per socket), which helps where the kernel's own
+// records cannot be read.
 func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) (*Table, error) {
+	if !options {
+		if r, err := NewReader(); err == nil {
+			defer r.Close()
+			if t, err := r.Read(ctx, host, procRoot, owners); err == nil {
+				return t, nil
+			}
+		}
+	}
+	return SnapshotTable(ctx, host, procRoot, owners, options)
+}
+
+// SnapshotTable is Snapshot through the socket table: the whole table is
+// dumped and converted, the kernel's records (read beside the dump) used
+// where they can be read. It is the path taken where Reader cannot run.
+func SnapshotTable(ctx context.Context, host rules.Host, procRoot string, owners, options bool) (*Table, error) {
 	// The kernel's records are read beside the dump (and the owner pass).
 	facts := StartFacts()
 	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, UDP: true, Owners: owners || options, Options: options, ProcRoot: procRoot})
@@ -30,12 +47,33 @@ func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, opt
 
 // Table is a namespace's TCP sockets as the budget takes them.
 type Table struct {
+	// Entries are the sockets as FromTable converted them; a Reader's
+	// table keeps its sockets in its own columns instead and leaves
+	// Entries empty.
 	Entries []Entry
 	// Buckets are the kernel's bind buckets of TCP ports (sockfacts), nil
-	// when they could not be read; pass them in Options.Buckets.
+	// when they could not be read; Budget passes them in Options.Buckets.
 	Buckets []rules.Bucket
-	// Sockets is the socket table they were converted from.
+	// Sockets is the socket table they were converted from (FromTable).
 	Sockets *socktab.Table
+	// Counts are a Reader's TCP sockets per kernel state (socktab.State),
+	// request sockets included.
+	Counts [16]int
+
+	cols columns // a Reader's sockets
+}
+
+// Budget is the budget of the table's sockets (Budget), with its buckets
+// unless opt has its own. A Reader's table is the budget's to change: do
+// not budget it twice.
+func (t *Table) Budget(host rules.Host, opt Options) Report {
+	if opt.Buckets == nil {
+		opt.Buckets = t.Buckets
+	}
+	if t.cols.socks == nil {
+		return Budget(t.Entries, host, opt)
+	}
+	return budget(t.cols, host, opt)
 }
 
 // ReadFacts reads the kernel's own records of TCP sockets (the sockfacts

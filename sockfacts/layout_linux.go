@@ -24,6 +24,11 @@ type layout struct {
 	bindHash, twTB, fastreuse, fastreuseport         field
 	fastUID, fastRcvSaddr, fastV6RcvSaddr            field
 	fastFamily, fastV6Only                           field
+	// The socket's owner and device, as inet_diag reports them: the
+	// context's uid (an iterator argument, one u64 slot each), the bound
+	// ifindex, and the inode through sk_socket->file->f_inode.
+	tcpUID, udpUID, boundDev           field
+	skSocket, socketFile, fInode, iIno field
 }
 
 // findField looks name up in the struct or union t, descending into
@@ -125,8 +130,19 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 		{&l.fastV6RcvSaddr, "inet_bind_bucket", "fast_v6_rcv_saddr", 16},
 		{&l.fastFamily, "inet_bind_bucket", "fast_sk_family", 2},
 		{&l.fastV6Only, "inet_bind_bucket", "fast_ipv6_only", 1},
+		{&l.tcpUID, "bpf_iter__tcp", "uid", 4},
+		{&l.udpUID, "bpf_iter__udp", "uid", 4},
+		{&l.boundDev, "sock_common", "skc_bound_dev_if", 4},
+		{&l.skSocket, "sock", "sk_socket", 8},
+		{&l.socketFile, "socket", "file", 8},
+		{&l.fInode, "file", "f_inode", 8},
+		{&l.iIno, "inode", "i_ino", 8},
 	}); err != nil {
 		return nil, err
+	}
+	// The uid is read as its whole context slot, whose low half it is.
+	if l.tcpUID.off%8 != 0 || l.udpUID.off%8 != 0 {
+		return nil, fmt.Errorf("BPF socket iterator %w: iterator uid at offsets %d, %d", inet.ErrUnsupported, l.tcpUID.off, l.udpUID.off)
 	}
 	// The three flags are copied as one byte.
 	if l.reuse.off != l.reusePort.off || l.reuse.off != l.v6only.off {

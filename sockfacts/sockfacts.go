@@ -14,6 +14,9 @@ type Sock struct {
 	Local  netip.AddrPort
 	Remote netip.AddrPort
 	Cookie uint64 // the socket cookie (the iterator assigns one where none was)
+	UID    uint32 // sk_uid as inet_diag reports it (0 for TIME_WAIT entries)
+	Dev    int    // skc_bound_dev_if: the SO_BINDTODEVICE ifindex, 0 for none
+	Inode  uint64 // the socket's inode (its file's), 0 for TIME_WAIT entries and sockets without a file
 
 	ReuseAddr bool // sk_reuse != 0
 	ReusePort bool // sk_reuseport

@@ -22,7 +22,7 @@ import (
 )
 
 // recordLen is the size of one record the program writes per socket.
-const recordLen = 96
+const recordLen = 112
 
 // Record offsets (see program).
 const (
@@ -36,16 +36,19 @@ const (
 	recRcvSaddr  = 20
 	recV6Daddr   = 24
 	recV6Saddr   = 40
-	recKind      = 56 // kindFull, kindTimeWait or 0
-	recLocks     = 57 // sk_userlocks, or the TIME_WAIT byte holding tw_connect_bind
-	recFastReuse = 58 // the port's bind bucket: fastreuse (s8)
-	recFastRP    = 59 // and fastreuseport (s8); both 0 without a bucket
-	recTSRecent  = 60 // tw_ts_recent_stamp
-	recFastUID   = 64 // the bucket's reuse cache: fastuid,
-	recFastSa4   = 68 // fast_rcv_saddr,
-	recFastSa6   = 72 // fast_v6_rcv_saddr,
-	recFastFam   = 88 // fast_sk_family,
-	recFastV6    = 90 // fast_ipv6_only
+	recKind      = 56  // kindFull, kindTimeWait or 0
+	recLocks     = 57  // sk_userlocks, or the TIME_WAIT byte holding tw_connect_bind
+	recFastReuse = 58  // the port's bind bucket: fastreuse (s8)
+	recFastRP    = 59  // and fastreuseport (s8); both 0 without a bucket
+	recTSRecent  = 60  // tw_ts_recent_stamp
+	recFastUID   = 64  // the bucket's reuse cache: fastuid,
+	recFastSa4   = 68  // fast_rcv_saddr,
+	recFastSa6   = 72  // fast_v6_rcv_saddr,
+	recFastFam   = 88  // fast_sk_family,
+	recFastV6    = 90  // fast_ipv6_only
+	recUID       = 92  // the context's uid (sock_i_uid; 0 for TIME_WAIT entries)
+	recDev       = 96  // skc_bound_dev_if
+	recInode     = 104 // sk_socket->file->f_inode->i_ino (full sockets with a file)
 	kindFull     = 1
 	kindTimeWait = 2
 	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
@@ -137,10 +140,33 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 	insns = append(insns, copyField(l.rcvSaddr, recRcvSaddr)...)
 	insns = append(insns, copyAddr(l.v6Daddr, recV6Daddr)...)
 	insns = append(insns, copyAddr(l.v6RcvSaddr, recV6Saddr)...)
+	insns = append(insns, copyField(l.boundDev, recDev)...)
+	uid := l.tcpUID
+	if proto == inet.UDP {
+		uid = l.udpUID
+	}
+	insns = append(insns,
+		asm.LoadMem(asm.R1, ctx, int16(uid.off), asm.DWord),
+		asm.StoreMem(asm.RFP, base+recUID, asm.R1, asm.Word))
+	// inode loads the inode number of the full socket at reg (a BTF
+	// pointer: each load is a probe, a NULL on the way stops the chain).
+	inode := func(reg asm.Register, done string) asm.Instructions {
+		return asm.Instructions{
+			asm.LoadMem(asm.R1, reg, int16(l.skSocket.off), asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, done),
+			asm.LoadMem(asm.R1, asm.R1, int16(l.socketFile.off), asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, done),
+			asm.LoadMem(asm.R1, asm.R1, int16(l.fInode.off), asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, done),
+			asm.LoadMem(asm.R1, asm.R1, int16(l.iIno.off), asm.DWord),
+			asm.StoreMem(asm.RFP, base+recInode, asm.R1, asm.DWord),
+		}
+	}
 	if proto == inet.UDP {
 		// Every UDP socket is a full socket.
+		insns = append(insns, inode(sk, "udpino")...)
 		insns = append(insns,
-			asm.LoadMem(asm.R1, sk, int16(l.userlocks.off), asm.Byte),
+			asm.LoadMem(asm.R1, sk, int16(l.userlocks.off), asm.Byte).WithSymbol("udpino"),
 			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
 			asm.StoreImm(asm.RFP, base+recKind, kindFull, asm.Byte),
 			asm.Ja.Label("out"),
@@ -150,7 +176,10 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 			asm.Mov.Reg(asm.R1, sk),
 			asm.FnSkcToTcpSock.Call(),
 			asm.JEq.Imm(asm.R0, 0, "tw"),
-			asm.LoadMem(asm.R1, asm.R0, int16(l.userlocks.off), asm.Byte),
+		)
+		insns = append(insns, inode(asm.R0, "tcpino")...)
+		insns = append(insns,
+			asm.LoadMem(asm.R1, asm.R0, int16(l.userlocks.off), asm.Byte).WithSymbol("tcpino"),
 			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
 			asm.StoreImm(asm.RFP, base+recKind, kindFull, asm.Byte),
 			asm.LoadMem(asm.R8, asm.R0, int16(l.bindHash.off), asm.DWord), // icsk_bind_hash
@@ -265,11 +294,16 @@ func Read(proto inet.Proto) ([]Sock, error) {
 // process that reads them on every scrape. It is not safe for concurrent
 // use.
 type Reader struct {
-	proto inet.Proto
-	l     *layout
-	coll  *ebpf.Collection
-	it    *link.Iter
+	proto    inet.Proto
+	l        *layout
+	coll     *ebpf.Collection
+	it       *link.Iter
+	requests int // request sockets the last Scan walked past
 }
+
+// Requests is how many request sockets (connections in SYN_RECV, which own
+// no port and have no record of their own) the last Scan walked past.
+func (r *Reader) Requests() int { return r.requests }
 
 // NewReader loads the iterator program of proto (TCP or UDP). Close it.
 func NewReader(proto inet.Proto) (*Reader, error) { return newReader(proto, 0) }
@@ -431,73 +465,147 @@ var errRecord = errors.New("sockfacts: malformed record stream")
 
 // parseRecords decodes the program's output, appending to out.
 func parseRecords(b []byte, proto inet.Proto, l *layout, out []Sock) ([]Sock, error) {
-	if len(b)%recordLen != 0 {
-		return nil, fmt.Errorf("BPF socket iterator %w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
+	if err := checkRecords(b); err != nil {
+		return nil, err
 	}
-	bit := func(v byte, f field) bool { return (v>>f.bit)&(1<<f.nbits-1) != 0 }
 	out = slices.Grow(out, len(b)/recordLen)
+	var s Sock
 	for ; len(b) > 0; b = b[recordLen:] {
-		r := b[:recordLen]
-		s := Sock{Proto: proto, Cookie: binary.NativeEndian.Uint64(r[recCookie:])}
-		lport := binary.NativeEndian.Uint16(r[recNum:])
-		rport := binary.BigEndian.Uint16(r[recDport:])
-		switch binary.NativeEndian.Uint16(r[recFamily:]) {
-		case 2: // AF_INET
-			s.Family = inet.IPv4
-			s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recRcvSaddr:recRcvSaddr+4])), lport)
-			s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recDaddr:recDaddr+4])), rport)
-		case 10: // AF_INET6
-			s.Family = inet.IPv6
-			s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Saddr:recV6Saddr+16])), lport)
-			s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Daddr:recV6Daddr+16])), rport)
-		default:
-			continue
+		if decodeRecord(b[:recordLen], proto, l, &s) {
+			out = append(out, s)
 		}
-		s.State = r[recState]
-		flags := r[recFlags]
-		s.ReuseAddr = bit(flags, l.reuse)
-		s.ReusePort = bit(flags, l.reusePort)
-		s.V6Only = bit(flags, l.v6only)
-		if r[recKind]&kindBucket != 0 {
-			s.BucketKnown = true
-			s.Bucket = Bucket{
-				FastReuse:     int8(r[recFastReuse]),
-				FastReusePort: int8(r[recFastRP]),
-				FastUID:       binary.NativeEndian.Uint32(r[recFastUID:]),
-				FastV6Only:    r[recFastV6] != 0,
-			}
-			switch binary.NativeEndian.Uint16(r[recFastFam:]) {
-			case 2:
-				s.Bucket.FastFamily = inet.IPv4
-				s.Bucket.FastAddr = netip.AddrFrom4([4]byte(r[recFastSa4 : recFastSa4+4]))
-			case 10:
-				s.Bucket.FastFamily = inet.IPv6
-				s.Bucket.FastAddr = netip.AddrFrom16([16]byte(r[recFastSa6 : recFastSa6+16]))
-			}
-			// __inet_hash_connect shares a port only while both caches
-			// are negative: no owner has taken it through bind().
-			s.BucketConnectOnly = int8(r[recFastReuse]) < 0 && int8(r[recFastRP]) < 0
-		}
-		switch r[recKind] &^ kindBucket {
-		case kindFull:
-			locks := r[recLocks]
-			s.BindPortLock = locks&sockBindPortLock != 0
-			if proto == inet.TCP {
-				s.ConnectBind = locks&sockConnectBind != 0
-				s.ConnectBindKnown = true
-			}
-		case kindTimeWait:
-			s.TimeWait = true
-			s.ConnectBind = bit(r[recLocks], l.twConnectBind)
-			s.ConnectBindKnown = true
-			s.Timestamps = int32(binary.NativeEndian.Uint32(r[recTSRecent:])) != 0
-		default:
-			continue // request sockets own no port
-		}
-		out = append(out, s)
 	}
 	return out, nil
 }
+
+func checkRecords(b []byte) error {
+	if len(b)%recordLen != 0 {
+		return fmt.Errorf("BPF socket iterator %w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
+	}
+	return nil
+}
+
+// decodeRecord decodes one record into *s, reporting false for records
+// that are no socket with a port's facts (request sockets, other
+// families).
+func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
+	bit := func(v byte, f field) bool { return (v>>f.bit)&(1<<f.nbits-1) != 0 }
+	*s = Sock{Proto: proto, Cookie: binary.NativeEndian.Uint64(r[recCookie:]),
+		UID: binary.NativeEndian.Uint32(r[recUID:]), Dev: int(int32(binary.NativeEndian.Uint32(r[recDev:]))),
+		Inode: binary.NativeEndian.Uint64(r[recInode:])}
+	lport := binary.NativeEndian.Uint16(r[recNum:])
+	rport := binary.BigEndian.Uint16(r[recDport:])
+	switch binary.NativeEndian.Uint16(r[recFamily:]) {
+	case 2: // AF_INET
+		s.Family = inet.IPv4
+		s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recRcvSaddr:recRcvSaddr+4])), lport)
+		s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recDaddr:recDaddr+4])), rport)
+	case 10: // AF_INET6
+		s.Family = inet.IPv6
+		s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Saddr:recV6Saddr+16])), lport)
+		s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recV6Daddr:recV6Daddr+16])), rport)
+	default:
+		return false
+	}
+	s.State = r[recState]
+	flags := r[recFlags]
+	s.ReuseAddr = bit(flags, l.reuse)
+	s.ReusePort = bit(flags, l.reusePort)
+	s.V6Only = bit(flags, l.v6only)
+	if r[recKind]&kindBucket != 0 {
+		s.BucketKnown = true
+		s.Bucket = Bucket{
+			FastReuse:     int8(r[recFastReuse]),
+			FastReusePort: int8(r[recFastRP]),
+			FastUID:       binary.NativeEndian.Uint32(r[recFastUID:]),
+			FastV6Only:    r[recFastV6] != 0,
+		}
+		switch binary.NativeEndian.Uint16(r[recFastFam:]) {
+		case 2:
+			s.Bucket.FastFamily = inet.IPv4
+			s.Bucket.FastAddr = netip.AddrFrom4([4]byte(r[recFastSa4 : recFastSa4+4]))
+		case 10:
+			s.Bucket.FastFamily = inet.IPv6
+			s.Bucket.FastAddr = netip.AddrFrom16([16]byte(r[recFastSa6 : recFastSa6+16]))
+		}
+		// __inet_hash_connect shares a port only while both caches
+		// are negative: no owner has taken it through bind().
+		s.BucketConnectOnly = int8(r[recFastReuse]) < 0 && int8(r[recFastRP]) < 0
+	}
+	switch r[recKind] &^ kindBucket {
+	case kindFull:
+		locks := r[recLocks]
+		s.BindPortLock = locks&sockBindPortLock != 0
+		if proto == inet.TCP {
+			s.ConnectBind = locks&sockConnectBind != 0
+			s.ConnectBindKnown = true
+		}
+	case kindTimeWait:
+		s.TimeWait = true
+		s.ConnectBind = bit(r[recLocks], l.twConnectBind)
+		s.ConnectBindKnown = true
+		s.Timestamps = int32(binary.NativeEndian.Uint32(r[recTSRecent:])) != 0
+	default:
+		return false // request sockets own no port
+	}
+	return true
+}
+
+// Scan walks every socket of the reader's protocol, as Read does, without
+// keeping the records: they are read into buf a chunk at a time (buf's
+// capacity, at least scanChunk bytes; returned for the next scan to reuse)
+// and each is decoded in turn into one Sock that fn sees during its call
+// only. It is for callers that keep a few fields of every socket (the
+// ports budget, scrape after scrape) and would otherwise hold the table
+// twice.
+func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
+	if cap(buf) < scanChunk {
+		buf = make([]byte, 0, scanChunk)
+	}
+	rd, err := r.it.Open()
+	if err != nil {
+		return buf, fmt.Errorf("open BPF iterator: %w", err)
+	}
+	defer rd.Close()
+	r.requests, err = scanRecords(rd.Read, buf, r.proto, r.l, fn)
+	return buf, err
+}
+
+// scanRecords decodes the records read returns, read into buf (its whole
+// capacity) a chunk at a time, handing each socket to fn, and returns how
+// many request sockets it passed. A record cut by a read waits for the
+// rest; a stream that ends inside one is malformed.
+func scanRecords(read func([]byte) (int, error), buf []byte, proto inet.Proto, l *layout, fn func(*Sock)) (requests int, err error) {
+	var s Sock
+	b := buf[:0]
+	for {
+		n, err := read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		whole := len(b) - len(b)%recordLen
+		for rec := b[:whole]; len(rec) > 0; rec = rec[recordLen:] {
+			if decodeRecord(rec[:recordLen], proto, l, &s) {
+				fn(&s)
+			} else if rec[recKind]&^kindBucket == 0 {
+				requests++
+			}
+		}
+		b = b[:copy(b, b[whole:])]
+		if err == io.EOF || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			return requests, fmt.Errorf("read BPF iterator: %w", err)
+		}
+	}
+	if len(b) != 0 {
+		return requests, fmt.Errorf("BPF socket iterator %w: %d bytes after the last whole record", errRecord, len(b))
+	}
+	return requests, nil
+}
+
+// scanChunk is the least Scan reads at a time: room for the 32 KiB a BPF
+// iterator's read returns at most, twice.
+const scanChunk = 64 << 10
 
 // ReadAsync starts Read in the background and returns a function that waits
 // for its result. The read happens in the calling thread's network
@@ -527,18 +635,24 @@ func (r *Reader) ReadAsync(dst []Sock) (wait func() ([]Sock, error)) {
 	return inThisNamespace(func() ([]Sock, error) { return r.Read(dst) })
 }
 
+// ScanAsync is Scan in the background, in the calling thread's network
+// namespace, as ReadAsync: fn runs on the scanning thread.
+func (r *Reader) ScanAsync(buf []byte, fn func(*Sock)) (wait func() ([]byte, error)) {
+	return inThisNamespace(func() ([]byte, error) { return r.Scan(buf, fn) })
+}
+
 // inThisNamespace runs read on a new thread in the calling thread's network
 // namespace and returns a function that waits for its result.
-func inThisNamespace(read func() ([]Sock, error)) (wait func() ([]Sock, error)) {
+func inThisNamespace[T any](read func() (T, error)) (wait func() (T, error)) {
 	type result struct {
-		socks []Sock
-		err   error
+		v   T
+		err error
 	}
 	done := make(chan result, 1)
 	ns, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		done <- result{err: fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, os.NewSyscallError("open /proc/thread-self/ns/net", err))}
-		return func() ([]Sock, error) { r := <-done; return r.socks, r.err }
+		return func() (T, error) { r := <-done; return r.v, r.err }
 	}
 	go func() {
 		// The thread is never unlocked: it leaves the namespace it came
@@ -547,13 +661,14 @@ func inThisNamespace(read func() ([]Sock, error)) (wait func() ([]Sock, error)) 
 		err := unix.Setns(ns, unix.CLONE_NEWNET)
 		unix.Close(ns)
 		if err != nil {
-			done <- result{err: fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, os.NewSyscallError("setns", err))}
+			var zero T
+			done <- result{zero, fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, os.NewSyscallError("setns", err))}
 			return
 		}
-		socks, err := read()
-		done <- result{socks, err}
+		v, err := read()
+		done <- result{v, err}
 	}()
-	return func() ([]Sock, error) { r := <-done; return r.socks, r.err }
+	return func() (T, error) { r := <-done; return r.v, r.err }
 }
 
 // iterTarget names the BPF iterator that walks proto's sockets.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -182,6 +183,52 @@ func FuzzParseRecords(f *testing.F) {
 		socks, err := parseRecords(b, inet.Proto(proto), l, nil)
 		if err == nil && len(socks) > len(b)/recordLen {
 			t.Fatalf("%d records from %d bytes", len(socks), len(b))
+		}
+	})
+}
+
+// FuzzScanRecords: records read in chunks of any sizes (a read may cut a
+// record) decode to what the whole stream decodes to, request sockets
+// counted apart; a stream cut inside a record is an error.
+func FuzzScanRecords(f *testing.F) {
+	l, err := kernelLayout()
+	if err != nil {
+		f.Skip(err)
+	}
+	rec := make([]byte, 2*recordLen)
+	rec[recFamily], rec[recKind] = 2, kindFull
+	rec[recordLen+recFamily], rec[recordLen+recKind] = 10, kindTimeWait
+	f.Add(rec, []byte{7, 200, 1}, uint8(6))
+	f.Add(make([]byte, 3*recordLen+5), []byte{112}, uint8(6))
+	f.Fuzz(func(t *testing.T, stream, cuts []byte, proto uint8) {
+		want, werr := parseRecords(stream, inet.Proto(proto), l, nil)
+		var got []Sock
+		rest, k := stream, 0
+		read := func(p []byte) (int, error) {
+			if len(rest) == 0 {
+				return 0, io.EOF
+			}
+			n := len(p)
+			if len(cuts) > 0 {
+				n = min(n, int(cuts[k%len(cuts)])+1)
+				k++
+			}
+			n = copy(p, rest[:min(n, len(rest))])
+			rest = rest[n:]
+			return n, nil
+		}
+		requests, err := scanRecords(read, make([]byte, 0, 300), inet.Proto(proto), l, func(s *Sock) { got = append(got, *s) })
+		if (err != nil) != (werr != nil) {
+			t.Fatalf("scan error %v, whole stream's %v", err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("scanned %d sockets, the whole stream has %d", len(got), len(want))
+		}
+		if len(got)+requests > len(stream)/recordLen {
+			t.Fatalf("%d sockets and %d requests from %d records", len(got), requests, len(stream)/recordLen)
 		}
 	})
 }
@@ -374,5 +421,90 @@ func TestReadPort(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestScanOwnerFacts: Scan's records carry what inet_diag reports of a
+// socket's owner: the uid that created it (here a thread's fsuid 4321),
+// the device it is bound to (SO_BINDTODEVICE lo: ifindex 1) and its inode
+// (what fstat and /proc/PID/fd show), for a listener, its client and the
+// accepted child alike; the buffer comes back for the next scan.
+func TestScanOwnerFacts(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	lo := [4]byte{127, 0, 0, 1}
+	var got []Sock
+	inodes := map[uint16]uint64{}
+	var buf []byte
+	err := ns.Do(func() error {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := unix.Setfsuid(4321); err != nil {
+			return err
+		}
+		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
+		if err := unix.Setfsuid(0); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptString(ln, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, "lo"); err != nil {
+			return err
+		}
+		if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: lo, Port: 7500}); err != nil {
+			return err
+		}
+		if err := unix.Listen(ln, 4); err != nil {
+			return err
+		}
+		cl := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7501})
+		if err := unix.Connect(cl, &unix.SockaddrInet4{Addr: lo, Port: 7500}); err != nil {
+			return err
+		}
+		for _, fd := range []int{ln, cl} {
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				return err
+			}
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				return err
+			}
+			inodes[uint16(sa.(*unix.SockaddrInet4).Port)] = st.Ino
+		}
+		r, err := NewReader(inet.TCP)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		buf, err = r.Scan(make([]byte, 0, 8), func(s *Sock) { got = append(got, *s) })
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(buf) < scanChunk {
+		t.Errorf("Scan returned a buffer of %d bytes to reuse, want at least %d", cap(buf), scanChunk)
+	}
+	var child bool
+	for _, s := range got {
+		switch {
+		case s.Local.Port() == 7500 && s.State == 10:
+			if s.UID != 4321 || s.Dev != 1 || s.Inode != inodes[7500] {
+				t.Errorf("listener: uid %d dev %d inode %d, want 4321, 1, %d", s.UID, s.Dev, s.Inode, inodes[7500])
+			}
+		case s.Local.Port() == 7501:
+			if s.UID != 0 || s.Dev != 0 || s.Inode != inodes[7501] {
+				t.Errorf("client: uid %d dev %d inode %d, want 0, 0, %d", s.UID, s.Dev, s.Inode, inodes[7501])
+			}
+		case s.Local.Port() == 7500:
+			// Not accepted: no file yet; it inherits the listener's
+			// device and uid.
+			child = true
+			if s.UID != 4321 || s.Dev != 1 || s.Inode != 0 {
+				t.Errorf("unaccepted child: uid %d dev %d inode %d, want 4321, 1, 0", s.UID, s.Dev, s.Inode)
+			}
+		}
+	}
+	if len(got) != 3 || !child {
+		t.Errorf("records %+v, want the listener, the client and the child", got)
 	}
 }

@@ -60,3 +60,16 @@ func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) { return Read(proto
 func ReadPortAsync(proto inet.Proto, port uint16) (wait func() ([]Sock, error)) {
 	return func() ([]Sock, error) { return ReadPort(proto, port) }
 }
+
+// Scan needs Linux.
+func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
+	return buf, inet.Unsupported("the BPF socket iterator")
+}
+
+// ScanAsync needs Linux.
+func (r *Reader) ScanAsync(buf []byte, fn func(*Sock)) (wait func() ([]byte, error)) {
+	return func() ([]byte, error) { return r.Scan(buf, fn) }
+}
+
+// Requests needs Linux.
+func (r *Reader) Requests() int { return 0 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
@@ -198,6 +199,37 @@ func parseInetDiagMsg(b []byte, proto inet.Proto, s *Socket) error {
 	return nil
 }
 
+// parseDiagRow decodes one inet_diag_msg into r, as parseInetDiagMsg does
+// for a Socket but only what a Row holds: the attributes that follow the
+// message are not read.
+func parseDiagRow(b []byte, proto inet.Proto, r *Row) error {
+	if len(b) < diagMsgLen {
+		return fmt.Errorf("inet_diag_msg: %w: %d bytes, want %d", errShort, len(b), diagMsgLen)
+	}
+	*r = Row{proto: proto, state: State(b[1])}
+	id := b[4:52]
+	switch b[0] {
+	case afINET:
+		r.family = inet.IPv4
+		copy(r.local[:4], id[4:8])
+		copy(r.remote[:4], id[20:24])
+	case afINET6:
+		r.family = inet.IPv6
+		copy(r.local[:], id[4:20])
+		copy(r.remote[:], id[20:36])
+	default:
+		return fmt.Errorf("inet_diag_msg: unknown family %d", b[0])
+	}
+	r.lport = binary.BigEndian.Uint16(id[0:])
+	r.rport = binary.BigEndian.Uint16(id[2:])
+	r.recvQ = hostOrder.Uint32(b[56:])
+	r.sendQ = hostOrder.Uint32(b[60:])
+	if proto == inet.TCP && r.state == Close {
+		r.state = BoundInactive // as in parseInetDiagMsg
+	}
+	return nil
+}
+
 // addrFrom returns the address of a 4- or 16-byte big-endian field.
 func addrFrom(b []byte) netip.Addr {
 	if len(b) == 4 {
@@ -323,26 +355,33 @@ func endsDump(b []byte, seq uint32) bool {
 // table changed while it was read, so sockets may be missing or repeated.
 var errDumpInterrupted = errors.New("dump interrupted (NLM_F_DUMP_INTR): the socket table changed while it was read")
 
+// element is what a dump decodes each inet_diag_msg into.
+type element interface{ Socket | Row }
+
 // dumpReader follows one sock_diag dump across its datagrams, decoding
-// each inet_diag_msg into the next element of socks.
-type dumpReader struct {
+// each inet_diag_msg with parse into the next element of socks.
+type dumpReader[T element] struct {
 	seq         uint32
 	proto       inet.Proto
-	socks       []Socket
+	parse       func(b []byte, proto inet.Proto, out *T) error // overwrites all of *out
+	socks       []T
 	done        bool // NLMSG_DONE seen
 	interrupted bool // some message carried NLM_F_DUMP_INTR
 }
 
 // datagram takes one datagram of the dump.
-func (d *dumpReader) datagram(b []byte) error {
+func (d *dumpReader[T]) datagram(b []byte) error {
 	return walkNetlink(b, d.seq, func(typ, flags uint16, payload []byte) error {
 		d.interrupted = d.interrupted || flags&nlmFDumpIntr != 0
 		switch typ {
 		case nlmsgDone:
 			d.done = true
 		case sockDiagByFamily, tcpDiagGetSock: // replies carry the request's type
-			d.socks = append(d.socks, Socket{})
-			return parseInetDiagMsg(payload, d.proto, &d.socks[len(d.socks)-1])
+			// Extend without zeroing the element first: parse writes
+			// all of it (zeroing a Socket was a quarter of a listing).
+			n := len(d.socks)
+			d.socks = slices.Grow(d.socks, 1)[:n+1]
+			return d.parse(payload, d.proto, &d.socks[n])
 		}
 		return nil
 	})
@@ -351,7 +390,7 @@ func (d *dumpReader) datagram(b []byte) error {
 // err is the dump's verdict once done: errDumpInterrupted when the kernel
 // said the dump may be inconsistent. The dump is read to its end first, so
 // the socket can take the next request.
-func (d *dumpReader) err() error {
+func (d *dumpReader[T]) err() error {
 	if d.interrupted {
 		return errDumpInterrupted
 	}

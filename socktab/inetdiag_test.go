@@ -91,6 +91,11 @@ func TestParseInetDiagMsg(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 				t.Errorf("-want +got:\n%s", diff)
 			}
+			// The compact decoder agrees on what a row holds.
+			var row Row
+			if err := parseDiagRow(tt.msg, tt.proto, &row); err != nil || row != RowOf(&tt.want) {
+				t.Errorf("row %+v, err %v; want %+v", row, err, RowOf(&tt.want))
+			}
 		})
 	}
 }
@@ -215,6 +220,34 @@ func FuzzParseInetDiagMsg(f *testing.F) {
 		}
 		if s.Family == inet.IPv4 && !s.Local.Addr().Is4() {
 			t.Fatalf("IPv4 socket with address %v", s.Local)
+		}
+	})
+}
+
+// FuzzParseDiagRow: wherever the full decoder reads a message, the row
+// decoder reads the same protocol, state, addresses, ports and queues
+// (it skips the attributes, so it may read what the full one rejects).
+func FuzzParseDiagRow(f *testing.F) {
+	f.Add(diagMsgFixture(afINET, 6, 3, 8080, 40000, []byte{127, 0, 0, 1}, []byte{127, 0, 0, 2}, 0, 59500, 0, 0, 0, 0, 1), false)
+	f.Add(diagMsgFixture(afINET6, 7, 0, 443, 0, make([]byte, 16), make([]byte, 16), 1, 0, 3, 128, 1000, 4242, 7,
+		attr(attrSkV6Only, 1), attr(attrSockopt, 4, 1)), true)
+	f.Fuzz(func(t *testing.T, b []byte, udp bool) {
+		proto := inet.TCP
+		if udp {
+			proto = inet.UDP
+		}
+		var s Socket
+		var r Row
+		full := parseInetDiagMsg(b, proto, &s)
+		rowErr := parseDiagRow(b, proto, &r)
+		if full == nil && rowErr != nil {
+			t.Fatalf("full decoder read it, row decoder: %v", rowErr)
+		}
+		if full == nil && r != RowOf(&s) {
+			t.Fatalf("row %+v, from the socket %+v", r, RowOf(&s))
+		}
+		if rowErr == nil && (r.Local().Addr().Is4() != (r.Family() == inet.IPv4) || r.Proto() != proto) {
+			t.Fatalf("row %+v: family and address disagree", r)
 		}
 	})
 }

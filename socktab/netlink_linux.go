@@ -9,6 +9,7 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,6 +26,16 @@ const recvBufSize = 32 << 10
 // calling goroutine, so it belongs to the calling thread's network
 // namespace.
 func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
+	return dump(ctx, q, parseInetDiagMsg)
+}
+
+// dumpRows is dumpNetlink in rows.
+func dumpRows(ctx context.Context, q Query) ([]Row, error) {
+	return dump(ctx, q, parseDiagRow)
+}
+
+// dump is dumpNetlink decoding each message with parse.
+func dump[T element](ctx context.Context, q Query, parse func([]byte, inet.Proto, *T) error) ([]T, error) {
 	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
 	if err != nil {
 		return nil, fmt.Errorf("netlink sock_diag: %w", err)
@@ -43,15 +54,15 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 	// The counts size the table before the dump so it is never copied
 	// while growing; partial counts will do for that.
 	counts, _ := ReadSockstat(q.ProcRoot)
-	socks := make([]Socket, 0, counts.estimate(q)+16)
-	populate(socks)
+	socks := make([]T, 0, counts.estimate(q)+16)
+	prefault.Slice(socks) // one madvise, not one page fault per page
 	// Three receive buffers: one being filled, one being decoded, one spare.
 	bufs := [][]byte{make([]byte, recvBufSize), make([]byte, recvBufSize), make([]byte, recvBufSize)}
 	states := q.States
 	if q.Filter != nil && q.Filter.States != 0 {
 		states &= q.Filter.States
 	}
-	fail := func(err error) ([]Socket, error) {
+	fail := func(err error) ([]T, error) {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
@@ -71,7 +82,7 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 			// kernel's work of two dumps (the walks skip the other
 			// family's sockets but still visit them).
 			n := len(socks)
-			out, err := dumpOne(c, base, bufs, socks)
+			out, err := dumpOne(c, base, bufs, socks, parse)
 			if err == nil {
 				socks = out
 				continue
@@ -89,7 +100,7 @@ func dumpNetlink(ctx context.Context, q Query) ([]Socket, error) {
 			}
 			r := base
 			r.Family = fam
-			socks, err = dumpOne(c, r, bufs, socks)
+			socks, err = dumpOne(c, r, bufs, socks, parse)
 			if err != nil {
 				return fail(err)
 			}
@@ -106,15 +117,15 @@ var noTCPDiagGetSock atomic.Bool
 // anyway. A dump the kernel marks interrupted (the table changed under it)
 // is run once more; interrupted twice, the error is returned rather than a
 // table that may miss sockets.
-func dumpOne(c *netlink.Conn, r diagRequest, bufs [][]byte, socks []Socket) ([]Socket, error) {
+func dumpOne[T element](c *netlink.Conn, r diagRequest, bufs [][]byte, socks []T, parse func([]byte, inet.Proto, *T) error) ([]T, error) {
 	n := len(socks)
-	out, err := dumpRequest(c, r, bufs, socks)
+	out, err := dumpRequest(c, r, bufs, socks, parse)
 	if errors.Is(err, unix.EINVAL) && (r.LocalPort != 0 || r.RemotePort != 0 || len(r.Filter) > 0) {
 		r.LocalPort, r.RemotePort, r.Filter = 0, 0, nil
-		out, err = dumpRequest(c, r, bufs, socks[:n])
+		out, err = dumpRequest(c, r, bufs, socks[:n], parse)
 	}
 	if errors.Is(err, errDumpInterrupted) {
-		out, err = dumpRequest(c, r, bufs, socks[:n])
+		out, err = dumpRequest(c, r, bufs, socks[:n], parse)
 	}
 	return out, err
 }
@@ -124,7 +135,7 @@ func dumpOne(c *netlink.Conn, r diagRequest, bufs [][]byte, socks []Socket) ([]S
 // straight into the next element of socks: the library's receive path
 // would allocate and copy every datagram, and a dump of 40,000 sockets is
 // about 1,000 of them.
-func dumpRequest(c *netlink.Conn, r diagRequest, bufs [][]byte, socks []Socket) ([]Socket, error) {
+func dumpRequest[T element](c *netlink.Conn, r diagRequest, bufs [][]byte, socks []T, parse func([]byte, inet.Proto, *T) error) ([]T, error) {
 	fam := "inet"
 	switch r.Family {
 	case afINET6:
@@ -149,7 +160,7 @@ func dumpRequest(c *netlink.Conn, r diagRequest, bufs [][]byte, socks []Socket) 
 	if err != nil {
 		return socks, wrap(err)
 	}
-	d := dumpReader{seq: req.Header.Sequence, proto: r.Protocol, socks: socks}
+	d := dumpReader[T]{seq: req.Header.Sequence, proto: r.Protocol, parse: parse, socks: socks}
 	// The kernel fills each datagram inside the recvfrom that takes the
 	// one before: a goroutine receives while this one decodes, so the
 	// kernel's walk and the decoding overlap on two CPUs. The receiver

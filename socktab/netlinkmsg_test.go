@@ -36,8 +36,8 @@ func doneMsg(seq uint32, errno int32) []byte {
 // the dump) are errors, never a short table that looks complete.
 func TestDumpReader(t *testing.T) {
 	msg := diagMsgFixture(afINET, 10, 0, 80, 0, []byte{127, 0, 0, 1}, []byte{0, 0, 0, 0}, 0, 0, 0, 0, 0, 0, 0)
-	read := func(dgrams ...[]byte) (dumpReader, error) {
-		d := dumpReader{seq: 7, proto: inet.TCP}
+	read := func(dgrams ...[]byte) (dumpReader[Socket], error) {
+		d := dumpReader[Socket]{seq: 7, proto: inet.TCP, parse: parseInetDiagMsg}
 		for _, b := range dgrams {
 			if err := d.datagram(b); err != nil {
 				return d, err
@@ -93,7 +93,7 @@ func TestWalkNetlink(t *testing.T) {
 func FuzzWalkNetlink(f *testing.F) {
 	f.Add(nlmsg(sockDiagByFamily, 1, diagMsgFixture(afINET, 1, 0, 1, 2, []byte{1, 2, 3, 4}, []byte{5, 6, 7, 8}, 0, 0, 0, 0, 0, 0, 0)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d := dumpReader{seq: 1, proto: inet.TCP}
+		d := dumpReader[Socket]{seq: 1, proto: inet.TCP, parse: parseInetDiagMsg}
 		if err := d.datagram(b); err == nil && len(d.socks) > 0 && d.socks[0].Proto != inet.TCP {
 			t.Fatalf("decoded a socket of protocol %v", d.socks[0].Proto)
 		}

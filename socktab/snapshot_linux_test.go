@@ -15,6 +15,7 @@ import (
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -582,5 +583,56 @@ func TestOneWalkMatchesPerFamily(t *testing.T) {
 	}
 	if fams[inet.IPv4] == 0 || fams[inet.IPv6] == 0 {
 		t.Errorf("families %v: want both", fams)
+	}
+}
+
+// TestSnapshotRows: the rows of a query are the rows of Snapshot's
+// sockets, in the same order, for every state, port, family and
+// expression filter (the kernel filters both).
+func TestSnapshotRows(t *testing.T) {
+	ns, _, _ := worldWithChild(t)
+	expr, err := ParseFilter([]string{"sport", "=", ":7001", "or", "dst", "10.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []Query{
+		{},
+		{TCP: true, States: AllStates},
+		{TCP: true, States: States(Listen, BoundInactive)},
+		{UDP: true},
+		{TCP: true, Family: inet.IPv6},
+		{TCP: true, UDP: true, LocalPort: 7001},
+		{TCP: true, Filter: expr},
+	} {
+		// Twice: the table must not change between the two reads (the
+		// world's TIME_WAIT socket may expire; retry once).
+		for try := 0; ; try++ {
+			want := snapshotIn(t, ns, q)
+			var got *RowTable
+			if err := ns.Do(func() error {
+				var err error
+				got, err = SnapshotRows(context.Background(), q)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			rows := make([]Row, len(want.Sockets))
+			for i := range want.Sockets {
+				rows[i] = RowOf(&want.Sockets[i])
+			}
+			if slices.Equal(rows, got.Rows) && got.Source == want.Source {
+				if len(rows) == 0 && q.LocalPort != 0 {
+					t.Errorf("%+v: no socket: the world has some on 7001", q)
+				}
+				break
+			}
+			if try == 2 {
+				t.Errorf("%+v: rows (%s) %+v\nwant (%s) %+v", q, got.Source, got.Rows, want.Source, rows)
+				break
+			}
+		}
+	}
+	if _, err := SnapshotRows(context.Background(), Query{Namespaces: []netns.Namespace{{Name: "x"}}}); err == nil {
+		t.Error("rows of namespaces: no error")
 	}
 }

@@ -107,6 +107,11 @@ type Table struct {
 
 // Snapshot lists the sockets q asks for.
 func Snapshot(ctx context.Context, q Query) (*Table, error) {
+	return snapshot(ctx, q.withDefaults())
+}
+
+// withDefaults is q with its zero values spelled out.
+func (q Query) withDefaults() Query {
 	if !q.TCP && !q.UDP {
 		q.TCP, q.UDP = true, true
 	}
@@ -119,7 +124,7 @@ func Snapshot(ctx context.Context, q Query) (*Table, error) {
 	if q.Options {
 		q.Owners = true
 	}
-	return snapshot(ctx, q)
+	return q
 }
 
 // Reasons used for unknown options.

@@ -27,6 +27,7 @@ type labOptions struct {
 	// guestSlowdown times as long).
 	helperTimeout time.Duration
 	kernels       string // --kernel: comma-separated kernels to compare
+	kernelJobs    int    // --kernel-jobs: kernels run at once
 	version       string // --kernel-version: the model's kernel
 }
 
@@ -64,6 +65,7 @@ otherwise (or when the run timed out), 2 on bad input.`,
 	f.DurationVar(&o.timeout, "timeout", 30*time.Minute, "stop the whole run after `DURATION`")
 	f.DurationVar(&o.helperTimeout, "helper-timeout", 10*time.Second, "fail the run when a socket helper takes longer than `DURATION` (beyond a connect's wait) to answer; guests under --kernel get 12 times as long")
 	f.StringVar(&o.kernels, "kernel", "", "run on each kernel of `LIST` under qemu and compare: host, 5.10, 6.1, 6.12 (scripts/fetch-kernels) or a vmlinuz path, comma-separated; exit 1 when the model disagrees with any")
+	f.IntVar(&o.kernelJobs, "kernel-jobs", 1, "with --kernel, run up to `N` kernels at once (a guest under TCG takes a core)")
 	f.StringVar(&o.version, "kernel-version", "", "the model follows kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one")
 	cmd.MarkFlagsMutuallyExclusive("json", "markdown")
 	cmd.MarkFlagsMutuallyExclusive("kernel", "kernel-version")
@@ -113,6 +115,9 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	}
 	if o.helperTimeout <= 0 {
 		return usageError("--helper-timeout %v: want a positive duration, e.g. 10s", o.helperTimeout)
+	}
+	if o.kernelJobs < 1 || o.kernelJobs > 16 {
+		return usageError("--kernel-jobs %d: want 1-16", o.kernelJobs)
 	}
 	sources, err := labSources(args)
 	if err != nil {

@@ -8,11 +8,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tuple-net/tuple/kernelvm"
 	"github.com/tuple-net/tuple/lab"
 	"github.com/tuple-net/tuple/rules"
+	"golang.org/x/sync/errgroup"
 )
 
 // labKernel is one kernel tuple lab --kernel compares: the host, or a
@@ -74,29 +76,47 @@ func runLabKernels(ctx context.Context, o labOptions, args []string, sources []l
 		}
 		guestArgs = append(guestArgs, strings.TrimSuffix(src.name, ".lab"))
 	}
-	var runs []lab.KernelRun
+	// Up to --kernel-jobs kernels run at once, taken in the order given;
+	// the table keeps that order. The first failure stops the others.
+	runs := make([]lab.KernelRun, len(kernels))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.kernelJobs)
+	var mu sync.Mutex // the progress lines
+	for i, k := range kernels {
+		g.Go(func() error {
+			var run lab.KernelRun
+			var err error
+			if k.kernel.Image == "" {
+				run, err = labHostRun(gctx, o, scenarios)
+			} else {
+				mu.Lock()
+				warnf(s.Err, "lab: booting %s under qemu ...\n", k.name)
+				mu.Unlock()
+				run, err = labGuestRun(gctx, o, k, guestArgs, files, rename)
+			}
+			if err != nil {
+				return err
+			}
+			run.Name = k.name
+			mu.Lock()
+			warnf(s.Err, "lab: %s (%s): %s (%.1fs)\n", k.name, run.Release, run.Summary(), run.Duration)
+			mu.Unlock()
+			runs[i] = run
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	failed := false
-	for _, k := range kernels {
-		var run lab.KernelRun
-		if k.kernel.Image == "" {
-			run, err = labHostRun(ctx, o, scenarios)
-		} else {
-			warnf(s.Err, "lab: booting %s under qemu ...\n", k.name)
-			run, err = labGuestRun(ctx, o, k, guestArgs, files, rename)
-		}
-		if err != nil {
-			return err
-		}
-		run.Name = k.name
-		warnf(s.Err, "lab: %s (%s): %s (%.1fs)\n", k.name, run.Release, run.Summary(), run.Duration)
+	for i, run := range runs {
 		// The expectations are written for the newest kernel: another
 		// kernel may answer otherwise (that is what the table shows), but
 		// the model must agree with every kernel on every line.
 		sum := run.Summary()
-		if sum.ModelDisagreed > 0 || (k.kernel.Image == "" && sum.OK != sum.Lines) {
+		if sum.ModelDisagreed > 0 || (kernels[i].kernel.Image == "" && sum.OK != sum.Lines) {
 			failed = true
 		}
-		runs = append(runs, run)
 	}
 	if o.json {
 		err = lab.WriteComparisonJSON(s.Out, runs)

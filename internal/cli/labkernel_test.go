@@ -19,6 +19,7 @@ func TestLabKernelBadInputExits2(t *testing.T) {
 		{[]string{"lab", "--kernel", "host,host", "seed"}, "--kernel: host given twice"},
 		{[]string{"lab", "--kernel", filepath.Join(cache, "6.1"), "seed"}, "a directory, not a kernel image"},
 		{[]string{"lab", "--kernel", "host", "--markdown", "seed"}, "none of the others can be"},
+		{[]string{"lab", "--kernel", "host", "--kernel-jobs", "0", "seed"}, "--kernel-jobs 0: want 1-16"},
 		{[]string{"lab", "--kernel-version", "six", "seed"}, `--kernel-version: kernel version "six": want MAJOR.MINOR[.PATCH]`},
 		{[]string{"why", "bind", "--kernel-version", "6", "127.0.0.1:80"}, `--kernel-version: kernel version "6"`},
 	} {

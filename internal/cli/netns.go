@@ -257,9 +257,7 @@ func runPortsNamespaces(ctx context.Context, o portsOptions, s Streams, opt port
 		err := netns.Do(ns.Path, func() error {
 			t, host, err := o.read(ctx, o)
 			if err == nil {
-				opt := opt
-				opt.Buckets = t.Buckets
-				rep = ports.Budget(t.Entries, host, opt)
+				rep = t.Budget(host, opt)
 			}
 			return err
 		})

@@ -102,9 +102,8 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if err != nil {
 		return err
 	}
-	opt.Buckets = t.Buckets
-	t.Sockets = nil // converted into t.Entries: not needed while the budget is made
-	rep := ports.Budget(t.Entries, host, opt)
+	t.Sockets = nil // converted into the table's sockets: not needed while the budget is made
+	rep := t.Budget(host, opt)
 	if o.JSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")

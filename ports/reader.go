@@ -1,0 +1,246 @@
+package ports
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
+	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockfacts"
+	"github.com/tuple-net/tuple/socktab"
+)
+
+// Reader reads a namespace's TCP sockets for the budget from the kernel's
+// own records (the sockfacts BPF iterator), with one loaded program and
+// buffers reused from one read to the next: for a process that reads them
+// on every scrape. The iterator walks every socket of the listening and
+// established tables with every fact the budget needs, so the socket table
+// is dumped only for what it does not walk or time (bound-only sockets,
+// TIME_WAIT timers), and no socket is held twice: the records are
+// decoded one at a time into the rules model's sockets. It is not safe for
+// concurrent use.
+type Reader struct {
+	facts  *sockfacts.Reader
+	buf    []byte // the iterator's output, a chunk at a time, reused
+	tab    Table
+	inodes []uint64 // parallel to tab.cols.socks
+	tw     []twRef
+}
+
+// twRef is a TIME_WAIT entry's place in the table, to find its timer in
+// the socket table by cookie.
+type twRef struct {
+	index  int
+	cookie uint64
+}
+
+// NewReader loads the iterator's program. It fails, wrapping
+// inet.ErrUnsupported, where the iterator cannot run (not root, no BTF):
+// Snapshot then reads the socket table instead.
+func NewReader() (*Reader, error) {
+	f, err := sockfacts.NewReader(inet.TCP)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{facts: f}, nil
+}
+
+// Close unloads the program.
+func (r *Reader) Close() error {
+	if r == nil {
+		return nil
+	}
+	return r.facts.Close()
+}
+
+// The socket table is dumped beside the iterator for what it does not
+// walk: bound-only sockets, which only the bind hash holds, and the
+// TIME_WAIT entries' timers when there are entries.
+const (
+	boundStates = 1 << socktab.BoundInactive
+	timerStates = boundStates | 1<<socktab.TimeWait
+)
+
+// Read reads the calling thread's network namespace with host's settings;
+// with owners it also finds the processes holding each socket (the
+// sockfacts task_file iterator). The table is valid until the next Read.
+func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, owners bool) (*Table, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	n := 0
+	states := socktab.StateSet(timerStates)
+	if st, err := socktab.ReadSockstat(procRoot); err == nil {
+		n = st.TCP + st.TimeWait
+		if st.TimeWait == 0 {
+			// No timers to read: the dump walks the bind hash only. An
+			// entry that appears meanwhile is taken as just entered.
+			states = boundStates
+		}
+	}
+	t := &r.tab
+	if room := n + n/32 + 64; cap(t.cols.socks) < room {
+		// Grown by append, the sockets would be copied again and again.
+		t.cols.socks, r.inodes = make([]rules.Socket, 0, room), make([]uint64, 0, room)
+		prefault.Slice(t.cols.socks)
+	}
+	t.Entries, t.Sockets = nil, nil
+	t.cols.socks, t.cols.timeLeft, t.cols.owners = t.cols.socks[:0], nil, nil
+	if t.cols.keep == nil {
+		t.cols.keep = new(kept)
+	}
+	t.Buckets = t.Buckets[:0]
+	clear(t.Counts[:])
+	r.inodes, r.tw = r.inodes[:0], r.tw[:0]
+
+	var files func() ([]sockfacts.File, error)
+	if owners {
+		done := make(chan struct{})
+		var fl []sockfacts.File
+		var ferr error
+		go func() { defer close(done); fl, ferr = sockfacts.SocketFiles() }()
+		files = func() ([]sockfacts.File, error) { <-done; return fl, ferr }
+	}
+	var seen portSet // ports whose bucket is taken
+	wait := r.facts.ScanAsync(r.buf, func(k *sockfacts.Sock) {
+		if int(k.State) < len(t.Counts) {
+			t.Counts[k.State]++
+		}
+		s, b, ok := hostmodel.FromRecord(k, 0)
+		if !ok {
+			return
+		}
+		if b != nil && !seen.has(b.Port) {
+			seen.add(b.Port)
+			t.Buckets = append(t.Buckets, *b)
+		}
+		if s.State == rules.TimeWait {
+			r.tw = append(r.tw, twRef{len(t.cols.socks), k.Cookie})
+		}
+		t.cols.socks = append(t.cols.socks, s)
+		r.inodes = append(r.inodes, k.Inode)
+	})
+	dump, derr := socktab.Snapshot(ctx, socktab.Query{TCP: true, States: states, ProcRoot: procRoot})
+	buf, err := wait()
+	r.buf = buf[:0]
+	var fl []sockfacts.File
+	var ferr error
+	if files != nil {
+		fl, ferr = files()
+	}
+	switch {
+	case err != nil:
+		return nil, err
+	case derr != nil:
+		return nil, derr
+	case ferr != nil:
+		return nil, fmt.Errorf("socket owners: %w", ferr)
+	}
+	// Request sockets own no port and have no record: counted only, in
+	// the state inet_diag reports them in.
+	t.Counts[socktab.SynRecv] += r.facts.Requests()
+	r.timeWaitTimers(dump.Sockets)
+	r.fromTable(host, dump.Sockets)
+	if owners {
+		t.cols.owners = r.owners(fl, procRoot)
+	}
+	return t, nil
+}
+
+// timeWaitTimers gives each TIME_WAIT entry its time left, from the socket
+// table's row of the same cookie, and so its age. An entry the dump did
+// not see entered TIME_WAIT after the dump passed it: just now.
+func (r *Reader) timeWaitTimers(rows []socktab.Socket) {
+	if len(r.tw) == 0 {
+		return
+	}
+	left := make(map[uint64]time.Duration, len(r.tw))
+	for i := range rows {
+		if rows[i].State == socktab.TimeWait {
+			left[rows[i].Cookie] = rows[i].TimeLeft
+		}
+	}
+	c := &r.tab.cols
+	c.timeLeft = make([]time.Duration, len(c.socks))
+	for _, tw := range r.tw {
+		l, ok := left[tw.cookie]
+		if !ok {
+			l = TimeWaitLength
+		}
+		c.timeLeft[tw.index] = l
+		c.socks[tw.index].TWAge = max(TimeWaitLength-l, 0)
+	}
+}
+
+// fromTable adds the socket table's bound-only sockets to the table (the
+// conversion FromTable uses: the iterator has no record of them).
+func (r *Reader) fromTable(host rules.Host, rows []socktab.Socket) {
+	t := &r.tab
+	var bound []socktab.Socket
+	for i := range rows {
+		if s := &rows[i]; s.State == socktab.BoundInactive {
+			bound = append(bound, *s)
+			t.Counts[s.State]++
+		}
+	}
+	hostmodel.EachEntry(host, &socktab.Table{Sockets: bound}, nil, func(s *socktab.Socket, e *hostmodel.Entry) {
+		if !budgeted(&e.Socket) {
+			return
+		}
+		t.cols.socks = append(t.cols.socks, e.Socket)
+		r.inodes = append(r.inodes, s.Inode)
+		if t.cols.timeLeft != nil {
+			t.cols.timeLeft = append(t.cols.timeLeft, 0)
+		}
+	})
+}
+
+// owners finds each socket's owners by inode among every process's socket
+// descriptors (files), one Owner per descriptor, sharing one array.
+func (r *Reader) owners(files []sockfacts.File, procRoot string) [][]Owner {
+	slices.SortFunc(files, func(a, b sockfacts.File) int {
+		return cmp.Or(cmp.Compare(a.Inode, b.Inode), cmp.Compare(a.PID, b.PID), cmp.Compare(a.FD, b.FD))
+	})
+	files = slices.Compact(files) // a thread with its own copy of the file table
+	out := make([][]Owner, len(r.inodes))
+	all := make([]Owner, 0, len(files))
+	comms := map[int32]string{}
+	for i, ino := range r.inodes {
+		if ino == 0 {
+			continue
+		}
+		j, found := slices.BinarySearchFunc(files, ino, func(f sockfacts.File, ino uint64) int { return cmp.Compare(f.Inode, ino) })
+		if !found {
+			continue
+		}
+		start := len(all)
+		for ; j < len(files) && files[j].Inode == ino; j++ {
+			pid := files[j].PID
+			comm, ok := comms[pid]
+			if !ok {
+				comm = readComm(procRoot, int(pid))
+				comms[pid] = comm
+			}
+			all = append(all, Owner{PID: int(pid), Comm: comm})
+		}
+		out[i] = all[start:len(all):len(all)]
+	}
+	return out
+}
+
+// readComm returns the command name of pid, "" when it cannot be read.
+func readComm(procRoot string, pid int) string {
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(string(b), "\n")
+}
