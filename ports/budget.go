@@ -159,6 +159,17 @@ type columns struct {
 	socks    []rules.Socket
 	timeLeft []time.Duration // nil: none known
 	owners   [][]Owner       // nil: not read
+	// keep, when not nil, is the arrays of the previous budget, reused
+	// (a Reader's: one scrape after another allocates nothing of the
+	// table's size).
+	keep *kept
+}
+
+// kept is what one budget leaves for the next: the model's index and the
+// census's list of ports in use.
+type kept struct {
+	model rules.Model
+	live  []uint64
 }
 
 // columnsOf copies the TCP entries that hold a port into columns, a
@@ -205,7 +216,7 @@ func budget(c columns, host rules.Host, opt Options) Report {
 	cen := takeCensus(c, &pool)
 	rep.InUse, rep.TimeWait, rep.BoundOnly = cen.inUse, cen.timeWait, cen.boundOnly
 
-	lo, hi := models(c.socks, host, opt.Buckets, cen.unknown)
+	lo, hi := models(c.socks, host, opt.Buckets, cen.unknown, c.keep)
 	s := search(lo, hi, cen.targets(), opt.SocketRange, rng, perSocket)
 	rep.ConnectPool = s.pool
 	rep.BindOwned = s.hi[0].HeldByBind
@@ -243,6 +254,10 @@ func takeCensus(c columns, pool *portSet) census {
 	}
 	index := map[destKey]int{}
 	var live []uint64 // destination index<<16 | port of each connected socket in the pool
+	if c.keep != nil {
+		live = c.keep.live[:0]
+		defer func() { c.keep.live = live[:0] }()
+	}
 	for i := range c.socks {
 		s := &c.socks[i]
 		cen.unknown = cen.unknown || s.Unknown&(rules.FactPortOrigin|rules.FactTimestamps) != 0
@@ -451,18 +466,23 @@ func (t holderTally) lists(uids, procs []Holder, pool int) ([]Holder, []Holder) 
 // was bind()-held, the peer sent no timestamps), hi settled for it. Without
 // unknowns they are one model over socks as they are; with them lo is
 // socks settled in place and hi a settled copy.
-func models(socks []rules.Socket, host rules.Host, buckets []rules.Bucket, unknown bool) (lo, hi *rules.Model) {
-	world := func(s []rules.Socket) *rules.Model {
-		return rules.NewModel(rules.World{Host: host, Sockets: s, Buckets: buckets})
+func models(socks []rules.Socket, host rules.Host, buckets []rules.Bucket, unknown bool, keep *kept) (lo, hi *rules.Model) {
+	world := func(s []rules.Socket) rules.World { return rules.World{Host: host, Sockets: s, Buckets: buckets} }
+	if unknown {
+		optimistic := slices.Clone(socks)
+		settle(optimistic, true)
+		settle(socks, false)
+		hi = rules.NewModel(world(optimistic))
 	}
-	if !unknown {
-		lo = world(socks)
-		return lo, lo
+	if keep != nil {
+		lo = keep.model.Reindex(world(socks))
+	} else {
+		lo = rules.NewModel(world(socks))
 	}
-	optimistic := slices.Clone(socks)
-	settle(optimistic, true)
-	settle(socks, false)
-	return world(socks), world(optimistic)
+	if hi == nil {
+		hi = lo
+	}
+	return lo, hi
 }
 
 // settle decides every unknown port origin and TIME_WAIT timestamp of

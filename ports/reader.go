@@ -23,13 +23,13 @@ import (
 // buffers reused from one read to the next: for a process that reads them
 // on every scrape. The iterator walks every socket of the listening and
 // established tables with every fact the budget needs, so the socket table
-// is dumped only for what it does not walk (bound-only sockets, TIME_WAIT
-// timers, request sockets), and no socket is held twice: the records are
+// is dumped only for what it does not walk or time (bound-only sockets,
+// TIME_WAIT timers), and no socket is held twice: the records are
 // decoded one at a time into the rules model's sockets. It is not safe for
 // concurrent use.
 type Reader struct {
 	facts  *sockfacts.Reader
-	buf    []byte // the iterator's output, reused
+	buf    []byte // the iterator's output, a chunk at a time, reused
 	tab    Table
 	inodes []uint64 // parallel to tab.cols.socks
 	tw     []twRef
@@ -61,10 +61,13 @@ func (r *Reader) Close() error {
 	return r.facts.Close()
 }
 
-// timerStates are the TCP states the socket table is dumped for beside
-// the iterator: TIME_WAIT (their timers), bound-only sockets (which only
-// the bind hash holds) and request sockets (counted only).
-const timerStates = 1<<socktab.TimeWait | 1<<socktab.BoundInactive | 1<<socktab.SynRecv | 1<<socktab.NewSynRecv
+// The socket table is dumped beside the iterator for what it does not
+// walk: bound-only sockets, which only the bind hash holds, and the
+// TIME_WAIT entries' timers when there are entries.
+const (
+	boundStates = 1 << socktab.BoundInactive
+	timerStates = boundStates | 1<<socktab.TimeWait
+)
 
 // Read reads the calling thread's network namespace with host's settings;
 // with owners it also finds the processes holding each socket (the
@@ -74,21 +77,26 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		procRoot = "/proc"
 	}
 	n := 0
+	states := socktab.StateSet(timerStates)
 	if st, err := socktab.ReadSockstat(procRoot); err == nil {
 		n = st.TCP + st.TimeWait
-	}
-	if want := (n + n/8 + 64) * sockfacts.RecordSize; cap(r.buf) < want {
-		r.buf = make([]byte, 0, want)
-		prefault.Slice(r.buf)
+		if st.TimeWait == 0 {
+			// No timers to read: the dump walks the bind hash only. An
+			// entry that appears meanwhile is taken as just entered.
+			states = boundStates
+		}
 	}
 	t := &r.tab
-	if room := n + n/8 + 64; cap(t.cols.socks) < room {
+	if room := n + n/32 + 64; cap(t.cols.socks) < room {
 		// Grown by append, the sockets would be copied again and again.
 		t.cols.socks, r.inodes = make([]rules.Socket, 0, room), make([]uint64, 0, room)
 		prefault.Slice(t.cols.socks)
 	}
 	t.Entries, t.Sockets = nil, nil
 	t.cols.socks, t.cols.timeLeft, t.cols.owners = t.cols.socks[:0], nil, nil
+	if t.cols.keep == nil {
+		t.cols.keep = new(kept)
+	}
 	t.Buckets = t.Buckets[:0]
 	clear(t.Counts[:])
 	r.inodes, r.tw = r.inodes[:0], r.tw[:0]
@@ -101,14 +109,10 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		go func() { defer close(done); fl, ferr = sockfacts.SocketFiles() }()
 		files = func() ([]sockfacts.File, error) { <-done; return fl, ferr }
 	}
-	var seen portSet     // ports whose bucket is taken
-	var synRecv []uint64 // cookies of full sockets in SYN_RECV (fast open), counted from the records
+	var seen portSet // ports whose bucket is taken
 	wait := r.facts.ScanAsync(r.buf, func(k *sockfacts.Sock) {
 		if int(k.State) < len(t.Counts) {
 			t.Counts[k.State]++
-		}
-		if socktab.State(k.State) == socktab.SynRecv {
-			synRecv = append(synRecv, k.Cookie)
 		}
 		s, b, ok := hostmodel.FromRecord(k, 0)
 		if !ok {
@@ -124,7 +128,7 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		t.cols.socks = append(t.cols.socks, s)
 		r.inodes = append(r.inodes, k.Inode)
 	})
-	dump, derr := socktab.Snapshot(ctx, socktab.Query{TCP: true, States: timerStates, ProcRoot: procRoot})
+	dump, derr := socktab.Snapshot(ctx, socktab.Query{TCP: true, States: states, ProcRoot: procRoot})
 	buf, err := wait()
 	r.buf = buf[:0]
 	var fl []sockfacts.File
@@ -140,8 +144,11 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 	case ferr != nil:
 		return nil, fmt.Errorf("socket owners: %w", ferr)
 	}
+	// Request sockets own no port and have no record: counted only, in
+	// the state inet_diag reports them in.
+	t.Counts[socktab.SynRecv] += r.facts.Requests()
 	r.timeWaitTimers(dump.Sockets)
-	r.fromTable(host, dump.Sockets, synRecv)
+	r.fromTable(host, dump.Sockets)
 	if owners {
 		t.cols.owners = r.owners(fl, procRoot)
 	}
@@ -174,21 +181,14 @@ func (r *Reader) timeWaitTimers(rows []socktab.Socket) {
 }
 
 // fromTable adds the socket table's bound-only sockets to the table (the
-// conversion FromTable uses: the iterator has no record of them) and
-// counts its request sockets, but for the full sockets in SYN_RECV the
-// records counted already (cookies in synRecv).
-func (r *Reader) fromTable(host rules.Host, rows []socktab.Socket, synRecv []uint64) {
+// conversion FromTable uses: the iterator has no record of them).
+func (r *Reader) fromTable(host rules.Host, rows []socktab.Socket) {
 	t := &r.tab
 	var bound []socktab.Socket
 	for i := range rows {
-		switch s := &rows[i]; s.State {
-		case socktab.BoundInactive:
+		if s := &rows[i]; s.State == socktab.BoundInactive {
 			bound = append(bound, *s)
 			t.Counts[s.State]++
-		case socktab.SynRecv, socktab.NewSynRecv:
-			if !slices.Contains(synRecv, s.Cookie) {
-				t.Counts[s.State]++
-			}
 		}
 	}
 	hostmodel.EachEntry(host, &socktab.Table{Sockets: bound}, nil, func(s *socktab.Socket, e *hostmodel.Entry) {

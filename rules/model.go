@@ -26,17 +26,31 @@ type Model struct {
 	remote []netip.AddrPort
 	exact  map[uint16]Bucket // World.Buckets by port
 	marked map[uint16]bool   // World.BindMarked, on kernels that keep the mark
+	packed []uint64          // Reindex's sort, kept for the next
 }
 
 // NewModel indexes w. The model keeps w.Sockets (it does not copy them);
 // the caller must not change them while the model is in use.
 func NewModel(w World) *Model {
+	m := new(Model).Reindex(w)
+	m.packed = nil // kept only by a model built again
+	return m
+}
+
+// Reindex indexes w into m as NewModel does, reusing m's arrays where they
+// have room, and returns m: for a caller that models a namespace again and
+// again (an exporter's scrapes), so that a model allocates nothing of the
+// table's size once the first is built. The previous world's model is
+// gone: m must not be in use.
+func (m *Model) Reindex(w World) *Model {
 	n := len(w.Sockets)
-	m := &Model{host: w.Host, socks: w.Sockets, eps: make([]endpoint, n),
-		local: make([]netip.Addr, n), remote: make([]netip.AddrPort, n)}
+	*m = Model{host: w.Host, socks: w.Sockets, eps: resize(m.eps, n),
+		local: resize(m.local, n), remote: resize(m.remote, n),
+		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], exact: m.exact}
+	clear(m.exact)
 	// Port owners sorted by key<<32 | index: one flat sort, in which the
 	// owners of one port keep World order (oldest first).
-	packed := make([]uint64, 0, n)
+	packed := slices.Grow(m.packed, n)
 	for i := range w.Sockets {
 		s := &w.Sockets[i]
 		m.eps[i] = normalise(s.Family, s.Local.Addr(), s.V6Only)
@@ -56,16 +70,25 @@ func NewModel(w World) *Model {
 	}
 	for _, b := range w.Buckets {
 		if m.exact == nil {
-			m.exact = map[uint16]Bucket{}
+			m.exact = make(map[uint16]Bucket, len(w.Buckets))
 		}
 		m.exact[b.Port] = b
 	}
 	slices.Sort(packed)
-	m.keys, m.order = make([]uint32, len(packed)), make([]int32, len(packed))
+	m.packed = packed
+	m.keys, m.order = resize(m.keys, len(packed)), resize(m.order, len(packed))
 	for j, v := range packed {
 		m.keys[j], m.order[j] = uint32(v>>32), int32(uint32(v))
 	}
 	return m
+}
+
+// resize returns s with length n, reusing its array when it has room.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // Predict returns what the kernel would do if the new socket s performed op

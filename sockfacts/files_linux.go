@@ -36,26 +36,37 @@ func loadFilesLayout() (*filesLayout, error) {
 			return
 		}
 		var l filesLayout
-		if filesLayoutErr = loadFields(spec, []fieldSpec{
-			{&l.task, "bpf_iter__task_file", "task", 8},
-			{&l.fd, "bpf_iter__task_file", "fd", 4},
-			{&l.file, "bpf_iter__task_file", "file", 8},
-			{&l.tgid, "task_struct", "tgid", 4},
-			{&l.fInode, "file", "f_inode", 8},
-			{&l.iMode, "inode", "i_mode", 2},
-			{&l.iIno, "inode", "i_ino", 8},
-		}); filesLayoutErr != nil {
+		if filesLayoutErr = loadFields(spec, l.fields()); filesLayoutErr != nil {
 			return
 		}
-		// The context is an array of u64 arguments: fd is read as the
-		// whole slot, whose low half it is.
-		if l.fd.off%8 != 0 {
-			filesLayoutErr = fmt.Errorf("BPF socket iterator %w: bpf_iter__task_file.fd at offset %d", inet.ErrUnsupported, l.fd.off)
+		if filesLayoutErr = l.check(); filesLayoutErr != nil {
 			return
 		}
 		filesLay = &l
 	})
 	return filesLay, filesLayoutErr
+}
+
+// fields are the fields the program reads, with their sizes.
+func (l *filesLayout) fields() []fieldSpec {
+	return []fieldSpec{
+		{&l.task, "bpf_iter__task_file", "task", 8},
+		{&l.fd, "bpf_iter__task_file", "fd", 4},
+		{&l.file, "bpf_iter__task_file", "file", 8},
+		{&l.tgid, "task_struct", "tgid", 4},
+		{&l.fInode, "file", "f_inode", 8},
+		{&l.iMode, "inode", "i_mode", 2},
+		{&l.iIno, "inode", "i_ino", 8},
+	}
+}
+
+// check: the context is an array of u64 arguments, and fd is read as the
+// whole slot, whose low half it is.
+func (l *filesLayout) check() error {
+	if l.fd.off%8 != 0 {
+		return fmt.Errorf("BPF socket iterator %w: bpf_iter__task_file.fd at offset %d", inet.ErrUnsupported, l.fd.off)
+	}
+	return nil
 }
 
 // filesProgram builds the iter/task_file program: for every descriptor
@@ -102,10 +113,15 @@ const initPidNS = "pid:[4026531836]"
 // iterator (iter/task_file), without reading each /proc/PID/fd link. It
 // needs root (CAP_BPF and CAP_PERFMON), kernel BTF, and the initial pid
 // namespace (the iterator reports pids as that namespace numbers them);
-// otherwise the error wraps inet.ErrUnsupported.
+// otherwise the error wraps inet.ErrUnsupported. The program is loaded
+// with bpf(2) from a scan of the raw BTF (rawTaskFiles), or by
+// cilium/ebpf's loader when that fails.
 func SocketFiles() ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
+	}
+	if b, err := rawTaskFiles(); err == nil {
+		return parseFiles(b)
 	}
 	l, err := loadFilesLayout()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,4 +82,101 @@ func TestSocketFilesMatchesProc(t *testing.T) {
 		}
 	}
 	t.Logf("%d socket descriptors on the host, %d of this process", len(files), len(got))
+}
+
+// TestRawBTFMatchesLoader: the raw BTF scan finds every field both
+// programs read where cilium/ebpf's decoder does (bitfields, members of
+// anonymous unions, sizes), and the function the iterator attaches to.
+func TestRawBTFMatchesLoader(t *testing.T) {
+	requireBTF(t)
+	raw, err := readKernelBTF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := parseBTF(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := kernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range [][3]string{
+		{"bpf_iter__task_file", "task"}, {"bpf_iter__task_file", "fd"}, {"bpf_iter__task_file", "file"},
+		{"task_struct", "tgid"}, {"file", "f_inode"}, {"inode", "i_mode"}, {"inode", "i_ino"},
+		{"sock_common", "skc_family"}, {"sock_common", "skc_state"}, {"sock_common", "skc_reuse"},
+		{"sock_common", "skc_reuseport"}, {"sock_common", "skc_ipv6only"}, {"sock_common", "skc_num"},
+		{"sock_common", "skc_dport"}, {"sock_common", "skc_daddr"}, {"sock_common", "skc_rcv_saddr"},
+		{"sock_common", "skc_v6_daddr"}, {"sock", "sk_userlocks"}, {"inet_connection_sock", "icsk_bind_hash"},
+		{"inet_bind_bucket", "fastreuse"}, {"inet_bind_bucket", "fast_v6_rcv_saddr"},
+	} {
+		want, werr := structField(spec, f[0], f[1], 0)
+		got, gerr := x.field(f[0], f[1], 0)
+		if (werr == nil) != (gerr == nil) || got != want {
+			t.Errorf("%s.%s: raw %+v (%v), loader %+v (%v)", f[0], f[1], got, gerr, want, werr)
+		}
+	}
+	if _, err := x.field("task_struct", "no_such_member", 0); err == nil {
+		t.Error("a missing member found")
+	}
+	if _, err := x.field("inode", "i_ino", 4); err == nil {
+		t.Error("i_ino accepted as 4 bytes")
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName("bpf_iter_task_file", &fn); err != nil {
+		t.Fatal(err)
+	}
+	want, err := spec.TypeID(fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := x.find(btfFunc, "bpf_iter_task_file"); err != nil || got != uint32(want) {
+		t.Errorf("bpf_iter_task_file: raw id %d (%v), loader %d", got, err, want)
+	}
+}
+
+// TestRawTaskFilesMatchesLoader: the program loaded with bpf(2) directly
+// lists this process's socket descriptors as the loader's does.
+func TestRawTaskFilesMatchesLoader(t *testing.T) {
+	requireBTF(t)
+	a := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
+	b := sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, nil)
+	raw, err := rawTaskFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawFiles, err := parseFiles(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := loadFilesLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := runIter("tuple_task_file", "task_file", filesProgram(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := parseFiles(lb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := func(fs []File) map[int32]uint64 {
+		m := map[int32]uint64{}
+		for _, f := range fs {
+			if int(f.PID) == os.Getpid() {
+				m[f.FD] = f.Inode
+			}
+		}
+		return m
+	}
+	got, want := mine(rawFiles), mine(loaded)
+	if len(got) != len(want) || got[int32(a)] == 0 || got[int32(b)] == 0 {
+		t.Fatalf("raw %v, loader %v (sockets at fds %d, %d)", got, want, a, b)
+	}
+	for fd, ino := range want {
+		if got[fd] != ino {
+			t.Errorf("fd %d: raw inode %d, loader %d", fd, got[fd], ino)
+		}
+	}
 }

@@ -6,10 +6,6 @@ import (
 	"github.com/tuple-net/tuple/inet"
 )
 
-// RecordSize is the bytes one socket takes in Reader.Scan's buffer: a
-// caller sizes the buffer from the number of sockets it expects.
-const RecordSize = 112
-
 // Sock is what the kernel holds about one socket.
 type Sock struct {
 	Proto  inet.Proto

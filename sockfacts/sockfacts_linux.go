@@ -22,7 +22,7 @@ import (
 )
 
 // recordLen is the size of one record the program writes per socket.
-const recordLen = RecordSize
+const recordLen = 112
 
 // Record offsets (see program).
 const (
@@ -294,11 +294,16 @@ func Read(proto inet.Proto) ([]Sock, error) {
 // process that reads them on every scrape. It is not safe for concurrent
 // use.
 type Reader struct {
-	proto inet.Proto
-	l     *layout
-	coll  *ebpf.Collection
-	it    *link.Iter
+	proto    inet.Proto
+	l        *layout
+	coll     *ebpf.Collection
+	it       *link.Iter
+	requests int // request sockets the last Scan walked past
 }
+
+// Requests is how many request sockets (connections in SYN_RECV, which own
+// no port and have no record of their own) the last Scan walked past.
+func (r *Reader) Requests() int { return r.requests }
 
 // NewReader loads the iterator program of proto (TCP or UDP). Close it.
 func NewReader(proto inet.Proto) (*Reader, error) { return newReader(proto, 0) }
@@ -547,27 +552,60 @@ func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
 }
 
 // Scan walks every socket of the reader's protocol, as Read does, without
-// keeping a decoded copy: the program's output goes into buf (grown as
-// needed and returned, for the next scan to reuse), and each record is
-// decoded in turn into one Sock that fn sees during its call only. It is
-// for callers that keep a few fields of every socket (the ports budget,
-// scrape after scrape) and would otherwise hold the table twice.
+// keeping the records: they are read into buf a chunk at a time (buf's
+// capacity, at least scanChunk bytes; returned for the next scan to reuse)
+// and each is decoded in turn into one Sock that fn sees during its call
+// only. It is for callers that keep a few fields of every socket (the
+// ports budget, scrape after scrape) and would otherwise hold the table
+// twice.
 func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
-	b, err := readIter(r.it, buf[:0])
+	if cap(buf) < scanChunk {
+		buf = make([]byte, 0, scanChunk)
+	}
+	rd, err := r.it.Open()
 	if err != nil {
-		return buf, err
+		return buf, fmt.Errorf("open BPF iterator: %w", err)
 	}
-	if err := checkRecords(b); err != nil {
-		return b, err
-	}
+	defer rd.Close()
+	r.requests, err = scanRecords(rd.Read, buf, r.proto, r.l, fn)
+	return buf, err
+}
+
+// scanRecords decodes the records read returns, read into buf (its whole
+// capacity) a chunk at a time, handing each socket to fn, and returns how
+// many request sockets it passed. A record cut by a read waits for the
+// rest; a stream that ends inside one is malformed.
+func scanRecords(read func([]byte) (int, error), buf []byte, proto inet.Proto, l *layout, fn func(*Sock)) (requests int, err error) {
 	var s Sock
-	for rec := b; len(rec) > 0; rec = rec[recordLen:] {
-		if decodeRecord(rec[:recordLen], r.proto, r.l, &s) {
-			fn(&s)
+	b := buf[:0]
+	for {
+		n, err := read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		whole := len(b) - len(b)%recordLen
+		for rec := b[:whole]; len(rec) > 0; rec = rec[recordLen:] {
+			if decodeRecord(rec[:recordLen], proto, l, &s) {
+				fn(&s)
+			} else if rec[recKind]&^kindBucket == 0 {
+				requests++
+			}
+		}
+		b = b[:copy(b, b[whole:])]
+		if err == io.EOF || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			return requests, fmt.Errorf("read BPF iterator: %w", err)
 		}
 	}
-	return b, nil
+	if len(b) != 0 {
+		return requests, fmt.Errorf("BPF socket iterator %w: %d bytes after the last whole record", errRecord, len(b))
+	}
+	return requests, nil
 }
+
+// scanChunk is the least Scan reads at a time: room for the 32 KiB a BPF
+// iterator's read returns at most, twice.
+const scanChunk = 64 << 10
 
 // ReadAsync starts Read in the background and returns a function that waits
 // for its result. The read happens in the calling thread's network

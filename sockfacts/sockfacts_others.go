@@ -70,3 +70,6 @@ func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
 func (r *Reader) ScanAsync(buf []byte, fn func(*Sock)) (wait func() ([]byte, error)) {
 	return func() ([]byte, error) { return r.Scan(buf, fn) }
 }
+
+// Requests needs Linux.
+func (r *Reader) Requests() int { return 0 }

@@ -24,8 +24,12 @@ func (s Sockstat) Sockets() int { return s.TCP + s.TimeWait + s.UDP }
 // estimate is how many sockets a dump for q lists.
 func (s Sockstat) estimate(q Query) int {
 	n := 0
-	if q.TCP {
-		n += s.TCP + s.TimeWait
+	all := q.States == 0
+	if q.TCP && (all || q.States&^(1<<TimeWait|1<<BoundInactive) != 0) {
+		n += s.TCP // sockets in the listening and established tables
+	}
+	if q.TCP && (all || q.States.Has(TimeWait)) {
+		n += s.TimeWait
 	}
 	if q.UDP {
 		n += s.UDP

@@ -36,3 +36,24 @@ func FuzzParseSockstat(f *testing.F) {
 		}
 	})
 }
+
+// TestEstimateFollowsStates: a dump of some states is sized for the
+// sockets those states can hold: bound-only sockets are not in sockstat's
+// counts, TIME_WAIT entries are counted apart from the tables' sockets.
+func TestEstimateFollowsStates(t *testing.T) {
+	s := Sockstat{TCP: 40000, TimeWait: 300, UDP: 7}
+	for _, tt := range []struct {
+		states StateSet
+		want   int
+	}{
+		{0, 40307},
+		{AllStates, 40307},
+		{1 << BoundInactive, 7},
+		{1<<BoundInactive | 1<<TimeWait, 307},
+		{1 << Established, 40007},
+	} {
+		if got := s.estimate(Query{TCP: true, UDP: true, States: tt.states}); got != tt.want {
+			t.Errorf("states %b: estimate %d, want %d", tt.states, got, tt.want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/relay"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -263,7 +264,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 	defer ln.Close()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	errOut := &lockedWriter{w: s.Err}
+	errOut := &syncio.Writer{W: s.Err}
 	// With port 0 the kernel picks the port: say which, even without -v.
 	if p.opts.verbose || p.local.Port() == 0 {
 		warnf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(ln.Addr())), p.proto)
@@ -281,7 +282,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 		return p.handle(ctx, conn, s.In, s.Out, errOut)
 	}
 
-	out := &lockedWriter{w: s.Out}
+	out := &syncio.Writer{W: s.Out}
 	lim := p.connLimit(errOut)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -435,8 +436,8 @@ func (p *listenPlan) runCommand(ctx context.Context, conn net.Conn, local, remot
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", p.opts.exec)
 	cmd.Stdin, cmd.Stdout = f, f
 	cmd.Stderr = errOut
-	if lw, ok := errOut.(*lockedWriter); ok {
-		if file, ok := lw.w.(*os.File); ok {
+	if lw, ok := errOut.(*syncio.Writer); ok {
+		if file, ok := lw.W.(*os.File); ok {
 			cmd.Stderr = file // the command writes to our stderr directly
 		}
 	}
@@ -474,7 +475,7 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 	if err != nil {
 		return reportNetFailure(s.Err, p.failure(err))
 	}
-	errOut := &lockedWriter{w: s.Err}
+	errOut := &syncio.Writer{W: s.Err}
 	// With port 0 the kernel picks the port: say which, even without -v.
 	if p.opts.verbose || p.local.Port() == 0 {
 		warnf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), p.proto)
@@ -542,19 +543,6 @@ func (c *lastPeerConn) RemoteAddr() net.Addr {
 func (c *lastPeerConn) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
 	return c.PacketConn.Close()
-}
-
-// lockedWriter serialises writes from concurrent connections so each chunk
-// arrives whole.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
 
 // failure describes a failed listen (or UDP bind) with the options used.

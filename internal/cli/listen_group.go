@@ -17,6 +17,7 @@ import (
 
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/handover"
+	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/reuseport"
 )
 
@@ -109,7 +110,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		case <-connCtx.Done():
 		}
 	}()
-	errOut := &lockedWriter{w: s.Err}
+	errOut := &syncio.Writer{W: s.Err}
 	var lns []net.Listener
 	var taken *handover.Takeover
 	if g.handover != "" {
@@ -140,7 +141,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		warnf(errOut, "listening on %s (%s), %d listener(s) %s\n", formatAddrPort(addrPortOf(lns[0].Addr())), p.proto, len(lns), how)
 	}
 
-	out := &lockedWriter{w: s.Out}
+	out := &syncio.Writer{W: s.Out}
 	var conns, loops sync.WaitGroup
 	defer conns.Wait()
 	closeAll := sync.OnceFunc(func() {

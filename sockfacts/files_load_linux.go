@@ -1,0 +1,187 @@
+package sockfacts
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"unsafe"
+
+	"github.com/tuple-net/tuple/internal/prefault"
+	"golang.org/x/sys/unix"
+)
+
+// The task_file iterator without cilium/ebpf's loader: the loader finds
+// the attach point (the function bpf_iter_task_file) by decoding the
+// kernel's BTF with every type the function's arguments reach (tens of
+// milliseconds and megabytes of fresh memory). Here one scan of
+// the raw BTF finds the function's id and the program's seven offsets, and
+// three bpf(2) calls load, attach and open the iterator. Any failure falls
+// back to the loader.
+
+// bpf(2) commands and constants (include/uapi/linux/bpf.h).
+const (
+	bpfProgLoad      = 5
+	bpfLinkCreate    = 28
+	bpfIterCreate    = 33
+	bpfProgTracing   = 26 // BPF_PROG_TYPE_TRACING
+	bpfTraceIter     = 28 // BPF_TRACE_ITER
+	btfPath          = "/sys/kernel/btf/vmlinux"
+	taskFileProgName = "tuple_task_file"
+)
+
+// progLoadAttr is union bpf_attr as BPF_PROG_LOAD reads it, up to
+// attach_btf_obj_fd (the kernel zero-fills what a shorter attr omits).
+type progLoadAttr struct {
+	progType, insnCnt  uint32
+	insns, license     uint64
+	logLevel, logSize  uint32
+	logBuf             uint64
+	kernVersion, flags uint32
+	name               [16]byte
+	ifindex            uint32
+	expectedAttachType uint32
+	btfFD, funcInfoRec uint32
+	funcInfo           uint64
+	funcInfoCnt        uint32
+	lineInfoRec        uint32
+	lineInfo           uint64
+	lineInfoCnt        uint32
+	attachBTFID        uint32
+	attachBTFObjFD     uint32
+	_                  uint32
+}
+
+// linkCreateAttr is BPF_LINK_CREATE's part: an iterator link over every
+// task (no iter_info).
+type linkCreateAttr struct {
+	progFD, targetFD, attachType, flags uint32
+	iterInfo                            uint64
+	iterInfoLen                         uint32
+	_                                   uint32
+}
+
+func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) (int, error) {
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, cmd, uintptr(attr), size)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(fd), nil
+}
+
+// readKernelBTF reads the kernel's raw BTF into a buffer backed by huge
+// pages where the kernel offers them (5 MB of fresh pages otherwise fault
+// in one by one).
+func readKernelBTF() ([]byte, error) {
+	f, err := os.Open(btfPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, st.Size()+1) // one more: a short read proves the end
+	prefault.Slice(buf)
+	n, err := io.ReadFull(f, buf)
+	if err != io.ErrUnexpectedEOF {
+		if err == nil {
+			err = fmt.Errorf("%s: larger than its size %d", btfPath, st.Size())
+		}
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// rawFilesLayout finds the task_file program's fields and attach id.
+func rawFilesLayout(x *btfIndex) (*filesLayout, uint32, error) {
+	var l filesLayout
+	for _, f := range l.fields() {
+		v, err := x.field(f.st, f.name, f.size)
+		if err != nil {
+			return nil, 0, err
+		}
+		*f.dst = v
+	}
+	if err := l.check(); err != nil {
+		return nil, 0, err
+	}
+	id, err := x.find(btfFunc, "bpf_iter_task_file")
+	return &l, id, err
+}
+
+// rawTaskFiles runs the task_file program loaded with bpf(2) directly and
+// returns its records.
+func rawTaskFiles() ([]byte, error) {
+	raw, err := readKernelBTF()
+	if err != nil {
+		return nil, err
+	}
+	x, err := parseBTF(raw)
+	if err != nil {
+		return nil, err
+	}
+	l, attachID, err := rawFilesLayout(x)
+	if err != nil {
+		return nil, err
+	}
+	var code bytes.Buffer
+	if err := filesProgram(l).Marshal(&code, hostByteOrder()); err != nil {
+		return nil, err
+	}
+	insns := code.Bytes()
+	license := []byte("GPL\x00")
+	a := progLoadAttr{progType: bpfProgTracing, insnCnt: uint32(len(insns) / 8),
+		insns:              uint64(uintptr(unsafe.Pointer(&insns[0]))),
+		license:            uint64(uintptr(unsafe.Pointer(&license[0]))),
+		expectedAttachType: bpfTraceIter, attachBTFID: attachID}
+	copy(a.name[:], taskFileProgName)
+	prog, err := bpfCall(bpfProgLoad, unsafe.Pointer(&a), unsafe.Sizeof(a))
+	runtime.KeepAlive(insns)
+	runtime.KeepAlive(license)
+	if err != nil {
+		return nil, fmt.Errorf("bpf prog load: %w", err)
+	}
+	defer unix.Close(prog)
+	la := linkCreateAttr{progFD: uint32(prog), attachType: bpfTraceIter}
+	lnk, err := bpfCall(bpfLinkCreate, unsafe.Pointer(&la), unsafe.Sizeof(la))
+	if err != nil {
+		return nil, fmt.Errorf("bpf link create: %w", err)
+	}
+	defer unix.Close(lnk)
+	ia := [2]uint32{uint32(lnk), 0} // link_fd, flags
+	it, err := bpfCall(bpfIterCreate, unsafe.Pointer(&ia), unsafe.Sizeof(ia))
+	if err != nil {
+		return nil, fmt.Errorf("bpf iter create: %w", err)
+	}
+	defer unix.Close(it)
+	buf := make([]byte, 0, 256<<10)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(it, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read BPF iterator: %w", err)
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// hostByteOrder is binary.NativeEndian as the instruction encoder takes
+// it (little or big endian by name).
+func hostByteOrder() binary.ByteOrder {
+	if binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return binary.LittleEndian
+	}
+	return binary.BigEndian
+}
