@@ -200,10 +200,5 @@ func TestListenGroupSIGTERMFinishesConnections(t *testing.T) {
 	if _, err := io.Copy(io.Discard, conn); err != nil {
 		t.Fatalf("open connection after SIGTERM: %v", err)
 	}
-	if code := srv.wait(10 * time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM: %s", code, srv.stderr.String())
-	}
-	if got := srv.stdout.String(); got != "before\nafter\n" {
-		t.Errorf("server printed %q, want both lines", got)
-	}
+	srv.wantExit0("before\nafter\n", "both lines, exit 0 after SIGTERM")
 }
