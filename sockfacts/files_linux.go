@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/tuple-net/tuple/inet"
@@ -106,6 +107,14 @@ func filesProgram(l *filesLayout) asm.Instructions {
 	}
 }
 
+var useLoader atomic.Bool
+
+// UseLoaderBTF makes SocketFiles load its program through cilium/ebpf's
+// loader, for a process that decodes the kernel's BTF for the socket
+// iterator anyway (who reads its port's records beside the owners): the
+// raw scan as well would be the same work twice.
+func UseLoaderBTF() { useLoader.Store(true) }
+
 // initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
 const initPidNS = "pid:[4026531836]"
 
@@ -120,8 +129,10 @@ func SocketFiles() ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
 	}
-	if b, err := rawTaskFiles(); err == nil {
-		return parseFiles(b)
+	if !useLoader.Load() {
+		if b, err := rawTaskFiles(); err == nil {
+			return parseFiles(b)
+		}
 	}
 	l, err := loadFilesLayout()
 	if err != nil {
