@@ -83,14 +83,18 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 	if st, err := socktab.ReadSockstat(procRoot); err == nil {
 		n = st.TCP + st.TimeWait
 		if st.TimeWait == 0 {
-			// No timers to read: the dump walks the bind hash only. An
-			// entry that appears meanwhile is taken as just entered.
+			// No timers to read: the dump lists bound-only sockets
+			// only. An entry that appears meanwhile is taken as just
+			// entered.
 			states = boundStates
 		}
 	}
 	t := &r.tab
-	if room := n + n/32 + 64; cap(t.cols.socks) < room {
+	if cap(t.cols.socks) < n+16 {
+		// Some room to grow: a table a few sockets larger than the
+		// last must not copy it all again.
 		// Grown by append, the sockets would be copied again and again.
+		room := n + n/32 + 64
 		t.cols.socks, r.inodes = make([]rules.Socket, 0, room), make([]uint64, 0, room)
 		prefault.Slice(t.cols.socks)
 	}
