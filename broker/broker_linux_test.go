@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/internal/testenv"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -75,7 +76,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr lockedBuffer
+	stderr syncio.Buffer
 	done   chan struct{}
 	err    error
 }
@@ -130,25 +131,6 @@ func startInCgroup(t testing.TB, ns *netnstest.NS, uid, cgroupFD int, env []stri
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
-}
-
-// lockedBuffer is a bytes.Buffer safe for the process's writer and a
-// reading test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // line returns the next line the process printed.

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"golang.org/x/sys/unix"
 )
 
@@ -140,12 +141,7 @@ func connectFile(ctx context.Context, f *os.File, remote netip.AddrPort) (net.Co
 	if err != nil {
 		return nil, err
 	}
-	var sa unix.Sockaddr
-	if remote.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(remote.Port()), Addr: remote.Addr().As4()}
-	} else {
-		sa = &unix.SockaddrInet6{Port: int(remote.Port()), Addr: remote.Addr().As16()}
-	}
+	sa := sockaddr.From(remote)
 	var cerr error
 	if err := rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) }); err != nil {
 		return nil, err

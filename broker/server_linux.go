@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -550,7 +551,8 @@ func openSocket(r *Request, g *Grant, grantee uint32) (fd int, local netip.AddrP
 	if err != nil {
 		return -1, local, 0, os.NewSyscallError("getsockname", err)
 	}
-	return fd, addrPortOf(sa), st.Ino, nil
+	ap := sockaddr.AddrPort(sa)
+	return fd, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), st.Ino, nil
 }
 
 // socketAs calls socket() with the file-system uid set to owner (-1: the
@@ -606,26 +608,10 @@ func bindInGrant(fd int, r *Request, g *Grant) error {
 }
 
 func bind(fd int, ap netip.AddrPort) error {
-	var sa unix.Sockaddr
-	if ap.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	} else {
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	}
-	if err := unix.Bind(fd, sa); err != nil {
+	if err := unix.Bind(fd, sockaddr.From(ap)); err != nil {
 		return fmt.Errorf("bind %s: %w", ap, os.NewSyscallError("bind", err))
 	}
 	return nil
-}
-
-func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
 }
 
 // heldInodes asks the kernel (sock_diag) which of the grants' sockets still

@@ -44,23 +44,9 @@ func newNS(t *testing.T) *netnstest.NS {
 // when t ends.
 func dialAll(t *testing.T, ns *netnstest.NS, d *Dialer, network string, per int) ([]net.Conn, error) {
 	t.Helper()
-	var conns []net.Conn
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
+	return ns.DialN(t, per*len(dests), func(i int) (net.Conn, error) {
+		return d.DialContext(context.Background(), network, fmt.Sprintf("%s:%d", dests[i%len(dests)], sinkPort))
 	})
-	err := ns.Do(func() error {
-		for i := 0; i < per*len(dests); i++ {
-			c, err := d.DialContext(context.Background(), network, fmt.Sprintf("%s:%d", dests[i%len(dests)], sinkPort))
-			if err != nil {
-				return err
-			}
-			conns = append(conns, c)
-		}
-		return nil
-	})
-	return conns, err
 }
 
 func localPorts(conns []net.Conn) map[int]int {

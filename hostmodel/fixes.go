@@ -87,68 +87,22 @@ func without(socks []rules.Socket, drop map[int]bool) []rules.Socket {
 // flags their socket had and cannot be changed, so a fix that needs them
 // changed is not offered.
 func shareFix(sit *Situation, p Plan, res Result, id sockopt.ID, opt func(*rules.Socket) *bool) (Fix, bool) {
+	if res.OK() || len(res.Blockers) == 0 {
+		return Fix{}, false
+	}
 	name := id.String()
 	fact := rules.FactReuseAddr
 	if id == sockopt.ReusePort {
 		fact = rules.FactReusePort
 	}
-	// unread: the changed sockets' option is assumed off, not known.
-	unread := func(changed []int) string {
-		for _, i := range changed {
-			if sit.Entries[i].Socket.Unknown&fact != 0 {
-				return " (unless they have it already: their options are unread)"
-			}
-		}
-		return ""
-	}
-	if res.OK() || len(res.Blockers) == 0 {
-		return Fix{}, false
-	}
-	try := func(uid *uint32) (changed []int, ok bool) {
-		w := sit.World()
-		w.Sockets = slices.Clone(w.Sockets)
-		np := p
-		np.Socket = p.Socket
-		*opt(&np.Socket) = true
-		if uid != nil {
-			np.Socket.UID = *uid
-		}
-		for range 4 {
-			r := sit.predict(&w, np)
-			if r.OK() {
-				return changed, true
-			}
-			progress := false
-			for _, b := range r.Blockers {
-				if b.Index < 0 || b.Index >= len(w.Sockets) {
-					return nil, false
-				}
-				s := &w.Sockets[b.Index]
-				if *opt(s) {
-					continue
-				}
-				if s.State == rules.TimeWait {
-					return nil, false
-				}
-				*opt(s) = true
-				changed = append(changed, b.Index)
-				progress = true
-			}
-			if !progress {
-				return nil, false
-			}
-		}
-		return nil, false
-	}
-	var f Fix
-	if changed, ok := try(nil); ok {
-		f = newFix("set "+name+" on the new socket", Edit{Options: []sockopt.ID{id}})
+	if changed, ok := tryShare(sit, p, opt, nil); ok {
+		f := newFix("set "+name+" on the new socket", Edit{Options: []sockopt.ID{id}})
 		if len(changed) > 0 {
 			prog := " (its program must set it before bind)"
 			if len(changed) > 1 {
 				prog = " (their programs must set it before bind)"
 			}
-			f.Change += " and on " + ownersOf(sit, changed) + prog + unread(changed)
+			f.Change += " and on " + ownersOf(sit, changed) + prog + unreadNote(sit, changed, fact)
 			f.others = true
 		}
 		return f, true
@@ -158,16 +112,68 @@ func shareFix(sit *Situation, p Plan, res Result, id sockopt.ID, opt func(*rules
 	if !same || uid == p.Socket.UID {
 		return Fix{}, false
 	}
-	if changed, ok := try(&uid); ok {
-		f = newFix(fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
+	if changed, ok := tryShare(sit, p, opt, &uid); ok {
+		f := newFix(fmt.Sprintf("set %s on the new socket and run it as uid %d, the owner's (%s shares a port only between sockets of one user)", name, uid, name),
 			Edit{Options: []sockopt.ID{id}, SetUID: true, UID: uid})
 		if len(changed) > 0 {
-			f.Change += "; also set it on " + ownersOf(sit, changed) + unread(changed)
+			f.Change += "; also set it on " + ownersOf(sit, changed) + unreadNote(sit, changed, fact)
 			f.others = true
 		}
 		return f, true
 	}
 	return Fix{}, false
+}
+
+// tryShare sets the option on the plan's socket (run as uid when not nil)
+// and on each blocker the model then names, a few rounds, until the plan
+// succeeds. It returns the indexes of the existing sockets it changed, or
+// false when no such change lets the plan succeed (a blocker in TIME_WAIT,
+// or one that stays a blocker).
+func tryShare(sit *Situation, p Plan, opt func(*rules.Socket) *bool, uid *uint32) (changed []int, ok bool) {
+	w := sit.World()
+	w.Sockets = slices.Clone(w.Sockets)
+	np := p
+	*opt(&np.Socket) = true
+	if uid != nil {
+		np.Socket.UID = *uid
+	}
+	for range 4 {
+		r := sit.predict(&w, np)
+		if r.OK() {
+			return changed, true
+		}
+		progress := false
+		for _, b := range r.Blockers {
+			if b.Index < 0 || b.Index >= len(w.Sockets) {
+				return nil, false
+			}
+			s := &w.Sockets[b.Index]
+			if *opt(s) {
+				continue
+			}
+			if s.State == rules.TimeWait {
+				return nil, false
+			}
+			*opt(s) = true
+			changed = append(changed, b.Index)
+			progress = true
+		}
+		if !progress {
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// unreadNote qualifies a fix when a changed socket's option was assumed
+// off, not read.
+func unreadNote(sit *Situation, changed []int, fact rules.Fact) string {
+	for _, i := range changed {
+		if sit.Entries[i].Socket.Unknown&fact != 0 {
+			return " (unless they have it already: their options are unread)"
+		}
+	}
+	return ""
 }
 
 func blockersUID(res Result) (uint32, bool) {

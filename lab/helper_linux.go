@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/internal/reexec"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -185,91 +186,112 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 	if req.Op != "take" {
 		closeFDs(fds)
 	}
-	var rep reply
-	fail := func(where string, err error) (reply, int) {
-		var errno syscall.Errno
-		if errors.As(err, &errno) {
-			rep.Errno, rep.Where = int(errno), where
-		} else {
-			rep.Fail = fmt.Sprintf("%s: %v", where, err)
-		}
+	if rep, ok := hostRequest(req); ok {
 		return rep, -1
 	}
 	switch req.Op {
+	case "socket", "source", "take":
+		return h.newSockRequest(req, fds), -1
+	}
+	s, ok := h.socks[req.Sock]
+	if !ok {
+		return failReply(req.Op, syscall.EBADF), -1
+	}
+	return h.sockRequest(s, req)
+}
+
+// failReply is the reply to a failed step: its errno and where, or the
+// error's text when it has no errno.
+func failReply(where string, err error) reply {
+	var rep reply
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		rep.Errno, rep.Where = int(errno), where
+	} else {
+		rep.Fail = fmt.Sprintf("%s: %v", where, err)
+	}
+	return rep
+}
+
+// hostRequest runs a request on the helper's namespace rather than on a
+// socket: setup, topology, reading NAT and the host, sysctl. ok is false
+// for any other request.
+func hostRequest(req request) (rep reply, ok bool) {
+	var err error
+	switch req.Op {
 	case "setup":
-		if err := setupNamespace(req.Addrs); err != nil {
-			rep.Fail = err.Error()
-		}
-		return rep, -1
+		err = setupNamespace(req.Addrs)
 	case "topo":
-		if err := configureHost(req.Topo); err != nil {
-			rep.Fail = err.Error()
-		}
-		return rep, -1
+		err = configureHost(req.Topo)
 	case "topo-wait":
 		via := ""
 		if req.Topo != nil {
 			via = req.Topo.Via
 		}
-		if err := waitTopology(via); err != nil {
-			rep.Fail = err.Error()
-		}
-		return rep, -1
+		err = waitTopology(via)
 	case "nat":
-		snap, err := readNAT()
-		if err != nil {
-			rep.Fail = err.Error()
-		}
-		rep.NAT = snap
-		return rep, -1
+		rep.NAT, err = readNAT()
 	case "host":
 		rep.Sysctls = readSysctls()
-		addrs, err := loopbackAddrs()
 		if req.All {
-			addrs, err = hostAddrs()
+			rep.Addrs, err = hostAddrs()
+		} else {
+			rep.Addrs, err = loopbackAddrs()
 		}
-		if err != nil {
-			rep.Fail = err.Error()
-		}
-		rep.Addrs = addrs
-		return rep, -1
 	case "sysctl":
 		if err := writeSysctl(req.Key, req.Value); err != nil {
-			return fail("sysctl", err)
+			return failReply("sysctl", err), true
 		}
-		return rep, -1
+		return rep, true
+	default:
+		return rep, false
+	}
+	if err != nil {
+		rep.Fail = err.Error()
+	}
+	return rep, true
+}
+
+// newSockRequest makes a socket the helper holds (socket; take, a
+// descriptor another helper passed), or asks the route for the source
+// address towards req.Addr (source).
+func (h *helper) newSockRequest(req request, fds []int) reply {
+	var rep reply
+	switch req.Op {
 	case "socket":
 		if old, ok := h.socks[req.Sock]; ok { // a name reused after close
 			h.drop(req.Sock, old)
 		}
 		fd, err := newSocket(req.Proto, req.Opts)
 		if err != nil {
-			return fail("socket", err)
+			return failReply("socket", err)
 		}
 		h.socks[req.Sock] = &helperSock{fd: fd, proto: req.Proto}
 		rep.Sock = readSockState(fd, req.Proto)
-		return rep, -1
 	case "source":
 		src, err := routeSource(req.Proto, req.Addr)
 		if err != nil {
-			return fail("source", err)
+			return failReply("source", err)
 		}
 		rep.Sock = &sockState{Local: src}
-		return rep, -1
 	case "take":
 		if len(fds) != 1 {
 			closeFDs(fds)
 			rep.Fail = fmt.Sprintf("take %s: got %d descriptors", req.Sock, len(fds))
-			return rep, -1
+			return rep
 		}
 		h.socks[req.Sock] = &helperSock{fd: fds[0], proto: req.Proto}
 		rep.Sock = readSockState(fds[0], req.Proto)
-		return rep, -1
 	}
-	s, ok := h.socks[req.Sock]
-	if !ok {
-		return fail(req.Op, syscall.EBADF)
-	}
+	return rep
+}
+
+// sockRequest runs an operation on a socket the helper holds. It returns
+// the reply with the socket's state after it, and the descriptor to send
+// (give) or -1.
+func (h *helper) sockRequest(s *helperSock, req request) (reply, int) {
+	var rep reply
+	wait := time.Duration(req.Wait) * time.Millisecond
 	var err error
 	switch req.Op {
 	case "bind":
@@ -277,11 +299,11 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 	case "listen":
 		err = unix.Listen(s.fd, 128)
 	case "connect":
-		err = connectTo(s.fd, req.Addr, time.Duration(req.Wait)*time.Millisecond)
+		err = connectTo(s.fd, req.Addr, wait)
 	case "serve":
 		err = h.serve(s)
 	case "accept":
-		name, child, aerr := h.accept(s, req.Addr, time.Duration(req.Wait)*time.Millisecond)
+		name, child, aerr := h.accept(s, req.Addr, wait)
 		if aerr != nil {
 			rep.Fail = aerr.Error()
 			return rep, -1
@@ -289,7 +311,7 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		rep.Where, rep.Sock = name, child
 		return rep, -1
 	case "state":
-		if werr := waitTCPState(s.fd, req.State, time.Duration(req.Wait)*time.Millisecond); werr != nil {
+		if werr := waitTCPState(s.fd, req.State, wait); werr != nil {
 			rep.Fail = werr.Error()
 			return rep, -1
 		}
@@ -300,7 +322,7 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		}
 		return rep, s.fd
 	case "close":
-		closed, twSec, cerr := closeAndWatch(s, req.Expect, time.Duration(req.Wait)*time.Millisecond)
+		closed, twSec, cerr := closeAndWatch(s, req.Expect, wait)
 		rep.TWSec = twSec
 		if cerr != nil {
 			rep.Fail = fmt.Sprintf("close %s: %v", req.Sock, cerr)
@@ -317,7 +339,7 @@ func (h *helper) handle(req request, fds []int) (reply, int) {
 		return rep, -1
 	}
 	if err != nil {
-		rep, _ = fail(req.Op, err)
+		rep = failReply(req.Op, err)
 	}
 	rep.Sock = readSockState(s.fd, s.proto)
 	return rep, -1
@@ -353,7 +375,7 @@ func newSocket(proto Proto, o Options) (int, error) {
 // would get, by connecting a UDP socket of proto's family (which sends
 // nothing): the same route lookup TCP's connect() does.
 func routeSource(proto Proto, peer string) (string, error) {
-	sa, err := sockaddr(peer)
+	sa, err := parseSockaddr(peer)
 	if err != nil {
 		return "", err
 	}
@@ -380,19 +402,16 @@ func routeSource(proto Proto, peer string) (string, error) {
 	return ap.Addr().String(), nil
 }
 
-func sockaddr(s string) (unix.Sockaddr, error) {
+func parseSockaddr(s string) (unix.Sockaddr, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
 		return nil, err
 	}
-	if ap.Addr().Is4() {
-		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, nil
-	}
-	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}, nil
+	return sockaddr.From(ap), nil
 }
 
 func bindTo(fd int, addr string) error {
-	sa, err := sockaddr(addr)
+	sa, err := parseSockaddr(addr)
 	if err != nil {
 		return err
 	}
@@ -405,7 +424,7 @@ func bindTo(fd int, addr string) error {
 // connect again, after a refused non-blocking one the next connect says
 // ECONNABORTED.
 func connectTo(fd int, addr string, wait time.Duration) (err error) {
-	sa, err := sockaddr(addr)
+	sa, err := parseSockaddr(addr)
 	if err != nil {
 		return err
 	}
@@ -590,9 +609,13 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		return "", 0, fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
 	}
 	deadline := time.Now().Add(wait)
+	var entry twDating
 	if expect == "TIME_WAIT" && st.TCPState == tcpEstablished {
 		// Half-close first and wait for the peer's FIN on the descriptor:
 		// the FIN that moves the socket to TIME_WAIT also wakes poll.
+		// That FIN (the peer's last timestamp) and the entry into
+		// TIME_WAIT come after the shutdown and before the state is seen.
+		before := monoNanos()
 		if err := unix.Shutdown(s.fd, unix.SHUT_WR); err != nil {
 			unix.Close(s.fd)
 			return "", 0, os.NewSyscallError("shutdown", err)
@@ -601,6 +624,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		if err == nil {
 			err = waitTCPState(s.fd, tcpClose, time.Until(deadline))
 		}
+		entry.within(before, monoNanos())
 		if err != nil {
 			seen := "?"
 			if info, ierr := unix.GetsockoptTCPInfo(s.fd, unix.SOL_TCP, unix.TCP_INFO); ierr == nil {
@@ -615,26 +639,27 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 	// of the four-tuple once no descriptor can tell.
 	q := socktab.Query{TCP: true, LocalPort: local.Port(), RemotePort: remote.Port()}
 	last, lastErr := "(not read)", error(nil)
-	var twSec int64
+	looks := 0
 	err := pollUntil(deadline, func() bool {
+		before := monoNanos()
 		t, err := socktab.Snapshot(context.Background(), q)
 		if err != nil {
 			lastErr = err
 			return false
 		}
+		after := monoNanos()
 		last = ""
-		now := monoNanos()
 		for _, e := range t.Sockets {
 			if e.Local == local && e.Remote == remote {
 				last = tcpStateNames[int(e.State)]
-				// The kernel armed the TIME_WAIT timer for
-				// TCP_TIMEWAIT_LEN (60 s) on entry: the time left
-				// dates the entry to a jiffy, for the rules of kernels
-				// that compare whole seconds (rules.Socket.TWSecondTicked).
-				if last == "TIME_WAIT" && e.TimeLeft > 0 && now > 0 {
-					twSec = (now + int64(e.TimeLeft) - int64(60*time.Second)) / int64(time.Second)
+				if last == "TIME_WAIT" && e.TimeLeft > 0 {
+					entry.timer(before, after, e.TimeLeft)
 				}
 			}
+		}
+		if last == "TIME_WAIT" && expect == "TIME_WAIT" && entry.straddles() && looks < 8 {
+			looks++ // another look narrows the entry's second
+			return false
 		}
 		return last == expect || expect == "gone" && last == ""
 	}, func() error {
@@ -648,7 +673,63 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		}
 		return errors.New(msg)
 	})
-	return last, twSec, err
+	return last, entry.second(), err
+}
+
+// twDating dates a socket's entry into TIME_WAIT (and its peer's last
+// timestamp, which comes with it) on the monotonic clock, for the rules of
+// kernels before 6.13 that compare whole seconds
+// (rules.Socket.TWSecondTicked): each observation bounds the entry, and
+// the bounds meet. A single reading taken after the socket table answered
+// dated it late by the table's latency, tens of milliseconds in a loaded
+// TCG guest, enough to put it in the next second now and then.
+type twDating struct {
+	lo, hi int64 // nanoseconds; hi == 0: nothing known
+}
+
+// jiffyMargin covers the jiffy the timer was armed and read at (4 ms at
+// Debian's HZ=250) and the millisecond the time left is given in.
+const jiffyMargin = int64(12 * time.Millisecond)
+
+// within bounds the entry between two readings of the clock.
+func (d *twDating) within(lo, hi int64) {
+	if lo <= 0 || hi <= 0 {
+		return
+	}
+	if d.hi == 0 {
+		d.lo, d.hi = lo, hi
+		return
+	}
+	d.lo, d.hi = max(d.lo, lo), min(d.hi, hi)
+}
+
+// timer bounds the entry by the TIME_WAIT timer, armed for
+// TCP_TIMEWAIT_LEN (60 s) on entry and read as left between the clock
+// readings before and after.
+func (d *twDating) timer(before, after int64, left time.Duration) {
+	if before <= 0 || after <= 0 {
+		return
+	}
+	armed := int64(left) - int64(60*time.Second)
+	d.within(before+armed-jiffyMargin, after+armed+jiffyMargin)
+}
+
+// straddles reports whether the entry is known and its bounds lie in two
+// seconds.
+func (d *twDating) straddles() bool {
+	return d.hi != 0 && d.lo/int64(time.Second) != d.hi/int64(time.Second)
+}
+
+// second is the monotonic clock's second of the entry: its bounds' when
+// they agree, else the middle's (0 when nothing is known).
+func (d *twDating) second() int64 {
+	if d.hi == 0 {
+		return 0
+	}
+	if d.lo > d.hi { // bounds that do not meet: the timer reading is off
+		return d.hi / int64(time.Second)
+	}
+	return (d.lo + (d.hi-d.lo)/2) / int64(time.Second)
 }
 
 // pollUntil checks cond until it holds or deadline passes, backing off
@@ -741,11 +822,8 @@ func readSockState(fd int, proto Proto) *sockState {
 }
 
 func addrString(sa unix.Sockaddr) string {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	if ap := sockaddr.AddrPort(sa); ap.IsValid() {
+		return ap.String()
 	}
 	return ""
 }

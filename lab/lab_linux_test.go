@@ -23,6 +23,27 @@ func requireRoot(t testing.TB) {
 	}
 }
 
+// parseOne parses text (a file t.lab) and returns its first scenario.
+func parseOne(t *testing.T, text string) Scenario {
+	t.Helper()
+	scs, err := Parse("t.lab", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scs[0]
+}
+
+// runOne runs the first scenario of text with the default Runner.
+func runOne(t *testing.T, text string) ScenarioResult {
+	t.Helper()
+	var r Runner
+	res, err := r.Run(context.Background(), parseOne(t, text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // TestBuiltinLibrary runs every built-in scenario on this kernel: every
 // expectation must be met by the kernel and the rules model must agree
 // with the kernel on every line it predicts.
@@ -65,17 +86,14 @@ func TestBuiltinLibrary(t *testing.T) {
 // kernel with a model that is wrong on purpose, and a wrong expectation.
 func TestRunReportsDisagreement(t *testing.T) {
 	requireRoot(t)
-	scs, err := Parse("t.lab", []byte(`[x]
+	sc := parseOne(t, `[x]
 A socket tcp4
 A bind 127.0.0.1:7000 => ok
 B socket tcp4
 B bind 127.0.0.1:7000 => ok
 C socket tcp4
 C bind 127.0.0.1:7001
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	calls := 0
 	r := Runner{Predict: func(w rules.World, s rules.Socket, op rules.Op) rules.Outcome {
 		calls++
@@ -84,7 +102,7 @@ C bind 127.0.0.1:7001
 		}
 		return rules.Outcome{Err: syscall.EACCES, Why: "wrong on purpose"}
 	}}
-	res, err := r.Run(context.Background(), scs[0])
+	res, err := r.Run(context.Background(), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,16 +137,13 @@ func TestRunCancelLeavesNothing(t *testing.T) {
 // with no helper process left.
 func cancelMidRun(t *testing.T, scenario string, helpers int, start, stop time.Duration) {
 	t.Helper()
-	scs, err := Parse("t.lab", []byte(scenario))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := parseOne(t, scenario)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	var r Runner
 	go func() {
-		_, err := r.Run(ctx, scs[0])
+		_, err := r.Run(ctx, sc)
 		done <- err
 	}()
 	var pids []int
@@ -228,7 +243,7 @@ func BenchmarkLibrary(b *testing.B) {
 // child of a server, and the TIME_WAIT a close leaves.
 func TestRunSyncsWorldFromKernel(t *testing.T) {
 	requireRoot(t)
-	scs, err := Parse("t.lab", []byte(`[x]
+	sc := parseOne(t, `[x]
 sysctl net.ipv4.ip_local_port_range=40000 40009
 S server tcp4 127.0.0.1:8080 reuseport uid=1000
 A socket tcp6 uid=2000
@@ -238,10 +253,7 @@ B bind 10.0.0.7:0
 A close
 C socket udp4
 C bind 127.0.0.1:@B
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	var seen []rules.World
 	var selves []rules.Socket
 	var ops []rules.Op
@@ -249,7 +261,7 @@ C bind 127.0.0.1:@B
 		seen, selves, ops = append(seen, w), append(selves, s), append(ops, op)
 		return rules.Predict(w, s, op)
 	}}
-	res, err := r.Run(context.Background(), scs[0])
+	res, err := r.Run(context.Background(), sc)
 	if err != nil {
 		t.Fatal(err)
 	}

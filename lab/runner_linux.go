@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/reexec"
+	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -73,29 +73,7 @@ type helperProc struct {
 	uid  uint32
 	cmd  *exec.Cmd
 	conn *net.UnixConn
-	errb *lockedBuffer
-}
-
-// lockedBuffer collects a helper's standard error; exec copies into it
-// from its own goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 4096 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	errb *syncio.Buffer // the helper's standard error, the first 4 KiB
 }
 
 // session is one scenario's namespace and helpers.
@@ -224,84 +202,138 @@ func (s *session) readHost(w *world) error {
 // kernel left it), then the kernel, then the world is updated from what the
 // kernel says.
 func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
-	now := time.Now
-	wait := int(s.r.wait().Milliseconds())
-	if st.Kind == KindSleep {
-		t := time.NewTimer(st.Sleep)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-			return s.ctx.Err()
-		}
-		res.Kernel = "ok"
-		return nil
-	}
-	if st.Kind == KindSysctl {
+	switch st.Kind {
+	case KindSleep:
+		return s.sleepStep(st.Sleep, res)
+	case KindSysctl:
 		rep, err := s.call(s.helpers[helperKey{s.host, 0}], request{Op: "sysctl", Key: st.Key, Value: st.Value}, -1)
 		if err != nil {
 			return err
 		}
 		res.Kernel = errName(rep.Errno)
 		return s.readHost(w)
+	case KindSocket, KindServer:
+		return s.createStep(w, st, proto, res)
 	}
 	e := w.named(st.Sock)
-	if st.Kind == KindSocket || st.Kind == KindServer {
-		if e != nil {
-			w.remove(e)
-		}
-		e = newEntry(st.Sock, st.Proto, st.Opts.UID)
-		h, err := s.helper(st.Opts.UID)
-		if err != nil {
-			return err
-		}
-		// An option this kernel does not know fails the socket line
-		// (ENOPROTOOPT); the model says so from the kernel's version.
-		opt := rules.Socket{Proto: e.sock.Proto, PortRange: inet.PortRange{Lo: st.Opts.PortRange.Lo, Hi: st.Opts.PortRange.Hi}}
-		if !opt.PortRange.IsZero() {
-			res.Model = errName(int(w.kernel.SetOptionErr(opt)))
-		}
-		rep, err := s.call(h, request{Op: "socket", Sock: st.Sock, Proto: st.Proto, Opts: st.Opts}, -1)
-		if err != nil {
-			return err
-		}
-		res.Kernel = errName(rep.Errno)
-		if rep.Errno != 0 {
-			if w.failed == nil {
-				w.failed = map[string]failedSock{}
-			}
-			w.failed[st.Sock] = failedSock{errno: res.Kernel, sock: opt}
-			return nil
-		}
-		delete(w.failed, st.Sock)
-		w.entries = append(w.entries, e)
-		w.sync(e, proto, rep.Sock, KindSocket)
-		if st.Kind == KindSocket {
-			res.Local = localOf(e)
-			return nil
-		}
-		return s.server(w, e, st, h, res)
-	}
 	if e == nil { // its socket or server line failed
-		res.Kernel = "EBADF"
-		if f, ok := w.failed[st.Sock]; ok && f.errno == "ENOPROTOOPT" {
-			// The socket could not take its options on this kernel: the
-			// line fails as the socket line did, and the model, which
-			// knows the kernel, says the same.
-			res.Kernel = f.errno
-			if e := w.kernel.SetOptionErr(f.sock); e != 0 {
-				res.Model = errName(int(e))
-			} else {
-				res.Model = "ok"
-			}
-		}
+		w.failedSocketStep(st.Sock, res)
 		return nil
 	}
 	h, err := s.helper(e.holder)
 	if err != nil {
 		return err
 	}
-	req := request{Op: st.Kind.String(), Sock: st.Sock, Proto: proto, Wait: wait}
+	req := request{Op: st.Kind.String(), Sock: st.Sock, Proto: proto, Wait: int(s.r.wait().Milliseconds())}
+	switch st.Kind {
+	case KindClose:
+		if e.sock.Proto == inet.TCP && e.sock.State == rules.Listen {
+			return s.closeListener(w, e, req, res)
+		}
+		return s.closeStep(w, e, h, req, res)
+	case KindPass:
+		return s.pass(e, st, proto, res)
+	}
+	return s.socketStep(w, e, h, st, req, res)
+}
+
+// sleepStep waits d, or until the run is cancelled.
+func (s *session) sleepStep(d time.Duration, res *Result) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	res.Kernel = "ok"
+	return nil
+}
+
+// createStep makes a socket or a server in its uid's helper and adds it to
+// the world; a socket the kernel refused is remembered as failed.
+func (s *session) createStep(w *world, st Step, proto Proto, res *Result) error {
+	if e := w.named(st.Sock); e != nil {
+		w.remove(e)
+	}
+	e := newEntry(st.Sock, st.Proto, st.Opts.UID)
+	h, err := s.helper(st.Opts.UID)
+	if err != nil {
+		return err
+	}
+	// An option this kernel does not know fails the socket line
+	// (ENOPROTOOPT); the model says so from the kernel's version.
+	opt := rules.Socket{Proto: e.sock.Proto, PortRange: inet.PortRange{Lo: st.Opts.PortRange.Lo, Hi: st.Opts.PortRange.Hi}}
+	if !opt.PortRange.IsZero() {
+		res.Model = errName(int(w.kernel.SetOptionErr(opt)))
+	}
+	rep, err := s.call(h, request{Op: "socket", Sock: st.Sock, Proto: st.Proto, Opts: st.Opts}, -1)
+	if err != nil {
+		return err
+	}
+	res.Kernel = errName(rep.Errno)
+	if rep.Errno != 0 {
+		if w.failed == nil {
+			w.failed = map[string]failedSock{}
+		}
+		w.failed[st.Sock] = failedSock{errno: res.Kernel, sock: opt}
+		return nil
+	}
+	delete(w.failed, st.Sock)
+	w.entries = append(w.entries, e)
+	w.sync(e, proto, rep.Sock, KindSocket)
+	if st.Kind == KindSocket {
+		res.Local = localOf(e)
+		return nil
+	}
+	return s.server(w, e, st, h, res)
+}
+
+// failedSocketStep is a line on a socket whose socket or server line
+// failed: EBADF, or the same ENOPROTOOPT when the socket could not take
+// its options on this kernel (the model, which knows the kernel, says the
+// same).
+func (w *world) failedSocketStep(name string, res *Result) {
+	res.Kernel = "EBADF"
+	f, ok := w.failed[name]
+	if !ok || f.errno != "ENOPROTOOPT" {
+		return
+	}
+	res.Kernel = f.errno
+	res.Model = "ok"
+	if e := w.kernel.SetOptionErr(f.sock); e != 0 {
+		res.Model = errName(int(e))
+	}
+}
+
+// closeStep closes a socket other than a TCP listener and records what
+// the close left (TIME_WAIT, or another state).
+func (s *session) closeStep(w *world, e *entry, h *helperProc, req request, res *Result) error {
+	// The kernel stamps a TIME_WAIT when the FIN exchange ends, a little
+	// after close() starts; the start is the nearest time seen here.
+	closing := time.Now()
+	req.Expect = w.closeImplies(e)
+	if x := s.topo.closeExpect(e); x != "" {
+		req.Expect = x // the peer is a server on another host
+	}
+	rep, err := s.call(h, req, -1)
+	if err != nil {
+		return err
+	}
+	res.Kernel = errName(rep.Errno)
+	if rep.Closed != "" && rep.Closed != "TIME_WAIT" {
+		res.Local = "left in " + rep.Closed
+	} else if rep.Closed == "TIME_WAIT" {
+		res.Local = localOf(e) + " in TIME_WAIT"
+	}
+	w.closed(e, rep.Closed, closing)
+	w.stampTW(rep.TWSec)
+	return nil
+}
+
+// socketStep runs bind, connect or listen: the model's prediction, then
+// the kernel's answer, then the world from what the kernel says.
+func (s *session) socketStep(w *world, e *entry, h *helperProc, st Step, req request, res *Result) error {
 	var op rules.Op
 	switch st.Kind {
 	case KindBind:
@@ -310,7 +342,7 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		op = rules.Op{Kind: rules.OpConnect, Addr: w.port(st.Addr)}
 		// The source address the kernel's route lookup picks, so the model
 		// compares four-tuples on facts rather than on a guess.
-		rep, err := s.call(h, request{Op: "source", Proto: proto, Addr: op.Addr.String()}, -1)
+		rep, err := s.call(h, request{Op: "source", Proto: req.Proto, Addr: op.Addr.String()}, -1)
 		if err != nil {
 			return err
 		}
@@ -319,34 +351,8 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		}
 	case KindListen:
 		op = rules.Op{Kind: rules.OpListen}
-	case KindClose:
-		if e.sock.Proto == inet.TCP && e.sock.State == rules.Listen {
-			return s.closeListener(w, e, req, res)
-		}
-		// The kernel stamps a TIME_WAIT when the FIN exchange ends, a little
-		// after close() starts; the start is the nearest time seen here.
-		closing := now()
-		req.Expect = w.closeImplies(e)
-		if x := s.topo.closeExpect(e); x != "" {
-			req.Expect = x // the peer is a server on another host
-		}
-		rep, err := s.call(h, req, -1)
-		if err != nil {
-			return err
-		}
-		res.Kernel = errName(rep.Errno)
-		if rep.Closed != "" && rep.Closed != "TIME_WAIT" {
-			res.Local = "left in " + rep.Closed
-		} else if rep.Closed == "TIME_WAIT" {
-			res.Local = localOf(e) + " in TIME_WAIT"
-		}
-		w.closed(e, rep.Closed, closing)
-		w.stampTW(rep.TWSec)
-		return nil
-	case KindPass:
-		return s.pass(e, st, proto, res)
 	}
-	out := w.predict(s.r.predict(), e, op, now())
+	out := w.predict(s.r.predict(), e, op, time.Now())
 	res.Model = out.ErrName()
 	req.Addr = op.Addr.String()
 	rep, err := s.call(h, req, -1)
@@ -354,7 +360,7 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		return err
 	}
 	res.Kernel = errName(rep.Errno)
-	w.sync(e, proto, rep.Sock, st.Kind)
+	w.sync(e, req.Proto, rep.Sock, st.Kind)
 	if st.Kind == KindConnect && rep.Errno == 0 {
 		if err := s.accepted(w, e); err != nil {
 			return err
@@ -563,7 +569,7 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 		return nil, err
 	}
 	cmd.ExtraFiles = []*os.File{theirs}
-	errb := &lockedBuffer{}
+	errb := &syncio.Buffer{Max: 4096}
 	cmd.Stderr = errb
 	if root, ok := s.helpers[helperKey{s.host, 0}]; ok {
 		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", root.cmd.Process.Pid))

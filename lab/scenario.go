@@ -270,14 +270,8 @@ func (p *parser) errorf(format string, args ...any) error {
 }
 
 func (p *parser) parseLine(raw string) error {
-	line := strings.TrimSpace(raw)
-	if i := strings.Index(line, " #"); i >= 0 {
-		line = strings.TrimSpace(line[:i])
-	}
-	if i := strings.Index(line, "\t#"); i >= 0 {
-		line = strings.TrimSpace(line[:i])
-	}
-	if line == "" || strings.HasPrefix(line, "#") {
+	line := stripComment(raw)
+	if line == "" {
 		return nil
 	}
 	if strings.HasPrefix(line, "[") {
@@ -291,48 +285,89 @@ func (p *parser) parseLine(raw string) error {
 		return p.errorf("scenario [%s] has more than %d operations", sc.Name, maxSteps)
 	}
 	st := Step{Line: p.line}
-	if i := strings.LastIndex(line, "=>"); i >= 0 {
-		exp := strings.TrimSpace(line[i+2:])
-		if exp != "ok" && !errnoRE.MatchString(exp) {
-			return p.errorf("bad result %q after => (want ok or an errno name like EADDRINUSE)", exp)
-		}
-		if exp != "ok" && !knownErrno(exp) {
-			return p.errorf("unknown errno name %q", exp)
-		}
-		st.Expect = exp
-		line = strings.TrimSpace(line[:i])
+	line, err := p.expectation(line, &st)
+	if err != nil {
+		return err
 	}
 	f := strings.Fields(line)
-	if len(f) == 0 {
+	switch {
+	case len(f) == 0:
 		return p.errorf("=> without an operation")
-	}
-	if topoKeyword(f) {
+	case topoKeyword(f):
 		return p.topology(sc, f, st.Expect != "")
-	}
-	if f[0] == "sysctl" {
-		rest := strings.TrimSpace(strings.TrimPrefix(line, "sysctl"))
-		if in, ok := strings.CutPrefix(rest, "in="); ok {
-			host, after, _ := strings.Cut(in, " ")
-			var err error
-			if st.Host, err = p.hostOption(sc, host); err != nil {
-				return err
-			}
-			rest = strings.TrimSpace(after)
-		}
-		return p.sysctl(sc, st, rest)
-	}
-	if f[0] == "sleep" {
-		d, err := time.ParseDuration(strings.Join(f[1:], ""))
-		if len(f) != 2 || err != nil || d <= 0 || d > maxSleep {
-			return p.errorf("sleep takes a duration up to %v, e.g. sleep 10ms", maxSleep)
-		}
-		st.Kind, st.Sleep, st.Op = KindSleep, d, "sleep "+f[1]
-		sc.Steps = append(sc.Steps, st)
-		return nil
-	}
-	if len(f) < 2 {
+	case f[0] == "sysctl":
+		return p.sysctlLine(sc, st, strings.TrimSpace(strings.TrimPrefix(line, "sysctl")))
+	case f[0] == "sleep":
+		return p.sleep(sc, st, f)
+	case len(f) < 2:
 		return p.errorf("want SOCK OPERATION ..., got %q", line)
 	}
+	return p.operation(sc, st, f)
+}
+
+// stripComment is the line without its comment (# at the start, or after
+// a space or tab) and the white space around it.
+func stripComment(raw string) string {
+	line := strings.TrimSpace(raw)
+	if i := strings.Index(line, " #"); i >= 0 {
+		line = strings.TrimSpace(line[:i])
+	}
+	if i := strings.Index(line, "\t#"); i >= 0 {
+		line = strings.TrimSpace(line[:i])
+	}
+	if strings.HasPrefix(line, "#") {
+		return ""
+	}
+	return line
+}
+
+// expectation takes the "=> RESULT" off the end of line into st.Expect and
+// returns the rest.
+func (p *parser) expectation(line string, st *Step) (string, error) {
+	i := strings.LastIndex(line, "=>")
+	if i < 0 {
+		return line, nil
+	}
+	exp := strings.TrimSpace(line[i+2:])
+	if exp != "ok" && !errnoRE.MatchString(exp) {
+		return "", p.errorf("bad result %q after => (want ok or an errno name like EADDRINUSE)", exp)
+	}
+	if exp != "ok" && !knownErrno(exp) {
+		return "", p.errorf("unknown errno name %q", exp)
+	}
+	st.Expect = exp
+	return strings.TrimSpace(line[:i]), nil
+}
+
+// sysctlLine parses what follows "sysctl": an optional in=HOST, then
+// KEY=VALUE.
+func (p *parser) sysctlLine(sc *Scenario, st Step, rest string) error {
+	if in, ok := strings.CutPrefix(rest, "in="); ok {
+		host, after, _ := strings.Cut(in, " ")
+		var err error
+		if st.Host, err = p.hostOption(sc, host); err != nil {
+			return err
+		}
+		rest = strings.TrimSpace(after)
+	}
+	return p.sysctl(sc, st, rest)
+}
+
+// sleep parses "sleep DURATION".
+func (p *parser) sleep(sc *Scenario, st Step, f []string) error {
+	d, err := time.ParseDuration(strings.Join(f[1:], ""))
+	if len(f) != 2 || err != nil || d <= 0 || d > maxSleep {
+		return p.errorf("sleep takes a duration up to %v, e.g. sleep 10ms", maxSleep)
+	}
+	st.Kind, st.Sleep, st.Op = KindSleep, d, "sleep "+f[1]
+	sc.Steps = append(sc.Steps, st)
+	return nil
+}
+
+// operation parses "SOCK OPERATION ARGS...": the socket must exist (or,
+// for socket and server, not exist yet) and the arguments fit the
+// operation.
+func (p *parser) operation(sc *Scenario, st Step, f []string) error {
 	if !sockNameRE.MatchString(f[0]) {
 		return p.errorf("bad socket name %q (a letter, then letters, digits, - or _)", f[0])
 	}
@@ -342,48 +377,11 @@ func (p *parser) parseLine(raw string) error {
 	}
 	st.Sock, st.Kind = f[0], kind
 	st.Op = strings.Join(f[1:], " ")
-	args := f[2:]
 	info := p.socks[st.Sock]
-	if kind == KindSocket || kind == KindServer {
-		if info != nil && !info.closed {
-			return p.errorf("socket %s already exists (line %d); close it first or pick another name", st.Sock, info.line)
-		}
-	} else if info == nil {
-		return p.errorf("socket %s is used before it is created (with %s socket or %s server)", st.Sock, st.Sock, st.Sock)
-	} else if info.closed {
-		return p.errorf("socket %s is used after its close", st.Sock)
+	if err := p.sockState(st.Sock, kind, info); err != nil {
+		return err
 	}
-	var err error
-	switch kind {
-	case KindSocket:
-		err = p.socket(sc, &st, args, false)
-	case KindServer:
-		err = p.socket(sc, &st, args, true)
-	case KindBind, KindConnect:
-		if len(args) != 1 {
-			return p.errorf("%s takes one ADDR:PORT", f[1])
-		}
-		st.Addr, err = p.endpoint(args[0], info.proto)
-	case KindListen, KindClose:
-		if len(args) != 0 {
-			return p.errorf("%s takes no arguments", f[1])
-		}
-		if kind == KindListen && !info.proto.IsTCP() {
-			return p.errorf("listen needs a TCP socket; %s is %s", st.Sock, info.proto)
-		}
-		if kind == KindClose {
-			info.closed = true
-		}
-	case KindPass:
-		if info.server {
-			return p.errorf("pass hands over sockets made with socket, not servers")
-		}
-		if len(args) != 1 || !strings.HasPrefix(args[0], "uid=") {
-			return p.errorf("pass takes uid=N")
-		}
-		st.UID, err = p.uid(strings.TrimPrefix(args[0], "uid="))
-	}
-	if err != nil {
+	if err := p.arguments(sc, &st, info, f[1], f[2:]); err != nil {
 		return err
 	}
 	if kind == KindSocket || kind == KindServer {
@@ -397,6 +395,59 @@ func (p *parser) parseLine(raw string) error {
 	}
 	sc.Steps = append(sc.Steps, st)
 	return nil
+}
+
+// sockState checks that socket name exists and is open for the operation,
+// or for socket and server that it does not exist or was closed.
+func (p *parser) sockState(name string, kind Kind, info *sockInfo) error {
+	if kind == KindSocket || kind == KindServer {
+		if info != nil && !info.closed {
+			return p.errorf("socket %s already exists (line %d); close it first or pick another name", name, info.line)
+		}
+		return nil
+	}
+	if info == nil {
+		return p.errorf("socket %s is used before it is created (with %s socket or %s server)", name, name, name)
+	}
+	if info.closed {
+		return p.errorf("socket %s is used after its close", name)
+	}
+	return nil
+}
+
+// arguments parses the operation op's arguments into st.
+func (p *parser) arguments(sc *Scenario, st *Step, info *sockInfo, op string, args []string) error {
+	var err error
+	switch st.Kind {
+	case KindSocket:
+		err = p.socket(sc, st, args, false)
+	case KindServer:
+		err = p.socket(sc, st, args, true)
+	case KindBind, KindConnect:
+		if len(args) != 1 {
+			return p.errorf("%s takes one ADDR:PORT", op)
+		}
+		st.Addr, err = p.endpoint(args[0], info.proto)
+	case KindListen, KindClose:
+		if len(args) != 0 {
+			return p.errorf("%s takes no arguments", op)
+		}
+		if st.Kind == KindListen && !info.proto.IsTCP() {
+			return p.errorf("listen needs a TCP socket; %s is %s", st.Sock, info.proto)
+		}
+		if st.Kind == KindClose {
+			info.closed = true
+		}
+	case KindPass:
+		if info.server {
+			return p.errorf("pass hands over sockets made with socket, not servers")
+		}
+		if len(args) != 1 || !strings.HasPrefix(args[0], "uid=") {
+			return p.errorf("pass takes uid=N")
+		}
+		st.UID, err = p.uid(strings.TrimPrefix(args[0], "uid="))
+	}
+	return err
 }
 
 func (p *parser) startScenario(line string) error {
@@ -473,55 +524,61 @@ func (p *parser) socket(sc *Scenario, st *Step, args []string, server bool) erro
 			return p.errorf("option %q given twice", key)
 		}
 		seen[key] = true
-		flag := func(b *bool) error {
-			if hasVal {
-				return p.errorf("option %q takes no value", key)
-			}
-			*b = true
-			return nil
-		}
-		var err error
-		switch key {
-		case "reuseaddr":
-			err = flag(&st.Opts.ReuseAddr)
-		case "reuseport":
-			err = flag(&st.Opts.ReusePort)
-		case "bind-no-port":
-			err = flag(&st.Opts.BindNoPort)
-		case "freebind":
-			err = flag(&st.Opts.Freebind)
-		case "v6only":
-			if err = flag(&st.Opts.V6Only); err == nil && !st.Proto.IsIPv6() {
-				err = p.errorf("option v6only needs tcp6 or udp6, not %s", st.Proto)
-			}
-		case "port-range":
-			var ok bool
-			if st.Opts.PortRange, ok = parseRange(val); !ok || !hasVal {
-				err = p.errorf("option port-range: want port-range=LO-HI, each 0-65535 (0: that end open)")
-			}
-		case "dev":
-			if !hasVal || val == "" || len(val) > 15 || strings.ContainsAny(val, "/ \x00") {
-				err = p.errorf("option dev: want dev=IFNAME")
-			}
-			st.Opts.Dev = val
-		case "uid":
-			if !hasVal {
-				return p.errorf("option uid: want uid=N")
-			}
-			st.Opts.UID, err = p.uid(val)
-		case "in":
-			if st.Proto.IsIPv6() {
-				return p.errorf("option in: hosts are IPv4; use tcp4 or udp4")
-			}
-			st.Opts.In, err = p.hostOption(sc, val)
-		default:
-			err = p.errorf("unknown option %q (want reuseaddr, reuseport, v6only, bind-no-port, freebind, port-range=LO-HI, dev=IF, uid=N or in=HOST)", key)
-		}
-		if err != nil {
+		if err := p.socketOption(sc, st, key, val, hasVal); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// socketOption parses one option of a socket or server line, KEY or
+// KEY=VAL, into st.Opts.
+func (p *parser) socketOption(sc *Scenario, st *Step, key, val string, hasVal bool) error {
+	flag := func(b *bool) error {
+		if hasVal {
+			return p.errorf("option %q takes no value", key)
+		}
+		*b = true
+		return nil
+	}
+	var err error
+	switch key {
+	case "reuseaddr":
+		err = flag(&st.Opts.ReuseAddr)
+	case "reuseport":
+		err = flag(&st.Opts.ReusePort)
+	case "bind-no-port":
+		err = flag(&st.Opts.BindNoPort)
+	case "freebind":
+		err = flag(&st.Opts.Freebind)
+	case "v6only":
+		if err = flag(&st.Opts.V6Only); err == nil && !st.Proto.IsIPv6() {
+			err = p.errorf("option v6only needs tcp6 or udp6, not %s", st.Proto)
+		}
+	case "port-range":
+		var ok bool
+		if st.Opts.PortRange, ok = parseRange(val); !ok || !hasVal {
+			err = p.errorf("option port-range: want port-range=LO-HI, each 0-65535 (0: that end open)")
+		}
+	case "dev":
+		if !hasVal || val == "" || len(val) > 15 || strings.ContainsAny(val, "/ \x00") {
+			err = p.errorf("option dev: want dev=IFNAME")
+		}
+		st.Opts.Dev = val
+	case "uid":
+		if !hasVal {
+			return p.errorf("option uid: want uid=N")
+		}
+		st.Opts.UID, err = p.uid(val)
+	case "in":
+		if st.Proto.IsIPv6() {
+			return p.errorf("option in: hosts are IPv4; use tcp4 or udp4")
+		}
+		st.Opts.In, err = p.hostOption(sc, val)
+	default:
+		err = p.errorf("unknown option %q (want reuseaddr, reuseport, v6only, bind-no-port, freebind, port-range=LO-HI, dev=IF, uid=N or in=HOST)", key)
+	}
+	return err
 }
 
 func (p *parser) uid(s string) (uint32, error) {

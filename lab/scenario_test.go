@@ -151,18 +151,25 @@ func TestParseErrors(t *testing.T) {
 		{"[x]\n1A socket tcp4", `t.lab:2: bad socket name "1A"`},
 		{"[x]\nA socket tcp4\n" + strings.Repeat("x", maxLineLen+10), `t.lab:3: line longer than 4096 bytes`},
 	} {
-		_, err := Parse("t.lab", []byte(tc.text))
-		var pe *ParseError
-		if !errors.As(err, &pe) {
-			t.Errorf("Parse(%q) = %v, want a *ParseError", tc.text, err)
-			continue
-		}
-		if !strings.HasPrefix(err.Error(), tc.want) {
-			t.Errorf("Parse(%q):\n got %q\nwant prefix %q", tc.text, err, tc.want)
-		}
-		if strings.Contains(err.Error(), "\n") {
-			t.Errorf("Parse(%q): error spans lines: %q", tc.text, err)
-		}
+		wantParseError(t, tc.text, tc.want)
+	}
+}
+
+// wantParseError checks that Parse rejects text with a *ParseError of one
+// line that starts with want (the file, the line and what was wrong).
+func wantParseError(t *testing.T, text, want string) {
+	t.Helper()
+	_, err := Parse("t.lab", []byte(text))
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Errorf("Parse(%q) = %v, want a *ParseError", text, err)
+		return
+	}
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Parse(%q):\n got %q\nwant prefix %q", text, err, want)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("Parse(%q): error spans lines: %q", text, err)
 	}
 }
 

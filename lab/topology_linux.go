@@ -547,27 +547,39 @@ func (s *session) afterStep(w *world, st Step, p *path, res *Result) error {
 	defer func(h string) { s.host = h }(s.host)
 	switch st.Kind {
 	case KindClose:
-		far, ok := s.topo.peers[st.Sock]
-		if !ok {
-			return nil
-		}
-		delete(s.topo.peers, st.Sock)
-		if dw := s.topo.worlds[far.host]; dw != nil {
-			dw.remove(far.child)
-		}
-		if far.router == "" || !strings.Contains(res.Local, "TIME_WAIT") {
-			return nil
-		}
-		state, err := s.waitConntrack(far.router, far.orig, "TIME_WAIT")
-		if err != nil {
-			return err
-		}
-		res.Local += "; conntrack on " + far.router + ": " + state
-		return nil
+		return s.afterClose(st.Sock, res)
 	case KindConnect:
-	default:
+		return s.afterConnect(w, st, p, res)
+	}
+	return nil
+}
+
+// afterClose forgets the far end of a closed connection and, when it
+// went through a NAT router and left a TIME_WAIT, notes the router's
+// conntrack entry.
+func (s *session) afterClose(sock string, res *Result) error {
+	far, ok := s.topo.peers[sock]
+	if !ok {
 		return nil
 	}
+	delete(s.topo.peers, sock)
+	if dw := s.topo.worlds[far.host]; dw != nil {
+		dw.remove(far.child)
+	}
+	if far.router == "" || !strings.Contains(res.Local, "TIME_WAIT") {
+		return nil
+	}
+	state, err := s.waitConntrack(far.router, far.orig, "TIME_WAIT")
+	if err != nil {
+		return err
+	}
+	res.Local += "; conntrack on " + far.router + ": " + state
+	return nil
+}
+
+// afterConnect adds what the topology tells of a connect across hosts:
+// no route, nobody listening, the far side's accept, and the NAT's pick.
+func (s *session) afterConnect(w *world, st Step, p *path, res *Result) error {
 	if p == nil {
 		return nil
 	}
@@ -598,12 +610,19 @@ func (s *session) afterStep(w *world, st Step, p *path, res *Result) error {
 	if p.snap == nil || e.sock.Local.Port() == 0 {
 		return nil // no NAT, or a failed connect gave its port back
 	}
+	natPick(p, e, outside, res)
+	return nil
+}
+
+// natPick sets what the NAT rules predict for e's connection beside the
+// outside address the far side saw.
+func natPick(p *path, e *entry, outside netip.AddrPort, res *Result) {
 	pick, ok := nat.Predict(p.snap.Rules, p.snap.Flows, p.snap.Interfaces, p.out, 6,
 		nat.Tuple{Src: e.sock.Local, Dst: p.dst})
 	if !ok || res.Kernel != "ok" && !pick.Drop {
 		// A connection the far side refused or never took shows no
 		// outside address to compare.
-		return nil
+		return
 	}
 	res.NAT = pick.String()
 	if outside.IsValid() {
@@ -620,7 +639,6 @@ func (s *session) afterStep(w *world, st Step, p *path, res *Result) error {
 	} else {
 		res.Why += "; nat: " + pick.Why
 	}
-	return nil
 }
 
 // predict turns the rules model's ok for a connect into errno, for what

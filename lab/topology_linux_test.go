@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"strings"
 	"testing"
@@ -40,15 +39,7 @@ func TestTopologyCancelLeavesNothing(t *testing.T) {
 func TestTopologyReportsOutside(t *testing.T) {
 	requireRoot(t)
 	text := strings.Replace(cancelTopo, "sleep 5s\n", "A close\n", 1)
-	scs, err := Parse("t.lab", []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r Runner
-	res, err := r.Run(context.Background(), scs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := runOne(t, text)
 	var conn, closed Result
 	for _, x := range res.Results {
 		switch x.Op {
@@ -72,7 +63,7 @@ func TestTopologyReportsOutside(t *testing.T) {
 // port refuses a connection from another host.
 func TestTopologyRoutesAndListeners(t *testing.T) {
 	requireRoot(t)
-	scs, err := Parse("t.lab", []byte(`[x]
+	res := runOne(t, `[x]
 host a
 host b
 link a=192.0.2.2/24 b=192.0.2.3/24
@@ -91,15 +82,7 @@ D bind 192.0.2.2:0        => ok
 D connect 192.0.2.3:@S    => ok
 E socket udp4 in=b
 E bind 192.0.2.3:@D       => ok
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r Runner
-	res, err := r.Run(context.Background(), scs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	for _, x := range res.Results {
 		if !x.OK {
 			t.Errorf("line %d %s %s: kernel %s, model %s, expect %s (%s)", x.Line, x.Socket, x.Op, x.Kernel, x.Model, x.Expect, x.Why)

@@ -1,9 +1,7 @@
 package lab
 
 import (
-	"errors"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -129,14 +127,6 @@ func TestParseTopologyErrors(t *testing.T) {
 		{"[x]\nhost a via=192.0.3.1\nrouter r\nlink a=192.0.2.2/24 r=192.0.2.1/24,192.0.3.1/24\nA socket tcp4 in=a", `t.lab:2: host a: via=192.0.3.1 is not on a prefix of its link to r`},
 		{"[x]\nhost a\nrouter r\nA socket tcp4 in=a", `t.lab:2: host a has no link`},
 	} {
-		_, err := Parse("t.lab", []byte(tc.text))
-		var pe *ParseError
-		if !errors.As(err, &pe) {
-			t.Errorf("Parse(%q) = %v, want a *ParseError", tc.text, err)
-			continue
-		}
-		if !strings.HasPrefix(err.Error(), tc.want) {
-			t.Errorf("Parse(%q):\n got %q\nwant prefix %q", tc.text, err, tc.want)
-		}
+		wantParseError(t, tc.text, tc.want)
 	}
 }

@@ -52,13 +52,7 @@ type Pick struct {
 // translates to out's first address). ok is false when no rule matches
 // (the connection leaves untranslated).
 func Predict(rules []Rule, flows []Flow, ifaceAddrs map[string][]netip.Addr, out string, proto uint8, orig Tuple) (p Pick, ok bool) {
-	var rule Rule
-	for _, r := range rules {
-		if r.OutInterface == "" || r.OutInterface == out {
-			rule, ok = r, true
-			break
-		}
-	}
+	rule, ok := matchRule(rules, out)
 	if !ok {
 		return Pick{}, false
 	}
@@ -75,19 +69,46 @@ func Predict(rules []Rule, flows []Flow, ifaceAddrs map[string][]netip.Addr, out
 		p.Why = "the rule gives no address this connection could take"
 		return p, true
 	}
-	// The ports held towards dst on the NAT address: the reply tuples of
-	// every entry (what nf_nat_used_tuple looks up).
+	p.holdPorts(flows, proto, dst)
+	p.setRange(rule, src.Port())
+	random := rule.Random || rule.FullyRandom
+	if !random && p.keep(rule, flows, proto, src, dst, replaced) {
+		return p, true
+	}
+	p.search(rule, random, src, dst)
+	p.Why = replaced + p.Why
+	return p, true
+}
+
+// matchRule is the first rule for interface out, in the kernel's order.
+func matchRule(rules []Rule, out string) (Rule, bool) {
+	for _, r := range rules {
+		if r.OutInterface == "" || r.OutInterface == out {
+			return r, true
+		}
+	}
+	return Rule{}, false
+}
+
+// holdPorts records the ports held towards dst on the NAT address: the
+// reply tuples of every entry (what nf_nat_used_tuple looks up).
+func (p *Pick) holdPorts(flows []Flow, proto uint8, dst netip.AddrPort) {
 	p.held = map[uint16]bool{}
 	for _, f := range flows {
 		if f.Proto == proto && unmapPort(f.Reply.Src) == dst && f.Reply.Dst.Addr().Unmap() == p.NATAddress {
 			p.held[f.Reply.Dst.Port()] = true
 		}
 	}
+}
+
+// setRange sets the ports the NAT may pick from for a source port and
+// counts the free ones.
+func (p *Pick) setRange(rule Rule, srcPort uint16) {
 	p.Range = rule.PortRange()
-	if rule.Ports == (inet.PortRange{}) && src.Port() < 1024 {
+	if rule.Ports == (inet.PortRange{}) && srcPort < 1024 {
 		// Low ports stay low: 1-511, or 600-1023 (nf_nat_l4proto_unique_tuple).
 		p.Range = inet.PortRange{Lo: 1, Hi: 511}
-		if src.Port() >= 512 {
+		if srcPort >= 512 {
 			p.Range = inet.PortRange{Lo: 600, Hi: 1023}
 		}
 	}
@@ -97,37 +118,46 @@ func Predict(rules []Rule, flows []Flow, ifaceAddrs map[string][]netip.Addr, out
 		}
 	}
 	p.Exhaustive = int(p.Range.Hi)-int(p.Range.Lo)+1 <= searchAttempts
-	inRange := func(port uint16) bool {
-		return rule.Ports == (inet.PortRange{}) || port >= rule.Ports.Lo && port <= rule.Ports.Hi
-	}
-	random := rule.Random || rule.FullyRandom
-	if !random {
-		for _, f := range flows {
-			// 1: an existing mapping of the same inside source.
-			if !f.SrcNAT || f.Proto != proto || unmapPort(f.Orig.Src) != src || f.Reply.Dst.Addr().Unmap() != p.NATAddress {
-				continue
-			}
-			if port := f.Reply.Dst.Port(); inRange(port) && !p.held[port] {
-				p.Keep, p.Port = true, port
-				p.Why = fmt.Sprintf("%s already goes out as %s: the NAT gives it the same outside port again", src, netip.AddrPortFrom(p.NATAddress, port))
-				return p, true
-			}
-			break
+}
+
+// allows tells whether the rule's port range (all ports when it has none)
+// holds port.
+func (r Rule) allows(port uint16) bool {
+	return r.Ports == (inet.PortRange{}) || port >= r.Ports.Lo && port <= r.Ports.Hi
+}
+
+// keep is what a rule without random tries before searching: 1, the port
+// an existing mapping of the same inside source has; 2, the inside port
+// itself. It reports whether one of them was free.
+func (p *Pick) keep(rule Rule, flows []Flow, proto uint8, src, dst netip.AddrPort, replaced string) bool {
+	for _, f := range flows {
+		if !f.SrcNAT || f.Proto != proto || unmapPort(f.Orig.Src) != src || f.Reply.Dst.Addr().Unmap() != p.NATAddress {
+			continue
 		}
-		// 2: the inside port itself.
-		if inRange(src.Port()) && !p.held[src.Port()] {
-			p.Keep, p.Port = true, src.Port()
-			p.Why = replaced + fmt.Sprintf("%s -> %s is not held by any conntrack entry: the source port is kept", netip.AddrPortFrom(p.NATAddress, src.Port()), dst)
-			return p, true
+		if port := f.Reply.Dst.Port(); rule.allows(port) && !p.held[port] {
+			p.Keep, p.Port = true, port
+			p.Why = fmt.Sprintf("%s already goes out as %s: the NAT gives it the same outside port again", src, netip.AddrPortFrom(p.NATAddress, port))
+			return true
 		}
+		break
 	}
-	// 3: the search.
-	defer func() { p.Why = replaced + p.Why }()
+	if rule.allows(src.Port()) && !p.held[src.Port()] {
+		p.Keep, p.Port = true, src.Port()
+		p.Why = replaced + fmt.Sprintf("%s -> %s is not held by any conntrack entry: the source port is kept", netip.AddrPortFrom(p.NATAddress, src.Port()), dst)
+		return true
+	}
+	return false
+}
+
+// search explains step 3, the search from a random port: why the source
+// port was not kept, and whether any port is free (none: the connection
+// is dropped).
+func (p *Pick) search(rule Rule, random bool, src, dst netip.AddrPort) {
 	var reason string
 	switch {
 	case random:
 		reason = "random picks every port"
-	case !inRange(src.Port()):
+	case !rule.allows(src.Port()):
 		reason = fmt.Sprintf("port %d is outside the rule's range", src.Port())
 	default:
 		reason = fmt.Sprintf("%s -> %s is held by a conntrack entry", netip.AddrPortFrom(p.NATAddress, src.Port()), dst)
@@ -136,13 +166,12 @@ func Predict(rules []Rule, flows []Flow, ifaceAddrs map[string][]netip.Addr, out
 		p.Drop = true
 		p.Why = fmt.Sprintf("%s, and all %d ports of %d-%d are held towards %s: conntrack refuses the clash (insert_failed) and drops the connection",
 			reason, int(p.Range.Hi)-int(p.Range.Lo)+1, p.Range.Lo, p.Range.Hi, dst)
-		return p, true
+		return
 	}
 	p.Why = fmt.Sprintf("%s: the NAT searches %d-%d from a random port, %d free towards %s", reason, p.Range.Lo, p.Range.Hi, p.Free, dst)
 	if !p.Exhaustive {
 		p.Why += " (the search is not exhaustive past 128 ports)"
 	}
-	return p, true
 }
 
 // replacedFlows drops the entry a new TCP connection replaces: one with

@@ -78,97 +78,137 @@ type closeWriter interface{ CloseWrite() error }
 // peer closes. Run returns nil when the peer ended the session normally,
 // ctx.Err() when ctx ended it, or the first read or write error.
 func Run(ctx context.Context, conn net.Conn, input io.Reader, output io.Writer, opt Options) (Result, error) {
-	size := opt.BufferSize
-	if size <= 0 {
-		size = DefaultBufferSize
+	s := &session{conn: conn, opt: opt, idle: &idleTimer{d: opt.IdleAfterInput}, linger: opt.Linger}
+	if s.linger == 0 {
+		s.linger = DefaultLinger
 	}
-	var sent, received atomic.Int64
-	idle := &idleTimer{d: opt.IdleAfterInput}
-
-	outErr := make(chan error, 1)
-	outGone := make(chan struct{})
-	go func() {
-		defer close(outGone)
-		outErr <- pumpOut(conn, output, make([]byte, size), &received, idle)
-	}()
-
-	inErr := make(chan error, 1)
-	inGone := make(chan struct{})
-	in := &inputState{}
-	inputDone := input == nil
-	if input != nil {
-		chunk := size
-		if opt.InputChunk > 0 {
-			chunk = min(opt.InputChunk, size)
-		}
-		go func() {
-			defer close(inGone)
-			inErr <- pumpIn(conn, input, make([]byte, chunk), &sent, opt.NoShutdown, in)
-		}()
-	} else {
-		close(inGone)
-	}
-	linger := opt.Linger
-	if linger == 0 {
-		linger = DefaultLinger
-	}
-
-	var err error
-	var lingerTick, quit <-chan time.Time
-	peerDone := false
-wait:
-	for {
-		select {
-		case err = <-outErr:
-			if err != nil || inputDone || linger < 0 {
-				break wait
-			}
-			// The peer is done; input may still have more to send.
-			peerDone = true
-			if linger == LingerUntilEOF {
-				continue
-			}
-			t := time.NewTicker(max(min(linger/4, 100*time.Millisecond), time.Millisecond))
-			defer t.Stop()
-			lingerTick = t.C
-		case e := <-inErr:
-			inputDone = true
-			if e != nil || peerDone {
-				err = e
-				break wait
-			}
-			if opt.Quit {
-				if opt.QuitAfterInput <= 0 {
-					break wait
-				}
-				t := time.NewTimer(opt.QuitAfterInput)
-				defer t.Stop()
-				quit = t.C
-			}
-			if idle.d > 0 {
-				idle.start(conn)
-			}
-		case <-quit:
-			break wait
-		case <-lingerTick:
-			if in.silentFor() >= linger {
-				break wait
-			}
-		case <-ctx.Done():
-			err = ctx.Err()
-			break wait
-		}
-	}
+	s.start(input, output)
+	err := s.wait(ctx)
 
 	// Closing conn unblocks both goroutines' socket calls; a local read or
 	// write still blocked is interrupted through its deadline when it has one.
 	closeErr := conn.Close()
-	interrupt(inGone, readDeadline(input))
-	interrupt(outGone, writeDeadline(output))
+	interrupt(s.inGone, readDeadline(input))
+	interrupt(s.outGone, writeDeadline(output))
 	if err == nil && closeErr != nil && !errors.Is(closeErr, net.ErrClosed) {
 		err = closeErr
 	}
-	return Result{Sent: sent.Load(), Received: received.Load()}, err
+	return Result{Sent: s.sent.Load(), Received: s.received.Load()}, err
+}
+
+// session is one Run: its two copying goroutines and what the wait for
+// the end knows of them.
+type session struct {
+	conn   net.Conn
+	opt    Options
+	linger time.Duration
+	idle   *idleTimer
+	in     inputState
+
+	sent, received  atomic.Int64
+	outErr, inErr   chan error    // each goroutine's result
+	outGone, inGone chan struct{} // closed when each goroutine has exited
+
+	inputDone, peerDone bool
+	lingerTick, quit    <-chan time.Time
+	stops               []func() // the timers to stop when the wait ends
+}
+
+// start runs the goroutine copying conn to output and, unless input is
+// nil, the one copying input to conn.
+func (s *session) start(input io.Reader, output io.Writer) {
+	size := s.opt.BufferSize
+	if size <= 0 {
+		size = DefaultBufferSize
+	}
+	s.outErr, s.outGone = make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(s.outGone)
+		s.outErr <- pumpOut(s.conn, output, make([]byte, size), &s.received, s.idle)
+	}()
+	s.inErr, s.inGone = make(chan error, 1), make(chan struct{})
+	s.inputDone = input == nil
+	if input == nil {
+		close(s.inGone)
+		return
+	}
+	chunk := size
+	if s.opt.InputChunk > 0 {
+		chunk = min(s.opt.InputChunk, size)
+	}
+	go func() {
+		defer close(s.inGone)
+		s.inErr <- pumpIn(s.conn, input, make([]byte, chunk), &s.sent, s.opt.NoShutdown, &s.in)
+	}()
+}
+
+// wait returns when the session ends (see the package documentation), with
+// its error: nil for a normal end.
+func (s *session) wait(ctx context.Context) error {
+	defer func() {
+		for _, stop := range s.stops {
+			stop()
+		}
+	}()
+	for {
+		select {
+		case err := <-s.outErr:
+			if s.peerEnded(err) {
+				return err
+			}
+		case err := <-s.inErr:
+			if s.inputEnded(err) {
+				return err
+			}
+		case <-s.quit:
+			return nil
+		case <-s.lingerTick:
+			if s.in.silentFor() >= s.linger {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// peerEnded takes the end of what the peer sends and tells whether the
+// session ends with it. When input may still have more to send, it lingers
+// until input has been silent for Linger (or until input ends).
+func (s *session) peerEnded(err error) bool {
+	if err != nil || s.inputDone || s.linger < 0 {
+		return true
+	}
+	s.peerDone = true
+	if s.linger != LingerUntilEOF {
+		t := time.NewTicker(max(min(s.linger/4, 100*time.Millisecond), time.Millisecond))
+		s.stops = append(s.stops, t.Stop)
+		s.lingerTick = t.C
+	}
+	return false
+}
+
+// inputEnded takes the end of input and tells whether the session ends
+// with it: on an error, once the peer is done too, or at once with Quit.
+// Otherwise the wait goes on for the peer (QuitAfterInput, IdleAfterInput
+// bound it).
+func (s *session) inputEnded(err error) bool {
+	s.inputDone = true
+	if err != nil || s.peerDone {
+		return true
+	}
+	if s.opt.Quit {
+		if s.opt.QuitAfterInput <= 0 {
+			return true
+		}
+		t := time.NewTimer(s.opt.QuitAfterInput)
+		s.stops = append(s.stops, func() { t.Stop() })
+		s.quit = t.C
+	}
+	if s.idle.d > 0 {
+		s.idle.start(s.conn)
+	}
+	return false
 }
 
 // interrupt stops a copying goroutine that may be blocked in a local Read

@@ -76,16 +76,10 @@ func (e *eval) connect() {
 		e.udpConnect(peer, unboundPort)
 		return
 	}
-	if err, rule, why := e.connectFamily(peer); err != 0 {
-		e.fail(err, rule, why)
+	src, ok := e.connectTo(peer, false)
+	if !ok {
 		return
 	}
-	if !e.connectPeer() {
-		return
-	}
-	src := e.source(false)
-	e.out.After.State = Connected
-	e.out.After.Remote = e.op.Addr
 	defer e.refused()
 	if !unboundPort {
 		e.fourTuple(src)
@@ -686,6 +680,25 @@ func (e *eval) connectEndpoint() endpoint {
 	return normalise(e.fam, a, e.v6onlyNow())
 }
 
+// connectTo runs the steps TCP and UDP connect() share once the socket
+// has its port (or will take one): the family and peer checks, then the
+// source address; it records the connected state and returns the source,
+// or false when a check failed (the failure is recorded). quiet is
+// source's: UDP does not note an unroutable peer.
+func (e *eval) connectTo(peer netip.Addr, quiet bool) (netip.Addr, bool) {
+	if err, rule, why := e.connectFamily(peer); err != 0 {
+		e.fail(err, rule, why)
+		return netip.Addr{}, false
+	}
+	if !e.connectPeer() {
+		return netip.Addr{}, false
+	}
+	src := e.source(quiet)
+	e.out.After.State = Connected
+	e.out.After.Remote = e.op.Addr
+	return src, true
+}
+
 // udpConnect: an unbound socket is autobound first (EAGAIN when no port
 // is usable), then the peer is set; UDP never checks the four-tuple.
 func (e *eval) udpConnect(peer netip.Addr, unboundPort bool) {
@@ -698,16 +711,10 @@ func (e *eval) udpConnect(peer netip.Addr, unboundPort bool) {
 			return
 		}
 	}
-	if err, rule, why := e.connectFamily(peer); err != 0 {
-		e.fail(err, rule, why)
+	src, ok := e.connectTo(peer, true)
+	if !ok {
 		return
 	}
-	if !e.connectPeer() {
-		return
-	}
-	src := e.source(true)
-	e.out.After.State = Connected
-	e.out.After.Remote = e.op.Addr
 	e.out.After.Local = netip.AddrPortFrom(e.afterAddr(src), e.s.Local.Port())
 	if unboundPort {
 		e.out.After.PortFromConnect = true

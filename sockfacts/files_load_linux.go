@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/tuple-net/tuple/internal/prefault"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,7 +85,7 @@ func readKernelBTF() ([]byte, error) {
 		return nil, err
 	}
 	buf := make([]byte, st.Size()+1) // one more: a short read proves the end
-	hugePages(buf)
+	prefault.Slice(buf)
 	n, err := io.ReadFull(f, buf)
 	if err != io.ErrUnexpectedEOF {
 		if err == nil {
@@ -93,19 +94,6 @@ func readKernelBTF() ([]byte, error) {
 		return nil, err
 	}
 	return buf[:n], nil
-}
-
-// hugePages advises huge pages for b's whole 2 MiB pages and populates them.
-func hugePages(b []byte) {
-	const huge = 2 << 20
-	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	lo, hi := (start+huge-1)&^(huge-1), (start+uintptr(len(b)))&^(huge-1)
-	if hi <= lo {
-		return
-	}
-	r := b[lo-start : hi-start]
-	_ = unix.Madvise(r, unix.MADV_HUGEPAGE)
-	_ = unix.Madvise(r, unix.MADV_POPULATE_WRITE)
 }
 
 // rawFilesLayout finds the task_file program's fields and attach id.

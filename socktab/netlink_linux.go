@@ -9,6 +9,7 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,7 +55,7 @@ func dump[T element](ctx context.Context, q Query, parse func([]byte, inet.Proto
 	// while growing; partial counts will do for that.
 	counts, _ := ReadSockstat(q.ProcRoot)
 	socks := make([]T, 0, counts.estimate(q)+16)
-	populate(socks)
+	prefault.Slice(socks) // one madvise, not one page fault per page
 	// Three receive buffers: one being filled, one being decoded, one spare.
 	bufs := [][]byte{make([]byte, recvBufSize), make([]byte, recvBufSize), make([]byte, recvBufSize)}
 	states := q.States

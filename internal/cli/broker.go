@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/broker"
+	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/sockopt"
 )
 
@@ -108,7 +109,7 @@ func (o *brokerOptions) run(s Streams) error {
 		defer f.Close()
 		auditOut = f
 	}
-	audit := slog.New(slog.NewJSONHandler(&lockedWriter{w: auditOut}, nil))
+	audit := slog.New(slog.NewJSONHandler(&syncio.Writer{W: auditOut}, nil))
 	srv := broker.NewServer(p, broker.Config{Audit: audit})
 
 	ln, err := broker.ListenUnix(path, p.Socket)

@@ -45,21 +45,8 @@ func listenIn(t *testing.T, ns *netnstest.NS, addrs ...string) []net.Listener {
 // dialMany opens n TCP connections to addr from inside ns.
 func dialMany(t *testing.T, ns *netnstest.NS, addr string, n int) []net.Conn {
 	t.Helper()
-	var conns []net.Conn
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	err := ns.Do(func() error {
-		for range n {
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				return err
-			}
-			conns = append(conns, c)
-		}
-		return nil
+	conns, err := ns.DialN(t, n, func(int) (net.Conn, error) {
+		return net.DialTimeout("tcp", addr, 5*time.Second)
 	})
 	if err != nil {
 		t.Fatal(err)

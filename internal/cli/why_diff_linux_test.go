@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 )
 
 // The differential test: generated situations are built for real in a
@@ -315,9 +316,9 @@ func TestWhyDifferential(t *testing.T) {
 					built = append(built, o.String())
 					if o.timeWait {
 						local, _ := unix.Getsockname(fd)
-						child := srv.accept(srv.listener(o.connect), sockaddrAP(local))
+						child := srv.accept(srv.listener(o.connect), sockaddr.AddrPort(local))
 						if remote, err := unix.Getpeername(fd); err == nil && child >= 0 {
-							timeWaits = append(timeWaits, fmt.Sprintf("%d %d", sockaddrAP(local).Port(), sockaddrAP(remote).Port()))
+							timeWaits = append(timeWaits, fmt.Sprintf("%d %d", sockaddr.AddrPort(local).Port(), sockaddr.AddrPort(remote).Port()))
 						}
 						unix.Close(fd)
 						closeFD(child)
@@ -335,7 +336,7 @@ func TestWhyDifferential(t *testing.T) {
 			ns.Do(func() error {
 				fd, err := n.create()
 				if sa, gerr := unix.Getsockname(fd); err == nil && gerr == nil {
-					got = " (local " + sockaddrAP(sa).String() + ")"
+					got = " (local " + sockaddr.AddrPort(sa).String() + ")"
 				}
 				closeFD(fd)
 				kernel = verdict(err)
@@ -384,16 +385,6 @@ func mustListen(t *testing.T, r realSock) int {
 		t.Fatal(err)
 	}
 	return fd
-}
-
-func sockaddrAP(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }
 
 func (r realSock) proto() string {

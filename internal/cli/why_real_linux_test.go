@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -37,11 +38,14 @@ type stepErr struct {
 
 func (e *stepErr) Error() string { return e.step + ": " + rules.ErrnoName(e.errno) }
 
-func sockaddr(family int, ap netip.AddrPort) unix.Sockaddr {
-	if family == 4 {
-		return &unix.SockaddrInet4{Addr: ap.Addr().Unmap().As4(), Port: int(ap.Port())}
+// sockaddrFor is ap in the socket's family: an IPv4 address given to an
+// IPv6 socket becomes IPv4-mapped.
+func sockaddrFor(family int, ap netip.AddrPort) unix.Sockaddr {
+	a := ap.Addr().Unmap()
+	if family == 6 {
+		a = netip.AddrFrom16(a.As16())
 	}
-	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+	return sockaddr.From(netip.AddrPortFrom(a, ap.Port()))
 }
 
 // create builds the socket. It returns the descriptor (also on failure
@@ -86,7 +90,7 @@ func (r realSock) create() (int, error) {
 		return fail("setsockopt", err)
 	}
 	if r.bind.IsValid() {
-		if err := unix.Bind(fd, sockaddr(r.family, r.bind)); err != nil {
+		if err := unix.Bind(fd, sockaddrFor(r.family, r.bind)); err != nil {
 			return fail("bind", err)
 		}
 	}
@@ -96,7 +100,7 @@ func (r realSock) create() (int, error) {
 		}
 	}
 	if r.connect.IsValid() {
-		if err := unix.Connect(fd, sockaddr(r.family, r.connect)); err != nil {
+		if err := unix.Connect(fd, sockaddrFor(r.family, r.connect)); err != nil {
 			return fail("connect", err)
 		}
 	}

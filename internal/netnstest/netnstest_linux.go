@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -99,4 +100,28 @@ func (ns *NS) Sysctl(t testing.TB, key, value string) {
 // them later.
 func (ns *NS) Do(fn func() error) error {
 	return netns.Do("/run/netns/"+ns.Name, fn)
+}
+
+// DialN opens n connections inside ns, dial(i) making the i-th, and
+// returns those that opened and the first error (it stops there). The
+// connections are closed when t ends.
+func (ns *NS) DialN(t testing.TB, n int, dial func(i int) (net.Conn, error)) ([]net.Conn, error) {
+	t.Helper()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	err := ns.Do(func() error {
+		for i := range n {
+			c, err := dial(i)
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	return conns, err
 }
