@@ -609,9 +609,13 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		return "", 0, fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
 	}
 	deadline := time.Now().Add(wait)
+	var entry twDating
 	if expect == "TIME_WAIT" && st.TCPState == tcpEstablished {
 		// Half-close first and wait for the peer's FIN on the descriptor:
 		// the FIN that moves the socket to TIME_WAIT also wakes poll.
+		// That FIN (the peer's last timestamp) and the entry into
+		// TIME_WAIT come after the shutdown and before the state is seen.
+		before := monoNanos()
 		if err := unix.Shutdown(s.fd, unix.SHUT_WR); err != nil {
 			unix.Close(s.fd)
 			return "", 0, os.NewSyscallError("shutdown", err)
@@ -620,6 +624,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		if err == nil {
 			err = waitTCPState(s.fd, tcpClose, time.Until(deadline))
 		}
+		entry.within(before, monoNanos())
 		if err != nil {
 			seen := "?"
 			if info, ierr := unix.GetsockoptTCPInfo(s.fd, unix.SOL_TCP, unix.TCP_INFO); ierr == nil {
@@ -634,26 +639,27 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 	// of the four-tuple once no descriptor can tell.
 	q := socktab.Query{TCP: true, LocalPort: local.Port(), RemotePort: remote.Port()}
 	last, lastErr := "(not read)", error(nil)
-	var twSec int64
+	looks := 0
 	err := pollUntil(deadline, func() bool {
+		before := monoNanos()
 		t, err := socktab.Snapshot(context.Background(), q)
 		if err != nil {
 			lastErr = err
 			return false
 		}
+		after := monoNanos()
 		last = ""
-		now := monoNanos()
 		for _, e := range t.Sockets {
 			if e.Local == local && e.Remote == remote {
 				last = tcpStateNames[int(e.State)]
-				// The kernel armed the TIME_WAIT timer for
-				// TCP_TIMEWAIT_LEN (60 s) on entry: the time left
-				// dates the entry to a jiffy, for the rules of kernels
-				// that compare whole seconds (rules.Socket.TWSecondTicked).
-				if last == "TIME_WAIT" && e.TimeLeft > 0 && now > 0 {
-					twSec = (now + int64(e.TimeLeft) - int64(60*time.Second)) / int64(time.Second)
+				if last == "TIME_WAIT" && e.TimeLeft > 0 {
+					entry.timer(before, after, e.TimeLeft)
 				}
 			}
+		}
+		if last == "TIME_WAIT" && expect == "TIME_WAIT" && entry.straddles() && looks < 8 {
+			looks++ // another look narrows the entry's second
+			return false
 		}
 		return last == expect || expect == "gone" && last == ""
 	}, func() error {
@@ -667,7 +673,63 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		}
 		return errors.New(msg)
 	})
-	return last, twSec, err
+	return last, entry.second(), err
+}
+
+// twDating dates a socket's entry into TIME_WAIT (and its peer's last
+// timestamp, which comes with it) on the monotonic clock, for the rules of
+// kernels before 6.13 that compare whole seconds
+// (rules.Socket.TWSecondTicked): each observation bounds the entry, and
+// the bounds meet. A single reading taken after the socket table answered
+// dated it late by the table's latency, tens of milliseconds in a loaded
+// TCG guest, enough to put it in the next second now and then.
+type twDating struct {
+	lo, hi int64 // nanoseconds; hi == 0: nothing known
+}
+
+// jiffyMargin covers the jiffy the timer was armed and read at (4 ms at
+// Debian's HZ=250) and the millisecond the time left is given in.
+const jiffyMargin = int64(12 * time.Millisecond)
+
+// within bounds the entry between two readings of the clock.
+func (d *twDating) within(lo, hi int64) {
+	if lo <= 0 || hi <= 0 {
+		return
+	}
+	if d.hi == 0 {
+		d.lo, d.hi = lo, hi
+		return
+	}
+	d.lo, d.hi = max(d.lo, lo), min(d.hi, hi)
+}
+
+// timer bounds the entry by the TIME_WAIT timer, armed for
+// TCP_TIMEWAIT_LEN (60 s) on entry and read as left between the clock
+// readings before and after.
+func (d *twDating) timer(before, after int64, left time.Duration) {
+	if before <= 0 || after <= 0 {
+		return
+	}
+	armed := int64(left) - int64(60*time.Second)
+	d.within(before+armed-jiffyMargin, after+armed+jiffyMargin)
+}
+
+// straddles reports whether the entry is known and its bounds lie in two
+// seconds.
+func (d *twDating) straddles() bool {
+	return d.hi != 0 && d.lo/int64(time.Second) != d.hi/int64(time.Second)
+}
+
+// second is the monotonic clock's second of the entry: its bounds' when
+// they agree, else the middle's (0 when nothing is known).
+func (d *twDating) second() int64 {
+	if d.hi == 0 {
+		return 0
+	}
+	if d.lo > d.hi { // bounds that do not meet: the timer reading is off
+		return d.hi / int64(time.Second)
+	}
+	return (d.lo + (d.hi-d.lo)/2) / int64(time.Second)
 }
 
 // pollUntil checks cond until it holds or deadline passes, backing off

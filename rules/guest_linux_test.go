@@ -16,7 +16,7 @@ import (
 	"github.com/tuple-net/tuple/kernelvm"
 )
 
-// guestCases bounds the work in each guest: 500 cases take 40-55 s of one
+// guestCases bounds the work in each guest: 500 cases take 45-90 s of one
 // core per kernel under TCG, so CI runs all three (.ci/run).
 var guestCases = flag.Int("rules.guest-cases", 500, "situations TestKernelDifferentialInGuests generates in each guest kernel")
 
@@ -49,6 +49,9 @@ func TestKernelDifferentialInGuests(t *testing.T) {
 	for _, vml := range dirs {
 		dir := filepath.Dir(vml)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
+			// Guests run -test.parallel at a time (GOMAXPROCS by
+			// default): each takes a core under TCG.
+			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
 			res, err := kernelvm.Run(ctx, kernelvm.Config{Kernel: vml, Modules: filepath.Join(dir, "modules"),
