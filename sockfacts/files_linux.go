@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/tuple-net/tuple/inet"
@@ -106,14 +105,6 @@ func filesProgram(l *filesLayout) asm.Instructions {
 		asm.Return(),
 	}
 }
-
-var useLoader atomic.Bool
-
-// UseLoaderBTF makes SocketFiles load its program through cilium/ebpf's
-// loader, for a process that decodes the kernel's BTF for the socket
-// iterator anyway (who reads its port's records beside the owners): the
-// raw scan as well would be the same work twice.
-func UseLoaderBTF() { useLoader.Store(true) }
 
 // initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
 const initPidNS = "pid:[4026531836]"
