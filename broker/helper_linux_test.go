@@ -266,92 +266,132 @@ type hostileResult struct {
 
 // hostile runs as a uid the policy gives nothing on addr (it may have
 // other grants) and tries every way in it can think of.
-func hostile(ctx context.Context, sock, addr string) hostileResult {
-	res := hostileResult{Kinds: map[string]int{}}
-	var mu sync.Mutex
-	// send sends one raw message with optional ancillary data on a fresh
-	// or given connection and reads the answer.
-	exchange := func(conn *net.UnixConn, kind string, msg, oob []byte) {
-		mu.Lock()
-		res.Tried++
-		res.Kinds[kind]++
-		mu.Unlock()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, _, err := conn.WriteMsgUnix(msg, oob, nil); err != nil {
-			mu.Lock()
-			res.HungUp++
-			mu.Unlock()
-			return
-		}
-		buf, roob := make([]byte, 64<<10), make([]byte, 256)
-		n, oobn, _, _, err := conn.ReadMsgUnix(buf, roob)
-		fds := rights(roob[:oobn])
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case len(fds) > 0:
-			res.GrantedWrongly++
-			res.Notes = append(res.Notes, fmt.Sprintf("%s: got a descriptor for %q", kind, msg))
-		case err != nil || n == 0:
-			res.HungUp++
-		default:
-			var r Response
-			wrong := json.Unmarshal(buf[:n], &r) == nil && r.OK && kind != "list"
-			for _, g := range r.Grants {
-				if g.UID != uint32(os.Getuid()) {
-					wrong = true // someone else's grant shown
-				}
-			}
-			if wrong {
-				res.GrantedWrongly++
-				res.Notes = append(res.Notes, fmt.Sprintf("%s: ok answer %q", kind, buf[:n]))
-			} else {
-				res.Refused++
-			}
-		}
+func hostile(_ context.Context, sock, addr string) hostileResult {
+	h := &hostileClient{sock: sock, addr: addr, res: hostileResult{Kinds: map[string]int{}}}
+	h.wrongUID()
+	h.forged()
+	h.oversized()
+	h.malformed()
+	h.fdAttached()
+	h.flood()
+	h.idleHold()
+	h.abandon()
+	// Our own list shows nothing of anyone else's.
+	if c := h.dial(); c != nil {
+		h.exchange(c, "list", []byte(`{"op":"list"}`), nil)
+		c.Close()
 	}
-	dial := func() *net.UnixConn {
-		c, err := net.Dial("unixpacket", sock)
-		if err != nil {
-			mu.Lock()
-			res.Notes = append(res.Notes, "dial: "+err.Error())
-			mu.Unlock()
-			return nil
-		}
-		return c.(*net.UnixConn)
-	}
-	one := func(kind string, msg, oob []byte) {
-		if c := dial(); c != nil {
-			exchange(c, kind, msg, oob)
-			c.Close()
-		}
-	}
-	req := func(extra string) []byte {
-		return fmt.Appendf(nil, `{"op":"socket","proto":"tcp","address":%q,"port":80,"listen":true%s}`, addr, extra)
-	}
+	return h.res
+}
 
-	// Not ours: the plain request, many times, on one connection.
-	if c := dial(); c != nil {
+// hostileClient is the hostile helper's connection to the broker at sock,
+// asking for addr (which the policy does not give it), and its tally.
+type hostileClient struct {
+	sock, addr string
+	mu         sync.Mutex
+	res        hostileResult
+}
+
+// exchange sends one raw message with optional ancillary data on conn and
+// reads the answer: a descriptor, or an ok answer that is not a list of our
+// own grants, is granted wrongly.
+func (h *hostileClient) exchange(conn *net.UnixConn, kind string, msg, oob []byte) {
+	h.mu.Lock()
+	h.res.Tried++
+	h.res.Kinds[kind]++
+	h.mu.Unlock()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := conn.WriteMsgUnix(msg, oob, nil); err != nil {
+		h.mu.Lock()
+		h.res.HungUp++
+		h.mu.Unlock()
+		return
+	}
+	buf, roob := make([]byte, 64<<10), make([]byte, 256)
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, roob)
+	fds := rights(roob[:oobn])
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case len(fds) > 0:
+		h.res.GrantedWrongly++
+		h.res.Notes = append(h.res.Notes, fmt.Sprintf("%s: got a descriptor for %q", kind, msg))
+	case err != nil || n == 0:
+		h.res.HungUp++
+	default:
+		var r Response
+		wrong := json.Unmarshal(buf[:n], &r) == nil && r.OK && kind != "list"
+		for _, g := range r.Grants {
+			if g.UID != uint32(os.Getuid()) {
+				wrong = true // someone else's grant shown
+			}
+		}
+		if wrong {
+			h.res.GrantedWrongly++
+			h.res.Notes = append(h.res.Notes, fmt.Sprintf("%s: ok answer %q", kind, buf[:n]))
+		} else {
+			h.res.Refused++
+		}
+	}
+}
+
+// dial connects to the broker; nil (noted) when it cannot.
+func (h *hostileClient) dial() *net.UnixConn {
+	c, err := net.Dial("unixpacket", h.sock)
+	if err != nil {
+		h.mu.Lock()
+		h.res.Notes = append(h.res.Notes, "dial: "+err.Error())
+		h.mu.Unlock()
+		return nil
+	}
+	return c.(*net.UnixConn)
+}
+
+// one sends one message on a connection of its own.
+func (h *hostileClient) one(kind string, msg, oob []byte) {
+	if c := h.dial(); c != nil {
+		h.exchange(c, kind, msg, oob)
+		c.Close()
+	}
+}
+
+// req is the request for a listener on addr:80, with extra JSON fields.
+func (h *hostileClient) req(extra string) []byte {
+	return fmt.Appendf(nil, `{"op":"socket","proto":"tcp","address":%q,"port":80,"listen":true%s}`, h.addr, extra)
+}
+
+// wrongUID: the plain request, not ours, many times on one connection.
+func (h *hostileClient) wrongUID() {
+	if c := h.dial(); c != nil {
 		for range 50 {
-			exchange(c, "wrong-uid", req(""), nil)
+			h.exchange(c, "wrong-uid", h.req(""), nil)
 		}
 		c.Close()
 	}
-	// Forged identity fields and operations.
+}
+
+// forged: identity fields and operations a client may not send.
+func (h *hostileClient) forged() {
 	for _, extra := range []string{`,"uid":0`, `,"pid":1`, `,"gid":0`, `,"peer":{"uid":0}`} {
-		one("forged", req(extra), nil)
+		h.one("forged", h.req(extra), nil)
 	}
-	one("forged", []byte(`{"op":"grant","proto":"tcp","address":"127.0.0.1","port":80}`), nil)
-	one("forged", []byte(`{"op":"socket","proto":"tcp","address":"127.0.0.1","port":80,"listen":true,"op":"list"}`), nil)
-	// Oversized messages: the broker hangs up.
+	h.one("forged", []byte(`{"op":"grant","proto":"tcp","address":"127.0.0.1","port":80}`), nil)
+	h.one("forged", []byte(`{"op":"socket","proto":"tcp","address":"127.0.0.1","port":80,"listen":true,"op":"list"}`), nil)
+}
+
+// oversized: messages past MaxRequest; the broker hangs up.
+func (h *hostileClient) oversized() {
 	for _, size := range []int{MaxRequest + 1, 64 << 10, 200 << 10} {
-		big := append(req(`,"group":"`), []byte(strings.Repeat("x", size))...)
-		one("oversized", append(big, '"', '}'), nil)
+		big := append(h.req(`,"group":"`), []byte(strings.Repeat("x", size))...)
+		h.one("oversized", append(big, '"', '}'), nil)
 	}
-	// Malformed: random bytes and truncated JSON.
+}
+
+// malformed: random bytes and truncated JSON.
+func (h *hostileClient) malformed() {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 200 {
 		var msg []byte
@@ -361,60 +401,71 @@ func hostile(ctx context.Context, sock, addr string) hostileResult {
 				msg[j] = byte(rng.UintN(256))
 			}
 		} else {
-			full := req("")
+			full := h.req("")
 			msg = full[:rng.IntN(len(full))+1]
 		}
-		one("malformed", msg, nil)
+		h.one("malformed", msg, nil)
 	}
-	// Descriptors sent to the broker: our own socket, and a pile of them.
-	if s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); err == nil {
-		one("fd-attached", req(""), unix.UnixRights(s))
-		fds := make([]int, 200)
-		for i := range fds {
-			fds[i] = s
-		}
-		one("fd-attached", req(""), unix.UnixRights(fds...))
-		unix.Close(s)
+}
+
+// fdAttached: descriptors sent to the broker: our own socket, and a pile
+// of them.
+func (h *hostileClient) fdAttached() {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return
 	}
-	// Floods: many connections at once, and many requests in a row.
+	h.one("fd-attached", h.req(""), unix.UnixRights(s))
+	fds := make([]int, 200)
+	for i := range fds {
+		fds[i] = s
+	}
+	h.one("fd-attached", h.req(""), unix.UnixRights(fds...))
+	unix.Close(s)
+}
+
+// flood: many connections at once, each with many requests in a row.
+func (h *hostileClient) flood() {
 	var wg sync.WaitGroup
 	for range 64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if c := dial(); c != nil {
+			if c := h.dial(); c != nil {
 				for range 20 {
-					exchange(c, "flood", req(""), nil)
+					h.exchange(c, "flood", h.req(""), nil)
 				}
 				c.Close()
 			}
 		}()
 	}
 	wg.Wait()
-	// Connections that say nothing and hold a slot.
+}
+
+// idleHold: connections that say nothing and hold a slot, while another
+// asks.
+func (h *hostileClient) idleHold() {
 	var idle []net.Conn
 	for range 40 {
-		if c, err := net.Dial("unixpacket", sock); err == nil {
+		if c, err := net.Dial("unixpacket", h.sock); err == nil {
 			idle = append(idle, c)
 		}
 	}
-	one("after-idle", req(""), nil)
+	h.one("after-idle", h.req(""), nil)
 	for _, c := range idle {
 		c.Close()
 	}
-	// Half a hand-over: send and close without reading, many times.
+}
+
+// abandon: half a hand-over, sending and closing without reading, many
+// times.
+func (h *hostileClient) abandon() {
 	for range 50 {
-		if c := dial(); c != nil {
-			res.Tried++
-			res.Kinds["abandoned"]++
-			c.Write(req(""))
+		if c := h.dial(); c != nil {
+			h.res.Tried++
+			h.res.Kinds["abandoned"]++
+			c.Write(h.req(""))
 			c.Close()
 		}
 	}
-	// Our own list shows nothing of anyone else's.
-	if c := dial(); c != nil {
-		exchange(c, "list", []byte(`{"op":"list"}`), nil)
-		c.Close()
-	}
-	return res
 }
