@@ -29,162 +29,213 @@ import (
 const helperEnv = "TUPLE_BROKER_TEST_HELPER"
 
 func helperMain(mode string, args []string) int {
+	run, ok := helperModes[mode]
+	if !ok {
+		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
+		return 2
+	}
 	// Generous: CI boxes under load make every exchange slow, and a
 	// timeout here would look like a refusal.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	out := bufio.NewWriter(os.Stdout)
-	say := func(format string, a ...any) {
-		fmt.Fprintf(out, format+"\n", a...)
-		out.Flush()
+	return run(ctx, helperIO{out: bufio.NewWriter(os.Stdout)}, args)
+}
+
+// helperModes are the helper's modes by name; each gets the mode's
+// arguments.
+var helperModes = map[string]func(ctx context.Context, h helperIO, args []string) int{
+	"listen":     helperListen,
+	"request":    helperRequest,
+	"hog":        helperHog,
+	"selflisten": helperSelflisten,
+	"activated":  helperActivated,
+	"dying":      helperDying,
+	"nofile":     helperNofile,
+	"hostile":    helperHostile,
+}
+
+// helperIO is how a helper talks to the test: lines on stdout, and stdin
+// held open until the test is done with it.
+type helperIO struct{ out *bufio.Writer }
+
+// say prints one line at once.
+func (h helperIO) say(format string, a ...any) {
+	fmt.Fprintf(h.out, format+"\n", a...)
+	h.out.Flush()
+}
+
+// wait blocks until stdin closes.
+func (h helperIO) wait() { io.Copy(io.Discard, os.Stdin) }
+
+// helperListen: SOCK ADDR [GROUP]: a broker listener that answers "uid=N pid=P"
+func helperListen(ctx context.Context, h helperIO, args []string) int {
+	lc := &ListenConfig{Client: Client{Path: args[0]}}
+	if len(args) > 2 {
+		lc.Group = args[2]
 	}
-	wait := func() { io.Copy(io.Discard, os.Stdin) }
-	switch mode {
-	case "listen": // SOCK ADDR [GROUP]: a broker listener that answers "uid=N pid=P"
-		lc := &ListenConfig{Client: Client{Path: args[0]}}
-		if len(args) > 2 {
-			lc.Group = args[2]
-		}
-		ln, err := lc.Listen(ctx, "tcp", args[1])
-		if err != nil {
-			say("denied %v", err)
-			wait()
-			return 0
-		}
-		say("granted %s", ln.Addr())
-		go serveIdentity(ln)
-		wait()
-		ln.Close()
-	case "request": // SOCK PROTO ADDR: one bound socket, held
-		c := &Client{Path: args[0]}
-		proto, ap, err := parseEndpoint(args[1], args[2])
-		if err != nil {
-			say("error %v", err)
-			return 2
-		}
-		f, resp, err := c.Socket(ctx, &Request{Proto: proto, Address: ap.Addr(), Port: ap.Port()})
-		if err != nil {
-			say("denied %v", err)
-			wait()
-			return 0
-		}
-		say("granted %s", resp.Local)
-		wait()
-		f.Close()
-	case "hog": // SOCK ADDR N: ask N times for any port of the grant, hold what comes
-		c := &Client{Path: args[0]}
-		n, _ := strconv.Atoi(args[2])
-		var held []*os.File
-		granted, denied, firstDenial := 0, 0, ""
-		var failures []string
-		for range n {
-			f, _, err := c.Socket(ctx, &Request{Proto: inet.TCP, Address: mustAddr(args[1])})
-			if err != nil {
-				if !errors.Is(err, ErrDenied) {
-					failures = append(failures, err.Error())
-					continue
-				}
-				if denied == 0 {
-					firstDenial = err.Error()
-				}
-				denied++
-				continue
-			}
-			granted++
-			held = append(held, f)
-		}
-		if len(failures) > 0 {
-			say("granted=%d denied=%d failed=%d (first: %s)", granted, denied, len(failures), failures[0])
-		} else {
-			say("granted=%d denied=%d", granted, denied)
-		}
-		say("first-denial %s", firstDenial)
-		wait()
-		for _, f := range held {
-			f.Close()
-		}
-	case "selflisten": // ADDR: a reuseport listener of our own, no broker
-		lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-			var serr error
-			c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
-			return serr
-		}}
-		ln, err := lc.Listen(ctx, "tcp", args[0])
-		if err != nil {
-			say("error %v", err)
-			return 0
-		}
-		say("listening %s", ln.Addr())
-		wait()
-		ln.Close()
-	case "activated": // a server started the systemd way: serves on descriptor 3
-		pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
-		n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
-		if pid != os.Getpid() || n < 1 {
-			fmt.Fprintf(os.Stderr, "activated: LISTEN_PID=%d (we are %d) LISTEN_FDS=%d\n", pid, os.Getpid(), n)
-			return 3
-		}
-		f := os.NewFile(3, "listen")
-		ln, err := net.FileListener(f)
-		f.Close()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "activated:", err)
-			return 3
-		}
-		name := os.Getenv("LISTEN_FDNAMES")
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return 0
-			}
-			fmt.Fprintf(c, "uid=%d pid=%d listen_pid=%d name=%s\n", os.Getuid(), os.Getpid(), pid, name)
-			c.Close()
-		}
-	case "dying": // SOCK ADDR: ask for a socket, then die before reading the answer
-		conn, err := net.Dial("unixpacket", args[0])
-		if err != nil {
-			return 1
-		}
-		fmt.Fprintf(conn, `{"op":"socket","proto":"tcp","address":%q}`, args[1])
-		unix.Kill(os.Getpid(), unix.SIGKILL)
-	case "nofile": // SOCK ADDR: ask for a socket with no descriptor free to receive it
-		c := &Client{Path: args[0]}
-		conn, err := c.dialBroker(ctx)
-		if err != nil {
-			say("error %v", err)
-			return 1
-		}
-		defer conn.Close()
-		// Fill every free descriptor up to a small limit, so the one
-		// the broker sends has nowhere to go.
-		unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 64, Max: 64})
-		var fill []int
-		for {
-			fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				break
-			}
-			fill = append(fill, fd)
-		}
-		fmt.Fprintf(conn, `{"op":"socket","proto":"tcp","address":%q}`, args[1])
-		buf, oob := make([]byte, 4096), make([]byte, 64)
-		n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
-		fds := rights(oob[:oobn])
-		for _, fd := range fill {
-			unix.Close(fd)
-		}
-		say("answer=%q fds=%d ctrunc=%v err=%v", buf[:n], len(fds), flags&unix.MSG_CTRUNC != 0, err)
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	case "hostile": // SOCK ADDR: every bad thing a client can do; prints counts as JSON
-		res := hostile(ctx, args[0], args[1])
-		b, _ := json.Marshal(res)
-		say("%s", b)
-	default:
-		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
+	ln, err := lc.Listen(ctx, "tcp", args[1])
+	if err != nil {
+		h.say("denied %v", err)
+		h.wait()
+		return 0
+	}
+	h.say("granted %s", ln.Addr())
+	go serveIdentity(ln)
+	h.wait()
+	ln.Close()
+	return 0
+}
+
+// helperRequest: SOCK PROTO ADDR: one bound socket, held
+func helperRequest(ctx context.Context, h helperIO, args []string) int {
+	c := &Client{Path: args[0]}
+	proto, ap, err := parseEndpoint(args[1], args[2])
+	if err != nil {
+		h.say("error %v", err)
 		return 2
 	}
+	f, resp, err := c.Socket(ctx, &Request{Proto: proto, Address: ap.Addr(), Port: ap.Port()})
+	if err != nil {
+		h.say("denied %v", err)
+		h.wait()
+		return 0
+	}
+	h.say("granted %s", resp.Local)
+	h.wait()
+	f.Close()
+	return 0
+}
+
+// helperHog: SOCK ADDR N: ask N times for any port of the grant, hold what comes
+func helperHog(ctx context.Context, h helperIO, args []string) int {
+	c := &Client{Path: args[0]}
+	n, _ := strconv.Atoi(args[2])
+	var held []*os.File
+	granted, denied, firstDenial := 0, 0, ""
+	var failures []string
+	for range n {
+		f, _, err := c.Socket(ctx, &Request{Proto: inet.TCP, Address: mustAddr(args[1])})
+		if err != nil {
+			if !errors.Is(err, ErrDenied) {
+				failures = append(failures, err.Error())
+				continue
+			}
+			if denied == 0 {
+				firstDenial = err.Error()
+			}
+			denied++
+			continue
+		}
+		granted++
+		held = append(held, f)
+	}
+	if len(failures) > 0 {
+		h.say("granted=%d denied=%d failed=%d (first: %s)", granted, denied, len(failures), failures[0])
+	} else {
+		h.say("granted=%d denied=%d", granted, denied)
+	}
+	h.say("first-denial %s", firstDenial)
+	h.wait()
+	for _, f := range held {
+		f.Close()
+	}
+	return 0
+}
+
+// helperSelflisten: ADDR: a reuseport listener of our own, no broker
+func helperSelflisten(ctx context.Context, h helperIO, args []string) int {
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return serr
+	}}
+	ln, err := lc.Listen(ctx, "tcp", args[0])
+	if err != nil {
+		h.say("error %v", err)
+		return 0
+	}
+	h.say("listening %s", ln.Addr())
+	h.wait()
+	ln.Close()
+	return 0
+}
+
+// helperActivated: a server started the systemd way: serves on descriptor 3
+func helperActivated(_ context.Context, h helperIO, _ []string) int {
+	pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID"))
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if pid != os.Getpid() || n < 1 {
+		fmt.Fprintf(os.Stderr, "activated: LISTEN_PID=%d (we are %d) LISTEN_FDS=%d\n", pid, os.Getpid(), n)
+		return 3
+	}
+	f := os.NewFile(3, "listen")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "activated:", err)
+		return 3
+	}
+	name := os.Getenv("LISTEN_FDNAMES")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return 0
+		}
+		fmt.Fprintf(c, "uid=%d pid=%d listen_pid=%d name=%s\n", os.Getuid(), os.Getpid(), pid, name)
+		c.Close()
+	}
+}
+
+// helperDying: SOCK ADDR: ask for a socket, then die before reading the answer
+func helperDying(_ context.Context, h helperIO, args []string) int {
+	conn, err := net.Dial("unixpacket", args[0])
+	if err != nil {
+		return 1
+	}
+	fmt.Fprintf(conn, `{"op":"socket","proto":"tcp","address":%q}`, args[1])
+	unix.Kill(os.Getpid(), unix.SIGKILL)
+	return 0
+}
+
+// helperNofile: SOCK ADDR: ask for a socket with no descriptor free to receive it
+func helperNofile(ctx context.Context, h helperIO, args []string) int {
+	c := &Client{Path: args[0]}
+	conn, err := c.dialBroker(ctx)
+	if err != nil {
+		h.say("error %v", err)
+		return 1
+	}
+	defer conn.Close()
+	// Fill every free descriptor up to a small limit, so the one
+	// the broker sends has nowhere to go.
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 64, Max: 64})
+	var fill []int
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fill = append(fill, fd)
+	}
+	fmt.Fprintf(conn, `{"op":"socket","proto":"tcp","address":%q}`, args[1])
+	buf, oob := make([]byte, 4096), make([]byte, 64)
+	n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
+	fds := rights(oob[:oobn])
+	for _, fd := range fill {
+		unix.Close(fd)
+	}
+	h.say("answer=%q fds=%d ctrunc=%v err=%v", buf[:n], len(fds), flags&unix.MSG_CTRUNC != 0, err)
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	return 0
+}
+
+// helperHostile: SOCK ADDR: every bad thing a client can do; prints counts as JSON
+func helperHostile(ctx context.Context, h helperIO, args []string) int {
+	res := hostile(ctx, args[0], args[1])
+	b, _ := json.Marshal(res)
+	h.say("%s", b)
 	return 0
 }
 
