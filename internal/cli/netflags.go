@@ -164,14 +164,15 @@ func (f family) allows(a netip.Addr) (bool, string) {
 }
 
 // check is allows as bad input about the address the user gave as what
-// (HOST, ADDR, -s), with its zone checked too.
+// (HOST, ADDR, -s), with its zone checked too. The address is quoted: a
+// zone is any text, control characters included, and the error is one line.
 func (f family) check(what, given string, a netip.Addr) error {
 	if ok, flag := f.allows(a); !ok {
-		return fmt.Errorf("%s %s is not allowed with %s", what, given, flag)
+		return fmt.Errorf("%s %q is not allowed with %s", what, given, flag)
 	}
 	if zone := a.Zone(); zone != "" {
 		if _, err := zoneIndex(zone); err != nil {
-			return fmt.Errorf("%s %s: %v", what, given, err)
+			return fmt.Errorf("%s %q: %v", what, given, err)
 		}
 	}
 	return nil
