@@ -320,16 +320,14 @@ func TestBrokerUsers(t *testing.T) {
 	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40019")
 	d := startBroker(t, ns, basePolicy)
 	_, helper := bins(t)
-	run := func(t *testing.T, uid int, args ...string) *proc {
-		return start(t, ns, uid, []string{helperEnv + "=" + args[0]}, helper, args[1:]...)
-	}
+	u := &usersFixture{ns: ns, d: d, helper: helper}
 
 	// Allowed: nobody gets port 80 and serves it as itself.
-	web := run(t, nobody, "listen", d.sock, "127.0.0.1:80")
-	if got := web.line(); got != "granted 127.0.0.1:80" {
+	u.web = u.run(t, nobody, "listen", d.sock, "127.0.0.1:80")
+	if got := u.web.line(); got != "granted 127.0.0.1:80" {
 		t.Fatalf("uid %d asking for 127.0.0.1:80: %s", nobody, got)
 	}
-	if got, want := ask(t, ns, "127.0.0.1:80"), fmt.Sprintf("uid=%d pid=%d", nobody, web.cmd.Process.Pid); got != want {
+	if got, want := ask(t, ns, "127.0.0.1:80"), fmt.Sprintf("uid=%d pid=%d", nobody, u.web.cmd.Process.Pid); got != want {
 		t.Errorf("port 80 answered %q, want %q", got, want)
 	}
 	// The socket is the grantee's own, as if it had made it.
@@ -345,205 +343,232 @@ func TestBrokerUsers(t *testing.T) {
 		t.Errorf("the listener on port 80 belongs to uid %d, want the grantee %d", owner, nobody)
 	}
 
-	t.Run("denied", func(t *testing.T) {
-		for _, tc := range []struct {
-			uid        int
-			addr, want string
-		}{
-			{another, "127.0.0.1:80", "port 80 is outside 8080"},
-			{third, "127.0.0.1:80", "no grant names uid 65532"},
-			{nobody, "127.0.0.2:80", "no grant for uid 65534 allows tcp 127.0.0.2"},
-			{nobody, "127.0.0.1:81", "port 81 is outside 80"},
-			// Allowed, but the port is taken: the kernel says no.
-			{nobody, "127.0.0.1:80", "address already in use"},
-		} {
-			p := run(t, tc.uid, "listen", d.sock, tc.addr)
-			if got := p.line(); !strings.HasPrefix(got, "denied") || !strings.Contains(got, tc.want) {
-				t.Errorf("uid %d asking for %s: %q, want a denial with %q", tc.uid, tc.addr, got, tc.want)
-			}
-			p.stop()
-		}
-	})
+	t.Run("denied", u.denied)
+	t.Run("quota", u.quota)
+	t.Run("cross-uid reuseport group", u.crossUIDGroup)
+	t.Run("ls", u.list)
+	t.Run("reload", u.reload)
+	t.Run("audit and metrics", u.auditAndMetrics)
+}
 
-	t.Run("quota", func(t *testing.T) {
-		// A user asks for more than the whole ephemeral range, one
-		// socket at a time.
-		t0 := time.Now()
-		hog := run(t, nobody, "hog", d.sock, "127.0.0.1", "25")
-		if got := hog.line(); got != "granted=5 denied=20" {
-			t.Errorf("hog: %s, want 5 granted and 20 denied", got)
-		}
-		if got := hog.line(); !strings.Contains(got, "quota: uid 65534 holds 5 of 5 sockets under grant #3") {
-			t.Errorf("hog's first denial: %s", got)
-		}
-		t.Logf("25 requests of the hog answered in %v", time.Since(t0))
-		if os.Getenv("BROKER_DEBUG_AUDIT") != "" {
-			b, _ := os.ReadFile(d.audit)
-			t.Logf("audit:\n%s", b)
-		}
-		// The namespace still connects: 15 ephemeral ports are left.
-		if got := ask(t, ns, "127.0.0.1:80"); !strings.HasPrefix(got, "uid=") {
-			t.Errorf("connect during the hog: %q", got)
-		}
-		// Released sockets stop counting: the broker sees them go at its
-		// next sweep of the socket table, which a busy host can delay.
-		hog.stop()
-		got := ""
-		for range 20 {
-			again := run(t, nobody, "hog", d.sock, "127.0.0.1", "7")
-			got = again.line()
-			again.stop()
-			if got == "granted=5 denied=2" {
-				break
-			}
-			time.Sleep(time.Second)
-		}
-		if got != "granted=5 denied=2" {
-			t.Errorf("after the hog exited: %s, want the quota back (5 granted)", got)
-		}
-	})
+// usersFixture is TestBrokerUsers' namespace and broker, and the
+// listener on port 80 the broker granted uid 65534 first.
+type usersFixture struct {
+	ns     *netnstest.NS
+	d      *daemon
+	helper string
+	web    *proc
+}
 
-	t.Run("cross-uid reuseport group", func(t *testing.T) {
-		a := run(t, nobody, "listen", d.sock, "127.0.0.1:8080", "web")
-		b := run(t, another, "listen", d.sock, "127.0.0.1:8080", "web")
-		for _, p := range []*proc{a, b} {
-			if got := p.line(); got != "granted 127.0.0.1:8080" {
-				t.Fatalf("%s: %s", p.name, got)
-			}
-		}
-		served := map[string]int{}
-		for range 64 {
-			reply := ask(t, ns, "127.0.0.1:8080")
-			served[strings.Fields(reply)[0]]++
-		}
-		if served["uid=65534"] == 0 || served["uid=65533"] == 0 {
-			t.Errorf("64 connections to the group were served by %v; want both uids", served)
-		}
-		t.Logf("group web: 64 connections served by %v", served)
-		// Beside it, the plain rule: SO_REUSEPORT shares only within a uid.
-		s1 := run(t, nobody, "selflisten", "127.0.0.1:50000")
-		if got := s1.line(); !strings.HasPrefix(got, "listening") {
-			t.Fatalf("uid %d reuseport listener: %s", nobody, got)
-		}
-		s2 := run(t, another, "selflisten", "127.0.0.1:50000")
-		if got := s2.line(); !strings.Contains(got, "address already in use") {
-			t.Errorf("uid %d joining uid %d's reuseport listener: %q, want EADDRINUSE", another, nobody, got)
-		}
-		s3 := run(t, nobody, "selflisten", "127.0.0.1:50000")
-		if got := s3.line(); !strings.HasPrefix(got, "listening") {
-			t.Errorf("uid %d's second reuseport listener: %s", nobody, got)
-		}
-	})
+// run starts the test binary's helper args[0] as uid with args[1:].
+func (u *usersFixture) run(t *testing.T, uid int, args ...string) *proc {
+	return start(t, u.ns, uid, []string{helperEnv + "=" + args[0]}, u.helper, args[1:]...)
+}
 
-	t.Run("ls", func(t *testing.T) {
-		c := &Client{Path: d.sock}
-		gs, err := c.List(context.Background())
+// denied: requests outside the policy, and one the kernel refuses, are denied with the reason.
+func (u *usersFixture) denied(t *testing.T) {
+	for _, tc := range []struct {
+		uid        int
+		addr, want string
+	}{
+		{another, "127.0.0.1:80", "port 80 is outside 8080"},
+		{third, "127.0.0.1:80", "no grant names uid 65532"},
+		{nobody, "127.0.0.2:80", "no grant for uid 65534 allows tcp 127.0.0.2"},
+		{nobody, "127.0.0.1:81", "port 81 is outside 80"},
+		// Allowed, but the port is taken: the kernel says no.
+		{nobody, "127.0.0.1:80", "address already in use"},
+	} {
+		p := u.run(t, tc.uid, "listen", u.d.sock, tc.addr)
+		if got := p.line(); !strings.HasPrefix(got, "denied") || !strings.Contains(got, tc.want) {
+			t.Errorf("uid %d asking for %s: %q, want a denial with %q", tc.uid, tc.addr, got, tc.want)
+		}
+		p.stop()
+	}
+}
+
+// quota: a user asking for more than the ephemeral range gets its grant's quota, and gets it back once its sockets are gone.
+func (u *usersFixture) quota(t *testing.T) {
+	// A user asks for more than the whole ephemeral range, one
+	// socket at a time.
+	t0 := time.Now()
+	hog := u.run(t, nobody, "hog", u.d.sock, "127.0.0.1", "25")
+	if got := hog.line(); got != "granted=5 denied=20" {
+		t.Errorf("hog: %s, want 5 granted and 20 denied", got)
+	}
+	if got := hog.line(); !strings.Contains(got, "quota: uid 65534 holds 5 of 5 sockets under grant #3") {
+		t.Errorf("hog's first denial: %s", got)
+	}
+	t.Logf("25 requests of the hog answered in %v", time.Since(t0))
+	if os.Getenv("BROKER_DEBUG_AUDIT") != "" {
+		b, _ := os.ReadFile(u.d.audit)
+		t.Logf("audit:\n%s", b)
+	}
+	// The namespace still connects: 15 ephemeral ports are left.
+	if got := ask(t, u.ns, "127.0.0.1:80"); !strings.HasPrefix(got, "uid=") {
+		t.Errorf("connect during the hog: %q", got)
+	}
+	// Released sockets stop counting: the broker sees them go at its
+	// next sweep of the socket table, which a busy host can delay.
+	hog.stop()
+	got := ""
+	for range 20 {
+		again := u.run(t, nobody, "hog", u.d.sock, "127.0.0.1", "7")
+		got = again.line()
+		again.stop()
+		if got == "granted=5 denied=2" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if got != "granted=5 denied=2" {
+		t.Errorf("after the hog exited: %s, want the quota back (5 granted)", got)
+	}
+}
+
+// crossUIDGroup: the broker's group spans uids, where SO_REUSEPORT alone shares only within one.
+func (u *usersFixture) crossUIDGroup(t *testing.T) {
+	a := u.run(t, nobody, "listen", u.d.sock, "127.0.0.1:8080", "web")
+	b := u.run(t, another, "listen", u.d.sock, "127.0.0.1:8080", "web")
+	for _, p := range []*proc{a, b} {
+		if got := p.line(); got != "granted 127.0.0.1:8080" {
+			t.Fatalf("%s: %s", p.name, got)
+		}
+	}
+	served := map[string]int{}
+	for range 64 {
+		reply := ask(t, u.ns, "127.0.0.1:8080")
+		served[strings.Fields(reply)[0]]++
+	}
+	if served["uid=65534"] == 0 || served["uid=65533"] == 0 {
+		t.Errorf("64 connections to the group were served by %v; want both uids", served)
+	}
+	t.Logf("group web: 64 connections served by %v", served)
+	// Beside it, the plain rule: SO_REUSEPORT shares only within a uid.
+	s1 := u.run(t, nobody, "selflisten", "127.0.0.1:50000")
+	if got := s1.line(); !strings.HasPrefix(got, "listening") {
+		t.Fatalf("uid %d reuseport listener: %s", nobody, got)
+	}
+	s2 := u.run(t, another, "selflisten", "127.0.0.1:50000")
+	if got := s2.line(); !strings.Contains(got, "address already in use") {
+		t.Errorf("uid %d joining uid %d's reuseport listener: %q, want EADDRINUSE", another, nobody, got)
+	}
+	s3 := u.run(t, nobody, "selflisten", "127.0.0.1:50000")
+	if got := s3.line(); !strings.HasPrefix(got, "listening") {
+		t.Errorf("uid %d's second reuseport listener: %s", nobody, got)
+	}
+}
+
+// list: ls shows the granted listener, and no released socket.
+func (u *usersFixture) list(t *testing.T) {
+	c := &Client{Path: u.d.sock}
+	gs, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, g := range gs {
+		if g.Local.Port() == 80 && g.UID == nobody && g.PID == int32(u.web.cmd.Process.Pid) && g.Listen && g.Grant == 1 {
+			found = true
+		}
+		if g.Local.Port() >= 40000 && g.Local.Port() <= 40019 {
+			t.Errorf("a released hog socket is still listed: %+v", g)
+		}
+	}
+	if !found {
+		t.Errorf("ls does not show the port-80 listener of pid %d: %+v", u.web.cmd.Process.Pid, gs)
+	}
+}
+
+// reload: SIGHUP loads a new policy, keeps granted sockets, and refuses a broken policy.
+func (u *usersFixture) reload(t *testing.T) {
+	before := u.run(t, another, "request", u.d.sock, "tcp", "127.0.0.1:9090")
+	if got := before.line(); !strings.HasPrefix(got, "denied") {
+		t.Fatalf("before reload: %s", got)
+	}
+	before.stop()
+	n := len(u.d.auditLines(t))
+	u.d.writePolicy(t, basePolicy+"\n[[grant]]\nuids = [65533]\nproto = \"tcp\"\naddress = \"127.0.0.1\"\nports = 9090\n")
+	u.d.cmd.Process.Signal(syscall.SIGHUP)
+	u.d.waitAudit(t, "reload", "reload", n)
+	after := u.run(t, another, "request", u.d.sock, "tcp", "127.0.0.1:9090")
+	if got := after.line(); got != "granted 127.0.0.1:9090" {
+		t.Errorf("after reload: %s", got)
+	}
+	// Granted sockets were not dropped.
+	if got := ask(t, u.ns, "127.0.0.1:80"); got != fmt.Sprintf("uid=%d pid=%d", nobody, u.web.cmd.Process.Pid) {
+		t.Errorf("port 80 after reload: %q", got)
+	}
+	// A broken policy is refused; the last good one stays.
+	n = len(u.d.auditLines(t))
+	u.d.writePolicy(t, "[[grant]]\nproto = \"sctp\"\n")
+	u.d.cmd.Process.Signal(syscall.SIGHUP)
+	u.d.waitAudit(t, "reload", "error", n)
+	after.stop()
+	still := u.run(t, another, "request", u.d.sock, "tcp", "127.0.0.1:9090")
+	if got := still.line(); got != "granted 127.0.0.1:9090" {
+		t.Errorf("after a broken reload: %s, want the last good policy's grant", got)
+	}
+}
+
+// auditAndMetrics: every decision is audited with its fields; the metrics count them and pass promtool.
+func (u *usersFixture) auditAndMetrics(t *testing.T) {
+	decisions := map[string]int{}
+	for _, l := range u.d.auditLines(t) {
+		if l["msg"] != "request" {
+			continue
+		}
+		peer, _ := l["peer"].(map[string]any)
+		if l["time"] == nil || peer["uid"] == nil || peer["pid"] == nil || peer["gid"] == nil || l["reason"] == nil || l["request"] == nil {
+			t.Errorf("audit record lacks a field: %v", l)
+		}
+		decisions[l["decision"].(string)]++
+	}
+	// Grants: 1 listener, 5+5 hog, 2 group members, 2 after reload;
+	// denials: 4 by policy, 20+2 by quota, 1 before reload; the one
+	// error is the taken port.
+	if decisions["grant"] < 15 || decisions["deny"] < 4+20+2+1 || decisions["error"] != 1 {
+		t.Errorf("audit decisions %v", decisions)
+	}
+	var body string
+	// By hand: net/http would dial from another thread, outside the namespace.
+	if err := u.ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", u.d.metrics, 5*time.Second)
 		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, g := range gs {
-			if g.Local.Port() == 80 && g.UID == nobody && g.PID == int32(web.cmd.Process.Pid) && g.Listen && g.Grant == 1 {
-				found = true
-			}
-			if g.Local.Port() >= 40000 && g.Local.Port() <= 40019 {
-				t.Errorf("a released hog socket is still listed: %+v", g)
-			}
-		}
-		if !found {
-			t.Errorf("ls does not show the port-80 listener of pid %d: %+v", web.cmd.Process.Pid, gs)
-		}
-	})
-
-	t.Run("reload", func(t *testing.T) {
-		before := run(t, another, "request", d.sock, "tcp", "127.0.0.1:9090")
-		if got := before.line(); !strings.HasPrefix(got, "denied") {
-			t.Fatalf("before reload: %s", got)
-		}
-		before.stop()
-		n := len(d.auditLines(t))
-		d.writePolicy(t, basePolicy+"\n[[grant]]\nuids = [65533]\nproto = \"tcp\"\naddress = \"127.0.0.1\"\nports = 9090\n")
-		d.cmd.Process.Signal(syscall.SIGHUP)
-		d.waitAudit(t, "reload", "reload", n)
-		after := run(t, another, "request", d.sock, "tcp", "127.0.0.1:9090")
-		if got := after.line(); got != "granted 127.0.0.1:9090" {
-			t.Errorf("after reload: %s", got)
-		}
-		// Granted sockets were not dropped.
-		if got := ask(t, ns, "127.0.0.1:80"); got != fmt.Sprintf("uid=%d pid=%d", nobody, web.cmd.Process.Pid) {
-			t.Errorf("port 80 after reload: %q", got)
-		}
-		// A broken policy is refused; the last good one stays.
-		n = len(d.auditLines(t))
-		d.writePolicy(t, "[[grant]]\nproto = \"sctp\"\n")
-		d.cmd.Process.Signal(syscall.SIGHUP)
-		d.waitAudit(t, "reload", "error", n)
-		after.stop()
-		still := run(t, another, "request", d.sock, "tcp", "127.0.0.1:9090")
-		if got := still.line(); got != "granted 127.0.0.1:9090" {
-			t.Errorf("after a broken reload: %s, want the last good policy's grant", got)
-		}
-	})
-
-	t.Run("audit and metrics", func(t *testing.T) {
-		decisions := map[string]int{}
-		for _, l := range d.auditLines(t) {
-			if l["msg"] != "request" {
-				continue
-			}
-			peer, _ := l["peer"].(map[string]any)
-			if l["time"] == nil || peer["uid"] == nil || peer["pid"] == nil || peer["gid"] == nil || l["reason"] == nil || l["request"] == nil {
-				t.Errorf("audit record lacks a field: %v", l)
-			}
-			decisions[l["decision"].(string)]++
-		}
-		// Grants: 1 listener, 5+5 hog, 2 group members, 2 after reload;
-		// denials: 4 by policy, 20+2 by quota, 1 before reload; the one
-		// error is the taken port.
-		if decisions["grant"] < 15 || decisions["deny"] < 4+20+2+1 || decisions["error"] != 1 {
-			t.Errorf("audit decisions %v", decisions)
-		}
-		var body string
-		// By hand: net/http would dial from another thread, outside the namespace.
-		if err := ns.Do(func() error {
-			c, err := net.DialTimeout("tcp", d.metrics, 5*time.Second)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", d.metrics)
-			b, err := io.ReadAll(c)
-			body = string(b)
 			return err
-		}); err != nil {
-			t.Fatalf("scraping the broker: %v", err)
 		}
-		for _, want := range []string{
-			`tuple_broker_live_sockets{uid="65534"} 1`, // port 80; the rest ended with their subtests
-			`tuple_broker_grant_max_sockets{address="127.0.0.1",grant="3",group="",ports="40000-40019",proto="tcp"} 5`,
-			`tuple_broker_handler_panics_total 0`,
-		} {
-			if !strings.Contains(body, want) {
-				t.Errorf("metrics lack %s", want)
-			}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", u.d.metrics)
+		b, err := io.ReadAll(c)
+		body = string(b)
+		return err
+	}); err != nil {
+		t.Fatalf("scraping the broker: %v", err)
+	}
+	for _, want := range []string{
+		`tuple_broker_live_sockets{uid="65534"} 1`, // port 80; the rest ended with their subtests
+		`tuple_broker_grant_max_sockets{address="127.0.0.1",grant="3",group="",ports="40000-40019",proto="tcp"} 5`,
+		`tuple_broker_handler_panics_total 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
 		}
-		if t.Failed() {
-			t.Logf("metrics:\n%s", body)
-		}
-		if m := regexp.MustCompile(`tuple_broker_quota_denied_total\{uid="65534"\} (\d+)`).FindStringSubmatch(body); m == nil || atoi(m[1]) < 22 {
-			t.Errorf("quota denials of uid 65534: %v, want at least 22", m)
-		}
-		// The exposition is valid by Prometheus's own linter.
-		promtool, err := exec.LookPath("promtool")
-		if err != nil {
-			testenv.Missing(t, "promtool not installed (apt-get install prometheus)")
-		}
-		_, payload, _ := strings.Cut(body, "\r\n\r\n")
-		lint := exec.Command(promtool, "check", "metrics")
-		lint.Stdin = strings.NewReader(payload)
-		if out, err := lint.CombinedOutput(); err != nil {
-			t.Errorf("promtool check metrics: %v\n%s", err, out)
-		}
-	})
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", body)
+	}
+	if m := regexp.MustCompile(`tuple_broker_quota_denied_total\{uid="65534"\} (\d+)`).FindStringSubmatch(body); m == nil || atoi(m[1]) < 22 {
+		t.Errorf("quota denials of uid 65534: %v, want at least 22", m)
+	}
+	// The exposition is valid by Prometheus's own linter.
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		testenv.Missing(t, "promtool not installed (apt-get install prometheus)")
+	}
+	_, payload, _ := strings.Cut(body, "\r\n\r\n")
+	lint := exec.Command(promtool, "check", "metrics")
+	lint.Stdin = strings.NewReader(payload)
+	if out, err := lint.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 }

@@ -69,84 +69,111 @@ func TestHandoverUnderLoad(t *testing.T) {
 	}
 	addrs := []string{lns[0].Addr().String(), lns[1].Addr().String()}
 
-	stopLoad := make(chan struct{})
-	var (
-		mu       sync.Mutex
-		failures []error
-		total    atomic.Int64
-		lwg      sync.WaitGroup
-	)
-	for c := 0; c < 4; c++ {
-		lwg.Add(1)
-		go func() {
-			defer lwg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stopLoad:
-					return
-				default:
-				}
-				err := func() error {
-					conn, err := net.DialTimeout("tcp4", addrs[i%2], 2*time.Second)
-					if err != nil {
-						return err
-					}
-					defer conn.Close()
-					conn.SetDeadline(time.Now().Add(2 * time.Second))
-					var b [1]byte
-					_, err = io.ReadFull(conn, b[:])
-					return err
-				}()
-				total.Add(1)
-				if err != nil {
-					mu.Lock()
-					failures = append(failures, err)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startLoad(addrs, 4)
 
 	ctx := context.Background()
 	cur := start(0, lns)
 	const generations = 20
 	for gen := byte(1); gen <= generations; gen++ {
-		offer, err := Listen(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		old := cur
-		go func() { served <- offer.Serve(ctx, old.lns, old.stop) }()
-		time.Sleep(20 * time.Millisecond) // let the old generation serve a while
-		tk, err := Take(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur = start(gen, tk.Listeners)
-		if err := tk.Ready(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-served; err != nil {
-			t.Fatal(err)
-		}
-		before := old.seen.Load()
-		time.Sleep(5 * time.Millisecond)
-		if after := old.seen.Load(); after != before {
-			t.Errorf("generation %d accepted %d connections after handing over", gen-1, after-before)
-		}
-		if old.seen.Load() == 0 {
-			t.Errorf("generation %d served nothing", gen-1)
-		}
+		cur = handOver(t, ctx, path, gen, cur)
 	}
 	time.Sleep(20 * time.Millisecond)
-	close(stopLoad)
-	lwg.Wait()
+	failures, total := load.end()
 	cur.stop()
 	if len(failures) > 0 {
-		t.Fatalf("%d of %d connections failed across %d hand-overs, first: %v", len(failures), total.Load(), generations, failures[0])
+		t.Fatalf("%d of %d connections failed across %d hand-overs, first: %v", len(failures), total, generations, failures[0])
 	}
-	t.Logf("%d connections, %d hand-overs, no failure", total.Load(), generations)
+	t.Logf("%d connections, %d hand-overs, no failure", total, generations)
+}
+
+// handOver offers old's listeners at path, takes them as generation gen,
+// and checks that old stopped accepting once gen was ready. It returns
+// the new generation.
+func handOver(t *testing.T, ctx context.Context, path string, gen byte, old *server) *server {
+	t.Helper()
+	offer, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- offer.Serve(ctx, old.lns, old.stop) }()
+	time.Sleep(20 * time.Millisecond) // let the old generation serve a while
+	tk, err := Take(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := start(gen, tk.Listeners)
+	if err := tk.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	before := old.seen.Load()
+	time.Sleep(5 * time.Millisecond)
+	if after := old.seen.Load(); after != before {
+		t.Errorf("generation %d accepted %d connections after handing over", gen-1, after-before)
+	}
+	if old.seen.Load() == 0 {
+		t.Errorf("generation %d served nothing", gen-1)
+	}
+	return cur
+}
+
+// clientLoad is clients connecting without pause, each reading one byte.
+type clientLoad struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	failures []error
+	total    atomic.Int64
+}
+
+// startLoad starts n clients, each connecting to addrs in turn.
+func startLoad(addrs []string, n int) *clientLoad {
+	l := &clientLoad{stop: make(chan struct{})}
+	for range n {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				err := connectOnce(addrs[i%len(addrs)])
+				l.total.Add(1)
+				if err != nil {
+					l.mu.Lock()
+					l.failures = append(l.failures, err)
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// end stops the clients and returns the failed connections and how many
+// were tried.
+func (l *clientLoad) end() ([]error, int64) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.failures, l.total.Load()
+}
+
+// connectOnce connects to addr and reads the byte the server sends.
+func connectOnce(addr string) error {
+	conn, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	var b [1]byte
+	_, err = io.ReadFull(conn, b[:])
+	return err
 }
 
 // TestListenRefusesLiveOffer: a second Listen on a path where a process

@@ -127,16 +127,17 @@ func bucketOf(port uint16, b sockfacts.Bucket) rules.Bucket {
 // table row: every fact is the kernel's, as in FromTable for a row with a
 // record. timeLeft is a TIME_WAIT entry's time until it expires (the
 // socket table's), which gives its age. The second result is the port's
-// bind bucket when the record carries it (rules.World.Buckets). It reports
-// false for sockets that own no port. It is for callers that read only
-// the kernel's records (the ports budget) and keep no table.
-func FromRecord(k *sockfacts.Sock, timeLeft time.Duration) (rules.Socket, *rules.Bucket, bool) {
+// bind bucket when the record carries it (rules.World.Buckets; Port 0
+// when it does not). It reports false for sockets that own no port. It is
+// for callers that read only the kernel's records (the ports budget) and
+// keep no table.
+func FromRecord(k *sockfacts.Sock, timeLeft time.Duration) (rules.Socket, rules.Bucket, bool) {
 	if k.Proto != inet.TCP || k.Local.Port() == 0 || (k.Family != inet.IPv4 && k.Family != inet.IPv6) {
-		return rules.Socket{}, nil, false
+		return rules.Socket{}, rules.Bucket{}, false
 	}
 	st, ok := modelState(k.Proto, socktab.State(k.State), k.Remote)
 	if !ok {
-		return rules.Socket{}, nil, false
+		return rules.Socket{}, rules.Bucket{}, false
 	}
 	r := rules.Socket{Proto: k.Proto, Family: k.Family, Local: k.Local, Remote: k.Remote, UID: k.UID, Dev: k.Dev, State: st,
 		ReuseAddr: k.ReuseAddr, ReusePort: k.ReusePort, V6Only: k.Family == inet.IPv6 && k.V6Only}
@@ -149,10 +150,9 @@ func FromRecord(k *sockfacts.Sock, timeLeft time.Duration) (rules.Socket, *rules
 		r.PortFromConnect = k.ConnectBind
 	}
 	if !k.BucketKnown {
-		return r, nil, true
+		return r, rules.Bucket{}, true
 	}
-	b := bucketOf(k.Local.Port(), k.Bucket)
-	return r, &b, true
+	return r, bucketOf(k.Local.Port(), k.Bucket), true
 }
 
 // convert turns one socket table row into the model's socket. all is the

@@ -297,79 +297,92 @@ func runSinkWorker(ctx context.Context, j job, out *msgWriter) error {
 	if err != nil {
 		return fmt.Errorf("listener from the parent: %w", err)
 	}
-	var (
-		mu        sync.Mutex
-		conns     []net.Conn
-		accepted  int
-		errs      = map[string]int{}
-		fileLimit uint64
-		atLimit   int
-		acceptWG  sync.WaitGroup
-	)
+	sk := &sink{errs: map[string]int{}}
+	var acceptWG sync.WaitGroup
 	acceptWG.Add(1)
 	go func() {
 		defer acceptWG.Done()
-		for {
-			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err == nil {
-				// From now on any close, the kernel's at exit
-				// included, is a reset: no TIME_WAIT on either side.
-				if tc, ok := c.(*net.TCPConn); ok {
-					_ = tc.SetLinger(0) // best effort: closeAll sets it again
-				}
-			}
-			mu.Lock()
-			if err != nil {
-				// EMFILE and friends: the connection waits in the
-				// queue; back off rather than spin.
-				errs[errName(err)]++
-				if errors.Is(err, syscall.EMFILE) && fileLimit == 0 {
-					fileLimit, atLimit = limitOrOne(), len(conns)
-				}
-			} else {
-				conns = append(conns, c)
-				accepted++
-			}
-			mu.Unlock()
-			if err != nil {
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
+		sk.accept(ln)
 	}()
-	report := func(typ string) {
-		mu.Lock()
-		m := msg{Type: typ, Established: accepted, Errors: errs, FileLimit: fileLimit, AtLimit: atLimit}
-		out.send(m)
-		mu.Unlock()
-	}
-	stopProgress := every(250*time.Millisecond, func() { report("progress") })
-	// Close what the clients closed, so a sink serving many runs does not
-	// pile up dead descriptors towards its limit.
-	stopSweep := every(2*time.Second, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		open := conns[:0]
-		for _, c := range conns {
-			if peerGone(c) {
-				c.Close()
-			} else {
-				open = append(open, c)
-			}
-		}
-		clear(conns[len(open):])
-		conns = open
-	})
+	stopProgress := every(250*time.Millisecond, func() { sk.report(out, "progress") })
+	stopSweep := every(2*time.Second, sk.sweep)
 	hold(ctx, j.Hold)
 	ln.Close()
 	acceptWG.Wait()
 	stopSweep()
 	stopProgress()
-	report("result")
-	closeAll(conns)
+	sk.report(out, "result")
+	closeAll(sk.conns)
 	return nil
+}
+
+// sink is what a sink worker holds: the connections it accepted and the
+// accept errors it met, shared by its accept loop, its progress reports
+// and its sweep.
+type sink struct {
+	mu        sync.Mutex
+	conns     []net.Conn
+	accepted  int
+	errs      map[string]int
+	fileLimit uint64 // RLIMIT_NOFILE when EMFILE was first met (0: never)
+	atLimit   int    // the connections held then
+}
+
+// accept accepts connections until ln is closed.
+func (sk *sink) accept(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err == nil {
+			// From now on any close, the kernel's at exit
+			// included, is a reset: no TIME_WAIT on either side.
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // best effort: closeAll sets it again
+			}
+		}
+		sk.mu.Lock()
+		if err != nil {
+			// EMFILE and friends: the connection waits in the
+			// queue; back off rather than spin.
+			sk.errs[errName(err)]++
+			if errors.Is(err, syscall.EMFILE) && sk.fileLimit == 0 {
+				sk.fileLimit, sk.atLimit = limitOrOne(), len(sk.conns)
+			}
+		} else {
+			sk.conns = append(sk.conns, c)
+			sk.accepted++
+		}
+		sk.mu.Unlock()
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// report sends the counts so far as a message of type typ.
+func (sk *sink) report(out *msgWriter, typ string) {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	out.send(msg{Type: typ, Established: sk.accepted, Errors: sk.errs, FileLimit: sk.fileLimit, AtLimit: sk.atLimit})
+}
+
+// sweep closes what the clients closed, so a sink serving many runs does
+// not pile up dead descriptors towards its limit.
+func (sk *sink) sweep() {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	open := sk.conns[:0]
+	for _, c := range sk.conns {
+		if peerGone(c) {
+			c.Close()
+		} else {
+			open = append(open, c)
+		}
+	}
+	clear(sk.conns[len(open):])
+	sk.conns = open
 }
 
 // limitOrOne is RLIMIT_NOFILE, or 1 when it cannot be read: a non-zero

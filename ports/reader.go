@@ -32,7 +32,9 @@ type Reader struct {
 	buf    []byte // the iterator's output, a chunk at a time, reused
 	tab    Table
 	inodes []uint64 // parallel to tab.cols.socks
-	tw     []twRef
+	// timeLeft is the array of tab.cols.timeLeft, reused.
+	timeLeft []time.Duration
+	tw       []twRef
 }
 
 // twRef is a TIME_WAIT entry's place in the table, to find its timer in
@@ -81,14 +83,18 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 	if st, err := socktab.ReadSockstat(procRoot); err == nil {
 		n = st.TCP + st.TimeWait
 		if st.TimeWait == 0 {
-			// No timers to read: the dump walks the bind hash only. An
-			// entry that appears meanwhile is taken as just entered.
+			// No timers to read: the dump lists bound-only sockets
+			// only. An entry that appears meanwhile is taken as just
+			// entered.
 			states = boundStates
 		}
 	}
 	t := &r.tab
-	if room := n + n/32 + 64; cap(t.cols.socks) < room {
+	if cap(t.cols.socks) < n+16 {
+		// Some room to grow: a table a few sockets larger than the
+		// last must not copy it all again.
 		// Grown by append, the sockets would be copied again and again.
+		room := n + n/32 + 64
 		t.cols.socks, r.inodes = make([]rules.Socket, 0, room), make([]uint64, 0, room)
 		prefault.Slice(t.cols.socks)
 	}
@@ -118,9 +124,9 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		if !ok {
 			return
 		}
-		if b != nil && !seen.has(b.Port) {
+		if b.Port != 0 && !seen.has(b.Port) {
 			seen.add(b.Port)
-			t.Buckets = append(t.Buckets, *b)
+			t.Buckets = append(t.Buckets, b)
 		}
 		if s.State == rules.TimeWait {
 			r.tw = append(r.tw, twRef{len(t.cols.socks), k.Cookie})
@@ -169,7 +175,11 @@ func (r *Reader) timeWaitTimers(rows []socktab.Socket) {
 		}
 	}
 	c := &r.tab.cols
-	c.timeLeft = make([]time.Duration, len(c.socks))
+	if cap(r.timeLeft) < len(c.socks) {
+		r.timeLeft = make([]time.Duration, 0, cap(c.socks))
+	}
+	c.timeLeft = r.timeLeft[:len(c.socks)]
+	clear(c.timeLeft)
 	for _, tw := range r.tw {
 		l, ok := left[tw.cookie]
 		if !ok {

@@ -83,10 +83,12 @@ func (m *Model) Reindex(w World) *Model {
 	return m
 }
 
-// resize returns s with length n, reusing its array when it has room.
+// resize returns s with length n, reusing its array when it has room; a
+// new array has some room to spare, so that a world a little larger than
+// the last does not allocate again.
 func resize[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]T, n)
+		return make([]T, n, n+n/32+16)
 	}
 	return s[:n]
 }

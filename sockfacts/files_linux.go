@@ -120,8 +120,10 @@ func SocketFiles() ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
 	}
-	if b, err := rawTaskFiles(); err == nil {
-		return parseFiles(b)
+	if !useLoader.Load() {
+		if b, err := rawTaskFiles(); err == nil {
+			return parseFiles(b)
+		}
 	}
 	l, err := loadFilesLayout()
 	if err != nil {

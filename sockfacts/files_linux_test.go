@@ -1,6 +1,7 @@
 package sockfacts
 
 import (
+	"bytes"
 	"os"
 	"strconv"
 	"strings"
@@ -178,5 +179,21 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 		if got[fd] != ino {
 			t.Errorf("fd %d: raw inode %d, loader %d", fd, got[fd], ino)
 		}
+	}
+}
+
+// TestKernelBTFBlob: the BTF copied out with bpf(2) is the file's.
+func TestKernelBTFBlob(t *testing.T) {
+	requireBTF(t)
+	blob, err := kernelBTFBlob()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := readKernelBTF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(blob, file) {
+		t.Errorf("bpf(2) gave %d bytes, %s %d, not the same", len(blob), btfPath, len(file))
 	}
 }

@@ -71,6 +71,82 @@ func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) (int, error) {
 	return int(fd), nil
 }
 
+// BTF commands of bpf(2).
+const (
+	bpfObjGetInfoByFD = 15
+	bpfBTFGetFDByID   = 19
+	bpfBTFGetNextID   = 23
+)
+
+// btfInfo is struct bpf_btf_info.
+type btfInfo struct {
+	btf       uint64
+	btfSize   uint32
+	id        uint32
+	name      uint64
+	nameLen   uint32
+	kernelBTF uint32
+}
+
+// kernelBTFBlob copies the kernel's BTF (the object named vmlinux) out of
+// the kernel in one bpf(2) call: reading /sys/kernel/btf/vmlinux takes one
+// read per 4 KiB page, about 1,300 calls.
+func kernelBTFBlob() ([]byte, error) {
+	var id uint32
+	for range 64 { // vmlinux's BTF is the first object; modules follow
+		next := [3]uint32{id}
+		if _, err := bpfCall(bpfBTFGetNextID, unsafe.Pointer(&next), unsafe.Sizeof(next)); err != nil {
+			return nil, fmt.Errorf("bpf btf get next id: %w", err)
+		}
+		id = next[1]
+		get := [3]uint32{id}
+		fd, err := bpfCall(bpfBTFGetFDByID, unsafe.Pointer(&get), unsafe.Sizeof(get))
+		if err != nil {
+			return nil, fmt.Errorf("bpf btf get fd by id %d: %w", id, err)
+		}
+		b, err := btfObject(fd)
+		unix.Close(fd)
+		if err != errNotVmlinux {
+			return b, err
+		}
+	}
+	return nil, errNotVmlinux
+}
+
+var errNotVmlinux = fmt.Errorf("not the kernel's BTF")
+
+// btfObject returns the BTF object fd's data if it is vmlinux.
+func btfObject(fd int) ([]byte, error) {
+	var name [16]byte
+	info := btfInfo{name: uint64(uintptr(unsafe.Pointer(&name[0]))), nameLen: uint32(len(name))}
+	get := func() error {
+		attr := struct {
+			fd, infoLen uint32
+			info        uint64
+		}{uint32(fd), uint32(unsafe.Sizeof(info)), uint64(uintptr(unsafe.Pointer(&info)))}
+		_, err := bpfCall(bpfObjGetInfoByFD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+		return err
+	}
+	if err := get(); err != nil {
+		return nil, fmt.Errorf("bpf obj get info: %w", err)
+	}
+	if info.kernelBTF == 0 || string(name[:min(int(info.nameLen), len(name))]) != "vmlinux" {
+		return nil, errNotVmlinux
+	}
+	buf := make([]byte, info.btfSize)
+	prefault.Slice(buf)
+	info = btfInfo{btf: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))), btfSize: uint32(len(buf))}
+	err := get()
+	runtime.KeepAlive(buf)
+	if err != nil {
+		return nil, fmt.Errorf("bpf obj get info: %w", err)
+	}
+	if int(info.btfSize) != len(buf) {
+		return nil, fmt.Errorf("kernel BTF of %d bytes, then %d", len(buf), info.btfSize)
+	}
+	return buf, nil
+}
+
 // readKernelBTF reads the kernel's raw BTF into a buffer backed by huge
 // pages where the kernel offers them (5 MB of fresh pages otherwise fault
 // in one by one).
@@ -116,9 +192,11 @@ func rawFilesLayout(x *btfIndex) (*filesLayout, uint32, error) {
 // rawTaskFiles runs the task_file program loaded with bpf(2) directly and
 // returns its records.
 func rawTaskFiles() ([]byte, error) {
-	raw, err := readKernelBTF()
+	raw, err := kernelBTFBlob()
 	if err != nil {
-		return nil, err
+		if raw, err = readKernelBTF(); err != nil {
+			return nil, err
+		}
 	}
 	x, err := parseBTF(raw)
 	if err != nil {

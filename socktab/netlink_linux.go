@@ -54,7 +54,13 @@ func dump[T element](ctx context.Context, q Query, parse func([]byte, inet.Proto
 	// The counts size the table before the dump so it is never copied
 	// while growing; partial counts will do for that.
 	counts, _ := ReadSockstat(q.ProcRoot)
-	socks := make([]T, 0, counts.estimate(q)+16)
+	est := counts.estimate(q)
+	if q.LocalPort != 0 || q.RemotePort != 0 {
+		// One port's sockets (who, --sport): a table sized for every
+		// socket would be mostly pages faulted in for nothing.
+		est = min(est, 4096)
+	}
+	socks := make([]T, 0, est+16)
 	prefault.Slice(socks) // one madvise, not one page fault per page
 	// Three receive buffers: one being filled, one being decoded, one spare.
 	bufs := [][]byte{make([]byte, recvBufSize), make([]byte, recvBufSize), make([]byte, recvBufSize)}

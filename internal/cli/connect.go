@@ -135,70 +135,102 @@ func (o *connectOptions) plan(host string, ports ...string) (*connectPlan, error
 		return nil, err
 	}
 	p.network = fam.network(p.proto)
+	dest, err := p.destination(fam, ports)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.timing(); err != nil {
+		return nil, err
+	}
+	srcPort, err := p.source(fam, dest)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.socketOptions(srcPort); err != nil {
+		return nil, err
+	}
+	if o.broker != "" {
+		if err := p.checkBroker(); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// destination checks HOST (an address of the family, or a name unless
+// -n) and the PORT arguments (one, or several with -z), and returns
+// HOST's address when it is one.
+func (p *connectPlan) destination(fam family, ports []string) (netip.Addr, error) {
+	o, host := p.opts, p.host
 	if host == "" {
-		return nil, fmt.Errorf("empty HOST")
+		return netip.Addr{}, fmt.Errorf("empty HOST")
 	}
 	var dest netip.Addr
 	if a, err := parseIP(host); err == nil {
-		if ok, flag := fam.allows(a); !ok {
-			return nil, fmt.Errorf("HOST %s is not allowed with %s", host, flag)
-		}
-		if zone := a.Zone(); zone != "" {
-			if _, err := zoneIndex(zone); err != nil {
-				return nil, fmt.Errorf("HOST %s: %v", host, err)
-			}
+		if err := fam.check("HOST", host, a); err != nil {
+			return netip.Addr{}, err
 		}
 		dest = a
 		p.host = a.String()
 	} else if o.numeric {
-		return nil, fmt.Errorf("-n: HOST %q is not an IP address", host)
+		return netip.Addr{}, fmt.Errorf("-n: HOST %q is not an IP address", host)
 	}
 	if len(ports) == 0 || (!o.scan && len(ports) > 1) {
-		return nil, fmt.Errorf("want HOST PORT, got %d port argument(s)", len(ports))
+		return netip.Addr{}, fmt.Errorf("want HOST PORT, got %d port argument(s)", len(ports))
 	}
 	if o.scan && o.udp {
-		return nil, fmt.Errorf("-z works with TCP only: UDP has no handshake to probe")
+		return netip.Addr{}, fmt.Errorf("-z works with TCP only: UDP has no handshake to probe")
 	}
 	for _, port := range ports {
 		r, err := o.parsePorts(p.proto, port)
 		if err != nil {
-			return nil, err
+			return netip.Addr{}, err
 		}
 		p.ports = append(p.ports, r)
 	}
+	return dest, nil
+}
+
+// timing checks -w, -q and how stdin's end shuts the socket down.
+func (p *connectPlan) timing() error {
+	o := p.opts
+	var err error
 	if p.timeout, err = parseTimeout(o.timeout); err != nil {
-		return nil, err
+		return err
 	}
 	if o.quit != "" {
 		if p.quit, p.hasQuit, err = parseQuit(o.quit); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if o.noShutdown && o.shutdown {
-		return nil, fmt.Errorf("-N and --no-shutdown exclude each other")
+		return fmt.Errorf("-N and --no-shutdown exclude each other")
 	}
+	return nil
+}
 
+// source checks -s and -p; with either the socket binds before it
+// connects, to the wildcard of dest's family when only -p is given. It
+// returns the -p port (0: none).
+func (p *connectPlan) source(fam family, dest netip.Addr) (uint16, error) {
+	o := p.opts
 	var srcPort uint16
+	var err error
 	if o.sourcePort != "" {
 		if srcPort, err = o.parsePort(p.proto, o.sourcePort); err != nil {
-			return nil, fmt.Errorf("-p: %v", err)
+			return 0, fmt.Errorf("-p: %v", err)
 		}
 	}
 	src := netip.Addr{}
 	if o.sourceAddr != "" {
 		if src, err = parseIP(o.sourceAddr); err != nil {
-			return nil, fmt.Errorf("-s: %v", err)
+			return 0, fmt.Errorf("-s: %v", err)
 		}
-		if ok, flag := fam.allows(src); !ok {
-			return nil, fmt.Errorf("-s %s is not allowed with %s", o.sourceAddr, flag)
-		}
-		if zone := src.Zone(); zone != "" {
-			if _, err := zoneIndex(zone); err != nil {
-				return nil, fmt.Errorf("-s %s: %v", o.sourceAddr, err)
-			}
+		if err := fam.check("-s", o.sourceAddr, src); err != nil {
+			return 0, err
 		}
 		if dest.IsValid() && dest.Is4() != src.Is4() {
-			return nil, fmt.Errorf("-s %s and HOST %s are of different address families", src, dest)
+			return 0, fmt.Errorf("-s %s and HOST %s are of different address families", src, dest)
 		}
 	}
 	if srcPort != 0 || src.IsValid() {
@@ -211,35 +243,34 @@ func (o *connectOptions) plan(host string, ports ...string) (*connectPlan, error
 		}
 		p.local = netip.AddrPortFrom(src, srcPort)
 	}
+	return srcPort, nil
+}
 
+// socketOptions checks the socket option flags against each other and -p
+// (srcPort), and against what the platform supports.
+func (p *connectPlan) socketOptions(srcPort uint16) error {
+	o := p.opts
 	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort, BindAddressNoPort: o.bindNoPort}
 	if o.bindNoPort {
 		switch {
 		case srcPort != 0:
-			return nil, fmt.Errorf("--bind-no-port defers choosing the source port; it cannot be combined with -p")
+			return fmt.Errorf("--bind-no-port defers choosing the source port; it cannot be combined with -p")
 		case o.sourceAddr == "":
-			return nil, fmt.Errorf("--bind-no-port needs -s: without a source address there is no bind to defer")
+			return fmt.Errorf("--bind-no-port needs -s: without a source address there is no bind to defer")
 		case o.udp:
-			return nil, fmt.Errorf("--bind-no-port works with TCP only")
+			return fmt.Errorf("--bind-no-port works with TCP only")
 		}
 	}
 	if o.portRange != "" {
 		if srcPort != 0 {
-			return nil, fmt.Errorf("--port-range picks the source port; it cannot be combined with -p")
+			return fmt.Errorf("--port-range picks the source port; it cannot be combined with -p")
 		}
+		var err error
 		if p.sockopt.PortRange, err = inet.ParsePortRange(o.portRange); err != nil {
-			return nil, fmt.Errorf("--port-range: %v", err)
+			return fmt.Errorf("--port-range: %v", err)
 		}
 	}
-	if err := p.sockopt.Check(); err != nil {
-		return nil, err
-	}
-	if o.broker != "" {
-		if err := p.checkBroker(); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
+	return p.sockopt.Check()
 }
 
 // parsePort is parsePort with -n: numbers only.

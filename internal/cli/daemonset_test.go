@@ -45,6 +45,15 @@ func TestDaemonSetManifest(t *testing.T) {
 		t.Fatalf("want one container, got %d", len(pod.Spec.Containers))
 	}
 	c := pod.Spec.Containers[0]
+	checkContainerSecurity(t, c)
+	checkScrapePort(t, pod, c)
+	checkArgsParse(t, c.Args)
+}
+
+// checkContainerSecurity: the container runs unprivileged with exactly
+// the capabilities the exporter needs, a read-only root and limits.
+func checkContainerSecurity(t *testing.T, c corev1.Container) {
+	t.Helper()
 	sc := c.SecurityContext
 	if sc == nil || sc.Capabilities == nil {
 		t.Fatal("no securityContext capabilities")
@@ -73,8 +82,12 @@ func TestDaemonSetManifest(t *testing.T) {
 			t.Errorf("no %s request", r)
 		}
 	}
+}
 
-	// The scrape annotations, the container port and --listen agree.
+// checkScrapePort: the scrape annotations, the container port and
+// --listen agree.
+func checkScrapePort(t *testing.T, pod corev1.PodTemplateSpec, c corev1.Container) {
+	t.Helper()
 	if pod.Annotations["prometheus.io/scrape"] != "true" || pod.Annotations["prometheus.io/path"] != "/metrics" {
 		t.Errorf("scrape annotations %v", pod.Annotations)
 	}
@@ -91,18 +104,21 @@ func TestDaemonSetManifest(t *testing.T) {
 	if _, p, err := net.SplitHostPort(listen); err != nil || p != port {
 		t.Errorf("--listen=%q does not serve prometheus.io/port %q", listen, port)
 	}
+}
 
-	// The tuple CLI accepts the arguments: the command exists and every
-	// flag parses.
+// checkArgsParse: the tuple CLI accepts the arguments: the command exists
+// and every flag parses.
+func checkArgsParse(t *testing.T, args []string) {
+	t.Helper()
 	root := NewRoot(Streams{In: strings.NewReader(""), Out: &strings.Builder{}, Err: &strings.Builder{}})
-	cmd, rest, err := root.Find(c.Args)
+	cmd, rest, err := root.Find(args)
 	if err != nil || cmd == root {
-		t.Fatalf("tuple %v: no such command: %v", c.Args, err)
+		t.Fatalf("tuple %v: no such command: %v", args, err)
 	}
 	if err := cmd.ParseFlags(rest); err != nil {
-		t.Errorf("tuple %v: %v", c.Args, err)
+		t.Errorf("tuple %v: %v", args, err)
 	}
 	if n := cmd.Flags().NArg(); n != 0 {
-		t.Errorf("tuple %v: %d stray arguments", c.Args, n)
+		t.Errorf("tuple %v: %d stray arguments", args, n)
 	}
 }

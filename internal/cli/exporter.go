@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -72,6 +73,42 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 }
 
 func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if o.MaxConns == 0 {
+		// Half the descriptors for connections, the rest for scrapes
+		// (netlink sockets, /proc reads).
+		o.MaxConns = max(1, min(256, (nofileLimit()-reservedFDs)/2))
+	}
+	h, closeSource, err := o.handler(s.Err)
+	if err != nil {
+		return err
+	}
+	defer closeSource()
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	defer serverGC(ctx, o.ProcRoot)()
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Listen)
+	if err != nil {
+		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
+	}
+	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }
+	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})
+	warnf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
+	if o.ready != nil {
+		o.ready(ln.Addr())
+	}
+	if err := serveUntil(ctx, srv, ln); err != nil {
+		return err
+	}
+	warnf(s.Err, "tuple exporter: stopped\n")
+	return nil
+}
+
+// check rejects bad flag values (bad input, exit 2).
+func (o exporterOptions) check() error {
 	_, port, err := net.SplitHostPort(o.Listen)
 	if err != nil || port == "" {
 		return usageError("--listen %q: want ADDR:PORT, e.g. 127.0.0.1:9779", o.Listen)
@@ -94,47 +131,42 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	if o.IdleTimeout < 0 {
 		return usageError("--idle-timeout %v: want a positive duration", o.IdleTimeout)
 	}
-	if o.MaxConns == 0 {
-		// Half the descriptors for connections, the rest for scrapes
-		// (netlink sockets, /proc reads).
-		o.MaxConns = max(1, min(256, (nofileLimit()-reservedFDs)/2))
+	if o.Netns != "" {
+		if _, err := netns.ParseSpec(o.Netns); err != nil {
+			return usageError("exporter: --netns: %v", err)
+		}
 	}
-	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }
-	log := slog.New(slog.NewTextHandler(s.Err, nil))
-	src := o.source
+	return nil
+}
+
+// handler is the /metrics handler with the collectors the flags ask for,
+// logging to errOut; closeSource releases the socket table source.
+func (o exporterOptions) handler(errOut io.Writer) (h http.Handler, closeSource func(), err error) {
+	log := slog.New(slog.NewTextHandler(errOut, nil))
+	src, closeSource := o.source, func() {}
 	if src == nil {
 		live := exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
-		defer live.Close()
-		src = live
+		src, closeSource = live, func() { live.Close() }
 	}
 	var extra []prometheus.Collector
 	if o.Netns != "" {
-		spec, err := netns.ParseSpec(o.Netns)
-		if err != nil {
-			return usageError("exporter: --netns: %v", err)
-		}
-		extra = append(extra, exporter.NewNamespacesCollector(spec, o.ProcRoot, o.Top, o.Timeout, slog.New(slog.NewTextHandler(s.Err, nil))))
+		spec, _ := netns.ParseSpec(o.Netns) // check parsed it
+		extra = append(extra, exporter.NewNamespacesCollector(spec, o.ProcRoot, o.Top, o.Timeout, slog.New(slog.NewTextHandler(errOut, nil))))
 	}
 	if o.NAT {
 		extra = append(extra, exporter.NewNATCollector(nil, o.Top, o.Timeout, log))
 	}
-	h, err := exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout, Log: log}), extra...)
+	h, err = exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout, Log: log}), extra...)
 	if err != nil {
-		return err
+		closeSource()
+		return nil, nil, err
 	}
+	return h, closeSource, nil
+}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	defer serverGC(ctx, o.ProcRoot)()
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Listen)
-	if err != nil {
-		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
-	}
-	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})
-	warnf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
-	if o.ready != nil {
-		o.ready(ln.Addr())
-	}
+// serveUntil serves on ln until ctx ends, then shuts the server down,
+// giving open scrapes 5 seconds.
+func serveUntil(ctx context.Context, srv *exporter.Server, ln net.Listener) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -144,14 +176,13 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
+	err := srv.Shutdown(shutdownCtx)
 	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
 	if err != nil {
 		return fmt.Errorf("shutting down the metrics server: %w", err)
 	}
-	warnf(s.Err, "tuple exporter: stopped\n")
 	return nil
 }
 

@@ -218,18 +218,8 @@ func TestInteropHalfClose(t *testing.T) {
 		}
 		client.stdin.Write([]byte("late\n"))
 		client.stdin.Close()
-		if code := client.wait(10 * time.Second); code != 0 {
-			t.Fatalf("tuple connect exited %d: %s", code, client.stderr.String())
-		}
-		if got := client.stdout.String(); got != "from nc\n" {
-			t.Errorf("tuple connect received %q", got)
-		}
-		if code := server.wait(10 * time.Second); code != 0 {
-			t.Errorf("nc exited %d: %s", code, server.stderr.String())
-		}
-		if got := server.stdout.String(); got != "late\n" {
-			t.Errorf("nc received %q, want what stdin sent after nc closed", got)
-		}
+		client.wantExit0("from nc\n", "what nc sent")
+		server.wantExit0("late\n", "what stdin sent after nc closed")
 	})
 }
 
@@ -243,13 +233,7 @@ func TestListenExecEnvironment(t *testing.T) {
 	for _, port := range []string{"40001", "40002"} {
 		client := startIn(t, ns, false, "tuple", "connect", "-s", "10.0.0.2", "-p", port, "10.0.0.1", "9000").run(nil)
 		client.stdin.Close()
-		if code := client.wait(10 * time.Second); code != 0 {
-			t.Fatalf("connect exited %d: %s", code, client.stderr.String())
-		}
-		want := fmt.Sprintf("10.0.0.1 9000 10.0.0.2 %s tcp\n", port)
-		if got := client.stdout.String(); got != want {
-			t.Errorf("-e command printed %q, want %q", got, want)
-		}
+		client.wantExit0(fmt.Sprintf("10.0.0.1 9000 10.0.0.2 %s tcp\n", port), "the -e command's environment")
 	}
 	server.waitStderr("accepted 10.0.0.1:9000 <- 10.0.0.2:40002 (tcp)")
 }

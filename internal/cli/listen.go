@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/relay"
@@ -127,7 +128,12 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 			return plan.serveTCP(cmd.Context(), s)
 		}),
 	}
-	f := cmd.Flags()
+	addListenFlags(cmd.Flags(), o)
+	return cmd
+}
+
+// addListenFlags defines listen's flags on f, in the order help lists them.
+func addListenFlags(f *pflag.FlagSet, o *listenOptions) {
 	f.SortFlags = false
 	f.BoolVarP(&o.keep, "keep-open", "k", false, "keep accepting connections, serving clients concurrently")
 	f.BoolVarP(&o.udp, "udp", "u", false, "use UDP")
@@ -147,43 +153,16 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 	f.StringVarP(&o.quit, "quit", "q", "", "without -k, end the session `SECS` after stdin ends, even if the peer has not closed (0: at once)")
 	f.StringVar(&o.broker, "broker", "", "get the socket from the tuple broker at `PATH` (see tuple broker)")
 	addListenGroupFlags(f, &o.group)
-	return cmd
 }
 
 // plan checks flags and arguments; every error it returns is bad input.
 func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	p := &listenPlan{proto: "tcp", opts: o}
-	if o.execSet && strings.TrimSpace(o.exec) == "" {
-		return nil, fmt.Errorf("-e: empty command")
-	}
-	if o.noShutdown && o.shutdown {
-		return nil, fmt.Errorf("-N and --no-shutdown exclude each other")
-	}
-	if o.maxConns < 0 {
-		return nil, fmt.Errorf("--max-conns %d: want at least 1 (0: from the limits)", o.maxConns)
-	}
-	if o.quit != "" {
-		var err error
-		if p.quit, p.hasQuit, err = parseQuit(o.quit); err != nil {
-			return nil, err
-		}
-		if o.keep || o.udp {
-			return nil, fmt.Errorf("-q works with one TCP connection: -k and -u sessions do not end with stdin")
-		}
-	}
-	if o.numeric {
-		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			return nil, fmt.Errorf("-n: port %q is not a number 0-65535", port)
-		}
-	}
 	if o.udp {
 		p.proto = "udp"
-		switch {
-		case o.exec != "":
-			return nil, fmt.Errorf("-e works with TCP only: UDP has no connection to hand over")
-		case o.keep:
-			return nil, fmt.Errorf("-k has no meaning with -u: a UDP listener already hears every peer")
-		}
+	}
+	if err := p.checkFlags(port); err != nil {
+		return nil, err
 	}
 	fam, err := pickFamily(o.v4, o.v6)
 	if err != nil {
@@ -194,25 +173,82 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := p.address(fam, addr, n); err != nil {
+		return nil, err
+	}
+	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
+		ClearReuseAddr: !o.reuseAddr && reuseAddrDefault, V6Only: p.sockopt.V6Only}
+	if err := p.sockopt.Check(); err != nil {
+		return nil, err
+	}
+	if o.broker != "" && !p.local.IsValid() {
+		return nil, fmt.Errorf("--broker needs ADDR as a literal IP address, not %q", addr)
+	}
+	if p.group, err = o.checkGroup(); err != nil {
+		return nil, err
+	}
+	if o.broker != "" && p.group != nil {
+		return nil, fmt.Errorf("--broker hands out one socket; --steer, --members, --migrate and --handover open their own")
+	}
+	return p, nil
+}
+
+// checkFlags checks the flags that exclude each other (-e, -N, -q, -k,
+// -u, --max-conns) and, with -n, that PORT is a number.
+func (p *listenPlan) checkFlags(port string) error {
+	o := p.opts
+	if o.execSet && strings.TrimSpace(o.exec) == "" {
+		return fmt.Errorf("-e: empty command")
+	}
+	if o.noShutdown && o.shutdown {
+		return fmt.Errorf("-N and --no-shutdown exclude each other")
+	}
+	if o.maxConns < 0 {
+		return fmt.Errorf("--max-conns %d: want at least 1 (0: from the limits)", o.maxConns)
+	}
+	if o.quit != "" {
+		var err error
+		if p.quit, p.hasQuit, err = parseQuit(o.quit); err != nil {
+			return err
+		}
+		if o.keep || o.udp {
+			return fmt.Errorf("-q works with one TCP connection: -k and -u sessions do not end with stdin")
+		}
+	}
+	if o.numeric {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("-n: port %q is not a number 0-65535", port)
+		}
+	}
+	if o.udp {
+		switch {
+		case o.exec != "":
+			return fmt.Errorf("-e works with TCP only: UDP has no connection to hand over")
+		case o.keep:
+			return fmt.Errorf("-k has no meaning with -u: a UDP listener already hears every peer")
+		}
+	}
+	return nil
+}
+
+// address sets what to listen on from ADDR (an address, or a name the
+// resolver turns into one; none: every address of the family) and port n.
+// A literal address decides the family.
+func (p *listenPlan) address(fam family, addr string, n uint16) error {
 	host := ""
 	switch {
 	case addr != "":
 		a, err := parseIP(addr)
 		if err != nil {
 			// A name: let the resolver turn it into an address.
-			if addr == "" || addr[0] == '-' || o.numeric {
-				return nil, err
+			if addr[0] == '-' || p.opts.numeric {
+				return err
 			}
 			host = addr
 			break
 		}
-		if ok, flag := fam.allows(a); !ok {
-			return nil, fmt.Errorf("ADDR %s is not allowed with %s", addr, flag)
-		}
-		if zone := a.Zone(); zone != "" {
-			if _, err := zoneIndex(zone); err != nil {
-				return nil, fmt.Errorf("ADDR %s: %v", addr, err)
-			}
+		if err := fam.check("ADDR", addr, a); err != nil {
+			return err
 		}
 		host = a.String()
 		p.local = netip.AddrPortFrom(a, n)
@@ -233,21 +269,7 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 		p.local = netip.AddrPortFrom(netip.IPv6Unspecified(), n)
 	}
 	p.addr = net.JoinHostPort(host, strconv.Itoa(int(n)))
-	p.sockopt = sockopt.Options{ReuseAddr: o.reuseAddr, ReusePort: o.reusePort,
-		ClearReuseAddr: !o.reuseAddr && reuseAddrDefault, V6Only: p.sockopt.V6Only}
-	if err := p.sockopt.Check(); err != nil {
-		return nil, err
-	}
-	if o.broker != "" && !p.local.IsValid() {
-		return nil, fmt.Errorf("--broker needs ADDR as a literal IP address, not %q", addr)
-	}
-	if p.group, err = o.checkGroup(); err != nil {
-		return nil, err
-	}
-	if o.broker != "" && p.group != nil {
-		return nil, fmt.Errorf("--broker hands out one socket; --steer, --members, --migrate and --handover open their own")
-	}
-	return p, nil
+	return nil
 }
 
 // reuseAddrDefault is SO_REUSEADDR as Go sets it on listeners: on, except on

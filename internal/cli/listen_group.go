@@ -87,51 +87,15 @@ func (o *listenOptions) checkGroup() (*groupPlan, error) {
 // member, and offers them at --handover until a successor takes them.
 func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 	g := p.group
-	// A server's shutdown: the first SIGINT or SIGTERM stops accepting and
-	// lets the open connections finish (cancelling them would reset their
-	// unread data); a second one ends them too.
-	connCtx, cancelConns := context.WithCancel(ctx)
-	defer cancelConns()
-	stopCtx, stopAccepting := context.WithCancel(ctx)
-	defer stopAccepting()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		select {
-		case <-sigs:
-			stopAccepting()
-		case <-connCtx.Done():
-			return
-		}
-		select {
-		case <-sigs:
-			cancelConns()
-		case <-connCtx.Done():
-		}
-	}()
+	connCtx, stopCtx, cancel := twoStageShutdown(ctx)
+	defer cancel()
 	errOut := &syncio.Writer{W: s.Err}
-	var lns []net.Listener
-	var taken *handover.Takeover
-	if g.handover != "" {
-		t, err := handover.Take(ctx, g.handover)
-		switch {
-		case err == nil:
-			taken, lns = t, t.Listeners
-		case !errors.Is(err, handover.ErrNoOffer):
-			return fmt.Errorf("--handover %s: %s", g.handover, describeErr(err))
-		}
+	lns, taken, sup, err := p.groupListeners(ctx, s.Err)
+	if err != nil {
+		return err
 	}
-	if lns == nil {
-		var sup *reuseport.Supervisor
-		var err error
-		lns, sup, err = p.openGroup(ctx, s.Err)
-		if err != nil {
-			return err
-		}
-		if sup != nil {
-			defer sup.Close() // the program stays with the group
-		}
+	if sup != nil {
+		defer sup.Close() // the program stays with the group
 	}
 	if p.opts.verbose || p.local.Port() == 0 {
 		how := "opened"
@@ -171,21 +135,72 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 			loops.Wait()
 			return fmt.Errorf("--handover: %s", describeErr(err))
 		}
-		go func() {
-			err := offer.Serve(stopCtx, lns, closeAll)
-			switch {
-			case err == nil:
-				if p.opts.verbose {
-					warnf(errOut, "handed %d listener(s) over at %s; finishing open connections\n", len(lns), g.handover)
-				}
-			case stopCtx.Err() == nil:
-				warnf(errOut, "tuple: --handover %s: %s\n", g.handover, describeErr(err))
-			}
-		}()
 		defer offer.Close()
+		go p.offerHandover(stopCtx, offer, lns, closeAll, errOut)
 	}
 	loops.Wait()
 	return nil
+}
+
+// twoStageShutdown is a server's shutdown: the first SIGINT or SIGTERM
+// ends stopCtx (stop accepting, let the open connections finish:
+// cancelling them would reset their unread data); a second one ends
+// connCtx too. cancel ends both and stops listening for signals.
+func twoStageShutdown(ctx context.Context) (connCtx, stopCtx context.Context, cancel func()) {
+	connCtx, cancelConns := context.WithCancel(ctx)
+	stopCtx, stopAccepting := context.WithCancel(ctx)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+			stopAccepting()
+		case <-connCtx.Done():
+			return
+		}
+		select {
+		case <-sigs:
+			cancelConns()
+		case <-connCtx.Done():
+		}
+	}()
+	return connCtx, stopCtx, func() {
+		signal.Stop(sigs)
+		stopAccepting()
+		cancelConns()
+	}
+}
+
+// groupListeners takes the listeners over from the --handover socket when
+// a server there offers them, and opens them otherwise (sup, when not nil,
+// runs the group's steering program until closed).
+func (p *listenPlan) groupListeners(ctx context.Context, errOut io.Writer) ([]net.Listener, *handover.Takeover, *reuseport.Supervisor, error) {
+	if h := p.group.handover; h != "" {
+		t, err := handover.Take(ctx, h)
+		switch {
+		case err == nil:
+			return t.Listeners, t, nil, nil
+		case !errors.Is(err, handover.ErrNoOffer):
+			return nil, nil, nil, fmt.Errorf("--handover %s: %s", h, describeErr(err))
+		}
+	}
+	lns, sup, err := p.openGroup(ctx, errOut)
+	return lns, nil, sup, err
+}
+
+// offerHandover offers the listeners at the --handover socket until a
+// successor takes them (closeAll then stops this server's accepting) or
+// stopCtx ends.
+func (p *listenPlan) offerHandover(stopCtx context.Context, offer *handover.Offer, lns []net.Listener, closeAll func(), errOut io.Writer) {
+	err := offer.Serve(stopCtx, lns, closeAll)
+	switch {
+	case err == nil:
+		if p.opts.verbose {
+			warnf(errOut, "handed %d listener(s) over at %s; finishing open connections\n", len(lns), p.group.handover)
+		}
+	case stopCtx.Err() == nil:
+		warnf(errOut, "tuple: --handover %s: %s\n", p.group.handover, describeErr(err))
+	}
 }
 
 // openGroup opens the listeners: one with p's socket options, or a

@@ -27,71 +27,9 @@ func TestListenHandover(t *testing.T) {
 	gens := []*proc{startIn(t, ns, false, "tuple", args...).run(nil)}
 	gens[0].waitStderr("listening on 10.0.0.1:7070 (tcp), 1 listener(s) opened")
 
-	stop := make(chan struct{})
-	var (
-		mu       sync.Mutex
-		sent     []string
-		failures []string
-		wg       sync.WaitGroup
-	)
-	for c := 0; c < 3; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := ns.Do(func() error {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return nil
-					default:
-					}
-					line := fmt.Sprintf("client %d line %d", c, i)
-					err := func() error {
-						conn, err := net.DialTimeout("tcp4", "10.0.0.1:7070", 3*time.Second)
-						if err != nil {
-							return err
-						}
-						defer conn.Close()
-						conn.SetDeadline(time.Now().Add(3 * time.Second))
-						if _, err := conn.Write([]byte(line + "\n")); err != nil {
-							return err
-						}
-						conn.(*net.TCPConn).CloseWrite()
-						// The server closes once it has read our EOF;
-						// a reset shows here.
-						_, err = io.Copy(io.Discard, conn)
-						return err
-					}()
-					mu.Lock()
-					if err != nil {
-						failures = append(failures, line+": "+err.Error())
-					} else {
-						sent = append(sent, line)
-					}
-					mu.Unlock()
-					time.Sleep(2 * time.Millisecond) // pacing: a steady client, not a flood
-
-				}
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	// served waits until the clients have had n more lines accepted, so
-	// every generation carries traffic before it hands over.
-	served := func(n int) {
-		mu.Lock()
-		want := len(sent) + len(failures) + n
-		mu.Unlock()
-		waitFor(t, fmt.Sprintf("%d more client lines", n), func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(sent)+len(failures) >= want
-		})
-	}
+	clients := startLineClients(t, ns, "10.0.0.1:7070", 3)
 	for g := 1; g <= 5; g++ {
-		served(10)
+		clients.served(t, 10)
 		next := startIn(t, ns, false, "tuple", args...).run(nil)
 		next.waitStderr("1 listener(s) taken over from " + path)
 		t0 := time.Now()
@@ -101,9 +39,8 @@ func TestListenHandover(t *testing.T) {
 		t.Logf("generation %d exited %v after the hand-over", g-1, time.Since(t0))
 		gens = append(gens, next)
 	}
-	served(10)
-	close(stop)
-	wg.Wait()
+	clients.served(t, 10)
+	sent, failures := clients.end()
 	last := gens[len(gens)-1]
 	last.cmd.Process.Signal(syscall.SIGINT)
 	if code := last.wait(10 * time.Second); code != 0 {
@@ -131,6 +68,88 @@ func TestListenHandover(t *testing.T) {
 		}
 	}
 	t.Logf("%d connections over 6 generations, none failed or lost", len(sent))
+}
+
+// lineClients are clients sending one line per connection, without
+// pause, to a server that closes once it has read the client's EOF.
+type lineClients struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	sent     []string // lines delivered (the server closed without a reset)
+	failures []string // lines that failed, with the error
+}
+
+// startLineClients starts n clients connecting to addr from inside ns.
+func startLineClients(t *testing.T, ns *netnstest.NS, addr string, n int) *lineClients {
+	l := &lineClients{stop: make(chan struct{})}
+	for c := range n {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			err := ns.Do(func() error {
+				for i := 0; ; i++ {
+					select {
+					case <-l.stop:
+						return nil
+					default:
+					}
+					line := fmt.Sprintf("client %d line %d", c, i)
+					err := sendLine(addr, line)
+					l.mu.Lock()
+					if err != nil {
+						l.failures = append(l.failures, line+": "+err.Error())
+					} else {
+						l.sent = append(l.sent, line)
+					}
+					l.mu.Unlock()
+					time.Sleep(2 * time.Millisecond) // pacing: a steady client, not a flood
+				}
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	return l
+}
+
+// served waits until the clients have had n more lines accepted, so every
+// generation carries traffic before it hands over.
+func (l *lineClients) served(t *testing.T, n int) {
+	t.Helper()
+	l.mu.Lock()
+	want := len(l.sent) + len(l.failures) + n
+	l.mu.Unlock()
+	waitFor(t, fmt.Sprintf("%d more client lines", n), func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.sent)+len(l.failures) >= want
+	})
+}
+
+// end stops the clients and returns the lines delivered and the failures.
+func (l *lineClients) end() (sent, failures []string) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.sent, l.failures
+}
+
+// sendLine sends line on a new connection to addr, half-closes, and waits
+// for the server to close (a reset shows as the error).
+func sendLine(addr, line string) error {
+	conn, err := net.DialTimeout("tcp4", addr, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte(line + "\n")); err != nil {
+		return err
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	_, err = io.Copy(io.Discard, conn)
+	return err
 }
 
 // TestListenGroupFlagsBadInput: group flags without what they need are bad
@@ -200,10 +219,5 @@ func TestListenGroupSIGTERMFinishesConnections(t *testing.T) {
 	if _, err := io.Copy(io.Discard, conn); err != nil {
 		t.Fatalf("open connection after SIGTERM: %v", err)
 	}
-	if code := srv.wait(10 * time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM: %s", code, srv.stderr.String())
-	}
-	if got := srv.stdout.String(); got != "before\nafter\n" {
-		t.Errorf("server printed %q, want both lines", got)
-	}
+	srv.wantExit0("before\nafter\n", "both lines, exit 0 after SIGTERM")
 }

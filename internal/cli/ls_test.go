@@ -7,7 +7,7 @@ import (
 )
 
 func TestLsWhoBadInput(t *testing.T) {
-	for _, args := range [][]string{
+	badInputGolden(t, "bad-input-ls-who.txt", [][]string{
 		{"ls", "--state", "foo"},
 		{"ls", "--sport", "70000"},
 		{"ls", "--uid", "-5"},
@@ -20,9 +20,7 @@ func TestLsWhoBadInput(t *testing.T) {
 		{"who", "70000"},
 		{"who", "300.1.1.1:80"},
 		{"who", "80", "81"},
-	} {
-		wantBadInput(t, "", args...)
-	}
+	})
 }
 
 func TestParseWhoTarget(t *testing.T) {

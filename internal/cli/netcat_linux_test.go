@@ -30,12 +30,7 @@ func TestUDPRoundTrip(t *testing.T) {
 	client.waitStdout("pong\n")
 	// With stdin ended, -w is how long it waits for more replies.
 	client.stdin.Close()
-	if code := client.wait(10 * time.Second); code != 0 {
-		t.Fatalf("connect -u exited %d: %s", code, client.stderr.String())
-	}
-	if got := client.stdout.String(); got != "pong\n" {
-		t.Errorf("connect -u received %q, want the reply", got)
-	}
+	client.wantExit0("pong\n", "the reply")
 }
 
 func TestUDPConnectRefused(t *testing.T) {
@@ -127,29 +122,7 @@ func TestListenKeepDoesNotLeak(t *testing.T) {
 	}
 
 	const total, batch = 1000, 20
-	err := ns.Do(func() error {
-		for i := 0; i < total; i += batch {
-			conns := make([]net.Conn, 0, batch)
-			for j := range batch {
-				c, err := net.Dial("tcp", "10.0.0.1:7000")
-				if err != nil {
-					return err
-				}
-				conns = append(conns, c)
-				fmt.Fprintf(c, "hello %d\n", i+j)
-			}
-			for _, c := range conns { // all of the batch are open at once
-				c.(*net.TCPConn).CloseWrite()
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				_, err := c.Read(make([]byte, 1))
-				c.Close()
-				if err != io.EOF {
-					return fmt.Errorf("read %v, want EOF after the server closed", err)
-				}
-			}
-		}
-		return nil
-	})
+	err := ns.Do(func() error { return sendInBatches("10.0.0.1:7000", total, batch) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +147,33 @@ func TestListenKeepDoesNotLeak(t *testing.T) {
 	if !poll(3*time.Second, func() bool { return leakcheck.OpenFDs() <= fdsBefore && runtime.NumGoroutine() <= goBefore }) {
 		t.Fatalf("after %d connections: %d descriptors (%d before), %d goroutines (%d before)", total, leakcheck.OpenFDs(), fdsBefore, runtime.NumGoroutine(), goBefore)
 	}
+}
+
+// sendInBatches opens total connections to addr, batch of them open at
+// once, each sending "hello N" and half-closing; it wants the server to
+// close each one.
+func sendInBatches(addr string, total, batch int) error {
+	for i := 0; i < total; i += batch {
+		conns := make([]net.Conn, 0, batch)
+		for j := range batch {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+			fmt.Fprintf(c, "hello %d\n", i+j)
+		}
+		for _, c := range conns { // all of the batch are open at once
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			c.Close()
+			if err != io.EOF {
+				return fmt.Errorf("read %v, want EOF after the server closed", err)
+			}
+		}
+	}
+	return nil
 }
 
 // TestListenPortZeroSaysWhichPort: with port 0 the kernel picks the port,

@@ -2,13 +2,17 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestNetcatBadInputExits2(t *testing.T) {
@@ -113,24 +117,19 @@ func TestNetFailureReport(t *testing.T) {
 	local := netip.MustParseAddrPort("10.0.0.1:12345")
 	remote := netip.MustParseAddrPort("10.0.0.3:80")
 	for _, tc := range []struct {
-		name      string
-		op, net   string
-		err       error
-		line      string
-		hintParts []string
+		name    string
+		op, net string
+		err     error
+		line    string
 	}{
 		{"bind in use", "connect", "tcp", opErr("bind", syscall.EADDRINUSE, "10.0.0.1:12345", "10.0.0.3:80"),
-			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: bind: address already in use (EADDRINUSE)",
-			[]string{"SO_REUSEPORT (--reuseport)", "same uid", "SO_REUSEADDR (--reuseaddr)", "none of them is listening", "`tuple who 12345`"}},
+			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: bind: address already in use (EADDRINUSE)"},
 		{"four-tuple taken", "connect", "tcp", opErr("connect", syscall.EADDRNOTAVAIL, "10.0.0.1:12345", "10.0.0.3:80"),
-			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: connect: cannot assign requested address (EADDRNOTAVAIL)",
-			[]string{"four-tuple 10.0.0.1:12345 -> 10.0.0.3:80 is taken", "not an address of this host"}},
+			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: connect: cannot assign requested address (EADDRNOTAVAIL)"},
 		{"refused", "connect", "tcp", opErr("connect", syscall.ECONNREFUSED, "", "10.0.0.3:80"),
-			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: connect: connection refused (ECONNREFUSED)",
-			[]string{"nothing listens on 10.0.0.3:80"}},
+			"tuple: connect tcp 10.0.0.1:12345 -> 10.0.0.3:80: connect: connection refused (ECONNREFUSED)"},
 		{"listen in use", "listen", "tcp", opErr("bind", syscall.EADDRINUSE, "", "10.0.0.1:12345"),
-			"tuple: listen tcp 10.0.0.1:12345: bind: address already in use (EADDRINUSE)",
-			[]string{"tuple who 12345"}},
+			"tuple: listen tcp 10.0.0.1:12345: bind: address already in use (EADDRINUSE)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b strings.Builder
@@ -144,11 +143,7 @@ func TestNetFailureReport(t *testing.T) {
 			if len(lines) != 2 || lines[0] != tc.line || !strings.HasPrefix(lines[1], "hint: ") {
 				t.Fatalf("report %q, want the line %q and a hint", b.String(), tc.line)
 			}
-			for _, part := range tc.hintParts {
-				if !strings.Contains(lines[1], part) {
-					t.Errorf("hint %q lacks %q", lines[1], part)
-				}
-			}
+			golden(t, "netfailure-hint-"+strings.ReplaceAll(tc.name, " ", "-")+".txt", lines[1]+"\n")
 			var errno syscall.Errno
 			if !errors.As(err, &errno) || !errors.As(tc.err, new(*net.OpError)) {
 				t.Errorf("returned error %v does not wrap the errno", err)
@@ -224,14 +219,17 @@ func TestConnectAndListenOnLoopback(t *testing.T) {
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
 	code, out, errOut := run(t, "ping", "connect", "-v", "127.0.0.1", strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:"))
-	if code != 0 || out != "got ping" || !strings.HasPrefix(errOut, "connected 127.0.0.1:") || !strings.Contains(errOut, " -> 127.0.0.1:") {
-		t.Errorf("connect: exit %d, out %q, err %q", code, out, errOut)
+	connected := regexp.MustCompile(fmt.Sprintf(`^connected 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:%d \(tcp\)\n$`, port))
+	if code != 0 || out != "got ping" || !connected.MatchString(errOut) {
+		t.Errorf("connect: exit %d, out %q, err %q; want the four-tuple line %s", code, out, errOut, connected)
 	}
 	ln.Close()
 	// Nothing listens there now.
 	code, _, errOut = run(t, "", "connect", "127.0.0.1", strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:"))
-	if code != 1 || !strings.Contains(errOut, "connection refused (ECONNREFUSED)") || !strings.Contains(errOut, "hint: nothing listens") {
-		t.Errorf("connect to a closed port (%d): exit %d, %q", port, code, errOut)
+	want := fmt.Sprintf("tuple: connect tcp *:* -> 127.0.0.1:%d: connect: connection refused (ECONNREFUSED)\n"+
+		"hint: nothing listens on 127.0.0.1:%d (the host answered with a reset or port unreachable)\n", port, port)
+	if code != 1 || errOut != want {
+		t.Errorf("connect to a closed port: exit %d, stderr (-want +got):\n%s", code, cmp.Diff(want, errOut))
 	}
 	// A listener on a port in use fails with the hint.
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -241,8 +239,9 @@ func TestConnectAndListenOnLoopback(t *testing.T) {
 	defer busy.Close()
 	_, busyPort, _ := net.SplitHostPort(busy.Addr().String())
 	code, _, errOut = run(t, "", "listen", "127.0.0.1", busyPort)
-	if code != 1 || !strings.Contains(errOut, "tuple: listen tcp 127.0.0.1:"+busyPort+": bind: address already in use") ||
-		!strings.Contains(errOut, "tuple who "+busyPort) {
-		t.Errorf("listen on a busy port: exit %d, %q", code, errOut)
+	want = "tuple: listen tcp 127.0.0.1:" + busyPort + ": bind: address already in use (EADDRINUSE)\n" +
+		"hint: another socket holds port " + busyPort + " on an overlapping address; sockets share a port only when SO_REUSEPORT (--reuseport) is set on every one of them and they belong to the same uid, or SO_REUSEADDR (--reuseaddr) is set on every one and none of them is listening. `tuple who " + busyPort + "` shows the holder; -v explains it from this host's sockets\n"
+	if code != 1 || errOut != want {
+		t.Errorf("listen on a busy port: exit %d, stderr (-want +got):\n%s", code, cmp.Diff(want, errOut))
 	}
 }

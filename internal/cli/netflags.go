@@ -162,3 +162,17 @@ func (f family) allows(a netip.Addr) (bool, string) {
 	}
 	return true, ""
 }
+
+// check is allows as bad input about the address the user gave as what
+// (HOST, ADDR, -s), with its zone checked too.
+func (f family) check(what, given string, a netip.Addr) error {
+	if ok, flag := f.allows(a); !ok {
+		return fmt.Errorf("%s %s is not allowed with %s", what, given, flag)
+	}
+	if zone := a.Zone(); zone != "" {
+		if _, err := zoneIndex(zone); err != nil {
+			return fmt.Errorf("%s %s: %v", what, given, err)
+		}
+	}
+	return nil
+}

@@ -19,7 +19,17 @@ import (
 // port, and why and ports answer inside the namespace named.
 func TestCommandsAcrossNamespaces(t *testing.T) {
 	netnstest.RequireRoot(t)
-	const n = 50
+	names := holdInNamespaces(t, 50)
+	pid := os.Getpid()
+	lsAcrossNamespaces(t, names, pid)
+	whoAcrossNamespaces(t, names, pid)
+	whyAndPortsInNamespace(t, names)
+	netnsBadInput(t)
+}
+
+// holdInNamespaces makes n namespaces, the i-th holding a listener on
+// 127.0.0.1:7400+i, and returns their names.
+func holdInNamespaces(t *testing.T, n int) []string {
 	names := make([]string, n)
 	for i := range n {
 		ns := netnstest.New(t)
@@ -34,8 +44,13 @@ func TestCommandsAcrossNamespaces(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pid := os.Getpid()
+	return names
+}
 
+// lsAcrossNamespaces: ls --netns all lists each listener once, with its
+// namespace and this process as owner.
+func lsAcrossNamespaces(t *testing.T, names []string, pid int) {
+	n := len(names)
 	code, out, errOut := run(t, "", "ls", "-l", "-t", "-p", "--netns", "all", "--json")
 	if code != 0 {
 		t.Fatalf("ls --netns all: exit %d: %s", code, errOut)
@@ -72,9 +87,11 @@ func TestCommandsAcrossNamespaces(t *testing.T) {
 	if len(seen) != n {
 		t.Errorf("ls --netns all found %d of the %d listeners", len(seen), n)
 	}
+}
 
-	// who names the namespace and the process.
-	code, out, errOut = run(t, "", "who", "7420", "--netns", "all")
+// whoAcrossNamespaces: who names the namespace and the process.
+func whoAcrossNamespaces(t *testing.T, names []string, pid int) {
+	code, out, errOut := run(t, "", "who", "7420", "--netns", "all")
 	if code != 0 {
 		t.Fatalf("who --netns all: exit %d: %s", code, errOut)
 	}
@@ -89,27 +106,33 @@ func TestCommandsAcrossNamespaces(t *testing.T) {
 	if sections != 1 || !strings.HasPrefix(section, "netns "+names[20]+" (") || !strings.Contains(section, "pid="+strconv.Itoa(pid)) {
 		t.Errorf("who 7420 --netns all: want one section of ours, for %s, naming pid %d:\n%s", names[20], pid, out)
 	}
-	if code, out, _ = run(t, "", "who", "7420", "--netns", names[21]); code != 0 || !strings.HasPrefix(out, "nothing holds port 7420 in the namespace") {
+	if code, out, _ := run(t, "", "who", "7420", "--netns", names[21]); code != 0 || !strings.HasPrefix(out, "nothing holds port 7420 in the namespace") {
 		t.Errorf("who 7420 --netns %s: exit %d\n%s", names[21], code, out)
 	}
+}
 
+// whyAndPortsInNamespace: why predicts inside the named namespace (the
+// port is taken there, and only there); ports reads its own sysctls.
+func whyAndPortsInNamespace(t *testing.T, names []string) {
 	// why predicts inside the named namespace: the port is taken there,
 	// and only there.
-	if code, out, _ = run(t, "", "why", "bind", "127.0.0.1:7420", "--netns", names[20]); code != 1 || !strings.Contains(out, "EADDRINUSE") {
+	if code, out, _ := run(t, "", "why", "bind", "127.0.0.1:7420", "--netns", names[20]); code != 1 || !strings.Contains(out, "EADDRINUSE") {
 		t.Errorf("why bind 127.0.0.1:7420 --netns %s: exit %d, want 1 with EADDRINUSE:\n%s", names[20], code, out)
 	}
-	if code, out, _ = run(t, "", "why", "bind", "127.0.0.1:7420", "--netns", names[21]); code != 0 {
+	if code, out, _ := run(t, "", "why", "bind", "127.0.0.1:7420", "--netns", names[21]); code != 0 {
 		t.Errorf("why bind 127.0.0.1:7420 --netns %s: exit %d, want 0:\n%s", names[21], code, out)
 	}
 	// ports reads the namespace's own sysctls.
 	ns := &netnstest.NS{Name: names[3]}
 	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "41000 41009")
-	if code, out, errOut = run(t, "", "ports", "--netns", names[3]); code != 0 || !strings.Contains(out, "Ephemeral range   41000-41009 (10 ports)") ||
+	if code, out, errOut := run(t, "", "ports", "--netns", names[3]); code != 0 || !strings.Contains(out, "Ephemeral range   41000-41009 (10 ports)") ||
 		!strings.HasPrefix(out, "netns "+names[3]) {
 		t.Errorf("ports --netns %s: exit %d, want its own range 41000-41009:\n%s%s", names[3], code, out, errOut)
 	}
+}
 
-	// Bad input: one line, exit 2.
+// netnsBadInput: a bad --netns is one line, exit 2.
+func netnsBadInput(t *testing.T) {
 	for _, args := range [][]string{
 		{"ls", "--netns", "no-such-namespace-here"},
 		{"who", "80", "--netns", "-3"},

@@ -114,6 +114,18 @@ func (p *proc) waitStdout(want string) {
 	}
 }
 
+// wantExit0 waits for the process to exit 0 and wants stdout to be what
+// it printed; why says what the output is.
+func (p *proc) wantExit0(stdout, why string) {
+	p.t.Helper()
+	if code := p.wait(10 * time.Second); code != 0 {
+		p.t.Fatalf("%s exited %d: %s", p.name, code, p.stderr.String())
+	}
+	if got := p.stdout.String(); got != stdout {
+		p.t.Errorf("%s printed %q, want %q (%s)", p.name, got, stdout, why)
+	}
+}
+
 // wait waits for the process to exit and returns its exit code.
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()

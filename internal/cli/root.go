@@ -88,6 +88,9 @@ why, and is a netcat with full control of source address, port and reuse options
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if !c.HasParent() {
+			return usageError("%s", flagErrorText(c, err))
+		}
 		return usageError("%s: %s", commandName(c), flagErrorText(c, err))
 	})
 	root.Version = buildVersion()

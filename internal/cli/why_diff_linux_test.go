@@ -260,33 +260,7 @@ func TestWhyDifferential(t *testing.T) {
 	var disagreements []string
 	verdicts := map[string]int{}
 	for batch := 0; batch*perNS < cases; batch++ {
-		ns := netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32", "10.0.0.9/32", "fd00::1/128", "fd00::9/128")
-		br := rand.New(rand.NewPCG(seed, uint64(batch)))
-		// Small ephemeral ranges in some namespaces, so connect() sharing
-		// and exhaustion are exercised; other sysctls vary too.
-		settings := []string{}
-		var ephLo, ephHi uint16
-		if br.IntN(2) == 0 {
-			// An even number of ports: with an odd count the kernel's
-			// searches skip the lowest or the highest port depending on
-			// their random start, so no model can call a verdict that
-			// rests on that port (TUPLE_DIFF_ODD=1 generates them anyway).
-			lo := 40000 + br.IntN(100)*8
-			n := 2 + 2*br.IntN(3)
-			if os.Getenv("TUPLE_DIFF_ODD") == "1" {
-				n = 2 + br.IntN(6)
-			}
-			ephLo, ephHi = uint16(lo), uint16(lo+n-1)
-			v := fmt.Sprintf("%d %d", ephLo, ephHi)
-			ns.Sysctl(t, "net.ipv4.ip_local_port_range", v)
-			settings = append(settings, "ip_local_port_range="+v)
-		}
-		for _, s := range []string{"net.ipv4.ip_autobind_reuse", "net.ipv6.bindv6only"} {
-			if br.IntN(3) == 0 {
-				ns.Sysctl(t, s, "1")
-				settings = append(settings, s+"=1")
-			}
-		}
+		ns, settings, ephLo, ephHi := diffNamespace(t, rand.New(rand.NewPCG(seed, uint64(batch))))
 		var srv diffServer
 		ns.Do(func() error {
 			srv.ln4 = mustListen(t, realSock{family: 4, bind: srv4, listen: true})
@@ -302,32 +276,7 @@ func TestWhyDifferential(t *testing.T) {
 			}
 			n := g.newSock(udp, olds)
 
-			var fds []int
-			var built []string
-			var timeWaits []string // "LPORT RPORT" of the connections closed to TIME_WAIT
-			ns.Do(func() error {
-				for _, o := range olds {
-					fd, err := o.create()
-					if err != nil {
-						closeFD(fd)
-						built = append(built, fmt.Sprintf("%v: not built (%v)", o, err))
-						continue
-					}
-					built = append(built, o.String())
-					if o.timeWait {
-						local, _ := unix.Getsockname(fd)
-						child := srv.accept(srv.listener(o.connect), sockaddr.AddrPort(local))
-						if remote, err := unix.Getpeername(fd); err == nil && child >= 0 {
-							timeWaits = append(timeWaits, fmt.Sprintf("%d %d", sockaddr.AddrPort(local).Port(), sockaddr.AddrPort(remote).Port()))
-						}
-						unix.Close(fd)
-						closeFD(child)
-						continue
-					}
-					fds = append(fds, fd)
-				}
-				return nil
-			})
+			fds, built, timeWaits := buildExisting(ns, &srv, olds)
 			if len(timeWaits) > 0 {
 				waitFor(t, "TIME_WAIT of "+strings.Join(timeWaits, ", "), func() bool { return inTimeWait(t, ns, timeWaits) })
 			}
@@ -373,6 +322,66 @@ func TestWhyDifferential(t *testing.T) {
 	for _, d := range disagreements {
 		t.Error(d)
 	}
+}
+
+// diffNamespace makes a namespace for a batch of cases with the sysctls
+// br picks: small ephemeral ranges in some, so connect() sharing and
+// exhaustion are exercised, and the reuse sysctls. It returns the
+// settings as text and the range set (zero: the default).
+func diffNamespace(t *testing.T, br *rand.Rand) (ns *netnstest.NS, settings []string, ephLo, ephHi uint16) {
+	ns = netnstest.New(t, "10.0.0.1/32", "10.0.0.2/32", "10.0.0.9/32", "fd00::1/128", "fd00::9/128")
+	if br.IntN(2) == 0 {
+		// An even number of ports: with an odd count the kernel's
+		// searches skip the lowest or the highest port depending on
+		// their random start, so no model can call a verdict that
+		// rests on that port (TUPLE_DIFF_ODD=1 generates them anyway).
+		lo := 40000 + br.IntN(100)*8
+		n := 2 + 2*br.IntN(3)
+		if os.Getenv("TUPLE_DIFF_ODD") == "1" {
+			n = 2 + br.IntN(6)
+		}
+		ephLo, ephHi = uint16(lo), uint16(lo+n-1)
+		v := fmt.Sprintf("%d %d", ephLo, ephHi)
+		ns.Sysctl(t, "net.ipv4.ip_local_port_range", v)
+		settings = append(settings, "ip_local_port_range="+v)
+	}
+	for _, s := range []string{"net.ipv4.ip_autobind_reuse", "net.ipv6.bindv6only"} {
+		if br.IntN(3) == 0 {
+			ns.Sysctl(t, s, "1")
+			settings = append(settings, s+"=1")
+		}
+	}
+	return ns, settings, ephLo, ephHi
+}
+
+// buildExisting makes a case's existing sockets in ns: those still open
+// (fds), what was built (or not, and why), and the "LPORT RPORT" of the
+// connections closed to TIME_WAIT.
+func buildExisting(ns *netnstest.NS, srv *diffServer, olds []existing) (fds []int, built, timeWaits []string) {
+	ns.Do(func() error {
+		for _, o := range olds {
+			fd, err := o.create()
+			if err != nil {
+				closeFD(fd)
+				built = append(built, fmt.Sprintf("%v: not built (%v)", o, err))
+				continue
+			}
+			built = append(built, o.String())
+			if o.timeWait {
+				local, _ := unix.Getsockname(fd)
+				child := srv.accept(srv.listener(o.connect), sockaddr.AddrPort(local))
+				if remote, err := unix.Getpeername(fd); err == nil && child >= 0 {
+					timeWaits = append(timeWaits, fmt.Sprintf("%d %d", sockaddr.AddrPort(local).Port(), sockaddr.AddrPort(remote).Port()))
+				}
+				unix.Close(fd)
+				closeFD(child)
+				continue
+			}
+			fds = append(fds, fd)
+		}
+		return nil
+	})
+	return fds, built, timeWaits
 }
 
 func mustListen(t *testing.T, r realSock) int {

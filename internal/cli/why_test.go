@@ -10,7 +10,7 @@ import (
 )
 
 func TestWhyBadInput(t *testing.T) {
-	for _, args := range [][]string{
+	badInputGolden(t, "bad-input-why.txt", [][]string{
 		{"why"},
 		{"why", "bind"},
 		{"why", "bind", "localhost:80"},
@@ -27,9 +27,7 @@ func TestWhyBadInput(t *testing.T) {
 		{"why", "bind", "--uid", "-2", "127.0.0.1:80"},
 		{"why", "bind", "--dev", "no-such-if0", "127.0.0.1:80"},
 		{"why", "bind", "--no-such-flag", "127.0.0.1:80"},
-	} {
-		wantBadInput(t, "", args...)
-	}
+	})
 }
 
 func TestNetcatFlags(t *testing.T) {

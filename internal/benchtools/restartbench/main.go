@@ -240,24 +240,9 @@ func roundTrip(addr, line string) error {
 }
 
 func (b *bench) restart(method string, restarts int, every time.Duration, rate int) error {
-	hp := filepath.Join(b.dir, "handover.sock")
-	var args []string
-	switch method {
-	case "plain", "sysctl":
-		args = []string{"--members", "1"}
-	case "program":
-		args = []string{"--migrate"}
-	case "handover":
-		args = []string{"--handover", hp}
-	default:
-		return fmt.Errorf("method %q: want plain, sysctl, program or handover", method)
-	}
-	args = append(args, "127.0.0.1", fmt.Sprint(b.port))
-	// The member that stays: the group never empties, so only the
-	// restarted member's own connections are at stake.
-	stayArgs := append([]string{"--members", "1"}, args[len(args)-2:]...)
-	if method == "program" {
-		stayArgs = args
+	args, stayArgs, err := b.memberArgs(method)
+	if err != nil {
+		return err
 	}
 	stay, err := b.start(stayArgs...)
 	if err != nil {
@@ -272,35 +257,13 @@ func (b *bench) restart(method string, restarts int, every time.Duration, rate i
 	}
 	var t tally
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	loadDone := make(chan struct{})
 	go func() { b.clients(ctx, rate, &t); close(loadDone) }()
-	taken := regexp.MustCompile(`taken over from `)
 	began := time.Now()
 	for i := 0; i < restarts; i++ {
 		time.Sleep(every)
-		if method == "handover" {
-			next, err := b.start(args...)
-			if err != nil {
-				cancel()
-				return err
-			}
-			if err := next.waitFor(taken, 10*time.Second); err != nil {
-				cancel()
-				return err
-			}
-			if err := cur.wait(); err != nil {
-				cancel()
-				return fmt.Errorf("old member after hand-over: %v", err)
-			}
-			cur = next
-			continue
-		}
-		if err := cur.stop(); err != nil {
-			cancel()
-			return fmt.Errorf("member stop: %v", err)
-		}
-		if cur, err = b.start(args...); err != nil {
-			cancel()
+		if cur, err = b.replace(method, cur, args); err != nil {
 			return err
 		}
 	}
@@ -308,14 +271,66 @@ func (b *bench) restart(method string, restarts int, every time.Duration, rate i
 	cancel()
 	<-loadDone
 	elapsed := time.Since(began)
-	errs := []error{cur.stop(), stay.stop()}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(cur.stop(), stay.stop()); err != nil {
 		return err
 	}
 	lost, err := b.lost(&t)
 	if err != nil {
 		return err
 	}
+	t.print(method, restarts, lost, elapsed)
+	return nil
+}
+
+// memberArgs are the tuple listen arguments of the member restarted by
+// method, and of the member that stays: the group never empties, so only
+// the restarted member's own connections are at stake.
+func (b *bench) memberArgs(method string) (args, stayArgs []string, err error) {
+	switch method {
+	case "plain", "sysctl":
+		args = []string{"--members", "1"}
+	case "program":
+		args = []string{"--migrate"}
+	case "handover":
+		args = []string{"--handover", filepath.Join(b.dir, "handover.sock")}
+	default:
+		return nil, nil, fmt.Errorf("method %q: want plain, sysctl, program or handover", method)
+	}
+	args = append(args, "127.0.0.1", fmt.Sprint(b.port))
+	stayArgs = append([]string{"--members", "1"}, args[len(args)-2:]...)
+	if method == "program" {
+		stayArgs = args
+	}
+	return args, stayArgs, nil
+}
+
+var takenOver = regexp.MustCompile(`taken over from `)
+
+// replace restarts member cur: with handover the new one takes the
+// listeners over and the old one exits; otherwise the old one stops
+// first. It returns the new member.
+func (b *bench) replace(method string, cur *server, args []string) (*server, error) {
+	if method != "handover" {
+		if err := cur.stop(); err != nil {
+			return nil, fmt.Errorf("member stop: %v", err)
+		}
+		return b.start(args...)
+	}
+	next, err := b.start(args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := next.waitFor(takenOver, 10*time.Second); err != nil {
+		return nil, err
+	}
+	if err := cur.wait(); err != nil {
+		return nil, fmt.Errorf("old member after hand-over: %v", err)
+	}
+	return next, nil
+}
+
+// print writes one method's line of figures.
+func (t *tally) print(method string, restarts, lost int, elapsed time.Duration) {
 	total := t.total()
 	failed := total - t.ok.Load() + int64(lost)
 	fmt.Printf("%-9s restarts=%d connections=%d failed=%d per10k=%.1f refused=%d reset=%d timeout=%d other=%d lost=%d rate=%.0f/s\n",
@@ -324,7 +339,6 @@ func (b *bench) restart(method string, restarts int, every time.Duration, rate i
 	if t.firstOther != nil {
 		fmt.Printf("  first other failure: %v\n", t.firstOther)
 	}
-	return nil
 }
 
 // lost counts lines clients sent successfully that no server printed.
