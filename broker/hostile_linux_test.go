@@ -50,26 +50,10 @@ func TestBrokerHostileClients(t *testing.T) {
 	}
 
 	total := hostileResult{Kinds: map[string]int{}}
-	add := func(who string, line string) {
-		var r hostileResult
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("%s: %q: %v", who, line, err)
-		}
-		total.Tried += r.Tried
-		total.GrantedWrongly += r.GrantedWrongly
-		total.Refused += r.Refused
-		total.HungUp += r.HungUp
-		for k, n := range r.Kinds {
-			total.Kinds[k] += n
-		}
-		for _, n := range r.Notes {
-			t.Errorf("%s: %s", who, n)
-		}
-	}
 	// uid 65533 has no grant at all; 65534 has one, but not for port 80.
 	for _, uid := range []int{another, nobody} {
 		p := run(uid, "hostile", d.sock, "127.0.0.1")
-		add("uid "+strconv.Itoa(uid), p.line())
+		total.add(t, "uid "+strconv.Itoa(uid), p.line())
 		p.stop()
 	}
 
@@ -100,31 +84,7 @@ func TestBrokerHostileClients(t *testing.T) {
 		t.Errorf("after the hostile clients, uid %d asking 6 times: %s; want its whole quota of 5", nobody, got)
 	}
 	good.stop()
-	c := &Client{Path: d.sock}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	gs, err := c.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(gs) != 0 {
-		t.Errorf("live grants left after every client ended: %+v", gs)
-	}
-	crashes := 0
-	select {
-	case <-d.done:
-		crashes = 1
-	default:
-	}
-	emfile := 0
-	for _, l := range d.auditLines(t) {
-		if l["msg"] == "panic" {
-			t.Errorf("a handler panicked: %v", l)
-		}
-		if reason, _ := l["reason"].(string); l["msg"] == "accept" && strings.Contains(reason, "too many open files") {
-			emfile++
-		}
-	}
+	crashes, emfile := checkNoLeftovers(t, d)
 	t.Logf("the broker, limited to %d descriptors, ran out of them %d times", brokerFDs, emfile)
 	kinds := make([]string, 0, len(total.Kinds))
 	for k, n := range total.Kinds {
@@ -139,6 +99,57 @@ func TestBrokerHostileClients(t *testing.T) {
 	if total.Tried < 1000 {
 		t.Errorf("only %d hostile requests were tried", total.Tried)
 	}
+}
+
+// add adds the counts a hostile helper printed (JSON) to r; its notes
+// are errors.
+func (r *hostileResult) add(t *testing.T, who, line string) {
+	t.Helper()
+	var got hostileResult
+	if err := json.Unmarshal([]byte(line), &got); err != nil {
+		t.Fatalf("%s: %q: %v", who, line, err)
+	}
+	r.Tried += got.Tried
+	r.GrantedWrongly += got.GrantedWrongly
+	r.Refused += got.Refused
+	r.HungUp += got.HungUp
+	for k, n := range got.Kinds {
+		r.Kinds[k] += n
+	}
+	for _, n := range got.Notes {
+		t.Errorf("%s: %s", who, n)
+	}
+}
+
+// checkNoLeftovers wants no live grant left once every client ended and
+// no handler panic in the audit; it returns whether the broker exited
+// (1) and how often accept ran out of descriptors.
+func checkNoLeftovers(t *testing.T, d *daemon) (crashes, emfile int) {
+	t.Helper()
+	c := &Client{Path: d.sock}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gs, err := c.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 0 {
+		t.Errorf("live grants left after every client ended: %+v", gs)
+	}
+	select {
+	case <-d.done:
+		crashes = 1
+	default:
+	}
+	for _, l := range d.auditLines(t) {
+		if l["msg"] == "panic" {
+			t.Errorf("a handler panicked: %v", l)
+		}
+		if reason, _ := l["reason"].(string); l["msg"] == "accept" && strings.Contains(reason, "too many open files") {
+			emfile++
+		}
+	}
+	return crashes, emfile
 }
 
 // TestBrokerExec starts a server the systemd way as uid 65534 on port 80:

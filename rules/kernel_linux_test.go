@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -208,6 +209,12 @@ type batch struct {
 	// (inet_csk_update_fastreuse, sk_reuseport_match). A socket table
 	// shows no departed sockets.
 	cacheHistory map[uint16]bool
+	// bindMarked marks ports a socket that bound them through bind() left
+	// while other owners stayed: kernels before 6.18 keep the bucket's
+	// "taken through bind()" mark until it empties, so connect() still
+	// skips the port (World.BindMarked). worldNow drops a port no socket
+	// owns any more: its bucket went with the last owner.
+	bindMarked map[uint16]bool
 	stats
 }
 
@@ -296,12 +303,25 @@ func (b *batch) worldNow() World {
 		w.Sockets = append(w.Sockets, k.sock)
 	}
 	now, sec := time.Now(), monoSec()
+	owned := map[uint16]bool{}
 	for i := range w.Sockets {
-		if s := &w.Sockets[i]; s.State == TimeWait {
+		s := &w.Sockets[i]
+		if s.State == TimeWait {
 			s.TWAge = now.Sub(twBorn[s.ID])
 			s.TWSecondTicked = sec > twBornSec[s.ID]
 		}
+		if s.Proto == inet.TCP && ownsPort(*s) {
+			owned[s.Local.Port()] = true
+		}
 	}
+	for p := range b.bindMarked {
+		if !owned[p] {
+			delete(b.bindMarked, p)
+			continue
+		}
+		w.BindMarked = append(w.BindMarked, p)
+	}
+	slices.Sort(w.BindMarked)
 	return w
 }
 
@@ -743,6 +763,10 @@ func (b *batch) departed(s Socket) {
 		b.cacheHistory = map[uint16]bool{}
 	}
 	b.cacheHistory[s.Local.Port()] = true
+	if b.bindMarked == nil {
+		b.bindMarked = map[uint16]bool{}
+	}
+	b.bindMarked[s.Local.Port()] = true
 	b.logf("port %d: %s left after binding it (reuse cache history)", s.Local.Port(), s.ID)
 }
 
