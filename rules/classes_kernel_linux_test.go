@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,7 +70,7 @@ func connectWait(fd int, peer netip.AddrPort, zone uint32) error {
 		return err
 	}
 	defer unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{})
-	sa := sockaddr(peer)
+	sa := sockaddr.From(peer)
 	if s6, ok := sa.(*unix.SockaddrInet6); ok {
 		s6.ZoneId = zone
 	}
@@ -115,7 +116,7 @@ func (b *batch) listenerAt(fam inet.Family, a netip.AddrPort, o sockOpts, id str
 	if err != nil {
 		return -1, s, err
 	}
-	if err := unix.Bind(fd, sockaddr(a)); err != nil {
+	if err := unix.Bind(fd, sockaddr.From(a)); err != nil {
 		unix.Close(fd)
 		return -1, s, nil // taken: the case goes on without it
 	}
@@ -173,7 +174,7 @@ func (b *batch) connectCase(proto inet.Proto, fam inet.Family, o sockOpts, binds
 	if b.chance(0.5) {
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(b.pickAddr(binds...), 0)}
 		var ok bool
-		if s, ok = b.opStep(fd, s, op, unix.Bind(fd, sockaddr(op.Addr))); !ok {
+		if s, ok = b.opStep(fd, s, op, unix.Bind(fd, sockaddr.From(op.Addr))); !ok {
 			return nil
 		}
 	}
@@ -182,7 +183,7 @@ func (b *batch) connectCase(proto inet.Proto, fam inet.Family, o sockOpts, binds
 	if proto == inet.TCP {
 		kerr = connectWait(fd, op.Addr, 0)
 	} else {
-		kerr = unix.Connect(fd, sockaddr(op.Addr))
+		kerr = unix.Connect(fd, sockaddr.From(op.Addr))
 	}
 	b.check(s, op, kerr)
 	return nil
@@ -239,7 +240,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 		}
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(a, base)}
 		var ok bool
-		if s, ok = b.opStep(fd, s, op, unix.Bind(fd, sockaddr(op.Addr))); !ok {
+		if s, ok = b.opStep(fd, s, op, unix.Bind(fd, sockaddr.From(op.Addr))); !ok {
 			return nil
 		}
 		dst = a
@@ -279,7 +280,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 	}
 	defer unix.Close(nfd)
 	bop := Op{Kind: OpBind, Addr: s.Local}
-	b.check(n, bop, unix.Bind(nfd, sockaddr(bop.Addr)))
+	b.check(n, bop, unix.Bind(nfd, sockaddr.From(bop.Addr)))
 	return nil
 }
 
@@ -314,7 +315,7 @@ func (b *batch) classLinkLocal(base uint16) error {
 	if proto == inet.TCP {
 		kerr = connectWait(fd, op.Addr, zone)
 	} else {
-		sa := sockaddr(op.Addr).(*unix.SockaddrInet6)
+		sa := sockaddr.From(op.Addr).(*unix.SockaddrInet6)
 		sa.ZoneId = zone
 		kerr = unix.Connect(fd, sa)
 	}
@@ -376,7 +377,7 @@ func (b *batch) queueClients(l Socket, dst netip.AddrPort) ([]int, error) {
 			if cfam == inet.IPv6 {
 				src = netip.AddrPortFrom(netip.IPv6Unspecified(), src.Port())
 			}
-			if err := unix.Bind(cfd, sockaddr(src)); err != nil {
+			if err := unix.Bind(cfd, sockaddr.From(src)); err != nil {
 				unix.Close(cfd)
 				return clients, fmt.Errorf("client bind %s: %w", src, err)
 			}
@@ -499,7 +500,7 @@ func (b *batch) afterListenerClose(fam inet.Family, laddr, dst netip.AddrPort) e
 		}
 		defer unix.Close(nfd)
 		op := Op{Kind: OpBind, Addr: laddr}
-		b.check(n, op, unix.Bind(nfd, sockaddr(op.Addr)))
+		b.check(n, op, unix.Bind(nfd, sockaddr.From(op.Addr)))
 		return nil
 	}
 	for j, k := range b.world {
@@ -557,7 +558,7 @@ func (b *batch) classTimeWaitDevice(base uint16) error {
 	// The first socket is set-up, not a check: when the case's reserved
 	// port or range leaves it no port, the case ends here.
 	if !search {
-		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(addr, base))); err != nil {
+		if err := unix.Bind(fd, sockaddr.From(netip.AddrPortFrom(addr, base))); err != nil {
 			unix.Close(fd)
 			b.logf("tw bind: %v", err)
 			return nil
@@ -603,7 +604,7 @@ func (b *batch) classTimeWaitDevice(base uint16) error {
 	if !nsearch {
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(addr, base)}
 		var ok bool
-		if n, ok = b.opStep(nfd, n, op, unix.Bind(nfd, sockaddr(op.Addr))); !ok {
+		if n, ok = b.opStep(nfd, n, op, unix.Bind(nfd, sockaddr.From(op.Addr))); !ok {
 			return nil
 		}
 	}
@@ -633,14 +634,14 @@ func (b *batch) classUDPDualStack(base uint16) error {
 		return err
 	}
 	op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(netip.IPv6Unspecified(), base)}
-	s, ok := b.opStep(fd, s, op, unix.Bind(fd, sockaddr(op.Addr)))
+	s, ok := b.opStep(fd, s, op, unix.Bind(fd, sockaddr.From(op.Addr)))
 	if !ok {
 		unix.Close(fd)
 		return nil
 	}
 	peer := b.pickAddr("::1", "fd00::1", "fd00::2", "::ffff:127.0.0.1")
 	cop := Op{Kind: OpConnect, Addr: netip.AddrPortFrom(peer, 9)}
-	if s, ok = b.opStep(fd, s, cop, unix.Connect(fd, sockaddr(cop.Addr))); !ok {
+	if s, ok = b.opStep(fd, s, cop, unix.Connect(fd, sockaddr.From(cop.Addr))); !ok {
 		unix.Close(fd)
 		return nil
 	}
@@ -657,7 +658,7 @@ func (b *batch) classUDPDualStack(base uint16) error {
 			return err
 		}
 		bop := Op{Kind: OpBind, Addr: netip.AddrPortFrom(a, base)}
-		n, ok := b.opStep(nfd, n, bop, unix.Bind(nfd, sockaddr(bop.Addr)))
+		n, ok := b.opStep(nfd, n, bop, unix.Bind(nfd, sockaddr.From(bop.Addr)))
 		if ok {
 			b.world = append(b.world, kSock{fd: nfd, sock: n})
 		} else {

@@ -21,6 +21,7 @@ import (
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/localroute"
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 )
 
 var (
@@ -579,23 +580,6 @@ func modelSocket(p inet.Proto, fam inet.Family, o sockOpts) Socket {
 		Dev: LoopbackIndex * boolInt(o.dev)}
 }
 
-func sockaddr(a netip.AddrPort) unix.Sockaddr {
-	if a.Addr().Is4() {
-		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
-	}
-	return &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
-}
-
-func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
-}
-
 // observe fills s's addresses and IPV6_V6ONLY from the kernel, as a socket
 // table would show them.
 // localPort is the local port the kernel gave fd, 0 when it has none.
@@ -604,15 +588,15 @@ func localPort(fd int) uint16 {
 	if err != nil {
 		return 0
 	}
-	return addrPortOf(sa).Port()
+	return sockaddr.AddrPort(sa).Port()
 }
 
 func observe(fd int, s *Socket) {
 	if sa, err := unix.Getsockname(fd); err == nil {
-		s.Local = addrPortOf(sa)
+		s.Local = sockaddr.AddrPort(sa)
 	}
 	if sa, err := unix.Getpeername(fd); err == nil {
-		s.Remote = addrPortOf(sa)
+		s.Remote = sockaddr.AddrPort(sa)
 	}
 	if s.Family == inet.IPv6 {
 		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
@@ -923,7 +907,7 @@ func (b *batch) existingSteps(x *existing, o sockOpts, port uint16, helperPort *
 func (b *batch) existingStep(x *existing, op Op) bool {
 	var kerr error
 	if op.Kind == OpBind {
-		kerr = unix.Bind(x.fd, sockaddr(op.Addr))
+		kerr = unix.Bind(x.fd, sockaddr.From(op.Addr))
 	} else {
 		kerr = unix.Listen(x.fd, 16)
 	}
@@ -1034,14 +1018,14 @@ func (b *batch) dropTakenOver(s Socket) {
 // the kernel's "ok"; established reports whether the handshake completed.
 func connectFD(fd int, p inet.Proto, peer netip.AddrPort) (kerr error, established bool) {
 	if p == inet.UDP {
-		err := unix.Connect(fd, sockaddr(peer))
+		err := unix.Connect(fd, sockaddr.From(peer))
 		return err, err == nil
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return err, false
 	}
 	defer unix.SetNonblock(fd, false)
-	err := unix.Connect(fd, sockaddr(peer))
+	err := unix.Connect(fd, sockaddr.From(peer))
 	if err != nil && err != unix.EINPROGRESS {
 		return err, false
 	}
@@ -1140,12 +1124,12 @@ func (b *batch) connectToListener(l Socket, lfd int, helperPort *uint16) error {
 	if cfam == inet.IPv6 {
 		src = netip.AddrPortFrom(netip.IPv6Unspecified(), port)
 	}
-	if err := unix.Bind(cfd, sockaddr(src)); err != nil {
+	if err := unix.Bind(cfd, sockaddr.From(src)); err != nil {
 		unix.Close(cfd)
 		return fmt.Errorf("helper bind %s: %w", src, err)
 	}
 	// The batch waited for every address's local route (waitAddrs).
-	if err := unix.Connect(cfd, sockaddr(netip.AddrPortFrom(dst, l.Local.Port()))); err != nil {
+	if err := unix.Connect(cfd, sockaddr.From(netip.AddrPortFrom(dst, l.Local.Port()))); err != nil {
 		unix.Close(cfd)
 		return fmt.Errorf("helper connect %s:%d: %w", dst, l.Local.Port(), err)
 	}
@@ -1357,7 +1341,7 @@ func (n *newSock) checkChosenPort(op Op, out Outcome, kp uint16) {
 func (n *newSock) bind(port uint16) bool {
 	op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(n.local, port)}
 	if !n.privileged {
-		return n.step(op, unix.Bind(n.fd, sockaddr(op.Addr)))
+		return n.step(op, unix.Bind(n.fd, sockaddr.From(op.Addr)))
 	}
 	op.Addr = netip.AddrPortFrom(n.local, n.base-1)
 	restore, err := dropBindCap()
@@ -1365,7 +1349,7 @@ func (n *newSock) bind(port uint16) bool {
 		n.b.t.Errorf("drop CAP_NET_BIND_SERVICE: %v", err)
 		return false
 	}
-	kerr := unix.Bind(n.fd, sockaddr(op.Addr))
+	kerr := unix.Bind(n.fd, sockaddr.From(op.Addr))
 	restore()
 	return n.step(op, kerr)
 }
