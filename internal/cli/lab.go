@@ -73,6 +73,12 @@ otherwise (or when the run timed out), 2 on bad input.`,
 	return cmd
 }
 
+// labUsage is bad input to tuple lab: one line that starts with "lab:",
+// as the flag errors cobra finds for it do.
+func labUsage(format string, args ...any) error {
+	return usageError("lab: "+format, args...)
+}
+
 // errLabTimeout is the cause of a run stopped by --timeout.
 var errLabTimeout = errors.New("lab run timed out")
 
@@ -85,7 +91,7 @@ type labSource struct {
 func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	if o.list {
 		if len(args) > 0 || o.print != "" {
-			return usageError("tuple lab --list takes no other arguments")
+			return labUsage("--list takes no other arguments")
 		}
 		for _, g := range lab.Groups() {
 			text, _ := lab.Builtin(g)
@@ -98,26 +104,26 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	}
 	if o.print != "" {
 		if len(args) > 0 {
-			return usageError("tuple lab --print takes one group name and nothing else")
+			return labUsage("--print takes one group name and nothing else")
 		}
 		text, ok := lab.Builtin(o.print)
 		if !ok {
-			return usageError("unknown group %q (groups: %s)", o.print, strings.Join(lab.Groups(), ", "))
+			return labUsage("unknown group %q (groups: %s)", o.print, strings.Join(lab.Groups(), ", "))
 		}
 		_, err := s.Out.Write(text)
 		return err
 	}
 	if o.repeat < 1 || o.repeat > 1000 {
-		return usageError("--repeat %d: want 1-1000", o.repeat)
+		return labUsage("--repeat %d: want 1-1000", o.repeat)
 	}
 	if o.timeout <= 0 {
-		return usageError("--timeout %v: want a positive duration, e.g. 30m", o.timeout)
+		return labUsage("--timeout %v: want a positive duration, e.g. 30m", o.timeout)
 	}
 	if o.helperTimeout <= 0 {
-		return usageError("--helper-timeout %v: want a positive duration, e.g. 10s", o.helperTimeout)
+		return labUsage("--helper-timeout %v: want a positive duration, e.g. 10s", o.helperTimeout)
 	}
 	if o.kernelJobs < 1 || o.kernelJobs > 16 {
-		return usageError("--kernel-jobs %d: want 1-16", o.kernelJobs)
+		return labUsage("--kernel-jobs %d: want 1-16", o.kernelJobs)
 	}
 	sources, err := labSources(args)
 	if err != nil {
@@ -127,7 +133,7 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	for _, src := range sources {
 		scs, err := lab.Parse(src.name, src.data)
 		if err != nil {
-			return usageError("%v", err)
+			return labUsage("%v", err)
 		}
 		scenarios = append(scenarios, scs...)
 	}
@@ -140,7 +146,7 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 	}
 	kernel, err := parseKernelVersion(o.version)
 	if err != nil {
-		return err
+		return labUsage("%v", err)
 	}
 	runner := lab.Runner{Kernel: kernel, HelperTimeout: o.helperTimeout}
 	start := time.Now()
@@ -216,14 +222,14 @@ func labSources(args []string) ([]labSource, error) {
 		if isLabFile(a) {
 			data, err := readLabFile(a)
 			if err != nil {
-				return nil, usageError("%v", err)
+				return nil, labUsage("%v", err)
 			}
 			out = append(out, labSource{name: a, data: data})
 			continue
 		}
 		text, ok := lab.Builtin(a)
 		if !ok {
-			return nil, usageError("%q is neither a file nor a built-in group (groups: %s)", a, strings.Join(lab.Groups(), ", "))
+			return nil, labUsage("%q is neither a file nor a built-in group (groups: %s)", a, strings.Join(lab.Groups(), ", "))
 		}
 		out = append(out, labSource{name: lab.BuiltinFile(a), data: text})
 	}

@@ -47,7 +47,26 @@ func TestLabBadInputExits2(t *testing.T) {
 		{[]string{"lab", "--json", "--markdown", "seed"}, "none of the others can be"},
 		{[]string{"lab", "--list", "seed"}, "--list takes no other arguments"},
 	} {
-		wantBadInput(t, tc.want, tc.args...)
+		wantLabBadInput(t, tc.want, tc.args...)
+	}
+	// Every flag's bad value, whether cobra or tuple lab finds it.
+	badInputGolden(t, "bad-input-lab.txt", [][]string{
+		{"lab", "--kernel-jobs", "0", "seed"},
+		{"lab", "--repeat", "0", "seed"},
+		{"lab", "--repeat", "x", "seed"},
+		{"lab", "--timeout", "0s", "seed"},
+		{"lab", "--helper-timeout", "-1s", "seed"},
+		{"lab", "--kernel-version", "six", "seed"},
+		{"lab", "--print"},
+	})
+}
+
+// wantLabBadInput is wantBadInput for tuple lab, whose errors all name the
+// command ("tuple: lab: ..."), as cobra's flag errors do.
+func wantLabBadInput(t *testing.T, want string, args ...string) {
+	t.Helper()
+	if line := wantBadInput(t, want, args...); !strings.HasPrefix(line, "tuple: lab: ") {
+		t.Errorf("tuple %v: %q does not start with \"tuple: lab: \"", args, line)
 	}
 }
 

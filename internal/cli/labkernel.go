@@ -31,10 +31,10 @@ func parseKernelList(list string) ([]labKernel, error) {
 	for _, name := range strings.Split(list, ",") {
 		name = strings.TrimSpace(name)
 		if name == "" {
-			return nil, usageError("--kernel: an empty name in %q", list)
+			return nil, labUsage("--kernel: an empty name in %q", list)
 		}
 		if seen[name] {
-			return nil, usageError("--kernel: %s given twice", name)
+			return nil, labUsage("--kernel: %s given twice", name)
 		}
 		seen[name] = true
 		if name == "host" {
@@ -43,7 +43,7 @@ func parseKernelList(list string) ([]labKernel, error) {
 		}
 		k, err := kernelvm.Resolve(name)
 		if err != nil {
-			return nil, usageError("--kernel: %v", err)
+			return nil, labUsage("--kernel: %v", err)
 		}
 		out = append(out, labKernel{name: name, kernel: k})
 	}
