@@ -125,7 +125,7 @@ func TestExplainReusePortOtherUID(t *testing.T) {
 	if r.Verdict != "EADDRINUSE" {
 		t.Fatalf("verdict %s", r.Verdict)
 	}
-	wantText(t, "fixes", fixText(r), "set SO_REUSEPORT on the new socket and run it as uid 1000, the owner's (SO_REUSEPORT shares a port only between sockets of one user) | SO_REUSEPORT uid 1000\nset SO_REUSEADDR on the new socket and run it as uid 1000, the owner's (SO_REUSEADDR shares a port only between sockets of one user) | SO_REUSEADDR uid 1000\nuse port 8081 instead (the nearest one that works) | \n")
+	wantText(t, "fixes", fixText(r), "set SO_REUSEPORT on the new socket and run it as uid 1000, the owner's (SO_REUSEPORT shares a port only between sockets of one user) | SO_REUSEPORT uid 1000\nuse port 8081 instead (the nearest one that works) | \n")
 	wantText(t, "owners of a socket without processes", r.Blockers[0].OwnersText(), "no process found (not readable, or held only by the kernel)")
 }
 

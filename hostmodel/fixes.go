@@ -107,7 +107,12 @@ func shareFix(sit *Situation, p Plan, res Result, id sockopt.ID, opt func(*rules
 		}
 		return f, true
 	}
-	// SO_REUSEPORT between different users: same uid needed.
+	// SO_REUSEPORT between different users: same uid needed. SO_REUSEADDR
+	// knows no uid: where running as the owner helps, SO_REUSEPORT's fix
+	// says so.
+	if id != sockopt.ReusePort {
+		return Fix{}, false
+	}
 	uid, same := blockersUID(res)
 	if !same || uid == p.Socket.UID {
 		return Fix{}, false

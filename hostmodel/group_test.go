@@ -46,7 +46,7 @@ func TestExplainGroupsBlockers(t *testing.T) {
 	if got, want := r.Groups[1].Text(), "2,000 accepted connections on 10.0.0.1:8080 of pid 42 (tuple), uid 0 [SO_REUSEADDR SO_REUSEPORT]"; got != want {
 		t.Errorf("group text %q, want %q", got, want)
 	}
-	wantText(t, "the connections' reason", r.Groups[1].Reason, "the new socket lacks SO_REUSEADDR, and the new socket lacks SO_REUSEPORT")
+	wantText(t, "the connections' reason", r.Groups[1].Reason, "the new socket lacks SO_REUSEADDR and SO_REUSEPORT")
 	for _, f := range r.Fixes {
 		if len(f.Change) > 300 {
 			t.Errorf("fix of %d bytes: %.200q...", len(f.Change), f.Change)

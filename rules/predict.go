@@ -326,33 +326,51 @@ func (e *eval) tcpPair(ep endpoint, i int, relax, reuseportOK bool) (tcpVerdict,
 }
 
 // tcpConflictReason says in plain words why neither reuse option lets the
-// new socket n share the port with o.
+// new socket n share the port with o: what each lacks, each socket named
+// once ("the new socket lacks SO_REUSEADDR and SO_REUSEPORT").
 func tcpConflictReason(n, o Socket) string {
-	var ra string
+	var why string
+	switch {
+	case !n.ReuseAddr && !o.ReuseAddr && !n.ReusePort && !o.ReusePort:
+		why = "neither socket has SO_REUSEADDR or SO_REUSEPORT"
+	case !n.ReuseAddr && o.ReuseAddr && !n.ReusePort && o.ReusePort:
+		why = "the new socket lacks SO_REUSEADDR and SO_REUSEPORT"
+	case !n.ReuseAddr && o.ReuseAddr && n.ReusePort && o.ReusePort && n.InGroup:
+		why = "the new socket lacks SO_REUSEADDR and is already in a reuseport group"
+	case n.ReuseAddr && !o.ReuseAddr && n.ReusePort && !o.ReusePort:
+		why = "it lacks SO_REUSEADDR and SO_REUSEPORT"
+	default:
+		why = tcpReuseAddrReason(n, o) + ", and " + tcpReusePortReason(n, o)
+	}
+	return fmt.Sprintf("%s holds %s: %s", describe(o), o.Local, why)
+}
+
+// tcpReuseAddrReason is why SO_REUSEADDR does not let n share with o.
+func tcpReuseAddrReason(n, o Socket) string {
 	switch {
 	case n.ReuseAddr && o.ReuseAddr:
-		ra = "it is listening, and SO_REUSEADDR never shares a port with a listener"
+		return "it is listening, and SO_REUSEADDR never shares a port with a listener"
 	case !n.ReuseAddr && !o.ReuseAddr:
-		ra = "neither socket has SO_REUSEADDR"
+		return "neither socket has SO_REUSEADDR"
 	case !n.ReuseAddr:
-		ra = "the new socket lacks SO_REUSEADDR"
-	default:
-		ra = "it lacks SO_REUSEADDR"
+		return "the new socket lacks SO_REUSEADDR"
 	}
-	var rp string
+	return "it lacks SO_REUSEADDR"
+}
+
+// tcpReusePortReason is why SO_REUSEPORT does not let n share with o.
+func tcpReusePortReason(n, o Socket) string {
 	switch {
 	case !n.ReusePort && !o.ReusePort:
-		rp = "neither has SO_REUSEPORT"
+		return "neither has SO_REUSEPORT"
 	case !n.ReusePort:
-		rp = "the new socket lacks SO_REUSEPORT"
+		return "the new socket lacks SO_REUSEPORT"
 	case !o.ReusePort:
-		rp = "it lacks SO_REUSEPORT"
+		return "it lacks SO_REUSEPORT"
 	case n.InGroup:
-		rp = "the new socket is already in a reuseport group"
-	default:
-		rp = fmt.Sprintf("SO_REUSEPORT needs the same uid (new socket %d, owner %d)", n.UID, o.UID)
+		return "the new socket is already in a reuseport group"
 	}
-	return fmt.Sprintf("%s holds %s: %s, and %s", describe(o), o.Local, ra, rp)
+	return fmt.Sprintf("SO_REUSEPORT needs the same uid (new socket %d, owner %d)", n.UID, o.UID)
 }
 
 // tcpExplicit checks bind(addr, port) or listen() on a bound port.

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -564,5 +565,33 @@ func TestExactBuckets(t *testing.T) {
 	w.Buckets = nil
 	if o := Predict(w, newTCP(inet.IPv4), connect("127.0.0.1:8")); o.Err != syscall.EADDRNOTAVAIL {
 		t.Errorf("reconstructed bucket: %s, want EADDRNOTAVAIL", o.ErrName())
+	}
+}
+
+// A conflict's reason names each socket once: "the new socket lacks
+// SO_REUSEADDR and SO_REUSEPORT", not "the new socket lacks SO_REUSEADDR,
+// and the new socket lacks SO_REUSEPORT"; and it still names every option.
+func TestTCPConflictReasonNamesEachSocketOnce(t *testing.T) {
+	for bits := range 32 {
+		n := Socket{Proto: inet.TCP, ReuseAddr: bits&1 != 0, ReusePort: bits&2 != 0, InGroup: bits&16 != 0, UID: 1000}
+		o := Socket{Proto: inet.TCP, State: Connected, Local: netip.MustParseAddrPort("10.0.0.1:80"),
+			ReuseAddr: bits&4 != 0, ReusePort: bits&8 != 0}
+		if n.ReuseAddr && o.ReuseAddr {
+			o.State = Listen // otherwise SO_REUSEADDR shares
+		}
+		if n.ReusePort && o.ReusePort && !n.InGroup {
+			o.UID = 1 // otherwise SO_REUSEPORT shares
+		}
+		why := tcpConflictReason(n, o)
+		for _, twice := range []string{"the new socket", "it lacks", "neither"} {
+			if strings.Count(why, twice) > 1 {
+				t.Errorf("new ra=%v rp=%v group=%v, owner ra=%v rp=%v: %q says %q twice", n.ReuseAddr, n.ReusePort, n.InGroup, o.ReuseAddr, o.ReusePort, why, twice)
+			}
+		}
+		for _, opt := range []string{"SO_REUSEADDR", "SO_REUSEPORT"} {
+			if !strings.Contains(why, opt) && !(opt == "SO_REUSEPORT" && strings.Contains(why, "reuseport group")) {
+				t.Errorf("new ra=%v rp=%v, owner ra=%v rp=%v: %q does not say what %s lacks", n.ReuseAddr, n.ReusePort, o.ReuseAddr, o.ReusePort, why, opt)
+			}
+		}
 	}
 }
