@@ -16,6 +16,13 @@ type btfIndex struct {
 	types []byte   // the type section
 	strs  []byte   // the string section
 	off   []uint32 // off[id-1] is type id's offset in types (id 0 is void)
+	found map[btfName]uint32
+}
+
+// btfName is a type's kind and name, as find looks it up.
+type btfName struct {
+	kind uint32
+	name string
 }
 
 // BTF kinds (include/uapi/linux/btf.h) this reader resolves or skips.
@@ -109,11 +116,20 @@ func (x *btfIndex) nameIs(off uint32, s string) bool {
 	return end < uint64(len(x.strs)) && string(x.strs[off:end]) == s && x.strs[end] == 0
 }
 
-// find returns the id of the first type of kind named name.
+// find returns the id of the first type of kind named name. Each lookup
+// scans every type; one found is remembered (a layout asks for the same
+// struct again and again).
 func (x *btfIndex) find(kind uint32, name string) (uint32, error) {
+	if id, ok := x.found[btfName{kind, name}]; ok {
+		return id, nil
+	}
 	for i, p := range x.off {
 		t := x.types[p:]
 		if binary.NativeEndian.Uint32(t[4:])>>24&0x1f == kind && x.nameIs(binary.NativeEndian.Uint32(t), name) {
+			if x.found == nil {
+				x.found = map[btfName]uint32{}
+			}
+			x.found[btfName{kind, name}] = uint32(i + 1)
 			return uint32(i + 1), nil
 		}
 	}

@@ -120,10 +120,8 @@ func SocketFiles() ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
 	}
-	if !useLoader.Load() {
-		if b, err := rawTaskFiles(); err == nil {
-			return parseFiles(b)
-		}
+	if b, err := rawTaskFiles(); err == nil {
+		return parseFiles(b)
 	}
 	l, err := loadFilesLayout()
 	if err != nil {

@@ -85,9 +85,10 @@ func TestSocketFilesMatchesProc(t *testing.T) {
 	t.Logf("%d socket descriptors on the host, %d of this process", len(files), len(got))
 }
 
-// TestRawBTFMatchesLoader: the raw BTF scan finds every field both
+// TestRawBTFMatchesLoader: the raw BTF scan finds every field the
 // programs read where cilium/ebpf's decoder does (bitfields, members of
-// anonymous unions, sizes), and the function the iterator attaches to.
+// anonymous unions, sizes, socket_alloc's inode), and the functions the
+// iterators attach to.
 func TestRawBTFMatchesLoader(t *testing.T) {
 	requireBTF(t)
 	raw, err := readKernelBTF()
@@ -102,20 +103,18 @@ func TestRawBTFMatchesLoader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range [][3]string{
-		{"bpf_iter__task_file", "task"}, {"bpf_iter__task_file", "fd"}, {"bpf_iter__task_file", "file"},
-		{"task_struct", "tgid"}, {"file", "f_inode"}, {"inode", "i_mode"}, {"inode", "i_ino"},
-		{"sock_common", "skc_family"}, {"sock_common", "skc_state"}, {"sock_common", "skc_reuse"},
-		{"sock_common", "skc_reuseport"}, {"sock_common", "skc_ipv6only"}, {"sock_common", "skc_num"},
-		{"sock_common", "skc_dport"}, {"sock_common", "skc_daddr"}, {"sock_common", "skc_rcv_saddr"},
-		{"sock_common", "skc_v6_daddr"}, {"sock", "sk_userlocks"}, {"inet_connection_sock", "icsk_bind_hash"},
-		{"inet_bind_bucket", "fastreuse"}, {"inet_bind_bucket", "fast_v6_rcv_saddr"},
-	} {
-		want, werr := structField(spec, f[0], f[1], 0)
-		got, gerr := x.field(f[0], f[1], 0)
-		if (werr == nil) != (gerr == nil) || got != want {
-			t.Errorf("%s.%s: raw %+v (%v), loader %+v (%v)", f[0], f[1], got, gerr, want, werr)
-		}
+	rawSock, rerr := loadLayout(x)
+	sock, lerr := loadLayout(loaderBTF{spec})
+	if rerr != nil || lerr != nil || *rawSock != *sock {
+		t.Errorf("socket layout: raw %+v (%v), loader %+v (%v)", rawSock, rerr, sock, lerr)
+	}
+	rawFiles, rerr := rawFilesLayout(x)
+	files, lerr := loadFilesLayout()
+	if rerr != nil || lerr != nil || *rawFiles != *files {
+		t.Errorf("task_file layout: raw %+v (%v), loader %+v (%v)", rawFiles, rerr, files, lerr)
+	}
+	if sock != nil && sock.sockIno == 0 {
+		t.Log("kernel BTF has no socket_alloc: inodes are read through the file")
 	}
 	if _, err := x.field("task_struct", "no_such_member", 0); err == nil {
 		t.Error("a missing member found")
@@ -123,16 +122,22 @@ func TestRawBTFMatchesLoader(t *testing.T) {
 	if _, err := x.field("inode", "i_ino", 4); err == nil {
 		t.Error("i_ino accepted as 4 bytes")
 	}
-	var fn *btf.Func
-	if err := spec.TypeByName("bpf_iter_task_file", &fn); err != nil {
-		t.Fatal(err)
-	}
-	want, err := spec.TypeID(fn)
+	k, err := rawKernel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := x.find(btfFunc, "bpf_iter_task_file"); err != nil || got != uint32(want) {
-		t.Errorf("bpf_iter_task_file: raw id %d (%v), loader %d", got, err, want)
+	for _, target := range []string{"tcp", "udp", "task_file"} {
+		var fn *btf.Func
+		if err := spec.TypeByName("bpf_iter_"+target, &fn); err != nil {
+			t.Fatal(err)
+		}
+		want, err := spec.TypeID(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := x.find(btfFunc, "bpf_iter_"+target); err != nil || got != uint32(want) || k.targets[target] != got {
+			t.Errorf("bpf_iter_%s: raw id %d (%v), rawKernel's %d, loader %d", target, got, err, k.targets[target], want)
+		}
 	}
 }
 
@@ -182,7 +187,8 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 	}
 }
 
-// TestKernelBTFBlob: the BTF copied out with bpf(2) is the file's.
+// TestKernelBTFBlob: the BTF copied out with bpf(2), or mapped, is the
+// file's.
 func TestKernelBTFBlob(t *testing.T) {
 	requireBTF(t)
 	blob, err := kernelBTFBlob()
@@ -195,5 +201,16 @@ func TestKernelBTFBlob(t *testing.T) {
 	}
 	if !bytes.Equal(blob, file) {
 		t.Errorf("bpf(2) gave %d bytes, %s %d, not the same", len(blob), btfPath, len(file))
+	}
+	// Mapped where the kernel allows it (Linux 6.16 on).
+	if m, err := mapKernelBTF(); err != nil {
+		t.Logf("%s not mapped: %v", btfPath, err)
+	} else {
+		if !bytes.Equal(m, file) {
+			t.Errorf("the mapping has %d bytes, %s %d, not the same", len(m), btfPath, len(file))
+		}
+		if err := unix.Munmap(m); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -123,9 +123,9 @@ func loadFields(src fieldFinder, fs []fieldSpec) error {
 	return nil
 }
 
-func loadLayout(src fieldFinder) (*layout, error) {
-	var l layout
-	if err := loadFields(src, []fieldSpec{
+// fields are the fields the socket iterator reads, with their sizes.
+func (l *layout) fields() []fieldSpec {
+	return []fieldSpec{
 		{&l.family, "sock_common", "skc_family", 2},
 		{&l.state, "sock_common", "skc_state", 1},
 		{&l.reuse, "sock_common", "skc_reuse", 0},
@@ -156,7 +156,12 @@ func loadLayout(src fieldFinder) (*layout, error) {
 		{&l.socketFile, "socket", "file", 8},
 		{&l.fInode, "file", "f_inode", 8},
 		{&l.iIno, "inode", "i_ino", 8},
-	}); err != nil {
+	}
+}
+
+func loadLayout(src fieldFinder) (*layout, error) {
+	var l layout
+	if err := loadFields(src, l.fields()); err != nil {
 		return nil, err
 	}
 	// The uid is read as its whole context slot, whose low half it is.

@@ -317,9 +317,8 @@ func Read(proto inet.Proto) ([]Sock, error) {
 type Reader struct {
 	proto    inet.Proto
 	l        *layout
-	coll     *ebpf.Collection
-	it       *link.Iter
-	requests int // request sockets the last Scan walked past
+	it       iterLink // nil once closed
+	requests int      // request sockets the last Scan walked past
 }
 
 // Requests is how many request sockets (connections in SYN_RECV, which own
@@ -348,7 +347,48 @@ func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
 	return r.Read(nil)
 }
 
+// newReader loads the program with bpf(2) from a scan of the raw BTF
+// (rawKernel), or through cilium/ebpf's loader when that fails: the loader
+// decodes the kernel's BTF with every type the iterator's arguments reach,
+// tens of milliseconds of a command's run.
 func newReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
+	target, err := iterTarget(proto)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRawReader(proto, port, o)
+	if err == nil {
+		return r, nil
+	}
+	if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+		// The loader would fail alike, after decoding the BTF.
+		return nil, errUnprivileged(target)
+	}
+	return newLoaderReader(proto, port, o)
+}
+
+// newRawReader is newReader's program loaded with bpf(2).
+func newRawReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
+	target, err := iterTarget(proto)
+	if err != nil {
+		return nil, err
+	}
+	k, err := rawKernel()
+	if err != nil {
+		return nil, err
+	}
+	if k.sockErr != nil {
+		return nil, k.sockErr
+	}
+	lnk, err := rawIterLink("tuple_sk_"+target, program(k.sock, proto, port, o&SkipInode == 0), k.targets[target])
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{proto: proto, l: k.sock, it: lnk}, nil
+}
+
+// newLoaderReader is newReader's program loaded by cilium/ebpf.
+func newLoaderReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
 	l, err := kernelLayout()
 	if err != nil {
 		return nil, err
@@ -357,11 +397,11 @@ func newReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port, o&SkipInode == 0))
+	it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port, o&SkipInode == 0))
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{proto: proto, l: l, coll: coll, it: it}, nil
+	return &Reader{proto: proto, l: l, it: it}, nil
 }
 
 // Read walks every socket of the reader's protocol in the calling thread's
@@ -380,13 +420,12 @@ func (r *Reader) Read(dst []Sock) ([]Sock, error) {
 
 // Close unloads the program.
 func (r *Reader) Close() error {
-	if r == nil || r.coll == nil {
+	if r == nil || r.it == nil {
 		return nil
 	}
-	r.it.Close()
-	r.coll.Close()
-	r.coll = nil
-	return nil
+	err := r.it.Close()
+	r.it = nil
+	return err
 }
 
 // kernelBTF holds the kernel's BTF, decoded once per process for every
@@ -405,18 +444,45 @@ func kernelSpec() (*btf.Spec, error) {
 // iter/target, runs it once and returns what it wrote. Load and attach
 // failures wrap inet.ErrUnsupported.
 func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
-	coll, it, err := loadIter(name, target, insns)
+	it, err := loadIter(name, target, insns)
 	if err != nil {
 		return nil, err
 	}
-	defer coll.Close()
 	defer it.Close()
 	return readIter(it, make([]byte, 0, 64<<10))
 }
 
+// iterLink is an iterator program attached to its target: each Open runs
+// it anew, in the calling thread's network namespace; Close unloads it.
+type iterLink interface {
+	Open() (io.ReadCloser, error)
+	Close() error
+}
+
+// loaderIter is an iterator program cilium/ebpf loaded and attached.
+type loaderIter struct {
+	coll *ebpf.Collection
+	it   *link.Iter
+}
+
+func (l loaderIter) Open() (io.ReadCloser, error) { return l.it.Open() }
+
+func (l loaderIter) Close() error {
+	err := l.it.Close()
+	l.coll.Close()
+	return err
+}
+
+// errUnprivileged is a load's EPERM without root: the cause is the
+// privilege, whatever cilium/ebpf's message suggests (it blames the
+// memlock limit for every EPERM).
+func errUnprivileged(target string) error {
+	return fmt.Errorf("BPF socket iterator %w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
+}
+
 // loadIter loads insns as a BPF iterator program and attaches it to the
 // kernel's iter/target. Failures wrap inet.ErrUnsupported.
-func loadIter(name, target string, insns asm.Instructions) (*ebpf.Collection, *link.Iter, error) {
+func loadIter(name, target string, insns asm.Instructions) (iterLink, error) {
 	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{name: {
 		Name:         name,
 		Type:         ebpf.Tracing,
@@ -429,24 +495,22 @@ func loadIter(name, target string, insns asm.Instructions) (*ebpf.Collection, *l
 	}}}, ebpf.CollectionOptions{Cache: kernelBTF})
 	if err != nil {
 		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
-			// cilium/ebpf's message suggests MEMLOCK for every EPERM;
-			// without root the cause is the privilege.
-			return nil, nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
+			return nil, errUnprivileged(target)
 		}
-		return nil, nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
 	}
 	it, err := link.AttachIter(link.IterOptions{Program: coll.Programs[name]})
 	if err != nil {
 		coll.Close()
-		return nil, nil, fmt.Errorf("BPF socket iterator %w: attach iter/%s: %v", inet.ErrUnsupported, target, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: attach iter/%s: %v", inet.ErrUnsupported, target, err)
 	}
-	return coll, it, nil
+	return loaderIter{coll, it}, nil
 }
 
 // readIter runs the attached iterator once in the calling thread's network
 // namespace and appends what it wrote to buf, doubling it when full: a
 // buffer sized for the output makes the read allocate nothing more.
-func readIter(it *link.Iter, buf []byte) ([]byte, error) {
+func readIter(it iterLink, buf []byte) ([]byte, error) {
 	rd, err := it.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open BPF iterator: %w", err)

@@ -1,6 +1,8 @@
 package sockfacts
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -518,10 +520,40 @@ func inodeOf(fd int) (uint16, uint64, error) {
 	return uint16(sa.(*unix.SockaddrInet4).Port), st.Ino, nil
 }
 
+// loadRecords runs the socket program over l once, loaded with bpf(2)
+// (raw) or by cilium/ebpf, and decodes its records.
+func loadRecords(raw bool, l *layout, proto inet.Proto, port uint16, withInode bool) ([]Sock, error) {
+	target, err := iterTarget(proto)
+	if err != nil {
+		return nil, err
+	}
+	insns := program(l, proto, port, withInode)
+	var it iterLink
+	if raw {
+		k, kerr := rawKernel()
+		if kerr != nil {
+			return nil, kerr
+		}
+		it, err = rawIterLink("tuple_sk_"+target, insns, k.targets[target])
+	} else {
+		it, err = loadIter("tuple_sk_"+target, target, insns)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	b, err := readIter(it, nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseRecords(b, proto, l, nil)
+}
+
 // TestInodeReads: the inode a record carries is the socket's own (what
 // fstat of its descriptor says) for a listener, a client, an accepted
 // child and a UDP socket, read beside the socket (socket_alloc) or
-// through its file alike; SkipInode leaves every inode 0.
+// through its file alike, with the program loaded with bpf(2) or by
+// cilium/ebpf; SkipInode leaves every inode 0.
 func TestInodeReads(t *testing.T) {
 	requireBTF(t)
 	l, err := kernelLayout()
@@ -563,26 +595,23 @@ func TestInodeReads(t *testing.T) {
 			l    *layout
 			with bool
 		}{"socket_alloc": {l, true}, "file": {&viaFile, true}, "skip": {l, false}} {
-			got := map[netip.AddrPort]uint64{}
-			for _, proto := range []inet.Proto{inet.TCP, inet.UDP} {
-				target, _ := iterTarget(proto)
-				b, err := runIter("tuple_sk_"+target, target, program(c.l, proto, 0, c.with))
-				if err != nil {
-					return err
-				}
-				recs, err := parseRecords(b, proto, c.l, nil)
-				if err != nil {
-					return err
-				}
-				for _, s := range recs {
-					key := s.Local
-					if s.Local.Port() == 7600 && s.Remote.Port() == 7601 {
-						key = netip.AddrPortFrom(s.Local.Addr(), 0)
+			for _, raw := range []bool{true, false} {
+				got := map[netip.AddrPort]uint64{}
+				for _, proto := range []inet.Proto{inet.TCP, inet.UDP} {
+					recs, err := loadRecords(raw, c.l, proto, 0, c.with)
+					if err != nil {
+						return err
 					}
-					got[key] = s.Inode
+					for _, s := range recs {
+						key := s.Local
+						if s.Local.Port() == 7600 && s.Remote.Port() == 7601 {
+							key = netip.AddrPortFrom(s.Local.Addr(), 0)
+						}
+						got[key] = s.Inode
+					}
 				}
+				reads[fmt.Sprintf("%s (raw %v)", name, raw)] = got
 			}
-			reads[name] = got
 		}
 		return nil
 	})
@@ -595,12 +624,113 @@ func TestInodeReads(t *testing.T) {
 	for name, got := range reads {
 		for key, ino := range want {
 			w := ino
-			if name == "skip" {
+			if strings.HasPrefix(name, "skip") {
 				w = 0
 			}
 			if got[key] != w {
 				t.Errorf("%s: socket at %v: inode %d, want %d", name, key, got[key], w)
 			}
+		}
+	}
+}
+
+// TestRawReaderMatchesLoader: a Reader whose program is loaded with bpf(2)
+// from the raw BTF reads what one loaded by cilium/ebpf reads, record for
+// record (listeners with reuse flags, IPv4 and IPv6, clients, accepted and
+// unaccepted children, TIME_WAIT entries, UDP), with inodes or without,
+// for every port or one; it reads again and closes cleanly.
+func TestRawReaderMatchesLoader(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	lo4, lo6 := [4]byte{127, 0, 0, 1}, netip.IPv6Loopback().As16()
+	type read struct {
+		proto inet.Proto
+		port  uint16
+		o     Option
+	}
+	got := map[read][2][]Sock{}
+	err := ns.Do(func() error {
+		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, map[int]int{unix.SO_REUSEADDR: 1}, &unix.SockaddrInet4{Addr: lo4, Port: 7700})
+		ln6 := sock(t, unix.AF_INET6, unix.SOCK_STREAM, map[int]int{unix.SO_REUSEPORT: 1, unix.IPV6_V6ONLY: 1}, &unix.SockaddrInet6{Addr: lo6, Port: 7700})
+		for _, fd := range []int{ln, ln6} {
+			if err := unix.Listen(fd, 8); err != nil {
+				return err
+			}
+		}
+		for i := range 3 {
+			cl := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
+			if err := unix.Connect(cl, &unix.SockaddrInet4{Addr: lo4, Port: 7700}); err != nil {
+				return err
+			}
+			if i == 2 {
+				continue // left unaccepted
+			}
+			child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				unix.Close(cl) // the client closes first: TIME_WAIT
+			}
+			t.Cleanup(func() { unix.Close(child) })
+		}
+		cl6 := sock(t, unix.AF_INET6, unix.SOCK_STREAM, nil, nil)
+		if err := unix.Connect(cl6, &unix.SockaddrInet6{Addr: lo6, Port: 7700}); err != nil {
+			return err
+		}
+		sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: lo4, Port: 7700})
+		sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, &unix.SockaddrInet6{Addr: lo6, Port: 7701})
+		time.Sleep(50 * time.Millisecond) // the FIN exchange
+		for _, rd := range []read{{inet.TCP, 0, 0}, {inet.TCP, 0, SkipInode}, {inet.TCP, 7700, 0}, {inet.UDP, 0, 0}, {inet.UDP, 7701, SkipInode}} {
+			var pair [2][]Sock
+			for i, newR := range []func(inet.Proto, uint16, Option) (*Reader, error){newRawReader, newLoaderReader} {
+				r, err := newR(rd.proto, rd.port, rd.o)
+				if err != nil {
+					return err
+				}
+				if _, err := r.Read(nil); err != nil { // read again below
+					r.Close()
+					return err
+				}
+				recs, err := r.Read(nil)
+				if err := errors.Join(err, r.Close(), r.Close()); err != nil {
+					return err
+				}
+				slices.SortFunc(recs, func(a, b Sock) int { return cmp.Compare(a.Cookie, b.Cookie) })
+				pair[i] = recs
+			}
+			got[rd] = pair
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rd, pair := range got {
+		raw, loader := pair[0], pair[1]
+		if !slices.Equal(raw, loader) {
+			t.Errorf("%+v: raw %+v\nloader %+v", rd, raw, loader)
+		}
+		var tw, inodes int
+		for _, s := range raw {
+			if s.TimeWait {
+				tw++
+			}
+			if s.Inode != 0 {
+				inodes++
+			}
+		}
+		switch {
+		case rd.proto == inet.TCP && rd.port == 0 && len(raw) != 2+3+3+2:
+			t.Errorf("%+v: %d records, want 2 listeners, 3 IPv4 clients (one in TIME_WAIT), 3 children, an IPv6 client and its child", rd, len(raw))
+		case rd.proto == inet.TCP && rd.port == 7700 && len(raw) != 2+3+1:
+			t.Errorf("%+v: %d records, want 2 listeners, 3 IPv4 children, an IPv6 child", rd, len(raw))
+		case rd.proto == inet.TCP && rd.port == 0 && tw != 1:
+			t.Errorf("%+v: %d TIME_WAIT entries, want 1", rd, tw)
+		case rd.proto == inet.UDP && rd.port == 0 && len(raw) != 2, rd.port == 7701 && len(raw) != 1:
+			t.Errorf("%+v: %d records", rd, len(raw))
+		case rd.o&SkipInode != 0 && inodes != 0, rd.o&SkipInode == 0 && inodes == 0:
+			t.Errorf("%+v: %d records with an inode", rd, inodes)
 		}
 	}
 }

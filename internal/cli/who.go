@@ -98,7 +98,6 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	// TIME_WAIT entries' included; otherwise they come from the owners'
 	// descriptors where readable. Only the port's records are read (the
 	// iterator skips the others in the kernel), beside the dump.
-	sockfacts.UseLoaderBTF() // the records decode the kernel's BTF: the owners share it
 	waitTCP := sockfacts.ReadPortAsync(inet.TCP, o.port)
 	waitUDP := sockfacts.ReadPortAsync(inet.UDP, o.port)
 	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot})
