@@ -36,7 +36,7 @@ func loadFilesLayout() (*filesLayout, error) {
 			return
 		}
 		var l filesLayout
-		if filesLayoutErr = loadFields(spec, l.fields()); filesLayoutErr != nil {
+		if filesLayoutErr = loadFields(loaderBTF{spec}, l.fields()); filesLayoutErr != nil {
 			return
 		}
 		if filesLayoutErr = l.check(); filesLayoutErr != nil {

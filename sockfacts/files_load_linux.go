@@ -175,12 +175,8 @@ func readKernelBTF() ([]byte, error) {
 // rawFilesLayout finds the task_file program's fields and attach id.
 func rawFilesLayout(x *btfIndex) (*filesLayout, uint32, error) {
 	var l filesLayout
-	for _, f := range l.fields() {
-		v, err := x.field(f.st, f.name, f.size)
-		if err != nil {
-			return nil, 0, err
-		}
-		*f.dst = v
+	if err := loadFields(x, l.fields()); err != nil {
+		return nil, 0, err
 	}
 	if err := l.check(); err != nil {
 		return nil, 0, err

@@ -48,7 +48,7 @@ const (
 	recFastV6    = 90  // fast_ipv6_only
 	recUID       = 92  // the context's uid (sock_i_uid; 0 for TIME_WAIT entries)
 	recDev       = 96  // skc_bound_dev_if
-	recInode     = 104 // sk_socket->file->f_inode->i_ino (full sockets with a file)
+	recInode     = 104 // SOCK_INODE(sk_socket)->i_ino (full sockets with a struct socket)
 	kindFull     = 1
 	kindTimeWait = 2
 	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
@@ -77,7 +77,7 @@ func kernelLayout() (*layout, error) {
 			layoutErr = err
 			return
 		}
-		kernLayout, layoutErr = loadLayout(spec)
+		kernLayout, layoutErr = loadLayout(loaderBTF{spec})
 	})
 	return kernLayout, layoutErr
 }
@@ -87,8 +87,9 @@ func kernelLayout() (*layout, error) {
 // udp_sock, which starts with its sock_common.
 //
 // With port not 0 it writes records only for sockets whose local port is
-// port: the others are skipped in the kernel.
-func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
+// port: the others are skipped in the kernel. Without withInode the
+// records' inode is 0 (see SkipInode).
+func program(l *layout, proto inet.Proto, port uint16, withInode bool) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		sk   = asm.R7
@@ -148,9 +149,28 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 	insns = append(insns,
 		asm.LoadMem(asm.R1, ctx, int16(uid.off), asm.DWord),
 		asm.StoreMem(asm.RFP, base+recUID, asm.R1, asm.Word))
-	// inode loads the inode number of the full socket at reg (a BTF
-	// pointer: each load is a probe, a NULL on the way stops the chain).
+	// inode stores the inode number of the full socket at reg (a BTF
+	// pointer), as sock_i_ino (what inet_diag reports) reads it: none
+	// without a struct socket. A probe read reaches the inode beside the
+	// socket (the verifier checks direct loads against struct socket's
+	// bounds); without socket_alloc in BTF the loads go through the file
+	// (each load a probe: a NULL on the way stops the chain). The helper
+	// call clobbers R0-R5.
 	inode := func(reg asm.Register, done string) asm.Instructions {
+		if !withInode {
+			return nil
+		}
+		if l.sockIno != 0 {
+			return asm.Instructions{
+				asm.LoadMem(asm.R3, reg, int16(l.skSocket.off), asm.DWord),
+				asm.JEq.Imm(asm.R3, 0, done),
+				asm.Add.Imm(asm.R3, int32(l.sockIno)),
+				asm.Mov.Reg(asm.R1, asm.RFP),
+				asm.Add.Imm(asm.R1, base+recInode),
+				asm.Mov.Imm(asm.R2, 8),
+				asm.FnProbeReadKernel.Call(),
+			}
+		}
 		return asm.Instructions{
 			asm.LoadMem(asm.R1, reg, int16(l.skSocket.off), asm.DWord),
 			asm.JEq.Imm(asm.R1, 0, done),
@@ -176,13 +196,14 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 			asm.Mov.Reg(asm.R1, sk),
 			asm.FnSkcToTcpSock.Call(),
 			asm.JEq.Imm(asm.R0, 0, "tw"),
+			asm.Mov.Reg(asm.R9, asm.R0), // the tcp_sock, kept across the inode's helper call
 		)
-		insns = append(insns, inode(asm.R0, "tcpino")...)
+		insns = append(insns, inode(asm.R9, "tcpino")...)
 		insns = append(insns,
-			asm.LoadMem(asm.R1, asm.R0, int16(l.userlocks.off), asm.Byte).WithSymbol("tcpino"),
+			asm.LoadMem(asm.R1, asm.R9, int16(l.userlocks.off), asm.Byte).WithSymbol("tcpino"),
 			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
 			asm.StoreImm(asm.RFP, base+recKind, kindFull, asm.Byte),
-			asm.LoadMem(asm.R8, asm.R0, int16(l.bindHash.off), asm.DWord), // icsk_bind_hash
+			asm.LoadMem(asm.R8, asm.R9, int16(l.bindHash.off), asm.DWord), // icsk_bind_hash
 			asm.Ja.Label("bucket"),
 			asm.Mov.Reg(asm.R1, sk).WithSymbol("tw"),
 			asm.FnSkcToTcpTimewaitSock.Call(),
@@ -305,14 +326,21 @@ type Reader struct {
 // no port and have no record of their own) the last Scan walked past.
 func (r *Reader) Requests() int { return r.requests }
 
-// NewReader loads the iterator program of proto (TCP or UDP). Close it.
-func NewReader(proto inet.Proto) (*Reader, error) { return newReader(proto, 0) }
+// NewReader loads the iterator program of proto (TCP or UDP), reading what
+// opts leave in. Close it.
+func NewReader(proto inet.Proto, opts ...Option) (*Reader, error) {
+	var o Option
+	for _, op := range opts {
+		o |= op
+	}
+	return newReader(proto, 0, o)
+}
 
 // ReadPort is Read of the sockets whose local port is port only, filtered
 // in the kernel: a caller that asks about one port does not decode the
 // records of every socket.
 func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
-	r, err := newReader(proto, port)
+	r, err := newReader(proto, port, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +348,7 @@ func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
 	return r.Read(nil)
 }
 
-func newReader(proto inet.Proto, port uint16) (*Reader, error) {
+func newReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
 	l, err := kernelLayout()
 	if err != nil {
 		return nil, err
@@ -329,7 +357,7 @@ func newReader(proto inet.Proto, port uint16) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port))
+	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port, o&SkipInode == 0))
 	if err != nil {
 		return nil, err
 	}

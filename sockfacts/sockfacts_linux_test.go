@@ -460,15 +460,11 @@ func TestScanOwnerFacts(t *testing.T) {
 			return err
 		}
 		for _, fd := range []int{ln, cl} {
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
-				return err
-			}
-			sa, err := unix.Getsockname(fd)
+			port, ino, err := inodeOf(fd)
 			if err != nil {
 				return err
 			}
-			inodes[uint16(sa.(*unix.SockaddrInet4).Port)] = st.Ino
+			inodes[port] = ino
 		}
 		r, err := NewReader(inet.TCP)
 		if err != nil {
@@ -506,5 +502,105 @@ func TestScanOwnerFacts(t *testing.T) {
 	}
 	if len(got) != 3 || !child {
 		t.Errorf("records %+v, want the listener, the client and the child", got)
+	}
+}
+
+// inodeOf is the local port and inode (fstat's) of the IPv4 socket fd.
+func inodeOf(fd int) (uint16, uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, 0, err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, 0, err
+	}
+	return uint16(sa.(*unix.SockaddrInet4).Port), st.Ino, nil
+}
+
+// TestInodeReads: the inode a record carries is the socket's own (what
+// fstat of its descriptor says) for a listener, a client, an accepted
+// child and a UDP socket, read beside the socket (socket_alloc) or
+// through its file alike; SkipInode leaves every inode 0.
+func TestInodeReads(t *testing.T) {
+	requireBTF(t)
+	l, err := kernelLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaFile := *l
+	viaFile.sockIno = 0
+	ns := netnstest.New(t)
+	lo := [4]byte{127, 0, 0, 1}
+	want := map[netip.AddrPort]uint64{} // local endpoint (port 7602 UDP) -> fstat's inode
+	reads := map[string]map[netip.AddrPort]uint64{}
+	err = ns.Do(func() error {
+		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7600})
+		if err := unix.Listen(ln, 4); err != nil {
+			return err
+		}
+		cl := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7601})
+		if err := unix.Connect(cl, &unix.SockaddrInet4{Addr: lo, Port: 7600}); err != nil {
+			return err
+		}
+		child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(child) })
+		udp := sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7602})
+		for _, fd := range []int{ln, cl, child, udp} {
+			port, ino, err := inodeOf(fd)
+			if err != nil {
+				return err
+			}
+			if fd == child {
+				port = 0 // the child shares the listener's port
+			}
+			want[netip.AddrPortFrom(netip.AddrFrom4(lo), port)] = ino
+		}
+		for name, c := range map[string]struct {
+			l    *layout
+			with bool
+		}{"socket_alloc": {l, true}, "file": {&viaFile, true}, "skip": {l, false}} {
+			got := map[netip.AddrPort]uint64{}
+			for _, proto := range []inet.Proto{inet.TCP, inet.UDP} {
+				target, _ := iterTarget(proto)
+				b, err := runIter("tuple_sk_"+target, target, program(c.l, proto, 0, c.with))
+				if err != nil {
+					return err
+				}
+				recs, err := parseRecords(b, proto, c.l, nil)
+				if err != nil {
+					return err
+				}
+				for _, s := range recs {
+					key := s.Local
+					if s.Local.Port() == 7600 && s.Remote.Port() == 7601 {
+						key = netip.AddrPortFrom(s.Local.Addr(), 0)
+					}
+					got[key] = s.Inode
+				}
+			}
+			reads[name] = got
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.sockIno == 0 {
+		t.Log("kernel BTF has no socket_alloc: the default read goes through the file")
+	}
+	for name, got := range reads {
+		for key, ino := range want {
+			w := ino
+			if name == "skip" {
+				w = 0
+			}
+			if got[key] != w {
+				t.Errorf("%s: socket at %v: inode %d, want %d", name, key, got[key], w)
+			}
+		}
 	}
 }

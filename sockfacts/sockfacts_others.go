@@ -38,7 +38,10 @@ func ReadAsync(proto inet.Proto, dst []Sock) (wait func() ([]Sock, error)) {
 type Reader struct{}
 
 // NewReader needs Linux.
-func NewReader(proto inet.Proto) (*Reader, error) { _, err := Read(proto); return nil, err }
+func NewReader(proto inet.Proto, opts ...Option) (*Reader, error) {
+	_, err := Read(proto)
+	return nil, err
+}
 
 // Read needs Linux.
 func (r *Reader) Read(dst []Sock) ([]Sock, error) {
