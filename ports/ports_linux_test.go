@@ -16,6 +16,7 @@ import (
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -626,6 +627,13 @@ func TestReaderMatchesTable(t *testing.T) {
 	}
 	if len(tab.Entries) != 0 || tab.cols.socks == nil {
 		t.Fatalf("Reader's table is not its columns: %d entries", len(tab.Entries))
+	}
+	// The connections accepted on ports no search visits are counted
+	// only: none is one of the budget's sockets.
+	for _, s := range tab.cols.socks {
+		if p := s.Local.Port(); s.State == rules.Connected && (p == 80 || p == 443 || p == 8080) {
+			t.Errorf("accepted connection %s -> %s is in the budget's sockets", s.Local, s.Remote)
+		}
 	}
 	if fast.TimeWait != 4 || fast.BoundOnly != 5 || len(fast.Processes) == 0 || len(fast.Destinations) < 3 {
 		t.Errorf("the namespace is not what the test built: %+v", fast)

@@ -145,10 +145,14 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		go func() { defer close(done); fl, ferr = sockfacts.SocketFiles() }()
 		files = func() ([]sockfacts.File, error) { <-done; return fl, ferr }
 	}
-	var seen portSet // ports whose bucket is taken
+	var seen portSet      // ports whose bucket is taken
+	var listening portSet // ports of the listeners walked so far
 	wait := r.facts.ScanAsync(r.buf, func(k *sockfacts.Sock) {
 		if int(k.State) < len(t.Counts) {
 			t.Counts[k.State]++
+		}
+		if acceptedOffRange(host, k, &listening) {
+			return
 		}
 		s, b, ok := hostmodel.FromRecord(k, 0)
 		if !ok {
@@ -189,6 +193,24 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		t.cols.owners = r.owners(fl, procRoot)
 	}
 	return t, nil
+}
+
+// acceptedOffRange reports whether k is a connection accepted on a
+// listener's port that no ephemeral-port search visits: counted, but no
+// part of the budget (no destination of its own, no port of the pool), so
+// a server's many accepted connections cost the budget nothing. The
+// iterator walks the listeners before the connections; a connection whose
+// listener it has not walked yet is kept, and the census leaves it out.
+func acceptedOffRange(host rules.Host, k *sockfacts.Sock, listening *portSet) bool {
+	switch p := k.Local.Port(); socktab.State(k.State) {
+	case socktab.Listen:
+		listening.add(p)
+		return false
+	case socktab.TimeWait, socktab.Close, socktab.BoundInactive, socktab.NewSynRecv:
+		return false
+	default:
+		return listening.has(p) && !rules.Searchable(host, p)
+	}
 }
 
 // timeWaitTimers gives each TIME_WAIT entry its time left, from the socket
