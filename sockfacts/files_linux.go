@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/tuple-net/tuple/inet"
@@ -114,20 +115,21 @@ const initPidNS = "pid:[4026531836]"
 // needs root (CAP_BPF and CAP_PERFMON), kernel BTF, and the initial pid
 // namespace (the iterator reports pids as that namespace numbers them);
 // otherwise the error wraps inet.ErrUnsupported. The program is loaded
-// with bpf(2) from a scan of the raw BTF (rawTaskFiles), or by
+// with bpf(2) from a scan of the raw BTF (rawTaskFilesLink), or by
 // cilium/ebpf's loader when that fails.
 func SocketFiles() ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
 	}
-	if b, err := rawTaskFiles(); err == nil {
-		return parseFiles(b)
-	}
-	l, err := loadFilesLayout()
+	var it iterLink
+	it, err := rawTaskFilesLink()
 	if err != nil {
-		return nil, err
+		l, lerr := loadFilesLayout()
+		if lerr != nil {
+			return nil, lerr
+		}
+		it, err = loadIter("tuple_task_file", "task_file", filesProgram(l))
 	}
-	b, err := runIter("tuple_task_file", "task_file", filesProgram(l))
 	if err != nil && os.Geteuid() != 0 {
 		// Without root the cause is the privilege, whatever the loader's
 		// error suggests (it blames the memlock limit).
@@ -136,21 +138,39 @@ func SocketFiles() ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseFiles(b)
+	defer it.Close()
+	n := lastFiles.Load()
+	files, err := readFiles(it, make([]File, 0, max(n+n/8, 1<<14)))
+	if err == nil {
+		lastFiles.Store(int64(len(files)))
+	}
+	return files, err
 }
 
-// parseFiles decodes the task_file program's records.
-func parseFiles(b []byte) ([]File, error) {
-	if len(b)%fileRecordLen != 0 {
-		return nil, fmt.Errorf("%w: %d bytes is not a multiple of %d", errRecord, len(b), fileRecordLen)
+// lastFiles is how many descriptors the last SocketFiles listed: the next
+// one's guess of its array's size (a process that lists them on every
+// scrape then decodes them without growing it).
+var lastFiles atomic.Int64
+
+// readFiles runs the task_file iterator once and appends its records to
+// dst, decoded a chunk at a time as read: the stream is never held whole
+// (on a host with 200,000 socket descriptors, 3 MiB that would be copied
+// as it grew, then copied again decoded).
+func readFiles(it iterLink, dst []File) ([]File, error) {
+	rd, err := it.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open BPF iterator: %w", err)
 	}
-	out := make([]File, 0, len(b)/fileRecordLen)
-	for ; len(b) > 0; b = b[fileRecordLen:] {
-		out = append(out, File{
+	defer rd.Close()
+	err = scanChunks(rd.Read, make([]byte, 0, scanChunk), fileRecordLen, func(b []byte) {
+		dst = append(dst, File{
 			PID:   int32(binary.NativeEndian.Uint32(b[0:])),
 			FD:    int32(binary.NativeEndian.Uint32(b[4:])),
 			Inode: binary.NativeEndian.Uint64(b[8:]),
 		})
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return dst, nil
 }

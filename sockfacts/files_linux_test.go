@@ -147,11 +147,12 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 	requireBTF(t)
 	a := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
 	b := sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, nil)
-	raw, err := rawTaskFiles()
+	lnk, err := rawTaskFilesLink()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rawFiles, err := parseFiles(raw)
+	defer lnk.Close()
+	rawFiles, err := readFiles(lnk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +160,12 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb, err := runIter("tuple_task_file", "task_file", filesProgram(l))
+	it, err := loadIter("tuple_task_file", "task_file", filesProgram(l))
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := parseFiles(lb)
+	defer it.Close()
+	loaded, err := readFiles(it, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

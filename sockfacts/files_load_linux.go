@@ -304,22 +304,17 @@ func (l rawLink) Open() (io.ReadCloser, error) {
 // Close releases the link and so the program.
 func (l rawLink) Close() error { return unix.Close(int(l)) }
 
-// rawTaskFiles runs the task_file program loaded with bpf(2) directly and
-// returns its records.
-func rawTaskFiles() ([]byte, error) {
+// rawTaskFilesLink is the task_file program loaded and attached with
+// bpf(2) directly.
+func rawTaskFilesLink() (rawLink, error) {
 	k, err := rawKernel()
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	if k.filesErr != nil {
-		return nil, k.filesErr
+		return -1, k.filesErr
 	}
-	lnk, err := rawIterLink(taskFileProgName, filesProgram(k.files), k.targets["task_file"])
-	if err != nil {
-		return nil, err
-	}
-	defer lnk.Close()
-	return readIter(lnk, make([]byte, 0, 256<<10))
+	return rawIterLink(taskFileProgName, filesProgram(k.files), k.targets["task_file"])
 }
 
 // hostByteOrder is binary.NativeEndian as the instruction encoder takes

@@ -665,34 +665,44 @@ func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
 
 // scanRecords decodes the records read returns, read into buf (its whole
 // capacity) a chunk at a time, handing each socket to fn, and returns how
-// many request sockets it passed. A record cut by a read waits for the
-// rest; a stream that ends inside one is malformed.
+// many request sockets it passed.
 func scanRecords(read func([]byte) (int, error), buf []byte, proto inet.Proto, l *layout, fn func(*Sock)) (requests int, err error) {
 	var s Sock
+	err = scanChunks(read, buf, recordLen, func(rec []byte) {
+		if decodeRecord(rec, proto, l, &s) {
+			fn(&s)
+		} else if rec[recKind]&^kindBucket == 0 {
+			requests++
+		}
+	})
+	return requests, err
+}
+
+// scanChunks hands each n-byte record read returns to fn, reading into
+// buf (its whole capacity) a chunk at a time: the stream is never held
+// whole. A record cut by a read waits for the rest; a stream that ends
+// inside one is malformed.
+func scanChunks(read func([]byte) (int, error), buf []byte, n int, fn func(rec []byte)) error {
 	b := buf[:0]
 	for {
-		n, err := read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		whole := len(b) - len(b)%recordLen
-		for rec := b[:whole]; len(rec) > 0; rec = rec[recordLen:] {
-			if decodeRecord(rec[:recordLen], proto, l, &s) {
-				fn(&s)
-			} else if rec[recKind]&^kindBucket == 0 {
-				requests++
-			}
+		m, err := read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		whole := len(b) - len(b)%n
+		for rec := b[:whole]; len(rec) > 0; rec = rec[n:] {
+			fn(rec[:n])
 		}
 		b = b[:copy(b, b[whole:])]
-		if err == io.EOF || (err == nil && n == 0) {
+		if err == io.EOF || (err == nil && m == 0) {
 			break
 		}
 		if err != nil {
-			return requests, fmt.Errorf("read BPF iterator: %w", err)
+			return fmt.Errorf("read BPF iterator: %w", err)
 		}
 	}
 	if len(b) != 0 {
-		return requests, fmt.Errorf("BPF socket iterator %w: %d bytes after the last whole record", errRecord, len(b))
+		return fmt.Errorf("BPF iterator %w: %d bytes after the last whole record", errRecord, len(b))
 	}
-	return requests, nil
+	return nil
 }
 
 // scanChunk is the least Scan reads at a time: room for the 32 KiB a BPF
