@@ -1,9 +1,11 @@
 package sockfacts
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -140,7 +142,11 @@ func SocketFiles() ([]File, error) {
 	}
 	defer it.Close()
 	n := lastFiles.Load()
-	files, err := readFiles(it, make([]File, 0, max(n+n/8, 1<<14)))
+	if n == 0 {
+		b, _ := os.ReadFile("/proc/sys/fs/file-nr")
+		n = int64(min(parseFileNr(b), 1<<22))
+	}
+	files, err := readFiles(it, make([]File, 0, max(n+n/8, 1<<12)))
 	if err == nil {
 		lastFiles.Store(int64(len(files)))
 	}
@@ -149,7 +155,9 @@ func SocketFiles() ([]File, error) {
 
 // lastFiles is how many descriptors the last SocketFiles listed: the next
 // one's guess of its array's size (a process that lists them on every
-// scrape then decodes them without growing it).
+// scrape then decodes them without growing it). The first guess is the
+// host's count of open files (/proc/sys/fs/file-nr): on a host with many
+// sockets, most of them.
 var lastFiles atomic.Int64
 
 // readFiles runs the task_file iterator once and appends its records to
@@ -173,4 +181,15 @@ func readFiles(it iterLink, dst []File) ([]File, error) {
 		return nil, err
 	}
 	return dst, nil
+}
+
+// parseFileNr is the first field of /proc/sys/fs/file-nr ("allocated free
+// max"): the file handles allocated. 0 when there is none.
+func parseFileNr(b []byte) int {
+	f, _, _ := bytes.Cut(bytes.TrimSpace(b), []byte("\t"))
+	n, err := strconv.Atoi(string(bytes.TrimSpace(f)))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

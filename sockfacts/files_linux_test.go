@@ -216,3 +216,28 @@ func TestKernelBTFBlob(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseFileNr: the kernel's format gives its first count back;
+// anything else gives a count not below 0, and nothing panics.
+func FuzzParseFileNr(f *testing.F) {
+	f.Add([]byte("x\t0\t1\n"), uint32(100445), uint32(0))
+	f.Add([]byte("-5\t0\t1"), uint32(0), uint32(7))
+	f.Add([]byte(""), uint32(1), uint32(2))
+	f.Fuzz(func(t *testing.T, b []byte, n, free uint32) {
+		if got := parseFileNr(b); got < 0 {
+			t.Fatalf("%q: %d", b, got)
+		}
+		line := strconv.Itoa(int(n)) + "\t" + strconv.Itoa(int(free)) + "\t9223372036854775807\n"
+		if got := parseFileNr([]byte(line)); got != int(n) {
+			t.Fatalf("%q: %d, want %d", line, got, n)
+		}
+	})
+}
+
+func TestParseFileNr(t *testing.T) {
+	for in, want := range map[string]int{"100445\t0\t2466160\n": 100445, "7": 7, "x\t0\t1\n": 0, "-5\t0\t1": 0, "": 0} {
+		if got := parseFileNr([]byte(in)); got != want {
+			t.Errorf("%q: %d, want %d", in, got, want)
+		}
+	}
+}
