@@ -121,6 +121,9 @@ func (x *btfIndex) nameIs(off uint32, s string) bool {
 // struct again and again).
 func (x *btfIndex) find(kind uint32, name string) (uint32, error) {
 	if id, ok := x.found[btfName{kind, name}]; ok {
+		if id == 0 {
+			return 0, fmt.Errorf("kernel BTF has no %s (kind %d)", name, kind)
+		}
 		return id, nil
 	}
 	for i, p := range x.off {
@@ -134,6 +137,38 @@ func (x *btfIndex) find(kind uint32, name string) (uint32, error) {
 		}
 	}
 	return 0, fmt.Errorf("kernel BTF has no %s (kind %d)", name, kind)
+}
+
+// prefetch looks up every name of kind in one scan of the types, for find
+// to answer from (absent ones included) instead of scanning once each.
+func (x *btfIndex) prefetch(kind uint32, names ...string) {
+	if x.found == nil {
+		x.found = map[btfName]uint32{}
+	}
+	var want []string
+	for _, n := range names {
+		if _, ok := x.found[btfName{kind, n}]; !ok {
+			x.found[btfName{kind, n}] = 0
+			want = append(want, n)
+		}
+	}
+	for i, p := range x.off {
+		if len(want) == 0 {
+			return
+		}
+		t := x.types[p:]
+		if binary.NativeEndian.Uint32(t[4:])>>24&0x1f != kind {
+			continue
+		}
+		nameOff := binary.NativeEndian.Uint32(t)
+		for j, n := range want {
+			if x.nameIs(nameOff, n) {
+				x.found[btfName{kind, n}] = uint32(i + 1)
+				want = append(want[:j], want[j+1:]...)
+				break
+			}
+		}
+	}
 }
 
 // resolve follows typedefs and qualifiers to the type they name.

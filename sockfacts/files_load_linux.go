@@ -209,6 +209,14 @@ var rawKernel = sync.OnceValues(func() (*rawBTF, error) {
 	if err != nil {
 		return nil, err
 	}
+	var sl layout
+	var fl filesLayout
+	structs := []string{"socket_alloc"}
+	for _, f := range append(sl.fields(), fl.fields()...) {
+		structs = append(structs, f.st)
+	}
+	x.prefetch(btfStruct, structs...)
+	x.prefetch(btfFunc, "bpf_iter_tcp", "bpf_iter_udp", "bpf_iter_task_file")
 	k := &rawBTF{targets: map[string]uint32{}}
 	k.sock, k.sockErr = loadLayout(x)
 	k.files, k.filesErr = rawFilesLayout(x)
