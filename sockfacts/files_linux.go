@@ -117,21 +117,14 @@ const initPidNS = "pid:[4026531836]"
 // needs root (CAP_BPF and CAP_PERFMON), kernel BTF, and the initial pid
 // namespace (the iterator reports pids as that namespace numbers them);
 // otherwise the error wraps inet.ErrUnsupported. The program is loaded
-// with bpf(2) from a scan of the raw BTF (rawTaskFilesLink), or by
-// cilium/ebpf's loader when that fails.
+// with bpf(2) from a scan of the raw BTF, or by cilium/ebpf's loader when
+// that fails (attachIter).
 func SocketFiles() ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
 	}
-	var it iterLink
-	it, err := rawTaskFilesLink()
-	if err != nil {
-		l, lerr := loadFilesLayout()
-		if lerr != nil {
-			return nil, lerr
-		}
-		it, err = loadIter("tuple_task_file", "task_file", filesProgram(l))
-	}
+	it, _, err := attachIter("tuple_task_file", "task_file",
+		func(k *rawBTF) (*filesLayout, error) { return k.files, k.filesErr }, loadFilesLayout, filesProgram)
 	if err != nil && os.Geteuid() != 0 {
 		// Without root the cause is the privilege, whatever the loader's
 		// error suggests (it blames the memlock limit).

@@ -113,6 +113,15 @@ func TestRawBTFMatchesLoader(t *testing.T) {
 	if rerr != nil || lerr != nil || *rawFiles != *files {
 		t.Errorf("task_file layout: raw %+v (%v), loader %+v (%v)", rawFiles, rerr, files, lerr)
 	}
+	if rawSock != nil {
+		rawGroups, rerr := loadGroupLayout(rawSock, x)
+		groups, lerr := kernelGroupLayout()
+		if rerr != nil || lerr != nil {
+			t.Errorf("group layout: raw %v, loader %v", rerr, lerr)
+		} else if a, b := *rawGroups, *groups; *a.layout != *b.layout || func() bool { a.layout, b.layout = nil, nil; return a != b }() {
+			t.Errorf("group layout: raw %+v, loader %+v", a, b)
+		}
+	}
 	if sock != nil && sock.sockIno == 0 {
 		t.Log("kernel BTF has no socket_alloc: inodes are read through the file")
 	}
@@ -147,7 +156,14 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 	requireBTF(t)
 	a := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
 	b := sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, nil)
-	lnk, err := rawTaskFilesLink()
+	k, err := rawKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.filesErr != nil {
+		t.Fatal(k.filesErr)
+	}
+	lnk, err := rawIterLink(taskFileProgName, filesProgram(k.files), k.targets["task_file"])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -194,6 +195,8 @@ type rawBTF struct {
 	sockErr  error
 	files    *filesLayout
 	filesErr error
+	groups   *groupLayout
+	grpErr   error
 	targets  map[string]uint32 // "tcp": the id of func bpf_iter_tcp
 }
 
@@ -211,8 +214,9 @@ var rawKernel = sync.OnceValues(func() (*rawBTF, error) {
 	}
 	var sl layout
 	var fl filesLayout
+	var gl groupLayout
 	structs := []string{"socket_alloc"}
-	for _, f := range append(sl.fields(), fl.fields()...) {
+	for _, f := range slices.Concat(sl.fields(), fl.fields(), gl.fields()) {
 		structs = append(structs, f.st)
 	}
 	x.prefetch(btfStruct, structs...)
@@ -220,6 +224,11 @@ var rawKernel = sync.OnceValues(func() (*rawBTF, error) {
 	k := &rawBTF{targets: map[string]uint32{}}
 	k.sock, k.sockErr = loadLayout(x)
 	k.files, k.filesErr = rawFilesLayout(x)
+	if k.sockErr == nil {
+		k.groups, k.grpErr = loadGroupLayout(k.sock, x)
+	} else {
+		k.grpErr = k.sockErr
+	}
 	for _, t := range []string{"tcp", "udp", "task_file"} {
 		if id, err := x.find(btfFunc, "bpf_iter_"+t); err == nil {
 			k.targets[t] = id
@@ -311,19 +320,6 @@ func (l rawLink) Open() (io.ReadCloser, error) {
 
 // Close releases the link and so the program.
 func (l rawLink) Close() error { return unix.Close(int(l)) }
-
-// rawTaskFilesLink is the task_file program loaded and attached with
-// bpf(2) directly.
-func rawTaskFilesLink() (rawLink, error) {
-	k, err := rawKernel()
-	if err != nil {
-		return -1, err
-	}
-	if k.filesErr != nil {
-		return -1, k.filesErr
-	}
-	return rawIterLink(taskFileProgName, filesProgram(k.files), k.targets["task_file"])
-}
 
 // hostByteOrder is binary.NativeEndian as the instruction encoder takes
 // it (little or big endian by name).

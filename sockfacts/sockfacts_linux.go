@@ -347,61 +347,48 @@ func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
 	return r.Read(nil)
 }
 
-// newReader loads the program with bpf(2) from a scan of the raw BTF
-// (rawKernel), or through cilium/ebpf's loader when that fails: the loader
-// decodes the kernel's BTF with every type the iterator's arguments reach,
-// tens of milliseconds of a command's run.
+// newReader loads the program (attachIter).
 func newReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
 	target, err := iterTarget(proto)
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRawReader(proto, port, o)
-	if err == nil {
-		return r, nil
-	}
-	if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
-		// The loader would fail alike, after decoding the BTF.
-		return nil, errUnprivileged(target)
-	}
-	return newLoaderReader(proto, port, o)
-}
-
-// newRawReader is newReader's program loaded with bpf(2).
-func newRawReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
-	target, err := iterTarget(proto)
-	if err != nil {
-		return nil, err
-	}
-	k, err := rawKernel()
-	if err != nil {
-		return nil, err
-	}
-	if k.sockErr != nil {
-		return nil, k.sockErr
-	}
-	lnk, err := rawIterLink("tuple_sk_"+target, program(k.sock, proto, port, o&SkipInode == 0), k.targets[target])
-	if err != nil {
-		return nil, err
-	}
-	return &Reader{proto: proto, l: k.sock, it: lnk}, nil
-}
-
-// newLoaderReader is newReader's program loaded by cilium/ebpf.
-func newLoaderReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
-	l, err := kernelLayout()
-	if err != nil {
-		return nil, err
-	}
-	target, err := iterTarget(proto)
-	if err != nil {
-		return nil, err
-	}
-	it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port, o&SkipInode == 0))
+	it, l, err := attachIter("tuple_sk_"+target, target,
+		func(k *rawBTF) (*layout, error) { return k.sock, k.sockErr }, kernelLayout,
+		func(l *layout) asm.Instructions { return program(l, proto, port, o&SkipInode == 0) })
 	if err != nil {
 		return nil, err
 	}
 	return &Reader{proto: proto, l: l, it: it}, nil
+}
+
+// attachIter loads and attaches the iterator program prog builds over
+// target: with bpf(2) from the layout rawLayout takes from the raw BTF
+// (rawKernel), or by cilium/ebpf's loader from loaderLayout's when that
+// fails. The loader decodes the kernel's BTF with every type the
+// iterator's arguments reach: tens of milliseconds of a command's run.
+func attachIter[L any](name, target string, rawLayout func(*rawBTF) (*L, error), loaderLayout func() (*L, error), prog func(*L) asm.Instructions) (iterLink, *L, error) {
+	if k, err := rawKernel(); err == nil {
+		if l, err := rawLayout(k); err == nil {
+			lnk, err := rawIterLink(name, prog(l), k.targets[target])
+			if err == nil {
+				return lnk, l, nil
+			}
+			if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+				// The loader would fail alike, after decoding the BTF.
+				return nil, nil, errUnprivileged(target)
+			}
+		}
+	}
+	l, err := loaderLayout()
+	if err != nil {
+		return nil, nil, err
+	}
+	it, err := loadIter(name, target, prog(l))
+	if err != nil {
+		return nil, nil, err
+	}
+	return it, l, nil
 }
 
 // Read walks every socket of the reader's protocol in the calling thread's
@@ -438,18 +425,6 @@ func kernelSpec() (*btf.Spec, error) {
 		return nil, fmt.Errorf("BPF socket iterator %w: kernel BTF: %v", inet.ErrUnsupported, err)
 	}
 	return spec, nil
-}
-
-// runIter loads insns as a BPF iterator program attached to the kernel's
-// iter/target, runs it once and returns what it wrote. Load and attach
-// failures wrap inet.ErrUnsupported.
-func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
-	it, err := loadIter(name, target, insns)
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	return readIter(it, make([]byte, 0, 64<<10))
 }
 
 // iterLink is an iterator program attached to its target: each Open runs

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/inet"
@@ -523,21 +524,7 @@ func inodeOf(fd int) (uint16, uint64, error) {
 // loadRecords runs the socket program over l once, loaded with bpf(2)
 // (raw) or by cilium/ebpf, and decodes its records.
 func loadRecords(raw bool, l *layout, proto inet.Proto, port uint16, withInode bool) ([]Sock, error) {
-	target, err := iterTarget(proto)
-	if err != nil {
-		return nil, err
-	}
-	insns := program(l, proto, port, withInode)
-	var it iterLink
-	if raw {
-		k, kerr := rawKernel()
-		if kerr != nil {
-			return nil, kerr
-		}
-		it, err = rawIterLink("tuple_sk_"+target, insns, k.targets[target])
-	} else {
-		it, err = loadIter("tuple_sk_"+target, target, insns)
-	}
+	it, err := linkVia(raw, proto, program(l, proto, port, withInode))
 	if err != nil {
 		return nil, err
 	}
@@ -634,6 +621,48 @@ func TestInodeReads(t *testing.T) {
 	}
 }
 
+// readerVia is newReader's Reader with its program loaded with bpf(2)
+// (raw) or by cilium/ebpf, never the other.
+func readerVia(raw bool, proto inet.Proto, port uint16, o Option) (*Reader, error) {
+	l, err := kernelLayout()
+	if raw {
+		k, kerr := rawKernel()
+		if kerr != nil {
+			return nil, kerr
+		}
+		l, err = k.sock, k.sockErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	it, err := linkVia(raw, proto, program(l, proto, port, o&SkipInode == 0))
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{proto: proto, l: l, it: it}, nil
+}
+
+// linkVia loads insns over proto's iterator with bpf(2) (raw) or by
+// cilium/ebpf.
+func linkVia(raw bool, proto inet.Proto, insns asm.Instructions) (iterLink, error) {
+	target, err := iterTarget(proto)
+	if err != nil {
+		return nil, err
+	}
+	if !raw {
+		return loadIter("tuple_sk_"+target, target, insns)
+	}
+	k, err := rawKernel()
+	if err != nil {
+		return nil, err
+	}
+	lnk, err := rawIterLink("tuple_sk_"+target, insns, k.targets[target])
+	if err != nil {
+		return nil, err
+	}
+	return lnk, nil
+}
+
 // TestRawReaderMatchesLoader: a Reader whose program is loaded with bpf(2)
 // from the raw BTF reads what one loaded by cilium/ebpf reads, record for
 // record (listeners with reuse flags, IPv4 and IPv6, clients, accepted and
@@ -683,8 +712,8 @@ func TestRawReaderMatchesLoader(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // the FIN exchange
 		for _, rd := range []read{{inet.TCP, 0, 0}, {inet.TCP, 0, SkipInode}, {inet.TCP, 7700, 0}, {inet.UDP, 0, 0}, {inet.UDP, 7701, SkipInode}} {
 			var pair [2][]Sock
-			for i, newR := range []func(inet.Proto, uint16, Option) (*Reader, error){newRawReader, newLoaderReader} {
-				r, err := newR(rd.proto, rd.port, rd.o)
+			for i, raw := range []bool{true, false} {
+				r, err := readerVia(raw, rd.proto, rd.port, rd.o)
 				if err != nil {
 					return err
 				}
