@@ -328,18 +328,23 @@ func (r *Reader) Requests() int { return r.requests }
 // NewReader loads the iterator program of proto (TCP or UDP), reading what
 // opts leave in. Close it.
 func NewReader(proto inet.Proto, opts ...Option) (*Reader, error) {
+	return newReader(proto, 0, join(opts))
+}
+
+// join is the options of opts together.
+func join(opts []Option) Option {
 	var o Option
 	for _, op := range opts {
 		o |= op
 	}
-	return newReader(proto, 0, o)
+	return o
 }
 
 // ReadPort is Read of the sockets whose local port is port only, filtered
 // in the kernel: a caller that asks about one port does not decode the
-// records of every socket.
-func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
-	r, err := newReader(proto, port, 0)
+// records of every socket. opts are as for NewReader.
+func ReadPort(proto inet.Proto, port uint16, opts ...Option) ([]Sock, error) {
+	r, err := newReader(proto, port, join(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -702,8 +707,8 @@ func ReadAsync(proto inet.Proto, dst []Sock) (wait func() ([]Sock, error)) {
 
 // ReadPortAsync is ReadPort in the background, in the calling thread's
 // network namespace, as ReadAsync.
-func ReadPortAsync(proto inet.Proto, port uint16) (wait func() ([]Sock, error)) {
-	return inThisNamespace(func() ([]Sock, error) { return ReadPort(proto, port) })
+func ReadPortAsync(proto inet.Proto, port uint16, opts ...Option) (wait func() ([]Sock, error)) {
+	return inThisNamespace(func() ([]Sock, error) { return ReadPort(proto, port, opts...) })
 }
 
 // ReadAsync is Reader.Read in the background, in the calling thread's

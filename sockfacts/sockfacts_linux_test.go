@@ -393,7 +393,7 @@ func TestReaderReadsAgain(t *testing.T) {
 }
 
 // TestReadPort: the program filtered by port writes the records of that
-// port's sockets only, TCP and UDP alike.
+// port's sockets only, TCP and UDP alike, with inodes unless skipped.
 func TestReadPort(t *testing.T) {
 	requireBTF(t)
 	ns := netnstest.New(t)
@@ -410,8 +410,15 @@ func TestReadPort(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if len(got) != 1 || got[0].Local.Port() != 7412 {
-				t.Errorf("%v: records %+v, want the one socket on 7412", p, got)
+			if len(got) != 1 || got[0].Local.Port() != 7412 || got[0].Inode == 0 {
+				t.Errorf("%v: records %+v, want the one socket on 7412, with its inode", p, got)
+			}
+			bare, err := ReadPort(p, 7412, SkipInode)
+			if err != nil {
+				return err
+			}
+			if len(got) == 1 && (len(bare) != 1 || bare[0].Inode != 0 || bare[0].Cookie != got[0].Cookie) {
+				t.Errorf("%v: records with SkipInode %+v, want the same socket without its inode", p, bare)
 			}
 			all, err := Read(p)
 			if err != nil {
