@@ -369,20 +369,28 @@ func newReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
 
 // attachIter loads and attaches the iterator program prog builds over
 // target: with bpf(2) from the layout rawLayout takes from the raw BTF
-// (rawKernel), or by cilium/ebpf's loader from loaderLayout's when that
-// fails. The loader decodes the kernel's BTF with every type the
+// (rawKernel), or by cilium/ebpf's loader from loaderLayout's when the
+// raw BTF cannot be read or the raw load fails. The loader decodes the kernel's BTF with every type the
 // iterator's arguments reach: tens of milliseconds of a command's run.
 func attachIter[L any](name, target string, rawLayout func(*rawBTF) (*L, error), loaderLayout func() (*L, error), prog func(*L) asm.Instructions) (iterLink, *L, error) {
 	if k, err := rawKernel(); err == nil {
-		if l, err := rawLayout(k); err == nil {
-			lnk, err := rawIterLink(name, prog(l), k.targets[target])
-			if err == nil {
-				return lnk, l, nil
+		l, err := rawLayout(k)
+		if err != nil {
+			// A field the kernel lacks (tw_connect_bind before Linux
+			// 6.17): the loader would find it missing too, after
+			// decoding the BTF.
+			if !errors.Is(err, inet.ErrUnsupported) {
+				err = fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, err)
 			}
-			if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
-				// The loader would fail alike, after decoding the BTF.
-				return nil, nil, errUnprivileged(target)
-			}
+			return nil, nil, err
+		}
+		lnk, err := rawIterLink(name, prog(l), k.targets[target])
+		if err == nil {
+			return lnk, l, nil
+		}
+		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+			// The loader would fail alike, after decoding the BTF.
+			return nil, nil, errUnprivileged(target)
 		}
 	}
 	l, err := loaderLayout()

@@ -770,3 +770,42 @@ func TestRawReaderMatchesLoader(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachIterMissingField: a field the raw BTF lacks is the answer, an
+// error wrapping inet.ErrUnsupported that names it, without decoding the
+// BTF again through the loader (on kernels before 6.17, which lack
+// tw_connect_bind, tens of milliseconds of every command); a raw load that
+// fails otherwise falls back to the loader.
+func TestAttachIterMissingField(t *testing.T) {
+	requireBTF(t)
+	loaded := false
+	loader := func() (*layout, error) { loaded = true; return kernelLayout() }
+	prog := func(l *layout) asm.Instructions { return program(l, inet.TCP, 0, false) }
+	_, _, err := attachIter("tuple_sk_tcp", "tcp",
+		func(*rawBTF) (*layout, error) {
+			return nil, errors.New("kernel BTF has no inet_timewait_sock.tw_connect_bind")
+		},
+		loader, prog)
+	if !errors.Is(err, inet.ErrUnsupported) || !strings.Contains(err.Error(), "tw_connect_bind") || loaded {
+		t.Errorf("missing field: error %v, loader ran %v; want ErrUnsupported naming the field, no loader", err, loaded)
+	}
+	// A program the kernel refuses (an out-of-bounds read of the context)
+	// is tried again through the loader, which refuses it too.
+	k, err := rawKernel()
+	if err == nil {
+		err = k.sockErr
+	}
+	if err != nil {
+		t.Skipf("no raw socket layout on this kernel: %v", err)
+	}
+	bad := func(l *layout) asm.Instructions {
+		return asm.Instructions{asm.LoadMem(asm.R0, asm.R1, 4096, asm.DWord), asm.Return()}
+	}
+	it, _, err := attachIter("tuple_sk_tcp", "tcp", func(k *rawBTF) (*layout, error) { return k.sock, k.sockErr }, loader, bad)
+	if err == nil {
+		it.Close()
+	}
+	if err == nil || !loaded {
+		t.Errorf("refused program: error %v, loader ran %v; want an error after the loader tried", err, loaded)
+	}
+}
