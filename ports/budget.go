@@ -72,9 +72,11 @@ type Report struct {
 	BoundOnly int `json:"bound_only"` // TCP sockets bound without listen()/connect()
 
 	Destinations []Destination `json:"destinations"` // busiest first
-	UIDs         []Holder      `json:"uids"`         // most ports first
-	Processes    []Holder      `json:"processes"`    // most ports first
-	Warnings     []string      `json:"warnings"`
+	// UIDs and Processes hold ports of the pool or bound-only sockets,
+	// most ports first.
+	UIDs      []Holder `json:"uids"`
+	Processes []Holder `json:"processes"`
+	Warnings  []string `json:"warnings"`
 }
 
 // Destination is the budget of new connect()s from one source address to
@@ -272,7 +274,9 @@ func takeCensus(c columns, pool *portSet) census {
 		if inP && used.addNew(p) {
 			cen.inUse++
 		}
-		if s.State != rules.TimeWait {
+		// A holder is one with ports of the pool or bound-only
+		// sockets: what the lists rank.
+		if s.State != rules.TimeWait && (inP || s.State == rules.Bound) {
 			cen.holders.hold(holderKey{uid: s.UID}, "", p, inP, s.State == rules.Bound)
 			if c.owners != nil {
 				for _, o := range c.owners[i] {

@@ -16,6 +16,7 @@ import (
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
+	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -592,7 +593,7 @@ func TestReaderMatchesTable(t *testing.T) {
 	// The FIN exchanges, and past tcp_tw_reuse_delay (1 s): the entries'
 	// reusability must not change between the two reads.
 	time.Sleep(1500 * time.Millisecond)
-	var fast, slow Report
+	var fast, slow, bare Report
 	var tab *Table
 	if err := ns.Do(func() error {
 		host, _, err := hostmodel.ReadHost("")
@@ -608,6 +609,13 @@ func TestReaderMatchesTable(t *testing.T) {
 			return err
 		}
 		fast = tab.Budget(host, Options{})
+		// The same Reader without owners loads its program that reads
+		// no inodes: the same budget, no processes.
+		bt, err := r.Read(context.Background(), host, "", false)
+		if err != nil {
+			return err
+		}
+		bare = bt.Budget(host, Options{})
 		old, err := SnapshotTable(context.Background(), host, "", true, false)
 		if err != nil {
 			return err
@@ -619,6 +627,13 @@ func TestReaderMatchesTable(t *testing.T) {
 	}
 	if len(tab.Entries) != 0 || tab.cols.socks == nil {
 		t.Fatalf("Reader's table is not its columns: %d entries", len(tab.Entries))
+	}
+	// The connections accepted on ports no search visits are counted
+	// only: none is one of the budget's sockets.
+	for _, s := range tab.cols.socks {
+		if p := s.Local.Port(); s.State == rules.Connected && (p == 80 || p == 443 || p == 8080) {
+			t.Errorf("accepted connection %s -> %s is in the budget's sockets", s.Local, s.Remote)
+		}
 	}
 	if fast.TimeWait != 4 || fast.BoundOnly != 5 || len(fast.Processes) == 0 || len(fast.Destinations) < 3 {
 		t.Errorf("the namespace is not what the test built: %+v", fast)
@@ -642,6 +657,18 @@ func TestReaderMatchesTable(t *testing.T) {
 	}
 	if a, b := fmt.Sprintf("%+v", fast), fmt.Sprintf("%+v", slow); a != b {
 		t.Errorf("Reader's budget differs from the table's:\nreader %s\ntable  %s", a, b)
+	}
+	if len(bare.Processes) != 0 {
+		t.Errorf("a read without owners found processes %+v", bare.Processes)
+	}
+	bare.Processes = fast.Processes
+	for i := range bare.Destinations {
+		if i < len(fast.Destinations) {
+			bare.Destinations[i].NextExpiry, bare.Destinations[i].NextExpirySeconds = fast.Destinations[i].NextExpiry, fast.Destinations[i].NextExpirySeconds
+		}
+	}
+	if a, b := fmt.Sprintf("%+v", bare), fmt.Sprintf("%+v", fast); a != b {
+		t.Errorf("the budget without owners differs:\nwithout %s\nwith    %s", a, b)
 	}
 	if n := tab.Counts[socktab.TimeWait] + tab.Counts[socktab.BoundInactive] + tab.Counts[socktab.Listen] + tab.Counts[socktab.Established]; n != 4+5+3+2*(8+2+1) {
 		t.Errorf("counts %v: want 4 TIME_WAIT, 5 bound, 3 listening, 22 established", tab.Counts)

@@ -3,6 +3,7 @@ package ports
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -28,7 +29,11 @@ import (
 // decoded one at a time into the rules model's sockets. It is not safe for
 // concurrent use.
 type Reader struct {
-	facts  *sockfacts.Reader
+	facts *sockfacts.Reader // this read's: bare or withInode
+	// bare reads no inodes (dear to read, needed only to find owners);
+	// withInode does. Each is loaded at the first read that needs it.
+	bare, withInode *sockfacts.Reader
+
 	buf    []byte // the iterator's output, a chunk at a time, reused
 	tab    Table
 	inodes []uint64 // parallel to tab.cols.socks
@@ -47,20 +52,42 @@ type twRef struct {
 // NewReader loads the iterator's program. It fails, wrapping
 // inet.ErrUnsupported, where the iterator cannot run (not root, no BTF):
 // Snapshot then reads the socket table instead.
-func NewReader() (*Reader, error) {
-	f, err := sockfacts.NewReader(inet.TCP)
-	if err != nil {
+func NewReader() (*Reader, error) { return newReader(false) }
+
+// newReader is NewReader loading the program a read with owners or
+// without needs first.
+func newReader(owners bool) (*Reader, error) {
+	r := &Reader{}
+	if err := r.use(owners); err != nil {
 		return nil, err
 	}
-	return &Reader{facts: f}, nil
+	return r, nil
 }
 
-// Close unloads the program.
+// use makes r.facts the program a read with owners or without needs,
+// loading it the first time.
+func (r *Reader) use(owners bool) error {
+	p, opts := &r.bare, []sockfacts.Option{sockfacts.SkipInode}
+	if owners {
+		p, opts = &r.withInode, nil
+	}
+	if *p == nil {
+		f, err := sockfacts.NewReader(inet.TCP, opts...)
+		if err != nil {
+			return err
+		}
+		*p = f
+	}
+	r.facts = *p
+	return nil
+}
+
+// Close unloads the programs.
 func (r *Reader) Close() error {
 	if r == nil {
 		return nil
 	}
-	return r.facts.Close()
+	return errors.Join(r.bare.Close(), r.withInode.Close())
 }
 
 // The socket table is dumped beside the iterator for what it does not
@@ -77,6 +104,9 @@ const (
 func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, owners bool) (*Table, error) {
 	if procRoot == "" {
 		procRoot = "/proc"
+	}
+	if err := r.use(owners); err != nil {
+		return nil, err
 	}
 	n := 0
 	states := socktab.StateSet(timerStates)
@@ -115,10 +145,14 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		go func() { defer close(done); fl, ferr = sockfacts.SocketFiles() }()
 		files = func() ([]sockfacts.File, error) { <-done; return fl, ferr }
 	}
-	var seen portSet // ports whose bucket is taken
+	var seen portSet      // ports whose bucket is taken
+	var listening portSet // ports of the listeners walked so far
 	wait := r.facts.ScanAsync(r.buf, func(k *sockfacts.Sock) {
 		if int(k.State) < len(t.Counts) {
 			t.Counts[k.State]++
+		}
+		if acceptedOffRange(host, k, &listening) {
+			return
 		}
 		s, b, ok := hostmodel.FromRecord(k, 0)
 		if !ok {
@@ -159,6 +193,24 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		t.cols.owners = r.owners(fl, procRoot)
 	}
 	return t, nil
+}
+
+// acceptedOffRange reports whether k is a connection accepted on a
+// listener's port that no ephemeral-port search visits: counted, but no
+// part of the budget (no destination of its own, no port of the pool), so
+// a server's many accepted connections cost the budget nothing. The
+// iterator walks the listeners before the connections; a connection whose
+// listener it has not walked yet is kept, and the census leaves it out.
+func acceptedOffRange(host rules.Host, k *sockfacts.Sock, listening *portSet) bool {
+	switch p := k.Local.Port(); socktab.State(k.State) {
+	case socktab.Listen:
+		listening.add(p)
+		return false
+	case socktab.TimeWait, socktab.Close, socktab.BoundInactive, socktab.NewSynRecv:
+		return false
+	default:
+		return listening.has(p) && !rules.Searchable(host, p)
+	}
 }
 
 // timeWaitTimers gives each TIME_WAIT entry its time left, from the socket

@@ -71,3 +71,62 @@ func TestConnectPortsManyMatchesConnectPorts(t *testing.T) {
 	}
 	t.Logf("%d destinations compared", compared)
 }
+
+// TestSearchesIgnoreUnsearchablePorts: sockets on ports outside the
+// ephemeral range (Searchable false) change neither a connect() search nor
+// an autobind's, whatever the new socket's own IP_LOCAL_PORT_RANGE: the
+// promise that lets a budget leave a server's accepted connections out of
+// its model.
+func TestSearchesIgnoreUnsearchablePorts(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 2))
+	srcs := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.0.0.9")}
+	peers := []netip.AddrPort{ap("10.0.0.1:80"), ap("10.0.0.2:39990"), ap("127.0.0.1:40005")}
+	left := 0
+	for world := range 400 {
+		h := DefaultHost()
+		h.EphemeralRange = inet.PortRange{Lo: 40000, Hi: 40031 - uint16(r.IntN(2))}
+		h.TCPTWReuse = r.IntN(3)
+		all := World{Host: h}
+		for range r.IntN(80) {
+			s := Socket{Proto: inet.TCP, Family: inet.IPv4, Local: netip.AddrPortFrom(srcs[r.IntN(2)], uint16(39990+r.IntN(52))),
+				Remote: peers[r.IntN(3)], PortFromConnect: r.IntN(2) == 0, TWTimestamps: r.IntN(2) == 0, ReuseAddr: r.IntN(2) == 0}
+			switch r.IntN(6) {
+			case 0:
+				s.State, s.Remote = Listen, netip.AddrPort{}
+			case 1:
+				s.State = TimeWait
+			case 2:
+				s.State, s.Remote = Bound, netip.AddrPort{}
+			default:
+				s.State = Connected
+			}
+			all.Sockets = append(all.Sockets, s)
+		}
+		searchable := World{Host: h}
+		for _, s := range all.Sockets {
+			if Searchable(h, s.Local.Port()) {
+				searchable.Sockets = append(searchable.Sockets, s)
+			}
+		}
+		left += len(all.Sockets) - len(searchable.Sockets)
+		full, part := NewModel(all), NewModel(searchable)
+		s := Socket{Proto: inet.TCP, Family: inet.IPv4}
+		if r.IntN(3) == 0 {
+			s.PortRange = inet.PortRange{Lo: uint16(39995 + r.IntN(10)), Hi: uint16(40020 + r.IntN(20))}
+		}
+		dests := []Dest{{Peer: peers[0]}, {Peer: peers[1], Source: srcs[1]}, {Peer: peers[2], Source: srcs[0]}}
+		a, b := full.ConnectPortsMany(s, dests), part.ConnectPortsMany(s, dests)
+		for i := range dests {
+			if a[i] != b[i] {
+				t.Fatalf("world %d, %+v: connect() over every socket %+v, over the searchable ones %+v", world, dests[i], a[i], b[i])
+			}
+		}
+		bind := Op{Kind: OpBind, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)}
+		if x, y := full.Predict(s, bind), part.Predict(s, bind); x.Err != y.Err || x.After != y.After || x.Candidates != y.Candidates {
+			t.Fatalf("world %d: bind(0) over every socket %+v, over the searchable ones %+v", world, x, y)
+		}
+	}
+	if left < 1000 {
+		t.Errorf("only %d sockets outside the range: the worlds are too thin", left)
+	}
+}

@@ -27,6 +27,16 @@ func EffectiveRange(h Host, s Socket) (r inet.PortRange, perSocket bool) {
 	return inet.PortRange{Lo: uint16(lo), Hi: uint16(hi)}, true
 }
 
+// Searchable reports whether an ephemeral-port search on h (connect()'s
+// or an autobind's, for any socket) can visit port: only the ports of the
+// namespace's ip_local_port_range are, a socket's IP_LOCAL_PORT_RANGE
+// narrowing it at most (EffectiveRange). Sockets holding other ports
+// cannot change what a search finds, so a budget of many sockets may
+// leave them out of the model.
+func Searchable(h Host, port uint16) bool {
+	return h.EphemeralRange.Lo <= port && port <= h.EphemeralRange.Hi
+}
+
 // spans are the port ranges (inclusive) a search walks. The TCP searches
 // walk an even number of ports per span ("remaining &= ~1"), so with an odd
 // span size the top port is never tried.

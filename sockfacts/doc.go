@@ -1,6 +1,6 @@
 // Package sockfacts reads facts about sockets that the kernel keeps but
 // inet_diag does not report, with a BPF socket iterator (iter/tcp,
-// iter/udp) loaded through cilium/ebpf:
+// iter/udp):
 //
 //   - SO_REUSEADDR, SO_REUSEPORT and IPV6_V6ONLY of every socket, TIME_WAIT
 //     entries included (they keep the flags of the socket they replace),
@@ -14,7 +14,11 @@
 // The program is written with cilium/ebpf's asm package; field offsets come
 // from the running kernel's BTF (/sys/kernel/btf/vmlinux) at load time, so
 // nothing is compiled ahead and nothing depends on one kernel build. The
-// iterator walks the network namespace of the calling OS thread.
+// socket and task_file programs are loaded with bpf(2) from one scan of the
+// raw BTF per process; cilium/ebpf's loader, which decodes the BTF's type
+// graph (tens of milliseconds), is the fallback and loads the reuseport
+// group program. The iterator walks the network namespace of the calling
+// OS thread.
 //
 // Loading needs CAP_BPF and CAP_PERFMON (root). Without them, or on a kernel
 // without BTF or these fields, Read returns an error wrapping

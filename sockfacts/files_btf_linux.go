@@ -16,6 +16,13 @@ type btfIndex struct {
 	types []byte   // the type section
 	strs  []byte   // the string section
 	off   []uint32 // off[id-1] is type id's offset in types (id 0 is void)
+	found map[btfName]uint32
+}
+
+// btfName is a type's kind and name, as find looks it up.
+type btfName struct {
+	kind uint32
+	name string
 }
 
 // BTF kinds (include/uapi/linux/btf.h) this reader resolves or skips.
@@ -109,15 +116,59 @@ func (x *btfIndex) nameIs(off uint32, s string) bool {
 	return end < uint64(len(x.strs)) && string(x.strs[off:end]) == s && x.strs[end] == 0
 }
 
-// find returns the id of the first type of kind named name.
+// find returns the id of the first type of kind named name. Each lookup
+// scans every type; one found is remembered (a layout asks for the same
+// struct again and again).
 func (x *btfIndex) find(kind uint32, name string) (uint32, error) {
+	if id, ok := x.found[btfName{kind, name}]; ok {
+		if id == 0 {
+			return 0, fmt.Errorf("kernel BTF has no %s (kind %d)", name, kind)
+		}
+		return id, nil
+	}
 	for i, p := range x.off {
 		t := x.types[p:]
 		if binary.NativeEndian.Uint32(t[4:])>>24&0x1f == kind && x.nameIs(binary.NativeEndian.Uint32(t), name) {
+			if x.found == nil {
+				x.found = map[btfName]uint32{}
+			}
+			x.found[btfName{kind, name}] = uint32(i + 1)
 			return uint32(i + 1), nil
 		}
 	}
 	return 0, fmt.Errorf("kernel BTF has no %s (kind %d)", name, kind)
+}
+
+// prefetch looks up every name of kind in one scan of the types, for find
+// to answer from (absent ones included) instead of scanning once each.
+func (x *btfIndex) prefetch(kind uint32, names ...string) {
+	if x.found == nil {
+		x.found = map[btfName]uint32{}
+	}
+	var want []string
+	for _, n := range names {
+		if _, ok := x.found[btfName{kind, n}]; !ok {
+			x.found[btfName{kind, n}] = 0
+			want = append(want, n)
+		}
+	}
+	for i, p := range x.off {
+		if len(want) == 0 {
+			return
+		}
+		t := x.types[p:]
+		if binary.NativeEndian.Uint32(t[4:])>>24&0x1f != kind {
+			continue
+		}
+		nameOff := binary.NativeEndian.Uint32(t)
+		for j, n := range want {
+			if x.nameIs(nameOff, n) {
+				x.found[btfName{kind, n}] = uint32(i + 1)
+				want = append(want[:j], want[j+1:]...)
+				break
+			}
+		}
+	}
 }
 
 // resolve follows typedefs and qualifiers to the type they name.

@@ -65,6 +65,23 @@ func TestParseBTF(t *testing.T) {
 	if _, err := x.find(btfStruct, "t"); err == nil {
 		t.Error("typedef t found as a struct")
 	}
+	// One scan for many names answers find as its own scans do.
+	y, err := parseBTF(testBTF())
+	if err != nil {
+		t.Fatal(err)
+	}
+	y.prefetch(btfStruct, "s", "t", "nope")
+	y.prefetch(btfFunc, "f", "s")
+	for _, c := range []struct {
+		kind uint32
+		name string
+		want uint32
+	}{{btfStruct, "s", 2}, {btfStruct, "t", 0}, {btfStruct, "nope", 0}, {btfFunc, "f", 5}, {btfFunc, "s", 0}} {
+		id, err := y.find(c.kind, c.name)
+		if id != c.want || (err == nil) != (c.want != 0) {
+			t.Errorf("prefetched %s (kind %d): id %d, %v; want %d", c.name, c.kind, id, err, c.want)
+		}
+	}
 	b := testBTF()
 	for _, bad := range [][]byte{b[:20], b[:len(b)-1], append([]byte{0, 0}, b[2:]...)} {
 		if _, err := parseBTF(bad); err == nil {

@@ -1,10 +1,13 @@
 package sockfacts
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/tuple-net/tuple/inet"
@@ -36,7 +39,7 @@ func loadFilesLayout() (*filesLayout, error) {
 			return
 		}
 		var l filesLayout
-		if filesLayoutErr = loadFields(spec, l.fields()); filesLayoutErr != nil {
+		if filesLayoutErr = loadFields(loaderBTF{spec}, l.fields()); filesLayoutErr != nil {
 			return
 		}
 		if filesLayoutErr = l.check(); filesLayoutErr != nil {
@@ -114,22 +117,14 @@ const initPidNS = "pid:[4026531836]"
 // needs root (CAP_BPF and CAP_PERFMON), kernel BTF, and the initial pid
 // namespace (the iterator reports pids as that namespace numbers them);
 // otherwise the error wraps inet.ErrUnsupported. The program is loaded
-// with bpf(2) from a scan of the raw BTF (rawTaskFiles), or by
-// cilium/ebpf's loader when that fails.
+// with bpf(2) from a scan of the raw BTF, or by cilium/ebpf's loader when
+// that fails (attachIter).
 func SocketFiles() ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
 	}
-	if !useLoader.Load() {
-		if b, err := rawTaskFiles(); err == nil {
-			return parseFiles(b)
-		}
-	}
-	l, err := loadFilesLayout()
-	if err != nil {
-		return nil, err
-	}
-	b, err := runIter("tuple_task_file", "task_file", filesProgram(l))
+	it, _, err := attachIter("tuple_task_file", "task_file",
+		func(k *rawBTF) (*filesLayout, error) { return k.files, k.filesErr }, loadFilesLayout, filesProgram)
 	if err != nil && os.Geteuid() != 0 {
 		// Without root the cause is the privilege, whatever the loader's
 		// error suggests (it blames the memlock limit).
@@ -138,21 +133,56 @@ func SocketFiles() ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseFiles(b)
+	defer it.Close()
+	n := lastFiles.Load()
+	if n == 0 {
+		b, _ := os.ReadFile("/proc/sys/fs/file-nr")
+		n = int64(min(parseFileNr(b), 1<<22))
+	}
+	files, err := readFiles(it, make([]File, 0, max(n+n/8, 1<<12)))
+	if err == nil {
+		lastFiles.Store(int64(len(files)))
+	}
+	return files, err
 }
 
-// parseFiles decodes the task_file program's records.
-func parseFiles(b []byte) ([]File, error) {
-	if len(b)%fileRecordLen != 0 {
-		return nil, fmt.Errorf("%w: %d bytes is not a multiple of %d", errRecord, len(b), fileRecordLen)
+// lastFiles is how many descriptors the last SocketFiles listed: the next
+// one's guess of its array's size (a process that lists them on every
+// scrape then decodes them without growing it). The first guess is the
+// host's count of open files (/proc/sys/fs/file-nr): on a host with many
+// sockets, most of them.
+var lastFiles atomic.Int64
+
+// readFiles runs the task_file iterator once and appends its records to
+// dst, decoded a chunk at a time as read: the stream is never held whole
+// (on a host with 200,000 socket descriptors, 3 MiB that would be copied
+// as it grew, then copied again decoded).
+func readFiles(it iterLink, dst []File) ([]File, error) {
+	rd, err := it.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open BPF iterator: %w", err)
 	}
-	out := make([]File, 0, len(b)/fileRecordLen)
-	for ; len(b) > 0; b = b[fileRecordLen:] {
-		out = append(out, File{
+	defer rd.Close()
+	err = scanChunks(rd.Read, make([]byte, 0, scanChunk), fileRecordLen, func(b []byte) {
+		dst = append(dst, File{
 			PID:   int32(binary.NativeEndian.Uint32(b[0:])),
 			FD:    int32(binary.NativeEndian.Uint32(b[4:])),
 			Inode: binary.NativeEndian.Uint64(b[8:]),
 		})
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return dst, nil
+}
+
+// parseFileNr is the first field of /proc/sys/fs/file-nr ("allocated free
+// max"): the file handles allocated. 0 when there is none.
+func parseFileNr(b []byte) int {
+	f, _, _ := bytes.Cut(bytes.TrimSpace(b), []byte("\t"))
+	n, err := strconv.Atoi(string(bytes.TrimSpace(f)))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

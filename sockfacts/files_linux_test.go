@@ -85,9 +85,10 @@ func TestSocketFilesMatchesProc(t *testing.T) {
 	t.Logf("%d socket descriptors on the host, %d of this process", len(files), len(got))
 }
 
-// TestRawBTFMatchesLoader: the raw BTF scan finds every field both
+// TestRawBTFMatchesLoader: the raw BTF scan finds every field the
 // programs read where cilium/ebpf's decoder does (bitfields, members of
-// anonymous unions, sizes), and the function the iterator attaches to.
+// anonymous unions, sizes, socket_alloc's inode), and the functions the
+// iterators attach to.
 func TestRawBTFMatchesLoader(t *testing.T) {
 	requireBTF(t)
 	raw, err := readKernelBTF()
@@ -102,20 +103,27 @@ func TestRawBTFMatchesLoader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range [][3]string{
-		{"bpf_iter__task_file", "task"}, {"bpf_iter__task_file", "fd"}, {"bpf_iter__task_file", "file"},
-		{"task_struct", "tgid"}, {"file", "f_inode"}, {"inode", "i_mode"}, {"inode", "i_ino"},
-		{"sock_common", "skc_family"}, {"sock_common", "skc_state"}, {"sock_common", "skc_reuse"},
-		{"sock_common", "skc_reuseport"}, {"sock_common", "skc_ipv6only"}, {"sock_common", "skc_num"},
-		{"sock_common", "skc_dport"}, {"sock_common", "skc_daddr"}, {"sock_common", "skc_rcv_saddr"},
-		{"sock_common", "skc_v6_daddr"}, {"sock", "sk_userlocks"}, {"inet_connection_sock", "icsk_bind_hash"},
-		{"inet_bind_bucket", "fastreuse"}, {"inet_bind_bucket", "fast_v6_rcv_saddr"},
-	} {
-		want, werr := structField(spec, f[0], f[1], 0)
-		got, gerr := x.field(f[0], f[1], 0)
-		if (werr == nil) != (gerr == nil) || got != want {
-			t.Errorf("%s.%s: raw %+v (%v), loader %+v (%v)", f[0], f[1], got, gerr, want, werr)
+	rawSock, rerr := loadLayout(x)
+	sock, lerr := loadLayout(loaderBTF{spec})
+	if rerr != nil || lerr != nil || *rawSock != *sock {
+		t.Errorf("socket layout: raw %+v (%v), loader %+v (%v)", rawSock, rerr, sock, lerr)
+	}
+	rawFiles, rerr := rawFilesLayout(x)
+	files, lerr := loadFilesLayout()
+	if rerr != nil || lerr != nil || *rawFiles != *files {
+		t.Errorf("task_file layout: raw %+v (%v), loader %+v (%v)", rawFiles, rerr, files, lerr)
+	}
+	if rawSock != nil {
+		rawGroups, rerr := loadGroupLayout(rawSock, x)
+		groups, lerr := kernelGroupLayout()
+		if rerr != nil || lerr != nil {
+			t.Errorf("group layout: raw %v, loader %v", rerr, lerr)
+		} else if a, b := *rawGroups, *groups; *a.layout != *b.layout || func() bool { a.layout, b.layout = nil, nil; return a != b }() {
+			t.Errorf("group layout: raw %+v, loader %+v", a, b)
 		}
+	}
+	if sock != nil && sock.sockIno == 0 {
+		t.Log("kernel BTF has no socket_alloc: inodes are read through the file")
 	}
 	if _, err := x.field("task_struct", "no_such_member", 0); err == nil {
 		t.Error("a missing member found")
@@ -123,16 +131,22 @@ func TestRawBTFMatchesLoader(t *testing.T) {
 	if _, err := x.field("inode", "i_ino", 4); err == nil {
 		t.Error("i_ino accepted as 4 bytes")
 	}
-	var fn *btf.Func
-	if err := spec.TypeByName("bpf_iter_task_file", &fn); err != nil {
-		t.Fatal(err)
-	}
-	want, err := spec.TypeID(fn)
+	k, err := rawKernel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := x.find(btfFunc, "bpf_iter_task_file"); err != nil || got != uint32(want) {
-		t.Errorf("bpf_iter_task_file: raw id %d (%v), loader %d", got, err, want)
+	for _, target := range []string{"tcp", "udp", "task_file"} {
+		var fn *btf.Func
+		if err := spec.TypeByName("bpf_iter_"+target, &fn); err != nil {
+			t.Fatal(err)
+		}
+		want, err := spec.TypeID(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := x.find(btfFunc, "bpf_iter_"+target); err != nil || got != uint32(want) || k.targets[target] != got {
+			t.Errorf("bpf_iter_%s: raw id %d (%v), rawKernel's %d, loader %d", target, got, err, k.targets[target], want)
+		}
 	}
 }
 
@@ -142,11 +156,19 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 	requireBTF(t)
 	a := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
 	b := sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, nil)
-	raw, err := rawTaskFiles()
+	k, err := rawKernel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rawFiles, err := parseFiles(raw)
+	if k.filesErr != nil {
+		t.Fatal(k.filesErr)
+	}
+	lnk, err := rawIterLink(taskFileProgName, filesProgram(k.files), k.targets["task_file"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnk.Close()
+	rawFiles, err := readFiles(lnk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +176,12 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb, err := runIter("tuple_task_file", "task_file", filesProgram(l))
+	it, err := loadIter("tuple_task_file", "task_file", filesProgram(l))
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := parseFiles(lb)
+	defer it.Close()
+	loaded, err := readFiles(it, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +205,8 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 	}
 }
 
-// TestKernelBTFBlob: the BTF copied out with bpf(2) is the file's.
+// TestKernelBTFBlob: the BTF copied out with bpf(2), or mapped, is the
+// file's.
 func TestKernelBTFBlob(t *testing.T) {
 	requireBTF(t)
 	blob, err := kernelBTFBlob()
@@ -195,5 +219,41 @@ func TestKernelBTFBlob(t *testing.T) {
 	}
 	if !bytes.Equal(blob, file) {
 		t.Errorf("bpf(2) gave %d bytes, %s %d, not the same", len(blob), btfPath, len(file))
+	}
+	// Mapped where the kernel allows it (Linux 6.16 on).
+	if m, err := mapKernelBTF(); err != nil {
+		t.Logf("%s not mapped: %v", btfPath, err)
+	} else {
+		if !bytes.Equal(m, file) {
+			t.Errorf("the mapping has %d bytes, %s %d, not the same", len(m), btfPath, len(file))
+		}
+		if err := unix.Munmap(m); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// FuzzParseFileNr: the kernel's format gives its first count back;
+// anything else gives a count not below 0, and nothing panics.
+func FuzzParseFileNr(f *testing.F) {
+	f.Add([]byte("x\t0\t1\n"), uint32(100445), uint32(0))
+	f.Add([]byte("-5\t0\t1"), uint32(0), uint32(7))
+	f.Add([]byte(""), uint32(1), uint32(2))
+	f.Fuzz(func(t *testing.T, b []byte, n, free uint32) {
+		if got := parseFileNr(b); got < 0 {
+			t.Fatalf("%q: %d", b, got)
+		}
+		line := strconv.Itoa(int(n)) + "\t" + strconv.Itoa(int(free)) + "\t9223372036854775807\n"
+		if got := parseFileNr([]byte(line)); got != int(n) {
+			t.Fatalf("%q: %d, want %d", line, got, n)
+		}
+	})
+}
+
+func TestParseFileNr(t *testing.T) {
+	for in, want := range map[string]int{"100445\t0\t2466160\n": 100445, "7": 7, "x\t0\t1\n": 0, "-5\t0\t1": 0, "": 0} {
+		if got := parseFileNr([]byte(in)); got != want {
+			t.Errorf("%q: %d, want %d", in, got, want)
+		}
 	}
 }

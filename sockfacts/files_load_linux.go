@@ -7,19 +7,22 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
+	"sync"
 	"unsafe"
 
+	"github.com/cilium/ebpf/asm"
 	"github.com/tuple-net/tuple/internal/prefault"
 	"golang.org/x/sys/unix"
 )
 
-// The task_file iterator without cilium/ebpf's loader: the loader finds
-// the attach point (the function bpf_iter_task_file) by decoding the
-// kernel's BTF with every type the function's arguments reach (tens of
-// milliseconds and megabytes of fresh memory). Here one scan of
-// the raw BTF finds the function's id and the program's seven offsets, and
-// three bpf(2) calls load, attach and open the iterator. Any failure falls
-// back to the loader.
+// The iterators without cilium/ebpf's loader: the loader finds a
+// program's attach point (the function bpf_iter_tcp, bpf_iter_task_file)
+// by decoding the kernel's BTF with every type the function's arguments
+// reach (tens of milliseconds and megabytes of fresh memory). Here one scan
+// of the raw BTF per process finds the functions' ids and the programs'
+// offsets (rawKernel), and bpf(2) calls load, attach and open the
+// iterators. Any failure falls back to the loader.
 
 // bpf(2) commands and constants (include/uapi/linux/bpf.h).
 const (
@@ -172,88 +175,151 @@ func readKernelBTF() ([]byte, error) {
 	return buf[:n], nil
 }
 
-// rawFilesLayout finds the task_file program's fields and attach id.
-func rawFilesLayout(x *btfIndex) (*filesLayout, uint32, error) {
+// rawFilesLayout finds the task_file program's fields.
+func rawFilesLayout(x *btfIndex) (*filesLayout, error) {
 	var l filesLayout
-	for _, f := range l.fields() {
-		v, err := x.field(f.st, f.name, f.size)
-		if err != nil {
-			return nil, 0, err
-		}
-		*f.dst = v
+	if err := loadFields(x, l.fields()); err != nil {
+		return nil, err
 	}
 	if err := l.check(); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	id, err := x.find(btfFunc, "bpf_iter_task_file")
-	return &l, id, err
+	return &l, nil
 }
 
-// rawTaskFiles runs the task_file program loaded with bpf(2) directly and
-// returns its records.
-func rawTaskFiles() ([]byte, error) {
-	raw, err := kernelBTFBlob()
+// rawBTF is what the programs loaded with bpf(2) need of the kernel's BTF:
+// each program's layout (or why it cannot be had) and the ids of the
+// iterator targets' functions, which the programs attach to.
+type rawBTF struct {
+	sock     *layout
+	sockErr  error
+	files    *filesLayout
+	filesErr error
+	groups   *groupLayout
+	grpErr   error
+	targets  map[string]uint32 // "tcp": the id of func bpf_iter_tcp
+}
+
+// rawKernel scans the kernel's BTF once per process, for every program
+// loaded with bpf(2); the BTF itself is not kept.
+var rawKernel = sync.OnceValues(func() (*rawBTF, error) {
+	raw, release, err := kernelBTFRaw()
 	if err != nil {
-		if raw, err = readKernelBTF(); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
+	defer release()
 	x, err := parseBTF(raw)
 	if err != nil {
 		return nil, err
 	}
-	l, attachID, err := rawFilesLayout(x)
+	var sl layout
+	var fl filesLayout
+	var gl groupLayout
+	structs := []string{"socket_alloc"}
+	for _, f := range slices.Concat(sl.fields(), fl.fields(), gl.fields()) {
+		structs = append(structs, f.st)
+	}
+	x.prefetch(btfStruct, structs...)
+	x.prefetch(btfFunc, "bpf_iter_tcp", "bpf_iter_udp", "bpf_iter_task_file")
+	k := &rawBTF{targets: map[string]uint32{}}
+	k.sock, k.sockErr = loadLayout(x)
+	k.files, k.filesErr = rawFilesLayout(x)
+	if k.sockErr == nil {
+		k.groups, k.grpErr = loadGroupLayout(k.sock, x)
+	} else {
+		k.grpErr = k.sockErr
+	}
+	for _, t := range []string{"tcp", "udp", "task_file"} {
+		if id, err := x.find(btfFunc, "bpf_iter_"+t); err == nil {
+			k.targets[t] = id
+		}
+	}
+	return k, nil
+})
+
+// kernelBTFRaw is the kernel's raw BTF mapped read-only where the kernel
+// lets /sys/kernel/btf/vmlinux be mapped (Linux 6.16 on): no copy of its
+// megabytes. Elsewhere it is copied out (kernelBTFBlob, readKernelBTF).
+// release unmaps it; nothing may use raw after.
+func kernelBTFRaw() (raw []byte, release func(), err error) {
+	if b, err := mapKernelBTF(); err == nil {
+		return b, func() { unix.Munmap(b) }, nil
+	}
+	if raw, err = kernelBTFBlob(); err != nil {
+		if raw, err = readKernelBTF(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return raw, func() {}, nil
+}
+
+// mapKernelBTF maps /sys/kernel/btf/vmlinux read-only.
+func mapKernelBTF() ([]byte, error) {
+	f, err := os.Open(btfPath)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap "+btfPath, err)
+	}
+	return b, nil
+}
+
+// rawLink is an iterator program loaded and attached with bpf(2): the
+// link's descriptor, which holds the program.
+type rawLink int
+
+// rawIterLink loads insns as an iterator program attached to the target
+// function of BTF id attachID, and links it.
+func rawIterLink(name string, insns asm.Instructions, attachID uint32) (rawLink, error) {
+	if attachID == 0 {
+		return -1, fmt.Errorf("kernel BTF has no iterator target for %s", name)
 	}
 	var code bytes.Buffer
-	if err := filesProgram(l).Marshal(&code, hostByteOrder()); err != nil {
-		return nil, err
+	if err := insns.Marshal(&code, hostByteOrder()); err != nil {
+		return -1, err
 	}
-	insns := code.Bytes()
+	b := code.Bytes()
 	license := []byte("GPL\x00")
-	a := progLoadAttr{progType: bpfProgTracing, insnCnt: uint32(len(insns) / 8),
-		insns:              uint64(uintptr(unsafe.Pointer(&insns[0]))),
+	a := progLoadAttr{progType: bpfProgTracing, insnCnt: uint32(len(b) / 8),
+		insns:              uint64(uintptr(unsafe.Pointer(&b[0]))),
 		license:            uint64(uintptr(unsafe.Pointer(&license[0]))),
 		expectedAttachType: bpfTraceIter, attachBTFID: attachID}
-	copy(a.name[:], taskFileProgName)
+	copy(a.name[:len(a.name)-1], name)
 	prog, err := bpfCall(bpfProgLoad, unsafe.Pointer(&a), unsafe.Sizeof(a))
-	runtime.KeepAlive(insns)
+	runtime.KeepAlive(b)
 	runtime.KeepAlive(license)
 	if err != nil {
-		return nil, fmt.Errorf("bpf prog load: %w", err)
+		return -1, fmt.Errorf("bpf prog load: %w", err)
 	}
-	defer unix.Close(prog)
+	defer unix.Close(prog) // the link holds the program
 	la := linkCreateAttr{progFD: uint32(prog), attachType: bpfTraceIter}
 	lnk, err := bpfCall(bpfLinkCreate, unsafe.Pointer(&la), unsafe.Sizeof(la))
 	if err != nil {
-		return nil, fmt.Errorf("bpf link create: %w", err)
+		return -1, fmt.Errorf("bpf link create: %w", err)
 	}
-	defer unix.Close(lnk)
-	ia := [2]uint32{uint32(lnk), 0} // link_fd, flags
+	return rawLink(lnk), nil
+}
+
+// Open creates an iterator of the link (BPF_ITER_CREATE): a file whose
+// reads run the program, over the calling thread's network namespace.
+func (l rawLink) Open() (io.ReadCloser, error) {
+	ia := [2]uint32{uint32(l), 0} // link_fd, flags
 	it, err := bpfCall(bpfIterCreate, unsafe.Pointer(&ia), unsafe.Sizeof(ia))
 	if err != nil {
 		return nil, fmt.Errorf("bpf iter create: %w", err)
 	}
-	defer unix.Close(it)
-	buf := make([]byte, 0, 256<<10)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := unix.Read(it, buf[len(buf):cap(buf)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read BPF iterator: %w", err)
-		}
-		if n == 0 {
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
-	}
+	return os.NewFile(uintptr(it), "bpf_iter"), nil
 }
+
+// Close releases the link and so the program.
+func (l rawLink) Close() error { return unix.Close(int(l)) }
 
 // hostByteOrder is binary.NativeEndian as the instruction encoder takes
 // it (little or big endian by name).

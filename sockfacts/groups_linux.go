@@ -28,14 +28,15 @@ var kernelGroupLayout = sync.OnceValues(func() (*groupLayout, error) {
 	}
 	spec, err := kernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("BPF socket iterator %w: kernel BTF: %v", inet.ErrUnsupported, err)
+		return nil, err
 	}
-	g := &groupLayout{layout: l}
-	for _, f := range []struct {
-		dst      *field
-		st, name string
-		size     uint32
-	}{
+	return loadGroupLayout(l, loaderBTF{spec})
+})
+
+// fields are the fields the group program reads beyond the socket
+// program's, with their sizes.
+func (g *groupLayout) fields() []fieldSpec {
+	return []fieldSpec{
 		{&g.reuseportCB, "sock", "sk_reuseport_cb", 8},
 		{&g.numSocks, "sock_reuseport", "num_socks", 2},
 		{&g.numClosed, "sock_reuseport", "num_closed_socks", 2},
@@ -46,16 +47,21 @@ var kernelGroupLayout = sync.OnceValues(func() (*groupLayout, error) {
 		{&g.progAttachType, "bpf_prog", "expected_attach_type", 4},
 		{&g.progAux, "bpf_prog", "aux", 8},
 		{&g.id, "bpf_prog_aux", "id", 4},
-	} {
-		if *f.dst, err = structField(spec, f.st, f.name, f.size); err != nil {
-			return nil, err
-		}
+	}
+}
+
+// loadGroupLayout is the group program's layout: the socket program's l
+// and the fields src finds.
+func loadGroupLayout(l *layout, src fieldFinder) (*groupLayout, error) {
+	g := &groupLayout{layout: l}
+	if err := loadFields(src, g.fields()); err != nil {
+		return nil, err
 	}
 	if g.socks.off+8*MaxIndex > 1<<15-1 {
 		return nil, fmt.Errorf("BPF socket iterator %w: sock_reuseport.socks at %d is out of reach", inet.ErrUnsupported, g.socks.off)
 	}
 	return g, nil
-})
+}
 
 // Group record layout (see groupProgram).
 const (
@@ -174,15 +180,18 @@ func groupProgram(l *groupLayout, proto inet.Proto) asm.Instructions {
 // table. Errors wrap inet.ErrUnsupported when the iterator cannot run (no BTF,
 // not root).
 func ReadGroups(proto inet.Proto) ([]Member, error) {
-	l, err := kernelGroupLayout()
-	if err != nil {
-		return nil, err
-	}
 	target, err := iterTarget(proto)
 	if err != nil {
 		return nil, err
 	}
-	b, err := runIter("tuple_rg_"+target, target, groupProgram(l, proto))
+	it, _, err := attachIter("tuple_rg_"+target, target,
+		func(k *rawBTF) (*groupLayout, error) { return k.groups, k.grpErr }, kernelGroupLayout,
+		func(l *groupLayout) asm.Instructions { return groupProgram(l, proto) })
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	b, err := readIter(it, make([]byte, 0, 64<<10))
 	if err != nil {
 		return nil, err
 	}

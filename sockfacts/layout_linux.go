@@ -29,6 +29,12 @@ type layout struct {
 	// ifindex, and the inode through sk_socket->file->f_inode.
 	tcpUID, udpUID, boundDev           field
 	skSocket, socketFile, fInode, iIno field
+	// sockIno is i_ino's offset from a struct socket: a socket and its
+	// inode are allocated together (struct socket_alloc, the kernel's
+	// SOCK_INODE), so the inode number is one read away from sk_socket,
+	// not three (socket->file->f_inode->i_ino). 0 where the kernel's BTF
+	// has no socket_alloc: the program then goes through the file.
+	sockIno uint32
 }
 
 // findField looks name up in the struct or union t, descending into
@@ -85,6 +91,19 @@ func structField(spec *btf.Spec, structName, name string, size uint32) (field, e
 	return f, nil
 }
 
+// fieldFinder finds struct members in the kernel's BTF: cilium/ebpf's
+// decoded spec (loaderBTF) or the raw index (btfIndex).
+type fieldFinder interface {
+	field(structName, name string, size uint32) (field, error)
+}
+
+// loaderBTF is cilium/ebpf's decoded kernel BTF as a fieldFinder.
+type loaderBTF struct{ spec *btf.Spec }
+
+func (b loaderBTF) field(structName, name string, size uint32) (field, error) {
+	return structField(b.spec, structName, name, size)
+}
+
 // fieldSpec names one field a program reads and where its layout goes.
 type fieldSpec struct {
 	dst      *field
@@ -93,9 +112,9 @@ type fieldSpec struct {
 }
 
 // loadFields fills every spec's field from the kernel's BTF.
-func loadFields(spec *btf.Spec, fs []fieldSpec) error {
+func loadFields(src fieldFinder, fs []fieldSpec) error {
 	for _, g := range fs {
-		f, err := structField(spec, g.st, g.name, g.size)
+		f, err := src.field(g.st, g.name, g.size)
 		if err != nil {
 			return err
 		}
@@ -104,9 +123,9 @@ func loadFields(spec *btf.Spec, fs []fieldSpec) error {
 	return nil
 }
 
-func loadLayout(spec *btf.Spec) (*layout, error) {
-	var l layout
-	if err := loadFields(spec, []fieldSpec{
+// fields are the fields the socket iterator reads, with their sizes.
+func (l *layout) fields() []fieldSpec {
+	return []fieldSpec{
 		{&l.family, "sock_common", "skc_family", 2},
 		{&l.state, "sock_common", "skc_state", 1},
 		{&l.reuse, "sock_common", "skc_reuse", 0},
@@ -137,7 +156,12 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 		{&l.socketFile, "socket", "file", 8},
 		{&l.fInode, "file", "f_inode", 8},
 		{&l.iIno, "inode", "i_ino", 8},
-	}); err != nil {
+	}
+}
+
+func loadLayout(src fieldFinder) (*layout, error) {
+	var l layout
+	if err := loadFields(src, l.fields()); err != nil {
 		return nil, err
 	}
 	// The uid is read as its whole context slot, whose low half it is.
@@ -147,6 +171,11 @@ func loadLayout(spec *btf.Spec) (*layout, error) {
 	// The three flags are copied as one byte.
 	if l.reuse.off != l.reusePort.off || l.reuse.off != l.v6only.off {
 		return nil, fmt.Errorf("BPF socket iterator %w: sock_common reuse flags are not in one byte", inet.ErrUnsupported)
+	}
+	sock, serr := src.field("socket_alloc", "socket", 0)
+	ino, ierr := src.field("socket_alloc", "vfs_inode", 0)
+	if serr == nil && ierr == nil && sock.off == 0 {
+		l.sockIno = ino.off + l.iIno.off
 	}
 	return &l, nil
 }

@@ -16,7 +16,7 @@ type Sock struct {
 	Cookie uint64 // the socket cookie (the iterator assigns one where none was)
 	UID    uint32 // sk_uid as inet_diag reports it (0 for TIME_WAIT entries)
 	Dev    int    // skc_bound_dev_if: the SO_BINDTODEVICE ifindex, 0 for none
-	Inode  uint64 // the socket's inode (its file's), 0 for TIME_WAIT entries and sockets without a file
+	Inode  uint64 // the socket's inode as inet_diag reports it, 0 for TIME_WAIT entries, sockets without a struct socket and readers with SkipInode
 
 	ReuseAddr bool // sk_reuse != 0
 	ReusePort bool // sk_reuseport
@@ -62,3 +62,13 @@ type Key struct {
 
 // Key returns s's four-tuple key.
 func (s Sock) Key() Key { return Key{s.Proto, s.Local, s.Remote} }
+
+// Option changes what a Reader reads of every socket.
+type Option uint8
+
+// SkipInode leaves Sock.Inode 0. The inode is the one fact of a record in
+// memory of its own (the socket's inode, beside struct socket): two
+// dependent loads per socket, a large part of the program's time on a big
+// table. A caller that does not join sockets to their owners by inode
+// skips it.
+const SkipInode Option = 1 << iota

@@ -48,7 +48,7 @@ const (
 	recFastV6    = 90  // fast_ipv6_only
 	recUID       = 92  // the context's uid (sock_i_uid; 0 for TIME_WAIT entries)
 	recDev       = 96  // skc_bound_dev_if
-	recInode     = 104 // sk_socket->file->f_inode->i_ino (full sockets with a file)
+	recInode     = 104 // SOCK_INODE(sk_socket)->i_ino (full sockets with a struct socket)
 	kindFull     = 1
 	kindTimeWait = 2
 	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
@@ -77,7 +77,7 @@ func kernelLayout() (*layout, error) {
 			layoutErr = err
 			return
 		}
-		kernLayout, layoutErr = loadLayout(spec)
+		kernLayout, layoutErr = loadLayout(loaderBTF{spec})
 	})
 	return kernLayout, layoutErr
 }
@@ -87,8 +87,9 @@ func kernelLayout() (*layout, error) {
 // udp_sock, which starts with its sock_common.
 //
 // With port not 0 it writes records only for sockets whose local port is
-// port: the others are skipped in the kernel.
-func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
+// port: the others are skipped in the kernel. Without withInode the
+// records' inode is 0 (see SkipInode).
+func program(l *layout, proto inet.Proto, port uint16, withInode bool) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		sk   = asm.R7
@@ -148,9 +149,28 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 	insns = append(insns,
 		asm.LoadMem(asm.R1, ctx, int16(uid.off), asm.DWord),
 		asm.StoreMem(asm.RFP, base+recUID, asm.R1, asm.Word))
-	// inode loads the inode number of the full socket at reg (a BTF
-	// pointer: each load is a probe, a NULL on the way stops the chain).
+	// inode stores the inode number of the full socket at reg (a BTF
+	// pointer), as sock_i_ino (what inet_diag reports) reads it: none
+	// without a struct socket. A probe read reaches the inode beside the
+	// socket (the verifier checks direct loads against struct socket's
+	// bounds); without socket_alloc in BTF the loads go through the file
+	// (each load a probe: a NULL on the way stops the chain). The helper
+	// call clobbers R0-R5.
 	inode := func(reg asm.Register, done string) asm.Instructions {
+		if !withInode {
+			return nil
+		}
+		if l.sockIno != 0 {
+			return asm.Instructions{
+				asm.LoadMem(asm.R3, reg, int16(l.skSocket.off), asm.DWord),
+				asm.JEq.Imm(asm.R3, 0, done),
+				asm.Add.Imm(asm.R3, int32(l.sockIno)),
+				asm.Mov.Reg(asm.R1, asm.RFP),
+				asm.Add.Imm(asm.R1, base+recInode),
+				asm.Mov.Imm(asm.R2, 8),
+				asm.FnProbeReadKernel.Call(),
+			}
+		}
 		return asm.Instructions{
 			asm.LoadMem(asm.R1, reg, int16(l.skSocket.off), asm.DWord),
 			asm.JEq.Imm(asm.R1, 0, done),
@@ -176,13 +196,14 @@ func program(l *layout, proto inet.Proto, port uint16) asm.Instructions {
 			asm.Mov.Reg(asm.R1, sk),
 			asm.FnSkcToTcpSock.Call(),
 			asm.JEq.Imm(asm.R0, 0, "tw"),
+			asm.Mov.Reg(asm.R9, asm.R0), // the tcp_sock, kept across the inode's helper call
 		)
-		insns = append(insns, inode(asm.R0, "tcpino")...)
+		insns = append(insns, inode(asm.R9, "tcpino")...)
 		insns = append(insns,
-			asm.LoadMem(asm.R1, asm.R0, int16(l.userlocks.off), asm.Byte).WithSymbol("tcpino"),
+			asm.LoadMem(asm.R1, asm.R9, int16(l.userlocks.off), asm.Byte).WithSymbol("tcpino"),
 			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
 			asm.StoreImm(asm.RFP, base+recKind, kindFull, asm.Byte),
-			asm.LoadMem(asm.R8, asm.R0, int16(l.bindHash.off), asm.DWord), // icsk_bind_hash
+			asm.LoadMem(asm.R8, asm.R9, int16(l.bindHash.off), asm.DWord), // icsk_bind_hash
 			asm.Ja.Label("bucket"),
 			asm.Mov.Reg(asm.R1, sk).WithSymbol("tw"),
 			asm.FnSkcToTcpTimewaitSock.Call(),
@@ -296,23 +317,34 @@ func Read(proto inet.Proto) ([]Sock, error) {
 type Reader struct {
 	proto    inet.Proto
 	l        *layout
-	coll     *ebpf.Collection
-	it       *link.Iter
-	requests int // request sockets the last Scan walked past
+	it       iterLink // nil once closed
+	requests int      // request sockets the last Scan walked past
 }
 
 // Requests is how many request sockets (connections in SYN_RECV, which own
 // no port and have no record of their own) the last Scan walked past.
 func (r *Reader) Requests() int { return r.requests }
 
-// NewReader loads the iterator program of proto (TCP or UDP). Close it.
-func NewReader(proto inet.Proto) (*Reader, error) { return newReader(proto, 0) }
+// NewReader loads the iterator program of proto (TCP or UDP), reading what
+// opts leave in. Close it.
+func NewReader(proto inet.Proto, opts ...Option) (*Reader, error) {
+	return newReader(proto, 0, join(opts))
+}
+
+// join is the options of opts together.
+func join(opts []Option) Option {
+	var o Option
+	for _, op := range opts {
+		o |= op
+	}
+	return o
+}
 
 // ReadPort is Read of the sockets whose local port is port only, filtered
 // in the kernel: a caller that asks about one port does not decode the
-// records of every socket.
-func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
-	r, err := newReader(proto, port)
+// records of every socket. opts are as for NewReader.
+func ReadPort(proto inet.Proto, port uint16, opts ...Option) ([]Sock, error) {
+	r, err := newReader(proto, port, join(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -320,20 +352,56 @@ func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) {
 	return r.Read(nil)
 }
 
-func newReader(proto inet.Proto, port uint16) (*Reader, error) {
-	l, err := kernelLayout()
-	if err != nil {
-		return nil, err
-	}
+// newReader loads the program (attachIter).
+func newReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
 	target, err := iterTarget(proto)
 	if err != nil {
 		return nil, err
 	}
-	coll, it, err := loadIter("tuple_sk_"+target, target, program(l, proto, port))
+	it, l, err := attachIter("tuple_sk_"+target, target,
+		func(k *rawBTF) (*layout, error) { return k.sock, k.sockErr }, kernelLayout,
+		func(l *layout) asm.Instructions { return program(l, proto, port, o&SkipInode == 0) })
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{proto: proto, l: l, coll: coll, it: it}, nil
+	return &Reader{proto: proto, l: l, it: it}, nil
+}
+
+// attachIter loads and attaches the iterator program prog builds over
+// target: with bpf(2) from the layout rawLayout takes from the raw BTF
+// (rawKernel), or by cilium/ebpf's loader from loaderLayout's when the
+// raw BTF cannot be read or the raw load fails. The loader decodes the kernel's BTF with every type the
+// iterator's arguments reach: tens of milliseconds of a command's run.
+func attachIter[L any](name, target string, rawLayout func(*rawBTF) (*L, error), loaderLayout func() (*L, error), prog func(*L) asm.Instructions) (iterLink, *L, error) {
+	if k, err := rawKernel(); err == nil {
+		l, err := rawLayout(k)
+		if err != nil {
+			// A field the kernel lacks (tw_connect_bind before Linux
+			// 6.17): the loader would find it missing too, after
+			// decoding the BTF.
+			if !errors.Is(err, inet.ErrUnsupported) {
+				err = fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, err)
+			}
+			return nil, nil, err
+		}
+		lnk, err := rawIterLink(name, prog(l), k.targets[target])
+		if err == nil {
+			return lnk, l, nil
+		}
+		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+			// The loader would fail alike, after decoding the BTF.
+			return nil, nil, errUnprivileged(target)
+		}
+	}
+	l, err := loaderLayout()
+	if err != nil {
+		return nil, nil, err
+	}
+	it, err := loadIter(name, target, prog(l))
+	if err != nil {
+		return nil, nil, err
+	}
+	return it, l, nil
 }
 
 // Read walks every socket of the reader's protocol in the calling thread's
@@ -352,13 +420,12 @@ func (r *Reader) Read(dst []Sock) ([]Sock, error) {
 
 // Close unloads the program.
 func (r *Reader) Close() error {
-	if r == nil || r.coll == nil {
+	if r == nil || r.it == nil {
 		return nil
 	}
-	r.it.Close()
-	r.coll.Close()
-	r.coll = nil
-	return nil
+	err := r.it.Close()
+	r.it = nil
+	return err
 }
 
 // kernelBTF holds the kernel's BTF, decoded once per process for every
@@ -373,22 +440,37 @@ func kernelSpec() (*btf.Spec, error) {
 	return spec, nil
 }
 
-// runIter loads insns as a BPF iterator program attached to the kernel's
-// iter/target, runs it once and returns what it wrote. Load and attach
-// failures wrap inet.ErrUnsupported.
-func runIter(name, target string, insns asm.Instructions) ([]byte, error) {
-	coll, it, err := loadIter(name, target, insns)
-	if err != nil {
-		return nil, err
-	}
-	defer coll.Close()
-	defer it.Close()
-	return readIter(it, make([]byte, 0, 64<<10))
+// iterLink is an iterator program attached to its target: each Open runs
+// it anew, in the calling thread's network namespace; Close unloads it.
+type iterLink interface {
+	Open() (io.ReadCloser, error)
+	Close() error
+}
+
+// loaderIter is an iterator program cilium/ebpf loaded and attached.
+type loaderIter struct {
+	coll *ebpf.Collection
+	it   *link.Iter
+}
+
+func (l loaderIter) Open() (io.ReadCloser, error) { return l.it.Open() }
+
+func (l loaderIter) Close() error {
+	err := l.it.Close()
+	l.coll.Close()
+	return err
+}
+
+// errUnprivileged is a load's EPERM without root: the cause is the
+// privilege, whatever cilium/ebpf's message suggests (it blames the
+// memlock limit for every EPERM).
+func errUnprivileged(target string) error {
+	return fmt.Errorf("BPF socket iterator %w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
 }
 
 // loadIter loads insns as a BPF iterator program and attaches it to the
 // kernel's iter/target. Failures wrap inet.ErrUnsupported.
-func loadIter(name, target string, insns asm.Instructions) (*ebpf.Collection, *link.Iter, error) {
+func loadIter(name, target string, insns asm.Instructions) (iterLink, error) {
 	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{name: {
 		Name:         name,
 		Type:         ebpf.Tracing,
@@ -401,24 +483,22 @@ func loadIter(name, target string, insns asm.Instructions) (*ebpf.Collection, *l
 	}}}, ebpf.CollectionOptions{Cache: kernelBTF})
 	if err != nil {
 		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
-			// cilium/ebpf's message suggests MEMLOCK for every EPERM;
-			// without root the cause is the privilege.
-			return nil, nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %s: %w", inet.ErrUnsupported, target, UnprivilegedCause(), unix.EPERM)
+			return nil, errUnprivileged(target)
 		}
-		return nil, nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: load iter/%s program: %v", inet.ErrUnsupported, target, err)
 	}
 	it, err := link.AttachIter(link.IterOptions{Program: coll.Programs[name]})
 	if err != nil {
 		coll.Close()
-		return nil, nil, fmt.Errorf("BPF socket iterator %w: attach iter/%s: %v", inet.ErrUnsupported, target, err)
+		return nil, fmt.Errorf("BPF socket iterator %w: attach iter/%s: %v", inet.ErrUnsupported, target, err)
 	}
-	return coll, it, nil
+	return loaderIter{coll, it}, nil
 }
 
 // readIter runs the attached iterator once in the calling thread's network
 // namespace and appends what it wrote to buf, doubling it when full: a
 // buffer sized for the output makes the read allocate nothing more.
-func readIter(it *link.Iter, buf []byte) ([]byte, error) {
+func readIter(it iterLink, buf []byte) ([]byte, error) {
 	rd, err := it.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open BPF iterator: %w", err)
@@ -573,34 +653,44 @@ func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
 
 // scanRecords decodes the records read returns, read into buf (its whole
 // capacity) a chunk at a time, handing each socket to fn, and returns how
-// many request sockets it passed. A record cut by a read waits for the
-// rest; a stream that ends inside one is malformed.
+// many request sockets it passed.
 func scanRecords(read func([]byte) (int, error), buf []byte, proto inet.Proto, l *layout, fn func(*Sock)) (requests int, err error) {
 	var s Sock
+	err = scanChunks(read, buf, recordLen, func(rec []byte) {
+		if decodeRecord(rec, proto, l, &s) {
+			fn(&s)
+		} else if rec[recKind]&^kindBucket == 0 {
+			requests++
+		}
+	})
+	return requests, err
+}
+
+// scanChunks hands each n-byte record read returns to fn, reading into
+// buf (its whole capacity) a chunk at a time: the stream is never held
+// whole. A record cut by a read waits for the rest; a stream that ends
+// inside one is malformed.
+func scanChunks(read func([]byte) (int, error), buf []byte, n int, fn func(rec []byte)) error {
 	b := buf[:0]
 	for {
-		n, err := read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		whole := len(b) - len(b)%recordLen
-		for rec := b[:whole]; len(rec) > 0; rec = rec[recordLen:] {
-			if decodeRecord(rec[:recordLen], proto, l, &s) {
-				fn(&s)
-			} else if rec[recKind]&^kindBucket == 0 {
-				requests++
-			}
+		m, err := read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		whole := len(b) - len(b)%n
+		for rec := b[:whole]; len(rec) > 0; rec = rec[n:] {
+			fn(rec[:n])
 		}
 		b = b[:copy(b, b[whole:])]
-		if err == io.EOF || (err == nil && n == 0) {
+		if err == io.EOF || (err == nil && m == 0) {
 			break
 		}
 		if err != nil {
-			return requests, fmt.Errorf("read BPF iterator: %w", err)
+			return fmt.Errorf("read BPF iterator: %w", err)
 		}
 	}
 	if len(b) != 0 {
-		return requests, fmt.Errorf("BPF socket iterator %w: %d bytes after the last whole record", errRecord, len(b))
+		return fmt.Errorf("BPF iterator %w: %d bytes after the last whole record", errRecord, len(b))
 	}
-	return requests, nil
+	return nil
 }
 
 // scanChunk is the least Scan reads at a time: room for the 32 KiB a BPF
@@ -625,8 +715,8 @@ func ReadAsync(proto inet.Proto, dst []Sock) (wait func() ([]Sock, error)) {
 
 // ReadPortAsync is ReadPort in the background, in the calling thread's
 // network namespace, as ReadAsync.
-func ReadPortAsync(proto inet.Proto, port uint16) (wait func() ([]Sock, error)) {
-	return inThisNamespace(func() ([]Sock, error) { return ReadPort(proto, port) })
+func ReadPortAsync(proto inet.Proto, port uint16, opts ...Option) (wait func() ([]Sock, error)) {
+	return inThisNamespace(func() ([]Sock, error) { return ReadPort(proto, port, opts...) })
 }
 
 // ReadAsync is Reader.Read in the background, in the calling thread's

@@ -1,6 +1,8 @@
 package sockfacts
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/inet"
@@ -390,7 +393,7 @@ func TestReaderReadsAgain(t *testing.T) {
 }
 
 // TestReadPort: the program filtered by port writes the records of that
-// port's sockets only, TCP and UDP alike.
+// port's sockets only, TCP and UDP alike, with inodes unless skipped.
 func TestReadPort(t *testing.T) {
 	requireBTF(t)
 	ns := netnstest.New(t)
@@ -407,8 +410,15 @@ func TestReadPort(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if len(got) != 1 || got[0].Local.Port() != 7412 {
-				t.Errorf("%v: records %+v, want the one socket on 7412", p, got)
+			if len(got) != 1 || got[0].Local.Port() != 7412 || got[0].Inode == 0 {
+				t.Errorf("%v: records %+v, want the one socket on 7412, with its inode", p, got)
+			}
+			bare, err := ReadPort(p, 7412, SkipInode)
+			if err != nil {
+				return err
+			}
+			if len(got) == 1 && (len(bare) != 1 || bare[0].Inode != 0 || bare[0].Cookie != got[0].Cookie) {
+				t.Errorf("%v: records with SkipInode %+v, want the same socket without its inode", p, bare)
 			}
 			all, err := Read(p)
 			if err != nil {
@@ -460,15 +470,11 @@ func TestScanOwnerFacts(t *testing.T) {
 			return err
 		}
 		for _, fd := range []int{ln, cl} {
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
-				return err
-			}
-			sa, err := unix.Getsockname(fd)
+			port, ino, err := inodeOf(fd)
 			if err != nil {
 				return err
 			}
-			inodes[uint16(sa.(*unix.SockaddrInet4).Port)] = st.Ino
+			inodes[port] = ino
 		}
 		r, err := NewReader(inet.TCP)
 		if err != nil {
@@ -506,5 +512,300 @@ func TestScanOwnerFacts(t *testing.T) {
 	}
 	if len(got) != 3 || !child {
 		t.Errorf("records %+v, want the listener, the client and the child", got)
+	}
+}
+
+// inodeOf is the local port and inode (fstat's) of the IPv4 socket fd.
+func inodeOf(fd int) (uint16, uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, 0, err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, 0, err
+	}
+	return uint16(sa.(*unix.SockaddrInet4).Port), st.Ino, nil
+}
+
+// loadRecords runs the socket program over l once, loaded with bpf(2)
+// (raw) or by cilium/ebpf, and decodes its records.
+func loadRecords(raw bool, l *layout, proto inet.Proto, port uint16, withInode bool) ([]Sock, error) {
+	it, err := linkVia(raw, proto, program(l, proto, port, withInode))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	b, err := readIter(it, nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseRecords(b, proto, l, nil)
+}
+
+// TestInodeReads: the inode a record carries is the socket's own (what
+// fstat of its descriptor says) for a listener, a client, an accepted
+// child and a UDP socket, read beside the socket (socket_alloc) or
+// through its file alike, with the program loaded with bpf(2) or by
+// cilium/ebpf; SkipInode leaves every inode 0.
+func TestInodeReads(t *testing.T) {
+	requireBTF(t)
+	l, err := kernelLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaFile := *l
+	viaFile.sockIno = 0
+	ns := netnstest.New(t)
+	lo := [4]byte{127, 0, 0, 1}
+	want := map[netip.AddrPort]uint64{} // local endpoint (port 7602 UDP) -> fstat's inode
+	reads := map[string]map[netip.AddrPort]uint64{}
+	err = ns.Do(func() error {
+		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7600})
+		if err := unix.Listen(ln, 4); err != nil {
+			return err
+		}
+		cl := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7601})
+		if err := unix.Connect(cl, &unix.SockaddrInet4{Addr: lo, Port: 7600}); err != nil {
+			return err
+		}
+		child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(child) })
+		udp := sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: lo, Port: 7602})
+		for _, fd := range []int{ln, cl, child, udp} {
+			port, ino, err := inodeOf(fd)
+			if err != nil {
+				return err
+			}
+			if fd == child {
+				port = 0 // the child shares the listener's port
+			}
+			want[netip.AddrPortFrom(netip.AddrFrom4(lo), port)] = ino
+		}
+		for name, c := range map[string]struct {
+			l    *layout
+			with bool
+		}{"socket_alloc": {l, true}, "file": {&viaFile, true}, "skip": {l, false}} {
+			for _, raw := range []bool{true, false} {
+				got := map[netip.AddrPort]uint64{}
+				for _, proto := range []inet.Proto{inet.TCP, inet.UDP} {
+					recs, err := loadRecords(raw, c.l, proto, 0, c.with)
+					if err != nil {
+						return err
+					}
+					for _, s := range recs {
+						key := s.Local
+						if s.Local.Port() == 7600 && s.Remote.Port() == 7601 {
+							key = netip.AddrPortFrom(s.Local.Addr(), 0)
+						}
+						got[key] = s.Inode
+					}
+				}
+				reads[fmt.Sprintf("%s (raw %v)", name, raw)] = got
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.sockIno == 0 {
+		t.Log("kernel BTF has no socket_alloc: the default read goes through the file")
+	}
+	for name, got := range reads {
+		for key, ino := range want {
+			w := ino
+			if strings.HasPrefix(name, "skip") {
+				w = 0
+			}
+			if got[key] != w {
+				t.Errorf("%s: socket at %v: inode %d, want %d", name, key, got[key], w)
+			}
+		}
+	}
+}
+
+// readerVia is newReader's Reader with its program loaded with bpf(2)
+// (raw) or by cilium/ebpf, never the other.
+func readerVia(raw bool, proto inet.Proto, port uint16, o Option) (*Reader, error) {
+	l, err := kernelLayout()
+	if raw {
+		k, kerr := rawKernel()
+		if kerr != nil {
+			return nil, kerr
+		}
+		l, err = k.sock, k.sockErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	it, err := linkVia(raw, proto, program(l, proto, port, o&SkipInode == 0))
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{proto: proto, l: l, it: it}, nil
+}
+
+// linkVia loads insns over proto's iterator with bpf(2) (raw) or by
+// cilium/ebpf.
+func linkVia(raw bool, proto inet.Proto, insns asm.Instructions) (iterLink, error) {
+	target, err := iterTarget(proto)
+	if err != nil {
+		return nil, err
+	}
+	if !raw {
+		return loadIter("tuple_sk_"+target, target, insns)
+	}
+	k, err := rawKernel()
+	if err != nil {
+		return nil, err
+	}
+	lnk, err := rawIterLink("tuple_sk_"+target, insns, k.targets[target])
+	if err != nil {
+		return nil, err
+	}
+	return lnk, nil
+}
+
+// TestRawReaderMatchesLoader: a Reader whose program is loaded with bpf(2)
+// from the raw BTF reads what one loaded by cilium/ebpf reads, record for
+// record (listeners with reuse flags, IPv4 and IPv6, clients, accepted and
+// unaccepted children, TIME_WAIT entries, UDP), with inodes or without,
+// for every port or one; it reads again and closes cleanly.
+func TestRawReaderMatchesLoader(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	lo4, lo6 := [4]byte{127, 0, 0, 1}, netip.IPv6Loopback().As16()
+	type read struct {
+		proto inet.Proto
+		port  uint16
+		o     Option
+	}
+	got := map[read][2][]Sock{}
+	err := ns.Do(func() error {
+		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, map[int]int{unix.SO_REUSEADDR: 1}, &unix.SockaddrInet4{Addr: lo4, Port: 7700})
+		ln6 := sock(t, unix.AF_INET6, unix.SOCK_STREAM, map[int]int{unix.SO_REUSEPORT: 1, unix.IPV6_V6ONLY: 1}, &unix.SockaddrInet6{Addr: lo6, Port: 7700})
+		for _, fd := range []int{ln, ln6} {
+			if err := unix.Listen(fd, 8); err != nil {
+				return err
+			}
+		}
+		for i := range 3 {
+			cl := sock(t, unix.AF_INET, unix.SOCK_STREAM, nil, nil)
+			if err := unix.Connect(cl, &unix.SockaddrInet4{Addr: lo4, Port: 7700}); err != nil {
+				return err
+			}
+			if i == 2 {
+				continue // left unaccepted
+			}
+			child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				unix.Close(cl) // the client closes first: TIME_WAIT
+			}
+			t.Cleanup(func() { unix.Close(child) })
+		}
+		cl6 := sock(t, unix.AF_INET6, unix.SOCK_STREAM, nil, nil)
+		if err := unix.Connect(cl6, &unix.SockaddrInet6{Addr: lo6, Port: 7700}); err != nil {
+			return err
+		}
+		sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: lo4, Port: 7700})
+		sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, &unix.SockaddrInet6{Addr: lo6, Port: 7701})
+		time.Sleep(50 * time.Millisecond) // the FIN exchange
+		for _, rd := range []read{{inet.TCP, 0, 0}, {inet.TCP, 0, SkipInode}, {inet.TCP, 7700, 0}, {inet.UDP, 0, 0}, {inet.UDP, 7701, SkipInode}} {
+			var pair [2][]Sock
+			for i, raw := range []bool{true, false} {
+				r, err := readerVia(raw, rd.proto, rd.port, rd.o)
+				if err != nil {
+					return err
+				}
+				if _, err := r.Read(nil); err != nil { // read again below
+					r.Close()
+					return err
+				}
+				recs, err := r.Read(nil)
+				if err := errors.Join(err, r.Close(), r.Close()); err != nil {
+					return err
+				}
+				slices.SortFunc(recs, func(a, b Sock) int { return cmp.Compare(a.Cookie, b.Cookie) })
+				pair[i] = recs
+			}
+			got[rd] = pair
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rd, pair := range got {
+		raw, loader := pair[0], pair[1]
+		if !slices.Equal(raw, loader) {
+			t.Errorf("%+v: raw %+v\nloader %+v", rd, raw, loader)
+		}
+		var tw, inodes int
+		for _, s := range raw {
+			if s.TimeWait {
+				tw++
+			}
+			if s.Inode != 0 {
+				inodes++
+			}
+		}
+		switch {
+		case rd.proto == inet.TCP && rd.port == 0 && len(raw) != 2+3+3+2:
+			t.Errorf("%+v: %d records, want 2 listeners, 3 IPv4 clients (one in TIME_WAIT), 3 children, an IPv6 client and its child", rd, len(raw))
+		case rd.proto == inet.TCP && rd.port == 7700 && len(raw) != 2+3+1:
+			t.Errorf("%+v: %d records, want 2 listeners, 3 IPv4 children, an IPv6 child", rd, len(raw))
+		case rd.proto == inet.TCP && rd.port == 0 && tw != 1:
+			t.Errorf("%+v: %d TIME_WAIT entries, want 1", rd, tw)
+		case rd.proto == inet.UDP && rd.port == 0 && len(raw) != 2, rd.port == 7701 && len(raw) != 1:
+			t.Errorf("%+v: %d records", rd, len(raw))
+		case rd.o&SkipInode != 0 && inodes != 0, rd.o&SkipInode == 0 && inodes == 0:
+			t.Errorf("%+v: %d records with an inode", rd, inodes)
+		}
+	}
+}
+
+// TestAttachIterMissingField: a field the raw BTF lacks is the answer, an
+// error wrapping inet.ErrUnsupported that names it, without decoding the
+// BTF again through the loader (on kernels before 6.17, which lack
+// tw_connect_bind, tens of milliseconds of every command); a raw load that
+// fails otherwise falls back to the loader.
+func TestAttachIterMissingField(t *testing.T) {
+	requireBTF(t)
+	loaded := false
+	loader := func() (*layout, error) { loaded = true; return kernelLayout() }
+	prog := func(l *layout) asm.Instructions { return program(l, inet.TCP, 0, false) }
+	_, _, err := attachIter("tuple_sk_tcp", "tcp",
+		func(*rawBTF) (*layout, error) {
+			return nil, errors.New("kernel BTF has no inet_timewait_sock.tw_connect_bind")
+		},
+		loader, prog)
+	if !errors.Is(err, inet.ErrUnsupported) || !strings.Contains(err.Error(), "tw_connect_bind") || loaded {
+		t.Errorf("missing field: error %v, loader ran %v; want ErrUnsupported naming the field, no loader", err, loaded)
+	}
+	// A program the kernel refuses (an out-of-bounds read of the context)
+	// is tried again through the loader, which refuses it too.
+	k, err := rawKernel()
+	if err == nil {
+		err = k.sockErr
+	}
+	if err != nil {
+		t.Skipf("no raw socket layout on this kernel: %v", err)
+	}
+	bad := func(l *layout) asm.Instructions {
+		return asm.Instructions{asm.LoadMem(asm.R0, asm.R1, 4096, asm.DWord), asm.Return()}
+	}
+	it, _, err := attachIter("tuple_sk_tcp", "tcp", func(k *rawBTF) (*layout, error) { return k.sock, k.sockErr }, loader, bad)
+	if err == nil {
+		it.Close()
+	}
+	if err == nil || !loaded {
+		t.Errorf("refused program: error %v, loader ran %v; want an error after the loader tried", err, loaded)
 	}
 }

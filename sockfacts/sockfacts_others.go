@@ -38,7 +38,10 @@ func ReadAsync(proto inet.Proto, dst []Sock) (wait func() ([]Sock, error)) {
 type Reader struct{}
 
 // NewReader needs Linux.
-func NewReader(proto inet.Proto) (*Reader, error) { _, err := Read(proto); return nil, err }
+func NewReader(proto inet.Proto, opts ...Option) (*Reader, error) {
+	_, err := Read(proto)
+	return nil, err
+}
 
 // Read needs Linux.
 func (r *Reader) Read(dst []Sock) ([]Sock, error) {
@@ -54,10 +57,10 @@ func (r *Reader) ReadAsync(dst []Sock) (wait func() ([]Sock, error)) {
 func (r *Reader) Close() error { return nil }
 
 // ReadPort needs Linux.
-func ReadPort(proto inet.Proto, port uint16) ([]Sock, error) { return Read(proto) }
+func ReadPort(proto inet.Proto, port uint16, opts ...Option) ([]Sock, error) { return Read(proto) }
 
 // ReadPortAsync needs Linux.
-func ReadPortAsync(proto inet.Proto, port uint16) (wait func() ([]Sock, error)) {
+func ReadPortAsync(proto inet.Proto, port uint16, opts ...Option) (wait func() ([]Sock, error)) {
 	return func() ([]Sock, error) { return ReadPort(proto, port) }
 }
 

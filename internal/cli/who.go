@@ -97,10 +97,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	// As root the kernel's own records give every socket's reuse flags,
 	// TIME_WAIT entries' included; otherwise they come from the owners'
 	// descriptors where readable. Only the port's records are read (the
-	// iterator skips the others in the kernel), beside the dump.
-	sockfacts.UseLoaderBTF() // the records decode the kernel's BTF: the owners share it
-	waitTCP := sockfacts.ReadPortAsync(inet.TCP, o.port)
-	waitUDP := sockfacts.ReadPortAsync(inet.UDP, o.port)
+	// iterator skips the others in the kernel), beside the dump, without
+	// inodes (the dump joins the owners).
+	waitTCP := sockfacts.ReadPortAsync(inet.TCP, o.port, sockfacts.SkipInode)
+	waitUDP := sockfacts.ReadPortAsync(inet.UDP, o.port, sockfacts.SkipInode)
 	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot})
 	facts, ferr := waitTCP()
 	udp, uerr := waitUDP()
