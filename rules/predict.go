@@ -349,7 +349,7 @@ func tcpConflictReason(n, o Socket) string {
 func tcpReuseAddrReason(n, o Socket) string {
 	switch {
 	case n.ReuseAddr && o.ReuseAddr:
-		return "it is listening, and SO_REUSEADDR never shares a port with a listener"
+		return "it is listening (SO_REUSEADDR never shares a port with a listener)"
 	case !n.ReuseAddr && !o.ReuseAddr:
 		return "neither socket has SO_REUSEADDR"
 	case !n.ReuseAddr:

@@ -583,6 +583,9 @@ func TestTCPConflictReasonNamesEachSocketOnce(t *testing.T) {
 			o.UID = 1 // otherwise SO_REUSEPORT shares
 		}
 		why := tcpConflictReason(n, o)
+		if strings.Count(why, ", and ") > 1 {
+			t.Errorf("new ra=%v rp=%v group=%v, owner ra=%v rp=%v: %q joins three clauses with \", and\"", n.ReuseAddr, n.ReusePort, n.InGroup, o.ReuseAddr, o.ReusePort, why)
+		}
 		for _, twice := range []string{"the new socket", "it lacks", "neither"} {
 			if strings.Count(why, twice) > 1 {
 				t.Errorf("new ra=%v rp=%v group=%v, owner ra=%v rp=%v: %q says %q twice", n.ReuseAddr, n.ReusePort, n.InGroup, o.ReuseAddr, o.ReusePort, why, twice)

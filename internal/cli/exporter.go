@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/tuple-net/tuple/exporter"
 	"github.com/tuple-net/tuple/netns"
+	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
 
@@ -92,7 +94,11 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	defer serverGC(ctx, o.ProcRoot)()
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Listen)
 	if err != nil {
-		return err // *net.OpError: "listen tcp ADDR: bind: address already in use"
+		// Reported as listen's failures are: the errno in words and what
+		// holds the port, from the socket table and the rules model.
+		f := newNetFailure("listen", "tcp", netip.AddrPort{}, netip.AddrPort{}, err)
+		f.opts, f.noFlags = sockopt.Options{ReuseAddr: reuseAddrDefault}, true
+		return reportNetFailure(s.Err, f)
 	}
 	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }
 	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})

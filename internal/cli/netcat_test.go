@@ -159,25 +159,24 @@ func TestExplainFailureHook(t *testing.T) {
 	}
 	var got []call
 	saved := explainFailure
-	explainFailure = func(f *netFailure) (string, error) {
+	explainFailure = func(f *netFailure) (*failureExplanation, error) {
 		got = append(got, call{f.op, f.network, f.local, f.remote})
 		if !errors.Is(f.err, syscall.EADDRINUSE) {
-			return "", errors.New("the model predicts ok")
+			return nil, errors.New("the model predicts ok")
 		}
-		return "why: socket X holds it\n", nil
+		return &failureExplanation{brief: "socket X blocks it", full: "why: socket X holds it\n"}, nil
 	}
 	defer func() { explainFailure = saved }()
 	var b strings.Builder
 	f := newNetFailure("connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"),
 		netip.AddrPort{}, opErr("bind", syscall.EADDRINUSE, "10.0.0.1:12345", "10.0.0.3:80"))
-	// Without -v: nc's line and one hint line that points at -v.
+	// Without -v: nc's line and the model's explanation in one hint line
+	// that points at -v.
 	f.report(&b, false)
-	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 || !strings.HasSuffix(lines[1], "-v explains it from this host's sockets") {
-		t.Errorf("report without -v: %q, want two lines, the hint naming -v", b.String())
+	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 || lines[1] != "hint: socket X blocks it; -v explains it in full" {
+		t.Errorf("report without -v: %q, want two lines, the hint the model's", b.String())
 	}
-	if len(got) != 0 {
-		t.Errorf("the explanation was computed without -v: %+v", got)
-	}
+	got = nil
 	b.Reset()
 	f.report(&b, true)
 	err := reportNetFailure(&b, f)
@@ -197,6 +196,14 @@ func TestExplainFailureHook(t *testing.T) {
 		opErr("connect", syscall.EADDRNOTAVAIL, "10.0.0.1:12345", "10.0.0.3:80")).report(&b, true)
 	if !strings.HasSuffix(b.String(), "\nno explanation from this host's sockets: the model predicts ok\n") {
 		t.Errorf("report without an explanation: %q", b.String())
+	}
+	// Without -v, a failure the model cannot explain gets the errno's
+	// hint, which points at nothing more.
+	b.Reset()
+	newNetFailure("connect", "tcp", netip.MustParseAddrPort("10.0.0.1:12345"), netip.AddrPort{},
+		opErr("connect", syscall.EADDRNOTAVAIL, "10.0.0.1:12345", "10.0.0.3:80")).report(&b, false)
+	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 || strings.Contains(lines[1], "-v") {
+		t.Errorf("report without -v nor an explanation: %q", b.String())
 	}
 }
 
@@ -239,9 +246,11 @@ func TestConnectAndListenOnLoopback(t *testing.T) {
 	defer busy.Close()
 	_, busyPort, _ := net.SplitHostPort(busy.Addr().String())
 	code, _, errOut = run(t, "", "listen", "127.0.0.1", busyPort)
-	want = "tuple: listen tcp 127.0.0.1:" + busyPort + ": bind: address already in use (EADDRINUSE)\n" +
-		"hint: another socket holds port " + busyPort + " on an overlapping address; sockets share a port only when SO_REUSEPORT (--reuseport) is set on every one of them and they belong to the same uid, or SO_REUSEADDR (--reuseaddr) is set on every one and none of them is listening. `tuple who " + busyPort + "` shows the holder; -v explains it from this host's sockets\n"
-	if code != 1 || errOut != want {
-		t.Errorf("listen on a busy port: exit %d, stderr (-want +got):\n%s", code, cmp.Diff(want, errOut))
+	// The hint's words depend on what this user may read of the holder
+	// (TestExplainNetFailure has them); it names the port either way.
+	want = "tuple: listen tcp 127.0.0.1:" + busyPort + ": bind: address already in use (EADDRINUSE)"
+	lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+	if code != 1 || len(lines) != 2 || lines[0] != want || !strings.HasPrefix(lines[1], "hint: ") || !strings.Contains(lines[1], ":"+busyPort) {
+		t.Errorf("listen on a busy port: exit %d, stderr %q; want the line %q and a hint naming the port", code, errOut, want)
 	}
 }

@@ -15,11 +15,17 @@ import (
 	"github.com/tuple-net/tuple/sockopt"
 )
 
-// explainFailure, when set, adds an explanation of a failed bind, listen or
-// connect to the report: which socket blocks it and what would work, from
-// the host's socket table and the rules model (the why command's code). It
-// is a variable so tests can replace it.
+// explainFailure, when set, explains a failed bind, listen or connect:
+// which socket blocks it and what would work, from the host's socket table
+// and the rules model (the why command's code). The hint is its one-line
+// form; -v prints it in full. It is a variable so tests can replace it.
 var explainFailure = explainNetFailure
+
+// failureExplanation is the model's explanation of a failure, in one line
+// for the hint and in full for -v.
+type failureExplanation struct {
+	brief, full string
+}
 
 // netFailure is a socket operation that the kernel refused. It is printed as
 // one line with the operation, both addresses and the errno in words, then a
@@ -31,6 +37,9 @@ type netFailure struct {
 	remote  netip.AddrPort
 	target  string          // the destination as the user gave it, shown while remote is unknown
 	opts    sockopt.Options // the options the socket was given, for the explanation
+	// noFlags: the command has neither -v nor the socket flags of listen
+	// and connect (tuple exporter), so the report names none.
+	noFlags bool
 	err     error
 }
 
@@ -136,28 +145,35 @@ func (f *netFailure) hint() string {
 }
 
 // report writes the failure for a person: the error line and a hint line,
-// as nc would; with verbose also the explanation from the socket table and
-// the rules model (what `tuple why` prints), if there is one.
+// as nc would. Where the rules model explains the failure from this host's
+// sockets, the hint is its one-line form (what holds the port, why, what
+// would work), and -v adds the explanation in full (what `tuple why`
+// prints); otherwise the hint says what the errno generally means.
 func (f *netFailure) report(w io.Writer, verbose bool) {
 	warnf(w, "tuple: %s\n", f.Error())
+	var x *failureExplanation
+	var xerr error
+	if explainFailure != nil && f.explainable() {
+		x, xerr = explainFailure(f)
+	}
 	h := f.hint()
-	if !verbose && explainFailure != nil && f.explainable() {
-		if h != "" {
-			h += "; "
+	if !verbose && xerr == nil && x != nil && x.brief != "" {
+		h = x.brief
+		if !f.noFlags {
+			h += "; -v explains it in full"
 		}
-		h += "-v explains it from this host's sockets"
 	}
 	if h != "" {
 		warnf(w, "hint: %s\n", h)
 	}
-	if verbose && explainFailure != nil && f.explainable() {
-		x, err := explainFailure(f)
-		if err != nil {
-			warnf(w, "no explanation from this host's sockets: %v\n", err)
-		} else {
-			warnf(w, "%s\n", strings.TrimRight(x, "\n"))
-		}
+	if !verbose || x == nil && xerr == nil {
+		return
 	}
+	if xerr != nil {
+		warnf(w, "no explanation from this host's sockets: %v\n", xerr)
+		return
+	}
+	warnf(w, "%s\n", strings.TrimRight(x.full, "\n"))
 }
 
 // explainable reports whether the rules model may explain f: a port or

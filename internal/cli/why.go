@@ -363,11 +363,11 @@ func printBlockers(w *bufio.Writer, bs []hostmodel.BlockerInfo) {
 // model does not predict the errno the kernel gave (the explanation would
 // not be about this failure), or the host cannot be read. f.local is the
 // source (or listen) address, invalid or port 0 when none was asked for.
-func explainNetFailure(f *netFailure) (string, error) {
+func explainNetFailure(f *netFailure) (*failureExplanation, error) {
 	op, local, remote := f.op, f.local, f.remote
 	var errno syscall.Errno
 	if !errors.As(f.err, &errno) {
-		return "", fmt.Errorf("the failure carries no errno to explain")
+		return nil, fmt.Errorf("the failure carries no errno to explain")
 	}
 	o := whyOptions{uid: -1, udp: strings.HasPrefix(f.network, "udp"),
 		reuseAddr: f.opts.ReuseAddr, reusePort: f.opts.ReusePort,
@@ -387,13 +387,13 @@ func explainNetFailure(f *netFailure) (string, error) {
 			from = local
 		}
 	default:
-		return "", fmt.Errorf("the model has no %s operation", op)
+		return nil, fmt.Errorf("the model has no %s operation", op)
 	}
 	if !local.IsValid() && kind != rules.OpConnect {
-		return "", fmt.Errorf("no local address to judge the %s by", op)
+		return nil, fmt.Errorf("no local address to judge the %s by", op)
 	}
 	if target.Addr().Zone() != "" || from.Addr().Zone() != "" {
-		return "", fmt.Errorf("the model does not judge zoned addresses")
+		return nil, fmt.Errorf("the model does not judge zoned addresses")
 	}
 	proto := inet.TCP
 	if o.udp {
@@ -402,11 +402,11 @@ func explainNetFailure(f *netFailure) (string, error) {
 	ctx := context.Background()
 	sit, err := hostmodel.Live(ctx, proto, "")
 	if err != nil {
-		return "", fmt.Errorf("reading this host's sockets: %w", err)
+		return nil, fmt.Errorf("reading this host's sockets: %w", err)
 	}
 	p, err := planFor(&o, kind, target, from)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	srcErr := hostmodel.ResolveSource(&p)
 	r := hostmodel.Explain(ctx, sit, p)
@@ -414,19 +414,60 @@ func explainNetFailure(f *netFailure) (string, error) {
 		r.Notes = append(r.Notes, srcErr.Error()+"; four-tuples compared on the peer alone")
 	}
 	if r.OK() {
-		return "", fmt.Errorf("the model predicts the %s succeeds now (the socket that blocked it may be gone)", op)
+		return nil, fmt.Errorf("the model predicts the %s succeeds now (the socket that blocked it may be gone)", op)
 	}
 	if got := rules.ErrnoName(errno); r.Verdict != got {
-		return "", fmt.Errorf("the model predicts %s, not the kernel's %s", r.Verdict, got)
+		return nil, fmt.Errorf("the model predicts %s, not the kernel's %s", r.Verdict, got)
 	}
 	if call := failedSyscall(f.err); call != "" && r.FailedOp != call {
-		return "", fmt.Errorf("the model fails %s at %s, the kernel at %s", r.Verdict, r.FailedOp, call)
+		return nil, fmt.Errorf("the model fails %s at %s, the kernel at %s", r.Verdict, r.FailedOp, call)
+	}
+	spell := func(e hostmodel.Edit) string { return netcatFlags(op, e) }
+	if f.noFlags {
+		spell = func(hostmodel.Edit) string { return "" }
 	}
 	var b strings.Builder
-	if err := printReport(&b, proto, r, false, func(e hostmodel.Edit) string { return netcatFlags(op, e) }); err != nil {
-		return "", err
+	if err := printReport(&b, proto, r, false, spell); err != nil {
+		return nil, err
 	}
-	return b.String(), nil
+	return &failureExplanation{brief: briefReport(r, spell), full: b.String()}, nil
+}
+
+// briefReport is a failed plan's report in one line, for a hint: the
+// largest group of blockers and why it blocks, and the first fixes.
+func briefReport(r *hostmodel.Report, spell func(hostmodel.Edit) string) string {
+	var b strings.Builder
+	switch {
+	case r.Uncertain || len(r.Groups) == 0:
+		b.WriteString(r.Explanation)
+	default:
+		g := r.Groups[0]
+		b.WriteString(g.Text())
+		if n := len(r.Blockers) - g.Count; n > 0 {
+			fmt.Fprintf(&b, " and %s more", hostmodel.Thousands(n))
+		}
+		if len(r.Blockers) == 1 {
+			b.WriteString(" blocks it")
+		} else {
+			b.WriteString(" block it")
+		}
+		if g.Reason != "" {
+			b.WriteString(": " + g.Reason)
+		}
+	}
+	const maxFixes = 2
+	for i, fix := range r.Fixes[:min(len(r.Fixes), maxFixes)] {
+		if i == 0 {
+			b.WriteString("; what would work: ")
+		} else {
+			b.WriteString(", or ")
+		}
+		b.WriteString(fix.Change)
+		if flags := spell(fix.Edit); flags != "" {
+			b.WriteString(": `" + flags + "`")
+		}
+	}
+	return b.String()
 }
 
 // netcatFlags spells a fix's change to the new socket in the flags and

@@ -276,7 +276,7 @@ func TestExplainNetFailure(t *testing.T) {
 	ns := netnstest.New(t)
 	ap := netip.MustParseAddrPort
 	mustCreate(t, ns, realSock{family: 4, bind: ap("127.0.0.1:7300"), listen: true})
-	var got, other, withOpts string
+	var got, other, withOpts *failureExplanation
 	var gotErr, otherErr error
 	ns.Do(func() error {
 		err := &os.SyscallError{Syscall: "bind", Err: unix.EADDRINUSE}
@@ -290,16 +290,17 @@ func TestExplainNetFailure(t *testing.T) {
 		withOpts, _ = explainNetFailure(f)
 		return nil
 	})
-	if gotErr != nil {
-		t.Errorf("no explanation: %v", gotErr)
+	if gotErr != nil || withOpts == nil {
+		t.Fatalf("no explanation: %v", gotErr)
 	}
-	golden(t, "explain-listen-in-use.txt", stable(got))
-	if other != "" || otherErr == nil {
-		t.Fatalf("explanation for an errno the model does not predict: %q, %v", other, otherErr)
+	// In full (-v), then in the one line the hint gives without -v.
+	golden(t, "explain-listen-in-use.txt", stable(got.full+"hint: "+got.brief+"\n"))
+	if other != nil || otherErr == nil {
+		t.Fatalf("explanation for an errno the model does not predict: %+v, %v", other, otherErr)
 	}
 	golden(t, "explain-listen-other-errno.txt", otherErr.Error()+"\n")
 	// Judged with the new socket's SO_REUSEPORT: the owner needs it too.
-	golden(t, "explain-listen-in-use-reuseport.txt", stable(withOpts))
+	golden(t, "explain-listen-in-use-reuseport.txt", stable(withOpts.full+"hint: "+withOpts.brief+"\n"))
 }
 
 // What an unprivileged run says differently on each host: how many
