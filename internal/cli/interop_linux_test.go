@@ -184,7 +184,11 @@ func TestInteropHalfClose(t *testing.T) {
 	}
 	t.Run("tuple connect to socat", func(t *testing.T) {
 		ns := interopNS(t)
-		server := startIn(t, ns, false, "socat", "TCP-LISTEN:9000,bind=10.0.0.1,reuseaddr", "SYSTEM:wc -c").run(nil)
+		// socat ends a session -t seconds (0.5 by default) after the first
+		// EOF, here tuple's half-close: a wc slower than that to start
+		// and answer (on a loaded machine) had its reply dropped. With
+		// -t30 socat still ends as soon as wc's output ends.
+		server := startIn(t, ns, false, "socat", "-t30", "TCP-LISTEN:9000,bind=10.0.0.1,reuseaddr", "SYSTEM:wc -c").run(nil)
 		waitListening(t, ns, "9000")
 		finish(t, startIn(t, ns, false, "tuple", "connect", "10.0.0.1", "9000").run(nil), server)
 	})
@@ -198,7 +202,9 @@ func TestInteropHalfClose(t *testing.T) {
 		ns := interopNS(t)
 		server := startIn(t, ns, false, "tuple", "listen", "-v", "-e", "wc -c", "10.0.0.1", "9000").run(nil)
 		server.waitStderr("listening on")
-		finish(t, startIn(t, ns, false, "socat", "-t5", "STDIO", "TCP:10.0.0.1:9000").run(nil), server)
+		// -t30, as above: socat's stdin ends first, and the reply comes
+		// after tuple's -e command has started and answered.
+		finish(t, startIn(t, ns, false, "socat", "-t30", "STDIO", "TCP:10.0.0.1:9000").run(nil), server)
 	})
 	// nc's client rule: the peer closing first does not end the session
 	// while stdin still has something to say (nothing of it is dropped);
