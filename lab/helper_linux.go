@@ -851,7 +851,7 @@ func readSysctls() map[string]string {
 }
 
 func writeSysctl(key, value string) error {
-	if !sysctlRE.MatchString(key) { // the parser checked; this guards the protocol
+	if !sysctlRE().MatchString(key) { // the parser checked; this guards the protocol
 		return fmt.Errorf("sysctl %q: only net.* keys", key)
 	}
 	f, err := os.OpenFile(sysctlPath(key), os.O_WRONLY, 0)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
@@ -203,12 +204,21 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
 }
 
+// The parser's patterns are compiled on first use, not at start-up: their
+// counted repetitions compile to long programs (1,800 allocations, about a
+// millisecond) that every tuple command but lab would pay for.
 var (
-	sockNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
-	scenarioRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
-	errnoRE    = regexp.MustCompile(`^E[A-Z0-9]{1,20}$`)
-	sysctlRE   = regexp.MustCompile(`^net(\.[a-z0-9_-]+){2,4}$`)
+	sockNameRE = lazyRegexp(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+	scenarioRE = lazyRegexp(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
+	errnoRE    = lazyRegexp(`^E[A-Z0-9]{1,20}$`)
+	sysctlRE   = lazyRegexp(`^net(\.[a-z0-9_-]+){2,4}$`)
 )
+
+// lazyRegexp returns a function that compiles expr the first time it is
+// called and returns the same *regexp.Regexp ever after.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // sockInfo is what the parser knows about a socket while it reads a scenario.
 type sockInfo struct {
@@ -329,7 +339,7 @@ func (p *parser) expectation(line string, st *Step) (string, error) {
 		return line, nil
 	}
 	exp := strings.TrimSpace(line[i+2:])
-	if exp != "ok" && !errnoRE.MatchString(exp) {
+	if exp != "ok" && !errnoRE().MatchString(exp) {
 		return "", p.errorf("bad result %q after => (want ok or an errno name like EADDRINUSE)", exp)
 	}
 	if exp != "ok" && !knownErrno(exp) {
@@ -368,7 +378,7 @@ func (p *parser) sleep(sc *Scenario, st Step, f []string) error {
 // for socket and server, not exist yet) and the arguments fit the
 // operation.
 func (p *parser) operation(sc *Scenario, st Step, f []string) error {
-	if !sockNameRE.MatchString(f[0]) {
+	if !sockNameRE().MatchString(f[0]) {
 		return p.errorf("bad socket name %q (a letter, then letters, digits, - or _)", f[0])
 	}
 	kind, ok := kindNames[f[1]]
@@ -455,7 +465,7 @@ func (p *parser) startScenario(line string) error {
 		return p.errorf("scenario header %q: want [NAME]", line)
 	}
 	name := strings.TrimSpace(line[1 : len(line)-1])
-	if !scenarioRE.MatchString(name) {
+	if !scenarioRE().MatchString(name) {
 		return p.errorf("bad scenario name %q (a letter, then up to 63 letters, digits, ., - or _)", name)
 	}
 	for _, s := range p.out {
@@ -477,7 +487,7 @@ func (p *parser) sysctl(sc *Scenario, st Step, rest string) error {
 	if !ok || key == "" || value == "" {
 		return p.errorf("sysctl takes KEY=VALUE, e.g. net.ipv4.ip_local_port_range=40000 40001")
 	}
-	if !sysctlRE.MatchString(key) {
+	if !sysctlRE().MatchString(key) {
 		return p.errorf("sysctl %q: only net.* keys (they belong to the namespace)", key)
 	}
 	if len(value) > 256 || strings.ContainsAny(value, "\x00\n") {

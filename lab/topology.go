@@ -3,7 +3,6 @@ package lab
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -127,7 +126,7 @@ func (t Topology) Owner(a netip.Addr) string {
 
 // hostNameRE: a host's name is also an interface name in its neighbours
 // (at most 15 bytes).
-var hostNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,14}$`)
+var hostNameRE = lazyRegexp(`^[a-z][a-z0-9-]{0,14}$`)
 
 // topoKeyword reports whether f starts a topology line rather than an
 // operation of a socket named like a keyword.
@@ -164,7 +163,7 @@ func (p *parser) topology(sc *Scenario, f []string, expect bool) error {
 
 func (p *parser) hostLine(t *Topology, f []string) error {
 	name := f[1]
-	if !hostNameRE.MatchString(name) || name == "lo" {
+	if !hostNameRE().MatchString(name) || name == "lo" {
 		return p.errorf("bad host name %q (a lowercase letter, then up to 14 lowercase letters, digits or -; not lo)", name)
 	}
 	if _, op := kindNames[name]; op || topoKeyword([]string{name, "x"}) {
