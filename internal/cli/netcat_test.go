@@ -152,6 +152,21 @@ func TestNetFailureReport(t *testing.T) {
 	}
 }
 
+// A command without listen's socket flags (tuple exporter) gets a hint
+// that names none.
+func TestNetFailureHintWithoutFlags(t *testing.T) {
+	saved := explainFailure
+	explainFailure = nil
+	defer func() { explainFailure = saved }()
+	f := newNetFailure("listen", "tcp", netip.AddrPort{}, netip.AddrPort{}, opErr("bind", syscall.EADDRINUSE, "", "127.0.0.1:9779"))
+	f.noFlags = true
+	var b strings.Builder
+	f.report(&b, false)
+	if !strings.Contains(b.String(), "\nhint: another socket holds port 9779") || strings.Contains(b.String(), "--") || strings.Contains(b.String(), "-v") {
+		t.Errorf("report of a command without socket flags: %q, want a hint naming no flag", b.String())
+	}
+}
+
 func TestExplainFailureHook(t *testing.T) {
 	type call struct {
 		op, network   string

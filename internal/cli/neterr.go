@@ -124,6 +124,9 @@ func (f *netFailure) hint() string {
 			share = "SO_REUSEPORT (--reuseport) is set on every one of them and they belong to the same uid, " +
 				"or SO_REUSEADDR (--reuseaddr) is set on every one"
 		}
+		if f.noFlags {
+			share = strings.NewReplacer(" (--reuseport)", "", " (--reuseaddr)", "").Replace(share)
+		}
 		return fmt.Sprintf("another socket holds port %d on an overlapping address; sockets share a port only when %s. `tuple who %d` shows the holder",
 			port, share, port)
 	case errno == syscall.EADDRNOTAVAIL && call == "connect" && port != 0:
