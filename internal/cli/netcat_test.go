@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -174,7 +176,7 @@ func TestExplainFailureHook(t *testing.T) {
 	}
 	var got []call
 	saved := explainFailure
-	explainFailure = func(f *netFailure) (*failureExplanation, error) {
+	explainFailure = func(ctx context.Context, f *netFailure) (*failureExplanation, error) {
 		got = append(got, call{f.op, f.network, f.local, f.remote})
 		if !errors.Is(f.err, syscall.EADDRINUSE) {
 			return nil, errors.New("the model predicts ok")
@@ -211,6 +213,31 @@ func TestExplainFailureHook(t *testing.T) {
 		opErr("connect", syscall.EADDRNOTAVAIL, "10.0.0.1:12345", "10.0.0.3:80")).report(&b, true)
 	if !strings.HasSuffix(b.String(), "\nno explanation from this host's sockets: the model predicts ok\n") {
 		t.Errorf("report without an explanation: %q", b.String())
+	}
+	// Without -v, reading the host may take hintBudget, no more: past it
+	// the hint is the errno's and points at -v, which waits for it.
+	explainFailure = func(ctx context.Context, f *netFailure) (*failureExplanation, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			return &failureExplanation{brief: "socket X blocks it", full: "why: socket X holds it\n"}, nil
+		}
+		<-ctx.Done()
+		return nil, fmt.Errorf("socket table: %w", ctx.Err())
+	}
+	savedBudget := hintBudget
+	hintBudget = time.Millisecond
+	defer func() { hintBudget = savedBudget }()
+	b.Reset()
+	f.report(&b, false)
+	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[1], "hint: another socket holds port 12345") || !strings.HasSuffix(lines[1], "; -v explains it from this host's sockets") {
+		t.Errorf("report without -v past the budget: %q, want the errno's hint pointing at -v", b.String())
+	}
+	b.Reset()
+	f.report(&b, true)
+	if !strings.HasSuffix(b.String(), "\nwhy: socket X holds it\n") {
+		t.Errorf("report with -v: %q, want the explanation however long it takes", b.String())
+	}
+	explainFailure = func(ctx context.Context, f *netFailure) (*failureExplanation, error) {
+		return nil, errors.New("the model predicts ok")
 	}
 	// Without -v, a failure the model cannot explain gets the errno's
 	// hint, which points at nothing more.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
@@ -149,35 +150,56 @@ func (f *netFailure) hint() string {
 
 // report writes the failure for a person: the error line and a hint line,
 // as nc would. Where the rules model explains the failure from this host's
-// sockets, the hint is its one-line form (what holds the port, why, what
-// would work), and -v adds the explanation in full (what `tuple why`
-// prints); otherwise the hint says what the errno generally means.
+// sockets within hintBudget, the hint is its one-line form (what holds the
+// port, why, what would work), and -v adds the explanation in full (what
+// `tuple why` prints, however long reading the host takes); otherwise the
+// hint says what the errno generally means.
 func (f *netFailure) report(w io.Writer, verbose bool) {
 	warnf(w, "tuple: %s\n", f.Error())
-	var x *failureExplanation
-	var xerr error
-	if explainFailure != nil && f.explainable() {
-		x, xerr = explainFailure(f)
-	}
 	h := f.hint()
-	if !verbose && xerr == nil && x != nil && x.brief != "" {
-		h = x.brief
-		if !f.noFlags {
-			h += "; -v explains it in full"
+	if explainFailure == nil || !f.explainable() {
+		if h != "" {
+			warnf(w, "hint: %s\n", h)
 		}
+		return
+	}
+	if !verbose {
+		ctx, cancel := context.WithTimeout(context.Background(), hintBudget)
+		x, err := explainFailure(ctx, f)
+		cancel()
+		switch {
+		case err == nil && x.brief != "":
+			h = x.brief
+			if !f.noFlags {
+				h += "; -v explains it in full"
+			}
+		case errors.Is(err, context.DeadlineExceeded) && !f.noFlags:
+			if h != "" {
+				h += "; "
+			}
+			h += "-v explains it from this host's sockets"
+		}
+		if h != "" {
+			warnf(w, "hint: %s\n", h)
+		}
+		return
 	}
 	if h != "" {
 		warnf(w, "hint: %s\n", h)
 	}
-	if !verbose || x == nil && xerr == nil {
-		return
-	}
-	if xerr != nil {
-		warnf(w, "no explanation from this host's sockets: %v\n", xerr)
+	x, err := explainFailure(context.Background(), f)
+	if err != nil {
+		warnf(w, "no explanation from this host's sockets: %v\n", err)
 		return
 	}
 	warnf(w, "%s\n", strings.TrimRight(x.full, "\n"))
 }
+
+// hintBudget bounds the model's reading of the host for the hint of a
+// failure without -v: a few thousand sockets take a few hundred
+// milliseconds, a table of 100,000 much longer, which an error message
+// should not wait for. A variable so tests can shorten it.
+var hintBudget = 500 * time.Millisecond
 
 // explainable reports whether the rules model may explain f: a port or
 // address conflict, not a refused or unreachable peer.

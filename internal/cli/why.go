@@ -358,12 +358,14 @@ func printBlockers(w *bufio.Writer, bs []hostmodel.BlockerInfo) {
 }
 
 // explainNetFailure explains a failed connect or listen from `tuple
-// connect`/`tuple listen`: the same report as `tuple why`, as text, judging
-// a new socket with the options the failed one had. It returns "" when the
+// connect`/`tuple listen` (or tuple exporter's listener): the same report
+// as `tuple why`, as text, and in one line for the hint, judging a new
+// socket with the options the failed one had. It returns an error when the
 // model does not predict the errno the kernel gave (the explanation would
-// not be about this failure), or the host cannot be read. f.local is the
-// source (or listen) address, invalid or port 0 when none was asked for.
-func explainNetFailure(f *netFailure) (*failureExplanation, error) {
+// not be about this failure), or the host cannot be read before ctx ends.
+// f.local is the source (or listen) address, invalid or port 0 when none
+// was asked for.
+func explainNetFailure(ctx context.Context, f *netFailure) (*failureExplanation, error) {
 	op, local, remote := f.op, f.local, f.remote
 	var errno syscall.Errno
 	if !errors.As(f.err, &errno) {
@@ -399,7 +401,6 @@ func explainNetFailure(f *netFailure) (*failureExplanation, error) {
 	if o.udp {
 		proto = inet.UDP
 	}
-	ctx := context.Background()
 	sit, err := hostmodel.Live(ctx, proto, "")
 	if err != nil {
 		return nil, fmt.Errorf("reading this host's sockets: %w", err)

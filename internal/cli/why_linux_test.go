@@ -280,14 +280,14 @@ func TestExplainNetFailure(t *testing.T) {
 	var gotErr, otherErr error
 	ns.Do(func() error {
 		err := &os.SyscallError{Syscall: "bind", Err: unix.EADDRINUSE}
-		got, gotErr = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err))
+		got, gotErr = explainNetFailure(context.Background(), newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err))
 		// The model predicts EADDRINUSE, not EACCES: no explanation, and why.
-		other, otherErr = explainNetFailure(newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, &os.SyscallError{Syscall: "bind", Err: unix.EACCES}))
+		other, otherErr = explainNetFailure(context.Background(), newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, &os.SyscallError{Syscall: "bind", Err: unix.EACCES}))
 		// With SO_REUSEPORT on the new socket alone, the listener still
 		// blocks it, and the explanation says the owner needs it too.
 		f := newNetFailure("listen", "tcp", ap("127.0.0.1:7300"), netip.AddrPort{}, err)
 		f.opts = sockopt.Options{ReuseAddr: true, ReusePort: true}
-		withOpts, _ = explainNetFailure(f)
+		withOpts, _ = explainNetFailure(context.Background(), f)
 		return nil
 	})
 	if gotErr != nil || withOpts == nil {
