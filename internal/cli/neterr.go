@@ -119,14 +119,17 @@ func (f *netFailure) hint() string {
 	port := f.local.Port()
 	switch {
 	case errno == syscall.EADDRINUSE:
-		share := "SO_REUSEPORT (--reuseport) is set on every one of them and they belong to the same uid, " +
-			"or SO_REUSEADDR (--reuseaddr) is set on every one and none of them is listening"
-		if f.network == "udp" {
-			share = "SO_REUSEPORT (--reuseport) is set on every one of them and they belong to the same uid, " +
-				"or SO_REUSEADDR (--reuseaddr) is set on every one"
+		// An option is followed by its flag where the command has one.
+		opt := func(name, flag string) string {
+			if f.noFlags {
+				return name
+			}
+			return name + " (" + flag + ")"
 		}
-		if f.noFlags {
-			share = strings.NewReplacer(" (--reuseport)", "", " (--reuseaddr)", "").Replace(share)
+		share := opt("SO_REUSEPORT", "--reuseport") + " is set on every one of them and they belong to the same uid, or " +
+			opt("SO_REUSEADDR", "--reuseaddr") + " is set on every one"
+		if f.network != "udp" {
+			share += " and none of them is listening"
 		}
 		return fmt.Sprintf("another socket holds port %d on an overlapping address; sockets share a port only when %s. `tuple who %d` shows the holder",
 			port, share, port)
