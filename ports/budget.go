@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
@@ -161,6 +162,9 @@ type columns struct {
 	socks    []rules.Socket
 	timeLeft []time.Duration // nil: none known
 	owners   [][]Owner       // nil: not read
+	// findOwners, when not nil, finds owners instead (a Reader's: the
+	// census matches them while the model is indexed).
+	findOwners func() [][]Owner
 	// keep, when not nil, is the arrays of the previous budget, reused
 	// (a Reader's: one scrape after another allocates nothing of the
 	// table's size).
@@ -215,11 +219,23 @@ func budget(c columns, host rules.Host, opt Options) Report {
 		rep.Pool += popcount(pool[i])
 	}
 
-	cen := takeCensus(c, &pool)
+	// The census and the model's index are two passes over the table that
+	// need nothing of each other: they run side by side (the model is safe
+	// for concurrent use; its searches run side by side too). Where
+	// unknown facts are settled in place, the census reads the table first.
+	var cen census
+	var wg sync.WaitGroup
+	unknown := hasUnknown(c.socks)
+	if unknown {
+		cen = takeCensus(c, &pool)
+	} else {
+		wg.Go(func() { cen = takeCensus(c, &pool) })
+	}
+	lo, hi := models(c.socks, host, opt.Buckets, unknown, c.keep)
+	s := searchPool(lo, opt.SocketRange, rng, perSocket)
+	wg.Wait()
+	s.perTarget(lo, hi, cen.targets())
 	rep.InUse, rep.TimeWait, rep.BoundOnly = cen.inUse, cen.timeWait, cen.boundOnly
-
-	lo, hi := models(c.socks, host, opt.Buckets, cen.unknown, c.keep)
-	s := search(lo, hi, cen.targets(), opt.SocketRange, rng, perSocket)
 	rep.ConnectPool = s.pool
 	rep.BindOwned = s.hi[0].HeldByBind
 	rep.UnknownOrigin = s.lo[0].HeldByBind - s.hi[0].HeldByBind
@@ -237,7 +253,6 @@ func budget(c columns, host rules.Host, opt Options) Report {
 // holder's ports.
 type census struct {
 	inUse, timeWait, boundOnly int
-	unknown                    bool // some port origin or TIME_WAIT timestamps unknown
 	keys                       []destKey
 	dests                      []destAcc // parallel to keys
 	holders                    holderTally
@@ -246,6 +261,9 @@ type census struct {
 // takeCensus counts c against the pool.
 func takeCensus(c columns, pool *portSet) census {
 	cen := census{holders: holderTally{}}
+	if c.findOwners != nil {
+		c.owners = c.findOwners()
+	}
 	// Listening ports tell accepted children (same local port as a
 	// listener) apart from outgoing connections.
 	var listening, used portSet
@@ -262,7 +280,6 @@ func takeCensus(c columns, pool *portSet) census {
 	}
 	for i := range c.socks {
 		s := &c.socks[i]
-		cen.unknown = cen.unknown || s.Unknown&(rules.FactPortOrigin|rules.FactTimestamps) != 0
 		p := s.Local.Port()
 		inP := pool.has(p)
 		switch s.State {
@@ -336,36 +353,55 @@ type searched struct {
 	oddLoss  int // ports the lower bounds lose to an odd-sized range
 	lo, hi   []rules.PortCount
 	bindFree int
+	// socketRange is the new socket's own range; newSock is the socket
+	// whose connect() is searched per target.
+	socketRange inet.PortRange
+	newSock     rules.Socket
 }
 
-// search runs the rules model's connect() search for every target over lo
-// and hi, and bind(0) over lo.
-func search(lo, hi *rules.Model, targets []rules.Dest, socketRange, rng inet.PortRange, perSocket bool) searched {
-	var s searched
-	newSock := rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: socketRange}
-	s.pool = lo.ConnectPortsMany(newSock, targets[:1])[0].Searched
+// searchPool finds the size of connect()'s pool in the model lo, and
+// which socket the searches per target are made for.
+func searchPool(lo *rules.Model, socketRange, rng inet.PortRange, perSocket bool) searched {
+	s := searched{socketRange: socketRange, newSock: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: socketRange}}
+	anyDest := []rules.Dest{{}}
 	// Over an odd-sized range connect() visits one port fewer than the
 	// range holds (ConnectPool), and which one it leaves out depends on its
 	// random start (the model leaves out the top one). The free counts are
 	// then taken over every port, as a socket with its own range searches,
 	// and the lower bound loses the one port.
+	var all rules.PortCount
+	var wg sync.WaitGroup
 	if !perSocket {
-		every := newSock
+		every := s.newSock
 		every.PortRange = rng
-		if all := lo.ConnectPortsMany(every, targets[:1])[0]; all.Searched > s.pool {
-			s.oddLoss = all.Searched - s.pool
-			newSock = every
-		}
+		wg.Go(func() { all = lo.ConnectPortsMany(every, anyDest)[0] })
 	}
-	s.lo = lo.ConnectPortsMany(newSock, targets)
-	s.hi = s.lo
-	if hi != lo {
-		s.hi = hi.ConnectPortsMany(newSock, targets)
+	s.pool = lo.ConnectPortsMany(s.newSock, anyDest)[0].Searched
+	wg.Wait()
+	if all.Searched > s.pool {
+		s.oddLoss = all.Searched - s.pool
+		s.newSock.PortRange = rng
 	}
-	bind := lo.Predict(rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: socketRange},
-		rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
-	s.bindFree = max(bind.Candidates, 0)
 	return s
+}
+
+// perTarget runs connect()'s search for every target over lo and hi, and
+// bind(0) over lo, side by side.
+func (s *searched) perTarget(lo, hi *rules.Model, targets []rules.Dest) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		bind := lo.Predict(rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: s.socketRange},
+			rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
+		s.bindFree = max(bind.Candidates, 0)
+	})
+	if hi != lo {
+		wg.Go(func() { s.hi = hi.ConnectPortsMany(s.newSock, targets) })
+	}
+	s.lo = lo.ConnectPortsMany(s.newSock, targets)
+	wg.Wait()
+	if hi == lo {
+		s.hi = s.lo
+	}
 }
 
 // free is target i's free ports, lower and upper bound, within the pool.
@@ -487,6 +523,17 @@ func models(socks []rules.Socket, host rules.Host, buckets []rules.Bucket, unkno
 		hi = lo
 	}
 	return lo, hi
+}
+
+// hasUnknown reports whether some socket's port origin or TIME_WAIT
+// timestamps are unknown.
+func hasUnknown(socks []rules.Socket) bool {
+	for i := range socks {
+		if socks[i].Unknown&(rules.FactPortOrigin|rules.FactTimestamps) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // settle decides every unknown port origin and TIME_WAIT timestamp of

@@ -163,7 +163,7 @@ func readFiles(it iterLink, dst []File) ([]File, error) {
 		return nil, fmt.Errorf("open BPF iterator: %w", err)
 	}
 	defer rd.Close()
-	err = scanChunks(rd.Read, make([]byte, 0, scanChunk), fileRecordLen, func(b []byte) {
+	err = scanChunks(rd.Read, make([]byte, 0, scanBuffers*scanChunk), fileRecordLen, func(b []byte) {
 		dst = append(dst, File{
 			PID:   int32(binary.NativeEndian.Uint32(b[0:])),
 			FD:    int32(binary.NativeEndian.Uint32(b[4:])),

@@ -633,14 +633,14 @@ func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
 
 // Scan walks every socket of the reader's protocol, as Read does, without
 // keeping the records: they are read into buf a chunk at a time (buf's
-// capacity, at least scanChunk bytes; returned for the next scan to reuse)
+// capacity, at least scanBuffers*scanChunk bytes; returned for the next scan to reuse)
 // and each is decoded in turn into one Sock that fn sees during its call
 // only. It is for callers that keep a few fields of every socket (the
 // ports budget, scrape after scrape) and would otherwise hold the table
 // twice.
 func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
-	if cap(buf) < scanChunk {
-		buf = make([]byte, 0, scanChunk)
+	if cap(buf) < scanBuffers*scanChunk {
+		buf = make([]byte, 0, scanBuffers*scanChunk)
 	}
 	rd, err := r.it.Open()
 	if err != nil {
@@ -667,19 +667,53 @@ func scanRecords(read func([]byte) (int, error), buf []byte, proto inet.Proto, l
 }
 
 // scanChunks hands each n-byte record read returns to fn, reading into
-// buf (its whole capacity) a chunk at a time: the stream is never held
-// whole. A record cut by a read waits for the rest; a stream that ends
-// inside one is malformed.
+// buf a chunk at a time: the stream is never held whole. The reads and fn
+// run side by side, fn on another goroutine, in the stream's order, a
+// chunk behind: the kernel walks its table for the next chunk while this
+// one is decoded. buf's capacity is cut into scanBuffers chunks. A record
+// cut by a read waits for the rest; a stream that ends inside one is
+// malformed.
 func scanChunks(read func([]byte) (int, error), buf []byte, n int, fn func(rec []byte)) error {
-	b := buf[:0]
+	size := max(cap(buf)/scanBuffers, 2*n)
+	free := make(chan []byte, scanBuffers)
+	for i := range scanBuffers {
+		if (i+1)*size <= cap(buf) {
+			free <- buf[i*size : i*size : (i+1)*size]
+		} else {
+			free <- make([]byte, 0, size)
+		}
+	}
+	full := make(chan []byte, scanBuffers)
+	decoded := make(chan struct{})
+	go func() {
+		defer close(decoded)
+		for b := range full {
+			for rec := b; len(rec) > 0; rec = rec[n:] {
+				fn(rec[:n])
+			}
+			free <- b[:0]
+		}
+	}()
+	err := readChunks(read, n, free, full)
+	close(full)
+	<-decoded
+	return err
+}
+
+// readChunks reads into the chunks of free and passes each one's whole
+// records on to full, the cut record that ends it carried to the next.
+func readChunks(read func([]byte) (int, error), n int, free <-chan []byte, full chan<- []byte) error {
+	b := <-free
 	for {
+		// There is room: a chunk holds two records, and at most one
+		// cut record is carried.
 		m, err := read(b[len(b):cap(b)])
 		b = b[:len(b)+m]
-		whole := len(b) - len(b)%n
-		for rec := b[:whole]; len(rec) > 0; rec = rec[n:] {
-			fn(rec[:n])
+		if whole := len(b) - len(b)%n; whole > 0 {
+			next := append(<-free, b[whole:]...)
+			full <- b[:whole]
+			b = next
 		}
-		b = b[:copy(b, b[whole:])]
 		if err == io.EOF || (err == nil && m == 0) {
 			break
 		}
@@ -694,8 +728,13 @@ func scanChunks(read func([]byte) (int, error), buf []byte, n int, fn func(rec [
 }
 
 // scanChunk is the least Scan reads at a time: room for the 32 KiB a BPF
-// iterator's read returns at most, twice.
-const scanChunk = 64 << 10
+// iterator's read returns at most, twice. A scan's buffer holds
+// scanBuffers of them: one being read, the others being decoded or
+// waiting to be.
+const (
+	scanChunk   = 64 << 10
+	scanBuffers = 3
+)
 
 // ReadAsync starts Read in the background and returns a function that waits
 // for its result. The read happens in the calling thread's network
