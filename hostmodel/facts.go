@@ -77,3 +77,13 @@ func normKey(p inet.Proto, local, remote netip.AddrPort) sockfacts.Key {
 	}
 	return sockfacts.Key{Proto: p, Local: local, Remote: remote}
 }
+
+// Options returns s's options from its record, for
+// socktab.Query.OptionsFrom: false when f has none.
+func (f *Facts) Options(s *socktab.Socket) (socktab.KernelOptions, bool) {
+	r := f.Lookup(s)
+	if r == nil {
+		return socktab.KernelOptions{}, false
+	}
+	return socktab.KernelOptions{ReuseAddr: r.ReuseAddr, ReusePort: r.ReusePort, V6Only: r.V6Only, Dev: r.Dev}, true
+}

@@ -130,7 +130,7 @@ func (o Options) settings(ipv6 bool) ([]setting, error) {
 	switch o.V6Only {
 	case V6OnlyOn, V6OnlyOff:
 		if !ipv6 {
-			return nil, fmt.Errorf("%s: only an IPv6 socket has it", V6Only)
+			return nil, OnlyIPv6Error(V6Only)
 		}
 		add(true, V6Only, boolInt(o.V6Only == V6OnlyOn))
 	}
@@ -225,6 +225,11 @@ type Value struct {
 	Text  string // BindToDevice: the interface name
 }
 
+// OnlyIPv6Error is why option id, which only IPv6 sockets have
+// (IPV6_V6ONLY), is refused or unknown on an IPv4 socket: Read's reason,
+// for callers that learn the other options elsewhere.
+func OnlyIPv6Error(id ID) error { return fmt.Errorf("%s: only an IPv6 socket has it", id) }
+
 // Read reads every option the platform has from descriptor fd. Options the
 // platform lacks, or that the socket's family does not have, come back
 // unknown with the reason.
@@ -232,7 +237,7 @@ func Read(fd uintptr, ipv6 bool) map[ID]Value {
 	out := make(map[ID]Value, len(table))
 	for id, sp := range table {
 		if sp.v6Only && !ipv6 {
-			out[id] = Value{Err: fmt.Errorf("%s: only an IPv6 socket has it", id)}
+			out[id] = Value{Err: OnlyIPv6Error(id)}
 			continue
 		}
 		level, name := sp.levelName(ipv6)

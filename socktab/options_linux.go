@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 
@@ -17,8 +18,8 @@ import (
 // (Linux 5.6; needs ptrace access to the owner, i.e. root or the same uid
 // without Yama restrictions). A socket without owner, or whose owners'
 // descriptors cannot be duplicated, gets every option unknown with the
-// reason.
-func readOptions(ctx context.Context, socks []Socket, noOwner string) {
+// reason. Sockets whose done is true (fromKernel) are left as they are.
+func readOptions(ctx context.Context, socks []Socket, done []bool, noOwner string) {
 	const chunk = 256
 	parallel(runtime.GOMAXPROCS(0)+1, (len(socks)+chunk-1)/chunk, func(next func() (int, bool)) {
 		pidfds := make(map[int]pidfdResult)
@@ -31,6 +32,9 @@ func readOptions(ctx context.Context, socks []Socket, noOwner string) {
 		}()
 		for c, ok := next(); ok; c, ok = next() {
 			for i := c * chunk; i < min((c+1)*chunk, len(socks)); i++ {
+				if done != nil && done[i] {
+					continue
+				}
 				if ctx.Err() != nil {
 					setUnknown(&socks[i].Options, "not read: "+ctx.Err().Error())
 					continue
@@ -39,6 +43,63 @@ func readOptions(ctx context.Context, socks []Socket, noOwner string) {
 			}
 		}
 	})
+}
+
+// fromKernel fills each socket's options that from (Query.OptionsFrom)
+// knows and reports, per socket, whether none is left to read through an
+// owner: the reuse flags, v6only and the device from the record, freebind
+// and bind_address_no_port from INET_DIAG_SOCKOPT (which kernels before 5.10
+// do not send). The device's name is looked up in the calling thread's
+// namespace, so a socket of another namespace (Query.Namespaces) bound to a
+// device keeps the owner's read. nil when from is nil.
+func fromKernel(socks []Socket, from func(*Socket) (KernelOptions, bool)) []bool {
+	if from == nil {
+		return nil
+	}
+	done := make([]bool, len(socks))
+	names := map[int]string{}
+	for i := range socks {
+		s := &socks[i]
+		k, ok := from(s)
+		if !ok {
+			continue
+		}
+		o := &s.Options
+		o.ReuseAddr = Bool{Known: true, Value: k.ReuseAddr}
+		o.ReusePort = Bool{Known: true, Value: k.ReusePort}
+		if s.Family == inet.IPv6 {
+			o.V6Only = Bool{Known: true, Value: k.V6Only}
+		} else {
+			o.V6Only = Bool{Reason: sockopt.OnlyIPv6Error(sockopt.V6Only).Error()}
+		}
+		if name, ok := deviceName(k.Dev, s.NetNS, names); ok {
+			o.Device = Text{Known: true, Value: name}
+		}
+		done[i] = o.Device.Known && o.Freebind.Known && o.BindAddressNoPort.Known
+	}
+	return done
+}
+
+// deviceName is the name of interface dev as SO_BINDTODEVICE reports it
+// ("" for 0), looked up once per index in names; false when it cannot be
+// told here (another namespace's socket, an interface gone).
+func deviceName(dev int, netns uint64, names map[int]string) (string, bool) {
+	if dev == 0 {
+		return "", true
+	}
+	if netns != 0 {
+		return "", false
+	}
+	if name, ok := names[dev]; ok {
+		return name, name != ""
+	}
+	ifi, err := net.InterfaceByIndex(dev)
+	if err != nil {
+		names[dev] = ""
+		return "", false
+	}
+	names[dev] = ifi.Name
+	return ifi.Name, true
 }
 
 type pidfdResult struct {

@@ -100,7 +100,7 @@ func finish(ctx context.Context, t *Table, q Query, files *ownerFiles) {
 		if denied > 0 {
 			noOwner = fmt.Sprintf("owner unknown: descriptors of %d processes not readable (permission denied)", denied)
 		}
-		readOptions(ctx, socks, noOwner)
+		readOptions(ctx, socks, fromKernel(socks, q.OptionsFrom), noOwner)
 	}
 }
 

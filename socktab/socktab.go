@@ -37,6 +37,16 @@ type Options struct {
 	Device            Text // SO_BINDTODEVICE interface name, "" when unbound
 }
 
+// KernelOptions are the options of a socket that INET_DIAG_SOCKOPT does
+// not carry, as the kernel holds them (struct sock_common), for
+// Query.OptionsFrom.
+type KernelOptions struct {
+	ReuseAddr bool // sk_reuse != 0: SO_REUSEADDR
+	ReusePort bool // sk_reuseport: SO_REUSEPORT
+	V6Only    bool // sk_ipv6only: IPV6_V6ONLY (IPv6 sockets)
+	Dev       int  // sk_bound_dev_if: the SO_BINDTODEVICE ifindex, 0 for none
+}
+
 // Owner is one process holding a descriptor of the socket. A socket
 // inherited through fork or passed with SCM_RIGHTS has several.
 type Owner struct {
@@ -85,10 +95,18 @@ type Query struct {
 	// Filter, when not nil, keeps only the sockets its expression
 	// selects (its States are ANDed with States). The netlink source
 	// runs it in the kernel.
-	Filter   *Filter
-	Owners   bool   // find the processes holding each socket
-	Options  bool   // read live options (implies Owners)
-	ProcRoot string // procfs mount, "/proc" when empty
+	Filter  *Filter
+	Owners  bool // find the processes holding each socket
+	Options bool // read live options (implies Owners)
+	// OptionsFrom, with Options, gives a socket's options as another
+	// reader of the kernel holds them (the BPF socket iterator's records),
+	// or false when it has no record of the socket. A socket it answers
+	// for, whose other options the dump reported (INET_DIAG_SOCKOPT) and
+	// whose device is named, is not read through its owner's descriptor
+	// (pidfd_getfd and a getsockopt per option, a quarter of who's time
+	// beside a busy port). It is called from one goroutine.
+	OptionsFrom func(*Socket) (KernelOptions, bool)
+	ProcRoot    string // procfs mount, "/proc" when empty
 	// Namespaces, when set, are read instead of the caller's namespace:
 	// each from a thread inside it, every socket tagged with its
 	// namespace's inode (Socket.NetNS); owners come from one /proc scan for

@@ -95,20 +95,28 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	}
 	defer batchGC(o.procRoot)()
 	// As root the kernel's own records give every socket's reuse flags,
-	// TIME_WAIT entries' included; otherwise they come from the owners'
-	// descriptors where readable. Only the port's records are read (the
-	// iterator skips the others in the kernel), beside the dump, without
-	// inodes (the dump joins the owners).
-	waitTCP := sockfacts.ReadPortAsync(inet.TCP, o.port, sockfacts.SkipInode)
-	waitUDP := sockfacts.ReadPortAsync(inet.UDP, o.port, sockfacts.SkipInode)
-	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot})
-	facts, ferr := waitTCP()
-	udp, uerr := waitUDP()
-	if ferr != nil || uerr != nil {
-		facts = nil
-	} else {
-		facts = append(facts, udp...)
+	// v6only and device, TIME_WAIT entries' included, so no socket's
+	// options are read through its owner's descriptor; otherwise they come
+	// from the owners' descriptors where readable. Only the port's records
+	// are read (the iterator skips the others in the kernel), beside the
+	// dump, without inodes (the dump joins the owners).
+	waitTCP := whoFacts(inet.TCP, o.port, sockfacts.SkipInode)
+	waitUDP := whoFacts(inet.UDP, o.port, sockfacts.SkipInode)
+	var index *hostmodel.Facts
+	indexFacts := func() *hostmodel.Facts {
+		if index == nil {
+			facts, ferr := waitTCP()
+			udp, uerr := waitUDP()
+			if ferr != nil || uerr != nil {
+				facts, udp = nil, nil
+			}
+			index = hostmodel.IndexFacts(append(facts, udp...))
+		}
+		return index
 	}
+	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot,
+		OptionsFrom: func(s *socktab.Socket) (socktab.KernelOptions, bool) { return indexFacts().Options(s) }})
+	indexFacts()
 	if err != nil {
 		return err
 	}
@@ -117,15 +125,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		return err
 	}
 	notes := append(hostNotes, t.Notes...)
-	index := hostmodel.IndexFacts(facts)
 	var socks []socktab.Socket
 	for _, sk := range t.Sockets {
 		if o.addr.IsValid() && !(mayOverlap(sk, o.addr.WithZone("")) && (o.dev == 0 || sk.Dev == 0 || sk.Dev == o.dev)) {
 			continue
-		}
-		if kf := index.Lookup(&sk); kf != nil {
-			sk.Options.ReuseAddr = socktab.Bool{Known: true, Value: kf.ReuseAddr}
-			sk.Options.ReusePort = socktab.Bool{Known: true, Value: kf.ReusePort}
 		}
 		socks = append(socks, sk)
 	}
@@ -198,6 +201,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	}
 	return w.Flush()
 }
+
+// whoFacts reads the kernel's records of a port's sockets; tests replace it
+// to run who as where the iterator cannot (not root, no BTF).
+var whoFacts = sockfacts.ReadPortAsync
 
 // maxWhoGroups keeps who's default output within a screen (3 lines a group).
 const maxWhoGroups = 10
