@@ -31,8 +31,12 @@ import (
 type Reader struct {
 	facts *sockfacts.Reader // this read's: bare or withInode
 	// bare reads no inodes (dear to read, needed only to find owners);
-	// withInode does. Each is loaded at the first read that needs it.
+	// withInode reads those of the sockets holding a port of inodePorts,
+	// the ephemeral range: the owners the budget ranks. Each is loaded at
+	// the first read that needs it (withInode again when the range
+	// changes).
 	bare, withInode *sockfacts.Reader
+	inodePorts      inet.PortRange
 
 	buf    []byte // the iterator's output, a chunk at a time, reused
 	tab    Table
@@ -52,33 +56,41 @@ type twRef struct {
 // NewReader loads the iterator's program. It fails, wrapping
 // inet.ErrUnsupported, where the iterator cannot run (not root, no BTF):
 // Snapshot then reads the socket table instead.
-func NewReader() (*Reader, error) { return newReader(false) }
+func NewReader() (*Reader, error) { return newReader(false, rules.Host{}) }
 
-// newReader is NewReader loading the program a read with owners or
+// newReader is NewReader loading the program a read of host with owners or
 // without needs first.
-func newReader(owners bool) (*Reader, error) {
+func newReader(owners bool, host rules.Host) (*Reader, error) {
 	r := &Reader{}
-	if err := r.use(owners); err != nil {
+	if err := r.use(owners, host); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// use makes r.facts the program a read with owners or without needs,
-// loading it the first time.
-func (r *Reader) use(owners bool) error {
-	p, opts := &r.bare, []sockfacts.Option{sockfacts.SkipInode}
-	if owners {
-		p, opts = &r.withInode, nil
+// use makes r.facts the program a read of host with owners or without
+// needs, loading it the first time.
+func (r *Reader) use(owners bool, host rules.Host) error {
+	if !owners {
+		if r.bare == nil {
+			f, err := sockfacts.NewReader(inet.TCP, sockfacts.SkipInode)
+			if err != nil {
+				return err
+			}
+			r.bare = f
+		}
+		r.facts = r.bare
+		return nil
 	}
-	if *p == nil {
-		f, err := sockfacts.NewReader(inet.TCP, opts...)
+	if r.withInode == nil || r.inodePorts != host.EphemeralRange {
+		f, err := sockfacts.NewReader(inet.TCP, sockfacts.InodesWithin(host.EphemeralRange))
 		if err != nil {
 			return err
 		}
-		*p = f
+		r.withInode.Close()
+		r.withInode, r.inodePorts = f, host.EphemeralRange
 	}
-	r.facts = *p
+	r.facts = r.withInode
 	return nil
 }
 
@@ -99,13 +111,15 @@ const (
 )
 
 // Read reads the calling thread's network namespace with host's settings;
-// with owners it also finds the processes holding each socket (the
-// sockfacts task_file iterator). The table is valid until the next Read.
+// with owners it also finds the processes holding each socket the
+// budget ranks holders by: those holding a port of the ephemeral range,
+// and bound-only sockets (the sockfacts task_file iterator). The table is
+// valid until the next Read.
 func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, owners bool) (*Table, error) {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	if err := r.use(owners); err != nil {
+	if err := r.use(owners, host); err != nil {
 		return nil, err
 	}
 	n := 0

@@ -21,7 +21,7 @@ import (
 // records cannot be read.
 func Snapshot(ctx context.Context, host rules.Host, procRoot string, owners, options bool) (*Table, error) {
 	if !options {
-		if r, err := newReader(owners); err == nil {
+		if r, err := newReader(owners, host); err == nil {
 			defer r.Close()
 			if t, err := r.Read(ctx, host, procRoot, owners); err == nil {
 				return t, nil

@@ -483,7 +483,7 @@ func (e *eval) walkConnectRange(block bool, shared func(c *PortCount, p int, own
 // bind() or listen() (the exact bucket, when given, says so directly).
 // With block set the owners are recorded as blockers.
 func (e *eval) heldByBind(p uint16, owners []int32, block bool) bool {
-	if x, exact := e.m.exact[p]; exact {
+	if x, exact := e.m.bucket(p); exact {
 		byBind := x.FastReuse >= 0 || x.FastReusePort >= 0
 		if byBind && block {
 			for _, j := range owners {

@@ -156,7 +156,7 @@ func (b *bucket) update(s Socket, k kaddr, listen bool) {
 // reuse flags.
 func (m *Model) bucketFor(port uint16) bucket {
 	owners := m.owners(inet.TCP, port)
-	if x, ok := m.exact[port]; ok {
+	if x, ok := m.bucket(port); ok {
 		return bucket{owners: len(owners), fastreuse: x.FastReuse, fastreuseport: x.FastReusePort,
 			fastuid: x.FastUID, fast: kaddrOf(x.FastFamily, x.FastAddr, x.FastV6Only)}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
 )
 
 // Model is a World indexed by (protocol, port) for repeated predictions over
@@ -24,9 +25,14 @@ type Model struct {
 	// connect() search compares them without converting.
 	local  []netip.Addr
 	remote []netip.AddrPort
-	exact  map[uint16]Bucket // World.Buckets by port
-	marked map[uint16]bool   // World.BindMarked, on kernels that keep the mark
-	packed []uint64          // Reindex's sort, kept for the next
+	// buckets are World.Buckets; bucketAt[port] is 1 + the index of
+	// port's bucket there, 0 for none (empty when there are none): a
+	// table's buckets are a bucket per port in use, tens of thousands,
+	// looked up for every port of every search.
+	buckets  []Bucket
+	bucketAt []int32
+	marked   map[uint16]bool // World.BindMarked, on kernels that keep the mark
+	packed   []uint64        // Reindex's sort, kept for the next
 }
 
 // NewModel indexes w. The model keeps w.Sockets (it does not copy them);
@@ -46,8 +52,7 @@ func (m *Model) Reindex(w World) *Model {
 	n := len(w.Sockets)
 	*m = Model{host: w.Host, socks: w.Sockets, eps: resize(m.eps, n),
 		local: resize(m.local, n), remote: resize(m.remote, n),
-		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], exact: m.exact}
-	clear(m.exact)
+		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], buckets: w.Buckets, bucketAt: m.bucketAt[:0]}
 	// Port owners sorted by key<<32 | index: one flat sort, in which the
 	// owners of one port keep World order (oldest first).
 	packed := slices.Grow(m.packed, n)
@@ -68,11 +73,12 @@ func (m *Model) Reindex(w World) *Model {
 			m.marked[p] = true
 		}
 	}
-	for _, b := range w.Buckets {
-		if m.exact == nil {
-			m.exact = make(map[uint16]Bucket, len(w.Buckets))
+	if len(w.Buckets) > 0 {
+		m.bucketAt = resize(m.bucketAt, 1<<16)
+		clear(m.bucketAt)
+		for i, b := range w.Buckets {
+			m.bucketAt[b.Port] = int32(i + 1) // a port given twice: the last
 		}
-		m.exact[b.Port] = b
 	}
 	slices.Sort(packed)
 	m.packed = packed
@@ -88,7 +94,9 @@ func (m *Model) Reindex(w World) *Model {
 // the last does not allocate again.
 func resize[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]T, n, n+n/32+16)
+		s = make([]T, n, n+n/32+16)
+		prefault.Slice(s) // a table's worth of fresh pages, in one call
+		return s
 	}
 	return s[:n]
 }
@@ -103,6 +111,14 @@ func Predict(w World, s Socket, op Op) Outcome {
 // ownsPort reports whether s holds a port the rules compare against.
 func ownsPort(s Socket) bool {
 	return s.State != Unbound && s.Local.Port() != 0 && (s.Proto == inet.TCP || s.Proto == inet.UDP)
+}
+
+// bucket is World.Buckets' bucket of port, if it has one.
+func (m *Model) bucket(port uint16) (Bucket, bool) {
+	if len(m.bucketAt) == 0 || m.bucketAt[port] == 0 {
+		return Bucket{}, false
+	}
+	return m.buckets[m.bucketAt[port]-1], true
 }
 
 func key(p inet.Proto, port uint16) uint32 { return uint32(p)<<16 | uint32(port) }

@@ -64,11 +64,32 @@ type Key struct {
 func (s Sock) Key() Key { return Key{s.Proto, s.Local, s.Remote} }
 
 // Option changes what a Reader reads of every socket.
-type Option uint8
+type Option struct {
+	skipInode bool
+	inodes    inet.PortRange // zero: every port's
+}
 
 // SkipInode leaves Sock.Inode 0. The inode is the one fact of a record in
 // memory of its own (the socket's inode, beside struct socket): two
 // dependent loads per socket, a large part of the program's time on a big
 // table. A caller that does not join sockets to their owners by inode
 // skips it.
-const SkipInode Option = 1 << iota
+var SkipInode = Option{skipInode: true}
+
+// InodesWithin reads the inode only of sockets whose local port is in r
+// (0 for the others), for a caller that needs the owners of those only:
+// the ephemeral-port budget, which ranks the holders of the ephemeral
+// range, skips the inodes of a server's many accepted connections.
+func InodesWithin(r inet.PortRange) Option { return Option{inodes: r} }
+
+// join is the options of opts together (the last range given wins).
+func join(opts []Option) Option {
+	var o Option
+	for _, op := range opts {
+		o.skipInode = o.skipInode || op.skipInode
+		if op.inodes != (inet.PortRange{}) {
+			o.inodes = op.inodes
+		}
+	}
+	return o
+}

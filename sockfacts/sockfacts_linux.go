@@ -87,9 +87,9 @@ func kernelLayout() (*layout, error) {
 // udp_sock, which starts with its sock_common.
 //
 // With port not 0 it writes records only for sockets whose local port is
-// port: the others are skipped in the kernel. Without withInode the
-// records' inode is 0 (see SkipInode).
-func program(l *layout, proto inet.Proto, port uint16, withInode bool) asm.Instructions {
+// port: the others are skipped in the kernel. Where o says so, the
+// records' inode is 0 (SkipInode, InodesWithin).
+func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		sk   = asm.R7
@@ -157,11 +157,19 @@ func program(l *layout, proto inet.Proto, port uint16, withInode bool) asm.Instr
 	// (each load a probe: a NULL on the way stops the chain). The helper
 	// call clobbers R0-R5.
 	inode := func(reg asm.Register, done string) asm.Instructions {
-		if !withInode {
+		if o.skipInode {
 			return nil
 		}
+		var read asm.Instructions
+		if r := o.inodes; r != (inet.PortRange{}) {
+			read = asm.Instructions{
+				asm.LoadMem(asm.R1, sk, int16(l.num.off), asm.Half), // skc_num, host order
+				asm.JLT.Imm(asm.R1, int32(r.Lo), done),
+				asm.JGT.Imm(asm.R1, int32(r.Hi), done),
+			}
+		}
 		if l.sockIno != 0 {
-			return asm.Instructions{
+			return append(read,
 				asm.LoadMem(asm.R3, reg, int16(l.skSocket.off), asm.DWord),
 				asm.JEq.Imm(asm.R3, 0, done),
 				asm.Add.Imm(asm.R3, int32(l.sockIno)),
@@ -169,9 +177,9 @@ func program(l *layout, proto inet.Proto, port uint16, withInode bool) asm.Instr
 				asm.Add.Imm(asm.R1, base+recInode),
 				asm.Mov.Imm(asm.R2, 8),
 				asm.FnProbeReadKernel.Call(),
-			}
+			)
 		}
-		return asm.Instructions{
+		return append(read,
 			asm.LoadMem(asm.R1, reg, int16(l.skSocket.off), asm.DWord),
 			asm.JEq.Imm(asm.R1, 0, done),
 			asm.LoadMem(asm.R1, asm.R1, int16(l.socketFile.off), asm.DWord),
@@ -180,7 +188,7 @@ func program(l *layout, proto inet.Proto, port uint16, withInode bool) asm.Instr
 			asm.JEq.Imm(asm.R1, 0, done),
 			asm.LoadMem(asm.R1, asm.R1, int16(l.iIno.off), asm.DWord),
 			asm.StoreMem(asm.RFP, base+recInode, asm.R1, asm.DWord),
-		}
+		)
 	}
 	if proto == inet.UDP {
 		// Every UDP socket is a full socket.
@@ -331,15 +339,6 @@ func NewReader(proto inet.Proto, opts ...Option) (*Reader, error) {
 	return newReader(proto, 0, join(opts))
 }
 
-// join is the options of opts together.
-func join(opts []Option) Option {
-	var o Option
-	for _, op := range opts {
-		o |= op
-	}
-	return o
-}
-
 // ReadPort is Read of the sockets whose local port is port only, filtered
 // in the kernel: a caller that asks about one port does not decode the
 // records of every socket. opts are as for NewReader.
@@ -360,7 +359,7 @@ func newReader(proto inet.Proto, port uint16, o Option) (*Reader, error) {
 	}
 	it, l, err := attachIter("tuple_sk_"+target, target,
 		func(k *rawBTF) (*layout, error) { return k.sock, k.sockErr }, kernelLayout,
-		func(l *layout) asm.Instructions { return program(l, proto, port, o&SkipInode == 0) })
+		func(l *layout) asm.Instructions { return program(l, proto, port, o) })
 	if err != nil {
 		return nil, err
 	}

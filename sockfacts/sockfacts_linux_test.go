@@ -530,8 +530,8 @@ func inodeOf(fd int) (uint16, uint64, error) {
 
 // loadRecords runs the socket program over l once, loaded with bpf(2)
 // (raw) or by cilium/ebpf, and decodes its records.
-func loadRecords(raw bool, l *layout, proto inet.Proto, port uint16, withInode bool) ([]Sock, error) {
-	it, err := linkVia(raw, proto, program(l, proto, port, withInode))
+func loadRecords(raw bool, l *layout, proto inet.Proto, port uint16, o Option) ([]Sock, error) {
+	it, err := linkVia(raw, proto, program(l, proto, port, o))
 	if err != nil {
 		return nil, err
 	}
@@ -547,7 +547,8 @@ func loadRecords(raw bool, l *layout, proto inet.Proto, port uint16, withInode b
 // fstat of its descriptor says) for a listener, a client, an accepted
 // child and a UDP socket, read beside the socket (socket_alloc) or
 // through its file alike, with the program loaded with bpf(2) or by
-// cilium/ebpf; SkipInode leaves every inode 0.
+// cilium/ebpf; SkipInode leaves every inode 0, InodesWithin those of the
+// sockets outside its ports.
 func TestInodeReads(t *testing.T) {
 	requireBTF(t)
 	l, err := kernelLayout()
@@ -585,14 +586,16 @@ func TestInodeReads(t *testing.T) {
 			}
 			want[netip.AddrPortFrom(netip.AddrFrom4(lo), port)] = ino
 		}
+		within := InodesWithin(inet.PortRange{Lo: 7601, Hi: 7602})
 		for name, c := range map[string]struct {
-			l    *layout
-			with bool
-		}{"socket_alloc": {l, true}, "file": {&viaFile, true}, "skip": {l, false}} {
+			l *layout
+			o Option
+		}{"socket_alloc": {l, Option{}}, "file": {&viaFile, Option{}}, "skip": {l, SkipInode},
+			"window socket_alloc": {l, within}, "window file": {&viaFile, within}} {
 			for _, raw := range []bool{true, false} {
 				got := map[netip.AddrPort]uint64{}
 				for _, proto := range []inet.Proto{inet.TCP, inet.UDP} {
-					recs, err := loadRecords(raw, c.l, proto, 0, c.with)
+					recs, err := loadRecords(raw, c.l, proto, 0, c.o)
 					if err != nil {
 						return err
 					}
@@ -618,7 +621,8 @@ func TestInodeReads(t *testing.T) {
 	for name, got := range reads {
 		for key, ino := range want {
 			w := ino
-			if strings.HasPrefix(name, "skip") {
+			// The listener and its child (key port 0) hold port 7600.
+			if strings.HasPrefix(name, "skip") || strings.HasPrefix(name, "window") && key.Port() < 7601 {
 				w = 0
 			}
 			if got[key] != w {
@@ -642,7 +646,7 @@ func readerVia(raw bool, proto inet.Proto, port uint16, o Option) (*Reader, erro
 	if err != nil {
 		return nil, err
 	}
-	it, err := linkVia(raw, proto, program(l, proto, port, o&SkipInode == 0))
+	it, err := linkVia(raw, proto, program(l, proto, port, o))
 	if err != nil {
 		return nil, err
 	}
@@ -717,7 +721,7 @@ func TestRawReaderMatchesLoader(t *testing.T) {
 		sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: lo4, Port: 7700})
 		sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, &unix.SockaddrInet6{Addr: lo6, Port: 7701})
 		time.Sleep(50 * time.Millisecond) // the FIN exchange
-		for _, rd := range []read{{inet.TCP, 0, 0}, {inet.TCP, 0, SkipInode}, {inet.TCP, 7700, 0}, {inet.UDP, 0, 0}, {inet.UDP, 7701, SkipInode}} {
+		for _, rd := range []read{{inet.TCP, 0, Option{}}, {inet.TCP, 0, SkipInode}, {inet.TCP, 7700, Option{}}, {inet.UDP, 0, Option{}}, {inet.UDP, 7701, SkipInode}} {
 			var pair [2][]Sock
 			for i, raw := range []bool{true, false} {
 				r, err := readerVia(raw, rd.proto, rd.port, rd.o)
@@ -765,7 +769,7 @@ func TestRawReaderMatchesLoader(t *testing.T) {
 			t.Errorf("%+v: %d TIME_WAIT entries, want 1", rd, tw)
 		case rd.proto == inet.UDP && rd.port == 0 && len(raw) != 2, rd.port == 7701 && len(raw) != 1:
 			t.Errorf("%+v: %d records", rd, len(raw))
-		case rd.o&SkipInode != 0 && inodes != 0, rd.o&SkipInode == 0 && inodes == 0:
+		case rd.o.skipInode && inodes != 0, !rd.o.skipInode && inodes == 0:
 			t.Errorf("%+v: %d records with an inode", rd, inodes)
 		}
 	}
@@ -780,7 +784,7 @@ func TestAttachIterMissingField(t *testing.T) {
 	requireBTF(t)
 	loaded := false
 	loader := func() (*layout, error) { loaded = true; return kernelLayout() }
-	prog := func(l *layout) asm.Instructions { return program(l, inet.TCP, 0, false) }
+	prog := func(l *layout) asm.Instructions { return program(l, inet.TCP, 0, SkipInode) }
 	_, _, err := attachIter("tuple_sk_tcp", "tcp",
 		func(*rawBTF) (*layout, error) {
 			return nil, errors.New("kernel BTF has no inet_timewait_sock.tw_connect_bind")
