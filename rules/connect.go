@@ -341,7 +341,7 @@ func (e *eval) connectSearch(peer netip.AddrPort, src netip.Addr, block bool) (P
 		}
 	})
 	if block && c.Candidates() > 0 {
-		e.out.Blockers = nil
+		e.unblock()
 	}
 	return c, w.pick()
 }

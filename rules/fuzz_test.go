@@ -86,7 +86,8 @@ var addrCmp = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})
 
 // FuzzPredict checks that the model never panics and is deterministic:
 // the same world, socket and operation give equal outcomes, through
-// Predict and through a reused Model.
+// Predict and through a reused Model; and Verdict is Predict without the
+// blockers' list.
 func FuzzPredict(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("\x05\x02\x01\x00\x01\x03\x02\x00\x07\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a"))
@@ -123,6 +124,7 @@ func FuzzPredict(f *testing.F) {
 		if diff := cmp.Diff(b, c, addrCmp); diff != "" {
 			t.Fatalf("two Model.Predict calls differ:\n%s", diff)
 		}
+		sameVerdict(t, a, m.Verdict(s, op))
 		if a.OK() != (a.Err == 0) || a.Rule == "" || a.Why == "" {
 			t.Fatalf("incomplete outcome: %+v", a)
 		}

@@ -11,8 +11,17 @@ import (
 
 // Predict returns what the kernel would do if the new socket s performed op
 // in the model's world. It never panics and does not modify the world.
-func (m *Model) Predict(s Socket, op Op) Outcome {
-	e := &eval{m: m, s: s, op: op}
+func (m *Model) Predict(s Socket, op Op) Outcome { return m.predict(s, op, false) }
+
+// Verdict is Predict without the list of blockers (Outcome.Blockers is
+// nil; the rest is the same, the counts in Why included): it costs a walk
+// of the port's holders, not a copy and a sentence per holder. tuple who
+// asks whether a new socket could share a port beside thousands of
+// accepted connections.
+func (m *Model) Verdict(s Socket, op Op) Outcome { return m.predict(s, op, true) }
+
+func (m *Model) predict(s Socket, op Op, quiet bool) Outcome {
+	e := &eval{m: m, s: s, op: op, quiet: quiet}
 	e.out = Outcome{After: s, Candidates: -1}
 	e.fam = e.family()
 	e.v6only = e.fam == inet.IPv6 && s.V6Only
@@ -51,6 +60,10 @@ type eval struct {
 	out    Outcome
 	seen   map[[2]int]bool // assumptions already listed: {socket, fact}
 	pick   connectPick     // a searching TCP connect()'s port, as far as the walk's order tells
+	// quiet (Verdict) counts blockers without listing them or wording
+	// why; blocked is len(out.Blockers) as Predict would have it.
+	quiet   bool
+	blocked int
 }
 
 func (e *eval) family() inet.Family {
@@ -89,8 +102,23 @@ func (e *eval) consult(i int, f Fact) {
 }
 
 func (e *eval) block(i int, reason string) {
-	e.out.Blockers = append(e.out.Blockers, Blocker{Index: i, Socket: e.m.socks[i], Reason: reason})
+	e.blocked++
+	if !e.quiet {
+		e.out.Blockers = append(e.out.Blockers, Blocker{Index: i, Socket: e.m.socks[i], Reason: reason})
+	}
 }
+
+// blockWhy is block with the reason worded only when it is listed.
+func (e *eval) blockWhy(i int, why func() string) {
+	if e.quiet {
+		e.block(i, "")
+		return
+	}
+	e.block(i, why())
+}
+
+// unblock forgets the blockers found so far.
+func (e *eval) unblock() { e.out.Blockers, e.blocked = nil, 0 }
 
 // bound reports whether the new socket already holds a port or is past
 // CLOSE, which makes bind() fail with EINVAL.
@@ -322,6 +350,9 @@ func (e *eval) tcpPair(ep endpoint, i int, relax, reuseportOK bool) (tcpVerdict,
 	if !relax {
 		return tcpConflict, "it holds the port and a bind(0) search takes only ports nobody holds on that address"
 	}
+	if e.quiet {
+		return tcpConflict, "" // Verdict: not listed
+	}
 	return tcpConflict, tcpConflictReason(n, o)
 }
 
@@ -391,13 +422,13 @@ func (e *eval) tcpExplicit(ep endpoint, port uint16, listen bool) {
 	if listen {
 		op, rule = "listen", "listen-conflict"
 	}
-	if n := len(e.out.Blockers); n > 0 {
+	if n := e.blocked; n > 0 {
 		fam, a, v6only := e.fam, e.out.After.Local.Addr(), e.out.After.V6Only
 		if listen {
 			a, v6only = e.s.Local.Addr(), e.v6onlyNow()
 		}
 		if ok, cache := e.m.fastPath(e.s, fam, a, v6only, port, listen); ok {
-			e.out.Blockers = nil
+			e.unblock()
 			e.ok(cache+"-cache", fmt.Sprintf("the per-socket rules would refuse port %d, but the kernel's cached %s state for the port (set by the sockets that bound it before) skips the conflict check", port, cache))
 			return
 		}
@@ -455,13 +486,13 @@ func (e *eval) udpExplicit(ep endpoint, port uint16) {
 		if compat {
 			shared++
 		} else {
-			e.block(i, udpConflictReason(n, e.m.socks[i]))
+			e.blockWhy(i, func() string { return udpConflictReason(n, e.m.socks[i]) })
 		}
 	}
 	switch {
 	case first >= 0 && firstOK:
-		later := len(e.out.Blockers)
-		e.out.Blockers = nil
+		later := e.blocked
+		e.unblock()
 		why := fmt.Sprintf("%s holds UDP port %d with SO_REUSEPORT and the same uid; the kernel stops at the first overlapping socket, so the bind joins it", describe(e.m.socks[first]), port)
 		if later > 0 {
 			why += fmt.Sprintf(" (and does not look at %d later socket(s) that would conflict)", later)

@@ -72,6 +72,16 @@ type ruleCase struct {
 	want verdict
 }
 
+// sameVerdict fails t unless v (Model.Verdict) is o (Predict) without
+// the blockers' list.
+func sameVerdict(t *testing.T, o, v Outcome) {
+	t.Helper()
+	o.Blockers = nil
+	if diff := cmp.Diff(o, v, addrCmp); diff != "" {
+		t.Errorf("Verdict differs from Predict without its blockers (-Predict +Verdict):\n%s", diff)
+	}
+}
+
 func runCases(t *testing.T, cases []ruleCase) {
 	t.Helper()
 	for _, c := range cases {
@@ -80,10 +90,13 @@ func runCases(t *testing.T, cases []ruleCase) {
 			if c.host != nil {
 				c.host(&h)
 			}
-			got := verdictOf(Predict(World{Host: h, Sockets: c.have}, c.s, c.op))
+			w := World{Host: h, Sockets: c.have}
+			o := Predict(w, c.s, c.op)
+			got := verdictOf(o)
 			if diff := cmp.Diff(c.want, got); diff != "" {
 				t.Errorf("Predict() mismatch (-want +got):\n%s", diff)
 			}
+			sameVerdict(t, o, NewModel(w).Verdict(c.s, c.op))
 		})
 	}
 }

@@ -372,6 +372,10 @@ func shareVerdict(sit *hostmodel.Situation, proto inet.Proto, addr netip.Addr, p
 		rpUID = uint32(uid)
 	}
 	verdictIn := func(w rules.World) string {
+		// One model of the world for the four binds; Verdict, not
+		// Predict: only whether each bind works is needed, not every
+		// holder that blocks it, worded.
+		m := rules.NewModel(w)
 		ok := func(ra, rp bool) bool {
 			s := rules.Socket{ID: "new socket", Proto: proto, Family: inet.IPv4, State: rules.Unbound,
 				ReuseAddr: ra, ReusePort: rp, UID: self, CanBindPrivileged: true}
@@ -381,8 +385,7 @@ func shareVerdict(sit *hostmodel.Situation, proto inet.Proto, addr netip.Addr, p
 			if rp {
 				s.UID = rpUID
 			}
-			p := hostmodel.Plan{Socket: s, Ops: []rules.Op{{Kind: rules.OpBind, Addr: netip.AddrPortFrom(addr, port)}}}
-			return hostmodel.Predict(nil, w, p).OK()
+			return m.Verdict(s, rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(addr, port)}).OK()
 		}
 		switch ra, rp := ok(true, false), ok(false, true); {
 		case ok(false, false):
