@@ -223,6 +223,7 @@ func budget(c columns, host rules.Host, opt Options) Report {
 	// need nothing of each other: they run side by side (the model is safe
 	// for concurrent use; its searches run side by side too). Where
 	// unknown facts are settled in place, the census reads the table first.
+	// The size of connect()'s pool needs neither.
 	var cen census
 	var wg sync.WaitGroup
 	unknown := hasUnknown(c.socks)
@@ -232,7 +233,7 @@ func budget(c columns, host rules.Host, opt Options) Report {
 		wg.Go(func() { cen = takeCensus(c, &pool) })
 	}
 	lo, hi := models(c.socks, host, opt.Buckets, unknown, c.keep)
-	s := searchPool(lo, opt.SocketRange, rng, perSocket)
+	s := searchPool(host, opt.SocketRange, rng, perSocket)
 	wg.Wait()
 	s.perTarget(lo, hi, cen.targets())
 	rep.InUse, rep.TimeWait, rep.BoundOnly = cen.inUse, cen.timeWait, cen.boundOnly
@@ -359,28 +360,23 @@ type searched struct {
 	newSock     rules.Socket
 }
 
-// searchPool finds the size of connect()'s pool in the model lo, and
-// which socket the searches per target are made for.
-func searchPool(lo *rules.Model, socketRange, rng inet.PortRange, perSocket bool) searched {
+// searchPool finds the size of connect()'s pool on host, and which socket
+// the searches per target are made for.
+func searchPool(host rules.Host, socketRange, rng inet.PortRange, perSocket bool) searched {
 	s := searched{socketRange: socketRange, newSock: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: socketRange}}
-	anyDest := []rules.Dest{{}}
+	s.pool = rules.ConnectSearched(host, s.newSock)
 	// Over an odd-sized range connect() visits one port fewer than the
 	// range holds (ConnectPool), and which one it leaves out depends on its
 	// random start (the model leaves out the top one). The free counts are
 	// then taken over every port, as a socket with its own range searches,
 	// and the lower bound loses the one port.
-	var all rules.PortCount
-	var wg sync.WaitGroup
 	if !perSocket {
 		every := s.newSock
 		every.PortRange = rng
-		wg.Go(func() { all = lo.ConnectPortsMany(every, anyDest)[0] })
-	}
-	s.pool = lo.ConnectPortsMany(s.newSock, anyDest)[0].Searched
-	wg.Wait()
-	if all.Searched > s.pool {
-		s.oddLoss = all.Searched - s.pool
-		s.newSock.PortRange = rng
+		if all := rules.ConnectSearched(host, every); all > s.pool {
+			s.oddLoss = all - s.pool
+			s.newSock = every
+		}
 	}
 	return s
 }

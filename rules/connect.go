@@ -413,6 +413,22 @@ func (w *pickWalk) pick() connectPick {
 	return p
 }
 
+// ConnectSearched is the size of the pool a TCP connect() of s searches on
+// h (PortCount.Searched): the ports of its effective range the search
+// visits, less the reserved. It does not depend on who holds them, so it
+// needs no model.
+func ConnectSearched(h Host, s Socket) int {
+	r, perSocket := EffectiveRange(h, s)
+	sp := connectSpans(r, perSocket)
+	var c PortCount
+	for k := 0; k < sp.n; k++ {
+		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
+			c.searches(&h, p)
+		}
+	}
+	return c.Searched
+}
+
 // searches reports whether the search tries port p (not 0, not reserved),
 // counting it as searched or reserved.
 func (c *PortCount) searches(h *Host, p int) bool {

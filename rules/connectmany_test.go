@@ -130,3 +130,29 @@ func TestSearchesIgnoreUnsearchablePorts(t *testing.T) {
 		t.Errorf("only %d sockets outside the range: the worlds are too thin", left)
 	}
 }
+
+// TestConnectSearchedMatchesWalk: the pool size ConnectSearched gives
+// without a model is the Searched of the model's connect() walk, over
+// ranges of both parities, reserved ports and sockets' own ranges.
+func TestConnectSearchedMatchesWalk(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 11))
+	for world := range 300 {
+		h := DefaultHost()
+		lo := uint16(1000 + r.IntN(60000))
+		h.EphemeralRange = inet.PortRange{Lo: lo, Hi: lo + uint16(r.IntN(300))}
+		for range r.IntN(3) {
+			p := lo + uint16(r.IntN(300))
+			h.ReservedPorts = append(h.ReservedPorts, inet.PortRange{Lo: p, Hi: p + uint16(r.IntN(20))})
+		}
+		s := Socket{Proto: inet.TCP, Family: inet.IPv4}
+		if r.IntN(2) == 0 {
+			a := lo + uint16(r.IntN(200)) - 50
+			s.PortRange = inet.PortRange{Lo: a, Hi: a + uint16(r.IntN(150))}
+		}
+		walk := NewModel(World{Host: h}).ConnectPortsMany(s, []Dest{{}})[0].Searched
+		if got := ConnectSearched(h, s); got != walk {
+			t.Fatalf("world %d, range %v reserved %v, socket range %v: ConnectSearched %d, the walk searched %d",
+				world, h.EphemeralRange, h.ReservedPorts, s.PortRange, got, walk)
+		}
+	}
+}

@@ -669,9 +669,11 @@ func scanRecords(read func([]byte) (int, error), buf []byte, proto inet.Proto, l
 // buf a chunk at a time: the stream is never held whole. The reads and fn
 // run side by side, fn on another goroutine, in the stream's order, a
 // chunk behind: the kernel walks its table for the next chunk while this
-// one is decoded. buf's capacity is cut into scanBuffers chunks. A record
-// cut by a read waits for the rest; a stream that ends inside one is
-// malformed.
+// one is decoded. buf's capacity is cut into scanBuffers chunks, each
+// handed on once reads have filled half of it: a handoff wakes the other
+// goroutine, dear on a virtual machine, so it comes every few reads, not
+// after each one. A record cut by a read waits for the rest; a stream that
+// ends inside one is malformed.
 func scanChunks(read func([]byte) (int, error), buf []byte, n int, fn func(rec []byte)) error {
 	size := max(cap(buf)/scanBuffers, 2*n)
 	free := make(chan []byte, scanBuffers)
@@ -704,16 +706,18 @@ func scanChunks(read func([]byte) (int, error), buf []byte, n int, fn func(rec [
 func readChunks(read func([]byte) (int, error), n int, free <-chan []byte, full chan<- []byte) error {
 	b := <-free
 	for {
-		// There is room: a chunk holds two records, and at most one
-		// cut record is carried.
+		// There is room: a chunk is at most half full between reads
+		// (it holds two records at least, and at most one cut record is
+		// carried).
 		m, err := read(b[len(b):cap(b)])
 		b = b[:len(b)+m]
-		if whole := len(b) - len(b)%n; whole > 0 {
+		end := err == io.EOF || (err == nil && m == 0)
+		if whole := len(b) - len(b)%n; whole > 0 && (len(b) > cap(b)/2 || end || err != nil) {
 			next := append(<-free, b[whole:]...)
 			full <- b[:whole]
 			b = next
 		}
-		if err == io.EOF || (err == nil && m == 0) {
+		if end {
 			break
 		}
 		if err != nil {
@@ -726,12 +730,12 @@ func readChunks(read func([]byte) (int, error), n int, free <-chan []byte, full 
 	return nil
 }
 
-// scanChunk is the least Scan reads at a time: room for the 32 KiB a BPF
-// iterator's read returns at most, twice. A scan's buffer holds
-// scanBuffers of them: one being read, the others being decoded or
-// waiting to be.
+// scanChunk is what Scan hands on to be decoded at a time: eight of the
+// 32 KiB a BPF iterator's read returns at most, so that a chunk is handed
+// on after four reads or more. A scan's buffer holds scanBuffers of them:
+// one being read, the others being decoded or waiting to be.
 const (
-	scanChunk   = 64 << 10
+	scanChunk   = 256 << 10
 	scanBuffers = 3
 )
 
