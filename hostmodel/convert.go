@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
@@ -54,6 +55,7 @@ type Situation struct {
 // World returns the model's world.
 func (s *Situation) World() rules.World {
 	w := rules.World{Host: s.Host, Sockets: make([]rules.Socket, len(s.Entries)), Buckets: s.Buckets}
+	prefault.Slice(w.Sockets)
 	for i, e := range s.Entries {
 		w.Sockets[i] = e.Socket
 	}
@@ -70,6 +72,7 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 		return sit
 	}
 	sit.Entries = make([]Entry, 0, len(t.Sockets))
+	prefault.Slice(sit.Entries) // one call, not a fault per page (a port's thousands of connections)
 	sit.Notes = append(sit.Notes, t.Notes...)
 	sit.Buckets = eachEntry(host, t, facts, true, func(_ *socktab.Socket, e *Entry) {
 		sit.Entries = append(sit.Entries, *e)
