@@ -235,10 +235,10 @@ func (m *Model) tupleMatch(i int, src netip.Addr, peer netip.AddrPort, dev int) 
 	if d := m.socks[i].Dev; d != 0 && d != dev {
 		return false
 	}
-	if m.remote[i] != peer {
+	if m.remote(i) != peer {
 		return false
 	}
-	return !src.IsValid() || m.local[i] == src
+	return !src.IsValid() || m.local(i) == src
 }
 
 func unmapPort(a netip.AddrPort) netip.AddrPort {
@@ -675,8 +675,9 @@ func (ix destIndex) holding(m *Model, j int) []int {
 	if st := m.socks[j].State; st != Connected && st != TimeWait {
 		return nil
 	}
-	out := ix.anySource[m.remote[j]]
-	if d, ok := ix.exact[Dest{Source: m.local[j], Peer: m.remote[j]}]; ok {
+	peer := m.remote(j)
+	out := ix.anySource[peer]
+	if d, ok := ix.exact[Dest{Source: m.local(j), Peer: peer}]; ok {
 		out = append(out[:len(out):len(out)], d)
 	}
 	return out

@@ -21,10 +21,6 @@ type Model struct {
 	eps   []endpoint // each socket's normalised local address
 	keys  []uint32   // sorted proto<<16|port of every port owner
 	order []int32    // socket index for each key
-	// Four-tuple ends of each socket, unmapped and without zone, so the
-	// connect() search compares them without converting.
-	local  []netip.Addr
-	remote []netip.AddrPort
 	// buckets are World.Buckets; bucketAt[port] is 1 + the index of
 	// port's bucket there, 0 for none (empty when there are none): a
 	// table's buckets are a bucket per port in use, tens of thousands,
@@ -51,7 +47,6 @@ func NewModel(w World) *Model {
 func (m *Model) Reindex(w World) *Model {
 	n := len(w.Sockets)
 	*m = Model{host: w.Host, socks: w.Sockets, eps: resize(m.eps, n),
-		local: resize(m.local, n), remote: resize(m.remote, n),
 		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], buckets: w.Buckets, bucketAt: m.bucketAt[:0]}
 	// Port owners sorted by key<<32 | index: one flat sort, in which the
 	// owners of one port keep World order (oldest first).
@@ -59,8 +54,6 @@ func (m *Model) Reindex(w World) *Model {
 	for i := range w.Sockets {
 		s := &w.Sockets[i]
 		m.eps[i] = normalise(s.Family, s.Local.Addr(), s.V6Only)
-		m.local[i] = s.Local.Addr().Unmap().WithZone("")
-		m.remote[i] = netip.AddrPortFrom(s.Remote.Addr().Unmap().WithZone(""), s.Remote.Port())
 		if ownsPort(*s) {
 			packed = append(packed, uint64(key(s.Proto, s.Local.Port()))<<32|uint64(i))
 		}
@@ -112,6 +105,12 @@ func Predict(w World, s Socket, op Op) Outcome {
 func ownsPort(s Socket) bool {
 	return s.State != Unbound && s.Local.Port() != 0 && (s.Proto == inet.TCP || s.Proto == inet.UDP)
 }
+
+// local and remote are socket i's four-tuple ends as connect()'s search
+// compares them: unmapped and without zone (converted where compared: a
+// copy of every socket's would be a table's worth of memory to fill).
+func (m *Model) local(i int) netip.Addr      { return m.socks[i].Local.Addr().Unmap().WithZone("") }
+func (m *Model) remote(i int) netip.AddrPort { return unmapPort(m.socks[i].Remote) }
 
 // bucket is World.Buckets' bucket of port, if it has one.
 func (m *Model) bucket(port uint16) (Bucket, bool) {
