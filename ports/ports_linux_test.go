@@ -642,9 +642,18 @@ func TestReaderMatchesTable(t *testing.T) {
 	for _, d := range fast.Destinations {
 		reusable += d.TimeWaitReusable
 	}
-	if reusable != 4 {
+	// Every entry is reusable but one whose port connect() skips: the
+	// client bound to port 40050 marks that port's bucket as taken through
+	// bind(), and connect() picked the entries' ports at random.
+	want := 0
+	for _, s := range tab.cols.socks {
+		if s.State == rules.TimeWait && s.Local.Port() != 40050 {
+			want++
+		}
+	}
+	if reusable != want || want < 2 {
 		// Each entry's age comes from its timer in the socket table.
-		t.Errorf("%d TIME_WAIT entries reusable (tcp_tw_reuse=1, 1.5 s old), want 4", reusable)
+		t.Errorf("%d TIME_WAIT entries reusable (tcp_tw_reuse=1, 1.5 s old), want %d", reusable, want)
 	}
 	// NextExpiry is read at two moments, the second one later.
 	for i := range fast.Destinations {
