@@ -261,7 +261,7 @@ type census struct {
 
 // takeCensus counts c against the pool.
 func takeCensus(c columns, pool *portSet) census {
-	cen := census{holders: holderTally{}}
+	cen := census{holders: holderTally{byKey: map[holderKey]*holderAcc{}}}
 	if c.findOwners != nil {
 		c.owners = c.findOwners()
 	}
@@ -274,6 +274,7 @@ func takeCensus(c columns, pool *portSet) census {
 		}
 	}
 	index := map[destKey]int{}
+	lastDest := -1
 	var live []uint64 // destination index<<16 | port of each connected socket in the pool
 	if c.keep != nil {
 		live = c.keep.live[:0]
@@ -306,12 +307,18 @@ func takeCensus(c columns, pool *portSet) census {
 			continue
 		}
 		k := destKey{src: s.Local.Addr().Unmap(), dest: netip.AddrPortFrom(s.Remote.Addr().Unmap(), s.Remote.Port())}
-		d, ok := index[k]
-		if !ok {
-			d = len(cen.keys)
-			index[k] = d
-			cen.keys = append(cen.keys, k)
-			cen.dests = append(cen.dests, destAcc{})
+		// Connections to one destination mostly come together: the
+		// last one's is compared before the index is hashed.
+		d := lastDest
+		if d < 0 || k != cen.keys[d] {
+			var ok bool
+			if d, ok = index[k]; !ok {
+				d = len(cen.keys)
+				index[k] = d
+				cen.keys = append(cen.keys, k)
+				cen.dests = append(cen.dests, destAcc{})
+			}
+			lastDest = d
 		}
 		if s.State == rules.Connected {
 			if inP {
@@ -452,8 +459,14 @@ type holderKey struct {
 }
 
 // holderTally counts the distinct pool ports and the bound-only sockets
-// each uid and each process holds.
-type holderTally map[holderKey]*holderAcc
+// each uid and each process holds. A table lists a process's sockets
+// together, mostly: the last uid and the last process counted are looked
+// for first.
+type holderTally struct {
+	byKey   map[holderKey]*holderAcc
+	lastKey [2]holderKey // a uid's, a process's
+	last    [2]*holderAcc
+}
 
 type holderAcc struct {
 	Holder
@@ -461,11 +474,15 @@ type holderAcc struct {
 }
 
 // hold counts port p (in the pool when inP) for k, whose command is comm.
-func (t holderTally) hold(k holderKey, comm string, p uint16, inP, boundOnly bool) {
-	h := t[k]
-	if h == nil {
-		h = &holderAcc{Holder: Holder{UID: k.uid, PID: k.pid, Comm: comm}}
-		t[k] = h
+func (t *holderTally) hold(k holderKey, comm string, p uint16, inP, boundOnly bool) {
+	kind := min(k.pid, 1)
+	h := t.last[kind]
+	if h == nil || k != t.lastKey[kind] {
+		if h = t.byKey[k]; h == nil {
+			h = &holderAcc{Holder: Holder{UID: k.uid, PID: k.pid, Comm: comm}}
+			t.byKey[k] = h
+		}
+		t.lastKey[kind], t.last[kind] = k, h
 	}
 	if boundOnly {
 		h.BoundOnly++
@@ -477,8 +494,8 @@ func (t holderTally) hold(k holderKey, comm string, p uint16, inP, boundOnly boo
 
 // lists appends the uids and the processes to uids and procs, each with
 // its share of a pool of pool ports, most ports first.
-func (t holderTally) lists(uids, procs []Holder, pool int) ([]Holder, []Holder) {
-	for k, h := range t {
+func (t *holderTally) lists(uids, procs []Holder, pool int) ([]Holder, []Holder) {
+	for k, h := range t.byKey {
 		if pool > 0 {
 			h.Share = float64(h.Ports) / float64(pool)
 		}
