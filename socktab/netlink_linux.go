@@ -19,6 +19,11 @@ import (
 // the kernel's hash walk.
 const recvBufSize = 32 << 10
 
+// recvBatch is the buffer a dump's receiver fills with several datagrams
+// before it hands them to the decoder: a handoff wakes the other
+// goroutine, dear on a virtual machine, so it comes every few datagrams.
+const recvBatch = 8 * recvBufSize
+
 // dumpNetlink lists the sockets of q with sock_diag, into one slice sized
 // from /proc's socket counters: TCP of both families in one walk of the
 // kernel's tables (TCPDIAG_GETSOCK) where the kernel takes it, otherwise
@@ -63,7 +68,7 @@ func dump[T element](ctx context.Context, q Query, parse func([]byte, inet.Proto
 	socks := make([]T, 0, est+16)
 	prefault.Slice(socks) // one madvise, not one page fault per page
 	// Three receive buffers: one being filled, one being decoded, one spare.
-	bufs := [][]byte{make([]byte, recvBufSize), make([]byte, recvBufSize), make([]byte, recvBufSize)}
+	bufs := [][]byte{make([]byte, recvBatch), make([]byte, recvBatch), make([]byte, recvBatch)}
 	states := q.States
 	if q.Filter != nil && q.Filter.States != 0 {
 		states &= q.Filter.States
@@ -170,6 +175,7 @@ func dumpRequest[T element](c *netlink.Conn, r diagRequest, bufs [][]byte, socks
 	// The kernel fills each datagram inside the recvfrom that takes the
 	// one before: a goroutine receives while this one decodes, so the
 	// kernel's walk and the decoding overlap on two CPUs. The receiver
+	// hands on a buffer once it has no room for another datagram, and
 	// stops at the dump's end (or error) message; the decoder takes every
 	// datagram it received, so the socket is left ready for the next dump.
 	full := make(chan []byte, len(bufs))
@@ -180,24 +186,32 @@ func dumpRequest[T element](c *netlink.Conn, r diagRequest, bufs [][]byte, socks
 	var recvErr error // written before full is closed
 	go func() {
 		defer close(full)
+		b := (<-free)[:0]
 		for {
-			b := <-free
 			var n int
 			var rerr error
 			err := rc.Read(func(fd uintptr) bool {
-				n, _, rerr = unix.Recvfrom(int(fd), b, 0)
+				n, _, rerr = unix.Recvfrom(int(fd), b[len(b):cap(b)], 0)
 				return rerr != unix.EAGAIN
 			})
 			if err == nil && rerr != nil {
 				err = os.NewSyscallError("recvfrom", rerr)
 			}
 			if err != nil {
+				if len(b) > 0 {
+					full <- b
+				}
 				recvErr = err
 				return
 			}
-			full <- b[:n]
-			if endsDump(b[:n], d.seq) {
-				return
+			end := endsDump(b[len(b):len(b)+n], d.seq)
+			b = b[:len(b)+n]
+			if end || cap(b)-len(b) < recvBufSize {
+				full <- b
+				if end {
+					return
+				}
+				b = (<-free)[:0]
 			}
 		}
 	}()
