@@ -21,7 +21,9 @@
 //
 // Owners (Query.Owners) map socket inodes to processes by reading the links
 // in /proc/*/fd, in parallel. Options (Query.Options) are read from a live
-// socket by duplicating one owner's descriptor with pidfd_getfd(2).
+// socket by duplicating one owner's descriptor with pidfd_getfd(2), except
+// where Query.OptionsFrom (the BPF socket iterator's records, through
+// hostmodel.Facts.Options) already knows them.
 //
 // Privileges. Any user can list sockets. Seeing the owners of other users'
 // sockets and reading their options needs root (or CAP_SYS_PTRACE); without

@@ -27,7 +27,8 @@ type Text struct {
 // Options are the options of a live socket that decide whether a port can be
 // shared. BindAddressNoPort and Freebind come from the kernel's
 // INET_DIAG_SOCKOPT for every socket the netlink source reports; the others
-// are read from one owner's descriptor when Query.Options is set.
+// are read from one owner's descriptor when Query.Options is set, or taken
+// from Query.OptionsFrom where it knows the socket.
 type Options struct {
 	ReuseAddr         Bool // SO_REUSEADDR
 	ReusePort         Bool // SO_REUSEPORT
