@@ -67,8 +67,14 @@ func dump[T element](ctx context.Context, q Query, parse func([]byte, inet.Proto
 	}
 	socks := make([]T, 0, est+16)
 	prefault.Slice(socks) // one madvise, not one page fault per page
-	// Three receive buffers: one being filled, one being decoded, one spare.
-	bufs := [][]byte{make([]byte, recvBatch), make([]byte, recvBatch), make([]byte, recvBatch)}
+	// Three receive buffers: one being filled, one being decoded, one
+	// spare; a batch of datagrams each when the table is large enough to
+	// fill them (an inet_diag message is about 100 bytes), one otherwise.
+	size := recvBufSize
+	if est*100 > 2*recvBatch {
+		size = recvBatch
+	}
+	bufs := [][]byte{make([]byte, size), make([]byte, size), make([]byte, size)}
 	states := q.States
 	if q.Filter != nil && q.Filter.States != 0 {
 		states &= q.Filter.States
@@ -190,12 +196,18 @@ func dumpRequest[T element](c *netlink.Conn, r diagRequest, bufs [][]byte, socks
 		for {
 			var n int
 			var rerr error
+			room := cap(b) - len(b)
 			err := rc.Read(func(fd uintptr) bool {
-				n, _, rerr = unix.Recvfrom(int(fd), b[len(b):cap(b)], 0)
+				// MSG_TRUNC: the datagram's whole length, so one cut
+				// short by too little room is an error, not lost sockets.
+				n, _, rerr = unix.Recvfrom(int(fd), b[len(b):cap(b)], unix.MSG_TRUNC)
 				return rerr != unix.EAGAIN
 			})
 			if err == nil && rerr != nil {
 				err = os.NewSyscallError("recvfrom", rerr)
+			}
+			if err == nil && n > room {
+				err = fmt.Errorf("a %d-byte datagram in %d bytes of room", n, room)
 			}
 			if err != nil {
 				if len(b) > 0 {

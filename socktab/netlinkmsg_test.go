@@ -2,6 +2,7 @@ package socktab
 
 import (
 	"errors"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -48,6 +49,11 @@ func TestDumpReader(t *testing.T) {
 	d, err := read(nlmsg(sockDiagByFamily, 7, msg), append(nlmsg(sockDiagByFamily, 7, msg), doneMsg(7, 0)...))
 	if err != nil || !d.done || len(d.socks) != 2 || d.socks[0].Local.Port() != 80 {
 		t.Errorf("complete dump: done %v, %d sockets, err %v", d.done, len(d.socks), err)
+	}
+	// Datagrams received into one buffer, one after the other, read as one.
+	joined := slices.Concat(nlmsg(sockDiagByFamily, 7, msg), nlmsg(sockDiagByFamily, 7, msg), nlmsg(sockDiagByFamily, 7, msg), doneMsg(7, 0))
+	if d, err := read(joined); err != nil || !d.done || len(d.socks) != 3 {
+		t.Errorf("joined datagrams: done %v, %d sockets, err %v", d.done, len(d.socks), err)
 	}
 	if _, err := read(nlmsg(sockDiagByFamily, 7, msg), doneMsg(7, -int32(syscall.ENOMEM))); !errors.Is(err, syscall.ENOMEM) {
 		t.Errorf("NLMSG_DONE carrying ENOMEM: err %v, want ENOMEM", err)

@@ -636,3 +636,53 @@ func TestSnapshotRows(t *testing.T) {
 		t.Error("rows of namespaces: no error")
 	}
 }
+
+// TestDumpOverSeveralBatches: a dump longer than several receive batches
+// (recvBatch, each a few datagrams) lists every socket once, through both
+// decoders.
+func TestDumpOverSeveralBatches(t *testing.T) {
+	ns := netnstest.New(t)
+	const n = 6000 // about 600 KiB of inet_diag messages
+	var fds []int
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	var got []Socket
+	var rows *RowTable
+	err := ns.Do(func() error {
+		for i := range n {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: 30000 + i}); err != nil {
+				return err
+			}
+			if err := unix.Listen(fd, 1); err != nil {
+				return err
+			}
+		}
+		var err error
+		if got, err = dumpNetlink(context.Background(), Query{TCP: true, States: States(Listen)}); err != nil {
+			return err
+		}
+		rows, err = SnapshotRows(context.Background(), Query{TCP: true, States: States(Listen)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n*100 < 2*recvBatch {
+		t.Fatalf("%d listeners do not span several %d-byte batches", n, recvBatch)
+	}
+	seen := map[uint16]bool{}
+	for _, s := range got {
+		seen[s.Local.Port()] = true
+	}
+	if len(got) != n || len(seen) != n || len(rows.Rows) != n {
+		t.Errorf("dump of %d listeners: %d sockets (%d ports), %d rows", n, len(got), len(seen), len(rows.Rows))
+	}
+}
