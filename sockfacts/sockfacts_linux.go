@@ -634,7 +634,8 @@ func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
 // keeping the records: they are read into buf a chunk at a time (buf's
 // capacity, at least scanBuffers*scanChunk bytes; returned for the next scan to reuse)
 // and each is decoded in turn into one Sock that fn sees during its call
-// only. It is for callers that keep a few fields of every socket (the
+// only. fn runs on another goroutine than the reads (one chunk is decoded
+// while the next is read), one record at a time, in the stream's order. It is for callers that keep a few fields of every socket (the
 // ports budget, scrape after scrape) and would otherwise hold the table
 // twice.
 func (r *Reader) Scan(buf []byte, fn func(*Sock)) ([]byte, error) {
