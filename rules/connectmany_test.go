@@ -156,3 +156,29 @@ func TestConnectSearchedMatchesWalk(t *testing.T) {
 		}
 	}
 }
+
+// TestBucketLookup: a model finds each port's bind bucket (the last one
+// given for a port) whether it scans a few buckets or indexes many, and
+// after being reindexed from many to few and back.
+func TestBucketLookup(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 1))
+	var m Model
+	for _, n := range []int{0, 3, bucketsScanned, bucketsScanned + 1, 500, 5, 2000} {
+		bs := make([]Bucket, n)
+		for i := range bs {
+			bs[i] = Bucket{Port: uint16(40000 + r.IntN(n+1)), FastReuse: int8(r.IntN(3) - 1), FastUID: uint32(i)}
+		}
+		m.Reindex(World{Host: DefaultHost(), Buckets: bs})
+		for p := 39990; p <= 40000+n+10; p++ {
+			want, wok := Bucket{}, false
+			for _, b := range bs {
+				if int(b.Port) == p {
+					want, wok = b, true
+				}
+			}
+			if got, ok := m.bucket(uint16(p)); ok != wok || got != want {
+				t.Fatalf("%d buckets, port %d: %+v %v, want %+v %v", n, p, got, ok, want, wok)
+			}
+		}
+	}
+}

@@ -22,17 +22,18 @@ type Model struct {
 	keys  []uint32   // sorted proto<<16|port of every port owner
 	order []int32    // socket index for each key
 	// buckets are World.Buckets; bucketAt[port] is 1 + the index of
-	// port's bucket there, 0 for none (empty when there are none): a
-	// table's buckets are a bucket per port in use, tens of thousands,
-	// looked up for every port of every search.
+	// port's bucket there, 0 for none: a table's buckets are a bucket per
+	// port in use, tens of thousands, looked up for every port of every
+	// search. A world of a few buckets (bucketsScanned or fewer) has no
+	// index: they are scanned.
 	buckets  []Bucket
 	bucketAt []int32
 	marked   map[uint16]bool // World.BindMarked, on kernels that keep the mark
 	packed   []uint64        // Reindex's sort, kept for the next
 }
 
-// NewModel indexes w. The model keeps w.Sockets (it does not copy them);
-// the caller must not change them while the model is in use.
+// NewModel indexes w. The model keeps w.Sockets and w.Buckets (it does not
+// copy them); the caller must not change them while the model is in use.
 func NewModel(w World) *Model {
 	m := new(Model).Reindex(w)
 	m.packed = nil // kept only by a model built again
@@ -66,8 +67,11 @@ func (m *Model) Reindex(w World) *Model {
 			m.marked[p] = true
 		}
 	}
-	if len(w.Buckets) > 0 {
-		m.bucketAt = resize(m.bucketAt, 1<<16)
+	if len(w.Buckets) > bucketsScanned {
+		if cap(m.bucketAt) < 1<<16 {
+			m.bucketAt = make([]int32, 1<<16)
+		}
+		m.bucketAt = m.bucketAt[:1<<16]
 		clear(m.bucketAt)
 		for i, b := range w.Buckets {
 			m.bucketAt[b.Port] = int32(i + 1) // a port given twice: the last
@@ -112,12 +116,25 @@ func ownsPort(s Socket) bool {
 func (m *Model) local(i int) netip.Addr      { return m.socks[i].Local.Addr().Unmap().WithZone("") }
 func (m *Model) remote(i int) netip.AddrPort { return unmapPort(m.socks[i].Remote) }
 
-// bucket is World.Buckets' bucket of port, if it has one.
+// bucketsScanned is the most buckets a model scans instead of indexing
+// them by port (an index is 256 KiB to fill).
+const bucketsScanned = 64
+
+// bucket is World.Buckets' bucket of port, if it has one (the last one
+// given for the port).
 func (m *Model) bucket(port uint16) (Bucket, bool) {
-	if len(m.bucketAt) == 0 || m.bucketAt[port] == 0 {
+	if len(m.bucketAt) == 0 {
+		for i := len(m.buckets) - 1; i >= 0; i-- {
+			if m.buckets[i].Port == port {
+				return m.buckets[i], true
+			}
+		}
 		return Bucket{}, false
 	}
-	return m.buckets[m.bucketAt[port]-1], true
+	if i := m.bucketAt[port]; i != 0 {
+		return m.buckets[i-1], true
+	}
+	return Bucket{}, false
 }
 
 func key(p inet.Proto, port uint16) uint32 { return uint32(p)<<16 | uint32(port) }

@@ -14,10 +14,11 @@ import (
 func (m *Model) Predict(s Socket, op Op) Outcome { return m.predict(s, op, false) }
 
 // Verdict is Predict without the list of blockers (Outcome.Blockers is
-// nil; the rest is the same, the counts in Why included): it costs a walk
-// of the port's holders, not a copy and a sentence per holder. tuple who
-// asks whether a new socket could share a port beside thousands of
-// accepted connections.
+// nil; the rest is the same, the counts in Why included): for an explicit
+// bind() or listen() it costs a walk of the port's holders, not a copy and
+// a sentence per holder (the searches of connect() and bind(0) still word
+// their few blockers). tuple who asks whether a new socket could share a
+// port beside thousands of accepted connections.
 func (m *Model) Verdict(s Socket, op Op) Outcome { return m.predict(s, op, true) }
 
 func (m *Model) predict(s Socket, op Op, quiet bool) Outcome {
