@@ -57,10 +57,11 @@ func TestOptionsFromRecordsMatchGetsockopt(t *testing.T) {
 					if a.Is6() && o.Device == "v0" && !o.Freebind {
 						continue // IPv6 bind() wants ::1 on v0 (the all-at-once case has IP_FREEBIND)
 					}
+					at := a
 					if a.Is6() && o.V6Only != sockopt.V6OnlyDefault {
-						a = netip.IPv6Unspecified() // bind() on ::1 sets IPV6_V6ONLY whatever was set
+						at = netip.IPv6Unspecified() // bind() on ::1 sets IPV6_V6ONLY whatever was set
 					}
-					ap := netip.AddrPortFrom(a, port)
+					ap := netip.AddrPortFrom(at, port)
 					port++
 					if _, err := netnstest.Socket(t, proto, ap, o, proto == inet.TCP && i%2 == 0); err != nil {
 						return err

@@ -93,7 +93,7 @@ func TestWhoSameWithoutIterator(t *testing.T) {
 			t.Fatalf("%v without the iterator: exit %d: %s", args, code, errOut)
 		}
 		if k := strings.Join(args, " "); out != withIter[k] {
-			t.Errorf("%s with the iterator and without differ (-with +without):\n%s", k, cmp.Diff(strings.Split(withIter[k], ","), strings.Split(out, ",")))
+			t.Errorf("%s with the iterator and without differ (-with +without):\n%s", k, cmp.Diff(strings.Split(withIter[k], "\n"), strings.Split(out, "\n")))
 		}
 	}
 }
