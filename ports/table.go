@@ -65,7 +65,8 @@ type Table struct {
 
 // Budget is the budget of the table's sockets (Budget), with its buckets
 // unless opt has its own. A Reader's table is the budget's to change: do
-// not budget it twice.
+// not budget it twice; and give it the host it was read with (a Reader
+// finds owners for the ports of that host's ephemeral range only).
 func (t *Table) Budget(host rules.Host, opt Options) Report {
 	if opt.Buckets == nil {
 		opt.Buckets = t.Buckets

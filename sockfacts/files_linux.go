@@ -146,6 +146,10 @@ func SocketFiles() ([]File, error) {
 	return files, err
 }
 
+// filesBuf holds the read buffers of readFiles, kept from one call to the
+// next (an exporter with owners lists the files on every scrape).
+var filesBuf = sync.Pool{New: func() any { b := make([]byte, 0, scanBuffers*scanChunk); return &b }}
+
 // lastFiles is how many descriptors the last SocketFiles listed: the next
 // one's guess of its array's size (a process that lists them on every
 // scrape then decodes them without growing it). The first guess is the
@@ -163,7 +167,9 @@ func readFiles(it iterLink, dst []File) ([]File, error) {
 		return nil, fmt.Errorf("open BPF iterator: %w", err)
 	}
 	defer rd.Close()
-	err = scanChunks(rd.Read, make([]byte, 0, scanBuffers*scanChunk), fileRecordLen, func(b []byte) {
+	buf := filesBuf.Get().(*[]byte)
+	defer filesBuf.Put(buf)
+	err = scanChunks(rd.Read, *buf, fileRecordLen, func(b []byte) {
 		dst = append(dst, File{
 			PID:   int32(binary.NativeEndian.Uint32(b[0:])),
 			FD:    int32(binary.NativeEndian.Uint32(b[4:])),
