@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Container is what a process's cgroup path says about it.
@@ -18,13 +19,19 @@ type Container struct {
 }
 
 var (
+	// Compiled on first use, not at start: every command pays its
+	// package's init, few need these.
 	// A container id as runtimes write it into cgroup paths, with the
 	// runtime's prefix under the systemd driver: docker-ID.scope,
 	// cri-containerd-ID.scope, crio-ID.scope; a bare ID under cgroupfs.
-	containerRe = regexp.MustCompile(`(?:^|/)(docker-|cri-containerd-|crio-|crio-conmon-)?([0-9a-f]{64})(?:\.scope)?$`)
+	containerRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?:^|/)(docker-|cri-containerd-|crio-|crio-conmon-)?([0-9a-f]{64})(?:\.scope)?$`)
+	})
 	// The pod's slice (systemd: kubepods-burstable-pod<uid with _>.slice)
 	// or directory (cgroupfs: pod<uid>).
-	podRe = regexp.MustCompile(`(?:^|/|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?(?:/|$)`)
+	podRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?:^|/|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?(?:/|$)`)
+	})
 )
 
 // ParseCgroup reads /proc/PID/cgroup content and returns what its path
@@ -53,10 +60,10 @@ func ParseCgroup(content []byte) Container {
 
 func parsePath(path string) Container {
 	var c Container
-	if m := podRe.FindStringSubmatch(path); m != nil && strings.Contains(path, "kubepods") {
+	if m := podRe().FindStringSubmatch(path); m != nil && strings.Contains(path, "kubepods") {
 		c.PodUID = strings.ReplaceAll(m[1], "_", "-")
 	}
-	if m := containerRe.FindStringSubmatch(path); m != nil {
+	if m := containerRe().FindStringSubmatch(path); m != nil {
 		c.ID = m[2]
 		switch m[1] {
 		case "docker-":

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -67,12 +68,13 @@ func (k Kernel) String() string {
 	return fmt.Sprintf("%d.%d.%d", k.Major, k.Minor, k.Patch)
 }
 
-var versionRE = regexp.MustCompile(`^(\d+)\.(\d+)(?:\.(\d+))?`)
+// (Compiled on first use: every tuple command pays this package's init.)
+var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+)\.(\d+)(?:\.(\d+))?`) })
 
 // ParseKernel reads a kernel version: "6.1", "6.1.192", or a release as
 // uname -r prints it ("6.12.118+deb13-cloud-amd64", "5.15.0-91-generic").
 func ParseKernel(s string) (Kernel, error) {
-	m := versionRE.FindStringSubmatch(strings.TrimSpace(s))
+	m := versionRE().FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
 		return Kernel{}, fmt.Errorf("kernel version %q: want MAJOR.MINOR[.PATCH], e.g. 6.1 or 5.10.262", s)
 	}
@@ -95,7 +97,7 @@ func ParseKernel(s string) (Kernel, error) {
 // debianVersionRE finds the package version Debian's kernels put in uname
 // -v ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-...)"): their uname -r
 // keeps the ABI name ("6.1.0-57-cloud-amd64"), whose patch level is 0.
-var debianVersionRE = regexp.MustCompile(`\b(?:Debian|Ubuntu) (\d+\.\d+\.\d+)`)
+var debianVersionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\b(?:Debian|Ubuntu) (\d+\.\d+\.\d+)`) })
 
 // KernelFromUname is the kernel uname(2) describes: the release (uname -r),
 // with the stable patch level from the version (uname -v) where the
@@ -105,7 +107,7 @@ func KernelFromUname(release, version string) (Kernel, error) {
 	if err != nil {
 		return k, err
 	}
-	if m := debianVersionRE.FindStringSubmatch(version); m != nil {
+	if m := debianVersionRE().FindStringSubmatch(version); m != nil {
 		if d, err := ParseKernel(m[1]); err == nil && d.Major == k.Major && d.Minor == k.Minor {
 			k.Patch = d.Patch
 		}

@@ -236,12 +236,13 @@ func parseKernelVersion(v string) (*rules.Kernel, error) {
 }
 
 // summaryRE matches tuple lab's summary line (lab.Summary.String).
-var summaryRE = regexp.MustCompile(`(?m)^(\d+) scenarios, (\d+) lines: `)
+// (Compiled on first use: every tuple command pays this package's init.)
+var summaryRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^(\d+) scenarios, (\d+) lines: `) })
 
 // guestSummary finds the guest lab's summary line on its console and
 // returns the number of lines it ran.
 func guestSummary(console []byte) (int, bool) {
-	m := summaryRE.FindAllSubmatch(bytes.ReplaceAll(console, []byte("\r"), nil), -1)
+	m := summaryRE().FindAllSubmatch(bytes.ReplaceAll(console, []byte("\r"), nil), -1)
 	if m == nil {
 		return 0, false
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -211,12 +212,15 @@ func verboseFlag(cmd *cobra.Command) bool {
 
 // flagValueErr is pflag's message for a value its parser refused:
 // `invalid argument "80000" for "--sport" flag: strconv.ParseUint: parsing "80000": value out of range`.
-var flagValueErr = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--[\w-]+)" flag: (?:strconv\.\w+: parsing ".*": )?(.*)$`)
+// (Compiled on first use: every tuple command pays this package's init.)
+var flagValueErr = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--[\w-]+)" flag: (?:strconv\.\w+: parsing ".*": )?(.*)$`)
+})
 
 // flagErrorText words a flag error for people: the flag, the value and
 // what it wants, without the Go parser's names.
 func flagErrorText(c *cobra.Command, err error) string {
-	m := flagValueErr.FindStringSubmatch(err.Error())
+	m := flagValueErr().FindStringSubmatch(err.Error())
 	if m == nil {
 		return err.Error()
 	}
