@@ -73,7 +73,7 @@ func newReader(owners bool, host rules.Host) (*Reader, error) {
 func (r *Reader) use(owners bool, host rules.Host) error {
 	if !owners {
 		if r.bare == nil {
-			f, err := sockfacts.NewReader(inet.TCP, sockfacts.SkipInode)
+			f, err := sockfacts.NewReader(inet.TCP, sockfacts.SkipInode())
 			if err != nil {
 				return err
 			}

@@ -74,7 +74,7 @@ type Option struct {
 // dependent loads per socket, a large part of the program's time on a big
 // table. A caller that does not join sockets to their owners by inode
 // skips it.
-var SkipInode = Option{skipInode: true}
+func SkipInode() Option { return Option{skipInode: true} }
 
 // InodesWithin reads the inode only of sockets whose local port is in r
 // (0 for the others), for a caller that needs the owners of those only:

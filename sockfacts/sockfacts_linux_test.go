@@ -413,7 +413,7 @@ func TestReadPort(t *testing.T) {
 			if len(got) != 1 || got[0].Local.Port() != 7412 || got[0].Inode == 0 {
 				t.Errorf("%v: records %+v, want the one socket on 7412, with its inode", p, got)
 			}
-			bare, err := ReadPort(p, 7412, SkipInode)
+			bare, err := ReadPort(p, 7412, SkipInode())
 			if err != nil {
 				return err
 			}
@@ -594,7 +594,7 @@ func TestInodeReads(t *testing.T) {
 		for name, c := range map[string]struct {
 			l *layout
 			o Option
-		}{"socket_alloc": {l, Option{}}, "file": {&viaFile, Option{}}, "skip": {l, SkipInode},
+		}{"socket_alloc": {l, Option{}}, "file": {&viaFile, Option{}}, "skip": {l, SkipInode()},
 			"window socket_alloc": {l, within}, "window file": {&viaFile, within}} {
 			for _, raw := range []bool{true, false} {
 				got := map[netip.AddrPort]uint64{}
@@ -726,7 +726,7 @@ func TestRawReaderMatchesLoader(t *testing.T) {
 		sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: lo4, Port: 7700})
 		sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, &unix.SockaddrInet6{Addr: lo6, Port: 7701})
 		time.Sleep(50 * time.Millisecond) // the FIN exchange
-		for _, rd := range []read{{inet.TCP, 0, Option{}}, {inet.TCP, 0, SkipInode}, {inet.TCP, 7700, Option{}}, {inet.UDP, 0, Option{}}, {inet.UDP, 7701, SkipInode}} {
+		for _, rd := range []read{{inet.TCP, 0, Option{}}, {inet.TCP, 0, SkipInode()}, {inet.TCP, 7700, Option{}}, {inet.UDP, 0, Option{}}, {inet.UDP, 7701, SkipInode()}} {
 			var pair [2][]Sock
 			for i, raw := range []bool{true, false} {
 				r, err := readerVia(raw, rd.proto, rd.port, rd.o)
@@ -789,7 +789,7 @@ func TestAttachIterMissingField(t *testing.T) {
 	requireBTF(t)
 	loaded := false
 	loader := func() (*layout, error) { loaded = true; return kernelLayout() }
-	prog := func(l *layout) asm.Instructions { return program(l, inet.TCP, 0, SkipInode) }
+	prog := func(l *layout) asm.Instructions { return program(l, inet.TCP, 0, SkipInode()) }
 	_, _, err := attachIter("tuple_sk_tcp", "tcp",
 		func(*rawBTF) (*layout, error) {
 			return nil, errors.New("kernel BTF has no inet_timewait_sock.tw_connect_bind")

@@ -101,8 +101,8 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	// from the owners' descriptors where readable. Only the port's records
 	// are read (the iterator skips the others in the kernel), beside the
 	// dump, without inodes (the dump joins the owners).
-	waitTCP := whoFacts(inet.TCP, o.port, sockfacts.SkipInode)
-	waitUDP := whoFacts(inet.UDP, o.port, sockfacts.SkipInode)
+	waitTCP := whoFacts(inet.TCP, o.port, sockfacts.SkipInode())
+	waitUDP := whoFacts(inet.UDP, o.port, sockfacts.SkipInode())
 	var index *hostmodel.Facts
 	indexFacts := func() *hostmodel.Facts {
 		if index == nil {
