@@ -183,7 +183,11 @@ def report(args):
         "in a throwaway namespace; every command run alternately with the others, medians of the runs, the TCP socket "
         "count checked before and after every timing. Ratio = tuple's median / the anchor's median in the same run "
         "(lower is better). Peak RSS is the command's maximum resident set (the exporter's VmHWM over all its scrapes "
-        "at that scale). %s cores, shared: the load average is given per scale. Run of %s, kernel %s."
+        "at that scale). A scrape is an HTTP GET timed by this script (a new connection, the whole body read, "
+        "made after the exporter's one-second snapshot reuse has passed), its CPU the exporter's; `curl /metrics` is "
+        "the same scrape by a curl process, curl's start-up included, as runs before 2026-12-01 timed it. "
+        "`tuple --version` is the start-up every tuple command pays. "
+        "%s cores, shared: the load average is given per scale. Run of %s, kernel %s."
         % (cores, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release)
     )
     for row in rows:
