@@ -262,6 +262,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 		b.world = append(b.world, kSock{fd: fd, sock: s})
 	} else {
 		// Close: the socket's FIN reaches itself, then TIME_WAIT.
+		before := monoNanos()
 		if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
 			return fmt.Errorf("shutdown: %w", err)
 		}
@@ -270,7 +271,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 		}
 		s.State = TimeWait
 		s.TWTimestamps = b.sysctl["net/ipv4/tcp_timestamps"] == "1"
-		b.twCreated(s.ID)
+		b.twCreated(s.ID, before)
 		b.world = append(b.world, kSock{fd: -1, sock: s})
 	}
 	// Another socket binds the port.
@@ -577,6 +578,7 @@ func (b *batch) classTimeWaitDevice(base uint16) error {
 		unix.Close(fd)
 		return err
 	}
+	before := monoNanos()
 	unix.Shutdown(fd, unix.SHUT_WR)
 	unix.Close(child.fd)
 	err = waitClosed(fd)
@@ -586,7 +588,7 @@ func (b *batch) classTimeWaitDevice(base uint16) error {
 	}
 	s.State = TimeWait
 	s.TWTimestamps = b.sysctl["net/ipv4/tcp_timestamps"] == "1"
-	b.twCreated(s.ID)
+	b.twCreated(s.ID, before)
 	b.world = append(b.world, kSock{fd: -1, sock: s})
 	b.logf("tw %s -> %s dev %d", s.Local, s.Remote, s.Dev)
 	// The new socket: same device or not, bound to the same port or
