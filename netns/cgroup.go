@@ -18,9 +18,9 @@ type Container struct {
 	PodUID string `json:"pod_uid,omitempty"`
 }
 
+// The regular expressions are compiled on first use, not at start: every
+// command pays this package's init, few need them.
 var (
-	// Compiled on first use, not at start: every command pays its
-	// package's init, few need these.
 	// A container id as runtimes write it into cgroup paths, with the
 	// runtime's prefix under the systemd driver: docker-ID.scope,
 	// cri-containerd-ID.scope, crio-ID.scope; a bare ID under cgroupfs.

@@ -97,6 +97,7 @@ func ParseKernel(s string) (Kernel, error) {
 // debianVersionRE finds the package version Debian's kernels put in uname
 // -v ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-...)"): their uname -r
 // keeps the ABI name ("6.1.0-57-cloud-amd64"), whose patch level is 0.
+// (Compiled on first use, as versionRE.)
 var debianVersionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\b(?:Debian|Ubuntu) (\d+\.\d+\.\d+)`) })
 
 // KernelFromUname is the kernel uname(2) describes: the release (uname -r),

@@ -55,16 +55,24 @@ def tcp_inuse():
 
 
 def proc_cpu(pid):
-    """CPU seconds (user+system) process pid has used so far."""
-    f = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds process pid's threads have run so far, in nanoseconds
+    (schedstat), not /proc/PID/stat's 10 ms ticks: a scrape at 10k sockets
+    takes a few ticks."""
+    total = 0
+    for task in os.listdir("/proc/%s/task" % pid):
+        try:
+            total += int(open("/proc/%s/task/%s/schedstat" % (pid, task)).read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def scrape(listen):
     """One scrape as a scraper sees it: a new connection, GET /metrics, the
     whole body read, the connection closed. Timed in this process, so the
-    figure is the exporter's answer, not a client's own start-up (curl's is
-    about 15 ms here, more than the whole scrape at 10k sockets)."""
+    figure is the exporter's answer, not a client's own start-up (curl's
+    added 16-20 ms here up to 100k sockets, more than a whole scrape at
+    10k)."""
     host, port = listen.rsplit(":", 1)
 
     def get():
@@ -103,7 +111,7 @@ def run(args):
         "tuple ports": [tuple_bin, "ports"],
         "exporter scrape": scrape(listen),
         # The same scrape by a curl process, start-up included: for
-        # comparison with runs before 2026-12-01, which timed this.
+        # comparison with runs before 2026-12-01 06:00 UTC, which timed this.
         "curl /metrics": ["curl", "-sf", "-o", "/dev/null", "http://%s/metrics" % listen],
     }
     out = {"scale": scale, "sockets": expect, "holders": int(holders), "load_before": loadavg(), "results": {}}
@@ -141,7 +149,8 @@ def run(args):
                 p.returncode = os.waitstatus_to_exitcode(status)
                 if p.returncode != 0:
                     sys.exit("bench-scale: %s exited %d: %s" % (name, p.returncode, err.strip()))
-            # The command's own connection (curl's to the exporter) may
+            # The command's own connection (curl's or the harness's to the
+            # exporter) may
             # take a moment to close on the server's side.
             after = tcp_inuse()
             for _ in range(30):
@@ -185,7 +194,7 @@ def report(args):
         "(lower is better). Peak RSS is the command's maximum resident set (the exporter's VmHWM over all its scrapes "
         "at that scale). A scrape is an HTTP GET timed by this script (a new connection, the whole body read, "
         "made after the exporter's one-second snapshot reuse has passed), its CPU the exporter's; `curl /metrics` is "
-        "the same scrape by a curl process, curl's start-up included, as runs before 2026-12-01 timed it. "
+        "the same scrape by a curl process, curl's start-up included, as runs before 2026-12-01 06:00 UTC timed it. "
         "`tuple --version` is the start-up every tuple command pays. "
         "%s cores, shared: the load average is given per scale. Run of %s, kernel %s."
         % (cores, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release)
@@ -200,7 +209,7 @@ def report(args):
             lines.append("| `%s` | %d | %.3f | %.3f | %.1f | | | |" % (
                 name, len(r["wall"]), med(r["wall"]), med(r["cpu"]), max(r["rss_kib"] or [0]) / 1024))
         for t, a, target in PAIRS:
-            if not res.get(a, {}).get("wall"):
+            if not res.get(a, {}).get("wall") or not res.get(t, {}).get("wall"):
                 continue  # an anchor not run at this scale
             ratio = med(res[t]["wall"]) / med(res[a]["wall"])
             cpu = med(res[t]["cpu"]) / med(res[a]["cpu"]) if med(res[a]["cpu"]) > 0 else float("nan")
