@@ -429,17 +429,37 @@ func (b *batch) checkPort(s Socket, op Op, kerr error, kport uint16) Outcome {
 }
 
 // agreesAcrossTick asks the model again where a whole second may have
-// ticked at a moment the test cannot see, for kernels that compare whole
-// seconds (TIME_WAIT reuse before 6.13), and returns the first answer that
-// agrees with the kernel's errno got:
+// ticked at a moment the test cannot see (tickWorlds) and returns the first
+// answer that agrees with the kernel's errno got.
+func (b *batch) agreesAcrossTick(s Socket, op Op, got syscall.Errno) (Outcome, bool) {
+	for _, tw := range b.tickWorlds() {
+		if again := Predict(tw.World, s, op); again.Err == got {
+			b.tickAgreed(tw.why)
+			return again, true
+		}
+	}
+	return Outcome{}, false
+}
+
+// tickWorld is the model's view of the namespace with a whole second
+// placed differently, and why that placement is possible.
+type tickWorld struct {
+	World
+	why string
+}
+
+// tickWorlds are the other views of the namespace a kernel that compares
+// whole seconds (TIME_WAIT reuse before 6.13) may have had, none on later
+// kernels:
 //   - the kernel read the clock during the operation, just before this
 //     check: when a second began within opLatency, it may have read the
 //     one before;
-//   - a TIME_WAIT entry whose close straddled a second was stamped in
-//     either of the two.
-func (b *batch) agreesAcrossTick(s Socket, op Op, got syscall.Errno) (Outcome, bool) {
+//   - a TIME_WAIT entry whose close straddled a second was stamped in any
+//     second of it (the first here, the last in worldNow);
+//   - both.
+func (b *batch) tickWorlds() []tickWorld {
 	if b.host.Kernel.AtLeast(6, 13, 0) {
-		return Outcome{}, false // millisecond stamps: no whole second compared
+		return nil // millisecond stamps: no whole second compared
 	}
 	ns := monoNanos()
 	sec := ns / int64(time.Second)
@@ -450,11 +470,11 @@ func (b *batch) agreesAcrossTick(s Socket, op Op, got syscall.Errno) (Outcome, b
 			straddled = true
 		}
 	}
-	type retry struct {
+	var out []tickWorld
+	for _, r := range []struct {
 		prev, early bool
 		why         string
-	}
-	for _, r := range []retry{
+	}{
 		{true, false, "previous second at the check"},
 		{false, true, "entry dated in its close's first second"},
 		{true, true, "both"},
@@ -466,16 +486,19 @@ func (b *batch) agreesAcrossTick(s Socket, op Op, got syscall.Errno) (Outcome, b
 		if r.prev {
 			at--
 		}
-		if again := Predict(b.worldAt(time.Now(), at, r.early), s, op); again.Err == got {
-			b.logf("  agrees with the %s (the second began %v before the check)", r.why, since)
-			if b.ticks == nil {
-				b.ticks = map[string]int{}
-			}
-			b.ticks[r.why]++
-			return again, true
-		}
+		out = append(out, tickWorld{b.worldAt(time.Now(), at, r.early), fmt.Sprintf("%s (the second began %v before the check)", r.why, since)})
 	}
-	return Outcome{}, false
+	return out
+}
+
+// tickAgreed counts a check that agreed in a tickWorld.
+func (b *batch) tickAgreed(why string) {
+	b.logf("  agrees with the %s", why)
+	reason, _, _ := strings.Cut(why, " (")
+	if b.ticks == nil {
+		b.ticks = map[string]int{}
+	}
+	b.ticks[reason]++
 }
 
 // excuse counts a disagreement of a documented residual class on port.
@@ -544,10 +567,30 @@ func (b *batch) onlyHistoryCandidates(s Socket, op Op, out Outcome) (uint16, boo
 // modelCounts reports whether the model counts port p usable for the
 // autobinding op of s: the question asked with the range p-p.
 func (b *batch) modelCounts(s Socket, op Op, p uint16) bool {
+	return b.countsIn(b.worldNow(), s, op, p)
+}
+
+// countsIn is modelCounts in the view w of the namespace.
+func (b *batch) countsIn(w World, s Socket, op Op, p uint16) bool {
 	h := b.host
 	h.EphemeralRange = inet.PortRange{Lo: p, Hi: p}
 	s.PortRange = inet.PortRange{}
-	return Predict(World{Host: h, Sockets: b.worldNow().Sockets}, s, op).Candidates == 1
+	return Predict(World{Host: h, Sockets: w.Sockets}, s, op).Candidates == 1
+}
+
+// countsAcrossTick is modelCounts where a whole second may have ticked
+// unseen (tickWorlds): a TIME_WAIT entry on p may then have been reusable.
+func (b *batch) countsAcrossTick(s Socket, op Op, p uint16) bool {
+	if b.modelCounts(s, op, p) {
+		return true
+	}
+	for _, tw := range b.tickWorlds() {
+		if b.countsIn(tw.World, s, op, p) {
+			b.tickAgreed(tw.why)
+			return true
+		}
+	}
+	return false
 }
 
 func (b *batch) disagree(w World, s Socket, op Op, out Outcome, what string) {
@@ -1423,7 +1466,7 @@ func (n *newSock) checkChosenPort(op Op, out Outcome, kp uint16) {
 	if p := out.After.Local.Port(); p != 0 && p != kp && !excused() {
 		b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel chose port %d, model %d (of %d candidates)", kp, p, out.Candidates))
 	}
-	if out.Candidates > 1 && kp != 0 && s.Local.Port() == 0 && !b.modelCounts(s, op, kp) && !excused() {
+	if out.Candidates > 1 && kp != 0 && s.Local.Port() == 0 && !b.countsAcrossTick(s, op, kp) && !excused() {
 		b.disagree(b.worldNow(), s, op, out, fmt.Sprintf("kernel chose port %d, which the model does not count as a candidate", kp))
 	}
 	if out.Candidates > 0 && kp != 0 && !b.host.EphemeralRange.Contains(kp) {
