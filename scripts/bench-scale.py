@@ -32,7 +32,7 @@ PAIRS = [
 # Peak RSS targets (MiB) by scale for these commands.
 RSS_TARGETS = {100000: 150, 200000: 250}
 RSS_CMDS = ["tuple ports", "exporter scrape"]
-MAX_AGE = 1.0  # seconds: exporter.Options.MaxAge, the default the CLI keeps
+MAX_AGE = 1.0  # seconds: exporter.Options.MaxAge, the default the CLI keeps (each scrape checks it)
 SLOW = 30.0  # seconds: a command this slow runs once per scale
 # ss -tanp pairs every socket with every process's descriptors: quadratic
 # (103 s at 40,000 sockets here); above this scale it is not run. lsof, the
@@ -80,6 +80,13 @@ def scrape(listen):
             body = r.read()
             if r.status != 200 or not body:
                 sys.exit("bench-scale: scrape answered %d with %d bytes" % (r.status, len(body)))
+            # A snapshot served again is at least MAX_AGE old: a timed
+            # scrape must have read the table itself.
+            for line in body.split(b"\n"):
+                if line.startswith(b"tuple_scrape_snapshot_age_seconds "):
+                    age = float(line.split()[1])
+                    if age >= MAX_AGE:
+                        sys.exit("bench-scale: a timed scrape was served a snapshot %.2f s old" % age)
         finally:
             c.close()
     return get
