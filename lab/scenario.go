@@ -5,13 +5,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/lazyre"
 )
 
 // Limits that keep a hostile or mistaken file from exhausting the runner.
@@ -204,21 +203,13 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
 }
 
-// The parser's patterns are compiled on first use, not at start-up: their
-// counted repetitions compile to long programs (1,800 allocations, about a
-// millisecond) that every tuple command but lab would pay for.
+// The parser's patterns (compiled at first use: lazyre).
 var (
-	sockNameRE = lazyRegexp(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
-	scenarioRE = lazyRegexp(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
-	errnoRE    = lazyRegexp(`^E[A-Z0-9]{1,20}$`)
-	sysctlRE   = lazyRegexp(`^net(\.[a-z0-9_-]+){2,4}$`)
+	sockNameRE = lazyre.New(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+	scenarioRE = lazyre.New(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
+	errnoRE    = lazyre.New(`^E[A-Z0-9]{1,20}$`)
+	sysctlRE   = lazyre.New(`^net(\.[a-z0-9_-]+){2,4}$`)
 )
-
-// lazyRegexp returns a function that compiles expr the first time it is
-// called and returns the same *regexp.Regexp ever after.
-func lazyRegexp(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
 
 // sockInfo is what the parser knows about a socket while it reads a scenario.
 type sockInfo struct {

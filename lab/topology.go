@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/lazyre"
 	"github.com/tuple-net/tuple/nat"
 )
 
@@ -126,7 +127,7 @@ func (t Topology) Owner(a netip.Addr) string {
 
 // hostNameRE: a host's name is also an interface name in its neighbours
 // (at most 15 bytes).
-var hostNameRE = lazyRegexp(`^[a-z][a-z0-9-]{0,14}$`)
+var hostNameRE = lazyre.New(`^[a-z][a-z0-9-]{0,14}$`)
 
 // topoKeyword reports whether f starts a topology line rather than an
 // operation of a socket named like a keyword.

@@ -3,9 +3,9 @@ package netns
 import (
 	"bufio"
 	"bytes"
-	"regexp"
 	"strings"
-	"sync"
+
+	"github.com/tuple-net/tuple/internal/lazyre"
 )
 
 // Container is what a process's cgroup path says about it.
@@ -18,20 +18,14 @@ type Container struct {
 	PodUID string `json:"pod_uid,omitempty"`
 }
 
-// The regular expressions are compiled on first use, not at start: every
-// command pays this package's init, few need them.
 var (
 	// A container id as runtimes write it into cgroup paths, with the
 	// runtime's prefix under the systemd driver: docker-ID.scope,
 	// cri-containerd-ID.scope, crio-ID.scope; a bare ID under cgroupfs.
-	containerRe = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?:^|/)(docker-|cri-containerd-|crio-|crio-conmon-)?([0-9a-f]{64})(?:\.scope)?$`)
-	})
+	containerRe = lazyre.New(`(?:^|/)(docker-|cri-containerd-|crio-|crio-conmon-)?([0-9a-f]{64})(?:\.scope)?$`)
 	// The pod's slice (systemd: kubepods-burstable-pod<uid with _>.slice)
 	// or directory (cgroupfs: pod<uid>).
-	podRe = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?:^|/|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?(?:/|$)`)
-	})
+	podRe = lazyre.New(`(?:^|/|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?(?:/|$)`)
 )
 
 // ParseCgroup reads /proc/PID/cgroup content and returns what its path

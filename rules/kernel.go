@@ -2,11 +2,11 @@ package rules
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
+
+	"github.com/tuple-net/tuple/internal/lazyre"
 )
 
 // Kernel names the kernel whose port rules the model applies: the rules
@@ -68,8 +68,8 @@ func (k Kernel) String() string {
 	return fmt.Sprintf("%d.%d.%d", k.Major, k.Minor, k.Patch)
 }
 
-// (Compiled on first use: every tuple command pays this package's init.)
-var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+)\.(\d+)(?:\.(\d+))?`) })
+// versionRE matches a release's leading major.minor[.patch].
+var versionRE = lazyre.New(`^(\d+)\.(\d+)(?:\.(\d+))?`)
 
 // ParseKernel reads a kernel version: "6.1", "6.1.192", or a release as
 // uname -r prints it ("6.12.118+deb13-cloud-amd64", "5.15.0-91-generic").
@@ -97,8 +97,7 @@ func ParseKernel(s string) (Kernel, error) {
 // debianVersionRE finds the package version Debian's kernels put in uname
 // -v ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-...)"): their uname -r
 // keeps the ABI name ("6.1.0-57-cloud-amd64"), whose patch level is 0.
-// (Compiled on first use, as versionRE.)
-var debianVersionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\b(?:Debian|Ubuntu) (\d+\.\d+\.\d+)`) })
+var debianVersionRE = lazyre.New(`\b(?:Debian|Ubuntu) (\d+\.\d+\.\d+)`)
 
 // KernelFromUname is the kernel uname(2) describes: the release (uname -r),
 // with the stable patch level from the version (uname -v) where the

@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tuple-net/tuple/internal/lazyre"
 	"github.com/tuple-net/tuple/kernelvm"
 	"github.com/tuple-net/tuple/lab"
 	"github.com/tuple-net/tuple/rules"
@@ -236,8 +236,7 @@ func parseKernelVersion(v string) (*rules.Kernel, error) {
 }
 
 // summaryRE matches tuple lab's summary line (lab.Summary.String).
-// (Compiled on first use: every tuple command pays this package's init.)
-var summaryRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^(\d+) scenarios, (\d+) lines: `) })
+var summaryRE = lazyre.New(`(?m)^(\d+) scenarios, (\d+) lines: `)
 
 // guestSummary finds the guest lab's summary line on its console and
 // returns the number of lines it ran.

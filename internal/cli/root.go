@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tuple-net/tuple/internal/lazyre"
 	"github.com/tuple-net/tuple/lab"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -212,10 +211,7 @@ func verboseFlag(cmd *cobra.Command) bool {
 
 // flagValueErr is pflag's message for a value its parser refused:
 // `invalid argument "80000" for "--sport" flag: strconv.ParseUint: parsing "80000": value out of range`.
-// (Compiled on first use: every tuple command pays this package's init.)
-var flagValueErr = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--[\w-]+)" flag: (?:strconv\.\w+: parsing ".*": )?(.*)$`)
-})
+var flagValueErr = lazyre.New(`^invalid argument "(.*)" for "(?:-\w, )?(--[\w-]+)" flag: (?:strconv\.\w+: parsing ".*": )?(.*)$`)
 
 // flagErrorText words a flag error for people: the flag, the value and
 // what it wants, without the Go parser's names.
