@@ -175,10 +175,40 @@ func cmpUint(a, b uint64) int {
 // thread uses them later. The thread is returned to the runtime only once
 // it is back in its own namespace; if that fails it is retired.
 func Do(path string, fn func() error) error {
+	target, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	return <-start(target, fn)
+}
+
+// GoHere runs fn on another OS thread in the calling thread's network
+// namespace and returns a function that waits for fn's error: work beside
+// the caller's own, where a plain go statement would run in whatever
+// namespace the thread it lands on is in (a caller inside Do is not in the
+// process's). The thread is given back as Do's is.
+func GoHere(fn func() error) (wait func() error) {
+	here, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return func() error { return err }
+	}
+	errc := start(here, fn)
+	return func() error {
+		err := <-errc
+		here.Close()
+		return err
+	}
+}
+
+// start runs fn on a locked OS thread that has entered the namespace
+// target is open on, and sends fn's error once the thread is back in its
+// own namespace.
+func start(target *os.File, fn func() error) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		restore, err := enter(path)
+		restore, err := enter(target)
 		if err != nil {
 			runtime.UnlockOSThread()
 			errc <- err
@@ -186,29 +216,23 @@ func Do(path string, fn func() error) error {
 		}
 		ferr := fn()
 		if err := restore(); err != nil {
-			errc <- fmt.Errorf("leaving namespace %s: %w", path, err)
+			errc <- fmt.Errorf("leaving namespace %s: %w", target.Name(), err)
 			return // still locked: the runtime ends this thread
 		}
 		runtime.UnlockOSThread()
 		errc <- ferr
 	}()
-	return <-errc
+	return errc
 }
 
-func enter(path string) (restore func() error, err error) {
+func enter(target *os.File) (restore func() error, err error) {
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		return nil, err
 	}
-	target, err := os.Open(path)
-	if err != nil {
-		orig.Close()
-		return nil, err
-	}
-	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 		orig.Close()
-		return nil, fmt.Errorf("entering namespace %s: %w", path, os.NewSyscallError("setns", err))
+		return nil, fmt.Errorf("entering namespace %s: %w", target.Name(), os.NewSyscallError("setns", err))
 	}
 	return func() error {
 		defer orig.Close()

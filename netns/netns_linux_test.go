@@ -2,6 +2,7 @@ package netns_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
@@ -138,6 +139,40 @@ func TestDoEntersAndLeaves(t *testing.T) {
 	}
 	if err := Do("/nonexistent/ns", func() error { return nil }); err == nil {
 		t.Error("Do with a missing namespace: no error")
+	}
+}
+
+// GoHere's thread is in the caller's namespace, not the process's: a
+// thread inside Do can start work beside itself in the namespace it scans.
+func TestGoHereRunsInTheCallersNamespace(t *testing.T) {
+	ns := netnstest.New(t)
+	want, err := inode("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var beside uint64
+	if err := Do("/run/netns/"+ns.Name, func() error {
+		return GoHere(func() (err error) {
+			beside, err = inode("/proc/thread-self/ns/net")
+			return err
+		})()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if beside != want {
+		t.Errorf("GoHere inside Do ran in namespace %d, want the caller's %d", beside, want)
+	}
+	home := threadInode(t)
+	failed := errors.New("fn failed")
+	err = GoHere(func() (err error) {
+		beside, err = inode("/proc/thread-self/ns/net")
+		return errors.Join(err, failed)
+	})()
+	if !errors.Is(err, failed) {
+		t.Errorf("GoHere's wait returned %v, want fn's error", err)
+	}
+	if beside != home {
+		t.Errorf("GoHere from the process's namespace ran in namespace %d, want %d", beside, home)
 	}
 }
 

@@ -24,3 +24,6 @@ func Resolve(spec Spec, procRoot, runDir string) ([]Namespace, error) { return n
 
 // Do is Linux only.
 func Do(path string, fn func() error) error { return unsupported() }
+
+// GoHere is Linux only.
+func GoHere(fn func() error) (wait func() error) { return unsupported }

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -774,34 +774,25 @@ func (r *Reader) ScanAsync(buf []byte, fn func(*Sock)) (wait func() ([]byte, err
 	return inThisNamespace(func() ([]byte, error) { return r.Scan(buf, fn) })
 }
 
-// inThisNamespace runs read on a new thread in the calling thread's network
-// namespace and returns a function that waits for its result.
+// inThisNamespace runs read on another thread in the calling thread's
+// network namespace (netns.GoHere) and returns a function that waits for
+// its result. Failing to start it there is the iterator unsupported here.
 func inThisNamespace[T any](read func() (T, error)) (wait func() (T, error)) {
-	type result struct {
-		v   T
-		err error
-	}
-	done := make(chan result, 1)
-	ns, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		done <- result{err: fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, os.NewSyscallError("open /proc/thread-self/ns/net", err))}
-		return func() (T, error) { r := <-done; return r.v, r.err }
-	}
-	go func() {
-		// The thread is never unlocked: it leaves the namespace it came
-		// from, so it ends with the goroutine.
-		runtime.LockOSThread()
-		err := unix.Setns(ns, unix.CLONE_NEWNET)
-		unix.Close(ns)
-		if err != nil {
-			var zero T
-			done <- result{zero, fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, os.NewSyscallError("setns", err))}
-			return
+	var v T
+	ran := false
+	w := netns.GoHere(func() error {
+		ran = true
+		var err error
+		v, err = read()
+		return err
+	})
+	return func() (T, error) {
+		err := w()
+		if err != nil && !ran {
+			err = fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, err)
 		}
-		v, err := read()
-		done <- result{v, err}
-	}()
-	return func() (T, error) { r := <-done; return r.v, r.err }
+		return v, err
+	}
 }
 
 // iterTarget names the BPF iterator that walks proto's sockets.
