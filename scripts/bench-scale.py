@@ -186,6 +186,44 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def fit(points):
+    """Least-squares line through (sockets, seconds): (seconds per socket, fixed seconds)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return slope, my - slope * mx
+
+
+def per_socket(rows):
+    """The medians of every scale split by a straight line into a cost per
+    socket and a fixed cost (start-up, the walk of empty hash buckets): the
+    targets' ratios at small scales are set by the fixed costs, at large
+    ones by the cost per socket."""
+    if len(rows) < 3:
+        return []
+    lines = ["", "### Cost per socket and fixed cost (a straight line through the medians of all %d scales)" % len(rows), "",
+             "The line's slope is what each further socket costs, its value at zero sockets the fixed cost every run "
+             "pays whatever the table (tuple's is mostly its start-up, `tuple --version` above). The per-socket ratio "
+             "is tuple's slope / the anchor's: what the ratio of medians tends to as the table grows. A straight line is a "
+             "simplification (a larger table also costs more per socket, in caches and in the collector), so the fixed "
+             "costs are estimates, and a noisy scale moves them.", "",
+             "| command | anchor | µs per socket | anchor's µs per socket | per-socket ratio | fixed (ms) | anchor's fixed (ms) | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t, a, target in PAIRS:
+        if target is None:
+            continue
+        pts = {name: [(r["sockets"], med(r["results"][name]["wall"])) for r in rows if r["results"].get(name, {}).get("wall")]
+               for name in (t, a)}
+        if len(pts[t]) < 3 or len(pts[a]) < 3:
+            continue
+        (ts, tf), (as_, af) = fit(pts[t]), fit(pts[a])
+        lines.append("| `%s` | `%s` | %.2f | %.2f | %.2fx | %.0f | %.0f | <= %.2fx |" % (
+            t, a, ts * 1e6, as_ * 1e6, ts / as_, tf * 1e3, af * 1e3, target))
+    return lines
+
+
 def report(args):
     path, cores = args[0], args[1]
     dest = args[2] if len(args) > 2 else None
@@ -236,6 +274,7 @@ def report(args):
             a, b = med(by[40000]["results"][name]["wall"]), med(by[200000]["results"][name]["wall"])
             met = ("yes" if b / a <= 5.5 else "**no**") if name.startswith(("tuple ", "exporter")) and name != "tuple --version" else ""
             lines.append("| `%s` | %.3f | %.3f | %.2f | %s |" % (name, a, b, b / a, met))
+    lines += per_socket(rows)
     lines += ["", END]
     text = "\n".join(lines) + "\n"
     if not dest:
