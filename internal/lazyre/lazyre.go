@@ -12,7 +12,7 @@ import (
 
 // New returns a function that compiles expr at its first call and returns
 // the same *regexp.Regexp ever after. An invalid expr panics at that first
-// call, as regexp.MustCompile does at start-up: each one's tests call it.
+// call, not at start-up: the tests of the code that matches it find it.
 func New(expr string) func() *regexp.Regexp {
 	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }
