@@ -432,13 +432,26 @@ func (b *batch) checkPort(s Socket, op Op, kerr error, kport uint16) Outcome {
 // ticked at a moment the test cannot see (tickWorlds) and returns the first
 // answer that agrees with the kernel's errno got.
 func (b *batch) agreesAcrossTick(s Socket, op Op, got syscall.Errno) (Outcome, bool) {
+	var again Outcome
+	if !b.acrossTick(func(w World) bool {
+		again = Predict(w, s, op)
+		return again.Err == got
+	}) {
+		return Outcome{}, false
+	}
+	return again, true
+}
+
+// acrossTick reports whether holds is true of one of the tickWorlds, and
+// counts the first it is true of.
+func (b *batch) acrossTick(holds func(World) bool) bool {
 	for _, tw := range b.tickWorlds() {
-		if again := Predict(tw.World, s, op); again.Err == got {
+		if holds(tw.World) {
 			b.tickAgreed(tw.why)
-			return again, true
+			return true
 		}
 	}
-	return Outcome{}, false
+	return false
 }
 
 // tickWorld is the model's view of the namespace with a whole second
@@ -581,16 +594,7 @@ func (b *batch) countsIn(w World, s Socket, op Op, p uint16) bool {
 // countsAcrossTick is modelCounts where a whole second may have ticked
 // unseen (tickWorlds): a TIME_WAIT entry on p may then have been reusable.
 func (b *batch) countsAcrossTick(s Socket, op Op, p uint16) bool {
-	if b.modelCounts(s, op, p) {
-		return true
-	}
-	for _, tw := range b.tickWorlds() {
-		if b.countsIn(tw.World, s, op, p) {
-			b.tickAgreed(tw.why)
-			return true
-		}
-	}
-	return false
+	return b.modelCounts(s, op, p) || b.acrossTick(func(w World) bool { return b.countsIn(w, s, op, p) })
 }
 
 // choosesAcrossTick reports whether the model, in a view where a whole
@@ -599,14 +603,10 @@ func (b *batch) countsAcrossTick(s Socket, op Op, p uint16) bool {
 // the port a search takes first. The view the check saw is not asked: there
 // the model named another port.
 func (b *batch) choosesAcrossTick(s Socket, op Op, p uint16) bool {
-	for _, tw := range b.tickWorlds() {
-		named := Predict(tw.World, s, op).After.Local.Port()
-		if named == p || (named == 0 && b.countsIn(tw.World, s, op, p)) {
-			b.tickAgreed(tw.why)
-			return true
-		}
-	}
-	return false
+	return b.acrossTick(func(w World) bool {
+		named := Predict(w, s, op).After.Local.Port()
+		return named == p || (named == 0 && b.countsIn(w, s, op, p))
+	})
 }
 
 func (b *batch) disagree(w World, s Socket, op Op, out Outcome, what string) {
