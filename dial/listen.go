@@ -38,7 +38,9 @@ func SteerMap(s *reuseport.Supervisor) GroupOption {
 // Migrate keeps the kernel's hash steering and attaches a
 // SELECT_OR_MIGRATE program, so closing a member moves its queued and
 // half-open connections to a live member instead of resetting them (Linux
-// 5.14+, root). With SteerMap, make the Supervisor with Migrate set instead.
+// 5.14+, root); only a handshake finishing at the instant of the close is
+// still reset (docs/reuseport.md). With SteerMap, make the Supervisor with
+// Migrate set instead.
 func Migrate() GroupOption {
 	return func(c *groupConfig) { c.migrate = true }
 }
