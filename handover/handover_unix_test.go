@@ -97,7 +97,11 @@ func handOver(t *testing.T, ctx context.Context, path string, gen byte, old *ser
 	}
 	served := make(chan error, 1)
 	go func() { served <- offer.Serve(ctx, old.lns, old.stop) }()
-	time.Sleep(20 * time.Millisecond) // let the old generation serve a while
+	// Let the old generation serve a while: some connection at least, so
+	// its "served nothing" below means it could not, not that it was slow.
+	for deadline := time.Now().Add(10 * time.Second); old.seen.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	tk, err := Take(ctx, path)
 	if err != nil {
 		t.Fatal(err)

@@ -55,14 +55,16 @@ func serve(t *testing.T, idx int, ln net.Listener, onAccept func(int, net.Conn))
 func (m *member) stop() { m.ln.Close(); <-m.done }
 
 // roundTrip connects to addr and reads the member's index; any failure
-// (refused, reset, timeout, short read) is an error.
+// (refused, reset, timeout, short read) is an error. The timeouts outlast
+// two SYN retransmissions (1 s, then 2 s more), so a failure is a refusal
+// or a reset, not a slow machine.
 func roundTrip(addr string) (int, error) {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return -1, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	c.SetDeadline(time.Now().Add(5 * time.Second))
 	var b [1]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil {
 		return -1, err

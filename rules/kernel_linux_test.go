@@ -226,6 +226,9 @@ type batch struct {
 	// skips the port (World.BindMarked). worldNow drops a port no socket
 	// owns any more: its bucket went with the last owner.
 	bindMarked map[uint16]bool
+	// opStarted is the coarse clock just before the last kernel operation
+	// (startOp), in nanoseconds.
+	opStarted int64
 	stats
 }
 
@@ -374,9 +377,10 @@ func monoNanos() int64 {
 	return ts.Nano()
 }
 
-// opLatency bounds how long before its check the kernel ran an operation
-// (a system call or two in a TCG guest).
-const opLatency = 50 * time.Millisecond
+// startOp notes the coarse clock just before a kernel operation, so a
+// check can tell whether the kernel may have read the second before the
+// one the check sees (tickWorlds).
+func (b *batch) startOp() { b.opStarted = monoNanos() }
 
 // twCreated records a new TIME_WAIT entry, whose close began at the
 // monotonic clock's reading before (nanoseconds). With tcp_tw_reuse_delay
@@ -464,9 +468,9 @@ type tickWorld struct {
 // tickWorlds are the other views of the namespace a kernel that compares
 // whole seconds (TIME_WAIT reuse before 6.13) may have had, none on later
 // kernels:
-//   - the kernel read the clock during the operation, just before this
-//     check: when a second began within opLatency, it may have read the
-//     one before;
+//   - the kernel read the clock during the operation, before this check:
+//     when the operation began in the second before the check's, it may
+//     have read that one;
 //   - a TIME_WAIT entry whose close straddled a second was stamped in any
 //     second of it (the first here, the last in worldNow);
 //   - both.
@@ -477,6 +481,7 @@ func (b *batch) tickWorlds() []tickWorld {
 	ns := monoNanos()
 	sec := ns / int64(time.Second)
 	since := time.Duration(ns % int64(time.Second))
+	opInPrevSecond := b.opStarted > 0 && b.opStarted/int64(time.Second) < sec
 	straddled := false
 	for _, k := range b.world {
 		if k.sock.State == TimeWait && twBornFirstSec[k.sock.ID] < twBornSec[k.sock.ID] {
@@ -492,7 +497,7 @@ func (b *batch) tickWorlds() []tickWorld {
 		{false, true, "entry dated in its close's first second"},
 		{true, true, "both"},
 	} {
-		if (r.prev && since >= opLatency) || (r.early && !straddled) {
+		if (r.prev && !opInPrevSecond) || (r.early && !straddled) {
 			continue
 		}
 		at := sec
@@ -1058,6 +1063,7 @@ func (b *batch) existingSteps(x *existing, o sockOpts, port uint16, helperPort *
 // false when it failed or the model disagreed.
 func (b *batch) existingStep(x *existing, op Op) bool {
 	var kerr error
+	b.startOp()
 	if op.Kind == OpBind {
 		kerr = unix.Bind(x.fd, sockaddr.From(op.Addr))
 	} else {
@@ -1083,6 +1089,7 @@ func (b *batch) existingConnect(x *existing, timestamps bool) (keep bool, err er
 	}
 	op := Op{Kind: OpConnect, Addr: peer}
 	boundWildcard := s.State == Bound && s.Local.Port() != 0 && s.Local.Addr().Unmap().IsUnspecified()
+	b.startOp()
 	kerr, established := connectFD(x.fd, s.Proto, peer)
 	bad, residual := b.bad, b.residualCount()
 	out := b.checkPort(s, op, kerr, localPort(x.fd))
@@ -1494,6 +1501,7 @@ func (n *newSock) checkChosenPort(op Op, out Outcome, kp uint16) {
 // says so, with CAP_NET_BIND_SERVICE dropped) and checks it.
 func (n *newSock) bind(port uint16) bool {
 	op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(n.local, port)}
+	n.b.startOp()
 	if !n.privileged {
 		return n.step(op, unix.Bind(n.fd, sockaddr.From(op.Addr)))
 	}
@@ -1508,7 +1516,10 @@ func (n *newSock) bind(port uint16) bool {
 	return n.step(op, kerr)
 }
 
-func (n *newSock) listen() bool { return n.step(Op{Kind: OpListen}, unix.Listen(n.fd, 16)) }
+func (n *newSock) listen() bool {
+	n.b.startOp()
+	return n.step(Op{Kind: OpListen}, unix.Listen(n.fd, 16))
+}
 
 // connect connects the new socket, often to a peer whose four-tuple an
 // existing client holds, and checks it.
@@ -1518,6 +1529,7 @@ func (n *newSock) connect() bool {
 		return false // routing from a non-local source is not a port rule
 	}
 	peer := n.peer()
+	b.startOp()
 	kerr, established := connectFD(n.fd, s.Proto, peer)
 	ok := n.step(Op{Kind: OpConnect, Addr: peer}, kerr)
 	if ok && s.Proto == inet.TCP && established {

@@ -71,8 +71,10 @@ func readAll(conns []net.Conn, deadline time.Duration) []string {
 	return got
 }
 
-// listenUnderNproc runs `tuple listen -k ARGS` as uid 65534 with
-// RLIMIT_NPROC nproc inside ns.
+// listenUnderNproc runs `tuple listen -k ARGS` as uid 61234 with
+// RLIMIT_NPROC nproc inside ns. The limit counts every task of the uid on
+// the host, so the uid is one no other test runs as (the broker's tests,
+// running beside these, use 65534).
 func listenUnderNproc(t *testing.T, ns *netnstest.NS, nproc int, args ...string) *proc {
 	t.Helper()
 	for _, tool := range []string{"prlimit", "setpriv"} {
@@ -81,7 +83,7 @@ func listenUnderNproc(t *testing.T, ns *netnstest.NS, nproc int, args ...string)
 		}
 	}
 	lim := fmt.Sprintf("--nproc=%d:%d", nproc, nproc)
-	full := append([]string{lim, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", tupleBin, "listen", "-k"}, args...)
+	full := append([]string{lim, "setpriv", "--reuid=61234", "--regid=61234", "--clear-groups", tupleBin, "listen", "-k"}, args...)
 	return startIn(t, ns, false, "prlimit", full...).run(nil)
 }
 
@@ -573,7 +575,7 @@ func TestUnprivilegedBPFNote(t *testing.T) {
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		testenv.Missing(t, "setpriv (util-linux) not installed")
 	}
-	out, _ := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", tupleBin, "why", "bind", "127.0.0.1:22").CombinedOutput()
+	out, _ := exec.Command("setpriv", "--reuid=61234", "--regid=61234", "--clear-groups", tupleBin, "why", "bind", "127.0.0.1:22").CombinedOutput()
 	var note string
 	for _, line := range strings.Split(string(out), "\n") {
 		if strings.Contains(line, "kernel socket facts not read") {

@@ -144,7 +144,7 @@ func TestListenKeepDoesNotLeak(t *testing.T) {
 
 	// Descriptors and goroutines end asynchronously after the command
 	// returns; nothing signals the last one.
-	if !poll(3*time.Second, func() bool { return leakcheck.OpenFDs() <= fdsBefore && runtime.NumGoroutine() <= goBefore }) {
+	if !poll(10*time.Second, func() bool { return leakcheck.OpenFDs() <= fdsBefore && runtime.NumGoroutine() <= goBefore }) {
 		t.Fatalf("after %d connections: %d descriptors (%d before), %d goroutines (%d before)", total, leakcheck.OpenFDs(), fdsBefore, runtime.NumGoroutine(), goBefore)
 	}
 }
