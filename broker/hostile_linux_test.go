@@ -83,8 +83,14 @@ func TestBrokerHostileClients(t *testing.T) {
 	// denial gives up after quotaSweepWait, which a busy host can exceed.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := (&Client{Path: d.sock}).List(ctx); err != nil {
+	gs, err := (&Client{Path: d.sock}).List(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, g := range gs {
+		if g.UID == uint32(nobody) {
+			t.Errorf("a grant of uid %d outlived its dead or descriptor-less client: %+v", nobody, g)
+		}
 	}
 	good := run(nobody, "hog", d.sock, "127.0.0.1", "6")
 	if got := good.line(); got != "granted=5 denied=1" {

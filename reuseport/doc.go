@@ -20,7 +20,9 @@
 // Migration: when a member closes, the kernel resets the connections in its
 // accept queue and drops its half-open ones, unless net.ipv4.tcp_migrate_req
 // is 1 (Linux 5.14+) or the group's program is loaded as
-// BPF_SK_REUSEPORT_SELECT_OR_MIGRATE; then they move to a live member.
+// BPF_SK_REUSEPORT_SELECT_OR_MIGRATE; then they move to a live member, all
+// but a handshake finishing at the instant of the close, which the kernel
+// still resets (docs/reuseport.md).
 // AttachMigrate attaches a program that does only that, keeping the hash
 // choice; a Supervisor made with Migrate set does both.
 //

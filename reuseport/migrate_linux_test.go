@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,9 @@ var migrationMethods = []string{"none", "sysctl", "program"}
 // migrate by method; it skips t when the kernel cannot.
 func migratingGroup(t *testing.T, method string) (*netnstest.NS, []net.Listener) {
 	t.Helper()
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_migrate_req"); err != nil {
+		t.Skipf("kernel without connection migration (Linux 5.14+): %v", err)
+	}
 	ns := netnstest.New(t)
 	var opts []dial.GroupOption
 	switch method {
@@ -66,8 +70,8 @@ func TestMigrateMovesTheAcceptQueue(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// A client's connect returns before loopback delivers its
-			// last ACK; wait until the kernel has queued them all.
+			// A client's connect may return before loopback delivers
+			// its last ACK; wait until the kernel has queued them all.
 			var queued [2]int
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 				queued = [2]int{acceptQueue(t, group[0]), acceptQueue(t, group[1])}
@@ -121,7 +125,8 @@ func TestMigrateMovesTheAcceptQueue(t *testing.T) {
 // failures. Not zero: a connection whose last ACK the kernel is handling
 // on one CPU while the member closes on another is reset even with
 // migration (inet_csk_complete_hashdance finds the listener no longer
-// listening and forgets the child; no counter counts it).
+// listening and forgets the child; no migration counter counts it, only
+// OutRsts with every other reset).
 // docs/reuseport.md gives the measured rate.
 func TestMigrateOnRestart(t *testing.T) {
 	const restarts = 30
@@ -169,12 +174,15 @@ func TestMigrateOnRestart(t *testing.T) {
 					t.Errorf("with migration, a failure other than the close race's reset: %v", err)
 				}
 			}
-			if moved == 0 {
-				t.Errorf("the kernel migrated nothing across %d restarts under load", restarts)
-			}
 			switch {
+			case control < 0:
+				t.Logf("no control run to compare with (run the whole test)")
 			case control < 10:
+				// Little was queued at each close: nothing to move,
+				// nothing to compare.
 				t.Logf("the control lost %d, too few to compare with", control)
+			case moved == 0:
+				t.Errorf("the kernel migrated nothing across %d restarts, where a plain close lost %d", restarts, control)
 			case len(fails)*5 > control:
 				t.Errorf("%d failures with migration against %d with a plain close: migration should save most", len(fails), control)
 			}
@@ -232,7 +240,7 @@ func migrationCounters(t *testing.T, ns *netnstest.NS) migrations {
 		break
 	}
 	if found != 2 {
-		t.Fatalf("/proc/net/netstat has no TcpExt TCPMigrateReq counters")
+		t.Skipf("kernel without the migration counters (TcpExt TCPMigrateReq*, Linux 5.14+)")
 	}
 	return m
 }

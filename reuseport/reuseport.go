@@ -46,7 +46,8 @@ func ParseSteering(s string) (Steering, error) {
 type SupervisorOptions struct {
 	// Migrate loads the program as BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, so a
 	// closing member's queued and half-open connections move to a live
-	// member (Linux 5.14+).
+	// member (Linux 5.14+; a handshake finishing at the instant of the
+	// close is still reset).
 	Migrate bool
 }
 

@@ -93,7 +93,8 @@ func loadProgram(name string, insns asm.Instructions, migrate bool) (*ebpf.Progr
 // AttachMigrate attaches to the group of c a program that keeps the
 // kernel's hash choice for new connections and, loaded as
 // SELECT_OR_MIGRATE, makes the kernel move a closing member's queued and
-// half-open connections to a live member (Linux 5.14+, CAP_BPF).
+// half-open connections to a live member (Linux 5.14+, CAP_BPF); a
+// handshake finishing at the instant of the close is still reset.
 func AttachMigrate(c syscall.Conn) error {
 	prog, err := loadProgram("tuple_rp_migrate", asm.Instructions{
 		asm.Mov.Imm(asm.R0, skPass), // no choice made: the kernel hashes

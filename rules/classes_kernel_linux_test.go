@@ -174,12 +174,14 @@ func (b *batch) connectCase(proto inet.Proto, fam inet.Family, o sockOpts, binds
 	if b.chance(0.5) {
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(b.pickAddr(binds...), 0)}
 		var ok bool
+		b.startOp()
 		if s, ok = b.opStep(fd, s, op, unix.Bind(fd, sockaddr.From(op.Addr))); !ok {
 			return nil
 		}
 	}
 	op := Op{Kind: OpConnect, Addr: peer}
 	var kerr error
+	b.startOp()
 	if proto == inet.TCP {
 		kerr = connectWait(fd, op.Addr, 0)
 	} else {
@@ -240,6 +242,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 		}
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(a, base)}
 		var ok bool
+		b.startOp()
 		if s, ok = b.opStep(fd, s, op, unix.Bind(fd, sockaddr.From(op.Addr))); !ok {
 			return nil
 		}
@@ -252,6 +255,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 		}
 	}
 	op := Op{Kind: OpConnect, Addr: netip.AddrPortFrom(dst, dport)}
+	b.startOp()
 	s, ok := b.opStep(fd, s, op, connectWait(fd, op.Addr, 0))
 	if !ok {
 		return nil
@@ -281,6 +285,7 @@ func (b *batch) classSelfConnect(base uint16) error {
 	}
 	defer unix.Close(nfd)
 	bop := Op{Kind: OpBind, Addr: s.Local}
+	b.startOp()
 	b.check(n, bop, unix.Bind(nfd, sockaddr.From(bop.Addr)))
 	return nil
 }
@@ -313,6 +318,7 @@ func (b *batch) classLinkLocal(base uint16) error {
 		op.Addr = netip.AddrPortFrom(peer.WithZone("lo"), base+4)
 	}
 	var kerr error
+	b.startOp()
 	if proto == inet.TCP {
 		kerr = connectWait(fd, op.Addr, zone)
 	} else {
@@ -501,6 +507,7 @@ func (b *batch) afterListenerClose(fam inet.Family, laddr, dst netip.AddrPort) e
 		}
 		defer unix.Close(nfd)
 		op := Op{Kind: OpBind, Addr: laddr}
+		b.startOp()
 		b.check(n, op, unix.Bind(nfd, sockaddr.From(op.Addr)))
 		return nil
 	}
@@ -513,8 +520,10 @@ func (b *batch) afterListenerClose(fam inet.Family, laddr, dst netip.AddrPort) e
 		b.world = append(append([]kSock(nil), b.world[:j]...), b.world[j+1:]...)
 		if b.chance(0.5) {
 			op := Op{Kind: OpConnect, Addr: dst}
+			b.startOp()
 			b.check(s, op, connectWait(k.fd, op.Addr, 0))
 		} else {
+			b.startOp()
 			b.check(s, listenOp, unix.Listen(k.fd, 4))
 		}
 		b.world = saved
@@ -606,11 +615,13 @@ func (b *batch) classTimeWaitDevice(base uint16) error {
 	if !nsearch {
 		op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(addr, base)}
 		var ok bool
+		b.startOp()
 		if n, ok = b.opStep(nfd, n, op, unix.Bind(nfd, sockaddr.From(op.Addr))); !ok {
 			return nil
 		}
 	}
 	op := Op{Kind: OpConnect, Addr: peer}
+	b.startOp()
 	kerr, established := connectFD(nfd, inet.TCP, peer)
 	b.check(n, op, kerr)
 	if kerr == nil && established {
@@ -636,6 +647,7 @@ func (b *batch) classUDPDualStack(base uint16) error {
 		return err
 	}
 	op := Op{Kind: OpBind, Addr: netip.AddrPortFrom(netip.IPv6Unspecified(), base)}
+	b.startOp()
 	s, ok := b.opStep(fd, s, op, unix.Bind(fd, sockaddr.From(op.Addr)))
 	if !ok {
 		unix.Close(fd)
@@ -643,6 +655,7 @@ func (b *batch) classUDPDualStack(base uint16) error {
 	}
 	peer := b.pickAddr("::1", "fd00::1", "fd00::2", "::ffff:127.0.0.1")
 	cop := Op{Kind: OpConnect, Addr: netip.AddrPortFrom(peer, 9)}
+	b.startOp()
 	if s, ok = b.opStep(fd, s, cop, unix.Connect(fd, sockaddr.From(cop.Addr))); !ok {
 		unix.Close(fd)
 		return nil
@@ -660,6 +673,7 @@ func (b *batch) classUDPDualStack(base uint16) error {
 			return err
 		}
 		bop := Op{Kind: OpBind, Addr: netip.AddrPortFrom(a, base)}
+		b.startOp()
 		n, ok := b.opStep(nfd, n, bop, unix.Bind(nfd, sockaddr.From(bop.Addr)))
 		if ok {
 			b.world = append(b.world, kSock{fd: nfd, sock: n})

@@ -73,8 +73,9 @@ func readAll(conns []net.Conn, deadline time.Duration) []string {
 
 // listenUnderNproc runs `tuple listen -k ARGS` as uid 61234 with
 // RLIMIT_NPROC nproc inside ns. The limit counts every task of the uid on
-// the host, so the uid is one no other test runs as (the broker's tests,
-// running beside these, use 65534).
+// the kernel, so the uid is one no other test of this suite runs as (the
+// broker's tests, running beside these, use 65534); two suites sharing one
+// kernel would share the count again.
 func listenUnderNproc(t *testing.T, ns *netnstest.NS, nproc int, args ...string) *proc {
 	t.Helper()
 	for _, tool := range []string{"prlimit", "setpriv"} {
@@ -575,7 +576,7 @@ func TestUnprivilegedBPFNote(t *testing.T) {
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		testenv.Missing(t, "setpriv (util-linux) not installed")
 	}
-	out, _ := exec.Command("setpriv", "--reuid=61234", "--regid=61234", "--clear-groups", tupleBin, "why", "bind", "127.0.0.1:22").CombinedOutput()
+	out, _ := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", tupleBin, "why", "bind", "127.0.0.1:22").CombinedOutput()
 	var note string
 	for _, line := range strings.Split(string(out), "\n") {
 		if strings.Contains(line, "kernel socket facts not read") {

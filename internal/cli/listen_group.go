@@ -33,7 +33,7 @@ type listenGroupOptions struct {
 func addListenGroupFlags(f *pflag.FlagSet, o *listenGroupOptions) {
 	f.StringVar(&o.steer, "steer", "", "with --reuseport -k: open a group of --members listeners steered by `MODE`: hash (the kernel's), cpu (member i serves CPU i), map (an eBPF program over a socket array)")
 	f.IntVar(&o.members, "members", 0, "listeners in the --steer group (default: one per CPU)")
-	f.BoolVar(&o.migrate, "migrate", false, "with --reuseport -k: a closing member's queued connections move to a live member (a SELECT_OR_MIGRATE program; needs root)")
+	f.BoolVar(&o.migrate, "migrate", false, "with --reuseport -k: a closing member's queued connections move to a live member, all but a handshake finishing at the instant of the close (a SELECT_OR_MIGRATE program; needs root)")
 	f.StringVar(&o.handover, "handover", "", "with -k: take over the listening sockets of the tuple listen serving hand-over at Unix socket `PATH`, and offer ours there to the next one")
 }
 
