@@ -73,7 +73,7 @@ func newReader(owners bool, host rules.Host) (*Reader, error) {
 func (r *Reader) use(owners bool, host rules.Host) error {
 	if !owners {
 		if r.bare == nil {
-			f, err := sockfacts.NewReader(inet.TCP, sockfacts.SkipInode())
+			f, err := newFactsReader(sockfacts.SkipInode())
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ func (r *Reader) use(owners bool, host rules.Host) error {
 		return nil
 	}
 	if r.withInode == nil || r.inodePorts != host.EphemeralRange {
-		f, err := sockfacts.NewReader(inet.TCP, sockfacts.InodesWithin(host.EphemeralRange))
+		f, err := newFactsReader(sockfacts.InodesWithin(host.EphemeralRange))
 		if err != nil {
 			return err
 		}
@@ -92,6 +92,21 @@ func (r *Reader) use(owners bool, host rules.Host) error {
 	}
 	r.facts = r.withInode
 	return nil
+}
+
+// newFactsReader loads a TCP iterator whose records replace the socket
+// table: only where they say which ports connect() picked, which the
+// budget counts apart and a table row cannot tell without its listener.
+func newFactsReader(opt sockfacts.Option) (*sockfacts.Reader, error) {
+	f, err := sockfacts.NewReader(inet.TCP, opt)
+	if err != nil {
+		return nil, err
+	}
+	if !f.KnowsPortOrigin() {
+		f.Close()
+		return nil, fmt.Errorf("kernel socket records %w: they do not say which ports connect() picked before Linux 6.17", inet.ErrUnsupported)
+	}
+	return f, nil
 }
 
 // Close unloads the programs.

@@ -6,8 +6,9 @@
 //     entries included (they keep the flags of the socket they replace),
 //     without needing the owner's descriptor;
 //   - whether a TCP port was picked by connect() (SOCK_CONNECT_BIND in
-//     sk_userlocks, tw_connect_bind for TIME_WAIT; Linux 6.17+), which decides
-//     whether a later connect() may share the port;
+//     sk_userlocks, tw_connect_bind for TIME_WAIT; Linux 6.17+, unknown on
+//     older kernels, where the rest is read alike), which decides whether a
+//     later connect() may share the port;
 //   - whether a TIME_WAIT entry saw peer timestamps (tw_ts_recent_stamp),
 //     which decides whether its four-tuple can be reused.
 //

@@ -13,6 +13,16 @@ type field struct {
 	off, size  uint32
 	bit, nbits uint32
 	isBitfield bool
+	// absent: an optional field this kernel does not have.
+	absent bool
+}
+
+// bits is the field's value within the byte v copied from its offset.
+func (f field) bits(v byte) byte {
+	if !f.isBitfield {
+		return v
+	}
+	return (v >> f.bit) & (1<<f.nbits - 1)
 }
 
 // layout is every kernel field the iterator reads, from the running
@@ -138,7 +148,6 @@ func (l *layout) fields() []fieldSpec {
 		{&l.v6Daddr, "sock_common", "skc_v6_daddr", 16},
 		{&l.v6RcvSaddr, "sock_common", "skc_v6_rcv_saddr", 16},
 		{&l.userlocks, "sock", "sk_userlocks", 1},
-		{&l.twConnectBind, "inet_timewait_sock", "tw_connect_bind", 0},
 		{&l.twTSRecentStamp, "tcp_timewait_sock", "tw_ts_recent_stamp", 4},
 		{&l.bindHash, "inet_connection_sock", "icsk_bind_hash", 8},
 		{&l.twTB, "inet_timewait_sock", "tw_tb", 8},
@@ -163,6 +172,14 @@ func loadLayout(src fieldFinder) (*layout, error) {
 	var l layout
 	if err := loadFields(src, l.fields()); err != nil {
 		return nil, err
+	}
+	// Linux 6.17+, with SOCK_CONNECT_BIND in sk_userlocks: older kernels
+	// do not record which ports connect() picked, and the rest is read
+	// alike.
+	if f, err := src.field("inet_timewait_sock", "tw_connect_bind", 0); err == nil {
+		l.twConnectBind = f
+	} else {
+		l.twConnectBind = field{absent: true}
 	}
 	// The uid is read as its whole context slot, whose low half it is.
 	if l.tcpUID.off%8 != 0 || l.udpUID.off%8 != 0 {

@@ -222,12 +222,20 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 			// fields are read with probe reads. The bucket stays unread.
 			asm.LoadMem(asm.R1, asm.RFP, base+recState, asm.Byte),
 			asm.JNE.Imm(asm.R1, tcpTimeWait, "out"),
-			asm.Mov.Reg(asm.R1, asm.RFP),
-			asm.Add.Imm(asm.R1, base+recLocks),
-			asm.Mov.Imm(asm.R2, 1),
-			asm.Mov.Reg(asm.R3, sk),
-			asm.Add.Imm(asm.R3, int32(l.twConnectBind.off)),
-			asm.FnProbeReadKernel.Call(),
+		)
+		// Kernels before 6.17 have no tw_connect_bind: its byte stays 0
+		// and decodeRecord reports the port's origin unknown.
+		if !l.twConnectBind.absent {
+			insns = append(insns,
+				asm.Mov.Reg(asm.R1, asm.RFP),
+				asm.Add.Imm(asm.R1, base+recLocks),
+				asm.Mov.Imm(asm.R2, 1),
+				asm.Mov.Reg(asm.R3, sk),
+				asm.Add.Imm(asm.R3, int32(l.twConnectBind.off)),
+				asm.FnProbeReadKernel.Call(),
+			)
+		}
+		insns = append(insns,
 			asm.Mov.Reg(asm.R1, asm.RFP),
 			asm.Add.Imm(asm.R1, base+recTSRecent),
 			asm.Mov.Imm(asm.R2, 4),
@@ -236,10 +244,20 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 			asm.FnProbeReadKernel.Call(),
 			asm.StoreImm(asm.RFP, base+recKind, kindTimeWait, asm.Byte),
 			asm.Ja.Label("out"),
-			asm.LoadMem(asm.R1, asm.R0, int16(l.twConnectBind.off), asm.Byte).WithSymbol("twsock"),
-			asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
+		)
+		twsock := asm.Instructions{
 			asm.LoadMem(asm.R1, asm.R0, int16(l.twTSRecentStamp.off), asm.Word),
 			asm.StoreMem(asm.RFP, base+recTSRecent, asm.R1, asm.Word),
+		}
+		if !l.twConnectBind.absent {
+			twsock = append(asm.Instructions{
+				asm.LoadMem(asm.R1, asm.R0, int16(l.twConnectBind.off), asm.Byte),
+				asm.StoreMem(asm.RFP, base+recLocks, asm.R1, asm.Byte),
+			}, twsock...)
+		}
+		twsock[0] = twsock[0].WithSymbol("twsock")
+		insns = append(insns, twsock...)
+		insns = append(insns,
 			asm.StoreImm(asm.RFP, base+recKind, kindTimeWait, asm.Byte),
 			asm.LoadMem(asm.R8, asm.R0, int16(l.twTB.off), asm.DWord), // tw_tb
 			// The port's bind bucket, when the socket holds one.
@@ -333,6 +351,10 @@ type Reader struct {
 // no port and have no record of their own) the last Scan walked past.
 func (r *Reader) Requests() int { return r.requests }
 
+// KnowsPortOrigin reports whether this kernel's records say which ports
+// connect() picked (Sock.ConnectBindKnown: Linux 6.17+).
+func (r *Reader) KnowsPortOrigin() bool { return !r.l.twConnectBind.absent }
+
 // NewReader loads the iterator program of proto (TCP or UDP), reading what
 // opts leave in. Close it.
 func NewReader(proto inet.Proto, opts ...Option) (*Reader, error) {
@@ -375,9 +397,8 @@ func attachIter[L any](name, target string, rawLayout func(*rawBTF) (*L, error),
 	if k, err := rawKernel(); err == nil {
 		l, err := rawLayout(k)
 		if err != nil {
-			// A field the kernel lacks (tw_connect_bind before Linux
-			// 6.17): the loader would find it missing too, after
-			// decoding the BTF.
+			// A field the kernel lacks: the loader would find it
+			// missing too, after decoding the BTF.
 			if !errors.Is(err, inet.ErrUnsupported) {
 				err = fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, err)
 			}
@@ -613,16 +634,20 @@ func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
 	}
 	switch r[recKind] &^ kindBucket {
 	case kindFull:
-		locks := r[recLocks]
+		// sk_userlocks is a byte on recent kernels, four bits of one
+		// on older ones: read through its BTF bit offset.
+		locks := l.userlocks.bits(r[recLocks])
 		s.BindPortLock = locks&sockBindPortLock != 0
-		if proto == inet.TCP {
+		if proto == inet.TCP && !l.twConnectBind.absent {
 			s.ConnectBind = locks&sockConnectBind != 0
 			s.ConnectBindKnown = true
 		}
 	case kindTimeWait:
 		s.TimeWait = true
-		s.ConnectBind = bit(r[recLocks], l.twConnectBind)
-		s.ConnectBindKnown = true
+		if !l.twConnectBind.absent {
+			s.ConnectBind = bit(r[recLocks], l.twConnectBind)
+			s.ConnectBindKnown = true
+		}
 		s.Timestamps = int32(binary.NativeEndian.Uint32(r[recTSRecent:])) != 0
 	default:
 		return false // request sockets own no port
