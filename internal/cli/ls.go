@@ -249,9 +249,8 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 // bound-only TCP sockets that q asks for.
 func lsNotes(s Streams, q socktab.Query, notes []string) {
 	if q.TCP && q.States.Has(socktab.BoundInactive) {
-		if k, err := hostmodel.RunningKernel(); err == nil && !k.ReportsBoundOnly() {
-			notes = append(notes, fmt.Sprintf("kernel %s cannot list bound-only TCP sockets (inet_diag reports them from 6.8; "+
-				"the BPF socket iterator walks only listening and connected sockets): the table lacks them", k))
+		if k, err := hostmodel.RunningKernel(); err == nil && hostmodel.BoundOnlyNote(k) != "" {
+			notes = append(notes, hostmodel.BoundOnlyNote(k))
 		}
 	}
 	for _, n := range notes {

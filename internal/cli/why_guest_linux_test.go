@@ -1,0 +1,46 @@
+//go:build linux && amd64
+
+package cli
+
+import (
+	"fmt"
+	"os/exec"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/tuple-net/tuple/internal/guesttest"
+	"github.com/tuple-net/tuple/kernelvm"
+)
+
+// TestWhyDifferentialInGuests runs TestWhyDifferential inside each fetched
+// kernel (5.10, 6.1, 6.12; guesttest, opt-in: TUPLE_WHY_GUESTS=1): `tuple
+// why` reads the guest's own table and facts and predicts, and the
+// guest's kernel answers. TUPLE_DIFF_CASES and TUPLE_DIFF_SEED pass on.
+func TestWhyDifferentialInGuests(t *testing.T) {
+	var tools []string
+	for _, name := range []string{"ip", "ss", "sysctl"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			t.Skipf("needs %s in the guest", name)
+		}
+		tools = append(tools, p)
+	}
+	summary := regexp.MustCompile(`differential: (\d+) cases, (\d+) agree, (\d+) disagree, (\d+) uncertain \(seed \d+\)`)
+	cfg := kernelvm.Config{
+		Args: []string{"-test.run=^TestWhyDifferential$", "-test.v", "-test.count=1"},
+		Env: []string{fmt.Sprintf("TUPLE_DIFF_CASES=%d", diffEnv("TUPLE_DIFF_CASES", 120)),
+			fmt.Sprintf("TUPLE_DIFF_SEED=%d", diffEnv("TUPLE_DIFF_SEED", 1))},
+		Tools: tools,
+	}
+	guesttest.Run(t, "TUPLE_WHY_GUESTS", cfg, func(t *testing.T, res kernelvm.Result) {
+		m := summary.FindSubmatch(res.Stdout)
+		if m == nil {
+			t.Fatalf("%s: no summary (exit %d); output:\n%s\nconsole:\n%.4000s", res.Release, res.ExitCode, res.Stdout, res.Console)
+		}
+		t.Logf("%s (%s, %v): %s", res.Release, res.Accel, res.Duration.Round(time.Second), m[0])
+		if res.ExitCode != 0 {
+			t.Errorf("%s: the differential test failed in the guest:\n%s", res.Release, res.Stdout)
+		}
+	})
+}
