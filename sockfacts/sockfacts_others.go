@@ -76,3 +76,6 @@ func (r *Reader) ScanAsync(buf []byte, fn func(*Sock)) (wait func() ([]byte, err
 
 // Requests needs Linux.
 func (r *Reader) Requests() int { return 0 }
+
+// KnowsPortOrigin is false: nothing is read.
+func (r *Reader) KnowsPortOrigin() bool { return false }
