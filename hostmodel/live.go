@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/tuple-net/tuple/inet"
-	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockfacts"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -25,9 +24,6 @@ func Live(ctx context.Context, proto inet.Proto, procRoot string) (*Situation, e
 	host, notes, err := ReadHost(procRoot)
 	if err != nil {
 		return nil, err
-	}
-	if n := BoundOnlyNote(host.Kernel); proto == inet.TCP && n != "" {
-		notes = append(notes, n)
 	}
 	q := socktab.Query{TCP: proto == inet.TCP, UDP: proto == inet.UDP, ProcRoot: procRoot}
 	t, err := socktab.Snapshot(ctx, q)
@@ -99,18 +95,6 @@ func (sit *Situation) loadOwners(ctx context.Context, idx []int) error {
 // factsNote says why the kernel's socket records were not read. Without
 // root the cause is the missing privilege, whatever the loader's error
 // suggests (it blames the memlock limit).
-// BoundOnlyNote is what a TCP reading of kernel k misses, "" when it
-// misses nothing: before 6.8 inet_diag does not list bound-only sockets,
-// and no other source does.
-func BoundOnlyNote(k rules.Kernel) string {
-	if k == (rules.Kernel{}) || k.ReportsBoundOnly() {
-		return ""
-	}
-	return fmt.Sprintf("kernel %s cannot list bound-only TCP sockets (inet_diag reports them from 6.8; "+
-		"the BPF socket iterator walks only listening and connected sockets): a port held only by a socket "+
-		"that is bound, neither listening nor connected, looks free", k)
-}
-
 func factsNote(err error) string {
 	const then = "options come from owners' descriptors where readable; the rest is assumed, as stated"
 	if os.Geteuid() != 0 {

@@ -44,6 +44,12 @@ func snapshot(ctx context.Context, q Query) (*Table, error) {
 			t.Notes = append(t.Notes, "procfs does not list bound-only TCP sockets (state bound)")
 		}
 	}
+	if t.Source == "netlink" {
+		var note string
+		if socks, note = addBoundOnly(socks, q); note != "" {
+			t.Notes = append(t.Notes, note)
+		}
+	}
 	t.Sockets = filter(socks, q)
 	finish(ctx, t, q, &files)
 	return t, nil

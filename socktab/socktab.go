@@ -56,6 +56,12 @@ type Owner struct {
 	FD   int
 }
 
+// NoteBoundOnlyMissing begins the table's note when bound-only TCP sockets
+// were asked for and could not be listed (before Linux 6.8, where
+// inet_diag does not report them, without root to look for them among
+// processes' descriptors).
+const NoteBoundOnlyMissing = "bound-only TCP sockets not listed"
+
 // Socket is one kernel socket.
 type Socket struct {
 	Proto  inet.Proto

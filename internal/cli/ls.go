@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/socktab"
@@ -245,14 +244,10 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	return nil
 }
 
-// lsNotes prints the table's notes, and one when the kernel cannot list
-// bound-only TCP sockets that q asks for.
+// lsNotes prints the table's notes (among them, where the kernel cannot
+// list bound-only TCP sockets and they could not be looked for, that they
+// are missing).
 func lsNotes(s Streams, q socktab.Query, notes []string) {
-	if q.TCP && q.States.Has(socktab.BoundInactive) {
-		if k, err := hostmodel.RunningKernel(); err == nil && hostmodel.BoundOnlyNote(k) != "" {
-			notes = append(notes, hostmodel.BoundOnlyNote(k))
-		}
-	}
 	for _, n := range notes {
 		warnf(s.Err, "tuple: note: %s\n", n)
 	}

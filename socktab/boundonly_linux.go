@@ -1,0 +1,157 @@
+package socktab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/inet"
+	sa "github.com/tuple-net/tuple/internal/sockaddr"
+	"github.com/tuple-net/tuple/sockfacts"
+)
+
+// dumpsBoundOnly reports whether this kernel's inet_diag lists bound-only
+// TCP sockets (TCP_BOUND_INACTIVE, Linux 6.8).
+var dumpsBoundOnly = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return true // unknown: trust the dump
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major > 6 || major == 6 && minor >= 8
+})
+
+// boundOnlyFromDescriptors finds the bound-only TCP sockets of the calling
+// thread's network namespace where inet_diag cannot list them (before
+// 6.8): every socket descriptor of every process (the BPF task_file
+// iterator) whose inode is not in known is duplicated (pidfd_getfd), and
+// those that are TCP, of this namespace, bound to a port and in state
+// CLOSE are kept, as inet_diag would report them. It needs root; a socket
+// no process holds (in flight over SCM_RIGHTS) is not found. The error
+// says why nothing could be looked for.
+func boundOnlyFromDescriptors(known map[uint64]bool) ([]Socket, error) {
+	files, err := sockfacts.SocketFiles()
+	if err != nil {
+		return nil, err
+	}
+	var here unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &here); err != nil {
+		return nil, os.NewSyscallError("stat /proc/thread-self/ns/net", err)
+	}
+	pidfds := map[int32]int{}
+	defer func() {
+		for _, fd := range pidfds {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}()
+	var out []Socket
+	seen := map[uint64]bool{}
+	for _, f := range files {
+		if known[f.Inode] || seen[f.Inode] {
+			continue
+		}
+		pidfd, ok := pidfds[f.PID]
+		if !ok {
+			pidfd, err = unix.PidfdOpen(int(f.PID), 0)
+			if err != nil {
+				pidfd = -1 // exited meanwhile, or not ours to open
+			}
+			pidfds[f.PID] = pidfd
+		}
+		if pidfd < 0 {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, int(f.FD), 0)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		s, ok := boundOnly(fd, f.Inode, here.Ino)
+		unix.Close(fd)
+		if ok {
+			seen[f.Inode] = true
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// boundOnly reads the socket at fd (a duplicate) as inet_diag reports a
+// bound-only TCP socket, if it is one of the namespace whose inode is
+// netns.
+func boundOnly(fd int, inode, netns uint64) (Socket, bool) {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Ino != inode {
+		return Socket{}, false // the descriptor changed since the listing
+	}
+	domain, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	proto, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err1 != nil || err2 != nil || (domain != unix.AF_INET && domain != unix.AF_INET6) || proto != unix.IPPROTO_TCP {
+		return Socket{}, false
+	}
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil || info.State != 7 { // TCP_CLOSE: neither listening nor connected
+		return Socket{}, false
+	}
+	name, err := unix.Getsockname(fd)
+	if err != nil {
+		return Socket{}, false
+	}
+	local := sa.AddrPort(name)
+	if local.Port() == 0 {
+		return Socket{}, false // not bound to a port: it holds none
+	}
+	// SIOCGSKNS opens the socket's network namespace: a socket created
+	// in another one is not this table's.
+	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if err != nil {
+		return Socket{}, false
+	}
+	var nst unix.Stat_t
+	err = unix.Fstat(nsfd, &nst)
+	unix.Close(nsfd)
+	if err != nil || nst.Ino != netns {
+		return Socket{}, false
+	}
+	s := Socket{Proto: inet.TCP, Family: inet.IPv4, State: BoundInactive, Local: local, UID: st.Uid, Inode: inode,
+		Remote: netip.AddrPortFrom(netip.IPv4Unspecified(), 0), V6Only: Bool{Reason: reasonIPv4}}
+	if domain == unix.AF_INET6 {
+		s.Family, s.Remote = inet.IPv6, netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+		if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err == nil {
+			s.V6Only = Bool{Known: true, Value: v != 0}
+		}
+	}
+	if c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE); err == nil {
+		s.Cookie = c
+	}
+	if dev, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX); err == nil {
+		s.Dev = dev
+	}
+	return s, true
+}
+
+// addBoundOnly adds to socks the bound-only TCP sockets q asks for that
+// the dump could not list (boundOnlyFromDescriptors), or returns the note
+// that says they are missing.
+func addBoundOnly(socks []Socket, q Query) ([]Socket, string) {
+	if !q.TCP || !q.States.Has(BoundInactive) || dumpsBoundOnly() {
+		return socks, ""
+	}
+	known := make(map[uint64]bool, len(socks))
+	for i := range socks {
+		known[socks[i].Inode] = true
+	}
+	found, err := boundOnlyFromDescriptors(known)
+	if err != nil {
+		return socks, fmt.Sprintf("%s: this kernel's inet_diag does not report them (6.8+) and they could not be "+
+			"looked for among processes' descriptors (%v), so a port held only by one looks free", NoteBoundOnlyMissing, err)
+	}
+	return append(socks, found...), ""
+}
