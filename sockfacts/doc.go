@@ -24,4 +24,6 @@
 // Loading needs CAP_BPF and CAP_PERFMON (root). Without them, or on a kernel
 // without BTF or these fields, Read returns an error wrapping
 // inet.ErrUnsupported and callers fall back to stating the facts as unknown.
+// The package's tests run in Linux 5.10, 6.1 and 6.12 under qemu too
+// (TestFactsInGuests); docs/kernel-findings.md says what differs there.
 package sockfacts

@@ -2,6 +2,7 @@ package sockfacts
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -210,6 +211,11 @@ func TestRawTaskFilesMatchesLoader(t *testing.T) {
 func TestKernelBTFBlob(t *testing.T) {
 	requireBTF(t)
 	blob, err := kernelBTFBlob()
+	if errors.Is(err, unix.ENOENT) {
+		// No BTF object at all: older kernels (5.10) do not list their
+		// own BTF through bpf(2), and rawKernel reads the file instead.
+		t.Skipf("the kernel's BTF is no bpf(2) object here (%v): the file is read", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,6 @@ func (g *groupLayout) fields() []fieldSpec {
 	return []fieldSpec{
 		{&g.reuseportCB, "sock", "sk_reuseport_cb", 8},
 		{&g.numSocks, "sock_reuseport", "num_socks", 2},
-		{&g.numClosed, "sock_reuseport", "num_closed_socks", 2},
 		{&g.reuseportID, "sock_reuseport", "reuseport_id", 4},
 		{&g.reuseProg, "sock_reuseport", "prog", 8},
 		{&g.socks, "sock_reuseport", "socks", 0},
@@ -56,6 +55,12 @@ func loadGroupLayout(l *layout, src fieldFinder) (*groupLayout, error) {
 	g := &groupLayout{layout: l}
 	if err := loadFields(src, g.fields()); err != nil {
 		return nil, err
+	}
+	// Closed members kept for migration (Linux 5.14+); none before.
+	if f, err := src.field("sock_reuseport", "num_closed_socks", 2); err == nil {
+		g.numClosed = f
+	} else {
+		g.numClosed = field{absent: true}
 	}
 	if g.socks.off+8*MaxIndex > 1<<15-1 {
 		return nil, fmt.Errorf("BPF socket iterator %w: sock_reuseport.socks at %d is out of reach", inet.ErrUnsupported, g.socks.off)
@@ -120,7 +125,7 @@ func groupProgram(l *groupLayout, proto inet.Proto) asm.Instructions {
 		asm.LoadMem(reuse, sk, int16(l.reuseportCB.off), asm.DWord),
 		asm.JEq.Imm(reuse, 0, "exit"),
 	)
-	insns = append(insns, startRecord(sk, base, grpLen, grpCookie)...)
+	insns = append(insns, startRecord(sk, base, grpLen, grpCookie, l.cookie)...)
 	insns = append(insns, copyField(sk, l.family.off, asm.Half, grpFamily)...)
 	insns = append(insns, copyField(sk, l.state.off, asm.Byte, grpState)...)
 	insns = append(insns, copyField(sk, l.num.off, asm.Half, grpPort)...)
@@ -129,7 +134,9 @@ func groupProgram(l *groupLayout, proto inet.Proto) asm.Instructions {
 		insns = append(insns, copyField(sk, l.v6RcvSaddr.off+i, asm.Word, grpV6Saddr+int16(i))...)
 	}
 	insns = append(insns, copyField(reuse, l.reuseportID.off, asm.Word, grpID)...)
-	insns = append(insns, copyField(reuse, l.numClosed.off, asm.Half, grpClosed)...)
+	if !l.numClosed.absent {
+		insns = append(insns, copyField(reuse, l.numClosed.off, asm.Half, grpClosed)...)
+	}
 	insns = append(insns,
 		asm.LoadMem(num, reuse, int16(l.numSocks.off), asm.Half),
 		asm.StoreMem(asm.RFP, base+grpNum, num, asm.Half),

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/kversion"
 )
 
 // field is where one kernel struct member lives: byte offset and size, and
@@ -31,9 +32,13 @@ type layout struct {
 	family, state, reuse, reusePort, v6only          field
 	num, dport, daddr, rcvSaddr, v6Daddr, v6RcvSaddr field
 	userlocks, twConnectBind, twTSRecentStamp        field
-	bindHash, twTB, fastreuse, fastreuseport         field
-	fastUID, fastRcvSaddr, fastV6RcvSaddr            field
-	fastFamily, fastV6Only                           field
+	// cookie is sock_common.skc_cookie, read where the
+	// bpf_get_socket_cookie helper is not allowed (before 5.12); absent
+	// elsewhere.
+	cookie                                   field
+	bindHash, twTB, fastreuse, fastreuseport field
+	fastUID, fastRcvSaddr, fastV6RcvSaddr    field
+	fastFamily, fastV6Only                   field
 	// The socket's owner and device, as inet_diag reports them: the
 	// context's uid (an iterator argument, one u64 slot each), the bound
 	// ifindex, and the inode through sk_socket->file->f_inode.
@@ -172,6 +177,14 @@ func loadLayout(src fieldFinder) (*layout, error) {
 	var l layout
 	if err := loadFields(src, l.fields()); err != nil {
 		return nil, err
+	}
+	l.cookie = field{absent: true}
+	if !kversion.AtLeast(5, 12) {
+		f, err := src.field("sock_common", "skc_cookie", 8)
+		if err != nil {
+			return nil, err
+		}
+		l.cookie = f
 	}
 	// Linux 6.17+, with SOCK_CONNECT_BIND in sk_userlocks: older kernels
 	// do not record which ports connect() picked, and the rest is read

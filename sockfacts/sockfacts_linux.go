@@ -131,7 +131,7 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 			asm.LoadMem(asm.R1, sk, int16(l.num.off), asm.Half), // skc_num, host order
 			asm.JNE.Imm(asm.R1, int32(port), "exit"))
 	}
-	insns = append(insns, startRecord(sk, base, recordLen, recCookie)...)
+	insns = append(insns, startRecord(sk, base, recordLen, recCookie, l.cookie)...)
 	insns = append(insns, copyField(l.family, recFamily)...)
 	insns = append(insns, copyField(l.state, recState)...)
 	insns = append(insns, copyField(field{off: l.reuse.off, size: 1}, recFlags)...)
@@ -295,10 +295,20 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 // through bpf_get_socket_cookie, which assigns one to a socket that has
 // none yet, the way inet_diag does: records and a dump read at the same
 // time still meet by cookie.
-func startRecord(sk asm.Register, base, n, cookieOff int16) asm.Instructions {
+func startRecord(sk asm.Register, base, n, cookieOff int16, cookie field) asm.Instructions {
 	insns := asm.Instructions{asm.Mov.Imm(asm.R1, 0)}
 	for i := int16(0); i < n; i += 8 {
 		insns = append(insns, asm.StoreMem(asm.RFP, base+i, asm.R1, asm.DWord))
+	}
+	if !cookie.absent {
+		// Before 5.12 iterator programs may not call
+		// bpf_get_socket_cookie: the cookie is read where the kernel
+		// keeps it, 0 for a socket no one asked the cookie of yet
+		// (inet_diag gives every socket it dumps one).
+		return append(insns,
+			asm.LoadMem(asm.R1, sk, int16(cookie.off), asm.DWord),
+			asm.StoreMem(asm.RFP, base+cookieOff, asm.R1, asm.DWord),
+		)
 	}
 	return append(insns,
 		asm.Mov.Reg(asm.R1, sk),

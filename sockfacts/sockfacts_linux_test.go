@@ -20,6 +20,7 @@ import (
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/guesttest"
+	"github.com/tuple-net/tuple/internal/kversion"
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/internal/testenv"
@@ -48,21 +49,6 @@ func requireBTF(t *testing.T) {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		testenv.Missing(t, "needs kernel BTF (/sys/kernel/btf/vmlinux): "+err.Error())
 	}
-}
-
-// kernelAtLeast reports whether the running kernel is major.minor or
-// later.
-func kernelAtLeast(t *testing.T, major, minor int) bool {
-	t.Helper()
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		t.Fatal(err)
-	}
-	var ma, mi int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
-		t.Fatalf("kernel release %q: %v", u.Release, err)
-	}
-	return ma > major || ma == major && mi >= minor
 }
 
 // knowsPortOrigin reports whether this kernel records which ports
@@ -154,7 +140,7 @@ func TestReadAgainstKernel(t *testing.T) {
 	// cache's "any address", 1); 6.12 and later link the bind2 bucket
 	// first and cache the strict address (2).
 	fastRP := int8(2)
-	if !kernelAtLeast(t, 6, 12) {
+	if !kversion.AtLeast(6, 12) {
 		fastRP = 1
 	}
 	if l := find("127.0.0.1:7000", "0.0.0.0:0"); l.Bucket.FastReuse != 0 || l.Bucket.FastReusePort != fastRP || l.Bucket.FastUID != 0 ||
@@ -380,6 +366,13 @@ func TestReadAsyncInNamespaceWithCookies(t *testing.T) {
 		if err := unix.Listen(fd, 1); err != nil {
 			return err
 		}
+		if !kversion.AtLeast(5, 12) {
+			// There the record's cookie is the one the kernel keeps,
+			// made when first asked for: by the dump the records meet.
+			if _, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE); err != nil {
+				return err
+			}
+		}
 		wait = ReadAsync(inet.TCP, nil)
 		return nil
 	}); err != nil {
@@ -566,7 +559,7 @@ func TestScanOwnerFacts(t *testing.T) {
 			// reads as root.
 			child = true
 			uid := uint32(4321)
-			if !kernelAtLeast(t, 6, 13) {
+			if !kversion.AtLeast(6, 13) {
 				uid = 0
 			}
 			if s.UID != uid || s.Dev != 1 || s.Inode != 0 {

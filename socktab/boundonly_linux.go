@@ -4,28 +4,18 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/kversion"
 	sa "github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/sockfacts"
 )
 
 // dumpsBoundOnly reports whether this kernel's inet_diag lists bound-only
 // TCP sockets (TCP_BOUND_INACTIVE, Linux 6.8).
-var dumpsBoundOnly = sync.OnceValue(func() bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return true // unknown: trust the dump
-	}
-	var major, minor int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
-		return true
-	}
-	return major > 6 || major == 6 && minor >= 8
-})
+func dumpsBoundOnly() bool { return kversion.AtLeast(6, 8) }
 
 // boundOnlyFromDescriptors finds the bound-only TCP sockets of the calling
 // thread's network namespace where inet_diag cannot list them (before
