@@ -209,13 +209,14 @@ type Exporter struct {
 	opt        Options
 	collectors []namedCollector
 
-	group     singleflight.Group // concurrent scrapes share one snapshot
-	mu        sync.Mutex
-	last      *snapshot // the latest finished snapshot, for MaxAge
-	lastState string    // the host read's state last logged
-	scrapes   prometheus.Counter
-	snapshots prometheus.Counter
-	errors    *prometheus.CounterVec
+	group          singleflight.Group // concurrent scrapes share one snapshot
+	mu             sync.Mutex
+	last           *snapshot // the latest finished snapshot, for MaxAge
+	lastState      string    // the host read's state last logged
+	lastTableNotes string    // the socket table's notes last logged
+	scrapes        prometheus.Counter
+	snapshots      prometheus.Counter
+	errors         *prometheus.CounterVec
 
 	logMu sync.Mutex            // guards logs: scrapes may run concurrently
 	logs  map[string]*changeLog // per collector name, and factsLog
@@ -358,6 +359,9 @@ func (e *Exporter) read() *snapshot {
 		s.fallbacks = append(s.fallbacks, name)
 	}
 	e.logHostState(s)
+	if s.Table != nil {
+		e.logTableNotes(s.Table.Notes)
+	}
 	if s.Table == nil && s.TableErr == nil {
 		s.TableErr = fmt.Errorf("source returned no table")
 	}
@@ -399,6 +403,25 @@ func (e *Exporter) logHostState(s *snapshot) {
 		e.opt.Log.Info("sysctls read again")
 	default:
 		e.opt.Log.Warn(state)
+	}
+}
+
+// logTableNotes logs what the socket table says it lacks (bound-only
+// sockets a kernel before 6.8 cannot list and that could not be looked
+// for, owners not readable, ...) when that changes, not at every scrape:
+// without it the series would read as complete.
+func (e *Exporter) logTableNotes(notes []string) {
+	state := strings.Join(notes, "; ")
+	e.mu.Lock()
+	changed := state != e.lastTableNotes
+	e.lastTableNotes = state
+	e.mu.Unlock()
+	switch {
+	case !changed:
+	case state == "":
+		e.opt.Log.Info("socket table read whole again")
+	default:
+		e.opt.Log.Warn("socket table: " + state)
 	}
 }
 

@@ -269,6 +269,31 @@ func TestExporterSaysWhenSysctlsFellBack(t *testing.T) {
 	}
 }
 
+// What the socket table says it lacks (here: bound-only sockets a kernel
+// before 6.8 cannot list) is logged once, not at every scrape, and its end
+// is logged too.
+func TestExporterLogsTableNotesOnce(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	in := fixture(1)
+	in.Table.Notes = []string{socktab.NoteBoundOnlyMissing + ": not root"}
+	src := SourceFunc(func(context.Context) Input { mu.Lock(); defer mu.Unlock(); return in })
+	e := New(src, Options{MaxAge: -1, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	for range 3 {
+		gather(t, e)
+	}
+	if n := strings.Count(logs.String(), socktab.NoteBoundOnlyMissing); n != 1 {
+		t.Errorf("the table's note logged %d times in 3 scrapes, want once:\n%s", n, logs.String())
+	}
+	mu.Lock()
+	in = fixture(1)
+	mu.Unlock()
+	gather(t, e)
+	if !strings.Contains(logs.String(), "socket table read whole again") {
+		t.Errorf("the note's end not logged:\n%s", logs.String())
+	}
+}
+
 func TestExporterUIDsBeyondTopAreOther(t *testing.T) {
 	out := gather(t, New(staticSource(fixture(3)), Options{Top: 1}))
 	for _, want := range []string{

@@ -149,8 +149,13 @@ func FromRecord(k *sockfacts.Sock, timeLeft time.Duration) (rules.Socket, rules.
 		r.TWTimestamps = k.Timestamps
 	}
 	if st == rules.Connected || st == rules.TimeWait {
-		// TCP records always know it (sk_userlocks, tw_connect_bind).
+		// Known from 6.17 (sk_userlocks, tw_connect_bind); before, the
+		// record cannot say (ports.Reader does not use records there).
 		r.PortFromConnect = k.ConnectBind
+		if !k.ConnectBindKnown {
+			r.Unknown |= rules.FactPortOrigin
+			r.UnknownReason = "the kernel records which ports connect() picked from 6.17"
+		}
 	}
 	if !k.BucketKnown {
 		return r, rules.Bucket{}, true
@@ -193,7 +198,7 @@ func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		r.TWAge = max(timeWaitLen-s.TimeLeft, 0)
 	}
 	if kf != nil {
-		// The kernel's own record: every fact is exact.
+		// The kernel's own record: every fact it has is exact.
 		e.bucketKnown, e.bucket = kf.BucketKnown, kf.Bucket
 		r.ReuseAddr, r.ReusePort = kf.ReuseAddr, kf.ReusePort
 		r.V6Only = r.Family == inet.IPv6 && kf.V6Only

@@ -141,13 +141,6 @@ func (k Kernel) mappedMissesMappedWildcard() bool {
 	return k.AtLeast(6, 1, 0) && !k.AtLeast(6, 7, 0)
 }
 
-// ReportsBoundOnly reports whether inet_diag dumps bound-only TCP sockets
-// (state TCP_BOUND_INACTIVE, bit 13): added in 6.8 ("tcp: Dump bound-only
-// sockets in inet_diag"). Before it no socket table lists them, and the BPF
-// TCP iterator walks only the listening and established hashes, not the
-// bind hash where they live.
-func (k Kernel) ReportsBoundOnly() bool { return k.AtLeast(6, 8, 0) }
-
 // SetOptionErr is what setsockopt returns when the socket options of s are
 // set: ENOPROTOOPT for one this kernel does not know, EINVAL for an
 // IP_LOCAL_PORT_RANGE whose ends are both set and inverted (do_ip_setsockopt),

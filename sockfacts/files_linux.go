@@ -23,6 +23,13 @@ type filesLayout struct {
 	tgid           field // task_struct
 	fInode         field // file
 	iMode, iIno    field // inode
+	// What boundFilesProgram reads of a socket file's sock (through
+	// file->private_data, the struct socket, and socket->sk), or why it
+	// cannot: SocketFiles does not need them.
+	privateData, socketSk    field
+	skFamily, skState, skNum field
+	skProtocol               field
+	sockErr                  error
 }
 
 var (
@@ -45,6 +52,7 @@ func loadFilesLayout() (*filesLayout, error) {
 		if filesLayoutErr = l.check(); filesLayoutErr != nil {
 			return
 		}
+		l.sockErr = loadFields(loaderBTF{spec}, l.sockFields())
 		filesLay = &l
 	})
 	return filesLay, filesLayoutErr
@@ -60,6 +68,18 @@ func (l *filesLayout) fields() []fieldSpec {
 		{&l.fInode, "file", "f_inode", 8},
 		{&l.iMode, "inode", "i_mode", 2},
 		{&l.iIno, "inode", "i_ino", 8},
+	}
+}
+
+// sockFields are the fields boundFilesProgram reads beyond fields().
+func (l *filesLayout) sockFields() []fieldSpec {
+	return []fieldSpec{
+		{&l.privateData, "file", "private_data", 8},
+		{&l.socketSk, "socket", "sk", 8},
+		{&l.skFamily, "sock_common", "skc_family", 2},
+		{&l.skState, "sock_common", "skc_state", 1},
+		{&l.skNum, "sock_common", "skc_num", 2},
+		{&l.skProtocol, "sock", "sk_protocol", 2},
 	}
 }
 
@@ -109,6 +129,94 @@ func filesProgram(l *filesLayout) asm.Instructions {
 	}
 }
 
+// boundFilesProgram is filesProgram keeping only the descriptors of
+// bound-only TCP sockets, by the test inet_diag's own listing applies from
+// Linux 6.8 on (TCP, state CLOSE, a local port still held: inet_num, which
+// the kernel clears when it gives the port back). The socket is reached
+// through file->private_data and socket->sk with probe reads, four more per
+// socket file: kept out of filesProgram, which lists every one.
+func boundFilesProgram(l *filesLayout) asm.Instructions {
+	const (
+		ctx     = asm.R6
+		base    = -fileRecordLen
+		scratch = base - 8 // a pointer read by bpf_probe_read_kernel
+		sockOff = scratch - 8
+	)
+	// read copies size bytes at sk+off into the scratch slot at to.
+	read := func(to int16, size int32, off uint32) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(asm.R1, asm.RFP),
+			asm.Add.Imm(asm.R1, int32(to)),
+			asm.Mov.Imm(asm.R2, size),
+			asm.LoadMem(asm.R3, asm.RFP, sockOff, asm.DWord),
+			asm.Add.Imm(asm.R3, int32(off)),
+			asm.FnProbeReadKernel.Call(),
+		}
+	}
+	insns := asm.Instructions{
+		asm.Mov.Reg(ctx, asm.R1),
+		asm.LoadMem(asm.R7, ctx, int16(l.task.off), asm.DWord),
+		asm.JEq.Imm(asm.R7, 0, "exit"),
+		asm.LoadMem(asm.R8, ctx, int16(l.file.off), asm.DWord),
+		asm.JEq.Imm(asm.R8, 0, "exit"),
+		asm.LoadMem(asm.R9, asm.R8, int16(l.fInode.off), asm.DWord),
+		asm.JEq.Imm(asm.R9, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.R9, int16(l.iMode.off), asm.Half),
+		asm.And.Imm(asm.R1, 0o170000),
+		asm.JNE.Imm(asm.R1, 0o140000, "exit"),
+		// struct socket *sock = file->private_data; sock->sk.
+		asm.LoadMem(asm.R3, asm.R8, int16(l.privateData.off), asm.DWord),
+		asm.JEq.Imm(asm.R3, 0, "exit"),
+		asm.Add.Imm(asm.R3, int32(l.socketSk.off)),
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, sockOff),
+		asm.Mov.Imm(asm.R2, 8),
+		asm.FnProbeReadKernel.Call(),
+		asm.JNE.Imm(asm.R0, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.RFP, sockOff, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "exit"),
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.RFP, scratch, asm.R1, asm.DWord),
+	}
+	insns = append(insns, read(scratch, 2, l.skProtocol.off)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Half),
+		asm.JNE.Imm(asm.R1, 6, "exit"), // IPPROTO_TCP
+	)
+	insns = append(insns, read(scratch, 1, l.skState.off)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Byte),
+		asm.JNE.Imm(asm.R1, 7, "exit"), // TCP_CLOSE
+	)
+	insns = append(insns, read(scratch, 2, l.skFamily.off)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Half),
+		asm.JEq.Imm(asm.R1, 2, "inet"),  // AF_INET
+		asm.JNE.Imm(asm.R1, 10, "exit"), // AF_INET6
+	)
+	insns = append(insns, read(scratch, 2, l.skNum.off)...)
+	insns[len(insns)-6] = insns[len(insns)-6].WithSymbol("inet")
+	insns = append(insns,
+		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Half),
+		asm.JEq.Imm(asm.R1, 0, "exit"), // no port held
+		asm.LoadMem(asm.R1, asm.R7, int16(l.tgid.off), asm.Word),
+		asm.StoreMem(asm.RFP, base, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, ctx, int16(l.fd.off), asm.DWord),
+		asm.StoreMem(asm.RFP, base+4, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R9, int16(l.iIno.off), asm.DWord),
+		asm.StoreMem(asm.RFP, base+8, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, ctx, 0, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, base),
+		asm.Mov.Imm(asm.R3, fileRecordLen),
+		asm.FnSeqWrite.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
+		asm.Return(),
+	)
+	return insns
+}
+
 // initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
 const initPidNS = "pid:[4026531836]"
 
@@ -120,11 +228,35 @@ const initPidNS = "pid:[4026531836]"
 // with bpf(2) from a scan of the raw BTF, or by cilium/ebpf's loader when
 // that fails (attachIter).
 func SocketFiles() ([]File, error) {
+	n := lastFiles.Load()
+	if n == 0 {
+		b, _ := os.ReadFile("/proc/sys/fs/file-nr")
+		n = int64(min(parseFileNr(b), 1<<22))
+	}
+	files, err := listFiles("tuple_task_file", filesProgram, nil, make([]File, 0, max(n+n/8, 1<<12)))
+	if err == nil {
+		lastFiles.Store(int64(len(files)))
+	}
+	return files, err
+}
+
+// listFiles loads prog over the task_file iterator and reads its records
+// into dst; ready, when set, says why the layout cannot serve prog.
+func listFiles(name string, prog func(*filesLayout) asm.Instructions, ready func(*filesLayout) error, dst []File) ([]File, error) {
 	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initPidNS {
 		return nil, fmt.Errorf("BPF socket iterator %w: not in the initial pid namespace (%s)", inet.ErrUnsupported, ns)
 	}
-	it, _, err := attachIter("tuple_task_file", "task_file",
-		func(k *rawBTF) (*filesLayout, error) { return k.files, k.filesErr }, loadFilesLayout, filesProgram)
+	layout := func(l *filesLayout, err error) (*filesLayout, error) {
+		if err == nil && ready != nil {
+			if err = ready(l); err != nil {
+				err = fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, err)
+			}
+		}
+		return l, err
+	}
+	it, _, err := attachIter(name, "task_file",
+		func(k *rawBTF) (*filesLayout, error) { return layout(k.files, k.filesErr) },
+		func() (*filesLayout, error) { return layout(loadFilesLayout()) }, prog)
 	if err != nil && os.Geteuid() != 0 {
 		// Without root the cause is the privilege, whatever the loader's
 		// error suggests (it blames the memlock limit).
@@ -134,16 +266,15 @@ func SocketFiles() ([]File, error) {
 		return nil, err
 	}
 	defer it.Close()
-	n := lastFiles.Load()
-	if n == 0 {
-		b, _ := os.ReadFile("/proc/sys/fs/file-nr")
-		n = int64(min(parseFileNr(b), 1<<22))
-	}
-	files, err := readFiles(it, make([]File, 0, max(n+n/8, 1<<12)))
-	if err == nil {
-		lastFiles.Store(int64(len(files)))
-	}
-	return files, err
+	return readFiles(it, dst)
+}
+
+// BoundFiles lists the descriptors of bound-only TCP sockets (bound to a
+// port they still hold, neither listening nor connected) of every
+// process, for kernels whose inet_diag cannot list those sockets (before
+// 6.8). Its needs and errors are SocketFiles'.
+func BoundFiles() ([]File, error) {
+	return listFiles("tuple_bound_files", boundFilesProgram, func(l *filesLayout) error { return l.sockErr }, nil)
 }
 
 // filesBuf holds the read buffers of readFiles, kept from one call to the

@@ -184,6 +184,7 @@ func rawFilesLayout(x *btfIndex) (*filesLayout, error) {
 	if err := l.check(); err != nil {
 		return nil, err
 	}
+	l.sockErr = loadFields(x, l.sockFields())
 	return &l, nil
 }
 
@@ -216,7 +217,7 @@ var rawKernel = sync.OnceValues(func() (*rawBTF, error) {
 	var fl filesLayout
 	var gl groupLayout
 	structs := []string{"socket_alloc"}
-	for _, f := range slices.Concat(sl.fields(), fl.fields(), gl.fields()) {
+	for _, f := range slices.Concat(sl.fields(), fl.fields(), fl.sockFields(), gl.fields()) {
 		structs = append(structs, f.st)
 	}
 	x.prefetch(btfStruct, structs...)

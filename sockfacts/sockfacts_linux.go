@@ -294,7 +294,9 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 // record at stack offset base and stores sk's cookie at cookieOff in it,
 // through bpf_get_socket_cookie, which assigns one to a socket that has
 // none yet, the way inet_diag does: records and a dump read at the same
-// time still meet by cookie.
+// time still meet by cookie. Where the helper is not allowed (cookie is
+// present: before 5.12) the cookie is read from the socket, 0 until
+// someone asked for it.
 func startRecord(sk asm.Register, base, n, cookieOff int16, cookie field) asm.Instructions {
 	insns := asm.Instructions{asm.Mov.Imm(asm.R1, 0)}
 	for i := int16(0); i < n; i += 8 {
@@ -599,7 +601,6 @@ func checkRecords(b []byte) error {
 // that are no socket with a port's facts (request sockets, other
 // families).
 func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
-	bit := func(v byte, f field) bool { return (v>>f.bit)&(1<<f.nbits-1) != 0 }
 	*s = Sock{Proto: proto, Cookie: binary.NativeEndian.Uint64(r[recCookie:]),
 		UID: binary.NativeEndian.Uint32(r[recUID:]), Dev: int(int32(binary.NativeEndian.Uint32(r[recDev:]))),
 		Inode: binary.NativeEndian.Uint64(r[recInode:])}
@@ -619,9 +620,9 @@ func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
 	}
 	s.State = r[recState]
 	flags := r[recFlags]
-	s.ReuseAddr = bit(flags, l.reuse)
-	s.ReusePort = bit(flags, l.reusePort)
-	s.V6Only = bit(flags, l.v6only)
+	s.ReuseAddr = l.reuse.bits(flags) != 0
+	s.ReusePort = l.reusePort.bits(flags) != 0
+	s.V6Only = l.v6only.bits(flags) != 0
 	if r[recKind]&kindBucket != 0 {
 		s.BucketKnown = true
 		s.Bucket = Bucket{
@@ -655,7 +656,7 @@ func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
 	case kindTimeWait:
 		s.TimeWait = true
 		if !l.twConnectBind.absent {
-			s.ConnectBind = bit(r[recLocks], l.twConnectBind)
+			s.ConnectBind = l.twConnectBind.bits(r[recLocks]) != 0
 			s.ConnectBindKnown = true
 		}
 		s.Timestamps = int32(binary.NativeEndian.Uint32(r[recTSRecent:])) != 0

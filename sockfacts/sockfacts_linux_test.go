@@ -113,11 +113,17 @@ func TestReadAgainstKernel(t *testing.T) {
 		if err := unix.Connect(tw, &unix.SockaddrInet4{Addr: lo, Port: 7000}); err != nil {
 			return err
 		}
-		unix.Close(tw) // active close: TIME_WAIT once the peer closes too
-		time.Sleep(50 * time.Millisecond)
-		var err error
-		got, err = Read(inet.TCP)
-		return err
+		unix.Close(tw) // active close: an orphan, TIME_WAIT once its FIN is acked
+		// The FIN exchange takes a moment, longer in a loaded guest.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var err error
+			if got, err = Read(inet.TCP); err != nil {
+				return err
+			}
+			if slices.ContainsFunc(got, func(s Sock) bool { return s.TimeWait }) || time.Now().After(deadline) {
+				return nil
+			}
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -782,7 +788,17 @@ func TestRawReaderMatchesLoader(t *testing.T) {
 		}
 		sock(t, unix.AF_INET, unix.SOCK_DGRAM, nil, &unix.SockaddrInet4{Addr: lo4, Port: 7700})
 		sock(t, unix.AF_INET6, unix.SOCK_DGRAM, nil, &unix.SockaddrInet6{Addr: lo6, Port: 7701})
-		time.Sleep(50 * time.Millisecond) // the FIN exchange
+		// The FIN exchange takes a moment, longer in a loaded guest:
+		// both loaders must see the TIME_WAIT entry.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			recs, err := Read(inet.TCP)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(recs, func(s Sock) bool { return s.TimeWait }) {
+				break
+			}
+		}
 		for _, rd := range []read{{inet.TCP, 0, Option{}}, {inet.TCP, 0, SkipInode()}, {inet.TCP, 7700, Option{}}, {inet.UDP, 0, Option{}}, {inet.UDP, 7701, SkipInode()}} {
 			var pair [2][]Sock
 			for i, raw := range []bool{true, false} {
@@ -839,9 +855,8 @@ func TestRawReaderMatchesLoader(t *testing.T) {
 
 // TestAttachIterMissingField: a field the raw BTF lacks is the answer, an
 // error wrapping inet.ErrUnsupported that names it, without decoding the
-// BTF again through the loader (on kernels before 6.17, which lack
-// tw_connect_bind, tens of milliseconds of every command); a raw load that
-// fails otherwise falls back to the loader.
+// BTF again through the loader (tens of milliseconds of every command); a
+// raw load that fails otherwise falls back to the loader.
 func TestAttachIterMissingField(t *testing.T) {
 	requireBTF(t)
 	loaded := false

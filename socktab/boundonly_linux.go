@@ -19,58 +19,66 @@ func dumpsBoundOnly() bool { return kversion.AtLeast(6, 8) }
 
 // boundOnlyFromDescriptors finds the bound-only TCP sockets of the calling
 // thread's network namespace where inet_diag cannot list them (before
-// 6.8): every socket descriptor of every process (the BPF task_file
-// iterator) whose inode is not in known is duplicated (pidfd_getfd), and
-// those that are TCP, of this namespace, bound to a port and in state
-// CLOSE are kept, as inet_diag would report them. It needs root; a socket
-// no process holds (in flight over SCM_RIGHTS) is not found. The error
-// says why nothing could be looked for.
-func boundOnlyFromDescriptors(known map[uint64]bool) ([]Socket, error) {
-	files, err := sockfacts.SocketFiles()
+// 6.8): the BPF task_file iterator picks the descriptors of TCP sockets
+// in state CLOSE that still hold a port (sockfacts.BoundFiles, the test
+// inet_diag applies), and each one whose inode is not in known is
+// duplicated (pidfd_getfd) to read it as inet_diag would report it and to
+// keep only this namespace's. It needs root; a socket no process holds
+// (in flight over SCM_RIGHTS) is not found. unread counts the sockets
+// that could not be duplicated for another reason than their process or
+// descriptor having gone meanwhile (a ptrace policy, no descriptor free).
+func boundOnlyFromDescriptors(known map[uint64]bool) (found []Socket, unread int, err error) {
+	files, err := sockfacts.BoundFiles()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var here unix.Stat_t
 	if err := unix.Stat("/proc/thread-self/ns/net", &here); err != nil {
-		return nil, os.NewSyscallError("stat /proc/thread-self/ns/net", err)
+		return nil, 0, os.NewSyscallError("stat /proc/thread-self/ns/net", err)
 	}
-	pidfds := map[int32]int{}
+	// The iterator lists a process's descriptors together: one pidfd is
+	// open at a time.
+	pid, pidfd := int32(-1), -1
 	defer func() {
-		for _, fd := range pidfds {
-			if fd >= 0 {
-				unix.Close(fd)
-			}
+		if pidfd >= 0 {
+			unix.Close(pidfd)
 		}
 	}()
-	var out []Socket
 	seen := map[uint64]bool{}
 	for _, f := range files {
 		if known[f.Inode] || seen[f.Inode] {
 			continue
 		}
-		pidfd, ok := pidfds[f.PID]
-		if !ok {
-			pidfd, err = unix.PidfdOpen(int(f.PID), 0)
-			if err != nil {
-				pidfd = -1 // exited meanwhile, or not ours to open
+		if f.PID != pid {
+			if pidfd >= 0 {
+				unix.Close(pidfd)
 			}
-			pidfds[f.PID] = pidfd
+			pid = f.PID
+			if pidfd, err = unix.PidfdOpen(int(pid), 0); err != nil {
+				pidfd = -1
+				if err != unix.ESRCH {
+					unread++
+				}
+			}
 		}
 		if pidfd < 0 {
 			continue
 		}
 		fd, err := unix.PidfdGetfd(pidfd, int(f.FD), 0)
 		if err != nil {
-			continue // closed meanwhile
+			if err != unix.EBADF && err != unix.ESRCH {
+				unread++
+			}
+			continue
 		}
 		s, ok := boundOnly(fd, f.Inode, here.Ino)
 		unix.Close(fd)
+		seen[f.Inode] = true // one descriptor of a socket answers for all
 		if ok {
-			seen[f.Inode] = true
-			out = append(out, s)
+			found = append(found, s)
 		}
 	}
-	return out, nil
+	return found, unread, nil
 }
 
 // boundOnly reads the socket at fd (a duplicate) as inet_diag reports a
@@ -114,6 +122,7 @@ func boundOnly(fd int, inode, netns uint64) (Socket, bool) {
 		Remote: netip.AddrPortFrom(netip.IPv4Unspecified(), 0), V6Only: Bool{Reason: reasonIPv4}}
 	if domain == unix.AF_INET6 {
 		s.Family, s.Remote = inet.IPv6, netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+		s.V6Only = Bool{Reason: "not readable"}
 		if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err == nil {
 			s.V6Only = Bool{Known: true, Value: v != 0}
 		}
@@ -127,21 +136,31 @@ func boundOnly(fd int, inode, netns uint64) (Socket, bool) {
 	return s, true
 }
 
+// needsBoundOnlyFinder reports whether q asks for bound-only TCP sockets
+// the kernel's dump cannot list.
+func needsBoundOnlyFinder(q Query) bool {
+	return q.TCP && q.States.Has(BoundInactive) && !dumpsBoundOnly()
+}
+
 // addBoundOnly adds to socks the bound-only TCP sockets q asks for that
 // the dump could not list (boundOnlyFromDescriptors), or returns the note
 // that says they are missing.
 func addBoundOnly(socks []Socket, q Query) ([]Socket, string) {
-	if !q.TCP || !q.States.Has(BoundInactive) || dumpsBoundOnly() {
+	if !needsBoundOnlyFinder(q) {
 		return socks, ""
 	}
 	known := make(map[uint64]bool, len(socks))
 	for i := range socks {
 		known[socks[i].Inode] = true
 	}
-	found, err := boundOnlyFromDescriptors(known)
-	if err != nil {
+	found, unread, err := boundOnlyFromDescriptors(known)
+	switch {
+	case err != nil:
 		return socks, fmt.Sprintf("%s: this kernel's inet_diag does not report them (6.8+) and they could not be "+
 			"looked for among processes' descriptors (%v), so a port held only by one looks free", NoteBoundOnlyMissing, err)
+	case unread > 0:
+		return append(socks, found...), fmt.Sprintf("%s: %d of them, found among processes' descriptors, could not be read "+
+			"(this kernel's inet_diag does not report them: 6.8+)", NoteBoundOnlyMissing, unread)
 	}
 	return append(socks, found...), ""
 }

@@ -2,6 +2,7 @@ package socktab
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -13,12 +14,17 @@ import (
 // TestBoundOnlyFromDescriptors checks the finder kernels before 6.8 rely
 // on against the kernel that lists bound-only sockets itself: in a
 // namespace holding bound-only TCP sockets (IPv4, IPv6 v6only, one bound
-// to a device, one of another uid) beside a listener, a connected pair, an
-// unbound socket, a UDP socket and a bound-only socket of another
-// namespace, what the descriptors give must be exactly what inet_diag
-// lists, field by field.
+// to a device, one of another uid, one bound to a port whose connect()
+// was refused) beside a listener, a connected pair, an unbound socket, a
+// UDP socket, a socket whose connect() picked a port and was refused (the
+// kernel gave the port back; getsockname still shows it) and a bound-only
+// socket of another namespace, what the descriptors give must be exactly
+// what inet_diag lists, field by field.
 func TestBoundOnlyFromDescriptors(t *testing.T) {
 	netnstest.RequireRoot(t)
+	if !dumpsBoundOnly() {
+		t.Skip("the kernel does not list bound-only sockets itself (6.8+): nothing to compare with")
+	}
 	other := netnstest.New(t)
 	if err := other.Do(func() error {
 		newSock(t, unix.AF_INET, unix.SOCK_STREAM, "127.0.0.1:7104", nil) // bound-only, elsewhere
@@ -52,6 +58,18 @@ func TestBoundOnlyFromDescriptors(t *testing.T) {
 		accept(t, ln)
 		newSock(t, unix.AF_INET, unix.SOCK_STREAM, "", nil)              // unbound
 		newSock(t, unix.AF_INET, unix.SOCK_DGRAM, "127.0.0.1:7111", nil) // UDP
+		refused := sockaddr(netip.MustParseAddrPort("127.0.0.1:7199"))   // nobody listens
+		picked := newSock(t, unix.AF_INET, unix.SOCK_STREAM, "", nil)
+		if err := unix.Connect(picked, refused); err != unix.ECONNREFUSED {
+			return fmt.Errorf("connect to a closed port: %v, want ECONNREFUSED", err)
+		}
+		if sa, err := unix.Getsockname(picked); err != nil || sa.(*unix.SockaddrInet4).Port == 0 {
+			t.Logf("a refused connect() leaves getsockname at %v (%v)", sa, err)
+		}
+		kept := newSock(t, unix.AF_INET, unix.SOCK_STREAM, "127.0.0.1:7105", nil)
+		if err := unix.Connect(kept, refused); err != unix.ECONNREFUSED {
+			return fmt.Errorf("connect to a closed port: %v, want ECONNREFUSED", err)
+		}
 		tab, err := Snapshot(context.Background(), Query{TCP: true})
 		if err != nil {
 			return err
@@ -64,14 +82,18 @@ func TestBoundOnlyFromDescriptors(t *testing.T) {
 				known[s.Inode] = true
 			}
 		}
-		found, err = boundOnlyFromDescriptors(known)
+		var unread int
+		found, unread, err = boundOnlyFromDescriptors(known)
+		if unread != 0 {
+			t.Errorf("%d bound-only sockets not readable", unread)
+		}
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dumped) != 4 {
-		t.Fatalf("inet_diag listed %d bound-only sockets, want 4: %+v", len(dumped), dumped)
+	if len(dumped) != 5 {
+		t.Fatalf("inet_diag listed %d bound-only sockets, want 5: %+v", len(dumped), dumped)
 	}
 	if len(found) != len(dumped) {
 		t.Fatalf("descriptors gave %d bound-only sockets, inet_diag %d:\n%+v\n%+v", len(found), len(dumped), found, dumped)
@@ -93,7 +115,13 @@ func TestBoundOnlyFromDescriptors(t *testing.T) {
 		of := func(s *Socket) facts {
 			return facts{s.Proto.String(), s.Family.String(), s.State.String(), s.Local.String(), s.Remote.String(), s.UID, s.Cookie, s.Dev, s.V6Only}
 		}
-		if got, want := of(f), of(&d); got != want {
+		want := of(&d)
+		if d.Remote.Port() == 0 && !d.Remote.Addr().IsUnspecified() {
+			// A refused connect() leaves the peer's address in the
+			// socket: inet_diag shows it, getpeername does not.
+			want.remote = f.Remote.String()
+		}
+		if got := of(f); got != want {
 			t.Errorf("inode %d:\n descriptors %+v\n inet_diag   %+v", d.Inode, got, want)
 		}
 	}

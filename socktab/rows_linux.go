@@ -6,6 +6,18 @@ import (
 )
 
 func snapshotRows(ctx context.Context, q Query) (*RowTable, error) {
+	if needsBoundOnlyFinder(q) {
+		// The dump lacks them: the table, with its finder, in rows.
+		t, err := snapshot(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		rt := &RowTable{Rows: make([]Row, len(t.Sockets)), Source: t.Source, Notes: t.Notes}
+		for i := range t.Sockets {
+			rt.Rows[i] = RowOf(&t.Sockets[i])
+		}
+		return rt, nil
+	}
 	rows, err := dumpRows(ctx, q)
 	if err == nil {
 		return &RowTable{Rows: filterRows(rows, q), Source: "netlink"}, nil

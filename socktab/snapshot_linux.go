@@ -218,6 +218,10 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 		files.abandon()
 		return nil, fmt.Errorf("no namespace could be read: %s", t.Notes[0])
 	}
+	if needsBoundOnlyFinder(q) {
+		t.Notes = append(t.Notes, NoteBoundOnlyMissing+": this kernel's inet_diag does not report them (6.8+), "+
+			"and tables read across namespaces do not look for them among processes' descriptors")
+	}
 	t.Sockets = filter(all, q)
 	finish(ctx, t, q, &files)
 	return t, nil

@@ -240,14 +240,14 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	lsNotes(s, q, t.Notes)
+	tableNotes(s, t.Notes)
 	return nil
 }
 
-// lsNotes prints the table's notes (among them, where the kernel cannot
-// list bound-only TCP sockets and they could not be looked for, that they
-// are missing).
-func lsNotes(s Streams, q socktab.Query, notes []string) {
+// tableNotes prints what a socket table says it lacks (among them, where
+// the kernel cannot list bound-only TCP sockets and they could not be
+// looked for, that they are missing).
+func tableNotes(s Streams, notes []string) {
 	for _, n := range notes {
 		warnf(s.Err, "tuple: note: %s\n", n)
 	}
@@ -274,7 +274,7 @@ func runLsRows(ctx context.Context, s Streams, q socktab.Query) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	lsNotes(s, q, t.Notes)
+	tableNotes(s, t.Notes)
 	return nil
 }
 

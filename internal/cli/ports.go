@@ -102,6 +102,9 @@ func runPorts(ctx context.Context, o portsOptions, s Streams) error {
 	if err != nil {
 		return err
 	}
+	if t.Sockets != nil {
+		tableNotes(s, t.Sockets.Notes)
+	}
 	t.Sockets = nil // converted into the table's sockets: not needed while the budget is made
 	rep := t.Budget(host, opt)
 	if o.JSON {
