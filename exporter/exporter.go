@@ -393,17 +393,7 @@ func (e *Exporter) logHostState(s *snapshot) {
 	case len(s.HostNotes) > 0:
 		state = "sysctls taken at the kernel default (tuple_sysctl_fallback): " + strings.Join(s.HostNotes, "; ")
 	}
-	e.mu.Lock()
-	changed := state != e.lastState
-	e.lastState = state
-	e.mu.Unlock()
-	switch {
-	case !changed:
-	case state == "":
-		e.opt.Log.Info("sysctls read again")
-	default:
-		e.opt.Log.Warn(state)
-	}
+	e.logChange(&e.lastState, state, "sysctls read again")
 }
 
 // logTableNotes logs what the socket table says it lacks (bound-only
@@ -411,17 +401,26 @@ func (e *Exporter) logHostState(s *snapshot) {
 // for, owners not readable, ...) when that changes, not at every scrape:
 // without it the series would read as complete.
 func (e *Exporter) logTableNotes(notes []string) {
-	state := strings.Join(notes, "; ")
+	state := ""
+	if len(notes) > 0 {
+		state = "socket table: " + strings.Join(notes, "; ")
+	}
+	e.logChange(&e.lastTableNotes, state, "socket table read whole again")
+}
+
+// logChange logs state as a warning when it differs from *last, and ok
+// when it has just become "", then remembers it.
+func (e *Exporter) logChange(last *string, state, ok string) {
 	e.mu.Lock()
-	changed := state != e.lastTableNotes
-	e.lastTableNotes = state
+	changed := state != *last
+	*last = state
 	e.mu.Unlock()
 	switch {
 	case !changed:
 	case state == "":
-		e.opt.Log.Info("socket table read whole again")
+		e.opt.Log.Info(ok)
 	default:
-		e.opt.Log.Warn("socket table: " + state)
+		e.opt.Log.Warn(state)
 	}
 }
 

@@ -92,41 +92,52 @@ func (l *filesLayout) check() error {
 	return nil
 }
 
+// The task_file programs' registers: the context, the task, the file and
+// its inode; and the record's place on the stack.
+const (
+	fileCtx   = asm.R6
+	fileTask  = asm.R7
+	fileFile  = asm.R8
+	fileInode = asm.R9
+	fileBase  = -fileRecordLen
+)
+
 // filesProgram builds the iter/task_file program: for every descriptor
 // whose inode is a socket (S_IFSOCK), one record (tgid, fd, i_ino). The
 // kernel walks each file table once (threads sharing their leader's table
 // are skipped).
 func filesProgram(l *filesLayout) asm.Instructions {
-	const (
-		ctx  = asm.R6
-		base = -fileRecordLen
-	)
+	return append(socketFile(l), fileRecord(l)...)
+}
+
+// socketFile is the task_file programs' start: it loads the context, task,
+// file and inode registers and exits past a descriptor that is no socket.
+func socketFile(l *filesLayout) asm.Instructions {
 	return asm.Instructions{
-		asm.Mov.Reg(ctx, asm.R1),
-		asm.LoadMem(asm.R7, ctx, int16(l.task.off), asm.DWord), // ctx->task, NULL at the end
-		asm.JEq.Imm(asm.R7, 0, "exit"),
-		asm.LoadMem(asm.R8, ctx, int16(l.file.off), asm.DWord), // ctx->file
-		asm.JEq.Imm(asm.R8, 0, "exit"),
-		asm.LoadMem(asm.R9, asm.R8, int16(l.fInode.off), asm.DWord), // file->f_inode
-		asm.JEq.Imm(asm.R9, 0, "exit"),
-		asm.LoadMem(asm.R1, asm.R9, int16(l.iMode.off), asm.Half),
+		asm.Mov.Reg(fileCtx, asm.R1),
+		asm.LoadMem(fileTask, fileCtx, int16(l.task.off), asm.DWord), // ctx->task, NULL at the end
+		asm.JEq.Imm(fileTask, 0, "exit"),
+		asm.LoadMem(fileFile, fileCtx, int16(l.file.off), asm.DWord), // ctx->file
+		asm.JEq.Imm(fileFile, 0, "exit"),
+		asm.LoadMem(fileInode, fileFile, int16(l.fInode.off), asm.DWord), // file->f_inode
+		asm.JEq.Imm(fileInode, 0, "exit"),
+		asm.LoadMem(asm.R1, fileInode, int16(l.iMode.off), asm.Half),
 		asm.And.Imm(asm.R1, 0o170000),         // S_IFMT
 		asm.JNE.Imm(asm.R1, 0o140000, "exit"), // S_IFSOCK
-		asm.LoadMem(asm.R1, asm.R7, int16(l.tgid.off), asm.Word),
-		asm.StoreMem(asm.RFP, base, asm.R1, asm.Word),
-		asm.LoadMem(asm.R1, ctx, int16(l.fd.off), asm.DWord),
-		asm.StoreMem(asm.RFP, base+4, asm.R1, asm.Word),
-		asm.LoadMem(asm.R1, asm.R9, int16(l.iIno.off), asm.DWord),
-		asm.StoreMem(asm.RFP, base+8, asm.R1, asm.DWord),
-		asm.LoadMem(asm.R1, ctx, 0, asm.DWord),    // ctx->meta
-		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // meta->seq
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, base),
-		asm.Mov.Imm(asm.R3, fileRecordLen),
-		asm.FnSeqWrite.Call(),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
-		asm.Return(),
 	}
+}
+
+// fileRecord is the task_file programs' end: the record (tgid, fd, i_ino),
+// written to the seq file.
+func fileRecord(l *filesLayout) asm.Instructions {
+	return append(asm.Instructions{
+		asm.LoadMem(asm.R1, fileTask, int16(l.tgid.off), asm.Word),
+		asm.StoreMem(asm.RFP, fileBase, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, fileCtx, int16(l.fd.off), asm.DWord),
+		asm.StoreMem(asm.RFP, fileBase+4, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, fileInode, int16(l.iIno.off), asm.DWord),
+		asm.StoreMem(asm.RFP, fileBase+8, asm.R1, asm.DWord),
+	}, emitRecord(fileCtx, fileBase, fileRecordLen)...)
 }
 
 // boundFilesProgram is filesProgram keeping only the descriptors of
@@ -137,84 +148,48 @@ func filesProgram(l *filesLayout) asm.Instructions {
 // socket file: kept out of filesProgram, which lists every one.
 func boundFilesProgram(l *filesLayout) asm.Instructions {
 	const (
-		ctx     = asm.R6
-		base    = -fileRecordLen
-		scratch = base - 8 // a pointer read by bpf_probe_read_kernel
-		sockOff = scratch - 8
+		scratch = fileBase - 8 // a field read by bpf_probe_read_kernel
+		sockOff = scratch - 8  // the struct sock's address
 	)
-	// read copies size bytes at sk+off into the scratch slot at to.
-	read := func(to int16, size int32, off uint32) asm.Instructions {
-		return asm.Instructions{
-			asm.Mov.Reg(asm.R1, asm.RFP),
-			asm.Add.Imm(asm.R1, int32(to)),
-			asm.Mov.Imm(asm.R2, size),
-			asm.LoadMem(asm.R3, asm.RFP, sockOff, asm.DWord),
-			asm.Add.Imm(asm.R3, int32(off)),
-			asm.FnProbeReadKernel.Call(),
-		}
+	// read copies size bytes of the sock at off into the scratch slot.
+	read := func(size int32, off uint32) asm.Instructions {
+		return probeRead(scratch, size, asm.LoadMem(asm.R3, asm.RFP, sockOff, asm.DWord), off)
 	}
-	insns := asm.Instructions{
-		asm.Mov.Reg(ctx, asm.R1),
-		asm.LoadMem(asm.R7, ctx, int16(l.task.off), asm.DWord),
-		asm.JEq.Imm(asm.R7, 0, "exit"),
-		asm.LoadMem(asm.R8, ctx, int16(l.file.off), asm.DWord),
-		asm.JEq.Imm(asm.R8, 0, "exit"),
-		asm.LoadMem(asm.R9, asm.R8, int16(l.fInode.off), asm.DWord),
-		asm.JEq.Imm(asm.R9, 0, "exit"),
-		asm.LoadMem(asm.R1, asm.R9, int16(l.iMode.off), asm.Half),
-		asm.And.Imm(asm.R1, 0o170000),
-		asm.JNE.Imm(asm.R1, 0o140000, "exit"),
-		// struct socket *sock = file->private_data; sock->sk.
-		asm.LoadMem(asm.R3, asm.R8, int16(l.privateData.off), asm.DWord),
-		asm.JEq.Imm(asm.R3, 0, "exit"),
-		asm.Add.Imm(asm.R3, int32(l.socketSk.off)),
-		asm.Mov.Reg(asm.R1, asm.RFP),
-		asm.Add.Imm(asm.R1, sockOff),
-		asm.Mov.Imm(asm.R2, 8),
-		asm.FnProbeReadKernel.Call(),
+	// struct socket *sock = file->private_data; sock->sk (a failed read,
+	// of a NULL socket too, ends here).
+	insns := socketFile(l)
+	insns = append(insns, probeRead(sockOff, 8, asm.LoadMem(asm.R3, fileFile, int16(l.privateData.off), asm.DWord), l.socketSk.off)...)
+	insns = append(insns,
 		asm.JNE.Imm(asm.R0, 0, "exit"),
 		asm.LoadMem(asm.R1, asm.RFP, sockOff, asm.DWord),
 		asm.JEq.Imm(asm.R1, 0, "exit"),
 		asm.Mov.Imm(asm.R1, 0),
 		asm.StoreMem(asm.RFP, scratch, asm.R1, asm.DWord),
-	}
-	insns = append(insns, read(scratch, 2, l.skProtocol.off)...)
+	)
+	insns = append(insns, read(2, l.skProtocol.off)...)
 	insns = append(insns,
 		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Half),
 		asm.JNE.Imm(asm.R1, 6, "exit"), // IPPROTO_TCP
 	)
-	insns = append(insns, read(scratch, 1, l.skState.off)...)
+	insns = append(insns, read(1, l.skState.off)...)
 	insns = append(insns,
 		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Byte),
 		asm.JNE.Imm(asm.R1, 7, "exit"), // TCP_CLOSE
 	)
-	insns = append(insns, read(scratch, 2, l.skFamily.off)...)
+	insns = append(insns, read(2, l.skFamily.off)...)
 	insns = append(insns,
 		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Half),
 		asm.JEq.Imm(asm.R1, 2, "inet"),  // AF_INET
 		asm.JNE.Imm(asm.R1, 10, "exit"), // AF_INET6
 	)
-	insns = append(insns, read(scratch, 2, l.skNum.off)...)
-	insns[len(insns)-6] = insns[len(insns)-6].WithSymbol("inet")
+	num := read(2, l.skNum.off)
+	num[0] = num[0].WithSymbol("inet")
+	insns = append(insns, num...)
 	insns = append(insns,
 		asm.LoadMem(asm.R1, asm.RFP, scratch, asm.Half),
 		asm.JEq.Imm(asm.R1, 0, "exit"), // no port held
-		asm.LoadMem(asm.R1, asm.R7, int16(l.tgid.off), asm.Word),
-		asm.StoreMem(asm.RFP, base, asm.R1, asm.Word),
-		asm.LoadMem(asm.R1, ctx, int16(l.fd.off), asm.DWord),
-		asm.StoreMem(asm.RFP, base+4, asm.R1, asm.Word),
-		asm.LoadMem(asm.R1, asm.R9, int16(l.iIno.off), asm.DWord),
-		asm.StoreMem(asm.RFP, base+8, asm.R1, asm.DWord),
-		asm.LoadMem(asm.R1, ctx, 0, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, base),
-		asm.Mov.Imm(asm.R3, fileRecordLen),
-		asm.FnSeqWrite.Call(),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
-		asm.Return(),
 	)
-	return insns
+	return append(insns, fileRecord(l)...)
 }
 
 // initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).

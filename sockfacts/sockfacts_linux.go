@@ -226,22 +226,10 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 		// Kernels before 6.17 have no tw_connect_bind: its byte stays 0
 		// and decodeRecord reports the port's origin unknown.
 		if !l.twConnectBind.absent {
-			insns = append(insns,
-				asm.Mov.Reg(asm.R1, asm.RFP),
-				asm.Add.Imm(asm.R1, base+recLocks),
-				asm.Mov.Imm(asm.R2, 1),
-				asm.Mov.Reg(asm.R3, sk),
-				asm.Add.Imm(asm.R3, int32(l.twConnectBind.off)),
-				asm.FnProbeReadKernel.Call(),
-			)
+			insns = append(insns, probeRead(base+recLocks, 1, asm.Mov.Reg(asm.R3, sk), l.twConnectBind.off)...)
 		}
+		insns = append(insns, probeRead(base+recTSRecent, 4, asm.Mov.Reg(asm.R3, sk), l.twTSRecentStamp.off)...)
 		insns = append(insns,
-			asm.Mov.Reg(asm.R1, asm.RFP),
-			asm.Add.Imm(asm.R1, base+recTSRecent),
-			asm.Mov.Imm(asm.R2, 4),
-			asm.Mov.Reg(asm.R3, sk),
-			asm.Add.Imm(asm.R3, int32(l.twTSRecentStamp.off)),
-			asm.FnProbeReadKernel.Call(),
 			asm.StoreImm(asm.RFP, base+recKind, kindTimeWait, asm.Byte),
 			asm.Ja.Label("out"),
 		)
@@ -317,6 +305,21 @@ func startRecord(sk asm.Register, base, n, cookieOff int16, cookie field) asm.In
 		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.RFP, base+cookieOff, asm.R0, asm.DWord),
 	)
+}
+
+// probeRead copies size bytes at the kernel address base+off, base being
+// what the instruction src leaves in R3, to the stack at dst, with
+// bpf_probe_read_kernel (for memory the verifier does not let a program
+// load from directly). It clobbers R0-R5.
+func probeRead(dst int16, size int32, src asm.Instruction, off uint32) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, int32(dst)),
+		asm.Mov.Imm(asm.R2, size),
+		src,
+		asm.Add.Imm(asm.R3, int32(off)),
+		asm.FnProbeReadKernel.Call(),
+	}
 }
 
 // emitRecord is the iterator programs' common end: at label "out" it writes
