@@ -7,9 +7,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/internal/testenv"
 	"github.com/tuple-net/tuple/netns"
@@ -21,6 +25,43 @@ type NS struct {
 }
 
 var seq atomic.Int64
+
+// namePrefix begins every test namespace's name; the creating process's
+// pid follows it.
+const namePrefix = "tuple-test-"
+
+// sweepOnce removes, once per process, the namespaces that tests of a
+// process no longer alive left behind: a panic on a namespace's thread
+// ends the process before t.Cleanup runs.
+var sweepOnce sync.Once
+
+func sweepDead() {
+	entries, err := os.ReadDir(netns.RunDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if deadCreator(e.Name()) {
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	}
+}
+
+// deadCreator parses a test namespace's name ("tuple-test-PID-N") and
+// reports whether the process that made it is gone.
+func deadCreator(name string) bool {
+	rest, ok := strings.CutPrefix(name, namePrefix)
+	if !ok {
+		return false
+	}
+	p, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(p)
+	if !ok || err != nil || pid <= 0 {
+		return false
+	}
+	// ESRCH only: EPERM means the process exists.
+	return unix.Kill(pid, 0) == unix.ESRCH
+}
 
 // RequireRoot skips t unless it runs as root with the ip command available.
 func RequireRoot(t testing.TB) {
@@ -39,7 +80,8 @@ func RequireRoot(t testing.TB) {
 func New(t testing.TB, addrs ...string) *NS {
 	t.Helper()
 	RequireRoot(t)
-	ns := &NS{Name: fmt.Sprintf("tuple-test-%d-%d", os.Getpid(), seq.Add(1))}
+	sweepOnce.Do(sweepDead)
+	ns := &NS{Name: fmt.Sprintf("%s%d-%d", namePrefix, os.Getpid(), seq.Add(1))}
 	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
 	}
