@@ -88,14 +88,15 @@ func monoNanos() int64 {
 //   - the second changed between the model's answer and the kernel's: the
 //     kernel read it at some moment between, so the model is asked at the
 //     later end;
-//   - the kernel's clock (the coarse one), read after its answer, was still
-//     in an earlier second: the model is asked as of that second.
-func (s *session) reaskAcrossTick(w *world, e *entry, op rules.Op, asked int64) (rules.Outcome, bool) {
+//   - the kernel's clock (the coarse one, coarse seconds just before the
+//     kernel was asked) was still in an earlier second: the kernel may
+//     have read that one, so the model is asked as of it.
+func (s *session) reaskAcrossTick(w *world, e *entry, op rules.Op, asked, coarse int64) (rules.Outcome, bool) {
 	askedSec := asked / int64(time.Second)
 	if w.monoSec() != askedSec {
 		return w.predict(s.r.predict(), e, op, time.Now()), true
 	}
-	if c := coarseSec(); c >= 0 && c < askedSec {
+	if c := coarse; c >= 0 && c < askedSec {
 		mono := w.monoSec
 		w.monoSec = func() int64 { return c }
 		defer func() { w.monoSec = mono }()
@@ -393,13 +394,14 @@ func (s *session) socketStep(w *world, e *entry, h *helperProc, st Step, req req
 	out := w.predict(s.r.predict(), e, op, time.Now())
 	res.Model = out.ErrName()
 	req.Addr = op.Addr.String()
+	coarse := coarseSec() // the kernel reads this clock, or a later second, during the call
 	rep, err := s.call(h, req, -1)
 	if err != nil {
 		return err
 	}
 	res.Kernel = errName(rep.Errno)
 	if res.Model != res.Kernel && w.monoSec != nil {
-		if again, ok := s.reaskAcrossTick(w, e, op, asked); ok && again.ErrName() == res.Kernel {
+		if again, ok := s.reaskAcrossTick(w, e, op, asked, coarse); ok && again.ErrName() == res.Kernel {
 			out, res.Model = again, again.ErrName()
 		}
 	}
