@@ -32,14 +32,17 @@ type NamespaceSummary struct {
 
 // ReadNamespace summarises the namespace at ns.Path from a thread inside
 // it: socket table, sysctls and the ports budget are all per namespace.
-func ReadNamespace(ctx context.Context, ns netns.Namespace, procRoot string) (NamespaceSummary, error) {
+// search, shared by the namespaces of one scrape, makes one pass over
+// every process's descriptors serve all their tables where the kernel
+// cannot list bound-only sockets (before 6.8); nil makes a pass of its own.
+func ReadNamespace(ctx context.Context, ns netns.Namespace, procRoot string, search *socktab.BoundOnlySearch) (NamespaceSummary, error) {
 	sum := NamespaceSummary{NS: ns}
 	err := netns.Do(ns.Path, func() error {
 		host, _, err := hostmodel.ReadHost(procRoot)
 		if err != nil {
 			return fmt.Errorf("sysctls: %w", err)
 		}
-		t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, ProcRoot: procRoot})
+		t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, ProcRoot: procRoot, BoundOnly: search})
 		if err != nil {
 			return fmt.Errorf("socket table: %w", err)
 		}
@@ -63,7 +66,7 @@ func ReadNamespace(ctx context.Context, ns netns.Namespace, procRoot string) (Na
 // One scrape reads all namespaces concurrently.
 type NamespacesCollector struct {
 	list     func() ([]netns.Namespace, error)
-	read     func(context.Context, netns.Namespace) (NamespaceSummary, error)
+	read     func(context.Context, netns.Namespace, *socktab.BoundOnlySearch) (NamespaceSummary, error)
 	top      int
 	timeout  time.Duration
 	mu       sync.Mutex // one scrape at a time; guards errs
@@ -89,8 +92,8 @@ func NewNamespacesCollector(spec netns.Spec, procRoot string, top int, timeout t
 	}
 	c := newNamespacesCollector(top, timeout, log)
 	c.list = func() ([]netns.Namespace, error) { return netns.Resolve(spec, procRoot, netns.RunDir) }
-	c.read = func(ctx context.Context, ns netns.Namespace) (NamespaceSummary, error) {
-		return ReadNamespace(ctx, ns, procRoot)
+	c.read = func(ctx context.Context, ns netns.Namespace, search *socktab.BoundOnlySearch) (NamespaceSummary, error) {
+		return ReadNamespace(ctx, ns, procRoot, search)
 	}
 	return c
 }
@@ -141,9 +144,10 @@ func (c *NamespacesCollector) Collect(ch chan<- prometheus.Metric) {
 	errs := make([]error, len(nss))
 	var g errgroup.Group
 	g.SetLimit(maxNamespaceReads)
+	search := &socktab.BoundOnlySearch{} // one pass for every namespace of the scrape
 	for i, ns := range nss {
 		g.Go(func() error {
-			sums[i], errs[i] = c.read(ctx, ns)
+			sums[i], errs[i] = c.read(ctx, ns, search)
 			return nil
 		})
 	}

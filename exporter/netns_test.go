@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tuple-net/tuple/netns"
+	"github.com/tuple-net/tuple/socktab"
 )
 
 // fakeNamespaces is a collector over n namespaces where namespace i holds
@@ -30,7 +33,7 @@ func fakeNamespaces(n, top int) *NamespacesCollector {
 		}
 		return out, nil
 	}
-	c.read = func(_ context.Context, ns netns.Namespace) (NamespaceSummary, error) {
+	c.read = func(_ context.Context, ns netns.Namespace, _ *socktab.BoundOnlySearch) (NamespaceSummary, error) {
 		i := int(ns.Inode - 4026530000)
 		if i == n-1 {
 			return NamespaceSummary{}, errors.New("setns: operation not permitted")
@@ -73,5 +76,39 @@ tuple_netns_ephemeral_ports_free_min{container_id="",netns="4026530003",netns_na
 tuple_netns_ephemeral_ports_free_min{container_id="",netns="4026530004",netns_name="",pod_uid=""} 960
 `), "tuple_netns_ephemeral_ports_free_min"); err != nil {
 		t.Error(err)
+	}
+}
+
+// Every namespace of a scrape shares one search for bound-only sockets
+// (one pass over the host's descriptors on kernels before 6.8, however
+// many pods), and the next scrape makes a new one: a scrape never reports
+// what a past one found.
+func TestNamespacesShareOneSearchPerScrape(t *testing.T) {
+	c := fakeNamespaces(5, 10)
+	read := c.read
+	var mu sync.Mutex
+	var seen []*socktab.BoundOnlySearch
+	c.read = func(ctx context.Context, ns netns.Namespace, search *socktab.BoundOnlySearch) (NamespaceSummary, error) {
+		mu.Lock()
+		seen = append(seen, search)
+		mu.Unlock()
+		return read(ctx, ns, search)
+	}
+	scrape := func() []*socktab.BoundOnlySearch {
+		seen = nil
+		if _, err := testutil.CollectAndLint(c); err != nil {
+			t.Fatal(err)
+		}
+		return seen
+	}
+	first, second := scrape(), scrape()
+	if len(first) != 5 || first[0] == nil {
+		t.Fatalf("first scrape's searches: %v, want 5 alike, not nil", first)
+	}
+	if second[0] == first[0] || slices.ContainsFunc(second, func(s *socktab.BoundOnlySearch) bool { return s != second[0] }) {
+		t.Errorf("second scrape's searches %v, want one, not the first's %v", second, first[0])
+	}
+	if slices.ContainsFunc(first, func(s *socktab.BoundOnlySearch) bool { return s != first[0] }) {
+		t.Errorf("first scrape's searches %v, want one", first)
 	}
 }

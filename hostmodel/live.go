@@ -25,7 +25,9 @@ func Live(ctx context.Context, proto inet.Proto, procRoot string) (*Situation, e
 	if err != nil {
 		return nil, err
 	}
-	q := socktab.Query{TCP: proto == inet.TCP, UDP: proto == inet.UDP, ProcRoot: procRoot}
+	// One search for bound-only sockets (kernels before 6.8) serves
+	// every read of the table below and loadOwners'.
+	q := socktab.Query{TCP: proto == inet.TCP, UDP: proto == inet.UDP, ProcRoot: procRoot, BoundOnly: &socktab.BoundOnlySearch{}}
 	t, err := socktab.Snapshot(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("socket table: %w", err)

@@ -46,7 +46,7 @@ func snapshot(ctx context.Context, q Query) (*Table, error) {
 	}
 	if t.Source == "netlink" {
 		var note string
-		if socks, note = addBoundOnly(socks, q); note != "" {
+		if socks, note = addBoundOnly(socks, q, nil); note != "" {
 			t.Notes = append(t.Notes, note)
 		}
 	}
@@ -207,20 +207,24 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 		return nil, err
 	}
 	var all []Socket
+	read := map[uint64]bool{} // the namespaces dumped, by inode
 	for i, socks := range per {
 		if errs[i] != nil {
 			t.Notes = append(t.Notes, fmt.Sprintf("namespace %s not read: %v", q.Namespaces[i].Label(), errs[i]))
 			continue
 		}
 		all = append(all, socks...)
+		read[q.Namespaces[i].Inode] = true
 	}
-	if len(all) == 0 && len(t.Notes) == len(q.Namespaces) {
+	if len(read) == 0 {
 		files.abandon()
 		return nil, fmt.Errorf("no namespace could be read: %s", t.Notes[0])
 	}
-	if needsBoundOnlyFinder(q) {
-		t.Notes = append(t.Notes, NoteBoundOnlyMissing+": this kernel's inet_diag does not report them (6.8+), "+
-			"and tables read across namespaces do not look for them among processes' descriptors")
+	// One pass over every process's descriptors finds the bound-only
+	// sockets of all the namespaces read, where their dumps cannot.
+	var note string
+	if all, note = addBoundOnly(all, q, read); note != "" {
+		t.Notes = append(t.Notes, note)
 	}
 	t.Sockets = filter(all, q)
 	finish(ctx, t, q, &files)

@@ -119,7 +119,19 @@ type Query struct {
 	// namespace's inode (Socket.NetNS); owners come from one /proc scan for
 	// all of them. A namespace that cannot be read is a note, not an error.
 	Namespaces []netns.Namespace
+	// BoundOnly, when set, is shared by the tables that take it: on
+	// kernels whose inet_diag cannot list bound-only TCP sockets (before
+	// 6.8) they are looked for among every process's descriptors, and one
+	// pass serves every table read at about the same time (an exporter
+	// scrape's namespaces, a table read again with owners). Nil: a table
+	// that needs the pass makes its own.
+	BoundOnly *BoundOnlySearch
 }
+
+// BoundOnlySearch is one search for bound-only TCP sockets among every
+// process's descriptors, made at the first table that needs it and shared
+// by the tables given it (Query.BoundOnly). Safe for concurrent use.
+type BoundOnlySearch struct{ s boundOnlySearch }
 
 // Table is one snapshot.
 type Table struct {
