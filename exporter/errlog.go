@@ -33,3 +33,18 @@ func (l *changeLog) report(err error) {
 	}
 	l.last = msg
 }
+
+// note logs state, what the collector's tables say they lack, as a
+// warning when it changes, and their return to whole when it becomes "":
+// without it the series would read as complete.
+func (l *changeLog) note(state string) {
+	if state == l.last {
+		return
+	}
+	if state != "" {
+		l.log.Warn(l.what+" tables incomplete", "notes", state)
+	} else {
+		l.log.Info(l.what+" tables read whole again", "previous_notes", l.last)
+	}
+	l.last = state
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type NamespaceSummary struct {
 	FreeMin   int // fewest ports a connect() to any one destination can still take (lower bound)
 	TimeWait  int
 	BoundOnly int
+	Notes     []string // what the namespace's socket table lacks (socktab.Table.Notes)
 }
 
 // ReadNamespace summarises the namespace at ns.Path from a thread inside
@@ -49,6 +51,7 @@ func ReadNamespace(ctx context.Context, ns netns.Namespace, procRoot string, sea
 		tab := ports.FromTable(host, t, nil)
 		rep := ports.Budget(tab.Entries, host, ports.Options{Buckets: tab.Buckets})
 		sum.Sockets, sum.Pool, sum.InUse = len(t.Sockets), rep.Pool, rep.InUse
+		sum.Notes = t.Notes
 		sum.TimeWait, sum.BoundOnly = rep.TimeWait, rep.BoundOnly
 		sum.FreeMin = rep.ConnectFreeMin
 		for _, d := range rep.Destinations {
@@ -69,8 +72,9 @@ type NamespacesCollector struct {
 	read     func(context.Context, netns.Namespace, *socktab.BoundOnlySearch) (NamespaceSummary, error)
 	top      int
 	timeout  time.Duration
-	mu       sync.Mutex // one scrape at a time; guards errs
+	mu       sync.Mutex // one scrape at a time; guards errs and notes
 	errs     changeLog
+	notes    changeLog // what the namespaces' tables lack
 	sockets  *prometheus.Desc
 	inUse    *prometheus.Desc
 	pool     *prometheus.Desc
@@ -109,7 +113,7 @@ func newNamespacesCollector(top int, timeout time.Duration, log *slog.Logger) *N
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc(namespace+"_netns_"+name, help, labels, nil)
 	}
-	return &NamespacesCollector{top: top, timeout: timeout, errs: newChangeLog(log, "namespaces"),
+	return &NamespacesCollector{top: top, timeout: timeout, errs: newChangeLog(log, "namespaces"), notes: newChangeLog(log, "namespaces"),
 		sockets:  d("tcp_sockets", "TCP sockets in the network namespace.", labels),
 		inUse:    d("ephemeral_ports_in_use", "Ephemeral ports of the namespace's range held by some TCP socket.", labels),
 		pool:     d("ephemeral_ports", "Ephemeral ports an autobind may take in the namespace (range minus reserved).", labels),
@@ -166,6 +170,7 @@ func (c *NamespacesCollector) Collect(ch chan<- prometheus.Metric) {
 		read = append(read, sums[i])
 	}
 	c.errs.report(firstErr)
+	c.notes.note(namespaceNotes(read))
 	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(len(nss)))
 	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, float64(failed))
 
@@ -196,4 +201,29 @@ func (c *NamespacesCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.timeWait, prometheus.GaugeValue, float64(other.TimeWait), l...)
 		ch <- prometheus.MustNewConstMetric(c.bound, prometheus.GaugeValue, float64(other.BoundOnly), l...)
 	}
+}
+
+// namespaceNotes is what the namespaces' tables lack, each note once with
+// how many namespaces said it (a search every namespace shared fails for
+// all of them alike), "" when nothing is lacking.
+func namespaceNotes(read []NamespaceSummary) string {
+	var order []string
+	where := map[string][]string{}
+	for _, s := range read {
+		for _, n := range s.Notes {
+			if where[n] == nil {
+				order = append(order, n)
+			}
+			where[n] = append(where[n], s.NS.Label())
+		}
+	}
+	parts := make([]string, len(order))
+	for i, n := range order {
+		if w := where[n]; len(w) == 1 {
+			parts[i] = fmt.Sprintf("%s (namespace %s)", n, w[0])
+		} else {
+			parts[i] = fmt.Sprintf("%s (%d namespaces)", n, len(w))
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -112,3 +112,50 @@ func TestNamespacesShareOneSearchPerScrape(t *testing.T) {
 		t.Errorf("first scrape's searches %v, want one", first)
 	}
 }
+
+// What the namespaces' tables lack is logged once per change, each note
+// once with how many namespaces said it, and its end is logged too.
+func TestNamespacesLogTableNotesOnce(t *testing.T) {
+	var logs strings.Builder
+	c := newNamespacesCollector(10, 0, slog.New(slog.NewTextHandler(&logs, nil)))
+	c.list = func() ([]netns.Namespace, error) {
+		return []netns.Namespace{{Inode: 1, Name: "a"}, {Inode: 2, Name: "b"}, {Inode: 3, Name: "c"}}, nil
+	}
+	var mu sync.Mutex
+	lacking := true
+	c.read = func(_ context.Context, ns netns.Namespace, _ *socktab.BoundOnlySearch) (NamespaceSummary, error) {
+		sum := NamespaceSummary{NS: ns}
+		mu.Lock()
+		defer mu.Unlock()
+		if lacking {
+			sum.Notes = []string{socktab.NoteBoundOnlyMissing + ": not root"}
+			if ns.Name == "c" {
+				sum.Notes = append(sum.Notes, "procfs does not list bound-only TCP sockets")
+			}
+		}
+		return sum, nil
+	}
+	for range 3 {
+		if _, err := testutil.CollectAndLint(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, socktab.NoteBoundOnlyMissing); n != 1 {
+		t.Errorf("the shared note logged %d times in 3 scrapes, want once:\n%s", n, out)
+	}
+	for _, want := range []string{"not root (3 namespaces)", "procfs does not list bound-only TCP sockets (namespace c)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	mu.Lock()
+	lacking = false
+	mu.Unlock()
+	if _, err := testutil.CollectAndLint(c); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "namespaces tables read whole again") {
+		t.Errorf("the notes' end not logged:\n%s", logs.String())
+	}
+}

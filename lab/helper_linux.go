@@ -322,8 +322,8 @@ func (h *helper) sockRequest(s *helperSock, req request) (reply, int) {
 		}
 		return rep, s.fd
 	case "close":
-		closed, twSec, cerr := closeAndWatch(s, req.Expect, wait)
-		rep.TWSec = twSec
+		closed, twSec, twEarliest, cerr := closeAndWatch(s, req.Expect, wait)
+		rep.TWSec, rep.TWEarliestSec = twSec, twEarliest
 		if cerr != nil {
 			rep.Fail = fmt.Sprintf("close %s: %v", req.Sock, cerr)
 		}
@@ -596,18 +596,24 @@ func localPort(fd int) uint16 {
 // (a connection no process accepted), gone when it closed first. A state
 // not reached in time is an error naming the state last seen, never a
 // silent answer. It returns the state reached ("" for gone or unwatched).
-func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, int64, error) {
+//
+// For a TIME_WAIT it also returns the entry's second on the monotonic
+// clock (twDating) and the kernel's coarse clock's second before the
+// close (coarseSec), the earliest the kernel can have stamped the entry
+// with: the stamp is the peer's last segment, which comes after the close.
+func closeAndWatch(s *helperSock, expect string, wait time.Duration) (closed string, sec, earliest int64, err error) {
 	st := readSockState(s.fd, s.proto)
 	if !s.proto.IsTCP() || st.Remote == "" || expect == "" {
 		unix.Close(s.fd)
-		return "", 0, nil
+		return "", 0, 0, nil
 	}
 	local, err1 := netip.ParseAddrPort(st.Local)
 	remote, err2 := netip.ParseAddrPort(st.Remote)
 	if err1 != nil || err2 != nil {
 		unix.Close(s.fd)
-		return "", 0, fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
+		return "", 0, 0, fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
 	}
+	earliest = coarseSec()
 	deadline := time.Now().Add(wait)
 	var entry twDating
 	if expect == "TIME_WAIT" && st.TCPState == tcpEstablished {
@@ -618,7 +624,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		before := monoNanos()
 		if err := unix.Shutdown(s.fd, unix.SHUT_WR); err != nil {
 			unix.Close(s.fd)
-			return "", 0, os.NewSyscallError("shutdown", err)
+			return "", 0, 0, os.NewSyscallError("shutdown", err)
 		}
 		err := waitPeerFIN(s.fd, deadline)
 		if err == nil {
@@ -631,7 +637,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 				seen = tcpStateNames[int(info.State)]
 			}
 			unix.Close(s.fd)
-			return "", 0, fmt.Errorf("%s -> %s did not reach TIME_WAIT within %v (last seen: %s): %w", local, remote, wait, seen, err)
+			return "", 0, 0, fmt.Errorf("%s -> %s did not reach TIME_WAIT within %v (last seen: %s): %w", local, remote, wait, seen, err)
 		}
 	}
 	unix.Close(s.fd)
@@ -640,7 +646,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 	q := socktab.Query{TCP: true, LocalPort: local.Port(), RemotePort: remote.Port()}
 	last, lastErr := "(not read)", error(nil)
 	looks := 0
-	err := pollUntil(deadline, func() bool {
+	err = pollUntil(deadline, func() bool {
 		before := monoNanos()
 		t, err := socktab.Snapshot(context.Background(), q)
 		if err != nil {
@@ -673,7 +679,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (string, in
 		}
 		return errors.New(msg)
 	})
-	return last, entry.second(), err
+	return last, entry.second(), earliest, err
 }
 
 // twDating dates a socket's entry into TIME_WAIT (and its peer's last

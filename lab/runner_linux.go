@@ -82,25 +82,40 @@ func monoNanos() int64 {
 }
 
 // reaskAcrossTick asks the model again where a kernel that compares whole
-// seconds (TIME_WAIT reuse before 6.13) may have read another second than
-// the model was asked in (asked, CLOCK_MONOTONIC nanoseconds), before the
-// world changes; ok is false where it cannot have:
-//   - the second changed between the model's answer and the kernel's: the
-//     kernel read it at some moment between, so the model is asked at the
-//     later end;
+// seconds (TIME_WAIT reuse before 6.13) may have read other seconds than
+// the model was given, before the world changes, and returns the first
+// answer that agrees with the kernel's (kernel); ok is false where none
+// does or the seconds cannot have differed:
+//   - the second changed between the model's answer (asked, CLOCK_MONOTONIC
+//     nanoseconds) and the kernel's: the kernel read it at some moment
+//     between, so the model is asked at the later end;
 //   - the kernel's clock (the coarse one, coarse seconds just before the
 //     kernel was asked) was still in an earlier second: the kernel may
-//     have read that one, so the model is asked as of it.
-func (s *session) reaskAcrossTick(w *world, e *entry, op rules.Op, asked, coarse int64) (rules.Outcome, bool) {
+//     have read that one, so the model is asked as of it;
+//   - a TIME_WAIT entry the kernel may have stamped a second before the lab
+//     dated it (its coarse clock was still in that second before the
+//     close): the model is asked with the entry so dated.
+func (s *session) reaskAcrossTick(w *world, e *entry, op rules.Op, asked, coarse int64, kernel string) (rules.Outcome, bool) {
 	askedSec := asked / int64(time.Second)
+	agrees := func() (rules.Outcome, bool) {
+		out := w.predict(s.r.predict(), e, op, time.Now())
+		return out, out.ErrName() == kernel
+	}
 	if w.monoSec() != askedSec {
-		return w.predict(s.r.predict(), e, op, time.Now()), true
+		return agrees()
 	}
 	if c := coarse; c >= 0 && c < askedSec {
 		mono := w.monoSec
 		w.monoSec = func() int64 { return c }
-		defer func() { w.monoSec = mono }()
-		return w.predict(s.r.predict(), e, op, time.Now()), true
+		out, ok := agrees()
+		w.monoSec = mono
+		if ok {
+			return out, true
+		}
+	}
+	if restore, moved := w.earliestStamps(); moved {
+		defer restore()
+		return agrees()
 	}
 	return rules.Outcome{}, false
 }
@@ -365,7 +380,7 @@ func (s *session) closeStep(w *world, e *entry, h *helperProc, req request, res 
 		res.Local = localOf(e) + " in TIME_WAIT"
 	}
 	w.closed(e, rep.Closed, closing)
-	w.stampTW(rep.TWSec)
+	w.stampTW(rep.TWSec, rep.TWEarliestSec)
 	return nil
 }
 
@@ -401,7 +416,7 @@ func (s *session) socketStep(w *world, e *entry, h *helperProc, st Step, req req
 	}
 	res.Kernel = errName(rep.Errno)
 	if res.Model != res.Kernel && w.monoSec != nil {
-		if again, ok := s.reaskAcrossTick(w, e, op, asked, coarse); ok && again.ErrName() == res.Kernel {
+		if again, ok := s.reaskAcrossTick(w, e, op, asked, coarse, res.Kernel); ok {
 			out, res.Model = again, again.ErrName()
 		}
 	}

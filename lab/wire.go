@@ -50,6 +50,10 @@ type reply struct {
 	// TWSec is the monotonic clock's second at which the closed socket
 	// entered TIME_WAIT, from the kernel's TIME_WAIT timer (0: unknown).
 	TWSec int64 `json:"tw_sec,omitempty"`
+	// TWEarliestSec is the kernel's coarse clock's second (which
+	// ktime_get_seconds reads) before the close: the earliest second the
+	// kernel can have stamped the TIME_WAIT entry with (0: unknown).
+	TWEarliestSec int64 `json:"tw_earliest_sec,omitempty"`
 	// NAT (nat) is the namespace's NAT rules and conntrack table.
 	NAT *nat.Snapshot `json:"nat,omitempty"`
 }

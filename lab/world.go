@@ -23,7 +23,11 @@ type entry struct {
 	sock    rules.Socket
 	twSince time.Time
 	twSec   int64 // the monotonic clock's second when TIME_WAIT was seen
-	server  bool  // a server line's socket: it accepts every connection
+	// twEarliest is the earliest second the kernel's coarse clock, up to
+	// a tick behind, may have stamped the entry with, when before twSec
+	// (0: none).
+	twEarliest int64
+	server     bool // a server line's socket: it accepts every connection
 }
 
 // world mirrors what the kernel holds in one scenario's namespace, updated
@@ -47,14 +51,39 @@ type world struct {
 }
 
 // stampTW dates the TIME_WAIT entry closed just added with the second the
-// kernel's timer gives (sec 0: keep the time seen here).
-func (w *world) stampTW(sec int64) {
+// kernel's timer gives (sec 0: keep the time seen here), and the earliest
+// second the kernel's coarse clock may have stamped it with (0: unknown).
+func (w *world) stampTW(sec, earliest int64) {
 	if sec <= 0 || len(w.entries) == 0 {
 		return
 	}
 	if e := w.entries[len(w.entries)-1]; e.sock.State == rules.TimeWait {
 		e.twSec = sec
+		if earliest > 0 && earliest < sec {
+			e.twEarliest = earliest
+		}
 	}
+}
+
+// earliestStamps dates every TIME_WAIT entry with the earliest second the
+// kernel may have stamped it with, until restore is called; ok is false
+// when no entry has an earlier one.
+func (w *world) earliestStamps() (restore func(), ok bool) {
+	var moved []*entry
+	for _, e := range w.entries {
+		if e.twEarliest != 0 && e.twEarliest < e.twSec {
+			moved = append(moved, e)
+		}
+	}
+	was := make([]int64, len(moved))
+	for i, e := range moved {
+		was[i], e.twSec = e.twSec, e.twEarliest
+	}
+	return func() {
+		for i, e := range moved {
+			e.twSec = was[i]
+		}
+	}, len(moved) > 0
 }
 
 // markBound follows the kernel's per-port bind bucket mark: set while a

@@ -3,6 +3,7 @@ package lab
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
@@ -50,5 +51,39 @@ func TestConnectedTakesOverTimeWaitByDevice(t *testing.T) {
 				t.Errorf("TIME_WAIT entry (dev %d) after a connect from dev %d: kept %v, want %v", tc.twDev, tc.connDev, kept, tc.kept)
 			}
 		})
+	}
+}
+
+// A TIME_WAIT entry the kernel's coarse clock may have stamped a second
+// before the lab dated it is asked about as so stamped only while
+// earliestStamps holds: the second has then ticked for it (rules'
+// TWSecondTicked), and the entry's own date comes back with restore. An
+// earliest second that is not earlier moves nothing.
+func TestEarliestStampsDateTimeWaitEarlier(t *testing.T) {
+	w := newWorld()
+	w.monoSec = func() int64 { return 100 }
+	local, peer := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:80")
+	w.entries = append(w.entries, &entry{sock: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.TimeWait, Local: local, Remote: peer}})
+	ticked := func() bool {
+		var got rules.World
+		w.predict(func(rw rules.World, _ rules.Socket, _ rules.Op) rules.Outcome { got = rw; return rules.Outcome{} },
+			&entry{name: "C", sock: rules.Socket{ID: "C", Proto: inet.TCP, Family: inet.IPv4}}, rules.Op{Kind: rules.OpConnect, Addr: peer}, time.Now())
+		return len(got.Sockets) == 1 && got.Sockets[0].TWSecondTicked
+	}
+	w.stampTW(100, 100) // not earlier: nothing to move
+	if _, moved := w.earliestStamps(); moved || ticked() {
+		t.Fatalf("an entry of this second with no earlier stamp: moved %v, ticked %v", moved, ticked())
+	}
+	w.stampTW(100, 99)
+	if ticked() {
+		t.Fatal("the entry dated this second counts as ticked before earliestStamps")
+	}
+	restore, moved := w.earliestStamps()
+	if !moved || !ticked() {
+		t.Fatalf("under earliestStamps: moved %v, ticked %v; want both", moved, ticked())
+	}
+	restore()
+	if ticked() || w.entries[0].twSec != 100 {
+		t.Errorf("after restore: ticked %v, second %d; want the entry's own 100", ticked(), w.entries[0].twSec)
 	}
 }

@@ -106,8 +106,8 @@ func boundOnly(fd int, inode uint64, spaces map[uint64]bool) (Socket, bool) {
 	if local.Port() == 0 {
 		return Socket{}, false // not bound to a port: it holds none
 	}
-	// SIOCGSKNS opens the socket's network namespace: a socket created
-	// in another one is not this table's.
+	// SIOCGSKNS opens the socket's network namespace: the socket is kept
+	// only if that is one of spaces.
 	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
 	if err != nil {
 		return Socket{}, false
@@ -199,8 +199,9 @@ func addBoundOnly(socks []Socket, q Query, spaces map[uint64]bool) ([]Socket, st
 		socks = append(socks, s)
 	}
 	if unread > 0 {
-		return socks, fmt.Sprintf("%s: %d of them, found among processes' descriptors, could not be read "+
-			"(this kernel's inet_diag does not report them: 6.8+)", NoteBoundOnlyMissing, unread)
+		// Unread, they are of no known namespace: the count is the host's.
+		return socks, fmt.Sprintf("%s: %d found among processes' descriptors, of this namespace or another, "+
+			"could not be read (this kernel's inet_diag does not report them: 6.8+)", NoteBoundOnlyMissing, unread)
 	}
 	return socks, ""
 }

@@ -229,8 +229,9 @@ func TestBoundOnlyAcrossNamespaces(t *testing.T) {
 		}
 	}
 	if needsBoundOnlyFinder(Query{TCP: true, States: States(BoundInactive)}) {
-		// The tables made the pass, once, for every namespace: the one
-		// no table asked for is in it too.
+		// The tables took their sockets from the search's pass, made
+		// for every namespace: the one no table asked for is in it too
+		// (a table's own pass keeps only its namespace's).
 		if !slices.ContainsFunc(search.s.found, func(s Socket) bool { return s.NetNS == nsInode(t, unasked) }) {
 			t.Errorf("the shared search holds no socket of the namespace no table asked for: %+v", search.s.found)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/netns"
@@ -185,15 +186,27 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 		files.start()
 	}
 	per := make([][]Socket, len(q.Namespaces))
+	inodes := make([]uint64, len(q.Namespaces)) // as found inside each
 	errs := make([]error, len(q.Namespaces))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(maxNamespaceDumps)
 	for i, ns := range q.Namespaces {
 		g.Go(func() error {
 			errs[i] = netns.Do(ns.Path, func() error {
+				// The namespace entered, not the one the caller named:
+				// a name can be given to another namespace meanwhile,
+				// and the descriptors' sockets are matched by this.
+				var here unix.Stat_t
+				if err := unix.Stat("/proc/thread-self/ns/net", &here); err != nil {
+					return os.NewSyscallError("stat /proc/thread-self/ns/net", err)
+				}
+				if ns.Inode != 0 && here.Ino != ns.Inode {
+					return fmt.Errorf("%s is namespace %d now, not %d", ns.Path, here.Ino, ns.Inode)
+				}
+				inodes[i] = here.Ino
 				socks, err := dumpNetlink(gctx, q)
 				for j := range socks {
-					socks[j].NetNS = ns.Inode
+					socks[j].NetNS = here.Ino
 				}
 				per[i] = socks
 				return err
@@ -214,7 +227,7 @@ func snapshotNamespaces(ctx context.Context, q Query) (*Table, error) {
 			continue
 		}
 		all = append(all, socks...)
-		read[q.Namespaces[i].Inode] = true
+		read[inodes[i]] = true
 	}
 	if len(read) == 0 {
 		files.abandon()
