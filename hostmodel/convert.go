@@ -77,6 +77,7 @@ func FromTable(host rules.Host, t *socktab.Table, facts *Facts) *Situation {
 	sit.Buckets = eachEntry(host, t, facts, true, func(_ *socktab.Socket, e *Entry) {
 		sit.Entries = append(sit.Entries, *e)
 	})
+	udpBindOrder(sit.Entries) // the table lists UDP sockets in the kernel's chain order
 	return sit
 }
 
