@@ -47,9 +47,13 @@ type Situation struct {
 	// Model judges operations; nil means rules.Predict.
 	Model Model
 
-	indexed    *rules.Model  // the world indexed once, see predict
-	ownersRead bool          // Entries carry their owners (see Live)
-	query      socktab.Query // how Live read the table
+	indexed *rules.Model // the world indexed once, see predict
+	// udpMixedPorts are the UDP ports whose chain holds IPv4 and IPv6
+	// sockets the table cannot order between them (udpFamilyOrders),
+	// found once, see predict.
+	udpMixedPorts map[uint16]bool
+	ownersRead    bool          // Entries carry their owners (see Live)
+	query         socktab.Query // how Live read the table
 }
 
 // World returns the model's world.

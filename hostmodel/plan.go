@@ -3,6 +3,7 @@ package hostmodel
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
@@ -100,7 +101,14 @@ func (sit *Situation) predict(w *rules.World, p Plan) Result {
 	if sit.indexed == nil {
 		sit.indexed = rules.NewModel(sit.World())
 	}
-	return run(sit.indexed.Predict, sit.Host, p)
+	res := run(sit.indexed.Predict, sit.Host, p)
+	if sit.udpMixedPorts == nil {
+		sit.udpMixedPorts = udpMixedPorts(sit.Entries)
+	}
+	if p.Socket.Proto == inet.UDP && slices.ContainsFunc(p.Ops, func(op rules.Op) bool { return sit.udpMixedPorts[op.Addr.Port()] }) {
+		udpOrderAssumption(sit.World(), p, &res)
+	}
+	return res
 }
 
 // String describes the plan as the syscalls it makes: "bind 127.0.0.1:80,

@@ -1,9 +1,11 @@
 package hostmodel
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/rules"
 )
 
 // udpBindOrder puts the UDP entries of a table read from the kernel in the
@@ -18,8 +20,10 @@ import (
 // at the tail. So the head's sockets are reversed and the tail's kept,
 // which gives the chain back when the model rebuilds it. Which of an IPv4
 // and an IPv6 socket at the head bound first no dump tells: they are
-// merged by inode number, which grows as sockets are created, the nearest
-// the table has to their bind order.
+// merged by inode number, the nearest the table has to their bind order
+// (inodes grow as sockets are created, though in per-CPU batches), and
+// where that order decides a verdict the verdict says so
+// (udpOrderAssumption).
 //
 // The entries are reordered in place; other entries keep their places,
 // the UDP ones filling the places UDP entries held.
@@ -59,3 +63,94 @@ func udpBindOrder(entries []Entry) {
 		entries[i] = ordered[k]
 	}
 }
+
+// udpMixedPorts are the ports of entries whose UDP sockets at the head of
+// the kernel's chain (IPv4 ones, IPv6 ones without SO_REUSEPORT) are of
+// both families; an empty map, not nil, when there is none.
+func udpMixedPorts(entries []Entry) map[uint16]bool {
+	fams := map[uint16]uint8{} // port -> 1: IPv4 seen, 2: IPv6 seen
+	for i := range entries {
+		s := &entries[i].Socket
+		if s.Proto != inet.UDP || s.State == rules.Unbound || s.Family == inet.IPv6 && s.ReusePort {
+			continue
+		}
+		if s.Family == inet.IPv6 {
+			fams[s.Local.Port()] |= 2
+		} else {
+			fams[s.Local.Port()] |= 1
+		}
+	}
+	mixed := map[uint16]bool{}
+	for port, f := range fams {
+		if f == 3 {
+			mixed[port] = true
+		}
+	}
+	return mixed
+}
+
+// udpFamilyOrders returns w twice, its UDP sockets on port at the head of
+// the kernel's chain (IPv4 ones, IPv6 ones without SO_REUSEPORT) put in
+// the two orders the socket table cannot tell apart: every IPv4 one bound
+// after every IPv6 one (v4Last), or before (v6Last), each family's own
+// order kept. ok is false when the port has no such sockets of both
+// families, where the table's order is the kernel's.
+func udpFamilyOrders(w rules.World, port uint16) (v4Last, v6Last rules.World, ok bool) {
+	var places, v4, v6 []int
+	for i := range w.Sockets {
+		s := &w.Sockets[i]
+		if s.Proto != inet.UDP || s.Local.Port() != port || s.State == rules.Unbound || s.Family == inet.IPv6 && s.ReusePort {
+			continue
+		}
+		places = append(places, i)
+		if s.Family == inet.IPv6 {
+			v6 = append(v6, i)
+		} else {
+			v4 = append(v4, i)
+		}
+	}
+	if len(v4) == 0 || len(v6) == 0 {
+		return w, w, false
+	}
+	reorder := func(first, last []int) rules.World {
+		out := w
+		out.Sockets = slices.Clone(w.Sockets)
+		for k, i := range append(slices.Clone(first), last...) {
+			out.Sockets[places[k]] = w.Sockets[i]
+		}
+		return out
+	}
+	return reorder(v6, v4), reorder(v4, v6), true
+}
+
+// udpOrderAssumption is the assumption a plan's verdict rests on when it
+// binds a UDP port whose verdict the table's unknown order between IPv4
+// and IPv6 sockets decides (udpFamilyOrders): res is given the two
+// verdicts and which one it took. Nothing changes where both orders agree.
+func udpOrderAssumption(w rules.World, p Plan, res *Result) {
+	if p.Socket.Proto != inet.UDP {
+		return
+	}
+	for _, op := range p.Ops {
+		if op.Kind != rules.OpBind || op.Addr.Port() == 0 {
+			continue
+		}
+		v4Last, v6Last, ok := udpFamilyOrders(w, op.Addr.Port())
+		if !ok {
+			continue
+		}
+		a, b := Predict(nil, v4Last, p), Predict(nil, v6Last, p)
+		if a.ErrName() == b.ErrName() {
+			continue
+		}
+		res.Assumptions = append(res.Assumptions, fmt.Sprintf("%s %d: %s if the IPv4 sockets on it bound last, %s if the IPv6 ones did; "+
+			"the socket table lists each family apart, so which did is not known, and the socket created first is taken to have bound first (%s)",
+			UDPOrderUnknown, op.Addr.Port(), a.ErrName(), b.ErrName(), res.ErrName()))
+	}
+}
+
+// UDPOrderUnknown begins the assumption of a verdict that rests on which
+// of a UDP port's IPv4 and IPv6 sockets bound last: bind() stops at the
+// first overlapping socket on the kernel's chain for the port, whose order
+// across the two families no socket table shows.
+const UDPOrderUnknown = "bind() stops at the first overlapping socket of UDP port"

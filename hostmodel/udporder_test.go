@@ -3,6 +3,7 @@ package hostmodel
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tuple-net/tuple/inet"
@@ -35,5 +36,49 @@ func TestUDPBindOrder(t *testing.T) {
 	}
 	if want := []string{"tcp", "a4", "b6", "c4rp", "f4", "d6rp", "e6rp"}; !slices.Equal(got, want) {
 		t.Errorf("order %v, want %v", got, want)
+	}
+}
+
+// Where the verdict of a UDP bind rests on which of the port's IPv4 and
+// IPv6 sockets bound last, which no socket table shows, the verdict says
+// so with both answers; where either order gives the same verdict it says
+// nothing. The world is one the kernel answered: an IPv6 SO_REUSEADDR
+// socket, then an IPv6 SO_REUSEPORT one, then an IPv4 one with both; a
+// dual-stack SO_REUSEPORT bind joins the IPv4 socket if it bound last and
+// fails on the IPv6 SO_REUSEADDR one otherwise.
+func TestUDPOrderAssumption(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	a := rules.Socket{ID: "A", Proto: inet.UDP, Family: inet.IPv6, Local: ap("[fd00::1]:20891"), State: rules.Bound, ReuseAddr: true}
+	b := rules.Socket{ID: "B", Proto: inet.UDP, Family: inet.IPv6, Local: ap("[::ffff:10.0.0.1]:20891"), State: rules.Bound, ReusePort: true}
+	c := rules.Socket{ID: "C", Proto: inet.UDP, Family: inet.IPv4, Local: ap("0.0.0.0:20891"), State: rules.Bound, ReuseAddr: true, ReusePort: true}
+	plan := Plan{Socket: rules.Socket{Proto: inet.UDP, Family: inet.IPv6, ReusePort: true},
+		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("[::]:20891")}}}
+	for _, tc := range []struct {
+		name    string
+		sockets []rules.Socket
+		want    string // the assumption's verdicts, "" for none
+	}{
+		{"both families at the chain's head", []rules.Socket{a, b, c}, "ok if the IPv4 sockets on it bound last, EADDRINUSE if the IPv6 ones did"},
+		{"only IPv4 at the head", []rules.Socket{b, c}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sit := &Situation{Host: rules.DefaultHost()}
+			for _, s := range tc.sockets {
+				sit.Entries = append(sit.Entries, Entry{Socket: s})
+			}
+			res := sit.predict(nil, plan)
+			var got []string
+			for _, as := range res.Assumptions {
+				if strings.HasPrefix(as, UDPOrderUnknown) {
+					got = append(got, as)
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("verdict %s with assumptions %q, want none about the order", res.ErrName(), got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("verdict %s with assumptions %q, want one saying %q", res.ErrName(), res.Assumptions, tc.want)
+			}
+		})
 	}
 }

@@ -26,7 +26,7 @@ func TestWhyDifferentialInGuests(t *testing.T) {
 		}
 		tools = append(tools, p)
 	}
-	summary := regexp.MustCompile(`differential: (\d+) cases, (\d+) agree, (\d+) disagree \(seed \d+\)`)
+	summary := regexp.MustCompile(`differential: (\d+) cases, (\d+) agree, (\d+) disagree, (\d+) rest on an order no table shows \(seed \d+\)`)
 	cfg := kernelvm.Config{
 		Args: []string{"-test.run=^TestWhyDifferential$", "-test.v", "-test.count=1"},
 		Env: []string{fmt.Sprintf("TUPLE_DIFF_CASES=%d", diffEnv("TUPLE_DIFF_CASES", 120)),
