@@ -50,8 +50,9 @@ type Situation struct {
 	indexed *rules.Model // the world indexed once, see predict
 	// udpMixedPorts are the UDP ports whose chain holds IPv4 and IPv6
 	// sockets the table cannot order between them (udpFamilyOrders),
-	// found once, see predict.
+	// found once, see predict; udpOrders their two orders' models.
 	udpMixedPorts map[uint16]bool
+	udpOrders     map[uint16][2]*rules.Model
 	ownersRead    bool          // Entries carry their owners (see Live)
 	query         socktab.Query // how Live read the table
 }

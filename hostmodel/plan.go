@@ -3,7 +3,6 @@ package hostmodel
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
@@ -105,9 +104,7 @@ func (sit *Situation) predict(w *rules.World, p Plan) Result {
 	if sit.udpMixedPorts == nil {
 		sit.udpMixedPorts = udpMixedPorts(sit.Entries)
 	}
-	if p.Socket.Proto == inet.UDP && slices.ContainsFunc(p.Ops, func(op rules.Op) bool { return sit.udpMixedPorts[op.Addr.Port()] }) {
-		udpOrderAssumption(sit.World(), p, &res)
-	}
+	sit.udpOrderAssumption(p, &res)
 	return res
 }
 

@@ -25,42 +25,54 @@ import (
 // where that order decides a verdict the verdict says so
 // (udpOrderAssumption).
 //
-// The entries are reordered in place; other entries keep their places,
-// the UDP ones filling the places UDP entries held.
+// The entries are reordered in place, port by port (the model looks at
+// one port's sockets at a time): other entries keep their places, each
+// port's UDP entries filling the places its UDP entries held.
 func udpBindOrder(entries []Entry) {
-	var places []int
-	var v4, v6Head, v6Tail []Entry
+	type chain struct {
+		places             []int
+		v4, v6Head, v6Tail []Entry
+	}
+	ports := map[uint16]*chain{}
 	for i := range entries {
 		s := &entries[i].Socket
 		if s.Proto != inet.UDP {
 			continue
 		}
-		places = append(places, i)
+		c := ports[s.Local.Port()]
+		if c == nil {
+			c = &chain{}
+			ports[s.Local.Port()] = c
+		}
+		c.places = append(c.places, i)
 		switch {
 		case s.Family == inet.IPv6 && s.ReusePort:
-			v6Tail = append(v6Tail, entries[i])
+			c.v6Tail = append(c.v6Tail, entries[i])
 		case s.Family == inet.IPv6:
-			v6Head = append(v6Head, entries[i])
+			c.v6Head = append(c.v6Head, entries[i])
 		default:
-			v4 = append(v4, entries[i])
+			c.v4 = append(c.v4, entries[i])
 		}
 	}
-	if len(places) < 2 {
-		return
-	}
-	slices.Reverse(v4)
-	slices.Reverse(v6Head)
-	ordered := make([]Entry, 0, len(places))
-	for len(v4) > 0 || len(v6Head) > 0 {
-		if len(v6Head) == 0 || len(v4) > 0 && v4[0].Inode <= v6Head[0].Inode {
-			ordered, v4 = append(ordered, v4[0]), v4[1:]
-		} else {
-			ordered, v6Head = append(ordered, v6Head[0]), v6Head[1:]
+	for _, c := range ports {
+		if len(c.places) < 2 {
+			continue
 		}
-	}
-	ordered = append(ordered, v6Tail...)
-	for k, i := range places {
-		entries[i] = ordered[k]
+		slices.Reverse(c.v4)
+		slices.Reverse(c.v6Head)
+		v4, v6 := c.v4, c.v6Head
+		ordered := make([]Entry, 0, len(c.places))
+		for len(v4) > 0 || len(v6) > 0 {
+			if len(v6) == 0 || len(v4) > 0 && v4[0].Inode <= v6[0].Inode {
+				ordered, v4 = append(ordered, v4[0]), v4[1:]
+			} else {
+				ordered, v6 = append(ordered, v6[0]), v6[1:]
+			}
+		}
+		ordered = append(ordered, c.v6Tail...)
+		for k, i := range c.places {
+			entries[i] = ordered[k]
+		}
 	}
 }
 
@@ -127,25 +139,33 @@ func udpFamilyOrders(w rules.World, port uint16) (v4Last, v6Last rules.World, ok
 // binds a UDP port whose verdict the table's unknown order between IPv4
 // and IPv6 sockets decides (udpFamilyOrders): res is given the two
 // verdicts and which one it took. Nothing changes where both orders agree.
-func udpOrderAssumption(w rules.World, p Plan, res *Result) {
+// The two orders' models are indexed once per port (sit.udpOrders): a
+// search for fixes asks many times.
+func (sit *Situation) udpOrderAssumption(p Plan, res *Result) {
 	if p.Socket.Proto != inet.UDP {
 		return
 	}
 	for _, op := range p.Ops {
-		if op.Kind != rules.OpBind || op.Addr.Port() == 0 {
+		port := op.Addr.Port()
+		if op.Kind != rules.OpBind || port == 0 || !sit.udpMixedPorts[port] {
 			continue
 		}
-		v4Last, v6Last, ok := udpFamilyOrders(w, op.Addr.Port())
+		models, ok := sit.udpOrders[port]
 		if !ok {
-			continue
+			v4Last, v6Last, _ := udpFamilyOrders(sit.World(), port)
+			models = [2]*rules.Model{rules.NewModel(v4Last), rules.NewModel(v6Last)}
+			if sit.udpOrders == nil {
+				sit.udpOrders = map[uint16][2]*rules.Model{}
+			}
+			sit.udpOrders[port] = models
 		}
-		a, b := Predict(nil, v4Last, p), Predict(nil, v6Last, p)
+		a, b := run(models[0].Predict, sit.Host, p), run(models[1].Predict, sit.Host, p)
 		if a.ErrName() == b.ErrName() {
 			continue
 		}
 		res.Assumptions = append(res.Assumptions, fmt.Sprintf("%s %d: %s if the IPv4 sockets on it bound last, %s if the IPv6 ones did; "+
 			"the socket table lists each family apart, so which did is not known, and the socket created first is taken to have bound first (%s)",
-			UDPOrderUnknown, op.Addr.Port(), a.ErrName(), b.ErrName(), res.ErrName()))
+			UDPOrderUnknown, port, a.ErrName(), b.ErrName(), res.ErrName()))
 	}
 }
 

@@ -21,12 +21,15 @@ func TestUDPBindOrder(t *testing.T) {
 			Local: netip.MustParseAddrPort("127.0.0.1:53")}}
 	}
 	tcp := Entry{Inode: 1, Socket: rules.Socket{ID: "tcp", Proto: inet.TCP, Family: inet.IPv4}}
+	other := Entry{Inode: 2, Socket: rules.Socket{ID: "other", Proto: inet.UDP, Family: inet.IPv4, Local: netip.MustParseAddrPort("127.0.0.1:5353")}}
 	// Bound in the order a4 (inode 10), b6 (11), c4rp (12), d6rp (13),
 	// e6rp (14), f4 (15): the chain is f4 c4rp b6 a4 | d6rp e6rp, and the
-	// dumps list IPv4 (f4 c4rp a4), then IPv6 (b6 d6rp e6rp).
+	// dumps list IPv4 (f4 c4rp a4), then IPv6 (b6 d6rp e6rp). A socket
+	// of another port, created first, bound last, between them in the
+	// IPv4 dump, stays out of the port's order.
 	entries := []Entry{
 		tcp,
-		udp("f4", inet.IPv4, false, 15), udp("c4rp", inet.IPv4, true, 12), udp("a4", inet.IPv4, false, 10),
+		udp("f4", inet.IPv4, false, 15), other, udp("c4rp", inet.IPv4, true, 12), udp("a4", inet.IPv4, false, 10),
 		udp("b6", inet.IPv6, false, 11), udp("d6rp", inet.IPv6, true, 13), udp("e6rp", inet.IPv6, true, 14),
 	}
 	udpBindOrder(entries)
@@ -34,7 +37,7 @@ func TestUDPBindOrder(t *testing.T) {
 	for _, e := range entries {
 		got = append(got, e.Socket.ID)
 	}
-	if want := []string{"tcp", "a4", "b6", "c4rp", "f4", "d6rp", "e6rp"}; !slices.Equal(got, want) {
+	if want := []string{"tcp", "a4", "other", "b6", "c4rp", "f4", "d6rp", "e6rp"}; !slices.Equal(got, want) {
 		t.Errorf("order %v, want %v", got, want)
 	}
 }
