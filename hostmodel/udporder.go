@@ -76,6 +76,13 @@ func udpBindOrder(entries []Entry) {
 	}
 }
 
+// atUDPChainHead reports whether s is a UDP socket holding a port that
+// the kernel added at the head of the port's chain: every one but IPv6
+// SO_REUSEPORT sockets, added at the tail.
+func atUDPChainHead(s *rules.Socket) bool {
+	return s.Proto == inet.UDP && s.State != rules.Unbound && !(s.Family == inet.IPv6 && s.ReusePort)
+}
+
 // udpMixedPorts are the ports of entries whose UDP sockets at the head of
 // the kernel's chain (IPv4 ones, IPv6 ones without SO_REUSEPORT) are of
 // both families; an empty map, not nil, when there is none.
@@ -83,7 +90,7 @@ func udpMixedPorts(entries []Entry) map[uint16]bool {
 	fams := map[uint16]uint8{} // port -> 1: IPv4 seen, 2: IPv6 seen
 	for i := range entries {
 		s := &entries[i].Socket
-		if s.Proto != inet.UDP || s.State == rules.Unbound || s.Family == inet.IPv6 && s.ReusePort {
+		if !atUDPChainHead(s) {
 			continue
 		}
 		if s.Family == inet.IPv6 {
@@ -111,7 +118,7 @@ func udpFamilyOrders(w rules.World, port uint16) (v4Last, v6Last rules.World, ok
 	var places, v4, v6 []int
 	for i := range w.Sockets {
 		s := &w.Sockets[i]
-		if s.Proto != inet.UDP || s.Local.Port() != port || s.State == rules.Unbound || s.Family == inet.IPv6 && s.ReusePort {
+		if !atUDPChainHead(s) || s.Local.Port() != port {
 			continue
 		}
 		places = append(places, i)
