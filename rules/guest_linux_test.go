@@ -5,7 +5,6 @@ package rules
 import (
 	"flag"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"testing"
 	"time"
@@ -22,10 +21,6 @@ var guestCases = flag.Int("rules.guest-cases", 500, "situations TestKernelDiffer
 // fetched kernel (5.10, 6.1, 6.12), the model following the guest's kernel
 // version (guesttest; opt-in: TUPLE_RULES_GUESTS=1).
 func TestKernelDifferentialInGuests(t *testing.T) {
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("needs the ip command in the guest")
-	}
 	seed := uint64(time.Now().UnixNano())
 	if *seedFlag != 0 {
 		seed = *seedFlag
@@ -37,7 +32,7 @@ func TestKernelDifferentialInGuests(t *testing.T) {
 	cfg := kernelvm.Config{
 		Args: []string{"-test.run=^TestKernelDifferential$", "-test.v",
 			fmt.Sprintf("-rules.cases=%d", *guestCases), fmt.Sprintf("-rules.seed=%d", seed)},
-		Tools: []string{ip},
+		Tools: []string{"ip"},
 	}
 	guesttest.Run(t, "TUPLE_RULES_GUESTS", cfg, func(t *testing.T, res kernelvm.Result) {
 		m := summary.FindStringSubmatch(string(res.Stdout))

@@ -3,7 +3,6 @@
 package sockfacts
 
 import (
-	"os/exec"
 	"regexp"
 	"testing"
 	"time"
@@ -19,15 +18,11 @@ import (
 // why (TestMain), and that kernel must be older than 5.10, the oldest
 // docs/kernel-findings.md names.
 func TestFactsInGuests(t *testing.T) {
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("needs the ip command in the guest")
-	}
 	// A test that skips in a guest says why; one missing from the run
 	// would go unnoticed, so the passes are named.
 	passed := regexp.MustCompile(`(?m)^--- PASS: (\S+)`)
 	unsupported := regexp.MustCompile(`sockfacts unsupported here: (.*)`)
-	cfg := kernelvm.Config{Args: []string{"-test.v", "-test.count=1"}, Tools: []string{ip}, Timeout: 10 * time.Minute}
+	cfg := kernelvm.Config{Args: []string{"-test.v", "-test.count=1"}, Tools: []string{"ip"}, Timeout: 10 * time.Minute}
 	guesttest.Run(t, "TUPLE_SOCKFACTS_GUESTS", cfg, func(t *testing.T, res kernelvm.Result) {
 		if res.ExitCode != 0 {
 			t.Fatalf("%s: the tests failed in the guest (exit %d):\n%s", res.Release, res.ExitCode, res.Stdout)

@@ -3,7 +3,6 @@
 package socktab
 
 import (
-	"os/exec"
 	"regexp"
 	"testing"
 	"time"
@@ -19,15 +18,7 @@ import (
 // tests that hold the table to the sockets they made must pass there too,
 // and are named, so one that skipped would not go unnoticed.
 func TestTablesInGuests(t *testing.T) {
-	var tools []string // what the tests run
-	for _, name := range []string{"ip", "ss", "sleep", "cat", "true"} {
-		path, err := exec.LookPath(name)
-		if err != nil {
-			t.Skipf("needs the %s command in the guest", name)
-		}
-		tools = append(tools, path)
-	}
-	cfg := kernelvm.Config{Args: []string{"-test.v", "-test.count=1"}, Tools: tools, Timeout: 10 * time.Minute}
+	cfg := kernelvm.Config{Args: []string{"-test.v", "-test.count=1"}, Tools: []string{"ip", "ss", "sleep", "cat", "true"}, Timeout: 10 * time.Minute}
 	guesttest.Run(t, "TUPLE_SOCKTAB_GUESTS", cfg, func(t *testing.T, res kernelvm.Result) {
 		if res.ExitCode != 0 {
 			t.Fatalf("%s: the tests failed in the guest (exit %d):\n%s", res.Release, res.ExitCode, res.Stdout)

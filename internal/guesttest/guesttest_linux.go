@@ -7,6 +7,7 @@ package guesttest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,8 +20,9 @@ import (
 const InGuest = "TUPLE_IN_GUEST"
 
 // Run boots every fetched kernel with this test binary as the guest's
-// program (cfg without Kernel and Modules), one parallel subtest per
-// kernel, and hands check the run's result. It is opt-in: it skips unless
+// program (cfg without Kernel and Modules; its Tools named as on PATH,
+// "ip", or given as paths), one parallel subtest per kernel, and hands
+// check the run's result. It is opt-in: it skips unless
 // optIn is "1" in the environment (.ci/run sets it for its own step), as
 // under TCG each kernel takes tens of seconds of one core.
 func Run(t *testing.T, optIn string, cfg kernelvm.Config, check func(t *testing.T, res kernelvm.Result)) {
@@ -35,6 +37,19 @@ func Run(t *testing.T, optIn string, cfg kernelvm.Config, check func(t *testing.
 	if len(vmlinuz) == 0 {
 		t.Skip("no kernels fetched (scripts/fetch-kernels)")
 	}
+	// The commands the guest's program runs, named in cfg.Tools, come
+	// from this host's PATH. A missing one fails the run rather than
+	// skipping it: whoever opted in asked for the guests, and a skip
+	// would pass CI quietly over a package it forgot to install.
+	tools := make([]string, len(cfg.Tools))
+	for i, name := range cfg.Tools {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatalf("the guests need the %s command from this host: %v", name, err)
+		}
+		tools[i] = path
+	}
+	cfg.Tools = tools
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Minute
 	}
