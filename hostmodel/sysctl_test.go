@@ -116,6 +116,7 @@ func TestSysctls(t *testing.T) {
 		"net/ipv6/bindv6only":                 "1\n",
 		"net/ipv4/ip_autobind_reuse":          "1\n",
 		"net/ipv4/tcp_tw_reuse":               "0\n",
+		"net/ipv4/udp_hash_entries":           "-16384\n", // a namespace sharing the host's table
 		// tcp_tw_reuse_delay missing, as before Linux 6.13
 	})
 	h := rules.DefaultHost()
@@ -132,6 +133,7 @@ func TestSysctls(t *testing.T) {
 	want.AutobindReuse = true
 	want.TCPTWReuse = 0
 	want.TWReuseDelay = time.Second
+	want.UDPHashSlots = 16384
 	if d := cmp.Diff(want, h, cmpopts.EquateComparable(netip.Prefix{})); d != "" {
 		t.Errorf("Sysctls -want +got:\n%s", d)
 	}

@@ -840,6 +840,7 @@ var hostSysctls = []string{
 	"net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_nonlocal_bind",
 	"net.ipv6.ip_nonlocal_bind", "net.ipv6.bindv6only", "net.ipv4.ip_autobind_reuse",
 	"net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_timestamps",
+	"net.ipv4.udp_hash_entries",
 }
 
 func sysctlPath(key string) string {

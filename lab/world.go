@@ -240,6 +240,9 @@ func (w *world) setHost(sysctls map[string]string, addrs []string) {
 	if n, ok := num("net.ipv4.tcp_tw_reuse_delay"); ok {
 		h.TWReuseDelay = time.Duration(n) * time.Millisecond
 	}
+	if n, ok := num("net.ipv4.udp_hash_entries"); ok { // 6.2 and later
+		h.UDPHashSlots = max(n, -n)
+	}
 	if n, ok := num("net.ipv4.tcp_timestamps"); ok {
 		w.timestamp = n != 0
 	}

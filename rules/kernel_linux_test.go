@@ -418,6 +418,9 @@ func (b *batch) checkPort(s Socket, op Op, kerr error, kport uint16) Outcome {
 	}
 	b.errs[op.Kind.String()+":"+ErrnoName(got)]++
 	b.rules[out.Rule]++
+	if strings.Contains(out.Why, "udp_lib_lport_inuse2") {
+		b.rules["udp-secondary-chains"]++ // a crowded slot decided (crowdPort)
+	}
 	b.logf("%s %s by %s -> kernel %s, model %s (%s)", op.Kind, op.Addr, describeNew(s), ErrnoName(got), out.ErrName(), out.Rule)
 	if got != out.Err {
 		if again, ok := b.agreesAcrossTick(s, op, got); ok {
@@ -968,7 +971,19 @@ func (b *batch) runCase(base uint16) error {
 	}
 	existing := 1 + b.pick(4)
 	helperPort := base + 5
-	for i := 0; i < existing; i++ {
+	crowdAt := -1 // before which existing socket the port's slot fills up
+	if proto == inet.UDP && b.chance(0.3) {
+		crowdAt = b.pick(existing + 1)
+	}
+	for i := 0; i <= existing; i++ {
+		if i == crowdAt {
+			if err := b.crowdPort(base); err != nil {
+				return err
+			}
+		}
+		if i == existing {
+			break
+		}
 		port := base
 		if b.chance(0.4) {
 			port = base + uint16(b.pick(4))
@@ -978,6 +993,45 @@ func (b *batch) runCase(base uint16) error {
 		}
 	}
 	return b.newSocketOp(proto, base)
+}
+
+// crowdPort binds 6 to 12 UDP sockets to port, most on an address of
+// their own (127.0.1.x), some on the case's (127.0.0.1, the wildcard), a
+// quarter through AF_INET6 (v4-mapped, or ::), so that the
+// case's later binds meet a slot of the UDP hash holding more or fewer
+// than ten sockets: past ten, bind() checks only the chains of its own
+// address and of the wildcard (udp_lib_lport_inuse2). Each bind is
+// checked against the model like any other.
+func (b *batch) crowdPort(port uint16) error {
+	n := 6 + b.pick(7)
+	for i := range n {
+		fam, addr := inet.IPv4, netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)})
+		o := sockOpts{reuseAddr: b.chance(0.7), reusePort: b.chance(0.3)}
+		if b.chance(0.2) {
+			o.uid = 65534
+		}
+		if b.chance(0.3) { // among the case's own addresses, in their chains
+			addr = netip.MustParseAddr([]string{"127.0.0.1", "0.0.0.0"}[b.pick(2)])
+		}
+		if b.chance(0.25) {
+			fam, addr, o.v6only = inet.IPv6, netip.AddrFrom16(addr.As16()), 2
+			if addr.Unmap().IsUnspecified() && b.chance(0.5) {
+				addr = netip.IPv6Unspecified()
+			}
+		}
+		fd, err := b.newSocket(inet.UDP, fam, o)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		x := &existing{id: fmt.Sprintf("c%d-f%d", b.caseNo, i), fd: fd, s: modelSocket(inet.UDP, fam, o)}
+		x.s.ID = x.id
+		if !b.existingStep(x, Op{Kind: OpBind, Addr: netip.AddrPortFrom(addr, port)}) {
+			unix.Close(fd)
+			continue
+		}
+		b.world = append(b.world, kSock{fd: fd, sock: x.s})
+	}
+	return nil
 }
 
 // portFor picks a port of the case's contended ports.

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -184,5 +185,70 @@ func TestMappedBesideMappedWildcardPerKernel(t *testing.T) {
 		if out := Predict(World{Host: h, Sockets: []Socket{v4Any}}, s, op); out.Err != c.v4wild {
 			t.Errorf("%v beside 0.0.0.0: %s, want %s", c.k, out.ErrName(), ErrnoName(c.v4wild))
 		}
+	}
+}
+
+// TestCrowdedUDPSlotPerKernel: past ten sockets in a port's slot of the UDP
+// hash, bind() to an address walks that address's chain and then the
+// wildcard's instead of the slot (the lab's udp-eleven-on-a-port and
+// udp-wildcard-on-a-crowded-port, run on each kernel); with ten, the
+// slot's walk decides as before.
+func TestCrowdedUDPSlotPerKernel(t *testing.T) {
+	udp := func(addr string, reuseAddr, reusePort bool) Socket {
+		return Socket{Proto: inet.UDP, Family: inet.IPv4, State: Bound, ReuseAddr: reuseAddr, ReusePort: reusePort,
+			Local: netip.MustParseAddrPort(addr)}
+	}
+	fillers := func(n int, reuseAddr bool) []Socket {
+		var s []Socket
+		for i := range n {
+			s = append(s, udp(fmt.Sprintf("127.0.1.%d:5353", i+1), reuseAddr, false))
+		}
+		return s
+	}
+	// A (127.0.0.1, SO_REUSEADDR) bound first, W (the wildcard, both
+	// options) last: the slot's walk meets W first, 127.0.0.1's chain A.
+	trap := func(n int) []Socket {
+		s := []Socket{udp("127.0.0.1:5353", true, false)}
+		s = append(s, fillers(n, true)...)
+		return append(s, udp("0.0.0.0:5353", true, true))
+	}
+	joiner := Socket{Proto: inet.UDP, Family: inet.IPv4, ReusePort: true}
+	wild := Socket{Proto: inet.UDP, Family: inet.IPv4}
+	at := func(a string) Op { return Op{Kind: OpBind, Addr: netip.MustParseAddrPort(a)} }
+	for _, k := range []Kernel{{Major: 5, Minor: 10, Patch: 262}, {Major: 6, Minor: 1, Patch: 192}, {Major: 6, Minor: 12}, {}} {
+		h := DefaultHost()
+		h.Kernel = k
+		for _, c := range []struct {
+			what  string
+			world []Socket
+			s     Socket
+			op    Op
+			want  syscall.Errno
+		}{
+			{"ten sockets, joining W", trap(8), joiner, at("127.0.0.1:5353"), 0},
+			{"eleven sockets, A's chain first", trap(9), joiner, at("127.0.0.1:5353"), syscall.EADDRINUSE},
+			{"ten on 127.0.1.x, then the wildcard", fillers(10, false), wild, at("0.0.0.0:5353"), syscall.EADDRINUSE},
+			{"eleven on 127.0.1.x, then the wildcard", fillers(11, false), wild, at("0.0.0.0:5353"), map[bool]syscall.Errno{true: syscall.EADDRINUSE, false: 0}[k.AtLeast(6, 1, 0)]},
+			{"eleven on 127.0.1.x, then 127.0.1.1", fillers(11, false), wild, at("127.0.1.1:5353"), syscall.EADDRINUSE},
+		} {
+			out := Predict(World{Host: h, Sockets: c.world}, c.s, c.op)
+			if out.Err != c.want {
+				t.Errorf("%v, %s: %s, want %s (%s)", k, c.what, out.ErrName(), ErrnoName(c.want), out.Why)
+			}
+		}
+	}
+	// Ports equal modulo the table's size share its slots.
+	h := DefaultHost()
+	h.UDPHashSlots = 256
+	w := trap(4)
+	for i := range 5 {
+		w = append(w, udp(fmt.Sprintf("127.0.2.%d:%d", i+1, 5353+256), false, false))
+	}
+	if out := Predict(World{Host: h, Sockets: w}, joiner, at("127.0.0.1:5353")); out.Err != syscall.EADDRINUSE {
+		t.Errorf("eleven sockets in a slot of 256, five on port 5609: %s, want EADDRINUSE (%s)", out.ErrName(), out.Why)
+	}
+	h.UDPHashSlots = 0
+	if out := Predict(World{Host: h, Sockets: w}, joiner, at("127.0.0.1:5353")); out.Err != 0 {
+		t.Errorf("the same, the table's size unknown: %s, want ok (%s)", out.ErrName(), out.Why)
 	}
 }

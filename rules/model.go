@@ -151,6 +151,22 @@ func (m *Model) owners(p inet.Proto, port uint16) []int32 {
 	return m.order[lo:hi]
 }
 
+// udpSlotCount is how many UDP sockets the kernel's primary UDP hash slot
+// of port holds in this world: the port's own, and those of the ports
+// equal to it modulo Host.UDPHashSlots (every port its own slot when that
+// is unknown).
+func (m *Model) udpSlotCount(port uint16) int {
+	slots := m.host.UDPHashSlots
+	if slots <= 0 || slots > 1<<16 {
+		return len(m.owners(inet.UDP, port))
+	}
+	n := 0
+	for p := int(port) % slots; p < 1<<16; p += slots {
+		n += len(m.owners(inet.UDP, uint16(p)))
+	}
+	return n
+}
+
 // cursor walks the owners of consecutive ports of one protocol.
 type cursor struct {
 	m *Model

@@ -448,46 +448,69 @@ func (e *eval) tcpExplicit(ep endpoint, port uint16, listen bool) {
 	e.ok(rule, fmt.Sprintf("%d socket(s) hold TCP port %d on an overlapping address and share it: %s", shared, port, sharedBy))
 }
 
-// udpExplicit is udp_lib_lport_inuse. A socket conflicts (UCONFL) when it
-// overlaps without SO_REUSEADDR on both; the kernel walks the port's hash
-// chain and the first such socket decides: SO_REUSEPORT with the same uid
-// lets the bind through (whatever follows), anything else fails it. The
-// chain holds AF_INET6 reuseport sockets oldest first at the tail and all
-// others newest first at the head (udp_lib_get_port), so World order
-// (oldest bind first) matters here.
+// udpExplicit is udp_lib_get_port's check of an explicit port. A socket
+// conflicts (UCONFL) when it overlaps without SO_REUSEADDR on both; the
+// kernel walks a hash chain and the first such socket decides: SO_REUSEPORT
+// with the same uid lets the bind through (whatever follows), anything else
+// fails it. A chain holds AF_INET6 reuseport sockets oldest first at the
+// tail and all others newest first at the head, so World order (oldest bind
+// first) matters here.
+//
+// Which chain: normally the port's whole slot (udp_lib_lport_inuse). When
+// the slot holds more than ten sockets the kernel walks the secondary
+// chains instead (udp_lib_lport_inuse2): the sockets bound to the new
+// socket's own address, then those bound to the wildcard, each chain's
+// first overlapping socket deciding; sockets bound to other addresses are
+// not looked at. See udpSecondary for when.
 func (e *eval) udpExplicit(ep endpoint, port uint16) {
-	n := e.s
 	owners := e.m.owners(inet.UDP, port)
-	chain := make([]int, 0, len(owners))
-	for k := len(owners) - 1; k >= 0; k-- {
-		if o := e.m.socks[owners[k]]; !(o.Family == inet.IPv6 && o.ReusePort) {
-			chain = append(chain, int(owners[k]))
-		}
+	crowd, secondary := e.udpSecondary(ep, port)
+	if !secondary {
+		e.udpChains(ep, port, [][]int{udpChain(e.m, owners, nil)}, "")
+		return
 	}
-	for _, j := range owners {
-		if o := e.m.socks[j]; o.Family == inet.IPv6 && o.ReusePort {
-			chain = append(chain, int(j))
-		}
+	own, any := udpChainKey(ep), udpChainKey(endpoint{class: classAny4})
+	chains := [][]int{udpChain(e.m, owners, func(i int) bool { return udpChainKey(e.m.eps[i]) == own })}
+	where := "the sockets bound to the wildcard"
+	if own != any {
+		chains = append(chains, udpChain(e.m, owners, func(i int) bool { return udpChainKey(e.m.eps[i]) == any }))
+		where = "the sockets bound to " + ep.describe() + " and then those bound to the wildcard"
 	}
-	shared, first := 0, -1
-	firstOK := false
-	for _, i := range chain {
-		rel := e.udpPair(ep, i)
-		if rel == udpApart {
-			continue
+	e.udpChains(ep, port, chains, fmt.Sprintf("port %d's slot of the kernel's UDP hash holds %d sockets (more than 10), so bind() checks only %s (udp_lib_lport_inuse2); ", port, crowd, where))
+}
+
+// udpChains walks the chains bind() checks, in order, each one's first
+// overlapping socket deciding; prefix says which chains they are when they
+// are not the port's whole slot.
+func (e *eval) udpChains(ep endpoint, port uint16, chains [][]int, prefix string) {
+	n := e.s
+	shared, first, firstOK := 0, -1, false
+	for _, chain := range chains {
+		decider := -1
+		for _, i := range chain {
+			rel := e.udpPair(ep, i)
+			if rel == udpApart {
+				continue
+			}
+			if rel == udpReuseAddr {
+				shared++
+				continue
+			}
+			compat := rel == udpReusePort
+			if decider < 0 {
+				decider = i
+				if first < 0 || !compat {
+					first, firstOK = i, compat
+				}
+			}
+			if compat {
+				shared++
+			} else {
+				e.blockWhy(i, func() string { return udpConflictReason(n, e.m.socks[i]) })
+			}
 		}
-		if rel == udpReuseAddr {
-			shared++
-			continue
-		}
-		compat := rel == udpReusePort
-		if first < 0 {
-			first, firstOK = i, compat
-		}
-		if compat {
-			shared++
-		} else {
-			e.blockWhy(i, func() string { return udpConflictReason(n, e.m.socks[i]) })
+		if decider >= 0 && !firstOK {
+			break // this chain's first overlapping socket fails the bind
 		}
 	}
 	switch {
@@ -498,15 +521,64 @@ func (e *eval) udpExplicit(ep endpoint, port uint16) {
 		if later > 0 {
 			why += fmt.Sprintf(" (and does not look at %d later socket(s) that would conflict)", later)
 		}
-		e.ok("reuseport", why)
+		e.ok("reuseport", prefix+why)
 	case first >= 0:
 		e.out.Err, e.out.Rule = syscall.EADDRINUSE, "udp-conflict"
-		e.out.Why = fmt.Sprintf("bind() on %s UDP port %d fails: a socket holds the port on an overlapping address and neither SO_REUSEADDR on both nor SO_REUSEPORT with the same uid applies", ep.describe(), port)
+		e.out.Why = prefix + fmt.Sprintf("bind() on %s UDP port %d fails: a socket holds the port on an overlapping address and neither SO_REUSEADDR on both nor SO_REUSEPORT with the same uid applies", ep.describe(), port)
 	case shared > 0:
-		e.ok("reuseaddr", fmt.Sprintf("%d socket(s) hold UDP port %d on an overlapping address, all with SO_REUSEADDR like the new socket", shared, port))
+		e.ok("reuseaddr", prefix+fmt.Sprintf("%d socket(s) hold UDP port %d on an overlapping address, all with SO_REUSEADDR like the new socket", shared, port))
 	default:
-		e.ok("free", fmt.Sprintf("no socket holds UDP port %d on an overlapping address", port))
+		e.ok("free", prefix+fmt.Sprintf("no socket holds UDP port %d on an overlapping address", port))
 	}
+}
+
+// udpChain is a UDP hash chain over owners (oldest bind first) as the
+// kernel builds it: each socket added at the head, except AF_INET6
+// SO_REUSEPORT ones, added at the tail. in keeps only a secondary chain's
+// sockets (nil: all).
+func udpChain(m *Model, owners []int32, in func(int) bool) []int {
+	chain := make([]int, 0, len(owners))
+	for k := len(owners) - 1; k >= 0; k-- {
+		i := int(owners[k])
+		if o := m.socks[i]; !(o.Family == inet.IPv6 && o.ReusePort) && (in == nil || in(i)) {
+			chain = append(chain, i)
+		}
+	}
+	for _, j := range owners {
+		i := int(j)
+		if o := m.socks[i]; o.Family == inet.IPv6 && o.ReusePort && (in == nil || in(i)) {
+			chain = append(chain, i)
+		}
+	}
+	return chain
+}
+
+// udpChainKey is the address a socket's secondary UDP hash is taken over:
+// every wildcard (0.0.0.0, ::, ::ffff:0.0.0.0) hashes alike, and an IPv4
+// address like its v4-mapped form (ipv4_portaddr_hash, ipv6_portaddr_hash).
+func udpChainKey(ep endpoint) endpoint {
+	switch ep.class {
+	case classAny4, classAny6, classAnyMapped:
+		return endpoint{class: classAny4}
+	}
+	return endpoint{class: ep.class, addr: ep.addr}
+}
+
+// udpSecondary says whether bind() on port checks the secondary chains
+// (udpExplicit), and how many sockets the port's slot holds. The slot is
+// the port's in a table of Host.UDPHashSlots slots: ports equal modulo
+// that share one. Kernels before 6.1 take the secondary path for a
+// wildcard bind too, and then check only the wildcard's chain, missing
+// every socket bound to a specific address; 6.1 and later scan the whole
+// slot for a wildcard (inet_use_hash2_on_bind, in the sources of Debian's
+// 6.1.192 and 6.12 and not of its 5.10.262). The slot also holds sockets of
+// other namespaces whose ports hash to it; a World does not show them.
+func (e *eval) udpSecondary(ep endpoint, port uint16) (int, bool) {
+	if e.m.host.Kernel.AtLeast(6, 1, 0) && udpChainKey(ep).class == classAny4 {
+		return 0, false
+	}
+	n := e.m.udpSlotCount(port)
+	return n, n > 10
 }
 
 func udpConflictReason(n, o Socket) string {

@@ -121,6 +121,12 @@ type Host struct {
 	AutobindReuse         bool             // net.ipv4.ip_autobind_reuse
 	TCPTWReuse            int              // net.ipv4.tcp_tw_reuse: 0, 1, or 2 (loopback only)
 	TWReuseDelay          time.Duration
+	// UDPHashSlots is the number of slots of the namespace's UDP hash
+	// table (net.ipv4.udp_hash_entries, 6.2 and later; the kernel's boot
+	// log says it on every kernel): ports equal modulo it share a slot,
+	// and a slot of more than ten sockets changes which ones bind()
+	// checks. 0: unknown, taken as a slot per port.
+	UDPHashSlots int
 	// Kernel is the kernel whose rules apply; the zero value means the
 	// newest the model follows (6.18).
 	Kernel Kernel

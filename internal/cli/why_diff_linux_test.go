@@ -197,6 +197,29 @@ func (g *gen) existing(udp bool) existing {
 	return e
 }
 
+// crowd adds to a third of the UDP cases 7 to 11 sockets bound to base
+// on addresses of their own (127.0.1.x, some as ::ffff:127.0.1.x), among
+// olds at random places, so that the port's slot of the UDP hash holds
+// more or fewer than ten sockets when the new one binds: past ten, bind()
+// checks only its own address's chain and the wildcard's. It draws from
+// r, not the case's generator, so that the other cases of a seed stay as
+// they were.
+func crowd(r *rand.Rand, base uint16, olds []existing) []existing {
+	if r.Float64() >= 0.3 {
+		return olds
+	}
+	for i := range 7 + r.IntN(5) {
+		f := existing{realSock: realSock{udp: true, family: 4, reuseAddr: r.Float64() < 0.7, reusePort: r.Float64() < 0.3}}
+		a := netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)})
+		if r.Float64() < 0.25 {
+			f.family, a = 6, netip.AddrFrom16(a.As16())
+		}
+		f.bind = netip.AddrPortFrom(a, base)
+		olds = slices.Insert(olds, r.IntN(len(olds)+1), f)
+	}
+	return olds
+}
+
 func (g *gen) newSock(udp bool, olds []existing) realSock {
 	n := realSock{udp: udp, family: g.family()}
 	g.options(&n)
@@ -275,6 +298,9 @@ func TestWhyDifferential(t *testing.T) {
 			olds := make([]existing, 1+g.pick(6))
 			for k := range olds {
 				olds[k] = g.existing(udp)
+			}
+			if udp {
+				olds = crowd(rand.New(rand.NewPCG(seed, uint64(500000+i))), g.base, olds)
 			}
 			n := g.newSock(udp, olds)
 
