@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/user"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -81,26 +79,6 @@ func ApplySocketFile(path string, sf SocketFile) error {
 		mode = DefaultSocketMode
 	}
 	return os.Chmod(path, mode)
-}
-
-func lookupID(name string, isUser bool) (int, error) {
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return int(n), nil
-	}
-	if isUser {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return 0, fmt.Errorf("socket owner %q: %v", name, err)
-		}
-		n, _ := strconv.Atoi(u.Uid)
-		return n, nil
-	}
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		return 0, fmt.Errorf("socket group %q: %v", name, err)
-	}
-	n, _ := strconv.Atoi(g.Gid)
-	return n, nil
 }
 
 // Serve accepts clients on ln until ctx ends, then closes ln and waits for

@@ -237,7 +237,7 @@ def report(args):
         "at that scale). A scrape is an HTTP GET timed by this script (a new connection, the whole body read, "
         "made after the exporter's one-second snapshot reuse has passed), its CPU the exporter's; `curl /metrics` is "
         "the same scrape by a curl process, curl's start-up included, as runs before 2026-12-01 06:00 UTC timed it. "
-        "`tuple --version` is the start-up every tuple command pays. "
+        "`tuple --version` is the start-up every tuple command pays (tuple built static, `CGO_ENABLED=0`, as the README recommends). "
         "%s cores, shared: the load average is given per scale. Run of %s, kernel %s."
         % (cores, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release)
     )
