@@ -39,8 +39,12 @@ func Fixes(sit *Situation, p Plan, res Result) []Fix {
 	return out
 }
 
-// succeeds runs a changed plan against a changed world.
-func succeeds(sit *Situation, w *rules.World, p Plan) bool { return sit.predict(w, p).OK() }
+// succeeds runs a changed plan against a changed world: it must succeed
+// whichever order a UDP port's IPv4 and IPv6 sockets bound in.
+func succeeds(sit *Situation, w *rules.World, p Plan) bool {
+	r := sit.predict(w, p)
+	return r.OK() && !r.RestsOnUDPOrder()
+}
 
 // waitFix: when every blocker is a TIME_WAIT entry, the plan works once the
 // last of them expires.
@@ -144,7 +148,7 @@ func tryShare(sit *Situation, p Plan, opt func(*rules.Socket) *bool, uid *uint32
 	}
 	for range 4 {
 		r := sit.predict(&w, np)
-		if r.OK() {
+		if r.OK() && !r.RestsOnUDPOrder() {
 			return changed, true
 		}
 		progress := false

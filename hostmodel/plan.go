@@ -89,22 +89,29 @@ func pickBoundPort(predict func(rules.Socket, rules.Op) rules.Outcome, host rule
 // predict runs p against the situation's world, or against w when it is
 // not nil (a world changed by a candidate fix). The situation's own world
 // is indexed once (rules.NewModel) and reused, so trying many ports or
-// addresses stays cheap on a large table.
+// addresses stays cheap on a large table. Where the verdict rests on the
+// order of a UDP port's IPv4 and IPv6 sockets, which no table shows, the
+// result says so (udpOrderAssumption).
 func (sit *Situation) predict(w *rules.World, p Plan) Result {
-	if w != nil {
+	if sit.Model != nil {
+		if w == nil {
+			return Predict(sit.Model, sit.World(), p)
+		}
 		return Predict(sit.Model, *w, p)
 	}
-	if sit.Model != nil {
-		return Predict(sit.Model, sit.World(), p)
+	var res Result
+	if w != nil {
+		res = Predict(nil, *w, p)
+	} else {
+		if sit.indexed == nil {
+			sit.indexed = rules.NewModel(sit.World())
+		}
+		res = run(sit.indexed.Predict, sit.Host, p)
 	}
-	if sit.indexed == nil {
-		sit.indexed = rules.NewModel(sit.World())
-	}
-	res := run(sit.indexed.Predict, sit.Host, p)
 	if sit.udpMixedPorts == nil {
 		sit.udpMixedPorts = udpMixedPorts(sit.Entries)
 	}
-	sit.udpOrderAssumption(p, &res)
+	sit.udpOrderAssumption(w, p, &res)
 	return res
 }
 

@@ -3,6 +3,7 @@ package hostmodel
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
@@ -142,13 +143,22 @@ func udpFamilyOrders(w rules.World, port uint16) (v4Last, v6Last rules.World, ok
 	return reorder(v6, v4), reorder(v4, v6), true
 }
 
+// UDPFamilyOrders returns the situation's world in the two orders of UDP
+// port's IPv4 and IPv6 sockets that no socket table tells apart (every
+// IPv4 one bound last, or every IPv6 one); ok is false where the table's
+// order is the kernel's.
+func (sit *Situation) UDPFamilyOrders(port uint16) (v4Last, v6Last rules.World, ok bool) {
+	return udpFamilyOrders(sit.World(), port)
+}
+
 // udpOrderAssumption is the assumption a plan's verdict rests on when it
 // binds a UDP port whose verdict the table's unknown order between IPv4
 // and IPv6 sockets decides (udpFamilyOrders): res is given the two
 // verdicts and which one it took. Nothing changes where both orders agree.
-// The two orders' models are indexed once per port (sit.udpOrders): a
-// search for fixes asks many times.
-func (sit *Situation) udpOrderAssumption(p Plan, res *Result) {
+// w is the world the plan ran against, nil for the situation's own, whose
+// two orders' models are indexed once per port (sit.udpOrders): a search
+// for fixes asks many times.
+func (sit *Situation) udpOrderAssumption(w *rules.World, p Plan, res *Result) {
 	if p.Socket.Proto != inet.UDP {
 		return
 	}
@@ -158,7 +168,10 @@ func (sit *Situation) udpOrderAssumption(p Plan, res *Result) {
 			continue
 		}
 		models, ok := sit.udpOrders[port]
-		if !ok {
+		if w != nil {
+			v4Last, v6Last, _ := udpFamilyOrders(*w, port)
+			models = [2]*rules.Model{rules.NewModel(v4Last), rules.NewModel(v6Last)}
+		} else if !ok {
 			v4Last, v6Last, _ := udpFamilyOrders(sit.World(), port)
 			models = [2]*rules.Model{rules.NewModel(v4Last), rules.NewModel(v6Last)}
 			if sit.udpOrders == nil {
@@ -174,6 +187,13 @@ func (sit *Situation) udpOrderAssumption(p Plan, res *Result) {
 			"the socket table lists each family apart, so which did is not known, and the socket created first is taken to have bound first (%s)",
 			UDPOrderUnknown, port, a.ErrName(), b.ErrName(), res.ErrName()))
 	}
+}
+
+// RestsOnUDPOrder reports whether the verdict would be another had the
+// UDP port's IPv4 and IPv6 sockets bound in the other order: a fix or a
+// sharing verdict must not count on it.
+func (r Result) RestsOnUDPOrder() bool {
+	return slices.ContainsFunc(r.Assumptions, func(a string) bool { return strings.HasPrefix(a, UDPOrderUnknown) })
 }
 
 // UDPOrderUnknown begins the assumption of a verdict that rests on which

@@ -85,3 +85,39 @@ func TestUDPOrderAssumption(t *testing.T) {
 		})
 	}
 }
+
+// TestFixesDoNotCountOnUDPOrder: a change that works in only one of the
+// two orders a socket table cannot tell apart is not a fix.
+func TestFixesDoNotCountOnUDPOrder(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	w := []rules.Socket{
+		{ID: "A", Proto: inet.UDP, Family: inet.IPv6, Local: ap("[fd00::1]:20891"), State: rules.Bound, ReuseAddr: true},
+		{ID: "B", Proto: inet.UDP, Family: inet.IPv6, Local: ap("[::ffff:10.0.0.1]:20891"), State: rules.Bound, ReusePort: true},
+		{ID: "C", Proto: inet.UDP, Family: inet.IPv4, Local: ap("0.0.0.0:20891"), State: rules.Bound, ReuseAddr: true, ReusePort: true},
+	}
+	sit := &Situation{Host: rules.DefaultHost()}
+	for _, s := range w {
+		sit.Entries = append(sit.Entries, Entry{Socket: s})
+	}
+	bind := func(ra, rp bool) Plan {
+		return Plan{Socket: rules.Socket{Proto: inet.UDP, Family: inet.IPv6, ReuseAddr: ra, ReusePort: rp},
+			Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("[::]:20891")}}}
+	}
+	world := sit.World()
+	for _, c := range []struct {
+		what   string
+		ra, rp bool
+		want   bool
+	}{
+		{"SO_REUSEPORT: ok only if the IPv4 socket bound last", false, true, false},
+		{"both options: ok in either order", true, true, true},
+		{"no option: refused in either order", false, false, false},
+	} {
+		if got := succeeds(sit, nil, bind(c.ra, c.rp)); got != c.want {
+			t.Errorf("%s: succeeds %v, want %v", c.what, got, c.want)
+		}
+		if got := succeeds(sit, &world, bind(c.ra, c.rp)); got != c.want {
+			t.Errorf("%s, in a changed world: succeeds %v, want %v", c.what, got, c.want)
+		}
+	}
+}

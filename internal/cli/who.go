@@ -427,6 +427,18 @@ func shareVerdict(sit *hostmodel.Situation, proto inet.Proto, addr netip.Addr, p
 			return v
 		}
 	}
+	if proto == inet.UDP {
+		// bind() stops at the first overlapping socket on the port's
+		// chain, whose order across the two families no table shows.
+		if v4Last, v6Last, ok := sit.UDPFamilyOrders(port); ok {
+			if a, b := verdictIn(v4Last), verdictIn(v6Last); a != b {
+				v.Verdict = "unknown"
+				v.Text = fmt.Sprintf("cannot tell: bind() stops at the first overlapping socket, and which of the port's IPv4 and IPv6 sockets bound last no socket table shows; "+
+					"if the IPv4 ones did, %s; if the IPv6 ones did, %s", verdictText(a, rpUID), verdictText(b, rpUID))
+				return v
+			}
+		}
+	}
 	if v.Verdict == "reuseport" || v.Verdict == "reuseport-or-reuseaddr" || v.Verdict == "reuseport-and-reuseaddr" {
 		u := int64(rpUID)
 		v.UID = &u

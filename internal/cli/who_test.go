@@ -184,3 +184,26 @@ func describeEntries(es []hostmodel.Entry) string {
 	}
 	return b.String()
 }
+
+// TestShareVerdictUDPOrder: where a UDP port's verdict depends on whether
+// its IPv4 or its IPv6 sockets bound last, which no socket table shows,
+// who says it cannot tell and gives both answers.
+func TestShareVerdictUDPOrder(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	entries := []hostmodel.Entry{
+		{Socket: rules.Socket{ID: "A", Proto: inet.UDP, Family: inet.IPv6, Local: ap("[fd00::1]:20891"), State: rules.Bound, ReuseAddr: true}},
+		{Socket: rules.Socket{ID: "B", Proto: inet.UDP, Family: inet.IPv6, Local: ap("[::ffff:10.0.0.1]:20891"), State: rules.Bound, ReusePort: true}},
+		{Socket: rules.Socket{ID: "C", Proto: inet.UDP, Family: inet.IPv4, Local: ap("0.0.0.0:20891"), State: rules.Bound, ReuseAddr: true, ReusePort: true}},
+	}
+	sit := &hostmodel.Situation{Host: rules.DefaultHost(), Entries: entries}
+	v := shareVerdict(sit, inet.UDP, netip.Addr{}, 20891, 0)
+	if v.Verdict != "unknown" || !strings.Contains(v.Text, "if the IPv4 ones did, a new socket with SO_REUSEPORT as uid 0 can share it") ||
+		!strings.Contains(v.Text, "if the IPv6 ones did, a new socket with both SO_REUSEADDR and SO_REUSEPORT as uid 0 can share it") {
+		t.Errorf("verdict %s: %s", v.Verdict, v.Text)
+	}
+	// Without the IPv4 socket the table's order is the kernel's.
+	sit = &hostmodel.Situation{Host: rules.DefaultHost(), Entries: entries[:2]}
+	if v := shareVerdict(sit, inet.UDP, netip.Addr{}, 20891, 0); v.Verdict == "unknown" {
+		t.Errorf("one family at the chain's head: %s", v.Text)
+	}
+}
