@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -57,9 +58,12 @@ func lookupID(name string, isUser bool) (int, error) {
 // getentID asks getent(1) for name in db (passwd or group) and returns
 // its numeric id.
 func getentID(db, name string) (int, error) {
+	if name == "" || strings.HasPrefix(name, "-") {
+		return 0, fmt.Errorf("%q is not a name getent looks up", name) // not every getent takes "--"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "getent", db, "--", name).Output()
+	out, err := exec.CommandContext(ctx, "getent", db, name).Output()
 	if err != nil {
 		return 0, err
 	}

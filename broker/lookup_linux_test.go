@@ -60,6 +60,9 @@ func TestLookupIDThroughGetent(t *testing.T) {
 	if _, err := lookupID("no-such-user-tuple", true); err == nil {
 		t.Error("lookupID of an unknown user: no error")
 	}
+	if _, err := getentID("passwd", "-x"); err == nil {
+		t.Error("getent of a name starting with '-': no error")
+	}
 	if _, err := lookupID("no-such-group-tuple", false); err == nil {
 		t.Error("lookupID of an unknown group: no error")
 	}

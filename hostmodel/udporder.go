@@ -169,7 +169,10 @@ func (sit *Situation) udpOrderAssumption(w *rules.World, p Plan, res *Result) {
 		}
 		models, ok := sit.udpOrders[port]
 		if w != nil {
-			v4Last, v6Last, _ := udpFamilyOrders(*w, port)
+			v4Last, v6Last, mixed := udpFamilyOrders(*w, port)
+			if !mixed {
+				continue
+			}
 			models = [2]*rules.Model{rules.NewModel(v4Last), rules.NewModel(v6Last)}
 		} else if !ok {
 			v4Last, v6Last, _ := udpFamilyOrders(sit.World(), port)

@@ -141,6 +141,19 @@ func (k Kernel) mappedMissesMappedWildcard() bool {
 	return k.AtLeast(6, 1, 0) && !k.AtLeast(6, 7, 0)
 }
 
+// udpWildcardScansSlot: a UDP bind to a wildcard address checks the whole
+// slot of its port even when the slot holds more than ten sockets
+// (inet_use_hash2_on_bind in udp_lib_get_port): the fix of CVE-2026-31503,
+// "udp: Fix wildcard bind conflict check when using hash2" (mainline 7.0,
+// spring 2026), backported to stable series whose TCP has the helper it
+// reuses (6.1 and later). Present in the sources of Debian's 6.1.192 and
+// 6.12 and on 6.18.44; absent from
+// 5.10.262, which binds past eleven sockets on specific addresses (lab
+// udp-wildcard-on-a-crowded-port). Point releases of 6.1 to 6.19 older than
+// the backport behave like 5.10; the model takes every 6.1 and later
+// kernel as fixed.
+func (k Kernel) udpWildcardScansSlot() bool { return k.AtLeast(6, 1, 0) }
+
 // SetOptionErr is what setsockopt returns when the socket options of s are
 // set: ENOPROTOOPT for one this kernel does not know, EINVAL for an
 // IP_LOCAL_PORT_RANGE whose ends are both set and inverted (do_ip_setsockopt),

@@ -29,7 +29,11 @@ type Model struct {
 	buckets  []Bucket
 	bucketAt []int32
 	marked   map[uint16]bool // World.BindMarked, on kernels that keep the mark
-	packed   []uint64        // Reindex's sort, kept for the next
+	// udpSlots counts the UDP port owners per slot of the kernel's UDP
+	// hash (Host.UDPHashSlots), when that is known and below a slot per
+	// port: udpSlotCount.
+	udpSlots []int32
+	packed   []uint64 // Reindex's sort, kept for the next
 }
 
 // NewModel indexes w. The model keeps w.Sockets and w.Buckets (it does not
@@ -48,7 +52,8 @@ func NewModel(w World) *Model {
 func (m *Model) Reindex(w World) *Model {
 	n := len(w.Sockets)
 	*m = Model{host: w.Host, socks: w.Sockets, eps: resize(m.eps, n),
-		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], buckets: w.Buckets, bucketAt: m.bucketAt[:0]}
+		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], buckets: w.Buckets, bucketAt: m.bucketAt[:0],
+		udpSlots: m.udpSlots[:0]}
 	// Port owners sorted by key<<32 | index: one flat sort, in which the
 	// owners of one port keep World order (oldest first).
 	packed := slices.Grow(m.packed, n)
@@ -82,6 +87,15 @@ func (m *Model) Reindex(w World) *Model {
 	m.keys, m.order = resize(m.keys, len(packed)), resize(m.order, len(packed))
 	for j, v := range packed {
 		m.keys[j], m.order[j] = uint32(v>>32), int32(uint32(v))
+	}
+	if slots := w.Host.UDPHashSlots; slots > 0 && slots < 1<<16 {
+		m.udpSlots = resize(m.udpSlots, slots)
+		clear(m.udpSlots)
+		for _, k := range m.keys {
+			if inet.Proto(k>>16) == inet.UDP {
+				m.udpSlots[int(k&0xffff)%slots]++
+			}
+		}
 	}
 	return m
 }
@@ -156,15 +170,10 @@ func (m *Model) owners(p inet.Proto, port uint16) []int32 {
 // equal to it modulo Host.UDPHashSlots (every port its own slot when that
 // is unknown).
 func (m *Model) udpSlotCount(port uint16) int {
-	slots := m.host.UDPHashSlots
-	if slots <= 0 || slots > 1<<16 {
+	if len(m.udpSlots) == 0 {
 		return len(m.owners(inet.UDP, port))
 	}
-	n := 0
-	for p := int(port) % slots; p < 1<<16; p += slots {
-		n += len(m.owners(inet.UDP, uint16(p)))
-	}
-	return n
+	return int(m.udpSlots[int(port)%len(m.udpSlots)])
 }
 
 // cursor walks the owners of consecutive ports of one protocol.

@@ -469,14 +469,30 @@ func (e *eval) udpExplicit(ep endpoint, port uint16) {
 		e.udpChains(ep, port, [][]int{udpChain(e.m, owners, nil)}, "")
 		return
 	}
-	own, any := udpChainKey(ep), udpChainKey(endpoint{class: classAny4})
+	own, wild := udpChainKey(ep), udpChainKey(endpoint{class: classAny4})
+	inChains := func(i int) bool { k := udpChainKey(e.m.eps[i]); return k == own || k == wild }
 	chains := [][]int{udpChain(e.m, owners, func(i int) bool { return udpChainKey(e.m.eps[i]) == own })}
 	where := "the sockets bound to the wildcard"
-	if own != any {
-		chains = append(chains, udpChain(e.m, owners, func(i int) bool { return udpChainKey(e.m.eps[i]) == any }))
+	if own != wild {
+		chains = append(chains, udpChain(e.m, owners, func(i int) bool { return udpChainKey(e.m.eps[i]) == wild }))
 		where = "the sockets bound to " + ep.describe() + " and then those bound to the wildcard"
 	}
-	e.udpChains(ep, port, chains, fmt.Sprintf("port %d's slot of the kernel's UDP hash holds %d sockets (more than 10), so bind() checks only %s (udp_lib_lport_inuse2); ", port, crowd, where))
+	prefix := fmt.Sprintf("port %d's slot of the kernel's UDP hash holds %d sockets (more than 10), so bind() checks only %s (udp_lib_lport_inuse2)", port, crowd, where)
+	// Sockets bound elsewhere that overlap the new one (a wildcard bind
+	// on 5.10): the kernel does not look at them, and neither do the
+	// facts the verdict consults.
+	skipped := 0
+	for _, j := range owners {
+		i := int(j)
+		n, o := e.s, e.m.socks[i]
+		if !inChains(i) && (n.Dev == 0 || o.Dev == 0 || n.Dev == o.Dev) && overlap(ep, e.m.eps[i]) {
+			skipped++
+		}
+	}
+	if skipped > 0 {
+		prefix += fmt.Sprintf(" and does not look at %d overlapping socket(s) bound to other addresses", skipped)
+	}
+	e.udpChains(ep, port, chains, prefix+"; ")
 }
 
 // udpChains walks the chains bind() checks, in order, each one's first
@@ -527,8 +543,10 @@ func (e *eval) udpChains(ep endpoint, port uint16, chains [][]int, prefix string
 		e.out.Why = prefix + fmt.Sprintf("bind() on %s UDP port %d fails: a socket holds the port on an overlapping address and neither SO_REUSEADDR on both nor SO_REUSEPORT with the same uid applies", ep.describe(), port)
 	case shared > 0:
 		e.ok("reuseaddr", prefix+fmt.Sprintf("%d socket(s) hold UDP port %d on an overlapping address, all with SO_REUSEADDR like the new socket", shared, port))
+	case prefix != "":
+		e.ok("free", prefix+"none of the sockets it checks overlaps the new socket's address")
 	default:
-		e.ok("free", prefix+fmt.Sprintf("no socket holds UDP port %d on an overlapping address", port))
+		e.ok("free", fmt.Sprintf("no socket holds UDP port %d on an overlapping address", port))
 	}
 }
 
@@ -567,14 +585,17 @@ func udpChainKey(ep endpoint) endpoint {
 // udpSecondary says whether bind() on port checks the secondary chains
 // (udpExplicit), and how many sockets the port's slot holds. The slot is
 // the port's in a table of Host.UDPHashSlots slots: ports equal modulo
-// that share one. Kernels before 6.1 take the secondary path for a
-// wildcard bind too, and then check only the wildcard's chain, missing
-// every socket bound to a specific address; 6.1 and later scan the whole
-// slot for a wildcard (inet_use_hash2_on_bind, in the sources of Debian's
-// 6.1.192 and 6.12 and not of its 5.10.262). The slot also holds sockets of
-// other namespaces whose ports hash to it; a World does not show them.
+// that share one. A wildcard bind scans the whole slot where the kernel
+// has the fix of CVE-2026-31503 (Kernel.udpWildcardScansSlot); before it,
+// it takes the secondary path too and checks only the wildcard's chain,
+// missing every socket bound to a specific address. Not followed, since
+// no table shows them: the sockets of other namespaces that hash to the
+// slot, the kernel's fallback to the slot when the address's chain holds
+// more sockets than the slot (possible only with such sockets), and an
+// address whose chain shares a bucket with the wildcard's (one walk of
+// both, in the order they were added).
 func (e *eval) udpSecondary(ep endpoint, port uint16) (int, bool) {
-	if e.m.host.Kernel.AtLeast(6, 1, 0) && udpChainKey(ep).class == classAny4 {
+	if e.m.host.Kernel.udpWildcardScansSlot() && udpChainKey(ep).class == classAny4 {
 		return 0, false
 	}
 	n := e.m.udpSlotCount(port)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -125,6 +126,7 @@ func TestWhoAgreesWithWhy(t *testing.T) {
 				}
 			}
 		}
+		restsOnOrder := false // a prediction would differ had the other family bound last
 		why := func(ra, rp bool) bool {
 			o := whyOptions{udp: proto == inet.UDP, reuseAddr: ra, reusePort: rp, uid: 4242}
 			if rp {
@@ -135,7 +137,9 @@ func TestWhoAgreesWithWhy(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.Socket.CanBindPrivileged = true
-			return hostmodel.Explain(context.Background(), sit, p).OK()
+			out := hostmodel.Explain(context.Background(), sit, p).Outcome()
+			restsOnOrder = restsOnOrder || slices.ContainsFunc(out.Assumptions, func(a string) bool { return strings.HasPrefix(a, hostmodel.UDPOrderUnknown) })
+			return out.OK()
 		}
 		plain, ra, rp := why(false, false), why(true, false), why(false, true)
 		var want string
@@ -155,6 +159,12 @@ func TestWhoAgreesWithWhy(t *testing.T) {
 		}
 		if len(entries) == 0 || !holdsProto(entries, proto) {
 			want = "free"
+		}
+		// who cannot tell where the order changes its answer; why's
+		// predictions then say they rest on it.
+		if v.Verdict == "unknown" && restsOnOrder && strings.HasPrefix(v.Text, "cannot tell: bind() stops at the first overlapping socket") {
+			verdicts["unknown: the UDP order"]++
+			continue
 		}
 		if v.Verdict != want {
 			t.Errorf("situation %d (%s, target %s): who says %s (%s), why's predictions say %s; holders:\n%s",
