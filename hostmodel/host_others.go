@@ -24,3 +24,6 @@ func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 func RunningKernel() (rules.Kernel, error) {
 	return rules.Kernel{}, inet.Unsupported("reading the kernel version")
 }
+
+// ProbeUDPWildcardFix needs Linux.
+func ProbeUDPWildcardFix() rules.Presence { return rules.Unprobed }

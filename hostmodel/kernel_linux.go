@@ -1,10 +1,13 @@
 package hostmodel
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/netns"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -32,4 +35,57 @@ func RunningKernel() (rules.Kernel, error) {
 		k.PortRangeOpt = rules.Present
 	}
 	return k, nil
+}
+
+// ProbeUDPWildcardFix tells whether the running kernel has the fix of
+// CVE-2026-31503 (a wildcard UDP bind checks its port's whole slot even
+// past ten sockets), which stable series took in some point releases and
+// not in older ones, so that the version cannot tell. In a network
+// namespace of its own (netns.Fresh) it binds eleven UDP sockets to one
+// port on addresses of their own (IP_FREEBIND: nothing is up there) and
+// then the wildcard: refused with the fix, let through without. Unprobed
+// where it cannot make a namespace (without CAP_SYS_ADMIN). The answer is
+// the process's: it is probed once.
+func ProbeUDPWildcardFix() rules.Presence { return udpWildcardFix() }
+
+var udpWildcardFix = sync.OnceValue(func() rules.Presence {
+	p := rules.Unprobed
+	if err := netns.Fresh(func() error { p = probeUDPWildcardFix(); return nil }); err != nil {
+		return rules.Unprobed
+	}
+	return p
+})
+
+func probeUDPWildcardFix() rules.Presence {
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	bind := func(addr [4]byte, freebind bool) error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		fds = append(fds, fd)
+		if freebind {
+			if err := unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_FREEBIND, 1); err != nil {
+				return err
+			}
+		}
+		return unix.Bind(fd, &unix.SockaddrInet4{Port: 5000, Addr: addr})
+	}
+	for i := range 11 {
+		if bind([4]byte{10, 255, 0, byte(i + 1)}, true) != nil {
+			return rules.Unprobed
+		}
+	}
+	switch err := bind([4]byte{}, false); {
+	case err == nil:
+		return rules.Absent
+	case errors.Is(err, unix.EADDRINUSE):
+		return rules.Present
+	}
+	return rules.Unprobed
 }

@@ -57,6 +57,7 @@ func Live(ctx context.Context, proto inet.Proto, procRoot string) (*Situation, e
 			return nil, fmt.Errorf("socket table: %w", err)
 		}
 	}
+	ProbeIfCrowded(&host, t.Sockets)
 	sit := FromTable(host, t, facts)
 	sit.Notes = append(notes, sit.Notes...)
 	sit.ownersRead = withOwners

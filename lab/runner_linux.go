@@ -52,6 +52,7 @@ func (r *Runner) kernel() rules.Kernel {
 	if err != nil {
 		return rules.Kernel{}
 	}
+	k.UDPWildcardFix = hostmodel.ProbeUDPWildcardFix() // the lab runs as root
 	return k
 }
 

@@ -201,6 +201,38 @@ func GoHere(fn func() error) (wait func() error) {
 	}
 }
 
+// Fresh runs fn on an OS thread in a new, empty network namespace of its
+// own (unshare, which needs CAP_SYS_ADMIN): nothing is up there, and the
+// namespace goes once fn's sockets are closed. The thread is given back as
+// Do's is; ending it instead would kill the children other goroutines
+// started from it with a parent-death signal.
+func Fresh(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- os.NewSyscallError("unshare", err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("leaving a new namespace: %w", os.NewSyscallError("setns", err))
+			return // still locked: the runtime ends this thread
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
 // start runs fn on a locked OS thread that has entered the namespace
 // target is open on, and sends fn's error once the thread is back in its
 // own namespace.

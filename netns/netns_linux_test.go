@@ -177,3 +177,49 @@ func TestGoHereRunsInTheCallersNamespace(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// Fresh's thread is in a namespace of its own: a port held here is free
+// there. The caller's namespace is where it was afterwards.
+func TestFreshIsANewNamespace(t *testing.T) {
+	netnstest.RequireRoot(t)
+	home, err := inode("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	here, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(here)
+	if err := unix.Bind(here, &unix.SockaddrInet4{}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(here)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := sa.(*unix.SockaddrInet4).Port
+	var inside uint64
+	var bindErr error
+	if err := Fresh(func() error {
+		inside = threadInode(t)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		bindErr = unix.Bind(fd, &unix.SockaddrInet4{Port: port})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if inside == home || inside == 0 {
+		t.Errorf("inside Fresh the thread was in namespace %d, the process's is %d", inside, home)
+	}
+	if bindErr != nil {
+		t.Errorf("bind of 0.0.0.0:%d, held in the process's namespace, inside Fresh: %v", port, bindErr)
+	}
+	if now, _ := inode("/proc/self/ns/net"); now != home {
+		t.Errorf("the process's namespace changed: %d, was %d", now, home)
+	}
+}

@@ -27,3 +27,6 @@ func Do(path string, fn func() error) error { return unsupported() }
 
 // GoHere is Linux only.
 func GoHere(fn func() error) (wait func() error) { return unsupported }
+
+// Fresh needs Linux.
+func Fresh(fn func() error) error { return unsupported() }

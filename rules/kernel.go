@@ -23,6 +23,11 @@ type Kernel struct {
 	// the version alone may not settle it (a distribution kernel with
 	// backports): probed on the running kernel, Unprobed otherwise.
 	PortRangeOpt Presence
+	// UDPWildcardFix says whether the kernel has the fix of CVE-2026-31503
+	// (udpWildcardScansSlot), which stable series took in some point
+	// releases and not in older ones: probed on the running kernel
+	// (hostmodel.ProbeUDPWildcardFix), Unprobed otherwise.
+	UDPWildcardFix Presence
 }
 
 // Presence is a probed kernel feature.
@@ -150,9 +155,17 @@ func (k Kernel) mappedMissesMappedWildcard() bool {
 // 6.12 and on 6.18.44; absent from
 // 5.10.262, which binds past eleven sockets on specific addresses (lab
 // udp-wildcard-on-a-crowded-port). Point releases of 6.1 to 6.19 older than
-// the backport behave like 5.10; the model takes every 6.1 and later
-// kernel as fixed.
-func (k Kernel) udpWildcardScansSlot() bool { return k.AtLeast(6, 1, 0) }
+// the backport behave like 5.10: a probe of the running kernel settles it
+// (UDPWildcardFix); unprobed, every 6.1 and later kernel is taken as fixed.
+func (k Kernel) udpWildcardScansSlot() bool {
+	switch k.UDPWildcardFix {
+	case Present:
+		return true
+	case Absent:
+		return false
+	}
+	return k.AtLeast(6, 1, 0)
+}
 
 // SetOptionErr is what setsockopt returns when the socket options of s are
 // set: ENOPROTOOPT for one this kernel does not know, EINVAL for an

@@ -242,6 +242,21 @@ func TestCrowdedUDPSlotPerKernel(t *testing.T) {
 			}
 		}
 	}
+	// A probe of the running kernel overrides the version: an older 6.x
+	// point release without the fix, a 5.10 with it backported.
+	for _, c := range []struct {
+		k    Kernel
+		want syscall.Errno
+	}{
+		{Kernel{Major: 6, Minor: 6, Patch: 100, UDPWildcardFix: Absent}, 0},
+		{Kernel{Major: 5, Minor: 10, Patch: 262, UDPWildcardFix: Present}, syscall.EADDRINUSE},
+	} {
+		h := DefaultHost()
+		h.Kernel = c.k
+		if out := Predict(World{Host: h, Sockets: fillers(11, false)}, wild, at("0.0.0.0:5353")); out.Err != c.want {
+			t.Errorf("%v (probe %d), eleven on 127.0.1.x, then the wildcard: %s, want %s", c.k, c.k.UDPWildcardFix, out.ErrName(), ErrnoName(c.want))
+		}
+	}
 	// Ports equal modulo the table's size share its slots.
 	h := DefaultHost()
 	h.UDPHashSlots = 256

@@ -134,6 +134,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 			return !(mayOverlap(sk, o.addr.WithZone("")) && (o.dev == 0 || sk.Dev == 0 || sk.Dev == o.dev))
 		})
 	}
+	hostmodel.ProbeIfCrowded(&host, socks)
 	sit := hostmodel.FromTable(host, &socktab.Table{Sockets: socks}, index)
 	verdicts := []sharing{
 		shareVerdict(sit, inet.TCP, o.addr, o.port, uint32(os.Geteuid())),
