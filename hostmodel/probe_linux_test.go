@@ -50,7 +50,7 @@ func TestUDPSlotCrowded(t *testing.T) {
 		{"unbound sockets do not count", append(on(0), ten...), 0, false},
 		{"TCP sockets do not count", append([]socktab.Socket{{Proto: inet.TCP, Local: netip.MustParseAddrPort("127.0.0.1:53")}}, ten...), 0, false},
 	} {
-		if got := udpSlotCrowded(c.socks, c.slots); got != c.want {
+		if got := udpSlotCrowded(c.socks, rules.Host{UDPHashSlots: c.slots}); got != c.want {
 			t.Errorf("%s: %v, want %v", c.what, got, c.want)
 		}
 	}

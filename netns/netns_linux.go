@@ -207,67 +207,48 @@ func GoHere(fn func() error) (wait func() error) {
 // Do's is; ending it instead would kill the children other goroutines
 // started from it with a parent-death signal.
 func Fresh(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- os.NewSyscallError("unshare", err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("leaving a new namespace: %w", os.NewSyscallError("setns", err))
-			return // still locked: the runtime ends this thread
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return <-run(func() error { return os.NewSyscallError("unshare", unix.Unshare(unix.CLONE_NEWNET)) }, fn)
 }
 
 // start runs fn on a locked OS thread that has entered the namespace
 // target is open on, and sends fn's error once the thread is back in its
 // own namespace.
 func start(target *os.File, fn func() error) <-chan error {
+	return run(func() error {
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("entering namespace %s: %w", target.Name(), os.NewSyscallError("setns", err))
+		}
+		return nil
+	}, fn)
+}
+
+// run runs fn on a locked OS thread that move (setns, unshare) has taken
+// out of its namespace, and sends fn's error once the thread is back home:
+// only then is it given back to the runtime. A thread that cannot go back
+// stays locked, and the runtime ends it with the goroutine.
+func run(move, fn func() error) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		restore, err := enter(target)
+		home, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
+		defer home.Close()
+		if err := move(); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
 		ferr := fn()
-		if err := restore(); err != nil {
-			errc <- fmt.Errorf("leaving namespace %s: %w", target.Name(), err)
+		if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("going back to the thread's namespace: %w", os.NewSyscallError("setns", err))
 			return // still locked: the runtime ends this thread
 		}
 		runtime.UnlockOSThread()
 		errc <- ferr
 	}()
 	return errc
-}
-
-func enter(target *os.File) (restore func() error, err error) {
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		orig.Close()
-		return nil, fmt.Errorf("entering namespace %s: %w", target.Name(), os.NewSyscallError("setns", err))
-	}
-	return func() error {
-		defer orig.Close()
-		return os.NewSyscallError("setns", unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET))
-	}, nil
 }

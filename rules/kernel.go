@@ -39,6 +39,17 @@ const (
 	Absent
 )
 
+// or is the probe's answer where there was one, byVersion where not.
+func (p Presence) or(byVersion bool) bool {
+	switch p {
+	case Present:
+		return true
+	case Absent:
+		return false
+	}
+	return byVersion
+}
+
 // Newest is the kernel the model was written for and verified on.
 var Newest = Kernel{Major: 6, Minor: 18}
 
@@ -124,13 +135,7 @@ func KernelFromUname(release, version string) (Kernel, error) {
 // added in 6.3 (commit 91d0b78c5177, "inet: Add IP_LOCAL_PORT_RANGE socket
 // option"); a probe of the running kernel overrides the version.
 func (k Kernel) HasPortRangeOpt() bool {
-	switch k.PortRangeOpt {
-	case Present:
-		return true
-	case Absent:
-		return false
-	}
-	return k.AtLeast(6, 3, 0)
+	return k.PortRangeOpt.or(k.AtLeast(6, 3, 0))
 }
 
 // mappedMissesMappedWildcard: an AF_INET6 socket binding a specific
@@ -158,13 +163,7 @@ func (k Kernel) mappedMissesMappedWildcard() bool {
 // the backport behave like 5.10: a probe of the running kernel settles it
 // (UDPWildcardFix); unprobed, every 6.1 and later kernel is taken as fixed.
 func (k Kernel) udpWildcardScansSlot() bool {
-	switch k.UDPWildcardFix {
-	case Present:
-		return true
-	case Absent:
-		return false
-	}
-	return k.AtLeast(6, 1, 0)
+	return k.UDPWildcardFix.or(k.AtLeast(6, 1, 0))
 }
 
 // SetOptionErr is what setsockopt returns when the socket options of s are

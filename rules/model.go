@@ -91,10 +91,12 @@ func (m *Model) Reindex(w World) *Model {
 	if slots := w.Host.UDPHashSlots; slots > 0 && slots < 1<<16 {
 		m.udpSlots = resize(m.udpSlots, slots)
 		clear(m.udpSlots)
-		for _, k := range m.keys {
-			if inet.Proto(k>>16) == inet.UDP {
-				m.udpSlots[int(k&0xffff)%slots]++
+		lo, _ := slices.BinarySearch(m.keys, key(inet.UDP, 0))
+		for _, k := range m.keys[lo:] {
+			if k>>16 != uint32(inet.UDP) {
+				break
 			}
+			m.udpSlots[w.Host.UDPSlot(uint16(k))]++
 		}
 	}
 	return m
@@ -173,7 +175,7 @@ func (m *Model) udpSlotCount(port uint16) int {
 	if len(m.udpSlots) == 0 {
 		return len(m.owners(inet.UDP, port))
 	}
-	return int(m.udpSlots[int(port)%len(m.udpSlots)])
+	return int(m.udpSlots[m.host.UDPSlot(port)])
 }
 
 // cursor walks the owners of consecutive ports of one protocol.

@@ -599,7 +599,7 @@ func (e *eval) udpSecondary(ep endpoint, port uint16) (int, bool) {
 		return 0, false
 	}
 	n := e.m.udpSlotCount(port)
-	return n, n > 10
+	return n, n > UDPCrowd
 }
 
 func udpConflictReason(n, o Socket) string {

@@ -141,6 +141,22 @@ type Host struct {
 	Isolated bool
 }
 
+// UDPCrowd is the most sockets a slot of the kernel's UDP hash holds while
+// bind() still checks the whole slot (udp_lib_get_port); past it, only the
+// chains of the new socket's address and of the wildcard (udpExplicit).
+const UDPCrowd = 10
+
+// UDPSlot numbers the slot of the kernel's UDP hash that port's sockets
+// share in h's namespace: ports equal modulo Host.UDPHashSlots share one,
+// each port has its own when that is unknown. (The kernel adds an offset
+// of the namespace's to every port alike.)
+func (h Host) UDPSlot(port uint16) int {
+	if s := h.UDPHashSlots; s > 0 && s < 1<<16 {
+		return int(port) % s
+	}
+	return int(port)
+}
+
 // DefaultHost is a Linux 6.18 namespace's defaults with loopback only.
 func DefaultHost() Host {
 	return Host{
