@@ -596,13 +596,7 @@ func errName(e int) string {
 	if e == 0 {
 		return "ok"
 	}
-	n := rules.ErrnoName(syscall.Errno(e))
-	if strings.HasPrefix(n, "errno ") {
-		if un := unix.ErrnoName(syscall.Errno(e)); un != "" {
-			return un
-		}
-	}
-	return n
+	return rules.ErrnoName(syscall.Errno(e))
 }
 
 // helper returns the helper running as uid, starting it on first use. The

@@ -3,13 +3,10 @@ package load
 import (
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/tuple-net/tuple/rules"
 )
 
 // cpuTime is the process's CPU time so far, user and system (where a
@@ -63,16 +60,4 @@ func lingerZero(_, _ string, c syscall.RawConn) error {
 		return err
 	}
 	return os.NewSyscallError("setsockopt SO_LINGER", serr)
-}
-
-// errnoName is the errno's name as the rest of tuple spells it, or the
-// C name for one rules does not know (EMFILE).
-func errnoName(e syscall.Errno) string {
-	n := rules.ErrnoName(e)
-	if strings.HasPrefix(n, "errno ") {
-		if c := unix.ErrnoName(e); c != "" {
-			return c
-		}
-	}
-	return n
 }

@@ -6,8 +6,6 @@ import (
 	"net"
 	"syscall"
 	"time"
-
-	"github.com/tuple-net/tuple/rules"
 )
 
 // cpuTime is not measured off Linux; the report shows 0.
@@ -18,5 +16,3 @@ func peerGone(net.Conn) bool { return false }
 
 // lingerZero: off Linux connections get SO_LINGER 0 only as they close.
 func lingerZero(_, _ string, _ syscall.RawConn) error { return nil }
-
-func errnoName(e syscall.Errno) string { return rules.ErrnoName(e) }

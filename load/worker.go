@@ -17,6 +17,7 @@ import (
 
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/internal/reexec"
+	"github.com/tuple-net/tuple/rules"
 )
 
 // workerName is the helper a worker runs as (argv[1], as ps shows it).
@@ -283,7 +284,7 @@ func errName(err error) string {
 	var errno syscall.Errno
 	switch {
 	case errors.As(err, &errno):
-		return errnoName(errno)
+		return rules.ErrnoName(errno)
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	}

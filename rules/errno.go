@@ -28,12 +28,18 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.EINPROGRESS:     "EINPROGRESS",
 }
 
-// ErrnoName returns e's C name, "ok" for 0, or "errno N" for one not listed.
+// ErrnoName returns e's C name, "ok" for 0, or "errno N" where the
+// platform names none: the port rules' own errnos from the table above,
+// any other (EPIPE, EMFILE, ENOTCONN) from the platform's list, so a
+// failure is always named in words a person can look up.
 func ErrnoName(e syscall.Errno) string {
 	if e == 0 {
 		return "ok"
 	}
 	if n, ok := errnoNames[e]; ok {
+		return n
+	}
+	if n := platformErrnoName(e); n != "" {
 		return n
 	}
 	return "errno " + strconv.Itoa(int(e))
@@ -49,6 +55,9 @@ func ParseErrno(n string) (syscall.Errno, bool) {
 		if name == n {
 			return e, true
 		}
+	}
+	if e := platformErrno(n); e != 0 {
+		return e, true
 	}
 	return 0, false
 }

@@ -357,7 +357,7 @@ func (p *connectPlan) run(ctx context.Context, s Streams) error {
 		ropt.BufferSize, ropt.InputChunk = relay.DatagramBufferSize, relay.MaxDatagramInput
 	}
 	if _, err := relay.Run(ctx, conn, s.In, s.Out, ropt); err != nil {
-		return fmt.Errorf("connection %s (%s): %s", tuple, p.proto, describeErr(err))
+		return sessionFailed(fmt.Sprintf("connection %s (%s)", tuple, p.proto), err)
 	}
 	return nil
 }

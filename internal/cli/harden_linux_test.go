@@ -413,10 +413,12 @@ func TestListenAddressFamily(t *testing.T) {
 	}
 }
 
-// Regression: writing into a closed pipe killed tuple with SIGPIPE (141).
+// Regression: writing into a closed pipe killed tuple with SIGPIPE (141),
+// then printed "write /dev/stdout: broken pipe" and exited 1 (tuple ls -ap
+// | head -1). A reader that leaves ends the command quietly, with 0.
 func TestClosedStdoutPipeExitCode(t *testing.T) {
 	needTuple(t)
-	for _, args := range [][]string{{"version"}, {"ls", "-a"}} {
+	for _, args := range [][]string{{"version"}, {"ls", "-a"}, {"ls", "-a", "--json"}, {"lab", "--list"}, {"why", "bind", "127.0.0.1:80"}} {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
@@ -424,13 +426,15 @@ func TestClosedStdoutPipeExitCode(t *testing.T) {
 		r.Close()
 		cmd := exec.Command(tupleBin, args...)
 		cmd.Stdout = w
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
 		err = cmd.Run()
 		w.Close()
 		code := cmd.ProcessState.ExitCode()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			t.Errorf("tuple %v into a closed pipe: killed by %v", args, ws.Signal())
-		} else if code != 0 && code != 1 {
-			t.Errorf("tuple %v into a closed pipe: exit %d (%v), want 0 or 1", args, code, err)
+		} else if code != 0 || stderr.Len() > 0 {
+			t.Errorf("tuple %v into a closed pipe: exit %d (%v), stderr %q; want 0 and nothing said", args, code, err, stderr.String())
 		}
 	}
 }
@@ -592,5 +596,61 @@ func TestUnprivilegedBPFNote(t *testing.T) {
 	}
 	if !strings.Contains(note, want) || strings.Contains(note, "MEMLOCK") {
 		t.Errorf("note %q: want the cause (%s), not MEMLOCK", note, want)
+	}
+}
+
+// tuple connect | head -1 and tuple listen -k | head -1: once the reader
+// of standard output leaves, the session (and a -k server) ends quietly
+// with 0, not "broken pipe (EPIPE)" reported as a network failure.
+func TestRelayIntoClosedStdoutPipe(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	chunk := bytes.Repeat([]byte("x\n"), 64<<10)
+	// A peer that sends until the connection breaks.
+	ln := listenIn(t, ns, "10.0.0.1:7000")[0]
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	connect := startIn(t, ns, true, "tuple", "connect", "10.0.0.1", "7000")
+	listen := startIn(t, ns, true, "tuple", "listen", "-k", "10.0.0.1", "7001")
+	for _, p := range []*proc{connect, listen} {
+		p.run(nil)
+		p.stdin.Close()
+		p.outR.Close() // the reader leaves before the first byte
+	}
+	waitListening(t, ns, "7001")
+	err := ns.Do(func() error {
+		c, err := net.Dial("tcp", "10.0.0.1:7001")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := 0; i < 64; i++ {
+			if _, err := c.Write(chunk); err != nil {
+				return nil // the server ended: its side closed
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("dial the listener: %v", err)
+	}
+	for _, p := range []*proc{connect, listen} {
+		if code := p.wait(10 * time.Second); code != 0 || p.stderr.String() != "" {
+			t.Errorf("%s with its output's reader gone: exit %d, stderr %q; want 0 and nothing said", p.name, code, p.stderr.String())
+		}
 	}
 }

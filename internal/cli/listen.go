@@ -306,17 +306,22 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 
 	out := &syncio.Writer{W: s.Out}
 	lim := p.connLimit(errOut)
+	// Standard output's reader leaving ends the server, as SIGPIPE ends
+	// nc -lk: what clients send has nowhere to go.
+	ctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
+	defer context.AfterFunc(ctx, func() { ln.Close() })()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		if !lim.acquire(ctx) {
-			return nil
+			return outputGoneCause(ctx)
 		}
 		conn, err := ln.Accept()
 		if err != nil {
 			lim.release()
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
+				return outputGoneCause(ctx)
 			}
 			// Out of descriptors and the like: say so and go on, as
 			// a server would, without spinning.
@@ -328,11 +333,23 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 		go func() {
 			defer wg.Done()
 			defer lim.release()
-			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
+			switch err := p.handle(ctx, conn, nil, out, errOut); {
+			case outputGone(err):
+				end(err)
+			case err != nil:
 				warnf(errOut, "tuple: %v\n", err)
 			}
 		}()
 	}
+}
+
+// outputGoneCause is the error a server loop ends with: standard output's
+// reader leaving, when that is what cancelled ctx, or none.
+func outputGoneCause(ctx context.Context) error {
+	if err := context.Cause(ctx); outputGone(err) {
+		return err
+	}
+	return nil
 }
 
 // connLimit is the plan's --max-conns, shared by every listener of the
@@ -436,7 +453,7 @@ func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, ou
 		warnf(errOut, "closed %s (%s): %d bytes received, %d sent\n", tuple, p.proto, res.Received, res.Sent)
 	}
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("connection %s (%s): %s", tuple, p.proto, describeErr(err))
+		return sessionFailed(fmt.Sprintf("connection %s (%s)", tuple, p.proto), err)
 	}
 	return nil
 }
@@ -512,7 +529,7 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 	_, err = relay.Run(ctx, conn, s.In, s.Out, relay.Options{NoShutdown: true,
 		BufferSize: relay.DatagramBufferSize, InputChunk: relay.MaxDatagramInput})
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("udp %s: %s", formatAddrPort(addrPortOf(pc.LocalAddr())), describeErr(err))
+		return sessionFailed("udp "+formatAddrPort(addrPortOf(pc.LocalAddr())), err)
 	}
 	return nil
 }

@@ -99,6 +99,16 @@ func describeErr(err error) string {
 	return err.Error()
 }
 
+// sessionFailed is the error of a relay session (what names it) that
+// ended with err. Standard output's reader leaving is no failure of the
+// session: that error goes up as it is, for Main to end quietly.
+func sessionFailed(what string, err error) error {
+	if outputGone(err) {
+		return err
+	}
+	return fmt.Errorf("%s: %s", what, describeErr(err))
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +39,17 @@ const (
 	exitFailure = 1
 	exitUsage   = 2
 )
+
+// outputGone reports whether err is a write to standard output that found
+// the pipe's reader gone (tuple ls | head -1). The command stops there
+// without a word and exits 0: the reader had what it wanted, as with tools
+// SIGPIPE ends, but the exit code stays one of tuple's three. A socket's
+// EPIPE is a network failure and is reported; only the file named after
+// standard output matches.
+func outputGone(err error) bool {
+	var pe *os.PathError
+	return errors.As(err, &pe) && pe.Path == os.Stdout.Name() && errors.Is(pe.Err, syscall.EPIPE)
+}
 
 // exitError carries an exit code with the error that caused it. silent
 // errors have already been reported by the command.
@@ -171,6 +183,9 @@ func Main(args []string, s Streams) int {
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if err == nil {
+		return exitOK
+	}
+	if outputGone(err) {
 		return exitOK
 	}
 	var ee *exitError

@@ -11,7 +11,7 @@ import (
 // descriptor. Go kills the process with SIGPIPE (exit 141) when a write to
 // descriptor 1 or 2 finds the pipe's reader gone (tuple ls | head); on any
 // other descriptor the write just fails with EPIPE, and the command ends
-// with 0 or 1 like after any output error. signal.Notify(SIGPIPE) would do
+// quietly with 0 (outputGone). signal.Notify(SIGPIPE) would do
 // the same for every descriptor, but it starts a signal thread in every
 // process, the lab's namespace helpers included.
 func offStdFD(f *os.File) *os.File {
