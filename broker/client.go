@@ -24,6 +24,16 @@ type DeniedError struct{ Reason string }
 func (e *DeniedError) Error() string { return "broker: " + e.Reason }
 func (e *DeniedError) Unwrap() error { return ErrDenied }
 
+// UnreachableError is the failure to reach the broker at Path (no socket
+// there, no broker behind it): not a failure of the socket asked for.
+type UnreachableError struct {
+	Path string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string { return "broker " + e.Path + ": " + e.Err.Error() }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 // Client asks a broker for sockets. Each call opens its own connection, so
 // a Client is safe for concurrent use.
 type Client struct {

@@ -19,7 +19,7 @@ func (c *Client) dialBroker(ctx context.Context) (*net.UnixConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unixpacket", c.path())
 	if err != nil {
-		return nil, fmt.Errorf("broker %s: %w", c.path(), err)
+		return nil, &UnreachableError{Path: c.path(), Err: err}
 	}
 	uc := conn.(*net.UnixConn)
 	if dl, ok := ctx.Deadline(); ok {

@@ -1,11 +1,17 @@
 package netns
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 )
+
+// ErrNotNetNamespace is the error of a path given as a network namespace
+// that opens something else (a regular file, a mount namespace): bad
+// input, unlike a namespace that cannot be read.
+var ErrNotNetNamespace = errors.New("not a network namespace")
 
 // Namespace is one network namespace of the host.
 type Namespace struct {

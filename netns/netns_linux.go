@@ -117,7 +117,16 @@ func inode(path string) (uint64, error) {
 		return 0, &fs.PathError{Op: "statfs", Path: path, Err: err}
 	}
 	if sfs.Type != unix.NSFS_MAGIC {
-		return 0, fmt.Errorf("%s is not a namespace file", path)
+		return 0, fmt.Errorf("%s: %w (not a namespace file)", path, ErrNotNetNamespace)
+	}
+	// A mount or user namespace's file passes the test above; setns would
+	// refuse it later with a bare EINVAL.
+	if f, err := os.Open(path); err == nil {
+		typ, terr := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+		f.Close()
+		if terr == nil && typ != unix.CLONE_NEWNET {
+			return 0, fmt.Errorf("%s: %w (a namespace of another kind)", path, ErrNotNetNamespace)
+		}
 	}
 	return st.Ino, nil
 }

@@ -113,3 +113,20 @@ func TestBrokerBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A broker that is not there is named as such: the failure read like the
+// TCP connection's own ("connect: no such file or directory").
+func TestBrokerUnreachableIsNamed(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-broker.sock")
+	for _, args := range [][]string{
+		{"connect", "--broker", missing, "127.0.0.1", "80"},
+		{"listen", "--broker", missing, "127.0.0.1", "80"},
+	} {
+		var out, errOut strings.Builder
+		code := Main(args, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
+		want := "broker " + missing + ": connect: no such file or directory (ENOENT)"
+		if code != 1 || !strings.Contains(errOut.String(), want) {
+			t.Errorf("tuple %s: exit %d, stderr %q; want exit 1 and %q", strings.Join(args, " "), code, errOut.String(), want)
+		}
+	}
+}

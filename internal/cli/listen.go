@@ -114,6 +114,9 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 			}
 			if len(args) == 1 {
 				addr = args[0]
+				if addr != "" && strings.Trim(addr, "0123456789") == "" {
+					return usageError("listen: the port is given twice, -p %s and %s: give it once (ADDR comes before PORT)", o.port, addr)
+				}
 			}
 			plan, err := o.plan(addr, port)
 			if err != nil {

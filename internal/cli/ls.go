@@ -132,6 +132,8 @@ func (o *lsOptions) query() (socktab.Query, error) {
 		q.States = socktab.AllStates
 	}
 	switch {
+	case o.summary && o.json:
+		return q, usageError("ls: -s and --json exclude each other (the summary is text)")
 	case o.ipv4 && o.ipv6:
 		return q, usageError("ls: -4 and -6 exclude each other")
 	case o.ipv4:

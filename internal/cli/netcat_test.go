@@ -296,3 +296,8 @@ func TestConnectAndListenOnLoopback(t *testing.T) {
 		t.Errorf("listen on a busy port: exit %d, stderr %q; want the line %q and a hint naming the port", code, errOut, want)
 	}
 }
+
+// listen -p 8702 8703 read 8703 as the address and failed to resolve it.
+func TestListenPortGivenTwice(t *testing.T) {
+	wantBadInput(t, "the port is given twice, -p 8702 and 8703", "listen", "-p", "8702", "8703")
+}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tuple-net/tuple/broker"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -77,7 +78,10 @@ func failedSyscall(err error) string {
 func describeErr(err error) string {
 	var errno syscall.Errno
 	var dns *net.DNSError
+	var unreachable *broker.UnreachableError
 	switch {
+	case errors.As(err, &unreachable):
+		return "broker " + unreachable.Path + ": " + describeErr(unreachable.Err)
 	case errors.As(err, &dns):
 		return "resolve " + dns.Name + ": " + dns.Err
 	case errors.As(err, &errno):

@@ -25,6 +25,12 @@ func addNetnsFlag(f *pflag.FlagSet, p *string, what string) {
 	f.StringVar(p, "netns", "", what+" in these network namespaces instead of this one: all, a name under /run/netns, a PID, or a namespace file's path")
 }
 
+// addOneNetnsFlag is --netns for a command that answers for one namespace
+// (inNamespace): all is not offered.
+func addOneNetnsFlag(f *pflag.FlagSet, p *string, what string) {
+	f.StringVar(p, "netns", "", what+" in this network namespace instead of this one: a name under /run/netns, a PID, or a namespace file's path")
+}
+
 // resolveNamespaces turns --netns into namespaces: a malformed value is a
 // usage error (exit 2), a namespace that does not exist or cannot be read a
 // runtime one.
@@ -39,6 +45,9 @@ func resolveNamespaces(cmd, spec, procRoot string) ([]netns.Namespace, error) {
 	nss, err := netns.Resolve(sp, procRoot, netns.RunDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, usageError("%s: --netns %s: no such network namespace", cmd, spec)
+	}
+	if errors.Is(err, netns.ErrNotNetNamespace) {
+		return nil, usageError("%s: --netns %v", cmd, err) // names the path
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: --netns %s: %w", cmd, spec, err)

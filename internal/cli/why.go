@@ -66,7 +66,7 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 	f.StringVar(&o.dev, "dev", "", "the new socket is bound to this interface (SO_BINDTODEVICE)")
 	f.BoolVar(&o.json, "json", false, "print one JSON object (every blocker, grouped too)")
 	f.BoolVarP(&o.all, "all", "a", false, "list every blocker, one by one, instead of groups")
-	addNetnsFlag(f, &o.netns, "predict")
+	addOneNetnsFlag(f, &o.netns, "predict")
 	f.StringVar(&o.procRoot, "proc", "/proc", "procfs mount to read")
 	f.StringVar(&o.kernelVersion, "kernel-version", "", "predict with the rules of kernel `VERSION` (e.g. 5.10, 6.1.192) instead of the running one's")
 	_ = f.MarkHidden("proc")
@@ -91,18 +91,23 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 
 // parseAddrPort accepts ADDR:PORT, [V6]:PORT, and :PORT or PORT (the IPv4
 // wildcard, as who reads a port).
-func parseAddrPort(what, s string) (netip.AddrPort, error) {
-	if strings.HasPrefix(s, ":") {
+func parseAddrPort(what, arg string) (netip.AddrPort, error) {
+	s := arg
+	if strings.HasPrefix(s, ":") && strings.Count(s, ":") == 1 {
 		s = "0.0.0.0" + s
 	} else if s != "" && strings.Trim(s, "0123456789") == "" {
 		s = "0.0.0.0:" + s
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return netip.AddrPort{}, usageError("%s %q: want ADDR:PORT with a numeric address (or PORT), e.g. 127.0.0.1:8080, [::1]:8080 or 8080", what, s)
+		if _, aerr := netip.ParseAddr(arg); aerr == nil && strings.Contains(arg, ":") {
+			// "::1:80" is an IPv6 address, not ::1 and port 80.
+			return netip.AddrPort{}, usageError("%s %q: an IPv6 address takes brackets before its port, e.g. [::1]:8080", what, arg)
+		}
+		return netip.AddrPort{}, usageError("%s %q: want ADDR:PORT with a numeric address (or PORT), e.g. 127.0.0.1:8080, [::1]:8080 or 8080", what, arg)
 	}
 	if ap.Addr().Zone() != "" {
-		return netip.AddrPort{}, usageError("%s %q: zoned addresses are not supported; use --dev", what, s)
+		return netip.AddrPort{}, usageError("%s %q: zoned addresses are not supported; use --dev", what, arg)
 	}
 	return ap, nil
 }
