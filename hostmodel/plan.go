@@ -1,8 +1,10 @@
 package hostmodel
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
@@ -135,7 +137,9 @@ func (p Plan) String() string {
 
 // ResolveSource fills in Op.Source of the plan's connect with the address
 // the kernel's route lookup would give it, when the socket is not bound to
-// a specific address. It runs in the calling thread's network namespace.
+// a specific address, or Op.RouteErr when the lookup finds no route (the
+// connect() would fail with it). Any other failure of the lookup is
+// returned. It runs in the calling thread's network namespace.
 func ResolveSource(p *Plan) error {
 	bound := false
 	for i := range p.Ops {
@@ -144,12 +148,18 @@ func ResolveSource(p *Plan) error {
 		case rules.OpBind:
 			bound = !op.Addr.Addr().Unmap().IsUnspecified()
 		case rules.OpConnect:
+			// The route is looked up for a bound socket too: only the
+			// source it picks is then the bound address instead.
+			src, err := sourceFor(op.Addr.Addr(), p.Socket.Dev)
+			if errno := syscall.Errno(0); errors.As(err, &errno) && (errno == syscall.ENETUNREACH || errno == syscall.EHOSTUNREACH) {
+				op.RouteErr = errno
+				continue
+			}
 			if bound {
 				continue
 			}
-			src, err := sourceFor(op.Addr.Addr(), p.Socket.Dev)
 			if err != nil {
-				return fmt.Errorf("no route to %s: %w", op.Addr.Addr(), err)
+				return fmt.Errorf("no source address for %s: %w", op.Addr.Addr(), err)
 			}
 			if p.Socket.Family == inet.IPv6 && src.Is4() {
 				src = netip.AddrFrom16(src.As16())

@@ -42,9 +42,14 @@ func (e *eval) connectPeer() bool {
 	return e.routed(peer)
 }
 
-// routed fails the connect() with ENETUNREACH when an isolated namespace
-// has no route to peer (only its own addresses are routed).
+// routed fails the connect() when the host's route lookup for peer failed
+// (Op.RouteErr), or with ENETUNREACH when an isolated namespace has no
+// route to peer (only its own addresses are routed).
 func (e *eval) routed(peer netip.Addr) bool {
+	if e.op.RouteErr != 0 {
+		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+peer.WithZone("").String()+" fails on this host ("+e.op.RouteErr.Error()+"): ip route get "+peer.WithZone("").String()+" shows it")
+		return false
+	}
 	if e.m.host.routes(peer) {
 		return true
 	}

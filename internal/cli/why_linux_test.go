@@ -352,3 +352,24 @@ func TestWhyUnprivileged(t *testing.T) {
 		t.Errorf("why as uid 65534: %d lines", lines)
 	}
 }
+
+// A namespace with no route to the peer: connect() fails with ENETUNREACH
+// before any port rule, bound or not, TCP or UDP. why said "would succeed"
+// and put the failed route lookup in a note.
+func TestWhyConnectWithoutRoute(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32")
+	ap := netip.MustParseAddrPort
+	for _, r := range []realSock{
+		{family: 4, connect: ap("192.0.2.1:80")},
+		{family: 4, udp: true, connect: ap("192.0.2.1:80")},
+		{family: 4, bind: ap("10.0.0.1:0"), connect: ap("192.0.2.1:80")},
+		{family: 6, connect: ap("[2001:db8::1]:80")},
+	} {
+		args := r.whyArgs()
+		code, j := whyIn(t, ns, args...)
+		k := kernelSays(t, ns, r)
+		if j.Verdict != k || k != "ENETUNREACH" || code != 1 {
+			t.Errorf("tuple %s: %s (exit %d), the kernel %s; want ENETUNREACH from both", strings.Join(args, " "), j.Verdict, code, k)
+		}
+	}
+}
