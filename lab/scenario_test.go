@@ -155,6 +155,24 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestParseSysctlExpectation: a sysctl line takes => RESULT as any
+// operation does, so a scenario can expect the kernel to refuse a setting;
+// without it the line must succeed (Result.Wants).
+func TestParseSysctlExpectation(t *testing.T) {
+	scs, err := Parse("t.lab", []byte("[x]\nsysctl net.ipv4.ip_local_port_range=40001 40000 => EINVAL\nsysctl net.ipv4.nosuch=1 => ENOENT\nsysctl net.ipv4.tcp_tw_reuse=1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Step{
+		{Line: 2, Kind: KindSysctl, Op: "sysctl net.ipv4.ip_local_port_range=40001 40000", Key: "net.ipv4.ip_local_port_range", Value: "40001 40000", Expect: "EINVAL"},
+		{Line: 3, Kind: KindSysctl, Op: "sysctl net.ipv4.nosuch=1", Key: "net.ipv4.nosuch", Value: "1", Expect: "ENOENT"},
+		{Line: 4, Kind: KindSysctl, Op: "sysctl net.ipv4.tcp_tw_reuse=1", Key: "net.ipv4.tcp_tw_reuse", Value: "1"},
+	}
+	if diff := cmp.Diff(want, scs[0].Steps, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("sysctl steps (-want +got):\n%s", diff)
+	}
+}
+
 // wantParseError checks that Parse rejects text with a *ParseError of one
 // line that starts with want (the file, the line and what was wrong).
 func wantParseError(t *testing.T, text, want string) {

@@ -45,9 +45,10 @@ tuple lab --print seed, and docs/lab.md). Needs root.
 --repeat N runs every scenario N times and marks each line whose kernel
 answer varied between runs as flaky. A run stops after --timeout.
 
-Exit status: 0 when every line is ok (the kernel met the expectation, the
-model agreed, and with --repeat the kernel answered the same every time), 1
-otherwise (or when the run timed out), 2 on bad input.`,
+Exit status: 0 when every line is ok (the kernel met the expectation, a
+sysctl line without one succeeded, the model agreed, and with --repeat the
+kernel answered the same every time), 1 otherwise (or when the run timed
+out), 2 on bad input.`,
 		Example: `  tuple lab seed
   tuple lab --print seed > mine.lab && tuple lab mine.lab
   tuple lab --json options | jq 'select(.ok | not)'
