@@ -175,6 +175,43 @@ func TestParseSysctlExpectation(t *testing.T) {
 	}
 }
 
+// TestDescription: tuple lab --list shows a group's first sentence whole,
+// also where it ends mid-line or runs over lines, and cuts one that is
+// too long at a word, with an ellipsis; every built-in group's
+// description is whole.
+func TestDescription(t *testing.T) {
+	long := strings.Repeat("word ", 60) // 300 runes, no sentence end
+	for _, tc := range []struct{ text, want string }{
+		{"# Source NAT: can \"some NAT trickery\" share a source port? Each scenario\n# builds hosts.\n", `Source NAT: can "some NAT trickery" share a source port?`},
+		{"\n# Which addresses overlap.\n# No reuse flags here.\n", "Which addresses overlap."},
+		{"# A sentence that runs\n# over two lines. Then more.\n", "A sentence that runs over two lines."},
+		{"# IP_BIND_ADDRESS_NO_PORT: let connect() pick the port.\n# bind(ip, 0) takes one at bind time.\n", "IP_BIND_ADDRESS_NO_PORT: let connect() pick the port."},
+		{"# Rules of Linux 5.10 and 6.18, e.g. the mapped ones (see --kernel)\n\n# Another paragraph.\n", "Rules of Linux 5.10 and 6.18, e.g. the mapped ones (see --kernel)"},
+		{"# First paragraph\n#\n# Second.\n", "First paragraph"},
+		{"[x]\nA socket tcp4\n", ""},
+		{"# " + long + "\n", strings.TrimSpace(strings.Repeat("word ", 48)) + "…"},
+		{"# Überall: ümlauts count as runes. Zwei.\n", "Überall: ümlauts count as runes."},
+	} {
+		got := Description([]byte(tc.text))
+		if got != tc.want {
+			t.Errorf("Description(%q)\n got %q\nwant %q", tc.text, got, tc.want)
+		}
+		if n := len([]rune(got)); n > maxDescription {
+			t.Errorf("Description(%q): %d runes, at most %d", tc.text, n, maxDescription)
+		}
+	}
+	for _, g := range Groups() {
+		text, _ := Builtin(g)
+		d := Description(text)
+		if d == "" || strings.HasSuffix(d, "…") {
+			t.Errorf("group %s: description %q, want its first sentence whole", g, d)
+		}
+	}
+	if text, _ := Builtin("nat"); Description(text) != `Source NAT: can "some NAT trickery" share a source port?` {
+		t.Errorf("nat: description %q, want its first sentence", Description(text))
+	}
+}
+
 // wantParseError checks that Parse rejects text with a *ParseError of one
 // line that starts with want (the file, the line and what was wrong).
 func wantParseError(t *testing.T, text, want string) {

@@ -97,7 +97,7 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		for _, g := range lab.Groups() {
 			text, _ := lab.Builtin(g)
 			scs, _ := lab.Parse(lab.BuiltinFile(g), text)
-			if _, err := fmt.Fprintf(s.Out, "%-12s %2d scenarios  %s\n", g, len(scs), groupSummary(text)); err != nil {
+			if _, err := fmt.Fprintf(s.Out, "%-12s %2d scenarios  %s\n", g, len(scs), lab.Description(text)); err != nil {
 				return writeFailed(err)
 			}
 		}
@@ -265,14 +265,4 @@ func readLabFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than 1 MiB", name)
 	}
 	return os.ReadFile(name)
-}
-
-// groupSummary is the first comment line of a group's text.
-func groupSummary(text []byte) string {
-	for _, l := range strings.Split(string(text), "\n") {
-		if t, ok := strings.CutPrefix(strings.TrimSpace(l), "#"); ok {
-			return strings.TrimSpace(t)
-		}
-	}
-	return ""
 }
