@@ -124,6 +124,52 @@ C bind 127.0.0.1:7001
 	}
 }
 
+// TestRunFailedSysctl runs sysctl lines the kernel refuses: an inverted
+// ip_local_port_range (EINVAL) and a key no kernel has (ENOENT). Without
+// => RESULT each is a failed line saying what the kernel said, in words;
+// with the error expected it is ok; the scenario runs on either way, from
+// the setting the kernel kept.
+func TestRunFailedSysctl(t *testing.T) {
+	requireRoot(t)
+	res := runOne(t, `[bad-sysctls]
+sysctl net.ipv4.ip_local_port_range=40001 40000
+sysctl net.ipv4.nosuch=1
+sysctl net.ipv4.ip_local_port_range=40001 40000 => EINVAL
+sysctl net.ipv4.nosuch=1 => ENOENT
+sysctl net.ipv4.ip_local_port_range=40000 40000
+A socket tcp4
+A bind 127.0.0.1:0 => ok
+`)
+	type v struct {
+		kernel string
+		ok     bool
+		why    string
+	}
+	want := []v{
+		{"EINVAL", false, "EINVAL (invalid argument): the kernel refused net.ipv4.ip_local_port_range=40001 40000"},
+		{"ENOENT", false, "ENOENT (no such file or directory): the namespace has no net.ipv4.nosuch"},
+		{"EINVAL", true, "EINVAL (invalid argument)"},
+		{"ENOENT", true, "ENOENT (no such file or directory)"},
+		{"ok", true, ""},
+		{"ok", true, ""},
+		{"ok", true, ""},
+	}
+	if len(res.Results) != len(want) {
+		t.Fatalf("%d results, want %d", len(res.Results), len(want))
+	}
+	for i, x := range res.Results {
+		if x.Kernel != want[i].kernel || x.OK != want[i].ok || !strings.HasPrefix(x.Why, want[i].why) || want[i].why == "" && x.Why != "" {
+			t.Errorf("line %d %s: kernel %s, ok %v, why %q; want %s, %v, %q...", x.Line, x.Op, x.Kernel, x.OK, x.Why, want[i].kernel, want[i].ok, want[i].why)
+		}
+	}
+	if res.OK() {
+		t.Error("a scenario whose sysctls the kernel refused reported ok")
+	}
+	if l := res.Results[6].Local; l != "127.0.0.1:40000" {
+		t.Errorf("bind(0) took %q, want 127.0.0.1:40000 (the range line 6 set)", l)
+	}
+}
+
 // TestRunCancelLeavesNothing cancels a run mid-scenario and checks that
 // no helper process (and so no namespace) is left.
 func TestRunCancelLeavesNothing(t *testing.T) {

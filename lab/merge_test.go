@@ -9,8 +9,8 @@ import (
 func TestMergeMarksFlaky(t *testing.T) {
 	run := func(kernel string) ScenarioResult {
 		rs := []Result{
-			{Line: 2, Op: "socket tcp4", Kernel: "ok"},
-			{Line: 3, Op: "bind 127.0.0.1:7000", Kernel: kernel, Model: kernel},
+			{Line: 2, Socket: "A", Op: "socket tcp4", Kernel: "ok"},
+			{Line: 3, Socket: "A", Op: "bind 127.0.0.1:7000", Kernel: kernel, Model: kernel},
 		}
 		for i := range rs {
 			rs[i].settle()

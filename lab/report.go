@@ -49,8 +49,9 @@ func orDash(s string) string {
 	return s
 }
 
-// note explains a line: where the socket ended up, and the model's reason
-// when it disagreed with the kernel.
+// note explains a line: where the socket ended up, the model's reason
+// when it disagreed with the kernel, and what a sysctl the kernel refused
+// was refused for.
 func note(r Result) string {
 	var parts []string
 	if r.Local != "" {
@@ -66,8 +67,26 @@ func note(r Result) string {
 	if r.Flaky {
 		parts = append(parts, fmt.Sprintf("the kernel's answer varied over %d runs: %s", r.Runs, seen(r.KernelSeen)))
 	}
-	if !r.KernelMet() {
+	// refused is what the kernel refused a sysctl for, in words.
+	refused := ""
+	if r.Model == "" && r.Kernel != "ok" {
+		refused = r.Why
+	}
+	switch {
+	case r.KernelMet():
+		if refused != "" {
+			parts = append(parts, refused)
+		}
+	case r.Expect == "": // a sysctl the kernel refused (Wants)
+		if refused == "" {
+			refused = r.Kernel
+		}
+		parts = append(parts, "not done: "+refused+"; the lines after it need it (=> "+r.Kernel+" would expect the error)")
+	default:
 		parts = append(parts, "kernel did not do what the line expects")
+		if refused != "" {
+			parts = append(parts, refused)
+		}
 	}
 	switch {
 	case !r.ModelAgreed():

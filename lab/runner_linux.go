@@ -265,6 +265,9 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 			return err
 		}
 		res.Kernel = errName(rep.Errno)
+		if rep.Errno != 0 {
+			res.Why = sysctlRefused(st, syscall.Errno(rep.Errno))
+		}
 		return s.readHost(w)
 	case KindSocket, KindServer:
 		return s.createStep(w, st, proto, res)
@@ -289,6 +292,16 @@ func (s *session) step(w *world, st Step, proto Proto, res *Result) error {
 		return s.pass(e, st, proto, res)
 	}
 	return s.socketStep(w, e, h, st, req, res)
+}
+
+// sysctlRefused says in words why the kernel refused a sysctl line: the
+// errno's name and text, and what it means for a setting.
+func sysctlRefused(st Step, errno syscall.Errno) string {
+	what := errName(int(errno)) + " (" + errno.Error() + ")"
+	if errno == syscall.ENOENT {
+		return fmt.Sprintf("%s: the namespace has no %s (this kernel lacks it, or it is not a per-namespace setting)", what, st.Key)
+	}
+	return fmt.Sprintf("%s: the kernel refused %s=%s", what, st.Key, st.Value)
 }
 
 // sleepStep waits d, or until the run is cancelled.

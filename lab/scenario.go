@@ -373,8 +373,11 @@ func (p *parser) operation(sc *Scenario, st Step, f []string) error {
 		return p.errorf("bad socket name %q (a letter, then letters, digits, - or _)", f[0])
 	}
 	kind, ok := kindNames[f[1]]
-	if !ok {
-		return p.errorf("unknown operation %q (want socket, server, bind, listen, connect, close, pass or sysctl)", f[1])
+	switch {
+	case !ok && (f[1] == "sysctl" || f[1] == "sleep"):
+		return p.errorf("%s takes no socket name: it acts on the namespace (write %q without %s)", f[1], strings.Join(f[1:], " "), f[0])
+	case !ok:
+		return p.errorf("unknown operation %q after socket %s (want socket, server, bind, listen, connect, close or pass)", f[1], f[0])
 	}
 	st.Sock, st.Kind = f[0], kind
 	st.Op = strings.Join(f[1:], " ")

@@ -127,7 +127,9 @@ func TestParseErrors(t *testing.T) {
 		{"[x]\nA bind 127.0.0.1:1", `t.lab:2: socket A is used before it is created`},
 		{"[x]\nA socket tcp4\nA socket tcp4", `t.lab:3: socket A already exists (line 2)`},
 		{"[x]\nA socket tcp4\nA close\nA bind 127.0.0.1:1", `t.lab:4: socket A is used after its close`},
-		{"[x]\nA socket tcp4\nA jump", `t.lab:3: unknown operation "jump"`},
+		{"[x]\nA socket tcp4\nA jump", `t.lab:3: unknown operation "jump" after socket A (want socket, server, bind, listen, connect, close or pass)`},
+		{"[x]\nA socket tcp4\nX sysctl net.ipv4.tcp_tw_reuse=1 => ok", `t.lab:3: sysctl takes no socket name: it acts on the namespace (write "sysctl net.ipv4.tcp_tw_reuse=1" without X)`},
+		{"[x]\nA socket tcp4\nA sleep 10ms", `t.lab:3: sleep takes no socket name: it acts on the namespace (write "sleep 10ms" without A)`},
 		{"[x]\nA socket tcp4\nA bind 127.0.0.1", `t.lab:3: address "127.0.0.1": want ADDR:PORT`},
 		{"[x]\nA socket tcp4\nA bind ::1:80", `t.lab:3: address "::1:80": want an IPv4 address or a bracketed IPv6 address`},
 		{"[x]\nA socket tcp4\nA bind [127.0.0.1]:80", `t.lab:3: address "[127.0.0.1]:80": want an IPv4 address`},
@@ -152,6 +154,61 @@ func TestParseErrors(t *testing.T) {
 		{"[x]\nA socket tcp4\n" + strings.Repeat("x", maxLineLen+10), `t.lab:3: line longer than 4096 bytes`},
 	} {
 		wantParseError(t, tc.text, tc.want)
+	}
+}
+
+// TestParseSysctlExpectation: a sysctl line takes => RESULT as any
+// operation does, so a scenario can expect the kernel to refuse a setting;
+// without it the line must succeed (Result.Wants).
+func TestParseSysctlExpectation(t *testing.T) {
+	scs, err := Parse("t.lab", []byte("[x]\nsysctl net.ipv4.ip_local_port_range=40001 40000 => EINVAL\nsysctl net.ipv4.nosuch=1 => ENOENT\nsysctl net.ipv4.tcp_tw_reuse=1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Step{
+		{Line: 2, Kind: KindSysctl, Op: "sysctl net.ipv4.ip_local_port_range=40001 40000", Key: "net.ipv4.ip_local_port_range", Value: "40001 40000", Expect: "EINVAL"},
+		{Line: 3, Kind: KindSysctl, Op: "sysctl net.ipv4.nosuch=1", Key: "net.ipv4.nosuch", Value: "1", Expect: "ENOENT"},
+		{Line: 4, Kind: KindSysctl, Op: "sysctl net.ipv4.tcp_tw_reuse=1", Key: "net.ipv4.tcp_tw_reuse", Value: "1"},
+	}
+	if diff := cmp.Diff(want, scs[0].Steps, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("sysctl steps (-want +got):\n%s", diff)
+	}
+}
+
+// TestDescription: tuple lab --list shows a group's first sentence whole,
+// also where it ends mid-line or runs over lines, and cuts one that is
+// too long at a word, with an ellipsis; every built-in group's
+// description is whole.
+func TestDescription(t *testing.T) {
+	long := strings.Repeat("word ", 60) // 300 runes, no sentence end
+	for _, tc := range []struct{ text, want string }{
+		{"# Source NAT: can \"some NAT trickery\" share a source port? Each scenario\n# builds hosts.\n", `Source NAT: can "some NAT trickery" share a source port?`},
+		{"\n# Which addresses overlap.\n# No reuse flags here.\n", "Which addresses overlap."},
+		{"# A sentence that runs\n# over two lines. Then more.\n", "A sentence that runs over two lines."},
+		{"# IP_BIND_ADDRESS_NO_PORT: let connect() pick the port.\n# bind(ip, 0) takes one at bind time.\n", "IP_BIND_ADDRESS_NO_PORT: let connect() pick the port."},
+		{"# Rules of Linux 5.10 and 6.18, e.g. the mapped ones (see --kernel)\n\n# Another paragraph.\n", "Rules of Linux 5.10 and 6.18, e.g. the mapped ones (see --kernel)"},
+		{"# First paragraph\n#\n# Second.\n", "First paragraph"},
+		{"[x]\nA socket tcp4\n", ""},
+		{"# " + long + "\n", strings.TrimSpace(strings.Repeat("word ", 48)) + "…"},
+		{"# Überall: ümlauts count as runes. Zwei.\n", "Überall: ümlauts count as runes."},
+	} {
+		got := Description([]byte(tc.text))
+		if got != tc.want {
+			t.Errorf("Description(%q)\n got %q\nwant %q", tc.text, got, tc.want)
+		}
+		if n := len([]rune(got)); n > maxDescription {
+			t.Errorf("Description(%q): %d runes, at most %d", tc.text, n, maxDescription)
+		}
+	}
+	for _, g := range Groups() {
+		text, _ := Builtin(g)
+		d := Description(text)
+		if d == "" || strings.HasSuffix(d, "…") {
+			t.Errorf("group %s: description %q, want its first sentence whole", g, d)
+		}
+	}
+	if text, _ := Builtin("nat"); Description(text) != `Source NAT: can "some NAT trickery" share a source port?` {
+		t.Errorf("nat: description %q, want its first sentence", Description(text))
 	}
 }
 

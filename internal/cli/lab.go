@@ -45,9 +45,10 @@ tuple lab --print seed, and docs/lab.md). Needs root.
 --repeat N runs every scenario N times and marks each line whose kernel
 answer varied between runs as flaky. A run stops after --timeout.
 
-Exit status: 0 when every line is ok (the kernel met the expectation, the
-model agreed, and with --repeat the kernel answered the same every time), 1
-otherwise (or when the run timed out), 2 on bad input.`,
+Exit status: 0 when every line is ok (the kernel met the expectation, a
+sysctl line without one succeeded, the model agreed, and with --repeat the
+kernel answered the same every time), 1 otherwise (or when the run timed
+out), 2 on bad input.`,
 		Example: `  tuple lab seed
   tuple lab --print seed > mine.lab && tuple lab mine.lab
   tuple lab --json options | jq 'select(.ok | not)'
@@ -96,7 +97,7 @@ func runLab(ctx context.Context, o labOptions, args []string, s Streams) error {
 		for _, g := range lab.Groups() {
 			text, _ := lab.Builtin(g)
 			scs, _ := lab.Parse(lab.BuiltinFile(g), text)
-			if _, err := fmt.Fprintf(s.Out, "%-12s %2d scenarios  %s\n", g, len(scs), groupSummary(text)); err != nil {
+			if _, err := fmt.Fprintf(s.Out, "%-12s %2d scenarios  %s\n", g, len(scs), lab.Description(text)); err != nil {
 				return writeFailed(err)
 			}
 		}
@@ -264,14 +265,4 @@ func readLabFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than 1 MiB", name)
 	}
 	return os.ReadFile(name)
-}
-
-// groupSummary is the first comment line of a group's text.
-func groupSummary(text []byte) string {
-	for _, l := range strings.Split(string(text), "\n") {
-		if t, ok := strings.CutPrefix(strings.TrimSpace(l), "#"); ok {
-			return strings.TrimSpace(t)
-		}
-	}
-	return ""
 }

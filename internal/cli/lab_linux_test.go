@@ -292,6 +292,35 @@ D socket tcp4 port-range=40005-40001 => EINVAL
 	}
 }
 
+// TestLabFailedSysctlExits1: a sysctl the kernel refuses (an inverted
+// ip_local_port_range, a key no kernel has) fails its line and the run
+// (exit 1), the table naming the errno in words on the line; the same
+// lines expecting the errors pass (exit 0).
+func TestLabFailedSysctlExits1(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces (CI runs as root)")
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.lab")
+	os.WriteFile(bad, []byte("[x]\nsysctl net.ipv4.ip_local_port_range=40001 40000\nsysctl net.ipv4.nosuch=1\nA socket tcp4\nA bind 127.0.0.1:0 => ok\n"), 0o644)
+	code, out, errOut := run(t, "", "lab", bad)
+	if code != 1 {
+		t.Errorf("tuple lab with refused sysctls: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	rows := regexp.MustCompile(`(?m)^  ([23]) +- +sysctl .* (EINVAL|ENOENT) +- +✗ +not done: (.*)$`).FindAllStringSubmatch(out, -1)
+	if len(rows) != 2 || !strings.HasPrefix(rows[0][3], "EINVAL (invalid argument)") || !strings.HasPrefix(rows[1][3], "ENOENT (no such file or directory)") {
+		t.Errorf("want lines 2 and 3 failed with the errno in words:\n%s", out)
+	}
+	if !strings.Contains(out, "[x]  "+bad+":1") || !strings.Contains(out, "2 ok, 2 where the kernel did not meet the expectation") {
+		t.Errorf("want the file in the header and the summary counting 2 failed lines:\n%s", out)
+	}
+	good := filepath.Join(dir, "good.lab")
+	os.WriteFile(good, []byte("[x]\nsysctl net.ipv4.ip_local_port_range=40001 40000 => EINVAL\nsysctl net.ipv4.nosuch=1 => ENOENT\nA socket tcp4\nA bind 127.0.0.1:0 => ok\n"), 0o644)
+	if code, out, errOut := run(t, "", "lab", good); code != 0 {
+		t.Errorf("tuple lab with the errors expected: exit %d, want 0\n%s%s", code, out, errOut)
+	}
+}
+
 // seconds matches the run times lab prints.
 var seconds = regexp.MustCompile(`\d+\.\d+s\b`)
 

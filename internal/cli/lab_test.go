@@ -22,6 +22,10 @@ func TestLabListAndPrint(t *testing.T) {
 	if !strings.HasPrefix(out, "seed ") {
 		t.Errorf("--list does not start with seed:\n%s", out)
 	}
+	// Each group's first sentence, whole (nat's runs on past its first line).
+	if !strings.Contains(out, " scenarios  Source NAT: can \"some NAT trickery\" share a source port?\n") {
+		t.Errorf("--list cuts nat's description:\n%s", out)
+	}
 	code, out, _ = run(t, "", "lab", "--print", "seed")
 	if code != 0 || !strings.Contains(out, "[nc-double-p]") {
 		t.Fatalf("tuple lab --print seed: exit %d\n%s", code, out)

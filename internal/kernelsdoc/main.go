@@ -159,7 +159,7 @@ func write(out io.Writer, runs []lab.KernelRun) error {
 				fmt.Fprintln(w, "|---|---|---:|---|---|---|")
 			}
 			n++
-			fmt.Fprintf(w, "| %s | `%s` | %d | `%s %s` | `%s` | %s |\n", runs[k].Name, esc(row.Scenario), row.Line, esc(row.Socket), esc(row.Op), row.Expect, answer(r))
+			fmt.Fprintf(w, "| %s | `%s` | %d | `%s %s` | `%s` | %s |\n", runs[k].Name, esc(row.Scenario), row.Line, esc(row.Socket), esc(row.Op), r.Wants(), answer(r))
 		}
 	}
 	if n == 0 {
