@@ -21,6 +21,7 @@ import (
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/reexec"
 	"github.com/tuple-net/tuple/internal/syncio"
+	"github.com/tuple-net/tuple/netns"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -651,7 +652,13 @@ func (s *session) helper(uid uint32) (*helperProc, error) {
 	} else {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
 	}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if cmd.SysProcAttr.Cloneflags&syscall.CLONE_NEWNET != 0 {
+		// Other namespaces' UDP sockets must not move the kernel's
+		// answers (a port's slot past ten sockets).
+		start = func() error { return netns.WithOwnUDPTable(cmd.Start) }
+	}
+	if err := start(); err != nil {
 		mine.Close()
 		return nil, fmt.Errorf("start lab helper: %w", err)
 	}

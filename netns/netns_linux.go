@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -217,6 +218,30 @@ func GoHere(fn func() error) (wait func() error) {
 // started from it with a parent-death signal.
 func Fresh(fn func() error) error {
 	return <-run(func() error { return os.NewSyscallError("unshare", unix.Unshare(unix.CLONE_NEWNET)) }, fn)
+}
+
+// WithOwnUDPTable runs fn as Fresh does, from a namespace whose children
+// (a process started with CLONE_NEWNET, `ip netns add`) get a UDP hash
+// table of their own, as large as the host's, instead of sharing the
+// host's. In a shared table the kernel counts a port's slot over every
+// namespace, and past ten sockets there bind() takes other paths: a
+// namespace meant to show the kernel's rules alone (the lab's, a test's)
+// must not have its answers moved by other namespaces' sockets. Kernels
+// before 6.2 lack net.ipv4.udp_child_hash_entries: there fn runs as under
+// Fresh, and its namespaces share the table.
+func WithOwnUDPTable(fn func() error) error {
+	return Fresh(func() error {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/udp_hash_entries")
+		if err == nil {
+			// Negative in a namespace that shares the host's table.
+			n, _ := strconv.Atoi(string(bytes.TrimSpace(b)))
+			err = os.WriteFile("/proc/sys/net/ipv4/udp_child_hash_entries", []byte(strconv.Itoa(max(n, -n))), 0)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("a UDP hash table of their own for new namespaces: %w", err)
+		}
+		return fn()
+	})
 }
 
 // start runs fn on a locked OS thread that has entered the namespace

@@ -30,3 +30,6 @@ func GoHere(fn func() error) (wait func() error) { return unsupported }
 
 // Fresh needs Linux.
 func Fresh(fn func() error) error { return unsupported() }
+
+// WithOwnUDPTable needs Linux.
+func WithOwnUDPTable(fn func() error) error { return unsupported() }

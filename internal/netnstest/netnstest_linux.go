@@ -82,7 +82,14 @@ func New(t testing.TB, addrs ...string) *NS {
 	RequireRoot(t)
 	sweepOnce.Do(sweepDead)
 	ns := &NS{Name: fmt.Sprintf("%s%d-%d", namePrefix, os.Getpid(), seq.Add(1))}
-	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
+	// A UDP table of its own: other namespaces' sockets (other tests')
+	// must not move a crowded port's answer.
+	var out []byte
+	err := netns.WithOwnUDPTable(func() (err error) {
+		out, err = exec.Command("ip", "netns", "add", ns.Name).CombinedOutput()
+		return err
+	})
+	if err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
 	}
 	t.Cleanup(func() {
