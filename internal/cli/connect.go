@@ -341,6 +341,7 @@ func fourTuple(c net.Conn) string {
 
 // run connects and relays stdin/stdout until the session ends.
 func (p *connectPlan) run(ctx context.Context, s Streams) error {
+	warnPortRangeIgnored(s.Err, "--port-range "+p.opts.portRange, p.sockopt.PortRange)
 	conn, fail := p.dial(ctx, p.ports[0].Lo)
 	if fail != nil {
 		return reportNetFailure(s.Err, fail)

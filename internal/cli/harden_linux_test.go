@@ -654,3 +654,40 @@ func TestRelayIntoClosedStdoutPipe(t *testing.T) {
 		}
 	}
 }
+
+// The kernel ignores an end of IP_LOCAL_PORT_RANGE outside the namespace's
+// ip_local_port_range, and connect() succeeds from a port the user did not
+// ask for: tuple says so, with the range the ports come from.
+func TestPortRangeOutsideTheNamespaceRangeWarns(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40100")
+	ln := listenIn(t, ns, "10.0.0.1:7000")[0]
+	go func() { // each connection ends at once: connect exits 0
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		args []string
+		want string // "" for no warning
+	}{
+		{[]string{"connect", "--port-range", "20000-20001", "10.0.0.1", "7000"}, "--port-range 20000-20001 reaches outside net.ipv4.ip_local_port_range 40000-40100, and the kernel ignores an end outside it: ports come from 40000-40100"},
+		{[]string{"connect", "--port-range", "30000-40010", "10.0.0.1", "7000"}, "ports come from 40000-40010"},
+		{[]string{"connect", "--port-range", "40010-40020", "10.0.0.1", "7000"}, ""},
+	} {
+		c := startIn(t, ns, false, "tuple", tc.args...).run(nil)
+		c.stdin.Close()
+		if code := c.wait(10 * time.Second); code != 0 {
+			t.Fatalf("tuple %s: exit %d: %s", strings.Join(tc.args, " "), code, c.stderr.String())
+		}
+		got := c.stderr.String()
+		if (tc.want == "") != !strings.Contains(got, "warning") || !strings.Contains(got, tc.want) {
+			t.Errorf("tuple %s: stderr %q, want a warning with %q", strings.Join(tc.args, " "), got, tc.want)
+		}
+	}
+}

@@ -187,6 +187,9 @@ func runLoad(ctx context.Context, o loadOptions, s Streams) error {
 	if err != nil {
 		return err
 	}
+	if sp.Policy.Kind() == dial.KindRange {
+		warnPortRangeIgnored(s.Err, "--policy "+o.Policy, sp.Policy.Ports())
+	}
 	show := progressLine(s.Err, "established", o.Conns)
 	sp.Stderr, sp.Progress = s.Err, show
 	var outErr error

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/broker"
+	"github.com/tuple-net/tuple/hostmodel"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -101,6 +103,28 @@ func describeErr(err error) string {
 		return oe.Err.Error()
 	}
 	return err.Error()
+}
+
+// warnPortRangeIgnored says on w which ends of an IP_LOCAL_PORT_RANGE
+// (what: the flag as given) the kernel will ignore: those outside this namespace's
+// ip_local_port_range (rules.EffectiveRange). Nothing fails there, so
+// without a word the user would take the ports that come for the range
+// they asked.
+func warnPortRangeIgnored(w io.Writer, what string, asked inet.PortRange) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil || asked.IsZero() {
+		return
+	}
+	ns, err := hostmodel.ParsePortRange(b)
+	if err != nil {
+		return
+	}
+	got, _ := rules.EffectiveRange(rules.Host{EphemeralRange: ns}, rules.Socket{PortRange: asked})
+	if (asked.Lo == 0 || got.Lo == asked.Lo) && (asked.Hi == 0 || got.Hi == asked.Hi) {
+		return
+	}
+	warnf(w, "tuple: warning: %s reaches outside net.ipv4.ip_local_port_range %d-%d, and the kernel ignores an end outside it: ports come from %d-%d\n",
+		what, ns.Lo, ns.Hi, got.Lo, got.Hi)
 }
 
 // sessionFailed is the error of a relay session (what names it) that
