@@ -18,6 +18,7 @@ import (
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/handover"
 	"github.com/tuple-net/tuple/internal/syncio"
+	"github.com/tuple-net/tuple/internal/unixsock"
 	"github.com/tuple-net/tuple/reuseport"
 )
 
@@ -61,6 +62,13 @@ func (o *listenOptions) checkGroup() (*groupPlan, error) {
 		return nil, fmt.Errorf("--steer, --members and --migrate need --reuseport: they act on a SO_REUSEPORT group")
 	case g.members < 0 || g.members > 1024:
 		return nil, fmt.Errorf("--members %d: want 1-1024", g.members)
+	}
+	if g.handover != "" {
+		// Before anything listens: a file or directory at PATH is
+		// bad input, and never replaced.
+		if err := unixsock.Check(g.handover); err != nil {
+			return nil, fmt.Errorf("--handover: %v", err)
+		}
 	}
 	p := &groupPlan{members: g.members, migrate: g.migrate, handover: g.handover}
 	if g.steer != "" {
@@ -133,6 +141,10 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		if err != nil {
 			closeAll()
 			loops.Wait()
+			var nse *unixsock.NotSocketError
+			if errors.As(err, &nse) { // it came after the check in plan
+				return usageError("listen: --handover: %v", nse)
+			}
 			return fmt.Errorf("--handover: %s", describeErr(err))
 		}
 		defer offer.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -220,4 +221,35 @@ func TestListenGroupSIGTERMFinishesConnections(t *testing.T) {
 		t.Fatalf("open connection after SIGTERM: %v", err)
 	}
 	srv.wantExit0("before\nafter\n", "both lines, exit 0 after SIGTERM")
+}
+
+// TestListenHandoverKeepsNonSocket: `listen -k --handover PATH` removed a
+// regular file or an empty directory at PATH (it took them for a dead
+// server's socket). Now it is bad input naming PATH and what it is, before
+// anything listens, and PATH is left as it was.
+func TestListenHandoverKeepsNonSocket(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	dir := t.TempDir()
+	file, empty := filepath.Join(dir, "passwd"), filepath.Join(dir, "empty")
+	if err := os.WriteFile(file, []byte("root:x:0:0::/root:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for path, what := range map[string]string{file: "a regular file", empty: "a directory"} {
+		p := startIn(t, ns, false, "tuple", "listen", "-k", "--handover", path, "10.0.0.1", "8305").run(nil)
+		code := p.wait(10 * time.Second)
+		want := "tuple: listen: --handover: " + path + " is " + what + ", not a unix socket\n"
+		if code != 2 || p.stderr.String() != want {
+			t.Errorf("listen --handover over %s: exit %d, stderr %q; want 2 and %q", what, code, p.stderr.String(), want)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "root:x:0:0::/root:/bin/sh\n" {
+		t.Errorf("the file after listen --handover: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(empty); err != nil || !fi.IsDir() {
+		t.Errorf("the directory after listen --handover: %v", err)
+	}
 }
