@@ -110,7 +110,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		if taken != nil {
 			how = "taken over from " + g.handover
 		}
-		warnf(errOut, "listening on %s (%s), %d listener(s) %s\n", formatAddrPort(addrPortOf(lns[0].Addr())), p.proto, len(lns), how)
+		warnf(errOut, "listening on %s (%s), %d listener(s) %s\n", boundOf(lns[0].Addr(), lns[0]), p.proto, len(lns), how)
 	}
 
 	out := &syncio.Writer{W: s.Out}
