@@ -191,6 +191,11 @@ func (p *listenPlan) groupListeners(ctx context.Context, errOut io.Writer) ([]ne
 		t, err := handover.Take(ctx, h)
 		switch {
 		case err == nil:
+			// Before Ready: the old process stops only once told.
+			if err := p.checkTaken(ctx, t.Listeners); err != nil {
+				t.Close()
+				return nil, nil, nil, err
+			}
 			return t.Listeners, t, nil, nil
 		case !errors.Is(err, handover.ErrNoOffer):
 			return nil, nil, nil, fmt.Errorf("--handover %s: %s", h, describeErr(err))
