@@ -20,27 +20,19 @@ import (
 
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/sockaddr"
+	"github.com/tuple-net/tuple/internal/unixsock"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
 
 // ListenUnix creates the broker's socket file at path with the mode and
 // owner sf asks for. A stale file left by a broker that died is replaced; a
-// live broker's is not.
+// live broker's is not, nor is anything at path that is not a socket.
 func ListenUnix(path string, sf SocketFile) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen unixpacket %s: exists and is not a socket", path)
-		}
-		if c, err := net.Dial("unixpacket", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("listen unixpacket %s: another broker is serving it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, err
-		}
+	ln, err := unixsock.Listen("unixpacket", path)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen unixpacket %s: another broker is serving it", path)
 	}
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/internal/unixsock"
 )
 
 // Takeover is the successor's side of one hand-over: the listeners it
@@ -145,22 +147,13 @@ type Offer struct {
 
 // Listen binds the Unix socket path for hand-over. A socket file left by a
 // process that is gone is replaced; one where a process still listens is
-// an error wrapping EADDRINUSE.
+// an error wrapping EADDRINUSE. Anything else at path (a file, a
+// directory, a symbolic link) is never removed: the error wraps a
+// *unixsock.NotSocketError.
 func Listen(path string) (*Offer, error) {
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := unixsock.Listen("unix", path)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		c, derr := net.Dial("unix", path)
-		if derr == nil {
-			c.Close()
-			return nil, fmt.Errorf("handover: a process already offers its listeners at %s: %w", path, err)
-		}
-		if !errors.Is(derr, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("handover: %s: %w", path, err)
-		}
-		if rerr := os.Remove(path); rerr != nil {
-			return nil, fmt.Errorf("handover: remove stale %s: %w", path, rerr)
-		}
-		ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		return nil, fmt.Errorf("handover: a process already offers its listeners at %s: %w", path, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("handover: listen on %s: %w", path, err)

@@ -7,11 +7,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tuple-net/tuple/internal/unixsock"
 )
 
 // server answers every connection on its listeners with one byte, its
@@ -192,5 +196,35 @@ func TestListenRefusesLiveOffer(t *testing.T) {
 	if o2, err := Listen(path); err == nil {
 		o2.Close()
 		t.Fatal("second Listen on a live offer succeeded")
+	}
+}
+
+// TestListenKeepsWhatIsNotASocket: Listen on a path that holds a regular
+// file or an empty directory fails, names what is there, and leaves it
+// (it used to take them for a dead process's socket and remove them).
+func TestListenKeepsWhatIsNotASocket(t *testing.T) {
+	dir := t.TempDir()
+	file, empty := filepath.Join(dir, "file"), filepath.Join(dir, "empty")
+	if err := os.WriteFile(file, []byte("keep me\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for path, what := range map[string]string{file: "a regular file", empty: "a directory"} {
+		o, err := Listen(path)
+		if err == nil {
+			o.Close()
+		}
+		var nse *unixsock.NotSocketError
+		if !errors.As(err, &nse) || !strings.Contains(err.Error(), path+" is "+what+", not a unix socket") {
+			t.Errorf("Listen(%s): %v, want %q", path, err, path+" is "+what+", not a unix socket")
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep me\n" {
+		t.Errorf("the file after Listen: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(empty); err != nil || !fi.IsDir() {
+		t.Errorf("the directory after Listen: %v", err)
 	}
 }

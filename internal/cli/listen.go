@@ -292,7 +292,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 	errOut := &syncio.Writer{W: s.Err}
 	// With port 0 the kernel picks the port: say which, even without -v.
 	if p.opts.verbose || p.local.Port() == 0 {
-		warnf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(ln.Addr())), p.proto)
+		warnf(errOut, "listening on %s (%s)\n", boundOf(ln.Addr(), ln), p.proto)
 	}
 
 	if !p.opts.keep {
@@ -520,7 +520,7 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 	errOut := &syncio.Writer{W: s.Err}
 	// With port 0 the kernel picks the port: say which, even without -v.
 	if p.opts.verbose || p.local.Port() == 0 {
-		warnf(errOut, "listening on %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), p.proto)
+		warnf(errOut, "listening on %s (%s)\n", boundOf(pc.LocalAddr(), pc), p.proto)
 	}
 	conn := &lastPeerConn{PacketConn: pc, known: make(chan struct{}), closed: make(chan struct{})}
 	if p.opts.verbose {

@@ -18,6 +18,7 @@ import (
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/handover"
 	"github.com/tuple-net/tuple/internal/syncio"
+	"github.com/tuple-net/tuple/internal/unixsock"
 	"github.com/tuple-net/tuple/reuseport"
 )
 
@@ -62,6 +63,13 @@ func (o *listenOptions) checkGroup() (*groupPlan, error) {
 	case g.members < 0 || g.members > 1024:
 		return nil, fmt.Errorf("--members %d: want 1-1024", g.members)
 	}
+	if g.handover != "" {
+		// Before anything listens: a file or directory at PATH is
+		// bad input, and never replaced.
+		if err := unixsock.Check(g.handover); err != nil {
+			return nil, fmt.Errorf("--handover: %v", err)
+		}
+	}
 	p := &groupPlan{members: g.members, migrate: g.migrate, handover: g.handover}
 	if g.steer != "" {
 		s, err := reuseport.ParseSteering(g.steer)
@@ -102,7 +110,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		if taken != nil {
 			how = "taken over from " + g.handover
 		}
-		warnf(errOut, "listening on %s (%s), %d listener(s) %s\n", formatAddrPort(addrPortOf(lns[0].Addr())), p.proto, len(lns), how)
+		warnf(errOut, "listening on %s (%s), %d listener(s) %s\n", boundOf(lns[0].Addr(), lns[0]), p.proto, len(lns), how)
 	}
 
 	out := &syncio.Writer{W: s.Out}
@@ -133,6 +141,10 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		if err != nil {
 			closeAll()
 			loops.Wait()
+			var nse *unixsock.NotSocketError
+			if errors.As(err, &nse) { // it came after the check in plan
+				return usageError("listen: --handover: %v", nse)
+			}
 			return fmt.Errorf("--handover: %s", describeErr(err))
 		}
 		defer offer.Close()
@@ -179,6 +191,11 @@ func (p *listenPlan) groupListeners(ctx context.Context, errOut io.Writer) ([]ne
 		t, err := handover.Take(ctx, h)
 		switch {
 		case err == nil:
+			// Before Ready: the old process stops only once told.
+			if err := p.checkTaken(ctx, t.Listeners); err != nil {
+				t.Close()
+				return nil, nil, nil, err
+			}
 			return t.Listeners, t, nil, nil
 		case !errors.Is(err, handover.ErrNoOffer):
 			return nil, nil, nil, fmt.Errorf("--handover %s: %s", h, describeErr(err))

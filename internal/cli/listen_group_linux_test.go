@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -220,4 +221,74 @@ func TestListenGroupSIGTERMFinishesConnections(t *testing.T) {
 		t.Fatalf("open connection after SIGTERM: %v", err)
 	}
 	srv.wantExit0("before\nafter\n", "both lines, exit 0 after SIGTERM")
+}
+
+// TestListenHandoverRefusesOtherAddress: `listen --handover S 10.0.0.1
+// 7075` with a server of 10.0.0.1:7074 at S took over 7074 and served it,
+// and the old server stopped. Now it exits 2 naming both, before the old
+// server is told anything: that one goes on serving 7074 (and can still
+// hand over to a successor that asks for 7074), and nothing listens on 7075.
+func TestListenHandoverRefusesOtherAddress(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	path := filepath.Join(t.TempDir(), "handover.sock")
+	old := startIn(t, ns, false, "tuple", "listen", "-k", "-v", "--handover", path, "10.0.0.1", "7074").run(nil)
+	old.waitStderr("listening on 10.0.0.1:7074 (tcp), 1 listener(s) opened")
+
+	wrong := startIn(t, ns, false, "tuple", "listen", "-k", "-v", "--handover", path, "10.0.0.1", "7075").run(nil)
+	code := wrong.wait(10 * time.Second)
+	errOut := wrong.stderr.String()
+	want := "tuple: listen: --handover " + path + ": the process there serves 10.0.0.1:7074 (tcp), not 10.0.0.1:7075 as asked; it goes on serving\n"
+	if code != 2 || errOut != want {
+		t.Errorf("listen --handover on another port: exit %d, stderr %q; want 2 and %q", code, errOut, want)
+	}
+	if out := strings.TrimSpace(ns.Run(t, "ss", "-Htln", "sport = :7075")); out != "" {
+		t.Errorf("something listens on 7075: %s", out)
+	}
+	err := ns.Do(func() error { return sendLine("10.0.0.1:7074", "still served") })
+	if err != nil {
+		t.Fatalf("the old server after the refused take-over: %v", err)
+	}
+	if !old.stdout.await(5*time.Second, old.done, func(s string) bool { return s == "still served\n" }) {
+		t.Fatalf("the old server printed %q, want %q; stderr: %s", old.stdout.String(), "still served\n", old.stderr.String())
+	}
+
+	next := startIn(t, ns, false, "tuple", "listen", "-k", "-v", "--handover", path, "10.0.0.1", "7074").run(nil)
+	next.waitStderr("listening on 10.0.0.1:7074 (tcp), 1 listener(s) taken over from " + path)
+	old.wantExit0("still served\n", "the line sent before the hand-over")
+	next.cmd.Process.Signal(syscall.SIGINT)
+	if code := next.wait(10 * time.Second); code != 0 {
+		t.Errorf("the successor exited %d on SIGINT: %s", code, next.stderr.String())
+	}
+}
+
+// TestListenHandoverKeepsNonSocket: `listen -k --handover PATH` removed a
+// regular file or an empty directory at PATH (it took them for a dead
+// server's socket). Now it is bad input naming PATH and what it is, before
+// anything listens, and PATH is left as it was.
+func TestListenHandoverKeepsNonSocket(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	dir := t.TempDir()
+	file, empty := filepath.Join(dir, "passwd"), filepath.Join(dir, "empty")
+	if err := os.WriteFile(file, []byte("root:x:0:0::/root:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for path, what := range map[string]string{file: "a regular file", empty: "a directory"} {
+		p := startIn(t, ns, false, "tuple", "listen", "-k", "--handover", path, "10.0.0.1", "8305").run(nil)
+		code := p.wait(10 * time.Second)
+		want := "tuple: listen: --handover: " + path + " is " + what + ", not a unix socket\n"
+		if code != 2 || p.stderr.String() != want {
+			t.Errorf("listen --handover over %s: exit %d, stderr %q; want 2 and %q", what, code, p.stderr.String(), want)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "root:x:0:0::/root:/bin/sh\n" {
+		t.Errorf("the file after listen --handover: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(empty); err != nil || !fi.IsDir() {
+		t.Errorf("the directory after listen --handover: %v", err)
+	}
 }
