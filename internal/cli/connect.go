@@ -379,6 +379,13 @@ func (p *connectPlan) scan(ctx context.Context, s Streams) error {
 			if p.opts.verbose {
 				warnf(s.Err, "connected %s (%s)\n", fourTuple(conn), p.proto)
 			}
+			if tc, ok := conn.(*net.TCPConn); ok && p.local.Port() != 0 {
+				// From a fixed source port (-p) the probe ends with a
+				// reset: a normal close would leave a TIME_WAIT entry
+				// holding the port, and the next probe's bind of it
+				// would fail with EADDRINUSE.
+				_ = tc.SetLinger(0) // a failure leaves the normal close
+			}
 			conn.Close()
 			continue
 		}

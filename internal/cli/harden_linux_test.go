@@ -691,3 +691,20 @@ func TestPortRangeOutsideTheNamespaceRangeWarns(t *testing.T) {
 		}
 	}
 }
+
+// connect -z -p PORT over several open ports: each probe's close left a
+// TIME_WAIT entry holding PORT, and the next probe's bind failed with
+// EADDRINUSE (exit 1, the scan cut short).
+func TestScanFromFixedSourcePort(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	listenIn(t, ns, "10.0.0.1:8601", "10.0.0.1:8602")
+	scan := startIn(t, ns, false, "tuple", "connect", "-z", "-p", "4601", "10.0.0.1", "8601", "8602", "8603").run(nil)
+	if code := scan.wait(20 * time.Second); code != 0 {
+		t.Fatalf("scan exited %d: %s", code, scan.stderr.String())
+	}
+	want := "10.0.0.1 8601/tcp open\n10.0.0.1 8602/tcp open\n10.0.0.1 8603/tcp closed (connection refused)\n"
+	if got := scan.stdout.String(); got != want {
+		t.Errorf("scan printed\n%s\nwant\n%s", got, want)
+	}
+}
