@@ -126,7 +126,9 @@ func Explain(ctx context.Context, sit *Situation, p Plan) *Report {
 		r.Assumptions = []string{}
 	}
 	if res.OK() {
-		r.Port = res.After.Local.Port()
+		if res.StandIn == 0 {
+			r.Port = res.After.Local.Port()
+		}
 		if r.Explanation == "" {
 			r.Explanation = "no existing socket conflicts with it"
 		}

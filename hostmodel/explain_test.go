@@ -176,3 +176,25 @@ func TestExplainRangeExhausted(t *testing.T) {
 	r := Explain(context.Background(), sit, p)
 	wantText(t, "fixes", fixText(r), "widen net.ipv4.ip_local_port_range (now 40000-40003), e.g. sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" | \n")
 }
+
+// bind(ADDR:0) then connect(): the kernel takes one of many ports at
+// random, so the report names no port as the one it will take ("would
+// succeed (port 32768)" read as a fact) and says which one the connect was
+// judged with.
+func TestExplainBindZeroThenConnect(t *testing.T) {
+	sit := &Situation{Host: rules.DefaultHost()}
+	p := Plan{Socket: rules.Socket{Proto: inet.TCP, Family: inet.IPv4},
+		Ops: []rules.Op{{Kind: rules.OpBind, Addr: ap("127.0.0.1:0")}, {Kind: rules.OpConnect, Addr: ap("10.0.0.2:80"), Source: netip.MustParseAddr("127.0.0.1")}}}
+	r := Explain(context.Background(), sit, p)
+	if !r.OK() || r.Port != 0 {
+		t.Fatalf("report: verdict %s, port %d; want ok and no port named", r.Verdict, r.Port)
+	}
+	if len(r.Assumptions) == 0 || !strings.HasPrefix(r.Assumptions[len(r.Assumptions)-1], "bind(0) takes one of ") {
+		t.Errorf("assumptions %q: want the port bind(0) was judged with", r.Assumptions)
+	}
+	// A port bind() names is the socket's for sure.
+	p.Ops[0].Addr = ap("127.0.0.1:5000")
+	if r := Explain(context.Background(), sit, p); !r.OK() || r.Port != 5000 {
+		t.Errorf("bind 127.0.0.1:5000 then connect: verdict %s, port %d; want ok, port 5000", r.Verdict, r.Port)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"syscall"
 
 	"github.com/tuple-net/tuple/inet"
@@ -22,6 +23,11 @@ type Plan struct {
 type Result struct {
 	rules.Outcome
 	Failed int // index of the failing operation in Plan.Ops, -1 when all succeed
+	// StandIn is the port a bind(0) followed by another operation was
+	// given for judging that operation, 0 for none: the kernel takes one
+	// of several ports at random, so After's port is one it may take, not
+	// the one it will (an assumption of the outcome says so).
+	StandIn uint16
 }
 
 // Model predicts one operation; rules.Predict is the model. Tests may
@@ -40,10 +46,19 @@ func Predict(model Model, w rules.World, p Plan) Result {
 func run(predict func(rules.Socket, rules.Op) rules.Outcome, host rules.Host, p Plan) Result {
 	s := p.Socket
 	var out rules.Outcome
+	var standIn uint16
+	var candidates int
+	result := func(failed int) Result {
+		if standIn != 0 {
+			out.Assumptions = append(slices.Clone(out.Assumptions), fmt.Sprintf(
+				"bind(0) takes one of %d free ports, starting at a random one; the next operation was judged with port %d, one it may take", candidates, standIn))
+		}
+		return Result{Outcome: out, Failed: failed, StandIn: standIn}
+	}
 	for i, op := range p.Ops {
 		out = predict(s, op)
 		if !out.OK() {
-			return Result{Outcome: out, Failed: i}
+			return result(i)
 		}
 		s = out.After
 		if i+1 < len(p.Ops) && op.Kind == rules.OpBind && op.Addr.Port() == 0 && s.Local.Port() == 0 && !s.BindNoPort {
@@ -52,10 +67,11 @@ func run(predict func(rules.Socket, rules.Op) rules.Outcome, host rules.Host, p 
 			// operation is judged with one of them.
 			if port, ok := pickBoundPort(predict, host, p.Socket, op); ok {
 				s.Local = netip.AddrPortFrom(s.Local.Addr(), port)
+				standIn, candidates = port, out.Candidates
 			}
 		}
 	}
-	return Result{Outcome: out, Failed: -1}
+	return result(-1)
 }
 
 // pickBoundPort returns a port bind(op.Addr with port 0) may have taken:
