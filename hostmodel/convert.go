@@ -196,6 +196,10 @@ func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 		r.ID = socketID(s)
 	}
 	r.State = st
+	if st == rules.Listen && s.Proto == inet.TCP {
+		// inet_diag gives a listener's accept queue and backlog.
+		r.Waiting, r.Backlog, r.BacklogKnown = s.RecvQ, s.SendQ, true
+	}
 	e := Entry{Owners: s.Owners, Inode: s.Inode}
 	parent := listenerOf(s, all)
 	e.accepted = st == rules.Connected && parent != nil

@@ -117,7 +117,11 @@ func (e *eval) refused() {
 	// Only a specific unicast address: a connect() to 0.0.0.0 goes to
 	// loopback, and multicast or broadcast peers fail otherwise.
 	if e.out.Err != 0 || !e.m.host.AllListeners || peer.IsUnspecified() || peer.IsMulticast() || peer == netip.AddrFrom4([4]byte{255, 255, 255, 255}) ||
-		!e.m.host.local(peer) || e.m.listening(e.op.Addr) {
+		!e.m.host.local(peer) {
+		return
+	}
+	if ls := e.m.listeners(e.op.Addr); len(ls) > 0 {
+		e.acceptQueueFull(ls)
 		return
 	}
 	if e.selfConnect() {
@@ -128,12 +132,13 @@ func (e *eval) refused() {
 	e.fail(syscall.ECONNREFUSED, "no-listener", fmt.Sprintf("nothing listens on %s: this host answers the connection request with a reset", e.op.Addr))
 }
 
-// listening reports whether a TCP listener of this host accepts
-// connections to peer: one on its port whose address is the peer's, or a
-// wildcard of the peer's family (an IPv6 :: one takes IPv4 too unless it is
-// v6only).
-func (m *Model) listening(peer netip.AddrPort) bool {
+// listeners are the TCP listeners of this host one of which takes a SYN to
+// peer: those on its port whose address is the peer's, or else the
+// wildcards of the peer's family (an IPv6 :: one takes IPv4 too unless it
+// is v6only); the kernel's lookup scores the exact address higher.
+func (m *Model) listeners(peer netip.AddrPort) []int32 {
 	pa := peer.Addr().Unmap().WithZone("")
+	var exact, wild []int32
 	for _, j := range m.owners(inet.TCP, peer.Port()) {
 		o := m.socks[j]
 		if o.State != Listen {
@@ -142,14 +147,47 @@ func (m *Model) listening(peer netip.AddrPort) bool {
 		la := o.Local.Addr().WithZone("")
 		switch {
 		case la.Unmap() == pa:
-			return true
+			exact = append(exact, j)
 		case la.Unmap().IsUnspecified() && la.Unmap().Is4() && pa.Is4(): // 0.0.0.0, ::ffff:0.0.0.0
-			return true
+			wild = append(wild, j)
 		case la.Is6() && !la.Is4In6() && la.IsUnspecified() && (pa.Is6() || !o.V6Only):
-			return true
+			wild = append(wild, j)
 		}
 	}
-	return false
+	if len(exact) > 0 {
+		return exact
+	}
+	return wild
+}
+
+// acceptQueueFull makes the connect() wait when every listener that may
+// take its SYN (ls) has more connections waiting to be accepted than its
+// backlog: tcp_conn_request drops the SYN, and the connecting side sends
+// it again until the listener accepts or tcp_syn_retries runs out
+// (ETIMEDOUT). Where only some members of a reuseport group are full, the
+// SYN's hash decides: an assumption says so.
+func (e *eval) acceptQueueFull(ls []int32) {
+	full, first := 0, int32(-1)
+	for _, j := range ls {
+		if o := e.m.socks[j]; o.BacklogKnown && o.Waiting > o.Backlog {
+			if full == 0 {
+				first = j
+			}
+			full++
+		}
+	}
+	switch {
+	case full == 0:
+	case full < len(ls):
+		e.out.Assumptions = append(e.out.Assumptions, fmt.Sprintf(
+			"%d of the %d listeners that may take the connection have a full accept queue: a SYN the kernel hands to one of them is dropped, and connect() waits", full, len(ls)))
+	default:
+		o := e.m.socks[first]
+		e.block(int(first), fmt.Sprintf("its accept queue is full: %d connections wait, backlog %d", o.Waiting, o.Backlog))
+		e.fail(syscall.ETIMEDOUT, "accept-queue-full", fmt.Sprintf(
+			"the listener on %s has a full accept queue (%d connections wait to be accepted, backlog %d): the kernel drops the SYN, and connect() sends it again until the listener accepts one or net.ipv4.tcp_syn_retries runs out (ETIMEDOUT, about 2 minutes by default)",
+			o.Local, o.Waiting, o.Backlog))
+	}
 }
 
 // connectFamily checks the peer's family against the socket's.

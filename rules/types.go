@@ -94,6 +94,14 @@ type Socket struct {
 	// Host.BindV6Only (net.ipv6.bindv6only) decides and V6Only is ignored.
 	V6OnlyDefault bool
 
+	// Waiting and Backlog are, for a listener when BacklogKnown, the
+	// connections waiting in its accept queue (ss's Recv-Q) and the
+	// backlog listen() gave it (Send-Q). While more than Backlog wait the
+	// kernel drops every SYN for it (sk_acceptq_is_full): a connect()
+	// waits.
+	Waiting, Backlog uint32
+	BacklogKnown     bool
+
 	// AcceptQueue is, for a listener's child that no process has accepted
 	// yet, the ID of the listener whose accept queue holds it; empty for
 	// every other socket. Closing that listener resets the child

@@ -301,3 +301,19 @@ func TestConnectAndListenOnLoopback(t *testing.T) {
 func TestListenPortGivenTwice(t *testing.T) {
 	wantBadInput(t, "the port is given twice, -p 8702 and 8703", "listen", "-p", "8702", "8703")
 }
+
+// connect -6 NAME where NAME has IPv4 addresses only: bad input (exit 2)
+// said in words, where Go's "address localhost: no suitable address found"
+// exited 1 (or named the source address).
+func TestNoAddressOfTheFamily(t *testing.T) {
+	err := &net.OpError{Op: "dial", Net: "tcp6", Err: &net.AddrError{Err: "no suitable address found", Addr: "localhost"}}
+	f := newNetFailure("connect", "tcp", netip.AddrPort{}, netip.AddrPort{}, err)
+	f.target = "localhost:80"
+	var ee *exitError
+	if !errors.As(reportNetFailure(io.Discard, f), &ee) || ee.code != exitUsage {
+		t.Errorf("exit code: %+v, want %d", ee, exitUsage)
+	}
+	if got, want := f.Error(), "connect tcp *:* -> localhost:80: the name has no address of the family asked for (-4, -6, or the source address's)"; got != want {
+		t.Errorf("message %q, want %q", got, want)
+	}
+}

@@ -86,6 +86,8 @@ func describeErr(err error) string {
 		return "broker " + unreachable.Path + ": " + describeErr(unreachable.Err)
 	case errors.As(err, &dns):
 		return "resolve " + dns.Name + ": " + dns.Err
+	case noAddressOfFamily(err):
+		return "the name has no address of the family asked for (-4, -6, or the source address's)"
 	case errors.As(err, &errno):
 		s := errno.Error() + " (" + rules.ErrnoName(errno) + ")"
 		if call := failedSyscall(err); call != "" {
@@ -127,6 +129,31 @@ func warnPortRangeIgnored(w io.Writer, what string, asked inet.PortRange) {
 		what, ns.Lo, ns.Hi, got.Lo, got.Hi)
 }
 
+// isLocalAddr reports whether a is an address of this host (loopback
+// included): only there does the socket table show why a connect() went
+// unanswered.
+func isLocalAddr(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	if !a.IsValid() {
+		return false
+	}
+	if a.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // sessionFailed is the error of a relay session (what names it) that
 // ended with err. Standard output's reader leaving is no failure of the
 // session: that error goes up as it is, for Main to end quietly.
@@ -135,6 +162,14 @@ func sessionFailed(what string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %s", what, describeErr(err))
+}
+
+// noAddressOfFamily reports whether err is Go's dialer finding no address
+// of the network's family (tcp4, tcp6, or the local address's) among those
+// a name resolved to.
+func noAddressOfFamily(err error) bool {
+	var ae *net.AddrError
+	return errors.As(err, &ae) && ae.Err == "no suitable address found"
 }
 
 func isTimeout(err error) bool {
@@ -247,7 +282,9 @@ var hintBudget = 500 * time.Millisecond
 func (f *netFailure) explainable() bool {
 	var errno syscall.Errno
 	if !errors.As(f.err, &errno) {
-		return false
+		// A local listener with a full accept queue lets connect() time
+		// out; elsewhere the model cannot see why packets go unanswered.
+		return isTimeout(f.err) && f.op == "connect" && isLocalAddr(f.remote.Addr())
 	}
 	switch errno {
 	case syscall.EADDRINUSE, syscall.EADDRNOTAVAIL, syscall.EACCES:
@@ -263,9 +300,9 @@ func reportNetFailure(w io.Writer, f *netFailure) error {
 	_ = w
 	code := exitFailure
 	var dns *net.DNSError
-	if errors.As(f.err, &dns) && dns.IsNotFound {
-		// A name that does not resolve is bad input, not a network
-		// failure.
+	if errors.As(f.err, &dns) && dns.IsNotFound || noAddressOfFamily(f.err) {
+		// A name that does not resolve (or not in the family -4, -6 or
+		// -s asks for) is bad input, not a network failure.
 		code = exitUsage
 	}
 	return &exitError{code: code, err: f, silent: true}

@@ -373,7 +373,13 @@ func printBlockers(w *bufio.Writer, bs []hostmodel.BlockerInfo) {
 func explainNetFailure(ctx context.Context, f *netFailure) (*failureExplanation, error) {
 	op, local, remote := f.op, f.local, f.remote
 	var errno syscall.Errno
-	if !errors.As(f.err, &errno) {
+	switch {
+	case errors.As(f.err, &errno):
+	case isTimeout(f.err) && op == "connect":
+		// -w ended the wait; the kernel would have given up with
+		// ETIMEDOUT (a full accept queue drops every SYN).
+		errno = syscall.ETIMEDOUT
+	default:
 		return nil, fmt.Errorf("the failure carries no errno to explain")
 	}
 	o := whyOptions{uid: -1, udp: strings.HasPrefix(f.network, "udp"),

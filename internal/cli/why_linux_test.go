@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -371,5 +372,100 @@ func TestWhyConnectWithoutRoute(t *testing.T) {
 		if j.Verdict != k || k != "ENETUNREACH" || code != 1 {
 			t.Errorf("tuple %s: %s (exit %d), the kernel %s; want ENETUNREACH from both", strings.Join(args, " "), j.Verdict, code, k)
 		}
+	}
+}
+
+// A listener whose accept queue holds more than its backlog: the kernel
+// drops the SYN of a new connect(), which waits (and ends with ETIMEDOUT
+// unless the listener accepts). why said it would succeed.
+func TestWhyConnectToFullAcceptQueue(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32")
+	var ln int
+	dial := func() (int, error) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		t.Cleanup(func() { closeFD(fd) })
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{10, 0, 0, 1}, Port: 7000}); err != nil && err != unix.EINPROGRESS {
+			return -1, err
+		}
+		return fd, nil
+	}
+	// established reports whether fd's connect() completed within d.
+	established := func(fd int, d time.Duration) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, _ := unix.Poll(pfd, int(d.Milliseconds()))
+		return n == 1
+	}
+	err := ns.Do(func() error {
+		var err error
+		if ln, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		t.Cleanup(func() { closeFD(ln) })
+		if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{10, 0, 0, 1}, Port: 7000}); err != nil {
+			return err
+		}
+		if err := unix.Listen(ln, 1); err != nil {
+			return err
+		}
+		// Backlog 1: two connections fill the queue (full means more
+		// waiting than the backlog).
+		for range 2 {
+			fd, err := dial()
+			if err != nil {
+				return err
+			}
+			if !established(fd, 5*time.Second) {
+				return fmt.Errorf("connection %d to a listener with room was not established", fd)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, j := whyIn(t, ns, "why", "connect", "10.0.0.1:7000", "--json")
+	if j.Verdict != "ETIMEDOUT" || code != 1 || len(j.Blockers) != 1 || j.Blockers[0].Local != "10.0.0.1:7000" {
+		t.Errorf("tuple why connect to a full listener: %s (exit %d), blockers %+v; want ETIMEDOUT, the listener the blocker", j.Verdict, code, j.Blockers)
+	}
+	// The kernel: a third connect() is not established while the queue
+	// stays full.
+	ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Closed before the accept below: its SYN, sent again, must not
+		// fill the queue again.
+		defer closeFD(fd)
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{10, 0, 0, 1}, Port: 7000}); err != unix.EINPROGRESS {
+			t.Fatalf("connect: %v, want EINPROGRESS", err)
+		}
+		if established(fd, 1500*time.Millisecond) {
+			t.Errorf("the kernel established a connection to a listener with a full accept queue")
+		}
+		return nil
+	})
+	// tuple connect -w times out, and its hint names the full queue (it
+	// blamed a firewall).
+	ns.Do(func() error {
+		code, _, errOut := run(t, "", "connect", "-w", "1", "10.0.0.1", "7000")
+		if code != 1 || !strings.Contains(errOut, "its accept queue is full: 2 connections wait, backlog 1") {
+			t.Errorf("tuple connect -w 1 to a full listener: exit %d, stderr %q; want 1 and the full queue in the hint", code, errOut)
+		}
+		return nil
+	})
+	// Once the listener accepts, there is room again.
+	ns.Do(func() error {
+		nfd, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+		if err == nil {
+			closeFD(nfd)
+		}
+		return err
+	})
+	if code, j := whyIn(t, ns, "why", "connect", "10.0.0.1:7000", "--json"); j.Verdict != "ok" || code != 0 {
+		t.Errorf("tuple why connect after an accept: %s (exit %d), want ok", j.Verdict, code)
 	}
 }
