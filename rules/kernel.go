@@ -53,6 +53,11 @@ func (p Presence) or(byVersion bool) bool {
 // Newest is the kernel the model was written for and verified on.
 var Newest = Kernel{Major: 6, Minor: 18}
 
+// Oldest is the oldest kernel the model follows: 5.10, the oldest series
+// it is checked against (in a guest, beside 6.1 and 6.12). Older kernels
+// differ in rules it does not have.
+var Oldest = Kernel{Major: 5, Minor: 10}
+
 // IsZero reports whether k is the zero Kernel (the newest rules).
 func (k Kernel) IsZero() bool { return k.Major == 0 && k.Minor == 0 && k.Patch == 0 }
 

@@ -232,6 +232,9 @@ func parseKernelVersion(v string) (*rules.Kernel, error) {
 	if err != nil {
 		return nil, usageError("--kernel-version: %v", err)
 	}
+	if !k.AtLeast(rules.Oldest.Major, rules.Oldest.Minor, 0) {
+		return nil, usageError("--kernel-version %s: the model follows kernels from %s on (the oldest it is checked against)", v, rules.Oldest)
+	}
 	return &k, nil
 }
 

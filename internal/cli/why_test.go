@@ -17,6 +17,7 @@ func TestWhyBadInput(t *testing.T) {
 		{"why", "bind", "127.0.0.1"},
 		{"why", "bind", "127.0.0.1:70000"},
 		{"why", "bind", "::1:80"},
+		{"why", "bind", "--kernel-version", "2.6", "127.0.0.1:80"},
 		{"why", "connect", "::1"},
 		{"why", "bind", "[fe80::1%lo]:80"},
 		{"why", "connect", "127.0.0.1:0"},
