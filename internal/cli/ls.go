@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -186,6 +190,22 @@ func batchGC(procRoot string) (restore func()) {
 	}
 }
 
+// pidNote says why --pid found no socket when the reason is not that the
+// process holds none: there is no such process, or its sockets are in
+// another network namespace, which the table of this one does not show.
+func pidNote(w io.Writer, procRoot string, pid int) {
+	theirs, err := os.Stat(filepath.Join(procRoot, strconv.Itoa(pid), "ns", "net"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		warnf(w, "tuple: ls: no process %d\n", pid)
+	case err != nil:
+	default:
+		if ours, err := os.Stat(filepath.Join(procRoot, "self", "ns", "net")); err == nil && !os.SameFile(ours, theirs) {
+			warnf(w, "tuple: ls: process %d is in another network namespace: tuple ls --pid %d --netns %d lists its sockets\n", pid, pid, pid)
+		}
+	}
+}
+
 // gcLimit is the heap limit for a table of n sockets: 920 bytes per socket
 // above a floor for small tables. A listed socket takes about 330 bytes,
 // owners and the output's garbage more; ports and the exporter hold at most
@@ -222,6 +242,9 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 			kept = append(kept, sk)
 		}
 		socks = kept
+		if o.pid != 0 && len(socks) == 0 && o.netns == "" {
+			pidNote(s.Err, o.procRoot, o.pid)
+		}
 	}
 	w := bufio.NewWriterSize(s.Out, 64<<10)
 	if o.summary {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -210,4 +211,28 @@ func containsLine(out string, parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// ls --pid P for a process whose sockets are in another namespace printed
+// an empty table without a word; for no such process as well.
+func TestLsPidElsewhereSaysWhy(t *testing.T) {
+	ns := netnstest.New(t)
+	sleeper := ns.Command(context.Background(), "sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	// ip netns exec execs sleep in the namespace: wait until it has.
+	pid := strconv.Itoa(sleeper.Process.Pid)
+	waitFor(t, "sleep in the namespace", func() bool {
+		comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+		return strings.TrimSpace(string(comm)) == "sleep"
+	})
+	_, _, errOut := run(t, "", "ls", "--pid", pid)
+	if want := "process " + pid + " is in another network namespace: tuple ls --pid " + pid + " --netns " + pid; !strings.Contains(errOut, want) {
+		t.Errorf("ls --pid %s: stderr %q, want %q", pid, errOut, want)
+	}
+	if _, _, errOut := run(t, "", "ls", "--pid", "999999999"); !strings.Contains(errOut, "no process 999999999") {
+		t.Errorf("ls --pid 999999999: stderr %q, want it to say there is no such process", errOut)
+	}
 }
