@@ -114,7 +114,12 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 			}
 			if len(args) == 1 {
 				addr = args[0]
-				if addr != "" && strings.Trim(addr, "0123456789") == "" {
+				if addr == "" {
+					// An unset variable ("$HOST"), not the wildcard:
+					// leave ADDR out for that.
+					return usageError("listen: empty ADDR (leave it out to listen on every address)")
+				}
+				if strings.Trim(addr, "0123456789") == "" {
 					return usageError("listen: the port is given twice, -p %s and %s: give it once (ADDR comes before PORT)", o.port, addr)
 				}
 			}

@@ -56,6 +56,7 @@ func TestNetcatBadInputExits2(t *testing.T) {
 		{"listen", "-u", "-k", "8080"},
 		{"listen", "-4", "::1", "8080"},
 		{"listen", "-4", "-6", "8080"},
+		{"listen", "", "8080"},
 		{"listen", "-e"},
 		{"listen", "--reuseport=maybe", "8080"},
 	} {
