@@ -110,12 +110,16 @@ func eachEntry(host rules.Host, t *socktab.Table, facts *Facts, ids bool, fn fun
 	// from them whether connect() may share a port (rules.World.Buckets).
 	var buckets []rules.Bucket
 	var seen [65536 / 64]uint64
+	// Only inet_diag gives a listener's backlog: /proc/net/tcp's tx_queue
+	// of a listener is always 0.
+	queues := t.Source == "netlink"
 	for i := range t.Sockets {
 		s := &t.Sockets[i]
 		e, ok := convert(host, s, listeners, facts.Lookup(s), ids)
 		if !ok {
 			continue
 		}
+		e.Socket.BacklogKnown = e.Socket.BacklogKnown && queues
 		if port := e.Socket.Local.Port(); e.bucketKnown && e.Socket.Proto == inet.TCP && seen[port/64]&(1<<(port%64)) == 0 {
 			seen[port/64] |= 1 << (port % 64)
 			buckets = append(buckets, bucketOf(port, e.bucket))
@@ -197,7 +201,8 @@ func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	}
 	r.State = st
 	if st == rules.Listen && s.Proto == inet.TCP {
-		// inet_diag gives a listener's accept queue and backlog.
+		// A listener's accept queue and backlog (inet_diag's; eachEntry
+		// forgets them for a table read from /proc).
 		r.Waiting, r.Backlog, r.BacklogKnown = s.RecvQ, s.SendQ, true
 	}
 	e := Entry{Owners: s.Owners, Inode: s.Inode}

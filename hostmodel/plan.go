@@ -157,15 +157,17 @@ func (p Plan) String() string {
 // connect() would fail with it). Any other failure of the lookup is
 // returned. It runs in the calling thread's network namespace.
 func ResolveSource(p *Plan) error {
-	bound := false
+	bound := false // to a specific address
 	for i := range p.Ops {
 		op := &p.Ops[i]
 		switch op.Kind {
 		case rules.OpBind:
 			bound = !op.Addr.Addr().Unmap().IsUnspecified()
 		case rules.OpConnect:
-			// The route is looked up for a bound socket too: only the
-			// source it picks is then the bound address instead.
+			// The route is looked up for a bound socket too; the source
+			// is then the bound address. The lookup does not bind that
+			// address: the fixes judged later change it, and routing
+			// by source (ip rule from) is not followed.
 			src, err := sourceFor(op.Addr.Addr(), p.Socket.Dev)
 			if errno := syscall.Errno(0); errors.As(err, &errno) && (errno == syscall.ENETUNREACH || errno == syscall.EHOSTUNREACH) {
 				op.RouteErr = errno

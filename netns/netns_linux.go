@@ -88,7 +88,7 @@ func Resolve(spec Spec, procRoot, runDir string) ([]Namespace, error) {
 	default:
 		path = spec.Path
 	}
-	ino, err := inode(path)
+	ino, err := netInode(path)
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +120,18 @@ func inode(path string) (uint64, error) {
 	if sfs.Type != unix.NSFS_MAGIC {
 		return 0, fmt.Errorf("%s: %w (not a namespace file)", path, ErrNotNetNamespace)
 	}
-	// A mount or user namespace's file passes the test above; setns would
-	// refuse it later with a bare EINVAL.
+	return st.Ino, nil
+}
+
+// netInode is inode for a path a user gave: a mount or user namespace's
+// file is a namespace file too, and setns would refuse it later with a
+// bare EINVAL. (The paths List walks, /proc/PID/ns/net, are network
+// namespaces by name.)
+func netInode(path string) (uint64, error) {
+	ino, err := inode(path)
+	if err != nil {
+		return 0, err
+	}
 	if f, err := os.Open(path); err == nil {
 		typ, terr := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
 		f.Close()
@@ -129,7 +139,7 @@ func inode(path string) (uint64, error) {
 			return 0, fmt.Errorf("%s: %w (a namespace of another kind)", path, ErrNotNetNamespace)
 		}
 	}
-	return st.Ino, nil
+	return ino, nil
 }
 
 func listPIDs(procRoot string) ([]int, error) {

@@ -251,3 +251,36 @@ func TestCloseListener(t *testing.T) {
 		t.Errorf("another listener's close dropped %v", o.Dropped)
 	}
 }
+
+// A listener whose accept queue holds more than its backlog drops the SYN:
+// connect() waits (ETIMEDOUT). The lookup takes the exact address before a
+// wildcard, an AF_INET socket before an AF_INET6 one for an IPv4 peer, and
+// never a socket bound to another device than lo.
+func TestConnectToFullAcceptQueue(t *testing.T) {
+	full := func(s *Socket) { s.Waiting, s.Backlog, s.BacklogKnown = 2, 1, true }
+	room := func(s *Socket) { s.Waiting, s.Backlog, s.BacklogKnown = 0, 128, true }
+	l4 := func(addr string, f func(*Socket)) Socket { return with(listener(inet.IPv4, addr), f) }
+	l6 := func(addr string, f func(*Socket)) Socket { return with(listener(inet.IPv6, addr), f) }
+	timedOut := func(blocker int) verdict {
+		return verdict{Err: "ETIMEDOUT", Rule: "accept-queue-full", Blockers: []int{blocker}}
+	}
+	searched := verdict{Err: "ok", Rule: "connect-search"}
+	runCases(t, []ruleCase{
+		{name: "full listener", host: isolated, have: []Socket{l4("127.0.0.1:80", full)}, s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: timedOut(0)},
+		{name: "queue unknown", host: isolated, have: []Socket{listener(inet.IPv4, "127.0.0.1:80")}, s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: searched},
+		{name: "waiting up to the backlog is room", host: isolated, have: []Socket{l4("127.0.0.1:80", func(s *Socket) { s.Waiting, s.Backlog, s.BacklogKnown = 1, 1, true })},
+			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: searched},
+		{name: "exact address before a full wildcard", host: isolated, have: []Socket{l4("0.0.0.0:80", full), l4("127.0.0.1:80", room)},
+			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: searched},
+		{name: "full exact address before a wildcard with room", host: isolated, have: []Socket{l4("0.0.0.0:80", room), l4("127.0.0.1:80", full)},
+			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: timedOut(1)},
+		{name: "IPv4 peer: AF_INET 0.0.0.0 before AF_INET6 ::", host: isolated, have: []Socket{l4("0.0.0.0:80", full), l6("[::]:80", room)},
+			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: timedOut(0)},
+		{name: "IPv4 peer: a full :: loses to 0.0.0.0", host: isolated, have: []Socket{l4("0.0.0.0:80", room), l6("[::]:80", full)},
+			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: searched},
+		{name: "IPv6 peer: only :: takes it", host: isolated, have: []Socket{l4("0.0.0.0:80", room), l6("[::]:80", full)},
+			s: newTCP(inet.IPv6), op: connect("[::1]:80"), want: timedOut(1)},
+		{name: "a listener bound to another device takes nothing from lo", host: isolated, have: []Socket{with(l4("127.0.0.1:80", full), func(s *Socket) { s.Dev = 2 })},
+			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
+	})
+}

@@ -3,8 +3,8 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"syscall"
-
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
@@ -132,32 +132,55 @@ func (e *eval) refused() {
 	e.fail(syscall.ECONNREFUSED, "no-listener", fmt.Sprintf("nothing listens on %s: this host answers the connection request with a reset", e.op.Addr))
 }
 
-// listeners are the TCP listeners of this host one of which takes a SYN to
-// peer: those on its port whose address is the peer's, or else the
-// wildcards of the peer's family (an IPv6 :: one takes IPv4 too unless it
-// is v6only); the kernel's lookup scores the exact address higher.
+// listeners are the TCP listeners of this host the kernel's lookup may hand
+// a SYN to peer (__inet_lookup_listener, __inet6_lookup_listener): first
+// those bound to the peer's address, else the wildcards that take its
+// family; of those, the ones with the best compute_score, where a socket
+// bound to the arriving device (lo) scores above an unbound one, and for an
+// IPv4 peer an AF_INET socket above an AF_INET6 one. A socket bound to
+// another device does not take it. More than one is a reuseport group (or
+// sockets the kernel tells apart only by the CPU the SYN arrives on).
 func (m *Model) listeners(peer netip.AddrPort) []int32 {
 	pa := peer.Addr().Unmap().WithZone("")
+	v4 := pa.Is4()
 	var exact, wild []int32
 	for _, j := range m.owners(inet.TCP, peer.Port()) {
 		o := m.socks[j]
-		if o.State != Listen {
+		if o.State != Listen || (o.Dev != 0 && o.Dev != LoopbackIndex) {
 			continue
 		}
 		la := o.Local.Addr().WithZone("")
 		switch {
+		case v4 && o.Family == inet.IPv6 && (o.V6Only || la.Is6() && !la.Is4In6() && !la.IsUnspecified()):
+			// An IPv6-only socket, or one on a true IPv6 address.
+		case !v4 && (o.Family != inet.IPv6 || la.Is4In6()):
+			// IPv4 and v4-mapped sockets take IPv4 only.
 		case la.Unmap() == pa:
 			exact = append(exact, j)
-		case la.Unmap().IsUnspecified() && la.Unmap().Is4() && pa.Is4(): // 0.0.0.0, ::ffff:0.0.0.0
-			wild = append(wild, j)
-		case la.Is6() && !la.Is4In6() && la.IsUnspecified() && (pa.Is6() || !o.V6Only):
+		case la.Unmap().IsUnspecified():
 			wild = append(wild, j)
 		}
 	}
-	if len(exact) > 0 {
-		return exact
+	ls := exact
+	if len(ls) == 0 {
+		ls = wild
 	}
-	return wild
+	score := func(j int32) int {
+		o := m.socks[j]
+		n := 1
+		if o.Dev != 0 {
+			n++
+		}
+		if v4 && o.Family == inet.IPv4 {
+			n++
+		}
+		return n
+	}
+	best := 0
+	for _, j := range ls {
+		best = max(best, score(j))
+	}
+	return slices.DeleteFunc(ls, func(j int32) bool { return score(j) < best })
 }
 
 // acceptQueueFull makes the connect() wait when every listener that may
@@ -180,7 +203,7 @@ func (e *eval) acceptQueueFull(ls []int32) {
 	case full == 0:
 	case full < len(ls):
 		e.out.Assumptions = append(e.out.Assumptions, fmt.Sprintf(
-			"%d of the %d listeners that may take the connection have a full accept queue: a SYN the kernel hands to one of them is dropped, and connect() waits", full, len(ls)))
+			"%d of the %d listeners the kernel chooses among for this connection (a reuseport group) have a full accept queue: a SYN handed to one of them is dropped, and connect() waits", full, len(ls)))
 	default:
 		o := e.m.socks[first]
 		e.block(int(first), fmt.Sprintf("its accept queue is full: %d connections wait, backlog %d", o.Waiting, o.Backlog))

@@ -263,7 +263,11 @@ func assumption(label string, s Socket, f Fact) string {
 	return fmt.Sprintf("assumed fact %d on %s", f, label)
 }
 
-// localAddr reports whether a is an address of this host as bind() sees
+// IsLocal reports whether a is an address of this host (h.Local, the
+// wildcards, IPv4 multicast and broadcast), as bind() sees it.
+func (h Host) IsLocal(a netip.Addr) bool { return h.local(a) }
+
+// local reports whether a is an address of this host as bind() sees
 // it for the given family rules (v4 includes multicast and broadcast).
 func (h Host) local(a netip.Addr) bool {
 	a = a.Unmap().WithZone("")

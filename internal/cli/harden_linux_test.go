@@ -599,9 +599,10 @@ func TestUnprivilegedBPFNote(t *testing.T) {
 	}
 }
 
-// tuple connect | head -1 and tuple listen -k | head -1: once the reader
-// of standard output leaves, the session (and a -k server) ends quietly
-// with 0, not "broken pipe (EPIPE)" reported as a network failure.
+// tuple connect | head -1 and tuple listen -k (alone or a --steer group) |
+// head -1: once the reader of standard output leaves, the session (and a
+// -k server) ends quietly with 0, not "broken pipe (EPIPE)" reported as a
+// network failure.
 func TestRelayIntoClosedStdoutPipe(t *testing.T) {
 	needTuple(t)
 	ns := netnstest.New(t, "10.0.0.1/32")
@@ -626,29 +627,32 @@ func TestRelayIntoClosedStdoutPipe(t *testing.T) {
 	}()
 	connect := startIn(t, ns, true, "tuple", "connect", "10.0.0.1", "7000")
 	listen := startIn(t, ns, true, "tuple", "listen", "-k", "10.0.0.1", "7001")
-	for _, p := range []*proc{connect, listen} {
+	group := startIn(t, ns, true, "tuple", "listen", "-k", "--reuseport", "--steer", "hash", "--members", "2", "10.0.0.1", "7002")
+	for _, p := range []*proc{connect, listen, group} {
 		p.run(nil)
 		p.stdin.Close()
 		p.outR.Close() // the reader leaves before the first byte
 	}
-	waitListening(t, ns, "7001")
-	err := ns.Do(func() error {
-		c, err := net.Dial("tcp", "10.0.0.1:7001")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for i := 0; i < 64; i++ {
-			if _, err := c.Write(chunk); err != nil {
-				return nil // the server ended: its side closed
+	for _, port := range []string{"7001", "7002"} {
+		waitListening(t, ns, port)
+		err := ns.Do(func() error {
+			c, err := net.Dial("tcp", "10.0.0.1:"+port)
+			if err != nil {
+				return err
 			}
+			defer c.Close()
+			for i := 0; i < 64; i++ {
+				if _, err := c.Write(chunk); err != nil {
+					return nil // the server ended: its side closed
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("dial the listener on %s: %v", port, err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("dial the listener: %v", err)
 	}
-	for _, p := range []*proc{connect, listen} {
+	for _, p := range []*proc{connect, listen, group} {
 		if code := p.wait(10 * time.Second); code != 0 || p.stderr.String() != "" {
 			t.Errorf("%s with its output's reader gone: exit %d, stderr %q; want 0 and nothing said", p.name, code, p.stderr.String())
 		}

@@ -119,8 +119,12 @@ latest datagram (like nc -u -l); it runs until interrupted.`,
 					// leave ADDR out for that.
 					return usageError("listen: empty ADDR (leave it out to listen on every address)")
 				}
-				if strings.Trim(addr, "0123456789") == "" {
+				switch {
+				case strings.Trim(addr, "0123456789") != "":
+				case cmd.Flags().Changed("port"):
 					return usageError("listen: the port is given twice, -p %s and %s: give it once (ADDR comes before PORT)", o.port, addr)
+				default:
+					return usageError("listen: ADDR %s is a number, not an address: want [ADDR] PORT, one port", addr)
 				}
 			}
 			plan, err := o.plan(addr, port)
@@ -292,6 +296,10 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 		return reportNetFailure(s.Err, p.failure(err))
 	}
 	defer ln.Close()
+	// Standard output's reader leaving ends a -k server (end), as SIGPIPE
+	// ends nc -lk: what clients send has nowhere to go.
+	ctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	errOut := &syncio.Writer{W: s.Err}
@@ -314,11 +322,6 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 
 	out := &syncio.Writer{W: s.Out}
 	lim := p.connLimit(errOut)
-	// Standard output's reader leaving ends the server, as SIGPIPE ends
-	// nc -lk: what clients send has nowhere to go.
-	ctx, end := context.WithCancelCause(ctx)
-	defer end(nil)
-	defer context.AfterFunc(ctx, func() { ln.Close() })()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -341,13 +344,20 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 		go func() {
 			defer wg.Done()
 			defer lim.release()
-			switch err := p.handle(ctx, conn, nil, out, errOut); {
-			case outputGone(err):
-				end(err)
-			case err != nil:
-				warnf(errOut, "tuple: %v\n", err)
-			}
+			p.serveConn(ctx, end, conn, out, errOut)
 		}()
+	}
+}
+
+// serveConn serves one connection of a server that keeps accepting (-k,
+// a group's member); standard output's reader leaving ends the server
+// (end), other failures are reported and the server goes on.
+func (p *listenPlan) serveConn(ctx context.Context, end context.CancelCauseFunc, conn net.Conn, out, errOut io.Writer) {
+	switch err := p.handle(ctx, conn, nil, out, errOut); {
+	case outputGone(err):
+		end(err)
+	case err != nil:
+		warnf(errOut, "tuple: %v\n", err)
 	}
 }
 

@@ -66,9 +66,12 @@ func (o *listenOptions) checkGroup() (*groupPlan, error) {
 	if g.handover != "" {
 		// Before anything listens: a file or directory at PATH is
 		// bad input, and never replaced.
-		if err := unixsock.Check(g.handover); err != nil {
+		var nse *unixsock.NotSocketError
+		if err := unixsock.Check(g.handover); errors.As(err, &nse) {
 			return nil, fmt.Errorf("--handover: %v", err)
 		}
+		// A path that cannot be looked at (EACCES) fails where the
+		// offer is made, as a runtime failure (exit 1).
 	}
 	p := &groupPlan{members: g.members, migrate: g.migrate, handover: g.handover}
 	if g.steer != "" {
@@ -95,6 +98,9 @@ func (o *listenOptions) checkGroup() (*groupPlan, error) {
 // member, and offers them at --handover until a successor takes them.
 func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 	g := p.group
+	// Standard output's reader leaving ends the group (serveConn).
+	ctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
 	connCtx, stopCtx, cancel := twoStageShutdown(ctx)
 	defer cancel()
 	errOut := &syncio.Writer{W: s.Err}
@@ -128,7 +134,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			p.acceptMember(connCtx, l, i, len(lns), &conns, out, errOut)
+			p.acceptMember(connCtx, end, l, i, len(lns), &conns, out, errOut)
 		}()
 	}
 	if taken != nil {
@@ -151,7 +157,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 		go p.offerHandover(stopCtx, offer, lns, closeAll, errOut)
 	}
 	loops.Wait()
-	return nil
+	return outputGoneCause(ctx)
 }
 
 // twoStageShutdown is a server's shutdown: the first SIGINT or SIGTERM
@@ -259,7 +265,7 @@ func (p *listenPlan) openGroup(ctx context.Context, errOut io.Writer) ([]net.Lis
 
 // acceptMember accepts on one member until it is closed, serving each
 // connection in its own goroutine (counted in conns).
-func (p *listenPlan) acceptMember(ctx context.Context, ln net.Listener, idx, n int, conns *sync.WaitGroup, out, errOut io.Writer) {
+func (p *listenPlan) acceptMember(ctx context.Context, end context.CancelCauseFunc, ln net.Listener, idx, n int, conns *sync.WaitGroup, out, errOut io.Writer) {
 	lim := p.connLimit(errOut) // --max-conns counts the whole group
 	for {
 		if !lim.acquire(ctx) {
@@ -283,9 +289,7 @@ func (p *listenPlan) acceptMember(ctx context.Context, ln net.Listener, idx, n i
 		go func() {
 			defer conns.Done()
 			defer lim.release()
-			if err := p.handle(ctx, conn, nil, out, errOut); err != nil {
-				warnf(errOut, "tuple: %v\n", err)
-			}
+			p.serveConn(ctx, end, conn, out, errOut)
 		}()
 	}
 }

@@ -301,6 +301,7 @@ func TestConnectAndListenOnLoopback(t *testing.T) {
 // listen -p 8702 8703 read 8703 as the address and failed to resolve it.
 func TestListenPortGivenTwice(t *testing.T) {
 	wantBadInput(t, "the port is given twice, -p 8702 and 8703", "listen", "-p", "8702", "8703")
+	wantBadInput(t, "ADDR 8080 is a number, not an address: want [ADDR] PORT", "listen", "8080", "9090")
 }
 
 // connect -6 NAME where NAME has IPv4 addresses only: bad input (exit 2)

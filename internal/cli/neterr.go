@@ -129,29 +129,15 @@ func warnPortRangeIgnored(w io.Writer, what string, asked inet.PortRange) {
 		what, ns.Lo, ns.Hi, got.Lo, got.Hi)
 }
 
-// isLocalAddr reports whether a is an address of this host (loopback
-// included): only there does the socket table show why a connect() went
-// unanswered.
+// isLocalAddr reports whether a is an address of this host (its local
+// routes, as the rules model reads them): only there does the socket table
+// show why a connect() went unanswered.
 func isLocalAddr(a netip.Addr) bool {
-	a = a.Unmap().WithZone("")
 	if !a.IsValid() {
 		return false
 	}
-	if a.IsLoopback() {
-		return true
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, ia := range addrs {
-		if n, ok := ia.(*net.IPNet); ok {
-			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == a {
-				return true
-			}
-		}
-	}
-	return false
+	h, _, err := hostmodel.ReadHost("")
+	return err == nil && h.IsLocal(a)
 }
 
 // sessionFailed is the error of a relay session (what names it) that
@@ -289,6 +275,9 @@ func (f *netFailure) explainable() bool {
 	switch errno {
 	case syscall.EADDRINUSE, syscall.EADDRNOTAVAIL, syscall.EACCES:
 		return true
+	case syscall.ETIMEDOUT:
+		// tcp_syn_retries ran out: a full accept queue, if local.
+		return f.op == "connect" && isLocalAddr(f.remote.Addr())
 	}
 	return false
 }
