@@ -27,6 +27,7 @@ import (
 
 	"github.com/tuple-net/tuple/broker"
 	"github.com/tuple-net/tuple/internal/syncio"
+	"github.com/tuple-net/tuple/internal/unixsock"
 	"github.com/tuple-net/tuple/sockopt"
 )
 
@@ -113,6 +114,11 @@ func (o *brokerOptions) run(s Streams) error {
 	srv := broker.NewServer(p, broker.Config{Audit: audit})
 
 	ln, err := broker.ListenUnix(path, p.Socket)
+	var nse *unixsock.NotSocketError
+	if errors.As(err, &nse) {
+		// A file or directory where the socket goes: bad input, untouched.
+		return usageError("broker: %v", nse)
+	}
 	if err != nil {
 		return fmt.Errorf("broker: %v", err)
 	}

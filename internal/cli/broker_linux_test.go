@@ -94,6 +94,15 @@ func TestBrokerBadInput(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[[grant]]\nuids = [1]\nproto = \"sctp\"\n"), 0o644)
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte("[[grant]]\nuids = [65534]\nproto = \"tcp\"\naddress = \"127.0.0.1\"\nports = \"8080\"\n"), 0o644)
+	notSocket := filepath.Join(dir, "not-a-socket")
+	os.WriteFile(notSocket, []byte("keep me\n"), 0o644)
+	defer func() {
+		if b, err := os.ReadFile(notSocket); err != nil || string(b) != "keep me\n" {
+			t.Errorf("the file at --socket was changed: %q, %v", b, err)
+		}
+	}()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -101,6 +110,7 @@ func TestBrokerBadInput(t *testing.T) {
 		{[]string{"broker"}, "tuple: broker: --policy FILE is required\n"},
 		{[]string{"broker", "--policy", bad}, "tuple: broker: policy " + bad + ": grant #1: proto \"sctp\": want \"tcp\" or \"udp\"\n"},
 		{[]string{"broker", "check", bad}, "tuple: broker check: policy " + bad + ": grant #1: proto \"sctp\": want \"tcp\" or \"udp\"\n"},
+		{[]string{"broker", "--policy", good, "--socket", notSocket}, "tuple: broker: " + notSocket + " is a regular file, not a unix socket\n"},
 		{[]string{"broker", "exec", "--listen", "127.0.0.1", "--", "true"}, "tuple: broker exec: 127.0.0.1: want ADDR:PORT\n"},
 		{[]string{"broker", "exec", "--", "true"}, "tuple: broker exec: want at least one --listen or --udp ADDR:PORT\n"},
 		{[]string{"connect", "--broker", "/x", "-z", "127.0.0.1", "1-2"}, "tuple: connect: --broker hands out one socket; -z would need one per port\n"},
