@@ -21,6 +21,9 @@ func ListenUnix(path string, sf SocketFile) (*net.UnixListener, error) { return 
 // ApplySocketFile is not supported on this platform.
 func ApplySocketFile(path string, sf SocketFile) error { return notSupported() }
 
+// SocketFileIDs is not supported on this platform.
+func SocketFileIDs(sf SocketFile) (uid, gid int, err error) { return -1, -1, notSupported() }
+
 // Serve is not supported on this platform.
 func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error { return notSupported() }
 

@@ -43,23 +43,30 @@ func ListenUnix(path string, sf SocketFile) (*net.UnixListener, error) {
 	return ln, nil
 }
 
+// SocketFileIDs are the uid and gid the policy's socket file is to have,
+// -1 for either it leaves as created; an owner or group this host does not
+// know is an error.
+func SocketFileIDs(sf SocketFile) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if sf.Owner != "" {
+		if uid, err = lookupID(sf.Owner, true); err != nil {
+			return -1, -1, err
+		}
+	}
+	if sf.Group != "" {
+		if gid, err = lookupID(sf.Group, false); err != nil {
+			return -1, -1, err
+		}
+	}
+	return uid, gid, nil
+}
+
 // ApplySocketFile sets the socket file's owner, group and mode from the
 // policy (on start and on reload).
 func ApplySocketFile(path string, sf SocketFile) error {
-	uid, gid := -1, -1
-	if sf.Owner != "" {
-		id, err := lookupID(sf.Owner, true)
-		if err != nil {
-			return err
-		}
-		uid = id
-	}
-	if sf.Group != "" {
-		id, err := lookupID(sf.Group, false)
-		if err != nil {
-			return err
-		}
-		gid = id
+	uid, gid, err := SocketFileIDs(sf)
+	if err != nil {
+		return err
 	}
 	if uid != -1 || gid != -1 {
 		if err := os.Lchown(path, uid, gid); err != nil {

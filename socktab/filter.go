@@ -174,22 +174,28 @@ func (p *parser) or(f *Filter, top bool) (*node, error) {
 // returns no node (it goes to f.States).
 func (p *parser) and(f *Filter, top bool) (*node, error) {
 	var a *node
+	terms, joined := 0, false // terms parsed; an "and" waits for its right side
 	for {
 		t := p.peek()
 		switch t {
 		case "", ")", "or", "|", "||", ",":
-			if a == nil && !top {
+			if joined || (a == nil && !top) {
 				return nil, fmt.Errorf("%w: a condition is missing before %q", errFilter, orEnd(t))
 			}
 			return a, nil
 		case "and", "&", "&&":
+			if terms == 0 || joined {
+				return nil, fmt.Errorf("%w: a condition is missing before %q", errFilter, t)
+			}
 			p.next()
+			joined = true
 			continue
 		}
 		b, err := p.unary(f, top)
 		if err != nil {
 			return nil, err
 		}
+		terms, joined = terms+1, false
 		switch {
 		case b == nil:
 		case a == nil:

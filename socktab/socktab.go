@@ -166,7 +166,7 @@ func (q Query) withDefaults() Query {
 
 // Reasons used for unknown options.
 const (
-	reasonNotAsked          = "not read (Query.Options not set)"
+	reasonNotAsked          = "not read (options were not asked for: ls -o)"
 	reasonIPv4              = "IPv4 socket"
 	reasonV6OnlyNotReported = "not reported: the kernel reports IPV6_V6ONLY of listening and bound sockets only"
 	reasonProcfs            = "not reported by /proc/net"

@@ -69,7 +69,7 @@ func ParseState(name string) (State, error) {
 			return s, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown socket state %q (want one of %s)", name, strings.Join(stateNames[1:], ", "))
+	return 0, fmt.Errorf("unknown socket state %q (want one of %s, unconn)", name, strings.Join(stateNames[1:], ", "))
 }
 
 // StateSet is a set of states, bit s for State s, the layout of the kernel's

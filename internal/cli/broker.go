@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/broker"
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/internal/unixsock"
 	"github.com/tuple-net/tuple/sockopt"
@@ -86,10 +87,19 @@ func readPolicy(path string) (*broker.Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %v", path, err)
 	}
+	// Names this host does not know, caught by check as by the broker.
+	if _, _, err := broker.SocketFileIDs(p.Socket); err != nil && !errors.Is(err, inet.ErrUnsupported) {
+		return nil, fmt.Errorf("policy %s: [socket]: %v", path, err)
+	}
 	return p, nil
 }
 
 func (o *brokerOptions) run(s Streams) error {
+	if o.metrics != "" {
+		if err := checkServeAddr("broker: --metrics", o.metrics); err != nil {
+			return err
+		}
+	}
 	p, err := readPolicy(o.policy)
 	if err != nil {
 		return usageError("broker: %v", err)

@@ -111,6 +111,8 @@ func TestBrokerBadInput(t *testing.T) {
 		{[]string{"broker", "--policy", bad}, "tuple: broker: policy " + bad + ": grant #1: proto \"sctp\": want \"tcp\" or \"udp\"\n"},
 		{[]string{"broker", "check", bad}, "tuple: broker check: policy " + bad + ": grant #1: proto \"sctp\": want \"tcp\" or \"udp\"\n"},
 		{[]string{"broker", "--policy", good, "--socket", notSocket}, "tuple: broker: " + notSocket + " is a regular file, not a unix socket\n"},
+		{[]string{"broker", "--policy", good, "--metrics", "127.0.0.1:99999"}, "tuple: broker: --metrics \"127.0.0.1:99999\": bad port \"99999\"\n"},
+		{[]string{"broker", "--policy", good, "--metrics", "nonsense"}, "tuple: broker: --metrics \"nonsense\": want ADDR:PORT, e.g. 127.0.0.1:9779\n"},
 		{[]string{"broker", "exec", "--listen", "127.0.0.1", "--", "true"}, "tuple: broker exec: 127.0.0.1: want ADDR:PORT\n"},
 		{[]string{"broker", "exec", "--", "true"}, "tuple: broker exec: want at least one --listen or --udp ADDR:PORT\n"},
 		{[]string{"connect", "--broker", "/x", "-z", "127.0.0.1", "1-2"}, "tuple: connect: --broker hands out one socket; -z would need one per port\n"},
@@ -121,6 +123,18 @@ func TestBrokerBadInput(t *testing.T) {
 		if code != 2 || errOut.String() != tc.want {
 			t.Errorf("tuple %s: exit %d, stderr %q; want exit 2, %q", strings.Join(tc.args, " "), code, errOut.String(), tc.want)
 		}
+	}
+}
+
+// An owner or group of the socket file this host does not know passed
+// broker check, and only the broker refused it at start.
+func TestBrokerCheckUnknownSocketOwner(t *testing.T) {
+	policy := filepath.Join(t.TempDir(), "p.toml")
+	os.WriteFile(policy, []byte("[socket]\nowner = \"no-such-user-tuple\"\n[[grant]]\nuids = [65534]\nproto = \"tcp\"\naddress = \"127.0.0.1\"\nports = \"8080\"\n"), 0o644)
+	var out, errOut strings.Builder
+	code := Main([]string{"broker", "check", policy}, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
+	if want := "[socket]: socket owner \"no-such-user-tuple\""; code != 2 || !strings.Contains(errOut.String(), want) {
+		t.Errorf("broker check: exit %d, stderr %q; want 2 and %q", code, errOut.String(), want)
 	}
 }
 

@@ -113,14 +113,23 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 	return nil
 }
 
-// check rejects bad flag values (bad input, exit 2).
-func (o exporterOptions) check() error {
-	_, port, err := net.SplitHostPort(o.Listen)
+// checkServeAddr rejects a flag's ADDR:PORT to serve HTTP on that is not
+// one (bad input, exit 2).
+func checkServeAddr(flag, v string) error {
+	_, port, err := net.SplitHostPort(v)
 	if err != nil || port == "" {
-		return usageError("--listen %q: want ADDR:PORT, e.g. 127.0.0.1:9779", o.Listen)
+		return usageError("%s %q: want ADDR:PORT, e.g. 127.0.0.1:9779", flag, v)
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
-		return usageError("--listen %q: bad port %q", o.Listen, port)
+		return usageError("%s %q: bad port %q", flag, v, port)
+	}
+	return nil
+}
+
+// check rejects bad flag values (bad input, exit 2).
+func (o exporterOptions) check() error {
+	if err := checkServeAddr("--listen", o.Listen); err != nil {
+		return err
 	}
 	if o.Top < 1 {
 		return usageError("--top %d: want at least 1", o.Top)

@@ -37,6 +37,7 @@ type lsOptions struct {
 	dport     uint16
 	uid       int64 // -1: any
 	uidSet    bool  // --uid given: -1 typed is bad input, not "any"
+	pidSet    bool  // --pid given (0 is not a process)
 	pid       int   // 0: any
 	json      bool
 	ipv4      bool
@@ -72,6 +73,7 @@ BOUND, Linux 6.8+), which ss 6.1 and /proc/net/tcp do not show.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			o.uidSet = cmd.Flags().Changed("uid")
+			o.pidSet = cmd.Flags().Changed("pid")
 			o.filter = args
 			return runLs(cmd.Context(), s, o)
 		}),
@@ -119,7 +121,7 @@ func (o *lsOptions) query() (socktab.Query, error) {
 	if o.uidSet && (o.uid < 0 || o.uid > 1<<32-1) {
 		return q, usageError("ls: --uid %d: want 0-4294967295", o.uid)
 	}
-	if o.pid < 0 {
+	if o.pid < 0 || (o.pidSet && o.pid == 0) {
 		return q, usageError("ls: --pid %d: want a process id", o.pid)
 	}
 	for _, name := range o.states {
@@ -191,19 +193,21 @@ func batchGC(procRoot string) (restore func()) {
 }
 
 // pidNote says why --pid found no socket when the reason is not that the
-// process holds none: there is no such process, or its sockets are in
-// another network namespace, which the table of this one does not show.
-func pidNote(w io.Writer, procRoot string, pid int) {
+// process holds none: its sockets are in another network namespace, which
+// the table of this one does not show, or there is no such process (an
+// error: exit 1, nothing listed).
+func pidNote(w io.Writer, procRoot string, pid int) error {
 	theirs, err := os.Stat(filepath.Join(procRoot, strconv.Itoa(pid), "ns", "net"))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		warnf(w, "tuple: ls: no process %d\n", pid)
+		return fmt.Errorf("ls: --pid %d: no such process", pid)
 	case err != nil:
 	default:
 		if ours, err := os.Stat(filepath.Join(procRoot, "self", "ns", "net")); err == nil && !os.SameFile(ours, theirs) {
 			warnf(w, "tuple: ls: process %d is in another network namespace: tuple ls --pid %d --netns %d lists its sockets\n", pid, pid, pid)
 		}
 	}
+	return nil
 }
 
 // gcLimit is the heap limit for a table of n sockets: 920 bytes per socket
@@ -243,7 +247,9 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 		}
 		socks = kept
 		if o.pid != 0 && len(socks) == 0 && o.netns == "" {
-			pidNote(s.Err, o.procRoot, o.pid)
+			if err := pidNote(s.Err, o.procRoot, o.pid); err != nil {
+				return err
+			}
 		}
 	}
 	w := bufio.NewWriterSize(s.Out, 64<<10)

@@ -232,7 +232,7 @@ func TestLsPidElsewhereSaysWhy(t *testing.T) {
 	if want := "process " + pid + " is in another network namespace: tuple ls --pid " + pid + " --netns " + pid; !strings.Contains(errOut, want) {
 		t.Errorf("ls --pid %s: stderr %q, want %q", pid, errOut, want)
 	}
-	if _, _, errOut := run(t, "", "ls", "--pid", "999999999"); !strings.Contains(errOut, "no process 999999999") {
-		t.Errorf("ls --pid 999999999: stderr %q, want it to say there is no such process", errOut)
+	if code, out, errOut := run(t, "", "ls", "--pid", "999999999"); code != 1 || out != "" || !strings.Contains(errOut, "--pid 999999999: no such process") {
+		t.Errorf("ls --pid 999999999: exit %d, stdout %q, stderr %q; want 1, nothing listed, and that there is no such process", code, out, errOut)
 	}
 }

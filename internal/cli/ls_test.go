@@ -12,6 +12,7 @@ func TestLsWhoBadInput(t *testing.T) {
 		{"ls", "--sport", "70000"},
 		{"ls", "--uid", "-5"},
 		{"ls", "--pid", "-1"},
+		{"ls", "--pid", "0"},
 		{"ls", "extra"},
 		{"ls", "-s", "--json"},
 		{"ls", "--netns", "/proc/self/status"},
