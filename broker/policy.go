@@ -311,7 +311,10 @@ func validName(s string, max int) bool {
 // checkGroups rejects two reuseport groups that could land on one port:
 // every group member is created by the broker's uid, so the kernel would
 // merge them into one group and spread one group's traffic to the other's
-// processes.
+// processes. The kernel joins a socket to a group only on the same port,
+// family, exact address and device (inet_reuseport_add_sock,
+// udp_reuseport_add_sock): 0.0.0.0 beside 127.0.0.1, or 127.0.0.1 beside
+// ::ffff:127.0.0.1, makes two groups, and the lookup picks between them.
 func checkGroups(gs []Grant) error {
 	for i := range gs {
 		for j := i + 1; j < len(gs); j++ {
@@ -322,7 +325,7 @@ func checkGroups(gs []Grant) error {
 			if a.Ports.Lo > b.Ports.Hi || b.Ports.Lo > a.Ports.Hi {
 				continue
 			}
-			if a.Address == b.Address || a.Address.IsUnspecified() || b.Address.IsUnspecified() {
+			if a.Address == b.Address && a.Device == b.Device {
 				return fmt.Errorf("grant #%d (group %q) and grant #%d (group %q) can bind the same %s port: the kernel would merge the two reuseport groups",
 					a.Index, a.Group, b.Index, b.Group, a.Proto)
 			}

@@ -96,7 +96,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"[socket]\npath = \"relative\"\n", "absolute"},
 		{"[socket]\nowner = -5\n", "owner -5"},
 		{"max_sockets = -2\n", "max_sockets -2"},
-		{grant("uids=[1]\nproto=\"tcp\"\naddress=\"0.0.0.0\"\nports=\"80-90\"\ngroup=\"a\"\n") +
+		{grant("uids=[1]\nproto=\"tcp\"\naddress=\"127.0.0.1\"\nports=\"80-90\"\ngroup=\"a\"\n") +
 			grant("uids=[2]\nproto=\"tcp\"\naddress=\"127.0.0.1\"\nports=\"85\"\ngroup=\"b\"\n"), "would merge"},
 	} {
 		_, err := ParsePolicy([]byte(tc.in))
@@ -104,12 +104,17 @@ func TestParsePolicyErrors(t *testing.T) {
 			t.Errorf("ParsePolicy(%q) = %v, want an error containing %q", tc.in, err, tc.want)
 		}
 	}
-	// Groups on different ports, or the same group twice, are fine.
+	// Groups on different ports, or the same group twice, are fine. So
+	// are groups on one port whose family, address or device differ: the
+	// kernel joins a group only on the exact same ones (0.0.0.0 and
+	// 127.0.0.1 make two groups, and the lookup picks between them).
 	ok := grant("uids=[1]\nproto=\"tcp\"\naddress=\"0.0.0.0\"\nports=\"80\"\ngroup=\"a\"\n") +
 		grant("uids=[2]\nproto=\"tcp\"\naddress=\"0.0.0.0\"\nports=\"81\"\ngroup=\"b\"\n") +
-		grant("uids=[3]\nproto=\"tcp\"\naddress=\"0.0.0.0\"\nports=\"80\"\ngroup=\"a\"\n")
+		grant("uids=[3]\nproto=\"tcp\"\naddress=\"0.0.0.0\"\nports=\"80\"\ngroup=\"a\"\n") +
+		grant("uids=[4]\nproto=\"tcp\"\naddress=\"127.0.0.1\"\nports=\"80\"\ngroup=\"c\"\n") +
+		grant("uids=[6]\nproto=\"tcp\"\naddress=\"127.0.0.1\"\nports=\"80\"\ngroup=\"e\"\ndevice=\"lo\"\n")
 	if _, err := ParsePolicy([]byte(ok)); err != nil {
-		t.Errorf("disjoint groups: %v", err)
+		t.Errorf("groups the kernel keeps apart: %v", err)
 	}
 }
 
