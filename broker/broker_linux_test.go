@@ -23,6 +23,7 @@ import (
 	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/internal/testenv"
 	"github.com/tuple-net/tuple/socktab"
+	"golang.org/x/sys/unix"
 )
 
 // The tests run the real daemon (`tuple broker`, built once) in a network
@@ -570,5 +571,47 @@ func (u *usersFixture) auditAndMetrics(t *testing.T) {
 	lint.Stdin = strings.NewReader(payload)
 	if out, err := lint.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// Any port of a grant whose ports are all taken: the policy allows it, the
+// kernel has no port left. The broker denied it as if no grant allowed
+// it ("no grant for uid 65534 allows tcp 127.0.0.1"); it is a failure of
+// an allowed request (audit "error"), with the errno.
+func TestBrokerAnyPortNoneFree(t *testing.T) {
+	ns := netnstest.New(t)
+	d := startBroker(t, ns, "[[grant]]\nuids = [65534]\nproto = \"tcp\"\naddress = \"127.0.0.1\"\nports = \"41000-41001\"\n")
+	err := ns.Do(func() error {
+		for _, port := range []int{41000, 41001} {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { unix.Close(fd) })
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, helper := bins(t)
+	hog := start(t, ns, nobody, []string{helperEnv + "=hog"}, helper, d.sock, "127.0.0.1", "1")
+	// The wire has one kind of refusal (the client's DeniedError); the
+	// reason and the audit log tell the two apart.
+	if got := hog.line(); got != "granted=0 denied=1" {
+		t.Errorf("any port of a grant with none free: %q, want one refusal", got)
+	}
+	if got := hog.line(); !strings.Contains(got, "allowed by grant #1") || !strings.Contains(got, "no port of it is free") || !strings.Contains(got, "(EADDRINUSE)") {
+		t.Errorf("the refusal: %q, want an allowed request that found no free port, with EADDRINUSE", got)
+	}
+	hog.stop()
+	d.waitAudit(t, "request", "error", 0)
+	for _, l := range d.auditLines(t) {
+		if l["decision"] == "deny" {
+			t.Errorf("audit record %v: the request was allowed, not denied", l)
+		}
 	}
 }

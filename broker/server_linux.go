@@ -21,6 +21,7 @@ import (
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/internal/unixsock"
+	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -387,6 +388,8 @@ func (s *Server) list(ctx context.Context, c *net.UnixConn, peer Peer) {
 // hands it over.
 func (s *Server) grant(ctx context.Context, c *net.UnixConn, peer Peer, r *Request) {
 	var skip map[int]bool
+	var full *Grant // the last grant that allowed any port but had none free
+	var fullErr error
 	for {
 		d, e := s.decideAndReserve(peer, r, skip)
 		if !d.Allowed && d.Quota {
@@ -394,6 +397,12 @@ func (s *Server) grant(ctx context.Context, c *net.UnixConn, peer Peer, r *Reque
 			// with the kernel before refusing.
 			s.sweepForQuota(ctx)
 			d, e = s.decideAndReserve(peer, r, skip)
+		}
+		if !d.Allowed && !d.Quota && full != nil {
+			// The policy allowed it; the ports are what ran out (a
+			// quota reached under another grant says more).
+			s.fail(c, peer, r, nil, "allowed by "+full.String()+", but no port of it is free: "+errText(fullErr))
+			return
 		}
 		if !d.Allowed {
 			s.deny(c, peer, r, d.Reason, d.Quota)
@@ -410,10 +419,11 @@ func (s *Server) grant(ctx context.Context, c *net.UnixConn, peer Peer, r *Reque
 				skip = map[int]bool{}
 			}
 			skip[d.Grant.Index] = true
+			full, fullErr = d.Grant, err
 			continue
 		}
 		if err != nil {
-			s.fail(c, peer, r, e, "allowed by "+d.Grant.String()+", but "+err.Error())
+			s.fail(c, peer, r, e, "allowed by "+d.Grant.String()+", but "+errText(err))
 			return
 		}
 		s.handOver(c, peer, r, d, e, fd, local, inode)
@@ -452,6 +462,16 @@ func (s *Server) decideAndReserve(peer Peer, r *Request, skip map[int]bool) (Dec
 		return d, nil
 	}
 	return d, s.reserve(peer, r, d.Grant)
+}
+
+// errText is err with its errno's name, as the rest of tuple words one
+// ("bind: address already in use (EADDRINUSE)").
+func errText(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return err.Error() + " (" + rules.ErrnoName(errno) + ")"
+	}
+	return err.Error()
 }
 
 // fail answers an allowed request that could not be served.
