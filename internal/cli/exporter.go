@@ -97,7 +97,7 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		// Reported as listen's failures are: the errno in words and what
 		// holds the port, from the socket table and the rules model.
 		f := newNetFailure("listen", "tcp", netip.AddrPort{}, netip.AddrPort{}, err)
-		f.opts, f.noFlags = sockopt.Options{ReuseAddr: reuseAddrDefault}, true
+		f.opts, f.noFlags, f.target = sockopt.Options{ReuseAddr: reuseAddrDefault}, true, o.Listen
 		return reportNetFailure(s.Err, f)
 	}
 	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }

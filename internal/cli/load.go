@@ -19,6 +19,7 @@ import (
 
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/load"
+	"github.com/tuple-net/tuple/socktab"
 )
 
 // loadOptions are the flags of tuple load.
@@ -218,6 +219,30 @@ func runLoad(ctx context.Context, o loadOptions, s Streams) error {
 	return nil
 }
 
+// sinkPortFree refuses a sink on a port where another program listens on
+// an overlapping address: with SO_REUSEPORT and the same uid, the sink's
+// listeners would join that program's group and quietly take part of its
+// connections (and otherwise their bind fails).
+func sinkPortFree(ctx context.Context, ap netip.AddrPort) error {
+	t, err := socktab.Snapshot(ctx, socktab.Query{TCP: true, LocalPort: ap.Port(), States: socktab.States(socktab.Listen), Owners: true})
+	if err != nil {
+		return nil // the bind says what is wrong, if anything
+	}
+	want := ap.Addr().Unmap()
+	for _, sk := range t.Sockets {
+		have := sk.Local.Addr().Unmap()
+		if have != want && !have.IsUnspecified() && !want.IsUnspecified() {
+			continue
+		}
+		who := "another socket"
+		if len(sk.Owners) > 0 {
+			who = fmt.Sprintf("pid %d (%s)", sk.Owners[0].PID, sk.Owners[0].Comm)
+		}
+		return fmt.Errorf("load: --listen %s: %s already listens on %s: the sink's SO_REUSEPORT listeners would join its group and take its connections; pick another port", ap, who, sk.Local)
+	}
+	return nil
+}
+
 func runSink(ctx context.Context, o loadOptions, s Streams) error {
 	ap, err := netip.ParseAddrPort(o.Listen)
 	if err != nil {
@@ -230,6 +255,9 @@ func runSink(ctx context.Context, o loadOptions, s Streams) error {
 		return usageError("load: --procs must be 1-%d, got %d", load.MaxSinkProcs, o.Procs)
 	case o.To != "" || o.From != "":
 		return usageError("load: --listen runs the sink; it takes no --to or --from")
+	}
+	if err := sinkPortFree(ctx, ap); err != nil {
+		return err
 	}
 	show := progressLine(s.Err, "accepted", 0)
 	r, err := load.Sink(ctx, load.SinkSpec{Listen: ap, Procs: o.Procs, Hold: o.Hold, Stderr: s.Err, Progress: show,

@@ -404,3 +404,14 @@ func startHolding(t *testing.T, cmd *exec.Cmd) load.Report {
 	}
 	return decodeReport(t, line)
 }
+
+// A sink on a port another program listens on: its SO_REUSEPORT listeners
+// joined that program's group and took its connections without a word.
+func TestLoadSinkRefusesATakenPort(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32")
+	listenIn(t, ns, "10.0.0.1:8080")
+	code, _, errOut := runIn(t, ns, "load", "--listen", "10.0.0.1:8080", "--hold", "1s")
+	if code != 1 || !strings.Contains(errOut, "already listens on 10.0.0.1:8080") {
+		t.Errorf("load --listen on a taken port: exit %d, stderr %q; want 1 and the listener named", code, errOut)
+	}
+}

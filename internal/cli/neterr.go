@@ -39,7 +39,7 @@ type netFailure struct {
 	network string // "tcp", "udp"
 	local   netip.AddrPort
 	remote  netip.AddrPort
-	target  string          // the destination as the user gave it, shown while remote is unknown
+	target  string          // the destination (a listen's address) as the user gave it, shown while the address is unknown
 	opts    sockopt.Options // the options the socket was given, for the explanation
 	// noFlags: the command has neither -v nor the socket flags of listen
 	// and connect (tuple exporter), so the report names none.
@@ -53,7 +53,11 @@ func (f *netFailure) Error() string {
 	var b strings.Builder
 	b.WriteString(f.op + " " + f.network + " ")
 	if f.op == "listen" {
-		b.WriteString(formatAddrPort(f.local))
+		local := formatAddrPort(f.local)
+		if !f.local.IsValid() && f.target != "" {
+			local = f.target // a name that did not resolve
+		}
+		b.WriteString(local)
 	} else {
 		remote := formatAddrPort(f.remote)
 		if !f.remote.IsValid() && f.target != "" {
