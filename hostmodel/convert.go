@@ -196,6 +196,14 @@ func convert(host rules.Host, s *socktab.Socket, all []socktab.Socket, kf *sockf
 	if !ok {
 		return Entry{}, false
 	}
+	if s.Proto == inet.TCP && s.State == socktab.FinWait2 && (kf != nil && kf.TimeWait || kf == nil && s.Inode == 0) {
+		// inet_diag shows the TIME_WAIT entry of an orphan that never
+		// got its peer's FIN by its substate; it holds the port as a
+		// TIME_WAIT entry. Without the kernel's record, no inode says
+		// orphan, and orphans in FIN_WAIT2 become such entries at once
+		// while tcp_fin_timeout is at most 60 s (the default).
+		st, r.TWFinWait2 = rules.TimeWait, true
+	}
 	if ids {
 		r.ID = socketID(s)
 	}

@@ -307,7 +307,8 @@ func unmapPort(a netip.AddrPort) netip.AddrPort {
 }
 
 // twReusable is tcp_twsk_unique for a searching connect(): tcp_tw_reuse
-// (2: loopback only), peer timestamps, and tcp_tw_reuse_delay passed.
+// (2: loopback only; never for a FIN_WAIT2 entry), peer timestamps, and
+// tcp_tw_reuse_delay passed.
 func (e *eval) twReusable(i int, search bool) bool {
 	o := e.m.socks[i]
 	e.consult(i, FactTimestamps)
@@ -315,7 +316,7 @@ func (e *eval) twReusable(i int, search bool) bool {
 		return o.TWTimestamps
 	}
 	h := e.m.host
-	reuse := h.TCPTWReuse == 1 || (h.TCPTWReuse == 2 && twLoopback(o))
+	reuse := !o.TWFinWait2 && (h.TCPTWReuse == 1 || (h.TCPTWReuse == 2 && twLoopback(o)))
 	if !h.Kernel.AtLeast(6, 13, 0) {
 		// Before 6.13, which brought net.ipv4.tcp_tw_reuse_delay and
 		// tw_entry_stamp (reuse once tcp_clock_ms() passes the entry's

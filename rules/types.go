@@ -76,6 +76,11 @@ type Socket struct {
 	// compare (an observer that cannot tell leaves it false; TWAge of a
 	// second or more implies it).
 	TWSecondTicked bool
+	// TWFinWait2: the TIME_WAIT entry of an orphan that never got its
+	// peer's FIN (tw_substate FIN_WAIT2; ss shows it as FIN-WAIT-2). A
+	// connect() searching for a port never takes it over, whatever
+	// tcp_tw_reuse says (tcp_twsk_unique); a bound socket may, as any.
+	TWFinWait2 bool
 
 	// Unknown marks facts above that were not observed; the value given is
 	// an assumption and the model reports it when it matters.

@@ -469,3 +469,37 @@ func TestWhyConnectToFullAcceptQueue(t *testing.T) {
 		t.Errorf("tuple why connect after an accept: %s (exit %d), want ok", j.Verdict, code)
 	}
 }
+
+// The TIME_WAIT entry of an orphan in FIN_WAIT2 (the peer never closed):
+// tcp_twsk_unique never lets a searching connect() take it over, whatever
+// tcp_tw_reuse says. ss shows it as FIN-WAIT-2; why took it for a
+// connected socket here and for a reusable TIME_WAIT entry from the BPF
+// record.
+func TestWhyConnectBesideFinWait2Entry(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/32")
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40001")
+	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "1")
+	listenIn(t, ns, "10.0.0.1:80") // never accepts, never closes its children
+	ns.Do(func() error {
+		for range 2 { // both ports of the range
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{10, 0, 0, 1}, Port: 80}); err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(fd) // an orphan: FIN_WAIT2 once its FIN is acked
+		}
+		return nil
+	})
+	waitFor(t, "two FIN-WAIT-2 entries", func() bool {
+		return strings.Count(ns.Run(t, "ss", "-Htan", "state", "fin-wait-2"), "\n") == 2
+	})
+	time.Sleep(1100 * time.Millisecond) // past any reuse delay or second tick
+	code, j := whyIn(t, ns, "why", "connect", "10.0.0.1:80", "--json")
+	k := kernelSays(t, ns, realSock{family: 4, connect: netip.MustParseAddrPort("10.0.0.1:80")})
+	if j.Verdict != k || k != "EADDRNOTAVAIL" || code != 1 {
+		t.Errorf("connect beside FIN_WAIT2 entries: tuple why %s (exit %d), the kernel %s; want EADDRNOTAVAIL from both", j.Verdict, code, k)
+	}
+}
