@@ -313,8 +313,8 @@ func validName(s string, max int) bool {
 // merge them into one group and spread one group's traffic to the other's
 // processes. The kernel joins a socket to a group only on the same port,
 // family, exact address and device (inet_reuseport_add_sock,
-// udp_reuseport_add_sock): 0.0.0.0 beside 127.0.0.1, or 127.0.0.1 beside
-// ::ffff:127.0.0.1, makes two groups, and the lookup picks between them.
+// udp_reuseport_add_sock): 0.0.0.0 beside 127.0.0.1 makes two groups, and
+// the lookup picks between them.
 func checkGroups(gs []Grant) error {
 	for i := range gs {
 		for j := i + 1; j < len(gs); j++ {
