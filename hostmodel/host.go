@@ -2,6 +2,7 @@ package hostmodel
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/tuple-net/tuple/rules"
 )
@@ -25,4 +26,15 @@ func ReadHost(procRoot string) (rules.Host, []string, error) {
 		notes = append(notes, fmt.Sprintf("kernel version unknown (%v): the rules of %s apply", kerr, rules.Newest))
 	}
 	return host, notes, err
+}
+
+// IsLocal reports whether a is an address of the calling thread's network
+// namespace (its local routes), as ReadHost's Host.IsLocal says, without
+// reading the port sysctls.
+func IsLocal(a netip.Addr) (bool, error) {
+	local, err := localPrefixes()
+	if err != nil {
+		return false, fmt.Errorf("local addresses: %w", err)
+	}
+	return rules.Host{Local: local}.IsLocal(a), nil
 }

@@ -140,8 +140,8 @@ func isLocalAddr(a netip.Addr) bool {
 	if !a.IsValid() {
 		return false
 	}
-	h, _, err := hostmodel.ReadHost("")
-	return err == nil && h.IsLocal(a)
+	local, err := hostmodel.IsLocal(a)
+	return err == nil && local
 }
 
 // sessionFailed is the error of a relay session (what names it) that
