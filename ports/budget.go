@@ -3,6 +3,7 @@ package ports
 import (
 	"cmp"
 	"fmt"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -279,6 +280,9 @@ func takeCensus(c columns, pool *portSet) census {
 	if c.keep != nil {
 		live = c.keep.live[:0]
 		defer func() { c.keep.live = live[:0] }()
+	}
+	if cap(live) < len(c.socks) { // at most one per socket: never grown by append
+		live = prefault.Make[uint64](0, len(c.socks))
 	}
 	for i := range c.socks {
 		s := &c.socks[i]

@@ -154,8 +154,11 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		// last must not copy it all again.
 		// Grown by append, the sockets would be copied again and again.
 		room := n + n/32 + 64
-		t.cols.socks, r.inodes = make([]rules.Socket, 0, room), make([]uint64, 0, room)
-		prefault.Slice(t.cols.socks)
+		t.cols.socks, r.inodes = prefault.Make[rules.Socket](0, room), prefault.Make[uint64](0, room)
+		// One bucket per port: a busy host's client ports are tens of
+		// thousands of buckets, which grown by append would be copied
+		// again and again into fresh pages.
+		t.Buckets = prefault.Make[rules.Bucket](0, min(room, 1<<16))
 	}
 	t.Entries, t.Sockets = nil, nil
 	t.cols.socks, t.cols.timeLeft, t.cols.owners, t.cols.findOwners = t.cols.socks[:0], nil, nil, nil
@@ -171,7 +174,14 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		done := make(chan struct{})
 		var fl []sockfacts.File
 		var ferr error
-		go func() { defer close(done); fl, ferr = sockfacts.SocketFiles() }()
+		go func() {
+			defer close(done)
+			if fl, ferr = sockfacts.SocketFiles(); ferr == nil {
+				// Sorted here, while the iterator still walks: not
+				// after it, on the way to the budget.
+				fl = byInode(fl)
+			}
+		}()
 		files = func() ([]sockfacts.File, error) { <-done; return fl, ferr }
 	}
 	var seen portSet      // ports whose bucket is taken
@@ -296,17 +306,11 @@ func (r *Reader) fromTable(host rules.Host, rows []socktab.Socket) {
 }
 
 // owners finds each socket's owners by inode among every process's socket
-// descriptors (files), one Owner per descriptor, sharing one array.
+// descriptors (files, sorted byInode), one Owner per descriptor, sharing
+// one array.
 func (r *Reader) owners(files []sockfacts.File, procRoot string) [][]Owner {
-	slices.SortFunc(files, func(a, b sockfacts.File) int {
-		if a.Inode != b.Inode { // nearly always: one compare, not three
-			return cmp.Compare(a.Inode, b.Inode)
-		}
-		return cmp.Or(cmp.Compare(a.PID, b.PID), cmp.Compare(a.FD, b.FD))
-	})
-	files = slices.Compact(files) // a thread with its own copy of the file table
-	out := make([][]Owner, len(r.inodes))
-	all := make([]Owner, 0, len(files))
+	out := prefault.Make[[]Owner](len(r.inodes), len(r.inodes))
+	all := prefault.Make[Owner](0, len(files))
 	comms := map[int32]string{}
 	for i, ino := range r.inodes {
 		if ino == 0 {
@@ -329,6 +333,19 @@ func (r *Reader) owners(files []sockfacts.File, procRoot string) [][]Owner {
 		out[i] = all[start:len(all):len(all)]
 	}
 	return out
+}
+
+// byInode sorts files by inode, then process and descriptor, for owners'
+// binary search, dropping duplicates (a thread with its own copy of the
+// file table lists its descriptors again).
+func byInode(files []sockfacts.File) []sockfacts.File {
+	slices.SortFunc(files, func(a, b sockfacts.File) int {
+		if a.Inode != b.Inode { // nearly always: one compare, not three
+			return cmp.Compare(a.Inode, b.Inode)
+		}
+		return cmp.Or(cmp.Compare(a.PID, b.PID), cmp.Compare(a.FD, b.FD))
+	})
+	return slices.Compact(files)
 }
 
 // readComm returns the command name of pid, "" when it cannot be read.

@@ -56,7 +56,10 @@ func (m *Model) Reindex(w World) *Model {
 		udpSlots: m.udpSlots[:0]}
 	// Port owners sorted by key<<32 | index: one flat sort, in which the
 	// owners of one port keep World order (oldest first).
-	packed := slices.Grow(m.packed, n)
+	packed := m.packed
+	if cap(packed) < n {
+		packed = prefault.Make[uint64](0, n+n/32+16)
+	}
 	for i := range w.Sockets {
 		s := &w.Sockets[i]
 		m.eps[i] = normalise(s.Family, s.Local.Addr(), s.V6Only)
@@ -74,7 +77,7 @@ func (m *Model) Reindex(w World) *Model {
 	}
 	if len(w.Buckets) > bucketsScanned {
 		if cap(m.bucketAt) < 1<<16 {
-			m.bucketAt = make([]int32, 1<<16)
+			m.bucketAt = prefault.Make[int32](1<<16, 1<<16)
 		}
 		m.bucketAt = m.bucketAt[:1<<16]
 		clear(m.bucketAt)
@@ -107,9 +110,7 @@ func (m *Model) Reindex(w World) *Model {
 // the last does not allocate again.
 func resize[T any](s []T, n int) []T {
 	if cap(s) < n {
-		s = make([]T, n, n+n/32+16)
-		prefault.Slice(s) // a table's worth of fresh pages, in one call
-		return s
+		return prefault.Make[T](n, n+n/32+16) // a table's worth of fresh pages, in one call
 	}
 	return s[:n]
 }

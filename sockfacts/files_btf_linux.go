@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"math"
 )
 
@@ -69,7 +70,7 @@ func parseBTF(b []byte) (*btfIndex, error) {
 		types: b[hdrLen+typeOff : hdrLen+typeOff+typeLen],
 		strs:  b[hdrLen+strOff : hdrLen+strOff+strLen],
 	}
-	x.off = make([]uint32, 0, len(x.types)/24)
+	x.off = prefault.Make[uint32](0, len(x.types)/24)
 	for p := 0; p < len(x.types); {
 		if len(x.types)-p < btfTypeLen {
 			return nil, fmt.Errorf("%w: type %d truncated", errBTF, len(x.off)+1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"os"
 	"strconv"
 	"sync"
@@ -208,7 +209,7 @@ func SocketFiles() ([]File, error) {
 		b, _ := os.ReadFile("/proc/sys/fs/file-nr")
 		n = int64(min(parseFileNr(b), 1<<22))
 	}
-	files, err := listFiles("tuple_task_file", filesProgram, nil, make([]File, 0, max(n+n/8, 1<<12)))
+	files, err := listFiles("tuple_task_file", filesProgram, nil, prefault.Make[File](0, max(int(n+n/8), 1<<12)))
 	if err == nil {
 		lastFiles.Store(int64(len(files)))
 	}

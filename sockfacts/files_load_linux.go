@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -176,7 +177,7 @@ func readKernelBTF() ([]byte, error) {
 }
 
 // rawFilesLayout finds the task_file program's fields.
-func rawFilesLayout(x *btfIndex) (*filesLayout, error) {
+func rawFilesLayout(x fieldFinder) (*filesLayout, error) {
 	var l filesLayout
 	if err := loadFields(x, l.fields()); err != nil {
 		return nil, err
@@ -202,8 +203,16 @@ type rawBTF struct {
 }
 
 // rawKernel scans the kernel's BTF once per process, for every program
-// loaded with bpf(2); the BTF itself is not kept.
+// loaded with bpf(2), or reads the answers of an earlier scan on this
+// kernel (btfAnswersPath); the BTF itself is not kept.
 var rawKernel = sync.OnceValues(func() (*rawBTF, error) {
+	path := btfAnswersPath()
+	if a, ok := readBTFAnswers(path); ok {
+		r := &replayedBTF{a: a}
+		if k := scanKernel(r); !r.missed {
+			return k, nil
+		}
+	}
 	raw, release, err := kernelBTFRaw()
 	if err != nil {
 		return nil, err
@@ -221,22 +230,33 @@ var rawKernel = sync.OnceValues(func() (*rawBTF, error) {
 		structs = append(structs, f.st)
 	}
 	x.prefetch(btfStruct, structs...)
-	x.prefetch(btfFunc, "bpf_iter_tcp", "bpf_iter_udp", "bpf_iter_task_file")
+	x.prefetch(btfFunc, iterFuncs...)
+	rec := newRecordingBTF(x)
+	k := scanKernel(rec)
+	writeBTFAnswers(path, rec.a)
+	return k, nil
+})
+
+// iterFuncs are the functions the iterator targets attach to.
+var iterFuncs = []string{"bpf_iter_tcp", "bpf_iter_udp", "bpf_iter_task_file"}
+
+// scanKernel asks src what every program loaded with bpf(2) needs.
+func scanKernel(src btfSource) *rawBTF {
 	k := &rawBTF{targets: map[string]uint32{}}
-	k.sock, k.sockErr = loadLayout(x)
-	k.files, k.filesErr = rawFilesLayout(x)
+	k.sock, k.sockErr = loadLayout(src)
+	k.files, k.filesErr = rawFilesLayout(src)
 	if k.sockErr == nil {
-		k.groups, k.grpErr = loadGroupLayout(k.sock, x)
+		k.groups, k.grpErr = loadGroupLayout(k.sock, src)
 	} else {
 		k.grpErr = k.sockErr
 	}
-	for _, t := range []string{"tcp", "udp", "task_file"} {
-		if id, err := x.find(btfFunc, "bpf_iter_"+t); err == nil {
-			k.targets[t] = id
+	for _, fn := range iterFuncs {
+		if id, err := src.find(btfFunc, fn); err == nil {
+			k.targets[strings.TrimPrefix(fn, "bpf_iter_")] = id
 		}
 	}
-	return k, nil
-})
+	return k
+}
 
 // kernelBTFRaw is the kernel's raw BTF mapped read-only where the kernel
 // lets /sys/kernel/btf/vmlinux be mapped (Linux 6.16 on): no copy of its

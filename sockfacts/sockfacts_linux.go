@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 
@@ -442,15 +442,22 @@ func attachIter[L any](name, target string, rawLayout func(*rawBTF) (*L, error),
 // Read walks every socket of the reader's protocol in the calling thread's
 // network namespace, as the package's Read does, and appends the records to
 // dst[:0]: pass the previous result to reuse its array, or an empty slice
-// with room for the sockets expected, which sizes the read's buffers too.
+// with room for the sockets expected.
 func (r *Reader) Read(dst []Sock) ([]Sock, error) {
-	// The program's output is not kept between reads: it is garbage once
-	// decoded, and kept it would add to the peak of the next read.
-	b, err := readIter(r.it, make([]byte, 0, max(64<<10, (cap(dst)+1)*recordLen)))
+	// The program's output is decoded a chunk at a time as it is read
+	// (Scan), never held whole: on a busy host it is megabytes of fresh
+	// pages, for records decoded at once.
+	dst = dst[:0]
+	_, err := r.Scan(prefault.Make[byte](0, scanBuffers*scanChunk), func(s *Sock) {
+		if len(dst) == cap(dst) {
+			dst = prefault.Grow(dst, 1024)
+		}
+		dst = append(dst, *s)
+	})
 	if err != nil {
 		return nil, err
 	}
-	return parseRecords(b, r.proto, r.l, dst[:0])
+	return dst, nil
 }
 
 // Close unloads the program.
@@ -577,28 +584,6 @@ func unprivilegedCause(procRoot string) string {
 }
 
 var errRecord = errors.New("sockfacts: malformed record stream")
-
-// parseRecords decodes the program's output, appending to out.
-func parseRecords(b []byte, proto inet.Proto, l *layout, out []Sock) ([]Sock, error) {
-	if err := checkRecords(b); err != nil {
-		return nil, err
-	}
-	out = slices.Grow(out, len(b)/recordLen)
-	var s Sock
-	for ; len(b) > 0; b = b[recordLen:] {
-		if decodeRecord(b[:recordLen], proto, l, &s) {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-func checkRecords(b []byte) error {
-	if len(b)%recordLen != 0 {
-		return fmt.Errorf("BPF socket iterator %w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
-	}
-	return nil
-}
 
 // decodeRecord decodes one record into *s, reporting false for records
 // that are no socket with a port's facts (request sockets, other

@@ -891,3 +891,27 @@ func TestAttachIterMissingField(t *testing.T) {
 		t.Errorf("refused program: error %v, loader ran %v; want an error after the loader tried", err, loaded)
 	}
 }
+
+// parseRecords decodes a whole stream of the program's output at once,
+// appending to out: the reference the chunked decoding (Scan) is fuzzed
+// against.
+func parseRecords(b []byte, proto inet.Proto, l *layout, out []Sock) ([]Sock, error) {
+	if err := checkRecords(b); err != nil {
+		return nil, err
+	}
+	out = slices.Grow(out, len(b)/recordLen)
+	var s Sock
+	for ; len(b) > 0; b = b[recordLen:] {
+		if decodeRecord(b[:recordLen], proto, l, &s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func checkRecords(b []byte) error {
+	if len(b)%recordLen != 0 {
+		return fmt.Errorf("BPF socket iterator %w: %d bytes is not a multiple of %d", errRecord, len(b), recordLen)
+	}
+	return nil
+}
