@@ -157,6 +157,7 @@ func FromRecord(k *sockfacts.Sock, timeLeft time.Duration) (rules.Socket, rules.
 	if st == rules.TimeWait {
 		r.TWAge = max(timeWaitLen-timeLeft, 0)
 		r.TWTimestamps = k.Timestamps
+		r.TWFinWait2 = k.FinWait2
 	}
 	if st == rules.Connected || st == rules.TimeWait {
 		// Known from 6.17 (sk_userlocks, tw_connect_bind); before, the

@@ -123,3 +123,17 @@ func TestBucketDecidesConnectSharing(t *testing.T) {
 		}
 	}
 }
+
+// TestFromRecordTimeWait: a record's TIME_WAIT entry keeps its age, its
+// peer's timestamps and its FIN_WAIT2 substate, which connect() reads to
+// decide whether it may take the entry over (rules.Socket.TWFinWait2).
+func TestFromRecordTimeWait(t *testing.T) {
+	for _, fw2 := range []bool{false, true} {
+		k := sockfacts.Sock{Proto: inet.TCP, Family: inet.IPv4, State: 6, TimeWait: true, Timestamps: true, FinWait2: fw2,
+			Local: netip.MustParseAddrPort("10.0.0.2:40001"), Remote: netip.MustParseAddrPort("10.0.0.1:80")}
+		s, _, ok := FromRecord(&k, 50*time.Second)
+		if !ok || s.State != rules.TimeWait || !s.TWTimestamps || s.TWFinWait2 != fw2 || s.TWAge != 10*time.Second {
+			t.Errorf("FromRecord(FinWait2 %v) = %+v, %v; want a TIME_WAIT entry 10 s old, with timestamps, FIN_WAIT2 %v", fw2, s, ok, fw2)
+		}
+	}
+}

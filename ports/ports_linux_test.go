@@ -479,6 +479,100 @@ func TestTimeWaitMatchesKernel(t *testing.T) {
 	}
 }
 
+// TestFinWait2EntriesMatchKernel: the TIME_WAIT entries of orphans that
+// never got their peer's FIN (substate FIN_WAIT2) keep their ports even with
+// tcp_tw_reuse on, since connect() never takes such an entry over. The
+// budget counts them as taken, from the kernel's records and from the
+// table alike, as the kernel does. Such an entry lasts tcp_fin_timeout,
+// not the 60 s of TIME_WAIT: the next expiry says so; and it is counted in
+// the state inet_diag shows it in, FIN-WAIT-2.
+func TestFinWait2EntriesMatchKernel(t *testing.T) {
+	dst := netip.MustParseAddrPort("10.0.0.1:80")
+	ns, held := narrowNamespace(t, dst)
+	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "1")
+	ns.Sysctl(t, "net.ipv4.tcp_fin_timeout", "30")
+	const orphans = 4
+	err := ns.Do(func() error {
+		ln := (*held)[0]
+		for range orphans {
+			fd, err := connect(dst)
+			if err != nil {
+				return err
+			}
+			child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return os.NewSyscallError("accept", err)
+			}
+			*held = append(*held, child) // never closed: no FIN for the client
+			unix.Close(fd)               // an orphan, FIN_WAIT2 once its FIN is acked
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	for range 100 { // the FIN's ACK is asynchronous
+		if rep, err = budgetIn(ns, false, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if rep.TimeWait == orphans {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // past tcp_tw_reuse_delay (1 s)
+	exact, err := budgetIn(ns, false, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := budgetWith(ns, false, Options{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	if err := ns.Do(func() error {
+		got = untilRefused(t, held, dst)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := 20 - orphans
+	for _, r := range []struct {
+		name string
+		rep  Report
+	}{{"kernel records", exact}, {"table", table}} {
+		if r.rep.TimeWait != orphans || len(r.rep.Destinations) != 1 {
+			t.Errorf("%s: %d TIME_WAIT, destinations %+v; want %d entries to %v", r.name, r.rep.TimeWait, r.rep.Destinations, orphans, dst)
+			continue
+		}
+		if d := r.rep.Destinations[0]; d.FreeMin != want || d.FreeMax != want {
+			t.Errorf("%s: reported %d..%d free beside %d FIN_WAIT2 entries, want %d", r.name, d.FreeMin, d.FreeMax, orphans, want)
+		}
+		if d := r.rep.Destinations[0]; d.NextExpiry <= 0 || d.NextExpiry > 30*time.Second {
+			t.Errorf("%s: next expiry %v, want within tcp_fin_timeout (30 s)", r.name, d.NextExpiry)
+		}
+	}
+	if factsReadable(t, ns) {
+		var tab *Table
+		if err := ns.Do(func() (err error) {
+			host, _, err := hostmodel.ReadHost("")
+			if err == nil {
+				tab, err = Snapshot(context.Background(), host, "", false, false)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if tab.Entries == nil && (tab.Counts[socktab.FinWait2] != orphans || tab.Counts[socktab.TimeWait] != 0) {
+			t.Errorf("kernel records: %d FIN-WAIT-2, %d TIME-WAIT; want %d and 0, as inet_diag shows them", tab.Counts[socktab.FinWait2], tab.Counts[socktab.TimeWait], orphans)
+		}
+	}
+	if got != want {
+		t.Errorf("the kernel allowed %d connections beside %d FIN_WAIT2 entries in a 20-port range, want %d", got, orphans, want)
+	}
+}
+
 // TestOddRangeWithinBounds: with an odd-sized range the kernel visits one
 // port fewer than the range holds, and which one depends on its random
 // start; with one port hogged the count is one of two values, and the

@@ -119,10 +119,11 @@ func (r *Reader) Close() error {
 
 // The socket table is dumped beside the iterator for what it does not
 // walk: bound-only sockets, which only the bind hash holds, and the
-// TIME_WAIT entries' timers when there are entries.
+// TIME_WAIT entries' timers when there are entries (inet_diag shows an
+// entry of substate FIN_WAIT2 in that state).
 const (
 	boundStates = 1 << socktab.BoundInactive
-	timerStates = boundStates | 1<<socktab.TimeWait
+	timerStates = boundStates | 1<<socktab.TimeWait | 1<<socktab.FinWait2
 )
 
 // Read reads the calling thread's network namespace with host's settings;
@@ -187,8 +188,8 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 	var seen portSet      // ports whose bucket is taken
 	var listening portSet // ports of the listeners walked so far
 	wait := r.facts.ScanAsync(r.buf, func(k *sockfacts.Sock) {
-		if int(k.State) < len(t.Counts) {
-			t.Counts[k.State]++
+		if st := inetDiagState(k); int(st) < len(t.Counts) {
+			t.Counts[st]++
 		}
 		if acceptedOffRange(host, k, &listening) {
 			return
@@ -235,6 +236,15 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 	return t, nil
 }
 
+// inetDiagState is k's state as inet_diag reports it: a TIME_WAIT entry
+// by its substate.
+func inetDiagState(k *sockfacts.Sock) socktab.State {
+	if k.TimeWait && k.FinWait2 {
+		return socktab.FinWait2
+	}
+	return socktab.State(k.State)
+}
+
 // acceptedOffRange reports whether k is a connection accepted on a
 // listener's port that no ephemeral-port search visits: counted, but no
 // part of the budget (no destination of its own, no port of the pool), so
@@ -262,7 +272,9 @@ func (r *Reader) timeWaitTimers(rows []socktab.Socket) {
 	}
 	left := make(map[uint64]time.Duration, len(r.tw))
 	for i := range rows {
-		if rows[i].State == socktab.TimeWait {
+		// A FIN-WAIT-2 row is an entry of that substate, or a full
+		// socket whose cookie no entry has.
+		if st := rows[i].State; st == socktab.TimeWait || st == socktab.FinWait2 {
 			left[rows[i].Cookie] = rows[i].TimeLeft
 		}
 	}

@@ -32,6 +32,7 @@ type layout struct {
 	family, state, reuse, reusePort, v6only          field
 	num, dport, daddr, rcvSaddr, v6Daddr, v6RcvSaddr field
 	userlocks, twConnectBind, twTSRecentStamp        field
+	twSubstate                                       field // TCP_FIN_WAIT2 for an orphan's entry
 	// cookie is sock_common.skc_cookie, read where the
 	// bpf_get_socket_cookie helper is not allowed (before 5.12); absent
 	// elsewhere.
@@ -154,6 +155,7 @@ func (l *layout) fields() []fieldSpec {
 		{&l.v6RcvSaddr, "sock_common", "skc_v6_rcv_saddr", 16},
 		{&l.userlocks, "sock", "sk_userlocks", 1},
 		{&l.twTSRecentStamp, "tcp_timewait_sock", "tw_ts_recent_stamp", 4},
+		{&l.twSubstate, "inet_timewait_sock", "tw_substate", 1},
 		{&l.bindHash, "inet_connection_sock", "icsk_bind_hash", 8},
 		{&l.twTB, "inet_timewait_sock", "tw_tb", 8},
 		{&l.fastreuse, "inet_bind_bucket", "fastreuse", 1},

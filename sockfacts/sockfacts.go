@@ -32,6 +32,10 @@ type Sock struct {
 	// Timestamps: a TIME_WAIT entry's peer used TCP timestamps
 	// (tw_ts_recent_stamp != 0).
 	Timestamps bool
+	// FinWait2: a TIME_WAIT entry standing for an orphan that never got
+	// its peer's FIN (tw_substate TCP_FIN_WAIT2, which inet_diag reports
+	// as the entry's state): connect() never takes it over.
+	FinWait2 bool
 	// BucketConnectOnly: the kernel's bind bucket of this TCP port says
 	// connect() may share the port (no owner holds it through bind(); its
 	// fastreuse and fastreuseport caches are both negative). This is what

@@ -48,11 +48,13 @@ const (
 	recFastV6    = 90  // fast_ipv6_only
 	recUID       = 92  // the context's uid (sock_i_uid; 0 for TIME_WAIT entries)
 	recDev       = 96  // skc_bound_dev_if
+	recSubstate  = 100 // a TIME_WAIT entry's tw_substate
 	recInode     = 104 // SOCK_INODE(sk_socket)->i_ino (full sockets with a struct socket)
 	kindFull     = 1
 	kindTimeWait = 2
 	kindBucket   = 0x80 // or'ed into the kind: recFastReuse and recFastRP hold the bucket's state
 	tcpTimeWait  = 6    // TCP_TIME_WAIT
+	tcpFinWait2  = 5    // TCP_FIN_WAIT2
 )
 
 // sk_userlocks bits (include/net/sock.h). SOCK_CONNECT_BIND is not in BTF
@@ -229,6 +231,7 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 			insns = append(insns, probeRead(base+recLocks, 1, asm.Mov.Reg(asm.R3, sk), l.twConnectBind.off)...)
 		}
 		insns = append(insns, probeRead(base+recTSRecent, 4, asm.Mov.Reg(asm.R3, sk), l.twTSRecentStamp.off)...)
+		insns = append(insns, probeRead(base+recSubstate, 1, asm.Mov.Reg(asm.R3, sk), l.twSubstate.off)...)
 		insns = append(insns,
 			asm.StoreImm(asm.RFP, base+recKind, kindTimeWait, asm.Byte),
 			asm.Ja.Label("out"),
@@ -236,6 +239,8 @@ func program(l *layout, proto inet.Proto, port uint16, o Option) asm.Instruction
 		twsock := asm.Instructions{
 			asm.LoadMem(asm.R1, asm.R0, int16(l.twTSRecentStamp.off), asm.Word),
 			asm.StoreMem(asm.RFP, base+recTSRecent, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R0, int16(l.twSubstate.off), asm.Byte),
+			asm.StoreMem(asm.RFP, base+recSubstate, asm.R1, asm.Byte),
 		}
 		if !l.twConnectBind.absent {
 			twsock = append(asm.Instructions{
@@ -648,6 +653,7 @@ func decodeRecord(r []byte, proto inet.Proto, l *layout, s *Sock) bool {
 			s.ConnectBindKnown = true
 		}
 		s.Timestamps = int32(binary.NativeEndian.Uint32(r[recTSRecent:])) != 0
+		s.FinWait2 = r[recSubstate] == tcpFinWait2
 	default:
 		return false // request sockets own no port
 	}

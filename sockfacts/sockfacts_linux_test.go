@@ -95,7 +95,8 @@ func TestReadAgainstKernel(t *testing.T) {
 	err := ns.Do(func() error {
 		// A listener with both reuse flags, a bound-only v6 socket with
 		// v6only, a client bound to a fixed port, a client whose port
-		// connect() picked, and a TIME_WAIT entry of an active close.
+		// connect() picked, and the TIME_WAIT entry of an active close
+		// (of substate FIN_WAIT2: the peer never closes).
 		ln := sock(t, unix.AF_INET, unix.SOCK_STREAM, map[int]int{unix.SO_REUSEADDR: 1, unix.SO_REUSEPORT: 1}, &unix.SockaddrInet4{Addr: lo, Port: 7000})
 		if err := unix.Listen(ln, 16); err != nil {
 			return err
@@ -175,8 +176,9 @@ func TestReadAgainstKernel(t *testing.T) {
 		switch {
 		case s.TimeWait:
 			tw++
-			if s.ConnectBind != origin || !s.ReuseAddr || s.ReusePort || !s.Timestamps || s.State != 6 || !s.BucketKnown || !s.BucketConnectOnly {
-				t.Errorf("TIME_WAIT entry of a connect()-bound SO_REUSEADDR socket: %+v", s)
+			if s.ConnectBind != origin || !s.ReuseAddr || s.ReusePort || !s.Timestamps || s.State != 6 || !s.BucketKnown || !s.BucketConnectOnly || !s.FinWait2 {
+				// Its peer, never accepted, never sends its FIN.
+				t.Errorf("FIN_WAIT2 entry of a connect()-bound SO_REUSEADDR socket: %+v", s)
 			}
 		case s.Remote.Port() == 7000 && s.Local.Port() != 7002:
 			auto++
@@ -331,13 +333,67 @@ func TestReadServerTimeWait(t *testing.T) {
 	}
 	for _, s := range got {
 		if s.Local.Port() == 7100 && s.TimeWait {
-			if !s.ReuseAddr || s.ReusePort || s.State != 6 || s.ConnectBindKnown != knowsPortOrigin(t) || s.ConnectBind || !s.Timestamps {
+			if !s.ReuseAddr || s.ReusePort || s.State != 6 || s.ConnectBindKnown != knowsPortOrigin(t) || s.ConnectBind || !s.Timestamps || s.FinWait2 {
 				t.Errorf("server-side TIME_WAIT of a Go listener (SO_REUSEADDR): %+v", s)
 			}
 			return
 		}
 	}
 	t.Fatalf("no server-side TIME_WAIT entry on port 7100 in %+v", got)
+}
+
+// TestReadFinWait2Entry: a client that closes first while the server never
+// closes becomes an orphan in FIN_WAIT2, which the kernel turns into a
+// TIME_WAIT entry of substate FIN_WAIT2 at once (tcp_fin_timeout at most
+// 60 s): the record says so, as connect() never takes such an entry over.
+func TestReadFinWait2Entry(t *testing.T) {
+	requireBTF(t)
+	ns := netnstest.New(t)
+	var got []Sock
+	err := ns.Do(func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:7200")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp4", "127.0.0.1:7200")
+		if err != nil {
+			return err
+		}
+		a, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		defer a.Close() // only at the end: the server never sends its FIN
+		c.Close()
+		if _, err := a.Read(make([]byte, 1)); err != io.EOF {
+			return fmt.Errorf("server read: %v, want EOF", err)
+		}
+		for range 100 { // the FIN's ACK makes the orphan an entry
+			if got, err = Read(inet.TCP); err != nil {
+				return err
+			}
+			for _, s := range got {
+				if s.Remote.Port() == 7200 && s.TimeWait {
+					return nil
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range got {
+		if s.Remote.Port() == 7200 && s.TimeWait {
+			if !s.FinWait2 || s.State != 6 {
+				t.Errorf("the orphan's FIN_WAIT2 entry: %+v; want FinWait2 and state 6", s)
+			}
+			return
+		}
+	}
+	t.Fatalf("no TIME_WAIT entry of the client to port 7200 in %+v", got)
 }
 
 // Regression: without root the note blamed MEMLOCK; the cause is the
