@@ -48,6 +48,36 @@ func connect(dst netip.AddrPort) (int, error) {
 	return fd, nil
 }
 
+// connectAccepted connects to dst and accepts the connection on ln.
+func connectAccepted(ln int, dst netip.AddrPort) (fd, child int, err error) {
+	if fd, err = connect(dst); err != nil {
+		return -1, -1, err
+	}
+	if child, _, err = unix.Accept4(ln, unix.SOCK_CLOEXEC); err != nil {
+		unix.Close(fd)
+		return -1, -1, os.NewSyscallError("accept", err)
+	}
+	return fd, child, nil
+}
+
+// untilTimeWait budgets ns until it counts n TIME_WAIT entries (a FIN
+// exchange is asynchronous), for a second at most.
+func untilTimeWait(t *testing.T, ns *netnstest.NS, n int) Report {
+	t.Helper()
+	var rep Report
+	for range 100 {
+		var err error
+		if rep, err = budgetIn(ns, false, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if rep.TimeWait == n {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return rep
+}
+
 func listen(t *testing.T, held *fds, addr netip.AddrPort) {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -400,13 +430,9 @@ func TestTimeWaitMatchesKernel(t *testing.T) {
 	err := ns.Do(func() error {
 		ln := (*held)[0]
 		for i := range tw + live {
-			fd, err := connect(dst)
+			fd, child, err := connectAccepted(ln, dst)
 			if err != nil {
 				return err
-			}
-			child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
-			if err != nil {
-				return os.NewSyscallError("accept", err)
 			}
 			if i >= tw {
 				*held = append(*held, fd, child)
@@ -422,16 +448,7 @@ func TestTimeWaitMatchesKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep Report
-	for range 100 { // the FIN exchange is asynchronous
-		if rep, err = budgetIn(ns, false, Options{}); err != nil {
-			t.Fatal(err)
-		}
-		if rep.TimeWait == tw {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	rep := untilTimeWait(t, ns, tw)
 	if rep.TimeWait != tw || len(rep.Destinations) != 1 {
 		t.Fatalf("%d TIME_WAIT, destinations %+v; want %d TIME_WAIT to %v", rep.TimeWait, rep.Destinations, tw, dst)
 	}
@@ -495,13 +512,9 @@ func TestFinWait2EntriesMatchKernel(t *testing.T) {
 	err := ns.Do(func() error {
 		ln := (*held)[0]
 		for range orphans {
-			fd, err := connect(dst)
+			fd, child, err := connectAccepted(ln, dst)
 			if err != nil {
 				return err
-			}
-			child, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
-			if err != nil {
-				return os.NewSyscallError("accept", err)
 			}
 			*held = append(*held, child) // never closed: no FIN for the client
 			unix.Close(fd)               // an orphan, FIN_WAIT2 once its FIN is acked
@@ -511,16 +524,7 @@ func TestFinWait2EntriesMatchKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep Report
-	for range 100 { // the FIN's ACK is asynchronous
-		if rep, err = budgetIn(ns, false, Options{}); err != nil {
-			t.Fatal(err)
-		}
-		if rep.TimeWait == orphans {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	untilTimeWait(t, ns, orphans)
 	time.Sleep(1500 * time.Millisecond) // past tcp_tw_reuse_delay (1 s)
 	exact, err := budgetIn(ns, false, Options{})
 	if err != nil {
