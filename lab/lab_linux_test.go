@@ -141,12 +141,7 @@ sysctl net.ipv4.ip_local_port_range=40000 40000
 A socket tcp4
 A bind 127.0.0.1:0 => ok
 `)
-	type v struct {
-		kernel string
-		ok     bool
-		why    string
-	}
-	want := []v{
+	checkLines(t, res, []lineWant{
 		{"EINVAL", false, "EINVAL (invalid argument): the kernel refused net.ipv4.ip_local_port_range=40001 40000"},
 		{"ENOENT", false, "ENOENT (no such file or directory): the namespace has no net.ipv4.nosuch"},
 		{"EINVAL", true, "EINVAL (invalid argument)"},
@@ -154,7 +149,26 @@ A bind 127.0.0.1:0 => ok
 		{"ok", true, ""},
 		{"ok", true, ""},
 		{"ok", true, ""},
+	})
+	if res.OK() {
+		t.Error("a scenario whose sysctls the kernel refused reported ok")
 	}
+	if l := res.Results[6].Local; l != "127.0.0.1:40000" {
+		t.Errorf("bind(0) took %q, want 127.0.0.1:40000 (the range line 6 set)", l)
+	}
+}
+
+// lineWant is what one line of a run must show: the kernel's result,
+// whether the line is ok, and how its Why starts ("": no Why).
+type lineWant struct {
+	kernel string
+	ok     bool
+	why    string
+}
+
+// checkLines checks res's lines against want, in order.
+func checkLines(t *testing.T, res ScenarioResult, want []lineWant) {
+	t.Helper()
 	if len(res.Results) != len(want) {
 		t.Fatalf("%d results, want %d", len(res.Results), len(want))
 	}
@@ -163,11 +177,27 @@ A bind 127.0.0.1:0 => ok
 			t.Errorf("line %d %s: kernel %s, ok %v, why %q; want %s, %v, %q...", x.Line, x.Op, x.Kernel, x.OK, x.Why, want[i].kernel, want[i].ok, want[i].why)
 		}
 	}
+}
+
+// TestRunFailedSocket: a socket line the kernel refuses (an option it
+// cannot apply) fails the scenario, with the errno in words, unless it
+// expects the error; the lines on that socket then say there is none.
+func TestRunFailedSocket(t *testing.T) {
+	requireRoot(t)
+	res := runOne(t, `[bad-socket]
+A socket tcp4 dev=nosuchdev0
+A bind 127.0.0.1:8000
+B socket tcp4 dev=nosuchdev0 => ENODEV
+B listen
+`)
+	checkLines(t, res, []lineWant{
+		{"ENODEV", false, "ENODEV (no such device)"},
+		{"EBADF", true, "no socket: its line failed (ENODEV)"},
+		{"ENODEV", true, "ENODEV (no such device)"},
+		{"EBADF", true, "no socket: its line failed (ENODEV)"},
+	})
 	if res.OK() {
-		t.Error("a scenario whose sysctls the kernel refused reported ok")
-	}
-	if l := res.Results[6].Local; l != "127.0.0.1:40000" {
-		t.Errorf("bind(0) took %q, want 127.0.0.1:40000 (the range line 6 set)", l)
+		t.Error("a scenario whose socket line the kernel refused reported ok")
 	}
 }
 

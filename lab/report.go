@@ -77,7 +77,7 @@ func note(r Result) string {
 		if refused != "" {
 			parts = append(parts, refused)
 		}
-	case r.Expect == "": // a sysctl the kernel refused (Wants)
+	case r.Expect == "": // a sysctl or socket line the kernel refused (Wants)
 		if refused == "" {
 			refused = r.Kernel
 		}

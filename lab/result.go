@@ -1,5 +1,7 @@
 package lab
 
+import "strings"
+
 // Result is what one operation line did.
 type Result struct {
 	File     string
@@ -42,14 +44,23 @@ func (r Result) KernelMet() bool {
 
 // Wants is the result the line asserts: its expectation (=> RESULT), else
 // "ok" for a line on the namespace rather than on a socket (sysctl; sleep,
-// which cannot fail), else "" (it asserts nothing). The lines after a
-// sysctl stand on the setting it makes: a sysctl the kernel refused is a
-// failed line unless it expects that error (=> EINVAL).
+// which cannot fail) and for a line creating a socket that the model does
+// not judge, else "" (it asserts nothing). The lines after a sysctl or a
+// socket line stand on what it makes: one the kernel refused is a failed
+// line unless it expects that error (=> EINVAL). A socket line the model
+// judges (an option this kernel may lack) is checked against the model.
 func (r Result) Wants() string {
-	if r.Expect == "" && r.Socket == "" {
+	if r.Expect == "" && (r.Socket == "" || r.Model == "" && createsSocket(r.Op)) {
 		return "ok"
 	}
 	return r.Expect
+}
+
+// createsSocket reports whether op, as a Result holds it, is a socket or
+// server line.
+func createsSocket(op string) bool {
+	kind, _, _ := strings.Cut(op, " ")
+	return kind == "socket" || kind == "server"
 }
 
 // ModelAgreed reports whether the model agreed with the kernel (true when

@@ -341,6 +341,9 @@ func (s *session) createStep(w *world, st Step, proto Proto, res *Result) error 
 	}
 	res.Kernel = errName(rep.Errno)
 	if rep.Errno != 0 {
+		if res.Model == "" {
+			res.Why = res.Kernel + " (" + syscall.Errno(rep.Errno).Error() + ")"
+		}
 		if w.failed == nil {
 			w.failed = map[string]failedSock{}
 		}
@@ -364,6 +367,9 @@ func (s *session) createStep(w *world, st Step, proto Proto, res *Result) error 
 func (w *world) failedSocketStep(name string, res *Result) {
 	res.Kernel = "EBADF"
 	f, ok := w.failed[name]
+	if ok {
+		res.Why = "no socket: its line failed (" + f.errno + ")"
+	}
 	if !ok || f.errno != "ENOPROTOOPT" {
 		return
 	}
