@@ -25,10 +25,15 @@ func (s Sockstat) Sockets() int { return s.TCP + s.TimeWait + s.UDP }
 func (s Sockstat) estimate(q Query) int {
 	n := 0
 	all := q.States == 0
-	if q.TCP && (all || q.States&^(1<<TimeWait|1<<BoundInactive) != 0) {
+	// TIME_WAIT entries are counted apart, and inet_diag shows those of
+	// substate FIN_WAIT2 in that state: a dump of FIN-WAIT-2 rows lists
+	// few sockets besides them (a caller asking for the entries' timers
+	// must not get a table sized for every socket).
+	entries := StateSet(1<<TimeWait | 1<<FinWait2)
+	if q.TCP && (all || q.States&^(entries|1<<BoundInactive) != 0) {
 		n += s.TCP // sockets in the listening and established tables
 	}
-	if q.TCP && (all || q.States.Has(TimeWait)) {
+	if q.TCP && (all || q.States&entries != 0) {
 		n += s.TimeWait
 	}
 	if q.UDP {

@@ -39,7 +39,8 @@ func FuzzParseSockstat(f *testing.F) {
 
 // TestEstimateFollowsStates: a dump of some states is sized for the
 // sockets those states can hold: bound-only sockets are not in sockstat's
-// counts, TIME_WAIT entries are counted apart from the tables' sockets.
+// counts, TIME_WAIT entries are counted apart from the tables' sockets, and
+// FIN-WAIT-2 rows are mostly such entries (of that substate).
 func TestEstimateFollowsStates(t *testing.T) {
 	s := Sockstat{TCP: 40000, TimeWait: 300, UDP: 7}
 	for _, tt := range []struct {
@@ -50,6 +51,8 @@ func TestEstimateFollowsStates(t *testing.T) {
 		{AllStates, 40307},
 		{1 << BoundInactive, 7},
 		{1<<BoundInactive | 1<<TimeWait, 307},
+		{1<<BoundInactive | 1<<TimeWait | 1<<FinWait2, 307}, // ports.Reader's timers
+		{1 << FinWait2, 307},
 		{1 << Established, 40007},
 	} {
 		if got := s.estimate(Query{TCP: true, UDP: true, States: tt.states}); got != tt.want {
