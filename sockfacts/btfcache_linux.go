@@ -117,9 +117,8 @@ func (r *replayedBTF) find(kind uint32, name string) (uint32, error) {
 	return a.ID, textErr(a.Err)
 }
 
-// btfAnswersPath is the answers file of the running kernel under the
-// user's cache directory ($XDG_CACHE_HOME, else ~/.cache), "" when the
-// kernel's build ID or the cache directory is unknown.
+// btfAnswersPath is the answers file of the running kernel in
+// btfAnswersDir, "" when the kernel's build ID or the directory is unknown.
 func btfAnswersPath() string {
 	notes, err := os.ReadFile("/sys/kernel/notes")
 	if err != nil {
@@ -133,11 +132,26 @@ func btfAnswersPath() string {
 	if err != nil {
 		return ""
 	}
+	dir := btfAnswersDir()
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, fmt.Sprintf("btf-%s-%d.json", hex.EncodeToString(id), st.Size()))
+}
+
+// btfAnswersDir is /var/cache/tuple for root, else tuple in the user's
+// cache directory ($XDG_CACHE_HOME, else ~/.cache): root's files stay out
+// of a user's home, which sudo may leave in HOME (a ~/.cache made by root
+// would be in that user's way).
+func btfAnswersDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/cache/tuple"
+	}
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "tuple", fmt.Sprintf("btf-%s-%d.json", hex.EncodeToString(id), st.Size()))
+	return filepath.Join(dir, "tuple")
 }
 
 // maxAnswersFile bounds what is read: the file holds a few kilobytes.

@@ -113,3 +113,16 @@ func TestBTFAnswersFileTrusted(t *testing.T) {
 		t.Error("no path, yet answers")
 	}
 }
+
+// TestBTFAnswersDirForRoot: root's answers stay out of HOME, which sudo may
+// leave pointing at a user's home.
+func TestBTFAnswersDirForRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("root's answers directory: needs root")
+	}
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", "")
+	if d := btfAnswersDir(); d != "/var/cache/tuple" {
+		t.Errorf("root's answers go to %s, want /var/cache/tuple", d)
+	}
+}
