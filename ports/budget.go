@@ -3,7 +3,6 @@ package ports
 import (
 	"cmp"
 	"fmt"
-	"github.com/tuple-net/tuple/internal/prefault"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"github.com/tuple-net/tuple/rules"
 )
 

@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/tuple-net/tuple/internal/prefault"
 	"math"
+
+	"github.com/tuple-net/tuple/internal/prefault"
 )
 
 // btfIndex is the kernel's raw BTF (/sys/kernel/btf/vmlinux) with the

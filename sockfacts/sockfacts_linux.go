@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/tuple-net/tuple/internal/prefault"
 	"io"
 	"net/netip"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/prefault"
 	"github.com/tuple-net/tuple/netns"
 	"golang.org/x/sys/unix"
 )
