@@ -451,9 +451,11 @@ func attachIter[L any](name, target string, rawLayout func(*rawBTF) (*L, error),
 func (r *Reader) Read(dst []Sock) ([]Sock, error) {
 	// The program's output is decoded a chunk at a time as it is read
 	// (Scan), never held whole: on a busy host it is megabytes of fresh
-	// pages, for records decoded at once.
+	// pages, for records decoded at once. Scan's chunks are left to fault
+	// in as they fill: a read of one quiet port touches a few pages of
+	// them.
 	dst = dst[:0]
-	_, err := r.Scan(prefault.Make[byte](0, scanBuffers*scanChunk), func(s *Sock) {
+	_, err := r.Scan(nil, func(s *Sock) {
 		if len(dst) == cap(dst) {
 			dst = prefault.Grow(dst, 1024)
 		}
