@@ -126,8 +126,11 @@ func TestMigrateMovesTheAcceptQueue(t *testing.T) {
 // on one CPU while the member closes on another is reset even with
 // migration (inet_csk_complete_hashdance finds the listener no longer
 // listening and forgets the child; no migration counter counts it, only
-// OutRsts with every other reset).
-// docs/reuseport.md gives the measured rate.
+// OutRsts with every other reset). The same race sometimes ends a
+// connection the new member has already accepted: its write fails with
+// EPIPE and the client reads EOF (about one run in ten here, one
+// connection each time). Any other failure is one migration should not
+// have. docs/reuseport.md gives the measured rates.
 func TestMigrateOnRestart(t *testing.T) {
 	const restarts = 30
 	control := -1
@@ -170,8 +173,8 @@ func TestMigrateOnRestart(t *testing.T) {
 				return
 			}
 			for _, err := range fails {
-				if !errors.Is(err, syscall.ECONNRESET) {
-					t.Errorf("with migration, a failure other than the close race's reset: %v", err)
+				if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+					t.Errorf("with migration, a failure other than the close race's (a reset, or EOF): %v", err)
 				}
 			}
 			switch {
