@@ -192,6 +192,20 @@ func budgetWith(ns *netnstest.NS, options bool, opt Options, facts bool) (Report
 	return rep, err
 }
 
+// bothBudgets budgets ns twice: with the kernel's records (exact where
+// they can be read) and from the socket table alone (ranges).
+func bothBudgets(t *testing.T, ns *netnstest.NS, options bool) (exact, table Report) {
+	t.Helper()
+	exact, err := budgetIn(ns, options, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table, err = budgetWith(ns, options, Options{}, false); err != nil {
+		t.Fatal(err)
+	}
+	return exact, table
+}
+
 // factsReadable reports whether the kernel's socket records can be read
 // in ns (root and kernel BTF), so the budget must be exact.
 func factsReadable(t *testing.T, ns *netnstest.NS) bool {
@@ -367,14 +381,7 @@ func TestFreePortsBracketKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exact, err := budgetIn(ns, true, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := budgetWith(ns, true, Options{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exact, rep := bothBudgets(t, ns, true)
 	if rep.UnknownOrigin != 1 {
 		t.Errorf("%d ports of unknown origin, want 1 (the explicitly bound connection's)", rep.UnknownOrigin)
 	}
@@ -472,13 +479,7 @@ func TestTimeWaitMatchesKernel(t *testing.T) {
 
 	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "1")
 	time.Sleep(1500 * time.Millisecond) // past tcp_tw_reuse_delay (1 s)
-	exact, err := budgetIn(ns, false, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep, err = budgetWith(ns, false, Options{}, false); err != nil {
-		t.Fatal(err)
-	}
+	exact, rep := bothBudgets(t, ns, false)
 	d = rep.Destinations[0]
 	if err := ns.Do(func() error {
 		got = untilRefused(t, held, dst)
@@ -526,14 +527,7 @@ func TestFinWait2EntriesMatchKernel(t *testing.T) {
 	}
 	untilTimeWait(t, ns, orphans)
 	time.Sleep(1500 * time.Millisecond) // past tcp_tw_reuse_delay (1 s)
-	exact, err := budgetIn(ns, false, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := budgetWith(ns, false, Options{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exact, table := bothBudgets(t, ns, false)
 	var got int
 	if err := ns.Do(func() error {
 		got = untilRefused(t, held, dst)
