@@ -43,9 +43,14 @@ func RunningKernel() (rules.Kernel, error) {
 // not in older ones, so that the version cannot tell. In a network
 // namespace of its own (netns.Fresh) it binds eleven UDP sockets to one
 // port on addresses of their own (IP_FREEBIND: nothing is up there) and
-// then the wildcard: refused with the fix, let through without. Unprobed
-// where it cannot make a namespace (without CAP_SYS_ADMIN). The answer is
-// the process's: it is probed once.
+// then the wildcard: refused with the fix, let through without. Without
+// the fix a refusal can still happen: the wildcard's secondary chain
+// shares its bucket with an address's (the bucket hashes the address with
+// a secret of the namespace, so about one try in 46 on a guest's
+// 512-slot table). So it tries four sets of addresses and calls the fix
+// present only when all four are refused. Unprobed where it cannot make a
+// namespace (without CAP_SYS_ADMIN). The answer is the process's: it is
+// probed once.
 func ProbeUDPWildcardFix() rules.Presence { return udpWildcardFix() }
 
 var udpWildcardFix = sync.OnceValue(func() rules.Presence {
@@ -57,12 +62,24 @@ var udpWildcardFix = sync.OnceValue(func() rules.Presence {
 })
 
 func probeUDPWildcardFix() rules.Presence {
+	for try := range 4 {
+		if p := probeUDPWildcardOnce(byte(try)); p != rules.Present {
+			return p
+		}
+	}
+	return rules.Present
+}
+
+// probeUDPWildcardOnce is one try of probeUDPWildcardFix, on port 5000+try
+// and addresses 10.255.try.1 to 10.255.try.11.
+func probeUDPWildcardOnce(try byte) rules.Presence {
 	var fds []int
 	defer func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}()
+	port := 5000 + int(try)
 	bind := func(addr [4]byte, freebind bool) error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -74,10 +91,10 @@ func probeUDPWildcardFix() rules.Presence {
 				return err
 			}
 		}
-		return unix.Bind(fd, &unix.SockaddrInet4{Port: 5000, Addr: addr})
+		return unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: addr})
 	}
 	for i := range 11 {
-		if bind([4]byte{10, 255, 0, byte(i + 1)}, true) != nil {
+		if bind([4]byte{10, 255, try, byte(i + 1)}, true) != nil {
 			return rules.Unprobed
 		}
 	}

@@ -98,7 +98,11 @@ func boot(ctx context.Context, qemu, dir, initrd, accel string, cfg Config) (Res
 		// crng start at once from RDRAND (5.10 would wait for entropy);
 		// no_timer_check skips the IO-APIC timer test, which a TCG guest
 		// on a loaded host fails ("IO-APIC + timer doesn't work!" panic).
-		"-append", "console=ttyS0 quiet loglevel=3 panic=-1 random.trust_cpu=on no_timer_check rdinit=/init",
+		// uhash_entries gives the UDP hash the size a server's has
+		// (16,384 slots at 24 GiB; the guest's memory would give 512):
+		// in a small table an address's secondary chain often shares the
+		// wildcard's bucket, which flips crowded-port answers by chance.
+		"-append", "console=ttyS0 quiet loglevel=3 panic=-1 random.trust_cpu=on no_timer_check uhash_entries=16384 rdinit=/init",
 		"-no-reboot", "-display", "none", "-monitor", "none", "-nic", "none",
 		// ttyS0 console, ttyS1 the program's stdout, ttyS2 the status.
 		"-serial", "file:" + console, "-serial", "file:" + out, "-serial", "file:" + status,

@@ -63,14 +63,14 @@ func TestCloseWatchFailsLoudly(t *testing.T) {
 		return &helperSock{fd: fd, proto: TCP4}
 	}
 	start := time.Now()
-	state, _, _, err := closeAndWatch(dial(), "TIME_WAIT", 300*time.Millisecond)
+	state, _, err := closeAndWatch(dial(), "TIME_WAIT", 300*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "did not reach TIME_WAIT") || !strings.Contains(err.Error(), "FIN_WAIT2") {
 		t.Errorf("watch for TIME_WAIT: state %q, error %v; want an error naming FIN_WAIT2", state, err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("watch took %v, bound 300ms", d)
 	}
-	if state, _, _, err := closeAndWatch(dial(), "FIN_WAIT2", 2*time.Second); err != nil || state != "FIN_WAIT2" {
+	if state, _, err := closeAndWatch(dial(), "FIN_WAIT2", 2*time.Second); err != nil || state != "FIN_WAIT2" {
 		t.Errorf("watch for FIN_WAIT2: state %q, error %v", state, err)
 	}
 }

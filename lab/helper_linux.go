@@ -322,8 +322,8 @@ func (h *helper) sockRequest(s *helperSock, req request) (reply, int) {
 		}
 		return rep, s.fd
 	case "close":
-		closed, twSec, twEarliest, cerr := closeAndWatch(s, req.Expect, wait)
-		rep.TWSec, rep.TWEarliestSec = twSec, twEarliest
+		closed, tw, cerr := closeAndWatch(s, req.Expect, wait)
+		rep.TWSec, rep.TWEarliestSec, rep.TWLatestSec = tw.sec, tw.earliest, tw.latest
 		if cerr != nil {
 			rep.Fail = fmt.Sprintf("close %s: %v", req.Sock, cerr)
 		}
@@ -600,20 +600,22 @@ func localPort(fd int) uint16 {
 // For a TIME_WAIT it also returns the entry's second on the monotonic
 // clock (twDating) and the kernel's coarse clock's second before the
 // close (coarseSec), the earliest the kernel can have stamped the entry
-// with: the stamp is the peer's last segment, which comes after the close.
-func closeAndWatch(s *helperSock, expect string, wait time.Duration) (closed string, sec, earliest int64, err error) {
+// with: the stamp is the peer's last segment, which comes after the close;
+// and, when the entry's bounds lie in two seconds, the later one, the
+// latest it can have been stamped with.
+func closeAndWatch(s *helperSock, expect string, wait time.Duration) (closed string, tw twSeconds, err error) {
 	st := readSockState(s.fd, s.proto)
 	if !s.proto.IsTCP() || st.Remote == "" || expect == "" {
 		unix.Close(s.fd)
-		return "", 0, 0, nil
+		return "", twSeconds{}, nil
 	}
 	local, err1 := netip.ParseAddrPort(st.Local)
 	remote, err2 := netip.ParseAddrPort(st.Remote)
 	if err1 != nil || err2 != nil {
 		unix.Close(s.fd)
-		return "", 0, 0, fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
+		return "", twSeconds{}, fmt.Errorf("bad socket addresses %q, %q", st.Local, st.Remote)
 	}
-	earliest = coarseSec()
+	earliest := coarseSec()
 	deadline := time.Now().Add(wait)
 	var entry twDating
 	if expect == "TIME_WAIT" && st.TCPState == tcpEstablished {
@@ -624,7 +626,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (closed str
 		before := monoNanos()
 		if err := unix.Shutdown(s.fd, unix.SHUT_WR); err != nil {
 			unix.Close(s.fd)
-			return "", 0, 0, os.NewSyscallError("shutdown", err)
+			return "", twSeconds{}, os.NewSyscallError("shutdown", err)
 		}
 		err := waitPeerFIN(s.fd, deadline)
 		if err == nil {
@@ -637,7 +639,7 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (closed str
 				seen = tcpStateNames[int(info.State)]
 			}
 			unix.Close(s.fd)
-			return "", 0, 0, fmt.Errorf("%s -> %s did not reach TIME_WAIT within %v (last seen: %s): %w", local, remote, wait, seen, err)
+			return "", twSeconds{}, fmt.Errorf("%s -> %s did not reach TIME_WAIT within %v (last seen: %s): %w", local, remote, wait, seen, err)
 		}
 	}
 	unix.Close(s.fd)
@@ -679,8 +681,12 @@ func closeAndWatch(s *helperSock, expect string, wait time.Duration) (closed str
 		}
 		return errors.New(msg)
 	})
-	return last, entry.second(), earliest, err
+	return last, twSeconds{sec: entry.second(), earliest: earliest, latest: entry.latest()}, err
 }
+
+// twSeconds dates a TIME_WAIT entry for the runner (reply's TWSec,
+// TWEarliestSec and TWLatestSec).
+type twSeconds struct{ sec, earliest, latest int64 }
 
 // twDating dates a socket's entry into TIME_WAIT (and its peer's last
 // timestamp, which comes with it) on the monotonic clock, for the rules of
@@ -736,6 +742,16 @@ func (d *twDating) second() int64 {
 		return d.hi / int64(time.Second)
 	}
 	return (d.lo + (d.hi-d.lo)/2) / int64(time.Second)
+}
+
+// latest is the second of the entry's upper bound when its bounds meet
+// and lie in two seconds, so that the kernel may have stamped it a second
+// after second's (0 otherwise).
+func (d *twDating) latest() int64 {
+	if d.hi == 0 || d.lo > d.hi || !d.straddles() {
+		return 0
+	}
+	return d.hi / int64(time.Second)
 }
 
 // pollUntil checks cond until it holds or deadline passes, backing off

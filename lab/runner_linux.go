@@ -96,7 +96,9 @@ func monoNanos() int64 {
 //     have read that one, so the model is asked as of it;
 //   - a TIME_WAIT entry the kernel may have stamped a second before the lab
 //     dated it (its coarse clock was still in that second before the
-//     close): the model is asked with the entry so dated.
+//     close), or a second after (the entry's bounds lie in two seconds
+//     and the lab took the middle's): the model is asked with the entry
+//     so dated, the earlier first.
 func (s *session) reaskAcrossTick(w *world, e *entry, op rules.Op, asked, coarse int64, kernel string) (rules.Outcome, bool) {
 	askedSec := asked / int64(time.Second)
 	agrees := func() (rules.Outcome, bool) {
@@ -115,9 +117,16 @@ func (s *session) reaskAcrossTick(w *world, e *entry, op rules.Op, asked, coarse
 			return out, true
 		}
 	}
-	if restore, moved := w.earliestStamps(); moved {
-		defer restore()
-		return agrees()
+	for _, restamp := range []func() (func(), bool){w.earliestStamps, w.latestStamps} {
+		restore, moved := restamp()
+		if !moved {
+			continue
+		}
+		out, ok := agrees()
+		restore()
+		if ok {
+			return out, true
+		}
 	}
 	return rules.Outcome{}, false
 }
@@ -401,7 +410,7 @@ func (s *session) closeStep(w *world, e *entry, h *helperProc, req request, res 
 		res.Local = localOf(e) + " in TIME_WAIT"
 	}
 	w.closed(e, rep.Closed, closing)
-	w.stampTW(rep.TWSec, rep.TWEarliestSec)
+	w.stampTW(rep.TWSec, rep.TWEarliestSec, rep.TWLatestSec)
 	return nil
 }
 

@@ -18,33 +18,35 @@ func TestTWDating(t *testing.T) {
 		apply     func(d *twDating)
 		sec       int64
 		straddles bool
+		latest    int64 // the second the kernel may have stamped it with, past the bounds' middle
 	}{
-		{"nothing observed", func(d *twDating) {}, 0, false},
-		{"close window alone", func(d *twDating) { d.within(ms(4990), ms(4998)) }, 4, false},
+		{"nothing observed", func(d *twDating) {}, 0, false, 0},
+		{"close window alone", func(d *twDating) { d.within(ms(4990), ms(4998)) }, 4, false, 0},
 		{"a late table answer straddles alone", func(d *twDating) {
 			// Entry at 4.995 s; the kernel reads the timer at 5.000 s and
 			// the answer arrives at 5.080 s.
 			d.timer(ms(4999), ms(5080), left(4995, 5000))
-		}, 5, true},
+		}, 5, true, 5},
 		{"the close window settles it", func(d *twDating) {
 			d.within(ms(4990), ms(4998))
 			d.timer(ms(4999), ms(5080), left(4995, 5000))
-		}, 4, false},
+		}, 4, false, 0},
 		{"a second, quick look settles it", func(d *twDating) {
 			d.timer(ms(4999), ms(5080), left(4950, 5000))
 			d.timer(ms(5100), ms(5102), left(4950, 5101))
-		}, 4, false},
+		}, 4, false, 0},
 		{"within a jiffy of the second: the middle", func(d *twDating) {
 			d.timer(ms(4999), ms(5080), left(4995, 5000))
 			d.timer(ms(5100), ms(5102), left(4995, 5101))
-		}, 4, true},
-		{"well inside a second", func(d *twDating) { d.timer(ms(7400), ms(7450), left(7300, 7420)) }, 7, false},
+		}, 4, true, 5},
+		{"well inside a second", func(d *twDating) { d.timer(ms(7400), ms(7450), left(7300, 7420)) }, 7, false, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var d twDating
 			c.apply(&d)
-			if got := d.second(); got != c.sec || d.straddles() != c.straddles {
-				t.Errorf("second %d, straddles %v (bounds %d-%d ns); want %d, %v", got, d.straddles(), d.lo, d.hi, c.sec, c.straddles)
+			if got := d.second(); got != c.sec || d.straddles() != c.straddles || d.latest() != c.latest {
+				t.Errorf("second %d, straddles %v, latest %d (bounds %d-%d ns); want %d, %v, %d",
+					got, d.straddles(), d.latest(), d.lo, d.hi, c.sec, c.straddles, c.latest)
 			}
 		})
 	}

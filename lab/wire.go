@@ -54,6 +54,9 @@ type reply struct {
 	// ktime_get_seconds reads) before the close: the earliest second the
 	// kernel can have stamped the TIME_WAIT entry with (0: unknown).
 	TWEarliestSec int64 `json:"tw_earliest_sec,omitempty"`
+	// TWLatestSec is the latest second the entry's dating allows, when
+	// after TWSec: the bounds of the entry lie in two seconds (0: none).
+	TWLatestSec int64 `json:"tw_latest_sec,omitempty"`
 	// NAT (nat) is the namespace's NAT rules and conntrack table.
 	NAT *nat.Snapshot `json:"nat,omitempty"`
 }

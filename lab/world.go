@@ -27,7 +27,10 @@ type entry struct {
 	// a tick behind, may have stamped the entry with, when before twSec
 	// (0: none).
 	twEarliest int64
-	server     bool // a server line's socket: it accepts every connection
+	// twLatest is the latest second the kernel may have stamped the
+	// entry with, when after twSec (0: none).
+	twLatest int64
+	server   bool // a server line's socket: it accepts every connection
 }
 
 // world mirrors what the kernel holds in one scenario's namespace, updated
@@ -52,8 +55,10 @@ type world struct {
 
 // stampTW dates the TIME_WAIT entry closed just added with the second the
 // kernel's timer gives (sec 0: keep the time seen here), and the earliest
-// second the kernel's coarse clock may have stamped it with (0: unknown).
-func (w *world) stampTW(sec, earliest int64) {
+// and latest seconds the kernel may have stamped it with (0: unknown):
+// its coarse clock may have stamped it a tick behind, and the entry's
+// bounds may lie in two seconds.
+func (w *world) stampTW(sec, earliest, latest int64) {
 	if sec <= 0 || len(w.entries) == 0 {
 		return
 	}
@@ -62,6 +67,9 @@ func (w *world) stampTW(sec, earliest int64) {
 		if earliest > 0 && earliest < sec {
 			e.twEarliest = earliest
 		}
+		if latest > sec {
+			e.twLatest = latest
+		}
 	}
 }
 
@@ -69,15 +77,24 @@ func (w *world) stampTW(sec, earliest int64) {
 // kernel may have stamped it with, until restore is called; ok is false
 // when no entry has an earlier one.
 func (w *world) earliestStamps() (restore func(), ok bool) {
+	return w.restamp(func(e *entry) int64 { return e.twEarliest })
+}
+
+// latestStamps is earliestStamps with the latest second.
+func (w *world) latestStamps() (restore func(), ok bool) {
+	return w.restamp(func(e *entry) int64 { return e.twLatest })
+}
+
+// restamp dates every TIME_WAIT entry that has another possible second
+// (stamp's, 0 for none) with it until restore is called.
+func (w *world) restamp(stamp func(*entry) int64) (restore func(), ok bool) {
 	var moved []*entry
+	var was []int64
 	for _, e := range w.entries {
-		if e.twEarliest != 0 && e.twEarliest < e.twSec {
-			moved = append(moved, e)
+		if sec := stamp(e); sec != 0 && sec != e.twSec {
+			moved, was = append(moved, e), append(was, e.twSec)
+			e.twSec = sec
 		}
-	}
-	was := make([]int64, len(moved))
-	for i, e := range moved {
-		was[i], e.twSec = e.twSec, e.twEarliest
 	}
 	return func() {
 		for i, e := range moved {

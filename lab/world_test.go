@@ -70,11 +70,11 @@ func TestEarliestStampsDateTimeWaitEarlier(t *testing.T) {
 			&entry{name: "C", sock: rules.Socket{ID: "C", Proto: inet.TCP, Family: inet.IPv4}}, rules.Op{Kind: rules.OpConnect, Addr: peer}, time.Now())
 		return len(got.Sockets) == 1 && got.Sockets[0].TWSecondTicked
 	}
-	w.stampTW(100, 100) // not earlier: nothing to move
+	w.stampTW(100, 100, 0) // not earlier: nothing to move
 	if _, moved := w.earliestStamps(); moved || ticked() {
 		t.Fatalf("an entry of this second with no earlier stamp: moved %v, ticked %v", moved, ticked())
 	}
-	w.stampTW(100, 99)
+	w.stampTW(100, 99, 0)
 	if ticked() {
 		t.Fatal("the entry dated this second counts as ticked before earliestStamps")
 	}
@@ -85,5 +85,40 @@ func TestEarliestStampsDateTimeWaitEarlier(t *testing.T) {
 	restore()
 	if ticked() || w.entries[0].twSec != 100 {
 		t.Errorf("after restore: ticked %v, second %d; want the entry's own 100", ticked(), w.entries[0].twSec)
+	}
+}
+
+// An entry whose dating straddles two seconds may have been stamped with
+// the later one: under latestStamps it is so dated, and the second has not
+// yet ticked for it.
+func TestLatestStampsDateTimeWaitLater(t *testing.T) {
+	w := newWorld()
+	w.monoSec = func() int64 { return 101 }
+	local, peer := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:80")
+	w.entries = append(w.entries, &entry{sock: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.TimeWait, Local: local, Remote: peer}})
+	ticked := func() bool {
+		var got rules.World
+		w.predict(func(rw rules.World, _ rules.Socket, _ rules.Op) rules.Outcome { got = rw; return rules.Outcome{} },
+			&entry{name: "C", sock: rules.Socket{ID: "C", Proto: inet.TCP, Family: inet.IPv4}}, rules.Op{Kind: rules.OpConnect, Addr: peer}, time.Now())
+		return len(got.Sockets) == 1 && got.Sockets[0].TWSecondTicked
+	}
+	w.stampTW(100, 0, 100) // not later: nothing to move
+	if _, moved := w.latestStamps(); moved {
+		t.Fatal("an entry with no later stamp moved under latestStamps")
+	}
+	w.stampTW(100, 0, 101)
+	if !ticked() {
+		t.Fatal("the entry dated the second before does not count as ticked")
+	}
+	restore, moved := w.latestStamps()
+	if !moved || ticked() {
+		t.Fatalf("under latestStamps: moved %v, ticked %v; want moved and not ticked", moved, ticked())
+	}
+	restore()
+	if !ticked() || w.entries[0].twSec != 100 {
+		t.Errorf("after restore: ticked %v, second %d; want the entry's own 100", ticked(), w.entries[0].twSec)
+	}
+	if _, moved := w.earliestStamps(); moved {
+		t.Error("a later stamp moved the entry under earliestStamps")
 	}
 }
