@@ -60,16 +60,7 @@ func TestConnectedTakesOverTimeWaitByDevice(t *testing.T) {
 // TWSecondTicked), and the entry's own date comes back with restore. An
 // earliest second that is not earlier moves nothing.
 func TestEarliestStampsDateTimeWaitEarlier(t *testing.T) {
-	w := newWorld()
-	w.monoSec = func() int64 { return 100 }
-	local, peer := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:80")
-	w.entries = append(w.entries, &entry{sock: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.TimeWait, Local: local, Remote: peer}})
-	ticked := func() bool {
-		var got rules.World
-		w.predict(func(rw rules.World, _ rules.Socket, _ rules.Op) rules.Outcome { got = rw; return rules.Outcome{} },
-			&entry{name: "C", sock: rules.Socket{ID: "C", Proto: inet.TCP, Family: inet.IPv4}}, rules.Op{Kind: rules.OpConnect, Addr: peer}, time.Now())
-		return len(got.Sockets) == 1 && got.Sockets[0].TWSecondTicked
-	}
+	w, ticked := timeWaitWorld(100)
 	w.stampTW(100, 100, 0) // not earlier: nothing to move
 	if _, moved := w.earliestStamps(); moved || ticked() {
 		t.Fatalf("an entry of this second with no earlier stamp: moved %v, ticked %v", moved, ticked())
@@ -92,16 +83,7 @@ func TestEarliestStampsDateTimeWaitEarlier(t *testing.T) {
 // the later one: under latestStamps it is so dated, and the second has not
 // yet ticked for it.
 func TestLatestStampsDateTimeWaitLater(t *testing.T) {
-	w := newWorld()
-	w.monoSec = func() int64 { return 101 }
-	local, peer := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:80")
-	w.entries = append(w.entries, &entry{sock: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.TimeWait, Local: local, Remote: peer}})
-	ticked := func() bool {
-		var got rules.World
-		w.predict(func(rw rules.World, _ rules.Socket, _ rules.Op) rules.Outcome { got = rw; return rules.Outcome{} },
-			&entry{name: "C", sock: rules.Socket{ID: "C", Proto: inet.TCP, Family: inet.IPv4}}, rules.Op{Kind: rules.OpConnect, Addr: peer}, time.Now())
-		return len(got.Sockets) == 1 && got.Sockets[0].TWSecondTicked
-	}
+	w, ticked := timeWaitWorld(101)
 	w.stampTW(100, 0, 100) // not later: nothing to move
 	if _, moved := w.latestStamps(); moved {
 		t.Fatal("an entry with no later stamp moved under latestStamps")
@@ -120,5 +102,20 @@ func TestLatestStampsDateTimeWaitLater(t *testing.T) {
 	}
 	if _, moved := w.earliestStamps(); moved {
 		t.Error("a later stamp moved the entry under earliestStamps")
+	}
+}
+
+// timeWaitWorld is a world of one TIME_WAIT entry at the monotonic clock's
+// second now, and whether the model is told the second has ticked for it.
+func timeWaitWorld(now int64) (*world, func() bool) {
+	w := newWorld()
+	w.monoSec = func() int64 { return now }
+	local, peer := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:80")
+	w.entries = append(w.entries, &entry{sock: rules.Socket{Proto: inet.TCP, Family: inet.IPv4, State: rules.TimeWait, Local: local, Remote: peer}})
+	return w, func() bool {
+		var got rules.World
+		w.predict(func(rw rules.World, _ rules.Socket, _ rules.Op) rules.Outcome { got = rw; return rules.Outcome{} },
+			&entry{name: "C", sock: rules.Socket{ID: "C", Proto: inet.TCP, Family: inet.IPv4}}, rules.Op{Kind: rules.OpConnect, Addr: peer}, time.Now())
+		return len(got.Sockets) == 1 && got.Sockets[0].TWSecondTicked
 	}
 }
