@@ -14,11 +14,11 @@ import (
 func ReadHost(procRoot string) (rules.Host, []string, error) {
 	host := rules.DefaultHost()
 	host.AllListeners = true // the live table lists every listener of the namespace
-	local, err := localPrefixes()
+	local, scoped, err := localAddrs()
 	if err != nil {
 		return host, nil, fmt.Errorf("local addresses: %w", err)
 	}
-	host.Local = local
+	host.Local, host.Scoped = local, scoped
 	notes, err := Sysctls(procRoot, &host)
 	if k, kerr := RunningKernel(); kerr == nil {
 		host.Kernel = k
@@ -32,7 +32,7 @@ func ReadHost(procRoot string) (rules.Host, []string, error) {
 // namespace (its local routes), as ReadHost's Host.IsLocal says, without
 // reading the port sysctls.
 func IsLocal(a netip.Addr) (bool, error) {
-	local, err := localPrefixes()
+	local, _, err := localAddrs()
 	if err != nil {
 		return false, fmt.Errorf("local addresses: %w", err)
 	}

@@ -9,9 +9,12 @@ import (
 	"syscall"
 
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/rules"
 )
 
-// localPrefixes lists the addresses bind() accepts without
+// localAddrs lists the addresses bind() accepts without
 // ip_nonlocal_bind in the calling thread's network namespace, as the kernel
 // judges them: for IPv4 the RTN_LOCAL routes (inet_addr_type, which makes
 // all of loopback's 127.0.0.0/8 local), for IPv6 the interfaces' addresses
@@ -20,15 +23,16 @@ import (
 // dumps routes and addresses over rtnetlink with the standard library's
 // NetlinkRIB; no higher-level call returns route types or address flags.
 // A dump the kernel marks interrupted (addresses changed under it) is run
-// once more before its error is returned.
-func localPrefixes() ([]netip.Prefix, error) {
+// once more before its error is returned. It also lists the IPv6
+// addresses of link or host scope with their devices (rules.Host.Scoped).
+func localAddrs() ([]netip.Prefix, []rules.ScopedAddr, error) {
 	v4, err := dumpTwice(syscall.RTM_GETROUTE, syscall.AF_INET, "netlink route dump", parseLocalRoutes)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v6, err := dumpTwice(syscall.RTM_GETADDR, syscall.AF_INET6, "netlink address dump", parseAddrs6)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []netip.Prefix
 	for _, p := range v4 {
@@ -36,18 +40,18 @@ func localPrefixes() ([]netip.Prefix, error) {
 			out = append(out, p)
 		}
 	}
-	return append(out, v6...), nil
+	return append(out, v6.local...), v6.scoped, nil
 }
 
 // dumpTwice runs one rtnetlink dump and parses it, again when the kernel
 // flagged it interrupted.
-func dumpTwice(typ, family int, what string, parse func([]byte) ([]netip.Prefix, error)) ([]netip.Prefix, error) {
-	var out []netip.Prefix
+func dumpTwice[T any](typ, family int, what string, parse func([]byte) (T, error)) (T, error) {
+	var out T
 	var err error
 	for range 2 {
 		b, derr := syscall.NetlinkRIB(typ, family)
 		if derr != nil {
-			return nil, os.NewSyscallError(what, derr)
+			return out, os.NewSyscallError(what, derr)
 		}
 		if out, err = parse(b); !errors.Is(err, errDumpInterrupted) {
 			break
@@ -79,38 +83,47 @@ func dumpErr(m *syscall.NetlinkMessage) error {
 // index (u32).
 const (
 	ifaddrmsgLen  = 8
-	ifaFlags      = 8 // IFA_FLAGS: the flags as a u32
+	rtScopeLink   = 253 // RT_SCOPE_LINK: fe80::/10
+	rtScopeHost   = 254 // RT_SCOPE_HOST: ::1
+	ifaFlags      = 8   // IFA_FLAGS: the flags as a u32
 	ifaFTentative = 0x40
 	ifaFDadFailed = 0x08
 )
 
-// parseAddrs6 extracts the usable IPv6 addresses (as /128 prefixes) from an
-// RTM_NEWADDR dump, leaving out tentative addresses and those whose
-// duplicate address detection failed.
-func parseAddrs6(b []byte) ([]netip.Prefix, error) {
+// addrs6 is what an IPv6 address dump tells the model: the usable
+// addresses (as /128 prefixes), and those of link or host scope with the
+// device each is on.
+type addrs6 struct {
+	local  []netip.Prefix
+	scoped []rules.ScopedAddr
+}
+
+// parseAddrs6 reads an RTM_NEWADDR dump, leaving out tentative addresses
+// and those whose duplicate address detection failed.
+func parseAddrs6(b []byte) (addrs6, error) {
+	var out addrs6
 	msgs, err := syscall.ParseNetlinkMessage(b)
 	if err != nil {
-		return nil, fmt.Errorf("address dump: %w", err)
+		return out, fmt.Errorf("address dump: %w", err)
 	}
-	var out []netip.Prefix
 	for i := range msgs {
 		m := &msgs[i]
 		if err := dumpErr(m); err != nil {
-			return nil, fmt.Errorf("address dump: %w", err)
+			return addrs6{}, fmt.Errorf("address dump: %w", err)
 		}
 		if m.Header.Type != syscall.RTM_NEWADDR {
 			continue
 		}
 		if len(m.Data) < ifaddrmsgLen {
-			return nil, fmt.Errorf("address dump: message of %d bytes, shorter than ifaddrmsg", len(m.Data))
+			return addrs6{}, fmt.Errorf("address dump: message of %d bytes, shorter than ifaddrmsg", len(m.Data))
 		}
 		if m.Data[0] != syscall.AF_INET6 {
 			continue
 		}
-		flags := uint32(m.Data[2])
+		flags, scope, dev := uint32(m.Data[2]), m.Data[3], int(binary.NativeEndian.Uint32(m.Data[4:8]))
 		attrs, err := routeAttrs(m.Data[ifaddrmsgLen:])
 		if err != nil {
-			return nil, fmt.Errorf("address dump: %w", err)
+			return addrs6{}, fmt.Errorf("address dump: %w", err)
 		}
 		var addr netip.Addr
 		for _, a := range attrs {
@@ -128,7 +141,10 @@ func parseAddrs6(b []byte) ([]netip.Prefix, error) {
 		if !addr.IsValid() || flags&(ifaFTentative|ifaFDadFailed) != 0 {
 			continue
 		}
-		out = append(out, netip.PrefixFrom(addr, 128))
+		out.local = append(out.local, netip.PrefixFrom(addr, 128))
+		if scope == rtScopeLink || scope == rtScopeHost {
+			out.scoped = append(out.scoped, rules.ScopedAddr{Addr: addr, Dev: dev})
+		}
 	}
 	return out, nil
 }
@@ -223,7 +239,7 @@ func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 	}
 	defer syscall.Close(fd)
 	if dev != 0 {
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, 0x19 /* SO_BINDTOIFINDEX */, dev); err != nil {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_BINDTOIFINDEX, dev); err != nil {
 			return netip.Addr{}, os.NewSyscallError("setsockopt SO_BINDTOIFINDEX", err)
 		}
 	}
@@ -231,7 +247,7 @@ func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 	if family == syscall.AF_INET {
 		sa = &syscall.SockaddrInet4{Addr: peer.Unmap().As4(), Port: 9}
 	} else {
-		sa = &syscall.SockaddrInet6{Addr: peer.As16(), Port: 9}
+		sa = &syscall.SockaddrInet6{Addr: peer.As16(), Port: 9, ZoneId: uint32(rules.ZoneDev(peer))}
 	}
 	if err := syscall.Connect(fd, sa); err != nil {
 		return netip.Addr{}, os.NewSyscallError("connect (route lookup)", err)

@@ -3,6 +3,7 @@ package hostmodel
 import (
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
 	"syscall"
@@ -54,13 +55,18 @@ func FuzzParseAddrs6(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ps, err := parseAddrs6(b)
+		a, err := parseAddrs6(b)
 		if err != nil {
 			return
 		}
-		for _, p := range ps {
+		for _, p := range a.local {
 			if !p.Addr().Is6() || p.Bits() != 128 {
 				t.Fatalf("bad prefix %v", p)
+			}
+		}
+		for _, s := range a.scoped {
+			if !slices.Contains(a.local, netip.PrefixFrom(s.Addr, 128)) {
+				t.Fatalf("scoped address %v is not among the local ones %v", s.Addr, a.local)
 			}
 		}
 	})
@@ -79,7 +85,7 @@ func TestTentativeAddressNotLocal(t *testing.T) {
 	var local []netip.Prefix
 	var bindErr error
 	if err := ns.Do(func() (err error) {
-		local, err = localPrefixes()
+		local, _, err = localAddrs()
 		fd, serr := syscall.Socket(syscall.AF_INET6, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 		if serr != nil {
 			return serr
@@ -155,5 +161,33 @@ func TestDumpErrorsNotSwallowed(t *testing.T) {
 	}
 	if _, err := parseAddrs6(rtmsgFrame(syscall.NLMSG_DONE, 0x2|0x10, make([]byte, 4))); !errors.Is(err, errDumpInterrupted) {
 		t.Errorf("NLM_F_DUMP_INTR address dump: err %v, want errDumpInterrupted", err)
+	}
+}
+
+// TestScopedAddressesInNamespace: ReadHost lists the addresses of link and
+// host scope with their devices (rules.Host.Scoped), and no global one.
+func TestScopedAddressesInNamespace(t *testing.T) {
+	ns := netnstest.New(t, "fd00::1/128")
+	ns.LinkLocalOn(t, "d0", "d1", "fe80::1/64")
+	var host rules.Host
+	var d0 int
+	if err := ns.Do(func() (err error) {
+		ifi, err := net.InterfaceByName("d0")
+		if err != nil {
+			return err
+		}
+		d0 = ifi.Index
+		host, _, err = ReadHost("")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []rules.ScopedAddr{{Addr: netip.MustParseAddr("::1"), Dev: rules.LoopbackIndex}, {Addr: netip.MustParseAddr("fe80::1"), Dev: d0}} {
+		if !slices.Contains(host.Scoped, want) {
+			t.Errorf("scoped addresses %v lack %v", host.Scoped, want)
+		}
+	}
+	if slices.ContainsFunc(host.Scoped, func(s rules.ScopedAddr) bool { return s.Addr == netip.MustParseAddr("fd00::1") }) {
+		t.Errorf("scoped addresses %v list the global fd00::1", host.Scoped)
 	}
 }

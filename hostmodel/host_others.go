@@ -9,9 +9,9 @@ import (
 	"github.com/tuple-net/tuple/rules"
 )
 
-// localPrefixes needs Linux's rtnetlink.
-func localPrefixes() ([]netip.Prefix, error) {
-	return nil, inet.Unsupported("reading local addresses")
+// localAddrs needs Linux's rtnetlink.
+func localAddrs() ([]netip.Prefix, []rules.ScopedAddr, error) {
+	return nil, nil, inet.Unsupported("reading local addresses")
 }
 
 // sourceFor needs Linux.

@@ -68,7 +68,7 @@ func TestConnectPeerClasses(t *testing.T) {
 			want: verdict{Err: "EINVAL", Rule: "linklocal-scope"}},
 		{name: "link-local TCP on a device-bound socket", s: with(newTCP(inet.IPv6), devLo), op: connect("[fe80::1]:80"),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
-		{name: "link-local with a zone", s: newTCP(inet.IPv6), op: Op{Kind: OpConnect, Addr: netip.AddrPortFrom(netip.MustParseAddr("fe80::1%lo"), 80)},
+		{name: "link-local with a zone", s: newTCP(inet.IPv6), op: connect("[fe80::1%1]:80"),
 			want: verdict{Err: "ok", Rule: "connect-search"}},
 		{name: "link-local multicast UDP", s: newUDP(inet.IPv6), op: connect("[ff02::1]:80"),
 			want: verdict{Err: "EINVAL", Rule: "linklocal-scope"}},
@@ -283,4 +283,61 @@ func TestConnectToFullAcceptQueue(t *testing.T) {
 		{name: "a listener bound to another device takes nothing from lo", host: isolated, have: []Socket{with(l4("127.0.0.1:80", full), func(s *Socket) { s.Dev = 2 })},
 			s: newTCP(inet.IPv4), op: connect("127.0.0.1:80"), want: verdict{Err: "ECONNREFUSED", Rule: "no-listener"}},
 	})
+}
+
+// TestScopedAddresses: a link-local address takes its device from its
+// scope, which replaces SO_BINDTODEVICE on bind() and must agree with it on
+// connect(); an address of link or host scope binds only on its own device.
+func TestScopedAddresses(t *testing.T) {
+	scoped := func(h *Host) {
+		h.Local = append(h.Local, netip.MustParsePrefix("fe80::1/128"), netip.MustParsePrefix("fe80::2/128"))
+		h.Scoped = []ScopedAddr{{netip.MustParseAddr("::1"), LoopbackIndex}, {netip.MustParseAddr("fe80::1"), 2}, {netip.MustParseAddr("fe80::2"), 3}}
+	}
+	onDev := func(d int) func(*Socket) { return func(s *Socket) { s.Dev = d } }
+	holder := with(tcp(inet.IPv6, "[fe80::1]:8080", Bound), onDev(2))
+	runCases(t, []ruleCase{
+		{name: "no scope, no device", host: scoped, s: newTCP(inet.IPv6), op: bind("[fe80::1]:8080"),
+			want: verdict{Err: "EINVAL", Rule: "linklocal-scope"}},
+		{name: "its own device as scope", host: scoped, s: newTCP(inet.IPv6), op: bind("[fe80::1%2]:8080"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "another device as scope", host: scoped, s: newTCP(inet.IPv6), op: bind("[fe80::1%3]:8080"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "other-device"}},
+		{name: "its own device by SO_BINDTODEVICE", host: scoped, s: with(newTCP(inet.IPv6), onDev(2)), op: bind("[fe80::1]:8080"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "another device by SO_BINDTODEVICE", host: scoped, s: with(newTCP(inet.IPv6), onDev(3)), op: bind("[fe80::1]:8080"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "other-device"}},
+		{name: "the scope replaces SO_BINDTODEVICE", host: scoped, s: with(newTCP(inet.IPv6), onDev(3)), op: bind("[fe80::1%2]:8080"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "::1 on another device", host: scoped, s: with(newTCP(inet.IPv6), onDev(2)), op: bind("[::1]:8080"),
+			want: verdict{Err: "EADDRNOTAVAIL", Rule: "other-device"}},
+		{name: "::1 on lo", host: scoped, s: with(newTCP(inet.IPv6), devLo), op: bind("[::1]:8080"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "a global address on any device", host: scoped, s: with(newTCP(inet.IPv6), onDev(3)), op: bind("[fd00::1]:8080"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "IP_FREEBIND skips the device", host: scoped, s: with(newTCP(inet.IPv6), func(s *Socket) { s.Freebind = true }), op: bind("[fe80::1%3]:8080"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "the scope's device meets the holder's", host: scoped, have: []Socket{holder}, s: newTCP(inet.IPv6), op: bind("[fe80::1%2]:8080"),
+			want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{0}}},
+		{name: "a scope the model cannot compare (a name)", host: scoped, s: newTCP(inet.IPv6), op: bind("[fe80::1%eth0]:8080"),
+			want: verdict{Err: "ok", Rule: "free"}},
+		{name: "connect: a scope that agrees", host: scoped, s: with(newTCP(inet.IPv6), onDev(2)), op: connect("[fe80::9%2]:8080"),
+			want: verdict{Err: "ok", Rule: "connect-search"}},
+		{name: "connect: a scope that does not", host: scoped, s: with(newTCP(inet.IPv6), onDev(2)), op: connect("[fe80::9%3]:8080"),
+			want: verdict{Err: "EINVAL", Rule: "scope-device"}},
+		{name: "connect UDP: a scope that does not", host: scoped, s: with(newUDP(inet.IPv6), onDev(2)), op: connect("[fe80::9%3]:8080"),
+			want: verdict{Err: "EINVAL", Rule: "scope-device"}},
+	})
+	// The scope stays the socket's device, also when bind() then fails.
+	h := testHost()
+	scoped(&h)
+	for _, c := range []struct {
+		have []Socket
+		want string
+	}{{nil, "ok"}, {[]Socket{holder}, "EADDRINUSE"}} {
+		o := Predict(World{Host: h, Sockets: c.have}, with(newTCP(inet.IPv6), onDev(3)), bind("[fe80::1%2]:8080"))
+		if o.ErrName() != c.want || o.After.Dev != 2 || o.After.Local.Addr().Zone() != "" {
+			t.Errorf("bind [fe80::1%%2]:8080 from device 3 beside %d sockets: %s, after: device %d, local %s; want %s, device 2, no zone",
+				len(c.have), o.ErrName(), o.After.Dev, o.After.Local, c.want)
+		}
+	}
 }

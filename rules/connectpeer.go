@@ -29,9 +29,20 @@ func (e *eval) connectPeer() bool {
 		e.fail(syscall.ENETUNREACH, "connect-multicast", "a TCP socket cannot connect to the multicast address "+peer.String())
 		return false
 	}
-	if (peer.IsLinkLocalUnicast() || peer.IsLinkLocalMulticast() || peer.IsInterfaceLocalMulticast()) && peer.Zone() == "" && e.s.Dev == 0 {
-		e.fail(syscall.EINVAL, "linklocal-scope", "connect() to the link-local address "+peer.String()+" needs a scope (fe80::1%eth0) or a socket bound to a device (SO_BINDTODEVICE)")
-		return false
+	if needsScope(peer) {
+		// The peer's scope becomes the socket's device; one already
+		// bound to another device refuses it (sk_dev_equal_l3scope).
+		if d := ZoneDev(peer); d != 0 {
+			if e.s.Dev != 0 && e.s.Dev != d {
+				e.fail(syscall.EINVAL, "scope-device", fmt.Sprintf("the scope of %s names device %d, but the socket is bound to device %d: connect() wants them to agree", peer, d, e.s.Dev))
+				return false
+			}
+			e.s.Dev, e.out.After.Dev = d, d
+		}
+		if e.s.Dev == 0 && peer.Zone() == "" {
+			e.fail(syscall.EINVAL, "linklocal-scope", "connect() to the link-local address "+peer.String()+" needs a scope (fe80::1%eth0) or a socket bound to a device (SO_BINDTODEVICE)")
+			return false
+		}
 	}
 	if e.m.host.Isolated && !e.m.host.hasFamily(inet.IPv6) && !e.boundSpecific() {
 		// ip6_dst_lookup_tail picks a source before it looks at the route:

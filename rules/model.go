@@ -264,6 +264,38 @@ func assumption(label string, s Socket, f Fact) string {
 	return fmt.Sprintf("assumed fact %d on %s", f, label)
 }
 
+// scopedDevs lists the devices an address of link or host scope is on
+// (Host.Scoped); none for another address, which any device takes.
+func (h Host) scopedDevs(a netip.Addr) []int {
+	a = a.WithZone("")
+	var devs []int
+	for _, s := range h.Scoped {
+		if s.Addr == a {
+			devs = append(devs, s.Dev)
+		}
+	}
+	return devs
+}
+
+// ZoneDev is the device an address's zone names. The model takes zones as
+// interface indexes ("fe80::1%2"): the commands turn names into indexes.
+// 0 for no zone, or one that is not an index (a name: a scope the model
+// counts as given, on a device it cannot compare).
+func ZoneDev(a netip.Addr) int {
+	n, err := strconv.Atoi(a.Zone())
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
+}
+
+// needsScope is __ipv6_addr_needs_scope_id: a link-local address, unicast
+// or multicast, or an interface-local multicast one means nothing without
+// a device.
+func needsScope(a netip.Addr) bool {
+	return a.Is6() && !a.Is4In6() && (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast())
+}
+
 // IsLocal reports whether a is an address of this host (h.Local, the
 // wildcards, IPv4 multicast and broadcast), as bind() sees it.
 func (h Host) IsLocal(a netip.Addr) bool { return h.local(a) }

@@ -3,6 +3,8 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -153,6 +155,8 @@ func (e *eval) bind() {
 	if e.fam == inet.IPv4 {
 		a = a.Unmap()
 	}
+	a = a.WithZone("") // a scope becomes the socket's device (bindAddr6)
+	e.out.After.Dev = e.s.Dev
 	port := e.op.Addr.Port()
 	e.out.After.Local = netip.AddrPortFrom(a, port)
 	e.out.After.V6Only = v6only
@@ -238,8 +242,10 @@ func (e *eval) bindState(netip.Addr, *bool) (syscall.Errno, string, string) {
 
 // bindAddr6 is __inet6_bind's address check: a v4-mapped address is
 // refused under IPV6_V6ONLY and checked as IPv4; a specific IPv6 one needs
-// a scope when link-local, must be local (unless multicast or nonlocal
-// binds are allowed), and forces IPV6_V6ONLY on.
+// a device when link-local (its scope, which replaces SO_BINDTODEVICE and
+// stays on the socket even when bind() then fails), must be local (unless
+// multicast or nonlocal binds are allowed), on the socket's device when
+// of link or host scope, and forces IPV6_V6ONLY on.
 func (e *eval) bindAddr6(a netip.Addr, v6only *bool) (syscall.Errno, string, string) {
 	h := e.m.host
 	switch {
@@ -249,13 +255,44 @@ func (e *eval) bindAddr6(a netip.Addr, v6only *bool) (syscall.Errno, string, str
 		return e.bindLocal4(a, v6only)
 	case a.IsUnspecified():
 		return 0, "", ""
-	case (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()) && a.Zone() == "" && e.s.Dev == 0:
-		return syscall.EINVAL, "linklocal-scope", "a link-local IPv6 address needs a scope (interface)"
-	case !a.IsMulticast() && !h.NonlocalBind6 && !e.s.Freebind && !h.local(a):
-		return syscall.EADDRNOTAVAIL, "nonlocal", a.String() + " is not an address of this host (net.ipv6.ip_nonlocal_bind and IP_FREEBIND are off)"
+	}
+	if needsScope(a) {
+		if d := ZoneDev(a); d != 0 {
+			e.s.Dev = d
+		}
+		if e.s.Dev == 0 && a.Zone() == "" {
+			return syscall.EINVAL, "linklocal-scope", "a link-local IPv6 address needs a scope (interface): give one (fe80::1%eth0) or bind the socket to a device (SO_BINDTODEVICE)"
+		}
+	}
+	a = a.WithZone("")
+	if !a.IsMulticast() && !h.NonlocalBind6 && !e.s.Freebind {
+		if !h.local(a) {
+			return syscall.EADDRNOTAVAIL, "nonlocal", a.String() + " is not an address of this host (net.ipv6.ip_nonlocal_bind and IP_FREEBIND are off)"
+		}
+		if devs := h.scopedDevs(a); e.s.Dev != 0 && len(devs) > 0 && !slices.Contains(devs, e.s.Dev) {
+			return syscall.EADDRNOTAVAIL, "other-device", fmt.Sprintf("%s is on device %s, not on device %d, the socket's (%s): an address of link or host scope is taken only on its own device",
+				a, joinInts(devs), e.s.Dev, e.devSource(a))
+		}
 	}
 	*v6only = true
 	return 0, "", ""
+}
+
+// devSource says where the new socket's device comes from when it binds a.
+func (e *eval) devSource(a netip.Addr) string {
+	if ZoneDev(e.op.Addr.Addr()) == e.s.Dev && needsScope(a) {
+		return "the address's scope"
+	}
+	return "SO_BINDTODEVICE"
+}
+
+// joinInts lists ns as "2" or "2, 3".
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 // listen follows inet_listen and inet_csk_listen_start: a bound socket's

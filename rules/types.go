@@ -119,11 +119,24 @@ type Socket struct {
 	Reset bool
 }
 
+// ScopedAddr is an IPv6 address of link or host scope and the index of
+// the device it is on (Host.Scoped).
+type ScopedAddr struct {
+	Addr netip.Addr
+	Dev  int
+}
+
 // Host is what the model needs to know about the network namespace.
 type Host struct {
 	// Local lists prefixes whose addresses are local (RTN_LOCAL), e.g.
 	// 127.0.0.0/8, ::1/128 and each assigned address as a /32 or /128.
 	Local []netip.Prefix
+	// Scoped lists the IPv6 addresses of link or host scope (fe80::/10,
+	// ::1) with the device each is on. A socket with a device
+	// (SO_BINDTODEVICE, or the scope of a link-local address) binds such
+	// an address only where it is on that device (ipv6_chk_addr); other
+	// addresses are taken on any device. Empty: not known, not checked.
+	Scoped []ScopedAddr
 
 	EphemeralRange        inet.PortRange   // net.ipv4.ip_local_port_range
 	ReservedPorts         []inet.PortRange // net.ipv4.ip_local_reserved_ports

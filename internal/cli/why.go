@@ -106,10 +106,32 @@ func parseAddrPort(what, arg string) (netip.AddrPort, error) {
 		}
 		return netip.AddrPort{}, usageError("%s %q: want ADDR:PORT with a numeric address (or PORT), e.g. 127.0.0.1:8080, [::1]:8080 or 8080", what, arg)
 	}
-	if ap.Addr().Zone() != "" {
-		return netip.AddrPort{}, usageError("%s %q: zoned addresses are not supported; use --dev", what, arg)
-	}
 	return ap, nil
+}
+
+// resolveDevices names the plan's devices as the calling thread's
+// namespace knows them: --dev's interface (dev), and each address's zone
+// as an interface index, the form the model takes (rules.ZoneDev). An
+// interface the namespace lacks is bad input.
+func resolveDevices(p *hostmodel.Plan, dev string) error {
+	if dev != "" {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return usageError("--dev %q: no such interface", dev)
+		}
+		p.Socket.Dev = ifi.Index
+	}
+	for i := range p.Ops {
+		a := p.Ops[i].Addr
+		if zone := a.Addr().Zone(); zone != "" {
+			n, err := zoneIndex(zone)
+			if err != nil {
+				return usageError("%s address %q: %v", p.Ops[i].Kind, a.String(), err)
+			}
+			p.Ops[i].Addr = netip.AddrPortFrom(a.Addr().WithZone(strconv.Itoa(n)), a.Port())
+		}
+	}
+	return nil
 }
 
 // whyPlan turns the command line into the model's plan for the new socket.
@@ -182,13 +204,6 @@ func planFor(o *whyOptions, kind rules.OpKind, target, from netip.AddrPort) (hos
 	}
 	// uid 0 is assumed to hold CAP_NET_BIND_SERVICE; other uids not.
 	s.CanBindPrivileged = s.UID == 0
-	if o.dev != "" {
-		ifi, err := net.InterfaceByName(o.dev)
-		if err != nil {
-			return hostmodel.Plan{}, usageError("--dev %q: no such interface", o.dev)
-		}
-		s.Dev = ifi.Index
-	}
 	p := hostmodel.Plan{Socket: s}
 	switch kind {
 	case rules.OpBind:
@@ -222,6 +237,9 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 	}
 	var r *hostmodel.Report
 	err = inNamespace("why", o.netns, o.procRoot, func() error {
+		if err := resolveDevices(&p, o.dev); err != nil {
+			return err
+		}
 		sit, err := hostmodel.Live(ctx, proto, o.procRoot)
 		if err != nil {
 			return fmt.Errorf("why %s: %w", kind, err)
@@ -405,9 +423,6 @@ func explainNetFailure(ctx context.Context, f *netFailure) (*failureExplanation,
 	if !local.IsValid() && kind != rules.OpConnect {
 		return nil, fmt.Errorf("no local address to judge the %s by", op)
 	}
-	if target.Addr().Zone() != "" || from.Addr().Zone() != "" {
-		return nil, fmt.Errorf("the model does not judge zoned addresses")
-	}
 	proto := inet.TCP
 	if o.udp {
 		proto = inet.UDP
@@ -418,6 +433,9 @@ func explainNetFailure(ctx context.Context, f *netFailure) (*failureExplanation,
 	}
 	p, err := planFor(&o, kind, target, from)
 	if err != nil {
+		return nil, err
+	}
+	if err := resolveDevices(&p, o.dev); err != nil {
 		return nil, err
 	}
 	srcErr := hostmodel.ResolveSource(&p)

@@ -19,7 +19,7 @@ func TestWhyBadInput(t *testing.T) {
 		{"why", "bind", "::1:80"},
 		{"why", "bind", "--kernel-version", "2.6", "127.0.0.1:80"},
 		{"why", "connect", "::1"},
-		{"why", "bind", "[fe80::1%lo]:80"},
+		{"why", "bind", "[fe80::1%nosuch0]:80"},
 		{"why", "connect", "127.0.0.1:0"},
 		{"why", "connect", "0.0.0.0:80"},
 		{"why", "connect", "--from", "bad", "127.0.0.1:80"},

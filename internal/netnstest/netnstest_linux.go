@@ -118,6 +118,18 @@ func (ns *NS) IP(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+// LinkLocalOn adds a veth pair dev and peer inside the namespace, both up,
+// and addr (e.g. "fe80::1/64") on dev without duplicate address detection,
+// so that it is usable at once: an address of link scope on one device of
+// two.
+func (ns *NS) LinkLocalOn(t testing.TB, dev, peer, addr string) {
+	t.Helper()
+	ns.IP(t, "link", "add", dev, "type", "veth", "peer", "name", peer)
+	ns.IP(t, "link", "set", peer, "up")
+	ns.IP(t, "link", "set", dev, "up")
+	ns.IP(t, "addr", "add", addr, "dev", dev, "nodad")
+}
+
 // Command returns a command that runs inside the namespace.
 func (ns *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
