@@ -225,7 +225,7 @@ func noSourcePortFix(sit *Situation, p Plan) (Fix, bool) {
 	}
 	np := clonePlan(p)
 	np.Ops = slices.Delete(np.Ops, bi, bi+1)
-	if succeeds(sit, nil, np) {
+	if succeeds(sit, nil, rerouted(p, np)) {
 		return newFix("do not bind a source port: let connect() pick one (it shares ports across destinations)",
 			Edit{NoBind: true}), true
 	}
@@ -300,7 +300,7 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 		}
 		np := clonePlan(p)
 		np.Ops[bi].Addr = netip.AddrPortFrom(a, orig.Port())
-		if succeeds(sit, nil, np) {
+		if succeeds(sit, nil, rerouted(p, np)) {
 			what := "bind address " + a.String() + " instead"
 			if a.IsUnspecified() {
 				what = "bind the wildcard address " + a.String() + " instead"
@@ -373,7 +373,27 @@ func applyEdit(p Plan, e Edit) Plan {
 	if e.SetUID {
 		np.Socket.UID = e.UID
 	}
+	return rerouted(p, np)
+}
+
+// rerouted is np, a change of plan p, with its connect's route looked up
+// again when np binds another address than p (or none): the route, its
+// errors included, may depend on the source (ResolveSource). A lookup that
+// fails otherwise leaves np without a source, compared on the peer alone.
+func rerouted(p, np Plan) Plan {
+	if boundAddr(np) == boundAddr(p) {
+		return np
+	}
+	_ = ResolveSource(&np)
 	return np
+}
+
+// boundAddr is the address p binds first, invalid when it binds none.
+func boundAddr(p Plan) netip.Addr {
+	if bi := bindIndex(p); bi >= 0 {
+		return p.Ops[bi].Addr.Addr()
+	}
+	return netip.Addr{}
 }
 
 // fixHoldsInAll reports whether fix f makes p succeed whatever the unread

@@ -226,9 +226,11 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 }
 
 // sourceFor returns the local address the kernel's route lookup picks for
-// a connection to peer from a socket bound to device dev (0: none): it
-// connects a UDP socket, which sends nothing, and reads its address.
-func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
+// a connection to peer from a socket bound to device dev (0: none) and to
+// address src (invalid: none; bound with IP_FREEBIND, so that an address
+// not yet local is looked up as well): it connects a UDP socket, which
+// sends nothing, and reads its address.
+func sourceFor(peer netip.Addr, dev int, src netip.Addr) (netip.Addr, error) {
 	family := syscall.AF_INET
 	if !peer.Unmap().Is4() {
 		family = syscall.AF_INET6
@@ -242,6 +244,9 @@ func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_BINDTOIFINDEX, dev); err != nil {
 			return netip.Addr{}, os.NewSyscallError("setsockopt SO_BINDTOIFINDEX", err)
 		}
+	}
+	if err := bindProbe(fd, family, src); err != nil {
+		return netip.Addr{}, err
 	}
 	var sa syscall.Sockaddr
 	if family == syscall.AF_INET {
@@ -263,4 +268,27 @@ func sourceFor(peer netip.Addr, dev int) (netip.Addr, error) {
 		return netip.AddrFrom16(a.Addr), nil
 	}
 	return netip.Addr{}, fmt.Errorf("getsockname: unexpected address %T", local)
+}
+
+// bindProbe binds sourceFor's socket fd to src with port 0, when src is
+// valid and of the socket's family (an IPv4 source for an IPv4 peer).
+func bindProbe(fd, family int, src netip.Addr) error {
+	var sa syscall.Sockaddr
+	switch {
+	case !src.IsValid():
+		return nil
+	case family == syscall.AF_INET && src.Unmap().Is4():
+		sa = &syscall.SockaddrInet4{Addr: src.Unmap().As4()}
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_IP, unix.IP_FREEBIND, 1); err != nil {
+			return os.NewSyscallError("setsockopt IP_FREEBIND", err)
+		}
+	case family == syscall.AF_INET6 && !src.Unmap().Is4():
+		sa = &syscall.SockaddrInet6{Addr: src.As16(), ZoneId: uint32(rules.ZoneDev(src))}
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_IPV6, unix.IPV6_FREEBIND, 1); err != nil {
+			return os.NewSyscallError("setsockopt IPV6_FREEBIND", err)
+		}
+	default:
+		return nil
+	}
+	return os.NewSyscallError("bind (route lookup)", syscall.Bind(fd, sa))
 }

@@ -153,27 +153,35 @@ func (p Plan) String() string {
 
 // ResolveSource fills in Op.Source of the plan's connect with the address
 // the kernel's route lookup would give it, when the socket is not bound to
-// a specific address, or Op.RouteErr when the lookup finds no route (the
-// connect() would fail with it). Any other failure of the lookup is
-// returned. It runs in the calling thread's network namespace.
+// a specific address, or Op.RouteErr when the lookup fails as connect()
+// then would (routeErrnos). Any other failure of the lookup is returned.
+// It runs in the calling thread's network namespace.
 func ResolveSource(p *Plan) error {
-	bound := false // to a specific address
+	var bound netip.Addr // a specific address the plan binds first
+	dev := p.Socket.Dev
 	for i := range p.Ops {
 		op := &p.Ops[i]
 		switch op.Kind {
 		case rules.OpBind:
-			bound = !op.Addr.Addr().Unmap().IsUnspecified()
+			bound = op.Addr.Addr()
+			if bound.Unmap().IsUnspecified() {
+				bound = netip.Addr{}
+			}
+			if d := rules.ZoneDev(bound); d != 0 && rules.NeedsScope(bound) {
+				dev = d // the scope becomes the socket's device
+			}
 		case rules.OpConnect:
-			// The route is looked up for a bound socket too; the source
-			// is then the bound address. The lookup does not bind that
-			// address: the fixes judged later change it, and routing
-			// by source (ip rule from) is not followed.
-			src, err := sourceFor(op.Addr.Addr(), p.Socket.Dev)
-			if errno := syscall.Errno(0); errors.As(err, &errno) && (errno == syscall.ENETUNREACH || errno == syscall.EHOSTUNREACH) {
+			// The route is looked up from the bound address, as the
+			// kernel does (policy routing may choose by source: ip rule
+			// from); a fix that binds another address looks again
+			// (rerouted).
+			op.Source, op.RouteErr = netip.Addr{}, 0
+			src, err := sourceFor(op.Addr.Addr(), dev, bound)
+			if errno := syscall.Errno(0); errors.As(err, &errno) && routeErrno(op.Addr.Addr(), errno) {
 				op.RouteErr = errno
 				continue
 			}
-			if bound {
+			if bound.IsValid() {
 				continue
 			}
 			if err != nil {
@@ -186,4 +194,19 @@ func ResolveSource(p *Plan) error {
 		}
 	}
 	return nil
+}
+
+// routeErrno reports whether a route lookup for peer that failed with
+// errno is what connect() to peer fails with: no route (ENETUNREACH), an
+// unreachable route (EHOSTUNREACH; ENETUNREACH for an unreachable rule),
+// a prohibit one (EACCES), a blackhole (EINVAL; for a link-local peer
+// EINVAL is its missing scope, which the model judges itself).
+func routeErrno(peer netip.Addr, errno syscall.Errno) bool {
+	switch errno {
+	case syscall.ENETUNREACH, syscall.EHOSTUNREACH, syscall.EACCES:
+		return true
+	case syscall.EINVAL:
+		return !rules.NeedsScope(peer)
+	}
+	return false
 }

@@ -29,7 +29,7 @@ func (e *eval) connectPeer() bool {
 		e.fail(syscall.ENETUNREACH, "connect-multicast", "a TCP socket cannot connect to the multicast address "+peer.String())
 		return false
 	}
-	if needsScope(peer) {
+	if NeedsScope(peer) {
 		// The peer's scope becomes the socket's device; one already
 		// bound to another device refuses it (sk_dev_equal_l3scope).
 		if d := ZoneDev(peer); d != 0 {
@@ -58,7 +58,11 @@ func (e *eval) connectPeer() bool {
 // route to peer (only its own addresses are routed).
 func (e *eval) routed(peer netip.Addr) bool {
 	if e.op.RouteErr != 0 {
-		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+peer.WithZone("").String()+" fails on this host ("+e.op.RouteErr.Error()+"): ip route get "+peer.WithZone("").String()+" shows it")
+		p, from := peer.WithZone("").String(), ""
+		if a := e.s.Local.Addr(); e.s.State == Bound && a.IsValid() && !a.Unmap().IsUnspecified() {
+			from = " from " + a.Unmap().String()
+		}
+		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+p+from+" fails on this host ("+e.op.RouteErr.Error()+"): ip route get "+p+from+" shows it")
 		return false
 	}
 	if e.m.host.routes(peer) {

@@ -289,10 +289,10 @@ func ZoneDev(a netip.Addr) int {
 	return n
 }
 
-// needsScope is __ipv6_addr_needs_scope_id: a link-local address, unicast
+// NeedsScope is __ipv6_addr_needs_scope_id: a link-local address, unicast
 // or multicast, or an interface-local multicast one means nothing without
 // a device.
-func needsScope(a netip.Addr) bool {
+func NeedsScope(a netip.Addr) bool {
 	return a.Is6() && !a.Is4In6() && (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast())
 }
 

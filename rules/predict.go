@@ -256,7 +256,7 @@ func (e *eval) bindAddr6(a netip.Addr, v6only *bool) (syscall.Errno, string, str
 	case a.IsUnspecified():
 		return 0, "", ""
 	}
-	if needsScope(a) {
+	if NeedsScope(a) {
 		if d := ZoneDev(a); d != 0 {
 			e.s.Dev = d
 		}
@@ -280,7 +280,7 @@ func (e *eval) bindAddr6(a netip.Addr, v6only *bool) (syscall.Errno, string, str
 
 // devSource says where the new socket's device comes from when it binds a.
 func (e *eval) devSource(a netip.Addr) string {
-	if ZoneDev(e.op.Addr.Addr()) == e.s.Dev && needsScope(a) {
+	if ZoneDev(e.op.Addr.Addr()) == e.s.Dev && NeedsScope(a) {
 		return "the address's scope"
 	}
 	return "SO_BINDTODEVICE"

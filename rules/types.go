@@ -254,10 +254,11 @@ type Op struct {
 	// 127.0.0.0/8) and otherwise compares four-tuples on the peer alone,
 	// saying so in Outcome.Assumptions.
 	Source netip.Addr
-	// RouteErr (connect only) is how the kernel's route lookup for Addr
-	// failed (ENETUNREACH, EHOSTUNREACH), as the caller found it on the
-	// host; 0 when it succeeded or was not looked up. connect() fails with
-	// it before any port rule.
+	// RouteErr (connect only) is how the kernel's route lookup for Addr,
+	// from the socket's bound address if any, failed (ENETUNREACH for no
+	// route, EHOSTUNREACH for an unreachable one, EACCES prohibit, EINVAL
+	// blackhole), as the caller found it on the host; 0 when it succeeded
+	// or was not looked up. connect() fails with it before any port rule.
 	RouteErr syscall.Errno
 }
 

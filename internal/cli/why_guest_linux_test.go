@@ -12,18 +12,18 @@ import (
 	"github.com/tuple-net/tuple/kernelvm"
 )
 
-// TestWhyDifferentialInGuests runs TestWhyDifferential (and
-// TestWhyScopedAddressesMatchKernel) inside each fetched kernel (5.10, 6.1, 6.12; guesttest, opt-in: TUPLE_WHY_GUESTS=1): `tuple
+// TestWhyDifferentialInGuests runs TestWhyDifferential (and alsoInGuests)
+// inside each fetched kernel (5.10, 6.1, 6.12; guesttest, opt-in: TUPLE_WHY_GUESTS=1): `tuple
 // why` reads the guest's own table and facts and predicts, and the
 // guest's kernel answers. TUPLE_DIFF_CASES and TUPLE_DIFF_SEED pass on.
-// scopedResult is TestWhyScopedAddressesMatchKernel's ending in a guest's
-// verbose output.
-var scopedResult = regexp.MustCompile(`--- (PASS|FAIL|SKIP): TestWhyScopedAddressesMatchKernel`)
+// alsoInGuests are the tests the guests run beside TestWhyDifferential,
+// each of which must end in the guest's verbose output.
+var alsoInGuests = []string{"TestWhyScopedAddressesMatchKernel", "TestWhyRouteBySourceMatchesKernel"}
 
 func TestWhyDifferentialInGuests(t *testing.T) {
 	summary := regexp.MustCompile(`differential: (\d+) cases, (\d+) agree, (\d+) disagree, (\d+) rest on an order no table shows \(seed \d+\)`)
 	cfg := kernelvm.Config{
-		Args: []string{"-test.run=^(TestWhyDifferential|TestWhyScopedAddressesMatchKernel)$", "-test.v", "-test.count=1"},
+		Args: []string{"-test.run=^(TestWhyDifferential|TestWhyScopedAddressesMatchKernel|TestWhyRouteBySourceMatchesKernel)$", "-test.v", "-test.count=1"},
 		Env: []string{fmt.Sprintf("TUPLE_DIFF_CASES=%d", diffEnv("TUPLE_DIFF_CASES", 120)),
 			fmt.Sprintf("TUPLE_DIFF_SEED=%d", diffEnv("TUPLE_DIFF_SEED", 1))},
 		Tools: []string{"ip", "ss", "sysctl"},
@@ -34,10 +34,12 @@ func TestWhyDifferentialInGuests(t *testing.T) {
 			t.Fatalf("%s: no summary (exit %d); output:\n%s\nconsole:\n%.4000s", res.Release, res.ExitCode, res.Stdout, res.Console)
 		}
 		t.Logf("%s (%s, %v): %s", res.Release, res.Accel, res.Duration.Round(time.Second), m[0])
-		if scoped := scopedResult.Find(res.Stdout); scoped == nil {
-			t.Errorf("%s: TestWhyScopedAddressesMatchKernel did not run; output:\n%s", res.Release, res.Stdout)
-		} else {
-			t.Logf("%s: %s", res.Release, scoped)
+		for _, name := range alsoInGuests {
+			if end := regexp.MustCompile(`--- (PASS|FAIL|SKIP): ` + name + `\b`).Find(res.Stdout); end == nil {
+				t.Errorf("%s: %s did not run; output:\n%s", res.Release, name, res.Stdout)
+			} else {
+				t.Logf("%s: %s", res.Release, end)
+			}
 		}
 		if res.ExitCode != 0 {
 			t.Errorf("%s: the differential test failed in the guest:\n%s", res.Release, res.Stdout)

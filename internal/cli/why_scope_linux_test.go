@@ -14,10 +14,10 @@ import (
 	"github.com/tuple-net/tuple/rules"
 )
 
-// scopedOp is one socket a scope test builds for real: an optional device
-// (SO_BINDTODEVICE), an optional bind, an optional connect; addresses may
-// carry a zone naming an interface.
-type scopedOp struct {
+// netOp is one socket a test builds for real: an optional device
+// (SO_BINDTODEVICE), an optional bind, an optional connect; IPv6 addresses
+// may carry a zone naming an interface.
+type netOp struct {
 	udp     bool
 	dev     string
 	bind    string // "[addr%zone]:port", empty for none
@@ -25,7 +25,7 @@ type scopedOp struct {
 }
 
 // whyArgs is the `tuple why` command line for o.
-func (o scopedOp) whyArgs() []string {
+func (o netOp) whyArgs() []string {
 	args := []string{"why"}
 	switch {
 	case o.connect != "":
@@ -48,8 +48,12 @@ func (o scopedOp) whyArgs() []string {
 	return append(args, "--json", o.bind)
 }
 
-// scopedSockaddr is ap with its zone as the interface's index.
-func scopedSockaddr(t *testing.T, ap netip.AddrPort) *unix.SockaddrInet6 {
+// sockaddrOf is ap as the kernel takes it, an IPv6 zone as the
+// interface's index.
+func sockaddrOf(t *testing.T, ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	}
 	sa := &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
 	if zone := ap.Addr().Zone(); zone != "" {
 		ifi, err := net.InterfaceByName(zone)
@@ -64,12 +68,19 @@ func scopedSockaddr(t *testing.T, ap netip.AddrPort) *unix.SockaddrInet6 {
 // kernel runs o in the calling thread's namespace and returns the verdict
 // as `tuple why` names it. A connect() the kernel starts (EINPROGRESS: the
 // peer does not exist) succeeded as far as the model judges.
-func (o scopedOp) kernel(t *testing.T) string {
+func (o netOp) kernel(t *testing.T) string {
 	typ := unix.SOCK_STREAM
 	if o.udp {
 		typ = unix.SOCK_DGRAM
 	}
-	fd, err := unix.Socket(unix.AF_INET6, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	family, addr := unix.AF_INET6, o.bind
+	if addr == "" {
+		addr = o.connect
+	}
+	if netip.MustParseAddrPort(addr).Addr().Is4() {
+		family = unix.AF_INET
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +91,12 @@ func (o scopedOp) kernel(t *testing.T) string {
 		}
 	}
 	if o.bind != "" {
-		if err := unix.Bind(fd, scopedSockaddr(t, netip.MustParseAddrPort(o.bind))); err != nil {
+		if err := unix.Bind(fd, sockaddrOf(t, netip.MustParseAddrPort(o.bind))); err != nil {
 			return rules.ErrnoName(err.(syscall.Errno))
 		}
 	}
 	if o.connect != "" {
-		err := unix.Connect(fd, scopedSockaddr(t, netip.MustParseAddrPort(o.connect)))
+		err := unix.Connect(fd, sockaddrOf(t, netip.MustParseAddrPort(o.connect)))
 		if err != nil && !errors.Is(err, unix.EINPROGRESS) {
 			return rules.ErrnoName(err.(syscall.Errno))
 		}
@@ -99,29 +110,81 @@ func (o scopedOp) kernel(t *testing.T) string {
 func TestWhyScopedAddressesMatchKernel(t *testing.T) {
 	ns := netnstest.New(t, "fd00::1/128")
 	ns.LinkLocalOn(t, "d0", "d1", "fe80::1/64")
-	for _, c := range []struct {
-		op   scopedOp
-		want string
-	}{
-		{scopedOp{bind: "[fe80::1]:8080"}, "EINVAL"},
-		{scopedOp{bind: "[fe80::1%d0]:8080"}, "ok"},
-		{scopedOp{bind: "[fe80::1%d1]:8080"}, "EADDRNOTAVAIL"},
-		{scopedOp{dev: "d0", bind: "[fe80::1]:8080"}, "ok"},
-		{scopedOp{dev: "d1", bind: "[fe80::1]:8080"}, "EADDRNOTAVAIL"},
-		{scopedOp{dev: "d1", bind: "[fe80::1%d0]:8080"}, "ok"},
-		{scopedOp{udp: true, dev: "d1", bind: "[fe80::1%d0]:8080"}, "ok"},
-		{scopedOp{dev: "d1", bind: "[::1]:8080"}, "EADDRNOTAVAIL"},
-		{scopedOp{dev: "lo", bind: "[::1]:8080"}, "ok"},
-		{scopedOp{dev: "d1", bind: "[fd00::1]:8080"}, "ok"},
-		{scopedOp{connect: "[fe80::9]:80"}, "EINVAL"},
-		{scopedOp{connect: "[fe80::9%d0]:80"}, "ok"},
-		{scopedOp{dev: "d0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
-		{scopedOp{dev: "d0", connect: "[fe80::9%d0]:80"}, "ok"},
-		{scopedOp{udp: true, dev: "d0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
-		{scopedOp{udp: true, connect: "[fe80::9]:80"}, "EINVAL"},
-		{scopedOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9]:80"}, "ok"},
-		{scopedOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
-	} {
+	whyAgreesWithKernel(t, ns, []netCase{
+		{netOp{bind: "[fe80::1]:8080"}, "EINVAL"},
+		{netOp{bind: "[fe80::1%d0]:8080"}, "ok"},
+		{netOp{bind: "[fe80::1%d1]:8080"}, "EADDRNOTAVAIL"},
+		{netOp{dev: "d0", bind: "[fe80::1]:8080"}, "ok"},
+		{netOp{dev: "d1", bind: "[fe80::1]:8080"}, "EADDRNOTAVAIL"},
+		{netOp{dev: "d1", bind: "[fe80::1%d0]:8080"}, "ok"},
+		{netOp{udp: true, dev: "d1", bind: "[fe80::1%d0]:8080"}, "ok"},
+		{netOp{dev: "d1", bind: "[::1]:8080"}, "EADDRNOTAVAIL"},
+		{netOp{dev: "lo", bind: "[::1]:8080"}, "ok"},
+		{netOp{dev: "d1", bind: "[fd00::1]:8080"}, "ok"},
+		{netOp{connect: "[fe80::9]:80"}, "EINVAL"},
+		{netOp{connect: "[fe80::9%d0]:80"}, "ok"},
+		{netOp{dev: "d0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
+		{netOp{dev: "d0", connect: "[fe80::9%d0]:80"}, "ok"},
+		{netOp{udp: true, dev: "d0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
+		{netOp{udp: true, connect: "[fe80::9]:80"}, "EINVAL"},
+		{netOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9]:80"}, "ok"},
+		{netOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
+	})
+	// An interface the namespace lacks is bad input.
+	var code int
+	var errOut string
+	ns.Do(func() error { code, _, errOut = run(t, "", "why", "bind", "[fe80::1%nosuch]:8080"); return nil })
+	if code != exitUsage || !strings.Contains(errOut, `zone "nosuch": no such interface`) {
+		t.Errorf("why bind [fe80::1%%nosuch]:8080: exit %d, %q; want %d naming the zone", code, errOut, exitUsage)
+	}
+}
+
+// TestWhyRouteBySourceMatchesKernel: a connect() from a bound address takes
+// the route policy routing gives that source (ip rule from), and `tuple
+// why` says so as the kernel does: a prohibit rule is EACCES, an
+// unreachable one ENETUNREACH, a blackhole EINVAL; an unreachable route
+// EHOSTUNREACH.
+func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.LinkLocalOn(t, "d0", "d1", "fe80::1/64")
+	for _, a := range []string{"10.0.0.1/24", "10.0.0.2/24", "10.0.0.3/24", "10.0.0.4/24"} {
+		ns.IP(t, "addr", "add", a, "dev", "d0")
+	}
+	for _, a := range []string{"fd00::1/64", "fd00::2/64"} {
+		ns.IP(t, "addr", "add", a, "dev", "d0", "nodad")
+	}
+	ns.IP(t, "route", "add", "default", "via", "10.0.0.254", "dev", "d0")
+	ns.IP(t, "-6", "route", "add", "default", "via", "fd00::fe", "dev", "d0")
+	ns.IP(t, "rule", "add", "from", "10.0.0.2", "prohibit")
+	ns.IP(t, "rule", "add", "from", "10.0.0.3", "unreachable")
+	ns.IP(t, "rule", "add", "from", "10.0.0.4", "blackhole")
+	ns.IP(t, "-6", "rule", "add", "from", "fd00::2", "prohibit")
+	ns.IP(t, "route", "add", "unreachable", "10.8.0.0/16")
+	whyAgreesWithKernel(t, ns, []netCase{
+		{netOp{connect: "10.9.9.9:80"}, "ok"},
+		{netOp{bind: "10.0.0.1:0", connect: "10.9.9.9:80"}, "ok"},
+		{netOp{bind: "10.0.0.2:0", connect: "10.9.9.9:80"}, "EACCES"},
+		{netOp{bind: "10.0.0.3:0", connect: "10.9.9.9:80"}, "ENETUNREACH"},
+		{netOp{connect: "10.8.0.1:80"}, "EHOSTUNREACH"},
+		{netOp{bind: "10.0.0.4:0", connect: "10.9.9.9:80"}, "EINVAL"},
+		{netOp{udp: true, bind: "10.0.0.2:0", connect: "10.9.9.9:80"}, "EACCES"},
+		{netOp{bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "ok"},
+		{netOp{bind: "[fd00::2]:0", connect: "[fd00:9::9]:80"}, "EACCES"},
+	})
+}
+
+// netCase is an operation and the answer both the kernel and `tuple why`
+// must give.
+type netCase struct {
+	op   netOp
+	want string
+}
+
+// whyAgreesWithKernel runs each case for real in ns and through `tuple
+// why` there.
+func whyAgreesWithKernel(t *testing.T, ns *netnstest.NS, cases []netCase) {
+	t.Helper()
+	for _, c := range cases {
 		var kernel string
 		if err := ns.Do(func() error { kernel = c.op.kernel(t); return nil }); err != nil {
 			t.Fatal(err)
@@ -131,12 +194,5 @@ func TestWhyScopedAddressesMatchKernel(t *testing.T) {
 		if kernel != c.want || got.Verdict != kernel {
 			t.Errorf("%s: kernel %s, tuple why %s (%s); want %s from both", strings.Join(args, " "), kernel, got.Verdict, got.Explanation, c.want)
 		}
-	}
-	// An interface the namespace lacks is bad input.
-	var code int
-	var errOut string
-	ns.Do(func() error { code, _, errOut = run(t, "", "why", "bind", "[fe80::1%nosuch]:8080"); return nil })
-	if code != exitUsage || !strings.Contains(errOut, `zone "nosuch": no such interface`) {
-		t.Errorf("why bind [fe80::1%%nosuch]:8080: exit %d, %q; want %d naming the zone", code, errOut, exitUsage)
 	}
 }
