@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/reusegroup"
 	"github.com/tuple-net/tuple/socktab"
@@ -229,7 +230,15 @@ func runLs(ctx context.Context, s Streams, o *lsOptions) error {
 	if o.plainTable(q) {
 		return runLsRows(ctx, s, q)
 	}
+	// As root the kernel's records give the reuse options, v6only and
+	// device of every socket, those without a file (a listener's
+	// unaccepted children) included, as who reads them.
+	wait := func() *hostmodel.Facts { return nil }
+	if q.Options && len(q.Namespaces) == 0 {
+		q.OptionsFrom, wait = kernelOptions(q.TCP, q.UDP, q.LocalPort)
+	}
 	t, err := socktab.Snapshot(ctx, q)
+	wait()
 	if err != nil {
 		return err
 	}

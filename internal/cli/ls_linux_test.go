@@ -236,3 +236,42 @@ func TestLsPidElsewhereSaysWhy(t *testing.T) {
 		t.Errorf("ls --pid 999999999: exit %d, stdout %q, stderr %q; want 1, nothing listed, and that there is no such process", code, out, errOut)
 	}
 }
+
+// TestLsOptionsOfUnacceptedChild: a connection waiting in a listener's
+// accept queue has no file, so no owner's descriptor gives its options;
+// the kernel's records do (it inherits SO_REUSEADDR from the listener),
+// and ls -o says what who says.
+func TestLsOptionsOfUnacceptedChild(t *testing.T) {
+	ns := netnstest.New(t)
+	var client netip.AddrPort
+	ns.Do(func() error {
+		tcpSocket(t, "127.0.0.1:7103", true, unix.SO_REUSEADDR)
+		fd := tcpSocket(t, "127.0.0.1:7104", false)
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: 7103, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		client = netip.MustParseAddrPort("127.0.0.1:7104")
+		return nil
+	})
+	_, out, errOut := runIn(t, ns, "ls", "-ta", "-o", "--sport", "7103", "--json")
+	var child map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var j map[string]any
+		if err := json.Unmarshal([]byte(line), &j); err != nil {
+			t.Fatalf("ls --json line %q: %v (%s)", line, err, errOut)
+		}
+		if j["state"] == "established" && j["peer_port"] == float64(client.Port()) {
+			child = j
+		}
+	}
+	if child == nil {
+		t.Fatalf("ls -ta -o --sport 7103: no unaccepted child of the listener:\n%s%s", out, errOut)
+	}
+	ra := child["options"].(map[string]any)["reuseaddr"].(map[string]any)
+	if ra["known"] != true || ra["value"] != true {
+		t.Errorf("the unaccepted child's reuseaddr is %v; want known, true (inherited from the listener)", ra)
+	}
+	if _, who, _ := runIn(t, ns, "who", "7103"); !strings.Contains(who, "tcp ESTAB 127.0.0.1:7103 -> 127.0.0.1:7104 uid=0\n    options: reuseaddr") {
+		t.Errorf("who 7103 does not give the child's reuseaddr:\n%s", who)
+	}
+}

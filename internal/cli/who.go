@@ -101,23 +101,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	// from the owners' descriptors where readable. Only the port's records
 	// are read (the iterator skips the others in the kernel), beside the
 	// dump, without inodes (the dump joins the owners).
-	waitTCP := whoFacts(inet.TCP, o.port, sockfacts.SkipInode())
-	waitUDP := whoFacts(inet.UDP, o.port, sockfacts.SkipInode())
-	var index *hostmodel.Facts
-	indexFacts := func() *hostmodel.Facts {
-		if index == nil {
-			facts, ferr := waitTCP()
-			udp, uerr := waitUDP()
-			if ferr != nil || uerr != nil {
-				facts, udp = nil, nil
-			}
-			index = hostmodel.IndexFacts(append(facts, udp...))
-		}
-		return index
-	}
+	optionsFrom, indexFacts := kernelOptions(true, true, o.port)
 	t, err := socktab.Snapshot(ctx, socktab.Query{LocalPort: o.port, Owners: true, Options: true, ProcRoot: o.procRoot,
-		OptionsFrom: func(s *socktab.Socket) (socktab.KernelOptions, bool) { return indexFacts().Options(s) }})
-	indexFacts()
+		OptionsFrom: optionsFrom})
+	index := indexFacts()
 	if err != nil {
 		return err
 	}
@@ -203,6 +190,36 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	return w.Flush()
+}
+
+// kernelOptions starts reading the kernel's records of the sockets on port
+// (0: every port) of TCP, UDP or both, beside the socket table's dump, and
+// returns socktab.Query.OptionsFrom answering from them, and the index of
+// the records, which waits for the reads (call it once the dump is done:
+// the reads must end). A read that fails (not root) leaves the index
+// empty: the options then come from the owners' descriptors.
+func kernelOptions(tcp, udp bool, port uint16) (func(*socktab.Socket) (socktab.KernelOptions, bool), func() *hostmodel.Facts) {
+	none := func() ([]sockfacts.Sock, error) { return nil, nil }
+	waitTCP, waitUDP := none, none
+	if tcp {
+		waitTCP = whoFacts(inet.TCP, port, sockfacts.SkipInode())
+	}
+	if udp {
+		waitUDP = whoFacts(inet.UDP, port, sockfacts.SkipInode())
+	}
+	var index *hostmodel.Facts
+	facts := func() *hostmodel.Facts {
+		if index == nil {
+			t, terr := waitTCP()
+			u, uerr := waitUDP()
+			if terr != nil || uerr != nil {
+				t, u = nil, nil
+			}
+			index = hostmodel.IndexFacts(append(t, u...))
+		}
+		return index
+	}
+	return func(s *socktab.Socket) (socktab.KernelOptions, bool) { return facts().Options(s) }, facts
 }
 
 // whoFacts reads the kernel's records of a port's sockets; tests replace it
