@@ -240,7 +240,7 @@ func TestLsPidElsewhereSaysWhy(t *testing.T) {
 // TestLsOptionsOfUnacceptedChild: a connection waiting in a listener's
 // accept queue has no file, so no owner's descriptor gives its options;
 // the kernel's records do (it inherits SO_REUSEADDR from the listener),
-// and ls -o says what who says.
+// and ls -o says what who says; who names the queue it waits in.
 func TestLsOptionsOfUnacceptedChild(t *testing.T) {
 	ns := netnstest.New(t)
 	var client netip.AddrPort
@@ -271,7 +271,9 @@ func TestLsOptionsOfUnacceptedChild(t *testing.T) {
 	if ra["known"] != true || ra["value"] != true {
 		t.Errorf("the unaccepted child's reuseaddr is %v; want known, true (inherited from the listener)", ra)
 	}
-	if _, who, _ := runIn(t, ns, "who", "7103"); !strings.Contains(who, "tcp ESTAB 127.0.0.1:7103 -> 127.0.0.1:7104 uid=0\n    options: reuseaddr") {
-		t.Errorf("who 7103 does not give the child's reuseaddr:\n%s", who)
+	want := "tcp ESTAB 127.0.0.1:7103 -> 127.0.0.1:7104 uid=0\n    options: reuseaddr\n" +
+		"    processes: none yet (not accepted: in the accept queue of the listener on 127.0.0.1:7103)"
+	if _, who, _ := runIn(t, ns, "who", "7103"); !strings.Contains(who, want) {
+		t.Errorf("who 7103 does not give the child's reuseaddr and queue:\n%s\nwant:\n%s", who, want)
 	}
 }

@@ -166,9 +166,10 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 	for _, v := range verdicts {
 		fmt.Fprintf(w, "%s port %s: %s\n", v.Proto, target, v.Text)
 	}
+	queue := acceptQueues(socks)
 	if o.all {
 		for i := range socks {
-			w.Write(appendHolder(nil, 0, &socks[i]))
+			w.Write(appendHolder(nil, 0, &socks[i], queue))
 		}
 	} else if len(socks) > 0 {
 		groups := groupHolders(socks)
@@ -182,7 +183,7 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 				fmt.Fprintf(w, "... %d more groups (--all lists every socket, --json has them all)\n", len(groups)-i)
 				break
 			}
-			w.Write(appendHolder(nil, g.Count, &socks[g.First]))
+			w.Write(appendHolder(nil, g.Count, &socks[g.First], queue))
 		}
 	}
 	w.Write(appendGroups(nil, rgroups))
@@ -190,6 +191,30 @@ func runWho(ctx context.Context, s Streams, o *whoOptions) error {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	return w.Flush()
+}
+
+// acceptQueues returns whether a socket of socks waits in the accept queue
+// of a listener among socks, and that listener's address: a TCP
+// connection with no file (no process has accepted it) on a listener's
+// port and address.
+func acceptQueues(socks []socktab.Socket) func(*socktab.Socket) (netip.AddrPort, bool) {
+	var listeners []netip.AddrPort
+	for i := range socks {
+		if s := &socks[i]; s.Proto == inet.TCP && s.State == socktab.Listen {
+			listeners = append(listeners, s.Local)
+		}
+	}
+	return func(s *socktab.Socket) (netip.AddrPort, bool) {
+		if s.Proto != inet.TCP || s.Inode != 0 || (s.State != socktab.Established && s.State != socktab.CloseWait) {
+			return netip.AddrPort{}, false
+		}
+		for _, l := range listeners {
+			if l.Port() == s.Local.Port() && (l.Addr().IsUnspecified() || l.Addr().Unmap() == s.Local.Addr().Unmap()) {
+				return l, true
+			}
+		}
+		return netip.AddrPort{}, false
+	}
 }
 
 // kernelOptions starts reading the kernel's records of the sockets on port
@@ -268,7 +293,7 @@ func groupHolders(socks []socktab.Socket) []whoGroup {
 
 // appendHolder appends one socket (n 0) or a group of n like it, in three
 // lines: the socket, its options, its processes.
-func appendHolder(line []byte, n int, sk *socktab.Socket) []byte {
+func appendHolder(line []byte, n int, sk *socktab.Socket, queue func(*socktab.Socket) (netip.AddrPort, bool)) []byte {
 	if n > 0 {
 		line = append(line, hostmodel.Thousands(n)...)
 		line = append(line, " x "...)
@@ -295,7 +320,11 @@ func appendHolder(line []byte, n int, sk *socktab.Socket) []byte {
 	line = append(line, "\n    processes: "...)
 	if len(sk.Owners) == 0 {
 		line = append(line, "none"...)
-		if sk.Inode == 0 {
+		if l, ok := queue(sk); ok {
+			line = append(line, " yet (not accepted: in the accept queue of the listener on "...)
+			line = appendAddrPort(line, l)
+			line = append(line, ')')
+		} else if sk.Inode == 0 {
 			line = append(line, " (held by the kernel)"...)
 		}
 	}
