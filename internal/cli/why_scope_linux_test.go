@@ -143,7 +143,7 @@ func TestWhyScopedAddressesMatchKernel(t *testing.T) {
 // the route policy routing gives that source (ip rule from), and `tuple
 // why` says so as the kernel does: a prohibit rule is EACCES, an
 // unreachable one ENETUNREACH, a blackhole EINVAL; an unreachable route
-// EHOSTUNREACH.
+// EHOSTUNREACH; a loopback source for a peer out of lo EINVAL.
 func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	ns := netnstest.New(t)
 	ns.LinkLocalOn(t, "d0", "d1", "fe80::1/64")
@@ -166,6 +166,7 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{bind: "10.0.0.2:0", connect: "10.9.9.9:80"}, "EACCES"},
 		{netOp{bind: "10.0.0.3:0", connect: "10.9.9.9:80"}, "ENETUNREACH"},
 		{netOp{connect: "10.8.0.1:80"}, "EHOSTUNREACH"},
+		{netOp{bind: "127.0.0.1:0", connect: "10.9.9.9:80"}, "EINVAL"}, // a loopback source off lo: martian
 		{netOp{bind: "10.0.0.4:0", connect: "10.9.9.9:80"}, "EINVAL"},
 		{netOp{udp: true, bind: "10.0.0.2:0", connect: "10.9.9.9:80"}, "EACCES"},
 		{netOp{bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "ok"},
