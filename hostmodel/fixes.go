@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
@@ -263,8 +264,10 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 	return Fix{}, false
 }
 
-// addressFix tries the host's other local addresses of the same family,
-// the wildcard, and for loopback another 127.x address.
+// addressFix tries the address with the scope of the device it is on (a
+// link-local address bound on another device), then the host's other local
+// addresses of the same family, the wildcard, and for loopback another
+// 127.x address.
 func addressFix(sit *Situation, p Plan) (Fix, bool) {
 	bi := bindIndex(p)
 	if bi < 0 {
@@ -272,6 +275,13 @@ func addressFix(sit *Situation, p Plan) (Fix, bool) {
 	}
 	orig := p.Ops[bi].Addr
 	var cands []netip.Addr
+	if rules.NeedsScope(orig.Addr()) {
+		for _, s := range sit.Host.Scoped {
+			if s.Addr == orig.Addr().WithZone("") {
+				cands = append(cands, s.Addr.WithZone(strconv.Itoa(s.Dev)))
+			}
+		}
+	}
 	if orig.Addr().Unmap().Is4() {
 		cands = append(cands, netip.IPv4Unspecified())
 	} else {

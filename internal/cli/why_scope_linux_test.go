@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -130,6 +131,18 @@ func TestWhyScopedAddressesMatchKernel(t *testing.T) {
 		{netOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9]:80"}, "ok"},
 		{netOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
 	})
+	// On the wrong device, the fix is the address's own scope.
+	var d0 int
+	ns.Do(func() error {
+		ifi, err := net.InterfaceByName("d0")
+		d0 = ifi.Index
+		return err
+	})
+	_, got := whyIn(t, ns, "why", "bind", "--json", "[fe80::1%d1]:8080")
+	want := fmt.Sprintf("bind address fe80::1%%%d instead", d0)
+	if len(got.Fixes) == 0 || got.Fixes[0].Change != want {
+		t.Errorf("why bind [fe80::1%%d1]:8080: fixes %+v; want first %q", got.Fixes, want)
+	}
 	// An interface the namespace lacks is bad input.
 	var code int
 	var errOut string
