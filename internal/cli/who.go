@@ -227,10 +227,10 @@ func kernelOptions(tcp, udp bool, port uint16) (func(*socktab.Socket) (socktab.K
 	none := func() ([]sockfacts.Sock, error) { return nil, nil }
 	waitTCP, waitUDP := none, none
 	if tcp {
-		waitTCP = whoFacts(inet.TCP, port, sockfacts.SkipInode())
+		waitTCP = kernelRecords(inet.TCP, port, sockfacts.SkipInode())
 	}
 	if udp {
-		waitUDP = whoFacts(inet.UDP, port, sockfacts.SkipInode())
+		waitUDP = kernelRecords(inet.UDP, port, sockfacts.SkipInode())
 	}
 	var index *hostmodel.Facts
 	facts := func() *hostmodel.Facts {
@@ -247,9 +247,10 @@ func kernelOptions(tcp, udp bool, port uint16) (func(*socktab.Socket) (socktab.K
 	return func(s *socktab.Socket) (socktab.KernelOptions, bool) { return facts().Options(s) }, facts
 }
 
-// whoFacts reads the kernel's records of a port's sockets; tests replace it
-// to run who as where the iterator cannot (not root, no BTF).
-var whoFacts = sockfacts.ReadPortAsync
+// kernelRecords reads the kernel's records of a port's sockets (0: every
+// port) for who and ls -o; tests replace it to run them as where the
+// iterator cannot (not root, no BTF).
+var kernelRecords = sockfacts.ReadPortAsync
 
 // maxWhoGroups keeps who's default output within a screen (3 lines a group).
 const maxWhoGroups = 10

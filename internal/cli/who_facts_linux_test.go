@@ -82,9 +82,9 @@ func TestWhoSameWithoutIterator(t *testing.T) {
 			t.Errorf("who %d lacks %q:\n%s", port, want, withIter["who "+fmt.Sprint(port)])
 		}
 	}
-	real := whoFacts
-	t.Cleanup(func() { whoFacts = real })
-	whoFacts = func(inet.Proto, uint16, ...sockfacts.Option) func() ([]sockfacts.Sock, error) {
+	real := kernelRecords
+	t.Cleanup(func() { kernelRecords = real })
+	kernelRecords = func(inet.Proto, uint16, ...sockfacts.Option) func() ([]sockfacts.Sock, error) {
 		return func() ([]sockfacts.Sock, error) { return nil, inet.Unsupported("BPF socket iterator (test)") }
 	}
 	for _, args := range forms {
