@@ -133,10 +133,7 @@ func (b *bucket) reuseportMatch(s Socket, k kaddr) bool {
 }
 
 // update is inet_csk_update_fastreuse for socket s binding (listen: s
-// entering LISTEN) the port. The kernel's "first owner" branch (which
-// would set FASTREUSEPORT_ANY and fastreuse 1) is never taken: the bind2
-// bucket is linked to the port before the update, so the port never looks
-// empty there. Verified against the kernel by the differential test.
+// entering LISTEN) the port, past its "first owner" branch (first).
 func (b *bucket) update(s Socket, k kaddr, listen bool) {
 	if !s.ReuseAddr || listen {
 		b.fastreuse = 0
@@ -145,6 +142,24 @@ func (b *bucket) update(s Socket, k kaddr, listen bool) {
 		b.fastreuseport = 0
 	} else if !b.reuseportMatch(s, k) {
 		b.fastreuseport, b.fastuid, b.fast = fastStrict, s.UID, k
+	}
+}
+
+// first is inet_csk_update_fastreuse's branch for the port's first owner,
+// s binding it (not listening): fastreuse is its SO_REUSEADDR, and with
+// SO_REUSEPORT the cache is FASTREUSEPORT_ANY for its uid and address, so
+// any later SO_REUSEPORT bind of that uid skips the conflict check,
+// whoever joined the port since (an accepted child of another uid).
+// Kernels before 6.8 take it (Kernel.firstOwnerSetsFastreuse); later ones
+// never do.
+func (b *bucket) first(s Socket, k kaddr) {
+	b.fastreuse = 0
+	if s.ReuseAddr {
+		b.fastreuse = 1
+	}
+	b.fastreuseport = 0
+	if s.ReusePort {
+		b.fastreuseport, b.fastuid, b.fast = fastAny, s.UID, k
 	}
 }
 
@@ -177,7 +192,11 @@ func (m *Model) bucketFor(port uint16) bucket {
 			a = o.BindAddr
 		}
 		k := kaddrOf(o.Family, a, o.V6Only)
-		b.update(o, k, false)
+		if b.owners == 0 && m.host.Kernel.firstOwnerSetsFastreuse() {
+			b.first(o, k)
+		} else {
+			b.update(o, k, false)
+		}
 		b.owners++
 		if o.State == Listen {
 			b.update(o, k, true)

@@ -156,6 +156,16 @@ func (k Kernel) mappedMissesMappedWildcard() bool {
 	return k.AtLeast(6, 1, 0) && !k.AtLeast(6, 7, 0)
 }
 
+// firstOwnerSetsFastreuse: the first socket to bind a TCP port sets the
+// port's reuse cache from its own options (inet_csk_update_fastreuse's
+// branch for an empty owners list: fastreuse 1 with SO_REUSEADDR,
+// FASTREUSEPORT_ANY with SO_REUSEPORT). From 6.8 ("tcp: Link bhash2 to
+// bhash.") the branch tests tb->bhash2, which the bind2 bucket joined
+// before the update, so it is never taken. Read in the sources: Debian's
+// 6.1.192 tests tb->owners, 6.12 tb->bhash2; the differential test found
+// it on 5.10 and 6.1 (an accepted child of another uid let through).
+func (k Kernel) firstOwnerSetsFastreuse() bool { return !k.AtLeast(6, 8, 0) }
+
 // udpWildcardScansSlot: a UDP bind to a wildcard address checks the whole
 // slot of its port even when the slot holds more than ten sockets
 // (inet_use_hash2_on_bind in udp_lib_get_port): the fix of CVE-2026-31503,

@@ -611,3 +611,30 @@ func TestTCPConflictReasonNamesEachSocketOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstOwnerSetsFastreuse: before 6.8 the port's first binder sets the
+// reuse cache to FASTREUSEPORT_ANY for its uid, so a later SO_REUSEPORT
+// bind of that uid skips the scan that would meet the listener's child,
+// accepted by another uid (the differential test's case on 5.10 and 6.1);
+// from 6.8 the scan runs and meets it.
+func TestFirstOwnerSetsFastreuse(t *testing.T) {
+	on := func(v string) func(*Host) {
+		return func(h *Host) {
+			k, err := ParseKernel(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Kernel = k
+		}
+	}
+	have := []Socket{
+		with(with(tcp(inet.IPv4, "127.0.0.1:5780", Listen), rp), uid(65534)),
+		with(tcp(inet.IPv4, "127.0.0.1:5780", Connected), func(s *Socket) { s.ReusePort = true; s.Remote = ap("127.0.0.1:5785") }),
+	}
+	s := with(with(newTCP(inet.IPv6), both), uid(65534))
+	runCases(t, []ruleCase{
+		{name: "5.10", host: on("5.10"), have: have, s: s, op: bind("[::ffff:0.0.0.0]:5780"), want: verdict{Err: "ok", Rule: "fastreuseport-cache"}},
+		{name: "6.1", host: on("6.1"), have: have, s: s, op: bind("[::ffff:0.0.0.0]:5780"), want: verdict{Err: "ok", Rule: "fastreuseport-cache"}},
+		{name: "6.12", host: on("6.12"), have: have, s: s, op: bind("[::ffff:0.0.0.0]:5780"), want: verdict{Err: "EADDRINUSE", Rule: "bind-conflict", Blockers: []int{1}}},
+	})
+}
