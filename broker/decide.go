@@ -63,7 +63,7 @@ func (p *Policy) DecideExcept(peer Peer, r *Request, u Usage, skip map[int]bool)
 			continue
 		}
 		if r.Port != 0 && (r.Port < g.Ports.Lo || r.Port > g.Ports.Hi) {
-			deny(2, Decision{Grant: g, Reason: fmt.Sprintf("%s: port %d is outside %s", g, r.Port, g.portsText())})
+			deny(2, Decision{Grant: g, Reason: fmt.Sprintf("%s: port %d is outside %s", g, r.Port, g.PortsText())})
 			continue
 		}
 		if r.Group != "" && r.Group != g.Group {

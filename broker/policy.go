@@ -62,14 +62,16 @@ type Grant struct {
 // Key identifies a grant across reloads, for counting live sockets: a grant
 // whose protocol, address, ports and group are unchanged keeps its count.
 func (g *Grant) Key() string {
-	k := fmt.Sprintf("%s %s %s", g.Proto, g.Address, g.portsText())
+	k := fmt.Sprintf("%s %s %s", g.Proto, g.Address, g.PortsText())
 	if g.Group != "" {
 		k += " group=" + g.Group
 	}
 	return k
 }
 
-func (g *Grant) portsText() string {
+// PortsText is the grant's ports as the policy file spells them: one port,
+// or a range LO-HI.
+func (g *Grant) PortsText() string {
 	if g.Ports.Lo == g.Ports.Hi {
 		return strconv.Itoa(int(g.Ports.Lo))
 	}

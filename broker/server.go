@@ -133,6 +133,10 @@ func (s *Server) ReloadFailed(err error) {
 // Panics counts request handlers that panicked (and were contained).
 func (s *Server) Panics() uint64 { return s.panics.Load() }
 
+// Reloads counts policy reloads: those applied and those that failed (the
+// old policy kept).
+func (s *Server) Reloads() (ok, failed uint64) { return s.reloads.Load(), s.reloadErrors.Load() }
+
 // usage is the Usage view of the counters; call with s.mu held.
 type usage struct{ s *Server }
 

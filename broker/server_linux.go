@@ -601,7 +601,7 @@ func bindInGrant(fd int, r *Request, g *Grant) error {
 			return err
 		}
 	}
-	return fmt.Errorf("bind: every port of %s %s %s is in use: %w", r.Proto, r.Address, g.portsText(), syscall.EADDRINUSE)
+	return fmt.Errorf("bind: every port of %s %s %s is in use: %w", r.Proto, r.Address, g.PortsText(), syscall.EADDRINUSE)
 }
 
 func bind(fd int, ap netip.AddrPort) error {

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,8 +20,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/broker"
@@ -99,6 +96,9 @@ func (o *brokerOptions) run(s Streams) error {
 		if err := checkServeAddr("broker: --metrics", o.metrics); err != nil {
 			return err
 		}
+		if services.ServeBrokerMetrics == nil {
+			return forwardToTupled(s, "broker --metrics")
+		}
 	}
 	p, err := readPolicy(o.policy)
 	if err != nil {
@@ -146,15 +146,7 @@ func (o *brokerOptions) run(s Streams) error {
 			ln.Close()
 			return fmt.Errorf("broker: metrics: %v", err)
 		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(broker.NewCollector(srv))
-		hs := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := hs.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
-				warnf(s.Err, "tuple: broker: metrics: %v\n", err)
-			}
-		}()
-		defer hs.Close()
+		defer services.ServeBrokerMetrics(mln, srv, func(msg string) { warnf(s.Err, "tuple: broker: metrics: %s\n", msg) })()
 	}
 
 	hup := make(chan os.Signal, 1)

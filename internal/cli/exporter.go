@@ -2,29 +2,23 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"github.com/tuple-net/tuple/exporter"
 	"github.com/tuple-net/tuple/netns"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
 
-// exporterOptions are the flags of `tuple exporter`.
-type exporterOptions struct {
+// ExporterOptions are the flags of `tuple exporter`, checked; tupled serves
+// them (Services.ServeExporter).
+type ExporterOptions struct {
 	Listen      string
 	Top         int
 	HogShare    float64 // percent
@@ -36,15 +30,10 @@ type exporterOptions struct {
 	Timeout     time.Duration
 	MaxConns    int
 	IdleTimeout time.Duration
-
-	// source replaces the live socket table in tests; ready is told the
-	// address once the server listens.
-	source exporter.Source
-	ready  func(net.Addr)
 }
 
 func newExporterCmd(s Streams) *cobra.Command {
-	var o exporterOptions
+	var o ExporterOptions
 	cmd := &cobra.Command{
 		Use:   "exporter --listen ADDR:PORT",
 		Short: "Serve the ephemeral-port budget and socket counts as Prometheus metrics",
@@ -74,21 +63,18 @@ Alert rules and a Grafana dashboard for these metrics are in deploy/.`,
 	return cmd
 }
 
-func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
+func runExporter(ctx context.Context, o ExporterOptions, s Streams) error {
 	if err := o.check(); err != nil {
 		return err
+	}
+	if services.ServeExporter == nil {
+		return forwardToTupled(s, "exporter")
 	}
 	if o.MaxConns == 0 {
 		// Half the descriptors for connections, the rest for scrapes
 		// (netlink sockets, /proc reads).
 		o.MaxConns = max(1, min(256, (nofileLimit()-reservedFDs)/2))
 	}
-	h, closeSource, err := o.handler(s.Err)
-	if err != nil {
-		return err
-	}
-	defer closeSource()
-
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	defer serverGC(ctx, o.ProcRoot)()
@@ -100,13 +86,8 @@ func runExporter(ctx context.Context, o exporterOptions, s Streams) error {
 		f.opts, f.noFlags, f.target = sockopt.Options{ReuseAddr: reuseAddrDefault}, true, o.Listen
 		return reportNetFailure(s.Err, f)
 	}
-	logf := func(msg string) { warnf(s.Err, "tuple exporter: %s\n", msg) }
-	srv := exporter.NewServer(h, exporter.ServerOptions{MaxConns: o.MaxConns, IdleTimeout: o.IdleTimeout, ScrapeTimeout: o.Timeout, Log: logf})
 	warnf(s.Err, "tuple exporter: serving http://%s/metrics\n", ln.Addr())
-	if o.ready != nil {
-		o.ready(ln.Addr())
-	}
-	if err := serveUntil(ctx, srv, ln); err != nil {
+	if err := services.ServeExporter(ctx, ln, o, s.Err); err != nil {
 		return err
 	}
 	warnf(s.Err, "tuple exporter: stopped\n")
@@ -127,7 +108,7 @@ func checkServeAddr(flag, v string) error {
 }
 
 // check rejects bad flag values (bad input, exit 2).
-func (o exporterOptions) check() error {
+func (o ExporterOptions) check() error {
 	if err := checkServeAddr("--listen", o.Listen); err != nil {
 		return err
 	}
@@ -150,53 +131,6 @@ func (o exporterOptions) check() error {
 		if _, err := netns.ParseSpec(o.Netns); err != nil {
 			return usageError("exporter: --netns: %v", err)
 		}
-	}
-	return nil
-}
-
-// handler is the /metrics handler with the collectors the flags ask for,
-// logging to errOut; closeSource releases the socket table source.
-func (o exporterOptions) handler(errOut io.Writer) (h http.Handler, closeSource func(), err error) {
-	log := slog.New(slog.NewTextHandler(errOut, nil))
-	src, closeSource := o.source, func() {}
-	if src == nil {
-		live := exporter.LiveSource(o.ProcRoot, o.Owners, o.KernelFacts)
-		src, closeSource = live, func() { live.Close() }
-	}
-	var extra []prometheus.Collector
-	if o.Netns != "" {
-		spec, _ := netns.ParseSpec(o.Netns) // check parsed it
-		extra = append(extra, exporter.NewNamespacesCollector(spec, o.ProcRoot, o.Top, o.Timeout, slog.New(slog.NewTextHandler(errOut, nil))))
-	}
-	if o.NAT {
-		extra = append(extra, exporter.NewNATCollector(nil, o.Top, o.Timeout, log))
-	}
-	h, err = exporter.Handler(exporter.New(src, exporter.Options{Top: o.Top, HogShare: o.HogShare / 100, Timeout: o.Timeout, Log: log}), extra...)
-	if err != nil {
-		closeSource()
-		return nil, nil, err
-	}
-	return h, closeSource, nil
-}
-
-// serveUntil serves on ln until ctx ends, then shuts the server down,
-// giving open scrapes 5 seconds.
-func serveUntil(ctx context.Context, srv *exporter.Server, ln net.Listener) error {
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serving metrics on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("shutting down the metrics server: %w", err)
 	}
 	return nil
 }

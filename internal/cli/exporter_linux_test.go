@@ -1,6 +1,13 @@
 package cli
 
 import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,4 +28,60 @@ func TestExporterListenInUse(t *testing.T) {
 		t.Errorf("exporter on a port in use: exit %d, want 1; stderr %s", code, exp.stderr.String())
 	}
 	golden(t, "exporter-listen-in-use.txt", stable(exp.stderr.String()))
+}
+
+// tuple hands exporter to the tupled beside it, through a symlink too, and
+// says what is missing, exit 1, when there is none (nor one in PATH).
+func TestExporterForwardsToTupled(t *testing.T) {
+	bin := tupleBinary(t)
+	lone := filepath.Join(t.TempDir(), "tuple")
+	if err := os.Symlink(bin, lone); err != nil {
+		t.Fatal(err)
+	}
+	// run starts tuple exporter, stops it with SIGTERM once it serves, and
+	// returns its exit code and standard error.
+	run := func(path string) (int, string) {
+		cmd := exec.Command(path, "exporter", "--listen", "127.0.0.1:0", "--kernel-facts=false")
+		cmd.Env = append(os.Environ(), "PATH=/nonexistent")
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+		defer timer.Stop()
+		var errOut strings.Builder
+		lines := bufio.NewScanner(stderr)
+		for lines.Scan() {
+			errOut.WriteString(lines.Text() + "\n")
+			if strings.Contains(lines.Text(), "serving http://") {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), errOut.String()
+	}
+	// Through a symlink in another directory: tupled beside the file it names.
+	if code, errOut := run(lone); code != 0 || !strings.Contains(errOut, "tuple exporter: serving http://127.0.0.1:") {
+		t.Errorf("tuple exporter beside tupled: exit %d, stderr %q; want it served and stopped, exit 0", code, errOut)
+	}
+	// A copy alone.
+	alone := filepath.Join(t.TempDir(), "tuple")
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(alone, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := "tuple: exporter runs in tupled, tuple with the Prometheus endpoints: no tupled beside " + alone + " or in PATH"
+	if code, errOut := run(alone); code != 1 || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("tuple exporter without tupled: exit %d, stderr %q; want 1 and one line starting %q", code, errOut, want)
+	}
 }

@@ -179,6 +179,7 @@ func strictCompletion(root *cobra.Command) {
 
 // Main runs tuple with args and returns the process exit code.
 func Main(args []string, s Streams) int {
+	forwardArgs = args
 	root := NewRoot(s)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()

@@ -22,8 +22,9 @@ func Missing(t testing.TB, reason string) {
 	t.Skip(reason)
 }
 
-// BuildTuple builds cmd/tuple into a new directory every uid can read (tests
-// run it as other users too) and returns the binary's path and the
+// BuildTuple builds cmd/tuple, and cmd/tupled beside it (tuple hands it
+// exporter and broker --metrics), into a new directory every uid can read
+// (tests run it as other users too) and returns tuple's path and the
 // directory, which the caller removes after its tests. The go tool is found
 // on PATH, where `go test` puts the one running the tests.
 func BuildTuple(dirPrefix string) (bin, dir string, err error) {
@@ -37,9 +38,10 @@ func BuildTuple(dirPrefix string) (bin, dir string, err error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", dir, err
 	}
-	bin = filepath.Join(dir, "tuple")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/tuple-net/tuple/cmd/tuple").CombinedOutput(); err != nil {
-		return "", dir, fmt.Errorf("go build cmd/tuple: %v: %s", err, out)
+	build := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator),
+		"github.com/tuple-net/tuple/cmd/tuple", "github.com/tuple-net/tuple/cmd/tupled")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", dir, fmt.Errorf("go build cmd/tuple cmd/tupled: %v: %s", err, out)
 	}
-	return bin, dir, nil
+	return filepath.Join(dir, "tuple"), dir, nil
 }

@@ -1,4 +1,4 @@
-package broker
+package tupled
 
 import (
 	"context"
@@ -6,19 +6,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tuple-net/tuple/broker"
 )
 
-// Collector exposes a Server's grants, denials and quota use per uid as
+// brokerCollector exposes a Server's grants, denials and quota use per uid as
 // Prometheus metrics. The broker serves them itself (tuple broker
 // --metrics): it is the only process that knows its decisions, and a
 // second process reading them over the broker socket would need a
 // privileged protocol of its own.
-type Collector struct {
-	s *Server
+type brokerCollector struct {
+	s *broker.Server
 }
-
-// NewCollector returns a collector for s.
-func NewCollector(s *Server) *Collector { return &Collector{s: s} }
 
 var (
 	descGranted = prometheus.NewDesc("tuple_broker_granted_total",
@@ -44,7 +43,7 @@ var (
 )
 
 // Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGranted, descDenied, descQuotaDenied, descFailed, descLive,
 		descLimit, descGrantLive, descGrantLimit, descReloads, descPanics} {
 		ch <- d
@@ -53,7 +52,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector. It checks with the kernel which
 // handed-out sockets are still held before counting them.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p := c.s.Policy()
@@ -72,9 +71,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range p.Grants {
 		g := &p.Grants[i]
 		ch <- prometheus.MustNewConstMetric(descGrantLimit, prometheus.GaugeValue, float64(g.MaxSockets),
-			strconv.Itoa(g.Index), g.Proto.String(), g.Address.String(), g.portsText(), g.Group)
+			strconv.Itoa(g.Index), g.Proto.String(), g.Address.String(), g.PortsText(), g.Group)
 	}
-	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(c.s.reloads.Load()), "ok")
-	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(c.s.reloadErrors.Load()), "error")
-	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(c.s.panics.Load()))
+	reloads, failed := c.s.Reloads()
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(reloads), "ok")
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "error")
+	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(c.s.Panics()))
 }

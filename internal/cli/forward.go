@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// tupledName is the binary with the Services.
+const tupledName = "tupled"
+
+// forwardArgs are the arguments this process was started with, for
+// forwardToTupled; Main sets them.
+var forwardArgs []string
+
+// forwardToTupled runs this command line in tupled, which has the Services
+// this binary lacks (what names the command for the error). On Unix tupled
+// replaces this process, so its pid, signals and exit code are the
+// command's own; forwardToTupled returns only when that fails.
+func forwardToTupled(s Streams, what string) error {
+	path, err := findTupled()
+	if err != nil {
+		return fmt.Errorf("%s runs in %s, tuple with the Prometheus endpoints: %w; install both: go install github.com/tuple-net/tuple/cmd/...@latest", what, tupledName, err)
+	}
+	return runTupled(s, path, append([]string{path}, forwardArgs...))
+}
+
+// findTupled looks for tupled beside this binary (the path it was started
+// by, then the file a symlink there names), where go install and packages
+// put the two, then in PATH.
+func findTupled() (string, error) {
+	self, err := os.Executable()
+	if err == nil {
+		dirs := []string{filepath.Dir(self)}
+		if real, err := filepath.EvalSymlinks(self); err == nil && filepath.Dir(real) != dirs[0] {
+			dirs = append(dirs, filepath.Dir(real))
+		}
+		for _, d := range dirs {
+			p := filepath.Join(d, tupledName)
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+				return p, nil
+			}
+		}
+	}
+	p, err := exec.LookPath(tupledName)
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			where := "in PATH"
+			if self != "" {
+				where = "beside " + self + " or in PATH"
+			}
+			return "", fmt.Errorf("no %s %s", tupledName, where)
+		}
+		return "", err
+	}
+	return p, nil
+}
