@@ -43,9 +43,12 @@ func (o *ownerFiles) abandon() {
 	_, _ = o.wait()
 }
 
-// joinFiles matches descriptors to the table's sockets by inode, both
-// sorted (no map over a table of any size), and returns the hits ordered
-// by socket index, pid and fd, as attachOwners wants them.
+// joinFiles matches descriptors to the table's sockets by inode and
+// returns the hits ordered by socket index, pid and fd, as attachOwners
+// wants them. The sockets are sorted by inode and each descriptor found by
+// binary search, then the hits grouped by a counting sort: no map over a
+// table of any size, and none of the three comparison sorts (descriptors,
+// hits) that took a sixth of tuple ls -tap at 10,000 sockets.
 func joinFiles(files []sockfacts.File, socks []Socket) []ownerHit {
 	type byInode struct {
 		inode uint64
@@ -58,24 +61,39 @@ func joinFiles(files []sockfacts.File, socks []Socket) []ownerHit {
 		}
 	}
 	slices.SortFunc(idx, func(a, b byInode) int { return cmp.Compare(a.inode, b.inode) })
-	slices.SortFunc(files, func(a, b sockfacts.File) int {
-		return cmp.Or(cmp.Compare(a.Inode, b.Inode), cmp.Compare(a.PID, b.PID), cmp.Compare(a.FD, b.FD))
-	})
-	var hits []ownerHit
-	j := 0
-	for k, f := range files {
-		if k > 0 && f == files[k-1] {
-			continue // a thread with its own copy of the file table
-		}
-		for j < len(idx) && idx[j].inode < f.Inode {
-			j++
-		}
-		for i := j; i < len(idx) && idx[i].inode == f.Inode; i++ {
-			hits = append(hits, ownerHit{index: idx[i].index, pid: int(f.PID), fd: int(f.FD)})
+	// Hits in descriptor order; ends[i+1] counts socket i's.
+	found := make([]ownerHit, 0, len(files))
+	ends := make([]int, len(socks)+1)
+	for _, f := range files {
+		i, _ := slices.BinarySearchFunc(idx, f.Inode, func(e byInode, ino uint64) int { return cmp.Compare(e.inode, ino) })
+		for ; i < len(idx) && idx[i].inode == f.Inode; i++ {
+			found = append(found, ownerHit{index: idx[i].index, pid: int(f.PID), fd: int(f.FD)})
+			ends[idx[i].index+1]++
 		}
 	}
-	slices.SortFunc(hits, func(a, b ownerHit) int {
-		return cmp.Or(cmp.Compare(a.index, b.index), cmp.Compare(a.pid, b.pid), cmp.Compare(a.fd, b.fd))
-	})
-	return hits
+	for i := 1; i < len(ends); i++ {
+		ends[i] += ends[i-1]
+	}
+	// Grouped by socket (stable: ends[i] walks from group i's start to
+	// its end), then each group, usually of one, by pid and fd.
+	hits := make([]ownerHit, len(found))
+	for _, h := range found {
+		hits[ends[h.index]] = h
+		ends[h.index]++
+	}
+	start := 0
+	for _, end := range ends[:len(socks)] {
+		if end-start > 1 {
+			slices.SortFunc(hits[start:end], func(a, b ownerHit) int {
+				if a.pid != b.pid {
+					return cmp.Compare(a.pid, b.pid)
+				}
+				return cmp.Compare(a.fd, b.fd)
+			})
+		}
+		start = end
+	}
+	// A thread with its own copy of the file table repeats its process's
+	// descriptors.
+	return slices.Compact(hits)
 }

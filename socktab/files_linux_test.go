@@ -1,9 +1,12 @@
 package socktab
 
 import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/tuple-net/tuple/internal/testenv"
 	"github.com/tuple-net/tuple/sockfacts"
@@ -32,7 +35,7 @@ func TestOwnersFromIteratorMatchProcScan(t *testing.T) {
 	if denied != 0 {
 		t.Fatalf("%d processes not readable", denied)
 	}
-	if diff := cmp.Diff(scanned, got, cmp.AllowUnexported(ownerHit{})); diff != "" {
+	if diff := gocmp.Diff(scanned, got, gocmp.AllowUnexported(ownerHit{})); diff != "" {
 		t.Errorf("owners (-/proc scan +iterator):\n%s", diff)
 	}
 	two := 0
@@ -43,5 +46,45 @@ func TestOwnersFromIteratorMatchProcScan(t *testing.T) {
 	}
 	if two == 0 {
 		t.Errorf("no socket with two owners among %d hits: the inherited listener is missing", len(got))
+	}
+}
+
+// joinFiles against the obvious join (a map from inode to sockets, then a
+// sort), over random tables: sockets without an inode, two rows with one
+// inode, descriptors of no listed socket, repeated descriptors (a thread's
+// own copy of the file table), in any order.
+func TestJoinFilesMatchesMapJoin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 300 {
+		socks := make([]Socket, rng.IntN(40))
+		for i := range socks {
+			if rng.IntN(8) > 0 {
+				socks[i].Inode = uint64(1 + rng.IntN(30))
+			}
+		}
+		files := make([]sockfacts.File, rng.IntN(60))
+		for i := range files {
+			files[i] = sockfacts.File{PID: int32(1 + rng.IntN(5)), FD: int32(rng.IntN(6)), Inode: uint64(1 + rng.IntN(35))}
+		}
+		byInode := map[uint64][]int{}
+		for i, s := range socks {
+			if s.Inode != 0 {
+				byInode[s.Inode] = append(byInode[s.Inode], i)
+			}
+		}
+		var want []ownerHit
+		for _, f := range files {
+			for _, i := range byInode[f.Inode] {
+				want = append(want, ownerHit{index: i, pid: int(f.PID), fd: int(f.FD)})
+			}
+		}
+		slices.SortFunc(want, func(a, b ownerHit) int {
+			return cmp.Or(cmp.Compare(a.index, b.index), cmp.Compare(a.pid, b.pid), cmp.Compare(a.fd, b.fd))
+		})
+		want = slices.Compact(want)
+		got := joinFiles(slices.Clone(files), socks)
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: joinFiles(%v, %v)\n got %v\nwant %v", round, files, socks, got, want)
+		}
 	}
 }
