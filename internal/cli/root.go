@@ -86,8 +86,33 @@ func exitCode(code int) error {
 	return &exitError{code: code, err: fmt.Errorf("exit %d", code), silent: true}
 }
 
+// commands are tuple's commands in the order help lists them.
+var commands = []struct {
+	name  string
+	build func(Streams) *cobra.Command
+}{
+	{"version", newVersionCmd},
+	{"connect", newConnectCmd},
+	{"listen", newListenCmd},
+	{"ports", newPortsCmd},
+	{"exporter", newExporterCmd},
+	{"why", newWhyCmd},
+	{"ls", newLsCmd},
+	{"who", newWhoCmd},
+	{"load", newLoadCmd},
+	{"lab", newLabCmd},
+	{"broker", newBrokerCmd},
+}
+
 // NewRoot builds the tuple command tree.
 func NewRoot(s Streams) *cobra.Command {
+	return newRoot(s, "")
+}
+
+// newRoot builds the tuple command tree, with only the command called only
+// when that names one: a command line runs one command, and building all
+// of them (flags, help, completions) costs every start a millisecond.
+func newRoot(s Streams, only string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "tuple",
 		Short: "See, share and explain the ports behind every TCP/UDP four-tuple",
@@ -107,22 +132,31 @@ why, and is a netcat with full control of source address, port and reuse options
 	})
 	root.Version = buildVersion()
 	root.SetVersionTemplate("tuple {{.Version}}\n")
-	root.AddCommand(
-		newVersionCmd(s),
-		newConnectCmd(s),
-		newListenCmd(s),
-		newPortsCmd(s),
-		newExporterCmd(s),
-		newWhyCmd(s),
-		newLsCmd(s),
-		newWhoCmd(s),
-		newLoadCmd(s),
-		newLabCmd(s),
-		newBrokerCmd(s),
-	)
+	for _, c := range commands {
+		if only == "" || c.name == only {
+			root.AddCommand(c.build(s))
+		}
+	}
+	if only != "" {
+		return root
+	}
 	registerCompletions(root)
 	strictCompletion(root)
 	return root
+}
+
+// calledCommand is the command args name first, "" when they name none of
+// commands (a flag, help, completion, a typo cobra will answer for).
+func calledCommand(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.name
+		}
+	}
+	return ""
 }
 
 // registerCompletions offers the values shells cannot guess: lab groups
@@ -180,7 +214,7 @@ func strictCompletion(root *cobra.Command) {
 // Main runs tuple with args and returns the process exit code.
 func Main(args []string, s Streams) int {
 	forwardArgs = args
-	root := NewRoot(s)
+	root := newRoot(s, calledCommand(args))
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if err == nil {
