@@ -84,4 +84,12 @@ func TestExporterForwardsToTupled(t *testing.T) {
 	if code, errOut := run(alone); code != 1 || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("tuple exporter without tupled: exit %d, stderr %q; want 1 and one line starting %q", code, errOut, want)
 	}
+	// A tuple binary named tupled beside it: handed over once, not forever.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(alone), "tupled"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want = "tuple: exporter: " + alone + " handed it to " + filepath.Join(filepath.Dir(alone), "tupled") + ", which cannot run it either"
+	if code, errOut := run(alone); code != 1 || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("tuple exporter beside a tuple named tupled: exit %d, stderr %q; want 1 and one line starting %q", code, errOut, want)
+	}
 }

@@ -15,11 +15,24 @@ const tupledName = "tupled"
 // forwardToTupled; Main sets them.
 var forwardArgs []string
 
+// forwardedEnv marks a process tuple handed a command to: a tupled without
+// the Services (a tuple binary under that name) must not hand it on again,
+// to itself, forever.
+const forwardedEnv = "TUPLE_FORWARDED"
+
 // forwardToTupled runs this command line in tupled, which has the Services
 // this binary lacks (what names the command for the error). On Unix tupled
 // replaces this process, so its pid, signals and exit code are the
 // command's own; forwardToTupled returns only when that fails.
 func forwardToTupled(s Streams, what string) error {
+	if from := os.Getenv(forwardedEnv); from != "" {
+		self, _ := os.Executable()
+		return fmt.Errorf("%s: %s handed it to %s, which cannot run it either (a tuple binary named %s?)", what, from, self, tupledName)
+	}
+	self, _ := os.Executable()
+	if err := os.Setenv(forwardedEnv, self); err != nil {
+		return err
+	}
 	path, err := findTupled()
 	if err != nil {
 		return fmt.Errorf("%s runs in %s, tuple with the Prometheus endpoints: %w; install both: go install github.com/tuple-net/tuple/cmd/...@latest", what, tupledName, err)

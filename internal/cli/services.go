@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 
 	"github.com/tuple-net/tuple/broker"
 )
@@ -29,5 +30,9 @@ type Services struct {
 var services Services
 
 // Provide gives the commands the Services of this binary; tupled's main
-// calls it before Main.
-func Provide(s Services) { services = s }
+// calls it before Main. The hand-over's marker (forwardedEnv) ends here:
+// what tupled starts may hand over again.
+func Provide(s Services) {
+	services = s
+	_ = os.Unsetenv(forwardedEnv) // fails only for a malformed name, and it is a constant
+}
