@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tuple-net/tuple/hostmodel"
-	"github.com/tuple-net/tuple/netns"
 	"github.com/tuple-net/tuple/ports"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/socktab"
@@ -91,49 +90,32 @@ func (l *Live) Read(ctx context.Context) Input {
 		// BTF: the error says why, every time).
 		l.budget, in.FactsErr = ports.NewReader()
 	}
-	var udp func() (*socktab.Table, error)
-	if l.budget != nil {
-		// The UDP dump needs neither the sysctls nor the TCP records:
-		// it runs beside them, off the scrape's critical path (two
-		// walks of the UDP table, one per family).
-		udp = snapshotAsync(ctx, socktab.Query{UDP: true, ProcRoot: l.procRoot})
-	}
-	in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
-	if l.budget != nil && in.HostErr == nil {
-		tab, err := l.budget.Read(ctx, in.Host, l.procRoot, l.owners)
+	if l.budget == nil {
+		in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
+	} else {
+		// The TCP read needs the sysctls only to decode the records,
+		// and the UDP dump needs neither: ReadWith reads them once its
+		// walks of the kernel's TCP tables (the scrape's longest work)
+		// have started, and the UDP dump starts then too, all side by
+		// side.
+		var udp func() (*socktab.Table, error)
+		tab, err := l.budget.ReadWith(ctx, func() (rules.Host, error) {
+			udp = socktab.SnapshotAsync(ctx, socktab.Query{UDP: true, ProcRoot: l.procRoot})
+			in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
+			return in.Host, in.HostErr
+		}, l.procRoot, l.owners)
 		if err == nil {
 			in.Budget = tab
 			in.Table, in.TableErr = udp()
 			return in
 		}
-		in.FactsErr = err
-	}
-	if udp != nil {
 		_, _ = udp() // the whole table is dumped below instead
+		if in.HostErr == nil {
+			in.FactsErr = err
+		}
 	}
 	in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: l.owners, Options: l.owners, ProcRoot: l.procRoot})
 	return in
-}
-
-// snapshotAsync starts socktab.Snapshot of q on another thread in the
-// calling thread's network namespace (netns.GoHere) and returns a function
-// that waits for its result. Where that thread cannot enter the namespace
-// (no CAP_SYS_ADMIN), the snapshot is read by the waiting caller instead.
-func snapshotAsync(ctx context.Context, q socktab.Query) func() (*socktab.Table, error) {
-	var t *socktab.Table
-	var err error
-	ran := false
-	wait := netns.GoHere(func() error {
-		ran = true
-		t, err = socktab.Snapshot(ctx, q)
-		return nil
-	})
-	return func() (*socktab.Table, error) {
-		if werr := wait(); werr != nil && !ran {
-			return socktab.Snapshot(ctx, q)
-		}
-		return t, err
-	}
 }
 
 // Close unloads the iterator's program.

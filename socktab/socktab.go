@@ -147,6 +147,28 @@ func Snapshot(ctx context.Context, q Query) (*Table, error) {
 	return snapshot(ctx, q.withDefaults())
 }
 
+// SnapshotAsync starts Snapshot of q on another thread in the calling
+// thread's network namespace (netns.GoHere), so that the caller can do
+// other work meanwhile, and returns a function that waits for its result.
+// Where no thread can enter the namespace (no CAP_SYS_ADMIN), the waiting
+// caller reads the snapshot itself.
+func SnapshotAsync(ctx context.Context, q Query) (wait func() (*Table, error)) {
+	var t *Table
+	var err error
+	ran := false
+	done := netns.GoHere(func() error {
+		ran = true
+		t, err = Snapshot(ctx, q)
+		return nil
+	})
+	return func() (*Table, error) {
+		if werr := done(); werr != nil && !ran {
+			return Snapshot(ctx, q)
+		}
+		return t, err
+	}
+}
+
 // withDefaults is q with its zero values spelled out.
 func (q Query) withDefaults() Query {
 	if !q.TCP && !q.UDP {
