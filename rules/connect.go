@@ -746,14 +746,14 @@ func (ix destIndex) holding(m *Model, j int, buf []int) []int {
 	return buf
 }
 
-// tupleCache is a destIndex that remembers, for the last few four-tuples
-// (source, peer) looked up, the destinations they may hold: the owners of
-// neighbouring ports mostly share a few, and a lookup hashes two
-// addresses and allocates.
+// tupleCache is a destIndex that remembers, for recent four-tuples
+// (source, peer) looked up, the destinations they may hold: a table's
+// owners mostly share a few dozen, and a lookup hashes two addresses and
+// allocates. It is direct-mapped by the peer's port and the addresses'
+// last bytes; a four-tuple that meets another's slot replaces it.
 type tupleCache struct {
 	ix      destIndex
-	entries [8]tupleHeld
-	next    int // the entry replaced next
+	entries [64]tupleHeld
 }
 
 type tupleHeld struct {
@@ -766,15 +766,12 @@ type tupleHeld struct {
 // holding is destIndex.holding; the slice is valid until the next call.
 func (c *tupleCache) holding(m *Model, j int) []int {
 	src, peer := m.socks[j].Local.Addr(), m.socks[j].Remote
-	for i := range c.entries {
-		if e := &c.entries[i]; e.used && e.src == src && e.peer == peer {
-			return e.dests
-		}
+	s16, p16 := src.As16(), peer.Addr().As16()
+	e := &c.entries[(uint(peer.Port())^uint(p16[15])<<3^uint(s16[15])<<1)%uint(len(c.entries))]
+	if !e.used || e.src != src || e.peer != peer {
+		e.src, e.peer, e.used = src, peer, true
+		e.dests = c.ix.holding(m, j, e.dests[:0])
 	}
-	e := &c.entries[c.next]
-	c.next = (c.next + 1) % len(c.entries)
-	e.src, e.peer, e.used = src, peer, true
-	e.dests = c.ix.holding(m, j, e.dests[:0])
 	return e.dests
 }
 
