@@ -211,16 +211,26 @@ func (r *Reader) ReadWith(ctx context.Context, readHost func() (rules.Host, erro
 	}
 	var seen portSet      // ports whose bucket is taken
 	var listening portSet // ports of the listeners walked so far
-	hostKnown := false    // the decoder's: it has waited for hostRead
+	hostKnown := false    // the decoder's: it has seen hostRead closed
 	wait := r.facts.ScanAsync(r.buf, func(k *sockfacts.Sock) {
 		if st := inetDiagState(k); int(st) < len(t.Counts) {
 			t.Counts[st]++
 		}
 		if !hostKnown {
-			<-hostRead
-			hostKnown = true
+			select {
+			case <-hostRead:
+				hostKnown = true
+			default:
+			}
 		}
-		if acceptedOffRange(host, k, &listening) {
+		// Until the settings are read, a connection accepted off the
+		// range is kept (as one whose listener comes later): the
+		// decoder never waits for them.
+		settings := &host
+		if !hostKnown {
+			settings = nil
+		}
+		if acceptedOffRange(settings, k, &listening) {
 			return
 		}
 		s, b, ok := hostmodel.FromRecord(k, 0)
@@ -287,7 +297,9 @@ func inetDiagState(k *sockfacts.Sock) socktab.State {
 // a server's many accepted connections cost the budget nothing. The
 // iterator walks the listeners before the connections; a connection whose
 // listener it has not walked yet is kept, and the census leaves it out.
-func acceptedOffRange(host rules.Host, k *sockfacts.Sock, listening *portSet) bool {
+// With host nil (the settings not read yet) it keeps every connection,
+// but still notes the listeners.
+func acceptedOffRange(host *rules.Host, k *sockfacts.Sock, listening *portSet) bool {
 	switch p := k.Local.Port(); socktab.State(k.State) {
 	case socktab.Listen:
 		listening.add(p)
@@ -295,7 +307,7 @@ func acceptedOffRange(host rules.Host, k *sockfacts.Sock, listening *portSet) bo
 	case socktab.TimeWait, socktab.Close, socktab.BoundInactive, socktab.NewSynRecv:
 		return false
 	default:
-		return listening.has(p) && !rules.Searchable(host, p)
+		return host != nil && listening.has(p) && !rules.Searchable(*host, p)
 	}
 }
 
