@@ -85,20 +85,34 @@ func (l *Live) Read(ctx context.Context) Input {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var in Input
-	in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
 	if l.kernelFacts && l.budget == nil {
 		// Loaded again at every read until it loads (not root, no
 		// BTF: the error says why, every time).
 		l.budget, in.FactsErr = ports.NewReader()
 	}
-	if l.budget != nil && in.HostErr == nil {
-		tab, err := l.budget.Read(ctx, in.Host, l.procRoot, l.owners)
+	if l.budget == nil {
+		in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
+	} else {
+		// The TCP read needs the sysctls only to decode the records,
+		// and the UDP dump needs neither: ReadWith reads them once its
+		// walks of the kernel's TCP tables (the scrape's longest work)
+		// have started, and the UDP dump starts then too, all side by
+		// side.
+		var udp func() (*socktab.Table, error)
+		tab, err := l.budget.ReadWith(ctx, func() (rules.Host, error) {
+			udp = socktab.SnapshotAsync(ctx, socktab.Query{UDP: true, ProcRoot: l.procRoot})
+			in.Host, in.HostNotes, in.HostErr = hostmodel.ReadHost(l.procRoot)
+			return in.Host, in.HostErr
+		}, l.procRoot, l.owners)
 		if err == nil {
 			in.Budget = tab
-			in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{UDP: true, ProcRoot: l.procRoot})
+			in.Table, in.TableErr = udp()
 			return in
 		}
-		in.FactsErr = err
+		_, _ = udp() // the whole table is dumped below instead
+		if in.HostErr == nil {
+			in.FactsErr = err
+		}
 	}
 	in.Table, in.TableErr = socktab.Snapshot(ctx, socktab.Query{Owners: l.owners, Options: l.owners, ProcRoot: l.procRoot})
 	return in

@@ -235,8 +235,12 @@ func budget(c columns, host rules.Host, opt Options) Report {
 	}
 	lo, hi := models(c.socks, host, opt.Buckets, unknown, c.keep)
 	s := searchPool(host, opt.SocketRange, rng, perSocket)
+	// bind(0)'s search needs the model only: it starts while the census
+	// may still be counting.
+	bound := s.bindSearch(lo)
 	wg.Wait()
 	s.perTarget(lo, hi, cen.targets())
+	bound()
 	rep.InUse, rep.TimeWait, rep.BoundOnly = cen.inUse, cen.timeWait, cen.boundOnly
 	rep.ConnectPool = s.pool
 	rep.BindOwned = s.hi[0].HeldByBind
@@ -392,15 +396,23 @@ func searchPool(host rules.Host, socketRange, rng inet.PortRange, perSocket bool
 	return s
 }
 
-// perTarget runs connect()'s search for every target over lo and hi, and
-// bind(0) over lo, side by side.
-func (s *searched) perTarget(lo, hi *rules.Model, targets []rules.Dest) {
-	var wg sync.WaitGroup
-	wg.Go(func() {
+// bindSearch starts bind(0)'s search over lo on another goroutine and
+// returns a function that waits for it to set s.bindFree.
+func (s *searched) bindSearch(lo *rules.Model) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		bind := lo.Predict(rules.Socket{Proto: inet.TCP, Family: inet.IPv4, PortRange: s.socketRange},
 			rules.Op{Kind: rules.OpBind, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
 		s.bindFree = max(bind.Candidates, 0)
-	})
+	}()
+	return func() { <-done }
+}
+
+// perTarget runs connect()'s search for every target over lo and hi, side
+// by side.
+func (s *searched) perTarget(lo, hi *rules.Model, targets []rules.Dest) {
+	var wg sync.WaitGroup
 	if hi != lo {
 		wg.Go(func() { s.hi = hi.ConnectPortsMany(s.newSock, targets) })
 	}

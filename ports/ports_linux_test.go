@@ -685,8 +685,9 @@ func TestReaderMatchesTable(t *testing.T) {
 	// The FIN exchanges, and past tcp_tw_reuse_delay (1 s): the entries'
 	// reusability must not change between the two reads.
 	time.Sleep(1500 * time.Millisecond)
-	var fast, slow, bare Report
+	var fast, slow, bare, late Report
 	var tab *Table
+	keptLate := 0         // accepted connections the late-settings read kept
 	var accepted []string // accepted connections among the budget's sockets
 	wantReusable := 0     // TIME_WAIT entries connect() may take over
 	if err := ns.Do(func() error {
@@ -729,6 +730,22 @@ func TestReaderMatchesTable(t *testing.T) {
 			return err
 		}
 		slow = old.Budget(host, Options{})
+		// Settings that come only after the walk (ReadWith): the
+		// decoder, which does not wait for them, keeps the accepted
+		// connections, and the budget is the same.
+		lt, err := r.ReadWith(context.Background(), func() (rules.Host, error) {
+			time.Sleep(time.Second)
+			return host, nil
+		}, "", false)
+		if err != nil {
+			return err
+		}
+		for _, s := range lt.cols.socks {
+			if p := s.Local.Port(); s.State == rules.Connected && (p == 80 || p == 443 || p == 8080) {
+				keptLate++
+			}
+		}
+		late = lt.Budget(host, Options{})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -773,6 +790,18 @@ func TestReaderMatchesTable(t *testing.T) {
 	}
 	if a, b := fmt.Sprintf("%+v", bare), fmt.Sprintf("%+v", fast); a != b {
 		t.Errorf("the budget without owners differs:\nwithout %s\nwith    %s", a, b)
+	}
+	if keptLate == 0 {
+		t.Errorf("the read whose settings came after the walk dropped the accepted connections: it did not decode without them")
+	}
+	late.Processes = fast.Processes
+	for i := range late.Destinations {
+		if i < len(fast.Destinations) {
+			late.Destinations[i].NextExpiry, late.Destinations[i].NextExpirySeconds = fast.Destinations[i].NextExpiry, fast.Destinations[i].NextExpirySeconds
+		}
+	}
+	if a, b := fmt.Sprintf("%+v", late), fmt.Sprintf("%+v", fast); a != b {
+		t.Errorf("the budget with the settings read after the walk differs:\nlate %s\nwith %s", a, b)
 	}
 	if n := tab.Counts[socktab.TimeWait] + tab.Counts[socktab.BoundInactive] + tab.Counts[socktab.Listen] + tab.Counts[socktab.Established]; n != 4+5+3+2*(8+2+1) {
 		t.Errorf("counts %v: want 4 TIME_WAIT, 5 bound, 3 listening, 22 established", tab.Counts)

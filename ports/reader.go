@@ -132,10 +132,34 @@ const (
 // and bound-only sockets (the sockfacts task_file iterator). The table is
 // valid until the next Read.
 func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, owners bool) (*Table, error) {
+	return r.ReadWith(ctx, func() (rules.Host, error) { return host, nil }, procRoot, owners)
+}
+
+// ReadWith is Read with the settings readHost returns, which it calls
+// once, on the calling goroutine, and whose error it returns as is.
+// Without owners the settings are read while the kernel's tables are
+// walked (only the records' decoding needs them, and waits): a scrape's
+// sysctls and addresses, a millisecond, are off its critical path. With
+// owners they choose which sockets' inodes the walk reads, and are read
+// first.
+func (r *Reader) ReadWith(ctx context.Context, readHost func() (rules.Host, error), procRoot string, owners bool) (*Table, error) {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
+	var host rules.Host
+	var herr error
+	hostRead := make(chan struct{}) // closed once host and herr are set
+	if owners {
+		host, herr = readHost()
+		close(hostRead)
+		if herr != nil {
+			return nil, herr
+		}
+	}
 	if err := r.use(owners, host); err != nil {
+		if !owners {
+			_, _ = readHost() // called once, as promised; the read failed anyway
+		}
 		return nil, err
 	}
 	n := 0
@@ -187,11 +211,26 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 	}
 	var seen portSet      // ports whose bucket is taken
 	var listening portSet // ports of the listeners walked so far
+	hostKnown := false    // the decoder's: it has seen hostRead closed
 	wait := r.facts.ScanAsync(r.buf, func(k *sockfacts.Sock) {
 		if st := inetDiagState(k); int(st) < len(t.Counts) {
 			t.Counts[st]++
 		}
-		if acceptedOffRange(host, k, &listening) {
+		if !hostKnown {
+			select {
+			case <-hostRead:
+				hostKnown = true
+			default:
+			}
+		}
+		// Until the settings are read, a connection accepted off the
+		// range is kept (as one whose listener comes later): the
+		// decoder never waits for them.
+		settings := &host
+		if !hostKnown {
+			settings = nil
+		}
+		if acceptedOffRange(settings, k, &listening) {
 			return
 		}
 		s, b, ok := hostmodel.FromRecord(k, 0)
@@ -208,7 +247,12 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		t.cols.socks = append(t.cols.socks, s)
 		r.inodes = append(r.inodes, k.Inode)
 	})
-	dump, derr := socktab.Snapshot(ctx, socktab.Query{TCP: true, States: states, ProcRoot: procRoot})
+	dumped := socktab.SnapshotAsync(ctx, socktab.Query{TCP: true, States: states, ProcRoot: procRoot})
+	if !owners {
+		host, herr = readHost()
+		close(hostRead)
+	}
+	dump, derr := dumped()
 	buf, err := wait()
 	r.buf = buf[:0]
 	var fl []sockfacts.File
@@ -217,6 +261,8 @@ func (r *Reader) Read(ctx context.Context, host rules.Host, procRoot string, own
 		fl, ferr = files()
 	}
 	switch {
+	case herr != nil:
+		return nil, herr
 	case err != nil:
 		return nil, err
 	case derr != nil:
@@ -251,7 +297,9 @@ func inetDiagState(k *sockfacts.Sock) socktab.State {
 // a server's many accepted connections cost the budget nothing. The
 // iterator walks the listeners before the connections; a connection whose
 // listener it has not walked yet is kept, and the census leaves it out.
-func acceptedOffRange(host rules.Host, k *sockfacts.Sock, listening *portSet) bool {
+// With host nil (the settings not read yet) it keeps every connection,
+// but still notes the listeners.
+func acceptedOffRange(host *rules.Host, k *sockfacts.Sock, listening *portSet) bool {
 	switch p := k.Local.Port(); socktab.State(k.State) {
 	case socktab.Listen:
 		listening.add(p)
@@ -259,7 +307,7 @@ func acceptedOffRange(host rules.Host, k *sockfacts.Sock, listening *portSet) bo
 	case socktab.TimeWait, socktab.Close, socktab.BoundInactive, socktab.NewSynRecv:
 		return false
 	default:
-		return listening.has(p) && !rules.Searchable(host, p)
+		return host != nil && listening.has(p) && !rules.Searchable(*host, p)
 	}
 }
 

@@ -661,13 +661,17 @@ func (m *Model) ConnectPortsMany(s Socket, dests []Dest) []PortCount {
 	per := make([]PortCount, len(dests))
 	state := make([]tupleState, len(dests))
 	var touched []int
+	held := tupleCache{ix: ix}
 	base := e.walkConnectRange(false, func(c *PortCount, _ int, owners []int32) {
 		if owners == nil {
 			return // free: counted by the walk
 		}
 		c.Shared++ // for every destination, less those whose four-tuple an owner holds
 		for _, j := range owners {
-			for _, d := range ix.holding(m, int(j)) {
+			if st := m.socks[j].State; st != Connected && st != TimeWait {
+				continue // no four-tuple held
+			}
+			for _, d := range held.holding(m, int(j)) {
 				u := e.tupleUse(int(j), ix.norm[d].Source, ix.norm[d].Peer)
 				if u == tupleFree {
 					continue
@@ -731,18 +735,44 @@ func indexDests(dests []Dest) destIndex {
 	return ix
 }
 
-// holding lists the distinct destinations whose four-tuple owner j may
-// hold (nil unless it is connected or in TIME_WAIT).
-func (ix destIndex) holding(m *Model, j int) []int {
-	if st := m.socks[j].State; st != Connected && st != TimeWait {
-		return nil
-	}
+// holding appends to buf the distinct destinations whose four-tuple
+// owner j, connected or in TIME_WAIT, may hold.
+func (ix destIndex) holding(m *Model, j int, buf []int) []int {
 	peer := m.remote(j)
-	out := ix.anySource[peer]
+	buf = append(buf, ix.anySource[peer]...)
 	if d, ok := ix.exact[Dest{Source: m.local(j), Peer: peer}]; ok {
-		out = append(out[:len(out):len(out)], d)
+		buf = append(buf, d)
 	}
-	return out
+	return buf
+}
+
+// tupleCache is a destIndex that remembers, for recent four-tuples
+// (source, peer) looked up, the destinations they may hold: a table's
+// owners mostly share a few dozen, and a lookup hashes two addresses and
+// allocates. It is direct-mapped by the peer's port and the addresses'
+// last bytes; a four-tuple that meets another's slot replaces it.
+type tupleCache struct {
+	ix      destIndex
+	entries [64]tupleHeld
+}
+
+type tupleHeld struct {
+	src   netip.Addr
+	peer  netip.AddrPort
+	dests []int
+	used  bool
+}
+
+// holding is destIndex.holding; the slice is valid until the next call.
+func (c *tupleCache) holding(m *Model, j int) []int {
+	src, peer := m.socks[j].Local.Addr(), m.socks[j].Remote
+	s16, p16 := src.As16(), peer.Addr().As16()
+	e := &c.entries[(uint(peer.Port())^uint(p16[15])<<3^uint(s16[15])<<1)%uint(len(c.entries))]
+	if !e.used || e.src != src || e.peer != peer {
+		e.src, e.peer, e.used = src, peer, true
+		e.dests = c.ix.holding(m, j, e.dests[:0])
+	}
+	return e.dests
 }
 
 // connectEndpoint is the address a UDP autobind at connect() checks: the

@@ -34,13 +34,14 @@ type Model struct {
 	// port: udpSlotCount.
 	udpSlots []int32
 	packed   []uint64 // Reindex's sort, kept for the next
+	spare    []uint64 // the sort's second buffer, kept likewise
 }
 
 // NewModel indexes w. The model keeps w.Sockets and w.Buckets (it does not
 // copy them); the caller must not change them while the model is in use.
 func NewModel(w World) *Model {
 	m := new(Model).Reindex(w)
-	m.packed = nil // kept only by a model built again
+	m.packed, m.spare = nil, nil // kept only by a model built again
 	return m
 }
 
@@ -52,7 +53,7 @@ func NewModel(w World) *Model {
 func (m *Model) Reindex(w World) *Model {
 	n := len(w.Sockets)
 	*m = Model{host: w.Host, socks: w.Sockets, eps: resize(m.eps, n),
-		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], buckets: w.Buckets, bucketAt: m.bucketAt[:0],
+		keys: m.keys[:0], order: m.order[:0], packed: m.packed[:0], spare: m.spare, buckets: w.Buckets, bucketAt: m.bucketAt[:0],
 		udpSlots: m.udpSlots[:0]}
 	// Port owners sorted by key<<32 | index: one flat sort, in which the
 	// owners of one port keep World order (oldest first).
@@ -85,7 +86,7 @@ func (m *Model) Reindex(w World) *Model {
 			m.bucketAt[b.Port] = int32(i + 1) // a port given twice: the last
 		}
 	}
-	slices.Sort(packed)
+	packed, m.spare = sortPacked(packed, m.spare)
 	m.packed = packed
 	m.keys, m.order = resize(m.keys, len(packed)), resize(m.order, len(packed))
 	for j, v := range packed {
@@ -103,6 +104,49 @@ func (m *Model) Reindex(w World) *Model {
 		}
 	}
 	return m
+}
+
+// sortPacked sorts packed, key<<32 | index values appended in index order,
+// as slices.Sort would, and returns it with the buffer left spare (spare,
+// or one made for it). A large table is sorted by a stable radix sort over
+// the bytes in which its keys differ (a proto<<16|port key: two or three
+// linear passes, where a comparison sort of a busy host's tens of
+// thousands of sockets took milliseconds); the index order among equal
+// keys is the input's.
+func sortPacked(packed, spare []uint64) (sorted, left []uint64) {
+	if len(packed) < 256 {
+		slices.Sort(packed)
+		return packed, spare
+	}
+	and, or := ^uint64(0), uint64(0)
+	for _, v := range packed {
+		and &= v
+		or |= v
+	}
+	if cap(spare) < len(packed) {
+		spare = prefault.Make[uint64](0, cap(packed))
+	}
+	src, dst := packed, spare[:len(packed)]
+	for shift := 32; shift < 64; shift += 8 {
+		if (and^or)>>shift&0xff == 0 {
+			continue // every key has this byte: nothing to sort by
+		}
+		var at [256]int
+		for _, v := range src {
+			at[v>>shift&0xff]++
+		}
+		n := 0
+		for b, c := range at {
+			at[b], n = n, n+c
+		}
+		for _, v := range src {
+			b := v >> shift & 0xff
+			dst[at[b]] = v
+			at[b]++
+		}
+		src, dst = dst, src
+	}
+	return src, dst[:0]
 }
 
 // resize returns s with length n, reusing its array when it has room; a

@@ -140,16 +140,18 @@ func (e *eval) setPort(port, n int) {
 }
 
 // tcpSearch counts the ports of sp a bind(0) search may take and returns
-// the last one found.
+// the last one found. Each span's owners are walked with a cursor, not
+// looked up port by port: the search visits every port of the range.
 func (e *eval) tcpSearch(ep endpoint, sp spans, relax bool) (port, n int) {
 	h := e.m.host
 	for k := 0; k < sp.n; k++ {
+		cur := e.m.cursorAt(inet.TCP, uint16(sp.lo[k]))
 		for p := sp.lo[k]; p <= sp.hi[k]; p++ {
 			if p == 0 || h.reserved(p) {
 				continue
 			}
 			free := true
-			for _, j := range e.m.owners(inet.TCP, uint16(p)) {
+			for _, j := range cur.next(inet.TCP, uint16(p)) {
 				if v, _ := e.tcpPair(ep, int(j), relax, false); v == tcpConflict {
 					free = false
 					break

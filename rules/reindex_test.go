@@ -2,7 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/tuple-net/tuple/inet"
@@ -39,6 +41,36 @@ func TestReindexForgetsThePreviousWorld(t *testing.T) {
 	for _, w := range []World{world(3, false), world(10, true), world(0, false), world(6, false)} {
 		if got, want := answers(m.Reindex(w)), answers(NewModel(w)); got != want {
 			t.Errorf("world of %d sockets: reindexed %s, fresh %s", len(w.Sockets), got, want)
+		}
+	}
+}
+
+// TestSortPackedIsSlicesSort: the index's radix sort orders (key, index)
+// values as slices.Sort does, for tables below and above the size where
+// it takes over, with keys of one protocol or two, ports that differ in
+// one byte only, and many owners per port; its buffers serve the next
+// sort whichever one the result ends in.
+func TestSortPackedIsSlicesSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	var packed, spare []uint64
+	for _, n := range []int{0, 1, 255, 256, 257, 1000, 5000, 20000} {
+		for _, keys := range []func() uint32{
+			func() uint32 { return key(inet.TCP, uint16(r.IntN(65536))) },
+			func() uint32 { return key([]inet.Proto{inet.TCP, inet.UDP}[r.IntN(2)], uint16(r.IntN(65536))) },
+			func() uint32 { return key(inet.TCP, uint16(40000+r.IntN(200))) },
+			func() uint32 { return key(inet.UDP, uint16(r.IntN(8))) },
+		} {
+			packed = packed[:0]
+			for i := range n {
+				packed = append(packed, uint64(keys())<<32|uint64(i))
+			}
+			want := slices.Sorted(slices.Values(packed))
+			var got []uint64
+			got, spare = sortPacked(packed, spare)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%d values: sortPacked differs from slices.Sort", n)
+			}
+			packed = got
 		}
 	}
 }
