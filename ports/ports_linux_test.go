@@ -782,25 +782,24 @@ func TestReaderMatchesTable(t *testing.T) {
 	if len(bare.Processes) != 0 {
 		t.Errorf("a read without owners found processes %+v", bare.Processes)
 	}
-	bare.Processes = fast.Processes
-	for i := range bare.Destinations {
-		if i < len(fast.Destinations) {
-			bare.Destinations[i].NextExpiry, bare.Destinations[i].NextExpirySeconds = fast.Destinations[i].NextExpiry, fast.Destinations[i].NextExpirySeconds
+	// likeFast takes fast's owners and expiry times (read at another
+	// moment) into r, to compare the rest.
+	likeFast := func(r *Report) string {
+		r.Processes = fast.Processes
+		for i := range r.Destinations {
+			if i < len(fast.Destinations) {
+				r.Destinations[i].NextExpiry, r.Destinations[i].NextExpirySeconds = fast.Destinations[i].NextExpiry, fast.Destinations[i].NextExpirySeconds
+			}
 		}
+		return fmt.Sprintf("%+v", *r)
 	}
-	if a, b := fmt.Sprintf("%+v", bare), fmt.Sprintf("%+v", fast); a != b {
+	if a, b := likeFast(&bare), fmt.Sprintf("%+v", fast); a != b {
 		t.Errorf("the budget without owners differs:\nwithout %s\nwith    %s", a, b)
 	}
 	if keptLate == 0 {
 		t.Errorf("the read whose settings came after the walk dropped the accepted connections: it did not decode without them")
 	}
-	late.Processes = fast.Processes
-	for i := range late.Destinations {
-		if i < len(fast.Destinations) {
-			late.Destinations[i].NextExpiry, late.Destinations[i].NextExpirySeconds = fast.Destinations[i].NextExpiry, fast.Destinations[i].NextExpirySeconds
-		}
-	}
-	if a, b := fmt.Sprintf("%+v", late), fmt.Sprintf("%+v", fast); a != b {
+	if a, b := likeFast(&late), fmt.Sprintf("%+v", fast); a != b {
 		t.Errorf("the budget with the settings read after the walk differs:\nlate %s\nwith %s", a, b)
 	}
 	if n := tab.Counts[socktab.TimeWait] + tab.Counts[socktab.BoundInactive] + tab.Counts[socktab.Listen] + tab.Counts[socktab.Established]; n != 4+5+3+2*(8+2+1) {
