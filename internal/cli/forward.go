@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -25,48 +26,44 @@ const forwardedEnv = "TUPLE_FORWARDED"
 // replaces this process, so its pid, signals and exit code are the
 // command's own; forwardToTupled returns only when that fails.
 func forwardToTupled(s Streams, what string) error {
+	self, _ := os.Executable() // "" when unknown: then only PATH is searched
+	name := cmp.Or(self, "tuple")
 	if from := os.Getenv(forwardedEnv); from != "" {
-		self, _ := os.Executable()
-		return fmt.Errorf("%s: %s handed it to %s, which cannot run it either (a tuple binary named %s?)", what, from, self, tupledName)
+		return fmt.Errorf("%s: %s handed it to %s, which cannot run it either (a tuple binary named %s?)", what, from, name, tupledName)
 	}
-	self, _ := os.Executable()
-	if err := os.Setenv(forwardedEnv, self); err != nil {
-		return err
-	}
-	path, err := findTupled()
+	path, err := findTupled(self)
 	if err != nil {
 		return fmt.Errorf("%s runs in %s, tuple with the Prometheus endpoints: %w; install both: go install github.com/tuple-net/tuple/cmd/...@latest", what, tupledName, err)
+	}
+	if err := os.Setenv(forwardedEnv, name); err != nil {
+		return err
 	}
 	return runTupled(s, path, append([]string{path}, forwardArgs...))
 }
 
-// findTupled looks for tupled beside this binary (the path it was started
-// by, then the file a symlink there names), where go install and packages
-// put the two, then in PATH.
-func findTupled() (string, error) {
-	self, err := os.Executable()
-	if err == nil {
-		dirs := []string{filepath.Dir(self)}
+// findTupled looks for tupled beside self, this binary (the path it was
+// started by, then the file a symlink there names), where go install and
+// packages put the two, then in PATH.
+func findTupled(self string) (string, error) {
+	var dirs []string
+	if self != "" {
+		dirs = append(dirs, filepath.Dir(self))
 		if real, err := filepath.EvalSymlinks(self); err == nil && filepath.Dir(real) != dirs[0] {
 			dirs = append(dirs, filepath.Dir(real))
 		}
-		for _, d := range dirs {
-			p := filepath.Join(d, tupledName)
-			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-				return p, nil
-			}
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, tupledName)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
 		}
 	}
 	p, err := exec.LookPath(tupledName)
-	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			where := "in PATH"
-			if self != "" {
-				where = "beside " + self + " or in PATH"
-			}
-			return "", fmt.Errorf("no %s %s", tupledName, where)
-		}
-		return "", err
+	if errors.Is(err, exec.ErrNotFound) && self != "" {
+		return "", fmt.Errorf("no %s beside %s or in PATH", tupledName, self)
 	}
-	return p, nil
+	if errors.Is(err, exec.ErrNotFound) {
+		return "", fmt.Errorf("no %s in PATH", tupledName)
+	}
+	return p, err
 }
