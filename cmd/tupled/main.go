@@ -1,6 +1,6 @@
 // Command tupled is tuple with the Prometheus endpoints: tuple exporter and
 // tuple broker --metrics. It runs every tuple command; tuple hands it those
-// two, which its own binary leaves out to start twice as fast (see
+// two, which its own binary leaves out to start a third sooner (see
 // internal/cli.Services). Install the two side by side.
 package main
 
