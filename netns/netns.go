@@ -81,3 +81,35 @@ func ParseSpec(s string) (Spec, error) {
 	}
 	return Spec{Name: s}, nil
 }
+
+// StartHere is GoHere returning only once fn has started on its thread, or
+// could not: a caller that went straight on with other work could keep
+// fn's goroutine waiting for a processor, and fn is usually the longest
+// part of the work. wait reports whether fn ran, and fn's error or, when
+// it did not run, why.
+func StartHere(fn func() error) (wait func() (ran bool, err error)) {
+	started := make(chan struct{}) // closed when fn starts
+	done := make(chan struct{})    // closed when err is set
+	var err error
+	w := GoHere(func() error {
+		close(started)
+		return fn()
+	})
+	go func() {
+		err = w()
+		close(done)
+	}()
+	select {
+	case <-started:
+	case <-done: // it could not start
+	}
+	return func() (bool, error) {
+		<-done
+		select {
+		case <-started:
+			return true, err
+		default:
+			return false, err
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,5 +222,25 @@ func TestFreshIsANewNamespace(t *testing.T) {
 	}
 	if now, _ := inode("/proc/self/ns/net"); now != home {
 		t.Errorf("the process's namespace changed: %d, was %d", now, home)
+	}
+}
+
+// StartHere returns only once fn runs (here fn cannot end before the
+// caller lets it), and its wait reports that fn ran, with fn's error.
+func TestStartHereReturnsOnceStarted(t *testing.T) {
+	var started atomic.Bool
+	release := make(chan struct{})
+	failed := errors.New("fn failed")
+	wait := StartHere(func() error {
+		started.Store(true)
+		<-release
+		return failed
+	})
+	if !started.Load() {
+		t.Error("StartHere returned before fn started")
+	}
+	close(release)
+	if ran, err := wait(); !ran || !errors.Is(err, failed) {
+		t.Errorf("StartHere's wait: ran %v, err %v; want true and fn's error", ran, err)
 	}
 }

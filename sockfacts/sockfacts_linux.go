@@ -807,36 +807,18 @@ func (r *Reader) ScanAsync(buf []byte, fn func(*Sock)) (wait func() ([]byte, err
 }
 
 // inThisNamespace runs read on another thread in the calling thread's
-// network namespace (netns.GoHere) and returns, once read has started
-// there, a function that waits for its result. Returning only then puts
-// the walk first: a caller that went straight on with other work could
-// keep its goroutine waiting for a processor (an exporter's scrape runs
-// its other collectors meanwhile), and a read's walk is the longest part
-// of a read. Failing to start it there is the iterator unsupported here.
+// network namespace and returns, once read has started there, a function
+// that waits for its result (netns.StartHere: the walk goes first).
+// Failing to start it there is the iterator unsupported here.
 func inThisNamespace[T any](read func() (T, error)) (wait func() (T, error)) {
 	var v T
-	var err error
-	ran := make(chan struct{})  // closed when read starts
-	done := make(chan struct{}) // closed when err is set
-	w := netns.GoHere(func() error {
-		close(ran)
-		var rerr error
-		v, rerr = read()
-		return rerr
+	w := netns.StartHere(func() (err error) {
+		v, err = read()
+		return err
 	})
-	go func() {
-		err = w()
-		close(done)
-	}()
-	select {
-	case <-ran:
-	case <-done: // it could not start
-	}
 	return func() (T, error) {
-		<-done
-		select {
-		case <-ran:
-		default:
+		ran, err := w()
+		if !ran {
 			err = fmt.Errorf("BPF socket iterator %w: %v", inet.ErrUnsupported, err)
 		}
 		return v, err

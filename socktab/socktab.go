@@ -148,38 +148,22 @@ func Snapshot(ctx context.Context, q Query) (*Table, error) {
 }
 
 // SnapshotAsync starts Snapshot of q on another thread in the calling
-// thread's network namespace (netns.GoHere) and returns, once it has
-// started there, a function that waits for its result. Returning only
-// then puts the dump first: a caller that went straight on with other
-// work could keep its goroutine waiting for a processor. Where no thread
-// can enter the namespace (no CAP_SYS_ADMIN), the waiting caller reads the
-// snapshot itself.
+// thread's network namespace and returns, once it has started there, a
+// function that waits for its result (netns.StartHere: the dump goes
+// first). Where no thread can enter the namespace (no CAP_SYS_ADMIN), the
+// waiting caller reads the snapshot itself.
 func SnapshotAsync(ctx context.Context, q Query) (wait func() (*Table, error)) {
 	var t *Table
 	var err error
-	ran := make(chan struct{})  // closed when the snapshot starts
-	done := make(chan struct{}) // closed when the thread is done
-	w := netns.GoHere(func() error {
-		close(ran)
+	w := netns.StartHere(func() error {
 		t, err = Snapshot(ctx, q)
 		return nil
 	})
-	go func() {
-		_ = w() // fn returns nil: an error is the thread's, seen by ran
-		close(done)
-	}()
-	select {
-	case <-ran:
-	case <-done: // it could not start
-	}
 	return func() (*Table, error) {
-		<-done
-		select {
-		case <-ran:
-			return t, err
-		default:
+		if ran, _ := w(); !ran {
 			return Snapshot(ctx, q)
 		}
+		return t, err
 	}
 }
 
