@@ -22,6 +22,7 @@ END = "<!-- bench-scale:end -->"
 PAIRS = [
     ("tuple ls -ta", "ss -tan", 0.6),
     ("tuple --version", "ss -tan", None),
+    ("Go dump floor", "ss -tan", None),
     ("tuple ls -tap", "lsof -nP -iTCP", 0.15),
     ("tuple ls -tap", "ss -tanp", None),
     ("tuple who PORT", "lsof -nP -iTCP:PORT", 0.15),
@@ -92,6 +93,18 @@ def scrape(listen):
     return get
 
 
+def peak_rss(cmd):
+    """The peak resident set (KiB) of one run of cmd, by GNU time(1); None
+    when time(1) is missing or the run fails."""
+    if not os.path.exists("/usr/bin/time"):
+        return None
+    p = subprocess.run(["/usr/bin/time", "-f", "maxrss %M"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines = p.stderr.decode(errors="replace").splitlines()
+    if p.returncode != 0 or not lines or not lines[-1].startswith("maxrss "):
+        return None
+    return int(lines[-1].split()[1])
+
+
 def loadavg():
     return open("/proc/loadavg").read().split()[:3]
 
@@ -105,6 +118,9 @@ def run(args):
         # What every tuple command pays before it reads anything: the
         # floor under the table commands at small scales.
         "tuple --version": [tuple_bin, "--version"],
+        # The least any Go listing does (internal/benchtools/dumpfloor):
+        # start-up and the kernel's walk, nothing decoded or printed.
+        "Go dump floor": [os.path.join(os.path.dirname(tuple_bin), "dumpfloor")],
         "tuple ls -ta": [tuple_bin, "ls", "-ta"],
         "ss -tan": ["ss", "-tan"],
         "tuple ls -tap": [tuple_bin, "ls", "-tap"],
@@ -173,6 +189,17 @@ def run(args):
             else:
                 res[name]["cpu"].append(ru.ru_utime + ru.ru_stime)
                 res[name]["rss_kib"].append(ru.ru_maxrss)
+    # A child's ru_maxrss from wait4 is at least the forking process's
+    # resident set (Linux keeps the larger of the old and new image's at
+    # exec): this harness's, about 21 MiB. Each command's own peak is read
+    # in one more, untimed run under time(1), which forks it from a small
+    # process.
+    for name in names:
+        if name in scrapes or callable(cmds[name]) or med(res[name]["wall"]) > SLOW:
+            continue
+        rss = peak_rss(cmds[name])
+        if rss is not None:
+            res[name]["rss_kib"] = [rss]
     # The scrape's memory is the exporter's peak.
     for line in open("/proc/%s/status" % exporter):
         if line.startswith("VmHWM:"):
@@ -233,11 +260,16 @@ def report(args):
         "One run of `scripts/bench-scale`: loopback connections held by several holder processes (keepalive off) "
         "in a throwaway namespace; every command run alternately with the others, medians of the runs, the TCP socket "
         "count checked before and after every timing. Ratio = tuple's median / the anchor's median in the same run "
-        "(lower is better). Peak RSS is the command's maximum resident set (the exporter's VmHWM over all its scrapes "
-        "at that scale). A scrape is an HTTP GET timed by this script (a new connection, the whole body read, "
+        "(lower is better). Peak RSS is the command's maximum resident set, from one more untimed run under time(1) "
+        "(the exporter's VmHWM over all its scrapes at that scale; runs before 2026-12-02 07:00 UTC took it from the "
+        "timed runs' wait4, which never showed less than the harness's own 21 MiB). A scrape is an HTTP GET timed by this script (a new connection, the whole body read, "
         "made after the exporter's one-second snapshot reuse has passed), its CPU the exporter's; `curl /metrics` is "
         "the same scrape by a curl process, curl's start-up included, as runs before 2026-12-01 06:00 UTC timed it. "
         "`tuple --version` is the start-up every tuple command pays (tuple built static, `CGO_ENABLED=0`, as the README recommends). "
+        "`Go dump floor` (internal/benchtools/dumpfloor) is the least a Go program listing the table can do: the same "
+        "dump as `tuple ls -ta`, every reply received and counted, nothing decoded or printed; its ratio to `ss -tan` "
+        "is the floor under `tuple ls -ta`'s at that scale (the Go runtime's start-up and the kernel's walk of its "
+        "hash tables). "
         "%s cores, shared: the load average is given per scale. Run of %s, kernel %s."
         % (cores, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release)
     )
