@@ -53,6 +53,72 @@ func zoneIndex(zone string) (int, error) {
 	return ifi.Index, nil
 }
 
+// zoneNames writes interface names back into the model's text: rules
+// takes a zone as its interface index (rules.ZoneDev), and prints
+// [fe80::1%3]:80 where people wrote, and ip(8) shows, [fe80::1%eth0]:80.
+// It maps the index of every interface of the calling thread's namespace
+// to its name; an index of no interface stays a number.
+type zoneNames map[string]string
+
+// interfaceZones are the zone names of the calling thread's namespace,
+// none when its interfaces cannot be listed (the text keeps numbers).
+func interfaceZones() zoneNames {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	z := make(zoneNames, len(ifs))
+	for _, ifi := range ifs {
+		z[strconv.Itoa(ifi.Index)] = ifi.Name
+	}
+	return z
+}
+
+// spell replaces each zone index in text (a '%' after an address's last
+// hex digit, colon or dot, then digits) and each "device N" of the
+// model's explanations by its interface's name.
+func (z zoneNames) spell(text string) string {
+	if len(z) == 0 {
+		return text
+	}
+	text = z.replaceAfter(text, "%", func(before string) bool { return before != "" && isAddrByte(before[len(before)-1]) })
+	return z.replaceAfter(text, "device ", func(string) bool { return true })
+}
+
+// replaceAfter replaces the digits after each mark in text that name an
+// interface, where ok(the text before the mark) and no letter follows.
+func (z zoneNames) replaceAfter(text, mark string, ok func(before string) bool) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(text, mark)
+		if i < 0 {
+			if b.Len() == 0 {
+				return text
+			}
+			b.WriteString(text)
+			return b.String()
+		}
+		start := i + len(mark)
+		j := start
+		for j < len(text) && text[j] >= '0' && text[j] <= '9' {
+			j++
+		}
+		name, found := z[text[start:j]]
+		b.WriteString(text[:start])
+		if found && ok(text[:i]) && (j == len(text) || !isLetter(text[j])) {
+			b.WriteString(name)
+		} else {
+			b.WriteString(text[start:j])
+		}
+		text = text[j:]
+	}
+}
+
+// isAddrByte reports whether c may end the address before a zone.
+func isAddrByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.'
+}
+
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
 // parseIP parses a literal address, with or without brackets, dropping a

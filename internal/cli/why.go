@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -236,10 +237,12 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 		return err
 	}
 	var r *hostmodel.Report
+	var zones zoneNames
 	err = inNamespace("why", o.netns, o.procRoot, func() error {
 		if err := resolveDevices(&p, o.dev); err != nil {
 			return err
 		}
+		zones = interfaceZones()
 		sit, err := hostmodel.Live(ctx, proto, o.procRoot)
 		if err != nil {
 			return fmt.Errorf("why %s: %w", kind, err)
@@ -257,13 +260,17 @@ func runWhy(ctx context.Context, s Streams, o *whyOptions, kind rules.OpKind, ar
 		return err
 	}
 	spell := whyFlags(p)
+	var out bytes.Buffer
 	if o.json {
-		enc := json.NewEncoder(s.Out)
+		enc := json.NewEncoder(&out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(reportJSON(r, spell)); err != nil {
-			return writeFailed(err)
+			return err
 		}
-	} else if err := printReport(s.Out, proto, r, o.all, spell); err != nil {
+	} else if err := printReport(&out, proto, r, o.all, spell); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(s.Out, zones.spell(out.String())); err != nil {
 		return writeFailed(err)
 	}
 	if r.OK() {
@@ -438,6 +445,7 @@ func explainNetFailure(ctx context.Context, f *netFailure) (*failureExplanation,
 	if err := resolveDevices(&p, o.dev); err != nil {
 		return nil, err
 	}
+	zones := interfaceZones()
 	srcErr := hostmodel.ResolveSource(&p)
 	r := hostmodel.Explain(ctx, sit, p)
 	if srcErr != nil {
@@ -460,7 +468,7 @@ func explainNetFailure(ctx context.Context, f *netFailure) (*failureExplanation,
 	if err := printReport(&b, proto, r, false, spell); err != nil {
 		return nil, err
 	}
-	return &failureExplanation{brief: briefReport(r, spell), full: b.String()}, nil
+	return &failureExplanation{brief: zones.spell(briefReport(r, spell)), full: zones.spell(b.String())}, nil
 }
 
 // briefReport is a failed plan's report in one line, for a hint: the

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -131,17 +130,15 @@ func TestWhyScopedAddressesMatchKernel(t *testing.T) {
 		{netOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9]:80"}, "ok"},
 		{netOp{bind: "[fe80::1%d0]:0", connect: "[fe80::9%d1]:80"}, "EINVAL"},
 	})
-	// On the wrong device, the fix is the address's own scope.
-	var d0 int
-	ns.Do(func() error {
-		ifi, err := net.InterfaceByName("d0")
-		d0 = ifi.Index
-		return err
-	})
+	// On the wrong device, the fix is the address's own scope, and the
+	// text names devices as the command line does, not by index.
 	_, got := whyIn(t, ns, "why", "bind", "--json", "[fe80::1%d1]:8080")
-	want := fmt.Sprintf("bind address fe80::1%%%d instead", d0)
+	want := "bind address fe80::1%d0 instead"
 	if len(got.Fixes) == 0 || got.Fixes[0].Change != want {
 		t.Errorf("why bind [fe80::1%%d1]:8080: fixes %+v; want first %q", got.Fixes, want)
+	}
+	if wantWhy := "fe80::1 is on device d0, not on device d1"; !strings.Contains(got.Explanation, wantWhy) {
+		t.Errorf("why bind [fe80::1%%d1]:8080: %q; want it to say %q", got.Explanation, wantWhy)
 	}
 	// An interface the namespace lacks is bad input.
 	var code int

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/tuple-net/tuple/hostmodel"
@@ -76,4 +77,46 @@ func TestWhyFlags(t *testing.T) {
 			t.Errorf("whyFlags(%+v) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// TestZoneNamesSpell: the model's zone indexes and "device N" read as the
+// interfaces' names; other digits after a '%' or "device " stay.
+func TestZoneNamesSpell(t *testing.T) {
+	z := zoneNames{"2": "eth0", "3": "wlan0"}
+	for _, c := range []struct{ in, want string }{
+		{"bind [fe80::1%2]:80", "bind [fe80::1%eth0]:80"},
+		{"bind address fe80::1%3 instead: [fe80::1%3]:8080", "bind address fe80::1%wlan0 instead: [fe80::1%wlan0]:8080"},
+		{"fe80::1 is on device 3, not on device 2, the socket's", "fe80::1 is on device wlan0, not on device eth0, the socket's"},
+		{"[fe80::1%7]:80 on device 7", "[fe80::1%7]:80 on device 7"}, // no such interface
+		{"[fe80::1%23]:80", "[fe80::1%23]:80"},                       // a longer index is another interface
+		{"more than 50% 2 times, 100%", "more than 50% 2 times, 100%"},
+		{"%2 at the start, x%2y, devices 2", "%2 at the start, x%2y, devices 2"},
+		{"no percent at all", "no percent at all"},
+	} {
+		if got := z.spell(c.in); got != c.want {
+			t.Errorf("spell(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	if got := zoneNames(nil).spell("[fe80::1%2]:80"); got != "[fe80::1%2]:80" {
+		t.Errorf("no names: spell changed the text to %q", got)
+	}
+}
+
+// FuzzZoneNamesSpell: spell never panics, leaves text without a zone or a
+// device mark as it is, and only ever writes names where digits were.
+func FuzzZoneNamesSpell(f *testing.F) {
+	f.Add("bind [fe80::1%2]:80 on device 3")
+	f.Add("%")
+	f.Add("device ")
+	f.Add("a%2%3device 2device 3")
+	z := zoneNames{"2": "eth0", "3": "wlan0"}
+	f.Fuzz(func(t *testing.T, in string) {
+		got := z.spell(in)
+		if !strings.Contains(in, "%") && !strings.Contains(in, "device ") && got != in {
+			t.Fatalf("spell(%q) = %q: changed text without a zone", in, got)
+		}
+		if back := strings.NewReplacer("%eth0", "%2", "%wlan0", "%3", "device eth0", "device 2", "device wlan0", "device 3").Replace(got); !strings.Contains(in, "eth0") && !strings.Contains(in, "wlan0") && back != in {
+			t.Fatalf("spell(%q) = %q: more than zone indexes changed", in, got)
+		}
+	})
 }
