@@ -63,6 +63,24 @@ func parseReservedPorts(b []byte) ([]inet.PortRange, error) {
 	return out, nil
 }
 
+// SysctlInt reads one integer sysctl of the calling thread's network
+// namespace under procRoot ("/proc" when empty): name as under /proc/sys,
+// "net/ipv4/icmp_msgs_per_sec".
+func SysctlInt(procRoot, name string) (int, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys", name))
+	if err != nil {
+		return 0, err
+	}
+	n, err := parseInt(b)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", dotted(name), err)
+	}
+	return n, nil
+}
+
 // parseInt parses one integer sysctl value ("1\n").
 func parseInt(b []byte) (int, error) {
 	s := bytes.TrimSpace(b)

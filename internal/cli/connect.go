@@ -76,10 +76,15 @@ port must set the same option.
 
 With -z, give one or more ports and ranges (20-30 443): each port is probed with
 a connection and reported open or closed; the exit code is 0 when any port is
-open. -n refuses names: HOST must be an address and PORT a number.`,
+open. With -zu each port gets an empty datagram and is reported open (a datagram
+came back), closed (the kernel's port-unreachable) or open|filtered (nothing
+within -w, default 1s; a silent port is probed twice); the exit code is 0 when
+any port is not closed. -n refuses names: HOST must be an address and PORT a
+number.`,
 		Example: `  tuple connect -v example.test 80
   tuple connect -s 10.0.0.1 -p 12345 --reuseport 10.0.0.2 80
   tuple connect -z -w 1 10.0.0.2 20-30 443
+  tuple connect -zu -w 300ms 127.0.0.1 53 5353
   tar c dir | tuple connect -N -q 1 10.0.0.2 9000`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if o.scan && len(args) >= 2 {
@@ -110,7 +115,7 @@ open. -n refuses names: HOST must be an address and PORT a number.`,
 	f.BoolVarP(&o.v6, "ipv6", "6", false, "use IPv6 only")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print the four-tuple the connection got to stderr")
 	f.BoolVarP(&o.scan, "zero", "z", false, "zero-I/O mode: report whether each port (or range LO-HI) is open")
-	f.StringVarP(&o.timeout, "wait", "w", "", "connect timeout: seconds or a duration (500ms); with -u also the idle time after stdin ends")
+	f.StringVarP(&o.timeout, "wait", "w", "", "connect timeout: seconds or a duration (500ms); with -u also the idle time after stdin ends, with -zu each probe's wait for an answer")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
 	f.BoolVarP(&o.shutdown, "shutdown", "N", false, "shut down the socket's write side when stdin ends (the default; accepted for nc users)")
 	f.StringVarP(&o.quit, "quit", "q", "", "end the session `SECS` after stdin ends, even if the peer has not closed (0: at once)")
@@ -177,9 +182,6 @@ func (p *connectPlan) destination(fam family, ports []string) (netip.Addr, error
 	}
 	if len(ports) == 0 || (!o.scan && len(ports) > 1) {
 		return netip.Addr{}, fmt.Errorf("want HOST PORT, got %d port argument(s)", len(ports))
-	}
-	if o.scan && o.udp {
-		return netip.Addr{}, fmt.Errorf("-z works with TCP only: UDP has no handshake to probe")
 	}
 	for _, port := range ports {
 		r, err := o.parsePorts(p.proto, port)
@@ -366,6 +368,9 @@ func (p *connectPlan) run(ctx context.Context, s Streams) error {
 // scan probes each port of the range with a connection and closes it at
 // once. A local failure (bind) stops the scan: it says nothing about ports.
 func (p *connectPlan) scan(ctx context.Context, s Streams) error {
+	if p.proto == "udp" {
+		return p.scanUDP(ctx, s)
+	}
 	anyOpen := false
 	for port := range p.scanPorts() {
 		conn, fail := p.dial(ctx, port)
@@ -407,6 +412,95 @@ func (p *connectPlan) scan(ctx context.Context, s Streams) error {
 		return exitCode(exitFailure)
 	}
 	return nil
+}
+
+// udpScanWait is how long a UDP probe waits for an answer without -w.
+const udpScanWait = time.Second
+
+// scanUDP probes each port with an empty datagram from a connected socket
+// and reports what came back within -w: a datagram (open), the kernel's
+// port-unreachable error (closed), or nothing (open|filtered: UDP has no
+// handshake, so silence proves neither, as with nc -zu). The exit code is
+// 0 when some port was not refused, as nc's.
+//
+// Linux rate-limits the ICMP errors that tell a closed port: all of them
+// together (icmpBudget, which the probes keep within) and, towards one
+// peer other than through loopback, 6 at once and then one per
+// net.ipv4.icmp_ratelimit (a second). A closed port whose answer was
+// dropped looks silent, so a silent port is probed once more after the
+// wait, by when a second's wait has earned the peer a new answer.
+func (p *connectPlan) scanUDP(ctx context.Context, s Streams) error {
+	wait := p.timeout
+	if wait == 0 {
+		wait = udpScanWait
+	}
+	budget := newICMPBudget("/proc")
+	anyOpen := false
+	for port := range p.scanPorts() {
+		if err := budget.take(ctx); err != nil {
+			return err
+		}
+		conn, fail := p.dial(ctx, port)
+		if fail != nil {
+			return reportNetFailure(s.Err, fail)
+		}
+		if p.opts.verbose {
+			warnf(s.Err, "probing %s (udp)\n", fourTuple(conn))
+		}
+		state, err := probeUDP(conn, wait)
+		if err == nil && state == udpSilent {
+			if err := budget.take(ctx); err != nil {
+				conn.Close()
+				return err
+			}
+			state, err = probeUDP(conn, wait)
+		}
+		conn.Close()
+		if err != nil {
+			var remote netip.AddrPort
+			if a, perr := netip.ParseAddr(p.host); perr == nil {
+				remote = netip.AddrPortFrom(a, port)
+			}
+			return reportNetFailure(s.Err, newNetFailure("probe", p.proto, p.local, remote, err))
+		}
+		anyOpen = anyOpen || !strings.HasPrefix(state, "closed")
+		if _, err := fmt.Fprintf(s.Out, "%s %d/udp %s\n", p.host, port, state); err != nil {
+			return writeFailed(err)
+		}
+	}
+	if !anyOpen {
+		return exitCode(exitFailure)
+	}
+	return nil
+}
+
+// udpSilent is the state of a port that answered nothing.
+const udpSilent = "open|filtered (no answer)"
+
+// probeUDP sends an empty datagram on conn and waits up to wait for an
+// answer. Errors other than the refusal are returned (a host or network
+// unreachable, say).
+func probeUDP(conn net.Conn, wait time.Duration) (state string, err error) {
+	if _, err := conn.Write(nil); err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return "closed (connection refused)", nil
+		}
+		return "", err
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		return "", err
+	}
+	var b [1]byte
+	_, err = conn.Read(b[:])
+	switch {
+	case err == nil:
+		return "open", nil
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "closed (connection refused)", nil
+	case isTimeout(err):
+		return udpSilent, nil
+	}
+	return "", err
 }
 
 // scanPorts yields each port of the -z arguments in the order given.

@@ -46,28 +46,9 @@ func TestUDPConnectRefused(t *testing.T) {
 func TestScanReportsOpenAndClosed(t *testing.T) {
 	needTuple(t)
 	ns := netnstest.New(t, "10.0.0.1/32")
-	open := map[int]bool{22: true, 25: true}
-	for port := range open {
-		listenIn(t, ns, fmt.Sprintf("10.0.0.1:%d", port))
-	}
+	listenIn(t, ns, "10.0.0.1:22", "10.0.0.1:25")
 	scan := startIn(t, ns, false, "tuple", "connect", "-z", "-w", "2", "10.0.0.1", "20-30").run(nil)
-	if code := scan.wait(20 * time.Second); code != 0 {
-		t.Fatalf("scan with open ports exited %d: %s", code, scan.stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(scan.stdout.String()), "\n")
-	if len(lines) != 11 {
-		t.Fatalf("scan of 20-30 printed %d lines: %q", len(lines), lines)
-	}
-	for i, line := range lines {
-		port := 20 + i
-		want := fmt.Sprintf("10.0.0.1 %d/tcp closed (connection refused)", port)
-		if open[port] {
-			want = fmt.Sprintf("10.0.0.1 %d/tcp open", port)
-		}
-		if line != want {
-			t.Errorf("line %d: %q, want %q", i, line, want)
-		}
-	}
+	wantScan(t, scan, "tcp", map[int]string{22: "open", 25: "open"})
 	// A name is resolved (from /etc/hosts; the namespace has no route
 	// anywhere else).
 	listenIn(t, ns, "127.0.0.1:2222")
@@ -81,6 +62,76 @@ func TestScanReportsOpenAndClosed(t *testing.T) {
 	if code := none.wait(20 * time.Second); code != 1 {
 		t.Errorf("scan with every port closed exited %d, want 1 (like nc)", code)
 	}
+}
+
+// TestUDPScanReportsOpenClosedAndSilent: -zu tells a port that answers
+// (open), one the kernel refuses (closed) and one that stays silent
+// (open|filtered), and a range of 300 closed ports all as closed: the
+// probes keep within the kernel's budget of ICMP answers.
+func TestUDPScanReportsOpenClosedAndSilent(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	var silent, echo net.PacketConn
+	err := ns.Do(func() (err error) {
+		if silent, err = net.ListenPacket("udp", "10.0.0.1:22"); err != nil {
+			return err
+		}
+		echo, err = net.ListenPacket("udp", "10.0.0.1:25")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close(); echo.Close() })
+	go func() {
+		b := make([]byte, 64)
+		for {
+			n, from, err := echo.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			echo.WriteTo(b[:n], from)
+		}
+	}()
+	scan := startIn(t, ns, false, "tuple", "connect", "-zu", "-w", "200ms", "10.0.0.1", "20-30").run(nil)
+	wantScan(t, scan, "udp", map[int]string{22: "open|filtered (no answer)", 25: "open"})
+
+	many := startIn(t, ns, false, "tuple", "connect", "-zu", "-w", "200ms", "10.0.0.1", "40000-40299").run(nil)
+	if code := many.wait(60 * time.Second); code != 1 {
+		t.Errorf("UDP scan of closed ports exited %d, want 1 (like nc): %s", code, many.stderr.String())
+	}
+	if got := strings.Count(many.stdout.String(), "/udp closed (connection refused)\n"); got != 300 {
+		t.Errorf("UDP scan of 300 closed ports: %d reported closed; output starts %q", got, firstLines(many.stdout.String(), 3))
+	}
+}
+
+// wantScan checks a scan of 10.0.0.1 20-30 that found some port open: it
+// exits 0 with one line per port, each port's state as in states, the
+// others closed.
+func wantScan(t *testing.T, scan *proc, proto string, states map[int]string) {
+	t.Helper()
+	if code := scan.wait(20 * time.Second); code != 0 {
+		t.Fatalf("%s scan with open ports exited %d: %s", proto, code, scan.stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(scan.stdout.String()), "\n")
+	if len(lines) != 11 {
+		t.Fatalf("%s scan of 20-30 printed %d lines: %q", proto, len(lines), lines)
+	}
+	for i, line := range lines {
+		state, ok := states[20+i]
+		if !ok {
+			state = "closed (connection refused)"
+		}
+		if want := fmt.Sprintf("10.0.0.1 %d/%s %s", 20+i, proto, state); line != want {
+			t.Errorf("line %d: %q, want %q", i, line, want)
+		}
+	}
+}
+
+// firstLines is the first n lines of s.
+func firstLines(s string, n int) string {
+	lines := strings.SplitAfterN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "")
 }
 
 // TestListenKeepDoesNotLeak runs `tuple listen -k` in this process (in a
