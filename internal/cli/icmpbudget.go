@@ -7,12 +7,12 @@ import (
 	"github.com/tuple-net/tuple/hostmodel"
 )
 
-// icmpBudget paces UDP probes within the namespace's budget of ICMP
-// errors. Linux sends at most net.ipv4.icmp_msgs_per_sec of them a second,
-// net.ipv4.icmp_msgs_burst at once, for the whole host (ICMPv6 included):
-// a port-unreachable answer over the budget is dropped, and the closed
-// port it would have shown looks silent. The probes take half the budget,
-// the rest being left to the host's other traffic.
+// icmpBudget paces UDP probes within the kernel's budget of ICMP errors.
+// Linux sends at most net.ipv4.icmp_msgs_per_sec of them a second and
+// net.ipv4.icmp_msgs_burst at once, ICMPv6 ones included: a
+// port-unreachable answer over the budget is dropped, and the closed port
+// it would have shown looks silent. The probes take half the budget, the
+// rest being left to other traffic.
 type icmpBudget struct {
 	tokens   float64
 	burst    float64

@@ -41,6 +41,7 @@ type listenOptions struct {
 	port       string // -p PORT, nc -l's way of giving the port
 	nclisten   bool   // -l: accepted for nc users, listening is the command
 	maxConns   int    // --max-conns; 0: derived from the limits
+	broadcast  bool   // --broadcast: with -k, stdin to every client
 	broker     string
 	group      listenGroupOptions // listen_group.go
 }
@@ -73,7 +74,11 @@ both. nc's -l is accepted and changes nothing, -p PORT may give the port.
 Without -k, accept one connection, relay it with stdin/stdout the way
 'tuple connect' does, and exit when the peer has closed its side.
 With -k, keep accepting and serve clients concurrently: what they send is
-written to stdout and stdin is not read; use -e to answer them. At most
+written to stdout and stdin is not read; use -e to answer them, or
+--broadcast to send what stdin reads to every client connected at the time
+(stdin is read no faster than the slowest client takes it; a client that
+keeps it waiting 10s is left out, and stdin's end shuts every client's write
+side down unless --no-shutdown). At most
 --max-conns connections are served at once; beyond that new connections are
 queued, not refused: they wait in the kernel's accept queue (the listen
 backlog) until one ends. The default comes from the descriptor limit
@@ -157,6 +162,7 @@ func addListenFlags(f *pflag.FlagSet, o *listenOptions) {
 	f.StringVarP(&o.exec, "exec", "e", "", "run `CMD` (/bin/sh -c) per connection with its stdin/stdout on the connection")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log the listening address and each connection's four-tuple to stderr")
 	f.BoolVar(&o.noShutdown, "no-shutdown", false, "keep the socket's write side open when stdin ends")
+	f.BoolVar(&o.broadcast, "broadcast", false, "with -k, send what stdin reads to every client connected at the time (stdin's end shuts their write side, unless --no-shutdown)")
 	f.IntVar(&o.maxConns, "max-conns", 0, "with -k, serve at most `N` connections at once; more wait in the kernel's accept queue (default: from RLIMIT_NOFILE and, with -e, RLIMIT_NPROC)")
 	f.StringVarP(&o.port, "port", "p", "", "the `PORT` to listen on, as nc -l -p gives it")
 	f.BoolVarP(&o.nclisten, "listen", "l", false, "accepted for nc users (listening is what this command does)")
@@ -199,6 +205,9 @@ func (o *listenOptions) plan(addr, port string) (*listenPlan, error) {
 	if p.group, err = o.checkGroup(); err != nil {
 		return nil, err
 	}
+	if o.broadcast && p.group != nil {
+		return nil, fmt.Errorf("--broadcast serves one listener's clients; --steer, --members, --migrate and --handover run several")
+	}
 	if o.broker != "" && p.group != nil {
 		return nil, fmt.Errorf("--broker hands out one socket; --steer, --members, --migrate and --handover open their own")
 	}
@@ -225,6 +234,14 @@ func (p *listenPlan) checkFlags(port string) error {
 		}
 		if o.keep || o.udp {
 			return fmt.Errorf("-q works with one TCP connection: -k and -u sessions do not end with stdin")
+		}
+	}
+	if o.broadcast {
+		switch {
+		case !o.keep:
+			return fmt.Errorf("--broadcast works with -k: without it stdin already goes to the one client")
+		case o.exec != "":
+			return fmt.Errorf("--broadcast and -e exclude each other: with -e each client talks to its command")
 		}
 	}
 	if o.numeric {
@@ -317,11 +334,17 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 			return fmt.Errorf("accept on %s: %s", formatAddrPort(addrPortOf(ln.Addr())), describeErr(err))
 		}
 		ln.Close() // one connection only, like nc -l
-		return p.handle(ctx, conn, s.In, s.Out, errOut)
+		return p.handle(ctx, conn, s.In, s.Out, errOut, nil)
 	}
 
 	out := &syncio.Writer{W: s.Out}
 	lim := p.connLimit(errOut)
+	var fan *broadcast
+	if p.opts.broadcast {
+		// Reads stdin until it ends, the server's end or not.
+		fan = newBroadcast(!p.opts.noShutdown, errOut)
+		go fan.readFrom(s.In)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -344,7 +367,13 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 		go func() {
 			defer wg.Done()
 			defer lim.release()
-			p.serveConn(ctx, end, conn, out, errOut)
+			if fan == nil {
+				p.serveConn(ctx, end, conn, out, errOut, nil)
+				return
+			}
+			remove, sent := fan.add(conn)
+			defer remove()
+			p.serveConn(ctx, end, conn, out, errOut, sent)
 		}()
 	}
 }
@@ -352,8 +381,8 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 // serveConn serves one connection of a server that keeps accepting (-k,
 // a group's member); standard output's reader leaving ends the server
 // (end), other failures are reported and the server goes on.
-func (p *listenPlan) serveConn(ctx context.Context, end context.CancelCauseFunc, conn net.Conn, out, errOut io.Writer) {
-	switch err := p.handle(ctx, conn, nil, out, errOut); {
+func (p *listenPlan) serveConn(ctx context.Context, end context.CancelCauseFunc, conn net.Conn, out, errOut io.Writer, broadcastSent func() int64) {
+	switch err := p.handle(ctx, conn, nil, out, errOut, broadcastSent); {
 	case outputGone(err):
 		end(err)
 	case err != nil:
@@ -456,7 +485,7 @@ func (c *connSlots) release() { <-c.slots }
 
 // handle serves one accepted connection: a command with -e, else a relay
 // with in/out (in is nil with -k: clients only talk to stdout).
-func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, out, errOut io.Writer) error {
+func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, out, errOut io.Writer, broadcastSent func() int64) error {
 	local, remote := addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
 	tuple := formatAddrPort(local) + " <- " + formatAddrPort(remote)
 	if p.opts.verbose {
@@ -468,6 +497,9 @@ func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, ou
 	res, err := relay.Run(ctx, conn, in, out, relay.Options{NoShutdown: p.opts.noShutdown,
 		Quit: p.hasQuit, QuitAfterInput: p.quit})
 	if p.opts.verbose {
+		if broadcastSent != nil {
+			res.Sent += broadcastSent()
+		}
 		warnf(errOut, "closed %s (%s): %d bytes received, %d sent\n", tuple, p.proto, res.Received, res.Sent)
 	}
 	if err != nil && ctx.Err() == nil {

@@ -289,7 +289,7 @@ func (p *listenPlan) acceptMember(ctx context.Context, end context.CancelCauseFu
 		go func() {
 			defer conns.Done()
 			defer lim.release()
-			p.serveConn(ctx, end, conn, out, errOut)
+			p.serveConn(ctx, end, conn, out, errOut, nil)
 		}()
 	}
 }

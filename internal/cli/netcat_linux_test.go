@@ -128,6 +128,44 @@ func wantScan(t *testing.T, scan *proc, proto string, states map[int]string) {
 	}
 }
 
+// TestListenBroadcast: with -k --broadcast what stdin reads goes to every
+// client connected at the time, what clients send still goes to stdout,
+// and stdin's end shuts every client's write side, a later client's at
+// once.
+func TestListenBroadcast(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t, "10.0.0.1/32")
+	server := startIn(t, ns, false, "tuple", "listen", "-k", "--broadcast", "-v", "10.0.0.1", "9000").run(nil)
+	server.waitStderr("listening on 10.0.0.1:9000 (tcp)")
+	dial := func() net.Conn {
+		t.Helper()
+		var c net.Conn
+		if err := ns.Do(func() (err error) { c, err = net.Dial("tcp", "10.0.0.1:9000"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		server.waitStderr("accepted 10.0.0.1:9000 <- " + c.LocalAddr().String())
+		return c
+	}
+	clients := []net.Conn{dial(), dial()}
+	server.stdin.Write([]byte("to everyone\n"))
+	for i, c := range clients {
+		got := make([]byte, len("to everyone\n"))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "to everyone\n" {
+			t.Errorf("client %d read %q, %v; want the broadcast", i, got, err)
+		}
+	}
+	clients[0].Write([]byte("from a client\n"))
+	server.waitStdout("from a client\n")
+	server.stdin.Close()
+	for i, c := range append(clients, dial()) {
+		if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+			t.Errorf("client %d after stdin's end: read %q, %v; want EOF", i, rest, err)
+		}
+	}
+}
+
 // firstLines is the first n lines of s.
 func firstLines(s string, n int) string {
 	lines := strings.SplitAfterN(s, "\n", n+1)

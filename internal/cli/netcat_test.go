@@ -54,6 +54,8 @@ func TestNetcatBadInputExits2(t *testing.T) {
 		{"listen", "127.0.0.1", "-5"},
 		{"listen", "-u", "-e", "cat", "8080"},
 		{"listen", "-u", "-k", "8080"},
+		{"listen", "--broadcast", "8080"},
+		{"listen", "-k", "--broadcast", "-e", "cat", "8080"},
 		{"listen", "-4", "::1", "8080"},
 		{"listen", "-4", "-6", "8080"},
 		{"listen", "", "8080"},
