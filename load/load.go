@@ -30,6 +30,10 @@ type Spec struct {
 	To []netip.AddrPort
 	// Conns is how many connections to open.
 	Conns int
+	// UDP connects datagram sockets instead: connect() picks the source
+	// port and holds the four-tuple, and sends nothing, so no sink is
+	// needed. Established then counts connected sockets.
+	UDP bool
 	// Policy picks the local port; the zero Policy is dial.Shared with
 	// From and dial.Kernel without.
 	Policy dial.Policy
@@ -57,6 +61,7 @@ type Spec struct {
 
 // Report is the result of a run.
 type Report struct {
+	Proto       string         `json:"proto"` // "tcp" or "udp"
 	Policy      string         `json:"policy"`
 	From        string         `json:"from,omitempty"`
 	To          []string       `json:"to"`
@@ -166,7 +171,7 @@ func (s Spec) jobs() []job {
 		if i < s.Conns%n {
 			conns++
 		}
-		j := job{Policy: s.Policy.String(), Conns: conns, First: first, Hold: s.Hold,
+		j := job{UDP: s.UDP, Policy: s.Policy.String(), Conns: conns, First: first, Hold: s.Hold,
 			Timeout: s.Timeout, Concurrency: s.Concurrency, StopAfter: s.StopAfter}
 		if s.From.IsValid() {
 			j.From = s.From.String()
@@ -200,6 +205,10 @@ func Run(ctx context.Context, spec Spec) (Report, error) {
 	results := g.collect(ctx, spec.Progress)
 	r := summarize(results)
 	r.Policy, r.Requested, r.Workers = spec.Policy.String(), spec.Conns, len(jobs)
+	r.Proto = "tcp"
+	if spec.UDP {
+		r.Proto = "udp"
+	}
 	r.From, r.To = jobs[0].From, jobs[0].To
 	r.Interrupted = ctx.Err() != nil || len(results) < len(jobs)
 	if spec.Opened != nil {

@@ -28,6 +28,7 @@ func init() { reexec.Register(workerName, workerMain) }
 // job is a worker's task, its only argument (JSON).
 type job struct {
 	Sink        bool          `json:"sink,omitempty"`
+	UDP         bool          `json:"udp,omitempty"`
 	From        string        `json:"from,omitempty"`
 	Policy      string        `json:"policy,omitempty"`
 	To          []string      `json:"to,omitempty"`
@@ -173,7 +174,7 @@ func (s *dialState) record(ctx context.Context, j job, di int, c net.Conn, took 
 	if err == nil {
 		s.conns = append(s.conns, c)
 		s.lat = append(s.lat, took.Microseconds())
-		s.ports[uint16(c.LocalAddr().(*net.TCPAddr).Port)] = true
+		s.ports[addrPort(c.LocalAddr()).Port()] = true
 		s.dests[di].repeats = 0
 		return
 	}
@@ -208,6 +209,10 @@ func runDialWorker(ctx context.Context, j job, out *msgWriter, release <-chan st
 	}
 	s := &dialState{conns: make([]net.Conn, 0, j.Conns), lat: make([]int64, 0, j.Conns),
 		ports: map[uint16]bool{}, errs: map[string]int{}, dests: make([]destState, len(j.To))}
+	network := "tcp"
+	if j.UDP {
+		network = "udp"
+	}
 	var next atomic.Int64
 	defer func() { closeAll(s.conns) }()
 	start, cpuStart := time.Now(), cpuTime()
@@ -238,7 +243,7 @@ func runDialWorker(ctx context.Context, j job, out *msgWriter, release <-chan st
 					continue
 				}
 				t0 := time.Now()
-				c, err := d.DialContext(ctx, "tcp", j.To[di])
+				c, err := d.DialContext(ctx, network, j.To[di])
 				s.record(ctx, j, di, c, time.Since(t0), err)
 			}
 		}()
@@ -265,6 +270,17 @@ func runDialWorker(ctx context.Context, j job, out *msgWriter, release <-chan st
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// addrPort is a TCP or UDP socket's address.
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // closeAll closes conns with a reset (SO_LINGER 0) rather than a FIN, so a

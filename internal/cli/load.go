@@ -36,6 +36,7 @@ type loadOptions struct {
 	Timeout     time.Duration
 	Concurrency int
 	StopAfter   int
+	UDP         bool
 }
 
 func newLoadCmd(s Streams) *cobra.Command {
@@ -55,6 +56,10 @@ the default with --from), fixed:PORT (SO_REUSEADDR+SO_REUSEPORT on one port),
 range:LO-HI (IP_LOCAL_PORT_RANGE per socket). A destination is given up after
 --stop-after identical errors in a row (an exhausted policy).
 
+With -u, the sockets are UDP: connect() picks the source port by the policy and
+holds the four-tuple without sending anything, so no sink is needed, and the report
+counts connected sockets (UDP's port budget: DNS clients, QUIC, statsd).
+
 With --listen, tuple load is the sink: --procs processes share the port with
 SO_REUSEPORT, accept and hold connections for --hold, then exit.`,
 		Args: cobra.NoArgs,
@@ -62,6 +67,9 @@ SO_REUSEPORT, accept and hold connections for --hold, then exit.`,
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if o.Listen != "" {
+				if o.UDP {
+					return usageError("load: --listen with -u: a UDP load needs no sink (connect() sends nothing)")
+				}
 				return runSink(ctx, o, s)
 			}
 			return runLoad(ctx, o, s)
@@ -73,6 +81,7 @@ SO_REUSEPORT, accept and hold connections for --hold, then exit.`,
 	f.IntVar(&o.Conns, "conns", 0, "connections to open")
 	f.StringVar(&o.Policy, "policy", "", "kernel|bind|shared|fixed:PORT|range:LO-HI (default shared with --from, kernel without)")
 	f.DurationVar(&o.Hold, "hold", 0, "how long to hold the connections once opened (the sink: how long to run)")
+	f.BoolVarP(&o.UDP, "udp", "u", false, "connect UDP sockets (each holds a four-tuple; nothing is sent)")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON object")
 	f.StringVar(&o.Listen, "listen", "", "be the sink: accept and hold connections on ADDR:PORT")
 	f.IntVar(&o.Procs, "procs", 4, "sink processes sharing the port")
@@ -94,7 +103,7 @@ func perProcUsage() string {
 
 // spec checks the flags of a client run and makes its load.Spec.
 func (o loadOptions) spec() (load.Spec, error) {
-	sp := load.Spec{Conns: o.Conns, Hold: o.Hold, Timeout: o.Timeout, Concurrency: o.Concurrency, StopAfter: o.StopAfter}
+	sp := load.Spec{Conns: o.Conns, UDP: o.UDP, Hold: o.Hold, Timeout: o.Timeout, Concurrency: o.Concurrency, StopAfter: o.StopAfter}
 	var err error
 	// The policy first: a wrong one is the error to name, whatever else
 	// is missing.
@@ -156,8 +165,13 @@ func writeLoadText(out io.Writer, r load.Report) error {
 	if from == "" {
 		from = "(kernel's choice)"
 	}
-	fmt.Fprintf(w, "policy %s from %s to %d destination(s): %d of %d connections established at once\n",
-		r.Policy, from, len(r.To), r.Established, r.Requested)
+	if r.Proto == "udp" {
+		fmt.Fprintf(w, "policy %s from %s to %d destination(s): %d of %d UDP sockets connected at once\n",
+			r.Policy, from, len(r.To), r.Established, r.Requested)
+	} else {
+		fmt.Fprintf(w, "policy %s from %s to %d destination(s): %d of %d connections established at once\n",
+			r.Policy, from, len(r.To), r.Established, r.Requested)
+	}
 	if len(r.Errors) > 0 {
 		names := make([]string, 0, len(r.Errors))
 		for k := range r.Errors {
@@ -191,7 +205,11 @@ func runLoad(ctx context.Context, o loadOptions, s Streams) error {
 	if sp.Policy.Kind() == dial.KindRange {
 		warnPortRangeIgnored(s.Err, "--policy "+o.Policy, sp.Policy.Ports())
 	}
-	show := progressLine(s.Err, "established", o.Conns)
+	done := "established"
+	if o.UDP {
+		done = "connected"
+	}
+	show := progressLine(s.Err, done, o.Conns)
 	sp.Stderr, sp.Progress = s.Err, show
 	var outErr error
 	sp.Opened = func(r load.Report) error {

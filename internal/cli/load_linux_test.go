@@ -72,6 +72,51 @@ func decodeReport(t *testing.T, out []byte) load.Report {
 	return r
 }
 
+// tuple load -u with each policy in a namespace with a 10-port range and
+// two destinations, no sink: a UDP port is never shared across
+// destinations, with IP_BIND_ADDRESS_NO_PORT neither (10 at most, where TCP
+// holds 20), while SO_REUSEPORT on one port connects every socket, to the
+// same destination too. Nothing is left behind afterwards.
+func TestLoadUDPEndToEnd(t *testing.T) {
+	netnstest.RequireRoot(t)
+	bin := tupleBinary(t)
+	ns := netnstest.New(t, "10.0.0.1/32", "10.0.1.1/32", "10.0.1.2/32")
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40009")
+	for _, tc := range []struct {
+		policy, from string
+		connected    int
+		errno        string
+		localPorts   int
+	}{
+		{"kernel", "", 10, "EAGAIN", 10},
+		{"bind", "10.0.0.1", 10, "EADDRINUSE", 10},
+		{"shared", "10.0.0.1", 10, "EAGAIN", 10},
+		{"fixed:5000", "10.0.0.1", 30, "", 1},
+		{"range:40004-40004", "10.0.0.1", 1, "EAGAIN", 1},
+	} {
+		args := []string{"load", "-u", "--to", "10.0.1.1:8080,10.0.1.2:8080", "--conns", "30", "--policy", tc.policy,
+			"--hold", "100ms", "--per-proc", "12", "--stop-after", "3", "--json"}
+		if tc.from != "" {
+			args = append(args, "--from", tc.from)
+		}
+		out, err := ns.Command(context.Background(), bin, args...).Output()
+		if err != nil {
+			t.Fatalf("tuple %s: %v", strings.Join(args, " "), err)
+		}
+		r := decodeReport(t, out)
+		if r.Proto != "udp" || r.Established != tc.connected || r.LocalPorts != tc.localPorts {
+			t.Errorf("%s: %s, %d connected with %d local ports, want udp, %d with %d",
+				tc.policy, r.Proto, r.Established, r.LocalPorts, tc.connected, tc.localPorts)
+		}
+		if (tc.errno == "" && len(r.Errors) != 0) || (tc.errno != "" && (r.Errors[tc.errno] == 0 || len(r.Errors) != 1)) {
+			t.Errorf("%s: errors %v, want only %q", tc.policy, r.Errors, tc.errno)
+		}
+		if got := strings.TrimSpace(ns.Run(t, "ss", "-Huan")); got != "" {
+			t.Errorf("%s: sockets left after tuple load -u ended:\n%s", tc.policy, got)
+		}
+	}
+}
+
 // tuple load with each policy in a namespace with a 10-port range and two
 // destinations: shared holds 20 at once, bind stops at 10, and nothing is
 // left behind afterwards.

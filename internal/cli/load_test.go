@@ -27,6 +27,8 @@ func TestLoadBadInputExits2(t *testing.T) {
 		{"load", "--listen", "127.0.0.1", "--hold", "1s"},
 		{"load", "--listen", "127.0.0.1:9", "--hold", "1s", "--procs", "0"},
 		{"load", "--listen", "127.0.0.1:9", "--hold", "1s", "--to", "127.0.0.1:80"},
+		{"load", "-u", "--listen", "127.0.0.1:9", "--hold", "1s"},
+		{"load", "-u", "--to", "127.0.0.1:80", "--conns", "0"},
 		{"load", "--to", "127.0.0.1:80", "--conns", "x"},
 		{"load", "--to", "127.0.0.1:80", "--conns", "100000", "--per-proc", "10"},
 	} {
