@@ -447,21 +447,14 @@ func (p *connectPlan) scanUDP(ctx context.Context, s Streams) error {
 		if p.opts.verbose {
 			warnf(s.Err, "probing %s (udp)\n", fourTuple(conn))
 		}
-		state, err := probeUDP(conn, wait)
-		if err == nil && state == udpSilent {
-			if err := budget.take(ctx); err != nil {
-				conn.Close()
-				return err
-			}
-			state, err = probeUDP(conn, wait)
-		}
+		state, err := probeUDPTwice(ctx, conn, wait, budget)
+		local, remote := addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
 		conn.Close()
-		if err != nil {
-			var remote netip.AddrPort
-			if a, perr := netip.ParseAddr(p.host); perr == nil {
-				remote = netip.AddrPortFrom(a, port)
-			}
-			return reportNetFailure(s.Err, newNetFailure("probe", p.proto, p.local, remote, err))
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			return reportNetFailure(s.Err, newNetFailure("probe", p.proto, local, remote, err))
 		}
 		anyOpen = anyOpen || !strings.HasPrefix(state, "closed")
 		if _, err := fmt.Fprintf(s.Out, "%s %d/udp %s\n", p.host, port, state); err != nil {
@@ -472,6 +465,19 @@ func (p *connectPlan) scanUDP(ctx context.Context, s Streams) error {
 		return exitCode(exitFailure)
 	}
 	return nil
+}
+
+// probeUDPTwice is probeUDP, once more within the budget when the port
+// answered nothing.
+func probeUDPTwice(ctx context.Context, conn net.Conn, wait time.Duration, budget *icmpBudget) (string, error) {
+	state, err := probeUDP(conn, wait)
+	if err != nil || state != udpSilent {
+		return state, err
+	}
+	if err := budget.take(ctx); err != nil {
+		return "", err
+	}
+	return probeUDP(conn, wait)
 }
 
 // udpSilent is the state of a port that answered nothing.
