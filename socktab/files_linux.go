@@ -48,40 +48,53 @@ func (o *ownerFiles) abandon() {
 // wants them. The sockets are sorted by inode and each descriptor found by
 // binary search, then the hits grouped by a counting sort: no map over a
 // table of any size, and none of the three comparison sorts (descriptors,
-// hits) that took a sixth of tuple ls -tap at 10,000 sockets.
+// hits) that took a sixth of tuple ls -tap at 10,000 sockets. The first
+// pass only counts, so the hits are written once, straight into their
+// groups: each array here is fresh memory, which costs as much as the
+// work on a virtual machine (see recvBatch).
 func joinFiles(files []sockfacts.File, socks []Socket) []ownerHit {
 	type byInode struct {
 		inode uint64
-		index int
+		index int32
 	}
 	idx := make([]byInode, 0, len(socks))
 	for i := range socks {
 		if socks[i].Inode != 0 {
-			idx = append(idx, byInode{socks[i].Inode, i})
+			idx = append(idx, byInode{socks[i].Inode, int32(i)})
 		}
 	}
 	slices.SortFunc(idx, func(a, b byInode) int { return cmp.Compare(a.inode, b.inode) })
-	// Hits in descriptor order; ends[i+1] counts socket i's.
-	found := make([]ownerHit, 0, len(files))
-	ends := make([]int, len(socks)+1)
-	for _, f := range files {
-		i, _ := slices.BinarySearchFunc(idx, f.Inode, func(e byInode, ino uint64) int { return cmp.Compare(e.inode, ino) })
+	// first[k] is where file k's sockets begin in idx, -1 for none;
+	// ends[i+1] counts socket i's hits.
+	first := make([]int32, len(files))
+	ends := make([]int32, len(socks)+1)
+	n := 0
+	for k, f := range files {
+		i, ok := slices.BinarySearchFunc(idx, f.Inode, func(e byInode, ino uint64) int { return cmp.Compare(e.inode, ino) })
+		if !ok {
+			first[k] = -1
+			continue
+		}
+		first[k] = int32(i)
 		for ; i < len(idx) && idx[i].inode == f.Inode; i++ {
-			found = append(found, ownerHit{index: idx[i].index, pid: int(f.PID), fd: int(f.FD)})
 			ends[idx[i].index+1]++
+			n++
 		}
 	}
 	for i := 1; i < len(ends); i++ {
 		ends[i] += ends[i-1]
 	}
-	// Grouped by socket (stable: ends[i] walks from group i's start to
-	// its end), then each group, usually of one, by pid and fd.
-	hits := make([]ownerHit, len(found))
-	for _, h := range found {
-		hits[ends[h.index]] = h
-		ends[h.index]++
+	// Grouped by socket in descriptor order (ends[i] walks from group i's
+	// start to its end), then each group, usually of one, by pid and fd.
+	hits := make([]ownerHit, n)
+	for k, f := range files {
+		for i := int(first[k]); i >= 0 && i < len(idx) && idx[i].inode == f.Inode; i++ {
+			s := idx[i].index
+			hits[ends[s]] = ownerHit{index: s, pid: f.PID, fd: f.FD}
+			ends[s]++
+		}
 	}
-	start := 0
+	start := int32(0)
 	for _, end := range ends[:len(socks)] {
 		if end-start > 1 {
 			slices.SortFunc(hits[start:end], func(a, b ownerHit) int {

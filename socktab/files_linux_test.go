@@ -75,7 +75,7 @@ func TestJoinFilesMatchesMapJoin(t *testing.T) {
 		var want []ownerHit
 		for _, f := range files {
 			for _, i := range byInode[f.Inode] {
-				want = append(want, ownerHit{index: i, pid: int(f.PID), fd: int(f.FD)})
+				want = append(want, ownerHit{index: int32(i), pid: f.PID, fd: f.FD})
 			}
 		}
 		slices.SortFunc(want, func(a, b ownerHit) int {

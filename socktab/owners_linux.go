@@ -15,9 +15,9 @@ import (
 
 // ownerHit is one descriptor that refers to a wanted socket.
 type ownerHit struct {
-	index int // into the sockets slice
-	pid   int
-	fd    int
+	index int32 // into the sockets slice
+	pid   int32
+	fd    int32
 }
 
 // findOwners reads the link of every descriptor of every process under
@@ -219,7 +219,7 @@ func (sc *fdScanner) readlinks(d bigDir, names []string, want map[uint64]int, hi
 			continue
 		}
 		if idx, ok := want[inode]; ok {
-			hits = append(hits, ownerHit{index: idx, pid: d.pid, fd: fd})
+			hits = append(hits, ownerHit{index: int32(idx), pid: int32(d.pid), fd: int32(fd)})
 		}
 	}
 	return hits
@@ -240,12 +240,13 @@ func attachOwners(procRoot string, socks []Socket, hits []ownerHit) {
 	all := make([]Owner, len(hits))
 	comms := make(map[int]string)
 	for i, h := range hits {
-		comm, ok := comms[h.pid]
+		pid := int(h.pid)
+		comm, ok := comms[pid]
 		if !ok {
-			comm = readComm(procRoot, h.pid)
-			comms[h.pid] = comm
+			comm = readComm(procRoot, pid)
+			comms[pid] = comm
 		}
-		all[i] = Owner{PID: h.pid, Comm: comm, FD: h.fd}
+		all[i] = Owner{PID: pid, Comm: comm, FD: int(h.fd)}
 	}
 	for start := 0; start < len(hits); {
 		end := start + 1

@@ -638,7 +638,7 @@ func TestSnapshotRows(t *testing.T) {
 }
 
 // TestDumpOverSeveralBatches: a dump longer than several receive batches
-// (recvBatch, each a few datagrams) lists every socket once, through both
+// (recvBatch, two datagrams each) lists every socket once, through both
 // decoders.
 func TestDumpOverSeveralBatches(t *testing.T) {
 	ns := netnstest.New(t)
