@@ -767,9 +767,9 @@ func readChunks(read func([]byte) (int, error), n int, free <-chan []byte, full 
 // 32 KiB a BPF iterator's read returns at most, so that a chunk is handed
 // on after two reads or more. A scan's buffer holds scanBuffers of them:
 // one being read, the others being decoded or waiting to be. Not larger:
-// a one-shot command's buffer is fresh memory, and a fresh page costs
-// 5-10 us on a virtual machine that shadows the guest's page tables, and
-// three 256 KiB chunks are 192 pages where these are 48.
+// a one-shot command's buffer is fresh memory, where a page costs 5-10 us
+// on a virtual machine that shadows the guest's page tables (see socktab's
+// recvBatch); three 256 KiB chunks are 192 pages, these 48.
 const (
 	scanChunk   = 64 << 10
 	scanBuffers = 3

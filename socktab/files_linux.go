@@ -88,7 +88,10 @@ func joinFiles(files []sockfacts.File, socks []Socket) []ownerHit {
 	// start to its end), then each group, usually of one, by pid and fd.
 	hits := make([]ownerHit, n)
 	for k, f := range files {
-		for i := int(first[k]); i >= 0 && i < len(idx) && idx[i].inode == f.Inode; i++ {
+		if first[k] < 0 {
+			continue
+		}
+		for i := int(first[k]); i < len(idx) && idx[i].inode == f.Inode; i++ {
 			s := idx[i].index
 			hits[ends[s]] = ownerHit{index: s, pid: f.PID, fd: f.FD}
 			ends[s]++
