@@ -181,10 +181,8 @@ func Sysctls(procRoot string, host *rules.Host) (notes []string, err error) {
 	// The UDP hash's size (6.2 and later; negative in a namespace that
 	// shares the host's table). Older kernels tell only their boot log:
 	// the size stays unknown, without a note, as it is on most kernels.
-	if b, err := os.ReadFile(filepath.Join(procRoot, "sys", "net/ipv4/udp_hash_entries")); err == nil {
-		if n, err := parseInt(b); err == nil {
-			host.UDPHashSlots = max(n, -n)
-		}
+	if n, err := SysctlInt(procRoot, "net/ipv4/udp_hash_entries"); err == nil {
+		host.UDPHashSlots = max(n, -n)
 	}
 	// ip_unprivileged_port_start may be 0..65536 in the kernel; anything
 	// above 65535 means every port is privileged.

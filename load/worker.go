@@ -17,6 +17,7 @@ import (
 
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/internal/reexec"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -174,7 +175,7 @@ func (s *dialState) record(ctx context.Context, j job, di int, c net.Conn, took 
 	if err == nil {
 		s.conns = append(s.conns, c)
 		s.lat = append(s.lat, took.Microseconds())
-		s.ports[addrPort(c.LocalAddr()).Port()] = true
+		s.ports[sockaddr.OfNet(c.LocalAddr()).Port()] = true
 		s.dests[di].repeats = 0
 		return
 	}
@@ -270,17 +271,6 @@ func runDialWorker(ctx context.Context, j job, out *msgWriter, release <-chan st
 	case <-ctx.Done():
 	}
 	return nil
-}
-
-// addrPort is a TCP or UDP socket's address.
-func addrPort(a net.Addr) netip.AddrPort {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.AddrPort()
-	case *net.UDPAddr:
-		return a.AddrPort()
-	}
-	return netip.AddrPort{}
 }
 
 // closeAll closes conns with a reset (SO_LINGER 0) rather than a FIN, so a

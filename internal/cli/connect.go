@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/relay"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -338,7 +339,7 @@ func (p *connectPlan) dial(ctx context.Context, port uint16) (net.Conn, *netFail
 }
 
 func fourTuple(c net.Conn) string {
-	return formatAddrPort(addrPortOf(c.LocalAddr())) + " -> " + formatAddrPort(addrPortOf(c.RemoteAddr()))
+	return formatAddrPort(sockaddr.OfNet(c.LocalAddr())) + " -> " + formatAddrPort(sockaddr.OfNet(c.RemoteAddr()))
 }
 
 // run connects and relays stdin/stdout until the session ends.
@@ -448,7 +449,7 @@ func (p *connectPlan) scanUDP(ctx context.Context, s Streams) error {
 			warnf(s.Err, "probing %s (udp)\n", fourTuple(conn))
 		}
 		state, err := probeUDPTwice(ctx, conn, wait, budget)
-		local, remote := addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
+		local, remote := sockaddr.OfNet(conn.LocalAddr()), sockaddr.OfNet(conn.RemoteAddr())
 		conn.Close()
 		switch {
 		case ctx.Err() != nil:
@@ -456,7 +457,7 @@ func (p *connectPlan) scanUDP(ctx context.Context, s Streams) error {
 		case err != nil:
 			return reportNetFailure(s.Err, newNetFailure("probe", p.proto, local, remote, err))
 		}
-		anyOpen = anyOpen || !strings.HasPrefix(state, "closed")
+		anyOpen = anyOpen || state != udpClosed
 		if _, err := fmt.Fprintf(s.Out, "%s %d/udp %s\n", p.host, port, state); err != nil {
 			return writeFailed(err)
 		}
@@ -480,8 +481,12 @@ func probeUDPTwice(ctx context.Context, conn net.Conn, wait time.Duration, budge
 	return probeUDP(conn, wait)
 }
 
-// udpSilent is the state of a port that answered nothing.
-const udpSilent = "open|filtered (no answer)"
+// The states of a port that answered nothing, and of one the kernel
+// refused.
+const (
+	udpSilent = "open|filtered (no answer)"
+	udpClosed = "closed (connection refused)"
+)
 
 // probeUDP sends an empty datagram on conn and waits up to wait for an
 // answer. Errors other than the refusal are returned (a host or network
@@ -489,7 +494,7 @@ const udpSilent = "open|filtered (no answer)"
 func probeUDP(conn net.Conn, wait time.Duration) (state string, err error) {
 	if _, err := conn.Write(nil); err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return "closed (connection refused)", nil
+			return udpClosed, nil
 		}
 		return "", err
 	}
@@ -502,7 +507,7 @@ func probeUDP(conn net.Conn, wait time.Duration) (state string, err error) {
 	case err == nil:
 		return "open", nil
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "closed (connection refused)", nil
+		return udpClosed, nil
 	case isTimeout(err):
 		return udpSilent, nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/relay"
 	"github.com/tuple-net/tuple/sockopt"
@@ -331,7 +332,7 @@ func (p *listenPlan) serveTCP(ctx context.Context, s Streams) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("accept on %s: %s", formatAddrPort(addrPortOf(ln.Addr())), describeErr(err))
+			return fmt.Errorf("accept on %s: %s", formatAddrPort(sockaddr.OfNet(ln.Addr())), describeErr(err))
 		}
 		ln.Close() // one connection only, like nc -l
 		return p.handle(ctx, conn, s.In, s.Out, errOut, nil)
@@ -486,7 +487,7 @@ func (c *connSlots) release() { <-c.slots }
 // handle serves one accepted connection: a command with -e, else a relay
 // with in/out (in is nil with -k: clients only talk to stdout).
 func (p *listenPlan) handle(ctx context.Context, conn net.Conn, in io.Reader, out, errOut io.Writer, broadcastSent func() int64) error {
-	local, remote := addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
+	local, remote := sockaddr.OfNet(conn.LocalAddr()), sockaddr.OfNet(conn.RemoteAddr())
 	tuple := formatAddrPort(local) + " <- " + formatAddrPort(remote)
 	if p.opts.verbose {
 		warnf(errOut, "accepted %s (%s)\n", tuple, p.proto)
@@ -572,14 +573,14 @@ func (p *listenPlan) serveUDP(ctx context.Context, s Streams) error {
 	conn := &lastPeerConn{PacketConn: pc, known: make(chan struct{}), closed: make(chan struct{})}
 	if p.opts.verbose {
 		conn.onNewPeer = func(peer net.Addr) {
-			warnf(errOut, "peer %s <- %s (%s)\n", formatAddrPort(addrPortOf(pc.LocalAddr())), formatAddrPort(addrPortOf(peer)), p.proto)
+			warnf(errOut, "peer %s <- %s (%s)\n", formatAddrPort(sockaddr.OfNet(pc.LocalAddr())), formatAddrPort(sockaddr.OfNet(peer)), p.proto)
 		}
 	}
 	// Buffers that hold any datagram: a shorter read cuts it silently.
 	_, err = relay.Run(ctx, conn, s.In, s.Out, relay.Options{NoShutdown: true,
 		BufferSize: relay.DatagramBufferSize, InputChunk: relay.MaxDatagramInput})
 	if err != nil && ctx.Err() == nil {
-		return sessionFailed("udp "+formatAddrPort(addrPortOf(pc.LocalAddr())), err)
+		return sessionFailed("udp "+formatAddrPort(sockaddr.OfNet(pc.LocalAddr())), err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/sockopt"
 )
 
@@ -43,7 +44,7 @@ func (b boundAddr) String() string {
 // boundOf is where the socket behind sock (a listener or a packet conn,
 // addr its local address) is bound; for [::] it reads IPV6_V6ONLY.
 func boundOf(addr net.Addr, sock any) boundAddr {
-	b := boundAddr{ap: addrPortOf(addr)}
+	b := boundAddr{ap: sockaddr.OfNet(addr)}
 	if a := b.ap.Addr(); a.Is6() && a.IsUnspecified() {
 		b.dual = v6OnlyOff(sock)
 	}

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/tuple-net/tuple/internal/sockaddr"
+
 	"bytes"
 	"context"
 	"io"
@@ -142,7 +144,7 @@ func (b *broadcast) send(chunk []byte) {
 		case <-lag.Done():
 			b.leave(c)
 			warnf(b.errOut, "tuple: %s kept standard input waiting %v: left out of the broadcast\n",
-				formatAddrPort(addrPortOf(c.conn.RemoteAddr())), broadcastLag)
+				formatAddrPort(sockaddr.OfNet(c.conn.RemoteAddr())), broadcastLag)
 		}
 	}
 }

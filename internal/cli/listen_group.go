@@ -17,6 +17,7 @@ import (
 
 	"github.com/tuple-net/tuple/dial"
 	"github.com/tuple-net/tuple/handover"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/internal/syncio"
 	"github.com/tuple-net/tuple/internal/unixsock"
 	"github.com/tuple-net/tuple/reuseport"
@@ -283,7 +284,7 @@ func (p *listenPlan) acceptMember(ctx context.Context, end context.CancelCauseFu
 		}
 		if p.opts.verbose && n > 1 {
 			warnf(errOut, "member %d of %d took %s <- %s\n", idx, n,
-				formatAddrPort(addrPortOf(conn.LocalAddr())), formatAddrPort(addrPortOf(conn.RemoteAddr())))
+				formatAddrPort(sockaddr.OfNet(conn.LocalAddr())), formatAddrPort(sockaddr.OfNet(conn.RemoteAddr())))
 		}
 		conns.Add(1)
 		go func() {

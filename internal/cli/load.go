@@ -165,13 +165,9 @@ func writeLoadText(out io.Writer, r load.Report) error {
 	if from == "" {
 		from = "(kernel's choice)"
 	}
-	if r.Proto == "udp" {
-		fmt.Fprintf(w, "policy %s from %s to %d destination(s): %d of %d UDP sockets connected at once\n",
-			r.Policy, from, len(r.To), r.Established, r.Requested)
-	} else {
-		fmt.Fprintf(w, "policy %s from %s to %d destination(s): %d of %d connections established at once\n",
-			r.Policy, from, len(r.To), r.Established, r.Requested)
-	}
+	what, done := loadWords(r.Proto == "udp")
+	fmt.Fprintf(w, "policy %s from %s to %d destination(s): %d of %d %s %s at once\n",
+		r.Policy, from, len(r.To), r.Established, r.Requested, what, done)
 	if len(r.Errors) > 0 {
 		names := make([]string, 0, len(r.Errors))
 		for k := range r.Errors {
@@ -197,6 +193,14 @@ func writeLoadText(out io.Writer, r load.Report) error {
 	return w.Flush()
 }
 
+// loadWords names what a load holds and what holding one is called.
+func loadWords(udp bool) (what, done string) {
+	if udp {
+		return "UDP sockets", "connected"
+	}
+	return "connections", "established"
+}
+
 func runLoad(ctx context.Context, o loadOptions, s Streams) error {
 	sp, err := o.spec()
 	if err != nil {
@@ -205,10 +209,7 @@ func runLoad(ctx context.Context, o loadOptions, s Streams) error {
 	if sp.Policy.Kind() == dial.KindRange {
 		warnPortRangeIgnored(s.Err, "--policy "+o.Policy, sp.Policy.Ports())
 	}
-	done := "established"
-	if o.UDP {
-		done = "connected"
-	}
+	_, done := loadWords(o.UDP)
 	show := progressLine(s.Err, done, o.Conns)
 	sp.Stderr, sp.Progress = s.Err, show
 	var outErr error

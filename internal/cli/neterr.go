@@ -15,6 +15,7 @@ import (
 	"github.com/tuple-net/tuple/broker"
 	"github.com/tuple-net/tuple/hostmodel"
 	"github.com/tuple-net/tuple/inet"
+	"github.com/tuple-net/tuple/internal/sockaddr"
 	"github.com/tuple-net/tuple/rules"
 	"github.com/tuple-net/tuple/sockopt"
 )
@@ -318,33 +319,18 @@ func newNetFailure(op, network string, local, remote netip.AddrPort, err error) 
 	var oe *net.OpError
 	if errors.As(err, &oe) {
 		if !local.IsValid() || local.Port() == 0 {
-			if ap := addrPortOf(oe.Source); ap.IsValid() {
+			if ap := sockaddr.OfNet(oe.Source); ap.IsValid() {
 				local = ap
 			}
 		}
 		switch {
 		case op == "listen" && !local.IsValid():
-			local = addrPortOf(oe.Addr)
+			local = sockaddr.OfNet(oe.Addr)
 		case op != "listen" && !remote.IsValid():
-			remote = addrPortOf(oe.Addr)
+			remote = sockaddr.OfNet(oe.Addr)
 		}
 	}
 	return &netFailure{op: op, network: network, local: local, remote: remote, err: err}
-}
-
-// addrPortOf converts a TCP or UDP net.Addr; the zero AddrPort otherwise.
-func addrPortOf(a net.Addr) netip.AddrPort {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		if a != nil {
-			return unmapAddrPort(a.AddrPort())
-		}
-	case *net.UDPAddr:
-		if a != nil {
-			return unmapAddrPort(a.AddrPort())
-		}
-	}
-	return netip.AddrPort{}
 }
 
 func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {

@@ -1,8 +1,5 @@
 //go:build unix
 
-// Package sockaddr converts between netip.AddrPort and the unix.Sockaddr
-// the raw socket calls take and return, for the code that works on
-// descriptors (broker, lab's helper, the kernel tests) rather than net.
 package sockaddr
 
 import (
