@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,8 +68,7 @@ func TestScanReportsOpenAndClosed(t *testing.T) {
 
 // TestUDPScanReportsOpenClosedAndSilent: -zu tells a port that answers
 // (open), one the kernel refuses (closed) and one that stays silent
-// (open|filtered), and a range of 300 closed ports all as closed: the
-// probes keep within the kernel's budget of ICMP answers.
+// (open|filtered), and a range of 300 closed ports all as closed.
 func TestUDPScanReportsOpenClosedAndSilent(t *testing.T) {
 	needTuple(t)
 	ns := netnstest.New(t, "10.0.0.1/32")
@@ -103,6 +104,103 @@ func TestUDPScanReportsOpenClosedAndSilent(t *testing.T) {
 	if got := strings.Count(many.stdout.String(), "/udp closed (connection refused)\n"); got != 300 {
 		t.Errorf("UDP scan of 300 closed ports: %d reported closed; output starts %q", got, firstLines(many.stdout.String(), 3))
 	}
+}
+
+// TestUDPScanKeepsWithinICMPBudget: a -zu scan paces its probes by the
+// budget of ICMP errors its namespace's sysctls give, so a peer with that
+// budget or more never has to drop a port-unreachable answer: its
+// IcmpOutRateLimitGlobal counter stays where it was, and every closed port
+// shows closed. The peer is behind a veth pair: an answer to a datagram
+// that came in over loopback is outside the budget on newer kernels (6.18
+// here), so a scan of a local address cannot show it. Unpaced, the same
+// scan makes the peer drop answers (the counter moves; the second probe of
+// a silent port still finds most of them closed).
+func TestUDPScanKeepsWithinICMPBudget(t *testing.T) {
+	needTuple(t)
+	scanner, peer := netnstest.New(t), netnstest.New(t)
+	if _, err := os.Stat("/proc/sys/net/ipv4/icmp_msgs_burst"); err != nil {
+		t.Skipf("no ICMP budget sysctls: %v", err)
+	}
+	scanner.IP(t, "link", "add", "s0", "type", "veth", "peer", "name", "p0", "netns", peer.Name)
+	scanner.IP(t, "addr", "add", "10.0.1.1/24", "dev", "s0")
+	peer.IP(t, "addr", "add", "10.0.1.2/24", "dev", "p0")
+	scanner.IP(t, "link", "set", "s0", "up")
+	peer.IP(t, "link", "set", "p0", "up")
+	// The scan keeps to half its namespace's budget; the peer's is twice
+	// that again, so only a scan that ignores the budget can exhaust it.
+	// The peer's other limit, one answer a second per host after six, is
+	// off.
+	scanner.Sysctl(t, "net.ipv4.icmp_msgs_per_sec", "50")
+	scanner.Sysctl(t, "net.ipv4.icmp_msgs_burst", "4")
+	peer.Sysctl(t, "net.ipv4.icmp_msgs_per_sec", "100")
+	peer.Sysctl(t, "net.ipv4.icmp_msgs_burst", "10")
+	peer.Sysctl(t, "net.ipv4.icmp_ratelimit", "0")
+	if peer.Run(t, "cat", "/proc/sys/net/ipv4/icmp_msgs_burst") != "10\n" {
+		t.Skip("the ICMP budget is not each namespace's own on this kernel")
+	}
+	// A new namespace starts with the default burst (50 answers) in hand:
+	// spent here, by datagrams to a closed port, so the scan meets the
+	// budget of 10 at once.
+	err := scanner.Do(func() error {
+		c, err := net.ListenPacket("udp4", "10.0.1.1:0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to := &net.UDPAddr{IP: net.IPv4(10, 0, 1, 2), Port: 39999}
+		for range 200 {
+			if _, err := c.WriteTo(nil, to); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	before := icmpRateLimited(t, peer)
+	if before == 0 {
+		t.Fatal("the peer dropped no answer to 200 datagrams: its budget is not the one this test set")
+	}
+	scan := startIn(t, scanner, false, "tuple", "connect", "-zu", "-w", "200ms", "10.0.1.2", "40000-40039").run(nil)
+	if code := scan.wait(60 * time.Second); code != 1 {
+		t.Errorf("UDP scan of closed ports exited %d, want 1 (like nc): %s", code, scan.stderr.String())
+	}
+	if got := strings.Count(scan.stdout.String(), "/udp closed (connection refused)\n"); got != 40 {
+		t.Errorf("UDP scan of 40 closed ports: %d reported closed; output starts %q", got, firstLines(scan.stdout.String(), 3))
+	}
+	if dropped := icmpRateLimited(t, peer) - before; dropped != 0 {
+		t.Errorf("the peer dropped %d port-unreachable answers over its budget during the scan: the probes did not keep to it", dropped)
+	}
+}
+
+// icmpRateLimited is ns's count of ICMP errors its kernel did not send
+// for want of budget (Icmp OutRateLimitGlobal in /proc/net/snmp).
+func icmpRateLimited(t *testing.T, ns *netnstest.NS) int {
+	t.Helper()
+	var names []string
+	for line := range strings.Lines(ns.Run(t, "cat", "/proc/net/snmp")) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Icmp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "OutRateLimitGlobal" && i < len(f) {
+				n, err := strconv.Atoi(f[i])
+				if err != nil {
+					t.Fatalf("/proc/net/snmp: Icmp OutRateLimitGlobal %q: %v", f[i], err)
+				}
+				return n
+			}
+		}
+	}
+	t.Skip("this kernel does not count ICMP errors dropped over the budget (Icmp OutRateLimitGlobal)")
+	return 0
 }
 
 // wantScan checks a scan of 10.0.0.1 20-30 that found some port open: it
