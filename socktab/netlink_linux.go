@@ -74,11 +74,16 @@ func dump[T element](ctx context.Context, q Query, parse func([]byte, inet.Proto
 	// Three receive buffers: one being filled, one being decoded, one
 	// spare; a batch of datagrams each when the table is large enough to
 	// fill them (an inet_diag message is about 100 bytes), one otherwise.
+	// A dump that fits in one datagram (a scrape's bound-only sockets, its
+	// UDP table) has nothing to overlap: one buffer.
 	size := recvBufSize
 	if est*100 > 2*recvBatch {
 		size = recvBatch
 	}
-	bufs := [][]byte{make([]byte, size), make([]byte, size), make([]byte, size)}
+	bufs := [][]byte{make([]byte, size)}
+	if est*100 > recvBufSize {
+		bufs = append(bufs, make([]byte, size), make([]byte, size))
+	}
 	states := q.States
 	if q.Filter != nil && q.Filter.States != 0 {
 		states &= q.Filter.States
