@@ -227,10 +227,33 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 
 // sourceFor returns the local address the kernel's route lookup picks for
 // a connection to peer from a socket bound to device dev (0: none) and to
-// address src (invalid: none; bound with IP_FREEBIND, so that an address
-// not yet local is looked up as well): it connects a UDP socket, which
-// sends nothing, and reads its address.
-func sourceFor(peer netip.Addr, dev int, src netip.Addr) (netip.Addr, error) {
+// src (an invalid address: none; bound with IP_FREEBIND, so that an
+// address not yet local is looked up as well): it connects a UDP socket,
+// which sends nothing, and reads its address. The probe has the
+// connection's ports, so that policy routing by port (ip rule dport,
+// sport) sees what the connect() would: peer's port, and src's when the
+// UDP port is free (a port held by a UDP socket is looked up without).
+// Its protocol is UDP's (ip rule ipproto tcp does not see it).
+func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
+	local, err := probeSource(peer, dev, src)
+	var se *os.SyscallError
+	if src.Port() != 0 && errors.As(err, &se) && se.Syscall == bindProbeCall {
+		// The UDP port is held, or privileged to the caller: looked
+		// up without it.
+		local, err = probeSource(peer, dev, netip.AddrPortFrom(src.Addr(), 0))
+	}
+	return local, err
+}
+
+// bindProbeCall names the probe's bind in its errors.
+const bindProbeCall = "bind (route lookup)"
+
+// probeSource is one probe of sourceFor.
+func probeSource(peerPort netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
+	peer, port := peerPort.Addr(), int(peerPort.Port())
+	if port == 0 {
+		port = 9 // discard: a port is needed, any will do
+	}
 	family := syscall.AF_INET
 	if !peer.Unmap().Is4() {
 		family = syscall.AF_INET6
@@ -250,9 +273,9 @@ func sourceFor(peer netip.Addr, dev int, src netip.Addr) (netip.Addr, error) {
 	}
 	var sa syscall.Sockaddr
 	if family == syscall.AF_INET {
-		sa = &syscall.SockaddrInet4{Addr: peer.Unmap().As4(), Port: 9}
+		sa = &syscall.SockaddrInet4{Addr: peer.Unmap().As4(), Port: port}
 	} else {
-		sa = &syscall.SockaddrInet6{Addr: peer.As16(), Port: 9, ZoneId: uint32(rules.ZoneDev(peer))}
+		sa = &syscall.SockaddrInet6{Addr: peer.As16(), Port: port, ZoneId: uint32(rules.ZoneDev(peer))}
 	}
 	if err := syscall.Connect(fd, sa); err != nil {
 		return netip.Addr{}, os.NewSyscallError("connect (route lookup)", err)
@@ -270,25 +293,38 @@ func sourceFor(peer netip.Addr, dev int, src netip.Addr) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("getsockname: unexpected address %T", local)
 }
 
-// bindProbe binds sourceFor's socket fd to src with port 0, when src is
-// valid and of the socket's family (an IPv4 source for an IPv4 peer).
-func bindProbe(fd, family int, src netip.Addr) error {
-	var sa syscall.Sockaddr
-	switch {
-	case !src.IsValid():
-		return nil
-	case family == syscall.AF_INET && src.Unmap().Is4():
-		sa = &syscall.SockaddrInet4{Addr: src.Unmap().As4()}
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_IP, unix.IP_FREEBIND, 1); err != nil {
-			return os.NewSyscallError("setsockopt IP_FREEBIND", err)
-		}
-	case family == syscall.AF_INET6 && !src.Unmap().Is4():
-		sa = &syscall.SockaddrInet6{Addr: src.As16(), ZoneId: uint32(rules.ZoneDev(src))}
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_IPV6, unix.IPV6_FREEBIND, 1); err != nil {
-			return os.NewSyscallError("setsockopt IPV6_FREEBIND", err)
-		}
-	default:
+// bindProbe binds sourceFor's socket fd to src: to its address when that
+// is a specific one of the socket's family (an IPv4 source for an IPv4
+// peer), with IP_FREEBIND, and to its port, on the wildcard address when
+// the address is not a specific one.
+func bindProbe(fd, family int, src netip.AddrPort) error {
+	addr, port := src.Addr().Unmap(), int(src.Port())
+	specific := addr.IsValid() && !addr.IsUnspecified()
+	if specific && addr.Is4() != (family == syscall.AF_INET) {
+		specific = false // the other family's address: the socket cannot take it
+	}
+	if !specific && port == 0 {
 		return nil
 	}
-	return os.NewSyscallError("bind (route lookup)", syscall.Bind(fd, sa))
+	var sa syscall.Sockaddr
+	if family == syscall.AF_INET {
+		sa4 := &syscall.SockaddrInet4{Port: port}
+		if specific {
+			sa4.Addr = addr.As4()
+			if err := syscall.SetsockoptInt(fd, syscall.SOL_IP, unix.IP_FREEBIND, 1); err != nil {
+				return os.NewSyscallError("setsockopt IP_FREEBIND", err)
+			}
+		}
+		sa = sa4
+	} else {
+		sa6 := &syscall.SockaddrInet6{Port: port}
+		if specific {
+			sa6.Addr, sa6.ZoneId = src.Addr().As16(), uint32(rules.ZoneDev(src.Addr()))
+			if err := syscall.SetsockoptInt(fd, syscall.SOL_IPV6, unix.IPV6_FREEBIND, 1); err != nil {
+				return os.NewSyscallError("setsockopt IPV6_FREEBIND", err)
+			}
+		}
+		sa = sa6
+	}
+	return os.NewSyscallError(bindProbeCall, syscall.Bind(fd, sa))
 }

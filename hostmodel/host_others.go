@@ -15,7 +15,7 @@ func localAddrs() ([]netip.Prefix, []rules.ScopedAddr, error) {
 }
 
 // sourceFor needs Linux.
-func sourceFor(peer netip.Addr, dev int, src netip.Addr) (netip.Addr, error) {
+func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 

@@ -158,12 +158,13 @@ func (p Plan) String() string {
 // It runs in the calling thread's network namespace.
 func ResolveSource(p *Plan) error {
 	var bound netip.Addr // a specific address the plan binds first
+	var boundPort uint16
 	dev := p.Socket.Dev
 	for i := range p.Ops {
 		op := &p.Ops[i]
 		switch op.Kind {
 		case rules.OpBind:
-			bound = op.Addr.Addr()
+			bound, boundPort = op.Addr.Addr(), op.Addr.Port()
 			if bound.Unmap().IsUnspecified() {
 				bound = netip.Addr{}
 			}
@@ -171,12 +172,13 @@ func ResolveSource(p *Plan) error {
 				dev = d // the scope becomes the socket's device
 			}
 		case rules.OpConnect:
-			// The route is looked up from the bound address, as the
-			// kernel does (policy routing may choose by source: ip rule
-			// from); a fix that binds another address looks again
+			// The route is looked up from the bound address and port
+			// to the peer's port, as the kernel does (policy routing
+			// may choose by source or port: ip rule from, sport,
+			// dport); a fix that binds another address looks again
 			// (rerouted).
 			op.Source, op.RouteErr = netip.Addr{}, 0
-			src, err := sourceFor(op.Addr.Addr(), dev, bound)
+			src, err := sourceFor(op.Addr, dev, netip.AddrPortFrom(bound, boundPort))
 			if errno := syscall.Errno(0); errors.As(err, &errno) && routeErrno(op.Addr.Addr(), errno) {
 				op.RouteErr = errno
 				continue

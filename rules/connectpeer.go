@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"syscall"
 
 	"github.com/tuple-net/tuple/inet"
@@ -62,7 +63,15 @@ func (e *eval) routed(peer netip.Addr) bool {
 		if a := e.s.Local.Addr(); e.s.State == Bound && a.IsValid() && !a.Unmap().IsUnspecified() {
 			from = " from " + a.Unmap().String()
 		}
-		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+p+from+" fails on this host ("+e.op.RouteErr.Error()+"): ip route get "+p+from+" shows it")
+		// The command repeats the lookup's protocol and ports too:
+		// policy routing may choose by them (ip rule ipproto, sport,
+		// dport).
+		get := "ip route get " + p + from + " ipproto " + e.s.Proto.String()
+		if port := e.s.Local.Port(); e.s.State == Bound && port != 0 {
+			get += " sport " + strconv.Itoa(int(port))
+		}
+		get += " dport " + strconv.Itoa(int(e.op.Addr.Port()))
+		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+p+from+" fails on this host ("+e.op.RouteErr.Error()+"): "+get+" shows it")
 		return false
 	}
 	if e.m.host.routes(peer) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -150,10 +151,11 @@ func TestWhyScopedAddressesMatchKernel(t *testing.T) {
 }
 
 // TestWhyRouteBySourceMatchesKernel: a connect() from a bound address takes
-// the route policy routing gives that source (ip rule from), and `tuple
-// why` says so as the kernel does: a prohibit rule is EACCES, an
-// unreachable one ENETUNREACH, a blackhole EINVAL; an unreachable route
-// EHOSTUNREACH; a loopback source for a peer out of lo EINVAL.
+// the route policy routing gives that source (ip rule from), or its ports
+// (ip rule sport, dport), and `tuple why` says so as the kernel does: a
+// prohibit rule is EACCES, an unreachable one ENETUNREACH, a blackhole
+// EINVAL; an unreachable route EHOSTUNREACH; a loopback source for a peer
+// out of lo EINVAL.
 func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	ns := netnstest.New(t)
 	ns.LinkLocalOn(t, "d0", "d1", "fe80::1/64")
@@ -169,8 +171,17 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	ns.IP(t, "rule", "add", "from", "10.0.0.3", "unreachable")
 	ns.IP(t, "rule", "add", "from", "10.0.0.4", "blackhole")
 	ns.IP(t, "-6", "rule", "add", "from", "fd00::2", "prohibit")
+	ns.IP(t, "rule", "add", "dport", "8443", "prohibit")
+	ns.IP(t, "-6", "rule", "add", "dport", "8443", "prohibit")
+	ns.IP(t, "rule", "add", "sport", "5000-5001", "unreachable")
 	ns.IP(t, "route", "add", "unreachable", "10.8.0.0/16")
 	whyAgreesWithKernel(t, ns, []netCase{
+		{netOp{connect: "10.9.9.9:8443"}, "EACCES"},
+		{netOp{udp: true, connect: "10.9.9.9:8443"}, "EACCES"},
+		{netOp{connect: "[fd00:9::9]:8443"}, "EACCES"},
+		{netOp{bind: "10.0.0.1:5000", connect: "10.9.9.9:80"}, "ENETUNREACH"},
+		{netOp{bind: "0.0.0.0:5001", connect: "10.9.9.9:80"}, "ENETUNREACH"},
+		{netOp{bind: "10.0.0.1:5002", connect: "10.9.9.9:80"}, "ok"},
 		{netOp{connect: "10.9.9.9:80"}, "ok"},
 		{netOp{bind: "10.0.0.1:0", connect: "10.9.9.9:80"}, "ok"},
 		{netOp{bind: "10.0.0.2:0", connect: "10.9.9.9:80"}, "EACCES"},
@@ -182,6 +193,17 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "ok"},
 		{netOp{bind: "[fd00::2]:0", connect: "[fd00:9::9]:80"}, "EACCES"},
 	})
+	// The explanation names the lookup, ports and protocol included, as
+	// a command that fails the same way.
+	_, got := whyIn(t, ns, "why", "connect", "--from", "10.0.0.1:5000", "--json", "10.9.9.9:80")
+	get := "ip route get 10.9.9.9 from 10.0.0.1 ipproto tcp sport 5000 dport 80"
+	if !strings.Contains(got.Explanation, get) {
+		t.Errorf("why connect --from 10.0.0.1:5000 10.9.9.9:80: %q; want it to name %q", got.Explanation, get)
+	}
+	out, err := ns.Command(context.Background(), "ip", strings.Fields(get)[1:]...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Network is unreachable") {
+		t.Errorf("%s: %v, %q; want it to fail as the connect() does (network is unreachable)", get, err, out)
+	}
 }
 
 // netCase is an operation and the answer both the kernel and `tuple why`
