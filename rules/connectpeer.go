@@ -65,8 +65,9 @@ func (e *eval) routed(peer netip.Addr) bool {
 		}
 		// The command repeats the lookup's protocol and ports too:
 		// policy routing may choose by them (ip rule ipproto, sport,
-		// dport).
-		get := "ip route get " + p + from + " ipproto " + e.s.Proto.String()
+		// dport). The protocol by number: ip(8) knows names only
+		// from /etc/protocols, which minimal systems lack.
+		get := "ip route get " + p + from + " ipproto " + strconv.Itoa(int(e.s.Proto))
 		if port := e.s.Local.Port(); e.s.State == Bound && port != 0 {
 			get += " sport " + strconv.Itoa(int(port))
 		}

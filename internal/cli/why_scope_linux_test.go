@@ -196,7 +196,7 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	// The explanation names the lookup, ports and protocol included, as
 	// a command that fails the same way.
 	_, got := whyIn(t, ns, "why", "connect", "--from", "10.0.0.1:5000", "--json", "10.9.9.9:80")
-	get := "ip route get 10.9.9.9 from 10.0.0.1 ipproto tcp sport 5000 dport 80"
+	get := "ip route get 10.9.9.9 from 10.0.0.1 ipproto 6 sport 5000 dport 80"
 	if !strings.Contains(got.Explanation, get) {
 		t.Errorf("why connect --from 10.0.0.1:5000 10.9.9.9:80: %q; want it to name %q", got.Explanation, get)
 	}
