@@ -3,6 +3,7 @@ package netns_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -228,6 +229,13 @@ func TestFreshIsANewNamespace(t *testing.T) {
 // StartHere returns only once fn runs (here fn cannot end before the
 // caller lets it), and its wait reports that fn ran, with fn's error.
 func TestStartHereReturnsOnceStarted(t *testing.T) {
+	// StartHere returns when fn's goroutine is about to call fn: with
+	// two processors the caller may look before fn's first statement
+	// ran (CI saw it once). With one, the goroutine that readies the
+	// caller runs on until fn blocks, so a StartHere that returned before
+	// that goroutine ran is still caught, and one that waited for it is
+	// not blamed for the race.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var started atomic.Bool
 	release := make(chan struct{})
 	failed := errors.New("fn failed")
