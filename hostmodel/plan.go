@@ -157,18 +157,18 @@ func (p Plan) String() string {
 // then would (routeErrnos). Any other failure of the lookup is returned.
 // It runs in the calling thread's network namespace.
 func ResolveSource(p *Plan) error {
-	var bound netip.Addr // a specific address the plan binds first
-	var boundPort uint16
+	// What the plan binds first: its address only when a specific one.
+	var bound netip.AddrPort
 	dev := p.Socket.Dev
 	for i := range p.Ops {
 		op := &p.Ops[i]
 		switch op.Kind {
 		case rules.OpBind:
-			bound, boundPort = op.Addr.Addr(), op.Addr.Port()
-			if bound.Unmap().IsUnspecified() {
-				bound = netip.Addr{}
+			bound = op.Addr
+			if op.Addr.Addr().Unmap().IsUnspecified() {
+				bound = netip.AddrPortFrom(netip.Addr{}, op.Addr.Port())
 			}
-			if d := rules.ZoneDev(bound); d != 0 && rules.NeedsScope(bound) {
+			if d := rules.ZoneDev(bound.Addr()); d != 0 && rules.NeedsScope(bound.Addr()) {
 				dev = d // the scope becomes the socket's device
 			}
 		case rules.OpConnect:
@@ -178,12 +178,12 @@ func ResolveSource(p *Plan) error {
 			// dport); a fix that binds another address looks again
 			// (rerouted).
 			op.Source, op.RouteErr = netip.Addr{}, 0
-			src, err := sourceFor(op.Addr, dev, netip.AddrPortFrom(bound, boundPort))
+			src, err := sourceFor(op.Addr, dev, bound)
 			if errno := syscall.Errno(0); errors.As(err, &errno) && routeErrno(op.Addr.Addr(), errno) {
 				op.RouteErr = errno
 				continue
 			}
-			if bound.IsValid() {
+			if bound.Addr().IsValid() {
 				continue
 			}
 			if err != nil {

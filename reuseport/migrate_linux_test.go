@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -214,36 +212,13 @@ func acceptQueue(t *testing.T, ln net.Listener) int {
 type migrations struct{ success, failure int }
 
 // migrationCounters reads the namespace's TcpExtTCPMigrateReqSuccess and
-// ...Failure from /proc/net/netstat (a header line of names, then a line
-// of values, per group).
+// ...Failure from /proc/net/netstat.
 func migrationCounters(t *testing.T, ns *netnstest.NS) migrations {
 	t.Helper()
-	lines := strings.Split(ns.Run(t, "cat", "/proc/net/netstat"), "\n")
-	var m migrations
-	found := 0
-	for i := 0; i+1 < len(lines); i++ {
-		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) {
-			continue
-		}
-		for j, name := range names {
-			n, err := strconv.Atoi(values[j])
-			switch name {
-			case "TCPMigrateReqSuccess":
-				m.success, found = n, found+1
-			case "TCPMigrateReqFailure":
-				m.failure, found = n, found+1
-			default:
-				continue
-			}
-			if err != nil {
-				t.Fatalf("/proc/net/netstat: %s = %q", name, values[j])
-			}
-		}
-		break
-	}
-	if found != 2 {
+	success, found1 := ns.Counter(t, "netstat", "TcpExt:", "TCPMigrateReqSuccess")
+	failure, found2 := ns.Counter(t, "netstat", "TcpExt:", "TCPMigrateReqFailure")
+	if !found1 || !found2 {
 		t.Skipf("kernel without the migration counters (TcpExt TCPMigrateReq*, Linux 5.14+)")
 	}
-	return m
+	return migrations{success: success, failure: failure}
 }

@@ -59,19 +59,20 @@ func (e *eval) connectPeer() bool {
 // route to peer (only its own addresses are routed).
 func (e *eval) routed(peer netip.Addr) bool {
 	if e.op.RouteErr != 0 {
-		p, from := peer.WithZone("").String(), ""
-		if a := e.s.Local.Addr(); e.s.State == Bound && a.IsValid() && !a.Unmap().IsUnspecified() {
-			from = " from " + a.Unmap().String()
-		}
 		// The command repeats the lookup's protocol and ports too:
 		// policy routing may choose by them (ip rule ipproto, sport,
 		// dport). The protocol by number: ip(8) knows names only
 		// from /etc/protocols, which minimal systems lack.
-		get := "ip route get " + p + from + " ipproto " + strconv.Itoa(int(e.s.Proto))
-		if port := e.s.Local.Port(); e.s.State == Bound && port != 0 {
-			get += " sport " + strconv.Itoa(int(port))
+		p, from, sport := peer.WithZone("").String(), "", ""
+		if e.s.State == Bound {
+			if a := e.s.Local.Addr(); a.IsValid() && !a.Unmap().IsUnspecified() {
+				from = " from " + a.Unmap().String()
+			}
+			if port := e.s.Local.Port(); port != 0 {
+				sport = " sport " + strconv.Itoa(int(port))
+			}
 		}
-		get += " dport " + strconv.Itoa(int(e.op.Addr.Port()))
+		get := "ip route get " + p + from + " ipproto " + strconv.Itoa(int(e.s.Proto)) + sport + " dport " + strconv.Itoa(int(e.op.Addr.Port()))
 		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+p+from+" fails on this host ("+e.op.RouteErr.Error()+"): "+get+" shows it")
 		return false
 	}

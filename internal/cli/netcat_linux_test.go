@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -180,28 +179,11 @@ func TestUDPScanKeepsWithinICMPBudget(t *testing.T) {
 // for want of budget (Icmp OutRateLimitGlobal in /proc/net/snmp).
 func icmpRateLimited(t *testing.T, ns *netnstest.NS) int {
 	t.Helper()
-	var names []string
-	for line := range strings.Lines(ns.Run(t, "cat", "/proc/net/snmp")) {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Icmp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, name := range names {
-			if name == "OutRateLimitGlobal" && i < len(f) {
-				n, err := strconv.Atoi(f[i])
-				if err != nil {
-					t.Fatalf("/proc/net/snmp: Icmp OutRateLimitGlobal %q: %v", f[i], err)
-				}
-				return n
-			}
-		}
+	n, found := ns.Counter(t, "snmp", "Icmp:", "OutRateLimitGlobal")
+	if !found {
+		t.Skip("this kernel does not count ICMP errors dropped over the budget (Icmp OutRateLimitGlobal)")
 	}
-	t.Skip("this kernel does not count ICMP errors dropped over the budget (Icmp OutRateLimitGlobal)")
-	return 0
+	return n
 }
 
 // wantScan checks a scan of 10.0.0.1 20-30 that found some port open: it

@@ -186,3 +186,15 @@ func (ns *NS) DialN(t testing.TB, n int, dial func(i int) (net.Conn, error)) ([]
 	})
 	return conns, err
 }
+
+// Counter returns counter name of group ("Icmp:", "TcpExt:") in
+// /proc/net/FILE (snmp or netstat) inside the namespace, and whether this
+// kernel counts it at all.
+func (ns *NS) Counter(t testing.TB, file, group, name string) (int, bool) {
+	t.Helper()
+	n, found, err := counterIn(ns.Run(t, "cat", "/proc/net/"+file), group, name)
+	if err != nil {
+		t.Fatalf("/proc/net/%s in %s: %v", file, ns.Name, err)
+	}
+	return n, found
+}
