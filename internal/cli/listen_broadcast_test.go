@@ -24,28 +24,43 @@ func TestBroadcastLeavesOutAClientThatDoesNotRead(t *testing.T) {
 	defer fastClient.Close()
 	removeSlow, _ := b.add(slowServer)
 	removeFast, fastSent := b.add(fastServer)
+	var want strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&want, "chunk %d\n", i)
+	}
+	// Read exactly what standard input will carry: removing the client
+	// before its writer has sent its queue would rightly drop the rest.
 	got := make(chan string)
-	go func() { all, _ := io.ReadAll(fastClient); got <- string(all) }()
+	go func() {
+		all := make([]byte, want.Len())
+		n, _ := io.ReadFull(fastClient, all)
+		got <- string(all[:n])
+	}()
 
 	in, stdin := io.Pipe()
 	done := make(chan struct{})
 	go func() { b.readFrom(in); close(done) }()
-	var want strings.Builder
 	for i := range 10 {
 		fmt.Fprintf(stdin, "chunk %d\n", i) // one read each
-		fmt.Fprintf(&want, "chunk %d\n", i)
 	}
 	stdin.Close()
 	<-done
 
-	removeFast() // the writer has sent everything queued
+	var s string
+	select {
+	case s = <-got:
+	case <-time.After(10 * time.Second): // a chunk went missing
+		fastServer.Close()
+		s = <-got
+	}
+	if s != want.String() {
+		t.Errorf("the reading client got %q, want %q", s, want.String())
+	}
+	removeFast()
 	if n := fastSent(); n != int64(want.Len()) {
 		t.Errorf("sent %d bytes to the reading client, want %d", n, want.Len())
 	}
 	fastServer.Close()
-	if s := <-got; s != want.String() {
-		t.Errorf("the reading client got %q, want %q", s, want.String())
-	}
 	if !strings.Contains(errOut.String(), "kept standard input waiting 200ms: left out of the broadcast") {
 		t.Errorf("stderr %q: want the client left out named", errOut.String())
 	}
