@@ -226,14 +226,14 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 }
 
 // sourceFor returns the local address the kernel's route lookup picks for
-// a connection to peer from a socket bound to device dev (0: none) and to
-// src (an invalid address: none; bound with IP_FREEBIND, so that an
+// a UDP connect() to peer from a socket bound to device dev (0: none) and
+// to src (an invalid address: none; bound with IP_FREEBIND, so that an
 // address not yet local is looked up as well): it connects a UDP socket,
 // which sends nothing, and reads its address. The probe has the
 // connection's ports, so that policy routing by port (ip rule dport,
 // sport) sees what the connect() would: peer's port, and src's when the
 // UDP port is free (a port held by a UDP socket is looked up without).
-// Its protocol is UDP's (ip rule ipproto tcp does not see it).
+// A TCP connect() is looked up by tcpSourceFor.
 func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
 	local, err := probeSource(peer, dev, src)
 	var se *os.SyscallError

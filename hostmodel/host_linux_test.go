@@ -191,3 +191,37 @@ func TestScopedAddressesInNamespace(t *testing.T) {
 		t.Errorf("scoped addresses %v list the global fd00::1", host.Scoped)
 	}
 }
+
+// TestParseRouteReply: a lookup's answer gives the route's type and the
+// source the kernel picked; its NLMSG_ERROR gives the lookup's errno.
+func TestParseRouteReply(t *testing.T) {
+	route := make([]byte, 12+8)
+	route[0], route[7] = syscall.AF_INET, syscall.RTN_UNICAST
+	binary.NativeEndian.PutUint16(route[12:], 8)
+	binary.NativeEndian.PutUint16(route[14:], syscall.RTA_PREFSRC)
+	copy(route[16:], []byte{10, 0, 0, 1})
+	r, err := parseRouteReply(rtmsgFrame(syscall.RTM_NEWROUTE, 0, route))
+	if err != nil || r.typ != syscall.RTN_UNICAST || r.prefSrc != netip.MustParseAddr("10.0.0.1") {
+		t.Errorf("a route from 10.0.0.1: %+v, %v", r, err)
+	}
+	errMsg := make([]byte, 4+16)
+	errno := -int32(syscall.EACCES)
+	binary.NativeEndian.PutUint32(errMsg, uint32(errno))
+	if _, err := parseRouteReply(rtmsgFrame(syscall.NLMSG_ERROR, 0, errMsg)); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("a prohibited lookup: err %v, want EACCES", err)
+	}
+	route[0] = syscall.AF_INET6 // a 4-byte source for IPv6
+	if _, err := parseRouteReply(rtmsgFrame(syscall.RTM_NEWROUTE, 0, route)); err == nil {
+		t.Error("an IPv6 route with a 4-byte source: no error")
+	}
+}
+
+func FuzzParseRouteReply(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(rtmsgFrame(syscall.RTM_NEWROUTE, 0, make([]byte, 12)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := parseRouteReply(b); err == nil && len(b) < syscall.NLMSG_HDRLEN+rtmsgLen {
+			t.Fatalf("%d bytes read as a route", len(b))
+		}
+	})
+}

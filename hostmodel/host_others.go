@@ -19,6 +19,11 @@ func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, er
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 
+// tcpSourceFor needs Linux.
+func tcpSourceFor(peer netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
+	return netip.Addr{}, inet.Unsupported("route lookup")
+}
+
 // RunningKernel needs Linux: elsewhere the rules model has no kernel to
 // follow.
 func RunningKernel() (rules.Kernel, error) {

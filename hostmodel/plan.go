@@ -177,10 +177,18 @@ func ResolveSource(p *Plan) error {
 			// may choose by source or port: ip rule from, sport,
 			// dport); a fix that binds another address looks again
 			// (rerouted).
-			op.Source, op.RouteErr = netip.Addr{}, 0
-			src, err := sourceFor(op.Addr, dev, bound)
+			op.Source, op.RouteErr, op.RouteFrom = netip.Addr{}, 0, netip.AddrPort{}
+			lookup := sourceFor // UDP's: a UDP socket connects
+			if p.Socket.Proto == inet.TCP {
+				lookup = tcpSourceFor
+			}
+			src, err := lookup(op.Addr, dev, bound)
 			if errno := syscall.Errno(0); errors.As(err, &errno) && routeErrno(op.Addr.Addr(), errno) {
 				op.RouteErr = errno
+				var from *lookupFrom
+				if errors.As(err, &from) {
+					op.RouteFrom = from.src
+				}
 				continue
 			}
 			if bound.Addr().IsValid() {
@@ -197,6 +205,17 @@ func ResolveSource(p *Plan) error {
 	}
 	return nil
 }
+
+// lookupFrom is a failed route lookup with the source address and port it
+// was made from: ResolveSource's lookups of a TCP connect() are not all
+// made from the socket's own.
+type lookupFrom struct {
+	src netip.AddrPort
+	err error
+}
+
+func (e *lookupFrom) Error() string { return e.err.Error() }
+func (e *lookupFrom) Unwrap() error { return e.err }
 
 // routeErrno reports whether a route lookup for peer that failed with
 // errno is what connect() to peer fails with: no route (ENETUNREACH), an

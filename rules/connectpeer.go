@@ -64,13 +64,15 @@ func (e *eval) routed(peer netip.Addr) bool {
 		// dport). The protocol by number: ip(8) knows names only
 		// from /etc/protocols, which minimal systems lack.
 		p, from, sport := peer.WithZone("").String(), "", ""
-		if e.s.State == Bound {
-			if a := e.s.Local.Addr(); a.IsValid() && !a.Unmap().IsUnspecified() {
-				from = " from " + a.Unmap().String()
-			}
-			if port := e.s.Local.Port(); port != 0 {
-				sport = " sport " + strconv.Itoa(int(port))
-			}
+		src := e.op.RouteFrom
+		if !src.Addr().IsValid() && src.Port() == 0 && e.s.State == Bound {
+			src = e.s.Local
+		}
+		if a := src.Addr(); a.IsValid() && !a.Unmap().IsUnspecified() {
+			from = " from " + a.Unmap().String()
+		}
+		if port := src.Port(); port != 0 {
+			sport = " sport " + strconv.Itoa(int(port))
 		}
 		get := "ip route get " + p + from + " ipproto " + strconv.Itoa(int(e.s.Proto)) + sport + " dport " + strconv.Itoa(int(e.op.Addr.Port()))
 		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+p+from+" fails on this host ("+e.op.RouteErr.Error()+"): "+get+" shows it")

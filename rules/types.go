@@ -260,6 +260,11 @@ type Op struct {
 	// blackhole), as the caller found it on the host; 0 when it succeeded
 	// or was not looked up. connect() fails with it before any port rule.
 	RouteErr syscall.Errno
+	// RouteFrom is the source address and port the failing lookup was
+	// made from, either invalid or 0 where it had none; when both are,
+	// the socket's bound address and port (the explanation repeats the
+	// lookup as an `ip route get`).
+	RouteFrom netip.AddrPort
 }
 
 // Blocker is an existing socket that causes a failure.

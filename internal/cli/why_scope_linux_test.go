@@ -174,6 +174,15 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	ns.IP(t, "rule", "add", "dport", "8443", "prohibit")
 	ns.IP(t, "-6", "rule", "add", "dport", "8443", "prohibit")
 	ns.IP(t, "rule", "add", "sport", "5000-5001", "unreachable")
+	// Rules by protocol (by number: the guests have no /etc/protocols):
+	// TCP's lookup is TCP's, not a UDP probe's.
+	ns.IP(t, "rule", "add", "ipproto", "6", "dport", "8444", "prohibit")
+	ns.IP(t, "-6", "rule", "add", "ipproto", "6", "dport", "8444", "prohibit")
+	ns.IP(t, "rule", "add", "ipproto", "17", "dport", "8445", "unreachable")
+	ns.IP(t, "rule", "add", "from", "10.0.0.1", "ipproto", "6", "sport", "5003", "blackhole")
+	// An unbound TCP socket is looked up once more with the port
+	// connect() picks: a rule on every source port sees it.
+	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "1-65534", "dport", "8446", "prohibit")
 	ns.IP(t, "route", "add", "unreachable", "10.8.0.0/16")
 	whyAgreesWithKernel(t, ns, []netCase{
 		{netOp{connect: "10.9.9.9:8443"}, "EACCES"},
@@ -192,6 +201,18 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{udp: true, bind: "10.0.0.2:0", connect: "10.9.9.9:80"}, "EACCES"},
 		{netOp{bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "ok"},
 		{netOp{bind: "[fd00::2]:0", connect: "[fd00:9::9]:80"}, "EACCES"},
+		{netOp{connect: "10.9.9.9:8444"}, "EACCES"},
+		{netOp{udp: true, connect: "10.9.9.9:8444"}, "ok"},
+		{netOp{connect: "[fd00:9::9]:8444"}, "EACCES"},
+		{netOp{bind: "10.0.0.1:0", connect: "10.9.9.9:8444"}, "EACCES"},
+		{netOp{connect: "10.9.9.9:8445"}, "ok"},
+		{netOp{udp: true, connect: "10.9.9.9:8445"}, "ENETUNREACH"},
+		{netOp{bind: "10.0.0.1:5003", connect: "10.9.9.9:80"}, "EINVAL"},
+		{netOp{bind: "10.0.0.2:5003", connect: "10.9.9.9:80"}, "EACCES"}, // from 10.0.0.2 first
+		{netOp{bind: "0.0.0.0:5003", connect: "10.9.9.9:80"}, "EINVAL"},
+		{netOp{udp: true, bind: "10.0.0.1:5003", connect: "10.9.9.9:80"}, "ok"},
+		{netOp{connect: "10.9.9.9:8446"}, "EACCES"},
+		{netOp{bind: "0.0.0.0:6000", connect: "10.9.9.9:8446"}, "EACCES"},
 	})
 	// The explanation names the lookup, ports and protocol included, as
 	// a command that fails the same way.

@@ -1,0 +1,210 @@
+package hostmodel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tuple-net/tuple/rules"
+)
+
+// tcpSourceFor is sourceFor for a TCP connect(): the kernel's route lookup
+// asked over rtnetlink (RTM_GETROUTE, what `ip route get ... ipproto tcp`
+// sends), so that policy routing by protocol counts, and with the bound
+// port or none, as tcp_v4_connect and tcp_v6_connect look it up (a UDP
+// socket has a port of its own by then). As ip_route_connect and
+// ip6_dst_lookup_tail do, an unbound socket's source comes from a lookup
+// without one, and a second lookup from that source and the port decides
+// (a rule from it applies). A specific IPv4 address that is not local (a socket bound
+// with IP_FREEBIND) is one the lookup refuses, not the connect(): its
+// lookup is the UDP probe's.
+func tcpSourceFor(peer netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
+	v4 := peer.Addr().Unmap().Is4()
+	addr := src.Addr().Unmap()
+	specific := addr.IsValid() && !addr.IsUnspecified() && addr.Is4() == v4
+	if specific && v4 && !isLocal4(addr) {
+		return sourceFor(peer, dev, src)
+	}
+	if !specific {
+		chosen, err := routeGet(peer, dev, netip.AddrPortFrom(netip.Addr{}, src.Port()), syscall.IPPROTO_TCP)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if !chosen.IsValid() {
+			return netip.Addr{}, fmt.Errorf("route lookup for %s: the kernel named no source address", peer.Addr())
+		}
+		addr = chosen
+	}
+	port := src.Port()
+	if port == 0 {
+		// The port bind() or connect() picks is looked up with (or
+		// once more, ip_route_newports), so a rule by source port
+		// counts: judged with the first port of the ephemeral range,
+		// one it may pick, as the model judges a bind(0).
+		port = firstEphemeralPort()
+	}
+	_, err := routeGet(peer, dev, netip.AddrPortFrom(addr, port), syscall.IPPROTO_TCP)
+	return addr, err
+}
+
+// firstEphemeralPort is the first port of the calling thread's network
+// namespace's ephemeral range, 0 when it cannot be read.
+func firstEphemeralPort() uint16 {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	rng, err := ParsePortRange(b)
+	if err != nil {
+		return 0
+	}
+	return rng.Lo
+}
+
+// isLocal4 reports whether the kernel takes addr as one of this host's
+// (an RTN_LOCAL route, as inet_addr_type judges a source); when it cannot
+// tell, no: the UDP probe, bound with IP_FREEBIND, then looks it up.
+func isLocal4(addr netip.Addr) bool {
+	b, err := routeRequest(netip.AddrPortFrom(addr, 0), 0, netip.AddrPort{}, 0)
+	if err != nil {
+		return false
+	}
+	r, err := parseRouteReply(b)
+	return err == nil && r.typ == syscall.RTN_LOCAL
+}
+
+// routeGet looks up the route to peer from src (its address, when valid,
+// and its port, when not 0) for protocol proto, out of device dev (0: any;
+// a scoped peer's zone otherwise), and returns the source address the
+// kernel picked: src's own when given.
+func routeGet(peer netip.AddrPort, dev int, src netip.AddrPort, proto uint8) (netip.Addr, error) {
+	if dev == 0 {
+		dev = rules.ZoneDev(peer.Addr())
+	}
+	b, err := routeRequest(peer, dev, src, proto)
+	if err == nil {
+		var r routeReply
+		if r, err = parseRouteReply(b); err == nil {
+			if src.Addr().IsValid() {
+				return src.Addr(), nil
+			}
+			return r.prefSrc, nil
+		}
+	}
+	return netip.Addr{}, &lookupFrom{src, err}
+}
+
+// routeRequest sends one RTM_GETROUTE, on a socket of the calling
+// thread's network namespace, and returns the kernel's answer. It is
+// written here: mdlayher/netlink encodes the attributes but knows no
+// rtnetlink message, and the request is a header and six of them.
+func routeRequest(peer netip.AddrPort, dev int, src netip.AddrPort, proto uint8) ([]byte, error) {
+	dst := peer.Addr().Unmap()
+	family, bits := byte(syscall.AF_INET), byte(32)
+	if !dst.Is4() {
+		family, bits = syscall.AF_INET6, 128
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.Bytes(unix.RTA_DST, dst.AsSlice())
+	srcBits := byte(0)
+	if a := src.Addr().Unmap(); a.IsValid() {
+		ae.Bytes(unix.RTA_SRC, a.AsSlice())
+		srcBits = bits
+	}
+	if dev != 0 {
+		ae.Uint32(unix.RTA_OIF, uint32(dev))
+	}
+	if proto != 0 {
+		ae.Uint8(unix.RTA_IP_PROTO, proto)
+		if src.Port() != 0 {
+			ae.Bytes(unix.RTA_SPORT, binary.BigEndian.AppendUint16(nil, src.Port())) // nla_get_be16
+		}
+		port := peer.Port()
+		if port == 0 {
+			port = 9 // a lookup by port needs one: discard
+		}
+		ae.Bytes(unix.RTA_DPORT, binary.BigEndian.AppendUint16(nil, port))
+	}
+	attrs, err := ae.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("route lookup request: %w", err)
+	}
+	rtm := []byte{family, bits, srcBits, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	req := make([]byte, syscall.NLMSG_HDRLEN, syscall.NLMSG_HDRLEN+len(rtm)+len(attrs))
+	req = append(append(req, rtm...), attrs...)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], syscall.RTM_GETROUTE)
+	binary.NativeEndian.PutUint16(req[6:], syscall.NLM_F_REQUEST)
+	binary.NativeEndian.PutUint32(req[8:], 1)
+
+	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_ROUTE)
+	if err != nil {
+		return nil, os.NewSyscallError("socket (route lookup)", err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Sendto(fd, req, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return nil, os.NewSyscallError("sendto (route lookup)", err)
+	}
+	buf := make([]byte, 8192)
+	n, _, err := syscall.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("recvfrom (route lookup)", err)
+	}
+	return buf[:n], nil
+}
+
+// routeReply is what a route lookup's answer tells: the route's type
+// (RTN_LOCAL for a local destination) and the source address the kernel
+// picked (RTA_PREFSRC; none when the request named one).
+type routeReply struct {
+	typ     byte
+	prefSrc netip.Addr
+}
+
+// parseRouteReply reads the answer to an RTM_GETROUTE: its RTM_NEWROUTE,
+// or the errno of its NLMSG_ERROR, wrapped in an *os.SyscallError naming
+// the lookup.
+func parseRouteReply(b []byte) (routeReply, error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return routeReply{}, fmt.Errorf("route lookup reply: %w", err)
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		switch m.Header.Type {
+		case syscall.NLMSG_ERROR:
+			if len(m.Data) < 4 {
+				return routeReply{}, fmt.Errorf("route lookup reply: an error of %d bytes", len(m.Data))
+			}
+			if e := int32(binary.NativeEndian.Uint32(m.Data)); e < 0 {
+				return routeReply{}, os.NewSyscallError("route lookup", syscall.Errno(-e))
+			}
+		case syscall.RTM_NEWROUTE:
+			if len(m.Data) < rtmsgLen {
+				return routeReply{}, fmt.Errorf("route lookup reply: a message of %d bytes, shorter than rtmsg", len(m.Data))
+			}
+			r := routeReply{typ: m.Data[7]}
+			attrs, err := routeAttrs(m.Data[rtmsgLen:])
+			if err != nil {
+				return routeReply{}, fmt.Errorf("route lookup reply: %w", err)
+			}
+			for _, a := range attrs {
+				if a.typ != unix.RTA_PREFSRC {
+					continue
+				}
+				addr, ok := netip.AddrFromSlice(a.value)
+				if !ok || addr.Is4() != (m.Data[0] == syscall.AF_INET) {
+					return routeReply{}, fmt.Errorf("route lookup reply: a source of %d bytes for family %d", len(a.value), m.Data[0])
+				}
+				r.prefSrc = addr
+			}
+			return r, nil
+		}
+	}
+	return routeReply{}, fmt.Errorf("route lookup reply: no route in %d bytes", len(b))
+}
