@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -233,23 +234,43 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 // connection's ports, so that policy routing by port (ip rule dport,
 // sport) sees what the connect() would: peer's port, and src's when the
 // UDP port is free (a port held by a UDP socket is looked up without).
-// A TCP connect() is looked up by tcpSourceFor.
-func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
-	local, err := probeSource(peer, dev, src)
+// A TCP connect() is looked up by tcpSourceFor. The probe is made by uid
+// where the caller may take it (ip rule uidrange): by root; otherwise it
+// is the caller's.
+func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort, uid uint32) (netip.Addr, error) {
+	local, err := probeSource(peer, dev, src, uid)
 	var se *os.SyscallError
 	if src.Port() != 0 && errors.As(err, &se) && se.Syscall == bindProbeCall {
 		// The UDP port is held, or privileged to the caller: looked
 		// up without it.
-		local, err = probeSource(peer, dev, netip.AddrPortFrom(src.Addr(), 0))
+		local, err = probeSource(peer, dev, netip.AddrPortFrom(src.Addr(), 0), uid)
 	}
 	return local, err
+}
+
+// socketAs creates a socket whose owner (sk_uid, which route lookups
+// match ip rule uidrange against) is uid: the thread's filesystem uid is
+// uid's while socket() runs, which only root may set (setfsuid leaves it
+// otherwise, and the socket is the caller's).
+func socketAs(uid uint32, family, typ int) (int, error) {
+	if int(uid) == os.Geteuid() {
+		return syscall.Socket(family, typ, 0)
+	}
+	runtime.LockOSThread() // setfsuid is the thread's
+	defer runtime.UnlockOSThread()
+	prev, err := unix.SetfsuidRetUid(int(uid))
+	if err != nil {
+		return syscall.Socket(family, typ, 0) // not permitted: the caller's
+	}
+	defer func() { _, _ = unix.SetfsuidRetUid(prev) }() // back to what it was: root may
+	return syscall.Socket(family, typ, 0)
 }
 
 // bindProbeCall names the probe's bind in its errors.
 const bindProbeCall = "bind (route lookup)"
 
 // probeSource is one probe of sourceFor.
-func probeSource(peerPort netip.AddrPort, dev int, src netip.AddrPort) (netip.Addr, error) {
+func probeSource(peerPort netip.AddrPort, dev int, src netip.AddrPort, uid uint32) (netip.Addr, error) {
 	peer, port := peerPort.Addr(), int(peerPort.Port())
 	if port == 0 {
 		port = 9 // discard: a port is needed, any will do
@@ -258,7 +279,7 @@ func probeSource(peerPort netip.AddrPort, dev int, src netip.AddrPort) (netip.Ad
 	if !peer.Unmap().Is4() {
 		family = syscall.AF_INET6
 	}
-	fd, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := socketAs(uid, family, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC)
 	if err != nil {
 		return netip.Addr{}, os.NewSyscallError("socket", err)
 	}

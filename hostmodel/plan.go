@@ -182,7 +182,7 @@ func ResolveSource(p *Plan) error {
 			if p.Socket.Proto == inet.TCP {
 				lookup = tcpSourceFor
 			}
-			src, err := lookup(op.Addr, dev, bound)
+			src, err := lookup(op.Addr, dev, bound, p.Socket.UID)
 			if errno := syscall.Errno(0); errors.As(err, &errno) && routeErrno(op.Addr.Addr(), errno) {
 				op.RouteErr = errno
 				var from *lookupFrom

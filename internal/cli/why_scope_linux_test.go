@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,6 +25,7 @@ type netOp struct {
 	dev     string
 	bind    string // "[addr%zone]:port", empty for none
 	connect string
+	uid     int // the socket's owner; 0: the test's (root)
 }
 
 // whyArgs is the `tuple why` command line for o.
@@ -42,6 +45,9 @@ func (o netOp) whyArgs() []string {
 	}
 	if o.dev != "" {
 		args = append(args, "--dev", o.dev)
+	}
+	if o.uid != 0 {
+		args = append(args, "--uid", strconv.Itoa(o.uid))
 	}
 	if o.connect != "" {
 		return append(args, "--json", o.connect)
@@ -81,7 +87,7 @@ func (o netOp) kernel(t *testing.T) string {
 	if netip.MustParseAddrPort(addr).Addr().Is4() {
 		family = unix.AF_INET
 	}
-	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	fd, err := socketOwnedBy(o.uid, family, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +109,22 @@ func (o netOp) kernel(t *testing.T) string {
 		}
 	}
 	return "ok"
+}
+
+// socketOwnedBy makes a socket whose sk_uid is uid (0: the caller's): the
+// thread's filesystem uid is uid's while socket() runs.
+func socketOwnedBy(uid, family, typ int) (int, error) {
+	if uid == 0 {
+		return unix.Socket(family, typ, 0)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev, err := unix.SetfsuidRetUid(uid)
+	if err != nil {
+		return -1, err
+	}
+	defer func() { _, _ = unix.SetfsuidRetUid(prev) }()
+	return unix.Socket(family, typ, 0)
 }
 
 // TestWhyScopedAddressesMatchKernel: `tuple why` on link-local addresses
@@ -183,6 +205,9 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	// An unbound TCP socket is looked up once more with the port
 	// connect() picks: a rule on every source port sees it.
 	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "1-65534", "dport", "8446", "prohibit")
+	// Rules by the socket's owner (sk_uid).
+	ns.IP(t, "rule", "add", "uidrange", "1000-1000", "prohibit")
+	ns.IP(t, "-6", "rule", "add", "uidrange", "1000-1000", "prohibit")
 	ns.IP(t, "route", "add", "unreachable", "10.8.0.0/16")
 	whyAgreesWithKernel(t, ns, []netCase{
 		{netOp{connect: "10.9.9.9:8443"}, "EACCES"},
@@ -213,6 +238,11 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{udp: true, bind: "10.0.0.1:5003", connect: "10.9.9.9:80"}, "ok"},
 		{netOp{connect: "10.9.9.9:8446"}, "EACCES"},
 		{netOp{bind: "0.0.0.0:6000", connect: "10.9.9.9:8446"}, "EACCES"},
+		{netOp{uid: 1000, connect: "10.9.9.9:80"}, "EACCES"},
+		{netOp{uid: 1000, udp: true, connect: "10.9.9.9:80"}, "EACCES"},
+		{netOp{uid: 1000, bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "EACCES"}, // fd00::1: fd00::2 is prohibited
+		{netOp{uid: 1001, connect: "10.9.9.9:80"}, "ok"},
+		{netOp{uid: 1001, udp: true, connect: "10.9.9.9:80"}, "ok"},
 	})
 	// The explanation names the lookup, ports and protocol included, as
 	// a command that fails the same way.
