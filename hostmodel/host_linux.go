@@ -234,16 +234,16 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 // connection's ports, so that policy routing by port (ip rule dport,
 // sport) sees what the connect() would: peer's port, and src's when the
 // UDP port is free (a port held by a UDP socket is looked up without).
-// A TCP connect() is looked up by tcpSourceFor. The probe is made by uid
-// where the caller may take it (ip rule uidrange): by root; otherwise it
-// is the caller's.
-func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort, uid uint32) (netip.Addr, error) {
-	local, err := probeSource(peer, dev, src, uid)
+// A TCP connect() is looked up by tcpSourceFor. The probe is as's socket:
+// bound to its device, with its mark (SO_MARK, which takes CAP_NET_ADMIN),
+// owned by its uid where the caller may make it so (socketAs).
+func sourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
+	local, err := probeSource(peer, src, as)
 	var se *os.SyscallError
 	if src.Port() != 0 && errors.As(err, &se) && se.Syscall == bindProbeCall {
 		// The UDP port is held, or privileged to the caller: looked
 		// up without it.
-		local, err = probeSource(peer, dev, netip.AddrPortFrom(src.Addr(), 0), uid)
+		local, err = probeSource(peer, netip.AddrPortFrom(src.Addr(), 0), as)
 	}
 	return local, err
 }
@@ -270,7 +270,7 @@ func socketAs(uid uint32, family, typ int) (int, error) {
 const bindProbeCall = "bind (route lookup)"
 
 // probeSource is one probe of sourceFor.
-func probeSource(peerPort netip.AddrPort, dev int, src netip.AddrPort, uid uint32) (netip.Addr, error) {
+func probeSource(peerPort, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	peer, port := peerPort.Addr(), int(peerPort.Port())
 	if port == 0 {
 		port = 9 // discard: a port is needed, any will do
@@ -279,14 +279,19 @@ func probeSource(peerPort netip.AddrPort, dev int, src netip.AddrPort, uid uint3
 	if !peer.Unmap().Is4() {
 		family = syscall.AF_INET6
 	}
-	fd, err := socketAs(uid, family, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC)
+	fd, err := socketAs(as.uid, family, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC)
 	if err != nil {
 		return netip.Addr{}, os.NewSyscallError("socket", err)
 	}
 	defer syscall.Close(fd)
-	if dev != 0 {
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_BINDTOIFINDEX, dev); err != nil {
+	if as.dev != 0 {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_BINDTOIFINDEX, as.dev); err != nil {
 			return netip.Addr{}, os.NewSyscallError("setsockopt SO_BINDTOIFINDEX", err)
+		}
+	}
+	if as.mark != 0 {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_MARK, int(int32(as.mark))); err != nil {
+			return netip.Addr{}, os.NewSyscallError("setsockopt SO_MARK", err)
 		}
 	}
 	if err := bindProbe(fd, family, src); err != nil {

@@ -15,12 +15,12 @@ func localAddrs() ([]netip.Prefix, []rules.ScopedAddr, error) {
 }
 
 // sourceFor needs Linux.
-func sourceFor(peer netip.AddrPort, dev int, src netip.AddrPort, uid uint32) (netip.Addr, error) {
+func sourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 
 // tcpSourceFor needs Linux.
-func tcpSourceFor(peer netip.AddrPort, dev int, src netip.AddrPort, uid uint32) (netip.Addr, error) {
+func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 

@@ -182,7 +182,7 @@ func ResolveSource(p *Plan) error {
 			if p.Socket.Proto == inet.TCP {
 				lookup = tcpSourceFor
 			}
-			src, err := lookup(op.Addr, dev, bound, p.Socket.UID)
+			src, err := lookup(op.Addr, bound, routeSocket{dev: dev, uid: p.Socket.UID, mark: p.Socket.Mark})
 			if errno := syscall.Errno(0); errors.As(err, &errno) && routeErrno(op.Addr.Addr(), errno) {
 				op.RouteErr = errno
 				var from *lookupFrom
@@ -204,6 +204,15 @@ func ResolveSource(p *Plan) error {
 		}
 	}
 	return nil
+}
+
+// routeSocket is the socket a route lookup is made for, beside its
+// addresses and ports: its device (0: none), owner (sk_uid, which ip rule
+// uidrange matches) and firewall mark (ip rule fwmark).
+type routeSocket struct {
+	dev  int
+	uid  uint32
+	mark uint32
 }
 
 // lookupFrom is a failed route lookup with the source address and port it

@@ -20,18 +20,18 @@ import (
 // socket has a port of its own by then). As ip_route_connect and
 // ip6_dst_lookup_tail do, an unbound socket's source comes from a lookup
 // without one, and a second lookup from that source and the port decides
-// (a rule from it applies). A specific IPv4 address that is not local (a socket bound
-// with IP_FREEBIND) is one the lookup refuses, not the connect(): its
-// lookup is the UDP probe's.
-func tcpSourceFor(peer netip.AddrPort, dev int, src netip.AddrPort, uid uint32) (netip.Addr, error) {
+// (a rule from it applies). A specific IPv4 address that is not local (a
+// socket bound with IP_FREEBIND) is one the lookup refuses, not the
+// connect(): its lookup is the UDP probe's.
+func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	v4 := peer.Addr().Unmap().Is4()
 	addr := src.Addr().Unmap()
 	specific := addr.IsValid() && !addr.IsUnspecified() && addr.Is4() == v4
 	if specific && v4 && !isLocal4(addr) {
-		return sourceFor(peer, dev, src, uid)
+		return sourceFor(peer, src, as)
 	}
 	if !specific {
-		chosen, err := routeGet(peer, dev, netip.AddrPortFrom(netip.Addr{}, src.Port()), syscall.IPPROTO_TCP, uid)
+		chosen, err := routeGet(peer, netip.AddrPortFrom(netip.Addr{}, src.Port()), syscall.IPPROTO_TCP, as)
 		if err != nil {
 			return netip.Addr{}, err
 		}
@@ -48,7 +48,7 @@ func tcpSourceFor(peer netip.AddrPort, dev int, src netip.AddrPort, uid uint32) 
 		// one it may pick, as the model judges a bind(0).
 		port = firstEphemeralPort()
 	}
-	_, err := routeGet(peer, dev, netip.AddrPortFrom(addr, port), syscall.IPPROTO_TCP, uid)
+	_, err := routeGet(peer, netip.AddrPortFrom(addr, port), syscall.IPPROTO_TCP, as)
 	return addr, err
 }
 
@@ -70,7 +70,7 @@ func firstEphemeralPort() uint16 {
 // (an RTN_LOCAL route, as inet_addr_type judges a source); when it cannot
 // tell, no: the UDP probe, bound with IP_FREEBIND, then looks it up.
 func isLocal4(addr netip.Addr) bool {
-	b, err := routeRequest(netip.AddrPortFrom(addr, 0), 0, netip.AddrPort{}, 0, nil)
+	b, err := routeRequest(netip.AddrPortFrom(addr, 0), netip.AddrPort{}, 0, nil)
 	if err != nil {
 		return false
 	}
@@ -79,15 +79,14 @@ func isLocal4(addr netip.Addr) bool {
 }
 
 // routeGet looks up the route to peer from src (its address, when valid,
-// and its port, when not 0) for protocol proto, out of device dev (0: any;
-// a scoped peer's zone otherwise), and returns the source address the
-// kernel picked: src's own when given. The lookup is made for a socket of
-// uid's.
-func routeGet(peer netip.AddrPort, dev int, src netip.AddrPort, proto uint8, uid uint32) (netip.Addr, error) {
-	if dev == 0 {
-		dev = rules.ZoneDev(peer.Addr())
+// and its port, when not 0) for protocol proto and socket as (out of a
+// scoped peer's zone when as has no device), and returns the source
+// address the kernel picked: src's own when given.
+func routeGet(peer, src netip.AddrPort, proto uint8, as routeSocket) (netip.Addr, error) {
+	if as.dev == 0 {
+		as.dev = rules.ZoneDev(peer.Addr())
 	}
-	b, err := routeRequest(peer, dev, src, proto, &uid)
+	b, err := routeRequest(peer, src, proto, &as)
 	if err == nil {
 		var r routeReply
 		if r, err = parseRouteReply(b); err == nil {
@@ -101,10 +100,11 @@ func routeGet(peer netip.AddrPort, dev int, src netip.AddrPort, proto uint8, uid
 }
 
 // routeRequest sends one RTM_GETROUTE, on a socket of the calling
-// thread's network namespace, and returns the kernel's answer. It is
-// written here: mdlayher/netlink encodes the attributes but knows no
-// rtnetlink message, and the request is a header and six of them.
-func routeRequest(peer netip.AddrPort, dev int, src netip.AddrPort, proto uint8, uid *uint32) ([]byte, error) {
+// thread's network namespace, for socket as (nil: none, the caller's),
+// and returns the kernel's answer. It is written here: mdlayher/netlink
+// encodes the attributes but knows no rtnetlink message, and the request
+// is a header and a few of them.
+func routeRequest(peer, src netip.AddrPort, proto uint8, as *routeSocket) ([]byte, error) {
 	dst := peer.Addr().Unmap()
 	family, bits := byte(syscall.AF_INET), byte(32)
 	if !dst.Is4() {
@@ -117,11 +117,14 @@ func routeRequest(peer netip.AddrPort, dev int, src netip.AddrPort, proto uint8,
 		ae.Bytes(unix.RTA_SRC, a.AsSlice())
 		srcBits = bits
 	}
-	if dev != 0 {
-		ae.Uint32(unix.RTA_OIF, uint32(dev))
-	}
-	if uid != nil {
-		ae.Uint32(unix.RTA_UID, *uid) // the socket's (sk_uid): ip rule uidrange
+	if as != nil {
+		if as.dev != 0 {
+			ae.Uint32(unix.RTA_OIF, uint32(as.dev))
+		}
+		ae.Uint32(unix.RTA_UID, as.uid) // ip rule uidrange
+		if as.mark != 0 {
+			ae.Uint32(unix.RTA_MARK, as.mark) // ip rule fwmark
+		}
 	}
 	if proto != 0 {
 		ae.Uint8(unix.RTA_IP_PROTO, proto)

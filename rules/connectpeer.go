@@ -59,9 +59,9 @@ func (e *eval) connectPeer() bool {
 // route to peer (only its own addresses are routed).
 func (e *eval) routed(peer netip.Addr) bool {
 	if e.op.RouteErr != 0 {
-		// The command repeats the lookup's protocol and ports too:
-		// policy routing may choose by them (ip rule ipproto, sport,
-		// dport). The protocol by number: ip(8) knows names only
+		// The command repeats the lookup's protocol, ports, mark and
+		// owner too: policy routing may choose by them (ip rule
+		// ipproto, sport, dport, fwmark, uidrange). The protocol by number: ip(8) knows names only
 		// from /etc/protocols, which minimal systems lack.
 		p, from, sport := peer.WithZone("").String(), "", ""
 		src := e.op.RouteFrom
@@ -75,6 +75,12 @@ func (e *eval) routed(peer netip.Addr) bool {
 			sport = " sport " + strconv.Itoa(int(port))
 		}
 		get := "ip route get " + p + from + " ipproto " + strconv.Itoa(int(e.s.Proto)) + sport + " dport " + strconv.Itoa(int(e.op.Addr.Port()))
+		if e.s.Mark != 0 {
+			get += " mark 0x" + strconv.FormatUint(uint64(e.s.Mark), 16)
+		}
+		if e.s.UID != 0 {
+			get += " uid " + strconv.FormatUint(uint64(e.s.UID), 10) // ip rule uidrange
+		}
 		e.fail(e.op.RouteErr, "no-route", "the route lookup for "+p+from+" fails on this host ("+e.op.RouteErr.Error()+"): "+get+" shows it")
 		return false
 	}

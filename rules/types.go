@@ -63,6 +63,7 @@ type Socket struct {
 	// Options of the new socket that only matter for its own operations.
 	BindNoPort bool           // IP_BIND_ADDRESS_NO_PORT
 	PortRange  inet.PortRange // IP_LOCAL_PORT_RANGE
+	Mark       uint32         // SO_MARK: route lookups may match it (ip rule fwmark)
 	Freebind   bool           // IP_FREEBIND / IP_TRANSPARENT
 	// CanBindPrivileged: the socket's owner has CAP_NET_BIND_SERVICE.
 	CanBindPrivileged bool

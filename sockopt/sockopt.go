@@ -1,7 +1,9 @@
 package sockopt
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +24,7 @@ const (
 	V6Only                      // IPV6_V6ONLY
 	BindToDevice                // SO_BINDTODEVICE (IP_BOUND_IF on macOS)
 	ExclusiveAddrUse            // SO_EXCLUSIVEADDRUSE (Windows only)
+	Mark                        // SO_MARK: the firewall mark policy routing (ip rule fwmark) matches
 	numIDs
 )
 
@@ -34,6 +37,7 @@ var idNames = [numIDs]string{
 	V6Only:            "IPV6_V6ONLY",
 	BindToDevice:      "SO_BINDTODEVICE",
 	ExclusiveAddrUse:  "SO_EXCLUSIVEADDRUSE",
+	Mark:              "SO_MARK",
 }
 
 func (id ID) String() string {
@@ -96,6 +100,7 @@ type Options struct {
 	V6Only            V6OnlyMode
 	Device            string // SO_BINDTODEVICE interface name when non-empty
 	ExclusiveAddrUse  bool   // Windows only
+	Mark              uint32 // SO_MARK when non-zero (Linux; needs CAP_NET_ADMIN)
 	// ClearReuseAddr sets SO_REUSEADDR to 0. Go's net package turns it
 	// on for every listener on Unix; this is how a caller undoes that.
 	ClearReuseAddr bool
@@ -127,6 +132,7 @@ func (o Options) settings(ipv6 bool) ([]setting, error) {
 	add(o.BindAddressNoPort, BindAddressNoPort, 1)
 	add(!o.PortRange.IsZero(), LocalPortRange, int(uint32(o.PortRange.Hi)<<16|uint32(o.PortRange.Lo)))
 	add(o.Freebind, Freebind, 1)
+	add(o.Mark != 0, Mark, int(o.Mark))
 	switch o.V6Only {
 	case V6OnlyOn, V6OnlyOff:
 		if !ipv6 {
@@ -184,6 +190,12 @@ func (o Options) Apply(fd uintptr, ipv6 bool) error {
 			err = setInt(fd, level, name, s.value)
 		}
 		if err != nil {
+			// The failed call names the option: "setsockopt SO_MARK:
+			// operation not permitted" says what to drop.
+			var se *os.SyscallError
+			if errors.As(err, &se) {
+				return os.NewSyscallError(se.Syscall+" "+s.id.String(), se.Err)
+			}
 			return fmt.Errorf("set %s: %w", s.id, err)
 		}
 	}

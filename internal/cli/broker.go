@@ -453,6 +453,8 @@ func (p *connectPlan) checkBroker() error {
 		return fmt.Errorf("--broker hands out one socket; -z would need one per port")
 	case p.opts.bindNoPort || !p.sockopt.PortRange.IsZero():
 		return fmt.Errorf("--broker binds the source itself: --bind-no-port and --port-range do not apply")
+	case p.sockopt.Mark != 0:
+		return fmt.Errorf("--broker hands out a socket the broker made: --mark does not apply")
 	}
 	return nil
 }

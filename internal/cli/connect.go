@@ -37,6 +37,7 @@ type connectOptions struct {
 	reuseAddr  bool
 	bindNoPort bool
 	portRange  string
+	mark       markFlag
 	broker     string
 }
 
@@ -125,6 +126,7 @@ number.`,
 	f.BoolVar(&o.reuseAddr, "reuseaddr", false, "set SO_REUSEADDR: share the source port with other non-listening sockets that set it")
 	f.BoolVar(&o.bindNoPort, "bind-no-port", false, "with -s, choose the source port at connect time (IP_BIND_ADDRESS_NO_PORT), sharing it across destinations")
 	f.StringVar(&o.portRange, "port-range", "", "choose the source port from `LO-HI` (IP_LOCAL_PORT_RANGE)")
+	f.Var(&o.mark, "mark", "set firewall mark `MARK` (SO_MARK, needs CAP_NET_ADMIN), which policy routing may match (ip rule fwmark)")
 	f.StringVar(&o.broker, "broker", "", "get the source socket from the tuple broker at `PATH` (see tuple broker)")
 	return cmd
 }
@@ -273,6 +275,7 @@ func (p *connectPlan) socketOptions(srcPort uint16) error {
 			return fmt.Errorf("--port-range: %v", err)
 		}
 	}
+	p.sockopt.Mark = uint32(o.mark)
 	return p.sockopt.Check()
 }
 

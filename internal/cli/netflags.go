@@ -37,6 +37,23 @@ func parsePort(network, s string, allowZero bool) (uint16, error) {
 	return uint16(n), nil
 }
 
+// markFlag is a firewall mark flag (--mark), parsed as it is set: a
+// number 0-4294967295, in decimal or with a 0x, 0o or 0b prefix, as ip
+// rule fwmark takes it.
+type markFlag uint32
+
+func (m *markFlag) String() string { return strconv.FormatUint(uint64(*m), 10) }
+func (m *markFlag) Type() string   { return "MARK" }
+
+func (m *markFlag) Set(s string) error {
+	n, err := strconv.ParseUint(s, 0, 32)
+	if err != nil {
+		return fmt.Errorf("want a number 0-4294967295 (16 or 0x10)")
+	}
+	*m = markFlag(n)
+	return nil
+}
+
 // zoneIndex resolves an IPv6 zone (an interface name or index, as in
 // fe80::1%eth0) to the interface index of the calling thread's namespace.
 func zoneIndex(zone string) (int, error) {

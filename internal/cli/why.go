@@ -34,6 +34,7 @@ type whyOptions struct {
 	uid        int
 	dev        string
 	from       string
+	mark       markFlag // SO_MARK: --mark, or the failed socket's
 	json       bool
 	all        bool
 	procRoot   string
@@ -86,6 +87,7 @@ and lists the changes the model predicts would work. Exit 0: would succeed, 1: w
 	listen := sub("listen ADDR:PORT", "Would bind(ADDR:PORT) and listen() work?", 1, rules.OpListen)
 	connect := sub("connect [--from ADDR:PORT] ADDR:PORT", "Would connect(ADDR:PORT) work, from --from if given?", 1, rules.OpConnect)
 	connect.Flags().StringVar(&o.from, "from", "", "bind this local ADDR:PORT before connecting (port 0: the kernel picks)")
+	connect.Flags().Var(&o.mark, "mark", "the new socket sets firewall mark `MARK` (SO_MARK), which policy routing may match (ip rule fwmark)")
 	cmd.AddCommand(bind, listen, connect)
 	return cmd
 }
@@ -205,6 +207,7 @@ func planFor(o *whyOptions, kind rules.OpKind, target, from netip.AddrPort) (hos
 	}
 	// uid 0 is assumed to hold CAP_NET_BIND_SERVICE; other uids not.
 	s.CanBindPrivileged = s.UID == 0
+	s.Mark = uint32(o.mark)
 	p := hostmodel.Plan{Socket: s}
 	switch kind {
 	case rules.OpBind:
@@ -410,7 +413,7 @@ func explainNetFailure(ctx context.Context, f *netFailure) (*failureExplanation,
 	o := whyOptions{uid: -1, udp: strings.HasPrefix(f.network, "udp"),
 		reuseAddr: f.opts.ReuseAddr, reusePort: f.opts.ReusePort,
 		bindNoPort: f.opts.BindAddressNoPort, v6only: f.opts.V6Only == sockopt.V6OnlyOn,
-		dev: f.opts.Device}
+		dev: f.opts.Device, mark: markFlag(f.opts.Mark)}
 	var kind rules.OpKind
 	var target, from netip.AddrPort
 	switch op {

@@ -25,7 +25,8 @@ type netOp struct {
 	dev     string
 	bind    string // "[addr%zone]:port", empty for none
 	connect string
-	uid     int // the socket's owner; 0: the test's (root)
+	uid     int    // the socket's owner; 0: the test's (root)
+	mark    uint32 // SO_MARK, 0: none
 }
 
 // whyArgs is the `tuple why` command line for o.
@@ -48,6 +49,9 @@ func (o netOp) whyArgs() []string {
 	}
 	if o.uid != 0 {
 		args = append(args, "--uid", strconv.Itoa(o.uid))
+	}
+	if o.mark != 0 {
+		args = append(args, "--mark", "0x"+strconv.FormatUint(uint64(o.mark), 16))
 	}
 	if o.connect != "" {
 		return append(args, "--json", o.connect)
@@ -94,6 +98,11 @@ func (o netOp) kernel(t *testing.T) string {
 	defer unix.Close(fd)
 	if o.dev != "" {
 		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, o.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(o.mark)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -208,6 +217,9 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	// Rules by the socket's owner (sk_uid).
 	ns.IP(t, "rule", "add", "uidrange", "1000-1000", "prohibit")
 	ns.IP(t, "-6", "rule", "add", "uidrange", "1000-1000", "prohibit")
+	// Rules by the socket's firewall mark (SO_MARK).
+	ns.IP(t, "rule", "add", "fwmark", "0x10", "prohibit")
+	ns.IP(t, "-6", "rule", "add", "fwmark", "0x10", "prohibit")
 	ns.IP(t, "route", "add", "unreachable", "10.8.0.0/16")
 	whyAgreesWithKernel(t, ns, []netCase{
 		{netOp{connect: "10.9.9.9:8443"}, "EACCES"},
@@ -243,7 +255,23 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{uid: 1000, bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "EACCES"}, // fd00::1: fd00::2 is prohibited
 		{netOp{uid: 1001, connect: "10.9.9.9:80"}, "ok"},
 		{netOp{uid: 1001, udp: true, connect: "10.9.9.9:80"}, "ok"},
+		{netOp{mark: 0x10, connect: "10.9.9.9:80"}, "EACCES"},
+		{netOp{mark: 0x10, udp: true, connect: "10.9.9.9:80"}, "EACCES"},
+		{netOp{mark: 0x10, bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "EACCES"},
+		{netOp{mark: 0x11, connect: "10.9.9.9:80"}, "ok"},
+		{netOp{mark: 0x11, udp: true, connect: "10.9.9.9:80"}, "ok"},
 	})
+	// tuple connect sets the mark, and its explanation repeats the
+	// lookup with it.
+	code, _, errOut := runIn(t, ns, "connect", "-v", "--mark", "16", "10.9.9.9", "80")
+	if code != 1 || !strings.Contains(errOut, "permission denied") || !strings.Contains(errOut, "ip route get 10.9.9.9 ipproto 6 dport 80 mark 0x10") {
+		t.Errorf("tuple connect -v --mark 16 10.9.9.9 80: exit %d, stderr %q; want 1, the route lookup's EACCES and the lookup with the mark", code, errOut)
+	}
+	for _, bad := range []string{"x", "-1", "4294967296", ""} {
+		if code, _, errOut := runIn(t, ns, "connect", "--mark", bad, "10.9.9.9", "80"); code != 2 || !strings.Contains(errOut, "--mark") {
+			t.Errorf("tuple connect --mark %q: exit %d, %q; want 2 naming --mark", bad, code, errOut)
+		}
+	}
 	// The explanation names the lookup, ports and protocol included, as
 	// a command that fails the same way.
 	_, got := whyIn(t, ns, "why", "connect", "--from", "10.0.0.1:5000", "--json", "10.9.9.9:80")
