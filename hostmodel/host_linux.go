@@ -227,16 +227,16 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 }
 
 // sourceFor returns the local address the kernel's route lookup picks for
-// a UDP connect() to peer from a socket bound to device dev (0: none) and
-// to src (an invalid address: none; bound with IP_FREEBIND, so that an
-// address not yet local is looked up as well): it connects a UDP socket,
-// which sends nothing, and reads its address. The probe has the
-// connection's ports, so that policy routing by port (ip rule dport,
-// sport) sees what the connect() would: peer's port, and src's when the
-// UDP port is free (a port held by a UDP socket is looked up without).
-// A TCP connect() is looked up by tcpSourceFor. The probe is as's socket:
-// bound to its device, with its mark (SO_MARK, which takes CAP_NET_ADMIN),
-// owned by its uid where the caller may make it so (socketAs).
+// a UDP connect() to peer from socket as bound to src (an invalid address:
+// none; bound with IP_FREEBIND, so that an address not yet local is looked
+// up as well): it connects a UDP socket, which sends nothing, and reads its
+// address. The probe is as's socket: bound to its device, with its mark
+// (SO_MARK, which takes CAP_NET_ADMIN), owned by its uid where the caller
+// may make it so (socketAs). It has the connection's ports, so that policy
+// routing by port (ip rule dport, sport) sees what the connect() would:
+// peer's port, and src's when the UDP port is free (a port held by a UDP
+// socket is looked up without). A TCP connect() is looked up by
+// tcpSourceFor.
 func sourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	local, err := probeSource(peer, src, as)
 	var se *os.SyscallError

@@ -61,8 +61,9 @@ func (e *eval) routed(peer netip.Addr) bool {
 	if e.op.RouteErr != 0 {
 		// The command repeats the lookup's protocol, ports, mark and
 		// owner too: policy routing may choose by them (ip rule
-		// ipproto, sport, dport, fwmark, uidrange). The protocol by number: ip(8) knows names only
-		// from /etc/protocols, which minimal systems lack.
+		// ipproto, sport, dport, fwmark, uidrange). The protocol by
+		// number: ip(8) knows names only from /etc/protocols, which
+		// minimal systems lack.
 		p, from, sport := peer.WithZone("").String(), "", ""
 		src := e.op.RouteFrom
 		if !src.Addr().IsValid() && src.Port() == 0 && e.s.State == Bound {

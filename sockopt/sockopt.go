@@ -63,6 +63,7 @@ type spec struct {
 	level6, name6 int
 	kind          kind
 	v6Only        bool // only meaningful on an IPv6 socket
+	setOnly       bool // tuple sets it and never reports it: Read skips it
 }
 
 func (s spec) levelName(ipv6 bool) (int, int) {
@@ -242,12 +243,15 @@ type Value struct {
 // for callers that learn the other options elsewhere.
 func OnlyIPv6Error(id ID) error { return fmt.Errorf("%s: only an IPv6 socket has it", id) }
 
-// Read reads every option the platform has from descriptor fd. Options the
-// platform lacks, or that the socket's family does not have, come back
-// unknown with the reason.
+// Read reads every option the platform has from descriptor fd, but those
+// tuple only sets (SO_MARK). Options the platform lacks, or that the
+// socket's family does not have, come back unknown with the reason.
 func Read(fd uintptr, ipv6 bool) map[ID]Value {
 	out := make(map[ID]Value, len(table))
 	for id, sp := range table {
+		if sp.setOnly {
+			continue
+		}
 		if sp.v6Only && !ipv6 {
 			out[id] = Value{Err: OnlyIPv6Error(id)}
 			continue

@@ -13,5 +13,5 @@ var table = map[ID]spec{
 		level6: unix.SOL_IPV6, name6: unix.IPV6_FREEBIND},
 	V6Only:       {level: unix.SOL_IPV6, name: unix.IPV6_V6ONLY, v6Only: true},
 	BindToDevice: {level: unix.SOL_SOCKET, name: unix.SO_BINDTODEVICE, kind: kindDevice},
-	Mark:         {level: unix.SOL_SOCKET, name: unix.SO_MARK, kind: kindUint32},
+	Mark:         {level: unix.SOL_SOCKET, name: unix.SO_MARK, kind: kindUint32, setOnly: true},
 }
