@@ -31,6 +31,7 @@ func Fixes(sit *Situation, p Plan, res Result) []Fix {
 	add(shareFix(sit, p, res, sockopt.ReuseAddr, func(s *rules.Socket) *bool { return &s.ReuseAddr }))
 	add(noSourcePortFix(sit, p))
 	add(portFix(sit, p))
+	add(routePortFix(sit, p))
 	add(addressFix(sit, p))
 	add(rangeFix(sit, p, res))
 	add(socketFix(sit, p, "set IP_FREEBIND on the new socket to bind an address that is not (yet) local",
@@ -219,7 +220,7 @@ func noSourcePortFix(sit *Situation, p Plan) (Fix, bool) {
 		np := clonePlan(p)
 		np.Ops[bi].Addr = netip.AddrPortFrom(from.Addr(), 0)
 		np.Socket.BindNoPort = true
-		if succeeds(sit, nil, np) {
+		if succeeds(sit, nil, rerouted(p, np)) {
 			return newFix("bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
 				Edit{Local: netip.AddrPortFrom(from.Addr(), 0), BindNoPort: true}), true
 		}
@@ -255,13 +256,35 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 			tries++
 			np := clonePlan(p)
 			np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
-			if succeeds(sit, nil, np) {
+			if succeeds(sit, nil, rerouted(p, np)) {
 				return newFix(fmt.Sprintf("use port %d instead (the nearest one that works)", c),
 					Edit{Local: netip.AddrPortFrom(orig.Addr(), uint16(c))}), true
 			}
 		}
 	}
 	return Fix{}, false
+}
+
+// routePortFix: a connect() whose route lookup fails from the port it
+// was judged with, and passes from the last of the ephemeral range (ip
+// rule sport), works from that port, bound first.
+func routePortFix(sit *Situation, p Plan) (Fix, bool) {
+	bp := p.routeByPort
+	if bp == nil || bp.lo == 0 || bp.hi != 0 {
+		return Fix{}, false
+	}
+	local := netip.AddrPortFrom(netip.IPv4Unspecified(), bp.rng.Hi)
+	if p.Socket.Family == inet.IPv6 {
+		local = netip.AddrPortFrom(netip.IPv6Unspecified(), bp.rng.Hi)
+	}
+	if bi := bindIndex(p); bi >= 0 {
+		local = netip.AddrPortFrom(p.Ops[bi].Addr.Addr(), bp.rng.Hi)
+	}
+	e := Edit{Local: local}
+	if !succeeds(sit, nil, applyEdit(p, e)) {
+		return Fix{}, false
+	}
+	return newFix(fmt.Sprintf("bind source port %d, from which the route lookup passes (policy routing by source port)", bp.rng.Hi), e), true
 }
 
 // addressFix tries the address with the scope of the device it is on (a
@@ -387,23 +410,26 @@ func applyEdit(p Plan, e Edit) Plan {
 }
 
 // rerouted is np, a change of plan p, with its connect's route looked up
-// again when np binds another address than p (or none): the route, its
-// errors included, may depend on the source (ResolveSource). A lookup that
-// fails otherwise leaves np without a source, compared on the peer alone.
+// again when np binds another address or port than p (or none), or is
+// another user's: the route, its errors included, may depend on the source
+// address and port and the owner (ResolveSource). A lookup that fails
+// otherwise leaves np without a source, compared on the peer alone.
 func rerouted(p, np Plan) Plan {
-	if boundAddr(np) == boundAddr(p) {
+	if boundAt(np) == boundAt(p) && np.Socket.UID == p.Socket.UID {
+		np.routeByPort = p.routeByPort
 		return np
 	}
 	_ = ResolveSource(&np)
 	return np
 }
 
-// boundAddr is the address p binds first, invalid when it binds none.
-func boundAddr(p Plan) netip.Addr {
+// boundAt is the address and port p binds first, invalid when it binds
+// none.
+func boundAt(p Plan) netip.AddrPort {
 	if bi := bindIndex(p); bi >= 0 {
-		return p.Ops[bi].Addr.Addr()
+		return p.Ops[bi].Addr
 	}
-	return netip.Addr{}
+	return netip.AddrPort{}
 }
 
 // fixHoldsInAll reports whether fix f makes p succeed whatever the unread

@@ -16,6 +16,9 @@ import (
 type Plan struct {
 	Socket rules.Socket
 	Ops    []rules.Op
+	// routeByPort is set by ResolveSource when the route lookup of the
+	// connect() depends on the port it picks (ip rule sport).
+	routeByPort *byPort
 }
 
 // Result is a plan's predicted outcome: the outcome of the first operation
@@ -49,6 +52,13 @@ func run(predict func(rules.Socket, rules.Op) rules.Outcome, host rules.Host, p 
 	var standIn uint16
 	var candidates int
 	result := func(failed int) Result {
+		judged := failed // the last operation judged
+		if judged < 0 {
+			judged = len(p.Ops) - 1
+		}
+		if p.routeByPort != nil && judged >= 0 && p.Ops[judged].Kind == rules.OpConnect {
+			out.Assumptions = append(slices.Clone(out.Assumptions), p.routeByPort.assumption())
+		}
 		if standIn != 0 {
 			out.Assumptions = append(slices.Clone(out.Assumptions), fmt.Sprintf(
 				"bind(0) takes one of %d free ports, starting at a random one; the next operation was judged with port %d, one it may take", candidates, standIn))
@@ -177,12 +187,15 @@ func ResolveSource(p *Plan) error {
 			// may choose by source or port: ip rule from, sport,
 			// dport); a fix that binds another address looks again
 			// (rerouted).
-			op.Source, op.RouteErr, op.RouteFrom = netip.Addr{}, 0, netip.AddrPort{}
+			op.Source, op.RouteErr, op.RouteFrom, p.routeByPort = netip.Addr{}, 0, netip.AddrPort{}, nil
 			lookup := sourceFor // UDP's: a UDP socket connects
 			if p.Socket.Proto == inet.TCP {
 				lookup = tcpSourceFor
 			}
 			src, err := lookup(op.Addr, bound, routeSocket{dev: dev, uid: p.Socket.UID, mark: p.Socket.Mark})
+			if bp := (*byPort)(nil); errors.As(err, &bp) {
+				p.routeByPort, err = bp, bp.err
+			}
 			if errno := syscall.Errno(0); errors.As(err, &errno) && routeErrno(op.Addr.Addr(), errno) {
 				op.RouteErr = errno
 				var from *lookupFrom
@@ -213,6 +226,37 @@ type routeSocket struct {
 	dev  int
 	uid  uint32
 	mark uint32
+}
+
+// byPort is a TCP connect()'s route lookup that ends otherwise from the
+// first port of the ephemeral range than from the last (ip rule sport):
+// its outcome depends on the port connect() picks. err is the first
+// port's, with which the connect() is judged.
+type byPort struct {
+	rng    inet.PortRange
+	lo, hi syscall.Errno // 0: the lookup passed
+	err    error
+}
+
+func (e *byPort) Error() string { return e.assumption() }
+
+func (e *byPort) assumption() string {
+	word := func(errno syscall.Errno) string {
+		if errno == 0 {
+			return "passes"
+		}
+		return "fails (" + errno.Error() + ")"
+	}
+	return fmt.Sprintf("the route lookup %s from source port %d and %s from %d (policy routing by source port, ip rule sport): the outcome depends on the port connect() picks in %s; judged with %d",
+		word(e.lo), e.rng.Lo, word(e.hi), e.rng.Hi, e.rng, e.rng.Lo)
+}
+
+// lookupErrno is the errno a route lookup failed with, 0 when it passed
+// (or failed without one).
+func lookupErrno(err error) syscall.Errno {
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	return errno
 }
 
 // lookupFrom is a failed route lookup with the source address and port it

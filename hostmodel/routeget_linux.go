@@ -10,6 +10,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/inet"
 	"github.com/tuple-net/tuple/rules"
 )
 
@@ -40,30 +41,40 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 		}
 		addr = chosen
 	}
-	port := src.Port()
-	if port == 0 {
-		// The port bind() or connect() picks is looked up with (or
-		// once more, ip_route_newports), so a rule by source port
-		// counts: judged with the first port of the ephemeral range,
-		// one it may pick, as the model judges a bind(0).
-		port = firstEphemeralPort()
+	if src.Port() != 0 {
+		_, err := routeGet(peer, netip.AddrPortFrom(addr, src.Port()), syscall.IPPROTO_TCP, as)
+		return addr, err
 	}
-	_, err := routeGet(peer, netip.AddrPortFrom(addr, port), syscall.IPPROTO_TCP, as)
+	// The port bind() or connect() picks is looked up with (or once
+	// more, ip_route_newports), so a rule by source port counts: judged
+	// with the first port of the ephemeral range, one it may pick, as the
+	// model judges a bind(0). Where the last port's lookup ends otherwise,
+	// the outcome depends on the port the kernel picks, and
+	// ResolveSource says so.
+	rng := ephemeralRange()
+	_, err := routeGet(peer, netip.AddrPortFrom(addr, rng.Lo), syscall.IPPROTO_TCP, as)
+	if rng.Hi == rng.Lo {
+		return addr, err
+	}
+	_, errHi := routeGet(peer, netip.AddrPortFrom(addr, rng.Hi), syscall.IPPROTO_TCP, as)
+	if lookupErrno(err) != lookupErrno(errHi) {
+		return addr, &byPort{rng: rng, lo: lookupErrno(err), hi: lookupErrno(errHi), err: err}
+	}
 	return addr, err
 }
 
-// firstEphemeralPort is the first port of the calling thread's network
-// namespace's ephemeral range, 0 when it cannot be read.
-func firstEphemeralPort() uint16 {
+// ephemeralRange is the calling thread's network namespace's ephemeral
+// port range, the zero range when it cannot be read.
+func ephemeralRange() inet.PortRange {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return 0
+		return inet.PortRange{}
 	}
 	rng, err := ParsePortRange(b)
 	if err != nil {
-		return 0
+		return inet.PortRange{}
 	}
-	return rng.Lo
+	return rng
 }
 
 // isLocal4 reports whether the kernel takes addr as one of this host's

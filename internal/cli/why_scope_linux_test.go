@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -214,6 +215,9 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	// An unbound TCP socket is looked up once more with the port
 	// connect() picks: a rule on every source port sees it.
 	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "1-65534", "dport", "8446", "prohibit")
+	// A rule on part of the ephemeral range (32768-60999 here): the
+	// outcome depends on the port connect() picks.
+	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "32768-40000", "dport", "8447", "prohibit")
 	// Rules by the socket's owner (sk_uid).
 	ns.IP(t, "rule", "add", "uidrange", "1000-1000", "prohibit")
 	ns.IP(t, "-6", "rule", "add", "uidrange", "1000-1000", "prohibit")
@@ -261,6 +265,36 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{mark: 0x11, connect: "10.9.9.9:80"}, "ok"},
 		{netOp{mark: 0x11, udp: true, connect: "10.9.9.9:80"}, "ok"},
 	})
+	// Where the lookup depends on the port connect() picks, the report
+	// says so, and judges with the range's first port; where every
+	// port's fails alike (8446), it does not.
+	byPort := "the outcome depends on the port connect() picks in 32768-60999"
+	if _, got := whyIn(t, ns, "why", "connect", "--json", "10.9.9.9:8447"); got.Verdict != "EACCES" || !slices.ContainsFunc(got.Assumptions, func(a string) bool { return strings.Contains(a, byPort) }) {
+		t.Errorf("why connect 10.9.9.9:8447: %s, assumptions %q; want EACCES and one saying %q", got.Verdict, got.Assumptions, byPort)
+	}
+	if _, got := whyIn(t, ns, "why", "connect", "--json", "10.9.9.9:8446"); slices.ContainsFunc(got.Assumptions, func(a string) bool { return strings.Contains(a, "depends on the port") }) {
+		t.Errorf("why connect 10.9.9.9:8446: assumptions %q; want none on the port (every port's lookup fails)", got.Assumptions)
+	}
+	// The fixes for a route that fails by source port are ports it
+	// passes from, looked up again, and the kernel takes them.
+	for _, c := range []struct {
+		args []string
+		fix  string // the fix's flags
+		real netOp
+	}{
+		{[]string{"10.9.9.9:8447"}, "--from 0.0.0.0:60999", netOp{bind: "0.0.0.0:60999", connect: "10.9.9.9:8447"}},
+		{[]string{"--from", "10.0.0.1:5000", "10.9.9.9:80"}, "--from 10.0.0.1:4999", netOp{bind: "10.0.0.1:4999", connect: "10.9.9.9:80"}},
+	} {
+		args := append([]string{"why", "connect", "--json"}, c.args...)
+		_, got := whyIn(t, ns, args...)
+		var kernel string
+		if err := ns.Do(func() error { kernel = c.real.kernel(t); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !hasFix(got, "", c.fix) || kernel != "ok" {
+			t.Errorf("%s: fixes %+v, want one with %s; the kernel says %s to it", strings.Join(args, " "), got.Fixes, c.fix, kernel)
+		}
+	}
 	// tuple connect sets the mark, and its explanation repeats the
 	// lookup with it.
 	code, _, errOut := runIn(t, ns, "connect", "-v", "--mark", "16", "10.9.9.9", "80")
