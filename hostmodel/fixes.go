@@ -273,14 +273,14 @@ func routePortFix(sit *Situation, p Plan) (Fix, bool) {
 	if bp == nil || bp.lo == 0 || bp.hi != 0 {
 		return Fix{}, false
 	}
-	local := netip.AddrPortFrom(netip.IPv4Unspecified(), bp.rng.Hi)
+	addr := netip.IPv4Unspecified() // the bound address, or the family's wildcard
 	if p.Socket.Family == inet.IPv6 {
-		local = netip.AddrPortFrom(netip.IPv6Unspecified(), bp.rng.Hi)
+		addr = netip.IPv6Unspecified()
 	}
 	if bi := bindIndex(p); bi >= 0 {
-		local = netip.AddrPortFrom(p.Ops[bi].Addr.Addr(), bp.rng.Hi)
+		addr = p.Ops[bi].Addr.Addr()
 	}
-	e := Edit{Local: local}
+	e := Edit{Local: netip.AddrPortFrom(addr, bp.rng.Hi)}
 	if !succeeds(sit, nil, applyEdit(p, e)) {
 		return Fix{}, false
 	}

@@ -183,10 +183,11 @@ func ResolveSource(p *Plan) error {
 			}
 		case rules.OpConnect:
 			// The route is looked up from the bound address and port
-			// to the peer's port, as the kernel does (policy routing
-			// may choose by source or port: ip rule from, sport,
-			// dport); a fix that binds another address looks again
-			// (rerouted).
+			// to the peer's port, for the socket's owner and mark, as
+			// the kernel does (policy routing may choose by any of
+			// them: ip rule from, sport, dport, uidrange, fwmark); a
+			// fix that binds another address or port, or runs as
+			// another user, looks again (rerouted).
 			op.Source, op.RouteErr, op.RouteFrom, p.routeByPort = netip.Addr{}, 0, netip.AddrPort{}, nil
 			lookup := sourceFor // UDP's: a UDP socket connects
 			if p.Socket.Proto == inet.TCP {
