@@ -192,35 +192,50 @@ func TestScopedAddressesInNamespace(t *testing.T) {
 	}
 }
 
-// TestParseRouteReply: a lookup's answer gives the route's type and the
-// source the kernel picked; its NLMSG_ERROR gives the lookup's errno.
-func TestParseRouteReply(t *testing.T) {
+// TestParseRoute: a route message gives the route's type and the source
+// the kernel picked; a source of the other family is an error.
+func TestParseRoute(t *testing.T) {
 	route := make([]byte, 12+8)
 	route[0], route[7] = syscall.AF_INET, syscall.RTN_UNICAST
 	binary.NativeEndian.PutUint16(route[12:], 8)
 	binary.NativeEndian.PutUint16(route[14:], syscall.RTA_PREFSRC)
 	copy(route[16:], []byte{10, 0, 0, 1})
-	r, err := parseRouteReply(rtmsgFrame(syscall.RTM_NEWROUTE, 0, route))
+	r, err := parseRoute(route)
 	if err != nil || r.typ != syscall.RTN_UNICAST || r.prefSrc != netip.MustParseAddr("10.0.0.1") {
 		t.Errorf("a route from 10.0.0.1: %+v, %v", r, err)
 	}
-	errMsg := make([]byte, 4+16)
-	errno := -int32(syscall.EACCES)
-	binary.NativeEndian.PutUint32(errMsg, uint32(errno))
-	if _, err := parseRouteReply(rtmsgFrame(syscall.NLMSG_ERROR, 0, errMsg)); !errors.Is(err, syscall.EACCES) {
-		t.Errorf("a prohibited lookup: err %v, want EACCES", err)
-	}
 	route[0] = syscall.AF_INET6 // a 4-byte source for IPv6
-	if _, err := parseRouteReply(rtmsgFrame(syscall.RTM_NEWROUTE, 0, route)); err == nil {
+	if _, err := parseRoute(route); err == nil {
 		t.Error("an IPv6 route with a 4-byte source: no error")
 	}
 }
 
-func FuzzParseRouteReply(f *testing.F) {
+// TestRouteGetErrno: a lookup the kernel refuses (a prohibit rule for
+// TCP to one port) gives its errno, and the source it was made from; the
+// same lookup for UDP passes and names the source the kernel picked.
+func TestRouteGetErrno(t *testing.T) {
+	ns := netnstest.New(t, "10.0.0.1/24")
+	ns.IP(t, "route", "add", "default", "via", "10.0.0.254")
+	ns.IP(t, "rule", "add", "ipproto", "6", "dport", "8444", "prohibit")
+	peer := netip.MustParseAddrPort("10.9.9.9:8444")
+	ns.Do(func() error {
+		_, err := routeGet(peer, netip.AddrPort{}, syscall.IPPROTO_TCP, routeSocket{})
+		var from *lookupFrom
+		if !errors.Is(err, syscall.EACCES) || !errors.As(err, &from) {
+			t.Errorf("TCP lookup under a prohibit rule: %v, want EACCES from a lookupFrom", err)
+		}
+		if src, err := routeGet(peer, netip.AddrPort{}, syscall.IPPROTO_UDP, routeSocket{}); err != nil || src != netip.MustParseAddr("10.0.0.1") {
+			t.Errorf("UDP lookup: %v, %v; want source 10.0.0.1", src, err)
+		}
+		return nil
+	})
+}
+
+func FuzzParseRoute(f *testing.F) {
 	f.Add([]byte{})
-	f.Add(rtmsgFrame(syscall.RTM_NEWROUTE, 0, make([]byte, 12)))
+	f.Add(make([]byte, 12))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if _, err := parseRouteReply(b); err == nil && len(b) < syscall.NLMSG_HDRLEN+rtmsgLen {
+		if _, err := parseRoute(b); err == nil && len(b) < rtmsgLen {
 			t.Fatalf("%d bytes read as a route", len(b))
 		}
 	})

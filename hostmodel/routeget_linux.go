@@ -85,7 +85,7 @@ func isLocal4(addr netip.Addr) bool {
 	if err != nil {
 		return false
 	}
-	r, err := parseRouteReply(b)
+	r, err := parseRoute(b)
 	return err == nil && r.typ == syscall.RTN_LOCAL
 }
 
@@ -100,7 +100,7 @@ func routeGet(peer, src netip.AddrPort, proto uint8, as routeSocket) (netip.Addr
 	b, err := routeRequest(peer, src, proto, &as)
 	if err == nil {
 		var r routeReply
-		if r, err = parseRouteReply(b); err == nil {
+		if r, err = parseRoute(b); err == nil {
 			if src.Addr().IsValid() {
 				return src.Addr(), nil
 			}
@@ -112,9 +112,8 @@ func routeGet(peer, src netip.AddrPort, proto uint8, as routeSocket) (netip.Addr
 
 // routeRequest sends one RTM_GETROUTE, on a socket of the calling
 // thread's network namespace, for socket as (nil: none, the caller's),
-// and returns the kernel's answer. It is written here: mdlayher/netlink
-// encodes the attributes but knows no rtnetlink message, and the request
-// is a header and a few of them.
+// and returns the route message that answers it (rtmsg and attributes);
+// a lookup that fails returns its errno (errors.Is works), wrapped.
 func routeRequest(peer, src netip.AddrPort, proto uint8, as *routeSocket) ([]byte, error) {
 	dst := peer.Addr().Unmap()
 	family, bits := byte(syscall.AF_INET), byte(32)
@@ -152,28 +151,28 @@ func routeRequest(peer, src netip.AddrPort, proto uint8, as *routeSocket) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("route lookup request: %w", err)
 	}
-	rtm := []byte{family, bits, srcBits, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-	req := make([]byte, syscall.NLMSG_HDRLEN, syscall.NLMSG_HDRLEN+len(rtm)+len(attrs))
-	req = append(append(req, rtm...), attrs...)
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], syscall.RTM_GETROUTE)
-	binary.NativeEndian.PutUint16(req[6:], syscall.NLM_F_REQUEST)
-	binary.NativeEndian.PutUint32(req[8:], 1)
-
-	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_ROUTE)
+	// struct rtmsg: family, dst_len, src_len, then fields the lookup
+	// leaves 0 (tos, table, protocol, scope, type, flags).
+	rtm := make([]byte, rtmsgLen, rtmsgLen+len(attrs))
+	rtm[0], rtm[1], rtm[2] = family, bits, srcBits
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
-		return nil, os.NewSyscallError("socket (route lookup)", err)
+		return nil, fmt.Errorf("route lookup: %w", err)
 	}
-	defer syscall.Close(fd)
-	if err := syscall.Sendto(fd, req, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
-		return nil, os.NewSyscallError("sendto (route lookup)", err)
-	}
-	buf := make([]byte, 8192)
-	n, _, err := syscall.Recvfrom(fd, buf, 0)
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_GETROUTE, Flags: netlink.Request},
+		Data:   append(rtm, attrs...),
+	})
 	if err != nil {
-		return nil, os.NewSyscallError("recvfrom (route lookup)", err)
+		return nil, fmt.Errorf("route lookup: %w", err)
 	}
-	return buf[:n], nil
+	for _, m := range msgs {
+		if m.Header.Type == unix.RTM_NEWROUTE {
+			return m.Data, nil
+		}
+	}
+	return nil, fmt.Errorf("route lookup: no route in the kernel's %d messages", len(msgs))
 }
 
 // routeReply is what a route lookup's answer tells: the route's type
@@ -184,45 +183,26 @@ type routeReply struct {
 	prefSrc netip.Addr
 }
 
-// parseRouteReply reads the answer to an RTM_GETROUTE: its RTM_NEWROUTE,
-// or the errno of its NLMSG_ERROR, wrapped in an *os.SyscallError naming
-// the lookup.
-func parseRouteReply(b []byte) (routeReply, error) {
-	msgs, err := syscall.ParseNetlinkMessage(b)
+// parseRoute reads a route message (struct rtmsg, then attributes): the
+// route's type and the source address the kernel picked.
+func parseRoute(b []byte) (routeReply, error) {
+	if len(b) < rtmsgLen {
+		return routeReply{}, fmt.Errorf("route lookup reply: a message of %d bytes, shorter than rtmsg", len(b))
+	}
+	r := routeReply{typ: b[7]}
+	attrs, err := routeAttrs(b[rtmsgLen:])
 	if err != nil {
 		return routeReply{}, fmt.Errorf("route lookup reply: %w", err)
 	}
-	for i := range msgs {
-		m := &msgs[i]
-		switch m.Header.Type {
-		case syscall.NLMSG_ERROR:
-			if len(m.Data) < 4 {
-				return routeReply{}, fmt.Errorf("route lookup reply: an error of %d bytes", len(m.Data))
-			}
-			if e := int32(binary.NativeEndian.Uint32(m.Data)); e < 0 {
-				return routeReply{}, os.NewSyscallError("route lookup", syscall.Errno(-e))
-			}
-		case syscall.RTM_NEWROUTE:
-			if len(m.Data) < rtmsgLen {
-				return routeReply{}, fmt.Errorf("route lookup reply: a message of %d bytes, shorter than rtmsg", len(m.Data))
-			}
-			r := routeReply{typ: m.Data[7]}
-			attrs, err := routeAttrs(m.Data[rtmsgLen:])
-			if err != nil {
-				return routeReply{}, fmt.Errorf("route lookup reply: %w", err)
-			}
-			for _, a := range attrs {
-				if a.typ != unix.RTA_PREFSRC {
-					continue
-				}
-				addr, ok := netip.AddrFromSlice(a.value)
-				if !ok || addr.Is4() != (m.Data[0] == syscall.AF_INET) {
-					return routeReply{}, fmt.Errorf("route lookup reply: a source of %d bytes for family %d", len(a.value), m.Data[0])
-				}
-				r.prefSrc = addr
-			}
-			return r, nil
+	for _, a := range attrs {
+		if a.typ != unix.RTA_PREFSRC {
+			continue
 		}
+		addr, ok := netip.AddrFromSlice(a.value)
+		if !ok || addr.Is4() != (b[0] == syscall.AF_INET) {
+			return routeReply{}, fmt.Errorf("route lookup reply: a source of %d bytes for family %d", len(a.value), b[0])
+		}
+		r.prefSrc = addr
 	}
-	return routeReply{}, fmt.Errorf("route lookup reply: no route in %d bytes", len(b))
+	return r, nil
 }
