@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,23 +92,39 @@ func TestLabInterruptLeavesNothing(t *testing.T) {
 		// namespace, which is not the test's own.
 		own, _ := os.Readlink("/proc/self/ns/net")
 		var helpers []int
+		var seen []string // the helpers' namespaces at the last look
 		ns := ""
-		poll(10*time.Second, func() bool {
+		// Generous: a new namespace waits for the rtnl lock, which the
+		// cleanup of other tests' namespaces can hold for seconds.
+		poll(30*time.Second, func() bool {
 			helpers = helpersOf(exe)
-			if len(helpers) != 2 {
-				return false
+			seen = seen[:0]
+			for _, pid := range helpers {
+				n, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net")
+				if err != nil {
+					n = err.Error()
+				}
+				seen = append(seen, n)
 			}
-			a, _ := os.Readlink("/proc/" + strconv.Itoa(helpers[0]) + "/ns/net")
-			b, _ := os.Readlink("/proc/" + strconv.Itoa(helpers[1]) + "/ns/net")
-			if a != "" && a == b && a != own {
-				ns = a
+			if len(seen) == 2 && seen[0] == seen[1] && strings.HasPrefix(seen[0], "net:") && seen[0] != own {
+				ns = seen[0]
 			}
 			return ns != ""
 		})
 		if ns == "" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("%v: want 2 helpers in one new namespace, found %v", sig, helpers)
+			// Say what the lab did: still running (then killed), or
+			// ended on its own, with what it printed.
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			state := "still running after 30s, killed"
+			select {
+			case err := <-exited:
+				state = fmt.Sprintf("ended by itself (exit %d)", exitStatus(err))
+			case <-time.After(time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
+			t.Fatalf("%v: want 2 helpers in one new namespace (the test's is %s), found %v in %v; the lab %s; stderr: %q", sig, own, helpers, seen, state, stderr.String())
 		}
 		// The namespace is unnamed: it is not mounted under /run/netns, so
 		// it lives exactly as long as a process is in it (the helpers).
