@@ -266,11 +266,11 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 }
 
 // routePortFix: a connect() whose route lookup fails from the port it
-// was judged with, and passes from the last of the ephemeral range (ip
+// was judged with, and passes from another of the ephemeral range (ip
 // rule sport), works from that port, bound first.
 func routePortFix(sit *Situation, p Plan) (Fix, bool) {
 	bp := p.routeByPort
-	if bp == nil || bp.lo == 0 || bp.hi != 0 {
+	if bp == nil || bp.judged == 0 || bp.pass == 0 {
 		return Fix{}, false
 	}
 	addr := netip.IPv4Unspecified() // the bound address, or the family's wildcard
@@ -280,11 +280,11 @@ func routePortFix(sit *Situation, p Plan) (Fix, bool) {
 	if bi := bindIndex(p); bi >= 0 {
 		addr = p.Ops[bi].Addr.Addr()
 	}
-	e := Edit{Local: netip.AddrPortFrom(addr, bp.rng.Hi)}
+	e := Edit{Local: netip.AddrPortFrom(addr, bp.pass)}
 	if !succeeds(sit, nil, applyEdit(p, e)) {
 		return Fix{}, false
 	}
-	return newFix(fmt.Sprintf("bind source port %d, from which the route lookup passes (policy routing by source port)", bp.rng.Hi), e), true
+	return newFix(fmt.Sprintf("bind source port %d, from which the route lookup passes (policy routing by source port)", bp.pass), e), true
 }
 
 // addressFix tries the address with the scope of the device it is on (a

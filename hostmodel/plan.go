@@ -230,13 +230,18 @@ type routeSocket struct {
 }
 
 // byPort is a TCP connect()'s route lookup that ends otherwise from the
-// first port of the ephemeral range than from the last (ip rule sport):
-// its outcome depends on the port connect() picks. err is the first
-// port's, with which the connect() is judged.
+// first port of the ephemeral range than from another (ip rule sport): its
+// outcome depends on the port connect() picks. err is the first port's,
+// with which the connect() is judged; other is the first port (of
+// portClasses') whose lookup ends otherwise, and pass, when the judged
+// lookup fails, a port from which it passes (0: none).
 type byPort struct {
-	rng    inet.PortRange
-	lo, hi syscall.Errno // 0: the lookup passed
-	err    error
+	rng      inet.PortRange
+	judged   syscall.Errno // 0: the lookup passed
+	other    uint16
+	otherErr syscall.Errno
+	pass     uint16
+	err      error
 }
 
 func (e *byPort) Error() string { return e.assumption() }
@@ -249,7 +254,7 @@ func (e *byPort) assumption() string {
 		return "fails (" + errno.Error() + ")"
 	}
 	return fmt.Sprintf("the route lookup %s from source port %d and %s from %d (policy routing by source port, ip rule sport): the outcome depends on the port connect() picks in %s; judged with %d",
-		word(e.lo), e.rng.Lo, word(e.hi), e.rng.Hi, e.rng, e.rng.Lo)
+		word(e.judged), e.rng.Lo, word(e.otherErr), e.other, e.rng, e.rng.Lo)
 }
 
 // lookupErrno is the errno a route lookup failed with, 0 when it passed

@@ -48,19 +48,72 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	// The port bind() or connect() picks is looked up with (or once
 	// more, ip_route_newports), so a rule by source port counts: judged
 	// with the first port of the ephemeral range, one it may pick, as the
-	// model judges a bind(0). Where the last port's lookup ends otherwise,
-	// the outcome depends on the port the kernel picks, and
-	// ResolveSource says so.
+	// model judges a bind(0). Where a port of another class (portClasses:
+	// the rules' source-port selectors split the range) ends otherwise,
+	// the outcome depends on the port the kernel picks, and ResolveSource
+	// says so.
 	rng := ephemeralRange()
-	_, err := routeGet(peer, netip.AddrPortFrom(addr, rng.Lo), syscall.IPPROTO_TCP, as)
-	if rng.Hi == rng.Lo {
-		return addr, err
+	sels, serr := sportSelectors(v4)
+	ports := portClasses(rng, sels)
+	if serr != nil && rng.Hi != rng.Lo {
+		ports = []uint16{rng.Lo, rng.Hi} // the rules unread: the range's ends
 	}
-	_, errHi := routeGet(peer, netip.AddrPortFrom(addr, rng.Hi), syscall.IPPROTO_TCP, as)
-	if lookupErrno(err) != lookupErrno(errHi) {
-		return addr, &byPort{rng: rng, lo: lookupErrno(err), hi: lookupErrno(errHi), err: err}
+	if len(ports) == 0 {
+		ports = []uint16{rng.Lo}
+	}
+	_, err := routeGet(peer, netip.AddrPortFrom(addr, ports[0]), syscall.IPPROTO_TCP, as)
+	bp := &byPort{rng: rng, judged: lookupErrno(err), err: err}
+	for _, p := range ports[1:] {
+		_, perr := routeGet(peer, netip.AddrPortFrom(addr, p), syscall.IPPROTO_TCP, as)
+		errno := lookupErrno(perr)
+		if errno != bp.judged && bp.other == 0 {
+			bp.other, bp.otherErr = p, errno
+		}
+		if errno == 0 && bp.judged != 0 {
+			bp.pass = p // the last class's that passes: the range's end where it does
+		}
+	}
+	if bp.other != 0 {
+		return addr, bp
 	}
 	return addr, err
+}
+
+// sportSelectors reads the calling thread's network namespace's policy
+// routing rules of the family (RTM_GETRULE, what `ip rule` lists) and
+// returns their source-port selectors.
+func sportSelectors(v4 bool) ([]sportSelector, error) {
+	hdr := make([]byte, fibRuleHdrLen)
+	hdr[0] = syscall.AF_INET
+	if !v4 {
+		hdr[0] = syscall.AF_INET6
+	}
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_GETRULE, Flags: netlink.Request | netlink.Dump},
+		Data:   hdr,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	var sels []sportSelector
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWRULE {
+			continue
+		}
+		sel, ok, err := parseRuleSport(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			sels = append(sels, sel)
+		}
+	}
+	return sels, nil
 }
 
 // ephemeralRange is the calling thread's network namespace's ephemeral

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -12,8 +14,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tuple-net/tuple/internal/kversion"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/rules"
 )
@@ -218,6 +222,8 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	// A rule on part of the ephemeral range (32768-60999 here): the
 	// outcome depends on the port connect() picks.
 	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "32768-40000", "dport", "8447", "prohibit")
+	// Or its middle only, neither end.
+	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "40000-50000", "dport", "8448", "prohibit")
 	// Rules by the socket's owner (sk_uid).
 	ns.IP(t, "rule", "add", "uidrange", "1000-1000", "prohibit")
 	ns.IP(t, "-6", "rule", "add", "uidrange", "1000-1000", "prohibit")
@@ -254,6 +260,8 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{udp: true, bind: "10.0.0.1:5003", connect: "10.9.9.9:80"}, "ok"},
 		{netOp{connect: "10.9.9.9:8446"}, "EACCES"},
 		{netOp{bind: "0.0.0.0:6000", connect: "10.9.9.9:8446"}, "EACCES"},
+		{netOp{bind: "0.0.0.0:32768", connect: "10.9.9.9:8448"}, "ok"},
+		{netOp{bind: "0.0.0.0:50000", connect: "10.9.9.9:8448"}, "EACCES"},
 		{netOp{uid: 1000, connect: "10.9.9.9:80"}, "EACCES"},
 		{netOp{uid: 1000, udp: true, connect: "10.9.9.9:80"}, "EACCES"},
 		{netOp{uid: 1000, bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "EACCES"}, // fd00::1: fd00::2 is prohibited
@@ -274,6 +282,41 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	}
 	if _, got := whyIn(t, ns, "why", "connect", "--json", "10.9.9.9:8446"); slices.ContainsFunc(got.Assumptions, func(a string) bool { return strings.Contains(a, "depends on the port") }) {
 		t.Errorf("why connect 10.9.9.9:8446: assumptions %q; want none on the port (every port's lookup fails)", got.Assumptions)
+	}
+	// A rule on the range's middle is found too, and one by port mask
+	// (Linux 6.15; iproute2 here has no words for it, so it is made over
+	// rtnetlink): odd source ports prohibited. The port each report
+	// names is one the kernel refuses. (An unbound connect() to them
+	// passes or fails by the port the kernel draws: no case here.)
+	dports := []string{"8448"}
+	if addSportMaskRule(t, ns, 1, 1, 8449) {
+		dports = append(dports, "8449")
+		whyAgreesWithKernel(t, ns, []netCase{
+			{netOp{bind: "0.0.0.0:40001", connect: "10.9.9.9:8449"}, "EACCES"},
+			{netOp{bind: "0.0.0.0:40002", connect: "10.9.9.9:8449"}, "ok"},
+		})
+	}
+	named := regexp.MustCompile(`passes from source port 32768 and fails \(permission denied\) from (\d+) .*depends on the port connect\(\) picks`)
+	for _, dport := range dports {
+		_, got := whyIn(t, ns, "why", "connect", "--json", "10.9.9.9:"+dport)
+		var m []string
+		for _, a := range got.Assumptions {
+			if m = named.FindStringSubmatch(a); m != nil {
+				break
+			}
+		}
+		if got.Verdict != "ok" || m == nil {
+			t.Errorf("why connect 10.9.9.9:%s: %s, assumptions %q; want ok and one matching %q", dport, got.Verdict, got.Assumptions, named)
+			continue
+		}
+		real := netOp{bind: "0.0.0.0:" + m[1], connect: "10.9.9.9:" + dport}
+		var kernel string
+		if err := ns.Do(func() error { kernel = real.kernel(t); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if kernel != "EACCES" {
+			t.Errorf("why connect 10.9.9.9:%s names port %s as refused; the kernel says %s to a connect() from it", dport, m[1], kernel)
+		}
 	}
 	// The fixes for a route that fails by source port are ports it
 	// passes from, looked up again, and the kernel takes them.
@@ -341,4 +384,44 @@ func whyAgreesWithKernel(t *testing.T, ns *netnstest.NS, cases []netCase) {
 			t.Errorf("%s: kernel %s, tuple why %s (%s); want %s from both", strings.Join(args, " "), kernel, got.Verdict, got.Explanation, c.want)
 		}
 	}
+}
+
+// addSportMaskRule adds, in ns, an IPv4 rule prohibiting TCP to dport from
+// the source ports whose bits under mask are value's (FRA_SPORT_MASK, Linux
+// 6.15: before, it reports false and adds nothing, as the kernel would drop
+// the attribute and keep a rule by the range alone).
+func addSportMaskRule(t *testing.T, ns *netnstest.NS, value, mask, dport uint16) bool {
+	t.Helper()
+	if !kversion.AtLeast(6, 15) {
+		t.Log("source port masks came in Linux 6.15: the mask cases skipped")
+		return false
+	}
+	hdr := make([]byte, 12) // struct fib_rule_hdr
+	hdr[0], hdr[4], hdr[7] = unix.AF_INET, unix.RT_TABLE_UNSPEC, unix.FR_ACT_PROHIBIT
+	ae := netlink.NewAttributeEncoder()
+	ae.Uint32(unix.FRA_PRIORITY, 77)
+	ae.Uint8(unix.FRA_IP_PROTO, unix.IPPROTO_TCP)
+	ae.Bytes(unix.FRA_SPORT_RANGE, binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(nil, value), value))
+	ae.Uint16(28, mask) // FRA_SPORT_MASK
+	ae.Bytes(unix.FRA_DPORT_RANGE, binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(nil, dport), dport))
+	attrs, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ns.Do(func() error {
+		c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Execute(netlink.Message{
+			Header: netlink.Header{Type: unix.RTM_NEWRULE, Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl},
+			Data:   append(hdr, attrs...),
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("adding a rule by source port mask: %v", err)
+	}
+	return true
 }
