@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/tuple-net/tuple/inet"
@@ -15,6 +16,10 @@ import (
 // maxPortTries bounds the model runs spent looking for a free port or
 // address, so a fix search on a table of 40,000 sockets stays quick.
 const maxPortTries = 64
+
+// maxBoundaries is how many boundaries of the source-port rules' classes
+// portFix tries on each side of a port whose route fails.
+const maxBoundaries = 8
 
 // Fixes returns the changes the model predicts would make p succeed, given
 // that it fails with res. Each candidate is run through the model; only
@@ -220,15 +225,15 @@ func noSourcePortFix(sit *Situation, p Plan) (Fix, bool) {
 		np := clonePlan(p)
 		np.Ops[bi].Addr = netip.AddrPortFrom(from.Addr(), 0)
 		np.Socket.BindNoPort = true
-		if succeeds(sit, nil, rerouted(p, np)) {
-			return newFix("bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)",
+		if np = rerouted(p, np); succeeds(sit, nil, np) {
+			return newFix("bind only the source address and let connect() pick the port (IP_BIND_ADDRESS_NO_PORT)"+np.routeByPort.caveat(),
 				Edit{Local: netip.AddrPortFrom(from.Addr(), 0), BindNoPort: true}), true
 		}
 	}
 	np := clonePlan(p)
 	np.Ops = slices.Delete(np.Ops, bi, bi+1)
-	if succeeds(sit, nil, rerouted(p, np)) {
-		return newFix("do not bind a source port: let connect() pick one (it shares ports across destinations)",
+	if np = rerouted(p, np); succeeds(sit, nil, np) {
+		return newFix("do not bind a source port: let connect() pick one (it shares ports across destinations)"+np.routeByPort.caveat(),
 			Edit{NoBind: true}), true
 	}
 	return Fix{}, false
@@ -247,9 +252,27 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 		used[e.Socket.Local.Port()] = true
 	}
 
+	// A route that fails by source port (ip rule sport) fails alike from
+	// every port up to the rules' next boundary: the boundaries are tried
+	// first, nearest first.
+	var across []int
+	if ci := slices.IndexFunc(p.Ops, func(op rules.Op) bool { return op.RouteErr != 0 }); ci >= 0 {
+		proto := uint8(syscall.IPPROTO_TCP)
+		if p.Socket.Proto == inet.UDP {
+			proto = syscall.IPPROTO_UDP
+		}
+		sels, _ := sportSelectors(orig.Addr().Unmap().Is4(), proto, p.Ops[ci].Addr.Port())
+		for _, c := range classBoundaries(orig.Port(), sels, maxBoundaries) {
+			across = append(across, int(c))
+		}
+	}
 	tries := 0
-	for d := 1; d < 65536 && tries < maxPortTries; d++ {
-		for _, c := range []int{int(orig.Port()) + d, int(orig.Port()) - d} {
+	for d := 0; d < 65536 && tries < maxPortTries; d++ {
+		cands := []int{int(orig.Port()) + d, int(orig.Port()) - d}
+		if d == 0 {
+			cands = across
+		}
+		for _, c := range cands {
 			if c < 1 || c > 65535 || used[uint16(c)] {
 				continue
 			}

@@ -24,6 +24,11 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 
+// sportSelectors needs Linux's rtnetlink.
+func sportSelectors(v4 bool, proto uint8, dport uint16) ([]portSelector, error) {
+	return nil, inet.Unsupported("reading policy routing rules")
+}
+
 // RunningKernel needs Linux: elsewhere the rules model has no kernel to
 // follow.
 func RunningKernel() (rules.Kernel, error) {

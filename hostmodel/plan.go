@@ -257,6 +257,15 @@ func (e *byPort) assumption() string {
 		word(e.judged), e.rng.Lo, word(e.otherErr), e.other, e.rng, e.rng.Lo)
 }
 
+// caveat is what a fix that leaves the port to connect() must add when
+// the route lookup fails from some of the ports it may pick ("" when not).
+func (e *byPort) caveat() string {
+	if e == nil || e.otherErr == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; but the route lookup fails (%v) from some of the ports it may pick, such as %d (ip rule sport)", e.otherErr, e.other)
+}
+
 // lookupErrno is the errno a route lookup failed with, 0 when it passed
 // (or failed without one).
 func lookupErrno(err error) syscall.Errno {

@@ -53,7 +53,7 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	// the outcome depends on the port the kernel picks, and ResolveSource
 	// says so.
 	rng := ephemeralRange()
-	sels, serr := sportSelectors(v4)
+	sels, serr := sportSelectors(v4, syscall.IPPROTO_TCP, peer.Port())
 	ports := portClasses(rng, sels)
 	if serr != nil && rng.Hi != rng.Lo {
 		ports = []uint16{rng.Lo, rng.Hi} // the rules unread: the range's ends
@@ -81,8 +81,9 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 
 // sportSelectors reads the calling thread's network namespace's policy
 // routing rules of the family (RTM_GETRULE, what `ip rule` lists) and
-// returns their source-port selectors.
-func sportSelectors(v4 bool) ([]sportSelector, error) {
+// returns the source-port selectors of those that can match a lookup for
+// protocol proto to port dport.
+func sportSelectors(v4 bool, proto uint8, dport uint16) ([]portSelector, error) {
 	hdr := make([]byte, fibRuleHdrLen)
 	hdr[0] = syscall.AF_INET
 	if !v4 {
@@ -100,17 +101,17 @@ func sportSelectors(v4 bool) ([]sportSelector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
-	var sels []sportSelector
+	var sels []portSelector
 	for _, m := range msgs {
 		if m.Header.Type != unix.RTM_NEWRULE {
 			continue
 		}
-		sel, ok, err := parseRuleSport(m.Data)
+		r, err := parseRulePorts(m.Data)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			sels = append(sels, sel)
+		if r.sport.set() && r.concerns(proto, dport) {
+			sels = append(sels, r.sport)
 		}
 	}
 	return sels, nil

@@ -10,63 +10,96 @@ import (
 	"github.com/tuple-net/tuple/inet"
 )
 
-// Attributes of a policy routing rule (RTM_NEWRULE) that select by source
-// port: the range (linux/fib_rules.h FRA_SPORT_RANGE, 4.17) and, since
-// 6.15, a mask (FRA_SPORT_MASK), which golang.org/x/sys/unix does not name.
+// Attributes of a policy routing rule (RTM_NEWRULE) that select by
+// protocol and port: ranges (linux/fib_rules.h FRA_SPORT_RANGE and
+// FRA_DPORT_RANGE, 4.17) and, since 6.15, masks (FRA_SPORT_MASK,
+// FRA_DPORT_MASK), which golang.org/x/sys/unix does not name.
 const (
-	fraSportRange = 23
-	fraSportMask  = 28
-	fibRuleHdrLen = 12 // struct fib_rule_hdr
+	fraIPProto     = 22
+	fraSportRange  = 23
+	fraDportRange  = 24
+	fraSportMask   = 28
+	fraDportMask   = 29
+	fibRuleHdrLen  = 12 // struct fib_rule_hdr
+	portRangeBytes = 4  // struct fib_rule_port_range
 )
 
-// sportSelector is one ip rule's source-port selector (`ip rule ... sport
-// 5000-5001`, or `sport 0x10/0xf0` by mask), matched as the kernel's
-// fib_rule_port_match does.
-type sportSelector struct {
+// portSelector is one ip rule's selector of a port (`ip rule ... sport
+// 5000-5001`, or by mask, `sport 0x10/0xf0`), matched as the kernel's
+// fib_rule_port_match does: the zero selector takes every port.
+type portSelector struct {
 	lo, hi, mask uint16
 }
 
-func (s sportSelector) matches(port uint16) bool {
+func (s portSelector) matches(port uint16) bool {
 	if (s.lo^port)&s.mask != 0 {
 		return false
 	}
 	return s.mask != 0 || s.lo == 0 || s.hi == 0 || (port >= s.lo && port <= s.hi)
 }
 
-// parseRuleSport reads a rule message (struct fib_rule_hdr, then
-// attributes) and returns its source-port selector; ok is false for a rule
-// that selects on no source port.
-func parseRuleSport(b []byte) (sportSelector, bool, error) {
-	var sel sportSelector
+// set reports whether s selects at all, as the kernel sends a selector:
+// a range when both ends are set, a mask when not 0 (its value is then the
+// range's start, or 0).
+func (s portSelector) set() bool { return s.mask != 0 || (s.lo != 0 && s.hi != 0) }
+
+// portRule is what of a policy routing rule concerns ports: its source
+// and destination port selectors and its protocol (0: any).
+type portRule struct {
+	sport, dport portSelector
+	proto        uint8
+}
+
+// concerns reports whether the rule can match a lookup for protocol proto
+// to port dport: only then do its source ports tell lookups apart.
+func (r portRule) concerns(proto uint8, dport uint16) bool {
+	return (r.proto == 0 || r.proto == proto) && r.dport.matches(dport)
+}
+
+// parseRulePorts reads a rule message (struct fib_rule_hdr, then
+// attributes) for what concerns ports.
+func parseRulePorts(b []byte) (portRule, error) {
+	var r portRule
 	if len(b) < fibRuleHdrLen {
-		return sel, false, fmt.Errorf("rule message of %d bytes, shorter than fib_rule_hdr", len(b))
+		return r, fmt.Errorf("rule message of %d bytes, shorter than fib_rule_hdr", len(b))
 	}
 	ad, err := netlink.NewAttributeDecoder(b[fibRuleHdrLen:])
 	if err != nil {
-		return sel, false, fmt.Errorf("rule message: %w", err)
+		return r, fmt.Errorf("rule message: %w", err)
 	}
 	for ad.Next() {
 		v := ad.Bytes()
-		switch ad.Type() {
-		case fraSportRange:
-			if len(v) != 4 {
-				return sel, false, fmt.Errorf("rule message: a source port range of %d bytes", len(v))
+		switch typ := ad.Type(); typ {
+		case fraIPProto:
+			if len(v) != 1 {
+				return portRule{}, fmt.Errorf("rule message: a protocol of %d bytes", len(v))
 			}
-			// struct fib_rule_port_range: host-order start and end.
+			r.proto = v[0]
+		case fraSportRange, fraDportRange:
+			if len(v) != portRangeBytes {
+				return portRule{}, fmt.Errorf("rule message: a port range of %d bytes", len(v))
+			}
+			sel := &r.sport
+			if typ == fraDportRange {
+				sel = &r.dport
+			}
+			// Host-order start and end.
 			sel.lo, sel.hi = binary.NativeEndian.Uint16(v), binary.NativeEndian.Uint16(v[2:])
-		case fraSportMask:
+		case fraSportMask, fraDportMask:
 			if len(v) != 2 {
-				return sel, false, fmt.Errorf("rule message: a source port mask of %d bytes", len(v))
+				return portRule{}, fmt.Errorf("rule message: a port mask of %d bytes", len(v))
 			}
-			sel.mask = binary.NativeEndian.Uint16(v)
+			if typ == fraSportMask {
+				r.sport.mask = binary.NativeEndian.Uint16(v)
+			} else {
+				r.dport.mask = binary.NativeEndian.Uint16(v)
+			}
 		}
 	}
 	if err := ad.Err(); err != nil {
-		return sportSelector{}, false, fmt.Errorf("rule message: %w", err)
+		return portRule{}, fmt.Errorf("rule message: %w", err)
 	}
-	// As the kernel sends them: a range when both ends are set, a mask
-	// when not 0 (its value is then the range's start, or 0).
-	return sel, sel.mask != 0 || (sel.lo != 0 && sel.hi != 0), nil
+	return r, nil
 }
 
 // maxSportSelectors bounds the rules portClasses tells ports apart by, and
@@ -83,7 +116,7 @@ const (
 // per class, rng.Lo first and then each other class's highest port, in the
 // order of those ports, at most maxPortClasses. Without selectors there is
 // one class; selectors beyond maxSportSelectors are not told apart.
-func portClasses(rng inet.PortRange, sels []sportSelector) []uint16 {
+func portClasses(rng inet.PortRange, sels []portSelector) []uint16 {
 	if rng.Lo == 0 || rng.Hi < rng.Lo {
 		return nil
 	}
@@ -110,4 +143,46 @@ func portClasses(rng inet.PortRange, sels []sportSelector) []uint16 {
 	}
 	slices.Sort(ports[1:])
 	return ports[:min(len(ports), maxPortClasses)]
+}
+
+// classBoundaries walks away from port, down and up, and returns the
+// first port of each class (of portClasses' kind) it enters, at most n on
+// each side, nearer ones first (below first at equal distance). Every port
+// between two boundaries is routed as the nearer one is, so a route that
+// fails from port is first worth trying again from these.
+func classBoundaries(port uint16, sels []portSelector, n int) []uint16 {
+	sels = sels[:min(len(sels), maxSportSelectors)]
+	if len(sels) == 0 {
+		return nil
+	}
+	signature := func(q int) uint64 {
+		var sig uint64
+		for i, s := range sels {
+			if s.matches(uint16(q)) {
+				sig |= 1 << i
+			}
+		}
+		return sig
+	}
+	walk := func(step int) []int {
+		var out []int
+		prev := signature(int(port))
+		for q := int(port) + step; q >= 1 && q <= 65535 && len(out) < n; q += step {
+			if sig := signature(q); sig != prev {
+				out = append(out, q)
+				prev = sig
+			}
+		}
+		return out
+	}
+	below, above := walk(-1), walk(1)
+	var out []uint16
+	for len(below) > 0 || len(above) > 0 {
+		if len(above) == 0 || (len(below) > 0 && int(port)-below[0] <= above[0]-int(port)) {
+			out, below = append(out, uint16(below[0])), below[1:]
+		} else {
+			out, above = append(out, uint16(above[0])), above[1:]
+		}
+	}
+	return out
 }

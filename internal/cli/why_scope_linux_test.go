@@ -327,6 +327,9 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	}{
 		{[]string{"10.9.9.9:8447"}, "--from 0.0.0.0:60999", netOp{bind: "0.0.0.0:60999", connect: "10.9.9.9:8447"}},
 		{[]string{"--from", "10.0.0.1:5000", "10.9.9.9:80"}, "--from 10.0.0.1:4999", netOp{bind: "10.0.0.1:4999", connect: "10.9.9.9:80"}},
+		// 5,000 ports from the rule's near end, past a search one port
+		// at a time: found at the rules' boundary.
+		{[]string{"--from", "10.0.0.1:45000", "10.9.9.9:8448"}, "--from 10.0.0.1:39999", netOp{bind: "10.0.0.1:39999", connect: "10.9.9.9:8448"}},
 	} {
 		args := append([]string{"why", "connect", "--json"}, c.args...)
 		_, got := whyIn(t, ns, args...)
@@ -337,6 +340,12 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		if !hasFix(got, "", c.fix) || kernel != "ok" {
 			t.Errorf("%s: fixes %+v, want one with %s; the kernel says %s to it", strings.Join(args, " "), got.Fixes, c.fix, kernel)
 		}
+	}
+	// A fix that leaves the port to connect() says when the route fails
+	// from some of the ports it may pick.
+	caveat := "but the route lookup fails (permission denied) from some of the ports it may pick"
+	if _, got := whyIn(t, ns, "why", "connect", "--json", "--from", "10.0.0.1:45000", "10.9.9.9:8448"); !hasFix(got, caveat, "--from 10.0.0.1:0 --bind-no-port") {
+		t.Errorf("why connect --from 10.0.0.1:45000 10.9.9.9:8448: fixes %+v; want --bind-no-port saying %q", got.Fixes, caveat)
 	}
 	// tuple connect sets the mark, and its explanation repeats the
 	// lookup with it.
