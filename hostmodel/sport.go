@@ -110,6 +110,18 @@ const (
 	maxPortClasses    = 64
 )
 
+// signature is the set of selectors (the first maxSportSelectors) that
+// take port: ports of one signature are routed alike.
+func signature(sels []portSelector, port uint16) uint64 {
+	var sig uint64
+	for i, s := range sels[:min(len(sels), maxSportSelectors)] {
+		if s.matches(port) {
+			sig |= 1 << i
+		}
+	}
+	return sig
+}
+
 // portClasses splits the ports of rng by the selectors that match them:
 // two ports every selector takes (or leaves) alike are looked up alike, as
 // no other part of a rule depends on the source port. It returns one port
@@ -120,20 +132,10 @@ func portClasses(rng inet.PortRange, sels []portSelector) []uint16 {
 	if rng.Lo == 0 || rng.Hi < rng.Lo {
 		return nil
 	}
-	sels = sels[:min(len(sels), maxSportSelectors)]
-	signature := func(p uint16) uint64 {
-		var sig uint64
-		for i, s := range sels {
-			if s.matches(p) {
-				sig |= 1 << i
-			}
-		}
-		return sig
-	}
-	first := signature(rng.Lo)
+	first := signature(sels, rng.Lo)
 	highest := map[uint64]uint16{}
 	for p := uint32(rng.Lo); p <= uint32(rng.Hi); p++ {
-		if sig := signature(uint16(p)); sig != first {
+		if sig := signature(sels, uint16(p)); sig != first {
 			highest[sig] = uint16(p)
 		}
 	}
@@ -151,24 +153,14 @@ func portClasses(rng inet.PortRange, sels []portSelector) []uint16 {
 // between two boundaries is routed as the nearer one is, so a route that
 // fails from port is first worth trying again from these.
 func classBoundaries(port uint16, sels []portSelector, n int) []uint16 {
-	sels = sels[:min(len(sels), maxSportSelectors)]
 	if len(sels) == 0 {
 		return nil
 	}
-	signature := func(q int) uint64 {
-		var sig uint64
-		for i, s := range sels {
-			if s.matches(uint16(q)) {
-				sig |= 1 << i
-			}
-		}
-		return sig
-	}
 	walk := func(step int) []int {
 		var out []int
-		prev := signature(int(port))
+		prev := signature(sels, port)
 		for q := int(port) + step; q >= 1 && q <= 65535 && len(out) < n; q += step {
-			if sig := signature(q); sig != prev {
+			if sig := signature(sels, uint16(q)); sig != prev {
 				out = append(out, q)
 				prev = sig
 			}
