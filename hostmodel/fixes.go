@@ -18,7 +18,8 @@ import (
 const maxPortTries = 64
 
 // maxBoundaries is how many boundaries of the source-port rules' classes
-// portFix tries on each side of a port whose route fails.
+// portFix tries on each side of a port whose route fails, before (and
+// beside) its maxPortTries nearest ports.
 const maxBoundaries = 8
 
 // Fixes returns the changes the model predicts would make p succeed, given
@@ -252,10 +253,18 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 		used[e.Socket.Local.Port()] = true
 	}
 
+	try := func(c int) bool {
+		np := clonePlan(p)
+		np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
+		return succeeds(sit, nil, rerouted(p, np))
+	}
+	found := func(c int) (Fix, bool) {
+		return newFix(fmt.Sprintf("use port %d instead (the nearest one that works)", c),
+			Edit{Local: netip.AddrPortFrom(orig.Addr(), uint16(c))}), true
+	}
 	// A route that fails by source port (ip rule sport) fails alike from
 	// every port up to the rules' next boundary: the boundaries are tried
 	// first, nearest first.
-	var across []int
 	if ci := slices.IndexFunc(p.Ops, func(op rules.Op) bool { return op.RouteErr != 0 }); ci >= 0 {
 		proto := uint8(syscall.IPPROTO_TCP)
 		if p.Socket.Proto == inet.UDP {
@@ -263,25 +272,20 @@ func portFix(sit *Situation, p Plan) (Fix, bool) {
 		}
 		sels, _ := sportSelectors(orig.Addr().Unmap().Is4(), proto, p.Ops[ci].Addr.Port())
 		for _, c := range classBoundaries(orig.Port(), sels, maxBoundaries) {
-			across = append(across, int(c))
+			if !used[c] && try(int(c)) {
+				return found(int(c))
+			}
 		}
 	}
 	tries := 0
-	for d := 0; d < 65536 && tries < maxPortTries; d++ {
-		cands := []int{int(orig.Port()) + d, int(orig.Port()) - d}
-		if d == 0 {
-			cands = across
-		}
-		for _, c := range cands {
+	for d := 1; d < 65536 && tries < maxPortTries; d++ {
+		for _, c := range []int{int(orig.Port()) + d, int(orig.Port()) - d} {
 			if c < 1 || c > 65535 || used[uint16(c)] {
 				continue
 			}
 			tries++
-			np := clonePlan(p)
-			np.Ops[bi].Addr = netip.AddrPortFrom(orig.Addr(), uint16(c))
-			if succeeds(sit, nil, rerouted(p, np)) {
-				return newFix(fmt.Sprintf("use port %d instead (the nearest one that works)", c),
-					Edit{Local: netip.AddrPortFrom(orig.Addr(), uint16(c))}), true
+			if try(c) {
+				return found(c)
 			}
 		}
 	}

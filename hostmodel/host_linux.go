@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuple-net/tuple/rules"
+	"github.com/tuple-net/tuple/sockopt"
 )
 
 // localAddrs lists the addresses bind() accepts without
@@ -289,10 +290,8 @@ func probeSource(peerPort, src netip.AddrPort, as routeSocket) (netip.Addr, erro
 			return netip.Addr{}, os.NewSyscallError("setsockopt SO_BINDTOIFINDEX", err)
 		}
 	}
-	if as.mark != 0 {
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_MARK, int(int32(as.mark))); err != nil {
-			return netip.Addr{}, os.NewSyscallError("setsockopt SO_MARK", err)
-		}
+	if err := (sockopt.Options{Mark: as.mark}).Apply(uintptr(fd), family == syscall.AF_INET6); err != nil {
+		return netip.Addr{}, err // names SO_MARK
 	}
 	if err := bindProbe(fd, family, src); err != nil {
 		return netip.Addr{}, err

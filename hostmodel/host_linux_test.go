@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/rules"
@@ -218,17 +221,24 @@ func TestRouteGetErrno(t *testing.T) {
 	ns.IP(t, "route", "add", "default", "via", "10.0.0.254")
 	ns.IP(t, "rule", "add", "ipproto", "6", "dport", "8444", "prohibit")
 	peer := netip.MustParseAddrPort("10.9.9.9:8444")
-	ns.Do(func() error {
-		_, err := routeGet(peer, netip.AddrPort{}, syscall.IPPROTO_TCP, routeSocket{})
+	if err := ns.Do(func() error {
+		c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = routeGet(c, peer, netip.AddrPort{}, syscall.IPPROTO_TCP, routeSocket{})
 		var from *lookupFrom
 		if !errors.Is(err, syscall.EACCES) || !errors.As(err, &from) {
 			t.Errorf("TCP lookup under a prohibit rule: %v, want EACCES from a lookupFrom", err)
 		}
-		if src, err := routeGet(peer, netip.AddrPort{}, syscall.IPPROTO_UDP, routeSocket{}); err != nil || src != netip.MustParseAddr("10.0.0.1") {
+		if src, err := routeGet(c, peer, netip.AddrPort{}, syscall.IPPROTO_UDP, routeSocket{}); err != nil || src != netip.MustParseAddr("10.0.0.1") {
 			t.Errorf("UDP lookup: %v, %v; want source 10.0.0.1", src, err)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func FuzzParseRoute(f *testing.F) {

@@ -25,14 +25,19 @@ import (
 // socket bound with IP_FREEBIND) is one the lookup refuses, not the
 // connect(): its lookup is the UDP probe's.
 func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil) // one for every lookup below
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("route lookup: %w", err)
+	}
+	defer c.Close()
 	v4 := peer.Addr().Unmap().Is4()
 	addr := src.Addr().Unmap()
 	specific := addr.IsValid() && !addr.IsUnspecified() && addr.Is4() == v4
-	if specific && v4 && !isLocal4(addr) {
+	if specific && v4 && !isLocal4(c, addr) {
 		return sourceFor(peer, src, as)
 	}
 	if !specific {
-		chosen, err := routeGet(peer, netip.AddrPortFrom(netip.Addr{}, src.Port()), syscall.IPPROTO_TCP, as)
+		chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, src.Port()), syscall.IPPROTO_TCP, as)
 		if err != nil {
 			return netip.Addr{}, err
 		}
@@ -42,7 +47,7 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 		addr = chosen
 	}
 	if src.Port() != 0 {
-		_, err := routeGet(peer, netip.AddrPortFrom(addr, src.Port()), syscall.IPPROTO_TCP, as)
+		_, err := routeGet(c, peer, netip.AddrPortFrom(addr, src.Port()), syscall.IPPROTO_TCP, as)
 		return addr, err
 	}
 	// The port bind() or connect() picks is looked up with (or once
@@ -53,7 +58,7 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	// the outcome depends on the port the kernel picks, and ResolveSource
 	// says so.
 	rng := ephemeralRange()
-	sels, serr := sportSelectors(v4, syscall.IPPROTO_TCP, peer.Port())
+	sels, serr := ruleSelectors(c, v4, syscall.IPPROTO_TCP, peer.Port())
 	ports := portClasses(rng, sels)
 	if serr != nil && rng.Hi != rng.Lo {
 		ports = []uint16{rng.Lo, rng.Hi} // the rules unread: the range's ends
@@ -61,10 +66,10 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	if len(ports) == 0 {
 		ports = []uint16{rng.Lo}
 	}
-	_, err := routeGet(peer, netip.AddrPortFrom(addr, ports[0]), syscall.IPPROTO_TCP, as)
+	_, err = routeGet(c, peer, netip.AddrPortFrom(addr, ports[0]), syscall.IPPROTO_TCP, as)
 	bp := &byPort{rng: rng, judged: lookupErrno(err), err: err}
 	for _, p := range ports[1:] {
-		_, perr := routeGet(peer, netip.AddrPortFrom(addr, p), syscall.IPPROTO_TCP, as)
+		_, perr := routeGet(c, peer, netip.AddrPortFrom(addr, p), syscall.IPPROTO_TCP, as)
 		errno := lookupErrno(perr)
 		if errno != bp.judged && bp.other == 0 {
 			bp.other, bp.otherErr = p, errno
@@ -84,16 +89,21 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 // returns the source-port selectors of those that can match a lookup for
 // protocol proto to port dport.
 func sportSelectors(v4 bool, proto uint8, dport uint16) ([]portSelector, error) {
-	hdr := make([]byte, fibRuleHdrLen)
-	hdr[0] = syscall.AF_INET
-	if !v4 {
-		hdr[0] = syscall.AF_INET6
-	}
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	defer c.Close()
+	return ruleSelectors(c, v4, proto, dport)
+}
+
+// ruleSelectors is sportSelectors over rtnetlink connection c.
+func ruleSelectors(c *netlink.Conn, v4 bool, proto uint8, dport uint16) ([]portSelector, error) {
+	hdr := make([]byte, fibRuleHdrLen)
+	hdr[0] = syscall.AF_INET
+	if !v4 {
+		hdr[0] = syscall.AF_INET6
+	}
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{Type: unix.RTM_GETRULE, Flags: netlink.Request | netlink.Dump},
 		Data:   hdr,
@@ -134,8 +144,8 @@ func ephemeralRange() inet.PortRange {
 // isLocal4 reports whether the kernel takes addr as one of this host's
 // (an RTN_LOCAL route, as inet_addr_type judges a source); when it cannot
 // tell, no: the UDP probe, bound with IP_FREEBIND, then looks it up.
-func isLocal4(addr netip.Addr) bool {
-	b, err := routeRequest(netip.AddrPortFrom(addr, 0), netip.AddrPort{}, 0, nil)
+func isLocal4(c *netlink.Conn, addr netip.Addr) bool {
+	b, err := routeRequest(c, netip.AddrPortFrom(addr, 0), netip.AddrPort{}, 0, nil)
 	if err != nil {
 		return false
 	}
@@ -145,13 +155,13 @@ func isLocal4(addr netip.Addr) bool {
 
 // routeGet looks up the route to peer from src (its address, when valid,
 // and its port, when not 0) for protocol proto and socket as (out of a
-// scoped peer's zone when as has no device), and returns the source
-// address the kernel picked: src's own when given.
-func routeGet(peer, src netip.AddrPort, proto uint8, as routeSocket) (netip.Addr, error) {
+// scoped peer's zone when as has no device), over rtnetlink connection c,
+// and returns the source address the kernel picked: src's own when given.
+func routeGet(c *netlink.Conn, peer, src netip.AddrPort, proto uint8, as routeSocket) (netip.Addr, error) {
 	if as.dev == 0 {
 		as.dev = rules.ZoneDev(peer.Addr())
 	}
-	b, err := routeRequest(peer, src, proto, &as)
+	b, err := routeRequest(c, peer, src, proto, &as)
 	if err == nil {
 		var r routeReply
 		if r, err = parseRoute(b); err == nil {
@@ -164,11 +174,12 @@ func routeGet(peer, src netip.AddrPort, proto uint8, as routeSocket) (netip.Addr
 	return netip.Addr{}, &lookupFrom{src, err}
 }
 
-// routeRequest sends one RTM_GETROUTE, on a socket of the calling
-// thread's network namespace, for socket as (nil: none, the caller's),
-// and returns the route message that answers it (rtmsg and attributes);
-// a lookup that fails returns its errno (errors.Is works), wrapped.
-func routeRequest(peer, src netip.AddrPort, proto uint8, as *routeSocket) ([]byte, error) {
+// routeRequest sends one RTM_GETROUTE over c (an rtnetlink connection:
+// its namespace is the one asked) for socket as (nil: none, the
+// caller's), and returns the route message that answers it (rtmsg and
+// attributes); a lookup that fails returns its errno (errors.Is works),
+// wrapped.
+func routeRequest(c *netlink.Conn, peer, src netip.AddrPort, proto uint8, as *routeSocket) ([]byte, error) {
 	dst := peer.Addr().Unmap()
 	family, bits := byte(syscall.AF_INET), byte(32)
 	if !dst.Is4() {
@@ -209,11 +220,6 @@ func routeRequest(peer, src netip.AddrPort, proto uint8, as *routeSocket) ([]byt
 	// leaves 0 (tos, table, protocol, scope, type, flags).
 	rtm := make([]byte, rtmsgLen, rtmsgLen+len(attrs))
 	rtm[0], rtm[1], rtm[2] = family, bits, srcBits
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
-	if err != nil {
-		return nil, fmt.Errorf("route lookup: %w", err)
-	}
-	defer c.Close()
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{Type: unix.RTM_GETROUTE, Flags: netlink.Request},
 		Data:   append(rtm, attrs...),
