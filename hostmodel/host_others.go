@@ -14,13 +14,13 @@ func localAddrs() ([]netip.Prefix, []rules.ScopedAddr, error) {
 	return nil, nil, inet.Unsupported("reading local addresses")
 }
 
-// sourceFor needs Linux.
-func sourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
+// tcpSourceFor needs Linux.
+func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 
-// tcpSourceFor needs Linux.
-func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
+// udpSourceFor needs Linux.
+func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	return netip.Addr{}, inet.Unsupported("route lookup")
 }
 

@@ -189,7 +189,7 @@ func ResolveSource(p *Plan) error {
 			// fix that binds another address or port, or runs as
 			// another user, looks again (rerouted).
 			op.Source, op.RouteErr, op.RouteFrom, p.routeByPort = netip.Addr{}, 0, netip.AddrPort{}, nil
-			lookup := sourceFor // UDP's: a UDP socket connects
+			lookup := udpSourceFor
 			if p.Socket.Proto == inet.TCP {
 				lookup = tcpSourceFor
 			}
@@ -229,7 +229,7 @@ type routeSocket struct {
 	mark uint32
 }
 
-// byPort is a TCP connect()'s route lookup that ends otherwise from the
+// byPort is a connect()'s route lookup that ends otherwise from the
 // first port of the ephemeral range than from another (ip rule sport): its
 // outcome depends on the port connect() picks. err is the first port's,
 // with which the connect() is judged; other is the first port (of

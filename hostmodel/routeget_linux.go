@@ -31,8 +31,7 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	}
 	defer c.Close()
 	v4 := peer.Addr().Unmap().Is4()
-	addr := src.Addr().Unmap()
-	specific := addr.IsValid() && !addr.IsUnspecified() && addr.Is4() == v4
+	addr, specific := boundSource(peer, src)
 	if specific && v4 && !isLocal4(c, addr) {
 		return sourceFor(peer, src, as)
 	}
@@ -66,10 +65,72 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	if len(ports) == 0 {
 		ports = []uint16{rng.Lo}
 	}
-	_, err = routeGet(c, peer, netip.AddrPortFrom(addr, ports[0]), syscall.IPPROTO_TCP, as)
+	_, err = lookupEachPort(rng, ports, func(p uint16) (netip.Addr, error) {
+		return routeGet(c, peer, netip.AddrPortFrom(addr, p), syscall.IPPROTO_TCP, as)
+	})
+	return addr, err
+}
+
+// udpSourceFor is sourceFor for a UDP connect(). A socket with no port of
+// its own yet is given one first (inet_autobind), drawn from the ephemeral
+// range, and the route is looked up from it (ip_route_connect: once
+// without the source address where the socket has none, then from the one
+// that lookup picked), so a rule by source port (ip rule sport) sees the
+// port drawn. Where the rules split the range (portClasses), the lookups
+// are made as tcpSourceFor's, over rtnetlink from one port of each class
+// (no port has to be free for them), the range's first judging; otherwise,
+// and for an address the kernel does not take as local (bound with
+// IP_FREEBIND), the probe's one connect() tells.
+func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
+	if src.Port() != 0 {
+		return sourceFor(peer, src, as)
+	}
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("route lookup: %w", err)
+	}
+	defer c.Close()
+	rng := ephemeralRange()
+	v4 := peer.Addr().Unmap().Is4()
+	sels, serr := ruleSelectors(c, v4, syscall.IPPROTO_UDP, peer.Port())
+	ports := portClasses(rng, sels)
+	addr, specific := boundSource(peer, src)
+	if serr != nil || len(ports) < 2 || (specific && v4 && !isLocal4(c, addr)) {
+		return sourceFor(peer, src, as)
+	}
+	if !specific {
+		addr = netip.Addr{}
+	}
+	return lookupEachPort(rng, ports, func(p uint16) (netip.Addr, error) {
+		from := addr
+		if !from.IsValid() {
+			chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, p), syscall.IPPROTO_UDP, as)
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			from = chosen
+		}
+		return routeGet(c, peer, netip.AddrPortFrom(from, p), syscall.IPPROTO_UDP, as)
+	})
+}
+
+// boundSource is the address a socket bound to src is looked up from for
+// a connect() to peer: specific when it is one of peer's family, neither
+// unspecified nor missing.
+func boundSource(peer, src netip.AddrPort) (addr netip.Addr, specific bool) {
+	addr = src.Addr().Unmap()
+	return addr, addr.IsValid() && !addr.IsUnspecified() && addr.Is4() == peer.Addr().Unmap().Is4()
+}
+
+// lookupEachPort makes a connect()'s route lookup with lookup from each of
+// ports, one of each class the ephemeral range rng is split into, and
+// returns the first port's outcome; a *byPort error (carrying it) when
+// another port's ends otherwise.
+func lookupEachPort(rng inet.PortRange, ports []uint16, lookup func(port uint16) (netip.Addr, error)) (netip.Addr, error) {
+	addr, err := lookup(ports[0])
 	bp := &byPort{rng: rng, judged: lookupErrno(err), err: err}
 	for _, p := range ports[1:] {
-		_, perr := routeGet(c, peer, netip.AddrPortFrom(addr, p), syscall.IPPROTO_TCP, as)
+		_, perr := lookup(p)
 		errno := lookupErrno(perr)
 		if errno != bp.judged && bp.other == 0 {
 			bp.other, bp.otherErr = p, errno

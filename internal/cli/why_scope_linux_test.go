@@ -224,6 +224,10 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "32768-40000", "dport", "8447", "prohibit")
 	// Or its middle only, neither end.
 	ns.IP(t, "rule", "add", "ipproto", "6", "sport", "40000-50000", "dport", "8448", "prohibit")
+	// The same for UDP, whose connect() draws its port before the
+	// lookup: part of the range, and its middle.
+	ns.IP(t, "rule", "add", "ipproto", "17", "sport", "32768-40000", "dport", "8450", "prohibit")
+	ns.IP(t, "rule", "add", "ipproto", "17", "sport", "40000-50000", "dport", "8451", "prohibit")
 	// Rules by the socket's owner (sk_uid).
 	ns.IP(t, "rule", "add", "uidrange", "1000-1000", "prohibit")
 	ns.IP(t, "-6", "rule", "add", "uidrange", "1000-1000", "prohibit")
@@ -262,6 +266,9 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{bind: "0.0.0.0:6000", connect: "10.9.9.9:8446"}, "EACCES"},
 		{netOp{bind: "0.0.0.0:32768", connect: "10.9.9.9:8448"}, "ok"},
 		{netOp{bind: "0.0.0.0:50000", connect: "10.9.9.9:8448"}, "EACCES"},
+		{netOp{udp: true, bind: "0.0.0.0:32768", connect: "10.9.9.9:8450"}, "EACCES"},
+		{netOp{udp: true, bind: "0.0.0.0:50001", connect: "10.9.9.9:8450"}, "ok"},
+		{netOp{udp: true, bind: "10.0.0.1:45000", connect: "10.9.9.9:8451"}, "EACCES"},
 		{netOp{uid: 1000, connect: "10.9.9.9:80"}, "EACCES"},
 		{netOp{uid: 1000, udp: true, connect: "10.9.9.9:80"}, "EACCES"},
 		{netOp{uid: 1000, bind: "[fd00::1]:0", connect: "[fd00:9::9]:80"}, "EACCES"}, // fd00::1: fd00::2 is prohibited
@@ -280,6 +287,9 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	if _, got := whyIn(t, ns, "why", "connect", "--json", "10.9.9.9:8447"); got.Verdict != "EACCES" || !slices.ContainsFunc(got.Assumptions, func(a string) bool { return strings.Contains(a, byPort) }) {
 		t.Errorf("why connect 10.9.9.9:8447: %s, assumptions %q; want EACCES and one saying %q", got.Verdict, got.Assumptions, byPort)
 	}
+	if _, got := whyIn(t, ns, "why", "connect", "-u", "--json", "10.9.9.9:8450"); got.Verdict != "EACCES" || !slices.ContainsFunc(got.Assumptions, func(a string) bool { return strings.Contains(a, byPort) }) {
+		t.Errorf("why connect -u 10.9.9.9:8450: %s, assumptions %q; want EACCES and one saying %q", got.Verdict, got.Assumptions, byPort)
+	}
 	if _, got := whyIn(t, ns, "why", "connect", "--json", "10.9.9.9:8446"); slices.ContainsFunc(got.Assumptions, func(a string) bool { return strings.Contains(a, "depends on the port") }) {
 		t.Errorf("why connect 10.9.9.9:8446: assumptions %q; want none on the port (every port's lookup fails)", got.Assumptions)
 	}
@@ -288,17 +298,22 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	// rtnetlink): odd source ports prohibited. The port each report
 	// names is one the kernel refuses. (An unbound connect() to them
 	// passes or fails by the port the kernel draws: no case here.)
-	dports := []string{"8448"}
+	type byPortCase struct {
+		udp   bool
+		dport string
+	}
+	byPortCases := []byPortCase{{false, "8448"}, {true, "8451"}}
 	if addSportMaskRule(t, ns, 1, 1, 8449) {
-		dports = append(dports, "8449")
+		byPortCases = append(byPortCases, byPortCase{false, "8449"})
 		whyAgreesWithKernel(t, ns, []netCase{
 			{netOp{bind: "0.0.0.0:40001", connect: "10.9.9.9:8449"}, "EACCES"},
 			{netOp{bind: "0.0.0.0:40002", connect: "10.9.9.9:8449"}, "ok"},
 		})
 	}
 	named := regexp.MustCompile(`passes from source port 32768 and fails \(permission denied\) from (\d+) .*depends on the port connect\(\) picks`)
-	for _, dport := range dports {
-		_, got := whyIn(t, ns, "why", "connect", "--json", "10.9.9.9:"+dport)
+	for _, c := range byPortCases {
+		asked := netOp{udp: c.udp, connect: "10.9.9.9:" + c.dport}
+		_, got := whyIn(t, ns, asked.whyArgs()...)
 		var m []string
 		for _, a := range got.Assumptions {
 			if m = named.FindStringSubmatch(a); m != nil {
@@ -306,16 +321,16 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 			}
 		}
 		if got.Verdict != "ok" || m == nil {
-			t.Errorf("why connect 10.9.9.9:%s: %s, assumptions %q; want ok and one matching %q", dport, got.Verdict, got.Assumptions, named)
+			t.Errorf("%s: %s, assumptions %q; want ok and one matching %q", strings.Join(asked.whyArgs(), " "), got.Verdict, got.Assumptions, named)
 			continue
 		}
-		real := netOp{bind: "0.0.0.0:" + m[1], connect: "10.9.9.9:" + dport}
+		real := netOp{udp: c.udp, bind: "0.0.0.0:" + m[1], connect: asked.connect}
 		var kernel string
 		if err := ns.Do(func() error { kernel = real.kernel(t); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if kernel != "EACCES" {
-			t.Errorf("why connect 10.9.9.9:%s names port %s as refused; the kernel says %s to a connect() from it", dport, m[1], kernel)
+			t.Errorf("%s names port %s as refused; the kernel says %s to a connect() from it", strings.Join(asked.whyArgs(), " "), m[1], kernel)
 		}
 	}
 	// The fixes for a route that fails by source port are ports it
@@ -330,6 +345,8 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		// 5,000 ports from the rule's near end, past a search one port
 		// at a time: found at the rules' boundary.
 		{[]string{"--from", "10.0.0.1:45000", "10.9.9.9:8448"}, "--from 10.0.0.1:39999", netOp{bind: "10.0.0.1:39999", connect: "10.9.9.9:8448"}},
+		{[]string{"-u", "10.9.9.9:8450"}, "--from 0.0.0.0:60999", netOp{udp: true, bind: "0.0.0.0:60999", connect: "10.9.9.9:8450"}},
+		{[]string{"-u", "--from", "10.0.0.1:45000", "10.9.9.9:8451"}, "--from 10.0.0.1:39999", netOp{udp: true, bind: "10.0.0.1:39999", connect: "10.9.9.9:8451"}},
 	} {
 		args := append([]string{"why", "connect", "--json"}, c.args...)
 		_, got := whyIn(t, ns, args...)
