@@ -2,6 +2,7 @@ package hostmodel
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -78,30 +79,26 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 // that lookup picked), so a rule by source port (ip rule sport) sees the
 // port drawn. Where the rules split the range (portClasses), the lookups
 // are made as tcpSourceFor's, over rtnetlink from one port of each class
-// (no port has to be free for them), the range's first judging; otherwise,
-// and for an address the kernel does not take as local (bound with
-// IP_FREEBIND), the probe's one connect() tells.
+// (no port has to be free for them), the range's first judging; otherwise
+// the probe's one connect() tells, or, where the caller may not set the
+// probe's mark (SO_MARK takes CAP_NET_ADMIN), one lookup with the mark over
+// rtnetlink, which takes no privilege. A source the kernel does not take
+// as local (bound with IP_FREEBIND) is only the probe's.
 func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
-	if src.Port() != 0 {
-		return sourceFor(peer, src, as)
-	}
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("route lookup: %w", err)
 	}
 	defer c.Close()
-	rng := ephemeralRange()
 	v4 := peer.Addr().Unmap().Is4()
-	sels, serr := ruleSelectors(c, v4, syscall.IPPROTO_UDP, peer.Port())
-	ports := portClasses(rng, sels)
 	addr, specific := boundSource(peer, src)
-	if serr != nil || len(ports) < 2 || (specific && v4 && !isLocal4(c, addr)) {
+	if specific && v4 && !isLocal4(c, addr) {
 		return sourceFor(peer, src, as)
 	}
 	if !specific {
 		addr = netip.Addr{}
 	}
-	return lookupEachPort(rng, ports, func(p uint16) (netip.Addr, error) {
+	lookup := func(p uint16) (netip.Addr, error) {
 		from := addr
 		if !from.IsValid() {
 			chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, p), syscall.IPPROTO_UDP, as)
@@ -111,7 +108,25 @@ func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 			from = chosen
 		}
 		return routeGet(c, peer, netip.AddrPortFrom(from, p), syscall.IPPROTO_UDP, as)
-	})
+	}
+	rng := ephemeralRange()
+	if src.Port() == 0 {
+		sels, serr := ruleSelectors(c, v4, syscall.IPPROTO_UDP, peer.Port())
+		if ports := portClasses(rng, sels); serr == nil && len(ports) > 1 {
+			return lookupEachPort(rng, ports, lookup)
+		}
+	}
+	local, err := sourceFor(peer, src, as)
+	if as.mark != 0 && errors.Is(err, syscall.EPERM) {
+		// The probe's SO_MARK refused: from the socket's port, or one
+		// it may draw (no rule by port splits the range).
+		port := src.Port()
+		if port == 0 {
+			port = rng.Lo
+		}
+		return lookup(port)
+	}
+	return local, err
 }
 
 // boundSource is the address a socket bound to src is looked up from for

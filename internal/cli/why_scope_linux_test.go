@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
+	"os/exec"
 	"regexp"
 	"runtime"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -450,4 +453,31 @@ func addSportMaskRule(t *testing.T, ns *netnstest.NS, value, mask, dport uint16)
 		t.Fatalf("adding a rule by source port mask: %v", err)
 	}
 	return true
+}
+
+// TestWhyUDPMarkWithoutCapability: a user without CAP_NET_ADMIN cannot
+// mark the UDP probe (SO_MARK), yet `why -u --mark` judges the route with
+// the mark, as a lookup over rtnetlink takes no privilege: the rule by mark
+// refuses the connect() (as the kernel does for a marked socket, case
+// {mark: 0x10, udp: true} above), another mark passes.
+func TestWhyUDPMarkWithoutCapability(t *testing.T) {
+	needTuple(t)
+	ns := netnstest.New(t)
+	ns.LinkLocalOn(t, "d0", "d1", "fe80::1/64")
+	ns.IP(t, "addr", "add", "10.0.0.1/24", "dev", "d0")
+	ns.IP(t, "route", "add", "default", "via", "10.0.0.254", "dev", "d0")
+	ns.IP(t, "rule", "add", "fwmark", "0x10", "prohibit")
+	for _, c := range []struct{ mark, want string }{{"0x10", "EACCES"}, {"0x11", "ok"}} {
+		cmd := exec.Command(tupleBin, "why", "connect", "-u", "--mark", c.mark, "--json", "10.9.9.9:80")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+		why := start(t, cmd, false).run(ns.Do)
+		why.wait(20 * time.Second)
+		var got whyJSON
+		if err := json.Unmarshal([]byte(why.stdout.String()), &got); err != nil {
+			t.Fatalf("why -u --mark %s as uid 65534: output is not JSON (%v): %s%s", c.mark, err, why.stdout.String(), why.stderr.String())
+		}
+		if got.Verdict != c.want || slices.ContainsFunc(got.Notes, func(n string) bool { return strings.Contains(n, "SO_MARK") }) {
+			t.Errorf("why -u --mark %s as uid 65534: %s, notes %q; want %s and no note on SO_MARK", c.mark, got.Verdict, got.Notes, c.want)
+		}
+	}
 }
