@@ -236,8 +236,9 @@ func routeAttrs(b []byte) ([]routeAttr, error) {
 // may make it so (socketAs). It has the connection's ports, so that policy
 // routing by port (ip rule dport, sport) sees what the connect() would:
 // peer's port, and src's when the UDP port is free (a port held by a UDP
-// socket is looked up without). A TCP connect() is looked up by
-// tcpSourceFor.
+// socket is looked up without). tcpSourceFor and udpSourceFor call it for
+// a source the kernel does not take as local, which a lookup over
+// rtnetlink refuses, and udpSourceFor for a plain UDP connect().
 func sourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	local, err := probeSource(peer, src, as)
 	var se *os.SyscallError

@@ -80,10 +80,11 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 // port drawn. Where the rules split the range (portClasses), the lookups
 // are made as tcpSourceFor's, over rtnetlink from one port of each class
 // (no port has to be free for them), the range's first judging; otherwise
-// the probe's one connect() tells, or, where the caller may not set the
-// probe's mark (SO_MARK takes CAP_NET_ADMIN), one lookup with the mark over
-// rtnetlink, which takes no privilege. A source the kernel does not take
-// as local (bound with IP_FREEBIND) is only the probe's.
+// the probe's one connect() tells, or, where the probe cannot be the
+// socket (its port held by another socket, or its mark refused: SO_MARK
+// takes CAP_NET_ADMIN), one lookup over rtnetlink, which needs neither. A
+// source the kernel does not take as local (bound with IP_FREEBIND) is
+// only the probe's (sourceFor).
 func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
@@ -116,10 +117,14 @@ func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 			return lookupEachPort(rng, ports, lookup)
 		}
 	}
-	local, err := sourceFor(peer, src, as)
-	if as.mark != 0 && errors.Is(err, syscall.EPERM) {
-		// The probe's SO_MARK refused: from the socket's port, or one
-		// it may draw (no rule by port splits the range).
+	local, err := probeSource(peer, src, as)
+	var se *os.SyscallError
+	held := src.Port() != 0 && errors.As(err, &se) && se.Syscall == bindProbeCall
+	if held || (as.mark != 0 && errors.Is(err, syscall.EPERM)) {
+		// The probe cannot be the socket: its port is held (or
+		// privileged to the caller), or its mark refused. Looked up
+		// from the socket's port, or one it may draw (no rule by port
+		// splits the range).
 		port := src.Port()
 		if port == 0 {
 			port = rng.Lo

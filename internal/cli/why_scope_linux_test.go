@@ -35,6 +35,7 @@ type netOp struct {
 	connect string
 	uid     int    // the socket's owner; 0: the test's (root)
 	mark    uint32 // SO_MARK, 0: none
+	reuse   bool   // SO_REUSEADDR
 }
 
 // whyArgs is the `tuple why` command line for o.
@@ -60,6 +61,9 @@ func (o netOp) whyArgs() []string {
 	}
 	if o.mark != 0 {
 		args = append(args, "--mark", "0x"+strconv.FormatUint(uint64(o.mark), 16))
+	}
+	if o.reuse {
+		args = append(args, "--reuseaddr")
 	}
 	if o.connect != "" {
 		return append(args, "--json", o.connect)
@@ -111,6 +115,11 @@ func (o netOp) kernel(t *testing.T) string {
 	}
 	if o.mark != 0 {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(o.mark)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.reuse {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -238,11 +247,29 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	ns.IP(t, "rule", "add", "fwmark", "0x10", "prohibit")
 	ns.IP(t, "-6", "rule", "add", "fwmark", "0x10", "prohibit")
 	ns.IP(t, "route", "add", "unreachable", "10.8.0.0/16")
+	// A UDP port another socket holds (both with SO_REUSEADDR): the
+	// lookup is still made from it.
+	var holder int
+	err := ns.Do(func() (err error) {
+		holder, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(holder, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return err
+		}
+		return unix.Bind(holder, &unix.SockaddrInet4{Addr: [4]byte{10, 0, 0, 1}, Port: 5000})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(holder)
 	whyAgreesWithKernel(t, ns, []netCase{
 		{netOp{connect: "10.9.9.9:8443"}, "EACCES"},
 		{netOp{udp: true, connect: "10.9.9.9:8443"}, "EACCES"},
 		{netOp{connect: "[fd00:9::9]:8443"}, "EACCES"},
 		{netOp{bind: "10.0.0.1:5000", connect: "10.9.9.9:80"}, "ENETUNREACH"},
+		{netOp{udp: true, reuse: true, bind: "10.0.0.1:5000", connect: "10.9.9.9:80"}, "ENETUNREACH"},
 		{netOp{bind: "0.0.0.0:5001", connect: "10.9.9.9:80"}, "ENETUNREACH"},
 		{netOp{bind: "10.0.0.1:5002", connect: "10.9.9.9:80"}, "ok"},
 		{netOp{connect: "10.9.9.9:80"}, "ok"},
