@@ -169,12 +169,14 @@ func (p Plan) String() string {
 func ResolveSource(p *Plan) error {
 	// What the plan binds first: its address only when a specific one.
 	var bound netip.AddrPort
+	portAtBind := false
 	dev := p.Socket.Dev
 	for i := range p.Ops {
 		op := &p.Ops[i]
 		switch op.Kind {
 		case rules.OpBind:
 			bound = op.Addr
+			portAtBind = !p.Socket.BindNoPort
 			if op.Addr.Addr().Unmap().IsUnspecified() {
 				bound = netip.AddrPortFrom(netip.Addr{}, op.Addr.Port())
 			}
@@ -193,7 +195,7 @@ func ResolveSource(p *Plan) error {
 			if p.Socket.Proto == inet.TCP {
 				lookup = tcpSourceFor
 			}
-			src, err := lookup(op.Addr, bound, routeSocket{dev: dev, uid: p.Socket.UID, mark: p.Socket.Mark})
+			src, err := lookup(op.Addr, bound, routeSocket{dev: dev, uid: p.Socket.UID, mark: p.Socket.Mark, portAtBind: portAtBind})
 			if bp := (*byPort)(nil); errors.As(err, &bp) {
 				p.routeByPort, err = bp, bp.err
 			}
@@ -227,6 +229,10 @@ type routeSocket struct {
 	dev  int
 	uid  uint32
 	mark uint32
+	// portAtBind: the socket took its port at bind(), before connect()
+	// looks the route up (a bind to port 0 without
+	// IP_BIND_ADDRESS_NO_PORT), so every lookup has it.
+	portAtBind bool
 }
 
 // byPort is a connect()'s route lookup that ends otherwise from the

@@ -37,18 +37,11 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 		return sourceFor(peer, src, as)
 	}
 	if !specific {
-		chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, src.Port()), syscall.IPPROTO_TCP, as)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		if !chosen.IsValid() {
-			return netip.Addr{}, fmt.Errorf("route lookup for %s: the kernel named no source address", peer.Addr())
-		}
-		addr = chosen
+		addr = netip.Addr{}
 	}
+	lookup := connectLookup(c, peer, addr, syscall.IPPROTO_TCP, as)
 	if src.Port() != 0 {
-		_, err := routeGet(c, peer, netip.AddrPortFrom(addr, src.Port()), syscall.IPPROTO_TCP, as)
-		return addr, err
+		return lookup(src.Port())
 	}
 	// The port bind() or connect() picks is looked up with (or once
 	// more, ip_route_newports), so a rule by source port counts: judged
@@ -66,10 +59,45 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	if len(ports) == 0 {
 		ports = []uint16{rng.Lo}
 	}
+	if specific || as.portAtBind {
+		// The port is the socket's before connect() looks up (bind
+		// took it): every lookup is made with it.
+		return lookupEachPort(rng, ports, lookup)
+	}
+	// An unbound socket's source comes from a lookup without a port;
+	// connect() then takes a port and looks up once more from both.
+	chosen, err := routeGet(c, peer, netip.AddrPort{}, syscall.IPPROTO_TCP, as)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if !chosen.IsValid() {
+		return netip.Addr{}, fmt.Errorf("route lookup for %s: the kernel named no source address", peer.Addr())
+	}
 	_, err = lookupEachPort(rng, ports, func(p uint16) (netip.Addr, error) {
-		return routeGet(c, peer, netip.AddrPortFrom(addr, p), syscall.IPPROTO_TCP, as)
+		return routeGet(c, peer, netip.AddrPortFrom(chosen, p), syscall.IPPROTO_TCP, as)
 	})
-	return addr, err
+	return chosen, err
+}
+
+// connectLookup returns the route lookups of a connect() for protocol proto
+// to peer from a socket bound to addr (invalid: none) and to the port they
+// are given, as ip_route_connect makes them: where the socket has no
+// address, a first lookup picks one, and a second decides from it.
+func connectLookup(c *netlink.Conn, peer netip.AddrPort, addr netip.Addr, proto uint8, as routeSocket) func(port uint16) (netip.Addr, error) {
+	return func(port uint16) (netip.Addr, error) {
+		from := addr
+		if !from.IsValid() {
+			chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, port), proto, as)
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			if !chosen.IsValid() {
+				return netip.Addr{}, fmt.Errorf("route lookup for %s: the kernel named no source address", peer.Addr())
+			}
+			from = chosen
+		}
+		return routeGet(c, peer, netip.AddrPortFrom(from, port), proto, as)
+	}
 }
 
 // udpSourceFor is sourceFor for a UDP connect(). A socket with no port of
@@ -99,17 +127,7 @@ func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	if !specific {
 		addr = netip.Addr{}
 	}
-	lookup := func(p uint16) (netip.Addr, error) {
-		from := addr
-		if !from.IsValid() {
-			chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, p), syscall.IPPROTO_UDP, as)
-			if err != nil {
-				return netip.Addr{}, err
-			}
-			from = chosen
-		}
-		return routeGet(c, peer, netip.AddrPortFrom(from, p), syscall.IPPROTO_UDP, as)
-	}
+	lookup := connectLookup(c, peer, addr, syscall.IPPROTO_UDP, as)
 	rng := ephemeralRange()
 	if src.Port() == 0 {
 		sels, serr := ruleSelectors(c, v4, syscall.IPPROTO_UDP, peer.Port())

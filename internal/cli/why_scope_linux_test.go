@@ -240,6 +240,14 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 	// lookup: part of the range, and its middle.
 	ns.IP(t, "rule", "add", "ipproto", "17", "sport", "32768-40000", "dport", "8450", "prohibit")
 	ns.IP(t, "rule", "add", "ipproto", "17", "sport", "40000-50000", "dport", "8451", "prohibit")
+	// A socket bound to port 0 has its port before connect() looks up:
+	// its first lookup (the one that picks the source) is made with it,
+	// an unbound socket's without. Here the port sends the lookup to a
+	// table whose source is refused; without it, the main table picks
+	// 10.0.0.1.
+	ns.IP(t, "route", "add", "default", "via", "10.0.0.254", "dev", "d0", "src", "10.0.0.2", "table", "100")
+	ns.IP(t, "rule", "add", "pref", "100", "from", "10.0.0.2", "ipproto", "6", "dport", "8452", "prohibit")
+	ns.IP(t, "rule", "add", "pref", "200", "ipproto", "6", "sport", "32768-60999", "dport", "8452", "lookup", "100")
 	// Rules by the socket's owner (sk_uid).
 	ns.IP(t, "rule", "add", "uidrange", "1000-1000", "prohibit")
 	ns.IP(t, "-6", "rule", "add", "uidrange", "1000-1000", "prohibit")
@@ -296,6 +304,8 @@ func TestWhyRouteBySourceMatchesKernel(t *testing.T) {
 		{netOp{bind: "0.0.0.0:6000", connect: "10.9.9.9:8446"}, "EACCES"},
 		{netOp{bind: "0.0.0.0:32768", connect: "10.9.9.9:8448"}, "ok"},
 		{netOp{bind: "0.0.0.0:50000", connect: "10.9.9.9:8448"}, "EACCES"},
+		{netOp{connect: "10.9.9.9:8452"}, "ok"},
+		{netOp{bind: "0.0.0.0:0", connect: "10.9.9.9:8452"}, "EACCES"},
 		{netOp{udp: true, bind: "0.0.0.0:32768", connect: "10.9.9.9:8450"}, "EACCES"},
 		{netOp{udp: true, bind: "0.0.0.0:50001", connect: "10.9.9.9:8450"}, "ok"},
 		{netOp{udp: true, bind: "10.0.0.1:45000", connect: "10.9.9.9:8451"}, "EACCES"},
