@@ -26,19 +26,16 @@ import (
 // socket bound with IP_FREEBIND) is one the lookup refuses, not the
 // connect(): its lookup is the UDP probe's.
 func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil) // one for every lookup below
+	c, err := dialRoute() // one for every lookup below
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("route lookup: %w", err)
+		return netip.Addr{}, err
 	}
 	defer c.Close()
-	v4 := peer.Addr().Unmap().Is4()
-	addr, specific := boundSource(peer, src)
-	if specific && v4 && !isLocal4(c, addr) {
+	addr, local := lookupSource(c, peer, src)
+	if !local {
 		return sourceFor(peer, src, as)
 	}
-	if !specific {
-		addr = netip.Addr{}
-	}
+	v4 := peer.Addr().Unmap().Is4()
 	lookup := connectLookup(c, peer, addr, syscall.IPPROTO_TCP, as)
 	if src.Port() != 0 {
 		return lookup(src.Port())
@@ -59,19 +56,16 @@ func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 	if len(ports) == 0 {
 		ports = []uint16{rng.Lo}
 	}
-	if specific || as.portAtBind {
+	if addr.IsValid() || as.portAtBind {
 		// The port is the socket's before connect() looks up (bind
 		// took it): every lookup is made with it.
 		return lookupEachPort(rng, ports, lookup)
 	}
 	// An unbound socket's source comes from a lookup without a port;
 	// connect() then takes a port and looks up once more from both.
-	chosen, err := routeGet(c, peer, netip.AddrPort{}, syscall.IPPROTO_TCP, as)
+	chosen, err := pickSource(c, peer, 0, syscall.IPPROTO_TCP, as)
 	if err != nil {
 		return netip.Addr{}, err
-	}
-	if !chosen.IsValid() {
-		return netip.Addr{}, fmt.Errorf("route lookup for %s: the kernel named no source address", peer.Addr())
 	}
 	_, err = lookupEachPort(rng, ports, func(p uint16) (netip.Addr, error) {
 		return routeGet(c, peer, netip.AddrPortFrom(chosen, p), syscall.IPPROTO_TCP, as)
@@ -87,17 +81,24 @@ func connectLookup(c *netlink.Conn, peer netip.AddrPort, addr netip.Addr, proto 
 	return func(port uint16) (netip.Addr, error) {
 		from := addr
 		if !from.IsValid() {
-			chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, port), proto, as)
-			if err != nil {
+			var err error
+			if from, err = pickSource(c, peer, port, proto, as); err != nil {
 				return netip.Addr{}, err
 			}
-			if !chosen.IsValid() {
-				return netip.Addr{}, fmt.Errorf("route lookup for %s: the kernel named no source address", peer.Addr())
-			}
-			from = chosen
 		}
 		return routeGet(c, peer, netip.AddrPortFrom(from, port), proto, as)
 	}
+}
+
+// pickSource is the source address the kernel picks for a connect() to
+// peer from port (0: none) of a socket with no address: ip_route_connect's
+// first lookup.
+func pickSource(c *netlink.Conn, peer netip.AddrPort, port uint16, proto uint8, as routeSocket) (netip.Addr, error) {
+	chosen, err := routeGet(c, peer, netip.AddrPortFrom(netip.Addr{}, port), proto, as)
+	if err == nil && !chosen.IsValid() {
+		err = fmt.Errorf("route lookup for %s: the kernel named no source address", peer.Addr())
+	}
+	return chosen, err
 }
 
 // udpSourceFor is sourceFor for a UDP connect(). A socket with no port of
@@ -114,19 +115,16 @@ func connectLookup(c *netlink.Conn, peer netip.AddrPort, addr netip.Addr, proto 
 // source the kernel does not take as local (bound with IP_FREEBIND) is
 // only the probe's (sourceFor).
 func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	c, err := dialRoute()
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("route lookup: %w", err)
+		return netip.Addr{}, err
 	}
 	defer c.Close()
-	v4 := peer.Addr().Unmap().Is4()
-	addr, specific := boundSource(peer, src)
-	if specific && v4 && !isLocal4(c, addr) {
+	addr, local := lookupSource(c, peer, src)
+	if !local {
 		return sourceFor(peer, src, as)
 	}
-	if !specific {
-		addr = netip.Addr{}
-	}
+	v4 := peer.Addr().Unmap().Is4()
 	lookup := connectLookup(c, peer, addr, syscall.IPPROTO_UDP, as)
 	rng := ephemeralRange()
 	if src.Port() == 0 {
@@ -135,7 +133,7 @@ func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 			return lookupEachPort(rng, ports, lookup)
 		}
 	}
-	local, err := probeSource(peer, src, as)
+	probed, err := probeSource(peer, src, as)
 	var se *os.SyscallError
 	held := src.Port() != 0 && errors.As(err, &se) && se.Syscall == bindProbeCall
 	if held || (as.mark != 0 && errors.Is(err, syscall.EPERM)) {
@@ -149,15 +147,30 @@ func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 		}
 		return lookup(port)
 	}
-	return local, err
+	return probed, err
 }
 
-// boundSource is the address a socket bound to src is looked up from for
-// a connect() to peer: specific when it is one of peer's family, neither
-// unspecified nor missing.
-func boundSource(peer, src netip.AddrPort) (addr netip.Addr, specific bool) {
+// dialRoute opens an rtnetlink connection for route lookups and rules.
+func dialRoute() (*netlink.Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return nil, fmt.Errorf("rtnetlink: %w", err)
+	}
+	return c, nil
+}
+
+// lookupSource is the address a connect() to peer from a socket bound to
+// src is looked up from: src's when it is a specific address of peer's
+// family, else none (invalid). local is false for an IPv4 address the
+// kernel does not take as one of its own (bound with IP_FREEBIND): a
+// lookup over c refuses it, not the connect(), so only the probe
+// (sourceFor) looks it up.
+func lookupSource(c *netlink.Conn, peer, src netip.AddrPort) (addr netip.Addr, local bool) {
 	addr = src.Addr().Unmap()
-	return addr, addr.IsValid() && !addr.IsUnspecified() && addr.Is4() == peer.Addr().Unmap().Is4()
+	if !addr.IsValid() || addr.IsUnspecified() || addr.Is4() != peer.Addr().Unmap().Is4() {
+		return netip.Addr{}, true
+	}
+	return addr, !addr.Is4() || isLocal4(c, addr)
 }
 
 // lookupEachPort makes a connect()'s route lookup with lookup from each of
@@ -188,9 +201,9 @@ func lookupEachPort(rng inet.PortRange, ports []uint16, lookup func(port uint16)
 // returns the source-port selectors of those that can match a lookup for
 // protocol proto to port dport.
 func sportSelectors(v4 bool, proto uint8, dport uint16) ([]portSelector, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	c, err := dialRoute()
 	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
+		return nil, err
 	}
 	defer c.Close()
 	return ruleSelectors(c, v4, proto, dport)
