@@ -113,9 +113,14 @@ func eachEntry(host rules.Host, t *socktab.Table, facts *Facts, ids bool, fn fun
 	// Only inet_diag gives a listener's backlog: /proc/net/tcp's tx_queue
 	// of a listener is always 0.
 	queues := t.Source == "netlink"
+	// One entry for every call of fn: fn may keep its address only during
+	// the call, and a variable of the loop's own would be a heap object
+	// per socket.
+	var e Entry
 	for i := range t.Sockets {
 		s := &t.Sockets[i]
-		e, ok := convert(host, s, listeners, facts.Lookup(s), ids)
+		var ok bool
+		e, ok = convert(host, s, listeners, facts.Lookup(s), ids)
 		if !ok {
 			continue
 		}
