@@ -26,15 +26,12 @@ import (
 // socket bound with IP_FREEBIND) is one the lookup refuses, not the
 // connect(): its lookup is the UDP probe's.
 func tcpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
-	c, err := dialRoute() // one for every lookup below
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer c.Close()
-	addr, local := lookupSource(c, peer, src)
-	if !local {
-		return sourceFor(peer, src, as)
-	}
+	return overRtnetlink(peer, src, as, tcpSource)
+}
+
+// tcpSource is tcpSourceFor over rtnetlink connection c, for a socket
+// bound to addr (invalid: none).
+func tcpSource(c *netlink.Conn, peer, src netip.AddrPort, addr netip.Addr, as routeSocket) (netip.Addr, error) {
 	v4 := peer.Addr().Unmap().Is4()
 	lookup := connectLookup(c, peer, addr, syscall.IPPROTO_TCP, as)
 	if src.Port() != 0 {
@@ -115,15 +112,12 @@ func pickSource(c *netlink.Conn, peer netip.AddrPort, port uint16, proto uint8, 
 // source the kernel does not take as local (bound with IP_FREEBIND) is
 // only the probe's (sourceFor).
 func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) {
-	c, err := dialRoute()
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer c.Close()
-	addr, local := lookupSource(c, peer, src)
-	if !local {
-		return sourceFor(peer, src, as)
-	}
+	return overRtnetlink(peer, src, as, udpSource)
+}
+
+// udpSource is udpSourceFor over rtnetlink connection c, for a socket
+// bound to addr (invalid: none).
+func udpSource(c *netlink.Conn, peer, src netip.AddrPort, addr netip.Addr, as routeSocket) (netip.Addr, error) {
 	v4 := peer.Addr().Unmap().Is4()
 	lookup := connectLookup(c, peer, addr, syscall.IPPROTO_UDP, as)
 	rng := ephemeralRange()
@@ -148,6 +142,23 @@ func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 		return lookup(port)
 	}
 	return probed, err
+}
+
+// overRtnetlink calls resolve with one rtnetlink connection for all of a
+// connect()'s lookups and the address its socket is bound to (lookupSource);
+// a source the kernel does not take as local is the probe's (sourceFor).
+func overRtnetlink(peer, src netip.AddrPort, as routeSocket,
+	resolve func(c *netlink.Conn, peer, src netip.AddrPort, addr netip.Addr, as routeSocket) (netip.Addr, error)) (netip.Addr, error) {
+	c, err := dialRoute()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	addr, local := lookupSource(c, peer, src)
+	if !local {
+		return sourceFor(peer, src, as)
+	}
+	return resolve(c, peer, src, addr, as)
 }
 
 // dialRoute opens an rtnetlink connection for route lookups and rules.
