@@ -9,9 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/tuple-net/tuple/internal/leakcheck"
 	"github.com/tuple-net/tuple/internal/netnstest"
 	"github.com/tuple-net/tuple/rules"
@@ -222,7 +219,7 @@ func TestRouteGetErrno(t *testing.T) {
 	ns.IP(t, "rule", "add", "ipproto", "6", "dport", "8444", "prohibit")
 	peer := netip.MustParseAddrPort("10.9.9.9:8444")
 	if err := ns.Do(func() error {
-		c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+		c, err := dialRoute()
 		if err != nil {
 			return err
 		}

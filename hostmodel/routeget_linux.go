@@ -64,9 +64,7 @@ func tcpSource(c *netlink.Conn, peer, src netip.AddrPort, addr netip.Addr, as ro
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	_, err = lookupEachPort(rng, ports, func(p uint16) (netip.Addr, error) {
-		return routeGet(c, peer, netip.AddrPortFrom(chosen, p), syscall.IPPROTO_TCP, as)
-	})
+	_, err = lookupEachPort(rng, ports, connectLookup(c, peer, chosen, syscall.IPPROTO_TCP, as))
 	return chosen, err
 }
 
@@ -118,11 +116,11 @@ func udpSourceFor(peer, src netip.AddrPort, as routeSocket) (netip.Addr, error) 
 // udpSource is udpSourceFor over rtnetlink connection c, for a socket
 // bound to addr (invalid: none).
 func udpSource(c *netlink.Conn, peer, src netip.AddrPort, addr netip.Addr, as routeSocket) (netip.Addr, error) {
-	v4 := peer.Addr().Unmap().Is4()
 	lookup := connectLookup(c, peer, addr, syscall.IPPROTO_UDP, as)
-	rng := ephemeralRange()
+	var rng inet.PortRange // read only for a socket with no port yet
 	if src.Port() == 0 {
-		sels, serr := ruleSelectors(c, v4, syscall.IPPROTO_UDP, peer.Port())
+		rng = ephemeralRange()
+		sels, serr := ruleSelectors(c, peer.Addr().Unmap().Is4(), syscall.IPPROTO_UDP, peer.Port())
 		if ports := portClasses(rng, sels); serr == nil && len(ports) > 1 {
 			return lookupEachPort(rng, ports, lookup)
 		}
