@@ -182,6 +182,8 @@ func (p *connectPlan) destination(fam family, ports []string) (netip.Addr, error
 		p.host = a.String()
 	} else if o.numeric {
 		return netip.Addr{}, fmt.Errorf("-n: HOST %q is not an IP address", host)
+	} else if err := checkHostName("HOST", host); err != nil {
+		return netip.Addr{}, err
 	}
 	if len(ports) == 0 || (!o.scan && len(ports) > 1) {
 		return netip.Addr{}, fmt.Errorf("want HOST PORT, got %d port argument(s)", len(ports))

@@ -274,6 +274,9 @@ func (p *listenPlan) address(fam family, addr string, n uint16) error {
 			if addr[0] == '-' || p.opts.numeric {
 				return err
 			}
+			if err := checkHostName("ADDR", addr); err != nil {
+				return err
+			}
 			host = addr
 			break
 		}

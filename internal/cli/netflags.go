@@ -141,11 +141,36 @@ func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 // parseIP parses a literal address, with or without brackets, dropping a
 // v4-mapped prefix so families compare as users expect.
 func parseIP(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	inner := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	if len(s)-len(inner) == 1 { // one bracket without its pair
+		return netip.Addr{}, fmt.Errorf("address %q: unbalanced brackets", s)
+	}
+	a, err := netip.ParseAddr(inner)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("address %q: not an IP address", s)
 	}
 	return a.Unmap(), nil
+}
+
+// checkHostName returns a bad-input error for what (HOST, ADDR) when s,
+// not an IP address, cannot be a host name either: a character no name has
+// ('[', ':', '%', a space: a mistyped address), or an all-digit last label
+// (999.1.1.1: no top-level domain is numeric). Such input would otherwise
+// go to the resolver and fail as a network error.
+func checkHostName(what, s string) error {
+	ok := s != "" && s[0] != '-' && s[0] != '.'
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = isLetter(c) || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
+	}
+	last := s[strings.LastIndexByte(s, '.')+1:]
+	if ok && strings.Trim(last, "0123456789") == "" {
+		ok = false
+	}
+	if !ok {
+		return fmt.Errorf("%s %q is neither an IP address nor a host name", what, s)
+	}
+	return nil
 }
 
 // parseTimeout takes nc's whole seconds ("5") or a Go duration ("500ms").

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tuple-net/tuple/internal/lazyre"
 	"github.com/tuple-net/tuple/lab"
@@ -120,6 +121,10 @@ func newRoot(s Streams, only string) *cobra.Command {
 why, and is a netcat with full control of source address, port and reuse options.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// Main words the suggestions into the error's one line.
+		DisableSuggestions:         true,
+		SuggestionsMinimumDistance: 2,
+		PersistentPreRunE:          rejectEmptyFlags,
 	}
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
@@ -142,7 +147,44 @@ why, and is a netcat with full control of source address, port and reuse options
 	}
 	registerCompletions(root)
 	strictCompletion(root)
+	strictHelp(root)
 	return root
+}
+
+// rejectEmptyFlags makes an empty value given to a string flag (--print "",
+// -w=) bad input. The commands read an empty string as the flag left out,
+// so `tuple lab --print ""` would run the whole library instead of
+// printing a group.
+func rejectEmptyFlags(c *cobra.Command, _ []string) error {
+	var empty string
+	c.Flags().Visit(func(f *pflag.Flag) { // the flags given only
+		if empty == "" && f.Value.Type() == "string" && f.Value.String() == "" {
+			empty = f.Name
+		}
+	})
+	if empty != "" {
+		return usageError("%s: --%s: empty value", commandName(c), empty)
+	}
+	return nil
+}
+
+// strictHelp makes `tuple help TOPIC` for an unknown topic, or with words
+// after the topic, bad input (exit 2): cobra's own help command prints the
+// root's usage and exits 0.
+func strictHelp(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "help" {
+			continue
+		}
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			topic, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 || (topic == root && len(args) > 0) {
+				return usageError("help: no command %q (tuple --help lists them)", strings.Join(args, " "))
+			}
+			return topic.Help()
+		}
+	}
 }
 
 // calledCommand is the command args name first, "" when they name none of
@@ -214,6 +256,10 @@ func strictCompletion(root *cobra.Command) {
 // Main runs tuple with args and returns the process exit code.
 func Main(args []string, s Streams) int {
 	forwardArgs = args
+	if len(args) > 0 && args[0] == "" {
+		warnf(s.Err, "tuple: an empty command name (see 'tuple --help')\n")
+		return exitUsage
+	}
 	root := newRoot(s, calledCommand(args))
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
@@ -246,8 +292,21 @@ func Main(args []string, s Streams) int {
 		warnf(s.Err, "tuple: %s: %v (see '%s')\n", commandName(cmd), err, help)
 		return exitUsage
 	}
-	warnf(s.Err, "tuple: %v (see '%s')\n", err, help)
+	warnf(s.Err, "tuple: %v%s (see '%s')\n", err, suggestion(root, args), help)
 	return exitUsage
+}
+
+// suggestion is ", did you mean X?" for a mistyped command name args
+// start with, on the error's own line; "" when none is near.
+func suggestion(root *cobra.Command, args []string) string {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return ""
+	}
+	near := root.SuggestionsFor(args[0])
+	if len(near) == 0 {
+		return ""
+	}
+	return ", did you mean " + strings.Join(near, " or ") + "?"
 }
 
 // verboseFlag reports whether cmd ran with -v/--verbose.

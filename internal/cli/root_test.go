@@ -35,6 +35,27 @@ func TestBadInputExits2(t *testing.T) {
 	badInputGolden(t, "bad-input-root.txt", [][]string{{"no-such-command"}, {"version", "extra"}, {"--no-such-flag"}})
 }
 
+// TestMistypedInputExits2 covers what a sweep of the commands found
+// accepted or worded over several lines: a mistyped command (one line, with
+// the commands near it), help for no command, an empty string given to a
+// flag (read as the flag left out: lab --print "" ran the whole library),
+// and hosts that are neither an address nor a name (sent to the resolver,
+// then exit 1).
+func TestMistypedInputExits2(t *testing.T) {
+	badInputGolden(t, "bad-input-mistyped.txt", [][]string{
+		{"nat"}, {"wh", "80"}, {""},
+		{"help", "nosuch"}, {"help", "ls", "extra"},
+		{"lab", "--print", ""}, {"connect", "-w", "", "127.0.0.1", "1"},
+		{"why", "bind", "--dev", "", "127.0.0.1:80"}, {"ls", "--netns", ""},
+		{"connect", "[::1", "1"}, {"connect", "[::1]:5003", "5003"}, {"connect", "127.0.0.1:80", "1"},
+		{"connect", "-s", "[::1", "::1", "1"}, {"listen", "-n", "[::1", "5010"},
+		{"listen", "999.1.1.1", "5000"},
+	})
+	if code, out, _ := run(t, "", "help", "ls"); code != 0 || !strings.HasPrefix(out, "ls lists") {
+		t.Errorf("tuple help ls: exit %d, stdout %.40q", code, out)
+	}
+}
+
 // badInputGolden runs tuple with each args as bad input (exit 2, one line
 // on stderr) and compares every line, under the command it answers, with
 // testdata/golden/NAME.
