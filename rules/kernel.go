@@ -89,8 +89,10 @@ func (k Kernel) String() string {
 	return fmt.Sprintf("%d.%d.%d", k.Major, k.Minor, k.Patch)
 }
 
-// versionRE matches a release's leading major.minor[.patch].
-var versionRE = lazyre.New(`^(\d+)\.(\d+)(?:\.(\d+))?`)
+// versionRE matches a release's leading major.minor[.patch], then its end
+// or what a release may go on with: a suffix ("-91-generic", "+deb13") or a
+// fourth number (WSL's "6.6.87.2"), not a stray dot or letter ("6.1.x").
+var versionRE = lazyre.New(`^(\d+)\.(\d+)(?:\.(\d+))?(?:\.\d+)?(?:$|[-+_~])`)
 
 // ParseKernel reads a kernel version: "6.1", "6.1.192", or a release as
 // uname -r prints it ("6.12.118+deb13-cloud-amd64", "5.15.0-91-generic").

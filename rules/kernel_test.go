@@ -21,13 +21,15 @@ func TestParseKernel(t *testing.T) {
 		{"6.12.118+deb13-cloud-amd64", Kernel{Major: 6, Minor: 12, Patch: 118}},
 		{"6.18.44-fc-v782", Kernel{Major: 6, Minor: 18, Patch: 44}},
 		{" 5.15.0-91-generic\n", Kernel{Major: 5, Minor: 15}},
+		{"6.6.87.2-microsoft-standard-WSL2", Kernel{Major: 6, Minor: 6, Patch: 87}},
+		{"6.1-rc3", Kernel{Major: 6, Minor: 1}},
 	} {
 		got, err := ParseKernel(c.in)
 		if err != nil || got != c.want {
 			t.Errorf("ParseKernel(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"", "6", "linux", "v6.1", "1.2", "6.1000"} {
+	for _, bad := range []string{"", "6", "linux", "v6.1", "1.2", "6.1000", "6.1.x", "6.1.", "6.1x", "6.1.192x"} {
 		if _, err := ParseKernel(bad); err == nil {
 			t.Errorf("ParseKernel(%q) accepted", bad)
 		}
