@@ -378,11 +378,16 @@ func parseHostCond(w string) (*node, error) {
 	} else {
 		var a netip.Addr
 		a, err = netip.ParseAddr(host)
+		if err == nil && a.Zone() != "" {
+			// PrefixFrom would drop it, and the condition match the
+			// address on every interface.
+			return nil, errors.New("the filter does not match zones: give the address without one")
+		}
 		if err == nil {
 			n.prefix = netip.PrefixFrom(a, a.BitLen())
 		}
 	}
-	if err != nil || n.prefix.Addr().Zone() != "" {
+	if err != nil {
 		return nil, errors.New("want a numeric address, a prefix (10.0.0.0/8) or a port (:80)")
 	}
 	n.prefix = n.prefix.Masked()

@@ -36,6 +36,8 @@ func TestParseFilter(t *testing.T) {
 	}
 	for _, bad := range []string{"sport", "sport = :80000", "sport = :http", "src 1.2.3", "(sport = :1", "sport = :1 )", "or sport = :1",
 		"sport = :1 or state listen", "not state listen", "state nosuch", "bogus", "src = ", "src > 1.2.3.4", "dst [::1",
+		// A zone was dropped: the condition matched every interface.
+		"src fe80::1%lo", "dst [fe80::1%2]:80",
 		// A stray "and" was skipped: ss refuses these too.
 		"and", "sport = :1 and", "sport = :1 and and dport = :2", "and sport = :1", "( sport = :1 and ) or dport = :2"} {
 		if _, err := ParseFilter(strings.Fields(bad)); err == nil || !strings.HasPrefix(err.Error(), "filter expression") {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tuple-net/tuple/netns"
 	"github.com/tuple-net/tuple/sockopt"
 	"github.com/tuple-net/tuple/socktab"
 )
@@ -127,9 +126,11 @@ func (o ExporterOptions) check() error {
 	if o.IdleTimeout < 0 {
 		return usageError("--idle-timeout %v: want a positive duration", o.IdleTimeout)
 	}
-	if o.Netns != "" {
-		if _, err := netns.ParseSpec(o.Netns); err != nil {
-			return usageError("exporter: --netns: %v", err)
+	if o.Netns != "" && o.Netns != "all" {
+		// One namespace named: it must be one now, as for every other
+		// command, not only in the scrapes' logs. (all: pods come and go.)
+		if _, err := resolveNamespaces("exporter", o.Netns, o.ProcRoot); err != nil {
+			return err
 		}
 	}
 	return nil

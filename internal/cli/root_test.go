@@ -50,6 +50,7 @@ func TestMistypedInputExits2(t *testing.T) {
 		{"connect", "[::1", "1"}, {"connect", "[::1]:5003", "5003"}, {"connect", "127.0.0.1:80", "1"},
 		{"connect", "-s", "[::1", "::1", "1"}, {"listen", "-n", "[::1", "5010"},
 		{"listen", "999.1.1.1", "5000"},
+		{"exporter", "--netns", "no-such-netns-x"}, {"ls", "src", "fe80::1%lo"},
 	})
 	if code, out, _ := run(t, "", "help", "ls"); code != 0 || !strings.HasPrefix(out, "ls lists") {
 		t.Errorf("tuple help ls: exit %d, stdout %.40q", code, out)
