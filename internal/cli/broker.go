@@ -115,7 +115,7 @@ func (o *brokerOptions) run(s Streams) error {
 	if o.audit != "" {
 		f, err := os.OpenFile(o.audit, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
-			return fmt.Errorf("broker: audit file: %v", err)
+			return fmt.Errorf("broker: --audit %s: %s", o.audit, describeErr(err))
 		}
 		defer f.Close()
 		auditOut = f
@@ -130,7 +130,7 @@ func (o *brokerOptions) run(s Streams) error {
 		return usageError("broker: %v", nse)
 	}
 	if err != nil {
-		return fmt.Errorf("broker: %v", err)
+		return fmt.Errorf("broker: socket %s: %s", path, describeErr(err))
 	}
 	defer func() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -144,7 +144,7 @@ func (o *brokerOptions) run(s Streams) error {
 		mln, err := net.Listen("tcp", o.metrics)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("broker: metrics: %v", err)
+			return fmt.Errorf("broker: --metrics %s: %s", o.metrics, describeErr(err))
 		}
 		defer services.ServeBrokerMetrics(mln, srv, func(msg string) { warnf(s.Err, "tuple: broker: metrics: %s\n", msg) })()
 	}

@@ -154,3 +154,26 @@ func TestBrokerUnreachableIsNamed(t *testing.T) {
 		}
 	}
 }
+
+// A broker's or a hand-over's file that cannot be made names its path and
+// the errno: the line said "bind: no such file or directory" alone.
+func TestServedPathFailureIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte("[[grant]]\nuids = [65534]\nproto = \"tcp\"\naddress = \"127.0.0.1\"\nports = \"8080\"\n"), 0o644)
+	missing := filepath.Join(dir, "no-such-dir", "x")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"broker", "--policy", good, "--socket", missing}, "tuple: broker: socket " + missing + ": bind: no such file or directory (ENOENT)\n"},
+		{[]string{"broker", "--policy", good, "--socket", filepath.Join(dir, "b.sock"), "--audit", missing}, "tuple: broker: --audit " + missing + ": no such file or directory (ENOENT)\n"},
+		{[]string{"listen", "-k", "--handover", missing, "127.0.0.1", "0"}, "tuple: listen: --handover " + missing + ": bind: no such file or directory (ENOENT)\n"},
+	} {
+		var out, errOut strings.Builder
+		code := Main(tc.args, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
+		if code != 1 || !strings.HasSuffix(errOut.String(), tc.want) { // listen says first what it opened
+			t.Errorf("tuple %s: exit %d, stderr %q; want exit 1, ending %q", strings.Join(tc.args, " "), code, errOut.String(), tc.want)
+		}
+	}
+}

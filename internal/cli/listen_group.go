@@ -152,7 +152,7 @@ func (p *listenPlan) serveGroup(ctx context.Context, s Streams) error {
 			if errors.As(err, &nse) { // it came after the check in plan
 				return usageError("listen: --handover: %v", nse)
 			}
-			return fmt.Errorf("--handover: %s", describeErr(err))
+			return fmt.Errorf("listen: --handover %s: %s", g.handover, describeErr(err))
 		}
 		defer offer.Close()
 		go p.offerHandover(stopCtx, offer, lns, closeAll, errOut)
