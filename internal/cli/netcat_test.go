@@ -321,3 +321,16 @@ func TestNoAddressOfTheFamily(t *testing.T) {
 		t.Errorf("message %q, want %q", got, want)
 	}
 }
+
+func TestCheckHostName(t *testing.T) {
+	for _, ok := range []string{"localhost", "localhost.", "db-1.example.com", "1e100.net", "host_2.local"} {
+		if err := checkHostName("HOST", ok); err != nil {
+			t.Errorf("checkHostName(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "-x", ".example", "999.1.1.1", "10.0.0.1.", "80", "[::1", "::1]", "a:b", "fe80::1%eth0", "a b", "127.0.0.1:80"} {
+		if err := checkHostName("HOST", bad); err == nil {
+			t.Errorf("checkHostName(%q) accepted", bad)
+		}
+	}
+}

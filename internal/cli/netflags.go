@@ -163,7 +163,8 @@ func checkHostName(what, s string) error {
 		c := s[i]
 		ok = isLetter(c) || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
 	}
-	last := s[strings.LastIndexByte(s, '.')+1:]
+	name := strings.TrimSuffix(s, ".") // a fully qualified name's root
+	last := name[strings.LastIndexByte(name, '.')+1:]
 	if ok && strings.Trim(last, "0123456789") == "" {
 		ok = false
 	}
