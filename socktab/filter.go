@@ -378,12 +378,12 @@ func parseHostCond(w string) (*node, error) {
 	} else {
 		var a netip.Addr
 		a, err = netip.ParseAddr(host)
-		if err == nil && a.Zone() != "" {
-			// PrefixFrom would drop it, and the condition match the
-			// address on every interface.
-			return nil, errors.New("the filter does not match zones: give the address without one")
-		}
 		if err == nil {
+			if a.Zone() != "" {
+				// PrefixFrom would drop it, and the condition match the
+				// address on every interface.
+				return nil, errors.New("the filter does not match zones: give the address without one")
+			}
 			n.prefix = netip.PrefixFrom(a, a.BitLen())
 		}
 	}

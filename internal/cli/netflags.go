@@ -158,17 +158,12 @@ func parseIP(s string) (netip.Addr, error) {
 // (999.1.1.1: no top-level domain is numeric). Such input would otherwise
 // go to the resolver and fail as a network error.
 func checkHostName(what, s string) error {
-	ok := s != "" && s[0] != '-' && s[0] != '.'
-	for i := 0; ok && i < len(s); i++ {
-		c := s[i]
-		ok = isLetter(c) || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
-	}
 	name := strings.TrimSuffix(s, ".") // a fully qualified name's root
 	last := name[strings.LastIndexByte(name, '.')+1:]
-	if ok && strings.Trim(last, "0123456789") == "" {
-		ok = false
+	notInName := func(c rune) bool {
+		return !(c < 0x80 && isLetter(byte(c)) || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_')
 	}
-	if !ok {
+	if s == "" || s[0] == '-' || s[0] == '.' || strings.IndexFunc(s, notInName) >= 0 || strings.Trim(last, "0123456789") == "" {
 		return fmt.Errorf("%s %q is neither an IP address nor a host name", what, s)
 	}
 	return nil
